@@ -1,0 +1,6 @@
+export * from './common';
+export * from './transcript';
+export * from './keys';
+export * from './audit';
+export * from './session';
+export * from './intake';

@@ -1,0 +1,41 @@
+/**
+ * Where each record lives in S3. Writers and readers (agent, Lambda, IAM policies in CDK) use these,
+ * so a prefix is named once.
+ */
+export const S3_PREFIXES = {
+  /** Final transcripts: `transcripts/YYYY/MM/DD/<callId>.json`; creation triggers enrichment. */
+  transcripts: 'transcripts/',
+  /** In-call transcript slices: `transcript-parts/<callId>/<part>.json`. */
+  transcriptParts: 'transcript-parts/',
+  /** Enriched records written by the Lambda: `enriched/YYYY/MM/DD/<callId>.json`. */
+  enriched: 'enriched/',
+  /** Audit chain segments: `audit/<actor>/<callId>/<firstSeq>.jsonl` in the audit bucket. */
+  audit: 'audit/',
+} as const;
+
+function datePath(at: Date): string {
+  const y = at.getUTCFullYear();
+  const m = String(at.getUTCMonth() + 1).padStart(2, '0');
+  const d = String(at.getUTCDate()).padStart(2, '0');
+  return `${y}/${m}/${d}`;
+}
+
+export function transcriptKey(callId: string, startedAt: Date): string {
+  return `${S3_PREFIXES.transcripts}${datePath(startedAt)}/${callId}.json`;
+}
+
+export function transcriptPartKey(callId: string, part: number): string {
+  return `${S3_PREFIXES.transcriptParts}${callId}/${String(part).padStart(6, '0')}.json`;
+}
+
+/** The enriched record sits beside its transcript: same date path and call id, `enriched/` prefix. */
+export function enrichedKeyForTranscript(transcriptObjectKey: string): string {
+  if (!transcriptObjectKey.startsWith(S3_PREFIXES.transcripts)) {
+    throw new Error(`not a transcript key: ${transcriptObjectKey}`);
+  }
+  return S3_PREFIXES.enriched + transcriptObjectKey.slice(S3_PREFIXES.transcripts.length);
+}
+
+export function auditSegmentKey(actor: string, callId: string, firstSeq: number): string {
+  return `${S3_PREFIXES.audit}${actor}/${callId}/${String(firstSeq).padStart(8, '0')}.jsonl`;
+}

@@ -1,0 +1,43 @@
+import { z } from 'zod';
+import { SCHEMA_VERSION, callIdSchema, callerNumberSchema, isoTimestampSchema } from './common';
+import { transcriptTurnSchema } from './transcript';
+
+export const sessionStatusSchema = z.enum(['active', 'transferring', 'ended']);
+
+/** How far the intake has come; the MCP server's form decides which field names are valid. */
+export const intakeProgressSchema = z.object({
+  intakeType: z.string().optional(),
+  fields: z.record(z.string(), z.string()).default({}),
+  /** The caller confirmed the collected fields when they were read back. */
+  confirmed: z.boolean().default(false),
+  caseId: z.string().optional(),
+});
+
+/**
+ * Per-call state kept in Redis while the call runs (with a TTL), written as the call goes,
+ * so a worker that takes over a call can resume it.
+ */
+export const sessionStateSchema = z.object({
+  schemaVersion: z.literal(SCHEMA_VERSION),
+  callId: callIdSchema,
+  roomName: z.string().min(1),
+  callerNumber: callerNumberSchema,
+  calledNumber: z.string().optional(),
+  /** The worker currently holding the call. */
+  workerId: z.string().min(1),
+  status: sessionStatusSchema,
+  startedAt: isoTimestampSchema,
+  updatedAt: isoTimestampSchema,
+  intake: intakeProgressSchema,
+  /** The most recent turns (bounded), enough to give a resuming agent its context back. */
+  lastTurns: z.array(transcriptTurnSchema).max(50),
+  /** Next transcript turn sequence number and transcript part to write. */
+  nextTurnSeq: z.number().int().nonnegative(),
+  nextTranscriptPart: z.number().int().nonnegative(),
+  /** Where the agent's audit chain stands, so a resuming worker continues it unbroken. */
+  audit: z.object({ seq: z.number().int().nonnegative(), prevHash: z.string().regex(/^[0-9a-f]{64}$/) }),
+});
+
+export type SessionStatus = z.infer<typeof sessionStatusSchema>;
+export type IntakeProgress = z.infer<typeof intakeProgressSchema>;
+export type SessionState = z.infer<typeof sessionStateSchema>;

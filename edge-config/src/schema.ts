@@ -1,0 +1,94 @@
+import { z } from 'zod';
+import { ipv4CidrSchema } from './cidr';
+
+/** Twilio Elastic SIP Trunking signalling sources, one /30 per Twilio edge (all of them: Twilio fails over). */
+export const TWILIO_SIGNALLING_CIDRS = [
+  '54.172.60.0/30', // Virginia
+  '54.244.51.0/30', // Oregon
+  '54.171.127.192/30', // Ireland
+  '35.156.191.128/30', // Frankfurt
+  '54.65.63.192/30', // Tokyo
+  '54.169.127.128/30', // Singapore
+  '54.252.254.64/30', // Sydney
+  '177.71.206.192/30', // São Paulo
+] as const;
+
+/** Twilio media sources (the per-region media ranges were retired in 2023–24). */
+export const TWILIO_MEDIA_CIDRS = ['168.86.128.0/18'] as const;
+
+const OPEN_TO_ALL = '0.0.0.0/0';
+
+const portSchema = z.number().int().min(1).max(65535);
+
+export const portRangeSchema = z
+  .object({ min: portSchema, max: portSchema })
+  .strict()
+  .superRefine((range, ctx) => {
+    if (range.min > range.max) {
+      ctx.addIssue({ code: 'custom', message: `is reversed (min ${range.min} > max ${range.max})` });
+    }
+  });
+
+export const pikeSchema = z
+  .object({
+    /** Requests allowed from one source per sampling interval before it is treated as a flood. */
+    reqsDensityPerUnit: z.number().int().min(1).max(100_000).default(200),
+    samplingTimeUnitSeconds: z.number().int().min(1).max(60).default(2),
+    /** How long a flooding source stays banned. */
+    banSeconds: z.number().int().min(10).max(86_400).default(300),
+  })
+  .strict();
+
+/**
+ * The `edge` section of the operator config: everything the SIP edge (Kamailio + RTPEngine hosts, their
+ * security group) is tuned by. Composed into the whole `voiceIntake` schema by the CDK app, and the input
+ * (with per-host facts) of the renderer.
+ */
+export const edgeSectionSchema = z
+  .object({
+    /** Carrier signalling sources allowed to reach SIP (5060 UDP/TCP, 5061 TLS) and Kamailio's allowlist. */
+    allowlist: z.array(ipv4CidrSchema).min(1).default([...TWILIO_SIGNALLING_CIDRS]),
+    /** Carrier media sources allowed to reach the RTP range. */
+    mediaAllowlist: z.array(ipv4CidrSchema).min(1).default([...TWILIO_MEDIA_CIDRS]),
+    /** 0.0.0.0/0 in either list is refused unless this is true. */
+    allowAnyCarrierSource: z.boolean().default(false),
+    hostsPerAz: z.number().int().min(1).max(4).default(2),
+    instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type such as c7i.large').default('c7i.large'),
+    sipPort: portSchema.default(5060),
+    tlsPort: portSchema.default(5061),
+    rtpPortRange: portRangeSchema.default({ min: 10000, max: 20000 }),
+    /** What a source outside the allowlist gets: nothing (default; scanners learn nothing) or a 403. */
+    rejectWith: z.enum(['drop', '403']).default('drop'),
+    pike: pikeSchema.default({ reqsDensityPerUnit: 200, samplingTimeUnitSeconds: 2, banSeconds: 300 }),
+    /** ACM-independent TLS material for 5061: Secrets Manager secret names holding PEM cert and key. */
+    tls: z
+      .object({ certificateSecretName: z.string().min(1), privateKeySecretName: z.string().min(1) })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((edge, ctx) => {
+    for (const key of ['allowlist', 'mediaAllowlist'] as const) {
+      edge[key].forEach((cidr, index) => {
+        if (cidr === OPEN_TO_ALL && !edge.allowAnyCarrierSource) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [key, index],
+            message: 'opens the edge to the whole internet; set edge.allowAnyCarrierSource: true if that is intended',
+          });
+        }
+      });
+    }
+    const { min, max } = edge.rtpPortRange;
+    for (const [name, port] of [['sipPort', edge.sipPort], ['tlsPort', edge.tlsPort]] as const) {
+      if (port >= min && port <= max) {
+        ctx.addIssue({ code: 'custom', path: ['rtpPortRange'], message: `${min}-${max} overlaps ${name} ${port}` });
+      }
+    }
+    if (edge.sipPort === edge.tlsPort) {
+      ctx.addIssue({ code: 'custom', path: ['tlsPort'], message: `must differ from sipPort ${edge.sipPort}` });
+    }
+  });
+
+export type EdgeSection = z.infer<typeof edgeSectionSchema>;
+export type EdgeSectionInput = z.input<typeof edgeSectionSchema>;

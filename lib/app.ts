@@ -1,0 +1,30 @@
+import { type App, Tags } from 'aws-cdk-lib';
+import type { VoiceIntakeConfig } from './config';
+import { DataStack } from './stacks/data-stack';
+import { NetworkStack } from './stacks/network-stack';
+
+export interface VoiceIntakeStacks {
+  readonly network: NetworkStack;
+  readonly data: DataStack;
+}
+
+/** Builds every stack of one deployment from validated config; stack names carry the deployment name. */
+export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceIntakeStacks {
+  const env = config.account && config.region ? { account: config.account, region: config.region } : undefined;
+  const name = (tier: string) => `${config.deploymentName}-${tier}`;
+  const common = { config, env };
+
+  const network = new NetworkStack(app, name('network'), { ...common, description: 'voice-intake: VPC, endpoints, flow logs' });
+  const data = new DataStack(app, name('data'), {
+    ...common,
+    description: 'voice-intake: stateful resources (KMS, S3, Redis)',
+    vpc: network.vpc,
+  });
+  data.addDependency(network);
+
+  Tags.of(app).add('project', 'voice-intake');
+  Tags.of(app).add('deployment', config.deploymentName);
+  for (const [key, value] of Object.entries(config.tags)) Tags.of(app).add(key, value);
+
+  return { network, data };
+}

@@ -1,0 +1,147 @@
+import { z } from 'zod';
+import { edgeSectionSchema } from '@voice-intake/edge-config';
+import { ipv4CidrSchema } from '@voice-intake/edge-config';
+
+/** The context key that holds the operator config, in cdk.json or on the command line. */
+export const CONFIG_CONTEXT_KEY = 'voiceIntake';
+
+const retentionDays = z.number().int().min(1).max(36_500);
+
+export const networkSchema = z
+  .object({
+    vpcCidr: ipv4CidrSchema.default('10.40.0.0/16'),
+    /** NAT gateways: one per AZ for production; 1 is cheaper for dev (one AZ's outage then cuts egress). */
+    natGateways: z.number().int().min(1).max(6).optional(),
+    flowLogRetentionDays: retentionDays.default(365),
+  })
+  .strict();
+
+export const dataSchema = z
+  .object({
+    transcriptRetentionDays: retentionDays.default(365),
+    auditRetentionDays: retentionDays.default(2_557),
+    /** Object Lock on the audit bucket: GOVERNANCE lets privileged users lift it; COMPLIANCE never. */
+    auditObjectLockMode: z.enum(['GOVERNANCE', 'COMPLIANCE']).default('GOVERNANCE'),
+    auditObjectLockDays: retentionDays.default(365),
+    accessLogRetentionDays: retentionDays.default(365),
+    redisNodeType: z.string().regex(/^cache\.[a-z0-9]+\.[a-z0-9]+$/, 'must be an ElastiCache node type such as cache.t4g.small').default('cache.t4g.small'),
+    /** Replicas per shard; at least 1 so automatic failover has somewhere to go. */
+    redisReplicas: z.number().int().min(1).max(5).default(1),
+    redisEngineVersion: z.string().default('7.1'),
+  })
+  .strict();
+
+export const agentSchema = z
+  .object({
+    /** Bedrock model id or inference-profile id/ARN for the conversation. */
+    bedrockModelId: z.string().min(1).default('us.anthropic.claude-haiku-4-5-20251001-v1:0'),
+    /** Used when the primary model stays throttled after retries. */
+    bedrockFallbackModelId: z.string().min(1).optional(),
+    pollyVoice: z.string().min(1).default('Ruth'),
+    pollyEngine: z.enum(['standard', 'neural', 'long-form', 'generative']).default('generative'),
+    transcribeLanguage: z.string().regex(/^[a-z]{2}-[A-Z]{2}$/, 'must be a language code such as en-US').default('en-US'),
+  })
+  .strict();
+
+export const voiceIntakeConfigSchema = z
+  .object({
+    /** Prefix of every stack name, so two deployments can share one account. */
+    deploymentName: z
+      .string()
+      .regex(/^[A-Za-z][A-Za-z0-9-]{0,30}$/, 'must start with a letter and hold only letters, digits and "-" (max 31)')
+      .default('voice-intake'),
+    /** Both or neither: with them the app is environment-specific (real AZ names, lookups). */
+    account: z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id').optional(),
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as us-east-1').optional(),
+    azCount: z.number().int().min(2, 'must be at least 2 (the edge and Redis fail over across AZs)').max(6).default(2),
+    network: networkSchema.default(networkSchema.parse({})),
+    data: dataSchema.default(dataSchema.parse({})),
+    edge: edgeSectionSchema.default(edgeSectionSchema.parse({})),
+    agent: agentSchema.default(agentSchema.parse({})),
+    tags: z.record(z.string(), z.string().max(256)).default({}),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    if ((config.account === undefined) !== (config.region === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [config.account ? 'region' : 'account'], message: 'account and region go together: set both or neither' });
+    }
+    if (config.network.natGateways !== undefined && config.network.natGateways > config.azCount) {
+      ctx.addIssue({ code: 'custom', path: ['network', 'natGateways'], message: `must not exceed azCount (${config.azCount})` });
+    }
+  });
+
+export type VoiceIntakeConfig = z.infer<typeof voiceIntakeConfigSchema>;
+export type VoiceIntakeConfigInput = z.input<typeof voiceIntakeConfigSchema>;
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** `edge.allowlist[0]` from zod's path ['edge', 'allowlist', 0]. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((acc, segment) => {
+    if (typeof segment === 'number') return `${acc}[${segment}]`;
+    return acc === '' ? String(segment) : `${acc}.${String(segment)}`;
+  }, '');
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') {
+    const where = formatPath(issue.path);
+    return issue.keys.map((key) => `${where ? `${where}.` : ''}${key}: unknown key`).join('; ');
+  }
+  return `${formatPath(issue.path) || '(root)'}: ${issue.message}`;
+}
+
+/** Validates an already-assembled config object; throws one ConfigError whose message names every bad key. */
+export function parseConfig(raw: unknown): VoiceIntakeConfig {
+  const result = voiceIntakeConfigSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    throw new ConfigError(`invalid ${CONFIG_CONTEXT_KEY} config: ${result.error.issues.map(describeIssue).join('; ')}`);
+  }
+  return result.data;
+}
+
+type ContextReader = { tryGetContext(key: string): unknown };
+
+function parseContextValue(key: string, value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  try {
+    return JSON.parse(value);
+  } catch {
+    // A bare word after a dotted key (`-c voiceIntake.deploymentName=prod`) is a string.
+    if (key !== CONFIG_CONTEXT_KEY) return value;
+    throw new ConfigError(`invalid ${CONFIG_CONTEXT_KEY} config: -c ${CONFIG_CONTEXT_KEY}=… is not valid JSON`);
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown, fullKey: string): void {
+  let node = target;
+  for (const segment of path.slice(0, -1)) {
+    const next = node[segment];
+    if (next === undefined) node[segment] = {};
+    else if (next === null || typeof next !== 'object' || Array.isArray(next)) {
+      throw new ConfigError(`invalid ${CONFIG_CONTEXT_KEY} config: ${fullKey}: ${segment} is not an object`);
+    }
+    node = node[segment] as Record<string, unknown>;
+  }
+  node[path[path.length - 1]] = value;
+}
+
+/**
+ * Reads the operator config from CDK context: the `voiceIntake` object (cdk.json, or `-c voiceIntake='<JSON>'`,
+ * which replaces it), then any dotted keys (`-c voiceIntake.edge.hostsPerAz=1`) patched on top. Values given on the
+ * command line arrive as strings and are parsed as JSON where they are JSON.
+ */
+export function readConfig(context: ContextReader, allContext: Record<string, unknown>): VoiceIntakeConfig {
+  const base = parseContextValue(CONFIG_CONTEXT_KEY, context.tryGetContext(CONFIG_CONTEXT_KEY)) ?? {};
+  if (typeof base !== 'object' || Array.isArray(base)) {
+    throw new ConfigError(`invalid ${CONFIG_CONTEXT_KEY} config: must be a JSON object`);
+  }
+  const merged = structuredClone(base) as Record<string, unknown>;
+  const prefix = `${CONFIG_CONTEXT_KEY}.`;
+  for (const key of Object.keys(allContext).filter((k) => k.startsWith(prefix)).sort()) {
+    setPath(merged, key.slice(prefix.length).split('.'), parseContextValue(key, allContext[key]), key);
+  }
+  return parseConfig(merged);
+}

@@ -1,0 +1,140 @@
+import { CfnOutput, Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elasticache from 'aws-cdk-lib/aws-elasticache';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import type { Construct } from 'constructs';
+import { SecureBucket } from '../constructs/secure-bucket';
+import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
+
+/** Not Redis's default 6379: a scanner that finds the host still has to guess the port. */
+export const REDIS_PORT = 6380;
+
+export interface DataStackProps extends VoiceIntakeStackProps {
+  readonly vpc: ec2.IVpc;
+}
+
+/**
+ * Everything stateful: the data key, transcript and audit buckets, session Redis. Termination-protected and
+ * retained on delete, so redeploying or removing the stateless tiers never touches a call record.
+ */
+export class DataStack extends VoiceIntakeStack {
+  readonly dataKey: kms.Key;
+  readonly transcriptsBucket: s3.Bucket;
+  readonly auditBucket: s3.Bucket;
+  readonly accessLogsBucket: s3.Bucket;
+  readonly redisSecurityGroup: ec2.SecurityGroup;
+  readonly redisAuthSecret: secretsmanager.Secret;
+  readonly redisReplicationGroup: elasticache.CfnReplicationGroup;
+  /** Primary endpoint host name and port of the Redis replication group (TLS). */
+  readonly redisEndpoint: { host: string; port: number };
+
+  constructor(scope: Construct, id: string, props: DataStackProps) {
+    super(scope, id, { ...props, terminationProtection: true });
+    const { data, azCount } = props.config;
+
+    this.dataKey = new kms.Key(this, 'DataKey', {
+      description: 'Encrypts voice-intake call records, session state and secrets',
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    // S3 server access logs can be delivered only to an SSE-S3 bucket, so this one bucket is not KMS-encrypted.
+    this.accessLogsBucket = new s3.Bucket(this, 'AccessLogsBucket', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      versioned: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      lifecycleRules: [{ id: 'retention', expiration: Duration.days(data.accessLogRetentionDays), noncurrentVersionExpiration: Duration.days(30) }],
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    for (const rule of ['AwsSolutions-S1', 'HIPAA.Security-S3BucketLoggingEnabled', 'NIST.800.53.R5-S3BucketLoggingEnabled']) {
+      Validations.of(this.accessLogsBucket).acknowledge({ id: rule, reason: 'This is the access-log target; logging it into itself would loop.' });
+    }
+    for (const rule of ['HIPAA.Security-S3DefaultEncryptionKMS', 'NIST.800.53.R5-S3DefaultEncryptionKMS']) {
+      Validations.of(this.accessLogsBucket).acknowledge({ id: rule, reason: 'S3 server access log delivery supports only SSE-S3 target buckets.' });
+    }
+
+    this.transcriptsBucket = new SecureBucket(this, 'Transcripts', {
+      encryptionKey: this.dataKey,
+      accessLogsBucket: this.accessLogsBucket,
+      accessLogsPrefix: 'transcripts/',
+      retentionDays: data.transcriptRetentionDays,
+    }).bucket;
+    // Enrichment reacts to transcript objects through EventBridge.
+    this.transcriptsBucket.enableEventBridgeNotification();
+
+    this.auditBucket = new SecureBucket(this, 'Audit', {
+      encryptionKey: this.dataKey,
+      accessLogsBucket: this.accessLogsBucket,
+      accessLogsPrefix: 'audit/',
+      retentionDays: data.auditRetentionDays,
+      objectLock: { mode: data.auditObjectLockMode, days: data.auditObjectLockDays },
+    }).bucket;
+
+    for (const bucket of [this.accessLogsBucket, this.transcriptsBucket, this.auditBucket]) {
+      for (const rule of ['HIPAA.Security-S3BucketReplicationEnabled', 'NIST.800.53.R5-S3BucketReplicationEnabled']) {
+        Validations.of(bucket).acknowledge({
+          id: rule,
+          reason: 'Cross-region replication is a per-enterprise DR decision (second region, its own key); versioning and Object Lock protect records here.',
+        });
+      }
+    }
+
+    this.redisAuthSecret = new secretsmanager.Secret(this, 'RedisAuthToken', {
+      description: 'AUTH token of the session Redis',
+      encryptionKey: this.dataKey,
+      generateSecretString: { passwordLength: 64, excludePunctuation: true },
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    for (const rule of ['AwsSolutions-SMG4', 'HIPAA.Security-SecretsManagerUsingKMSKey', 'NIST.800.53.R5-SecretsManagerRotationEnabled', 'HIPAA.Security-SecretsManagerRotationEnabled', 'NIST.800.53.R5-SecretsManagerUsingKMSKey']) {
+      void rule;
+    }
+    Validations.of(this.redisAuthSecret).acknowledge({
+      id: 'AwsSolutions-SMG4',
+      reason: 'ElastiCache AUTH rotation needs the ROTATE/SET token strategy run against the replication group; done as an operator runbook, not a generic rotation Lambda.',
+    });
+
+    this.redisSecurityGroup = new ec2.SecurityGroup(this, 'RedisSecurityGroup', {
+      vpc: props.vpc,
+      description: 'Session Redis: opened by later stacks to their own security groups only',
+      allowAllOutbound: false,
+    });
+
+    const subnetGroup = new elasticache.CfnSubnetGroup(this, 'RedisSubnets', {
+      description: 'Isolated subnets for the session Redis',
+      subnetIds: props.vpc.selectSubnets({ subnetType: ec2.SubnetType.PRIVATE_ISOLATED }).subnetIds,
+    });
+
+    this.redisReplicationGroup = new elasticache.CfnReplicationGroup(this, 'Redis', {
+      replicationGroupDescription: 'voice-intake session state',
+      engine: 'redis',
+      engineVersion: data.redisEngineVersion,
+      cacheNodeType: data.redisNodeType,
+      numCacheClusters: Math.min(1 + data.redisReplicas, 6),
+      automaticFailoverEnabled: true,
+      multiAzEnabled: true,
+      preferredCacheClusterAzs: undefined,
+      port: REDIS_PORT,
+      cacheSubnetGroupName: subnetGroup.ref,
+      securityGroupIds: [this.redisSecurityGroup.securityGroupId],
+      transitEncryptionEnabled: true,
+      transitEncryptionMode: 'required',
+      atRestEncryptionEnabled: true,
+      kmsKeyId: this.dataKey.keyId,
+      authToken: this.redisAuthSecret.secretValue.unsafeUnwrap(),
+      autoMinorVersionUpgrade: true,
+      snapshotRetentionLimit: 7,
+    });
+    void azCount;
+
+    this.redisEndpoint = { host: this.redisReplicationGroup.attrPrimaryEndPointAddress, port: REDIS_PORT };
+
+    new CfnOutput(this, 'TranscriptsBucketName', { value: this.transcriptsBucket.bucketName });
+    new CfnOutput(this, 'AuditBucketName', { value: this.auditBucket.bucketName });
+    new CfnOutput(this, 'RedisPrimaryEndpoint', { value: this.redisEndpoint.host });
+  }
+}

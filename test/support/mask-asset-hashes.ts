@@ -1,0 +1,15 @@
+import type { SnapshotSerializer } from 'vitest';
+
+const ASSET_HASH = /[0-9a-f]{64}/g;
+
+/**
+ * Snapshot serializer: asset hashes (64 hex chars, in S3 keys, image tags and Lambda code locations) change with
+ * every handler or Dockerfile edit and differ between machines; mask them so snapshots track what matters.
+ */
+const serializer: SnapshotSerializer = {
+  test: (value: unknown) => typeof value === 'string' && ASSET_HASH.test(value) && (ASSET_HASH.lastIndex = 0) === 0,
+  serialize: (value: string, config, indentation, depth, refs, printer) =>
+    printer(value.replace(ASSET_HASH, '[ASSET_HASH]'), config, indentation, depth, refs),
+};
+
+export default serializer;

@@ -1,0 +1,38 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { App, type Stack } from 'aws-cdk-lib';
+import { Template } from 'aws-cdk-lib/assertions';
+import { buildVoiceIntake, type VoiceIntakeStacks } from '../../lib/app';
+import { applyCompliancePacks } from '../../lib/compliance';
+import { CONFIG_CONTEXT_KEY, parseConfig, type VoiceIntakeConfig, type VoiceIntakeConfigInput } from '../../lib/config';
+
+const ROOT = join(__dirname, '..', '..');
+
+/** cdk.json's context: `new App()` in a test does not read cdk.json, so feature flags come from here. */
+export function cdkJsonContext(): Record<string, unknown> {
+  return JSON.parse(readFileSync(join(ROOT, 'cdk.json'), 'utf8')).context;
+}
+
+export interface SynthesizedApp {
+  readonly app: App;
+  readonly config: VoiceIntakeConfig;
+  readonly stacks: VoiceIntakeStacks;
+  /** One Template per stack, keyed like `stacks` (network, data, …). */
+  readonly templates: Record<keyof VoiceIntakeStacks, Template>;
+}
+
+/**
+ * Builds and synthesizes the whole app the way `bin/` does, with the three cdk-nag packs applied:
+ * an unacknowledged finding throws (ValidationFailed). Synth is slow (seconds): call once per file, in beforeAll.
+ */
+export function synthVoiceIntake(input: VoiceIntakeConfigInput = cdkJsonContext()[CONFIG_CONTEXT_KEY] as VoiceIntakeConfigInput): SynthesizedApp {
+  const config = parseConfig(input);
+  const app = new App({ context: cdkJsonContext() });
+  const stacks = buildVoiceIntake(app, config);
+  applyCompliancePacks(app);
+  app.synth();
+  const templates = Object.fromEntries(
+    Object.entries(stacks).map(([key, stack]) => [key, Template.fromStack(stack as Stack, { skipCyclicalDependenciesCheck: true })]),
+  ) as Record<keyof VoiceIntakeStacks, Template>;
+  return { app, config, stacks, templates };
+}

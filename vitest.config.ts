@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts', '*/test/**/*.test.ts'],
+    exclude: ['**/node_modules/**', 'cdk.out/**'],
+    // CDK synth (with aws-cdk-lib's bundled CloudFormation rules) and real SIP/Redis processes are slow on 2 cores.
+    testTimeout: 120_000,
+    hookTimeout: 180_000,
+    pool: 'forks',
+    snapshotSerializers: ['test/support/mask-asset-hashes.ts'],
+  },
+});
