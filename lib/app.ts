@@ -20,7 +20,7 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     description: 'voice-intake: stateful resources (KMS, S3, Redis)',
     vpc: network.vpc,
   });
-  data.addDependency(network);
+  data.addStackDependency(network);
 
   Tags.of(app).add('project', 'voice-intake');
   Tags.of(app).add('deployment', config.deploymentName);

@@ -1,5 +1,6 @@
-import { type App, Validations } from 'aws-cdk-lib';
+import { type App, Aspects, CfnResource, type IAspect, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks } from 'cdk-nag';
+import type { IConstruct } from 'constructs';
 
 /** The rule packs every synth is checked against; an unacknowledged error fails synth. */
 export function applyCompliancePacks(app: App): void {
@@ -8,4 +9,50 @@ export function applyCompliancePacks(app: App): void {
     new HIPAASecurityChecks(app),
     new NIST80053R5Checks(app),
   );
+  Aspects.of(app).add(new CdkProviderFunctionSkips());
+}
+
+/**
+ * Acknowledges several rules (often the same control in the three packs) on one construct for one reason.
+ * Every acknowledgment must say why the finding does not apply or is accepted, specifically.
+ */
+export function acknowledgeRules(scope: IConstruct, ruleIds: readonly string[], reason: string): void {
+  for (const id of ruleIds) Validations.of(scope).acknowledge({ id, reason });
+}
+
+export interface CheckovSkip {
+  /** A checkov check id, e.g. CKV_AWS_18. */
+  readonly id: string;
+  /** Why it does not apply: checkov prints it in its report. */
+  readonly comment: string;
+}
+
+/**
+ * Records checkov skips in the resource's template metadata (`Metadata.checkov.skip`), where checkov reads them,
+ * so each skip sits on the one resource it concerns, with its reason.
+ */
+export function skipCheckovChecks(scope: IConstruct, skips: readonly CheckovSkip[]): void {
+  const resource = scope instanceof CfnResource ? scope : scope.node.defaultChild;
+  if (!(resource instanceof CfnResource)) {
+    throw new Error(`skipCheckovChecks: ${scope.node.path} is not a CloudFormation resource`);
+  }
+  const existing = (resource.getMetadata('checkov') as { skip?: CheckovSkip[] } | undefined)?.skip ?? [];
+  resource.addMetadata('checkov', { skip: [...existing, ...skips] });
+}
+
+/**
+ * CDK's own custom-resource provider functions (default security group restriction, log retention, …) run only
+ * while CloudFormation deploys; they are not ours to put in a VPC or give a DLQ. Mark them for checkov once, here.
+ */
+export class CdkProviderFunctionSkips implements IAspect {
+  visit(node: IConstruct): void {
+    if (!(node instanceof CfnResource) || node.cfnResourceType !== 'AWS::Lambda::Function') return;
+    if (!/CustomResourceProvider\/Handler$/.test(node.node.path)) return;
+    const reason = 'CDK-managed custom resource provider that runs only during deployment, calling AWS APIs';
+    skipCheckovChecks(node, [
+      { id: 'CKV_AWS_115', comment: `${reason}; no concurrency to reserve.` },
+      { id: 'CKV_AWS_116', comment: `${reason}; CloudFormation reports its failures, a DLQ would hold nothing useful.` },
+      { id: 'CKV_AWS_117', comment: `${reason}; it needs no VPC resources.` },
+    ]);
+  }
 }

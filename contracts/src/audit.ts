@@ -85,8 +85,10 @@ export class AuditChain {
   }
 
   seal(entry: UnsealedAuditRecord): AuditRecord {
+    // Chain fields come only from the chain, even if the caller passed a record that already had them.
+    const { hash: _hash, prevHash: _prevHash, seq: _seq, ...content } = entry as UnsealedAuditRecord & Partial<AuditRecord>;
     const withoutHash: Omit<AuditRecord, 'hash'> = {
-      ...entry,
+      ...content,
       seq: this.nextSeq,
       prevHash: this.lastHash,
     };

@@ -12,6 +12,8 @@ export interface SecureBucketProps {
   readonly retentionDays: number;
   /** Object Lock default retention; the bucket is created with Object Lock enabled when set. */
   readonly objectLock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; days: number };
+  /** Send object events to EventBridge (set natively on the bucket: no notification custom resource). */
+  readonly eventBridgeNotifications?: boolean;
 }
 
 /**
@@ -52,5 +54,10 @@ export class SecureBucket extends Construct {
       ],
       removalPolicy: RemovalPolicy.RETAIN,
     });
+    if (props.eventBridgeNotifications) {
+      (this.bucket.node.defaultChild as s3.CfnBucket).notificationConfiguration = {
+        eventBridgeConfiguration: { eventBridgeEnabled: true },
+      };
+    }
   }
 }

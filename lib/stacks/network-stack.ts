@@ -4,6 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
+import { acknowledgeRules } from '../compliance';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
 /** AWS APIs the private tiers call; reached through interface endpoints, never the internet. */
@@ -60,6 +61,25 @@ export class NetworkStack extends VoiceIntakeStack {
       maxAggregationInterval: ec2.FlowLogMaxAggregationInterval.ONE_MINUTE,
     });
 
+    for (const subnet of this.vpc.publicSubnets) {
+      const defaultRoute = subnet.node.tryFindChild('DefaultRoute');
+      if (defaultRoute) {
+        acknowledgeRules(
+          defaultRoute,
+          ['HIPAA.Security-VPCNoUnrestrictedRouteToIGW', 'NIST.800.53.R5-VPCNoUnrestrictedRouteToIGW'],
+          'Public subnets hold only the SIP edge (carriers reach it from the internet) and the NAT gateways; every other tier is private or isolated.',
+        );
+      }
+    }
+    const flowLogPolicy = this.vpc.node.findAll().find((c) => c.node.path.endsWith('FlowLog/IAMRole/DefaultPolicy'));
+    if (flowLogPolicy) {
+      acknowledgeRules(
+        flowLogPolicy,
+        ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'],
+        'CDK-generated policy of the flow-log delivery role, scoped to this one log group.',
+      );
+    }
+
     this.vpc.addGatewayEndpoint('S3Endpoint', { service: ec2.GatewayVpcEndpointAwsService.S3 });
 
     this.endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
@@ -67,7 +87,8 @@ export class NetworkStack extends VoiceIntakeStack {
       description: 'Interface endpoints: HTTPS from inside the VPC only',
       allowAllOutbound: false,
     });
-    this.endpointSecurityGroup.addIngressRule(ec2.Peer.ipv4(this.vpc.vpcCidrBlock), ec2.Port.tcp(443), 'HTTPS from the VPC');
+    // The configured CIDR (not the VPC's token) so rule packs can evaluate the rule.
+    this.endpointSecurityGroup.addIngressRule(ec2.Peer.ipv4(network.vpcCidr), ec2.Port.tcp(443), 'HTTPS from the VPC');
     for (const [name, service] of Object.entries(INTERFACE_ENDPOINTS)) {
       this.vpc.addInterfaceEndpoint(`${name}Endpoint`, {
         service,

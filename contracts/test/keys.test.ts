@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { auditSegmentKey, enrichedKeyForTranscript, transcriptKey, transcriptPartKey, transcriptSchema } from '../src';
+
+describe('S3 key layout', () => {
+  it('files final transcripts by UTC date and call id, parts under their own prefix', () => {
+    const key = transcriptKey('call-42', new Date('2026-11-24T23:59:59-05:00'));
+    expect(key).toBe('transcripts/2026/11/25/call-42.json');
+    expect(transcriptPartKey('call-42', 7)).toBe('transcript-parts/call-42/000007.json');
+    expect(auditSegmentKey('agent', 'call-42', 12)).toBe('audit/agent/call-42/00000012.jsonl');
+  });
+
+  it('puts the enriched record beside its transcript and refuses other keys', () => {
+    expect(enrichedKeyForTranscript('transcripts/2026/11/25/call-42.json')).toBe('enriched/2026/11/25/call-42.json');
+    expect(() => enrichedKeyForTranscript('transcript-parts/call-42/000001.json')).toThrow(/not a transcript key/);
+  });
+});
+
+describe('transcript schema', () => {
+  const base = {
+    schemaVersion: 1,
+    callId: 'call-42',
+    roomName: 'intake-call-42',
+    callerNumber: '+14155550123',
+    startedAt: '2026-11-24T10:00:00.000Z',
+    endedAt: '2026-11-24T10:03:00.000Z',
+    endReason: 'caller_hangup',
+    turns: [{ seq: 0, speaker: 'agent', text: 'Hello', startedAt: '2026-11-24T10:00:01.000Z', endedAt: '2026-11-24T10:00:02.000Z' }],
+  };
+
+  it('accepts a transcript and fills turn defaults', () => {
+    const parsed = transcriptSchema.parse(base);
+    expect(parsed.turns[0]).toMatchObject({ interrupted: false, redacted: false });
+  });
+
+  it('names the bad field', () => {
+    const result = transcriptSchema.safeParse({ ...base, callerNumber: '4155550123' });
+    expect(result.success).toBe(false);
+    expect(result.error?.issues[0].path).toEqual(['callerNumber']);
+    expect(transcriptSchema.safeParse({ ...base, callerNumber: 'anonymous' }).success).toBe(true);
+  });
+});

@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig, readConfig } from '../lib/config';
+import { TWILIO_MEDIA_CIDRS, TWILIO_SIGNALLING_CIDRS } from '@voice-intake/edge-config';
+
+function contextOf(values: Record<string, unknown>) {
+  return { reader: { tryGetContext: (key: string) => values[key] }, all: values };
+}
+
+function errorOf(raw: unknown): string {
+  try {
+    parseConfig(raw);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected the config to be rejected');
+}
+
+describe('operator config', () => {
+  it('defaults to a two-AZ deployment open only to Twilio', () => {
+    const config = parseConfig({});
+    expect(config.azCount).toBe(2);
+    expect(config.deploymentName).toBe('voice-intake');
+    expect(config.edge.allowlist).toEqual([...TWILIO_SIGNALLING_CIDRS]);
+    expect(config.edge.allowlist).toHaveLength(8);
+    expect(config.edge.mediaAllowlist).toEqual([...TWILIO_MEDIA_CIDRS]);
+    expect(config.edge.rtpPortRange).toEqual({ min: 10000, max: 20000 });
+    expect(config.edge.hostsPerAz).toBe(2);
+    expect(config.agent.bedrockModelId).toMatch(/anthropic\.claude/);
+    expect(config.agent.pollyVoice).toBeTruthy();
+    expect(config.agent.transcribeLanguage).toBe('en-US');
+    expect(config.data.auditObjectLockMode).toBe('GOVERNANCE');
+  });
+
+  it('names the offending list entry of a malformed CIDR', () => {
+    const message = errorOf({ edge: { allowlist: ['54.172.60.0/30', '10.0.0.300/24'] } });
+    expect(message).toContain('edge.allowlist[1]');
+    expect(message).toContain('10.0.0.300/24');
+    expect(message).not.toContain('\n');
+  });
+
+  it('rejects a CIDR with host bits set', () => {
+    expect(errorOf({ edge: { allowlist: ['10.0.0.1/24'] } })).toContain('edge.allowlist[0]');
+  });
+
+  it('refuses 0.0.0.0/0 on the edge unless allowAnyCarrierSource is set', () => {
+    expect(errorOf({ edge: { allowlist: ['0.0.0.0/0'] } })).toMatch(/edge\.allowlist\[0\].*allowAnyCarrierSource/);
+    expect(errorOf({ edge: { mediaAllowlist: ['0.0.0.0/0'] } })).toContain('edge.mediaAllowlist[0]');
+    expect(parseConfig({ edge: { allowlist: ['0.0.0.0/0'], allowAnyCarrierSource: true } }).edge.allowlist).toEqual(['0.0.0.0/0']);
+  });
+
+  it('rejects a reversed RTP range and one overlapping the SIP port', () => {
+    expect(errorOf({ edge: { rtpPortRange: { min: 20000, max: 10000 } } })).toMatch(/edge\.rtpPortRange: .*reversed/);
+    expect(errorOf({ edge: { rtpPortRange: { min: 5000, max: 6000 } } })).toMatch(/edge\.rtpPortRange: .*overlaps sipPort 5060/);
+  });
+
+  it('requires at least two AZs', () => {
+    expect(errorOf({ azCount: 1 })).toMatch(/^invalid voiceIntake config: azCount: must be at least 2/);
+  });
+
+  it('rejects unknown keys, at any depth, by name', () => {
+    expect(errorOf({ edgee: {} })).toContain('edgee: unknown key');
+    expect(errorOf({ edge: { hostPerAz: 2 } })).toContain('edge.hostPerAz: unknown key');
+  });
+
+  it('reports every problem at once, on one line', () => {
+    const message = errorOf({ azCount: 1, edge: { hostsPerAz: 0 } });
+    expect(message).toContain('azCount');
+    expect(message).toContain('edge.hostsPerAz');
+    expect(message.split('\n')).toHaveLength(1);
+  });
+
+  it('checks cross-field rules', () => {
+    expect(errorOf({ account: '123456789012' })).toContain('region: account and region go together');
+    expect(errorOf({ network: { natGateways: 3 } })).toContain('network.natGateways: must not exceed azCount (2)');
+  });
+
+  it('reads a JSON string given with -c voiceIntake=…', () => {
+    const { reader, all } = contextOf({ voiceIntake: '{"deploymentName":"staging","edge":{"hostsPerAz":1}}' });
+    const config = readConfig(reader, all);
+    expect(config.deploymentName).toBe('staging');
+    expect(config.edge.hostsPerAz).toBe(1);
+  });
+
+  it('patches dotted keys over the cdk.json object, parsing JSON values', () => {
+    const { reader, all } = contextOf({
+      voiceIntake: { deploymentName: 'prod', azCount: 3 },
+      'voiceIntake.edge.hostsPerAz': '1',
+      'voiceIntake.edge.allowlist': '["192.0.2.0/24"]',
+      'voiceIntake.deploymentName': 'prod-eu',
+    });
+    const config = readConfig(reader, all);
+    expect(config.deploymentName).toBe('prod-eu');
+    expect(config.azCount).toBe(3);
+    expect(config.edge.hostsPerAz).toBe(1);
+    expect(config.edge.allowlist).toEqual(['192.0.2.0/24']);
+  });
+
+  it('says so when -c voiceIntake is not JSON', () => {
+    const { reader, all } = contextOf({ voiceIntake: '{edge:' });
+    expect(() => readConfig(reader, all)).toThrow(/-c voiceIntake=… is not valid JSON/);
+  });
+});

@@ -1,0 +1,110 @@
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { REDIS_PORT } from '../lib/stacks/data-stack';
+import { openIngressRules } from './support/assertions';
+import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
+
+type Resource = { Properties: Record<string, any>; DeletionPolicy?: string };
+
+describe('data stack', () => {
+  let synthesized: SynthesizedApp;
+  let data: Template;
+  let buckets: Record<string, Resource>;
+
+  beforeAll(() => {
+    synthesized = synthVoiceIntake();
+    data = synthesized.templates.data;
+    buckets = data.findResources('AWS::S3::Bucket') as Record<string, Resource>;
+  });
+
+  const recordBuckets = () => Object.entries(buckets).filter(([id]) => /^(Transcripts|Audit)/.test(id));
+
+  it('is termination-protected', () => {
+    expect(synthesized.stacks.data.terminationProtection).toBe(true);
+  });
+
+  it('has a rotating KMS key that is retained', () => {
+    data.hasResource('AWS::KMS::Key', { Properties: { EnableKeyRotation: true }, DeletionPolicy: 'Retain' });
+  });
+
+  it('keeps transcripts and audit records KMS-encrypted, versioned, private, logged, expiring and retained', () => {
+    expect(recordBuckets()).toHaveLength(2);
+    for (const [, bucket] of recordBuckets()) {
+      const props = bucket.Properties;
+      expect(props.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe('aws:kms');
+      expect(props.VersioningConfiguration).toEqual({ Status: 'Enabled' });
+      expect(props.PublicAccessBlockConfiguration).toEqual({
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      });
+      expect(props.LoggingConfiguration.DestinationBucketName).toBeDefined();
+      expect(props.LifecycleConfiguration.Rules[0].ExpirationInDays).toBeGreaterThan(0);
+      expect(bucket.DeletionPolicy).toBe('Retain');
+    }
+  });
+
+  it('refuses plain-HTTP access to every bucket', () => {
+    const policies = Object.values(data.findResources('AWS::S3::BucketPolicy')) as Resource[];
+    expect(policies).toHaveLength(Object.keys(buckets).length);
+    for (const policy of policies) {
+      expect(policy.Properties.PolicyDocument.Statement).toContainEqual(
+        expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+      );
+    }
+  });
+
+  it('locks audit records in governance mode by default and sends transcript events to EventBridge', () => {
+    const [, audit] = recordBuckets().find(([id]) => id.startsWith('Audit'))!;
+    expect(audit.Properties.ObjectLockEnabled).toBe(true);
+    expect(audit.Properties.ObjectLockConfiguration.Rule.DefaultRetention).toEqual({ Mode: 'GOVERNANCE', Days: 365 });
+    const [, transcripts] = recordBuckets().find(([id]) => id.startsWith('Transcripts'))!;
+    expect(transcripts.Properties.NotificationConfiguration).toEqual({ EventBridgeConfiguration: { EventBridgeEnabled: true } });
+    expect(transcripts.Properties.ObjectLockEnabled).not.toBe(true);
+  });
+
+  it('runs Redis encrypted in transit and at rest, with AUTH, failover and multi-AZ', () => {
+    data.hasResourceProperties('AWS::ElastiCache::ReplicationGroup', {
+      Engine: 'redis',
+      TransitEncryptionEnabled: true,
+      AtRestEncryptionEnabled: true,
+      KmsKeyId: Match.anyValue(),
+      AutomaticFailoverEnabled: true,
+      MultiAZEnabled: true,
+      NumCacheClusters: 2,
+      Port: REDIS_PORT,
+      AuthToken: Match.objectLike({ 'Fn::Join': Match.arrayWith([Match.arrayWith(['{{resolve:secretsmanager:'])]) }),
+    });
+    data.hasResourceProperties('AWS::SecretsManager::Secret', {
+      KmsKeyId: Match.anyValue(),
+      GenerateSecretString: Match.objectLike({ ExcludePunctuation: true }),
+    });
+  });
+
+  it('places Redis in isolated subnets only, behind a security group with no ingress yet', () => {
+    const subnetGroup = Object.values(data.findResources('AWS::ElastiCache::SubnetGroup'))[0] as Resource;
+    const subnetRefs = JSON.stringify(subnetGroup.Properties.SubnetIds);
+    expect(subnetRefs).toMatch(/isolatedSubnet1/);
+    expect(subnetRefs).toMatch(/isolatedSubnet2/);
+    expect(subnetRefs).not.toMatch(/publicSubnet|privateSubnet/);
+    const redisGroup = Object.values(data.findResources('AWS::EC2::SecurityGroup')).find((group) =>
+      String(group.Properties.GroupDescription).startsWith('Session Redis'),
+    ) as Resource;
+    expect(redisGroup.Properties.SecurityGroupIngress).toBeUndefined();
+    expect(openIngressRules(data)).toEqual([]);
+  });
+
+  it('matches the snapshot', () => {
+    expect(data.toJSON()).toMatchSnapshot();
+  });
+});
+
+describe('data stack, compliance-mode audit lock', () => {
+  it('uses COMPLIANCE mode and the configured retention when asked', () => {
+    const { templates } = synthVoiceIntake({ data: { auditObjectLockMode: 'COMPLIANCE', auditObjectLockDays: 2555 } });
+    templates.data.hasResourceProperties('AWS::S3::Bucket', {
+      ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled', Rule: { DefaultRetention: { Mode: 'COMPLIANCE', Days: 2555 } } },
+    });
+  });
+});

@@ -1,0 +1,80 @@
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { openIngressRules } from './support/assertions';
+import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
+
+describe('network stack', () => {
+  let synthesized: SynthesizedApp;
+  let network: Template;
+
+  beforeAll(() => {
+    synthesized = synthVoiceIntake();
+    network = synthesized.templates.network;
+  });
+
+  it('spans azCount AZs with public, private-with-egress and isolated subnets', () => {
+    network.hasResourceProperties('AWS::EC2::VPC', { CidrBlock: '10.40.0.0/16' });
+    const subnets = Object.values(network.findResources('AWS::EC2::Subnet'));
+    expect(subnets).toHaveLength(3 * synthesized.config.azCount);
+    const byType = (type: string) =>
+      subnets.filter((subnet) =>
+        (subnet.Properties.Tags as { Key: string; Value: string }[]).some((tag) => tag.Key === 'aws-cdk:subnet-type' && tag.Value === type),
+      );
+    expect(byType('Public')).toHaveLength(2);
+    expect(byType('Private')).toHaveLength(2);
+    expect(byType('Isolated')).toHaveLength(2);
+    for (const subnet of byType('Public')) expect(subnet.Properties.MapPublicIpOnLaunch).toBe(false);
+  });
+
+  it('has one NAT gateway per AZ by default', () => {
+    network.resourceCountIs('AWS::EC2::NatGateway', 2);
+  });
+
+  it('logs all VPC traffic to an encrypted, retained log group', () => {
+    network.hasResourceProperties('AWS::EC2::FlowLog', { ResourceType: 'VPC', TrafficType: 'ALL', LogDestinationType: 'cloud-watch-logs' });
+    network.hasResource('AWS::Logs::LogGroup', {
+      Properties: { KmsKeyId: Match.anyValue(), RetentionInDays: 365 },
+      DeletionPolicy: 'Retain',
+    });
+    network.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+  });
+
+  it('reaches S3 through a gateway endpoint and the AWS APIs through private interface endpoints', () => {
+    network.hasResourceProperties('AWS::EC2::VPCEndpoint', {
+      VpcEndpointType: 'Gateway',
+      ServiceName: Match.objectLike({ 'Fn::Join': Match.arrayWith([Match.arrayWith(['.s3'])]) }),
+    });
+    const interfaceServices = Object.values(network.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } }))
+      .map((endpoint) => JSON.stringify(endpoint.Properties.ServiceName).match(/\.([a-z.-]+)"\]\]\}$/)?.[1]);
+    expect(interfaceServices.sort()).toEqual(
+      ['bedrock-runtime', 'ecr.api', 'ecr.dkr', 'kms', 'logs', 'polly', 'secretsmanager', 'ssm', 'transcribestreaming'].sort(),
+    );
+    for (const endpoint of Object.values(network.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } }))) {
+      expect(endpoint.Properties.PrivateDnsEnabled).toBe(true);
+    }
+  });
+
+  it('lets only the VPC reach the endpoints, on 443', () => {
+    network.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      GroupDescription: Match.stringLikeRegexp('Interface endpoints'),
+      SecurityGroupIngress: [{ CidrIp: '10.40.0.0/16', FromPort: 443, ToPort: 443, IpProtocol: 'tcp' }],
+    });
+    expect(openIngressRules(network)).toEqual([]);
+  });
+
+  it('closes the default security group', () => {
+    network.resourceCountIs('Custom::VpcRestrictDefaultSG', 1);
+  });
+
+  it('matches the snapshot', () => {
+    expect(network.toJSON()).toMatchSnapshot();
+  });
+});
+
+describe('network stack, dev sizing', () => {
+  it('takes a single NAT gateway and three AZs without an account', () => {
+    const { templates } = synthVoiceIntake({ azCount: 3, network: { natGateways: 1 } });
+    templates.network.resourceCountIs('AWS::EC2::NatGateway', 1);
+    templates.network.resourceCountIs('AWS::EC2::Subnet', 9);
+  });
+});
