@@ -108,3 +108,29 @@ describe('data stack, compliance-mode audit lock', () => {
     });
   });
 });
+
+describe('data stack, Redis access for a later tier', () => {
+  it('opens Redis to one client security group only, with the rule in the client stack', async () => {
+    const { App, Stack } = await import('aws-cdk-lib');
+    const ec2 = await import('aws-cdk-lib/aws-ec2');
+    const { Template } = await import('aws-cdk-lib/assertions');
+    const { parseConfig } = await import('../lib/config');
+    const { buildVoiceIntake } = await import('../lib/app');
+    const { cdkJsonContext } = await import('./support/synth');
+    const app = new App({ context: cdkJsonContext() });
+    const { network, data: dataStack } = buildVoiceIntake(app, parseConfig({}));
+    const client = new Stack(app, 'client');
+    const clientGroup = new ec2.SecurityGroup(client, 'Worker', { vpc: network.vpc });
+    dataStack.allowRedisFrom(clientGroup, 'worker to Redis');
+    const clientTemplate = Template.fromStack(client);
+    clientTemplate.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+      IpProtocol: 'tcp',
+      FromPort: REDIS_PORT,
+      ToPort: REDIS_PORT,
+      SourceSecurityGroupId: { 'Fn::GetAtt': [Match.stringLikeRegexp('^Worker'), 'GroupId'] },
+      Description: 'worker to Redis',
+    });
+    expect(Template.fromStack(dataStack).findResources('AWS::EC2::SecurityGroupIngress')).toEqual({});
+    expect(client.dependencies).toContain(dataStack);
+  });
+});

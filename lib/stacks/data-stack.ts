@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -142,5 +142,20 @@ export class DataStack extends VoiceIntakeStack {
     new CfnOutput(this, 'TranscriptsBucketName', { value: this.transcriptsBucket.bucketName });
     new CfnOutput(this, 'AuditBucketName', { value: this.auditBucket.bucketName });
     new CfnOutput(this, 'RedisPrimaryEndpoint', { value: this.redisEndpoint.host });
+  }
+
+  /**
+   * Lets one client security group reach Redis. The rule is created in the client's stack, so the stateful stack
+   * never depends on the tiers that use it (no cross-stack cycle, and removing a tier removes its rule).
+   */
+  allowRedisFrom(client: ec2.ISecurityGroup, description: string): ec2.CfnSecurityGroupIngress {
+    return new ec2.CfnSecurityGroupIngress(Stack.of(client), `RedisFrom${client.node.id}`, {
+      groupId: this.redisSecurityGroup.securityGroupId,
+      sourceSecurityGroupId: client.securityGroupId,
+      ipProtocol: 'tcp',
+      fromPort: REDIS_PORT,
+      toPort: REDIS_PORT,
+      description,
+    });
   }
 }
