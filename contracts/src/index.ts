@@ -4,3 +4,4 @@ export * from './keys';
 export * from './audit';
 export * from './session';
 export * from './intake';
+export * from './enrichment';

@@ -9,6 +9,8 @@ export const S3_PREFIXES = {
   transcriptParts: 'transcript-parts/',
   /** Enriched records written by the Lambda: `enriched/YYYY/MM/DD/<callId>.json`. */
   enriched: 'enriched/',
+  /** Why a transcript could not be enriched: `enrichment-errors/YYYY/MM/DD/<callId>.json`. */
+  enrichmentErrors: 'enrichment-errors/',
   /** Audit chain segments: `audit/<actor>/<callId>/<firstSeq>.jsonl` in the audit bucket. */
   audit: 'audit/',
 } as const;
@@ -34,6 +36,11 @@ export function enrichedKeyForTranscript(transcriptObjectKey: string): string {
     throw new Error(`not a transcript key: ${transcriptObjectKey}`);
   }
   return S3_PREFIXES.enriched + transcriptObjectKey.slice(S3_PREFIXES.transcripts.length);
+}
+
+/** Where the error record for a transcript that could not be enriched goes. */
+export function enrichmentErrorKeyForTranscript(transcriptObjectKey: string): string {
+  return S3_PREFIXES.enrichmentErrors + enrichedKeyForTranscript(transcriptObjectKey).slice(S3_PREFIXES.enriched.length);
 }
 
 export function auditSegmentKey(actor: string, callId: string, firstSeq: number): string {

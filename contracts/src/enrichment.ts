@@ -1,0 +1,81 @@
+import { z } from 'zod';
+import { SCHEMA_VERSION, callIdSchema, callerNumberSchema, isoTimestampSchema } from './common';
+
+export const urgencySchema = z.enum(['low', 'normal', 'high', 'emergency']);
+export const sentimentSchema = z.enum(['negative', 'neutral', 'positive', 'mixed']);
+
+/**
+ * What the model is asked to produce from a transcript (its structured tool-use output). Bounded everywhere:
+ * the model's output is untrusted until it fits.
+ */
+export const callInsightsSchema = z
+  .object({
+    summary: z.string().min(1).max(2_000).describe('Two to four sentences a case worker can read in ten seconds.'),
+    intent: z.string().min(1).max(200).describe("The caller's main reason for calling, as a short phrase."),
+    intakeFields: z
+      .array(
+        z
+          .object({
+            name: z.string().min(1).max(64).describe('Field name, snake_case, e.g. full_name, date_of_birth.'),
+            value: z.string().max(1_000).describe('The value as the caller gave it, normalised where obvious.'),
+            confidence: z.number().min(0).max(1).describe('0..1: how sure the transcript makes this value.'),
+          })
+          .strict(),
+      )
+      .max(50)
+      .describe('Intake fields stated in the call.'),
+    urgency: urgencySchema.describe('emergency only for risk to life or safety.'),
+    sentiment: sentimentSchema,
+    followUpActions: z
+      .array(z.string().min(1).max(300))
+      .max(10)
+      .describe('Concrete next steps for staff, imperative voice.'),
+  })
+  .strict();
+
+/** The enriched record written beside the transcript (`enriched/…`). */
+export const enrichedRecordSchema = z.object({
+  schemaVersion: z.literal(SCHEMA_VERSION),
+  callId: callIdSchema,
+  callerNumber: callerNumberSchema,
+  transcriptKey: z.string().min(1),
+  enrichedAt: isoTimestampSchema,
+  modelId: z.string().min(1),
+  /** 1 when the model's first answer fit the schema, 2 when it needed the one corrective retry. */
+  modelAttempts: z.number().int().min(1).max(2),
+  caseId: z.string().optional(),
+  intakeType: z.string().optional(),
+  insights: callInsightsSchema,
+});
+
+/** Written instead of an enriched record when a transcript cannot be enriched; never retried. */
+export const enrichmentErrorRecordSchema = z.object({
+  schemaVersion: z.literal(SCHEMA_VERSION),
+  transcriptKey: z.string().min(1),
+  failedAt: isoTimestampSchema,
+  reason: z.enum(['transcript_too_large', 'transcript_malformed', 'model_output_invalid']),
+  detail: z.string().max(4_000),
+});
+
+export const INTAKE_ENRICHED_DETAIL_TYPE = 'IntakeEnriched' as const;
+export const ENRICHMENT_EVENT_SOURCE = 'voice-intake.enrichment' as const;
+
+/** The `detail` of the `IntakeEnriched` EventBridge event: enough to route on without reading S3. */
+export const intakeEnrichedDetailSchema = z.object({
+  schemaVersion: z.literal(SCHEMA_VERSION),
+  callId: callIdSchema,
+  bucket: z.string().min(1),
+  enrichedKey: z.string().min(1),
+  transcriptKey: z.string().min(1),
+  callerNumber: callerNumberSchema,
+  intent: z.string(),
+  urgency: urgencySchema,
+  sentiment: sentimentSchema,
+  caseId: z.string().optional(),
+  intakeType: z.string().optional(),
+});
+
+export type CallInsights = z.infer<typeof callInsightsSchema>;
+export type EnrichedRecord = z.infer<typeof enrichedRecordSchema>;
+export type EnrichmentErrorRecord = z.infer<typeof enrichmentErrorRecordSchema>;
+export type IntakeEnrichedDetail = z.infer<typeof intakeEnrichedDetailSchema>;

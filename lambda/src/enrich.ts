@@ -1,0 +1,176 @@
+import type { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
+import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  ENRICHMENT_EVENT_SOURCE,
+  type EnrichedRecord,
+  type EnrichmentErrorRecord,
+  INTAKE_ENRICHED_DETAIL_TYPE,
+  type IntakeEnrichedDetail,
+  S3_PREFIXES,
+  SCHEMA_VERSION,
+  type Transcript,
+  enrichedKeyForTranscript,
+  enrichmentErrorKeyForTranscript,
+  transcriptSchema,
+} from '@voice-intake/contracts';
+import { requestInsights } from './insights';
+import type { BackoffOptions } from './retry';
+
+export interface TranscriptObject {
+  readonly bucket: string;
+  readonly key: string;
+  /** From the event; checked before the object is read. */
+  readonly size?: number;
+}
+
+export type EnrichmentOutcome =
+  | { status: 'enriched'; enrichedKey: string; callId: string; modelAttempts: number }
+  | { status: 'rejected'; errorKey: string; reason: EnrichmentErrorRecord['reason'] }
+  | { status: 'ignored'; reason: string };
+
+export interface EnricherDeps {
+  readonly s3: S3Client;
+  readonly bedrock: BedrockRuntimeClient;
+  readonly eventBridge: EventBridgeClient;
+  readonly modelId: string;
+  readonly eventBusName: string;
+  readonly maxTranscriptBytes: number;
+  readonly backoff: BackoffOptions;
+  readonly now?: () => Date;
+  readonly log?: (level: 'info' | 'warn' | 'error', message: string, fields: Record<string, unknown>) => void;
+}
+
+/** A bad input, not a bad moment: recorded once, never retried. */
+class RejectedTranscript extends Error {
+  constructor(
+    readonly reason: EnrichmentErrorRecord['reason'],
+    detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+function summarizeIssues(error: { issues: { path: PropertyKey[]; message: string }[] }): string {
+  return error.issues
+    .slice(0, 10)
+    .map((issue) => `${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`)
+    .join('; ');
+}
+
+/** Turns one finished call's transcript into an enriched record and an IntakeEnriched event. */
+export class Enricher {
+  constructor(private readonly deps: EnricherDeps) {}
+
+  private now(): Date {
+    return this.deps.now?.() ?? new Date();
+  }
+
+  async enrich(object: TranscriptObject): Promise<EnrichmentOutcome> {
+    if (!object.key.startsWith(S3_PREFIXES.transcripts)) {
+      return { status: 'ignored', reason: `not under ${S3_PREFIXES.transcripts}` };
+    }
+    try {
+      const transcript = await this.readTranscript(object);
+      return await this.enrichTranscript(object, transcript);
+    } catch (error) {
+      if (!(error instanceof RejectedTranscript)) throw error;
+      return this.reject(object, error.reason, error.message);
+    }
+  }
+
+  private async readTranscript(object: TranscriptObject): Promise<Transcript> {
+    const limit = this.deps.maxTranscriptBytes;
+    if (object.size !== undefined && object.size > limit) {
+      throw new RejectedTranscript('transcript_too_large', `${object.size} bytes exceeds the ${limit}-byte limit`);
+    }
+    const response = await this.deps.s3.send(new GetObjectCommand({ Bucket: object.bucket, Key: object.key }));
+    if (response.ContentLength !== undefined && response.ContentLength > limit) {
+      throw new RejectedTranscript('transcript_too_large', `${response.ContentLength} bytes exceeds the ${limit}-byte limit`);
+    }
+    const body = (await response.Body?.transformToString('utf-8')) ?? '';
+    let json: unknown;
+    try {
+      json = JSON.parse(body);
+    } catch (error) {
+      throw new RejectedTranscript('transcript_malformed', `not JSON: ${(error as Error).message}`);
+    }
+    const parsed = transcriptSchema.safeParse(json);
+    if (!parsed.success) throw new RejectedTranscript('transcript_malformed', summarizeIssues(parsed.error));
+    return parsed.data;
+  }
+
+  private async enrichTranscript(object: TranscriptObject, transcript: Transcript): Promise<EnrichmentOutcome> {
+    const result = await requestInsights(this.deps.bedrock, this.deps.modelId, transcript, this.deps.backoff);
+    if (!result.ok) throw new RejectedTranscript('model_output_invalid', result.detail);
+
+    const enrichedKey = enrichedKeyForTranscript(object.key);
+    const record: EnrichedRecord = {
+      schemaVersion: SCHEMA_VERSION,
+      callId: transcript.callId,
+      callerNumber: transcript.callerNumber,
+      transcriptKey: object.key,
+      enrichedAt: this.now().toISOString(),
+      modelId: this.deps.modelId,
+      modelAttempts: result.attempts,
+      caseId: transcript.caseId,
+      intakeType: transcript.intakeType,
+      insights: result.insights,
+    };
+    await this.putJson(object.bucket, enrichedKey, record);
+
+    const detail: IntakeEnrichedDetail = {
+      schemaVersion: SCHEMA_VERSION,
+      callId: transcript.callId,
+      bucket: object.bucket,
+      enrichedKey,
+      transcriptKey: object.key,
+      callerNumber: transcript.callerNumber,
+      intent: result.insights.intent,
+      urgency: result.insights.urgency,
+      sentiment: result.insights.sentiment,
+      caseId: transcript.caseId,
+      intakeType: transcript.intakeType,
+    };
+    const published = await this.deps.eventBridge.send(
+      new PutEventsCommand({
+        Entries: [
+          {
+            EventBusName: this.deps.eventBusName,
+            Source: ENRICHMENT_EVENT_SOURCE,
+            DetailType: INTAKE_ENRICHED_DETAIL_TYPE,
+            Resources: [],
+            Detail: JSON.stringify(detail),
+          },
+        ],
+      }),
+    );
+    if ((published.FailedEntryCount ?? 0) > 0) {
+      const entry = published.Entries?.[0];
+      // Retryable: the invocation fails, idempotency releases the key, the redelivery publishes again.
+      throw new Error(`PutEvents rejected the IntakeEnriched event: ${entry?.ErrorCode ?? 'unknown'} ${entry?.ErrorMessage ?? ''}`.trim());
+    }
+    this.deps.log?.('info', 'transcript enriched', { callId: transcript.callId, enrichedKey, modelAttempts: result.attempts });
+    return { status: 'enriched', enrichedKey, callId: transcript.callId, modelAttempts: result.attempts };
+  }
+
+  private async reject(object: TranscriptObject, reason: EnrichmentErrorRecord['reason'], detail: string): Promise<EnrichmentOutcome> {
+    const errorKey = enrichmentErrorKeyForTranscript(object.key);
+    const record: EnrichmentErrorRecord = {
+      schemaVersion: SCHEMA_VERSION,
+      transcriptKey: object.key,
+      failedAt: this.now().toISOString(),
+      reason,
+      detail: detail.slice(0, 4_000),
+    };
+    await this.putJson(object.bucket, errorKey, record);
+    this.deps.log?.('error', 'transcript rejected', { transcriptKey: object.key, errorKey, reason, detail: record.detail });
+    return { status: 'rejected', errorKey, reason };
+  }
+
+  private async putJson(bucket: string, key: string, value: unknown): Promise<void> {
+    await this.deps.s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: key, Body: JSON.stringify(value), ContentType: 'application/json' }),
+    );
+  }
+}

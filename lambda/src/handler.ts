@@ -1,0 +1,83 @@
+import { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { S3Client } from '@aws-sdk/client-s3';
+import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempotency';
+import { DynamoDBPersistenceLayer } from '@aws-lambda-powertools/idempotency/dynamodb';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { MetricUnit, Metrics } from '@aws-lambda-powertools/metrics';
+import { Tracer } from '@aws-lambda-powertools/tracer';
+import type { Context } from 'aws-lambda';
+import { z } from 'zod';
+import { readEnrichmentEnv } from './config';
+import { Enricher, type EnrichmentOutcome } from './enrich';
+
+const SERVICE = 'voice-intake-enrichment';
+const env = readEnrichmentEnv();
+
+const logger = new Logger({ serviceName: SERVICE });
+const metrics = new Metrics({ namespace: 'VoiceIntake', serviceName: SERVICE });
+const tracer = new Tracer({ serviceName: SERVICE });
+
+// The SDK's own retries stay off for Bedrock: withBackoff owns them, so attempts are counted once.
+const enricher = new Enricher({
+  s3: tracer.captureAWSv3Client(new S3Client({})),
+  bedrock: tracer.captureAWSv3Client(new BedrockRuntimeClient({ maxAttempts: 1 })),
+  eventBridge: tracer.captureAWSv3Client(new EventBridgeClient({})),
+  modelId: env.MODEL_ID,
+  eventBusName: env.EVENT_BUS_NAME,
+  maxTranscriptBytes: env.MAX_TRANSCRIPT_BYTES,
+  backoff: {
+    maxAttempts: env.BEDROCK_MAX_ATTEMPTS,
+    baseDelayMs: env.BEDROCK_RETRY_BASE_MS,
+    onRetry: (attempt, error, delayMs) => {
+      metrics.addMetric('BedrockThrottled', MetricUnit.Count, 1);
+      logger.warn('Bedrock busy, backing off', { attempt, delayMs, error: (error as Error).name });
+    },
+  },
+  log: (level, message, fields) => logger[level](message, fields),
+});
+
+/** The part of EventBridge's S3 "Object Created" event this function relies on. */
+const objectCreatedEventSchema = z.object({
+  'detail-type': z.literal('Object Created'),
+  detail: z.object({
+    bucket: z.object({ name: z.string().min(1) }),
+    object: z.object({ key: z.string().min(1), size: z.number().int().nonnegative().optional(), etag: z.string().optional() }),
+  }),
+});
+
+const persistenceStore = new DynamoDBPersistenceLayer({ tableName: env.IDEMPOTENCY_TABLE_NAME });
+const idempotencyConfig = new IdempotencyConfig({
+  // One enrichment per object version: a redelivered event (same bucket, key, ETag) returns the stored outcome.
+  eventKeyJmesPath: 'detail.[bucket.name, object.key, object.etag]',
+  expiresAfterSeconds: env.IDEMPOTENCY_TTL_SECONDS,
+  throwOnNoIdempotencyKey: true,
+});
+
+async function enrichEvent(event: unknown, context: Context): Promise<EnrichmentOutcome> {
+  logger.addContext(context);
+  const parsed = objectCreatedEventSchema.safeParse(event);
+  if (!parsed.success) {
+    // Not an event this rule should deliver; retrying cannot fix it.
+    logger.error('unexpected event shape', { issues: parsed.error.issues.slice(0, 5) });
+    return { status: 'ignored', reason: 'not an S3 Object Created event' };
+  }
+  const { bucket, object } = parsed.data.detail;
+  try {
+    const outcome = await enricher.enrich({ bucket: bucket.name, key: object.key, size: object.size });
+    metrics.addMetric(
+      outcome.status === 'enriched' ? 'TranscriptsEnriched' : outcome.status === 'rejected' ? 'TranscriptsRejected' : 'EventsIgnored',
+      MetricUnit.Count,
+      1,
+    );
+    return outcome;
+  } catch (error) {
+    metrics.addMetric('EnrichmentFailures', MetricUnit.Count, 1);
+    logger.error('enrichment failed; the invocation will be retried or dead-lettered', { error: error as Error, key: object.key });
+    throw error;
+  } finally {
+    metrics.publishStoredMetrics();
+  }
+}
+
+export const handler = makeIdempotent(enrichEvent, { persistenceStore, config: idempotencyConfig });

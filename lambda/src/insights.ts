@@ -1,0 +1,116 @@
+import {
+  type BedrockRuntimeClient,
+  type ContentBlock,
+  ConverseCommand,
+  type Message,
+  type ToolConfiguration,
+} from '@aws-sdk/client-bedrock-runtime';
+import { type CallInsights, type Transcript, callInsightsSchema } from '@voice-intake/contracts';
+import { z } from 'zod';
+import { type BackoffOptions, withBackoff } from './retry';
+
+export const INSIGHTS_TOOL_NAME = 'record_call_insights';
+
+const SYSTEM_PROMPT = [
+  'You review transcripts of phone calls to an enterprise intake line, for the staff who act on them.',
+  `Call the ${INSIGHTS_TOOL_NAME} tool exactly once with your analysis. Use only what the transcript says;`,
+  'never invent intake field values. Confidence is how clearly the caller stated a value (1 = spelled out and',
+  'confirmed, 0.5 = said once, unclear). The caller speaks in turns marked [caller]; the assistant in [agent].',
+].join(' ');
+
+function toolInputSchema(): Record<string, unknown> {
+  // Bedrock takes plain JSON Schema; the draft marker is not needed.
+  const { $schema: _draft, ...schema } = z.toJSONSchema(callInsightsSchema) as Record<string, unknown>;
+  return schema;
+}
+
+const TOOL_CONFIG: ToolConfiguration = {
+  tools: [
+    {
+      toolSpec: {
+        name: INSIGHTS_TOOL_NAME,
+        description: 'Records the summary, intent, intake fields, urgency, sentiment and follow-up actions of one call.',
+        inputSchema: { json: toolInputSchema() as never },
+      },
+    },
+  ],
+  toolChoice: { tool: { name: INSIGHTS_TOOL_NAME } },
+};
+
+/** The transcript as the model reads it: one line per turn, speaker first. */
+export function transcriptForModel(transcript: Transcript): string {
+  const lines = transcript.turns.map((turn) => `[${turn.speaker}] ${turn.text}`);
+  return [
+    `Call ${transcript.callId}, ended by ${transcript.endReason.replace('_', ' ')}.`,
+    transcript.intakeType ? `Intake type: ${transcript.intakeType}.` : '',
+    '',
+    ...lines,
+  ].join('\n');
+}
+
+export type InsightsResult =
+  | { ok: true; insights: CallInsights; attempts: 1 | 2 }
+  | { ok: false; detail: string; attempts: 2 };
+
+function toolUseOf(message: Message | undefined): { toolUseId: string; input: unknown } | undefined {
+  const block = message?.content?.find((content): content is ContentBlock.ToolUseMember => 'toolUse' in content && !!content.toolUse);
+  if (!block?.toolUse?.toolUseId) return undefined;
+  return { toolUseId: block.toolUse.toolUseId, input: block.toolUse.input };
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join('.') || '(input)'}: ${issue.message}`).join('; ');
+}
+
+/**
+ * Asks the model for structured insights through a forced tool call. Output that does not fit the schema gets one
+ * corrective turn carrying the validation errors; throttling is retried with backoff around every model call.
+ */
+export async function requestInsights(
+  client: BedrockRuntimeClient,
+  modelId: string,
+  transcript: Transcript,
+  backoff: BackoffOptions,
+): Promise<InsightsResult> {
+  const messages: Message[] = [{ role: 'user', content: [{ text: transcriptForModel(transcript) }] }];
+  let lastProblem = '';
+  for (const attempt of [1, 2] as const) {
+    const response = await withBackoff(
+      () =>
+        client.send(
+          new ConverseCommand({
+            modelId,
+            system: [{ text: SYSTEM_PROMPT }],
+            messages,
+            toolConfig: TOOL_CONFIG,
+            inferenceConfig: { temperature: 0, maxTokens: 2_000 },
+          }),
+        ),
+      backoff,
+    );
+    const message = response.output?.message;
+    const toolUse = toolUseOf(message);
+    if (!toolUse) {
+      lastProblem = `the model did not call ${INSIGHTS_TOOL_NAME} (stopReason ${response.stopReason ?? 'unknown'})`;
+      if (message) messages.push(message);
+      messages.push({ role: 'user', content: [{ text: `Call the ${INSIGHTS_TOOL_NAME} tool now.` }] });
+      continue;
+    }
+    const parsed = callInsightsSchema.safeParse(toolUse.input);
+    if (parsed.success) return { ok: true, insights: parsed.data, attempts: attempt };
+    lastProblem = describeIssues(parsed.error);
+    messages.push(message as Message, {
+      role: 'user',
+      content: [
+        {
+          toolResult: {
+            toolUseId: toolUse.toolUseId,
+            status: 'error',
+            content: [{ text: `The input did not match the tool schema: ${lastProblem}. Call the tool again with corrected input.` }],
+          },
+        },
+      ],
+    });
+  }
+  return { ok: false, detail: lastProblem, attempts: 2 };
+}
