@@ -1,11 +1,13 @@
 import { type App, Tags } from 'aws-cdk-lib';
 import type { VoiceIntakeConfig } from './config';
 import { DataStack } from './stacks/data-stack';
+import { EnrichmentStack } from './stacks/enrichment-stack';
 import { NetworkStack } from './stacks/network-stack';
 
 export interface VoiceIntakeStacks {
   readonly network: NetworkStack;
   readonly data: DataStack;
+  readonly enrichment: EnrichmentStack;
 }
 
 /** Builds every stack of one deployment from validated config; stack names carry the deployment name. */
@@ -22,9 +24,17 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
   });
   data.addStackDependency(network);
 
+  const enrichment = new EnrichmentStack(app, name('enrichment'), {
+    ...common,
+    description: 'voice-intake: post-call enrichment (Lambda, event bus, DLQ)',
+    vpc: network.vpc,
+    dataKey: data.dataKey,
+  });
+  enrichment.addStackDependency(data);
+
   Tags.of(app).add('project', 'voice-intake');
   Tags.of(app).add('deployment', config.deploymentName);
   for (const [key, value] of Object.entries(config.tags)) Tags.of(app).add(key, value);
 
-  return { network, data };
+  return { network, data, enrichment };
 }

@@ -43,12 +43,25 @@ export const agentSchema = z
   })
   .strict();
 
+export const enrichmentSchema = z
+  .object({
+    /** Model for post-call insights; defaults to agent.bedrockModelId. */
+    modelId: z.string().min(1).optional(),
+    /** Transcripts larger than this get an error record instead of an enrichment. */
+    maxTranscriptBytes: z.number().int().min(1_024).max(10 * 1_048_576).default(1_048_576),
+    /** Concurrent enrichments at most: bounds Bedrock spend and throttling during a backlog. */
+    reservedConcurrency: z.number().int().min(1).max(1_000).default(10),
+    /** How long the event bus archive keeps IntakeEnriched events for replay. */
+    archiveRetentionDays: retentionDays.default(90),
+  })
+  .strict();
+
 export const voiceIntakeConfigSchema = z
   .object({
     /** Prefix of every stack name, so two deployments can share one account. */
     deploymentName: z
       .string()
-      .regex(/^[A-Za-z][A-Za-z0-9-]{0,30}$/, 'must start with a letter and hold only letters, digits and "-" (max 31)')
+      .regex(/^[a-z][a-z0-9-]{0,19}$/, 'must start with a lowercase letter and hold only lowercase letters, digits and "-" (max 20: it prefixes S3 bucket names)')
       .default('voice-intake'),
     /** Both or neither: with them the app is environment-specific (real AZ names, lookups). */
     account: z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id').optional(),
@@ -58,6 +71,7 @@ export const voiceIntakeConfigSchema = z
     data: dataSchema.default(dataSchema.parse({})),
     edge: edgeSectionSchema.default(edgeSectionSchema.parse({})),
     agent: agentSchema.default(agentSchema.parse({})),
+    enrichment: enrichmentSchema.default(enrichmentSchema.parse({})),
     tags: z.record(z.string(), z.string().max(256)).default({}),
   })
   .strict()

@@ -39,6 +39,13 @@ describe('network stack', () => {
     network.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
   });
 
+  it('reaches DynamoDB through a gateway endpoint', () => {
+    network.hasResourceProperties('AWS::EC2::VPCEndpoint', {
+      VpcEndpointType: 'Gateway',
+      ServiceName: Match.objectLike({ 'Fn::Join': Match.arrayWith([Match.arrayWith(['.dynamodb'])]) }),
+    });
+  });
+
   it('reaches S3 through a gateway endpoint and the AWS APIs through private interface endpoints', () => {
     network.hasResourceProperties('AWS::EC2::VPCEndpoint', {
       VpcEndpointType: 'Gateway',
@@ -47,7 +54,7 @@ describe('network stack', () => {
     const interfaceServices = Object.values(network.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } }))
       .map((endpoint) => JSON.stringify(endpoint.Properties.ServiceName).match(/\.([a-z.-]+)"\]\]\}$/)?.[1]);
     expect(interfaceServices.sort()).toEqual(
-      ['bedrock-runtime', 'ecr.api', 'ecr.dkr', 'kms', 'logs', 'polly', 'secretsmanager', 'ssm', 'transcribestreaming'].sort(),
+      ['bedrock-runtime', 'ecr.api', 'ecr.dkr', 'events', 'kms', 'logs', 'polly', 'secretsmanager', 'ssm', 'transcribestreaming'].sort(),
     );
     for (const endpoint of Object.values(network.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } }))) {
       expect(endpoint.Properties.PrivateDnsEnabled).toBe(true);

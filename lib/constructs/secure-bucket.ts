@@ -4,6 +4,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 
 export interface SecureBucketProps {
+  readonly bucketName?: string;
   readonly encryptionKey: kms.IKey;
   readonly accessLogsBucket: s3.IBucket;
   /** Prefix of this bucket's server access logs in the access-log bucket. */
@@ -27,6 +28,7 @@ export class SecureBucket extends Construct {
     super(scope, id);
     const { objectLock } = props;
     this.bucket = new s3.Bucket(this, 'Bucket', {
+      bucketName: props.bucketName,
       encryption: s3.BucketEncryption.KMS,
       encryptionKey: props.encryptionKey,
       bucketKeyEnabled: true,

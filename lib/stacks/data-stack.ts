@@ -7,6 +7,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import { acknowledgeRules, skipCheckovChecks } from '../compliance';
 import { SecureBucket } from '../constructs/secure-bucket';
+import { recordBucketName } from '../naming';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
 /** Not Redis's default 6379: a scanner that finds the host still has to guess the port. */
@@ -33,7 +34,7 @@ export class DataStack extends VoiceIntakeStack {
 
   constructor(scope: Construct, id: string, props: DataStackProps) {
     super(scope, id, { ...props, terminationProtection: true });
-    const { data } = props.config;
+    const { data, deploymentName } = props.config;
 
     this.dataKey = new kms.Key(this, 'DataKey', {
       description: 'Encrypts voice-intake call records, session state and secrets',
@@ -43,6 +44,7 @@ export class DataStack extends VoiceIntakeStack {
 
     // S3 server access logs can be delivered only to an SSE-S3 bucket, so this one bucket is not KMS-encrypted.
     this.accessLogsBucket = new s3.Bucket(this, 'AccessLogsBucket', {
+      bucketName: recordBucketName(deploymentName, 'access-logs'),
       encryption: s3.BucketEncryption.S3_MANAGED,
       enforceSSL: true,
       minimumTLSVersion: 1.2,
@@ -65,6 +67,7 @@ export class DataStack extends VoiceIntakeStack {
     );
 
     this.transcriptsBucket = new SecureBucket(this, 'Transcripts', {
+      bucketName: recordBucketName(deploymentName, 'transcripts'),
       encryptionKey: this.dataKey,
       accessLogsBucket: this.accessLogsBucket,
       accessLogsPrefix: 'transcripts/',
@@ -74,6 +77,7 @@ export class DataStack extends VoiceIntakeStack {
     }).bucket;
 
     this.auditBucket = new SecureBucket(this, 'Audit', {
+      bucketName: recordBucketName(deploymentName, 'audit'),
       encryptionKey: this.dataKey,
       accessLogsBucket: this.accessLogsBucket,
       accessLogsPrefix: 'audit/',

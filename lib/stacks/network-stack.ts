@@ -18,6 +18,7 @@ const INTERFACE_ENDPOINTS: Record<string, ec2.InterfaceVpcEndpointAwsService> = 
   SecretsManager: ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
   Ssm: ec2.InterfaceVpcEndpointAwsService.SSM,
   Kms: ec2.InterfaceVpcEndpointAwsService.KMS,
+  EventBridge: ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE,
 };
 
 export type NetworkStackProps = VoiceIntakeStackProps;
@@ -81,6 +82,7 @@ export class NetworkStack extends VoiceIntakeStack {
     }
 
     this.vpc.addGatewayEndpoint('S3Endpoint', { service: ec2.GatewayVpcEndpointAwsService.S3 });
+    this.vpc.addGatewayEndpoint('DynamoDbEndpoint', { service: ec2.GatewayVpcEndpointAwsService.DYNAMODB });
 
     this.endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
       vpc: this.vpc,

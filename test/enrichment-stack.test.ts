@@ -1,0 +1,120 @@
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { openIngressRules } from './support/assertions';
+import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
+
+type Statement = { Action: string | string[]; Resource: unknown; Effect: string };
+
+function statementsOf(template: Template): Statement[] {
+  const policies = Object.values(template.findResources('AWS::IAM::Policy'));
+  return policies.flatMap((policy) => policy.Properties.PolicyDocument.Statement as Statement[]);
+}
+
+const actionsOf = (statement: Statement) => [statement.Action].flat();
+const resourceText = (statement: Statement) => JSON.stringify(statement.Resource);
+
+describe('enrichment stack', () => {
+  let synthesized: SynthesizedApp;
+  let enrichment: Template;
+  let statements: Statement[];
+
+  beforeAll(() => {
+    synthesized = synthVoiceIntake();
+    enrichment = synthesized.templates.enrichment;
+    statements = statementsOf(enrichment);
+  });
+
+  const withAction = (action: string) => statements.filter((statement) => actionsOf(statement).includes(action));
+
+  it('reads only transcripts/ and writes only enriched/ and enrichment-errors/', () => {
+    const reads = withAction('s3:GetObject');
+    expect(reads).toHaveLength(1);
+    expect(resourceText(reads[0])).toMatch(/voice-intake-transcripts-",\{"Ref":"AWS::AccountId"\},"-",\{"Ref":"AWS::Region"\},"\/transcripts\/\*"/);
+    const writes = withAction('s3:PutObject');
+    expect(writes).toHaveLength(1);
+    expect(resourceText(writes[0])).toContain('/enriched/*');
+    expect(resourceText(writes[0])).toContain('/enrichment-errors/*');
+    expect(resourceText(writes[0])).not.toContain('/transcripts/*');
+    const anyS3 = statements.flatMap(actionsOf).filter((action) => action.startsWith('s3:'));
+    expect(anyS3.sort()).toEqual(['s3:GetObject', 's3:PutObject']);
+  });
+
+  it('invokes only the configured model (profile and its foundation model), and puts events only on its bus', () => {
+    const invoke = withAction('bedrock:InvokeModel');
+    expect(invoke).toHaveLength(1);
+    const resources = invoke[0].Resource as unknown[];
+    expect(resources).toHaveLength(2);
+    expect(JSON.stringify(resources)).toContain('inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0');
+    expect(JSON.stringify(resources)).toContain(':bedrock:*::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0');
+    expect(statements.flatMap(actionsOf).filter((action) => action.startsWith('bedrock:'))).toEqual(['bedrock:InvokeModel']);
+    const putEvents = withAction('events:PutEvents');
+    expect(putEvents).toHaveLength(1);
+    expect(putEvents[0].Resource).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^IntakeBus/), 'Arn'] });
+  });
+
+  it('triggers on transcript objects of the transcripts bucket only, with retries and a DLQ', () => {
+    enrichment.hasResourceProperties('AWS::Events::Rule', {
+      EventPattern: {
+        source: ['aws.s3'],
+        'detail-type': ['Object Created'],
+        detail: { bucket: { name: [Match.anyValue()] }, object: { key: [{ prefix: 'transcripts/' }] } },
+      },
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^EnrichFunction'), 'Arn'] },
+          DeadLetterConfig: { Arn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^DeadLetterQueue'), 'Arn'] } },
+          RetryPolicy: Match.objectLike({ MaximumRetryAttempts: 8 }),
+        }),
+      ],
+    });
+  });
+
+  it('runs the function on Node 22 in private subnets, traced, bounded, dead-lettered', () => {
+    enrichment.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      TracingConfig: { Mode: 'Active' },
+      ReservedConcurrentExecutions: 10,
+      DeadLetterConfig: { TargetArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^DeadLetterQueue'), 'Arn'] } },
+      VpcConfig: Match.objectLike({ SubnetIds: Match.anyValue() }),
+      Environment: { Variables: Match.objectLike({ MODEL_ID: 'us.anthropic.claude-haiku-4-5-20251001-v1:0', MAX_TRANSCRIPT_BYTES: '1048576' }) },
+    });
+    const fn = Object.values(enrichment.findResources('AWS::Lambda::Function', { Properties: { Runtime: 'nodejs22.x' } }))[0];
+    expect(JSON.stringify(fn.Properties.VpcConfig.SubnetIds)).toMatch(/privateSubnet/);
+    enrichment.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { MaximumRetryAttempts: 2 });
+    expect(openIngressRules(enrichment)).toEqual([]);
+  });
+
+  it('encrypts the DLQ and alarms on any message in it', () => {
+    enrichment.hasResourceProperties('AWS::SQS::Queue', { KmsMasterKeyId: Match.anyValue(), MessageRetentionPeriod: 1_209_600 });
+    enrichment.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Namespace: 'AWS/SQS',
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+    });
+  });
+
+  it('keeps an encrypted idempotency store and an archive of enriched events', () => {
+    enrichment.hasResourceProperties('AWS::DynamoDB::Table', {
+      TimeToLiveSpecification: { AttributeName: 'expiration', Enabled: true },
+      SSESpecification: Match.objectLike({ SSEEnabled: true, SSEType: 'KMS' }),
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+    });
+    enrichment.hasResourceProperties('AWS::Events::EventBus', { Name: 'voice-intake-intake', KmsKeyIdentifier: Match.anyValue() });
+    enrichment.hasResourceProperties('AWS::Events::Archive', { RetentionDays: 90, EventPattern: { source: ['voice-intake.enrichment'] } });
+  });
+
+  it('matches the snapshot', () => {
+    expect(enrichment.toJSON()).toMatchSnapshot();
+  });
+});
+
+describe('enrichment stack with its own foundation model', () => {
+  it('scopes InvokeModel to that model in the deployment region', () => {
+    const { templates } = synthVoiceIntake({ enrichment: { modelId: 'anthropic.claude-sonnet-4-5-20250929-v1:0' } });
+    const invoke = statementsOf(templates.enrichment).filter((statement) => actionsOf(statement).includes('bedrock:InvokeModel'));
+    expect(JSON.stringify(invoke[0].Resource)).toBe(
+      JSON.stringify({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':bedrock:', { Ref: 'AWS::Region' }, '::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0']] }),
+    );
+  });
+});
