@@ -5,3 +5,4 @@ export * from './audit';
 export * from './session';
 export * from './intake';
 export * from './enrichment';
+export * from './mcp-session';
