@@ -1,0 +1,81 @@
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+const HERE = resolve(__dirname, '..');
+
+const transferTargetsSchema = z
+  .record(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'queue names are lowercase words'), z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI'))
+  .refine((targets) => Object.keys(targets).length > 0, 'needs at least one queue');
+
+const jsonFromEnv = <T extends z.ZodType>(schema: T) =>
+  z.preprocess((value) => {
+    if (typeof value !== 'string') return value;
+    try {
+      return JSON.parse(value);
+    } catch {
+      return value;
+    }
+  }, schema);
+
+/** The server's environment, validated at start; an error names the variable. */
+export const serverEnvSchema = z
+  .object({
+    MCP_HOST: z.string().default('127.0.0.1'),
+    MCP_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+    /** Bearer token every request must carry (Secrets Manager in AWS). */
+    MCP_AUTH_TOKEN: z.string().min(16, 'must be at least 16 characters'),
+    /** HMAC secret of the signed session header; defaults to the bearer token. */
+    MCP_SESSION_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+    MCP_MAX_BODY_BYTES: z.coerce.number().int().min(1_024).max(10 * 1_048_576).default(65_536),
+    /** Grace period for in-flight calls on SIGTERM. */
+    MCP_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(120_000).default(20_000),
+    CASE_STORE: z.enum(['embedded', 'dynamodb']).default('embedded'),
+    CASE_TABLE_NAME: z.string().min(1).optional(),
+    DATA_DIR: z.string().default(resolve(HERE, '.data')),
+    FORMS_DIR: z.string().default(resolve(HERE, 'forms')),
+    DEFAULT_INTAKE_TYPE: z.string().default('general_inquiry'),
+    KNOWLEDGE_BACKEND: z.enum(['embedded', 'opensearch']).default('embedded'),
+    KNOWLEDGE_DIR: z.string().default(resolve(HERE, 'knowledge')),
+    OPENSEARCH_ENDPOINT: z.url().optional(),
+    OPENSEARCH_INDEX: z.string().default('knowledge'),
+    /** `es` for a managed domain, `aoss` for a serverless collection. */
+    OPENSEARCH_SERVICE: z.enum(['es', 'aoss']).default('es'),
+    AWS_REGION: z.string().optional(),
+    /** The enterprise's REST endpoint that receives submitted cases; unset = keep cases in the case store only. */
+    BACKEND_URL: z.url().optional(),
+    BACKEND_TOKEN: z.string().optional(),
+    BACKEND_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(4),
+    BACKEND_RETRY_BASE_MS: z.coerce.number().int().min(1).default(250),
+    TRANSFER_TARGETS: jsonFromEnv(transferTargetsSchema).default({ front_desk: 'sip:front-desk@pbx.example.com' }),
+    DEFAULT_TRANSFER_QUEUE: z.string().default('front_desk'),
+    /** S3 bucket for audit records; unset = JSON lines under DATA_DIR/audit. */
+    AUDIT_BUCKET: z.string().min(1).optional(),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .superRefine((env, ctx) => {
+    if (env.CASE_STORE === 'dynamodb' && !env.CASE_TABLE_NAME) {
+      ctx.addIssue({ code: 'custom', path: ['CASE_TABLE_NAME'], message: 'is required when CASE_STORE=dynamodb' });
+    }
+    if (env.KNOWLEDGE_BACKEND === 'opensearch' && !env.OPENSEARCH_ENDPOINT) {
+      ctx.addIssue({ code: 'custom', path: ['OPENSEARCH_ENDPOINT'], message: 'is required when KNOWLEDGE_BACKEND=opensearch' });
+    }
+    if (!(env.DEFAULT_TRANSFER_QUEUE in env.TRANSFER_TARGETS)) {
+      ctx.addIssue({ code: 'custom', path: ['DEFAULT_TRANSFER_QUEUE'], message: `is not one of TRANSFER_TARGETS (${Object.keys(env.TRANSFER_TARGETS).join(', ')})` });
+    }
+  });
+
+export type ServerEnv = z.infer<typeof serverEnvSchema>;
+
+export class ServerConfigError extends Error {
+  override readonly name = 'ServerConfigError';
+}
+
+export function readServerEnv(env: NodeJS.ProcessEnv = process.env): ServerEnv {
+  const result = serverEnvSchema.safeParse(env);
+  if (!result.success) {
+    throw new ServerConfigError(
+      `invalid MCP server environment: ${result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`,
+    );
+  }
+  return result.data;
+}

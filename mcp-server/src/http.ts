@@ -1,0 +1,196 @@
+import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { Logger } from 'pino';
+
+export const MCP_PATH = '/mcp';
+export const HEALTH_PATH = '/healthz';
+
+export interface HttpServerOptions {
+  host: string;
+  port: number;
+  authToken: string;
+  maxBodyBytes: number;
+  shutdownGraceMs: number;
+  /** A fresh MCP server (with the tools) for each MCP session. */
+  createMcpServer: () => McpServer;
+  logger: Logger;
+  /** MCP sessions idle this long are closed. */
+  sessionIdleMs?: number;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent) return;
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+function jsonRpcError(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+  sendJson(res, status, { jsonrpc: '2.0', error: { code: -32000, message }, id: null }, headers);
+}
+
+function tokenMatches(header: string | undefined, expected: string): boolean {
+  const match = /^Bearer (.+)$/.exec(header ?? '');
+  if (!match) return false;
+  const given = Buffer.from(match[1]);
+  const wanted = Buffer.from(expected);
+  return given.length === wanted.length && timingSafeEqual(given, wanted);
+}
+
+/** Reads the body up to the limit; a larger one is refused before it is all read. */
+async function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw new HttpError(413, `request body over ${limit} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new HttpError(413, `request body over ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'request body is not JSON');
+  }
+}
+
+interface Session {
+  transport: StreamableHTTPServerTransport;
+  server: McpServer;
+  lastSeen: number;
+}
+
+/**
+ * The MCP endpoint over Streamable HTTP (POST for requests, GET for the server's event stream, DELETE to end a
+ * session, all on /mcp), behind bearer-token auth and a body-size limit, with /healthz for load balancers and a
+ * graceful stop that lets in-flight requests finish.
+ */
+export class McpHttpServer {
+  private readonly http: Server;
+  private readonly sessions = new Map<string, Session>();
+  private inFlight = 0;
+  private draining = false;
+  private idleTimer?: NodeJS.Timeout;
+
+  constructor(private readonly options: HttpServerOptions) {
+    this.http = createServer((req, res) => {
+      void this.handle(req, res);
+    });
+  }
+
+  async listen(): Promise<AddressInfo> {
+    await new Promise<void>((resolve) => this.http.listen(this.options.port, this.options.host, resolve));
+    const idleMs = this.options.sessionIdleMs ?? 30 * 60_000;
+    this.idleTimer = setInterval(() => this.closeIdleSessions(idleMs), Math.min(idleMs, 60_000));
+    this.idleTimer.unref();
+    return this.http.address() as AddressInfo;
+  }
+
+  private closeIdleSessions(idleMs: number): void {
+    const cutoff = Date.now() - idleMs;
+    for (const [id, session] of this.sessions) {
+      if (session.lastSeen < cutoff) {
+        this.sessions.delete(id);
+        void session.transport.close();
+      }
+    }
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === HEALTH_PATH && req.method === 'GET') {
+      sendJson(res, this.draining ? 503 : 200, { status: this.draining ? 'draining' : 'ok', sessions: this.sessions.size });
+      return;
+    }
+    if (url.pathname !== MCP_PATH) {
+      sendJson(res, 404, { error: 'not found' });
+      return;
+    }
+    // Authenticate before anything else is read or run.
+    if (!tokenMatches(req.headers.authorization, this.options.authToken)) {
+      jsonRpcError(res, 401, 'missing or invalid bearer token', { 'www-authenticate': 'Bearer realm="voice-intake-mcp"' });
+      return;
+    }
+    if (this.draining) {
+      jsonRpcError(res, 503, 'server is shutting down', { connection: 'close' });
+      return;
+    }
+    // A GET is the long-lived notification stream, not work to finish: only requests count as in flight.
+    const counted = req.method !== 'GET';
+    if (counted) this.inFlight += 1;
+    try {
+      await this.route(req, res);
+    } catch (error) {
+      if (error instanceof HttpError) jsonRpcError(res, error.status, error.message);
+      else {
+        this.options.logger.error({ err: error }, 'MCP request failed');
+        jsonRpcError(res, 500, 'internal error');
+      }
+    } finally {
+      if (counted) this.inFlight -= 1;
+    }
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const sessionId = req.headers['mcp-session-id'];
+    const existing = typeof sessionId === 'string' ? this.sessions.get(sessionId) : undefined;
+    if (req.method === 'POST') {
+      const body = await readJsonBody(req, this.options.maxBodyBytes);
+      if (existing) {
+        existing.lastSeen = Date.now();
+        await existing.transport.handleRequest(req, res, body);
+        return;
+      }
+      if (sessionId !== undefined) throw new HttpError(404, 'unknown or expired MCP session: initialize again');
+      if (!isInitializeRequest(body)) throw new HttpError(400, 'no MCP session: the first request must be initialize');
+      const server = this.options.createMcpServer();
+      const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: () => randomUUID(),
+        onsessioninitialized: (id) => {
+          this.sessions.set(id, { transport, server, lastSeen: Date.now() });
+        },
+      });
+      transport.onclose = () => {
+        if (transport.sessionId) this.sessions.delete(transport.sessionId);
+      };
+      await server.connect(transport);
+      await transport.handleRequest(req, res, body);
+      return;
+    }
+    if (req.method === 'GET' || req.method === 'DELETE') {
+      if (!existing) throw new HttpError(sessionId === undefined ? 400 : 404, 'unknown or missing MCP session');
+      existing.lastSeen = Date.now();
+      await existing.transport.handleRequest(req, res);
+      return;
+    }
+    throw new HttpError(405, `method ${req.method} not allowed`);
+  }
+
+  /** Stops taking requests, waits for in-flight ones (up to the grace period), then closes every session. */
+  async stop(): Promise<{ abandoned: number }> {
+    this.draining = true;
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
+    const deadline = Date.now() + this.options.shutdownGraceMs;
+    while (this.inFlight > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+    const abandoned = this.inFlight;
+    for (const session of this.sessions.values()) await session.transport.close();
+    this.sessions.clear();
+    this.http.closeAllConnections();
+    await closed;
+    return { abandoned };
+  }
+}

@@ -1,0 +1,92 @@
+import { join } from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
+import pino from 'pino';
+import { AuditLog, type AuditSink, FileAuditSink, S3AuditSink } from './audit';
+import { HttpCaseForwarder } from './backend/http-forwarder';
+import { readServerEnv, ServerConfigError } from './config';
+import { FormCatalog } from './forms';
+import { McpHttpServer } from './http';
+import { EmbeddedKnowledge } from './knowledge/embedded';
+import type { KnowledgeSearch } from './knowledge/knowledge';
+import { OpenSearchKnowledge } from './knowledge/opensearch';
+import type { CaseStore } from './stores/case-store';
+import { DynamoDbCaseStore } from './stores/dynamodb-case-store';
+import { EmbeddedCaseStore } from './stores/embedded-case-store';
+import { createIntakeServer } from './tools';
+
+async function main(): Promise<void> {
+  let env: ReturnType<typeof readServerEnv>;
+  try {
+    env = readServerEnv();
+  } catch (error) {
+    if (error instanceof ServerConfigError) {
+      console.error(error.message);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = pino({ level: env.LOG_LEVEL, base: { service: 'voice-intake-mcp' } });
+
+  const cases: CaseStore = env.CASE_STORE === 'dynamodb' ? new DynamoDbCaseStore(env.CASE_TABLE_NAME!) : new EmbeddedCaseStore(env.DATA_DIR);
+  const knowledge: KnowledgeSearch =
+    env.KNOWLEDGE_BACKEND === 'opensearch'
+      ? new OpenSearchKnowledge({ endpoint: env.OPENSEARCH_ENDPOINT!, index: env.OPENSEARCH_INDEX, region: env.AWS_REGION ?? 'us-east-1', service: env.OPENSEARCH_SERVICE })
+      : new EmbeddedKnowledge(env.KNOWLEDGE_DIR);
+  const auditSink: AuditSink = env.AUDIT_BUCKET ? new S3AuditSink(new S3Client({}), env.AUDIT_BUCKET) : new FileAuditSink(join(env.DATA_DIR, 'audit'));
+  const forwarder = env.BACKEND_URL
+    ? new HttpCaseForwarder({
+        url: env.BACKEND_URL,
+        token: env.BACKEND_TOKEN,
+        maxAttempts: env.BACKEND_MAX_ATTEMPTS,
+        retryBaseMs: env.BACKEND_RETRY_BASE_MS,
+        deadLetterDir: join(env.DATA_DIR, 'dead-letter'),
+        logger,
+      })
+    : undefined;
+  const forms = new FormCatalog(env.FORMS_DIR, env.DEFAULT_INTAKE_TYPE);
+  const audit = new AuditLog(auditSink);
+
+  const http = new McpHttpServer({
+    host: env.MCP_HOST,
+    port: env.MCP_PORT,
+    authToken: env.MCP_AUTH_TOKEN,
+    maxBodyBytes: env.MCP_MAX_BODY_BYTES,
+    shutdownGraceMs: env.MCP_SHUTDOWN_GRACE_MS,
+    logger,
+    createMcpServer: () =>
+      createIntakeServer({
+        cases,
+        forms,
+        knowledge,
+        forwarder,
+        audit,
+        sessionSecret: env.MCP_SESSION_SECRET ?? env.MCP_AUTH_TOKEN,
+        transferTargets: env.TRANSFER_TARGETS,
+        defaultTransferQueue: env.DEFAULT_TRANSFER_QUEUE,
+        logger,
+      }),
+  });
+  const address = await http.listen();
+  // One parseable line that says where the server listens (tests and scripts wait for it).
+  logger.info({ event: 'listening', host: address.address, port: address.port, caseStore: env.CASE_STORE, knowledge: env.KNOWLEDGE_BACKEND }, 'MCP server listening');
+
+  let redrive: NodeJS.Timeout | undefined;
+  if (forwarder) {
+    redrive = setInterval(() => {
+      forwarder.redrive().catch((error) => logger.warn({ err: error }, 'dead-letter redrive failed'));
+    }, 60_000);
+    redrive.unref();
+  }
+
+  const shutdown = async (signal: string) => {
+    logger.info({ signal }, 'draining');
+    if (redrive) clearInterval(redrive);
+    const { abandoned } = await http.stop();
+    logger.info({ abandoned }, 'stopped');
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+}
+
+void main();
