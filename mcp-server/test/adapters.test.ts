@@ -1,0 +1,191 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { type IncomingHttpHeaders, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { type IntakeCase, intakeCaseSchema } from '@voice-intake/contracts';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HttpCaseForwarder } from '../src/backend/http-forwarder';
+import { EmbeddedKnowledge } from '../src/knowledge/embedded';
+import { OpenSearchKnowledge } from '../src/knowledge/opensearch';
+import { caseIdForCall } from '../src/stores/case-store';
+import { BY_PHONE_INDEX, DynamoDbCaseStore } from '../src/stores/dynamodb-case-store';
+
+function intakeCase(overrides: Partial<IntakeCase> = {}): IntakeCase {
+  return intakeCaseSchema.parse({
+    schemaVersion: 1,
+    caseId: caseIdForCall('call-9'),
+    callId: 'call-9',
+    callerNumber: '+14155550123',
+    intakeType: 'general_inquiry',
+    fields: { full_name: 'Ada Lovelace', topic: 'billing', details: 'double charge' },
+    status: 'submitted',
+    createdAt: '2026-11-24T10:00:00.000Z',
+    updatedAt: '2026-11-24T10:05:00.000Z',
+    submittedAt: '2026-11-24T10:05:00.000Z',
+    source: 'voice',
+    ...overrides,
+  });
+}
+
+describe('DynamoDB case store', () => {
+  const ddb = mockClient(DynamoDBDocumentClient);
+  afterEach(() => ddb.reset());
+  const store = () => new DynamoDbCaseStore('cases');
+
+  it('submits with a condition that only a missing or draft case passes, indexed by phone', async () => {
+    const submitted = intakeCase();
+    ddb.on(UpdateCommand).resolves({ Attributes: { pk: `CASE#${submitted.caseId}`, sk: 'CASE', ...submitted } });
+    const result = await store().submit(submitted);
+    expect(result).toEqual({ case: submitted, created: true });
+    const input = ddb.commandCalls(UpdateCommand)[0].args[0].input;
+    expect(input.Key).toEqual({ pk: `CASE#${submitted.caseId}`, sk: 'CASE' });
+    expect(input.ConditionExpression).toBe('attribute_not_exists(#pk) OR #status = :draft');
+    expect(input.ExpressionAttributeValues![':draft']).toBe('draft');
+    expect(Object.values(input.ExpressionAttributeValues!)).toContain('PHONE#+14155550123');
+    expect(input.UpdateExpression).toContain('#createdAt = if_not_exists(#createdAt, :createdAt)');
+  });
+
+  it('returns the existing case, not a duplicate, when the conditional write fails', async () => {
+    const first = intakeCase({ fields: { full_name: 'Ada Lovelace', topic: 'billing', details: 'first submit' } });
+    ddb.on(UpdateCommand).rejects(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }));
+    ddb.on(GetCommand).resolves({ Item: { pk: `CASE#${first.caseId}`, sk: 'CASE', ...first } });
+    const result = await store().submit(intakeCase({ fields: { full_name: 'Ada Lovelace', topic: 'billing', details: 'second submit' } }));
+    expect(result.created).toBe(false);
+    expect(result.case.fields.details).toBe('first submit');
+    expect(ddb.commandCalls(GetCommand)[0].args[0].input).toMatchObject({ ConsistentRead: true, Key: { pk: `CASE#${first.caseId}`, sk: 'CASE' } });
+  });
+
+  it('refuses to overwrite a submitted case with a draft', async () => {
+    ddb.on(UpdateCommand).rejects(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }));
+    ddb.on(GetCommand).resolves({ Item: intakeCase() });
+    await expect(store().saveDraft(intakeCase({ status: 'draft', submittedAt: undefined }))).rejects.toThrow(/already submitted/);
+  });
+
+  it("lists a caller's cases newest first through the by-phone index", async () => {
+    ddb.on(QueryCommand).resolves({ Items: [{ pk: 'CASE#x', sk: 'CASE', gsi1pk: 'PHONE#+14155550123', ...intakeCase() }] });
+    const cases = await store().listCasesByPhone('+14155550123');
+    expect(cases).toEqual([intakeCase()]);
+    expect(ddb.commandCalls(QueryCommand)[0].args[0].input).toMatchObject({
+      IndexName: BY_PHONE_INDEX,
+      KeyConditionExpression: 'gsi1pk = :phone',
+      ExpressionAttributeValues: { ':phone': 'PHONE#+14155550123' },
+      ScanIndexForward: false,
+    });
+  });
+});
+
+describe('OpenSearch knowledge search', () => {
+  it('sends a signed BM25 multi_match query and maps the hits', async () => {
+    const seen: { url?: string; headers?: IncomingHttpHeaders; body?: any } = {};
+    const server = createServer(async (req, res) => {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      Object.assign(seen, { url: req.url, headers: req.headers, body: JSON.parse(body) });
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({ hits: { hits: [{ _id: 'd1', _score: 7.5, _source: { source_id: 'claims#2', title: 'Timelines', text: 'Most water damage claims are settled within 30 days.' } }] } }),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const search = new OpenSearchKnowledge({
+        endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        index: 'knowledge',
+        region: 'us-east-1',
+        service: 'es',
+        credentials: async () => ({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' }),
+      });
+      const passages = await search.search('water claim timeline', 2);
+      expect(passages).toEqual([{ sourceId: 'claims#2', title: 'Timelines', text: 'Most water damage claims are settled within 30 days.', score: 7.5 }]);
+      expect(seen.url).toBe('/knowledge/_search');
+      expect(seen.headers!.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/us-east-1\/es\/aws4_request/);
+      expect(seen.body).toMatchObject({ size: 2, query: { multi_match: { query: 'water claim timeline', fields: ['title^2', 'text'] } } });
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it('reports an OpenSearch error status', async () => {
+    const server = createServer((_req, res) => res.writeHead(403).end('{"message":"no permissions"}'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const search = new OpenSearchKnowledge({
+        endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        index: 'knowledge',
+        region: 'us-east-1',
+        service: 'aoss',
+        credentials: async () => ({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' }),
+      });
+      await expect(search.search('hours', 3)).rejects.toThrow(/HTTP 403/);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe('embedded knowledge', () => {
+  it('ranks the passage that matches the question first', async () => {
+    const knowledge = new EmbeddedKnowledge(join(__dirname, '..', 'knowledge'));
+    expect(knowledge.size).toBeGreaterThan(3);
+    const [best] = await knowledge.search('when are you open on saturday', 3);
+    expect(best.sourceId).toMatch(/^office-hours#/);
+    expect(best.text).toContain('Saturday');
+    expect(await knowledge.search('zzzz qqqq', 3)).toEqual([]);
+  });
+});
+
+describe('HTTP backend forwarder', () => {
+  it('dead-letters a case the backend keeps refusing, and redrives it once the backend recovers', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dead-letter-'));
+    let up = false;
+    let requests = 0;
+    const server = createServer(async (req, res) => {
+      for await (const _ of req);
+      requests += 1;
+      res.writeHead(up ? 200 : 502).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const forwarder = new HttpCaseForwarder({
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/cases`,
+        maxAttempts: 3,
+        retryBaseMs: 1,
+        deadLetterDir: dir,
+      });
+      const result = await forwarder.forward(intakeCase());
+      expect(result).toMatchObject({ delivered: false, attempts: 3, error: 'HTTP 502' });
+      expect(forwarder.pending()).toEqual([`${intakeCase().caseId}.json`]);
+      expect(requests).toBe(3);
+
+      up = true;
+      expect(await forwarder.redrive()).toBe(1);
+      expect(forwarder.pending()).toEqual([]);
+      expect(requests).toBe(4);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('does not retry a case the backend rejects as invalid', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dead-letter-'));
+    let requests = 0;
+    const server = createServer(async (req, res) => {
+      for await (const _ of req);
+      requests += 1;
+      res.writeHead(422).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const forwarder = new HttpCaseForwarder({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, maxAttempts: 4, retryBaseMs: 1, deadLetterDir: dir });
+      expect(await forwarder.forward(intakeCase())).toMatchObject({ delivered: false, attempts: 1, error: 'HTTP 422' });
+      expect(requests).toBe(1);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
