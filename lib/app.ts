@@ -1,5 +1,6 @@
 import { type App, Tags } from 'aws-cdk-lib';
 import type { VoiceIntakeConfig } from './config';
+import { AppStack } from './stacks/app-stack';
 import { DataStack } from './stacks/data-stack';
 import { EnrichmentStack } from './stacks/enrichment-stack';
 import { NetworkStack } from './stacks/network-stack';
@@ -8,6 +9,7 @@ export interface VoiceIntakeStacks {
   readonly network: NetworkStack;
   readonly data: DataStack;
   readonly enrichment: EnrichmentStack;
+  readonly app: AppStack;
 }
 
 /** Builds every stack of one deployment from validated config; stack names carry the deployment name. */
@@ -32,9 +34,21 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
   });
   enrichment.addStackDependency(data);
 
+  const appTier = new AppStack(app, name('app'), {
+    ...common,
+    description: 'voice-intake: app tier (ECS cluster, MCP server)',
+    vpc: network.vpc,
+    casesTable: data.casesTable,
+    auditBucket: data.auditBucket,
+    accessLogsBucket: data.accessLogsBucket,
+    dataKey: data.dataKey,
+    knowledge: data.knowledge,
+  });
+  appTier.addStackDependency(data);
+
   Tags.of(app).add('project', 'voice-intake');
   Tags.of(app).add('deployment', config.deploymentName);
   for (const [key, value] of Object.entries(config.tags)) Tags.of(app).add(key, value);
 
-  return { network, data, enrichment };
+  return { network, data, enrichment, app: appTier };
 }

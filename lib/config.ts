@@ -56,6 +56,30 @@ export const enrichmentSchema = z
   })
   .strict();
 
+export const mcpSchema = z
+  .object({
+    /** Knowledge search behind `search_knowledge`: an OpenSearch Serverless collection, or the bundled markdown index. */
+    knowledgeBackend: z.enum(['opensearch', 'embedded']).default('opensearch'),
+    /** Queue name → SIP/tel URI that `request_human_transfer` may hand a call to. */
+    transferTargets: z
+      .record(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'queue names are lowercase words'), z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI'))
+      .refine((targets) => Object.keys(targets).length > 0, 'needs at least one queue')
+      .default({ front_desk: 'sip:front-desk@pbx.example.com' }),
+    defaultTransferQueue: z.string().default('front_desk'),
+    /** The enterprise REST endpoint that receives submitted cases; unset = cases stay in DynamoDB only. */
+    backendUrl: z.url({ protocol: /^https$/, message: 'must be an https:// URL' }).optional(),
+    port: z.number().int().min(1024).max(65535).default(8080),
+    cpu: z.union([z.literal(256), z.literal(512), z.literal(1024), z.literal(2048)]).default(512),
+    memoryMiB: z.number().int().min(512).max(8192).default(1024),
+    desiredCount: z.number().int().min(1).max(20).default(2),
+  })
+  .strict()
+  .superRefine((mcp, ctx) => {
+    if (!(mcp.defaultTransferQueue in mcp.transferTargets)) {
+      ctx.addIssue({ code: 'custom', path: ['defaultTransferQueue'], message: `is not a queue of transferTargets (${Object.keys(mcp.transferTargets).join(', ')})` });
+    }
+  });
+
 export const voiceIntakeConfigSchema = z
   .object({
     /** Prefix of every stack name, so two deployments can share one account. */
@@ -72,6 +96,7 @@ export const voiceIntakeConfigSchema = z
     edge: edgeSectionSchema.default(edgeSectionSchema.parse({})),
     agent: agentSchema.default(agentSchema.parse({})),
     enrichment: enrichmentSchema.default(enrichmentSchema.parse({})),
+    mcp: mcpSchema.default(mcpSchema.parse({})),
     tags: z.record(z.string(), z.string().max(256)).default({}),
   })
   .strict()

@@ -75,6 +75,14 @@ describe('operator config', () => {
     expect(errorOf({ network: { natGateways: 3 } })).toContain('network.natGateways: must not exceed azCount (2)');
   });
 
+  it('checks the MCP transfer queues and backend URL', () => {
+    expect(errorOf({ mcp: { transferTargets: { support: 'sip:support@pbx.example.com' } } })).toContain(
+      'mcp.defaultTransferQueue: is not a queue of transferTargets (support)',
+    );
+    expect(errorOf({ mcp: { transferTargets: { support: 'support@pbx' } } })).toContain('mcp.transferTargets.support: must be a sip: or tel: URI');
+    expect(errorOf({ mcp: { backendUrl: 'http://backend.example.com/cases' } })).toContain('mcp.backendUrl: must be an https:// URL');
+  });
+
   it('reads a JSON string given with -c voiceIntake=…', () => {
     const { reader, all } = contextOf({ voiceIntake: '{"deploymentName":"staging","edge":{"hostsPerAz":1}}' });
     const config = readConfig(reader, all);

@@ -1,14 +1,21 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
 import { acknowledgeRules, skipCheckovChecks } from '../compliance';
+import { allowClientIngress } from '../constructs/client-ingress';
+import { KnowledgeCollection } from '../constructs/knowledge-collection';
 import { SecureBucket } from '../constructs/secure-bucket';
 import { recordBucketName } from '../naming';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
+
+/** Prefix under which load balancers deliver their access logs into the access-log bucket. */
+export const LOAD_BALANCER_LOG_PREFIX = 'load-balancers';
 
 /** Not Redis's default 6379: a scanner that finds the host still has to guess the port. */
 export const REDIS_PORT = 6380;
@@ -29,6 +36,10 @@ export class DataStack extends VoiceIntakeStack {
   readonly redisSecurityGroup: ec2.SecurityGroup;
   readonly redisAuthSecret: secretsmanager.Secret;
   readonly redisReplicationGroup: elasticache.CfnReplicationGroup;
+  /** Intake cases, callbacks and transfers written by the MCP server (single table, `byPhone` index). */
+  readonly casesTable: dynamodb.Table;
+  /** The knowledge collection, when `mcp.knowledgeBackend` is `opensearch`. */
+  readonly knowledge?: KnowledgeCollection;
   /** Primary endpoint host name and port of the Redis replication group (TLS). */
   readonly redisEndpoint: { host: string; port: number };
 
@@ -64,6 +75,24 @@ export class DataStack extends VoiceIntakeStack {
       this.accessLogsBucket,
       ['HIPAA.Security-S3DefaultEncryptionKMS', 'NIST.800.53.R5-S3DefaultEncryptionKMS'],
       'S3 server access log delivery supports only SSE-S3 target buckets.',
+    );
+
+    // Network Load Balancers deliver access logs through the log delivery service; let it write under one prefix.
+    this.accessLogsBucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        principals: [new iam.ServicePrincipal('delivery.logs.amazonaws.com')],
+        actions: ['s3:PutObject'],
+        resources: [this.accessLogsBucket.arnForObjects(`${LOAD_BALANCER_LOG_PREFIX}/*`)],
+        conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
+      }),
+    );
+    this.accessLogsBucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        principals: [new iam.ServicePrincipal('delivery.logs.amazonaws.com')],
+        actions: ['s3:GetBucketAcl'],
+        resources: [this.accessLogsBucket.bucketArn],
+        conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
+      }),
     );
 
     this.transcriptsBucket = new SecureBucket(this, 'Transcripts', {
@@ -141,25 +170,48 @@ export class DataStack extends VoiceIntakeStack {
       'Redis holds transient per-call session state (TTL of hours); durable records live in S3. Seven days of snapshots cover recovery without keeping caller data longer than needed.',
     );
 
+    this.casesTable = new dynamodb.Table(this, 'CasesTable', {
+      partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'sk', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
+      encryptionKey: this.dataKey,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      deletionProtection: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.casesTable.addGlobalSecondaryIndex({
+      indexName: 'byPhone',
+      partitionKey: { name: 'gsi1pk', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'gsi1sk', type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.ALL,
+    });
+    acknowledgeRules(
+      this.casesTable,
+      ['HIPAA.Security-DynamoDBInBackupPlan', 'NIST.800.53.R5-DynamoDBInBackupPlan'],
+      'Point-in-time recovery (35 days) is on and cases are forwarded to the enterprise backend; an AWS Backup plan is an account-level choice.',
+    );
+
+    if (props.config.mcp.knowledgeBackend === 'opensearch') {
+      this.knowledge = new KnowledgeCollection(this, 'Knowledge', {
+        collectionName: `${deploymentName}-knowledge`,
+        vpc: props.vpc,
+        encryptionKey: this.dataKey,
+      });
+    }
+
     this.redisEndpoint = { host: this.redisReplicationGroup.attrPrimaryEndPointAddress, port: REDIS_PORT };
 
     new CfnOutput(this, 'TranscriptsBucketName', { value: this.transcriptsBucket.bucketName });
     new CfnOutput(this, 'AuditBucketName', { value: this.auditBucket.bucketName });
     new CfnOutput(this, 'RedisPrimaryEndpoint', { value: this.redisEndpoint.host });
+    new CfnOutput(this, 'CasesTableName', { value: this.casesTable.tableName });
+    if (this.knowledge) new CfnOutput(this, 'KnowledgeCollectionEndpoint', { value: this.knowledge.collection.attrCollectionEndpoint });
   }
 
-  /**
-   * Lets one client security group reach Redis. The rule is created in the client's stack, so the stateful stack
-   * never depends on the tiers that use it (no cross-stack cycle, and removing a tier removes its rule).
-   */
+  /** Lets one client security group reach Redis (the rule lives in the client's stack). */
   allowRedisFrom(client: ec2.ISecurityGroup, description: string): ec2.CfnSecurityGroupIngress {
-    return new ec2.CfnSecurityGroupIngress(Stack.of(client), `RedisFrom${client.node.id}`, {
-      groupId: this.redisSecurityGroup.securityGroupId,
-      sourceSecurityGroupId: client.securityGroupId,
-      ipProtocol: 'tcp',
-      fromPort: REDIS_PORT,
-      toPort: REDIS_PORT,
-      description,
-    });
+    return allowClientIngress(this.redisSecurityGroup, client, REDIS_PORT, description);
   }
+
 }

@@ -1,0 +1,231 @@
+import { join } from 'node:path';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { S3_PREFIXES } from '@voice-intake/contracts';
+import { Construct } from 'constructs';
+import { acknowledgeRules } from '../compliance';
+import { recordObjectsArn, recordObjectsNagResource } from '../naming';
+import type { VoiceIntakeConfig } from '../config';
+import { allowClientIngress } from './client-ingress';
+import type { KnowledgeCollection } from './knowledge-collection';
+import { LOAD_BALANCER_LOG_PREFIX } from '../stacks/data-stack';
+
+const ROOT = join(__dirname, '..', '..');
+
+export interface McpServerServiceProps {
+  readonly vpc: ec2.IVpc;
+  readonly cluster: ecs.ICluster;
+  readonly mcp: VoiceIntakeConfig['mcp'];
+  readonly deploymentName: string;
+  readonly casesTable: dynamodb.ITable;
+  readonly auditBucket: s3.IBucket;
+  /** The data stack's key: the table and the audit bucket are encrypted with it. */
+  readonly dataKey: kms.IKey;
+  /** The app tier's own key, for the token secret and the log group (its policy lives with its users). */
+  readonly appKey: kms.IKey;
+  readonly knowledge?: KnowledgeCollection;
+  /** Where the load balancer writes its access logs (an SSE-S3 bucket). */
+  readonly accessLogsBucket: s3.IBucket;
+}
+
+/**
+ * The MCP server as a Fargate service in private subnets, behind an internal Network Load Balancer whose security
+ * group admits only the clients given to `allowFrom` (the agent). The bearer token is generated into Secrets Manager;
+ * the task role can touch only its table, its audit prefix and (read-only) the knowledge collection.
+ */
+export class McpServerService extends Construct {
+  readonly service: ecs.FargateService;
+  readonly loadBalancer: elbv2.NetworkLoadBalancer;
+  readonly loadBalancerSecurityGroup: ec2.SecurityGroup;
+  readonly serviceSecurityGroup: ec2.SecurityGroup;
+  readonly tokenSecret: secretsmanager.Secret;
+  readonly taskRole: iam.Role;
+  /** The MCP endpoint for clients inside the VPC. */
+  readonly url: string;
+  private readonly port: number;
+
+  constructor(scope: Construct, id: string, props: McpServerServiceProps) {
+    super(scope, id);
+    const { mcp } = props;
+    this.port = mcp.port;
+
+    this.tokenSecret = new secretsmanager.Secret(this, 'Token', {
+      description: 'Bearer token of the MCP server (also signs the per-call session header)',
+      encryptionKey: props.appKey,
+      generateSecretString: { passwordLength: 48, excludePunctuation: true },
+    });
+    acknowledgeRules(
+      this.tokenSecret,
+      ['AwsSolutions-SMG4', 'HIPAA.Security-SecretsManagerRotationEnabled', 'NIST.800.53.R5-SecretsManagerRotationEnabled'],
+      'Rotating the token means redeploying the agent and MCP tasks together (both read it at start); done as a coordinated deploy, not a rotation Lambda.',
+    );
+
+    this.taskRole = new iam.Role(this, 'TaskRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'MCP server task: its case table, its audit prefix, knowledge read',
+    });
+    this.taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
+        resources: [props.casesTable.tableArn, `${props.casesTable.tableArn}/index/byPhone`],
+      }),
+    );
+    const auditPrefix = `${S3_PREFIXES.audit}mcp-server/`;
+    this.taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [recordObjectsArn(props.deploymentName, 'audit', auditPrefix)] }),
+    );
+    this.taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.dataKey.keyArn] }),
+    );
+    props.knowledge?.grantRead(this, this.taskRole);
+
+    const logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.ONE_YEAR,
+      encryptionKey: props.appKey,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+
+    const taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
+      cpu: mcp.cpu,
+      memoryLimitMiB: mcp.memoryMiB,
+      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      taskRole: this.taskRole,
+    });
+    taskDefinition.addVolume({ name: 'data' });
+    const container = taskDefinition.addContainer('mcp-server', {
+      image: ecs.ContainerImage.fromAsset(ROOT, { file: 'mcp-server/Dockerfile', platform: ecrAssets.Platform.LINUX_ARM64 }),
+      logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'mcp', logGroup }),
+      readonlyRootFilesystem: true,
+      user: 'node',
+      portMappings: [{ containerPort: mcp.port, protocol: ecs.Protocol.TCP }],
+      environment: {
+        MCP_HOST: '0.0.0.0',
+        MCP_PORT: String(mcp.port),
+        CASE_STORE: 'dynamodb',
+        CASE_TABLE_NAME: props.casesTable.tableName,
+        AUDIT_BUCKET: props.auditBucket.bucketName,
+        KNOWLEDGE_BACKEND: props.knowledge ? 'opensearch' : 'embedded',
+        ...(props.knowledge
+          ? { OPENSEARCH_ENDPOINT: props.knowledge.collection.attrCollectionEndpoint, OPENSEARCH_SERVICE: 'aoss', OPENSEARCH_INDEX: 'knowledge' }
+          : {}),
+        TRANSFER_TARGETS: JSON.stringify(mcp.transferTargets),
+        DEFAULT_TRANSFER_QUEUE: mcp.defaultTransferQueue,
+        ...(mcp.backendUrl ? { BACKEND_URL: mcp.backendUrl } : {}),
+        AWS_REGION: Stack.of(this).region,
+      },
+      secrets: { MCP_AUTH_TOKEN: ecs.Secret.fromSecretsManager(this.tokenSecret) },
+      healthCheck: {
+        command: ['CMD', 'node', '-e', `fetch('http://127.0.0.1:${mcp.port}/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))`],
+        interval: Duration.seconds(15),
+        timeout: Duration.seconds(5),
+        startPeriod: Duration.seconds(15),
+        retries: 3,
+      },
+      // Matches the server's drain grace (20 s) with room for the load balancer to deregister first.
+      stopTimeout: Duration.seconds(40),
+    });
+    // The dead-letter folder is the only place the server writes to disk.
+    container.addMountPoints({ containerPath: '/app/.data', sourceVolume: 'data', readOnly: false });
+
+    this.serviceSecurityGroup = new ec2.SecurityGroup(this, 'ServiceSecurityGroup', {
+      vpc: props.vpc,
+      description: 'MCP server tasks: from their load balancer only; HTTPS out to AWS APIs and the backend',
+      allowAllOutbound: false,
+    });
+    this.serviceSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs, knowledge collection, enterprise backend (HTTPS)');
+    if (props.knowledge) allowClientIngress(props.knowledge.endpointSecurityGroup, this.serviceSecurityGroup, 443, 'MCP server reads knowledge');
+
+    this.service = new ecs.FargateService(this, 'Service', {
+      cluster: props.cluster,
+      taskDefinition,
+      desiredCount: mcp.desiredCount,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      securityGroups: [this.serviceSecurityGroup],
+      assignPublicIp: false,
+      circuitBreaker: { rollback: true },
+      minHealthyPercent: 100,
+      maxHealthyPercent: 200,
+    });
+
+    this.loadBalancerSecurityGroup = new ec2.SecurityGroup(this, 'LoadBalancerSecurityGroup', {
+      vpc: props.vpc,
+      description: 'MCP server load balancer: from allowed clients only',
+      allowAllOutbound: false,
+    });
+    this.loadBalancer = new elbv2.NetworkLoadBalancer(this, 'LoadBalancer', {
+      vpc: props.vpc,
+      internetFacing: false,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      securityGroups: [this.loadBalancerSecurityGroup],
+      crossZoneEnabled: true,
+    });
+    // Delivered by the log delivery service, which the data stack lets write under this prefix.
+    this.loadBalancer.setAttribute('access_logs.s3.enabled', 'true');
+    this.loadBalancer.setAttribute('access_logs.s3.bucket', props.accessLogsBucket.bucketName);
+    this.loadBalancer.setAttribute('access_logs.s3.prefix', `${LOAD_BALANCER_LOG_PREFIX}/mcp`);
+    this.loadBalancerSecurityGroup.addEgressRule(this.serviceSecurityGroup, ec2.Port.tcp(mcp.port), 'to MCP tasks');
+    this.serviceSecurityGroup.addIngressRule(this.loadBalancerSecurityGroup, ec2.Port.tcp(mcp.port), 'from the MCP load balancer');
+    const listener = this.loadBalancer.addListener('Listener', { port: mcp.port, protocol: elbv2.Protocol.TCP });
+    listener.addTargets('Tasks', {
+      port: mcp.port,
+      protocol: elbv2.Protocol.TCP,
+      targets: [this.service.loadBalancerTarget({ containerName: 'mcp-server', containerPort: mcp.port })],
+      healthCheck: { protocol: elbv2.Protocol.HTTP, path: '/healthz', interval: Duration.seconds(10), healthyThresholdCount: 2, unhealthyThresholdCount: 2 },
+      deregistrationDelay: Duration.seconds(20),
+    });
+
+    this.url = `http://${this.loadBalancer.loadBalancerDnsName}:${mcp.port}/mcp`;
+    this.acknowledgeFindings(taskDefinition, props.deploymentName, auditPrefix);
+  }
+
+  /** Admits one client security group (the agent) to the MCP endpoint. */
+  allowFrom(client: ec2.ISecurityGroup, description: string): void {
+    this.loadBalancerSecurityGroup.addIngressRule(client, ec2.Port.tcp(this.port), description);
+  }
+
+  private acknowledgeFindings(taskDefinition: ecs.FargateTaskDefinition, deploymentName: string, auditPrefix: string): void {
+    const taskPolicy = this.taskRole.node.findChild('DefaultPolicy');
+    const executionPolicy = taskDefinition.obtainExecutionRole().node.findChild('DefaultPolicy');
+    acknowledgeRules(
+      taskPolicy,
+      [`AwsSolutions-IAM5[${recordObjectsNagResource(deploymentName, 'audit', auditPrefix)}]`],
+      'Each audit record is a new object under the server\'s own audit prefix (Object Lock: never overwritten).',
+    );
+    acknowledgeRules(
+      executionPolicy,
+      ['AwsSolutions-IAM5[Resource::*]'],
+      'ecr:GetAuthorizationToken supports no resource-level scoping; image pulls are scoped to the asset repository.',
+    );
+    for (const policy of [taskPolicy, executionPolicy]) {
+      acknowledgeRules(
+        policy,
+        ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'],
+        'Least-privilege statements generated for this one role; a managed policy would be shared by nothing else.',
+      );
+    }
+    acknowledgeRules(
+      this.loadBalancer.node.findChild('Listener'),
+      ['HIPAA.Security-ELBv2ACMCertificateRequired', 'NIST.800.53.R5-ELBv2ACMCertificateRequired'],
+      'Internal TCP listener reachable only from the agent security group inside the VPC; requests carry a bearer token. TLS needs a private CA certificate, not yet provisioned.',
+    );
+    acknowledgeRules(
+      taskDefinition,
+      ['AwsSolutions-ECS2'],
+      'Environment holds non-secret settings (table, bucket, endpoints); the token comes from Secrets Manager.',
+    );
+    acknowledgeRules(
+      this.loadBalancer,
+      ['NIST.800.53.R5-ELBDeletionProtectionEnabled', 'HIPAA.Security-ELBDeletionProtectionEnabled'],
+      'Internal load balancer holding no state; CloudFormation replaces it with the service.',
+    );
+  }
+}

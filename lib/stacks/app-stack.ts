@@ -1,0 +1,70 @@
+import { CfnOutput, RemovalPolicy } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import type { Construct } from 'constructs';
+import type { KnowledgeCollection } from '../constructs/knowledge-collection';
+import { McpServerService } from '../constructs/mcp-server-service';
+import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
+
+export interface AppStackProps extends VoiceIntakeStackProps {
+  readonly vpc: ec2.IVpc;
+  readonly casesTable: dynamodb.ITable;
+  readonly auditBucket: s3.IBucket;
+  readonly accessLogsBucket: s3.IBucket;
+  readonly dataKey: kms.IKey;
+  readonly knowledge?: KnowledgeCollection;
+}
+
+/**
+ * The app tier behind the edge, all in private subnets: the ECS cluster, the agent's security group (the only client
+ * the MCP server admits) and the MCP server service.
+ */
+export class AppStack extends VoiceIntakeStack {
+  readonly appKey: kms.Key;
+  readonly cluster: ecs.Cluster;
+  readonly agentSecurityGroup: ec2.SecurityGroup;
+  readonly mcpServer: McpServerService;
+
+  constructor(scope: Construct, id: string, props: AppStackProps) {
+    super(scope, id, props);
+
+    this.appKey = new kms.Key(this, 'AppKey', {
+      description: 'Encrypts app-tier secrets and logs',
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.appKey.grantEncryptDecrypt(new iam.ServicePrincipal(`logs.${this.region}.amazonaws.com`));
+
+    this.cluster = new ecs.Cluster(this, 'Cluster', {
+      vpc: props.vpc,
+      containerInsightsV2: ecs.ContainerInsights.ENHANCED,
+    });
+
+    this.agentSecurityGroup = new ec2.SecurityGroup(this, 'AgentSecurityGroup', {
+      vpc: props.vpc,
+      description: 'Agent workers: clients of the MCP server, LiveKit and Redis',
+      allowAllOutbound: true,
+    });
+
+    this.mcpServer = new McpServerService(this, 'McpServer', {
+      vpc: props.vpc,
+      cluster: this.cluster,
+      mcp: props.config.mcp,
+      deploymentName: props.config.deploymentName,
+      casesTable: props.casesTable,
+      auditBucket: props.auditBucket,
+      dataKey: props.dataKey,
+      appKey: this.appKey,
+      knowledge: props.knowledge,
+      accessLogsBucket: props.accessLogsBucket,
+    });
+    this.mcpServer.allowFrom(this.agentSecurityGroup, 'agent workers to the MCP server');
+
+    new CfnOutput(this, 'McpServerUrl', { value: this.mcpServer.url });
+    new CfnOutput(this, 'McpTokenSecretArn', { value: this.mcpServer.tokenSecret.secretArn });
+  }
+}

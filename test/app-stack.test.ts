@@ -1,0 +1,126 @@
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { openIngressRules } from './support/assertions';
+import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
+
+type Statement = { Action: string | string[]; Resource: unknown };
+
+function statementsOfRole(template: Template, rolePrefix: string): Statement[] {
+  return Object.values(template.findResources('AWS::IAM::Policy'))
+    .filter((policy) => JSON.stringify(policy.Properties.Roles).includes(rolePrefix))
+    .flatMap((policy) => policy.Properties.PolicyDocument.Statement as Statement[]);
+}
+
+function logicalIdOf(template: Template, type: string, description: RegExp): string {
+  const [id] = Object.entries(template.findResources(type)).find(([, resource]) => description.test(String(resource.Properties.GroupDescription))) ?? [];
+  if (!id) throw new Error(`no ${type} matching ${description}`);
+  return id;
+}
+
+describe('app stack: MCP server service', () => {
+  let synthesized: SynthesizedApp;
+  let app: Template;
+
+  beforeAll(() => {
+    synthesized = synthVoiceIntake();
+    app = synthesized.templates.app;
+  });
+
+  it('runs the MCP server on Fargate in private subnets without public IPs', () => {
+    app.hasResourceProperties('AWS::ECS::Service', {
+      LaunchType: 'FARGATE',
+      DesiredCount: 2,
+      NetworkConfiguration: { AwsvpcConfiguration: Match.objectLike({ AssignPublicIp: 'DISABLED' }) },
+      DeploymentConfiguration: Match.objectLike({ DeploymentCircuitBreaker: { Enable: true, Rollback: true } }),
+    });
+    const service = Object.values(app.findResources('AWS::ECS::Service'))[0];
+    expect(JSON.stringify(service.Properties.NetworkConfiguration.AwsvpcConfiguration.Subnets)).toMatch(/privateSubnet/);
+  });
+
+  it('takes the token from Secrets Manager and its backends from the data tier', () => {
+    const task = Object.values(app.findResources('AWS::ECS::TaskDefinition'))[0];
+    const container = task.Properties.ContainerDefinitions[0];
+    expect(container.ReadonlyRootFilesystem).toBe(true);
+    expect(container.User).toBe('node');
+    expect(container.Secrets).toEqual([{ Name: 'MCP_AUTH_TOKEN', ValueFrom: { Ref: expect.stringMatching(/^McpServerToken/) } }]);
+    const env = Object.fromEntries((container.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]));
+    expect(env).toMatchObject({ CASE_STORE: 'dynamodb', KNOWLEDGE_BACKEND: 'opensearch', OPENSEARCH_SERVICE: 'aoss', MCP_PORT: '8080' });
+    expect(JSON.parse(env.TRANSFER_TARGETS as string)).toEqual({ front_desk: 'sip:front-desk@pbx.example.com' });
+    expect(JSON.stringify(container.Environment)).not.toMatch(/TOKEN"/);
+    expect(task.Properties.RuntimePlatform).toEqual({ CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' });
+  });
+
+  it('is reachable only through an internal load balancer that admits the agent security group', () => {
+    app.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
+      Type: 'network',
+      Scheme: 'internal',
+      LoadBalancerAttributes: Match.arrayWith([{ Key: 'access_logs.s3.enabled', Value: 'true' }]),
+    });
+    const agentGroup = logicalIdOf(app, 'AWS::EC2::SecurityGroup', /^Agent workers/);
+    const lbGroup = logicalIdOf(app, 'AWS::EC2::SecurityGroup', /^MCP server load balancer/);
+    const serviceGroup = logicalIdOf(app, 'AWS::EC2::SecurityGroup', /^MCP server tasks/);
+    const ingress = Object.values(app.findResources('AWS::EC2::SecurityGroupIngress')).map((rule) => rule.Properties);
+    const into = (group: string) => ingress.filter((rule) => JSON.stringify(rule.GroupId).includes(group));
+    expect(into(lbGroup)).toEqual([
+      expect.objectContaining({ FromPort: 8080, ToPort: 8080, SourceSecurityGroupId: { 'Fn::GetAtt': [agentGroup, 'GroupId'] } }),
+    ]);
+    expect(into(serviceGroup)).toEqual([
+      expect.objectContaining({ FromPort: 8080, ToPort: 8080, SourceSecurityGroupId: { 'Fn::GetAtt': [lbGroup, 'GroupId'] } }),
+    ]);
+    const lbResource = app.findResources('AWS::EC2::SecurityGroup')[lbGroup];
+    expect(lbResource.Properties.SecurityGroupIngress).toBeUndefined();
+    expect(openIngressRules(app)).toEqual([]);
+  });
+
+  it('scopes the task role to its table, its audit prefix and reading the knowledge collection', () => {
+    const statements = statementsOfRole(app, 'McpServerTaskRole');
+    const actions = statements.flatMap((statement) => [statement.Action].flat()).sort();
+    expect(actions).toEqual(
+      ['aoss:APIAccessAll', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'kms:Decrypt', 'kms:GenerateDataKey', 's3:PutObject'].sort(),
+    );
+    const put = statements.find((statement) => statement.Action === 's3:PutObject')!;
+    expect(JSON.stringify(put.Resource)).toContain('/audit/mcp-server/*');
+    const dynamo = statements.find((statement) => [statement.Action].flat().includes('dynamodb:Query'))!;
+    expect(JSON.stringify(dynamo.Resource)).toContain('/index/byPhone');
+    app.hasResourceProperties('AWS::OpenSearchServerless::AccessPolicy', {
+      Type: 'data',
+      Policy: Match.anyValue(),
+    });
+    const accessPolicy = JSON.stringify(Object.values(app.findResources('AWS::OpenSearchServerless::AccessPolicy'))[0].Properties.Policy);
+    expect(accessPolicy).toContain('aoss:ReadDocument');
+    expect(accessPolicy).not.toContain('aoss:WriteDocument');
+    expect(accessPolicy).toMatch(/McpServerTaskRole/);
+  });
+
+  it('matches the snapshot', () => {
+    expect(app.toJSON()).toMatchSnapshot();
+  });
+});
+
+describe('data stack: MCP backends', () => {
+  it('keeps cases in an encrypted, recoverable table with a by-phone index, and knowledge in a private collection', () => {
+    const { templates } = synthVoiceIntake();
+    templates.data.hasResource('AWS::DynamoDB::Table', {
+      Properties: Match.objectLike({
+        SSESpecification: Match.objectLike({ SSEEnabled: true, SSEType: 'KMS' }),
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        DeletionProtectionEnabled: true,
+        GlobalSecondaryIndexes: [Match.objectLike({ IndexName: 'byPhone' })],
+      }),
+      DeletionPolicy: 'Retain',
+    });
+    templates.data.hasResourceProperties('AWS::OpenSearchServerless::Collection', { Name: 'voice-intake-knowledge', Type: 'SEARCH' });
+    const policies = Object.values(templates.data.findResources('AWS::OpenSearchServerless::SecurityPolicy')).map((policy) => policy.Properties);
+    const network = policies.find((policy) => policy.Type === 'network')!;
+    expect(JSON.stringify(network.Policy)).toContain('\\"AllowFromPublic\\":false');
+    const encryption = policies.find((policy) => policy.Type === 'encryption')!;
+    expect(JSON.stringify(encryption.Policy)).toContain('\\"AWSOwnedKey\\":false');
+  });
+
+  it('runs with the embedded knowledge index and no collection when configured so', () => {
+    const { templates } = synthVoiceIntake({ mcp: { knowledgeBackend: 'embedded' } });
+    templates.data.resourceCountIs('AWS::OpenSearchServerless::Collection', 0);
+    const container = Object.values(templates.app.findResources('AWS::ECS::TaskDefinition'))[0].Properties.ContainerDefinitions[0];
+    expect(container.Environment).toContainEqual({ Name: 'KNOWLEDGE_BACKEND', Value: 'embedded' });
+  });
+});
