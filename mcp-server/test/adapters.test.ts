@@ -9,7 +9,7 @@ import { type IntakeCase, intakeCaseSchema } from '@voice-intake/contracts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HttpCaseForwarder } from '../src/backend/http-forwarder';
-import { EmbeddedKnowledge } from '../src/knowledge/embedded';
+import { EmbeddedKnowledge, readMarkdownPassages } from '../src/knowledge/embedded';
 import { OpenSearchKnowledge } from '../src/knowledge/opensearch';
 import { caseIdForCall } from '../src/stores/case-store';
 import { BY_PHONE_INDEX, DynamoDbCaseStore } from '../src/stores/dynamodb-case-store';
@@ -120,6 +120,57 @@ describe('OpenSearch knowledge search', () => {
         credentials: async () => ({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' }),
       });
       await expect(search.search('hours', 3)).rejects.toThrow(/HTTP 403/);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe('OpenSearch knowledge loading', () => {
+  it('creates the index with BM25 fields and an optional vector field, then bulk-loads passages by source id', async () => {
+    const requests: { method?: string; url?: string; body: string }[] = [];
+    let indexExists = false;
+    const server = createServer(async (req, res) => {
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      requests.push({ method: req.method, url: req.url, body });
+      if (req.method === 'PUT') {
+        if (indexExists) {
+          res.writeHead(400).end('{"error":{"type":"resource_already_exists_exception"}}');
+          return;
+        }
+        indexExists = true;
+        res.writeHead(200).end('{"acknowledged":true}');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"errors":false,"items":[]}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const search = new OpenSearchKnowledge({
+        endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        index: 'knowledge',
+        region: 'us-east-1',
+        service: 'aoss',
+        credentials: async () => ({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' }),
+      });
+      expect(await search.ensureIndex(384)).toBe('created');
+      expect(await search.ensureIndex(384)).toBe('exists');
+      const create = JSON.parse(requests[0].body);
+      expect(create.mappings.properties).toEqual({
+        source_id: { type: 'keyword' },
+        title: { type: 'text' },
+        text: { type: 'text' },
+        embedding: { type: 'knn_vector', dimension: 384 },
+      });
+      const passages = readMarkdownPassages(join(__dirname, '..', 'knowledge'));
+      expect(await search.indexPassages(passages)).toBe(passages.length);
+      const bulk = requests.at(-1)!;
+      expect(bulk.url).toBe('/_bulk');
+      const lines = bulk.body.trim().split('\n').map((line) => JSON.parse(line));
+      expect(lines).toHaveLength(passages.length * 2);
+      expect(lines[0]).toEqual({ index: { _index: 'knowledge', _id: passages[0].sourceId } });
+      expect(lines[1]).toEqual({ source_id: passages[0].sourceId, title: passages[0].title, text: passages[0].text });
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }

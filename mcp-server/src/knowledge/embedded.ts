@@ -2,6 +2,28 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { KnowledgeSearch, Passage } from './knowledge';
 
+/** A markdown passage before indexing: each `#`/`##` section of a file, id `<file>#<n>`. */
+export interface SourcePassage {
+  sourceId: string;
+  title: string;
+  text: string;
+}
+
+/** Splits every markdown file of a folder into passages; shared by the embedded index and the OpenSearch loader. */
+export function readMarkdownPassages(directory: string): SourcePassage[] {
+  const passages: SourcePassage[] = [];
+  for (const file of readdirSync(directory).filter((name) => name.endsWith('.md')).sort()) {
+    const source = basename(file, '.md');
+    const sections = readFileSync(join(directory, file), 'utf8').split(/^(?=#{1,2} )/m);
+    sections.forEach((section, index) => {
+      const [heading, ...body] = section.trim().split('\n');
+      const text = body.join(' ').replace(/\s+/g, ' ').trim();
+      if (text) passages.push({ sourceId: `${source}#${index}`, title: heading.replace(/^#+\s*/, ''), text });
+    });
+  }
+  return passages;
+}
+
 interface IndexedPassage {
   sourceId: string;
   title: string;
@@ -26,20 +48,12 @@ export class EmbeddedKnowledge implements KnowledgeSearch {
   private readonly averageLength: number;
 
   constructor(directory: string) {
-    for (const file of readdirSync(directory).filter((name) => name.endsWith('.md')).sort()) {
-      const source = basename(file, '.md');
-      const sections = readFileSync(join(directory, file), 'utf8').split(/^(?=#{1,2} )/m);
-      sections.forEach((section, index) => {
-        const [heading, ...body] = section.trim().split('\n');
-        const text = body.join(' ').replace(/\s+/g, ' ').trim();
-        if (!text) return;
-        const title = heading.replace(/^#+\s*/, '');
-        const terms = tokenize(`${title} ${text}`);
-        const termCounts = new Map<string, number>();
-        for (const term of terms) termCounts.set(term, (termCounts.get(term) ?? 0) + 1);
-        for (const term of termCounts.keys()) this.documentFrequency.set(term, (this.documentFrequency.get(term) ?? 0) + 1);
-        this.passages.push({ sourceId: `${source}#${index}`, title, text, termCounts, length: terms.length });
-      });
+    for (const { sourceId, title, text } of readMarkdownPassages(directory)) {
+      const terms = tokenize(`${title} ${text}`);
+      const termCounts = new Map<string, number>();
+      for (const term of terms) termCounts.set(term, (termCounts.get(term) ?? 0) + 1);
+      for (const term of termCounts.keys()) this.documentFrequency.set(term, (this.documentFrequency.get(term) ?? 0) + 1);
+      this.passages.push({ sourceId, title, text, termCounts, length: terms.length });
     }
     this.averageLength = this.passages.reduce((sum, passage) => sum + passage.length, 0) / Math.max(1, this.passages.length);
   }
