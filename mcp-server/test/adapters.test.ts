@@ -1,6 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { type IncomingHttpHeaders, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
@@ -10,9 +9,9 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HttpCaseForwarder } from '../src/backend/http-forwarder';
 import { EmbeddedKnowledge, readMarkdownPassages } from '../src/knowledge/embedded';
-import { OpenSearchKnowledge } from '../src/knowledge/opensearch';
 import { caseIdForCall } from '../src/stores/case-store';
 import { BY_PHONE_INDEX, DynamoDbCaseStore } from '../src/stores/dynamodb-case-store';
+import { closeServer, listenOnLoopback, openSearchAt } from './support/local-http';
 
 function intakeCase(overrides: Partial<IntakeCase> = {}): IntakeCase {
   return intakeCaseSchema.parse({
@@ -89,39 +88,27 @@ describe('OpenSearch knowledge search', () => {
         JSON.stringify({ hits: { hits: [{ _id: 'd1', _score: 7.5, _source: { source_id: 'claims#2', title: 'Timelines', text: 'Most water damage claims are settled within 30 days.' } }] } }),
       );
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const baseUrl = await listenOnLoopback(server);
     try {
-      const search = new OpenSearchKnowledge({
-        endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-        index: 'knowledge',
-        region: 'us-east-1',
-        service: 'es',
-        credentials: async () => ({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' }),
-      });
+      const search = openSearchAt(baseUrl, 'es');
       const passages = await search.search('water claim timeline', 2);
       expect(passages).toEqual([{ sourceId: 'claims#2', title: 'Timelines', text: 'Most water damage claims are settled within 30 days.', score: 7.5 }]);
       expect(seen.url).toBe('/knowledge/_search');
       expect(seen.headers!.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/us-east-1\/es\/aws4_request/);
       expect(seen.body).toMatchObject({ size: 2, query: { multi_match: { query: 'water claim timeline', fields: ['title^2', 'text'] } } });
     } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closeServer(server);
     }
   });
 
   it('reports an OpenSearch error status', async () => {
     const server = createServer((_req, res) => res.writeHead(403).end('{"message":"no permissions"}'));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const baseUrl = await listenOnLoopback(server);
     try {
-      const search = new OpenSearchKnowledge({
-        endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-        index: 'knowledge',
-        region: 'us-east-1',
-        service: 'aoss',
-        credentials: async () => ({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' }),
-      });
+      const search = openSearchAt(baseUrl, 'aoss');
       await expect(search.search('hours', 3)).rejects.toThrow(/HTTP 403/);
     } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closeServer(server);
     }
   });
 });
@@ -145,15 +132,9 @@ describe('OpenSearch knowledge loading', () => {
       }
       res.writeHead(200, { 'content-type': 'application/json' }).end('{"errors":false,"items":[]}');
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const baseUrl = await listenOnLoopback(server);
     try {
-      const search = new OpenSearchKnowledge({
-        endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-        index: 'knowledge',
-        region: 'us-east-1',
-        service: 'aoss',
-        credentials: async () => ({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' }),
-      });
+      const search = openSearchAt(baseUrl, 'aoss');
       expect(await search.ensureIndex(384)).toBe('created');
       expect(await search.ensureIndex(384)).toBe('exists');
       const create = JSON.parse(requests[0].body);
@@ -172,7 +153,7 @@ describe('OpenSearch knowledge loading', () => {
       expect(lines[0]).toEqual({ index: { _index: 'knowledge', _id: passages[0].sourceId } });
       expect(lines[1]).toEqual({ source_id: passages[0].sourceId, title: passages[0].title, text: passages[0].text });
     } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closeServer(server);
     }
   });
 });
@@ -198,10 +179,10 @@ describe('HTTP backend forwarder', () => {
       requests += 1;
       res.writeHead(up ? 200 : 502).end();
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const baseUrl = await listenOnLoopback(server);
     try {
       const forwarder = new HttpCaseForwarder({
-        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/cases`,
+        url: `${baseUrl}/cases`,
         maxAttempts: 3,
         retryBaseMs: 1,
         deadLetterDir: dir,
@@ -216,7 +197,7 @@ describe('HTTP backend forwarder', () => {
       expect(forwarder.pending()).toEqual([]);
       expect(requests).toBe(4);
     } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closeServer(server);
       rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -229,13 +210,13 @@ describe('HTTP backend forwarder', () => {
       requests += 1;
       res.writeHead(422).end();
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const baseUrl = await listenOnLoopback(server);
     try {
-      const forwarder = new HttpCaseForwarder({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, maxAttempts: 4, retryBaseMs: 1, deadLetterDir: dir });
+      const forwarder = new HttpCaseForwarder({ url: baseUrl, maxAttempts: 4, retryBaseMs: 1, deadLetterDir: dir });
       expect(await forwarder.forward(intakeCase())).toMatchObject({ delivered: false, attempts: 1, error: 'HTTP 422' });
       expect(requests).toBe(1);
     } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closeServer(server);
       rmSync(dir, { recursive: true, force: true });
     }
   });

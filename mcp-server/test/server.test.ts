@@ -1,11 +1,11 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { type Server, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { verifyAuditChain } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closeServer, listenOnLoopback } from './support/local-http';
 import { type RunningServer, TEST_TOKEN, connectClient, startServer } from './support/server-process';
 
 type ToolResult = { isError?: boolean; content: { type: string; text: string }[]; structuredContent?: Record<string, any> };
@@ -30,11 +30,8 @@ function backendStandIn(failures: number) {
   });
   return {
     received,
-    async start() {
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      return `http://127.0.0.1:${(server.address() as AddressInfo).port}/cases`;
-    },
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    start: async () => `${await listenOnLoopback(server)}/cases`,
+    stop: () => closeServer(server),
   };
 }
 
@@ -292,8 +289,7 @@ describe('MCP server restarts', () => {
       });
       res.writeHead(201).end('{}');
     });
-    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
-    const server = await startServer({ DATA_DIR: dir, BACKEND_URL: `http://127.0.0.1:${(slow.address() as AddressInfo).port}/cases` });
+    const server = await startServer({ DATA_DIR: dir, BACKEND_URL: `${await listenOnLoopback(slow)}/cases` });
     try {
       const client = await connectClient(server.url, { session: { callId: 'call-drain', callerNumber: '+13125550101' } });
       const inFlight = call(client, 'submit_intake', {
@@ -308,7 +304,7 @@ describe('MCP server restarts', () => {
       release();
     } finally {
       await server.stop();
-      await new Promise<void>((resolve) => slow.close(() => resolve()));
+      await closeServer(slow);
       rmSync(dir, { recursive: true, force: true });
     }
   });
