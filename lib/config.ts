@@ -56,6 +56,58 @@ export const enrichmentSchema = z
   })
   .strict();
 
+const portRange = z
+  .object({ min: z.number().int().min(1024).max(65535), max: z.number().int().min(1024).max(65535) })
+  .strict()
+  .refine((range) => range.min <= range.max, 'is reversed (min > max)');
+
+export const livekitSchema = z
+  .object({
+    /** Pinned images: an upgrade is a config change that shows in review, never a surprise at deploy. */
+    serverImage: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag').default('livekit/livekit-server:v1.9.1'),
+    sipImage: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag').default('livekit/sip:v1.0.0'),
+    instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type').default('c7i.xlarge'),
+    minHosts: z.number().int().min(1).max(50).default(2),
+    maxHosts: z.number().int().min(1).max(100).default(6),
+    apiPort: z.number().int().min(1024).max(65535).default(7880),
+    rtcTcpPort: z.number().int().min(1024).max(65535).default(7881),
+    rtcUdpPortRange: portRange.default({ min: 50000, max: 60000 }),
+    sipPort: z.number().int().min(1).max(65535).default(5060),
+    sipRtpPortRange: portRange.default({ min: 10000, max: 20000 }),
+    /** Calls one LiveKit SIP node takes before it refuses more (then the edge fails over). */
+    maxActiveCalls: z.number().int().min(1).max(2_000).default(100),
+    maxCpuUtilization: z.number().min(0.1).max(1).default(0.9),
+    sipHealthPort: z.number().int().min(1024).max(65535).default(8080),
+    serverPrometheusPort: z.number().int().min(1024).max(65535).default(6789),
+    sipPrometheusPort: z.number().int().min(1024).max(65535).default(6790),
+    /** The agent dispatched into each call's room. */
+    agentName: z.string().regex(/^[a-z][a-z0-9-]{1,62}$/, 'lowercase letters, digits and "-"').default('intake-agent'),
+    roomPrefix: z.string().regex(/^[a-z][a-z0-9_-]{0,30}$/, 'lowercase letters, digits, "_" and "-"').default('call-'),
+    /** The numbers (DIDs) the inbound trunk answers; empty = any number arriving from the edge. */
+    sipNumbers: z.array(z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be E.164')).default([]),
+  })
+  .strict()
+  .superRefine((livekit, ctx) => {
+    if (livekit.minHosts > livekit.maxHosts) ctx.addIssue({ code: 'custom', path: ['minHosts'], message: `must not exceed maxHosts (${livekit.maxHosts})` });
+    const ranges = [
+      ['rtcUdpPortRange', livekit.rtcUdpPortRange],
+      ['sipRtpPortRange', livekit.sipRtpPortRange],
+    ] as const;
+    if (ranges[0][1].min <= ranges[1][1].max && ranges[1][1].min <= ranges[0][1].max) {
+      ctx.addIssue({ code: 'custom', path: ['sipRtpPortRange'], message: 'overlaps rtcUdpPortRange (both run on the same host)' });
+    }
+    const singles = { apiPort: livekit.apiPort, rtcTcpPort: livekit.rtcTcpPort, sipPort: livekit.sipPort, sipHealthPort: livekit.sipHealthPort, serverPrometheusPort: livekit.serverPrometheusPort, sipPrometheusPort: livekit.sipPrometheusPort };
+    const seen = new Map<number, string>();
+    for (const [name, port] of Object.entries(singles)) {
+      const other = seen.get(port);
+      if (other) ctx.addIssue({ code: 'custom', path: [name], message: `${port} is also ${other} (one host runs both)` });
+      seen.set(port, name);
+      for (const [rangeName, range] of ranges) {
+        if (port >= range.min && port <= range.max) ctx.addIssue({ code: 'custom', path: [name], message: `${port} lies in ${rangeName}` });
+      }
+    }
+  });
+
 export const mcpSchema = z
   .object({
     /** Knowledge search behind `search_knowledge`: an OpenSearch Serverless collection, or the bundled markdown index. */
@@ -97,6 +149,7 @@ export const voiceIntakeConfigSchema = z
     agent: agentSchema.default(agentSchema.parse({})),
     enrichment: enrichmentSchema.default(enrichmentSchema.parse({})),
     mcp: mcpSchema.default(mcpSchema.parse({})),
+    livekit: livekitSchema.default(livekitSchema.parse({})),
     tags: z.record(z.string(), z.string().max(256)).default({}),
   })
   .strict()

@@ -1,0 +1,77 @@
+import { stringify } from 'yaml';
+import type { VoiceIntakeConfig } from '../config';
+
+/**
+ * Values only the host knows at start, or secrets that must not sit in a template: the generated YAML carries these
+ * placeholders, and the task's config step replaces them (private IP from IMDSv2, the rest from Secrets Manager).
+ */
+export const LIVEKIT_PLACEHOLDERS = {
+  nodeIp: '__NODE_IP__',
+  apiKey: '__LIVEKIT_API_KEY__',
+  apiSecret: '__LIVEKIT_API_SECRET__',
+  redisPassword: '__REDIS_PASSWORD__',
+} as const;
+
+export interface LiveKitConfigInput {
+  readonly livekit: VoiceIntakeConfig['livekit'];
+  /** `host:port` of the Redis primary (TLS, AUTH). */
+  readonly redisAddress: string;
+}
+
+/**
+ * LiveKit Server's config: multi-node through Redis (TLS + AUTH), node IP = the host's private address, no external
+ * IP discovery and no TURN (both would leak or need public addresses: the edge is the only public part), ports from
+ * our config.
+ */
+export function liveKitServerYaml({ livekit, redisAddress }: LiveKitConfigInput): string {
+  return stringify({
+    port: livekit.apiPort,
+    prometheus_port: livekit.serverPrometheusPort,
+    rtc: {
+      tcp_port: livekit.rtcTcpPort,
+      port_range_start: livekit.rtcUdpPortRange.min,
+      port_range_end: livekit.rtcUdpPortRange.max,
+      use_external_ip: false,
+      node_ip: LIVEKIT_PLACEHOLDERS.nodeIp,
+    },
+    redis: { address: redisAddress, password: LIVEKIT_PLACEHOLDERS.redisPassword, use_tls: true },
+    keys: { [LIVEKIT_PLACEHOLDERS.apiKey]: LIVEKIT_PLACEHOLDERS.apiSecret },
+    turn: { enabled: false },
+    room: { auto_create: true, empty_timeout: 30, departure_timeout: 10 },
+    logging: { level: 'info', json: true },
+  });
+}
+
+/**
+ * LiveKit SIP's config: same Redis, talks to the LiveKit Server on its own host, SIP and RTP on the configured ports,
+ * private addresses only (the edge anchors media toward the carrier), call and CPU limits so an overloaded node
+ * refuses calls instead of degrading them.
+ */
+export function liveKitSipYaml({ livekit, redisAddress }: LiveKitConfigInput): string {
+  return stringify({
+    api_key: LIVEKIT_PLACEHOLDERS.apiKey,
+    api_secret: LIVEKIT_PLACEHOLDERS.apiSecret,
+    ws_url: `ws://127.0.0.1:${livekit.apiPort}`,
+    redis: { address: redisAddress, password: LIVEKIT_PLACEHOLDERS.redisPassword, use_tls: true },
+    sip_port: livekit.sipPort,
+    rtp_port: `${livekit.sipRtpPortRange.min}-${livekit.sipRtpPortRange.max}`,
+    use_external_ip: false,
+    listen_ip: LIVEKIT_PLACEHOLDERS.nodeIp,
+    max_active_calls: livekit.maxActiveCalls,
+    max_cpu_utilization: livekit.maxCpuUtilization,
+    health_port: livekit.sipHealthPort,
+    prometheus_port: livekit.sipPrometheusPort,
+    logging: { level: 'info', json: true },
+  });
+}
+
+/** Replaces every placeholder; throws naming any that has no value, so a half-rendered config never starts. */
+export function fillPlaceholders(template: string, values: Record<keyof typeof LIVEKIT_PLACEHOLDERS, string>): string {
+  let filled = template;
+  for (const [key, placeholder] of Object.entries(LIVEKIT_PLACEHOLDERS) as [keyof typeof LIVEKIT_PLACEHOLDERS, string][]) {
+    const value = values[key];
+    if (!value) throw new Error(`no value for ${placeholder}`);
+    filled = filled.split(placeholder).join(value);
+  }
+  return filled;
+}

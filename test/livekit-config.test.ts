@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { parseConfig } from '../lib/config';
+import { LIVEKIT_PLACEHOLDERS, fillPlaceholders, liveKitServerYaml, liveKitSipYaml } from '../lib/livekit/config';
+
+const { livekit } = parseConfig({});
+const input = { livekit, redisAddress: 'master.voice-intake.abc123.use1.cache.amazonaws.com:6380' };
+
+describe('LiveKit Server config', () => {
+  const config = parse(liveKitServerYaml(input));
+
+  it('uses the private node IP, no external IP discovery and no TURN', () => {
+    expect(config.rtc.use_external_ip).toBe(false);
+    expect(config.rtc.node_ip).toBe(LIVEKIT_PLACEHOLDERS.nodeIp);
+    expect(config.turn).toEqual({ enabled: false });
+    expect(config.rtc.turn_servers).toBeUndefined();
+    expect(config.rtc.stun_servers).toBeUndefined();
+  });
+
+  it('joins the multi-node cluster through Redis over TLS with AUTH', () => {
+    expect(config.redis).toEqual({ address: input.redisAddress, password: LIVEKIT_PLACEHOLDERS.redisPassword, use_tls: true });
+  });
+
+  it('takes its ports from config and its keys from the secret', () => {
+    expect(config.port).toBe(7880);
+    expect(config.rtc.tcp_port).toBe(7881);
+    expect([config.rtc.port_range_start, config.rtc.port_range_end]).toEqual([50000, 60000]);
+    expect(config.prometheus_port).toBe(6789);
+    expect(config.keys).toEqual({ [LIVEKIT_PLACEHOLDERS.apiKey]: LIVEKIT_PLACEHOLDERS.apiSecret });
+  });
+
+  it('follows config changes', () => {
+    const custom = parseConfig({ livekit: { apiPort: 7980, rtcUdpPortRange: { min: 40000, max: 45000 } } }).livekit;
+    const changed = parse(liveKitServerYaml({ ...input, livekit: custom }));
+    expect(changed.port).toBe(7980);
+    expect([changed.rtc.port_range_start, changed.rtc.port_range_end]).toEqual([40000, 45000]);
+  });
+});
+
+describe('LiveKit SIP config', () => {
+  const config = parse(liveKitSipYaml(input));
+
+  it('listens on the private address with SIP and RTP ports from config', () => {
+    expect(config.sip_port).toBe(5060);
+    expect(config.rtp_port).toBe('10000-20000');
+    expect(config.use_external_ip).toBe(false);
+    expect(config.listen_ip).toBe(LIVEKIT_PLACEHOLDERS.nodeIp);
+    expect(config.nat_1_to_1_ip).toBeUndefined();
+  });
+
+  it('shares Redis with the server and reaches it on the same host', () => {
+    expect(config.redis).toEqual({ address: input.redisAddress, password: LIVEKIT_PLACEHOLDERS.redisPassword, use_tls: true });
+    expect(config.ws_url).toBe('ws://127.0.0.1:7880');
+    expect(config.api_key).toBe(LIVEKIT_PLACEHOLDERS.apiKey);
+  });
+
+  it('limits calls and CPU, and exposes health and metrics', () => {
+    expect(config.max_active_calls).toBe(100);
+    expect(config.max_cpu_utilization).toBe(0.9);
+    expect(config.health_port).toBe(8080);
+    expect(config.prometheus_port).toBe(6790);
+  });
+});
+
+describe('placeholders', () => {
+  it('are all replaced, and a missing value is named', () => {
+    const values = { nodeIp: '10.40.16.12', apiKey: 'APIabc', apiSecret: 'secret-xyz', redisPassword: 'p@ss:word' };
+    const filled = fillPlaceholders(liveKitSipYaml(input), values);
+    expect(filled).not.toMatch(/__[A-Z_]+__/);
+    const config = parse(filled);
+    expect(config.listen_ip).toBe('10.40.16.12');
+    expect(config.redis.password).toBe('p@ss:word');
+    expect(() => fillPlaceholders(liveKitServerYaml(input), { ...values, redisPassword: '' })).toThrow(/__REDIS_PASSWORD__/);
+  });
+});
+
+describe('livekit config validation', () => {
+  it('refuses overlapping port ranges and clashing ports, naming the key', () => {
+    expect(() => parseConfig({ livekit: { sipRtpPortRange: { min: 55000, max: 56000 } } })).toThrow(/livekit\.sipRtpPortRange: overlaps rtcUdpPortRange/);
+    expect(() => parseConfig({ livekit: { sipHealthPort: 7880 } })).toThrow(/livekit\.sipHealthPort: 7880 is also apiPort/);
+    expect(() => parseConfig({ livekit: { minHosts: 5, maxHosts: 2 } })).toThrow(/livekit\.minHosts: must not exceed maxHosts/);
+    expect(() => parseConfig({ livekit: { serverImage: 'livekit/livekit-server' } })).toThrow(/livekit\.serverImage: must be an image with a pinned tag/);
+  });
+});
