@@ -38,13 +38,13 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     ...common,
     description: 'voice-intake: app tier (ECS cluster, MCP server)',
     vpc: network.vpc,
+    data,
     casesTable: data.casesTable,
     auditBucket: data.auditBucket,
     accessLogsBucket: data.accessLogsBucket,
     dataKey: data.dataKey,
     knowledge: data.knowledge,
   });
-  appTier.addStackDependency(data);
 
   Tags.of(app).add('project', 'voice-intake');
   Tags.of(app).add('deployment', config.deploymentName);

@@ -124,3 +124,98 @@ describe('data stack: MCP backends', () => {
     expect(container.Environment).toContainEqual({ Name: 'KNOWLEDGE_BACKEND', Value: 'embedded' });
   });
 });
+
+describe('app stack: LiveKit cluster', () => {
+  let app: Template;
+  let synthesized: SynthesizedApp;
+
+  beforeAll(() => {
+    synthesized = synthVoiceIntake();
+    app = synthesized.templates.app;
+  });
+
+  const groupId = (description: RegExp) => logicalIdOf(app, 'AWS::EC2::SecurityGroup', description);
+  const ingressInto = (group: string) =>
+    Object.values(app.findResources('AWS::EC2::SecurityGroupIngress'))
+      .map((rule) => rule.Properties)
+      .filter((rule) => JSON.stringify(rule.GroupId).includes(group));
+  const from = (group: string) => ({ 'Fn::GetAtt': [group, 'GroupId'] });
+
+  it('runs hosts in private subnets with IMDSv2, encrypted disks, SSM and no SSH key', () => {
+    const template = Object.values(app.findResources('AWS::EC2::LaunchTemplate'))[0].Properties.LaunchTemplateData;
+    expect(template.MetadataOptions).toMatchObject({ HttpTokens: 'required' });
+    expect(template.KeyName).toBeUndefined();
+    expect(template.BlockDeviceMappings[0].Ebs).toMatchObject({ Encrypted: true, VolumeType: 'gp3' });
+    expect(JSON.stringify(template.NetworkInterfaces ?? [])).not.toContain('AssociatePublicIpAddress":true');
+    const group = Object.values(app.findResources('AWS::AutoScaling::AutoScalingGroup'))[0].Properties;
+    expect(JSON.stringify(group.VPCZoneIdentifier)).toMatch(/privateSubnet/);
+    expect(group).toMatchObject({ MinSize: '2', MaxSize: '6', HealthCheckType: 'ELB' });
+    app.hasResourceProperties('AWS::IAM::Role', {
+      ManagedPolicyArns: [{ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::aws:policy/AmazonSSMManagedInstanceCore']] }],
+    });
+  });
+
+  it('runs one LiveKit Server and one LiveKit SIP per host, with host networking and pinned images', () => {
+    app.hasResourceProperties('AWS::ECS::Service', { SchedulingStrategy: 'DAEMON' });
+    const task = Object.values(app.findResources('AWS::ECS::TaskDefinition')).find((definition) => definition.Properties.NetworkMode === 'host')!;
+    const containers = Object.fromEntries((task.Properties.ContainerDefinitions as any[]).map((container) => [container.Name, container]));
+    expect(Object.keys(containers).sort()).toEqual(['config', 'livekit-server', 'livekit-sip']);
+    expect(containers['livekit-server'].Image).toBe(synthesized.config.livekit.serverImage);
+    expect(containers['livekit-sip'].Image).toBe(synthesized.config.livekit.sipImage);
+    for (const name of ['livekit-server', 'livekit-sip']) {
+      expect(containers[name].DependsOn).toEqual([{ ContainerName: 'config', Condition: 'SUCCESS' }]);
+      expect(containers[name].User).toBe('1000');
+    }
+    const secretNames = (containers.config.Secrets as { Name: string }[]).map((secret) => secret.Name).sort();
+    expect(secretNames).toEqual(['LIVEKIT_API_KEY', 'LIVEKIT_API_SECRET', 'REDIS_PASSWORD']);
+    const env = Object.fromEntries((containers.config.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]));
+    expect(JSON.stringify(env.SERVER_TEMPLATE)).toContain('node_ip: __NODE_IP__');
+    // Secrets are placeholders in the template, filled from Secrets Manager at task start.
+    expect(JSON.stringify(env.SERVER_TEMPLATE)).toContain('password: __REDIS_PASSWORD__');
+    expect(JSON.stringify(env.SIP_TEMPLATE)).toContain('api_secret: __LIVEKIT_API_SECRET__');
+    expect(JSON.stringify(containers.config.Command)).toContain('latest/api/token');
+  });
+
+  it('lets agents reach the API and WebRTC ports, the load balancer reach the API, and nothing else in', () => {
+    const host = groupId(/^LiveKit hosts/);
+    const lb = groupId(/^LiveKit API load balancer/);
+    const agents = groupId(/^Agent workers/);
+    const rules = ingressInto(host).map((rule) => `${rule.IpProtocol} ${rule.FromPort}-${rule.ToPort} from ${JSON.stringify(rule.SourceSecurityGroupId)}`);
+    expect(rules.sort()).toEqual(
+      [
+        `tcp 7880-7880 from ${JSON.stringify(from(lb))}`,
+        `tcp 7880-7880 from ${JSON.stringify(from(agents))}`,
+        `tcp 7881-7881 from ${JSON.stringify(from(agents))}`,
+        `udp 50000-60000 from ${JSON.stringify(from(agents))}`,
+      ].sort(),
+    );
+    expect(ingressInto(lb).map((rule) => rule.SourceSecurityGroupId)).toEqual([from(agents)]);
+    app.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', { Type: 'network', Scheme: 'internal', Subnets: Match.anyValue() });
+    expect(openIngressRules(app)).toEqual([]);
+  });
+
+  it('opens Redis to LiveKit, agents and the MCP server only', () => {
+    const redisRules = Object.values(app.findResources('AWS::EC2::SecurityGroupIngress'))
+      .map((rule) => rule.Properties)
+      .filter((rule) => rule.FromPort === 6380);
+    expect(redisRules.map((rule) => rule.Description).sort()).toEqual(['LiveKit hosts to Redis', 'MCP server to Redis', 'agent workers to Redis']);
+    for (const rule of redisRules) expect(JSON.stringify(rule.GroupId)).toContain('RedisSecurityGroup');
+  });
+
+  it('admits SIP and RTP from the edge security group only, with the rules in the edge stack', async () => {
+    const { App, Stack } = await import('aws-cdk-lib');
+    const ec2 = await import('aws-cdk-lib/aws-ec2');
+    const { Template } = await import('aws-cdk-lib/assertions');
+    const { parseConfig } = await import('../lib/config');
+    const { buildVoiceIntake } = await import('../lib/app');
+    const { cdkJsonContext } = await import('./support/synth');
+    const cdkApp = new App({ context: cdkJsonContext() });
+    const stacks = buildVoiceIntake(cdkApp, parseConfig({}));
+    const edge = new Stack(cdkApp, 'edge-under-test');
+    const edgeGroup = new ec2.SecurityGroup(edge, 'EdgeHosts', { vpc: stacks.network.vpc });
+    stacks.app.livekit.sipIngressFor(edgeGroup);
+    const rules = Object.values(Template.fromStack(edge).findResources('AWS::EC2::SecurityGroupIngress')).map((rule) => rule.Properties);
+    expect(rules.map((rule) => `${rule.IpProtocol} ${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp 5060-5060', 'udp 10000-20000', 'udp 5060-5060']);
+    for (const rule of rules) expect(rule.SourceSecurityGroupId).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^EdgeHosts/), 'GroupId'] });
+  });
+});

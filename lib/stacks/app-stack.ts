@@ -7,11 +7,15 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import type { KnowledgeCollection } from '../constructs/knowledge-collection';
+import { LiveKitCluster } from '../constructs/livekit-cluster';
 import { McpServerService } from '../constructs/mcp-server-service';
+import type { DataStack } from './data-stack';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
 export interface AppStackProps extends VoiceIntakeStackProps {
   readonly vpc: ec2.IVpc;
+  /** The data stack: Redis is opened to this tier's security groups from here. */
+  readonly data: DataStack;
   readonly casesTable: dynamodb.ITable;
   readonly auditBucket: s3.IBucket;
   readonly accessLogsBucket: s3.IBucket;
@@ -28,9 +32,12 @@ export class AppStack extends VoiceIntakeStack {
   readonly cluster: ecs.Cluster;
   readonly agentSecurityGroup: ec2.SecurityGroup;
   readonly mcpServer: McpServerService;
+  readonly livekit: LiveKitCluster;
 
   constructor(scope: Construct, id: string, props: AppStackProps) {
     super(scope, id, props);
+    // Declared first: grants on data-tier secrets and keys then stay in this stack's policies (no cycle).
+    this.addStackDependency(props.data);
 
     this.appKey = new kms.Key(this, 'AppKey', {
       description: 'Encrypts app-tier secrets and logs',
@@ -64,6 +71,24 @@ export class AppStack extends VoiceIntakeStack {
     });
     this.mcpServer.allowFrom(this.agentSecurityGroup, 'agent workers to the MCP server');
 
+    this.livekit = new LiveKitCluster(this, 'LiveKit', {
+      vpc: props.vpc,
+      cluster: this.cluster,
+      livekit: props.config.livekit,
+      redisAddress: `${props.data.redisEndpoint.host}:${props.data.redisEndpoint.port}`,
+      redisAuthSecret: props.data.redisAuthSecret,
+      dataKey: props.dataKey,
+      appKey: this.appKey,
+      accessLogsBucket: props.accessLogsBucket,
+    });
+    this.livekit.allowAgents(this.agentSecurityGroup);
+
+    // Redis: LiveKit (room state, bus), agents (session state), MCP server; nothing else.
+    props.data.allowRedisFrom(this.livekit.hostSecurityGroup, 'LiveKit hosts to Redis');
+    props.data.allowRedisFrom(this.agentSecurityGroup, 'agent workers to Redis');
+    props.data.allowRedisFrom(this.mcpServer.serviceSecurityGroup, 'MCP server to Redis');
+
+    new CfnOutput(this, 'LiveKitUrl', { value: this.livekit.url });
     new CfnOutput(this, 'McpServerUrl', { value: this.mcpServer.url });
     new CfnOutput(this, 'McpTokenSecretArn', { value: this.mcpServer.tokenSecret.secretArn });
   }

@@ -1,0 +1,301 @@
+import { Annotations, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { acknowledgeRules, skipCheckovChecks } from '../compliance';
+import { LOAD_BALANCER_LOG_PREFIX } from '../stacks/data-stack';
+import type { VoiceIntakeConfig } from '../config';
+import { LIVEKIT_PLACEHOLDERS, liveKitServerYaml, liveKitSipYaml } from '../livekit/config';
+
+/** Renders the two configs onto the shared volume: private IP from IMDSv2, secrets from the task's environment. */
+const CONFIG_INIT_IMAGE = 'public.ecr.aws/amazonlinux/amazonlinux:2023-minimal';
+
+export interface LiveKitClusterProps {
+  readonly vpc: ec2.IVpc;
+  readonly cluster: ecs.Cluster;
+  readonly livekit: VoiceIntakeConfig['livekit'];
+  /** `host:port` of the session Redis (TLS). */
+  readonly redisAddress: string;
+  readonly redisAuthSecret: secretsmanager.ISecret;
+  /** The key the Redis secret is encrypted with (the data stack's). */
+  readonly dataKey: kms.IKey;
+  /** App-tier key for the API secret and logs. */
+  readonly appKey: kms.IKey;
+  /** Where the API load balancer writes access logs (under the load-balancer prefix the data stack allows). */
+  readonly accessLogsBucket: s3.IBucket;
+}
+
+/**
+ * LiveKit Server + LiveKit SIP, one of each on every host of an EC2 Auto Scaling group in private subnets (host
+ * networking: LiveKit needs its UDP ranges on the host), with an internal load balancer for the API. Configs are
+ * generated at synth from our config; the host's private IP and the secrets are filled in at task start.
+ */
+export class LiveKitCluster extends Construct {
+  readonly hostSecurityGroup: ec2.SecurityGroup;
+  readonly apiLoadBalancer: elbv2.NetworkLoadBalancer;
+  readonly apiLoadBalancerSecurityGroup: ec2.SecurityGroup;
+  readonly apiSecret: secretsmanager.Secret;
+  readonly autoScalingGroup: autoscaling.AutoScalingGroup;
+  readonly service: ecs.Ec2Service;
+  /** LiveKit's API/WebSocket URL for clients inside the VPC. */
+  readonly url: string;
+  private readonly livekit: VoiceIntakeConfig['livekit'];
+
+  constructor(scope: Construct, id: string, props: LiveKitClusterProps) {
+    super(scope, id);
+    const { livekit } = props;
+    this.livekit = livekit;
+
+    this.apiSecret = new secretsmanager.Secret(this, 'ApiKey', {
+      description: 'LiveKit API key and secret (JSON: apiKey, apiSecret)',
+      encryptionKey: props.appKey,
+      generateSecretString: {
+        secretStringTemplate: JSON.stringify({ apiKey: 'APIvoiceintake' }),
+        generateStringKey: 'apiSecret',
+        passwordLength: 48,
+        excludePunctuation: true,
+      },
+    });
+    acknowledgeRules(
+      this.apiSecret,
+      ['AwsSolutions-SMG4', 'HIPAA.Security-SecretsManagerRotationEnabled', 'NIST.800.53.R5-SecretsManagerRotationEnabled'],
+      'LiveKit reads its keys at start; rotation is a coordinated redeploy of LiveKit, agents and the provisioner, not a rotation Lambda.',
+    );
+
+    this.hostSecurityGroup = new ec2.SecurityGroup(this, 'HostSecurityGroup', {
+      vpc: props.vpc,
+      description: 'LiveKit hosts: SIP/RTP from the edge, API from the load balancer and agents, WebRTC from agents',
+      allowAllOutbound: true,
+    });
+
+    const role = new iam.Role(this, 'HostRole', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
+      description: 'LiveKit hosts: ECS agent and SSM (no SSH)',
+    });
+    this.autoScalingGroup = new autoscaling.AutoScalingGroup(this, 'Hosts', {
+      vpc: props.vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      launchTemplate: new ec2.LaunchTemplate(this, 'HostTemplate', {
+        instanceType: new ec2.InstanceType(livekit.instanceType),
+        machineImage: ecs.EcsOptimizedImage.amazonLinux2023(),
+        securityGroup: this.hostSecurityGroup,
+        role,
+        requireImdsv2: true,
+        httpPutResponseHopLimit: 1,
+        userData: ec2.UserData.forLinux(),
+        blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(30, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
+        detailedMonitoring: true,
+      }),
+      minCapacity: livekit.minHosts,
+      maxCapacity: livekit.maxHosts,
+      // A host whose LiveKit stops answering the load balancer is replaced, not just one whose instance fails.
+      healthChecks: autoscaling.HealthChecks.withAdditionalChecks({
+        additionalTypes: [autoscaling.AdditionalHealthCheckType.ELB],
+        gracePeriod: Duration.minutes(5),
+      }),
+      newInstancesProtectedFromScaleIn: false,
+    });
+    const capacity = new ecs.AsgCapacityProvider(this, 'Capacity', {
+      autoScalingGroup: this.autoScalingGroup,
+      enableManagedTerminationProtection: false,
+      enableManagedDraining: true,
+    });
+    props.cluster.addAsgCapacityProvider(capacity);
+
+    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.appKey, removalPolicy: RemovalPolicy.RETAIN });
+    const task = new ecs.Ec2TaskDefinition(this, 'Task', { networkMode: ecs.NetworkMode.HOST });
+    task.addVolume({ name: 'config' });
+    // Imported by ARN so the grant stays an identity policy here, not an edit of the data stack's key policy.
+    const redisAuth = secretsmanager.Secret.fromSecretCompleteArn(this, 'RedisAuthToken', props.redisAuthSecret.secretArn);
+    const secrets = {
+      LIVEKIT_API_KEY: ecs.Secret.fromSecretsManager(this.apiSecret, 'apiKey'),
+      LIVEKIT_API_SECRET: ecs.Secret.fromSecretsManager(this.apiSecret, 'apiSecret'),
+      REDIS_PASSWORD: ecs.Secret.fromSecretsManager(redisAuth),
+    };
+    task.obtainExecutionRole().addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:Decrypt'],
+        resources: [props.dataKey.keyArn],
+        conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` } },
+      }),
+    );
+    const input = { livekit, redisAddress: props.redisAddress };
+    const render = (template: string, file: string) =>
+      `printf '%s' "$${template}" | sed -e "s|${LIVEKIT_PLACEHOLDERS.nodeIp}|$NODE_IP|g" -e "s|${LIVEKIT_PLACEHOLDERS.apiKey}|$LIVEKIT_API_KEY|g" -e "s|${LIVEKIT_PLACEHOLDERS.apiSecret}|$LIVEKIT_API_SECRET|g" -e "s|${LIVEKIT_PLACEHOLDERS.redisPassword}|$REDIS_PASSWORD|g" > /config/${file}`;
+    const init = task.addContainer('config', {
+      image: ecs.ContainerImage.fromRegistry(CONFIG_INIT_IMAGE),
+      essential: false,
+      memoryReservationMiB: 32,
+      logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'livekit-config', logGroup }),
+      environment: { SERVER_TEMPLATE: liveKitServerYaml(input), SIP_TEMPLATE: liveKitSipYaml(input) },
+      secrets,
+      entryPoint: ['sh', '-c'],
+      command: [
+        [
+          'set -eu',
+          'TOKEN=$(curl -sf -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 60")',
+          'NODE_IP=$(curl -sf -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/local-ipv4)',
+          render('SERVER_TEMPLATE', 'server.yaml'),
+          render('SIP_TEMPLATE', 'sip.yaml'),
+          'chmod 0444 /config/*.yaml',
+        ].join('\n'),
+      ],
+    });
+    init.addMountPoints({ containerPath: '/config', sourceVolume: 'config', readOnly: false });
+
+    const server = task.addContainer('livekit-server', {
+      image: ecs.ContainerImage.fromRegistry(livekit.serverImage),
+      user: '1000',
+      memoryReservationMiB: 1024,
+      command: ['--config', '/config/server.yaml'],
+      logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'livekit-server', logGroup }),
+    });
+    server.addMountPoints({ containerPath: '/config', sourceVolume: 'config', readOnly: true });
+    server.addContainerDependencies({ container: init, condition: ecs.ContainerDependencyCondition.SUCCESS });
+
+    const sip = task.addContainer('livekit-sip', {
+      image: ecs.ContainerImage.fromRegistry(livekit.sipImage),
+      user: '1000',
+      memoryReservationMiB: 1024,
+      command: ['--config', '/config/sip.yaml'],
+      logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'livekit-sip', logGroup }),
+      healthCheck: {
+        command: ['CMD-SHELL', `wget -q -O- http://127.0.0.1:${livekit.sipHealthPort}/ || exit 1`],
+        interval: Duration.seconds(15),
+        startPeriod: Duration.seconds(30),
+      },
+    });
+    sip.addMountPoints({ containerPath: '/config', sourceVolume: 'config', readOnly: true });
+    sip.addContainerDependencies({ container: init, condition: ecs.ContainerDependencyCondition.SUCCESS });
+
+    // One LiveKit Server + SIP pair per host: the daemon strategy follows the Auto Scaling group.
+    this.service = new ecs.Ec2Service(this, 'Service', {
+      cluster: props.cluster,
+      taskDefinition: task,
+      daemon: true,
+      minHealthyPercent: 0,
+      maxHealthyPercent: 100,
+    });
+
+    this.apiLoadBalancerSecurityGroup = new ec2.SecurityGroup(this, 'ApiLoadBalancerSecurityGroup', {
+      vpc: props.vpc,
+      description: 'LiveKit API load balancer: from agents and the SIP provisioner only',
+      allowAllOutbound: false,
+    });
+    this.apiLoadBalancerSecurityGroup.addEgressRule(this.hostSecurityGroup, ec2.Port.tcp(livekit.apiPort), 'to LiveKit hosts');
+    this.hostSecurityGroup.addIngressRule(this.apiLoadBalancerSecurityGroup, ec2.Port.tcp(livekit.apiPort), 'API from its load balancer');
+    this.apiLoadBalancer = new elbv2.NetworkLoadBalancer(this, 'ApiLoadBalancer', {
+      vpc: props.vpc,
+      internetFacing: false,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      securityGroups: [this.apiLoadBalancerSecurityGroup],
+      crossZoneEnabled: true,
+    });
+    this.apiLoadBalancer.setAttribute('access_logs.s3.enabled', 'true');
+    this.apiLoadBalancer.setAttribute('access_logs.s3.bucket', props.accessLogsBucket.bucketName);
+    this.apiLoadBalancer.setAttribute('access_logs.s3.prefix', `${LOAD_BALANCER_LOG_PREFIX}/livekit`);
+    this.apiLoadBalancer
+      .addListener('Api', { port: livekit.apiPort, protocol: elbv2.Protocol.TCP })
+      .addTargets('Hosts', {
+        port: livekit.apiPort,
+        protocol: elbv2.Protocol.TCP,
+        targets: [this.autoScalingGroup],
+        healthCheck: { protocol: elbv2.Protocol.HTTP, path: '/', interval: Duration.seconds(10) },
+        deregistrationDelay: Duration.seconds(30),
+      });
+    this.url = `http://${this.apiLoadBalancer.loadBalancerDnsName}:${livekit.apiPort}`;
+    this.acknowledgeFindings(task, role);
+    Annotations.of(this.service).acknowledgeWarning(
+      '@aws-cdk/aws-ecs:shouldUseCircuitBreaker',
+      'Daemon service: one task per host, replaced with its host; rollout safety comes from the Auto Scaling group.',
+    );
+  }
+
+  /** Agents reach the API and carry WebRTC media to the hosts. */
+  allowAgents(agents: ec2.ISecurityGroup): void {
+    const { livekit } = this;
+    this.apiLoadBalancerSecurityGroup.addIngressRule(agents, ec2.Port.tcp(livekit.apiPort), 'agents to the LiveKit API');
+    this.hostSecurityGroup.addIngressRule(agents, ec2.Port.tcp(livekit.apiPort), 'agents to the LiveKit API (node-direct)');
+    this.hostSecurityGroup.addIngressRule(agents, ec2.Port.tcp(livekit.rtcTcpPort), 'agents WebRTC over TCP');
+    this.hostSecurityGroup.addIngressRule(agents, ec2.Port.udpRange(livekit.rtcUdpPortRange.min, livekit.rtcUdpPortRange.max), 'agents WebRTC media');
+  }
+
+  /** The SIP provisioner calls the API through the load balancer. */
+  allowApiClient(client: ec2.ISecurityGroup, description: string): void {
+    this.apiLoadBalancerSecurityGroup.addIngressRule(client, ec2.Port.tcp(this.livekit.apiPort), description);
+  }
+
+  /** The SIP edge sends signalling and media to LiveKit SIP (rules created in the edge's stack). */
+  sipIngressFor(edge: ec2.ISecurityGroup): ec2.CfnSecurityGroupIngress[] {
+    const { livekit } = this;
+    const scope = Stack.of(edge);
+    const rule = (id: string, protocol: string, from: number, to: number, description: string) =>
+      new ec2.CfnSecurityGroupIngress(scope, `LiveKitSip${id}From${edge.node.id}`, {
+        groupId: this.hostSecurityGroup.securityGroupId,
+        sourceSecurityGroupId: edge.securityGroupId,
+        ipProtocol: protocol,
+        fromPort: from,
+        toPort: to,
+        description,
+      });
+    return [
+      rule('Udp', 'udp', livekit.sipPort, livekit.sipPort, 'SIP over UDP from the edge'),
+      rule('Tcp', 'tcp', livekit.sipPort, livekit.sipPort, 'SIP over TCP from the edge'),
+      rule('Rtp', 'udp', livekit.sipRtpPortRange.min, livekit.sipRtpPortRange.max, 'RTP from the edge media relay'),
+    ];
+  }
+
+  private acknowledgeFindings(task: ecs.Ec2TaskDefinition, role: iam.Role): void {
+    const hostPolicy = role.node.findChild('DefaultPolicy');
+    const executionPolicy = task.obtainExecutionRole().node.findChild('DefaultPolicy');
+    acknowledgeRules(
+      hostPolicy,
+      ['AwsSolutions-IAM5[Action::ecs:Submit*]', 'AwsSolutions-IAM5[Resource::*]'],
+      'The ECS container agent permissions CDK grants an ECS host (registration, telemetry); they are scoped to the cluster where the API allows.',
+    );
+    for (const policy of [hostPolicy, executionPolicy]) {
+      acknowledgeRules(
+        policy,
+        ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'],
+        'Least-privilege statements generated for this one role; a managed policy would be shared by nothing else.',
+      );
+    }
+    acknowledgeRules(
+      task,
+      ['HIPAA.Security-ECSTaskDefinitionUserForHostMode', 'NIST.800.53.R5-ECSTaskDefinitionUserForHostMode'],
+      'LiveKit Server and SIP run as uid 1000; only the config step runs as root, to write the shared config volume, and exits.',
+    );
+    acknowledgeRules(
+      this.apiLoadBalancer.node.findChild('Api'),
+      ['HIPAA.Security-ELBv2ACMCertificateRequired', 'NIST.800.53.R5-ELBv2ACMCertificateRequired'],
+      'Internal TCP listener reachable only from agents and the provisioner inside the VPC; LiveKit API calls carry signed tokens. TLS needs a private CA certificate, not yet provisioned.',
+    );
+    acknowledgeRules(task, ['AwsSolutions-ECS2'], 'Environment holds generated config templates with placeholders; secrets come from Secrets Manager.');
+    acknowledgeRules(
+      role,
+      ['AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]'],
+      'AWS-maintained policy for Session Manager access (the hosts have no SSH).',
+    );
+    acknowledgeRules(
+      this.autoScalingGroup,
+      ['AwsSolutions-AS3'],
+      'Scaling activity shows in ECS capacity provider events and CloudWatch; no separate SNS notification topic.',
+    );
+    acknowledgeRules(
+      this.apiLoadBalancer,
+      ['NIST.800.53.R5-ELBDeletionProtectionEnabled', 'HIPAA.Security-ELBDeletionProtectionEnabled'],
+      'Internal load balancer holding no state; CloudFormation replaces it with the service.',
+    );
+    skipCheckovChecks(hostPolicy, [
+      { id: 'CKV_AWS_111', comment: 'ECS container agent permissions on an ECS host; the agent APIs (Submit*, Poll) take no resource scoping.' },
+    ]);
+  }
+}
