@@ -1,7 +1,9 @@
-import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openIngressRules } from './support/assertions';
-import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
+import { type SynthesizedApp, buildVoiceIntakeApp, synthVoiceIntake } from './support/synth';
 
 type Statement = { Action: string | string[]; Resource: unknown };
 
@@ -202,15 +204,8 @@ describe('app stack: LiveKit cluster', () => {
     for (const rule of redisRules) expect(JSON.stringify(rule.GroupId)).toContain('RedisSecurityGroup');
   });
 
-  it('admits SIP and RTP from the edge security group only, with the rules in the edge stack', async () => {
-    const { App, Stack } = await import('aws-cdk-lib');
-    const ec2 = await import('aws-cdk-lib/aws-ec2');
-    const { Template } = await import('aws-cdk-lib/assertions');
-    const { parseConfig } = await import('../lib/config');
-    const { buildVoiceIntake } = await import('../lib/app');
-    const { cdkJsonContext } = await import('./support/synth');
-    const cdkApp = new App({ context: cdkJsonContext() });
-    const stacks = buildVoiceIntake(cdkApp, parseConfig({}));
+  it('admits SIP and RTP from the edge security group only, with the rules in the edge stack', () => {
+    const { app: cdkApp, stacks } = buildVoiceIntakeApp();
     const edge = new Stack(cdkApp, 'edge-under-test');
     const edgeGroup = new ec2.SecurityGroup(edge, 'EdgeHosts', { vpc: stacks.network.vpc });
     stacks.app.livekit.sipIngressFor(edgeGroup);

@@ -1,8 +1,10 @@
-import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { REDIS_PORT } from '../lib/stacks/data-stack';
 import { openIngressRules } from './support/assertions';
-import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
+import { type SynthesizedApp, buildVoiceIntakeApp, synthVoiceIntake } from './support/synth';
 
 type Resource = { Properties: Record<string, any>; DeletionPolicy?: string };
 
@@ -110,15 +112,9 @@ describe('data stack, compliance-mode audit lock', () => {
 });
 
 describe('data stack, Redis access for a later tier', () => {
-  it('opens Redis to one client security group only, with the rule in the client stack', async () => {
-    const { App, Stack } = await import('aws-cdk-lib');
-    const ec2 = await import('aws-cdk-lib/aws-ec2');
-    const { Template } = await import('aws-cdk-lib/assertions');
-    const { parseConfig } = await import('../lib/config');
-    const { buildVoiceIntake } = await import('../lib/app');
-    const { cdkJsonContext } = await import('./support/synth');
-    const app = new App({ context: cdkJsonContext() });
-    const { network, data: dataStack } = buildVoiceIntake(app, parseConfig({}));
+  it('opens Redis to one client security group only, with the rule in the client stack', () => {
+    const { app, stacks } = buildVoiceIntakeApp();
+    const { network, data: dataStack } = stacks;
     const client = new Stack(app, 'client');
     const clientGroup = new ec2.SecurityGroup(client, 'Worker', { vpc: network.vpc });
     dataStack.allowRedisFrom(clientGroup, 'worker to Redis');

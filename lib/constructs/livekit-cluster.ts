@@ -10,9 +10,9 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { acknowledgeRules, skipCheckovChecks } from '../compliance';
-import { LOAD_BALANCER_LOG_PREFIX } from '../stacks/data-stack';
 import type { VoiceIntakeConfig } from '../config';
 import { LIVEKIT_PLACEHOLDERS, liveKitServerYaml, liveKitSipYaml } from '../livekit/config';
+import { InternalLoadBalancer } from './internal-load-balancer';
 
 /** Renders the two configs onto the shared volume: private IP from IMDSv2, secrets from the task's environment. */
 const CONFIG_INIT_IMAGE = 'public.ecr.aws/amazonlinux/amazonlinux:2023-minimal';
@@ -185,25 +185,18 @@ export class LiveKitCluster extends Construct {
       maxHealthyPercent: 100,
     });
 
-    this.apiLoadBalancerSecurityGroup = new ec2.SecurityGroup(this, 'ApiLoadBalancerSecurityGroup', {
+    const internal = new InternalLoadBalancer(this, 'Api', {
       vpc: props.vpc,
       description: 'LiveKit API load balancer: from agents and the SIP provisioner only',
-      allowAllOutbound: false,
+      accessLogsBucket: props.accessLogsBucket,
+      logPrefix: 'livekit',
     });
+    this.apiLoadBalancer = internal.loadBalancer;
+    this.apiLoadBalancerSecurityGroup = internal.securityGroup;
     this.apiLoadBalancerSecurityGroup.addEgressRule(this.hostSecurityGroup, ec2.Port.tcp(livekit.apiPort), 'to LiveKit hosts');
     this.hostSecurityGroup.addIngressRule(this.apiLoadBalancerSecurityGroup, ec2.Port.tcp(livekit.apiPort), 'API from its load balancer');
-    this.apiLoadBalancer = new elbv2.NetworkLoadBalancer(this, 'ApiLoadBalancer', {
-      vpc: props.vpc,
-      internetFacing: false,
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-      securityGroups: [this.apiLoadBalancerSecurityGroup],
-      crossZoneEnabled: true,
-    });
-    this.apiLoadBalancer.setAttribute('access_logs.s3.enabled', 'true');
-    this.apiLoadBalancer.setAttribute('access_logs.s3.bucket', props.accessLogsBucket.bucketName);
-    this.apiLoadBalancer.setAttribute('access_logs.s3.prefix', `${LOAD_BALANCER_LOG_PREFIX}/livekit`);
-    this.apiLoadBalancer
-      .addListener('Api', { port: livekit.apiPort, protocol: elbv2.Protocol.TCP })
+    internal
+      .addTcpListener('Listener', livekit.apiPort)
       .addTargets('Hosts', {
         port: livekit.apiPort,
         protocol: elbv2.Protocol.TCP,
@@ -273,11 +266,7 @@ export class LiveKitCluster extends Construct {
       ['HIPAA.Security-ECSTaskDefinitionUserForHostMode', 'NIST.800.53.R5-ECSTaskDefinitionUserForHostMode'],
       'LiveKit Server and SIP run as uid 1000; only the config step runs as root, to write the shared config volume, and exits.',
     );
-    acknowledgeRules(
-      this.apiLoadBalancer.node.findChild('Api'),
-      ['HIPAA.Security-ELBv2ACMCertificateRequired', 'NIST.800.53.R5-ELBv2ACMCertificateRequired'],
-      'Internal TCP listener reachable only from agents and the provisioner inside the VPC; LiveKit API calls carry signed tokens. TLS needs a private CA certificate, not yet provisioned.',
-    );
+
     acknowledgeRules(task, ['AwsSolutions-ECS2'], 'Environment holds generated config templates with placeholders; secrets come from Secrets Manager.');
     acknowledgeRules(
       role,
@@ -288,11 +277,6 @@ export class LiveKitCluster extends Construct {
       this.autoScalingGroup,
       ['AwsSolutions-AS3'],
       'Scaling activity shows in ECS capacity provider events and CloudWatch; no separate SNS notification topic.',
-    );
-    acknowledgeRules(
-      this.apiLoadBalancer,
-      ['NIST.800.53.R5-ELBDeletionProtectionEnabled', 'HIPAA.Security-ELBDeletionProtectionEnabled'],
-      'Internal load balancer holding no state; CloudFormation replaces it with the service.',
     );
     skipCheckovChecks(hostPolicy, [
       { id: 'CKV_AWS_111', comment: 'ECS container agent permissions on an ECS host; the agent APIs (Submit*, Poll) take no resource scoping.' },

@@ -16,8 +16,8 @@ import { acknowledgeRules } from '../compliance';
 import { recordObjectsArn, recordObjectsNagResource } from '../naming';
 import type { VoiceIntakeConfig } from '../config';
 import { allowClientIngress } from './client-ingress';
+import { InternalLoadBalancer } from './internal-load-balancer';
 import type { KnowledgeCollection } from './knowledge-collection';
-import { LOAD_BALANCER_LOG_PREFIX } from '../stacks/data-stack';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -156,25 +156,17 @@ export class McpServerService extends Construct {
       maxHealthyPercent: 200,
     });
 
-    this.loadBalancerSecurityGroup = new ec2.SecurityGroup(this, 'LoadBalancerSecurityGroup', {
+    const internal = new InternalLoadBalancer(this, 'Internal', {
       vpc: props.vpc,
       description: 'MCP server load balancer: from allowed clients only',
-      allowAllOutbound: false,
+      accessLogsBucket: props.accessLogsBucket,
+      logPrefix: 'mcp',
     });
-    this.loadBalancer = new elbv2.NetworkLoadBalancer(this, 'LoadBalancer', {
-      vpc: props.vpc,
-      internetFacing: false,
-      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
-      securityGroups: [this.loadBalancerSecurityGroup],
-      crossZoneEnabled: true,
-    });
-    // Delivered by the log delivery service, which the data stack lets write under this prefix.
-    this.loadBalancer.setAttribute('access_logs.s3.enabled', 'true');
-    this.loadBalancer.setAttribute('access_logs.s3.bucket', props.accessLogsBucket.bucketName);
-    this.loadBalancer.setAttribute('access_logs.s3.prefix', `${LOAD_BALANCER_LOG_PREFIX}/mcp`);
+    this.loadBalancer = internal.loadBalancer;
+    this.loadBalancerSecurityGroup = internal.securityGroup;
     this.loadBalancerSecurityGroup.addEgressRule(this.serviceSecurityGroup, ec2.Port.tcp(mcp.port), 'to MCP tasks');
     this.serviceSecurityGroup.addIngressRule(this.loadBalancerSecurityGroup, ec2.Port.tcp(mcp.port), 'from the MCP load balancer');
-    const listener = this.loadBalancer.addListener('Listener', { port: mcp.port, protocol: elbv2.Protocol.TCP });
+    const listener = internal.addTcpListener('Listener', mcp.port);
     listener.addTargets('Tasks', {
       port: mcp.port,
       protocol: elbv2.Protocol.TCP,
@@ -212,20 +204,11 @@ export class McpServerService extends Construct {
         'Least-privilege statements generated for this one role; a managed policy would be shared by nothing else.',
       );
     }
-    acknowledgeRules(
-      this.loadBalancer.node.findChild('Listener'),
-      ['HIPAA.Security-ELBv2ACMCertificateRequired', 'NIST.800.53.R5-ELBv2ACMCertificateRequired'],
-      'Internal TCP listener reachable only from the agent security group inside the VPC; requests carry a bearer token. TLS needs a private CA certificate, not yet provisioned.',
-    );
+
     acknowledgeRules(
       taskDefinition,
       ['AwsSolutions-ECS2'],
       'Environment holds non-secret settings (table, bucket, endpoints); the token comes from Secrets Manager.',
-    );
-    acknowledgeRules(
-      this.loadBalancer,
-      ['NIST.800.53.R5-ELBDeletionProtectionEnabled', 'HIPAA.Security-ELBDeletionProtectionEnabled'],
-      'Internal load balancer holding no state; CloudFormation replaces it with the service.',
     );
   }
 }

@@ -13,6 +13,15 @@ export function cdkJsonContext(): Record<string, unknown> {
   return JSON.parse(readFileSync(join(ROOT, 'cdk.json'), 'utf8')).context;
 }
 
+/**
+ * Builds the app without synthesizing it, so a test can add a stand-in stack (a client, an edge) next to the real
+ * ones before taking templates.
+ */
+export function buildVoiceIntakeApp(input: VoiceIntakeConfigInput = {}): { app: App; stacks: VoiceIntakeStacks } {
+  const app = new App({ context: cdkJsonContext() });
+  return { app, stacks: buildVoiceIntake(app, parseConfig(input)) };
+}
+
 export interface SynthesizedApp {
   readonly app: App;
   readonly config: VoiceIntakeConfig;
