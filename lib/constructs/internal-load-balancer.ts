@@ -47,6 +47,12 @@ export class InternalLoadBalancer extends Construct {
     );
   }
 
+  /** Lets the load balancer reach its targets on one port, and nothing else reach them through it. */
+  forwardTo(targets: ec2.SecurityGroup, port: number, description: string): void {
+    this.securityGroup.addEgressRule(targets, ec2.Port.tcp(port), `to ${description}`);
+    targets.addIngressRule(this.securityGroup, ec2.Port.tcp(port), `${description} from its load balancer`);
+  }
+
   /** A plain TCP listener; internal traffic only (see the TLS note on each caller's acknowledgment). */
   addTcpListener(id: string, port: number): elbv2.NetworkListener {
     const listener = this.loadBalancer.addListener(id, { port, protocol: elbv2.Protocol.TCP });

@@ -151,30 +151,25 @@ export class LiveKitCluster extends Construct {
     });
     init.addMountPoints({ containerPath: '/config', sourceVolume: 'config', readOnly: false });
 
-    const server = task.addContainer('livekit-server', {
-      image: ecs.ContainerImage.fromRegistry(livekit.serverImage),
-      user: '1000',
-      memoryReservationMiB: 1024,
-      command: ['--config', '/config/server.yaml'],
-      logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'livekit-server', logGroup }),
+    // Both LiveKit processes read their rendered config, read-only, once the config step has written it.
+    const addLiveKitContainer = (name: string, image: string, configFile: string, healthCheck?: ecs.HealthCheck) => {
+      const container = task.addContainer(name, {
+        image: ecs.ContainerImage.fromRegistry(image),
+        user: '1000',
+        memoryReservationMiB: 1024,
+        command: ['--config', `/config/${configFile}`],
+        logging: ecs.LogDrivers.awsLogs({ streamPrefix: name, logGroup }),
+        healthCheck,
+      });
+      container.addMountPoints({ containerPath: '/config', sourceVolume: 'config', readOnly: true });
+      container.addContainerDependencies({ container: init, condition: ecs.ContainerDependencyCondition.SUCCESS });
+    };
+    addLiveKitContainer('livekit-server', livekit.serverImage, 'server.yaml');
+    addLiveKitContainer('livekit-sip', livekit.sipImage, 'sip.yaml', {
+      command: ['CMD-SHELL', `wget -q -O- http://127.0.0.1:${livekit.sipHealthPort}/ || exit 1`],
+      interval: Duration.seconds(15),
+      startPeriod: Duration.seconds(30),
     });
-    server.addMountPoints({ containerPath: '/config', sourceVolume: 'config', readOnly: true });
-    server.addContainerDependencies({ container: init, condition: ecs.ContainerDependencyCondition.SUCCESS });
-
-    const sip = task.addContainer('livekit-sip', {
-      image: ecs.ContainerImage.fromRegistry(livekit.sipImage),
-      user: '1000',
-      memoryReservationMiB: 1024,
-      command: ['--config', '/config/sip.yaml'],
-      logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'livekit-sip', logGroup }),
-      healthCheck: {
-        command: ['CMD-SHELL', `wget -q -O- http://127.0.0.1:${livekit.sipHealthPort}/ || exit 1`],
-        interval: Duration.seconds(15),
-        startPeriod: Duration.seconds(30),
-      },
-    });
-    sip.addMountPoints({ containerPath: '/config', sourceVolume: 'config', readOnly: true });
-    sip.addContainerDependencies({ container: init, condition: ecs.ContainerDependencyCondition.SUCCESS });
 
     // One LiveKit Server + SIP pair per host: the daemon strategy follows the Auto Scaling group.
     this.service = new ecs.Ec2Service(this, 'Service', {
@@ -193,8 +188,7 @@ export class LiveKitCluster extends Construct {
     });
     this.apiLoadBalancer = internal.loadBalancer;
     this.apiLoadBalancerSecurityGroup = internal.securityGroup;
-    this.apiLoadBalancerSecurityGroup.addEgressRule(this.hostSecurityGroup, ec2.Port.tcp(livekit.apiPort), 'to LiveKit hosts');
-    this.hostSecurityGroup.addIngressRule(this.apiLoadBalancerSecurityGroup, ec2.Port.tcp(livekit.apiPort), 'API from its load balancer');
+    internal.forwardTo(this.hostSecurityGroup, livekit.apiPort, 'LiveKit API');
     internal
       .addTcpListener('Listener', livekit.apiPort)
       .addTargets('Hosts', {

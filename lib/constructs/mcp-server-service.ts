@@ -164,8 +164,7 @@ export class McpServerService extends Construct {
     });
     this.loadBalancer = internal.loadBalancer;
     this.loadBalancerSecurityGroup = internal.securityGroup;
-    this.loadBalancerSecurityGroup.addEgressRule(this.serviceSecurityGroup, ec2.Port.tcp(mcp.port), 'to MCP tasks');
-    this.serviceSecurityGroup.addIngressRule(this.loadBalancerSecurityGroup, ec2.Port.tcp(mcp.port), 'from the MCP load balancer');
+    internal.forwardTo(this.serviceSecurityGroup, mcp.port, 'MCP tasks');
     const listener = internal.addTcpListener('Listener', mcp.port);
     listener.addTargets('Tasks', {
       port: mcp.port,
