@@ -1,6 +1,7 @@
 import { type App, Tags } from 'aws-cdk-lib';
 import type { VoiceIntakeConfig } from './config';
 import { DataStack } from './stacks/data-stack';
+import { EdgeStack } from './stacks/edge-stack';
 import { EnrichmentStack } from './stacks/enrichment-stack';
 import { NetworkStack } from './stacks/network-stack';
 
@@ -8,6 +9,7 @@ export interface VoiceIntakeStacks {
   readonly network: NetworkStack;
   readonly data: DataStack;
   readonly enrichment: EnrichmentStack;
+  readonly edge: EdgeStack;
 }
 
 /** Builds every stack of one deployment from validated config; stack names carry the deployment name. */
@@ -32,9 +34,17 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
   });
   enrichment.addStackDependency(data);
 
+  // The app tier passes `livekitSip` (its SIP security group, RTP range, node addresses) when it exists.
+  const edge = new EdgeStack(app, name('edge'), {
+    ...common,
+    description: 'voice-intake: SIP edge (Kamailio + RTPEngine per AZ)',
+    vpc: network.vpc,
+  });
+  edge.addStackDependency(network);
+
   Tags.of(app).add('project', 'voice-intake');
   Tags.of(app).add('deployment', config.deploymentName);
   for (const [key, value] of Object.entries(config.tags)) Tags.of(app).add(key, value);
 
-  return { network, data, enrichment };
+  return { network, data, enrichment, edge };
 }
