@@ -2,6 +2,7 @@ import { type App, Tags } from 'aws-cdk-lib';
 import type { VoiceIntakeConfig } from './config';
 import { AppStack } from './stacks/app-stack';
 import { DataStack } from './stacks/data-stack';
+import { EdgeStack } from './stacks/edge-stack';
 import { EnrichmentStack } from './stacks/enrichment-stack';
 import { NetworkStack } from './stacks/network-stack';
 
@@ -10,6 +11,7 @@ export interface VoiceIntakeStacks {
   readonly data: DataStack;
   readonly enrichment: EnrichmentStack;
   readonly app: AppStack;
+  readonly edge: EdgeStack;
 }
 
 /** Builds every stack of one deployment from validated config; stack names carry the deployment name. */
@@ -36,7 +38,7 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
 
   const appTier = new AppStack(app, name('app'), {
     ...common,
-    description: 'voice-intake: app tier (ECS cluster, MCP server)',
+    description: 'voice-intake: app tier (ECS cluster, LiveKit, MCP server)',
     vpc: network.vpc,
     data,
     casesTable: data.casesTable,
@@ -46,9 +48,20 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     knowledge: data.knowledge,
   });
 
+  // The edge depends on the app tier (it sends only to LiveKit SIP), never the other way round: LiveKit's ingress
+  // rules for the edge are created in the edge stack.
+  const edge = new EdgeStack(app, name('edge'), {
+    ...common,
+    description: 'voice-intake: SIP edge (Kamailio + RTPEngine per AZ)',
+    vpc: network.vpc,
+    livekitSip: { securityGroup: appTier.livekit.hostSecurityGroup, rtpPortRange: config.livekit.sipRtpPortRange },
+  });
+  edge.addStackDependency(appTier);
+  appTier.livekit.sipIngressFor(edge.securityGroup);
+
   Tags.of(app).add('project', 'voice-intake');
   Tags.of(app).add('deployment', config.deploymentName);
   for (const [key, value] of Object.entries(config.tags)) Tags.of(app).add(key, value);
 
-  return { network, data, enrichment, app: appTier };
+  return { network, data, enrichment, app: appTier, edge };
 }

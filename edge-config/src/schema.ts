@@ -60,6 +60,18 @@ export const edgeSectionSchema = z
     /** What a source outside the allowlist gets: nothing (default; scanners learn nothing) or a 403. */
     rejectWith: z.enum(['drop', '403']).default('drop'),
     pike: pikeSchema.default({ reqsDensityPerUnit: 200, samplingTimeUnitSeconds: 2, banSeconds: 300 }),
+    /** A LiveKit SIP node that sends nothing back within this many ms gets the call's next node instead. */
+    failoverTimeoutMs: z.number().int().min(500).max(30_000).default(3000),
+    /** OPTIONS keepalive interval towards the LiveKit SIP nodes; a node that answers again is used again. */
+    livekitPingIntervalSeconds: z.number().int().min(1).max(300).default(10),
+    /** Kamailio sizing: SIP worker processes per transport and shared memory (peak measured ~190 MB at 600 calls/s). */
+    kamailio: z
+      .object({
+        workers: z.number().int().min(1).max(64).default(4),
+        sharedMemoryMb: z.number().int().min(64).max(8192).default(256),
+      })
+      .strict()
+      .default({ workers: 4, sharedMemoryMb: 256 }),
     /** ACM-independent TLS material for 5061: Secrets Manager secret names holding PEM cert and key. */
     tls: z
       .object({ certificateSecretName: z.string().min(1), privateKeySecretName: z.string().min(1) })

@@ -1,0 +1,281 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { z } from 'zod';
+import { ipv4Schema, parseIpv4Cidr } from './cidr';
+import { edgeSectionSchema } from './schema';
+
+/**
+ * Host facts that exist only on the booted instance. The CDK stack renders at synth with these tokens; the boot
+ * script (and `fillHostPlaceholders`) replaces them with the values IMDSv2 reports.
+ */
+export const HOST_PLACEHOLDERS = {
+  privateIp: '@EDGE_PRIVATE_IP@',
+  publicIp: '@EDGE_PUBLIC_IP@',
+} as const;
+
+const hostAddressSchema = z.union([ipv4Schema, z.enum([HOST_PLACEHOLDERS.privateIp, HOST_PLACEHOLDERS.publicIp])]);
+const portSchema = z.number().int().min(1).max(65535);
+const hostnameSchema = z
+  .string()
+  .regex(/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/, 'must be an IPv4 address or a DNS name');
+const absolutePathSchema = z.string().regex(/^\/[^\s"]*$/, 'must be an absolute path without spaces or quotes');
+
+/** The scanner User-Agents dropped without an answer (a regular expression, as Kamailio's =~ reads it). */
+export const SCANNER_USER_AGENTS = ['friendly-scanner', 'sipvicious', 'sipcli', 'sip-scan', 'sundayddr', 'iWar', 'VaxSIPUserAgent', 'pplsip', 'SIPScan', 'smap'];
+
+export const hostFactsSchema = z
+  .object({
+    /** Address Kamailio binds for the carrier (5060 UDP/TCP, 5061 TLS): the private IP on EC2. */
+    carrierSipIp: hostAddressSchema,
+    /** Address the carrier is told (Via, Record-Route): the EIP on EC2; omit when it equals carrierSipIp. */
+    carrierAdvertisedIp: hostAddressSchema.optional(),
+    /** Address Kamailio binds for LiveKit: the private IP on EC2. */
+    internalSipIp: hostAddressSchema,
+    /** Port of the LiveKit-facing socket; differs from edge.sipPort when both sides share one IP. */
+    internalSipPort: portSchema.default(5080),
+    /** Carrier-facing media address RTPEngine binds, and the one it writes into SDP (the EIP on EC2). */
+    carrierMediaIp: hostAddressSchema,
+    carrierMediaAdvertisedIp: hostAddressSchema.optional(),
+    /** LiveKit-facing media address (private only). */
+    internalMediaIp: hostAddressSchema,
+    /** RTPEngine's control (ng) socket; Kamailio is its only client, so keep it on loopback. */
+    rtpengineControl: z
+      .object({ ip: ipv4Schema.default('127.0.0.1'), port: portSchema.default(2223), cliPort: portSchema.default(9900) })
+      .strict()
+      .default({ ip: '127.0.0.1', port: 2223, cliPort: 9900 }),
+  })
+  .strict();
+
+export const livekitDestinationSchema = z
+  .object({
+    host: z.union([ipv4Schema, hostnameSchema]),
+    port: portSchema.default(5060),
+    transport: z.enum(['udp', 'tcp']).default('udp'),
+  })
+  .strict();
+
+export const renderPathsSchema = z
+  .object({
+    /** Where the rendered tree lives on the host; files name each other by absolute path under it. */
+    configDir: absolutePathSchema.default('/etc/voice-intake-edge'),
+    /** Pid files and Kamailio's control socket. */
+    runDir: absolutePathSchema.default('/run/voice-intake-edge'),
+  })
+  .strict();
+
+/**
+ * The renderer's one input: the operator config's `edge` section plus what is particular to one host.
+ * Documented field by field in edge-config/README.md.
+ */
+export const renderInputSchema = z
+  .object({
+    edge: edgeSectionSchema,
+    host: hostFactsSchema,
+    livekitSip: z.object({ destinations: z.array(livekitDestinationSchema).min(1) }).strict(),
+    paths: renderPathsSchema.default({ configDir: '/etc/voice-intake-edge', runDir: '/run/voice-intake-edge' }),
+  })
+  .strict()
+  .superRefine((input, ctx) => {
+    const { host, edge } = input;
+    if (host.internalSipIp === host.carrierSipIp && [edge.sipPort, edge.tlsPort].includes(host.internalSipPort)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['host', 'internalSipPort'],
+        message: `${host.internalSipPort} is taken by the carrier side on the same address ${host.carrierSipIp}`,
+      });
+    }
+    const control = host.rtpengineControl.port;
+    if (control >= edge.rtpPortRange.min && control <= edge.rtpPortRange.max) {
+      ctx.addIssue({ code: 'custom', path: ['host', 'rtpengineControl', 'port'], message: `${control} lies inside edge.rtpPortRange` });
+    }
+  });
+
+export type RenderInput = z.infer<typeof renderInputSchema>;
+export type RenderInputData = z.input<typeof renderInputSchema>;
+
+export class RenderInputError extends Error {
+  override readonly name = 'RenderInputError';
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((acc, segment) => {
+    if (typeof segment === 'number') return `${acc}[${segment}]`;
+    return acc === '' ? String(segment) : `${acc}.${String(segment)}`;
+  }, '');
+}
+
+/** Validates renderer input; one error whose message names every offending key. */
+export function parseRenderInput(raw: unknown): RenderInput {
+  const result = renderInputSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) =>
+    issue.code === 'unrecognized_keys'
+      ? issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown key`).join('; ')
+      : `${formatPath(issue.path) || '(root)'}: ${issue.message}`,
+  );
+  throw new RenderInputError(`invalid edge render input: ${problems.join('; ')}`);
+}
+
+export interface RenderedFile {
+  readonly content: string;
+  readonly mode: number;
+}
+
+/** Rendered tree, keyed by path relative to paths.configDir. */
+export type RenderedEdge = Record<string, RenderedFile>;
+
+const TEMPLATE_DIR = join(__dirname, '..', 'templates');
+
+/** `{{NAME}}` substitution; a template variable without a value is a bug, never an empty string. */
+export function fillTemplate(templatePath: string, values: Record<string, string | number>): string {
+  const text = readFileSync(join(TEMPLATE_DIR, templatePath), 'utf8');
+  return text.replace(/\{\{([A-Z0-9_]+)\}\}/g, (_, name: string) => {
+    const value = values[name];
+    if (value === undefined) throw new Error(`template ${templatePath}: no value for {{${name}}}`);
+    return String(value);
+  });
+}
+
+/** Addresses and ports of the rendered edge, for tools (harness, tests, boot script) that need them. */
+export function edgeLayout(input: RenderInput) {
+  const { paths, host, edge } = input;
+  return {
+    kamailioCfg: `${paths.configDir}/kamailio/kamailio.cfg`,
+    rtpengineConf: `${paths.configDir}/rtpengine/rtpengine.conf`,
+    addressFile: `${paths.configDir}/kamailio/db/address`,
+    dispatcherList: `${paths.configDir}/kamailio/dispatcher.list`,
+    ctlSocket: `${paths.runDir}/kamailio_ctl`,
+    kamailioPidFile: `${paths.runDir}/kamailio.pid`,
+    rtpenginePidFile: `${paths.runDir}/rtpengine.pid`,
+    rtpengineControl: host.rtpengineControl,
+    carrierSip: { ip: host.carrierSipIp, port: edge.sipPort },
+    internalSip: { ip: host.internalSipIp, port: host.internalSipPort },
+    sharedMemoryMb: edge.kamailio.sharedMemoryMb,
+    pkgMemoryMb: 16,
+  };
+}
+
+/** db_text rows of the permissions `address` table: id:grp:ip_addr:mask:port:tag (port 0 = any). */
+export function renderAddressRows(allowlist: readonly string[], group = 1): string {
+  return allowlist
+    .map((cidr, index) => {
+      const parsed = parseIpv4Cidr(cidr);
+      if (!parsed) throw new Error(`allowlist entry ${cidr} is not a CIDR`);
+      return `${index + 1}:${group}:${parsed.address}:${parsed.prefixLength}:0:allowlist`;
+    })
+    .join('\n');
+}
+
+function listenLines(input: RenderInput): string {
+  const { host, edge } = input;
+  const carrierAdvertise = (port: number) => (host.carrierAdvertisedIp ? ` advertise ${host.carrierAdvertisedIp}:${port}` : '');
+  const lines = [
+    `listen=udp:${host.carrierSipIp}:${edge.sipPort}${carrierAdvertise(edge.sipPort)}`,
+    `listen=tcp:${host.carrierSipIp}:${edge.sipPort}${carrierAdvertise(edge.sipPort)}`,
+  ];
+  if (edge.tls) lines.push(`listen=tls:${host.carrierSipIp}:${edge.tlsPort}${carrierAdvertise(edge.tlsPort)}`);
+  lines.push(`listen=udp:${host.internalSipIp}:${host.internalSipPort}`, `listen=tcp:${host.internalSipIp}:${host.internalSipPort}`);
+  return lines.join('\n');
+}
+
+function mediaInterface(ip: string, advertised: string | undefined): string {
+  return advertised && advertised !== ip ? `${ip}!${advertised}` : ip;
+}
+
+/** Renders every file of one edge host (Kamailio, RTPEngine, systemd units, reload script). Pure: no I/O but templates. */
+export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
+  const input = parseRenderInput(raw);
+  const { edge, host, paths, livekitSip } = input;
+  const layout = edgeLayout(input);
+  const kamailioDir = `${paths.configDir}/kamailio`;
+  const internalSocket = `udp:${host.internalSipIp}:${host.internalSipPort}`;
+
+  const options = [
+    edge.rejectWith === '403' ? '#!define EDGE_REJECT_403' : '# sources outside the allowlist are dropped without an answer',
+    edge.tls ? `#!define WITH_TLS\n#!define EDGE_TLS_CONFIG "${kamailioDir}/tls.cfg"` : '# TLS off: no certificate configured',
+  ].join('\n');
+
+  const files: Record<string, string> = {
+    'kamailio/kamailio.cfg': fillTemplate('kamailio/kamailio.cfg', { EDGE_HOST_CFG: `${kamailioDir}/edge-host.cfg` }),
+    'kamailio/edge-host.cfg': fillTemplate('kamailio/edge-host.cfg', {
+      LISTEN: listenLines(input),
+      INTERNAL_IP: host.internalSipIp,
+      INTERNAL_PORT: host.internalSipPort,
+      INTERNAL_SOCKET: internalSocket,
+      UDP_CHILDREN: edge.kamailio.workers,
+      TCP_CHILDREN: edge.kamailio.workers,
+      TCP_MAX_CONNECTIONS: 2048,
+      CTL_SOCKET: layout.ctlSocket,
+      DB_DIR: `${kamailioDir}/db`,
+      ALLOW_GROUP: 1,
+      PIKE_SAMPLING_SECONDS: edge.pike.samplingTimeUnitSeconds,
+      PIKE_DENSITY: edge.pike.reqsDensityPerUnit,
+      BAN_SECONDS: edge.pike.banSeconds,
+      SCANNER_UA: SCANNER_USER_AGENTS.join('|'),
+      DISPATCHER_LIST: layout.dispatcherList,
+      PING_INTERVAL_SECONDS: edge.livekitPingIntervalSeconds,
+      FAILOVER_TIMEOUT_MS: edge.failoverTimeoutMs,
+      RTPENGINE_SOCK: `udp:${host.rtpengineControl.ip}:${host.rtpengineControl.port}`,
+      OPTIONS: options,
+    }),
+    'kamailio/dispatcher.list': fillTemplate('kamailio/dispatcher.list', {
+      ENTRIES: livekitSip.destinations
+        .map((d) => `1 sip:${d.host}:${d.port};transport=${d.transport} 0 0 socket=${d.transport}:${host.internalSipIp}:${host.internalSipPort}`)
+        .join('\n'),
+    }),
+    'kamailio/db/address': fillTemplate('kamailio/address', { ENTRIES: renderAddressRows(edge.allowlist) }),
+    'kamailio/db/version': fillTemplate('kamailio/version', {}),
+    'rtpengine/rtpengine.conf': fillTemplate('rtpengine/rtpengine.conf', {
+      CARRIER_MEDIA: mediaInterface(host.carrierMediaIp, host.carrierMediaAdvertisedIp),
+      INTERNAL_MEDIA: host.internalMediaIp,
+      CONTROL: `${host.rtpengineControl.ip}:${host.rtpengineControl.port}`,
+      CLI: `${host.rtpengineControl.ip}:${host.rtpengineControl.cliPort}`,
+      PORT_MIN: edge.rtpPortRange.min,
+      PORT_MAX: edge.rtpPortRange.max,
+      DELETE_DELAY: 5,
+      PID_FILE: layout.rtpenginePidFile,
+    }),
+    'systemd/voice-intake-rtpengine.service': fillTemplate('systemd/voice-intake-rtpengine.service', { CONFIG_DIR: paths.configDir }),
+    'systemd/voice-intake-kamailio.service': fillTemplate('systemd/voice-intake-kamailio.service', {
+      CONFIG_DIR: paths.configDir,
+      RUN_DIR: paths.runDir,
+      SHM_MB: layout.sharedMemoryMb,
+      PKG_MB: layout.pkgMemoryMb,
+      CTL_SOCKET: layout.ctlSocket,
+    }),
+    'bin/edge-reload.sh': fillTemplate('bin/edge-reload.sh', { CTL_SOCKET: layout.ctlSocket }),
+  };
+  if (edge.tls) {
+    files['kamailio/tls.cfg'] = fillTemplate('kamailio/tls.cfg', {
+      CERTIFICATE: `${paths.configDir}/tls/edge.crt`,
+      PRIVATE_KEY: `${paths.configDir}/tls/edge.key`,
+    });
+  }
+  return Object.fromEntries(
+    Object.entries(files).map(([path, content]) => [path, { content, mode: path.startsWith('bin/') ? 0o755 : 0o644 }]),
+  );
+}
+
+/** Replaces the host placeholders the way the boot script does (sed over the tree) — for tests and local use. */
+export function fillHostPlaceholders(rendered: RenderedEdge, facts: { privateIp: string; publicIp: string }): RenderedEdge {
+  return Object.fromEntries(
+    Object.entries(rendered).map(([path, file]) => [
+      path,
+      {
+        ...file,
+        content: file.content.replaceAll(HOST_PLACEHOLDERS.privateIp, facts.privateIp).replaceAll(HOST_PLACEHOLDERS.publicIp, facts.publicIp),
+      },
+    ]),
+  );
+}
+
+export function writeRendered(outDir: string, rendered: RenderedEdge): string[] {
+  const written: string[] = [];
+  for (const [path, file] of Object.entries(rendered)) {
+    const target = join(outDir, path);
+    mkdirSync(dirname(target), { recursive: true });
+    writeFileSync(target, file.content, { mode: file.mode });
+    written.push(target);
+  }
+  return written;
+}

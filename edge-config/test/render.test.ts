@@ -1,0 +1,113 @@
+/** Renderer: schema errors name the key; rendered files say what the config says; kamailio -c accepts them. */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { edgeSectionSchema } from '../src/schema';
+import { fillHostPlaceholders, HOST_PLACEHOLDERS, parseRenderInput, type RenderInputData, renderEdge, writeRendered } from '../src/render';
+
+const LOOPBACK: RenderInputData = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
+const scratch = mkdtempSync(join(tmpdir(), 'edge-render-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** What the CDK stack renders at synth: the default edge section, host facts as placeholders. */
+const CDK_DEFAULT: RenderInputData = {
+  edge: edgeSectionSchema.parse({}),
+  host: {
+    carrierSipIp: HOST_PLACEHOLDERS.privateIp,
+    carrierAdvertisedIp: HOST_PLACEHOLDERS.publicIp,
+    internalSipIp: HOST_PLACEHOLDERS.privateIp,
+    carrierMediaIp: HOST_PLACEHOLDERS.privateIp,
+    carrierMediaAdvertisedIp: HOST_PLACEHOLDERS.publicIp,
+    internalMediaIp: HOST_PLACEHOLDERS.privateIp,
+  },
+  livekitSip: { destinations: [{ host: 'livekit-sip.voice-intake.internal' }] },
+};
+
+function kamailioCheck(input: RenderInputData, name: string, facts = { privateIp: '127.0.0.1', publicIp: '192.0.2.10' }) {
+  const dir = join(scratch, name);
+  mkdirSync(join(dir, 'run'), { recursive: true });
+  const rendered = fillHostPlaceholders(renderEdge({ ...input, paths: { configDir: dir, runDir: join(dir, 'run') } }), facts);
+  writeRendered(dir, rendered);
+  const result = spawnSync('kamailio', ['-c', '-f', join(dir, 'kamailio', 'kamailio.cfg')], { encoding: 'utf8' });
+  return { dir, rendered, status: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
+describe('renderer input', () => {
+  it('names the offending key', () => {
+    expect(() => parseRenderInput({ ...LOOPBACK, host: { ...LOOPBACK.host, internalSipIp: '127.0.1.300' } })).toThrow(/host\.internalSipIp: is not a valid IPv4 address/);
+    expect(() => parseRenderInput({ ...LOOPBACK, edge: { ...LOOPBACK.edge, allowlist: ['0.0.0.0/0'] } })).toThrow(/edge\.allowlist\[0\]: opens the edge/);
+    expect(() => parseRenderInput({ ...LOOPBACK, livekitSip: { destinations: [] } })).toThrow(/livekitSip\.destinations/);
+    expect(() => parseRenderInput({ ...LOOPBACK, host: { ...LOOPBACK.host, internalSipIp: '127.0.0.1' } })).toThrow(/host\.internalSipPort: 5060 is taken/);
+    expect(() => parseRenderInput({ ...LOOPBACK, extra: 1 })).toThrow(/extra: unknown key/);
+  });
+});
+
+describe('rendered edge', () => {
+  const files = renderEdge({ ...LOOPBACK, paths: { configDir: '/opt/edge', runDir: '/run/edge' } });
+
+  it('turns the allowlist into the permissions address table', () => {
+    expect(files['kamailio/db/address'].content.trim().split('\n').slice(1)).toEqual(['1:1:127.0.3.0:24:0:allowlist']);
+  });
+
+  it('lists every LiveKit SIP node on the internal socket', () => {
+    const list = files['kamailio/dispatcher.list'].content;
+    expect(list).toContain('1 sip:127.0.2.1:5060;transport=udp 0 0 socket=udp:127.0.1.1:5060');
+    expect(list).toContain('1 sip:127.0.2.2:5060;transport=udp 0 0 socket=udp:127.0.1.1:5060');
+  });
+
+  it('feeds pike, failover and rejection from the edge section', () => {
+    const host = renderEdge({ ...LOOPBACK, edge: { ...LOOPBACK.edge, rejectWith: '403', pike: { reqsDensityPerUnit: 77, samplingTimeUnitSeconds: 3, banSeconds: 600 } } })['kamailio/edge-host.cfg'].content;
+    expect(host).toMatch(/^#!define EDGE_PIKE_DENSITY 77$/m);
+    expect(host).toMatch(/^#!define EDGE_PIKE_SAMPLING_SECONDS 3$/m);
+    expect(host).toContain('autoexpire=600;');
+    expect(host).toMatch(/^#!define EDGE_REJECT_403$/m);
+    expect(files['kamailio/edge-host.cfg'].content).not.toMatch(/^#!define EDGE_REJECT_403$/m);
+    expect(files['kamailio/edge-host.cfg'].content).toMatch(/^#!define EDGE_FR_TIMER 2000$/m);
+  });
+
+  it('splits RTPEngine into a carrier side advertising the EIP and a private internal side', () => {
+    const conf = renderEdge(CDK_DEFAULT)['rtpengine/rtpengine.conf'].content;
+    expect(conf).toContain(`interface = carrier/${HOST_PLACEHOLDERS.privateIp}!${HOST_PLACEHOLDERS.publicIp};internal/${HOST_PLACEHOLDERS.privateIp}`);
+    expect(conf).toMatch(/^table = -1$/m);
+    expect(conf).toMatch(/^port-min = 10000$/m);
+  });
+
+  it('advertises the EIP on carrier sockets only', () => {
+    const host = renderEdge(CDK_DEFAULT)['kamailio/edge-host.cfg'].content;
+    expect(host).toContain(`listen=udp:${HOST_PLACEHOLDERS.privateIp}:5060 advertise ${HOST_PLACEHOLDERS.publicIp}:5060`);
+    expect(host).toMatch(new RegExp(`^listen=udp:${HOST_PLACEHOLDERS.privateIp}:5080$`, 'm'));
+  });
+
+  it('renders through the CLI with --local', () => {
+    const out = join(scratch, 'cli');
+    const stdout = execFileSync('npx', ['tsx', resolve(__dirname, '..', 'src', 'cli.ts'), '--config', resolve(__dirname, '..', 'examples', 'loopback.json'), '--out', out, '--local'], { encoding: 'utf8' });
+    expect(stdout).toContain(`into ${out}`);
+    expect(readFileSync(join(out, 'kamailio', 'kamailio.cfg'), 'utf8')).toContain(`import_file "${out}/kamailio/edge-host.cfg"`);
+  });
+});
+
+describe('kamailio -c', () => {
+  it('accepts the default CDK config rendered with placeholder host facts', () => {
+    const check = kamailioCheck(CDK_DEFAULT, 'cdk-default');
+    expect(check.output).toContain('config file ok');
+    expect(check.status).toBe(0);
+  });
+
+  it('accepts the loopback example', () => {
+    const check = kamailioCheck(LOOPBACK, 'loopback');
+    expect(check.status, check.output).toBe(0);
+  });
+
+  it('accepts TLS on 5061 when a certificate is configured', () => {
+    const input = { ...CDK_DEFAULT, edge: edgeSectionSchema.parse({ tls: { certificateSecretName: 'edge/cert', privateKeySecretName: 'edge/key' } }) };
+    const dir = join(scratch, 'tls');
+    mkdirSync(join(dir, 'tls'), { recursive: true });
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=edge.test', '-keyout', join(dir, 'tls', 'edge.key'), '-out', join(dir, 'tls', 'edge.crt')], { stdio: 'ignore' });
+    const check = kamailioCheck(input, 'tls');
+    expect(check.rendered['kamailio/edge-host.cfg'].content).toContain('listen=tls:127.0.0.1:5061 advertise 192.0.2.10:5061');
+    expect(check.status, check.output).toBe(0);
+    expect(check.output).toMatch(/tls: 127\.0\.0\.1 \[127\.0\.0\.1\]:5061/);
+  });
+});

@@ -1,0 +1,234 @@
+import { CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { HOST_PLACEHOLDERS, type RenderedEdge, renderEdge } from '@voice-intake/edge-config';
+import type { Construct } from 'constructs';
+import { acknowledgeRules } from '../compliance';
+import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
+
+const CONFIG_DIR = '/etc/voice-intake-edge';
+const LOG_DIR = '/var/log/voice-intake-edge';
+/** Files the runtime reload (SSM association) owns: changing them never touches the instances' user data. */
+const RELOADABLE = ['kamailio/db/address', 'kamailio/dispatcher.list'];
+
+export interface LivekitSipPeer {
+  /** LiveKit SIP nodes' security group (app tier); without it the edge may reach the private subnets on these ports. */
+  readonly securityGroup?: ec2.ISecurityGroup;
+  /** LiveKit SIP's RTP range (its default: 10000-20000). */
+  readonly rtpPortRange?: { min: number; max: number };
+  /** Where Kamailio's dispatcher sends calls: LiveKit SIP node addresses or a DNS name resolving to them. */
+  readonly destinations?: readonly string[];
+}
+
+export interface EdgeStackProps extends VoiceIntakeStackProps {
+  readonly vpc: ec2.IVpc;
+  readonly livekitSip?: LivekitSipPeer;
+}
+
+/** Placeholder LiveKit SIP name until the app tier passes its own (see edge-config/README.md). */
+export const DEFAULT_LIVEKIT_SIP_NAME = 'livekit-sip.voice-intake.internal';
+
+/**
+ * The SIP edge: per AZ `edge.hostsPerAz` Kamailio + RTPEngine hosts in public subnets, each with an EIP, reachable
+ * only from the carrier allowlist (managed prefix lists, so the allowlist's size never multiplies SG rules), sending
+ * only to LiveKit SIP. Config is rendered at synth by edge-config with host placeholders the boot script fills from
+ * IMDSv2. The allowlist and LiveKit node list are applied at runtime by an SSM association (Kamailio reloads them
+ * in place): changing them never restarts Kamailio or replaces an instance.
+ */
+export class EdgeStack extends VoiceIntakeStack {
+  readonly securityGroup: ec2.SecurityGroup;
+  readonly signallingPrefixList: ec2.PrefixList;
+  readonly mediaPrefixList: ec2.PrefixList;
+  readonly instances: ec2.Instance[] = [];
+
+  constructor(scope: Construct, id: string, props: EdgeStackProps) {
+    super(scope, id, props);
+    const { edge } = props.config;
+    const livekitRtp = props.livekitSip?.rtpPortRange ?? { min: 10000, max: 20000 };
+    const destinations = props.livekitSip?.destinations ?? [DEFAULT_LIVEKIT_SIP_NAME];
+
+    this.signallingPrefixList = new ec2.PrefixList(this, 'CarrierSignallingPrefixList', {
+      addressFamily: ec2.AddressFamily.IP_V4,
+      maxEntries: Math.max(20, edge.allowlist.length),
+      entries: edge.allowlist.map((cidr) => ({ cidr, description: 'carrier signalling' })),
+    });
+    this.mediaPrefixList = new ec2.PrefixList(this, 'CarrierMediaPrefixList', {
+      addressFamily: ec2.AddressFamily.IP_V4,
+      maxEntries: Math.max(10, edge.mediaAllowlist.length),
+      entries: edge.mediaAllowlist.map((cidr) => ({ cidr, description: 'carrier media' })),
+    });
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'EdgeSecurityGroup', {
+      vpc: props.vpc,
+      description: 'SIP edge: carrier allowlist in, LiveKit SIP out',
+      allowAllOutbound: false,
+    });
+    const signalling = ec2.Peer.prefixList(this.signallingPrefixList.prefixListId);
+    const media = ec2.Peer.prefixList(this.mediaPrefixList.prefixListId);
+    this.securityGroup.addIngressRule(signalling, ec2.Port.udp(edge.sipPort), 'SIP/UDP from carrier');
+    this.securityGroup.addIngressRule(signalling, ec2.Port.tcp(edge.sipPort), 'SIP/TCP from carrier');
+    if (edge.tls) this.securityGroup.addIngressRule(signalling, ec2.Port.tcp(edge.tlsPort), 'SIP/TLS from carrier');
+    this.securityGroup.addIngressRule(media, ec2.Port.udpRange(edge.rtpPortRange.min, edge.rtpPortRange.max), 'RTP from carrier media');
+
+    const livekitPeers: ec2.IPeer[] = props.livekitSip?.securityGroup
+      ? [props.livekitSip.securityGroup]
+      : props.vpc.privateSubnets.map((subnet) => ec2.Peer.ipv4(subnet.ipv4CidrBlock));
+    for (const peer of livekitPeers) {
+      this.securityGroup.addEgressRule(peer, ec2.Port.udp(5060), 'SIP/UDP to LiveKit SIP');
+      this.securityGroup.addEgressRule(peer, ec2.Port.tcp(5060), 'SIP/TCP to LiveKit SIP');
+      this.securityGroup.addEgressRule(peer, ec2.Port.udpRange(livekitRtp.min, livekitRtp.max), 'RTP to LiveKit SIP');
+    }
+    // Distro packages at boot, SSM and CloudWatch Logs (interface endpoints in the VPC, package mirrors outside).
+    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS: SSM, CloudWatch Logs, package mirrors');
+    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(80), 'HTTP: Debian package mirrors (signed packages)');
+
+    const logKey = new kms.Key(this, 'EdgeLogKey', { description: 'Encrypts SIP edge logs', enableKeyRotation: true, removalPolicy: RemovalPolicy.RETAIN });
+    logKey.grantEncryptDecrypt(new iam.ServicePrincipal(`logs.${this.region}.amazonaws.com`));
+    const logGroup = new logs.LogGroup(this, 'EdgeLogs', { encryptionKey: logKey, retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.RETAIN });
+
+    const role = new iam.Role(this, 'EdgeRole', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      description: 'SIP edge hosts: SSM (no SSH), logs to CloudWatch',
+      managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
+    });
+    logGroup.grantWrite(role);
+    const defaultPolicy = role.node.tryFindChild('DefaultPolicy');
+    if (defaultPolicy) {
+      acknowledgeRules(defaultPolicy, ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'], 'CDK-generated grant: write to this stack\'s one edge log group, nothing else.');
+    }
+    acknowledgeRules(role, ['AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]'], 'The AWS-maintained SSM core policy is what Session Manager and State Manager need; it replaces SSH.');
+
+    const rendered = renderEdge({
+      edge,
+      host: {
+        carrierSipIp: HOST_PLACEHOLDERS.privateIp,
+        carrierAdvertisedIp: HOST_PLACEHOLDERS.publicIp,
+        internalSipIp: HOST_PLACEHOLDERS.privateIp,
+        carrierMediaIp: HOST_PLACEHOLDERS.privateIp,
+        carrierMediaAdvertisedIp: HOST_PLACEHOLDERS.publicIp,
+        internalMediaIp: HOST_PLACEHOLDERS.privateIp,
+      },
+      livekitSip: { destinations: destinations.map((host) => ({ host })) },
+      paths: { configDir: CONFIG_DIR, runDir: '/run/voice-intake-edge' },
+    });
+    const bootFiles = Object.fromEntries(Object.entries(rendered).filter(([path]) => !RELOADABLE.includes(path)));
+    const reloadFiles = Object.fromEntries(Object.entries(rendered).filter(([path]) => RELOADABLE.includes(path)));
+
+    const machineImage = ec2.MachineImage.fromSsmParameter('/aws/service/debian/release/12/latest/amd64');
+    const instanceType = new ec2.InstanceType(edge.instanceType);
+    const tagKey = 'voice-intake:edge';
+    const tagValue = props.config.deploymentName;
+
+    // One public subnet per AZ: the pair in each AZ shares it.
+    props.vpc.publicSubnets.forEach((subnet, azIndex) => {
+      const subnets = { subnets: [subnet] };
+      for (let hostIndex = 0; hostIndex < edge.hostsPerAz; hostIndex++) {
+        const name = `Edge${azIndex + 1}${String.fromCharCode(97 + hostIndex)}`;
+        const eip = new ec2.CfnEIP(this, `${name}Eip`, { domain: 'vpc' });
+        const userData = ec2.UserData.forLinux();
+        userData.addCommands(...bootScript(bootFiles, logGroup.logGroupName, this.region));
+        const instance = new ec2.Instance(this, name, {
+          vpc: props.vpc,
+          vpcSubnets: subnets,
+          instanceType,
+          machineImage,
+          securityGroup: this.securityGroup,
+          role,
+          userData,
+          requireImdsv2: true,
+          detailedMonitoring: true,
+          disableApiTermination: true,
+          blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(16, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
+          sourceDestCheck: true,
+        });
+        instance.instance.addPropertyOverride('Tags', [{ Key: tagKey, Value: tagValue }, { Key: 'Name', Value: `${props.config.deploymentName}-${name}` }]);
+        new ec2.CfnEIPAssociation(this, `${name}EipAssociation`, { allocationId: eip.attrAllocationId, instanceId: instance.instanceId });
+        this.instances.push(instance);
+
+        // EC2 auto-recovery: a failed system status check moves the instance to healthy hardware, EIP and all.
+        new cloudwatch.Alarm(this, `${name}Recovery`, {
+          metric: new cloudwatch.Metric({ namespace: 'AWS/EC2', metricName: 'StatusCheckFailed_System', dimensionsMap: { InstanceId: instance.instanceId }, statistic: 'Maximum', period: Duration.minutes(1) }),
+          threshold: 0,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+          evaluationPeriods: 2,
+          alarmDescription: `Recover ${name} on a failed system status check`,
+        }).addAlarmAction({ bind: () => ({ alarmActionArn: `arn:${Stack.of(this).partition}:automate:${this.region}:ec2:recover` }) });
+
+        acknowledgeRules(instance, ['AwsSolutions-EC26', 'HIPAA.Security-EC2EBSOptimizedInstance', 'NIST.800.53.R5-EC2EBSOptimizedInstance'], 'Root volume is encrypted (gp3, encrypted: true); the host keeps no call data on disk and modern types are EBS-optimized by default.');
+        acknowledgeRules(instance, ['HIPAA.Security-EC2InstanceNoPublicIp', 'NIST.800.53.R5-EC2InstanceNoPublicIp'], 'The SIP edge is the internet-facing tier: carriers reach it on its EIP, restricted to the allowlist prefix lists.');
+
+        new CfnOutput(this, `${name}OriginationUri`, {
+          value: `sip:${eip.ref};transport=udp`,
+          description: `Twilio origination URI for edge host ${name} (AZ ${azIndex + 1}): priority 10, weight 10 — equal priority and weight across hosts spreads calls; Twilio fails over to the others`,
+        });
+      }
+    });
+
+    // Runtime reload: writes the allowlist and LiveKit node list, then asks Kamailio to re-read them (no restart).
+    new ssm.CfnAssociation(this, 'EdgeReloadAssociation', {
+      name: 'AWS-RunShellScript',
+      associationName: `${props.config.deploymentName}-edge-reload`,
+      targets: [{ key: `tag:${tagKey}`, values: [tagValue] }],
+      parameters: { commands: reloadScript(reloadFiles) },
+      applyOnlyAtCronInterval: false,
+    });
+
+    acknowledgeRules(this.securityGroup, ['HIPAA.Security-EC2RestrictedCommonPorts', 'NIST.800.53.R5-EC2RestrictedCommonPorts', 'HIPAA.Security-EC2RestrictedSSH', 'NIST.800.53.R5-EC2RestrictedSSH'], 'Ingress only from the carrier prefix lists on SIP and RTP ports; no SSH rule exists.');
+
+    new CfnOutput(this, 'EdgeSecurityGroupId', { value: this.securityGroup.securityGroupId, description: 'App tier: allow SIP 5060 and LiveKit SIP RTP from this group' });
+  }
+}
+
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+
+function writeFileCommands(files: RenderedEdge): string[] {
+  return Object.entries(files).flatMap(([path, file]) => [
+    `mkdir -p "$(dirname ${CONFIG_DIR}/${path})"`,
+    `echo '${b64(file.content)}' | base64 -d > ${CONFIG_DIR}/${path}`,
+    `chmod ${file.mode.toString(8)} ${CONFIG_DIR}/${path}`,
+  ]);
+}
+
+/** First boot: packages, rendered files, host facts from IMDSv2, services. */
+function bootScript(files: RenderedEdge, logGroupName: string, region: string): string[] {
+  return [
+    'set -euo pipefail',
+    'export DEBIAN_FRONTEND=noninteractive',
+    // Packaged daemons must not take 5060/2223 before ours start.
+    "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d",
+    'apt-get update -q',
+    'apt-get install -y -q --no-install-recommends kamailio kamailio-tls-modules kamailio-extra-modules rtpengine-daemon curl ca-certificates',
+    'rm -f /usr/sbin/policy-rc.d',
+    'systemctl disable --now kamailio rtpengine-daemon ngcp-rtpengine-daemon 2>/dev/null || true',
+    `curl -fsSLo /tmp/ssm.deb https://s3.${region}.amazonaws.com/amazon-ssm-${region}/latest/debian_amd64/amazon-ssm-agent.deb && dpkg -i /tmp/ssm.deb`,
+    `curl -fsSLo /tmp/cwa.deb https://s3.${region}.amazonaws.com/amazoncloudwatch-agent-${region}/debian/amd64/latest/amazon-cloudwatch-agent.deb && dpkg -i /tmp/cwa.deb`,
+    ...writeFileCommands(files),
+    'TOKEN=$(curl -fsS -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
+    'imds() { curl -fsS -H "X-aws-ec2-metadata-token: $TOKEN" "http://169.254.169.254/latest/meta-data/$1"; }',
+    'PRIVATE_IP=$(imds local-ipv4)',
+    // The EIP is associated by CloudFormation after launch: wait until IMDS reports it.
+    'for i in $(seq 1 60); do PUBLIC_IP=$(imds public-ipv4 || true); [ -n "$PUBLIC_IP" ] && break; sleep 5; done',
+    `grep -rl '@EDGE_' ${CONFIG_DIR} | xargs sed -i -e "s/${HOST_PLACEHOLDERS.privateIp}/$PRIVATE_IP/g" -e "s/${HOST_PLACEHOLDERS.publicIp}/$PUBLIC_IP/g"`,
+    `mkdir -p ${CONFIG_DIR}/kamailio/db ${LOG_DIR}`,
+    `[ -f ${CONFIG_DIR}/kamailio/db/address ] || printf 'id(int,auto) grp(int) ip_addr(string) mask(int) port(int) tag(string,null) \\n' > ${CONFIG_DIR}/kamailio/db/address`,
+    `[ -f ${CONFIG_DIR}/kamailio/dispatcher.list ] || : > ${CONFIG_DIR}/kamailio/dispatcher.list`,
+    `cp ${CONFIG_DIR}/systemd/*.service /etc/systemd/system/`,
+    `cat > /opt/aws/amazon-cloudwatch-agent/etc/edge.json <<'EOF'\n${JSON.stringify({ logs: { logs_collected: { files: { collect_list: [{ file_path: '/var/log/syslog', log_group_name: logGroupName, log_stream_name: '{instance_id}/syslog' }, { file_path: `${LOG_DIR}/*.log`, log_group_name: logGroupName, log_stream_name: '{instance_id}/edge' }] } } } })}\nEOF`,
+    '/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:/opt/aws/amazon-cloudwatch-agent/etc/edge.json',
+    'systemctl daemon-reload',
+    'systemctl enable --now voice-intake-rtpengine voice-intake-kamailio',
+  ];
+}
+
+/** SSM association: the allowlist and the LiveKit node list, applied in place. */
+function reloadScript(files: RenderedEdge): string[] {
+  return [
+    'set -eu',
+    ...writeFileCommands(files),
+    `if systemctl is-active --quiet voice-intake-kamailio; then ${CONFIG_DIR}/bin/edge-reload.sh; fi`,
+  ];
+}

@@ -1,0 +1,98 @@
+import type { Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { openIngressRules } from './support/assertions';
+import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
+
+type Rule = {
+  IpProtocol: string;
+  FromPort?: number;
+  ToPort?: number;
+  CidrIp?: string;
+  GroupId?: unknown;
+  SourcePrefixListId?: unknown;
+  SourceSecurityGroupId?: unknown;
+  DestinationSecurityGroupId?: unknown;
+};
+
+describe('edge stack', () => {
+  let synthesized: SynthesizedApp;
+  let edge: Template;
+  let ingress: Rule[];
+  let egress: Rule[];
+  /** Rules this stack adds to LiveKit SIP's security group (app tier), admitting the edge. */
+  let intoLiveKit: Rule[];
+
+  beforeAll(() => {
+    synthesized = synthVoiceIntake({ deploymentName: 'voice-intake', azCount: 2, edge: { allowlist: ['192.0.2.0/30', '198.51.100.0/30'] } });
+    edge = synthesized.templates.edge;
+    const [[groupId, group]] = Object.entries(edge.findResources('AWS::EC2::SecurityGroup'));
+    const standalone = Object.values(edge.findResources('AWS::EC2::SecurityGroupIngress')).map((rule) => rule.Properties as Rule);
+    const intoEdge = (rule: Rule) => JSON.stringify(rule.GroupId).includes(groupId);
+    ingress = [...(group.Properties.SecurityGroupIngress ?? []), ...standalone.filter(intoEdge)];
+    intoLiveKit = standalone.filter((rule) => !intoEdge(rule));
+    egress = [
+      ...(group.Properties.SecurityGroupEgress ?? []),
+      ...Object.values(edge.findResources('AWS::EC2::SecurityGroupEgress')).map((rule) => rule.Properties as Rule),
+    ];
+  });
+
+  it('runs hostsPerAz hosts in every AZ, each with an EIP, IMDSv2 and no SSH key', () => {
+    edge.resourceCountIs('AWS::EC2::Instance', 4);
+    edge.resourceCountIs('AWS::EC2::EIP', 4);
+    edge.resourceCountIs('AWS::EC2::EIPAssociation', 4);
+    for (const instance of Object.values(edge.findResources('AWS::EC2::Instance'))) expect(instance.Properties.KeyName).toBeUndefined();
+    const templates = Object.values(edge.findResources('AWS::EC2::LaunchTemplate'));
+    expect(templates.length).toBe(4);
+    for (const template of templates) expect(template.Properties.LaunchTemplateData.MetadataOptions.HttpTokens).toBe('required');
+  });
+
+  it('opens SIP and RTP to the allowlist prefix lists only, never to the internet', () => {
+    expect(openIngressRules(edge)).toEqual([]);
+    expect(ingress.length).toBe(3);
+    expect(ingress.every((rule) => rule.SourcePrefixListId !== undefined && rule.CidrIp === undefined)).toBe(true);
+    expect(ingress.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5060-5060', 'udp:10000-20000', 'udp:5060-5060']);
+    const lists = Object.values(edge.findResources('AWS::EC2::PrefixList')).map((list) => list.Properties.Entries.map((entry: { Cidr: string }) => entry.Cidr));
+    expect(lists).toContainEqual(['192.0.2.0/30', '198.51.100.0/30']);
+    expect(lists).toContainEqual(['168.86.128.0/18']);
+  });
+
+  it("sends SIP and RTP only to LiveKit SIP's security group, plus HTTP(S) for packages and AWS APIs", () => {
+    const toInternet = egress.filter((rule) => rule.CidrIp === '0.0.0.0/0');
+    expect(toInternet.map((rule) => `${rule.IpProtocol}:${rule.FromPort}`).sort()).toEqual(['tcp:443', 'tcp:80']);
+    const sip = egress.filter((rule) => rule.FromPort === 5060 || rule.FromPort === 10000);
+    expect(sip.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5060-5060', 'udp:10000-20000', 'udp:5060-5060']);
+    for (const rule of sip) {
+      expect(rule.CidrIp).toBeUndefined();
+      expect(JSON.stringify(rule.DestinationSecurityGroupId)).toMatch(/LiveKitHostSecurityGroup/);
+    }
+  });
+
+  it("opens LiveKit SIP's signalling and RTP to the edge security group, from this stack", () => {
+    expect(intoLiveKit.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5060-5060', 'udp:10000-20000', 'udp:5060-5060']);
+    for (const rule of intoLiveKit) {
+      expect(JSON.stringify(rule.GroupId)).toMatch(/LiveKitHostSecurityGroup/);
+      expect(JSON.stringify(rule.SourceSecurityGroupId)).toMatch(/EdgeSecurityGroup|EdgeHost/);
+    }
+  });
+
+  it('reloads the allowlist through an SSM association, not through user data', () => {
+    const [association] = Object.values(edge.findResources('AWS::SSM::Association'));
+    const commands = association.Properties.Parameters.commands.join('\n');
+    expect(commands).toContain('kamailio/db/address');
+    expect(commands).toContain('edge-reload.sh');
+    const userData = JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
+    expect(userData).not.toContain(Buffer.from('1:1:192.0.2.0:30:0:allowlist').toString('base64').slice(0, 20));
+  });
+
+  it('outputs one origination URI per host and recovers failed hosts', () => {
+    const outputs = Object.keys(edge.toJSON().Outputs).filter((key) => key.endsWith('OriginationUri'));
+    expect(outputs).toHaveLength(4);
+    const alarms = Object.values(edge.findResources('AWS::CloudWatch::Alarm'));
+    expect(alarms).toHaveLength(4);
+    expect(JSON.stringify(alarms[0].Properties.AlarmActions)).toContain(':ec2:recover');
+  });
+
+  it('matches the snapshot', () => {
+    expect(edge.toJSON()).toMatchSnapshot();
+  });
+});
