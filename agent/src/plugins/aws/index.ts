@@ -1,0 +1,7 @@
+/**
+ * Amazon Web Services plugins for LiveKit Agents (Node): Transcribe streaming STT, Bedrock
+ * ConverseStream LLM and Polly TTS.
+ */
+export { BedrockLLM, BedrockLLMStream, DEFAULT_BEDROCK_LLM_OPTIONS, type BedrockLLMOptions } from './llm.js';
+export { toBedrockConversation, toBedrockToolConfig } from './bedrock-format.js';
+export type { BackoffOptions } from './retry.js';
