@@ -6,7 +6,7 @@ import {
   ThrottlingException,
   ValidationException,
 } from '@aws-sdk/client-bedrock-runtime';
-import { APIError, initializeLogger, llm } from '@livekit/agents';
+import { APIError, initializeLogger, llm, type metrics } from '@livekit/agents';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BedrockLLM, type BedrockLLMOptions, toCompletionUsage } from '../../src/plugins/aws/llm.js';
@@ -71,8 +71,8 @@ describe('BedrockLLM', () => {
       $metadata: { requestId: 'req-1' },
     });
     const model = newLLM({ temperature: 0.2, maxTokens: 300, topP: 0.9 });
-    const metrics: llm.LLMMetrics[] = [];
-    model.on('metrics_collected', (m) => metrics.push(m as llm.LLMMetrics));
+    const metrics: metrics.LLMMetrics[] = [];
+    model.on('metrics_collected', (m) => metrics.push(m as metrics.LLMMetrics));
 
     const chunks: llm.ChatChunk[] = [];
     for await (const chunk of model.chat({ chatCtx: userCtx(), connOptions: noRetry })) chunks.push(chunk);
@@ -238,7 +238,7 @@ describe('BedrockLLM', () => {
   });
 
   it('aborts the in-flight request when the stream is closed (barge-in)', async () => {
-    const sentSignal = () => (bedrock.send.getCall(0).args[1] as { abortSignal?: AbortSignal } | undefined)?.abortSignal;
+    const sentSignal = () => ((bedrock.send.getCall(0).args as unknown[])[1] as { abortSignal?: AbortSignal } | undefined)?.abortSignal;
     bedrock.on(ConverseStreamCommand).callsFake(async () => ({
       stream: (async function* () {
         yield { contentBlockDelta: { contentBlockIndex: 0, delta: { text: 'Well' } } } as ConverseStreamOutput;
