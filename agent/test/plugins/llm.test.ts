@@ -71,8 +71,8 @@ describe('BedrockLLM', () => {
       $metadata: { requestId: 'req-1' },
     });
     const model = newLLM({ temperature: 0.2, maxTokens: 300, topP: 0.9 });
-    const metrics: metrics.LLMMetrics[] = [];
-    model.on('metrics_collected', (m) => metrics.push(m as metrics.LLMMetrics));
+    const collectedMetrics: metrics.LLMMetrics[] = [];
+    model.on('metrics_collected', (m) => collectedMetrics.push(m as metrics.LLMMetrics));
 
     const chunks: llm.ChatChunk[] = [];
     for await (const chunk of model.chat({ chatCtx: userCtx(), connOptions: noRetry })) chunks.push(chunk);
@@ -92,7 +92,7 @@ describe('BedrockLLM', () => {
     expect(input.system).toEqual([{ text: 'You are the intake agent.' }, { cachePoint: { type: 'default' } }]);
     expect(input.toolConfig).toBeUndefined();
     await new Promise((r) => setImmediate(r));
-    expect(metrics[0]).toMatchObject({ promptCachedTokens: 100, completionTokens: 5, label: 'aws.BedrockLLM' });
+    expect(collectedMetrics[0]).toMatchObject({ promptCachedTokens: 100, completionTokens: 5, label: 'aws.BedrockLLM' });
   });
 
   it('accumulates tool-use input across deltas and emits the call at block stop', async () => {

@@ -4,4 +4,10 @@
  */
 export { BedrockLLM, BedrockLLMStream, DEFAULT_BEDROCK_LLM_OPTIONS, type BedrockLLMOptions } from './llm.js';
 export { toBedrockConversation, toBedrockToolConfig } from './bedrock-format.js';
+export {
+  DEFAULT_TRANSCRIBE_STT_OPTIONS,
+  TranscribeSpeechStream,
+  TranscribeSTT,
+  type TranscribeSTTOptions,
+} from './stt.js';
 export type { BackoffOptions } from './retry.js';
