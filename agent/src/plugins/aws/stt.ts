@@ -13,6 +13,7 @@ import {
   type AudioBuffer,
   DEFAULT_API_CONNECT_OPTIONS,
   asLanguageCode,
+  log,
   stt,
 } from '@livekit/agents';
 import type { AudioFrame } from '@livekit/rtc-node';
@@ -214,6 +215,7 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
   readonly #client: TranscribeStreamingClient;
   readonly #opts: TranscribeSTTOptions;
   readonly #backlog = new AudioBacklog();
+  readonly #logger = log().child({ stt: 'aws.TranscribeSTT' });
   readonly #bytesPerSecond: number;
   #pumpStarted = false;
   #bytesSent = 0;
@@ -257,11 +259,11 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
         await this.#runSession(session);
         if (this.#backlog.ended) break;
         // Transcribe ended the stream by itself with audio still to send: carry on in a new one.
-        this.logger.info({ stt: this.label }, 'transcribe stream ended early, reconnecting');
+        this.#logger.info('transcribe stream ended early, reconnecting');
       } catch (error) {
         if (this.abortSignal.aborted || (isAbortError(error) && this.abortSignal.aborted)) break;
         if (isIdleTimeout(error)) {
-          this.logger.info({ stt: this.label }, 'transcribe closed an idle stream, reconnecting on next audio');
+          this.#logger.info('transcribe closed an idle stream, reconnecting on next audio');
           continue;
         }
         failures = session.delivered ? 1 : failures + 1;
@@ -269,7 +271,7 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
           throw toAPIError(error, 'transcribe');
         }
         const delayMs = backoffDelayMs(failures - 1, this.#opts.reconnectBackoff);
-        this.logger.warn({ stt: this.label, attempt: failures, delayMs, error: String(error) }, 'transcribe stream dropped, reconnecting');
+        this.#logger.warn({ attempt: failures, delayMs, error: String(error) }, 'transcribe stream dropped, reconnecting');
         try {
           await sleep(delayMs, this.abortSignal);
         } catch {
