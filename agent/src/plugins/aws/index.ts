@@ -10,4 +10,11 @@ export {
   TranscribeSTT,
   type TranscribeSTTOptions,
 } from './stt.js';
+export {
+  DEFAULT_POLLY_TTS_OPTIONS,
+  PollyChunkedStream,
+  PollySynthesizeStream,
+  PollyTTS,
+  type PollyTTSOptions,
+} from './tts.js';
 export type { BackoffOptions } from './retry.js';
