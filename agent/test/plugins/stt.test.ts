@@ -148,7 +148,7 @@ describe('TranscribeSTT', () => {
     const events = await done;
 
     expect(finals(events)).toEqual(['w0', 'w1', 'w2', 'w3', 'w4', 'w5']);
-    expect((stream as unknown as { sessionsStarted: number }).sessionsStarted).toBe(2);
+    expect(stream.sessionsStarted).toBe(2);
     expect(transcribe.commandCalls(StartStreamTranscriptionCommand)).toHaveLength(2);
     // Times keep increasing across the reconnect (the second session's clock restarts at 0).
     const ends = events.filter((e) => e.type === stt.SpeechEventType.FINAL_TRANSCRIPT).map((e) => e.alternatives![0].endTime);
@@ -208,6 +208,21 @@ describe('TranscribeSTT', () => {
     await done;
     expect(transcribe.commandCalls(StartStreamTranscriptionCommand)).toHaveLength(3);
     expect(errors[0].retryable).toBe(true);
+  });
+
+  it('reconnects when Transcribe closes the stream early without an error', async () => {
+    serveSessions(async function* (audio) {
+      for await (const event of audio) {
+        yield transcriptEvent(`w${frameIndex(event)}`, false, 0, 0.05);
+        return;
+      }
+    }, transcribeEveryFrame);
+    const stream = newSTT({ reconnectBackoff: { baseDelayMs: 1, maxDelayMs: 1 } }).stream({ connOptions: noRetry });
+    const done = collect(stream);
+    for (let i = 0; i < 3; i++) stream.pushFrame(frame(i));
+    stream.endInput();
+    expect(finals(await done)).toEqual(['w0', 'w1', 'w2']);
+    expect(stream.sessionsStarted).toBe(2);
   });
 
   it('opens no stream until audio arrives', async () => {

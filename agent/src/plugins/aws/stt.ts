@@ -17,7 +17,7 @@ import {
   stt,
 } from '@livekit/agents';
 import type { AudioFrame } from '@livekit/rtc-node';
-import { exceptionFromStreamMember, isAbortError, isRetryableAwsError, toAPIError } from './errors.js';
+import { exceptionFromStreamMember, isRetryableAwsError, toAPIError } from './errors.js';
 import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, sleep } from './retry.js';
 import { stripUndefined } from './util.js';
 
@@ -257,11 +257,14 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
       };
       try {
         await this.#runSession(session);
-        if (this.#backlog.ended) break;
-        // Transcribe ended the stream by itself with audio still to send: carry on in a new one.
-        this.#logger.info('transcribe stream ended early, reconnecting');
+        if (this.#backlog.ended || this.abortSignal.aborted) break;
+        // Transcribe ended the stream by itself with audio still to send: treat it as a drop, so a
+        // service that keeps closing at once is backed off from and eventually given up on.
+        const ended = new Error('transcribe stream ended before the audio did');
+        ended.name = 'ServiceUnavailableException';
+        throw ended;
       } catch (error) {
-        if (this.abortSignal.aborted || (isAbortError(error) && this.abortSignal.aborted)) break;
+        if (this.abortSignal.aborted) break;
         if (isIdleTimeout(error)) {
           this.#logger.info('transcribe closed an idle stream, reconnecting on next audio');
           continue;
