@@ -1,0 +1,470 @@
+import {
+  type AudioStream,
+  type LanguageCode as TranscribeLanguageCode,
+  type Result,
+  StartStreamTranscriptionCommand,
+  type StartStreamTranscriptionCommandInput,
+  TranscribeStreamingClient,
+  type TranscriptResultStream,
+  type VocabularyFilterMethod,
+} from '@aws-sdk/client-transcribe-streaming';
+import {
+  type APIConnectOptions,
+  type AudioBuffer,
+  DEFAULT_API_CONNECT_OPTIONS,
+  asLanguageCode,
+  log,
+  stt,
+} from '@livekit/agents';
+import type { AudioFrame } from '@livekit/rtc-node';
+import { exceptionFromStreamMember, isRetryableAwsError, toAPIError } from './errors.js';
+import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, sleep } from './retry.js';
+import { stripUndefined } from './util.js';
+
+export interface TranscribeSTTOptions {
+  /** Transcribe language code. Default `en-US`. */
+  language: string;
+  /** Sample rate sent to Transcribe (input frames are resampled to it). Default 16000. */
+  sampleRate: number;
+  /** AWS region for the client this plugin creates. Default: the SDK's resolution. */
+  region?: string;
+  /** A pre-built client (shared, custom credentials, tests). Default: one is created. */
+  client?: TranscribeStreamingClient;
+  /**
+   * Partial-results stabilisation: `low` stabilises words soonest, `high` is most accurate;
+   * `off` disables it. Default `medium`.
+   */
+  partialResultsStability: 'low' | 'medium' | 'high' | 'off';
+  /** Custom vocabulary name. Default none. */
+  vocabularyName?: string;
+  /** Vocabulary filter name. Default none. */
+  vocabularyFilterName?: string;
+  /** How filtered words are treated. Default `mask` when a filter is set. */
+  vocabularyFilterMethod?: VocabularyFilterMethod;
+  /** Custom language model name. Default none. */
+  languageModelName?: string;
+  /**
+   * Live PII handling: `identify` tags PII entities, `redact` replaces them with `[PII]` in the
+   * transcript itself (what reaches the LLM and the records). Default off.
+   */
+  pii?: 'identify' | 'redact';
+  /** PII entity types (e.g. `SSN`, `CREDIT_DEBIT_NUMBER`); needs `pii`. Default: all types. */
+  piiEntityTypes?: string[];
+  /** Audio per AudioEvent sent to Transcribe, in ms (AWS recommends 50–200). Default 50. */
+  chunkDurationMs: number;
+  /** How much audio between RECOGNITION_USAGE events, in seconds. Default 5. */
+  usageIntervalSeconds: number;
+  /** Reconnects in a row after a dropped stream before giving up (idle timeouts are free). Default 3. */
+  maxReconnectAttempts: number;
+  /** Backoff between reconnects after a drop. Default 200 ms doubling to 2 s, with jitter. */
+  reconnectBackoff: BackoffOptions;
+}
+
+export const DEFAULT_TRANSCRIBE_STT_OPTIONS: TranscribeSTTOptions = {
+  language: 'en-US',
+  sampleRate: 16000,
+  partialResultsStability: 'medium',
+  chunkDurationMs: 50,
+  usageIntervalSeconds: 5,
+  maxReconnectAttempts: 3,
+  reconnectBackoff: DEFAULT_BACKOFF,
+};
+
+/** Transcribe closes a stream that received no audio for ~15 s with this BadRequestException. */
+export function isIdleTimeout(error: unknown): boolean {
+  const e = error as { name?: string; message?: string } | undefined;
+  return e?.name === 'BadRequestException' && /timed out/i.test(e.message ?? '');
+}
+
+/** Amazon Transcribe streaming STT for LiveKit Agents. */
+export class TranscribeSTT extends stt.STT {
+  label = 'aws.TranscribeSTT';
+  readonly #opts: TranscribeSTTOptions;
+  readonly #client: TranscribeStreamingClient;
+  readonly #ownsClient: boolean;
+
+  constructor(opts: Partial<TranscribeSTTOptions> = {}) {
+    super({ streaming: true, interimResults: true, alignedTranscript: false });
+    this.#opts = { ...DEFAULT_TRANSCRIBE_STT_OPTIONS, ...stripUndefined(opts) };
+    validateSTTOptions(this.#opts);
+    this.#ownsClient = !opts.client;
+    // Reconnects are ours: SDK retries cannot replay an event stream anyway.
+    this.#client = opts.client ?? new TranscribeStreamingClient({ region: opts.region, maxAttempts: 1 });
+  }
+
+  override get model(): string {
+    return this.#opts.languageModelName ?? 'transcribe-streaming';
+  }
+
+  override get provider(): string {
+    return 'aws.transcribe';
+  }
+
+  get options(): Readonly<TranscribeSTTOptions> {
+    return this.#opts;
+  }
+
+  protected async _recognize(_frame: AudioBuffer, _abortSignal?: AbortSignal): Promise<stt.SpeechEvent> {
+    throw new Error('TranscribeSTT is streaming only: use stream()');
+  }
+
+  stream(options?: { connOptions?: APIConnectOptions }): TranscribeSpeechStream {
+    return new TranscribeSpeechStream(this, this.#client, this.#opts, options?.connOptions);
+  }
+
+  override async close(): Promise<void> {
+    if (this.#ownsClient) this.#client.destroy();
+  }
+}
+
+/** The request fields that stay the same for every session of a stream. */
+export function transcribeRequest(opts: TranscribeSTTOptions): Omit<StartStreamTranscriptionCommandInput, 'AudioStream'> {
+  const stabilise = opts.partialResultsStability !== 'off';
+  return stripUndefined({
+    LanguageCode: opts.language as TranscribeLanguageCode,
+    MediaEncoding: 'pcm' as const,
+    MediaSampleRateHertz: opts.sampleRate,
+    EnablePartialResultsStabilization: stabilise || undefined,
+    PartialResultsStability: stabilise ? (opts.partialResultsStability as 'low' | 'medium' | 'high') : undefined,
+    VocabularyName: opts.vocabularyName,
+    VocabularyFilterName: opts.vocabularyFilterName,
+    VocabularyFilterMethod: opts.vocabularyFilterName ? (opts.vocabularyFilterMethod ?? 'mask') : undefined,
+    LanguageModelName: opts.languageModelName,
+    ContentIdentificationType: opts.pii === 'identify' ? ('PII' as const) : undefined,
+    ContentRedactionType: opts.pii === 'redact' ? ('PII' as const) : undefined,
+    PiiEntityTypes: opts.pii && opts.piiEntityTypes?.length ? opts.piiEntityTypes.join(',') : undefined,
+  });
+}
+
+/**
+ * Audio waiting to be sent, shared by the successive Transcribe sessions of one stream: whatever a
+ * session did not take (including audio that arrived while reconnecting) goes to the next one.
+ */
+class AudioBacklog {
+  #chunks: Uint8Array[] = [];
+  #waiters: Array<{ resolve: (chunk: Uint8Array | undefined) => void; signal: AbortSignal }> = [];
+  #ended = false;
+
+  put(chunk: Uint8Array): void {
+    while (this.#waiters.length > 0) {
+      const waiter = this.#waiters.shift()!;
+      if (waiter.signal.aborted) continue;
+      waiter.resolve(chunk);
+      return;
+    }
+    this.#chunks.push(chunk);
+  }
+
+  /** Give a chunk back (a session ended before it could send it). */
+  unshift(chunk: Uint8Array): void {
+    this.#chunks.unshift(chunk);
+  }
+
+  end(): void {
+    this.#ended = true;
+    for (const waiter of this.#waiters.splice(0)) waiter.resolve(undefined);
+  }
+
+  get ended(): boolean {
+    return this.#ended && this.#chunks.length === 0;
+  }
+
+  get size(): number {
+    return this.#chunks.length;
+  }
+
+  /** Next chunk, or undefined once the input ended (or `signal` aborted). */
+  take(signal: AbortSignal): Promise<Uint8Array | undefined> {
+    const next = this.#chunks.shift();
+    if (next !== undefined) return Promise.resolve(next);
+    if (this.#ended || signal.aborted) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      const waiter = { resolve, signal };
+      this.#waiters.push(waiter);
+      signal.addEventListener(
+        'abort',
+        () => {
+          const index = this.#waiters.indexOf(waiter);
+          if (index >= 0) this.#waiters.splice(index, 1);
+          resolve(undefined);
+        },
+        { once: true },
+      );
+    });
+  }
+
+  /** Resolves when audio is waiting (true) or the input ended (false). */
+  async waitForAudio(signal: AbortSignal): Promise<boolean> {
+    const chunk = await this.take(signal);
+    if (chunk === undefined) return false;
+    this.unshift(chunk);
+    return true;
+  }
+}
+
+interface Session {
+  abort: AbortController;
+  /** Seconds of audio sent by earlier sessions: Transcribe's times restart at 0 on each session. */
+  timeOffset: number;
+  delivered: boolean;
+}
+
+export class TranscribeSpeechStream extends stt.SpeechStream {
+  label = 'aws.TranscribeSpeechStream';
+  readonly #owner: TranscribeSTT;
+  readonly #client: TranscribeStreamingClient;
+  readonly #opts: TranscribeSTTOptions;
+  readonly #backlog = new AudioBacklog();
+  readonly #logger = log().child({ stt: 'aws.TranscribeSTT' });
+  readonly #bytesPerSecond: number;
+  #pumpStarted = false;
+  #bytesSent = 0;
+  #bytesReported = 0;
+  #speaking = false;
+  /** The latest partial of the utterance in progress, finalised if its session dies. */
+  #pendingPartial: stt.SpeechData | undefined;
+  #requestId = '';
+  #sessionsStarted = 0;
+
+  constructor(
+    owner: TranscribeSTT,
+    client: TranscribeStreamingClient,
+    opts: TranscribeSTTOptions,
+    connOptions: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+  ) {
+    super(owner, opts.sampleRate, connOptions);
+    this.#owner = owner;
+    this.#client = client;
+    this.#opts = opts;
+    this.#bytesPerSecond = opts.sampleRate * 2;
+  }
+
+  /** How many Transcribe sessions this stream opened (1 + reconnects). */
+  get sessionsStarted(): number {
+    return this.#sessionsStarted;
+  }
+
+  protected async run(): Promise<void> {
+    this.#startPump();
+    let failures = 0;
+    while (!this.abortSignal.aborted) {
+      // No audio, no session: an idle stream costs nothing and cannot time out.
+      if (!(await this.#backlog.waitForAudio(this.abortSignal))) break;
+      const session: Session = {
+        abort: new AbortController(),
+        timeOffset: this.#bytesSent / this.#bytesPerSecond,
+        delivered: false,
+      };
+      try {
+        await this.#runSession(session);
+        if (this.#backlog.ended || this.abortSignal.aborted) break;
+        // Transcribe ended the stream by itself with audio still to send: treat it as a drop, so a
+        // service that keeps closing at once is backed off from and eventually given up on.
+        const ended = new Error('transcribe stream ended before the audio did');
+        ended.name = 'ServiceUnavailableException';
+        throw ended;
+      } catch (error) {
+        if (this.abortSignal.aborted) break;
+        if (isIdleTimeout(error)) {
+          this.#logger.info('transcribe closed an idle stream, reconnecting on next audio');
+          continue;
+        }
+        failures = session.delivered ? 1 : failures + 1;
+        if (!isRetryableAwsError(error) || failures > this.#opts.maxReconnectAttempts) {
+          throw toAPIError(error, 'transcribe');
+        }
+        const delayMs = backoffDelayMs(failures - 1, this.#opts.reconnectBackoff);
+        this.#logger.warn({ attempt: failures, delayMs, error: String(error) }, 'transcribe stream dropped, reconnecting');
+        try {
+          await sleep(delayMs, this.abortSignal);
+        } catch {
+          break;
+        }
+      } finally {
+        session.abort.abort();
+        this.#finishPendingUtterance(session);
+      }
+    }
+    this.#reportUsage(true);
+  }
+
+  /** Move frames from LiveKit's input queue into the backlog, in chunks of `chunkDurationMs`. */
+  #startPump(): void {
+    if (this.#pumpStarted) return;
+    this.#pumpStarted = true;
+    const chunkBytes = Math.max(2, Math.round((this.#bytesPerSecond * this.#opts.chunkDurationMs) / 1000) & ~1);
+    void (async () => {
+      let pending: Uint8Array[] = [];
+      let pendingBytes = 0;
+      const flush = () => {
+        if (pendingBytes === 0) return;
+        this.#backlog.put(concat(pending, pendingBytes));
+        pending = [];
+        pendingBytes = 0;
+      };
+      for await (const item of this.input) {
+        if (item === stt.SpeechStream.FLUSH_SENTINEL) {
+          flush();
+          continue;
+        }
+        const bytes = frameBytes(item);
+        if (bytes.byteLength === 0) continue;
+        pending.push(bytes);
+        pendingBytes += bytes.byteLength;
+        if (pendingBytes >= chunkBytes) flush();
+      }
+      flush();
+      this.#backlog.end();
+    })();
+  }
+
+  async #runSession(session: Session): Promise<void> {
+    this.#sessionsStarted += 1;
+    const response = await this.#client.send(
+      new StartStreamTranscriptionCommand({ ...transcribeRequest(this.#opts), AudioStream: this.#audioFor(session) }),
+      { abortSignal: session.abort.signal },
+    );
+    this.#requestId = response.SessionId ?? response.RequestId ?? this.#requestId;
+    for await (const event of response.TranscriptResultStream ?? []) {
+      if (this.abortSignal.aborted) return;
+      this.#handleEvent(event, session);
+    }
+  }
+
+  async *#audioFor(session: Session): AsyncGenerator<AudioStream> {
+    const signal = AbortSignal.any([session.abort.signal, this.abortSignal]);
+    while (true) {
+      const chunk = await this.#backlog.take(signal);
+      if (chunk === undefined) return;
+      if (signal.aborted) {
+        // The session died while this chunk was on its way: it belongs to the next session.
+        this.#backlog.unshift(chunk);
+        return;
+      }
+      this.#bytesSent += chunk.byteLength;
+      this.#reportUsage(false);
+      yield { AudioEvent: { AudioChunk: chunk } };
+    }
+  }
+
+  #handleEvent(event: TranscriptResultStream, session: Session): void {
+    if (event.TranscriptEvent) {
+      session.delivered = true;
+      for (const result of event.TranscriptEvent.Transcript?.Results ?? []) this.#handleResult(result, session);
+      return;
+    }
+    const exception = exceptionFromStreamMember(event);
+    if (exception) throw exception;
+  }
+
+  #handleResult(result: Result, session: Session): void {
+    const alternative = result.Alternatives?.[0];
+    const text = alternative?.Transcript ?? '';
+    if (!text.trim()) return;
+    const items = alternative?.Items ?? [];
+    const confidences = items.map((i) => i.Confidence).filter((c): c is number => typeof c === 'number');
+    const data: stt.SpeechData = {
+      language: asLanguageCode(result.LanguageCode ?? this.#opts.language),
+      text,
+      startTime: (result.StartTime ?? 0) + session.timeOffset + this.startTimeOffset,
+      endTime: (result.EndTime ?? 0) + session.timeOffset + this.startTimeOffset,
+      confidence: confidences.length ? confidences.reduce((a, b) => a + b, 0) / confidences.length : 0,
+      metadata: {
+        resultId: result.ResultId,
+        stableText: items
+          .filter((i) => i.Stable)
+          .map((i) => i.Content)
+          .join(' ')
+          .replace(/ ([.,?!])/g, '$1'),
+        ...(alternative?.Entities?.length ? { piiEntities: alternative.Entities } : {}),
+      },
+    };
+    if (!this.#speaking) {
+      this.#speaking = true;
+      this.#put({ type: stt.SpeechEventType.START_OF_SPEECH });
+    }
+    if (result.IsPartial) {
+      this.#pendingPartial = data;
+      this.#put({ type: stt.SpeechEventType.INTERIM_TRANSCRIPT, alternatives: [data] });
+      return;
+    }
+    this.#pendingPartial = undefined;
+    this.#put({ type: stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives: [data] });
+    this.#speaking = false;
+    this.#put({ type: stt.SpeechEventType.END_OF_SPEECH });
+  }
+
+  /** A session that dies mid-utterance never finalises it: keep what was heard rather than lose it. */
+  #finishPendingUtterance(_session: Session): void {
+    const partial = this.#pendingPartial;
+    this.#pendingPartial = undefined;
+    if (partial) this.#put({ type: stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives: [partial] });
+    if (this.#speaking) {
+      this.#speaking = false;
+      this.#put({ type: stt.SpeechEventType.END_OF_SPEECH });
+    }
+  }
+
+  /** RECOGNITION_USAGE every `usageIntervalSeconds` of audio sent, and the remainder at the end. */
+  #reportUsage(final: boolean): void {
+    const unreported = (this.#bytesSent - this.#bytesReported) / this.#bytesPerSecond;
+    if (unreported <= 0 || (!final && unreported < this.#opts.usageIntervalSeconds)) return;
+    this.#bytesReported = this.#bytesSent;
+    this.#put({ type: stt.SpeechEventType.RECOGNITION_USAGE, recognitionUsage: { audioDuration: unreported } });
+  }
+
+  #put(event: stt.SpeechEvent): void {
+    if (this.queue.closed) return;
+    this.queue.put({ requestId: this.#requestId, ...event });
+  }
+
+  /** The STT that owns this stream. */
+  get stt(): TranscribeSTT {
+    return this.#owner;
+  }
+}
+
+function frameBytes(frame: AudioFrame): Uint8Array {
+  return new Uint8Array(frame.data.buffer, frame.data.byteOffset, frame.data.byteLength);
+}
+
+function concat(parts: Uint8Array[], total: number): Uint8Array {
+  if (parts.length === 1) return parts[0].slice();
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.byteLength;
+  }
+  return out;
+}
+
+function validateSTTOptions(opts: TranscribeSTTOptions): void {
+  if (!/^[a-z]{2,3}-[A-Z]{2}$/.test(opts.language)) {
+    throw new Error(`TranscribeSTT options.language: must be a Transcribe language code such as en-US, got "${opts.language}"`);
+  }
+  if (![8000, 16000, 22050, 24000, 32000, 44100, 48000].includes(opts.sampleRate)) {
+    throw new Error(`TranscribeSTT options.sampleRate: unsupported PCM sample rate ${opts.sampleRate}`);
+  }
+  if (!['low', 'medium', 'high', 'off'].includes(opts.partialResultsStability)) {
+    throw new Error(`TranscribeSTT options.partialResultsStability: must be low, medium, high or off`);
+  }
+  if (opts.pii !== undefined && opts.pii !== 'identify' && opts.pii !== 'redact') {
+    throw new Error(`TranscribeSTT options.pii: must be "identify" or "redact"`);
+  }
+  if (opts.piiEntityTypes?.length && !opts.pii) {
+    throw new Error('TranscribeSTT options.piiEntityTypes: set options.pii to "identify" or "redact" as well');
+  }
+  if (opts.vocabularyFilterMethod && !opts.vocabularyFilterName) {
+    throw new Error('TranscribeSTT options.vocabularyFilterMethod: needs options.vocabularyFilterName');
+  }
+  if (!(opts.chunkDurationMs >= 10 && opts.chunkDurationMs <= 500)) {
+    throw new Error(`TranscribeSTT options.chunkDurationMs: must be between 10 and 500, got ${opts.chunkDurationMs}`);
+  }
+  if (!(opts.usageIntervalSeconds > 0)) {
+    throw new Error('TranscribeSTT options.usageIntervalSeconds: must be positive');
+  }
+  if (!Number.isInteger(opts.maxReconnectAttempts) || opts.maxReconnectAttempts < 0) {
+    throw new Error('TranscribeSTT options.maxReconnectAttempts: must be a non-negative integer');
+  }
+}

@@ -1,0 +1,316 @@
+import {
+  type Engine,
+  type LanguageCode as PollyLanguageCode,
+  PollyClient,
+  StartSpeechSynthesisStreamCommand,
+  type StartSpeechSynthesisStreamActionStream,
+  SynthesizeSpeechCommand,
+  type VoiceId,
+} from '@aws-sdk/client-polly';
+import {
+  type APIConnectOptions,
+  APIError,
+  AudioByteStream,
+  DEFAULT_API_CONNECT_OPTIONS,
+  log,
+  shortuuid,
+  tokenize,
+  tts,
+} from '@livekit/agents';
+import type { AudioFrame } from '@livekit/rtc-node';
+import { exceptionFromStreamMember, isAbortError, toAPIError } from './errors.js';
+import { stripUndefined } from './util.js';
+
+export interface PollyTTSOptions {
+  /** Polly voice ID. Default `Ruth`. */
+  voice: string;
+  /** Polly engine. Default `generative`. */
+  engine: Engine;
+  /** Language code, for bilingual voices only. Default: the voice's. */
+  language?: string;
+  /** PCM sample rate: 8000 or 16000. Default 16000. */
+  sampleRate: 8000 | 16000;
+  /** Whether input is plain text or SSML (`<speak>…</speak>`). Default `text`. */
+  textType: 'text' | 'ssml';
+  /** Pronunciation lexicons to apply. Default none. */
+  lexiconNames?: string[];
+  /**
+   * Use StartSpeechSynthesisStream (text in as the LLM writes it, audio out as Polly speaks it).
+   * Only the generative engine supports it; with other engines this falls back to sentence
+   * chunking over SynthesizeSpeech. Default false.
+   */
+  streaming: boolean;
+  /** Duration of each audio frame pushed to LiveKit, in ms. Default 20. */
+  frameDurationMs: number;
+  /** AWS region for the client this plugin creates. Default: the SDK's resolution. */
+  region?: string;
+  /** A pre-built client (shared, custom credentials, tests). Default: one is created. */
+  client?: PollyClient;
+}
+
+export const DEFAULT_POLLY_TTS_OPTIONS: PollyTTSOptions = {
+  voice: 'Ruth',
+  engine: 'generative',
+  sampleRate: 16000,
+  textType: 'text',
+  streaming: false,
+  frameDurationMs: 20,
+};
+
+/** SynthesizeSpeech bills at most 3,000 characters of plain text per request. */
+const MAX_TEXT_PER_REQUEST = 3000;
+
+/** Amazon Polly TTS for LiveKit Agents. */
+export class PollyTTS extends tts.TTS {
+  label = 'aws.PollyTTS';
+  readonly #opts: PollyTTSOptions;
+  readonly #client: PollyClient;
+  readonly #ownsClient: boolean;
+
+  constructor(opts: Partial<PollyTTSOptions> = {}) {
+    const merged = { ...DEFAULT_POLLY_TTS_OPTIONS, ...stripUndefined(opts) };
+    validateTTSOptions(merged);
+    super(merged.sampleRate, 1, { streaming: merged.streaming && merged.engine === 'generative' });
+    this.#opts = merged;
+    if (merged.streaming && merged.engine !== 'generative') {
+      log().warn({ engine: merged.engine }, 'Polly streaming synthesis needs the generative engine; using sentence chunking');
+    }
+    this.#ownsClient = !opts.client;
+    this.#client = opts.client ?? new PollyClient({ region: opts.region });
+  }
+
+  override get model(): string {
+    return this.#opts.engine;
+  }
+
+  override get provider(): string {
+    return 'aws.polly';
+  }
+
+  get options(): Readonly<PollyTTSOptions> {
+    return this.#opts;
+  }
+
+  synthesize(text: string, connOptions?: APIConnectOptions, abortSignal?: AbortSignal): PollyChunkedStream {
+    return new PollyChunkedStream(this, text, this.#client, this.#opts, connOptions, abortSignal);
+  }
+
+  stream(options?: { connOptions?: APIConnectOptions }): tts.SynthesizeStream {
+    if (this.capabilities.streaming) {
+      return new PollySynthesizeStream(this, this.#client, this.#opts, options?.connOptions);
+    }
+    return new tts.StreamAdapter(this, new tokenize.basic.SentenceTokenizer()).stream(options);
+  }
+
+  override async close(): Promise<void> {
+    if (this.#ownsClient) this.#client.destroy();
+  }
+}
+
+/** Turns PCM bytes into frames and holds the latest one back, so the last can be marked final. */
+class FrameEmitter {
+  readonly #bytes: AudioByteStream;
+  #held: AudioFrame | undefined;
+
+  constructor(
+    opts: PollyTTSOptions,
+    private readonly emit: (frame: AudioFrame, final: boolean) => void,
+  ) {
+    this.#bytes = new AudioByteStream(opts.sampleRate, 1, Math.round((opts.sampleRate * opts.frameDurationMs) / 1000));
+  }
+
+  write(chunk: Uint8Array): void {
+    for (const frame of this.#bytes.write(chunk)) this.#push(frame);
+  }
+
+  end(): void {
+    for (const frame of this.#bytes.flush()) this.#push(frame);
+    if (this.#held) this.emit(this.#held, true);
+    this.#held = undefined;
+  }
+
+  #push(frame: AudioFrame): void {
+    if (this.#held) this.emit(this.#held, false);
+    this.#held = frame;
+  }
+}
+
+export class PollyChunkedStream extends tts.ChunkedStream {
+  label = 'aws.PollyChunkedStream';
+  readonly #client: PollyClient;
+  readonly #opts: PollyTTSOptions;
+
+  constructor(
+    owner: PollyTTS,
+    text: string,
+    client: PollyClient,
+    opts: PollyTTSOptions,
+    connOptions: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    abortSignal?: AbortSignal,
+  ) {
+    super(text, owner, connOptions, abortSignal);
+    this.#client = client;
+    this.#opts = opts;
+  }
+
+  protected async run(): Promise<void> {
+    const requestId = shortuuid('polly_');
+    const frames = new FrameEmitter(this.#opts, (frame, final) => {
+      if (!this.queue.closed) this.queue.put({ requestId, segmentId: requestId, frame, final });
+    });
+    try {
+      for (const text of splitForPolly(this.inputText, this.#opts.textType)) {
+        const response = await this.#client.send(
+          new SynthesizeSpeechCommand({
+            Text: text,
+            TextType: this.#opts.textType,
+            VoiceId: this.#opts.voice as VoiceId,
+            Engine: this.#opts.engine,
+            LanguageCode: this.#opts.language as PollyLanguageCode | undefined,
+            LexiconNames: this.#opts.lexiconNames,
+            OutputFormat: 'pcm',
+            SampleRate: String(this.#opts.sampleRate),
+          }),
+          { abortSignal: this.abortSignal },
+        );
+        // Frames go out as Polly's bytes arrive, not once the whole clip is in.
+        for await (const chunk of (response.AudioStream ?? []) as AsyncIterable<Uint8Array>) {
+          if (this.abortSignal.aborted) return;
+          frames.write(chunk);
+        }
+      }
+      frames.end();
+    } catch (error) {
+      if (this.abortSignal.aborted || isAbortError(error)) return;
+      throw toAPIError(error, `polly ${this.#opts.voice}/${this.#opts.engine}`);
+    }
+  }
+}
+
+/**
+ * Bidirectional streaming synthesis (generative engine): text goes to Polly as the LLM produces it
+ * and audio comes back while the sentence is still being written. One Polly stream per segment
+ * (a segment ends at flush / end of input).
+ */
+export class PollySynthesizeStream extends tts.SynthesizeStream {
+  label = 'aws.PollySynthesizeStream';
+  readonly #client: PollyClient;
+  readonly #opts: PollyTTSOptions;
+
+  constructor(owner: PollyTTS, client: PollyClient, opts: PollyTTSOptions, connOptions?: APIConnectOptions) {
+    super(owner, connOptions);
+    this.#client = client;
+    this.#opts = opts;
+  }
+
+  protected async run(): Promise<void> {
+    while (!this.abortSignal.aborted) {
+      const first = await this.input.next();
+      if (first.done) break;
+      if (first.value === tts.SynthesizeStream.FLUSH_SENTINEL || !first.value) continue;
+      await this.#runSegment(first.value);
+    }
+    if (!this.queue.closed) this.queue.put(tts.SynthesizeStream.END_OF_STREAM);
+  }
+
+  async #runSegment(firstText: string): Promise<void> {
+    const segmentId = shortuuid('polly_');
+    const frames = new FrameEmitter(this.#opts, (frame, final) => {
+      if (!this.queue.closed) this.queue.put({ requestId: segmentId, segmentId, frame, final });
+    });
+    this.markStarted();
+    try {
+      const response = await this.#client.send(
+        new StartSpeechSynthesisStreamCommand({
+          Engine: this.#opts.engine,
+          VoiceId: this.#opts.voice as VoiceId,
+          LanguageCode: this.#opts.language as PollyLanguageCode | undefined,
+          LexiconNames: this.#opts.lexiconNames,
+          OutputFormat: 'pcm',
+          SampleRate: String(this.#opts.sampleRate),
+          ActionStream: this.#textEvents(firstText),
+        }),
+        { abortSignal: this.abortSignal },
+      );
+      for await (const event of response.EventStream ?? []) {
+        if (this.abortSignal.aborted) return;
+        if (event.AudioEvent?.AudioChunk) {
+          frames.write(event.AudioEvent.AudioChunk);
+        } else if (event.StreamClosedEvent) {
+          break;
+        } else {
+          const exception = exceptionFromStreamMember(event);
+          if (exception) throw exception;
+        }
+      }
+      frames.end();
+    } catch (error) {
+      if (this.abortSignal.aborted || isAbortError(error)) return;
+      // Audio of this segment may already be playing: a retry would repeat it.
+      throw toAPIError(error, `polly stream ${this.#opts.voice}`, { retryable: false });
+    }
+  }
+
+  /** Text events for one segment: whole words as they arrive, then a forced flush and close. */
+  async *#textEvents(firstText: string): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
+    const textType = this.#opts.textType;
+    let buffer = firstText;
+    const takeWords = (): string => {
+      const cut = Math.max(buffer.lastIndexOf(' '), buffer.lastIndexOf('\n'));
+      if (cut < 0) return '';
+      const words = buffer.slice(0, cut + 1);
+      buffer = buffer.slice(cut + 1);
+      return words;
+    };
+    let words = takeWords();
+    if (words.trim()) yield { TextEvent: { Text: words, TextType: textType } };
+    while (!this.abortSignal.aborted) {
+      const next = await this.input.next();
+      if (next.done || next.value === tts.SynthesizeStream.FLUSH_SENTINEL) break;
+      buffer += next.value;
+      words = takeWords();
+      if (words.trim()) yield { TextEvent: { Text: words, TextType: textType } };
+    }
+    if (buffer.trim()) {
+      yield { TextEvent: { Text: buffer, TextType: textType, FlushStreamConfiguration: { Force: true } } };
+    }
+    yield { CloseStreamEvent: {} };
+  }
+}
+
+/** Split plain text over Polly's per-request limit at sentence (else word) boundaries. */
+export function splitForPolly(text: string, textType: 'text' | 'ssml', limit = MAX_TEXT_PER_REQUEST): string[] {
+  if (text.length <= limit) return [text];
+  if (textType === 'ssml') {
+    throw new APIError(`polly: SSML input of ${text.length} characters is over the ${limit}-character limit`, {
+      retryable: false,
+    });
+  }
+  const parts: string[] = [];
+  let rest = text;
+  while (rest.length > limit) {
+    const window = rest.slice(0, limit);
+    const sentenceEnd = Math.max(window.lastIndexOf('. '), window.lastIndexOf('? '), window.lastIndexOf('! '));
+    const cut = sentenceEnd > 0 ? sentenceEnd + 1 : window.lastIndexOf(' ') > 0 ? window.lastIndexOf(' ') : limit;
+    parts.push(rest.slice(0, cut).trim());
+    rest = rest.slice(cut).trimStart();
+  }
+  if (rest.trim()) parts.push(rest.trim());
+  return parts;
+}
+
+function validateTTSOptions(opts: PollyTTSOptions): void {
+  if (!opts.voice.trim()) throw new Error('PollyTTS options.voice: must be a Polly voice ID such as Ruth');
+  if (!['standard', 'neural', 'long-form', 'generative'].includes(opts.engine)) {
+    throw new Error(`PollyTTS options.engine: must be standard, neural, long-form or generative, got "${opts.engine}"`);
+  }
+  if (opts.sampleRate !== 8000 && opts.sampleRate !== 16000) {
+    throw new Error(`PollyTTS options.sampleRate: PCM output is 8000 or 16000 Hz, got ${opts.sampleRate}`);
+  }
+  if (opts.textType !== 'text' && opts.textType !== 'ssml') {
+    throw new Error(`PollyTTS options.textType: must be "text" or "ssml"`);
+  }
+  if (!(opts.frameDurationMs >= 10 && opts.frameDurationMs <= 100)) {
+    throw new Error(`PollyTTS options.frameDurationMs: must be between 10 and 100, got ${opts.frameDurationMs}`);
+  }
+}
