@@ -1,0 +1,185 @@
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import {
+  AuditChain,
+  type AuditKind,
+  type AuditRecord,
+  type CallEndReason,
+  SCHEMA_VERSION,
+  type Transcript,
+  type TranscriptTurn,
+  type TranscriptTurnInput,
+  auditSegmentKey,
+  transcriptKey,
+  transcriptPartKey,
+  transcriptPartSchema,
+  transcriptSchema,
+  transcriptTurnSchema,
+} from '@voice-intake/contracts';
+import { redactDeep } from './redact';
+
+export interface RecorderPosition {
+  nextTurnSeq: number;
+  nextTranscriptPart: number;
+  audit: { seq: number; prevHash: string };
+}
+
+export interface CallRecorderOptions {
+  s3: S3Client;
+  transcriptsBucket: string;
+  auditBucket: string;
+  call: { callId: string; roomName: string; callerNumber: string; calledNumber?: string; startedAt: Date };
+  /** Applied to turn text and every string of an audit payload before it is written. */
+  redact?: (text: string) => string;
+  /** How often pending records go to S3 while the call runs: the most a killed worker can lose. */
+  flushIntervalMs?: number;
+  /** Where a previous worker left off (from the session state), when this one takes the call over. */
+  resume?: RecorderPosition;
+  now?: () => Date;
+}
+
+/**
+ * The call's transcript and compliance log. Turns and audit records (each sealed into the call's hash chain) are
+ * queued and flushed to S3 every few seconds — transcript parts and audit segments, each a new object, never an
+ * overwrite (the audit bucket has Object Lock) — and the final transcript, which triggers enrichment, at the end.
+ */
+export class CallRecorder {
+  private readonly chain: AuditChain;
+  private pendingTurns: TranscriptTurn[] = [];
+  private pendingAudit: AuditRecord[] = [];
+  private readonly turns: TranscriptTurn[] = [];
+  private nextTurnSeq: number;
+  private nextPart: number;
+  private readonly firstPartOfThisWorker: number;
+  private timer?: NodeJS.Timeout;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: CallRecorderOptions) {
+    const resume = options.resume;
+    this.chain = new AuditChain(resume?.audit);
+    this.nextTurnSeq = resume?.nextTurnSeq ?? 0;
+    this.nextPart = resume?.nextTranscriptPart ?? 0;
+    this.firstPartOfThisWorker = this.nextPart;
+  }
+
+  private now(): Date {
+    return this.options.now?.() ?? new Date();
+  }
+
+  /** Starts the periodic flush. */
+  start(): void {
+    this.timer = setInterval(() => void this.flush().catch(() => undefined), this.options.flushIntervalMs ?? 2_000);
+    this.timer.unref();
+  }
+
+  addTurn(input: Omit<TranscriptTurnInput, 'seq' | 'redacted'>): TranscriptTurn {
+    const redact = this.options.redact;
+    const turn = transcriptTurnSchema.parse({
+      ...input,
+      seq: this.nextTurnSeq,
+      text: redact ? redact(input.text) : input.text,
+      redacted: redact !== undefined,
+    });
+    this.nextTurnSeq += 1;
+    this.turns.push(turn);
+    this.pendingTurns.push(turn);
+    return turn;
+  }
+
+  audit(kind: AuditKind, subject: string | undefined, payload: unknown): AuditRecord {
+    const redact = this.options.redact;
+    const record = this.chain.seal({
+      schemaVersion: SCHEMA_VERSION,
+      actor: 'agent',
+      callId: this.options.call.callId,
+      at: this.now().toISOString(),
+      kind,
+      subject,
+      payload: JSON.parse(JSON.stringify(redact ? redactDeep(payload ?? null, redact) : (payload ?? null))),
+      redacted: redact !== undefined,
+    });
+    this.pendingAudit.push(record);
+    return record;
+  }
+
+  /** What the session state must keep so a successor continues the transcript and the chain unbroken. */
+  get position(): RecorderPosition {
+    return { nextTurnSeq: this.nextTurnSeq, nextTranscriptPart: this.nextPart, audit: this.chain.position };
+  }
+
+  /** Writes what is pending; on failure the records stay pending for the next flush. Flushes never overlap. */
+  flush(): Promise<void> {
+    this.flushing = this.flushing.catch(() => undefined).then(() => this.flushNow());
+    return this.flushing;
+  }
+
+  private async flushNow(): Promise<void> {
+    const { s3, call } = this.options;
+    if (this.pendingTurns.length > 0) {
+      const turns = this.pendingTurns;
+      const part = transcriptPartSchema.parse({ schemaVersion: SCHEMA_VERSION, callId: call.callId, part: this.nextPart, turns });
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: this.options.transcriptsBucket,
+          Key: transcriptPartKey(call.callId, this.nextPart),
+          Body: JSON.stringify(part),
+          ContentType: 'application/json',
+        }),
+      );
+      this.nextPart += 1;
+      this.pendingTurns = this.pendingTurns.slice(turns.length);
+    }
+    if (this.pendingAudit.length > 0) {
+      const records = this.pendingAudit;
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: this.options.auditBucket,
+          Key: auditSegmentKey('agent', call.callId, records[0].seq),
+          Body: `${records.map((record) => JSON.stringify(record)).join('\n')}\n`,
+          ContentType: 'application/x-ndjson',
+        }),
+      );
+      this.pendingAudit = this.pendingAudit.slice(records.length);
+    }
+  }
+
+  /** Turns written by workers that held the call before this one, read back from their transcript parts. */
+  private async earlierTurns(): Promise<TranscriptTurn[]> {
+    const earlier: TranscriptTurn[] = [];
+    for (let part = 0; part < this.firstPartOfThisWorker; part += 1) {
+      const object = await this.options.s3.send(
+        new GetObjectCommand({ Bucket: this.options.transcriptsBucket, Key: transcriptPartKey(this.options.call.callId, part) }),
+      );
+      earlier.push(...transcriptPartSchema.parse(JSON.parse((await object.Body?.transformToString()) ?? '{}')).turns);
+    }
+    return earlier;
+  }
+
+  /** Flushes everything and writes the final transcript (its creation starts enrichment). */
+  async finish(endReason: CallEndReason, extra: { intakeType?: string; caseId?: string } = {}): Promise<Transcript> {
+    if (this.timer) clearInterval(this.timer);
+    this.audit('session_end', endReason, { endReason, ...extra });
+    await this.flush();
+    const { call } = this.options;
+    const transcript = transcriptSchema.parse({
+      schemaVersion: SCHEMA_VERSION,
+      callId: call.callId,
+      roomName: call.roomName,
+      callerNumber: call.callerNumber,
+      calledNumber: call.calledNumber,
+      startedAt: call.startedAt.toISOString(),
+      endedAt: this.now().toISOString(),
+      endReason,
+      ...extra,
+      turns: [...(await this.earlierTurns()), ...this.turns],
+    });
+    await this.options.s3.send(
+      new PutObjectCommand({
+        Bucket: this.options.transcriptsBucket,
+        Key: transcriptKey(call.callId, call.startedAt),
+        Body: JSON.stringify(transcript),
+        ContentType: 'application/json',
+      }),
+    );
+    return transcript;
+  }
+}

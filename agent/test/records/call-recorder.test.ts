@@ -1,0 +1,130 @@
+import { Readable } from 'node:stream';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { sdkStreamMixin } from '@smithy/util-stream';
+import { type AuditRecord, transcriptPartSchema, transcriptSchema, verifyAuditChain } from '@voice-intake/contracts';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { CallRecorder, type CallRecorderOptions } from '../../src/records/call-recorder';
+import { redactPii } from '../../src/records/redact';
+
+const s3Mock = mockClient(S3Client);
+const objects = new Map<string, string>();
+let failPuts = 0;
+
+beforeEach(() => {
+  s3Mock.reset();
+  objects.clear();
+  failPuts = 0;
+  s3Mock.on(PutObjectCommand).callsFake((input) => {
+    if (failPuts > 0) {
+      failPuts -= 1;
+      throw Object.assign(new Error('Service Unavailable'), { name: 'ServiceUnavailable' });
+    }
+    const key = `${input.Bucket}/${input.Key}`;
+    if (objects.has(key)) throw new Error(`overwrite of ${key}`);
+    objects.set(key, String(input.Body));
+    return {};
+  });
+  s3Mock.on(GetObjectCommand).callsFake((input) => {
+    const body = objects.get(`${input.Bucket}/${input.Key}`);
+    if (body === undefined) throw Object.assign(new Error('NoSuchKey'), { name: 'NoSuchKey' });
+    return { Body: sdkStreamMixin(Readable.from([Buffer.from(body)])) };
+  });
+});
+
+const startedAt = new Date('2026-11-24T15:00:00.000Z');
+
+function recorder(overrides: Partial<CallRecorderOptions> = {}): CallRecorder {
+  return new CallRecorder({
+    s3: new S3Client({}),
+    transcriptsBucket: 'transcripts',
+    auditBucket: 'audit',
+    call: { callId: 'call-rec', roomName: 'call-rec-room', callerNumber: '+14155550123', startedAt },
+    now: () => new Date('2026-11-24T15:05:00.000Z'),
+    ...overrides,
+  });
+}
+
+const at = (second: number) => new Date(startedAt.getTime() + second * 1000).toISOString();
+
+function auditRecordsOf(prefix: string): AuditRecord[] {
+  return [...objects.entries()]
+    .filter(([key]) => key.startsWith(prefix))
+    .sort(([a], [b]) => a.localeCompare(b))
+    .flatMap(([, body]) => body.trim().split('\n').map((line) => JSON.parse(line) as AuditRecord));
+}
+
+describe('call recorder', () => {
+  it('flushes turns and audit records incrementally, as new objects', async () => {
+    const rec = recorder();
+    rec.addTurn({ speaker: 'agent', text: 'Thanks for calling.', startedAt: at(1), endedAt: at(2) });
+    rec.audit('llm_request', 'model', { messages: ['hello'] });
+    await rec.flush();
+    expect([...objects.keys()].sort()).toEqual(['audit/audit/agent/call-rec/00000000.jsonl', 'transcripts/transcript-parts/call-rec/000000.json']);
+
+    rec.addTurn({ speaker: 'caller', text: 'My pipe burst.', startedAt: at(3), endedAt: at(5), confidence: 0.92 });
+    rec.audit('tool_call', 'lookup_caller', {});
+    rec.audit('tool_result', 'lookup_caller', { text: 'new caller' });
+    await rec.flush();
+    await rec.flush(); // nothing pending: writes nothing
+    expect(objects.size).toBe(4);
+    const part1 = transcriptPartSchema.parse(JSON.parse(objects.get('transcripts/transcript-parts/call-rec/000001.json')!));
+    expect(part1.turns).toMatchObject([{ seq: 1, speaker: 'caller', confidence: 0.92 }]);
+    expect(objects.has('audit/audit/agent/call-rec/00000001.jsonl')).toBe(true);
+    expect(verifyAuditChain(auditRecordsOf('audit/'))).toEqual({ ok: true, count: 3 });
+  });
+
+  it('keeps records that failed to flush and writes them next time', async () => {
+    const rec = recorder();
+    rec.addTurn({ speaker: 'agent', text: 'Hello.', startedAt: at(1), endedAt: at(2) });
+    failPuts = 1;
+    await expect(rec.flush()).rejects.toThrow(/Service Unavailable/);
+    await rec.flush();
+    expect(transcriptPartSchema.parse(JSON.parse(objects.get('transcripts/transcript-parts/call-rec/000000.json')!)).turns).toHaveLength(1);
+  });
+
+  it('writes the final transcript with every turn and closes the chain', async () => {
+    const rec = recorder();
+    rec.addTurn({ speaker: 'agent', text: 'Thanks for calling.', startedAt: at(1), endedAt: at(2) });
+    await rec.flush();
+    rec.addTurn({ speaker: 'caller', text: 'Bye.', startedAt: at(3), endedAt: at(4) });
+    const transcript = await rec.finish('caller_hangup', { intakeType: 'general_inquiry', caseId: 'C-1' });
+    const stored = transcriptSchema.parse(JSON.parse(objects.get('transcripts/transcripts/2026/11/24/call-rec.json')!));
+    expect(stored).toEqual(transcript);
+    expect(stored.turns.map((turn) => turn.seq)).toEqual([0, 1]);
+    expect(stored).toMatchObject({ endReason: 'caller_hangup', caseId: 'C-1', intakeType: 'general_inquiry' });
+    const chain = auditRecordsOf('audit/');
+    expect(chain.at(-1)).toMatchObject({ kind: 'session_end', subject: 'caller_hangup' });
+    expect(verifyAuditChain(chain).ok).toBe(true);
+  });
+
+  it('lets a worker that takes the call over continue the transcript and the chain unbroken', async () => {
+    const first = recorder();
+    first.addTurn({ speaker: 'agent', text: 'Thanks for calling.', startedAt: at(1), endedAt: at(2) });
+    first.audit('llm_request', 'model', { n: 1 });
+    await first.flush();
+    first.addTurn({ speaker: 'caller', text: 'lost with the worker', startedAt: at(3), endedAt: at(4) });
+    const saved = first.position; // what the session state held at the last write
+
+    const second = recorder({ resume: { ...saved, nextTurnSeq: 1 } });
+    second.addTurn({ speaker: 'caller', text: 'Hello? Are you there?', startedAt: at(10), endedAt: at(12) });
+    second.audit('llm_request', 'model', { n: 2 });
+    const transcript = await second.finish('caller_hangup');
+    expect(transcript.turns.map((turn) => [turn.seq, turn.text])).toEqual([
+      [0, 'Thanks for calling.'],
+      [1, 'Hello? Are you there?'],
+    ]);
+    expect(verifyAuditChain(auditRecordsOf('audit/'))).toEqual({ ok: true, count: 3 });
+  });
+
+  it('redacts PII from turns and audit payloads when configured', async () => {
+    const rec = recorder({ redact: redactPii });
+    const turn = rec.addTurn({ speaker: 'caller', text: 'Call me on +1 415 555 0123 or ada@example.com', startedAt: at(1), endedAt: at(3) });
+    expect(turn).toMatchObject({ text: 'Call me on [PHONE] or [EMAIL]', redacted: true });
+    const record = rec.audit('tool_call', 'save_intake_progress', { fields: { email: 'ada@example.com', card: '4111 1111 1111 1111' } });
+    expect(record.payload).toEqual({ fields: { email: '[EMAIL]', card: '[CARD]' } });
+    expect(record.redacted).toBe(true);
+    await rec.flush();
+    expect([...objects.values()].join()).not.toMatch(/ada@example\.com|4111|555 0123/);
+  });
+});
