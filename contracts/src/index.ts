@@ -6,3 +6,4 @@ export * from './session';
 export * from './intake';
 export * from './enrichment';
 export * from './mcp-session';
+export * from './metrics';
