@@ -1,0 +1,46 @@
+import { z } from 'zod';
+
+const bool = z.enum(['true', 'false']).transform((value) => value === 'true');
+
+/** The worker's environment, validated at start; an error names the variable. */
+export const agentEnvSchema = z.object({
+  LIVEKIT_URL: z.url(),
+  LIVEKIT_API_KEY: z.string().min(1),
+  LIVEKIT_API_SECRET: z.string().min(16, 'must be at least 16 characters'),
+  /** Explicit dispatch: the SIP dispatch rule names this agent. */
+  LIVEKIT_AGENT_NAME: z.string().min(1).default('intake-agent'),
+  /** rediss://:password@host:port for ElastiCache (TLS + AUTH). */
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+  TRANSCRIPTS_BUCKET: z.string().min(3),
+  AUDIT_BUCKET: z.string().min(3),
+  MCP_URL: z.url(),
+  MCP_TOKEN: z.string().min(16, 'must be at least 16 characters'),
+  MCP_SESSION_SECRET: z.string().min(16).optional(),
+  BEDROCK_MODEL_ID: z.string().min(1),
+  BEDROCK_FALLBACK_MODEL_ID: z.string().min(1).optional(),
+  POLLY_VOICE: z.string().min(1).default('Ruth'),
+  POLLY_ENGINE: z.enum(['standard', 'neural', 'long-form', 'generative']).default('generative'),
+  TRANSCRIBE_LANGUAGE: z.string().regex(/^[a-z]{2}-[A-Z]{2}$/, 'must be a language code such as en-US').default('en-US'),
+  /** Redact PII from what is logged (transcripts, audit payloads) and ask Transcribe to redact too. */
+  PII_REDACTION: bool.default(false),
+  /** Where a transfer goes when the MCP server offers no target (sip: or tel: URI). */
+  DEFAULT_TRANSFER_TARGET: z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI').optional(),
+  SESSION_TTL_SECONDS: z.coerce.number().int().min(60).default(21_600),
+  RECORD_FLUSH_MS: z.coerce.number().int().min(200).max(30_000).default(2_000),
+});
+
+export type AgentEnv = z.infer<typeof agentEnvSchema>;
+
+export class AgentConfigError extends Error {
+  override readonly name = 'AgentConfigError';
+}
+
+export function readAgentEnv(env: NodeJS.ProcessEnv = process.env): AgentEnv {
+  const result = agentEnvSchema.safeParse(env);
+  if (!result.success) {
+    throw new AgentConfigError(
+      `invalid agent environment: ${result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`,
+    );
+  }
+  return result.data;
+}

@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { AgentConfigError, readAgentEnv } from '../src/config';
+
+const valid = {
+  LIVEKIT_URL: 'ws://livekit.internal:7880',
+  LIVEKIT_API_KEY: 'APIvoiceintake',
+  LIVEKIT_API_SECRET: 'a-secret-of-enough-length',
+  REDIS_URL: 'rediss://:token@redis.internal:6380',
+  TRANSCRIPTS_BUCKET: 'voice-intake-transcripts-123',
+  AUDIT_BUCKET: 'voice-intake-audit-123',
+  MCP_URL: 'http://mcp.internal:8080/mcp',
+  MCP_TOKEN: 'mcp-token-0123456789',
+  BEDROCK_MODEL_ID: 'us.anthropic.claude-haiku-4-5-20251001-v1:0',
+};
+
+describe('agent environment', () => {
+  it('fills defaults', () => {
+    expect(readAgentEnv(valid)).toMatchObject({ LIVEKIT_AGENT_NAME: 'intake-agent', POLLY_VOICE: 'Ruth', PII_REDACTION: false, RECORD_FLUSH_MS: 2000 });
+    expect(readAgentEnv({ ...valid, PII_REDACTION: 'true' }).PII_REDACTION).toBe(true);
+  });
+
+  it('names every bad variable on one line', () => {
+    const read = () => readAgentEnv({ ...valid, REDIS_URL: 'redis.internal:6380', MCP_TOKEN: undefined, POLLY_ENGINE: 'turbo' });
+    expect(read).toThrow(AgentConfigError);
+    expect(read).toThrow(/REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/);
+    expect(read).toThrow(/MCP_TOKEN/);
+    expect(read).toThrow(/POLLY_ENGINE/);
+  });
+});
