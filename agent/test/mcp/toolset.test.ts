@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeServer, listenOnLoopback } from '../../../mcp-server/test/support/local-http';
 import { type RunningServer, TEST_TOKEN, startServer } from '../../../mcp-server/test/support/server-process';
+import { callControlTools } from '../../src/intake-agent';
 import { type ToolCallEvent, McpToolset } from '../../src/mcp/toolset';
 
 const CALL = { callId: 'call-agent-1', callerNumber: '+14155550123' };
@@ -64,6 +65,20 @@ describe('MCP toolset against the real MCP server', () => {
     });
     expect(text).toMatch(/not available right now \(it took too long\)/);
     expect(events.at(-1)).toMatchObject({ name: 'submit_intake', isError: true });
+  });
+
+  it('transfers to the target the MCP server chose, and hangs up on end_call', async () => {
+    const transfers: [string, string][] = [];
+    const hangUps: string[] = [];
+    const tools = callControlTools(toolset, {
+      transfer: async (target, reason) => void transfers.push([target, reason]),
+      hangUp: async (reason) => void hangUps.push(reason),
+    });
+    const run = (tool: { execute: (args: never, opts: never) => Promise<unknown> }, args: object) => tool.execute(args as never, { toolCallId: 't1', ctx: {} } as never);
+    expect(await run(tools.transfer_to_human, { reason: 'caller asked for a person' })).toBe('Transferring to sip:front-desk@pbx.example.com.');
+    expect(transfers).toEqual([['sip:front-desk@pbx.example.com', 'caller asked for a person']]);
+    expect(await run(tools.end_call, { reason: 'caller is done' })).toBe('Call ended.');
+    expect(hangUps).toEqual(['caller is done']);
   });
 
   it('reconnects after the server restarts', async () => {

@@ -1,0 +1,70 @@
+import { llm, voice } from '@livekit/agents';
+import { z } from 'zod';
+import type { McpToolset } from './mcp/toolset';
+
+/** How the agent runs an enterprise intake call; the fields themselves come from the MCP server's form. */
+export const INTAKE_INSTRUCTIONS = `You answer the phone for an organisation's intake line. You are speaking, not writing:
+short sentences, no lists, no markdown, spell out numbers the way people say them.
+
+The call, in order:
+1. Greet the caller briefly and say you can take their details.
+2. Call lookup_caller once. If they are known, greet them by name and mention an open case only if it seems relevant.
+3. Ask what the call is about, pick the intake type, and call get_intake_form for it.
+4. Ask for one field at a time, using the form's prompts. After each answer call save_intake_progress; if it reports a
+   field error, ask again for that field in plain words.
+5. When nothing required is missing, read the details back and ask the caller to confirm or correct them.
+6. On confirmation call submit_intake and tell the caller their case number, digit by digit.
+7. Ask if there is anything else; offer a callback (schedule_callback) or a person (transfer_to_human).
+8. When the caller is done, thank them and call end_call.
+
+Rules: answer questions about the organisation only from search_knowledge results. Never invent a case number,
+policy, price or promise. If the caller asks for a person, is upset, or needs something outside intake, use
+transfer_to_human. If a tool fails, apologise once and offer another way to help. Key presses arrive as
+"(the caller pressed N)".`;
+
+export interface IntakeAgentCallbacks {
+  /** Hand the call to a person at `target` (sip:/tel:); resolves once the transfer was requested. */
+  transfer: (target: string, reason: string) => Promise<void>;
+  /** Hang up after the goodbye has been spoken. */
+  hangUp: (reason: string) => Promise<void>;
+  /** Used when the MCP server names no target. */
+  defaultTransferTarget?: string;
+}
+
+const TARGET = /\b((?:sip|tel):[^\s)]+)/;
+
+/** Local tools: the two actions that change the call itself, not the backend. */
+export function callControlTools(toolset: McpToolset, callbacks: IntakeAgentCallbacks) {
+  return {
+    transfer_to_human: llm.tool({
+      description: 'Connect the caller to a person. Say you are connecting them before calling this.',
+      parameters: z.object({ reason: z.string().min(3).max(300).describe('Why, in a few words') }),
+      execute: async ({ reason }) => {
+        const decision = await toolset.call('request_human_transfer', { reason });
+        const target = TARGET.exec(decision)?.[1] ?? callbacks.defaultTransferTarget;
+        if (!target) return 'No one is available to take the call right now. Offer a callback instead.';
+        await callbacks.transfer(target, reason);
+        return `Transferring to ${target}.`;
+      },
+    }),
+    end_call: llm.tool({
+      description: 'Hang up once the caller has nothing more and you have said goodbye.',
+      parameters: z.object({ reason: z.string().max(200).describe('Why the call ends') }),
+      execute: async ({ reason }) => {
+        await callbacks.hangUp(reason);
+        return 'Call ended.';
+      },
+    }),
+  };
+}
+
+/** The intake agent: our instructions, the MCP server's tools and the call-control tools. */
+export class IntakeAgent extends voice.Agent {
+  constructor(mcpTools: Record<string, llm.FunctionTool>, toolset: McpToolset, callbacks: IntakeAgentCallbacks, chatCtx?: llm.ChatContext) {
+    super({
+      instructions: INTAKE_INSTRUCTIONS,
+      chatCtx,
+      tools: { ...mcpTools, ...callControlTools(toolset, callbacks) },
+    });
+  }
+}
