@@ -3,14 +3,18 @@ import { z } from 'zod';
 const bool = z.enum(['true', 'false']).transform((value) => value === 'true');
 
 /** The worker's environment, validated at start; an error names the variable. */
-export const agentEnvSchema = z.object({
+export const agentEnvSchema = z
+  .object({
   LIVEKIT_URL: z.url(),
   LIVEKIT_API_KEY: z.string().min(1),
   LIVEKIT_API_SECRET: z.string().min(16, 'must be at least 16 characters'),
   /** Explicit dispatch: the SIP dispatch rule names this agent. */
   LIVEKIT_AGENT_NAME: z.string().min(1).default('intake-agent'),
-  /** rediss://:password@host:port for ElastiCache (TLS + AUTH). */
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+  /** rediss://:password@host:port; or give REDIS_HOST, REDIS_PORT and REDIS_AUTH_TOKEN (TLS) instead. */
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  REDIS_HOST: z.string().min(1).optional(),
+  REDIS_PORT: z.coerce.number().int().min(1).max(65535).default(6379),
+  REDIS_AUTH_TOKEN: z.string().min(1).optional(),
   TRANSCRIPTS_BUCKET: z.string().min(3),
   AUDIT_BUCKET: z.string().min(3),
   MCP_URL: z.url(),
@@ -27,7 +31,16 @@ export const agentEnvSchema = z.object({
   DEFAULT_TRANSFER_TARGET: z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI').optional(),
   SESSION_TTL_SECONDS: z.coerce.number().int().min(60).default(21_600),
   RECORD_FLUSH_MS: z.coerce.number().int().min(200).max(30_000).default(2_000),
-});
+  })
+  .superRefine((env, ctx) => {
+    if (!env.REDIS_URL && !env.REDIS_HOST) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'set REDIS_URL, or REDIS_HOST (with REDIS_PORT, REDIS_AUTH_TOKEN)' });
+  });
+
+/** The Redis connection: a URL, or ElastiCache's host, port and AUTH token over TLS. */
+export function redisConnection(env: AgentEnv): string | { host: string; port: number; password?: string; tls: object } {
+  if (env.REDIS_URL) return env.REDIS_URL;
+  return { host: env.REDIS_HOST!, port: env.REDIS_PORT, password: env.REDIS_AUTH_TOKEN, tls: {} };
+}
 
 export type AgentEnv = z.infer<typeof agentEnvSchema>;
 

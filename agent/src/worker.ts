@@ -7,7 +7,7 @@ import { AGENT_METRICS, ANONYMOUS_CALLER, e164Schema } from '@voice-intake/contr
 import { Redis } from 'ioredis';
 import { SipClient } from 'livekit-server-sdk';
 import pino from 'pino';
-import { readAgentEnv } from './config';
+import { readAgentEnv, redisConnection } from './config';
 import { IntakeAgent } from './intake-agent';
 import { McpToolset } from './mcp/toolset';
 import { MetricsEmitter } from './metrics';
@@ -56,7 +56,8 @@ export default defineAgent({
     };
     const log = logger.child({ callId: call.callId, room: call.roomName });
 
-    const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: 3 });
+    const connection = redisConnection(env);
+    const redis = typeof connection === 'string' ? new Redis(connection, { maxRetriesPerRequest: 3 }) : new Redis({ ...connection, maxRetriesPerRequest: 3 });
     const sessions = new RedisSessionStore(redis, { ttlSeconds: env.SESSION_TTL_SECONDS });
     const { state, resumed } = await sessions.start({
       ...call,

@@ -19,6 +19,13 @@ describe('agent environment', () => {
     expect(readAgentEnv({ ...valid, PII_REDACTION: 'true' }).PII_REDACTION).toBe(true);
   });
 
+  it('takes ElastiCache host, port and token instead of a URL', async () => {
+    const { redisConnection } = await import('../src/config');
+    const env = readAgentEnv({ ...valid, REDIS_URL: undefined, REDIS_HOST: 'master.cache.internal', REDIS_PORT: '6380', REDIS_AUTH_TOKEN: 'tok' });
+    expect(redisConnection(env)).toEqual({ host: 'master.cache.internal', port: 6380, password: 'tok', tls: {} });
+    expect(() => readAgentEnv({ ...valid, REDIS_URL: undefined })).toThrow(/REDIS_URL: set REDIS_URL, or REDIS_HOST/);
+  });
+
   it('names every bad variable on one line', () => {
     const read = () => readAgentEnv({ ...valid, REDIS_URL: 'redis.internal:6380', MCP_TOKEN: undefined, POLLY_ENGINE: 'turbo' });
     expect(read).toThrow(AgentConfigError);
