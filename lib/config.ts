@@ -132,6 +132,23 @@ export const mcpSchema = z
     }
   });
 
+export const agentServiceSchema = z
+  .object({
+    cpu: z.union([z.literal(1024), z.literal(2048), z.literal(4096)]).default(2048),
+    memoryMiB: z.number().int().min(2048).max(30_720).default(4096),
+    minTasks: z.number().int().min(1).max(200).default(2),
+    maxTasks: z.number().int().min(1).max(500).default(20),
+    /** Scale out above this average CPU (LiveKit's guidance: ~4 cores per 25 voice agents). */
+    targetCpuPercent: z.number().int().min(20).max(90).default(60),
+    /** How long a task being stopped may take to finish its calls (Fargate allows at most 120 s). */
+    stopTimeoutSeconds: z.number().int().min(10).max(120).default(120),
+    piiRedaction: z.boolean().default(false),
+  })
+  .strict()
+  .superRefine((service, ctx) => {
+    if (service.minTasks > service.maxTasks) ctx.addIssue({ code: 'custom', path: ['minTasks'], message: `must not exceed maxTasks (${service.maxTasks})` });
+  });
+
 export const voiceIntakeConfigSchema = z
   .object({
     /** Prefix of every stack name, so two deployments can share one account. */
@@ -150,6 +167,7 @@ export const voiceIntakeConfigSchema = z
     enrichment: enrichmentSchema.default(enrichmentSchema.parse({})),
     mcp: mcpSchema.default(mcpSchema.parse({})),
     livekit: livekitSchema.default(livekitSchema.parse({})),
+    agentService: agentServiceSchema.default(agentServiceSchema.parse({})),
     tags: z.record(z.string(), z.string().max(256)).default({}),
   })
   .strict()

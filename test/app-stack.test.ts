@@ -214,3 +214,51 @@ describe('app stack: LiveKit cluster', () => {
     for (const rule of rules) expect(rule.SourceSecurityGroupId).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^EdgeHosts/), 'GroupId'] });
   });
 });
+
+describe('app stack: agent service', () => {
+  let app: Template;
+
+  beforeAll(() => {
+    app = synthVoiceIntake().templates.app;
+  });
+
+  const agentTask = () =>
+    Object.values(app.findResources('AWS::ECS::TaskDefinition')).find((task) => task.Properties.ContainerDefinitions[0].Name === 'agent')!;
+
+  it('runs the worker on Fargate in private subnets with its secrets from Secrets Manager and a drain window', () => {
+    const container = agentTask().Properties.ContainerDefinitions[0];
+    expect(container.StopTimeout).toBe(120);
+    expect((container.Secrets as { Name: string }[]).map((secret) => secret.Name).sort()).toEqual(['LIVEKIT_API_KEY', 'LIVEKIT_API_SECRET', 'MCP_TOKEN', 'REDIS_AUTH_TOKEN']);
+    const env = Object.fromEntries((container.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]));
+    expect(env).toMatchObject({ LIVEKIT_AGENT_NAME: 'intake-agent', POLLY_VOICE: 'Ruth', TRANSCRIBE_LANGUAGE: 'en-US', PII_REDACTION: 'false', REDIS_PORT: '6380' });
+    expect(JSON.stringify(env.LIVEKIT_URL)).toContain('ws://');
+    expect(JSON.stringify(env.MCP_URL)).toContain(':8080/mcp');
+    app.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+      TargetTrackingScalingPolicyConfiguration: Match.objectLike({
+        TargetValue: 60,
+        PredefinedMetricSpecification: { PredefinedMetricType: 'ECSServiceAverageCPUUtilization' },
+        ScaleInCooldown: 600,
+      }),
+    });
+  });
+
+  it('limits the task role to speech, the configured model, synthesis and its own record prefixes', () => {
+    const statements = statementsOfRole(app, 'AgentTaskRole');
+    const byAction = (action: string) => statements.filter((statement) => [statement.Action].flat().includes(action));
+    const invoke = byAction('bedrock:InvokeModelWithResponseStream');
+    expect(invoke).toHaveLength(1);
+    expect(JSON.stringify(invoke[0].Resource)).toContain('inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0');
+    expect(statements.flatMap((statement) => [statement.Action].flat()).filter((action) => action.startsWith('bedrock:')).sort()).toEqual([
+      'bedrock:InvokeModel',
+      'bedrock:InvokeModelWithResponseStream',
+    ]);
+    const puts = JSON.stringify(byAction('s3:PutObject')[0].Resource);
+    expect(puts).toContain('/transcripts/*');
+    expect(puts).toContain('/transcript-parts/*');
+    expect(puts).toContain('/audit/agent/*');
+    expect(puts).not.toContain('/enriched/');
+    expect(JSON.stringify(byAction('s3:GetObject')[0].Resource)).toContain('/transcript-parts/*');
+    expect(byAction('polly:SynthesizeSpeech')).toHaveLength(1);
+    expect(byAction('transcribe:StartStreamTranscription')).toHaveLength(1);
+  });
+});

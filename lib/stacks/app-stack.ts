@@ -7,6 +7,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
 import type { KnowledgeCollection } from '../constructs/knowledge-collection';
+import { AgentService } from '../constructs/agent-service';
 import { LiveKitCluster } from '../constructs/livekit-cluster';
 import { McpServerService } from '../constructs/mcp-server-service';
 import type { DataStack } from './data-stack';
@@ -33,6 +34,7 @@ export class AppStack extends VoiceIntakeStack {
   readonly agentSecurityGroup: ec2.SecurityGroup;
   readonly mcpServer: McpServerService;
   readonly livekit: LiveKitCluster;
+  readonly agent: AgentService;
 
   constructor(scope: Construct, id: string, props: AppStackProps) {
     super(scope, id, props);
@@ -87,6 +89,20 @@ export class AppStack extends VoiceIntakeStack {
     props.data.allowRedisFrom(this.livekit.hostSecurityGroup, 'LiveKit hosts to Redis');
     props.data.allowRedisFrom(this.agentSecurityGroup, 'agent workers to Redis');
     props.data.allowRedisFrom(this.mcpServer.serviceSecurityGroup, 'MCP server to Redis');
+
+    this.agent = new AgentService(this, 'Agent', {
+      vpc: props.vpc,
+      cluster: this.cluster,
+      securityGroup: this.agentSecurityGroup,
+      config: props.config,
+      livekitUrl: this.livekit.url,
+      livekitApiSecret: this.livekit.apiSecret,
+      mcpUrl: this.mcpServer.url,
+      mcpTokenSecret: this.mcpServer.tokenSecret,
+      redis: { ...props.data.redisEndpoint, authSecretArn: props.data.redisAuthSecret.secretArn },
+      dataKey: props.dataKey,
+      appKey: this.appKey,
+    });
 
     new CfnOutput(this, 'LiveKitUrl', { value: this.livekit.url });
     new CfnOutput(this, 'McpServerUrl', { value: this.mcpServer.url });

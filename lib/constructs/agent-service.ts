@@ -1,0 +1,164 @@
+import { join } from 'node:path';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
+import * as ecs from 'aws-cdk-lib/aws-ecs';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { S3_PREFIXES } from '@voice-intake/contracts';
+import { Construct } from 'constructs';
+import { bedrockModelArns } from '../bedrock';
+import { acknowledgeRules } from '../compliance';
+import type { VoiceIntakeConfig } from '../config';
+import { type RecordBucketPurpose, recordBucketName, recordObjectsArn, recordObjectsNagResource } from '../naming';
+
+const ROOT = join(__dirname, '..', '..');
+
+export interface AgentServiceProps {
+  readonly vpc: ec2.IVpc;
+  readonly cluster: ecs.ICluster;
+  readonly securityGroup: ec2.ISecurityGroup;
+  readonly config: VoiceIntakeConfig;
+  readonly livekitUrl: string;
+  readonly livekitApiSecret: secretsmanager.ISecret;
+  readonly mcpUrl: string;
+  readonly mcpTokenSecret: secretsmanager.ISecret;
+  readonly redis: { host: string; port: number; authSecretArn: string };
+  readonly dataKey: kms.IKey;
+  readonly appKey: kms.IKey;
+}
+
+/**
+ * The LiveKit Agents worker on Fargate in private subnets: env and secrets wired, IAM limited to streaming
+ * Transcribe, the configured Bedrock model, Polly synthesis and its own S3 prefixes; scales on CPU and drains on
+ * scale-in (the worker stops taking jobs on SIGTERM; calls get the stop timeout to finish).
+ */
+export class AgentService extends Construct {
+  readonly service: ecs.FargateService;
+  readonly taskRole: iam.Role;
+
+  constructor(scope: Construct, id: string, props: AgentServiceProps) {
+    super(scope, id);
+    const { config } = props;
+    const { agentService, agent, deploymentName } = config;
+    const stack = Stack.of(this);
+
+    this.taskRole = new iam.Role(this, 'TaskRole', {
+      assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
+      description: 'Agent worker: speech, model, synthesis, its record prefixes',
+    });
+    const allow = (actions: string[], resources: string[]) => this.taskRole.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources }));
+    allow(['transcribe:StartStreamTranscriptionWebSocket', 'transcribe:StartStreamTranscription'], ['*']);
+    const models = [agent.bedrockModelId, ...(agent.bedrockFallbackModelId ? [agent.bedrockFallbackModelId] : [])];
+    allow(['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'], models.flatMap((model) => bedrockModelArns(stack, model)));
+    allow(['polly:SynthesizeSpeech', 'polly:StartSpeechSynthesisStream'], ['*']);
+    const writablePrefixes: [RecordBucketPurpose, string][] = [
+      ['transcripts', S3_PREFIXES.transcripts],
+      ['transcripts', S3_PREFIXES.transcriptParts],
+      ['audit', `${S3_PREFIXES.audit}agent/`],
+    ];
+    allow(['s3:PutObject'], writablePrefixes.map(([purpose, prefix]) => recordObjectsArn(deploymentName, purpose, prefix)));
+    // A worker taking over a call reads back the transcript parts written before it.
+    allow(['s3:GetObject'], [recordObjectsArn(deploymentName, 'transcripts', S3_PREFIXES.transcriptParts)]);
+    allow(['kms:Decrypt', 'kms:GenerateDataKey'], [props.dataKey.keyArn]);
+
+    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.appKey, removalPolicy: RemovalPolicy.RETAIN });
+    const task = new ecs.FargateTaskDefinition(this, 'Task', {
+      cpu: agentService.cpu,
+      memoryLimitMiB: agentService.memoryMiB,
+      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      taskRole: this.taskRole,
+    });
+    // Imported by ARN: the grant stays an identity policy here instead of editing the data stack's key policy.
+    const redisAuth = secretsmanager.Secret.fromSecretCompleteArn(this, 'RedisAuth', props.redis.authSecretArn);
+    task.obtainExecutionRole().addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:Decrypt'],
+        resources: [props.dataKey.keyArn],
+        conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` } },
+      }),
+    );
+    task.addContainer('agent', {
+      image: ecs.ContainerImage.fromAsset(ROOT, { file: 'agent/Dockerfile', platform: ecrAssets.Platform.LINUX_ARM64 }),
+      logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'agent', logGroup }),
+      user: 'node',
+      environment: {
+        LIVEKIT_URL: props.livekitUrl.replace(/^http/, 'ws'),
+        LIVEKIT_AGENT_NAME: config.livekit.agentName,
+        REDIS_HOST: props.redis.host,
+        REDIS_PORT: String(props.redis.port),
+        TRANSCRIPTS_BUCKET: recordBucketName(deploymentName, 'transcripts'),
+        AUDIT_BUCKET: recordBucketName(deploymentName, 'audit'),
+        MCP_URL: props.mcpUrl,
+        BEDROCK_MODEL_ID: agent.bedrockModelId,
+        ...(agent.bedrockFallbackModelId ? { BEDROCK_FALLBACK_MODEL_ID: agent.bedrockFallbackModelId } : {}),
+        POLLY_VOICE: agent.pollyVoice,
+        POLLY_ENGINE: agent.pollyEngine,
+        TRANSCRIBE_LANGUAGE: agent.transcribeLanguage,
+        PII_REDACTION: String(agentService.piiRedaction),
+      },
+      secrets: {
+        LIVEKIT_API_KEY: ecs.Secret.fromSecretsManager(props.livekitApiSecret, 'apiKey'),
+        LIVEKIT_API_SECRET: ecs.Secret.fromSecretsManager(props.livekitApiSecret, 'apiSecret'),
+        MCP_TOKEN: ecs.Secret.fromSecretsManager(props.mcpTokenSecret),
+        REDIS_AUTH_TOKEN: ecs.Secret.fromSecretsManager(redisAuth),
+      },
+      healthCheck: {
+        command: ['CMD', 'node', '-e', "fetch('http://127.0.0.1:8081/').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"],
+        interval: Duration.seconds(15),
+        startPeriod: Duration.seconds(30),
+        timeout: Duration.seconds(5),
+        retries: 3,
+      },
+      stopTimeout: Duration.seconds(agentService.stopTimeoutSeconds),
+    });
+
+    this.service = new ecs.FargateService(this, 'Service', {
+      cluster: props.cluster,
+      taskDefinition: task,
+      desiredCount: agentService.minTasks,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      securityGroups: [props.securityGroup],
+      assignPublicIp: false,
+      circuitBreaker: { rollback: true },
+      minHealthyPercent: 100,
+      maxHealthyPercent: 200,
+    });
+    const scaling = this.service.autoScaleTaskCount({ minCapacity: agentService.minTasks, maxCapacity: agentService.maxTasks });
+    scaling.scaleOnCpuUtilization('Cpu', {
+      targetUtilizationPercent: agentService.targetCpuPercent,
+      // Scale in slowly: a task going away must first finish its calls.
+      scaleInCooldown: Duration.minutes(10),
+      scaleOutCooldown: Duration.minutes(1),
+    });
+
+    const taskPolicy = this.taskRole.node.findChild('DefaultPolicy');
+    acknowledgeRules(
+      taskPolicy,
+      [
+        'AwsSolutions-IAM5[Resource::*]',
+        ...writablePrefixes.map(([purpose, prefix]) => `AwsSolutions-IAM5[${recordObjectsNagResource(deploymentName, purpose, prefix)}]`),
+        ...models.filter((model) => /^[a-z-]+\.[a-z]/.test(model) && !model.startsWith('arn:')).map(
+          (model) => `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/${model.replace(/^[a-z-]+\./, '')}]`,
+        ),
+      ],
+      "Transcribe streaming and Polly synthesis take no resource ARNs; record writes are object wildcards under the worker's own prefixes; an inference profile routes to its one model in any region of its geography.",
+    );
+    const executionPolicy = task.obtainExecutionRole().node.findChild('DefaultPolicy');
+    acknowledgeRules(
+      executionPolicy,
+      ['AwsSolutions-IAM5[Resource::*]'],
+      'ecr:GetAuthorizationToken supports no resource-level scoping; image pulls are scoped to the asset repository.',
+    );
+    for (const policy of [taskPolicy, executionPolicy]) {
+      acknowledgeRules(
+        policy,
+        ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'],
+        'Least-privilege statements generated for this one role; a managed policy would be shared by nothing else.',
+      );
+    }
+    acknowledgeRules(task, ['AwsSolutions-ECS2'], 'Environment holds non-secret settings (endpoints, buckets, model); tokens come from Secrets Manager.');
+  }
+}
