@@ -1,3 +1,4 @@
+import { describeIssues } from '@voice-intake/contracts';
 import { z } from 'zod';
 
 const bool = z.enum(['true', 'false']).transform((value) => value === 'true');
@@ -52,7 +53,7 @@ export function readAgentEnv(env: NodeJS.ProcessEnv = process.env): AgentEnv {
   const result = agentEnvSchema.safeParse(env);
   if (!result.success) {
     throw new AgentConfigError(
-      `invalid agent environment: ${result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`,
+      `invalid agent environment: ${describeIssues(result.error.issues)}`,
     );
   }
   return result.data;

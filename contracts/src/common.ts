@@ -24,3 +24,8 @@ export const isoTimestampSchema = z.iso.datetime({ offset: true });
 
 export type CallerNumber = z.infer<typeof callerNumberSchema>;
 export type CallId = z.infer<typeof callIdSchema>;
+
+/** `a.b.0: message; c: message`: every zod issue on one line, each naming its field. */
+export function describeIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
+  return issues.map((issue) => `${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`).join('; ');
+}

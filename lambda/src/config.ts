@@ -1,3 +1,4 @@
+import { describeIssues } from '@voice-intake/contracts';
 import { z } from 'zod';
 
 const positiveInt = z.coerce.number().int().positive();
@@ -22,7 +23,7 @@ export type EnrichmentEnv = z.infer<typeof enrichmentEnvSchema>;
 export function readEnrichmentEnv(env: NodeJS.ProcessEnv = process.env): EnrichmentEnv {
   const result = enrichmentEnvSchema.safeParse(env);
   if (!result.success) {
-    const problems = result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ');
+    const problems = describeIssues(result.error.issues);
     throw new Error(`invalid enrichment environment: ${problems}`);
   }
   return result.data;

@@ -11,6 +11,7 @@ import {
   SCHEMA_VERSION,
   type Transcript,
   enrichedKeyForTranscript,
+  describeIssues,
   enrichmentErrorKeyForTranscript,
   transcriptSchema,
 } from '@voice-intake/contracts';
@@ -51,13 +52,6 @@ class RejectedTranscript extends Error {
   }
 }
 
-function summarizeIssues(error: { issues: { path: PropertyKey[]; message: string }[] }): string {
-  return error.issues
-    .slice(0, 10)
-    .map((issue) => `${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`)
-    .join('; ');
-}
-
 /** Turns one finished call's transcript into an enriched record and an IntakeEnriched event. */
 export class Enricher {
   constructor(private readonly deps: EnricherDeps) {}
@@ -96,7 +90,7 @@ export class Enricher {
       throw new RejectedTranscript('transcript_malformed', `not JSON: ${(error as Error).message}`);
     }
     const parsed = transcriptSchema.safeParse(json);
-    if (!parsed.success) throw new RejectedTranscript('transcript_malformed', summarizeIssues(parsed.error));
+    if (!parsed.success) throw new RejectedTranscript('transcript_malformed', describeIssues(parsed.error.issues.slice(0, 10)));
     return parsed.data;
   }
 

@@ -5,7 +5,7 @@ import {
   type Message,
   type ToolConfiguration,
 } from '@aws-sdk/client-bedrock-runtime';
-import { type CallInsights, type Transcript, callInsightsSchema } from '@voice-intake/contracts';
+import { type CallInsights, type Transcript, callInsightsSchema, describeIssues } from '@voice-intake/contracts';
 import { z } from 'zod';
 import { type BackoffOptions, withBackoff } from './retry';
 
@@ -58,10 +58,6 @@ function toolUseOf(message: Message | undefined): { toolUseId: string; input: un
   return { toolUseId: block.toolUse.toolUseId, input: block.toolUse.input };
 }
 
-function describeIssues(error: z.ZodError): string {
-  return error.issues.map((issue) => `${issue.path.join('.') || '(input)'}: ${issue.message}`).join('; ');
-}
-
 /**
  * Asks the model for structured insights through a forced tool call. Output that does not fit the schema gets one
  * corrective turn carrying the validation errors; throttling is retried with backoff around every model call.
@@ -98,7 +94,7 @@ export async function requestInsights(
     }
     const parsed = callInsightsSchema.safeParse(toolUse.input);
     if (parsed.success) return { ok: true, insights: parsed.data, attempts: attempt };
-    lastProblem = describeIssues(parsed.error);
+    lastProblem = describeIssues(parsed.error.issues);
     messages.push(message as Message, {
       role: 'user',
       content: [

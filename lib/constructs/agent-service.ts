@@ -10,7 +10,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { S3_PREFIXES } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
 import { bedrockModelArns } from '../bedrock';
-import { acknowledgeRules } from '../compliance';
+import { acknowledgeRules, acknowledgeTaskRolePolicies } from '../compliance';
 import type { VoiceIntakeConfig } from '../config';
 import { type RecordBucketPurpose, recordBucketName, recordObjectsArn, recordObjectsNagResource } from '../naming';
 
@@ -134,7 +134,7 @@ export class AgentService extends Construct {
       scaleOutCooldown: Duration.minutes(1),
     });
 
-    const taskPolicy = this.taskRole.node.findChild('DefaultPolicy');
+    const { rolePolicy: taskPolicy } = acknowledgeTaskRolePolicies(task.obtainExecutionRole(), this.taskRole);
     acknowledgeRules(
       taskPolicy,
       [
@@ -146,19 +146,6 @@ export class AgentService extends Construct {
       ],
       "Transcribe streaming and Polly synthesis take no resource ARNs; record writes are object wildcards under the worker's own prefixes; an inference profile routes to its one model in any region of its geography.",
     );
-    const executionPolicy = task.obtainExecutionRole().node.findChild('DefaultPolicy');
-    acknowledgeRules(
-      executionPolicy,
-      ['AwsSolutions-IAM5[Resource::*]'],
-      'ecr:GetAuthorizationToken supports no resource-level scoping; image pulls are scoped to the asset repository.',
-    );
-    for (const policy of [taskPolicy, executionPolicy]) {
-      acknowledgeRules(
-        policy,
-        ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'],
-        'Least-privilege statements generated for this one role; a managed policy would be shared by nothing else.',
-      );
-    }
     acknowledgeRules(task, ['AwsSolutions-ECS2'], 'Environment holds non-secret settings (endpoints, buckets, model); tokens come from Secrets Manager.');
   }
 }

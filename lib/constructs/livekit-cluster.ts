@@ -9,7 +9,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { acknowledgeRules, skipCheckovChecks } from '../compliance';
+import { acknowledgeRules, acknowledgeTaskRolePolicies, skipCheckovChecks } from '../compliance';
 import type { VoiceIntakeConfig } from '../config';
 import { LIVEKIT_PLACEHOLDERS, liveKitServerYaml, liveKitSipYaml } from '../livekit/config';
 import { InternalLoadBalancer } from './internal-load-balancer';
@@ -241,20 +241,12 @@ export class LiveKitCluster extends Construct {
   }
 
   private acknowledgeFindings(task: ecs.Ec2TaskDefinition, role: iam.Role): void {
-    const hostPolicy = role.node.findChild('DefaultPolicy');
-    const executionPolicy = task.obtainExecutionRole().node.findChild('DefaultPolicy');
+    const { rolePolicy: hostPolicy } = acknowledgeTaskRolePolicies(task.obtainExecutionRole(), role);
     acknowledgeRules(
       hostPolicy,
       ['AwsSolutions-IAM5[Action::ecs:Submit*]', 'AwsSolutions-IAM5[Resource::*]'],
       'The ECS container agent permissions CDK grants an ECS host (registration, telemetry); they are scoped to the cluster where the API allows.',
     );
-    for (const policy of [hostPolicy, executionPolicy]) {
-      acknowledgeRules(
-        policy,
-        ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'],
-        'Least-privilege statements generated for this one role; a managed policy would be shared by nothing else.',
-      );
-    }
     acknowledgeRules(
       task,
       ['HIPAA.Security-ECSTaskDefinitionUserForHostMode', 'NIST.800.53.R5-ECSTaskDefinitionUserForHostMode'],

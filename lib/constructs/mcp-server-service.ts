@@ -12,7 +12,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { S3_PREFIXES } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
-import { acknowledgeRules } from '../compliance';
+import { acknowledgeRules, acknowledgeTaskRolePolicies } from '../compliance';
 import { recordObjectsArn, recordObjectsNagResource } from '../naming';
 import type { VoiceIntakeConfig } from '../config';
 import { allowClientIngress } from './client-ingress';
@@ -184,25 +184,12 @@ export class McpServerService extends Construct {
   }
 
   private acknowledgeFindings(taskDefinition: ecs.FargateTaskDefinition, deploymentName: string, auditPrefix: string): void {
-    const taskPolicy = this.taskRole.node.findChild('DefaultPolicy');
-    const executionPolicy = taskDefinition.obtainExecutionRole().node.findChild('DefaultPolicy');
+    const { rolePolicy: taskPolicy } = acknowledgeTaskRolePolicies(taskDefinition.obtainExecutionRole(), this.taskRole);
     acknowledgeRules(
       taskPolicy,
       [`AwsSolutions-IAM5[${recordObjectsNagResource(deploymentName, 'audit', auditPrefix)}]`],
       'Each audit record is a new object under the server\'s own audit prefix (Object Lock: never overwritten).',
     );
-    acknowledgeRules(
-      executionPolicy,
-      ['AwsSolutions-IAM5[Resource::*]'],
-      'ecr:GetAuthorizationToken supports no resource-level scoping; image pulls are scoped to the asset repository.',
-    );
-    for (const policy of [taskPolicy, executionPolicy]) {
-      acknowledgeRules(
-        policy,
-        ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'],
-        'Least-privilege statements generated for this one role; a managed policy would be shared by nothing else.',
-      );
-    }
 
     acknowledgeRules(
       taskDefinition,

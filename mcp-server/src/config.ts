@@ -1,3 +1,4 @@
+import { describeIssues } from '@voice-intake/contracts';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -74,7 +75,7 @@ export function readServerEnv(env: NodeJS.ProcessEnv = process.env): ServerEnv {
   const result = serverEnvSchema.safeParse(env);
   if (!result.success) {
     throw new ServerConfigError(
-      `invalid MCP server environment: ${result.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`,
+      `invalid MCP server environment: ${describeIssues(result.error.issues)}`,
     );
   }
   return result.data;

@@ -1,3 +1,4 @@
+import { describeIssues } from '@voice-intake/contracts';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { SipClient } from 'livekit-server-sdk';
@@ -48,7 +49,7 @@ function desiredFrom(properties: z.infer<typeof propertiesSchema>): DesiredSipSe
 export async function onEvent(event: CloudFormationCustomResourceEvent): Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }> {
   const parsed = propertiesSchema.safeParse(event.ResourceProperties);
   if (!parsed.success) {
-    throw new Error(`invalid LiveKit SIP properties: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
+    throw new Error(`invalid LiveKit SIP properties: ${describeIssues(parsed.error.issues)}`);
   }
   const properties = parsed.data;
   const desired = desiredFrom(properties);
