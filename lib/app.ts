@@ -1,5 +1,6 @@
 import { type App, Tags } from 'aws-cdk-lib';
 import type { VoiceIntakeConfig } from './config';
+import { LiveKitSipProvisioning } from './constructs/livekit-sip-provisioning';
 import { AppStack } from './stacks/app-stack';
 import { DataStack } from './stacks/data-stack';
 import { EdgeStack } from './stacks/edge-stack';
@@ -58,6 +59,16 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
   });
   edge.addStackDependency(appTier);
   appTier.livekit.sipIngressFor(edge.securityGroup);
+  // LiveKit accepts calls only from the edge hosts: the trunk is provisioned once their addresses exist.
+  new LiveKitSipProvisioning(edge, 'LiveKitSip', {
+    vpc: network.vpc,
+    config,
+    livekitUrl: appTier.livekit.url,
+    livekitApiSecret: appTier.livekit.apiSecret,
+    secretKey: appTier.appKey,
+    livekitApiSecurityGroup: appTier.livekit.apiLoadBalancerSecurityGroup,
+    allowedAddresses: edge.instances.map((instance) => instance.instancePrivateIp),
+  });
 
   Tags.of(app).add('project', 'voice-intake');
   Tags.of(app).add('deployment', config.deploymentName);

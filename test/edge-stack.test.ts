@@ -68,8 +68,9 @@ describe('edge stack', () => {
   });
 
   it("opens LiveKit SIP's signalling and RTP to the edge security group, from this stack", () => {
-    expect(intoLiveKit.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5060-5060', 'udp:10000-20000', 'udp:5060-5060']);
-    for (const rule of intoLiveKit) {
+    const sipRules = intoLiveKit.filter((rule) => rule.FromPort !== 7880);
+    expect(sipRules.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5060-5060', 'udp:10000-20000', 'udp:5060-5060']);
+    for (const rule of sipRules) {
       expect(JSON.stringify(rule.GroupId)).toMatch(/LiveKitHostSecurityGroup/);
       expect(JSON.stringify(rule.SourceSecurityGroupId)).toMatch(/EdgeSecurityGroup|EdgeHost/);
     }
@@ -90,6 +91,22 @@ describe('edge stack', () => {
     const alarms = Object.values(edge.findResources('AWS::CloudWatch::Alarm'));
     expect(alarms).toHaveLength(4);
     expect(JSON.stringify(alarms[0].Properties.AlarmActions)).toContain(':ec2:recover');
+  });
+
+  it('provisions the LiveKit trunk for exactly the edge hosts, from inside the VPC', () => {
+    const [provisioning] = Object.values(edge.findResources('Custom::LiveKitSip'));
+    const properties = provisioning.Properties;
+    const instances = Object.keys(edge.findResources('AWS::EC2::Instance')).sort();
+    expect(properties.AllowedAddresses.map((address: { 'Fn::GetAtt': [string, string] }) => address['Fn::GetAtt']).sort()).toEqual(
+      instances.map((instance) => [instance, 'PrivateIp']),
+    );
+    expect(properties).toMatchObject({ AgentName: 'intake-agent', RoomPrefix: 'call-', TrunkName: 'voice-intake-edge', DispatchRuleName: 'voice-intake-per-call' });
+    const handler = Object.values(edge.findResources('AWS::Lambda::Function')).find((fn) => fn.Properties.Handler === 'index.onEvent')!;
+    expect(handler.Properties.VpcConfig).toBeDefined();
+    expect(handler.Properties.Runtime).toBe('nodejs22.x');
+    const toLiveKitApi = intoLiveKit.filter((rule) => rule.FromPort === 7880);
+    expect(toLiveKitApi).toHaveLength(1);
+    expect(JSON.stringify(toLiveKitApi[0].SourceSecurityGroupId)).toMatch(/LiveKitSipSecurityGroup/);
   });
 
   it('matches the snapshot', () => {
