@@ -6,6 +6,7 @@ import { DataStack } from './stacks/data-stack';
 import { EdgeStack } from './stacks/edge-stack';
 import { EnrichmentStack } from './stacks/enrichment-stack';
 import { NetworkStack } from './stacks/network-stack';
+import { ObservabilityStack } from './stacks/observability-stack';
 
 export interface VoiceIntakeStacks {
   readonly network: NetworkStack;
@@ -13,6 +14,7 @@ export interface VoiceIntakeStacks {
   readonly enrichment: EnrichmentStack;
   readonly app: AppStack;
   readonly edge: EdgeStack;
+  readonly observability: ObservabilityStack;
 }
 
 /** Builds every stack of one deployment from validated config; stack names carry the deployment name. */
@@ -70,9 +72,19 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     allowedAddresses: edge.instances.map((instance) => instance.instancePrivateIp),
   });
 
+  const observability = new ObservabilityStack(app, name('observability'), {
+    ...common,
+    description: 'voice-intake: dashboard and alarms',
+    edgeInstances: edge.instances,
+    redisReplicationGroupId: data.redisReplicationGroup.ref,
+    existingAlarms: [enrichment.deadLetterAlarm],
+  });
+  observability.addStackDependency(edge);
+  observability.addStackDependency(enrichment);
+
   Tags.of(app).add('project', 'voice-intake');
   Tags.of(app).add('deployment', config.deploymentName);
   for (const [key, value] of Object.entries(config.tags)) Tags.of(app).add(key, value);
 
-  return { network, data, enrichment, app: appTier, edge };
+  return { network, data, enrichment, app: appTier, edge, observability };
 }

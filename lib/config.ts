@@ -149,6 +149,19 @@ export const agentServiceSchema = z
     if (service.minTasks > service.maxTasks) ctx.addIssue({ code: 'custom', path: ['minTasks'], message: `must not exceed maxTasks (${service.maxTasks})` });
   });
 
+export const observabilitySchema = z
+  .object({
+    /** Subscribe this address to the alarm topic (confirm the e-mail after deploy). */
+    alarmEmail: z.email().optional(),
+    /** Use an existing topic instead of creating one. */
+    alarmTopicArn: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$/, 'must be an SNS topic ARN').optional(),
+    /** Alarm when voice-to-voice latency p95 stays above this. */
+    voiceToVoiceP95ThresholdMs: z.number().int().min(200).max(10_000).default(1_500),
+    /** Alarm when tool calls fail more often than this in five minutes. */
+    toolErrorsPerFiveMinutes: z.number().int().min(1).max(10_000).default(10),
+  })
+  .strict();
+
 export const voiceIntakeConfigSchema = z
   .object({
     /** Prefix of every stack name, so two deployments can share one account. */
@@ -168,6 +181,7 @@ export const voiceIntakeConfigSchema = z
     mcp: mcpSchema.default(mcpSchema.parse({})),
     livekit: livekitSchema.default(livekitSchema.parse({})),
     agentService: agentServiceSchema.default(agentServiceSchema.parse({})),
+    observability: observabilitySchema.default(observabilitySchema.parse({})),
     tags: z.record(z.string(), z.string().max(256)).default({}),
   })
   .strict()

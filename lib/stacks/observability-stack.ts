@@ -1,0 +1,157 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import { AGENT_METRICS, METRICS_NAMESPACE } from '@voice-intake/contracts';
+import type { Construct } from 'constructs';
+import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
+
+export interface ObservabilityStackProps extends VoiceIntakeStackProps {
+  readonly edgeInstances: ec2.Instance[];
+  readonly redisReplicationGroupId: string;
+  /** Alarms other stacks created that should page too (enrichment DLQ, …). */
+  readonly existingAlarms: cloudwatch.IAlarm[];
+}
+
+const agentMetric = (name: string, statistic: string, label?: string) =>
+  new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: { Service: 'agent' }, statistic, period: Duration.minutes(1), label });
+
+/**
+ * One dashboard for the whole call path and the alarms that page: voice-to-voice p95 over threshold, tool errors,
+ * an AZ with no healthy edge host, Redis under pressure, and whatever other stacks hand in — all to one SNS topic.
+ */
+export class ObservabilityStack extends VoiceIntakeStack {
+  readonly topic: sns.ITopic;
+  readonly dashboard: cloudwatch.Dashboard;
+
+  constructor(scope: Construct, id: string, props: ObservabilityStackProps) {
+    super(scope, id, props);
+    const { observability, edge, deploymentName } = props.config;
+
+    if (observability.alarmTopicArn) {
+      this.topic = sns.Topic.fromTopicArn(this, 'AlarmTopic', observability.alarmTopicArn);
+    } else {
+      const key = new kms.Key(this, 'AlarmTopicKey', { description: 'Encrypts the alarm topic', enableKeyRotation: true, removalPolicy: RemovalPolicy.RETAIN });
+      key.grantEncryptDecrypt(new iam.ServicePrincipal('cloudwatch.amazonaws.com'));
+      const topic = new sns.Topic(this, 'AlarmTopic', { displayName: `${deploymentName} alarms`, masterKey: key, enforceSSL: true });
+      if (observability.alarmEmail) topic.addSubscription(new subscriptions.EmailSubscription(observability.alarmEmail));
+      this.topic = topic;
+    }
+    const page = new actions.SnsAction(this.topic);
+
+    const p95 = (name: string) => agentMetric(name, 'p95', `${name} p95`);
+    const p50 = (name: string) => agentMetric(name, 'p50', `${name} p50`);
+    const alarms: cloudwatch.Alarm[] = [];
+
+    alarms.push(
+      new cloudwatch.Alarm(this, 'VoiceToVoiceLatency', {
+        alarmDescription: `Voice-to-voice latency p95 above ${observability.voiceToVoiceP95ThresholdMs} ms: callers wait too long for answers`,
+        metric: agentMetric(AGENT_METRICS.voiceToVoiceLatency, 'p95'),
+        threshold: observability.voiceToVoiceP95ThresholdMs,
+        evaluationPeriods: 5,
+        datapointsToAlarm: 3,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'ToolErrors', {
+        alarmDescription: 'MCP tool calls are failing: callers hear apologies instead of answers',
+        metric: agentMetric(AGENT_METRICS.toolErrors, 'Sum').with({ period: Duration.minutes(5) }),
+        threshold: observability.toolErrorsPerFiveMinutes,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    );
+
+    // An AZ has no healthy edge host when every host in it fails its status checks: the carrier loses that AZ's URIs.
+    const hostsByAz: ec2.Instance[][] = [];
+    props.edgeInstances.forEach((instance, index) => (hostsByAz[Math.floor(index / edge.hostsPerAz)] ??= []).push(instance));
+    hostsByAz.forEach((hosts, azIndex) => {
+      const usingMetrics = Object.fromEntries(
+        hosts.map((host, index) => [
+          `h${index}`,
+          new cloudwatch.Metric({ namespace: 'AWS/EC2', metricName: 'StatusCheckFailed', dimensionsMap: { InstanceId: host.instanceId }, statistic: 'Maximum', period: Duration.minutes(1) }),
+        ]),
+      );
+      alarms.push(
+        new cloudwatch.Alarm(this, `EdgeAz${azIndex + 1}Unhealthy`, {
+          alarmDescription: `No healthy SIP edge host in AZ ${azIndex + 1}`,
+          metric: new cloudwatch.MathExpression({ expression: `MIN([${Object.keys(usingMetrics).join(',')}])`, usingMetrics, period: Duration.minutes(1), label: 'healthy hosts missing' }),
+          threshold: 1,
+          evaluationPeriods: 3,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+          treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+        }),
+      );
+    });
+
+    const redisPrimary = `${props.redisReplicationGroupId}-001`;
+    const redisMetric = (name: string, statistic = 'Maximum') =>
+      new cloudwatch.Metric({ namespace: 'AWS/ElastiCache', metricName: name, dimensionsMap: { CacheClusterId: redisPrimary }, statistic, period: Duration.minutes(1) });
+    alarms.push(
+      new cloudwatch.Alarm(this, 'RedisEngineCpu', {
+        alarmDescription: 'Session Redis engine CPU above 80%: LiveKit room state and call state slow down',
+        metric: redisMetric('EngineCPUUtilization'),
+        threshold: 80,
+        evaluationPeriods: 5,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      }),
+      new cloudwatch.Alarm(this, 'RedisReplicationLag', {
+        alarmDescription: 'Session Redis replica lagging: a failover now would lose recent call state',
+        metric: new cloudwatch.Metric({ namespace: 'AWS/ElastiCache', metricName: 'ReplicationLag', dimensionsMap: { CacheClusterId: `${props.redisReplicationGroupId}-002` }, statistic: 'Maximum', period: Duration.minutes(1) }),
+        threshold: 5,
+        evaluationPeriods: 5,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    );
+    for (const alarm of alarms) {
+      alarm.addAlarmAction(page);
+      alarm.addOkAction(page);
+    }
+    // Alarms other stacks own get their actions here, where the topic is.
+    props.existingAlarms.forEach((alarm, index) => {
+      new cloudwatch.CompositeAlarm(this, `Forwarded${index}`, {
+        alarmDescription: `Pages for ${alarm.alarmName}`,
+        alarmRule: cloudwatch.AlarmRule.fromAlarm(alarm, cloudwatch.AlarmState.ALARM),
+      }).addAlarmAction(page);
+    });
+
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: `${deploymentName}-calls` });
+    this.dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Calls',
+        left: [agentMetric(AGENT_METRICS.callsStarted, 'Sum', 'started'), agentMetric(AGENT_METRICS.callsEnded, 'Sum', 'ended')],
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Voice-to-voice latency (ms)',
+        left: [p50(AGENT_METRICS.voiceToVoiceLatency), p95(AGENT_METRICS.voiceToVoiceLatency)],
+        leftAnnotations: [{ value: observability.voiceToVoiceP95ThresholdMs, label: 'p95 alarm' }],
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Per-stage latency p50/p95 (ms)',
+        left: [AGENT_METRICS.endOfUtteranceDelay, AGENT_METRICS.sttFinalDelay, AGENT_METRICS.llmTimeToFirstToken, AGENT_METRICS.ttsTimeToFirstByte].flatMap((name) => [p50(name), p95(name)]),
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Tools',
+        left: [p95(AGENT_METRICS.toolLatency)],
+        right: [agentMetric(AGENT_METRICS.toolErrors, 'Sum', 'errors')],
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Session Redis',
+        left: [redisMetric('EngineCPUUtilization'), redisMetric('CurrConnections')],
+        right: [redisMetric('DatabaseMemoryUsagePercentage')],
+        width: 8,
+      }),
+      new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms, width: 8 }),
+    );
+  }
+}

@@ -1,0 +1,59 @@
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_METRICS } from '@voice-intake/contracts';
+import { synthVoiceIntake } from './support/synth';
+
+describe('observability stack', () => {
+  let observability: Template;
+
+  beforeAll(() => {
+    observability = synthVoiceIntake({ observability: { alarmEmail: 'oncall@example.com', voiceToVoiceP95ThresholdMs: 1200 } }).templates.observability;
+  });
+
+  const alarms = () => Object.values(observability.findResources('AWS::CloudWatch::Alarm')).map((alarm) => alarm.Properties);
+
+  it('pages an encrypted topic, with the operator subscribed', () => {
+    observability.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+    observability.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'oncall@example.com' });
+    for (const alarm of alarms()) expect(JSON.stringify(alarm.AlarmActions)).toMatch(/AlarmTopic/);
+  });
+
+  it('alarms on voice-to-voice p95 from the agent metrics, at the configured threshold', () => {
+    const latency = alarms().find((alarm) => alarm.MetricName === AGENT_METRICS.voiceToVoiceLatency)!;
+    expect(latency).toMatchObject({ Namespace: 'VoiceIntake', ExtendedStatistic: 'p95', Threshold: 1200, Dimensions: [{ Name: 'Service', Value: 'agent' }] });
+    expect(alarms().find((alarm) => alarm.MetricName === AGENT_METRICS.toolErrors)).toMatchObject({ Statistic: 'Sum', Period: 300 });
+  });
+
+  it('alarms when an AZ has no healthy edge host (every host there failing)', () => {
+    const edgeAlarms = alarms().filter((alarm) => /No healthy SIP edge host/.test(alarm.AlarmDescription));
+    expect(edgeAlarms).toHaveLength(2);
+    for (const alarm of edgeAlarms) {
+      const metrics = alarm.Metrics as { Expression?: string; MetricStat?: { Metric: { MetricName: string } } }[];
+      expect(metrics.find((metric) => metric.Expression)?.Expression).toBe('MIN([h0,h1])');
+      expect(metrics.filter((metric) => metric.MetricStat?.Metric.MetricName === 'StatusCheckFailed')).toHaveLength(2);
+      expect(alarm.TreatMissingData).toBe('breaching');
+    }
+  });
+
+  it('watches Redis and forwards the enrichment DLQ alarm to the topic', () => {
+    expect(alarms().map((alarm) => alarm.MetricName)).toEqual(expect.arrayContaining(['EngineCPUUtilization', 'ReplicationLag']));
+    observability.hasResourceProperties('AWS::CloudWatch::CompositeAlarm', { AlarmActions: [Match.anyValue()], AlarmRule: Match.anyValue() });
+  });
+
+  it('graphs every stage of the call path on one dashboard', () => {
+    const [dashboard] = Object.values(observability.findResources('AWS::CloudWatch::Dashboard'));
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    for (const name of Object.values(AGENT_METRICS)) expect(body).toContain(name);
+    expect(body).toContain('EngineCPUUtilization');
+  });
+});
+
+describe('observability stack with an existing topic', () => {
+  it('uses the given topic and creates none', () => {
+    const arn = 'arn:aws:sns:us-east-1:123456789012:ops-pager';
+    const { templates } = synthVoiceIntake({ observability: { alarmTopicArn: arn } });
+    templates.observability.resourceCountIs('AWS::SNS::Topic', 0);
+    const [alarm] = Object.values(templates.observability.findResources('AWS::CloudWatch::Alarm'));
+    expect(alarm.Properties.AlarmActions).toEqual([arn]);
+  });
+});
