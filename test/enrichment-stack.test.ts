@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../lib/config';
 import { openIngressRules } from './support/assertions';
 import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
 
@@ -154,5 +155,14 @@ describe('enrichment stack with its own foundation model', () => {
     expect(JSON.stringify(invoke[0].Resource)).toBe(
       JSON.stringify({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':bedrock:', { Ref: 'AWS::Region' }, '::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0']] }),
     );
+  });
+});
+
+describe('enrichment config', () => {
+  it('has defaults (the model falls back to agent.bedrockModelId in the stack) and names a bad key', () => {
+    const config = parseConfig({ agent: { bedrockModelId: 'anthropic.claude-sonnet-4-5-20250929-v1:0' } });
+    expect(config.enrichment).toEqual({ maxTranscriptBytes: 1_048_576, reservedConcurrency: 10, archiveRetentionDays: 90 });
+    expect(() => parseConfig({ enrichment: { maxTranscriptBytes: 100 } })).toThrow(/enrichment\.maxTranscriptBytes/);
+    expect(() => parseConfig({ enrichment: { modelID: 'x' } })).toThrow(/enrichment\.modelID: unknown key/);
   });
 });
