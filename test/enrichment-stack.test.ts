@@ -121,7 +121,14 @@ describe('enrichment stack', () => {
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
     });
     enrichment.hasResourceProperties('AWS::Events::EventBus', { Name: 'voice-intake-intake', KmsKeyIdentifier: Match.anyValue() });
-    enrichment.hasResourceProperties('AWS::Events::Archive', { RetentionDays: 90, EventPattern: { source: ['voice-intake.enrichment'] } });
+    enrichment.hasResourceProperties('AWS::Events::Archive', {
+      RetentionDays: 90,
+      EventPattern: { source: ['voice-intake.enrichment'] },
+      KmsKeyIdentifier: { 'Fn::GetAtt': [Match.stringLikeRegexp('^EnrichmentKey'), 'Arn'] },
+    });
+    const [archive] = Object.values(enrichment.findResources('AWS::Events::Archive'));
+    expect(JSON.stringify(archive.Properties.SourceArn)).toContain(':event-bus/voice-intake-intake');
+    expect(archive.DependsOn).toEqual([expect.stringMatching(/^IntakeBus/)]);
   });
 
   it('ships a bundle that loads on its own (no node_modules) and exports the handler', () => {
