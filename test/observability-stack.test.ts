@@ -46,6 +46,10 @@ describe('observability stack', () => {
     for (const name of Object.values(AGENT_METRICS)) expect(body).toContain(name);
     expect(body).toContain('EngineCPUUtilization');
   });
+
+  it('matches the snapshot', () => {
+    expect(observability.toJSON()).toMatchSnapshot();
+  });
 });
 
 describe('observability stack with an existing topic', () => {
