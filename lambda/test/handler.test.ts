@@ -312,6 +312,12 @@ describe('enrichment handler', () => {
     expect(putKeys()).toEqual(['enrichment-errors/2026/11/24/call-huge.json']);
   });
 
+  it('ignores an event that is not an S3 Object Created event, without failing (nothing to retry)', async () => {
+    const outcome = await handler({ version: '0', id: 'evt-x', 'detail-type': 'Scheduled Event', source: 'aws.events', detail: {} }, lambdaContext());
+    expect(outcome).toMatchObject({ status: 'ignored' });
+    expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
+  });
+
   it('ignores objects outside the transcripts prefix', async () => {
     const outcome = await handler(objectCreated('transcript-parts/call-1/000001.json', 100), lambdaContext());
     expect(outcome).toMatchObject({ status: 'ignored' });
