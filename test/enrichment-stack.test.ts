@@ -1,5 +1,11 @@
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../lib/config';
 import { openIngressRules } from './support/assertions';
 import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
 
@@ -52,6 +58,20 @@ describe('enrichment stack', () => {
     expect(putEvents[0].Resource).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^IntakeBus/), 'Arn'] });
   });
 
+  it('decrypts and encrypts with the data key only, and sends HTTPS out only', () => {
+    const dataKeyUse = withAction('kms:Decrypt').filter((statement) => resourceText(statement).includes('DataKey'));
+    expect(dataKeyUse).toHaveLength(1);
+    expect(actionsOf(dataKeyUse[0]).sort()).toEqual(['kms:Decrypt', 'kms:GenerateDataKey']);
+    expect(dataKeyUse[0].Resource).toEqual({ 'Fn::ImportValue': expect.stringMatching(/DataKey.*Arn/) });
+    enrichment.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      GroupDescription: Match.stringLikeRegexp('^Enrichment function'),
+      SecurityGroupEgress: [Match.objectLike({ IpProtocol: 'tcp', FromPort: 443, ToPort: 443 })],
+    });
+    const groups = Object.values(enrichment.findResources('AWS::EC2::SecurityGroup'));
+    expect(groups).toHaveLength(1);
+    expect(groups[0].Properties.SecurityGroupIngress).toBeUndefined();
+  });
+
   it('triggers on transcript objects of the transcripts bucket only, with retries and a DLQ', () => {
     enrichment.hasResourceProperties('AWS::Events::Rule', {
       EventPattern: {
@@ -101,7 +121,33 @@ describe('enrichment stack', () => {
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
     });
     enrichment.hasResourceProperties('AWS::Events::EventBus', { Name: 'voice-intake-intake', KmsKeyIdentifier: Match.anyValue() });
-    enrichment.hasResourceProperties('AWS::Events::Archive', { RetentionDays: 90, EventPattern: { source: ['voice-intake.enrichment'] } });
+    enrichment.hasResourceProperties('AWS::Events::Archive', {
+      RetentionDays: 90,
+      EventPattern: { source: ['voice-intake.enrichment'] },
+      KmsKeyIdentifier: { 'Fn::GetAtt': [Match.stringLikeRegexp('^EnrichmentKey'), 'Arn'] },
+    });
+    const [archive] = Object.values(enrichment.findResources('AWS::Events::Archive'));
+    expect(JSON.stringify(archive.Properties.SourceArn)).toContain(':event-bus/voice-intake-intake');
+    expect(archive.DependsOn).toEqual([expect.stringMatching(/^IntakeBus/)]);
+  });
+
+  it('ships a bundle that loads on its own (no node_modules) and exports the handler', () => {
+    const asset = synthesized.stacks.enrichment.function.node.findAll().find((child): child is Asset => child instanceof Asset);
+    expect(asset).toBeDefined();
+    // Outside the repository, so nothing resolves from the workspace's node_modules: only what esbuild bundled.
+    const dir = mkdtempSync(join(tmpdir(), 'enrichment-bundle-'));
+    try {
+      copyFileSync(join(synthesized.app.outdir, asset!.assetPath, 'index.js'), join(dir, 'index.js'));
+      const loaded = spawnSync(process.execPath, ['-e', 'process.stdout.write(typeof require("./index.js").handler)'], {
+        cwd: dir,
+        encoding: 'utf8',
+        env: { PATH: process.env.PATH, AWS_REGION: 'us-east-1', MODEL_ID: 'm', EVENT_BUS_NAME: 'b', IDEMPOTENCY_TABLE_NAME: 't' },
+      });
+      expect(loaded.stderr).not.toMatch(/Cannot find module|invalid enrichment environment/);
+      expect(loaded.stdout).toBe('function');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('matches the snapshot', () => {
@@ -116,5 +162,14 @@ describe('enrichment stack with its own foundation model', () => {
     expect(JSON.stringify(invoke[0].Resource)).toBe(
       JSON.stringify({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':bedrock:', { Ref: 'AWS::Region' }, '::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0']] }),
     );
+  });
+});
+
+describe('enrichment config', () => {
+  it('has defaults (the model falls back to agent.bedrockModelId in the stack) and names a bad key', () => {
+    const config = parseConfig({ agent: { bedrockModelId: 'anthropic.claude-sonnet-4-5-20250929-v1:0' } });
+    expect(config.enrichment).toEqual({ maxTranscriptBytes: 1_048_576, reservedConcurrency: 10, archiveRetentionDays: 90 });
+    expect(() => parseConfig({ enrichment: { maxTranscriptBytes: 100 } })).toThrow(/enrichment\.maxTranscriptBytes/);
+    expect(() => parseConfig({ enrichment: { modelID: 'x' } })).toThrow(/enrichment\.modelID: unknown key/);
   });
 });

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { callInsightsSchema, enrichmentErrorKeyForTranscript, intakeEnrichedDetailSchema } from '../src';
+import {
+  callInsightsSchema,
+  enrichedKeyForTranscript,
+  enrichedRecordSchema,
+  enrichmentErrorKeyForTranscript,
+  intakeEnrichedDetailSchema,
+  transcriptKey,
+} from '../src';
 
 describe('enrichment contracts', () => {
   it('converts the insights schema to a JSON Schema a model tool can take', () => {
@@ -27,5 +34,34 @@ describe('enrichment contracts', () => {
   it('keeps error records beside, not inside, the enriched prefix', () => {
     expect(enrichmentErrorKeyForTranscript('transcripts/2026/11/24/c1.json')).toBe('enrichment-errors/2026/11/24/c1.json');
     expect(intakeEnrichedDetailSchema.safeParse({}).success).toBe(false);
+  });
+
+  it('describes an enriched call the way consumers read it, and names the field that is wrong', () => {
+    const key = transcriptKey('call-42', new Date('2026-11-24T15:00:00Z'));
+    const insights = {
+      summary: 'Caller reports a leak.',
+      intent: 'report water damage',
+      intakeFields: [{ name: 'full_name', value: 'Ada Lovelace', confidence: 0.9 }],
+      urgency: 'high',
+      sentiment: 'negative',
+      followUpActions: ['Call back today'],
+    };
+    const record = enrichedRecordSchema.parse({
+      schemaVersion: 1,
+      callId: 'call-42',
+      callerNumber: '+14155550123',
+      transcriptKey: key,
+      enrichedAt: '2026-11-24T15:02:00.000Z',
+      modelId: 'anthropic.claude-haiku-4-5-20251001-v1:0',
+      modelAttempts: 1,
+      insights,
+    });
+    expect(record.insights.urgency).toBe('high');
+
+    const detail = { schemaVersion: 1, callId: 'call-42', bucket: 'b', enrichedKey: enrichedKeyForTranscript(key), transcriptKey: key, callerNumber: '+14155550123', intent: insights.intent, urgency: 'high', sentiment: 'negative' };
+    expect(intakeEnrichedDetailSchema.parse(detail).enrichedKey).toBe('enriched/2026/11/24/call-42.json');
+    const wrong = intakeEnrichedDetailSchema.safeParse({ ...detail, urgency: 'critical', callId: 'bad id' });
+    expect(wrong.success).toBe(false);
+    expect(wrong.error!.issues.map((issue) => issue.path.join('.')).sort()).toEqual(['callId', 'urgency']);
   });
 });

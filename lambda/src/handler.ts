@@ -54,15 +54,11 @@ const idempotencyConfig = new IdempotencyConfig({
   throwOnNoIdempotencyKey: true,
 });
 
-async function enrichEvent(event: unknown, context: Context): Promise<EnrichmentOutcome> {
-  logger.addContext(context);
-  const parsed = objectCreatedEventSchema.safeParse(event);
-  if (!parsed.success) {
-    // Not an event this rule should deliver; retrying cannot fix it.
-    logger.error('unexpected event shape', { issues: parsed.error.issues.slice(0, 5) });
-    return { status: 'ignored', reason: 'not an S3 Object Created event' };
-  }
-  const { bucket, object } = parsed.data.detail;
+type ObjectCreatedEvent = z.infer<typeof objectCreatedEventSchema>;
+
+// Takes the context so makeIdempotent sees it: the in-progress lock then lasts only the invocation's remaining time.
+async function enrichObject(event: ObjectCreatedEvent, _context: Context): Promise<EnrichmentOutcome> {
+  const { bucket, object } = event.detail;
   try {
     const outcome = await enricher.enrich({ bucket: bucket.name, key: object.key, size: object.size });
     metrics.addMetric(
@@ -80,4 +76,15 @@ async function enrichEvent(event: unknown, context: Context): Promise<Enrichment
   }
 }
 
-export const handler = makeIdempotent(enrichEvent, { persistenceStore, config: idempotencyConfig });
+const enrichObjectOnce = makeIdempotent(enrichObject, { persistenceStore, config: idempotencyConfig });
+
+export async function handler(event: unknown, context: Context): Promise<EnrichmentOutcome> {
+  logger.addContext(context);
+  // Checked before idempotency: an event without bucket and key has no idempotency key, and retrying cannot fix it.
+  const parsed = objectCreatedEventSchema.safeParse(event);
+  if (!parsed.success) {
+    logger.error('unexpected event shape', { issues: parsed.error.issues.slice(0, 5) });
+    return { status: 'ignored', reason: 'not an S3 Object Created event' };
+  }
+  return enrichObjectOnce(parsed.data, context);
+}

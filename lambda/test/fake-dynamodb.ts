@@ -52,9 +52,11 @@ export function fakeIdempotencyTable(keyAttr = 'id') {
     return {};
   });
   mock.on(GetItemCommand).callsFake((input) => ({ Item: items.get(keyOf(input.Key)) }));
+  const table = { mock, items, keepLocksOnDelete: false };
   mock.on(DeleteItemCommand).callsFake((input) => {
-    items.delete(keyOf(input.Key));
+    // keepLocksOnDelete stands for an invocation that died before it could release its lock (timeout, crash).
+    if (!table.keepLocksOnDelete) items.delete(keyOf(input.Key));
     return {};
   });
-  return { mock, items };
+  return table;
 }

@@ -92,7 +92,7 @@ function objectCreated(key: string, size: number, etag = 'etag-1') {
   };
 }
 
-function lambdaContext(): Context {
+function lambdaContext(remainingMs = 60_000): Context {
   return {
     callbackWaitsForEmptyEventLoop: false,
     functionName: 'enrich',
@@ -102,7 +102,7 @@ function lambdaContext(): Context {
     awsRequestId: `req-${Math.random()}`,
     logGroupName: '/aws/lambda/enrich',
     logStreamName: 'stream',
-    getRemainingTimeInMillis: () => 60_000,
+    getRemainingTimeInMillis: () => remainingMs,
     done: () => undefined,
     fail: () => undefined,
     succeed: () => undefined,
@@ -222,6 +222,53 @@ describe('enrichment handler', () => {
     expect(idempotency.items.size).toBe(1);
   });
 
+  it('refuses a concurrent duplicate while the first delivery is in progress (it fails and is retried later)', async () => {
+    const transcript = agentTranscript('call-race');
+    const body = JSON.stringify(transcript);
+    putTranscript(body);
+    let releaseModel: () => void = () => undefined;
+    const modelAnswered = new Promise<void>((resolve) => {
+      releaseModel = resolve;
+    });
+    bedrock.on(ConverseCommand).callsFake(async () => {
+      await modelAnswered;
+      return toolUseResponse(VALID_INSIGHTS);
+    });
+    const event = objectCreated(transcriptKey('call-race', new Date(transcript.startedAt)), body.length, 'etag-race');
+
+    const first = handler(event, lambdaContext());
+    await vi.waitFor(() => expect(bedrock.commandCalls(ConverseCommand)).toHaveLength(1));
+    await expect(handler({ ...event, id: 'evt-concurrent' }, lambdaContext())).rejects.toMatchObject({ name: 'IdempotencyAlreadyInProgressError' });
+    releaseModel();
+
+    await expect(first).resolves.toMatchObject({ status: 'enriched' });
+    expect(s3.commandCalls(PutObjectCommand)).toHaveLength(1);
+    expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(1);
+  });
+
+  it('lets a redelivery through once the lock of an invocation that died mid-way has expired', async () => {
+    const transcript = agentTranscript('call-crashed');
+    const body = JSON.stringify(transcript);
+    putTranscript(body);
+    bedrock.on(ConverseCommand).resolves(toolUseResponse(VALID_INSIGHTS));
+    const event = objectCreated(transcriptKey('call-crashed', new Date(transcript.startedAt)), body.length, 'etag-crashed');
+    // An invocation that timed out leaves its in-progress item behind; its lock lasts the time that invocation had left.
+    s3.on(PutObjectCommand).rejectsOnce(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }));
+    idempotency.keepLocksOnDelete = true;
+    try {
+      await expect(handler(event, lambdaContext(1))).rejects.toThrow('socket hang up');
+    } finally {
+      idempotency.keepLocksOnDelete = false;
+    }
+    const [lock] = [...idempotency.items.values()];
+    expect(lock.status?.S).toBe('INPROGRESS');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+
+    s3.on(PutObjectCommand).resolves({});
+    await expect(handler({ ...event, id: 'evt-retry' }, lambdaContext())).resolves.toMatchObject({ status: 'enriched' });
+    expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(1);
+  });
+
   it('enriches again when the transcript object is replaced (new ETag)', async () => {
     const transcript = agentTranscript('call-v2');
     const body = JSON.stringify(transcript);
@@ -263,6 +310,12 @@ describe('enrichment handler', () => {
     expect(outcome).toMatchObject({ status: 'rejected', reason: 'transcript_too_large' });
     expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
     expect(putKeys()).toEqual(['enrichment-errors/2026/11/24/call-huge.json']);
+  });
+
+  it('ignores an event that is not an S3 Object Created event, without failing (nothing to retry)', async () => {
+    const outcome = await handler({ version: '0', id: 'evt-x', 'detail-type': 'Scheduled Event', source: 'aws.events', detail: {} }, lambdaContext());
+    expect(outcome).toMatchObject({ status: 'ignored' });
+    expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
   });
 
   it('ignores objects outside the transcripts prefix', async () => {

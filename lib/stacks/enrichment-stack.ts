@@ -59,12 +59,19 @@ export class EnrichmentStack extends VoiceIntakeStack {
     });
     acknowledgeRules(this.deadLetterQueue, ['AwsSolutions-SQS3'], 'This queue is the dead-letter queue; it needs none of its own.');
 
-    this.bus = new events.EventBus(this, 'IntakeBus', { eventBusName: `${deploymentName}-intake`, kmsKey: key });
-    this.bus.archive('IntakeArchive', {
+    const busName = `${deploymentName}-intake`;
+    this.bus = new events.EventBus(this, 'IntakeBus', { eventBusName: busName, kmsKey: key });
+    // The archive keeps the bus's events under the same key (bus.archive() would drop kmsKey). Its key-policy
+    // statement names the bus ARN; built from the name, that ARN does not make the key depend on the bus, which
+    // already depends on the key.
+    const archive = new events.Archive(this.bus, 'IntakeArchive', {
+      sourceEventBus: events.EventBus.fromEventBusName(this, 'IntakeBusArn', busName),
       description: 'IntakeEnriched events, for replay to new or recovering consumers',
       eventPattern: { source: [ENRICHMENT_EVENT_SOURCE] },
       retention: Duration.days(enrichment.archiveRetentionDays),
+      kmsKey: key,
     });
+    archive.node.addDependency(this.bus);
 
     // Operational, not a record: it only remembers which object versions were enriched, so it lives here.
     this.idempotencyTable = new dynamodb.Table(this, 'IdempotencyTable', {
