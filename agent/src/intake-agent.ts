@@ -29,6 +29,11 @@ export interface IntakeAgentCallbacks {
   hangUp: (reason: string) => Promise<void>;
   /** Used when the MCP server names no target. */
   defaultTransferTarget?: string;
+  /** Sees every LLM request (the whole prompt) and its response (text and tool calls): the compliance log. */
+  llmExchange?: {
+    request: (request: { messages: unknown; tools: string[] }) => void;
+    response: (response: { text: string; toolCalls: { name: string; arguments: string; callId: string }[]; usage?: unknown }) => void;
+  };
 }
 
 const TARGET = /\b((?:sip|tel):[^\s)]+)/;
@@ -39,10 +44,12 @@ export function callControlTools(toolset: McpToolset, callbacks: IntakeAgentCall
     transfer_to_human: llm.tool({
       description: 'Connect the caller to a person. Say you are connecting them before calling this.',
       parameters: z.object({ reason: z.string().min(3).max(300).describe('Why, in a few words') }),
-      execute: async ({ reason }) => {
+      execute: async ({ reason }, { ctx }) => {
         const decision = await toolset.call('request_human_transfer', { reason });
         const target = TARGET.exec(decision)?.[1] ?? callbacks.defaultTransferTarget;
         if (!target) return 'No one is available to take the call right now. Offer a callback instead.';
+        // "I'm connecting you now" must be heard before the REFER takes the caller away.
+        await ctx.waitForPlayout();
         await callbacks.transfer(target, reason);
         return `Transferring to ${target}.`;
       },
@@ -50,7 +57,9 @@ export function callControlTools(toolset: McpToolset, callbacks: IntakeAgentCall
     end_call: llm.tool({
       description: 'Hang up once the caller has nothing more and you have said goodbye.',
       parameters: z.object({ reason: z.string().max(200).describe('Why the call ends') }),
-      execute: async ({ reason }) => {
+      execute: async ({ reason }, { ctx }) => {
+        // The goodbye is usually spoken in the same turn as this call: let the caller hear it before the line drops.
+        await ctx.waitForPlayout();
         await callbacks.hangUp(reason);
         return 'Call ended.';
       },
@@ -60,11 +69,41 @@ export function callControlTools(toolset: McpToolset, callbacks: IntakeAgentCall
 
 /** The intake agent: our instructions, the MCP server's tools and the call-control tools. */
 export class IntakeAgent extends voice.Agent {
-  constructor(mcpTools: Record<string, llm.FunctionTool>, toolset: McpToolset, callbacks: IntakeAgentCallbacks, chatCtx?: llm.ChatContext) {
+  readonly #exchange?: IntakeAgentCallbacks['llmExchange'];
+
+  constructor(mcpTools: Record<string, llm.AnonFunctionTool>, toolset: McpToolset, callbacks: IntakeAgentCallbacks, chatCtx?: llm.ChatContext) {
     super({
       instructions: INTAKE_INSTRUCTIONS,
       chatCtx,
       tools: { ...mcpTools, ...callControlTools(toolset, callbacks) },
     });
+    this.#exchange = callbacks.llmExchange;
+  }
+
+  /** The default LLM node, with the prompt recorded before it is sent and the response once it is complete. */
+  override async llmNode(chatCtx: llm.ChatContext, toolCtx: llm.ToolContext, modelSettings: voice.ModelSettings) {
+    const exchange = this.#exchange;
+    const output = await voice.Agent.default.llmNode(this, chatCtx, toolCtx, modelSettings);
+    if (!exchange || !output) return output;
+    exchange.request({ messages: chatCtx.toJSON({ excludeImage: true, excludeAudio: true }).items, tools: llm.sortedToolNames(toolCtx) });
+    let text = '';
+    const toolCalls: { name: string; arguments: string; callId: string }[] = [];
+    let usage: unknown;
+    return output.pipeThrough(
+      new TransformStream<llm.ChatChunk | string, llm.ChatChunk | string>({
+        transform(chunk, controller) {
+          if (typeof chunk === 'string') text += chunk;
+          else {
+            text += chunk.delta?.content ?? '';
+            for (const call of chunk.delta?.toolCalls ?? []) toolCalls.push({ name: call.name, arguments: call.args, callId: call.callId });
+            usage = chunk.usage ?? usage;
+          }
+          controller.enqueue(chunk);
+        },
+        flush() {
+          exchange.response({ text, toolCalls, usage });
+        },
+      }),
+    );
   }
 }

@@ -87,23 +87,21 @@ export class McpToolset {
     await client?.close().catch(() => undefined);
   }
 
-  /** Lists the server's tools and wraps each as a LiveKit tool keyed by name. */
-  async tools(): Promise<Record<string, llm.FunctionTool>> {
+  /** Lists the server's tools and wraps each as a LiveKit tool keyed by name (anonymous: the key names it). */
+  async tools(): Promise<Record<string, llm.AnonFunctionTool>> {
     const client = await this.connect();
     const { tools } = await client.listTools();
     return Object.fromEntries(tools.map((tool) => [tool.name, this.wrap(tool)]));
   }
 
-  private wrap(tool: McpTool): llm.FunctionTool {
+  private wrap(tool: McpTool): llm.AnonFunctionTool {
     // MCP input schemas are JSON Schema already: LiveKit takes them as they are (its typings expect a literal schema).
     const defineTool = llm.tool as unknown as (definition: {
-      name: string;
       description: string;
       parameters: McpTool['inputSchema'];
       execute: (args: Record<string, unknown>, opts: { abortSignal?: AbortSignal }) => Promise<string>;
-    }) => llm.FunctionTool;
+    }) => llm.AnonFunctionTool;
     return defineTool({
-      name: tool.name,
       description: tool.description ?? tool.name,
       parameters: tool.inputSchema,
       execute: (args, opts) => this.call(tool.name, args, opts?.abortSignal),

@@ -74,11 +74,15 @@ describe('MCP toolset against the real MCP server', () => {
       transfer: async (target, reason) => void transfers.push([target, reason]),
       hangUp: async (reason) => void hangUps.push(reason),
     });
-    const run = (tool: { execute: (args: never, opts: never) => Promise<unknown> }, args: object) => tool.execute(args as never, { toolCallId: 't1', ctx: {} } as never);
+    const playedOut: string[] = [];
+    // A run context whose speech has played out: the tools wait for it before acting on the call.
+    const ctx = { waitForPlayout: async () => void playedOut.push('played') };
+    const run = (tool: { execute: (args: never, opts: never) => Promise<unknown> }, args: object) => tool.execute(args as never, { toolCallId: 't1', ctx } as never);
     expect(await run(tools.transfer_to_human, { reason: 'caller asked for a person' })).toBe('Transferring to sip:front-desk@pbx.example.com.');
     expect(transfers).toEqual([['sip:front-desk@pbx.example.com', 'caller asked for a person']]);
     expect(await run(tools.end_call, { reason: 'caller is done' })).toBe('Call ended.');
     expect(hangUps).toEqual(['caller is done']);
+    expect(playedOut).toHaveLength(2);
   });
 
   it('reconnects after the server restarts', async () => {

@@ -1,35 +1,18 @@
-import { Readable } from 'node:stream';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { sdkStreamMixin } from '@smithy/util-stream';
+import { S3Client } from '@aws-sdk/client-s3';
 import { type AuditRecord, transcriptPartSchema, transcriptSchema, verifyAuditChain } from '@voice-intake/contracts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { CallRecorder, type CallRecorderOptions } from '../../src/records/call-recorder';
 import { redactPii } from '../../src/records/redact';
+import { inMemoryS3 } from '../support/fake-aws';
 
 const s3Mock = mockClient(S3Client);
-const objects = new Map<string, string>();
-let failPuts = 0;
+let objects: Map<string, string>;
+let failNextPuts: (count: number) => void;
 
 beforeEach(() => {
   s3Mock.reset();
-  objects.clear();
-  failPuts = 0;
-  s3Mock.on(PutObjectCommand).callsFake((input) => {
-    if (failPuts > 0) {
-      failPuts -= 1;
-      throw Object.assign(new Error('Service Unavailable'), { name: 'ServiceUnavailable' });
-    }
-    const key = `${input.Bucket}/${input.Key}`;
-    if (objects.has(key)) throw new Error(`overwrite of ${key}`);
-    objects.set(key, String(input.Body));
-    return {};
-  });
-  s3Mock.on(GetObjectCommand).callsFake((input) => {
-    const body = objects.get(`${input.Bucket}/${input.Key}`);
-    if (body === undefined) throw Object.assign(new Error('NoSuchKey'), { name: 'NoSuchKey' });
-    return { Body: sdkStreamMixin(Readable.from([Buffer.from(body)])) };
-  });
+  ({ objects, failNextPuts } = inMemoryS3(s3Mock));
 });
 
 const startedAt = new Date('2026-11-24T15:00:00.000Z');
@@ -77,7 +60,7 @@ describe('call recorder', () => {
   it('keeps records that failed to flush and writes them next time', async () => {
     const rec = recorder();
     rec.addTurn({ speaker: 'agent', text: 'Hello.', startedAt: at(1), endedAt: at(2) });
-    failPuts = 1;
+    failNextPuts(1);
     await expect(rec.flush()).rejects.toThrow(/Service Unavailable/);
     await rec.flush();
     expect(transcriptPartSchema.parse(JSON.parse(objects.get('transcripts/transcript-parts/call-rec/000000.json')!)).turns).toHaveLength(1);

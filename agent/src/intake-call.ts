@@ -1,0 +1,210 @@
+import type { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
+import type { PollyClient } from '@aws-sdk/client-polly';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { TranscribeStreamingClient } from '@aws-sdk/client-transcribe-streaming';
+import { type VAD, llm, voice } from '@livekit/agents';
+import { AGENT_METRICS, type CallEndReason, GENESIS_HASH } from '@voice-intake/contracts';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { AgentEnv } from './config';
+import { IntakeAgent } from './intake-agent';
+import { McpToolset } from './mcp/toolset';
+import type { MetricsEmitter } from './metrics';
+import { BedrockLLM, PollyTTS, TranscribeSTT } from './plugins/aws';
+import { CallRecorder } from './records/call-recorder';
+import { redactPii } from './records/redact';
+import { RedisSessionStore } from './state/session-store';
+
+/** The call as LiveKit SIP describes it. */
+export interface CallIdentity {
+  callId: string;
+  roomName: string;
+  callerNumber: string;
+  calledNumber?: string;
+  startedAt: Date;
+}
+
+/** Phone audio: endpoint a little later than for a headset (line noise, slower turn-taking); barge-in by VAD. */
+export const PHONE_TURN_HANDLING = {
+  turnDetection: 'vad',
+  endpointing: { minDelay: 500, maxDelay: 3_000 },
+  interruption: { enabled: true, mode: 'vad', minDuration: 400 },
+} as const;
+
+export interface IntakeCallOptions {
+  env: AgentEnv;
+  call: CallIdentity;
+  workerId: string;
+  /** The process's Silero model (loaded once in prewarm). */
+  vad: VAD;
+  redis: Redis;
+  s3: S3Client;
+  /** Pre-built AWS clients (shared per process; tests inject mocked ones). Default: each plugin creates its own. */
+  aws?: { transcribe?: TranscribeStreamingClient; bedrock?: BedrockRuntimeClient; polly?: PollyClient };
+  metrics: MetricsEmitter;
+  logger: Logger;
+  /** Hands the call to a person at `target` (LiveKit SIP transfer: a SIP REFER to the carrier). */
+  transfer: (target: string) => Promise<void>;
+  /** Ends the call after the goodbye (disconnects the room / shuts the job down). */
+  hangUp: (reason: string) => void;
+  /** Overrides for the session (tests shorten endpointing; production keeps the phone defaults). */
+  turnHandling?: typeof PHONE_TURN_HANDLING;
+}
+
+/** One intake call, wired: session state, records, MCP tools, the AWS pipeline and the agent. */
+export interface IntakeCall {
+  readonly session: voice.AgentSession;
+  readonly agent: IntakeAgent;
+  readonly recorder: CallRecorder;
+  readonly resumed: boolean;
+  /** Opens the conversation: a greeting, or an apology when this worker took the call over. */
+  greet(): Promise<void>;
+  /** A DTMF key press, handed to the model as words it can act on. */
+  keyPressed(digit: string): void;
+  /** Writes the final transcript and state, closes the MCP session. Safe to call once the call is over. */
+  finish(): Promise<void>;
+}
+
+/** A worker taking over a call gives the model the last turns the previous worker stored. */
+function resumedContext(turns: { speaker: 'caller' | 'agent'; text: string }[]): llm.ChatContext {
+  const chatCtx = llm.ChatContext.empty();
+  for (const turn of turns) chatCtx.addMessage({ role: turn.speaker === 'caller' ? 'user' : 'assistant', content: turn.text });
+  return chatCtx;
+}
+
+/**
+ * Everything a call needs besides the room: the worker entry passes a LiveKit room to `session.start`, tests and
+ * benchmarks pass their own audio input and output. One wiring, so what the tests exercise is what production runs.
+ */
+export async function prepareIntakeCall(options: IntakeCallOptions): Promise<IntakeCall> {
+  const { env, call, workerId, metrics, logger } = options;
+  const log = logger.child({ callId: call.callId, room: call.roomName });
+  const dimensions = { callId: call.callId };
+
+  const sessions = new RedisSessionStore(options.redis, { ttlSeconds: env.SESSION_TTL_SECONDS });
+  const { state, resumed } = await sessions.start({
+    ...call,
+    startedAt: call.startedAt.toISOString(),
+    workerId,
+    status: 'active',
+    intake: { fields: {}, confirmed: false },
+    lastTurns: [],
+    nextTurnSeq: 0,
+    nextTranscriptPart: 0,
+    audit: { seq: 0, prevHash: GENESIS_HASH },
+  });
+  if (resumed) await sessions.claim(call.callId, workerId);
+
+  const recorder = new CallRecorder({
+    s3: options.s3,
+    transcriptsBucket: env.TRANSCRIPTS_BUCKET,
+    auditBucket: env.AUDIT_BUCKET,
+    call,
+    redact: env.PII_REDACTION ? redactPii : undefined,
+    flushIntervalMs: env.RECORD_FLUSH_MS,
+    resume: resumed ? state : undefined,
+  });
+  recorder.start();
+  recorder.audit('session_start', resumed ? 'resumed' : 'started', { workerId, callerNumber: call.callerNumber });
+
+  const toolset = new McpToolset({
+    url: env.MCP_URL,
+    token: env.MCP_TOKEN,
+    sessionSecret: env.MCP_SESSION_SECRET,
+    call: { callId: call.callId, callerNumber: call.callerNumber },
+    onToolCall: (event) => {
+      recorder.audit('tool_call', event.name, { arguments: event.arguments });
+      recorder.audit('tool_result', event.name, { text: event.resultText, isError: event.isError });
+      metrics.emit({ [AGENT_METRICS.toolLatency]: event.durationMs, [AGENT_METRICS.toolErrors]: event.isError ? 1 : 0 }, { ...dimensions, tool: event.name });
+    },
+  });
+
+  const session = new voice.AgentSession({
+    vad: options.vad,
+    stt: new TranscribeSTT({ language: env.TRANSCRIBE_LANGUAGE, pii: env.PII_REDACTION ? 'redact' : undefined, client: options.aws?.transcribe }),
+    llm: new BedrockLLM({ model: env.BEDROCK_MODEL_ID, fallbackModel: env.BEDROCK_FALLBACK_MODEL_ID, client: options.aws?.bedrock }),
+    tts: new PollyTTS({ voice: env.POLLY_VOICE, engine: env.POLLY_ENGINE, streaming: env.POLLY_ENGINE === 'generative', client: options.aws?.polly }),
+    turnHandling: options.turnHandling ?? PHONE_TURN_HANDLING,
+  });
+
+  // Every turn goes to the transcript and the session state as it happens.
+  session.on(voice.AgentSessionEventTypes.ConversationItemAdded, (event) => {
+    const item = event.item;
+    if (item.type !== 'message' || (item.role !== 'user' && item.role !== 'assistant')) return;
+    const text = item.textContent ?? '';
+    if (!text) return;
+    const at = new Date(item.createdAt).toISOString();
+    const turn = recorder.addTurn({
+      speaker: item.role === 'user' ? 'caller' : 'agent',
+      text,
+      startedAt: at,
+      endedAt: at,
+      confidence: item.transcriptConfidence,
+      interrupted: item.interrupted,
+    });
+    if (item.role === 'assistant' && item.metrics.e2eLatency !== undefined) {
+      metrics.emit({ [AGENT_METRICS.voiceToVoiceLatency]: item.metrics.e2eLatency * 1000 }, dimensions);
+    }
+    void sessions
+      .appendTurn(call.callId, turn)
+      .then(() => sessions.update(call.callId, (current) => ({ ...current, ...recorder.position })))
+      .catch((error) => log.warn({ err: error }, 'session state not updated'));
+  });
+  session.on(voice.AgentSessionEventTypes.MetricsCollected, ({ metrics: collected }) => {
+    if (collected.type === 'eou_metrics') {
+      metrics.emit({ [AGENT_METRICS.endOfUtteranceDelay]: collected.endOfUtteranceDelayMs, [AGENT_METRICS.sttFinalDelay]: collected.transcriptionDelayMs }, dimensions);
+    } else if (collected.type === 'llm_metrics') {
+      metrics.emit({ [AGENT_METRICS.llmTimeToFirstToken]: collected.ttftMs }, dimensions);
+    } else if (collected.type === 'tts_metrics') {
+      metrics.emit({ [AGENT_METRICS.ttsTimeToFirstByte]: collected.ttfbMs }, dimensions);
+    }
+  });
+
+  let endReason: CallEndReason = 'caller_hangup';
+  const agent = new IntakeAgent(
+    await toolset.tools(),
+    toolset,
+    {
+      defaultTransferTarget: env.DEFAULT_TRANSFER_TARGET,
+      transfer: async (target, reason) => {
+        endReason = 'transferred';
+        recorder.audit('transfer', target, { reason });
+        await sessions.update(call.callId, (current) => ({ ...current, status: 'transferring' }));
+        await options.transfer(target);
+      },
+      hangUp: async (reason) => {
+        endReason = 'agent_hangup';
+        log.info({ reason }, 'agent hangs up');
+        options.hangUp(reason);
+      },
+      llmExchange: {
+        request: (request) => recorder.audit('llm_request', env.BEDROCK_MODEL_ID, request),
+        response: (response) => recorder.audit('llm_response', env.BEDROCK_MODEL_ID, response),
+      },
+    },
+    resumed ? resumedContext(state.lastTurns) : undefined,
+  );
+
+  metrics.emit({ [AGENT_METRICS.callsStarted]: 1 }, dimensions);
+  let finished: Promise<void> | undefined;
+  return {
+    session,
+    agent,
+    recorder,
+    resumed,
+    greet: () =>
+      session
+        .generateReply({
+          instructions: resumed ? 'Apologise for the interruption and pick up where the call left off.' : 'Greet the caller and offer to take their details.',
+        })
+        .waitForPlayout(),
+    keyPressed: (digit) => void session.generateReply({ userInput: `(the caller pressed ${digit})` }),
+    finish: () =>
+      (finished ??= (async () => {
+        await recorder.finish(endReason).catch((error) => log.error({ err: error }, 'final transcript not written'));
+        await sessions.update(call.callId, (current) => ({ ...current, status: 'ended', ...recorder.position })).catch(() => undefined);
+        await toolset.close();
+        metrics.emit({ [AGENT_METRICS.callsEnded]: 1 }, dimensions);
+      })()),
+  };
+}

@@ -1,0 +1,295 @@
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  type BedrockRuntimeClient,
+  ConverseStreamCommand,
+  type ConverseStreamCommandInput,
+  type ConverseStreamOutput,
+} from '@aws-sdk/client-bedrock-runtime';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { type PollyClient, SynthesizeSpeechCommand, type SynthesizeSpeechCommandInput } from '@aws-sdk/client-polly';
+import {
+  StartStreamTranscriptionCommand,
+  type StartStreamTranscriptionCommandInput,
+  type TranscribeStreamingClient,
+  type TranscriptResultStream,
+} from '@aws-sdk/client-transcribe-streaming';
+import { sdkStreamMixin } from '@smithy/util-stream';
+import type { AwsClientStub } from 'aws-sdk-client-mock';
+import { rms } from './speech';
+
+/**
+ * Stand-ins for the AWS voice services at the SDK boundary, in the SDK's own shapes (event streams in, event streams
+ * out, an SDK stream mixin for Polly's body), that behave like the services over time: Transcribe listens to the
+ * audio it is sent, Bedrock streams tokens, Polly streams audio. Latencies are parameters, so the benchmark can
+ * simulate the real services' and measure what the pipeline adds on top.
+ */
+
+/** A push-based async iterable: what an SDK event stream looks like to its consumer. */
+class EventQueue<T> implements AsyncIterable<T> {
+  #items: T[] = [];
+  #waiting?: (result: IteratorResult<T>) => void;
+  #ended = false;
+  #error?: unknown;
+
+  push(item: T): void {
+    if (this.#waiting) {
+      const resolve = this.#waiting;
+      this.#waiting = undefined;
+      resolve({ value: item, done: false });
+    } else this.#items.push(item);
+  }
+
+  end(error?: unknown): void {
+    this.#ended = true;
+    this.#error = error;
+    if (this.#waiting) {
+      const resolve = this.#waiting;
+      this.#waiting = undefined;
+      resolve({ value: undefined, done: true });
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      if (this.#items.length > 0) {
+        yield this.#items.shift()!;
+        continue;
+      }
+      if (this.#ended) {
+        if (this.#error) throw this.#error;
+        return;
+      }
+      const next = await new Promise<IteratorResult<T>>((resolve) => (this.#waiting = resolve));
+      if (next.done) {
+        if (this.#error) throw this.#error;
+        return;
+      }
+      yield next.value;
+    }
+  }
+}
+
+export interface ListeningTranscribeOptions {
+  /** What the caller says, in order: each detected utterance is transcribed as the next entry. */
+  utterances: string[];
+  /** Silence that ends an utterance. Default 300 ms. */
+  endSilenceMs?: number;
+  /** Simulated finalisation latency after the utterance ends (real Transcribe: hundreds of ms). Default 100 ms. */
+  finalDelayMs?: number;
+  /** RMS above which a chunk counts as speech. Default 400. */
+  speechLevel?: number;
+}
+
+export interface TranscribeLog {
+  sessions: number;
+  /** Finals sent, with the stream time they cover. */
+  finals: { text: string; at: number }[];
+  /** Utterances heard after the script ran out. */
+  unscripted: number;
+  audioMs: number;
+}
+
+function transcriptEvent(resultId: string, text: string, partial: boolean, start: number, end: number): TranscriptResultStream {
+  const words = text.split(/\s+/).filter(Boolean);
+  const step = (end - start) / Math.max(words.length, 1);
+  return {
+    TranscriptEvent: {
+      Transcript: {
+        Results: [
+          {
+            ResultId: resultId,
+            IsPartial: partial,
+            StartTime: start,
+            EndTime: end,
+            Alternatives: [
+              {
+                Transcript: text,
+                Items: words.map((word, index) => ({
+                  Content: word,
+                  Type: 'pronunciation',
+                  Confidence: 0.93,
+                  Stable: !partial,
+                  StartTime: start + index * step,
+                  EndTime: start + (index + 1) * step,
+                })),
+              },
+            ],
+          },
+        ],
+      },
+    },
+  };
+}
+
+/**
+ * Transcribe that listens: it reads the AudioStream the plugin sends, finds utterances by their energy, sends growing
+ * partials while one is spoken and the scripted text as a final once it ends (after the simulated finalisation delay).
+ */
+export function listeningTranscribe(mock: AwsClientStub<TranscribeStreamingClient>, options: ListeningTranscribeOptions): TranscribeLog {
+  const { endSilenceMs = 300, finalDelayMs = 100, speechLevel = 400 } = options;
+  const log: TranscribeLog = { sessions: 0, finals: [], unscripted: 0, audioMs: 0 };
+  let next = 0;
+  mock.on(StartStreamTranscriptionCommand).callsFake(async (input: StartStreamTranscriptionCommandInput) => {
+    const session = log.sessions++;
+    const sampleRate = input.MediaSampleRateHertz ?? 16_000;
+    const results = new EventQueue<TranscriptResultStream>();
+    void (async () => {
+      let streamMs = 0;
+      let speechStartedMs: number | undefined;
+      let lastLoudMs = 0;
+      let partials = 0;
+      for await (const event of input.AudioStream!) {
+        const chunk = event.AudioEvent?.AudioChunk;
+        if (!chunk || chunk.byteLength < 2) continue;
+        const pcm = new Int16Array(chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength - (chunk.byteLength % 2)));
+        const chunkMs = (pcm.length / sampleRate) * 1000;
+        const loud = rms(pcm) > speechLevel;
+        streamMs += chunkMs;
+        log.audioMs += chunkMs;
+        if (loud) {
+          speechStartedMs ??= streamMs - chunkMs;
+          lastLoudMs = streamMs;
+        }
+        if (speechStartedMs === undefined) continue;
+        const text = options.utterances[next];
+        const resultId = `s${session}-u${next}`;
+        if (!loud && streamMs - lastLoudMs >= endSilenceMs) {
+          const [start, end] = [speechStartedMs / 1000, lastLoudMs / 1000];
+          speechStartedMs = undefined;
+          partials = 0;
+          if (text === undefined) {
+            log.unscripted += 1;
+            continue;
+          }
+          next += 1;
+          void sleep(finalDelayMs).then(() => {
+            log.finals.push({ text, at: end });
+            results.push(transcriptEvent(resultId, text, false, start, end));
+          });
+        } else if (text !== undefined && streamMs - speechStartedMs >= (partials + 1) * 400) {
+          // A partial every 400 ms of speech, growing a word at a time, as Transcribe's do.
+          partials += 1;
+          const words = text.split(/\s+/);
+          results.push(transcriptEvent(resultId, words.slice(0, Math.min(words.length, partials * 2)).join(' '), true, speechStartedMs / 1000, streamMs / 1000));
+        }
+      }
+      // The plugin ended the audio stream: finish after any pending final.
+      await sleep(finalDelayMs + 10);
+      results.end();
+    })().catch((error: unknown) => results.end(error));
+    return { SessionId: `session-${session}`, MediaSampleRateHertz: sampleRate, TranscriptResultStream: results, $metadata: {} };
+  });
+  return log;
+}
+
+/** What the model does on one request: say something, call a tool, or both. */
+export interface ModelTurn {
+  text?: string;
+  toolUse?: { name: string; input: Record<string, unknown> };
+}
+
+export interface StreamingBedrockOptions {
+  /** Simulated time to first token. Default 0. */
+  ttftMs?: number;
+  /** Simulated time between tokens (a token = a word here). Default 0. */
+  tokenIntervalMs?: number;
+}
+
+/** Bedrock ConverseStream that answers each request with `decide(request)`, streamed token by token. */
+export function streamingBedrock(
+  mock: AwsClientStub<BedrockRuntimeClient>,
+  decide: (request: ConverseStreamCommandInput, index: number) => ModelTurn,
+  options: StreamingBedrockOptions = {},
+): { requests: ConverseStreamCommandInput[] } {
+  const { ttftMs = 0, tokenIntervalMs = 0 } = options;
+  const requests: ConverseStreamCommandInput[] = [];
+  mock.on(ConverseStreamCommand).callsFake(async (input: ConverseStreamCommandInput) => {
+    const index = requests.push(structuredClone(input)) - 1;
+    const turn = decide(input, index);
+    async function* events(): AsyncGenerator<ConverseStreamOutput> {
+      yield { messageStart: { role: 'assistant' } };
+      if (ttftMs > 0) await sleep(ttftMs);
+      let block = 0;
+      let outputTokens = 0;
+      if (turn.text) {
+        const tokens = turn.text.match(/\S+\s*/g) ?? [];
+        for (const [position, token] of tokens.entries()) {
+          if (position > 0 && tokenIntervalMs > 0) await sleep(tokenIntervalMs);
+          yield { contentBlockDelta: { contentBlockIndex: block, delta: { text: token } } };
+          outputTokens += 1;
+        }
+        yield { contentBlockStop: { contentBlockIndex: block } };
+        block += 1;
+      }
+      if (turn.toolUse) {
+        const json = JSON.stringify(turn.toolUse.input);
+        const half = Math.floor(json.length / 2);
+        yield { contentBlockStart: { contentBlockIndex: block, start: { toolUse: { toolUseId: `tooluse-${index}`, name: turn.toolUse.name } } } };
+        // Tool input arrives in pieces: the plugin must put them back together.
+        yield { contentBlockDelta: { contentBlockIndex: block, delta: { toolUse: { input: json.slice(0, half) } } } };
+        yield { contentBlockDelta: { contentBlockIndex: block, delta: { toolUse: { input: json.slice(half) } } } };
+        yield { contentBlockStop: { contentBlockIndex: block } };
+        outputTokens += 10;
+      }
+      yield { messageStop: { stopReason: turn.toolUse ? 'tool_use' : 'end_turn' } };
+      yield { metadata: { usage: { inputTokens: 900, outputTokens, totalTokens: 900 + outputTokens }, metrics: { latencyMs: ttftMs } } };
+    }
+    return { stream: events(), $metadata: {} };
+  });
+  return { requests };
+}
+
+export interface SpeakingPollyOptions {
+  /** Simulated time to first byte. Default 0. */
+  ttfbMs?: number;
+  /** Audio length per character of text (speech is about 60 ms a character). Default 60. */
+  msPerCharacter?: number;
+}
+
+/**
+ * Polly SynthesizeSpeech returning 16-bit PCM (a voiced tone as long as the text would take to say), streamed in
+ * 100 ms pieces after the simulated first-byte delay, as an SDK stream.
+ */
+export function speakingPolly(mock: AwsClientStub<PollyClient>, options: SpeakingPollyOptions = {}): { texts: string[] } {
+  const { ttfbMs = 0, msPerCharacter = 60 } = options;
+  const texts: string[] = [];
+  mock.on(SynthesizeSpeechCommand).callsFake(async (input: SynthesizeSpeechCommandInput) => {
+    texts.push(input.Text ?? '');
+    const sampleRate = Number(input.SampleRate ?? 16_000);
+    const totalSamples = Math.round(((input.Text ?? '').length * msPerCharacter * sampleRate) / 1000);
+    const pieceSamples = sampleRate / 10;
+    async function* pcm(): AsyncGenerator<Buffer> {
+      if (ttfbMs > 0) await sleep(ttfbMs);
+      for (let offset = 0; offset < totalSamples; offset += pieceSamples) {
+        const piece = new Int16Array(Math.min(pieceSamples, totalSamples - offset));
+        for (let i = 0; i < piece.length; i += 1) piece[i] = Math.round(6_000 * Math.sin((2 * Math.PI * 180 * (offset + i)) / sampleRate));
+        yield Buffer.from(piece.buffer);
+      }
+    }
+    return { AudioStream: sdkStreamMixin(Readable.from(pcm())), ContentType: 'audio/pcm', RequestCharacters: (input.Text ?? '').length, $metadata: {} };
+  });
+  return { texts };
+}
+
+/** S3 as an in-memory map of `bucket/key` → body: objects are never overwritten (the audit bucket's Object Lock). */
+export function inMemoryS3(mock: AwsClientStub<S3Client>): { objects: Map<string, string>; failNextPuts: (count: number) => void } {
+  const objects = new Map<string, string>();
+  let failPuts = 0;
+  mock.on(PutObjectCommand).callsFake((input) => {
+    if (failPuts > 0) {
+      failPuts -= 1;
+      throw Object.assign(new Error('Service Unavailable'), { name: 'ServiceUnavailable' });
+    }
+    const key = `${input.Bucket}/${input.Key}`;
+    if (objects.has(key)) throw new Error(`overwrite of ${key}`);
+    objects.set(key, String(input.Body));
+    return {};
+  });
+  mock.on(GetObjectCommand).callsFake((input) => {
+    const body = objects.get(`${input.Bucket}/${input.Key}`);
+    if (body === undefined) throw Object.assign(new Error('NoSuchKey'), { name: 'NoSuchKey' });
+    return { Body: sdkStreamMixin(Readable.from([Buffer.from(body)])) };
+  });
+  return { objects, failNextPuts: (count) => void (failPuts = count) };
+}

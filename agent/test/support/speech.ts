@@ -1,0 +1,33 @@
+import { spawnSync } from 'node:child_process';
+
+export const SPEECH_SAMPLE_RATE = 16_000;
+const cache = new Map<string, Int16Array>();
+
+/**
+ * Real speech for the pipeline: espeak-ng says `text`, sox turns it into 16 kHz mono 16-bit PCM. (Installed by the
+ * CI script; the VAD under test is a neural model, so synthetic tones would not exercise it.)
+ */
+export function synthesizeSpeech(text: string): Int16Array {
+  const cached = cache.get(text);
+  if (cached) return cached;
+  const result = spawnSync(
+    'sh',
+    ['-c', 'espeak-ng -s 165 --stdout "$1" | sox -t wav - -r 16000 -c 1 -b 16 -e signed-integer -t raw -', 'speech', text],
+    { maxBuffer: 64 * 1024 * 1024 },
+  );
+  if (result.status !== 0 || result.stdout.length === 0) {
+    throw new Error(`espeak-ng/sox failed (${result.status}): ${result.stderr.toString()}`);
+  }
+  const bytes = result.stdout;
+  const samples = new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength - (bytes.byteLength % 2)));
+  cache.set(text, samples);
+  return samples;
+}
+
+/** Root-mean-square level of 16-bit PCM, 0…32767. */
+export function rms(samples: Int16Array): number {
+  if (samples.length === 0) return 0;
+  let sum = 0;
+  for (const sample of samples) sum += sample * sample;
+  return Math.sqrt(sum / samples.length);
+}
