@@ -17,14 +17,12 @@ import {
   verifyAuditChain,
 } from '@voice-intake/contracts';
 import { mockClient } from 'aws-sdk-client-mock';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningServer, TEST_TOKEN, startServer } from '../../../mcp-server/test/support/server-process';
-import { agentEnvSchema } from '../../src/config';
-import { type IntakeCall, prepareIntakeCall } from '../../src/intake-call';
-import { MetricsEmitter } from '../../src/metrics';
+import { type RunningServer, startServer } from '../../../mcp-server/test/support/server-process';
+import type { IntakeCall } from '../../src/intake-call';
 import { RedisSessionStore } from '../../src/state/session-store';
-import { EarpieceOutput, type PlayedSegment, PhoneLineInput } from '../support/audio-io';
+import type { EarpieceOutput, PlayedSegment } from '../support/audio-io';
+import { localAgentEnv, openCall } from '../support/call-harness';
 import { type ModelTurn, inMemoryS3, listeningTranscribe, speakingPolly, streamingBedrock } from '../support/fake-aws';
 import { startRedis } from '../support/redis-server';
 import { synthesizeSpeech } from '../support/speech';
@@ -97,48 +95,17 @@ describe('intake call pipeline, in process', () => {
     model = streamingBedrock(bedrock, intakeModel);
     spoken = speakingPolly(polly);
 
-    const env = agentEnvSchema.parse({
-      LIVEKIT_URL: 'ws://127.0.0.1:7880',
-      LIVEKIT_API_KEY: 'devkey',
-      LIVEKIT_API_SECRET: 'secret-secret-secret',
-      REDIS_URL: `redis://127.0.0.1:${redis.port}`,
-      TRANSCRIPTS_BUCKET: 'transcripts',
-      AUDIT_BUCKET: 'audit',
-      MCP_URL: `${mcp.url}/mcp`,
-      MCP_TOKEN: TEST_TOKEN,
-      BEDROCK_MODEL_ID: 'us.anthropic.claude-haiku-4-5-20251001-v1:0',
-      POLLY_ENGINE: 'neural',
-      RECORD_FLUSH_MS: '500',
-    });
-    let hungUp!: () => void;
-    const callOver = new Promise<void>((resolve) => (hungUp = resolve));
-    intake = await prepareIntakeCall({
-      env,
-      call: { callId: CALL_ID, roomName: 'room-pipeline', callerNumber: CALLER, startedAt },
-      workerId: 'worker-test',
+    const call = await openCall({
+      env: localAgentEnv(redis.port, mcp.url),
+      callId: CALL_ID,
+      callerNumber: CALLER,
+      startedAt,
       vad: await silero.VAD.load({ minSilenceDuration: 0.45 }),
       redis: redis.client(),
-      s3: new S3Client({ region: 'us-east-1' }),
-      aws: {
-        transcribe: new TranscribeStreamingClient({ region: 'us-east-1' }),
-        bedrock: new BedrockRuntimeClient({ region: 'us-east-1' }),
-        polly: new PollyClient({ region: 'us-east-1' }),
-      },
-      metrics: new MetricsEmitter((line) => metricLines.push(line)),
-      logger: pino({ level: 'silent' }),
-      transfer: async () => undefined,
-      hangUp: (reason) => {
-        hangUpReason = reason;
-        hungUp();
-      },
+      metricLines,
     });
-
-    const line = new PhoneLineInput();
-    earpiece = new EarpieceOutput();
-    intake.session.input.audio = line;
-    intake.session.output.audio = earpiece;
-    await intake.session.start({ agent: intake.agent });
-    line.open();
+    ({ intake, earpiece } = call);
+    const { line } = call;
 
     const greetingStarts = earpiece.nextSegment();
     await intake.greet();
@@ -152,10 +119,8 @@ describe('intake call pipeline, in process', () => {
     const farewellStarts = earpiece.nextSegment();
     await line.say(synthesizeSpeech(SAYS.goodbye), (at) => (bargeInAt = at));
     farewell = await farewellStarts;
-    await callOver;
-    await intake.session.close();
-    await line.close();
-    await intake.finish();
+    hangUpReason = await call.hungUp;
+    await call.close();
   }, 120_000);
 
   afterAll(async () => {

@@ -29,12 +29,12 @@ export class PhoneLineInput extends voice.AudioInput {
     let sent = 0;
     const tick = () => {
       if (this.#closed) return;
-      // Catch up if the event loop was late, as a jitter buffer would; never run ahead of real time.
-      while (startedAt + sent * FRAME_MS <= performance.now()) {
+      // A frame leaves once its 20 ms have been spoken; catch up if the event loop was late, as a jitter buffer would.
+      while (startedAt + (sent + 1) * FRAME_MS <= performance.now()) {
         this.#controller.enqueue(this.#nextFrame());
         sent += 1;
       }
-      this.#timer = setTimeout(tick, Math.max(1, startedAt + sent * FRAME_MS - performance.now()));
+      this.#timer = setTimeout(tick, Math.max(1, startedAt + (sent + 1) * FRAME_MS - performance.now()));
     };
     tick();
   }
@@ -44,7 +44,8 @@ export class PhoneLineInput extends voice.AudioInput {
     const current = this.#queue[0];
     if (current) {
       if (current.startedAt === undefined) {
-        current.startedAt = Date.now();
+        // The frame leaving now began one frame ago: that is when the caller started saying it.
+        current.startedAt = Date.now() - FRAME_MS;
         current.onStart?.(current.startedAt);
       }
       const chunk = current.samples.subarray(current.offset, current.offset + this.#samplesPerFrame);
@@ -58,7 +59,7 @@ export class PhoneLineInput extends voice.AudioInput {
     return new AudioFrame(frame, this.sampleRate, 1, this.#samplesPerFrame);
   }
 
-  /** Plays `samples` down the line; resolves with the wall-clock time its last frame left. */
+  /** Plays `samples` down the line; `onStart` gets the wall-clock time the first sample was spoken; resolves when the last frame has left. */
   say(samples: Int16Array, onStart?: (at: number) => void): Promise<number> {
     return new Promise((resolve) => this.#queue.push({ samples, offset: 0, done: () => resolve(Date.now()), onStart }));
   }

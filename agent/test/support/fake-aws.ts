@@ -16,7 +16,7 @@ import {
 } from '@aws-sdk/client-transcribe-streaming';
 import { sdkStreamMixin } from '@smithy/util-stream';
 import type { AwsClientStub } from 'aws-sdk-client-mock';
-import { rms } from './speech';
+import { SPEECH_RMS_LEVEL, rms } from './speech';
 
 /**
  * Stand-ins for the AWS voice services at the SDK boundary, in the SDK's own shapes (event streams in, event streams
@@ -77,7 +77,7 @@ export interface ListeningTranscribeOptions {
   endSilenceMs?: number;
   /** Simulated finalisation latency after the utterance ends (real Transcribe: hundreds of ms). Default 100 ms. */
   finalDelayMs?: number;
-  /** RMS above which a chunk counts as speech. Default 400. */
+  /** RMS over 10 ms above which audio counts as speech. Default SPEECH_RMS_LEVEL. */
   speechLevel?: number;
 }
 
@@ -127,7 +127,7 @@ function transcriptEvent(resultId: string, text: string, partial: boolean, start
  * partials while one is spoken and the scripted text as a final once it ends (after the simulated finalisation delay).
  */
 export function listeningTranscribe(mock: AwsClientStub<TranscribeStreamingClient>, options: ListeningTranscribeOptions): TranscribeLog {
-  const { endSilenceMs = 300, finalDelayMs = 100, speechLevel = 400 } = options;
+  const { endSilenceMs = 300, finalDelayMs = 100, speechLevel = SPEECH_RMS_LEVEL } = options;
   const log: TranscribeLog = { sessions: 0, finals: [], unscripted: 0, audioMs: 0 };
   let next = 0;
   mock.on(StartStreamTranscriptionCommand).callsFake(async (input: StartStreamTranscriptionCommandInput) => {
@@ -144,17 +144,24 @@ export function listeningTranscribe(mock: AwsClientStub<TranscribeStreamingClien
         if (!chunk || chunk.byteLength < 2) continue;
         const pcm = new Int16Array(chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength - (chunk.byteLength % 2)));
         const chunkMs = (pcm.length / sampleRate) * 1000;
-        const loud = rms(pcm) > speechLevel;
+        // Listen in 10 ms windows, so speech boundaries do not depend on how the plugin chunks its audio.
+        const window = sampleRate / 100;
+        let loud = false;
+        for (let offset = 0; offset < pcm.length; offset += window) {
+          if (rms(pcm.subarray(offset, offset + window)) <= speechLevel) continue;
+          loud = true;
+          speechStartedMs ??= streamMs + (offset / sampleRate) * 1000;
+          lastLoudMs = streamMs + (Math.min(pcm.length, offset + window) / sampleRate) * 1000;
+        }
         streamMs += chunkMs;
         log.audioMs += chunkMs;
-        if (loud) {
-          speechStartedMs ??= streamMs - chunkMs;
-          lastLoudMs = streamMs;
-        }
         if (speechStartedMs === undefined) continue;
         const text = options.utterances[next];
         const resultId = `s${session}-u${next}`;
         if (!loud && streamMs - lastLoudMs >= endSilenceMs) {
+          // The chunk just arrived, so stream time `streamMs` is now: the final goes out `finalDelayMs` after the
+          // utterance's silence threshold was crossed, however the audio happened to be chunked.
+          const finalAt = Date.now() + Math.max(0, lastLoudMs + endSilenceMs + finalDelayMs - streamMs);
           const [start, end] = [speechStartedMs / 1000, lastLoudMs / 1000];
           speechStartedMs = undefined;
           partials = 0;
@@ -163,7 +170,7 @@ export function listeningTranscribe(mock: AwsClientStub<TranscribeStreamingClien
             continue;
           }
           next += 1;
-          void sleep(finalDelayMs).then(() => {
+          void sleep(Math.max(0, finalAt - Date.now())).then(() => {
             log.finals.push({ text, at: end });
             results.push(transcriptEvent(resultId, text, false, start, end));
           });
@@ -207,15 +214,18 @@ export function streamingBedrock(
   mock.on(ConverseStreamCommand).callsFake(async (input: ConverseStreamCommandInput) => {
     const index = requests.push(structuredClone(input)) - 1;
     const turn = decide(input, index);
+    const sentAt = performance.now();
+    // Paced against the request time, not token to token, so timer slack does not accumulate into the figures.
+    const until = (offsetMs: number) => sleep(Math.max(0, sentAt + offsetMs - performance.now()));
     async function* events(): AsyncGenerator<ConverseStreamOutput> {
       yield { messageStart: { role: 'assistant' } };
-      if (ttftMs > 0) await sleep(ttftMs);
+      if (ttftMs > 0) await until(ttftMs);
       let block = 0;
       let outputTokens = 0;
       if (turn.text) {
         const tokens = turn.text.match(/\S+\s*/g) ?? [];
         for (const [position, token] of tokens.entries()) {
-          if (position > 0 && tokenIntervalMs > 0) await sleep(tokenIntervalMs);
+          if (position > 0 && tokenIntervalMs > 0) await until(ttftMs + position * tokenIntervalMs);
           yield { contentBlockDelta: { contentBlockIndex: block, delta: { text: token } } };
           outputTokens += 1;
         }
@@ -254,16 +264,28 @@ export interface SpeakingPollyOptions {
 export function speakingPolly(mock: AwsClientStub<PollyClient>, options: SpeakingPollyOptions = {}): { texts: string[] } {
   const { ttfbMs = 0, msPerCharacter = 60 } = options;
   const texts: string[] = [];
+  // One second of a voiced tone, copied out as needed: Polly's work is not ours to spend CPU on.
+  const tones = new Map<number, Int16Array>();
+  const toneAt = (sampleRate: number) => {
+    let tone = tones.get(sampleRate);
+    if (!tone) {
+      tone = new Int16Array(sampleRate);
+      for (let i = 0; i < tone.length; i += 1) tone[i] = Math.round(6_000 * Math.sin((2 * Math.PI * 180 * i) / sampleRate));
+      tones.set(sampleRate, tone);
+    }
+    return tone;
+  };
   mock.on(SynthesizeSpeechCommand).callsFake(async (input: SynthesizeSpeechCommandInput) => {
     texts.push(input.Text ?? '');
     const sampleRate = Number(input.SampleRate ?? 16_000);
     const totalSamples = Math.round(((input.Text ?? '').length * msPerCharacter * sampleRate) / 1000);
-    const pieceSamples = sampleRate / 10;
+    const pieceSamples = sampleRate / 10; // 180 Hz repeats every 1/180 s: a 100 ms piece starts in phase
+    const tone = toneAt(sampleRate);
+    const requestedAt = performance.now();
     async function* pcm(): AsyncGenerator<Buffer> {
-      if (ttfbMs > 0) await sleep(ttfbMs);
+      if (ttfbMs > 0) await sleep(Math.max(0, requestedAt + ttfbMs - performance.now()));
       for (let offset = 0; offset < totalSamples; offset += pieceSamples) {
-        const piece = new Int16Array(Math.min(pieceSamples, totalSamples - offset));
-        for (let i = 0; i < piece.length; i += 1) piece[i] = Math.round(6_000 * Math.sin((2 * Math.PI * 180 * (offset + i)) / sampleRate));
+        const piece = tone.slice(0, Math.min(pieceSamples, totalSamples - offset));
         yield Buffer.from(piece.buffer);
       }
     }

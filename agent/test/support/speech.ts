@@ -31,3 +31,15 @@ export function rms(samples: Int16Array): number {
   for (const sample of samples) sum += sample * sample;
   return Math.sqrt(sum / samples.length);
 }
+
+/** RMS over a 10 ms window above which audio counts as speech (the fake Transcribe listens the same way). */
+export const SPEECH_RMS_LEVEL = 400;
+
+/** Where the speech in `samples` ends, in ms from the start: the end of its last 10 ms window above the speech level. */
+export function speechEndMs(samples: Int16Array, sampleRate = SPEECH_SAMPLE_RATE): number {
+  const window = sampleRate / 100;
+  for (let end = Math.ceil(samples.length / window) * window; end > 0; end -= window) {
+    if (rms(samples.subarray(end - window, end)) > SPEECH_RMS_LEVEL) return (Math.min(end, samples.length) / sampleRate) * 1000;
+  }
+  return 0;
+}
