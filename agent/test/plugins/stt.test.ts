@@ -112,6 +112,28 @@ describe('TranscribeSTT', () => {
     expect(usage.reduce((sum, e) => sum + e.recognitionUsage!.audioDuration, 0)).toBeCloseTo(0.15, 5);
   });
 
+  it('leaves no abort listener behind per chunk while waiting for audio (a call-long stream)', async () => {
+    serveSessions(transcribeEveryFrame);
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const stream = newSTT().stream({ connOptions: noRetry });
+      const done = collect(stream);
+      // Frames arrive one at a time, as in a call: the stream waits on its backlog before each one.
+      for (let i = 0; i < 30; i++) {
+        stream.pushFrame(frame(i));
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      stream.endInput();
+      expect(finals(await done)).toHaveLength(30);
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([]);
+  });
+
   it('emits stt_metrics from RECOGNITION_USAGE every interval of audio', async () => {
     serveSessions(transcribeEveryFrame);
     const plugin = newSTT({ usageIntervalSeconds: 0.1 });

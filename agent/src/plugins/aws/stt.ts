@@ -179,17 +179,22 @@ class AudioBacklog {
     if (next !== undefined) return Promise.resolve(next);
     if (this.#ended || signal.aborted) return Promise.resolve(undefined);
     return new Promise((resolve) => {
-      const waiter = { resolve, signal };
-      this.#waiters.push(waiter);
-      signal.addEventListener(
-        'abort',
-        () => {
-          const index = this.#waiters.indexOf(waiter);
-          if (index >= 0) this.#waiters.splice(index, 1);
-          resolve(undefined);
+      const onAbort = () => {
+        const index = this.#waiters.indexOf(waiter);
+        if (index >= 0) this.#waiters.splice(index, 1);
+        resolve(undefined);
+      };
+      // The listener goes as soon as the wait ends: a stream waits for every chunk, so one left behind per chunk
+      // would pile up on the session's signal for the whole call.
+      const waiter = {
+        signal,
+        resolve: (chunk: Uint8Array | undefined) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(chunk);
         },
-        { once: true },
-      );
+      };
+      this.#waiters.push(waiter);
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 
