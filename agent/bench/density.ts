@@ -3,7 +3,7 @@
  * Silero VAD stream (one model per process, as in production), Transcribe/Bedrock/Polly plugins, MCP session, recorder
  * and Redis state, a caller talking in real time and the agent answering; services are fakes with realistic delays.
  *
- *   npm run bench:density -w agent -- [--calls 20] [--seconds 60] [--warmup 15]
+ *   npm run bench:density -w agent -- [--calls 12] [--seconds 60] [--warmup 15]
  *
  * Prints CPU per call (share of one core), the calls that fit in 4 vCPU at 80 % utilisation, and RSS per call
  * (process RSS with N calls minus the RSS with the model loaded and no call, divided by N). LiveKit Agents 1.9 runs
@@ -22,7 +22,7 @@ import { CALLER_LINES, percentile, round, sleep, startBenchBackends } from './su
 
 const { values } = parseArgs({
   options: {
-    calls: { type: 'string', default: '20' },
+    calls: { type: 'string', default: '12' },
     seconds: { type: 'string', default: '60' },
     warmup: { type: 'string', default: '15' },
   },

@@ -35,7 +35,7 @@ const sttFinalMs = Number(values['stt-final']);
 const ttftMs = Number(values.ttft);
 const tokenMs = Number(values['token-ms']);
 const ttfbMs = Number(values.ttfb);
-const END_SILENCE_MS = 200; // how long the fake Transcribe waits for silence; part of the STT final delay
+const END_SILENCE_MS = 300; // how long the fake Transcribe waits for silence; part of the STT final delay
 
 const REPLY = 'Sure, I can help with that. Tell me a little more about it, please.';
 // The sentence tokenizer releases the first sentence when the next one begins: token number N (counting from 0),

@@ -32,6 +32,8 @@ export const agentEnvSchema = z
   DEFAULT_TRANSFER_TARGET: z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI').optional(),
   SESSION_TTL_SECONDS: z.coerce.number().int().min(60).default(21_600),
   RECORD_FLUSH_MS: z.coerce.number().int().min(200).max(30_000).default(2_000),
+  /** Calls this worker takes at most (each is a job process of ~250 MB): LiveKit sees it as full beyond. */
+  AGENT_MAX_CALLS: z.coerce.number().int().min(1).max(200).default(12),
   })
   .superRefine((env, ctx) => {
     if (!env.REDIS_URL && !env.REDIS_HOST) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'set REDIS_URL, or REDIS_HOST (with REDIS_PORT, REDIS_AUTH_TOKEN)' });

@@ -1,10 +1,13 @@
 import { fileURLToPath } from 'node:url';
 import { ServerOptions, cli } from '@livekit/agents';
 import { AgentConfigError, readAgentEnv } from './config';
+import { workerLoad } from './load';
+import { MetricsEmitter } from './metrics';
 
 // Validate the environment before the worker starts: a bad variable stops it with one line naming it.
+let env: ReturnType<typeof readAgentEnv>;
 try {
-  readAgentEnv();
+  env = readAgentEnv();
 } catch (error) {
   if (error instanceof AgentConfigError) {
     console.error(error.message);
@@ -15,4 +18,11 @@ try {
 
 // The job processes load the worker module: the bundle's in the image, the TypeScript source under `npm run dev`.
 const workerFile = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.mjs', import.meta.url));
-cli.runApp(new ServerOptions({ agent: workerFile, agentName: process.env.LIVEKIT_AGENT_NAME ?? 'intake-agent' }));
+cli.runApp(
+  new ServerOptions({
+    agent: workerFile,
+    agentName: env.LIVEKIT_AGENT_NAME,
+    // Full at AGENT_MAX_CALLS calls or at LiveKit's CPU threshold, whichever comes first; emits ActiveCalls.
+    loadFunc: workerLoad({ maxCalls: env.AGENT_MAX_CALLS, metrics: new MetricsEmitter() }),
+  }),
+);

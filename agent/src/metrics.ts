@@ -12,6 +12,7 @@ const UNITS: Record<AgentMetricName, Unit> = {
   [AGENT_METRICS.toolErrors]: 'Count',
   [AGENT_METRICS.callsStarted]: 'Count',
   [AGENT_METRICS.callsEnded]: 'Count',
+  [AGENT_METRICS.activeCalls]: 'Count',
 };
 
 /**

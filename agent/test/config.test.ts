@@ -15,7 +15,7 @@ const valid = {
 
 describe('agent environment', () => {
   it('fills defaults', () => {
-    expect(readAgentEnv(valid)).toMatchObject({ LIVEKIT_AGENT_NAME: 'intake-agent', POLLY_VOICE: 'Ruth', PII_REDACTION: false, RECORD_FLUSH_MS: 2000 });
+    expect(readAgentEnv(valid)).toMatchObject({ LIVEKIT_AGENT_NAME: 'intake-agent', POLLY_VOICE: 'Ruth', PII_REDACTION: false, RECORD_FLUSH_MS: 2000, AGENT_MAX_CALLS: 12 });
     expect(readAgentEnv({ ...valid, PII_REDACTION: 'true' }).PII_REDACTION).toBe(true);
   });
 

@@ -14,6 +14,26 @@ export const AGENT_METRICS = {
   toolErrors: 'ToolErrors',
   callsStarted: 'CallsStarted',
   callsEnded: 'CallsEnded',
+  /** Gauge, once a minute per worker task: calls the task holds now (Average = per task, Sum = in progress). */
+  activeCalls: 'ActiveCalls',
 } as const;
 
 export type AgentMetricName = (typeof AGENT_METRICS)[keyof typeof AGENT_METRICS];
+
+/** Emitted once a minute per worker task, so a one-minute period holds one data point per task. */
+export const ACTIVE_CALLS_INTERVAL_SECONDS = 60;
+
+/** Counted from the SIP edge hosts' Kamailio log lines (CloudWatch Logs metric filters in the edge stack). */
+export const EDGE_METRICS = {
+  allowlistRejects: 'EdgeAllowlistRejects',
+  floodBans: 'EdgeFloodBans',
+  scannerDrops: 'EdgeScannerDrops',
+  malformedDrops: 'EdgeMalformedDrops',
+  noLiveKitNode: 'EdgeNoLiveKitNode',
+} as const;
+
+/** Counted from LiveKit SIP's log lines (metric filters on the LiveKit cluster's log group). */
+export const LIVEKIT_SIP_METRICS = {
+  callErrors: 'LiveKitSipCallErrors',
+  callsRejected: 'LiveKitSipCallsRejected',
+} as const;
