@@ -78,8 +78,11 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     edgeInstances: edge.instances,
     redisReplicationGroupId: data.redisReplicationGroup.ref,
     existingAlarms: [enrichment.deadLetterAlarm],
+    edgeMetrics: edge.metrics,
+    livekitSipMetrics: appTier.livekit.sipMetrics,
   });
   observability.addStackDependency(edge);
+  observability.addStackDependency(appTier);
   observability.addStackDependency(enrichment);
 
   Tags.of(app).add('project', 'voice-intake');

@@ -64,8 +64,8 @@ const portRange = z
 export const livekitSchema = z
   .object({
     /** Pinned images: an upgrade is a config change that shows in review, never a surprise at deploy. */
-    serverImage: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag').default('livekit/livekit-server:v1.9.1'),
-    sipImage: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag').default('livekit/sip:v1.0.0'),
+    serverImage: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag').default('livekit/livekit-server:v1.13.7'),
+    sipImage: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag').default('livekit/sip:v1.17.0'),
     instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type').default('c7i.xlarge'),
     minHosts: z.number().int().min(1).max(50).default(2),
     maxHosts: z.number().int().min(1).max(100).default(6),
@@ -132,6 +132,11 @@ export const mcpSchema = z
     }
   });
 
+/** Measured (agent/bench/density.ts): an idle LiveKit job process with our worker module and Silero loaded. */
+export const JOB_PROCESS_MIB = 250;
+/** The worker's main process and headroom. */
+export const WORKER_BASE_MIB = 512;
+
 export const agentServiceSchema = z
   .object({
     cpu: z.union([z.literal(1024), z.literal(2048), z.literal(4096)]).default(2048),
@@ -140,6 +145,10 @@ export const agentServiceSchema = z
     maxTasks: z.number().int().min(1).max(500).default(20),
     /** Scale out above this average CPU (LiveKit's guidance: ~4 cores per 25 voice agents). */
     targetCpuPercent: z.number().int().min(20).max(90).default(60),
+    /** Calls one task takes at most: LiveKit sees the worker as full beyond (each call is a job process). */
+    maxCallsPerTask: z.number().int().min(1).max(200).default(12),
+    /** Scale out when tasks average more calls than this (keep it below maxCallsPerTask: room for bursts). */
+    targetCallsPerTask: z.number().int().min(1).max(200).default(8),
     /** How long a task being stopped may take to finish its calls (Fargate allows at most 120 s). */
     stopTimeoutSeconds: z.number().int().min(10).max(120).default(120),
     piiRedaction: z.boolean().default(false),
@@ -147,6 +156,17 @@ export const agentServiceSchema = z
   .strict()
   .superRefine((service, ctx) => {
     if (service.minTasks > service.maxTasks) ctx.addIssue({ code: 'custom', path: ['minTasks'], message: `must not exceed maxTasks (${service.maxTasks})` });
+    if (service.targetCallsPerTask > service.maxCallsPerTask) {
+      ctx.addIssue({ code: 'custom', path: ['targetCallsPerTask'], message: `must not exceed maxCallsPerTask (${service.maxCallsPerTask})` });
+    }
+    const neededMiB = WORKER_BASE_MIB + service.maxCallsPerTask * JOB_PROCESS_MIB;
+    if (neededMiB > service.memoryMiB) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxCallsPerTask'],
+        message: `needs about ${neededMiB} MiB (${JOB_PROCESS_MIB} MiB per call process + ${WORKER_BASE_MIB}), more than memoryMiB (${service.memoryMiB})`,
+      });
+    }
   });
 
 export const observabilitySchema = z
@@ -159,6 +179,8 @@ export const observabilitySchema = z
     voiceToVoiceP95ThresholdMs: z.number().int().min(200).max(10_000).default(1_500),
     /** Alarm when tool calls fail more often than this in five minutes. */
     toolErrorsPerFiveMinutes: z.number().int().min(1).max(10_000).default(10),
+    /** Alarm when LiveKit SIP closes more inbound calls with an error than this in five minutes. */
+    sipCallErrorsPerFiveMinutes: z.number().int().min(1).max(10_000).default(5),
   })
   .strict();
 

@@ -2,6 +2,7 @@ import { Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_METRICS, LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
 import { openIngressRules } from './support/assertions';
 import { type SynthesizedApp, buildVoiceIntakeApp, synthVoiceIntake } from './support/synth';
 
@@ -230,7 +231,7 @@ describe('app stack: agent service', () => {
     expect(container.StopTimeout).toBe(120);
     expect((container.Secrets as { Name: string }[]).map((secret) => secret.Name).sort()).toEqual(['LIVEKIT_API_KEY', 'LIVEKIT_API_SECRET', 'MCP_TOKEN', 'REDIS_AUTH_TOKEN']);
     const env = Object.fromEntries((container.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]));
-    expect(env).toMatchObject({ LIVEKIT_AGENT_NAME: 'intake-agent', POLLY_VOICE: 'Ruth', TRANSCRIBE_LANGUAGE: 'en-US', PII_REDACTION: 'false', REDIS_PORT: '6380' });
+    expect(env).toMatchObject({ LIVEKIT_AGENT_NAME: 'intake-agent', POLLY_VOICE: 'Ruth', TRANSCRIBE_LANGUAGE: 'en-US', PII_REDACTION: 'false', REDIS_PORT: '6380', AGENT_MAX_CALLS: '12' });
     expect(JSON.stringify(env.LIVEKIT_URL)).toContain('ws://');
     expect(JSON.stringify(env.MCP_URL)).toContain(':8080/mcp');
     app.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
@@ -240,6 +241,30 @@ describe('app stack: agent service', () => {
         ScaleInCooldown: 600,
       }),
     });
+  });
+
+  it('also scales on calls per task, from the ActiveCalls gauge the workers emit', () => {
+    app.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
+      TargetTrackingScalingPolicyConfiguration: Match.objectLike({
+        TargetValue: 8,
+        CustomizedMetricSpecification: Match.objectLike({
+          Namespace: 'VoiceIntake',
+          MetricName: AGENT_METRICS.activeCalls,
+          Statistic: 'Average',
+          Dimensions: [{ Name: 'Service', Value: 'agent' }],
+        }),
+        ScaleInCooldown: 600,
+        ScaleOutCooldown: 60,
+      }),
+    });
+  });
+
+  it('counts LiveKit SIP call errors and rejections from its logs', () => {
+    const filters = Object.values(app.findResources('AWS::Logs::MetricFilter')).map((filter) => filter.Properties);
+    const byName = (name: string) => filters.find((filter) => filter.MetricTransformations[0].MetricName === name);
+    expect(byName(LIVEKIT_SIP_METRICS.callErrors)).toMatchObject({ FilterPattern: '"Closing inbound call with error"' });
+    expect(byName(LIVEKIT_SIP_METRICS.callsRejected)?.FilterPattern).toBe('{ ($.msg = "Rejecting inbound call*") || ($.reason = "flood") }');
+    expect(byName(LIVEKIT_SIP_METRICS.callErrors)?.MetricTransformations[0]).toMatchObject({ MetricNamespace: 'VoiceIntake', MetricValue: '1', DefaultValue: 0 });
   });
 
   it('limits the task role to speech, the configured model, synthesis and its own record prefixes', () => {

@@ -83,6 +83,14 @@ describe('operator config', () => {
     expect(errorOf({ mcp: { backendUrl: 'http://backend.example.com/cases' } })).toContain('mcp.backendUrl: must be an https:// URL');
   });
 
+  it('keeps the call limits of agent tasks consistent with their memory', () => {
+    expect(errorOf({ agentService: { targetCallsPerTask: 14 } })).toContain('agentService.targetCallsPerTask: must not exceed maxCallsPerTask (12)');
+    expect(errorOf({ agentService: { maxCallsPerTask: 20, targetCallsPerTask: 10 } })).toContain(
+      'agentService.maxCallsPerTask: needs about 5512 MiB (250 MiB per call process + 512), more than memoryMiB (4096)',
+    );
+    expect(parseConfig({ agentService: { cpu: 4096, memoryMiB: 8192, maxCallsPerTask: 30, targetCallsPerTask: 20 } }).agentService.maxCallsPerTask).toBe(30);
+  });
+
   it('reads a JSON string given with -c voiceIntake=…', () => {
     const { reader, all } = contextOf({ voiceIntake: '{"deploymentName":"staging","edge":{"hostsPerAz":1}}' });
     const config = readConfig(reader, all);

@@ -1,5 +1,7 @@
 import type { Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { EDGE_METRICS } from '@voice-intake/contracts';
+import { EDGE_LOG_EVENTS } from '@voice-intake/edge-config';
 import { openIngressRules } from './support/assertions';
 import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
 
@@ -107,6 +109,16 @@ describe('edge stack', () => {
     const toLiveKitApi = intoLiveKit.filter((rule) => rule.FromPort === 7880);
     expect(toLiveKitApi).toHaveLength(1);
     expect(JSON.stringify(toLiveKitApi[0].SourceSecurityGroupId)).toMatch(/LiveKitSipSecurityGroup/);
+  });
+
+  it('counts what the edge refuses from the hosts\' Kamailio log lines', () => {
+    const filters = Object.values(edge.findResources('AWS::Logs::MetricFilter')).map((filter) => filter.Properties);
+    expect(filters.map((filter) => filter.MetricTransformations[0].MetricName).sort()).toEqual(Object.values(EDGE_METRICS).sort());
+    for (const [event, phrase] of Object.entries(EDGE_LOG_EVENTS)) {
+      const filter = filters.find((candidate) => candidate.MetricTransformations[0].MetricName === EDGE_METRICS[event as keyof typeof EDGE_METRICS]);
+      expect(filter?.FilterPattern, event).toBe(`"${phrase}"`);
+      expect(JSON.stringify(filter?.LogGroupName)).toMatch(/EdgeLogs/);
+    }
   });
 
   it('matches the snapshot', () => {

@@ -45,7 +45,21 @@ describe('LiveKit SIP config', () => {
     expect(config.rtp_port).toBe('10000-20000');
     expect(config.use_external_ip).toBe(false);
     expect(config.listen_ip).toBe(LIVEKIT_PLACEHOLDERS.nodeIp);
-    expect(config.nat_1_to_1_ip).toBeUndefined();
+    // Contact and SDP carry the private IP, never a guess among the host's interfaces (docker0, ecs-bridge…).
+    expect(config.nat_1_to_1_ip).toBe(LIVEKIT_PLACEHOLDERS.nodeIp);
+  });
+
+  it('uses only keys LiveKit SIP reads (a misspelt key would be ignored silently)', () => {
+    // The yaml tags of LiveKit SIP's Config struct (pkg/config/config.go) that a deployment like ours may set.
+    const known = [
+      'redis', 'api_key', 'api_secret', 'ws_url', 'health_port', 'prometheus_port', 'pprof_port', 'sip_port', 'sip_port_listen',
+      'sip_hostname', 'tcp', 'tls', 'rtp_port', 'logging', 'cluster_id', 'max_cpu_utilization', 'max_active_calls', 'sip_trunk_ids',
+      'use_external_ip', 'local_net', 'nat_1_to_1_ip', 'listen_ip', 'media_use_external_ip', 'media_nat_1_to_1_ip', 'media_timeout',
+      'media_timeout_initial', 'symmetric_rtp', 'hide_inbound_port', 'add_record_route', 'audio_dtmf', 'enable_jitter_buffer', 'codecs',
+    ];
+    expect(Object.keys(config).filter((key) => !known.includes(key))).toEqual([]);
+    // use_external_ip and nat_1_to_1_ip together make LiveKit SIP refuse to start.
+    expect(config.use_external_ip && config.nat_1_to_1_ip).toBeFalsy();
   });
 
   it('shares Redis with the server and reaches it on the same host', () => {

@@ -1,13 +1,13 @@
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_METRICS } from '@voice-intake/contracts';
+import { AGENT_METRICS, EDGE_METRICS, LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
 import { synthVoiceIntake } from './support/synth';
 
 describe('observability stack', () => {
   let observability: Template;
 
   beforeAll(() => {
-    observability = synthVoiceIntake({ observability: { alarmEmail: 'oncall@example.com', voiceToVoiceP95ThresholdMs: 1200 } }).templates.observability;
+    observability = synthVoiceIntake({ observability: { alarmEmail: 'oncall@example.com', voiceToVoiceP95ThresholdMs: 1200, sipCallErrorsPerFiveMinutes: 7 } }).templates.observability;
   });
 
   const alarms = () => Object.values(observability.findResources('AWS::CloudWatch::Alarm')).map((alarm) => alarm.Properties);
@@ -40,10 +40,27 @@ describe('observability stack', () => {
     observability.hasResourceProperties('AWS::CloudWatch::CompositeAlarm', { AlarmActions: [Match.anyValue()], AlarmRule: Match.anyValue() });
   });
 
+  it('pages once when Redis fails over (the primary role moves between the nodes)', () => {
+    const failover = alarms().find((alarm) => /failed over/.test(alarm.AlarmDescription))!;
+    const metrics = failover.Metrics as { Id: string; Expression?: string; MetricStat?: { Metric: { MetricName: string; Dimensions: { Value: unknown }[] } } }[];
+    expect(metrics.find((metric) => metric.Expression)?.Expression).toBe('ABS(DIFF(node1)) + ABS(DIFF(node2))');
+    const nodes = metrics.filter((metric) => metric.MetricStat?.Metric.MetricName === 'IsMaster').map((metric) => JSON.stringify(metric.MetricStat!.Metric.Dimensions[0].Value));
+    expect(nodes).toHaveLength(2);
+    expect(nodes[0]).toMatch(/-001/);
+    expect(nodes[1]).toMatch(/-002/);
+    expect(failover).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', TreatMissingData: 'notBreaching' });
+  });
+
+  it('alarms on LiveKit SIP call errors at the configured rate and on calls the edge could not place', () => {
+    expect(alarms().find((alarm) => alarm.MetricName === LIVEKIT_SIP_METRICS.callErrors)).toMatchObject({ Statistic: 'Sum', Period: 300, Threshold: 7 });
+    expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.noLiveKitNode)).toMatchObject({ Statistic: 'Sum', Period: 60, Threshold: 1 });
+  });
+
   it('graphs every stage of the call path on one dashboard', () => {
     const [dashboard] = Object.values(observability.findResources('AWS::CloudWatch::Dashboard'));
     const body = JSON.stringify(dashboard.Properties.DashboardBody);
-    for (const name of Object.values(AGENT_METRICS)) expect(body).toContain(name);
+    for (const name of [...Object.values(AGENT_METRICS), ...Object.values(EDGE_METRICS), ...Object.values(LIVEKIT_SIP_METRICS)]) expect(body).toContain(name);
+    expect(body).toContain('Calls in progress');
     expect(body).toContain('EngineCPUUtilization');
   });
 

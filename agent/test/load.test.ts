@@ -44,7 +44,7 @@ describe('container CPU load', () => {
     writeFileSync(join(cgroup, 'cpu.stat'), 'usage_usec 1100000\nuser_usec 1\n');
     const load = await measuring;
     expect(load).toBeGreaterThan(0.1); // a slow timer only lowers it
-    expect(load).toBeLessThanOrEqual(0.5);
+    expect(load).toBeLessThanOrEqual(0.51); // a timer may fire a fraction of a ms early
   });
 
   it('falls back to the host CPUs without a cgroup', async () => {

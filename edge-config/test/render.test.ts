@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { EDGE_LOG_EVENTS } from '../src/log-events';
 import { edgeSectionSchema } from '../src/schema';
 import { fillHostPlaceholders, HOST_PLACEHOLDERS, parseRenderInput, type RenderInputData, renderEdge, writeRendered } from '../src/render';
 
@@ -78,6 +79,11 @@ describe('rendered edge', () => {
     const host = renderEdge(CDK_DEFAULT)['kamailio/edge-host.cfg'].content;
     expect(host).toContain(`listen=udp:${HOST_PLACEHOLDERS.privateIp}:5060 advertise ${HOST_PLACEHOLDERS.publicIp}:5060`);
     expect(host).toMatch(new RegExp(`^listen=udp:${HOST_PLACEHOLDERS.privateIp}:5080$`, 'm'));
+  });
+
+  it('logs every counted event with the phrase its CloudWatch metric filter looks for', () => {
+    const config = files['kamailio/kamailio.cfg'].content;
+    for (const [event, phrase] of Object.entries(EDGE_LOG_EVENTS)) expect(config, event).toMatch(new RegExp(`xlog\\("L_[A-Z]+", "[^"]*${phrase}`));
   });
 
   it('renders through the CLI with --local', () => {

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -7,7 +8,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { S3_PREFIXES } from '@voice-intake/contracts';
+import { ACTIVE_CALLS_INTERVAL_SECONDS, AGENT_METRICS, METRICS_NAMESPACE, S3_PREFIXES } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
 import { bedrockModelArns } from '../bedrock';
 import { acknowledgeRules, acknowledgeTaskRolePolicies } from '../compliance';
@@ -32,7 +33,7 @@ export interface AgentServiceProps {
 
 /**
  * The LiveKit Agents worker on Fargate in private subnets: env and secrets wired, IAM limited to streaming
- * Transcribe, the configured Bedrock model, Polly synthesis and its own S3 prefixes; scales on CPU and drains on
+ * Transcribe, the configured Bedrock model, Polly synthesis and its own S3 prefixes; scales on CPU and on calls per task, and drains on
  * scale-in (the worker stops taking jobs on SIGTERM; calls get the stop timeout to finish).
  */
 export class AgentService extends Construct {
@@ -98,6 +99,7 @@ export class AgentService extends Construct {
         POLLY_ENGINE: agent.pollyEngine,
         TRANSCRIBE_LANGUAGE: agent.transcribeLanguage,
         PII_REDACTION: String(agentService.piiRedaction),
+        AGENT_MAX_CALLS: String(agentService.maxCallsPerTask),
       },
       secrets: {
         LIVEKIT_API_KEY: ecs.Secret.fromSecretsManager(props.livekitApiSecret, 'apiKey'),
@@ -130,6 +132,19 @@ export class AgentService extends Construct {
     scaling.scaleOnCpuUtilization('Cpu', {
       targetUtilizationPercent: agentService.targetCpuPercent,
       // Scale in slowly: a task going away must first finish its calls.
+      scaleInCooldown: Duration.minutes(10),
+      scaleOutCooldown: Duration.minutes(1),
+    });
+    // Calls, not only CPU: a task's limit is usually memory (a process per call), which CPU scaling never sees.
+    scaling.scaleToTrackCustomMetric('ActiveCalls', {
+      metric: new cloudwatch.Metric({
+        namespace: METRICS_NAMESPACE,
+        metricName: AGENT_METRICS.activeCalls,
+        dimensionsMap: { Service: 'agent' },
+        statistic: 'Average',
+        period: Duration.seconds(ACTIVE_CALLS_INTERVAL_SECONDS),
+      }),
+      targetValue: agentService.targetCallsPerTask,
       scaleInCooldown: Duration.minutes(10),
       scaleOutCooldown: Duration.minutes(1),
     });

@@ -1,5 +1,6 @@
 import { Annotations, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
@@ -8,11 +9,13 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
 import { acknowledgeRules, acknowledgeTaskRolePolicies, skipCheckovChecks } from '../compliance';
 import type { VoiceIntakeConfig } from '../config';
 import { LIVEKIT_PLACEHOLDERS, liveKitServerYaml, liveKitSipYaml } from '../livekit/config';
 import { InternalLoadBalancer } from './internal-load-balancer';
+import { LogLineMetrics } from './log-metrics';
 
 /** Renders the two configs onto the shared volume: private IP from IMDSv2, secrets from the task's environment. */
 const CONFIG_INIT_IMAGE = 'public.ecr.aws/amazonlinux/amazonlinux:2023-minimal';
@@ -46,6 +49,8 @@ export class LiveKitCluster extends Construct {
   readonly service: ecs.Ec2Service;
   /** LiveKit's API/WebSocket URL for clients inside the VPC. */
   readonly url: string;
+  /** Inbound calls LiveKit SIP closed with an error, and calls it rejected (no trunk/dispatch match, flood). */
+  readonly sipMetrics: Record<keyof typeof LIVEKIT_SIP_METRICS, cloudwatch.Metric>;
   private readonly livekit: VoiceIntakeConfig['livekit'];
 
   constructor(scope: Construct, id: string, props: LiveKitClusterProps) {
@@ -111,6 +116,15 @@ export class LiveKitCluster extends Construct {
     props.cluster.addAsgCapacityProvider(capacity);
 
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.appKey, removalPolicy: RemovalPolicy.RETAIN });
+    // LiveKit SIP's own words for a failed or refused inbound call (pkg/sip/inbound.go); the server logs neither.
+    this.sipMetrics = new LogLineMetrics(this, 'SipCallEvents', logGroup, {
+      callErrors: { metricName: LIVEKIT_SIP_METRICS.callErrors, pattern: logs.FilterPattern.allTerms('Closing inbound call with error') },
+      callsRejected: {
+        metricName: LIVEKIT_SIP_METRICS.callsRejected,
+        // LiveKit logs JSON (logging.json in its config): a refusal's message, or a call closed for flooding.
+        pattern: logs.FilterPattern.any(logs.FilterPattern.stringValue('$.msg', '=', 'Rejecting inbound call*'), logs.FilterPattern.stringValue('$.reason', '=', 'flood')),
+      },
+    }).metrics as Record<keyof typeof LIVEKIT_SIP_METRICS, cloudwatch.Metric>;
     const task = new ecs.Ec2TaskDefinition(this, 'Task', { networkMode: ecs.NetworkMode.HOST });
     task.addVolume({ name: 'config' });
     // Imported by ARN so the grant stays an identity policy here, not an edit of the data stack's key policy.

@@ -56,6 +56,8 @@ export function liveKitSipYaml({ livekit, redisAddress }: LiveKitConfigInput): s
     sip_port: livekit.sipPort,
     rtp_port: `${livekit.sipRtpPortRange.min}-${livekit.sipRtpPortRange.max}`,
     use_external_ip: false,
+    // Pins the address LiveKit SIP puts in Contact and SDP to the private IP, instead of the first interface it finds.
+    nat_1_to_1_ip: LIVEKIT_PLACEHOLDERS.nodeIp,
     listen_ip: LIVEKIT_PLACEHOLDERS.nodeIp,
     max_active_calls: livekit.maxActiveCalls,
     max_cpu_utilization: livekit.maxCpuUtilization,

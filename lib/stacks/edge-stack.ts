@@ -5,9 +5,11 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { HOST_PLACEHOLDERS, type RenderedEdge, renderEdge } from '@voice-intake/edge-config';
+import { EDGE_METRICS } from '@voice-intake/contracts';
+import { EDGE_LOG_EVENTS, HOST_PLACEHOLDERS, type RenderedEdge, renderEdge } from '@voice-intake/edge-config';
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
+import { LogLineMetrics } from '../constructs/log-metrics';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
 const CONFIG_DIR = '/etc/voice-intake-edge';
@@ -44,6 +46,8 @@ export class EdgeStack extends VoiceIntakeStack {
   readonly signallingPrefixList: ec2.PrefixList;
   readonly mediaPrefixList: ec2.PrefixList;
   readonly instances: ec2.Instance[] = [];
+  /** Counts of what the edge refused (allowlist, flood bans, scanners, malformed) and of calls with no LiveKit node. */
+  readonly metrics: Record<keyof typeof EDGE_METRICS, cloudwatch.Metric>;
 
   constructor(scope: Construct, id: string, props: EdgeStackProps) {
     super(scope, id, props);
@@ -89,6 +93,14 @@ export class EdgeStack extends VoiceIntakeStack {
     const logKey = new kms.Key(this, 'EdgeLogKey', { description: 'Encrypts SIP edge logs', enableKeyRotation: true, removalPolicy: RemovalPolicy.RETAIN });
     logKey.grantEncryptDecrypt(new iam.ServicePrincipal(`logs.${this.region}.amazonaws.com`));
     const logGroup = new logs.LogGroup(this, 'EdgeLogs', { encryptionKey: logKey, retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.RETAIN });
+    this.metrics = new LogLineMetrics(
+      this,
+      'EdgeEvents',
+      logGroup,
+      Object.fromEntries(
+        (Object.keys(EDGE_METRICS) as (keyof typeof EDGE_METRICS)[]).map((event) => [event, { metricName: EDGE_METRICS[event], pattern: logs.FilterPattern.allTerms(EDGE_LOG_EVENTS[event]) }]),
+      ),
+    ).metrics as Record<keyof typeof EDGE_METRICS, cloudwatch.Metric>;
 
     const role = new iam.Role(this, 'EdgeRole', {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),

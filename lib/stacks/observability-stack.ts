@@ -6,7 +6,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
-import { AGENT_METRICS, METRICS_NAMESPACE } from '@voice-intake/contracts';
+import { AGENT_METRICS, type EDGE_METRICS, type LIVEKIT_SIP_METRICS, METRICS_NAMESPACE } from '@voice-intake/contracts';
 import type { Construct } from 'constructs';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
@@ -15,6 +15,10 @@ export interface ObservabilityStackProps extends VoiceIntakeStackProps {
   readonly redisReplicationGroupId: string;
   /** Alarms other stacks created that should page too (enrichment DLQ, …). */
   readonly existingAlarms: cloudwatch.IAlarm[];
+  /** What the edge refused and calls it could not place (metric filters on the edge hosts' logs). */
+  readonly edgeMetrics: Record<keyof typeof EDGE_METRICS, cloudwatch.Metric>;
+  /** LiveKit SIP's failed and rejected inbound calls (metric filters on its logs). */
+  readonly livekitSipMetrics: Record<keyof typeof LIVEKIT_SIP_METRICS, cloudwatch.Metric>;
 }
 
 const agentMetric = (name: string, statistic: string, label?: string) =>
@@ -22,7 +26,8 @@ const agentMetric = (name: string, statistic: string, label?: string) =>
 
 /**
  * One dashboard for the whole call path and the alarms that page: voice-to-voice p95 over threshold, tool errors,
- * an AZ with no healthy edge host, Redis under pressure, and whatever other stacks hand in — all to one SNS topic.
+ * LiveKit SIP call failures, calls the edge could not place, an AZ with no healthy edge host, Redis under pressure or
+ * failing over, and whatever other stacks hand in — all to one SNS topic.
  */
 export class ObservabilityStack extends VoiceIntakeStack {
   readonly topic: sns.ITopic;
@@ -89,9 +94,30 @@ export class ObservabilityStack extends VoiceIntakeStack {
       );
     });
 
+    const { edgeMetrics, livekitSipMetrics } = props;
+    alarms.push(
+      new cloudwatch.Alarm(this, 'LiveKitSipCallErrors', {
+        alarmDescription: 'LiveKit SIP is closing inbound calls with errors (media, room join, participant): callers are dropped',
+        metric: livekitSipMetrics.callErrors.with({ period: Duration.minutes(5) }),
+        threshold: observability.sipCallErrorsPerFiveMinutes,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      new cloudwatch.Alarm(this, 'EdgeNoLiveKitNode', {
+        alarmDescription: 'The SIP edge found no LiveKit SIP node up and answered calls with 503',
+        metric: edgeMetrics.noLiveKitNode,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+    );
+
     const redisPrimary = `${props.redisReplicationGroupId}-001`;
-    const redisMetric = (name: string, statistic = 'Maximum') =>
-      new cloudwatch.Metric({ namespace: 'AWS/ElastiCache', metricName: name, dimensionsMap: { CacheClusterId: redisPrimary }, statistic, period: Duration.minutes(1) });
+    const redisNodeMetric = (name: string, node: string, statistic = 'Maximum') =>
+      new cloudwatch.Metric({ namespace: 'AWS/ElastiCache', metricName: name, dimensionsMap: { CacheClusterId: node }, statistic, period: Duration.minutes(1) });
+    const redisMetric = (name: string, statistic = 'Maximum') => redisNodeMetric(name, redisPrimary, statistic);
     alarms.push(
       new cloudwatch.Alarm(this, 'RedisEngineCpu', {
         alarmDescription: 'Session Redis engine CPU above 80%: LiveKit room state and call state slow down',
@@ -106,6 +132,23 @@ export class ObservabilityStack extends VoiceIntakeStack {
         threshold: 5,
         evaluationPeriods: 5,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      // A failover moves the primary role: IsMaster changes on both nodes. It pages once and clears by itself.
+      new cloudwatch.Alarm(this, 'RedisFailover', {
+        alarmDescription: 'Session Redis failed over to its replica: calls in flight may have lost their last state writes',
+        metric: new cloudwatch.MathExpression({
+          expression: 'ABS(DIFF(node1)) + ABS(DIFF(node2))',
+          usingMetrics: {
+            node1: redisNodeMetric('IsMaster', `${props.redisReplicationGroupId}-001`),
+            node2: redisNodeMetric('IsMaster', `${props.redisReplicationGroupId}-002`),
+          },
+          period: Duration.minutes(1),
+          label: 'primary role changes',
+        }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
     );
@@ -124,8 +167,10 @@ export class ObservabilityStack extends VoiceIntakeStack {
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { dashboardName: `${deploymentName}-calls` });
     this.dashboard.addWidgets(
       new cloudwatch.GraphWidget({
-        title: 'Calls',
-        left: [agentMetric(AGENT_METRICS.callsStarted, 'Sum', 'started'), agentMetric(AGENT_METRICS.callsEnded, 'Sum', 'ended')],
+        title: 'Calls in progress',
+        // One ActiveCalls point per task per minute: the Sum is every call the agents hold.
+        left: [agentMetric(AGENT_METRICS.activeCalls, 'Sum', 'in progress')],
+        right: [agentMetric(AGENT_METRICS.callsStarted, 'Sum', 'started / min'), agentMetric(AGENT_METRICS.callsEnded, 'Sum', 'ended / min')],
         width: 8,
       }),
       new cloudwatch.GraphWidget({
@@ -146,9 +191,29 @@ export class ObservabilityStack extends VoiceIntakeStack {
         width: 8,
       }),
       new cloudwatch.GraphWidget({
+        title: 'SIP edge: refused (per minute)',
+        left: [
+          edgeMetrics.allowlistRejects.with({ label: 'not in allowlist' }),
+          edgeMetrics.floodBans.with({ label: 'flood bans' }),
+          edgeMetrics.scannerDrops.with({ label: 'scanners' }),
+          edgeMetrics.malformedDrops.with({ label: 'malformed' }),
+        ],
+        stacked: true,
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Calls failing at LiveKit SIP (per minute)',
+        left: [
+          livekitSipMetrics.callErrors.with({ label: 'closed with error' }),
+          livekitSipMetrics.callsRejected.with({ label: 'rejected (trunk, dispatch, flood)' }),
+          edgeMetrics.noLiveKitNode.with({ label: 'no LiveKit node (edge 503)' }),
+        ],
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
         title: 'Session Redis',
         left: [redisMetric('EngineCPUUtilization'), redisMetric('CurrConnections')],
-        right: [redisMetric('DatabaseMemoryUsagePercentage')],
+        right: [redisMetric('DatabaseMemoryUsagePercentage'), redisMetric('IsMaster').with({ label: 'node 001 is primary' })],
         width: 8,
       }),
       new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms, width: 8 }),
