@@ -17,16 +17,22 @@ const ROOT = resolve(__dirname, '..');
 const DIR = resolve(ROOT, '.local', 'bench');
 const CALLER = '127.0.3.1';
 
-const { values } = parseArgs({ options: { rates: { type: 'string' }, seconds: { type: 'string' } } });
-const RATES = (values.rates ?? '200,400,600,800,1000,1200,1500,2000,2500').split(',').map(Number);
+const { values } = parseArgs({ options: { rates: { type: 'string' }, seconds: { type: 'string' }, workers: { type: 'string' } } });
+const RATES = (values.rates ?? '500,1000,1200,1400,1600,1800,2000,2200,2500').split(',').map(Number);
 const SECONDS = Number(values.seconds ?? 4);
 
-const example = JSON.parse(readFileSync(join(ROOT, 'examples', 'loopback.json'), 'utf8'));
-// One sipp source carries the whole load: pike's per-source limit is raised so it measures cost, not blocking;
-// the RTP range is widened because every call holds ports for RTPEngine's delete delay.
+const loopback = JSON.parse(readFileSync(join(ROOT, 'examples', 'loopback.json'), 'utf8'));
+// Both configs run with the same number of UDP workers (the example's unless --workers says otherwise).
+const example = values.workers ? { ...loopback, edge: { ...loopback.edge, kamailio: { ...loopback.edge.kamailio, workers: Number(values.workers) } } } : loopback;
+// One sipp source carries the whole load: pike's per-source limit is raised so it measures cost, not blocking.
+// Every call holds RTPEngine ports through its delete delay (5 s): the range is as wide as the loopback allows, the
+// sipp peers' own media ports sit below it, and each rate starts once the previous rate's ports are free again —
+// otherwise the figure measures port exhaustion left over from the last step, not what the edge costs.
+const RTP_RANGE = { min: 20000, max: 64999 };
+const DRAIN_MS = 7_000;
 const benchInput = {
   ...example,
-  edge: { ...example.edge, pike: { ...example.edge.pike, reqsDensityPerUnit: 100_000 }, rtpPortRange: { min: 20000, max: 60000 } },
+  edge: { ...example.edge, pike: { ...example.edge.pike, reqsDensityPerUnit: 100_000 }, rtpPortRange: RTP_RANGE },
 };
 
 interface Step {
@@ -36,13 +42,36 @@ interface Step {
   failed: number;
 }
 
+/** Why RTPEngine refused calls, from its log: the limit a failed step ran into, when it was RTPEngine's. */
+function rtpengineLimits(logFile: string): string[] {
+  let log = '';
+  try {
+    log = readFileSync(logFile, 'utf8');
+  } catch {
+    return [];
+  }
+  const limits: string[] = [];
+  if (log.includes('Too many open files')) limits.push(`RTPEngine ran out of file descriptors (this shell's limit: ${openFileLimit()}; the edge's systemd unit sets 65536)`);
+  if (log.includes('Ran out of ports')) limits.push('RTPEngine ran out of RTP ports');
+  return limits;
+}
+
+function openFileLimit(): string {
+  try {
+    return readFileSync('/proc/self/limits', 'utf8').match(/Max open files\s+(\d+)/)?.[1] ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 async function ramp(label: string, dir: string): Promise<{ best: number; steps: Step[] }> {
   const steps: Step[] = [];
   let best = 0;
-  for (const rate of RATES) {
+  for (const [index, rate] of RATES.entries()) {
+    if (index > 0) await new Promise((done) => setTimeout(done, DRAIN_MS));
     const calls = rate * SECONDS;
     const result = await runSippCaller(
-      { scenario: 'uac-call.xml', from: CALLER, to: { ip: '127.0.0.1', port: 5060 }, calls, rate, durationMs: 100, timeoutSeconds: SECONDS + 30, extraArgs: ['-l', String(rate * 3)] },
+      { scenario: 'uac-call.xml', from: CALLER, to: { ip: '127.0.0.1', port: 5060 }, calls, rate, durationMs: 100, timeoutSeconds: SECONDS + 30, mediaPort: 11000, extraArgs: ['-l', String(rate * 3)] },
       join(dir, 'calls'),
     );
     const ok = result.exitCode === 0 && result.failed === 0 && result.successful === calls;
@@ -57,7 +86,7 @@ async function ramp(label: string, dir: string): Promise<{ best: number; steps: 
 async function standIns(runDir: string, count: number): Promise<StandIn[]> {
   const started: StandIn[] = [];
   for (const [index, destination] of example.livekitSip.destinations.slice(0, count).entries()) {
-    const standIn = new StandIn({ ip: destination.host, port: destination.port, mediaPort: 40000 + index * 100, runDir });
+    const standIn = new StandIn({ ip: destination.host, port: destination.port, mediaPort: 12000 + index * 100, runDir });
     await standIn.start();
     started.push(standIn);
   }
@@ -100,12 +129,13 @@ async function bare(): Promise<number> {
   }
 }
 
-async function edge(): Promise<number> {
+async function edge(): Promise<{ best: number; limits: string[] }> {
   const harness = new EdgeHarness({ dir: join(DIR, 'edge'), input: benchInput, probeFrom: CALLER });
   await harness.start();
   const peers = await standIns(harness.runDir, 2);
   try {
-    return (await ramp('(b) edge', join(DIR, 'edge'))).best;
+    const { best } = await ramp('(b) edge', join(DIR, 'edge'));
+    return { best, limits: rtpengineLimits(join(harness.runDir, 'rtpengine.log')) };
   } finally {
     for (const peer of peers) await peer.stop();
     await harness.stop();
@@ -115,10 +145,11 @@ async function edge(): Promise<number> {
 async function main(): Promise<void> {
   console.log(`edge-cps: rates ${RATES.join(', ')} calls/s, ${SECONDS} s each, zero failed calls required`);
   const a = await bare();
-  const b = await edge();
+  const { best: b, limits } = await edge();
   console.log(`\n(a) bare forwarding Kamailio: ${a} calls/s`);
   console.log(`(b) rendered edge (allowlist + pike + dispatcher + rtpengine): ${b} calls/s`);
-  console.log(`ratio (b)/(a): ${a > 0 ? (b / a).toFixed(2) : 'n/a'}`);
+  for (const limit of limits) console.log(`    (b) stopped because ${limit}`);
+  console.log(`ratio (b)/(a): ${a > 0 ? (b / a).toFixed(2) : 'n/a'}   (goal ≥ 0.9)`);
 }
 
 main().catch((error) => {

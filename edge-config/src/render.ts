@@ -71,7 +71,15 @@ export const renderInputSchema = z
   .object({
     edge: edgeSectionSchema,
     host: hostFactsSchema,
-    livekitSip: z.object({ destinations: z.array(livekitDestinationSchema).min(1) }).strict(),
+    livekitSip: z
+      .object({
+        /** LiveKit SIP nodes known at render time; empty when the node sync (edge-livekit-nodes.sh) keeps the list. */
+        destinations: z.array(livekitDestinationSchema).default([]),
+        /** Port and transport for nodes given to edge-livekit-nodes.sh as bare addresses. */
+        nodePort: portSchema.default(5060),
+        nodeTransport: z.enum(['udp', 'tcp']).default('udp'),
+      })
+      .strict(),
     paths: renderPathsSchema.default({ configDir: '/etc/voice-intake-edge', runDir: '/run/voice-intake-edge' }),
   })
   .strict()
@@ -244,6 +252,13 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       CTL_SOCKET: layout.ctlSocket,
     }),
     'bin/edge-reload.sh': fillTemplate('bin/edge-reload.sh', { CTL_SOCKET: layout.ctlSocket }),
+    'bin/edge-livekit-nodes.sh': fillTemplate('bin/edge-livekit-nodes.sh', {
+      DISPATCHER_LIST: layout.dispatcherList,
+      DEFAULT_PORT: livekitSip.nodePort,
+      TRANSPORT: livekitSip.nodeTransport,
+      SOCKET: `${livekitSip.nodeTransport}:${host.internalSipIp}:${host.internalSipPort}`,
+      CTL_SOCKET: layout.ctlSocket,
+    }),
   };
   if (edge.tls) {
     files['kamailio/tls.cfg'] = fillTemplate('kamailio/tls.cfg', {

@@ -4,6 +4,7 @@
  * 127.0.0.1:5060 and must never run concurrently. Carrier calls come from 127.0.3.x (allowlisted), hostile traffic
  * from 127.0.4.x, a later-added carrier from 127.0.5.x.
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -175,6 +176,41 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     expect(old.exitCode, old.output).toBe(0);
     expect(edge.kamailioPid).toBe(pid);
     expect(Number(readFileSync(edge.layout.kamailioPidFile, 'utf8'))).toBe(pid);
+  });
+
+  it('takes a new LiveKit node list at runtime (the node sync script): same Kamailio, calls in progress unaffected', async () => {
+    const [first, second] = standIns;
+    const pid = edge.kamailioPid;
+    const script = join(DIR, 'bin', 'edge-livekit-nodes.sh');
+    const setNodes = (...nodes: string[]) => spawnSync(script, nodes, { encoding: 'utf8' });
+    const inProgress = runSippCaller({ scenario: 'uac-call-rtp.xml', from: '127.0.3.6', to: carrierSip(), durationMs: 6000 }, callsDir);
+    await new Promise((done) => setTimeout(done, 1500));
+
+    expect(setNodes('127.0.2.2').status).toBe(0);
+    const list = await edge.kamcmd('dispatcher.list');
+    expect(list).toContain('sip:127.0.2.2:5060;transport=udp');
+    expect(list).not.toContain('127.0.2.1');
+    const firstBefore = first.receivedInvites().length;
+    const calls = await runSippCaller({ scenario: 'uac-call.xml', from: '127.0.3.6', to: carrierSip(), calls: 3, rate: 5 }, callsDir);
+    expect(calls.exitCode, calls.output).toBe(0);
+    for (const callId of calls.callIds) expect(second.receivedInvites().some((invite) => invite.includes(callId))).toBe(true);
+    expect(first.receivedInvites().length).toBe(firstBefore);
+
+    // Anything but an address is refused before the list is touched.
+    const injected = setNodes('127.0.2.2:5060;transport=tcp');
+    expect(injected.status).toBe(2);
+    expect(injected.stderr).toContain('not an IPv4 address');
+    expect(await edge.kamcmd('dispatcher.list')).toContain('sip:127.0.2.2:5060;transport=udp');
+
+    expect(setNodes().status).toBe(0);
+    const refused = await runSippCaller({ scenario: 'uac-expect-503.xml', from: '127.0.3.6', to: carrierSip(), timeoutSeconds: 20 }, callsDir);
+    expect(refused.exitCode, refused.output).toBe(0);
+
+    expect(setNodes('127.0.2.1:5060', '127.0.2.2').status).toBe(0);
+    await waitForDispatcherActive(2);
+    const old = await inProgress;
+    expect(old.exitCode, old.output).toBe(0);
+    expect(edge.kamailioPid).toBe(pid);
   });
 
   it('starts again cleanly over a crashed run (stale pid files, ports still held)', async () => {

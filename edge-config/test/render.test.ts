@@ -39,7 +39,8 @@ describe('renderer input', () => {
   it('names the offending key', () => {
     expect(() => parseRenderInput({ ...LOOPBACK, host: { ...LOOPBACK.host, internalSipIp: '127.0.1.300' } })).toThrow(/host\.internalSipIp: is not a valid IPv4 address/);
     expect(() => parseRenderInput({ ...LOOPBACK, edge: { ...LOOPBACK.edge, allowlist: ['0.0.0.0/0'] } })).toThrow(/edge\.allowlist\[0\]: opens the edge/);
-    expect(() => parseRenderInput({ ...LOOPBACK, livekitSip: { destinations: [] } })).toThrow(/livekitSip\.destinations/);
+    expect(() => parseRenderInput({ ...LOOPBACK, livekitSip: { destinations: [{ host: 'bad host' }] } })).toThrow(/livekitSip\.destinations\[0\]\.host/);
+    expect(() => parseRenderInput({ ...LOOPBACK, livekitSip: { destinations: [], nodeTransport: 'tls' } })).toThrow(/livekitSip\.nodeTransport/);
     expect(() => parseRenderInput({ ...LOOPBACK, host: { ...LOOPBACK.host, internalSipIp: '127.0.0.1' } })).toThrow(/host\.internalSipPort: 5060 is taken/);
     expect(() => parseRenderInput({ ...LOOPBACK, extra: 1 })).toThrow(/extra: unknown key/);
   });

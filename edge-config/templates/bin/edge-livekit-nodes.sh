@@ -1,0 +1,22 @@
+#!/bin/sh
+# Replaces the LiveKit SIP node list (dispatcher set 1) with the nodes given, then reloads it in the running Kamailio:
+# no restart, calls in progress keep going. Run by the node sync (SSM Run Command) whenever LiveKit's hosts change.
+#
+#   edge-livekit-nodes.sh <ipv4>[:<port>] ...     no argument: no node (new calls get 503 until nodes come back)
+set -eu
+LIST="{{DISPATCHER_LIST}}"
+NEW="$LIST.new"
+: > "$NEW"
+for node in "$@"; do
+  # Only addresses reach the list: anything else would be a config injection.
+  if ! printf '%s' "$node" | grep -Eq '^([0-9]{1,3}\.){3}[0-9]{1,3}(:[0-9]{1,5})?$'; then
+    echo "edge-livekit-nodes: not an IPv4 address[:port]: $node" >&2
+    rm -f "$NEW"
+    exit 2
+  fi
+  case "$node" in *:*) ;; *) node="$node:{{DEFAULT_PORT}}" ;; esac
+  echo "1 sip:$node;transport={{TRANSPORT}} 0 0 socket={{SOCKET}}" >> "$NEW"
+done
+mv "$NEW" "$LIST"
+kamcmd -s "{{CTL_SOCKET}}" dispatcher.reload
+echo "edge-livekit-nodes: $# LiveKit SIP node(s): $*"

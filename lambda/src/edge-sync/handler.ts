@@ -1,0 +1,42 @@
+import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { EC2Client } from '@aws-sdk/client-ec2';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { describeIssues } from '@voice-intake/contracts';
+import { z } from 'zod';
+import { type EdgeSyncSettings, syncEdgeNodes } from './sync';
+
+const logger = new Logger({ serviceName: 'edge-node-sync' });
+const clients = { autoScaling: new AutoScalingClient({}), ec2: new EC2Client({}), ssm: new SSMClient({}) };
+
+const envSchema = z.object({
+  LIVEKIT_ASG_NAME: z.string().min(1),
+  EDGE_TAG_KEY: z.string().min(1),
+  EDGE_TAG_VALUE: z.string().min(1),
+  STATE_PARAMETER: z.string().regex(/^\/[\w./-]+$/, 'must be an SSM parameter path'),
+  NODE_SCRIPT: z.string().regex(/^\/[\w./-]+$/, 'must be an absolute path'),
+  SIP_PORT: z.coerce.number().int().min(1).max(65535),
+  REAPPLY_AFTER_MINUTES: z.coerce.number().int().min(1).max(1440).default(10),
+});
+
+export function settingsFromEnv(env: NodeJS.ProcessEnv): EdgeSyncSettings {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) throw new Error(`invalid edge node sync environment: ${describeIssues(parsed.error.issues)}`);
+  const values = parsed.data;
+  return {
+    livekitAutoScalingGroup: values.LIVEKIT_ASG_NAME,
+    edgeTag: { key: values.EDGE_TAG_KEY, value: values.EDGE_TAG_VALUE },
+    stateParameter: values.STATE_PARAMETER,
+    nodeScript: values.NODE_SCRIPT,
+    sipPort: values.SIP_PORT,
+    reapplyAfterMs: values.REAPPLY_AFTER_MINUTES * 60_000,
+  };
+}
+
+/** Runs every minute and on the LiveKit group's launch/terminate events; the event itself carries nothing we need. */
+export async function handler(): Promise<void> {
+  const outcome = await syncEdgeNodes(clients, settingsFromEnv(process.env));
+  if (outcome.action === 'sent') logger.info('LiveKit node list sent to the edge', { ...outcome });
+  else if (outcome.action === 'no-edge-hosts') logger.warn('no running edge host to update', { nodes: outcome.nodes });
+  else logger.debug('edge node list up to date', { ...outcome });
+}

@@ -1,0 +1,132 @@
+import { type AutoScalingClient, DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
+import { DescribeInstancesCommand, type EC2Client, type Filter } from '@aws-sdk/client-ec2';
+import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SendCommandCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import { z } from 'zod';
+
+/**
+ * Keeps every SIP edge host's LiveKit node list (Kamailio's dispatcher set) equal to the LiveKit hosts that are in
+ * service: the hosts live in an Auto Scaling group, so their addresses change; the edge hosts cannot resolve them by
+ * themselves. Each run compares the current LiveKit addresses and edge hosts with what was last applied (an SSM
+ * parameter) and sends the edge hosts' node script through SSM Run Command only when something changed — or when the
+ * last application is older than the re-apply interval, so a host that missed a command catches up.
+ */
+export interface EdgeSyncSettings {
+  livekitAutoScalingGroup: string;
+  /** The edge hosts' tag. */
+  edgeTag: { key: string; value: string };
+  /** Where the last applied state is kept. */
+  stateParameter: string;
+  /** The node script on the edge hosts (edge-livekit-nodes.sh). */
+  nodeScript: string;
+  /** LiveKit SIP's port on the nodes. */
+  sipPort: number;
+  /** Re-send even without a change after this long. */
+  reapplyAfterMs: number;
+}
+
+export interface EdgeSyncClients {
+  autoScaling: AutoScalingClient;
+  ec2: EC2Client;
+  ssm: SSMClient;
+}
+
+const appliedStateSchema = z.object({
+  nodes: z.array(z.string()),
+  edgeHosts: z.array(z.string()),
+  commandId: z.string(),
+  appliedAt: z.iso.datetime(),
+});
+export type AppliedState = z.infer<typeof appliedStateSchema>;
+
+export type SyncOutcome =
+  | { action: 'unchanged'; nodes: string[]; edgeHosts: string[] }
+  | { action: 'sent'; reason: string; nodes: string[]; edgeHosts: string[]; commandId: string }
+  | { action: 'no-edge-hosts'; nodes: string[] };
+
+/** Private addresses of the group's instances that are in service and healthy, sorted. */
+export async function livekitNodeAddresses(clients: EdgeSyncClients, groupName: string): Promise<string[]> {
+  const { AutoScalingGroups = [] } = await clients.autoScaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [groupName] }));
+  const group = AutoScalingGroups[0];
+  if (!group) throw new Error(`Auto Scaling group ${groupName} not found`);
+  const ids = (group.Instances ?? [])
+    .filter((instance) => instance.LifecycleState === 'InService' && instance.HealthStatus === 'Healthy')
+    .map((instance) => instance.InstanceId!)
+    .filter(Boolean);
+  if (ids.length === 0) return [];
+  return (await describeRunning(clients, [], ids)).map(({ address }) => address).sort();
+}
+
+/** The edge hosts (running, by tag): their instance ids, sorted. */
+export async function edgeHostIds(clients: EdgeSyncClients, tag: { key: string; value: string }): Promise<string[]> {
+  return (await describeRunning(clients, [{ Name: `tag:${tag.key}`, Values: [tag.value] }])).map(({ id }) => id).sort();
+}
+
+async function describeRunning(clients: EdgeSyncClients, filters: Filter[], ids?: string[]): Promise<{ id: string; address: string }[]> {
+  const found: { id: string; address: string }[] = [];
+  let NextToken: string | undefined;
+  do {
+    const page = await clients.ec2.send(
+      new DescribeInstancesCommand({ InstanceIds: ids, Filters: [...filters, { Name: 'instance-state-name', Values: ['running'] }], NextToken }),
+    );
+    for (const reservation of page.Reservations ?? []) {
+      for (const instance of reservation.Instances ?? []) {
+        if (instance.InstanceId && instance.PrivateIpAddress) found.push({ id: instance.InstanceId, address: instance.PrivateIpAddress });
+      }
+    }
+    NextToken = page.NextToken;
+  } while (NextToken);
+  return found;
+}
+
+async function readState(clients: EdgeSyncClients, name: string): Promise<AppliedState | undefined> {
+  try {
+    const { Parameter } = await clients.ssm.send(new GetParameterCommand({ Name: name }));
+    const parsed = appliedStateSchema.safeParse(JSON.parse(Parameter?.Value ?? 'null'));
+    return parsed.success ? parsed.data : undefined; // unreadable: treat as never applied
+  } catch (error) {
+    if (error instanceof ParameterNotFound || (error as Error).name === 'ParameterNotFound') return undefined;
+    throw error;
+  }
+}
+
+const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((value, index) => value === b[index]);
+
+/** Why the edge hosts need the list again, or undefined when they have it. */
+export function changeReason(previous: AppliedState | undefined, nodes: string[], edgeHosts: string[], now: Date, reapplyAfterMs: number): string | undefined {
+  if (!previous) return 'first sync';
+  if (!sameList(previous.nodes, nodes)) return `LiveKit nodes changed: [${previous.nodes.join(', ')}] → [${nodes.join(', ')}]`;
+  if (!sameList(previous.edgeHosts, edgeHosts)) return `edge hosts changed: [${previous.edgeHosts.join(', ')}] → [${edgeHosts.join(', ')}]`;
+  if (now.getTime() - Date.parse(previous.appliedAt) >= reapplyAfterMs) return 're-apply interval elapsed';
+  return undefined;
+}
+
+/** The command the edge hosts run: the node script with one `address:port` argument per LiveKit node. */
+export function nodeScriptCommand(script: string, nodes: string[], sipPort: number): string {
+  for (const node of nodes) if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(node)) throw new Error(`not an IPv4 address: ${node}`);
+  return [script, ...nodes.map((node) => `${node}:${sipPort}`)].join(' ');
+}
+
+export async function syncEdgeNodes(clients: EdgeSyncClients, settings: EdgeSyncSettings, now = new Date()): Promise<SyncOutcome> {
+  const [nodes, edgeHosts, previous] = await Promise.all([
+    livekitNodeAddresses(clients, settings.livekitAutoScalingGroup),
+    edgeHostIds(clients, settings.edgeTag),
+    readState(clients, settings.stateParameter),
+  ]);
+  if (edgeHosts.length === 0) return { action: 'no-edge-hosts', nodes };
+  const reason = changeReason(previous, nodes, edgeHosts, now, settings.reapplyAfterMs);
+  if (!reason) return { action: 'unchanged', nodes, edgeHosts };
+
+  const { Command } = await clients.ssm.send(
+    new SendCommandCommand({
+      DocumentName: 'AWS-RunShellScript',
+      InstanceIds: edgeHosts,
+      Comment: 'voice-intake: LiveKit SIP node list for the edge',
+      TimeoutSeconds: 60,
+      Parameters: { commands: [nodeScriptCommand(settings.nodeScript, nodes, settings.sipPort)] },
+    }),
+  );
+  const commandId = Command?.CommandId ?? 'unknown';
+  const state: AppliedState = { nodes, edgeHosts, commandId, appliedAt: now.toISOString() };
+  await clients.ssm.send(new PutParameterCommand({ Name: settings.stateParameter, Value: JSON.stringify(state), Type: 'String', Overwrite: true }));
+  return { action: 'sent', reason, nodes, edgeHosts, commandId };
+}
