@@ -57,7 +57,12 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     ...common,
     description: 'voice-intake: SIP edge (Kamailio + RTPEngine per AZ)',
     vpc: network.vpc,
-    livekitSip: { securityGroup: appTier.livekit.hostSecurityGroup, rtpPortRange: config.livekit.sipRtpPortRange },
+    livekitSip: {
+      securityGroup: appTier.livekit.hostSecurityGroup,
+      rtpPortRange: config.livekit.sipRtpPortRange,
+      autoScalingGroupName: appTier.livekit.autoScalingGroup.autoScalingGroupName,
+      sipPort: config.livekit.sipPort,
+    },
   });
   edge.addStackDependency(appTier);
   appTier.livekit.sipIngressFor(edge.securityGroup);
@@ -77,7 +82,7 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     description: 'voice-intake: dashboard and alarms',
     edgeInstances: edge.instances,
     redisReplicationGroupId: data.redisReplicationGroup.ref,
-    existingAlarms: [enrichment.deadLetterAlarm],
+    existingAlarms: [enrichment.deadLetterAlarm, ...(edge.nodeSync ? [edge.nodeSync.failureAlarm] : [])],
     edgeMetrics: edge.metrics,
     livekitSipMetrics: appTier.livekit.sipMetrics,
   });

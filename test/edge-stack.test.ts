@@ -90,9 +90,9 @@ describe('edge stack', () => {
   it('outputs one origination URI per host and recovers failed hosts', () => {
     const outputs = Object.keys(edge.toJSON().Outputs).filter((key) => key.endsWith('OriginationUri'));
     expect(outputs).toHaveLength(4);
-    const alarms = Object.values(edge.findResources('AWS::CloudWatch::Alarm'));
-    expect(alarms).toHaveLength(4);
-    expect(JSON.stringify(alarms[0].Properties.AlarmActions)).toContain(':ec2:recover');
+    const recovery = Object.values(edge.findResources('AWS::CloudWatch::Alarm')).filter((alarm) => alarm.Properties.MetricName === 'StatusCheckFailed_System');
+    expect(recovery).toHaveLength(4);
+    for (const alarm of recovery) expect(JSON.stringify(alarm.Properties.AlarmActions)).toContain(':ec2:recover');
   });
 
   it('provisions the LiveKit trunk for exactly the edge hosts, from inside the VPC', () => {
@@ -119,6 +119,36 @@ describe('edge stack', () => {
       expect(filter?.FilterPattern, event).toBe(`"${phrase}"`);
       expect(JSON.stringify(filter?.LogGroupName)).toMatch(/EdgeLogs/);
     }
+  });
+
+  it('keeps the LiveKit node list current: a function on a schedule and on LiveKit group changes, Run Command to the edge hosts only', () => {
+    const functions = Object.values(edge.findResources('AWS::Lambda::Function')).map((fn) => fn.Properties);
+    const sync = functions.find((fn) => fn.Environment?.Variables?.NODE_SCRIPT)!;
+    expect(sync.Environment.Variables).toMatchObject({ NODE_SCRIPT: '/etc/voice-intake-edge/bin/edge-livekit-nodes.sh', EDGE_TAG_KEY: 'voice-intake:edge', EDGE_TAG_VALUE: 'voice-intake', SIP_PORT: '5060' });
+    expect(JSON.stringify(sync.Environment.Variables.LIVEKIT_ASG_NAME)).toMatch(/voice-intake-app/); // the app tier's group
+    expect(sync.ReservedConcurrentExecutions).toBe(1);
+    expect(sync.VpcConfig).toBeDefined();
+
+    const rules = Object.values(edge.findResources('AWS::Events::Rule')).map((rule) => rule.Properties);
+    expect(rules.map((rule) => rule.ScheduleExpression).filter(Boolean)).toEqual(['rate(1 minute)']);
+    expect(rules.find((rule) => rule.EventPattern)?.EventPattern).toMatchObject({ source: ['aws.autoscaling'], 'detail-type': ['EC2 Instance Launch Successful', 'EC2 Instance Terminate Successful'] });
+
+    const policies = Object.values(edge.findResources('AWS::IAM::Policy')).flatMap((policy) => policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown; Condition?: unknown }[]);
+    const sendCommand = policies.filter((statement) => [statement.Action].flat().includes('ssm:SendCommand'));
+    expect(sendCommand).toHaveLength(2);
+    expect(JSON.stringify(sendCommand.map((statement) => statement.Resource))).toContain('document/AWS-RunShellScript');
+    expect(sendCommand.find((statement) => JSON.stringify(statement.Resource).includes('instance/*'))?.Condition).toEqual({ StringEquals: { 'ssm:resourceTag/voice-intake:edge': 'voice-intake' } });
+  });
+
+  it('boots with an empty LiveKit node list and the node script, never a placeholder name', () => {
+    const userData = JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
+    const files = [...userData.matchAll(/echo '([A-Za-z0-9+/=]+)' \| base64 -d > ([^\s"\\]+)/g)].map(([, body, path]) => [path, Buffer.from(body, 'base64').toString('utf8')] as const);
+    const dispatcherList = files.find(([path]) => path.endsWith('kamailio/dispatcher.list'));
+    expect(dispatcherList?.[1]).not.toMatch(/sip:/);
+    expect(files.find(([path]) => path.endsWith('bin/edge-livekit-nodes.sh'))?.[1]).toContain('dispatcher.reload');
+    expect(userData).not.toContain('livekit-sip.voice-intake.internal');
+    const association = JSON.stringify(Object.values(edge.findResources('AWS::SSM::Association'))[0].Properties);
+    expect(association).not.toContain('dispatcher.list');
   });
 
   it('matches the snapshot', () => {

@@ -35,9 +35,11 @@ describe('observability stack', () => {
     }
   });
 
-  it('watches Redis and forwards the enrichment DLQ alarm to the topic', () => {
+  it('watches Redis and forwards the enrichment DLQ and edge node sync alarms to the topic', () => {
     expect(alarms().map((alarm) => alarm.MetricName)).toEqual(expect.arrayContaining(['EngineCPUUtilization', 'ReplicationLag']));
     observability.hasResourceProperties('AWS::CloudWatch::CompositeAlarm', { AlarmActions: [Match.anyValue()], AlarmRule: Match.anyValue() });
+    // The enrichment DLQ and the edge node sync both page through here.
+    observability.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 2);
   });
 
   it('pages once when Redis fails over (the primary role moves between the nodes)', () => {

@@ -190,6 +190,13 @@ function mediaInterface(ip: string, advertised: string | undefined): string {
   return advertised && advertised !== ip ? `${ip}!${advertised}` : ip;
 }
 
+/**
+ * The dispatcher list when no LiveKit node is known: Kamailio refuses to load (or reload) an empty list and would keep
+ * the previous one, so "no node" is one disabled entry (flag 4: never selected, never probed) outside the LiveKit set.
+ * The address is TEST-NET-1: nothing answers there. Calls then get 503 from DISPATCH.
+ */
+export const NO_NODE_ENTRY = '0 sip:192.0.2.1:5060;transport=udp 4 0';
+
 /** Renders every file of one edge host (Kamailio, RTPEngine, systemd units, reload script). Pure: no I/O but templates. */
 export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
   const input = parseRenderInput(raw);
@@ -227,9 +234,10 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       OPTIONS: options,
     }),
     'kamailio/dispatcher.list': fillTemplate('kamailio/dispatcher.list', {
-      ENTRIES: livekitSip.destinations
-        .map((d) => `1 sip:${d.host}:${d.port};transport=${d.transport} 0 0 socket=${d.transport}:${host.internalSipIp}:${host.internalSipPort}`)
-        .join('\n'),
+      ENTRIES:
+        livekitSip.destinations
+          .map((d) => `1 sip:${d.host}:${d.port};transport=${d.transport} 0 0 socket=${d.transport}:${host.internalSipIp}:${host.internalSipPort}`)
+          .join('\n') || NO_NODE_ENTRY,
     }),
     'kamailio/db/address': fillTemplate('kamailio/address', { ENTRIES: renderAddressRows(edge.allowlist) }),
     'kamailio/db/version': fillTemplate('kamailio/version', {}),
@@ -258,6 +266,7 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       TRANSPORT: livekitSip.nodeTransport,
       SOCKET: `${livekitSip.nodeTransport}:${host.internalSipIp}:${host.internalSipPort}`,
       CTL_SOCKET: layout.ctlSocket,
+      NO_NODE_ENTRY,
     }),
   };
   if (edge.tls) {

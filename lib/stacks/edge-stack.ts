@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -9,21 +9,24 @@ import { EDGE_METRICS } from '@voice-intake/contracts';
 import { EDGE_LOG_EVENTS, HOST_PLACEHOLDERS, type RenderedEdge, renderEdge } from '@voice-intake/edge-config';
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
+import { EdgeNodeSync } from '../constructs/edge-node-sync';
 import { LogLineMetrics } from '../constructs/log-metrics';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
 const CONFIG_DIR = '/etc/voice-intake-edge';
 const LOG_DIR = '/var/log/voice-intake-edge';
 /** Files the runtime reload (SSM association) owns: changing them never touches the instances' user data. */
-const RELOADABLE = ['kamailio/db/address', 'kamailio/dispatcher.list'];
+const RELOADABLE = ['kamailio/db/address'];
 
 export interface LivekitSipPeer {
   /** LiveKit SIP nodes' security group (app tier); without it the edge may reach the private subnets on these ports. */
   readonly securityGroup?: ec2.ISecurityGroup;
   /** LiveKit SIP's RTP range (its default: 10000-20000). */
   readonly rtpPortRange?: { min: number; max: number };
-  /** Where Kamailio's dispatcher sends calls: LiveKit SIP node addresses or a DNS name resolving to them. */
-  readonly destinations?: readonly string[];
+  /** The LiveKit hosts' Auto Scaling group: its in-service members become the edge's LiveKit SIP nodes at runtime. */
+  readonly autoScalingGroupName?: string;
+  /** LiveKit SIP's signalling port on those hosts. Default 5060. */
+  readonly sipPort?: number;
 }
 
 export interface EdgeStackProps extends VoiceIntakeStackProps {
@@ -32,20 +35,21 @@ export interface EdgeStackProps extends VoiceIntakeStackProps {
 }
 
 /** Placeholder LiveKit SIP name until the app tier passes its own (see edge-config/README.md). */
-export const DEFAULT_LIVEKIT_SIP_NAME = 'livekit-sip.voice-intake.internal';
 
 /**
  * The SIP edge: per AZ `edge.hostsPerAz` Kamailio + RTPEngine hosts in public subnets, each with an EIP, reachable
  * only from the carrier allowlist (managed prefix lists, so the allowlist's size never multiplies SG rules), sending
  * only to LiveKit SIP. Config is rendered at synth by edge-config with host placeholders the boot script fills from
- * IMDSv2. The allowlist and LiveKit node list are applied at runtime by an SSM association (Kamailio reloads them
- * in place): changing them never restarts Kamailio or replaces an instance.
+ * IMDSv2. The allowlist is applied at runtime by an SSM association and the LiveKit node list by the node sync (SSM
+ * Run Command when LiveKit's hosts change); Kamailio reloads both in place: never a restart or a new instance.
  */
 export class EdgeStack extends VoiceIntakeStack {
   readonly securityGroup: ec2.SecurityGroup;
   readonly signallingPrefixList: ec2.PrefixList;
   readonly mediaPrefixList: ec2.PrefixList;
   readonly instances: ec2.Instance[] = [];
+  /** Keeps the hosts' LiveKit node list current (when the LiveKit group is known). */
+  readonly nodeSync?: EdgeNodeSync;
   /** Counts of what the edge refused (allowlist, flood bans, scanners, malformed) and of calls with no LiveKit node. */
   readonly metrics: Record<keyof typeof EDGE_METRICS, cloudwatch.Metric>;
 
@@ -53,7 +57,6 @@ export class EdgeStack extends VoiceIntakeStack {
     super(scope, id, props);
     const { edge } = props.config;
     const livekitRtp = props.livekitSip?.rtpPortRange ?? { min: 10000, max: 20000 };
-    const destinations = props.livekitSip?.destinations ?? [DEFAULT_LIVEKIT_SIP_NAME];
 
     this.signallingPrefixList = new ec2.PrefixList(this, 'CarrierSignallingPrefixList', {
       addressFamily: ec2.AddressFamily.IP_V4,
@@ -124,7 +127,8 @@ export class EdgeStack extends VoiceIntakeStack {
         carrierMediaAdvertisedIp: HOST_PLACEHOLDERS.publicIp,
         internalMediaIp: HOST_PLACEHOLDERS.privateIp,
       },
-      livekitSip: { destinations: destinations.map((host) => ({ host })) },
+      // No node is known at synth: the node sync fills the list on each host at runtime.
+      livekitSip: { destinations: [], nodePort: props.livekitSip?.sipPort ?? 5060 },
       paths: { configDir: CONFIG_DIR, runDir: '/run/voice-intake-edge' },
     });
     const bootFiles = Object.fromEntries(Object.entries(rendered).filter(([path]) => !RELOADABLE.includes(path)));
@@ -180,7 +184,21 @@ export class EdgeStack extends VoiceIntakeStack {
       }
     });
 
-    // Runtime reload: writes the allowlist and LiveKit node list, then asks Kamailio to re-read them (no restart).
+    if (props.livekitSip?.autoScalingGroupName) {
+      this.nodeSync = new EdgeNodeSync(this, 'LiveKitNodeSync', {
+        vpc: props.vpc,
+        livekitAutoScalingGroupName: props.livekitSip.autoScalingGroupName,
+        sipPort: props.livekitSip.sipPort ?? 5060,
+        edgeTag: { key: tagKey, value: tagValue },
+        nodeScript: `${CONFIG_DIR}/bin/edge-livekit-nodes.sh`,
+        logKey,
+        deploymentName: props.config.deploymentName,
+      });
+    } else {
+      Annotations.of(this).addWarning('No LiveKit Auto Scaling group given: the edge has no LiveKit SIP node and answers every call with 503.');
+    }
+
+    // Runtime reload: writes the allowlist, then asks Kamailio to re-read it (no restart).
     new ssm.CfnAssociation(this, 'EdgeReloadAssociation', {
       name: 'AWS-RunShellScript',
       associationName: `${props.config.deploymentName}-edge-reload`,
@@ -236,7 +254,7 @@ function bootScript(files: RenderedEdge, logGroupName: string, region: string): 
   ];
 }
 
-/** SSM association: the allowlist and the LiveKit node list, applied in place. */
+/** SSM association: the allowlist, applied in place. */
 function reloadScript(files: RenderedEdge): string[] {
   return [
     'set -eu',

@@ -17,6 +17,16 @@ for node in "$@"; do
   case "$node" in *:*) ;; *) node="$node:{{DEFAULT_PORT}}" ;; esac
   echo "1 sip:$node;transport={{TRANSPORT}} 0 0 socket={{SOCKET}}" >> "$NEW"
 done
+# Kamailio keeps its old list when given an empty one: "no node" is a disabled entry outside the LiveKit set.
+[ $# -gt 0 ] || echo "{{NO_NODE_ENTRY}}" > "$NEW"
 mv "$NEW" "$LIST"
-kamcmd -s "{{CTL_SOCKET}}" dispatcher.reload
-echo "edge-livekit-nodes: $# LiveKit SIP node(s): $*"
+# kamcmd exits 0 even when the RPC fails; a reload right after another answers "ongoing reload": retry on any error.
+for attempt in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+  out=$(kamcmd -s "{{CTL_SOCKET}}" dispatcher.reload 2>&1) || true
+  case "$out" in
+    *[Ee]rror*) sleep 1 ;;
+    *) echo "edge-livekit-nodes: $# LiveKit SIP node(s): $*"; exit 0 ;;
+  esac
+done
+echo "edge-livekit-nodes: list written but not reloaded: $out" >&2
+exit 1

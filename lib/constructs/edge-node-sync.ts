@@ -1,0 +1,160 @@
+import { join } from 'node:path';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
+import { Construct } from 'constructs';
+import { acknowledgeRules, skipCheckovChecks } from '../compliance';
+
+const ROOT = join(__dirname, '..', '..');
+
+export interface EdgeNodeSyncProps {
+  readonly vpc: ec2.IVpc;
+  /** The LiveKit hosts' Auto Scaling group (app tier): its in-service members are the edge's LiveKit SIP nodes. */
+  readonly livekitAutoScalingGroupName: string;
+  readonly sipPort: number;
+  /** The edge hosts' tag: the command goes to the running instances carrying it. */
+  readonly edgeTag: { key: string; value: string };
+  /** The node script on the edge hosts. */
+  readonly nodeScript: string;
+  readonly logKey: kms.IKey;
+  readonly deploymentName: string;
+}
+
+/**
+ * Keeps the edge hosts' LiveKit node list equal to the LiveKit hosts in service. A function runs every minute and on
+ * the LiveKit group's launch/terminate events, and sends the edge hosts their node script through SSM Run Command
+ * when the LiveKit addresses or the edge hosts changed (see lambda/src/edge-sync). Kamailio reloads the list in place.
+ */
+export class EdgeNodeSync extends Construct {
+  readonly function: nodejs.NodejsFunction;
+  /** Pages when the sync keeps failing: the edge would keep sending calls to a stale node list. */
+  readonly failureAlarm: cloudwatch.Alarm;
+
+  constructor(scope: Construct, id: string, props: EdgeNodeSyncProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const stateParameter = `/${props.deploymentName}/edge/livekit-sip-nodes`;
+
+    const securityGroup = new ec2.SecurityGroup(this, 'SecurityGroup', {
+      vpc: props.vpc,
+      description: 'Edge node sync: AWS APIs (HTTPS) only',
+      allowAllOutbound: false,
+    });
+    securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'Auto Scaling, EC2 and SSM APIs (HTTPS)');
+
+    this.function = new nodejs.NodejsFunction(this, 'Function', {
+      entry: join(ROOT, 'lambda', 'src', 'edge-sync', 'handler.ts'),
+      handler: 'handler',
+      description: 'Sends the edge hosts the LiveKit SIP nodes in service',
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      timeout: Duration.seconds(50),
+      memorySize: 256,
+      depsLockFilePath: join(ROOT, 'package-lock.json'),
+      projectRoot: ROOT,
+      bundling: { minify: true, target: 'node22', forceDockerBundling: false, externalModules: [] },
+      vpc: props.vpc,
+      vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
+      securityGroups: [securityGroup],
+      // One run at a time: two overlapping runs could send the edge two different lists.
+      reservedConcurrentExecutions: 1,
+      retryAttempts: 0,
+      environment: {
+        LIVEKIT_ASG_NAME: props.livekitAutoScalingGroupName,
+        EDGE_TAG_KEY: props.edgeTag.key,
+        EDGE_TAG_VALUE: props.edgeTag.value,
+        STATE_PARAMETER: stateParameter,
+        NODE_SCRIPT: props.nodeScript,
+        SIP_PORT: String(props.sipPort),
+        REAPPLY_AFTER_MINUTES: '10',
+        POWERTOOLS_LOG_LEVEL: 'INFO',
+      },
+      logGroup: new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.logKey, removalPolicy: RemovalPolicy.RETAIN }),
+    });
+
+    // Describe calls take no resource ARNs; SendCommand only with the shell document, only on the edge hosts.
+    this.function.addToRolePolicy(new iam.PolicyStatement({ actions: ['autoscaling:DescribeAutoScalingGroups', 'ec2:DescribeInstances'], resources: ['*'] }));
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['ssm:SendCommand'], resources: [stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' })] }),
+    );
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['ssm:SendCommand'],
+        resources: [stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+        conditions: { StringEquals: { [`ssm:resourceTag/${props.edgeTag.key}`]: props.edgeTag.value } },
+      }),
+    );
+    const state = new ssm.StringParameter(this, 'State', {
+      parameterName: stateParameter,
+      description: 'LiveKit SIP nodes last sent to the edge hosts (written by the edge node sync)',
+      stringValue: '{}',
+    });
+    state.grantRead(this.function);
+    state.grantWrite(this.function);
+
+    const target = new targets.LambdaFunction(this.function, { retryAttempts: 0 });
+    new events.Rule(this, 'EveryMinute', { description: 'Edge node sync: reconcile every minute', schedule: events.Schedule.rate(Duration.minutes(1)), targets: [target] });
+    new events.Rule(this, 'LiveKitHostsChanged', {
+      description: 'Edge node sync: a LiveKit host was launched or terminated',
+      eventPattern: {
+        source: ['aws.autoscaling'],
+        detailType: ['EC2 Instance Launch Successful', 'EC2 Instance Terminate Successful'],
+        detail: { AutoScalingGroupName: [props.livekitAutoScalingGroupName] },
+      },
+      targets: [target],
+    });
+
+    this.failureAlarm = new cloudwatch.Alarm(this, 'Failing', {
+      alarmDescription: 'The edge node sync has failed for 5 minutes: the edge keeps an outdated LiveKit SIP node list',
+      metric: this.function.metricErrors({ period: Duration.minutes(1), statistic: 'Sum' }),
+      threshold: 1,
+      evaluationPeriods: 5,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+
+    acknowledgeRules(
+      this.failureAlarm,
+      ['HIPAA.Security-CloudWatchAlarmAction', 'NIST.800.53.R5-CloudWatchAlarmAction'],
+      'The observability tier routes this alarm to the operator SNS topic (composite alarm there).',
+    );
+    this.acknowledgeFindings();
+  }
+
+  private acknowledgeFindings(): void {
+    const fn = this.function;
+    acknowledgeRules(
+      fn.role!,
+      [
+        'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+        'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
+      ],
+      'AWS-maintained execution policies for logs and VPC network interfaces; their scope is what Lambda itself needs.',
+    );
+    const policy = fn.role!.node.findChild('DefaultPolicy');
+    acknowledgeRules(policy, ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'], 'Least-privilege statements generated for this one function role.');
+    acknowledgeRules(
+      policy,
+      ['AwsSolutions-IAM5[Resource::*]', `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]`],
+      'DescribeAutoScalingGroups and DescribeInstances take no resource ARNs; SendCommand on instances is limited by condition to those tagged as this deployment\'s edge hosts.',
+    );
+    acknowledgeRules(
+      fn,
+      ['HIPAA.Security-LambdaDLQ', 'NIST.800.53.R5-LambdaDLQ'],
+      'A scheduled reconcile: a failed run is redone by the next one a minute later, and repeated failures raise an alarm; a dead-letter queue would hold only stale triggers.',
+    );
+    acknowledgeRules(fn, ['AwsSolutions-L1'], 'NODEJS_22_X is the newest runtime this codebase targets (Node 22 across images and functions).');
+    skipCheckovChecks(fn, [
+      { id: 'CKV_AWS_116', comment: 'Scheduled reconcile: the next run redoes a failed one; failures alarm.' },
+      { id: 'CKV_AWS_173', comment: 'Environment holds names and paths only, no secrets.' },
+    ]);
+  }
+}
