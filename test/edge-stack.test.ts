@@ -1,7 +1,7 @@
 import type { Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EDGE_METRICS } from '@voice-intake/contracts';
-import { EDGE_LOG_EVENTS } from '@voice-intake/edge-config';
+import { EDGE_LOG_EVENTS, NO_NODE_ENTRY } from '@voice-intake/edge-config';
 import { openIngressRules } from './support/assertions';
 import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
 
@@ -144,7 +144,8 @@ describe('edge stack', () => {
     const userData = JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
     const files = [...userData.matchAll(/echo '([A-Za-z0-9+/=]+)' \| base64 -d > ([^\s"\\]+)/g)].map(([, body, path]) => [path, Buffer.from(body, 'base64').toString('utf8')] as const);
     const dispatcherList = files.find(([path]) => path.endsWith('kamailio/dispatcher.list'));
-    expect(dispatcherList?.[1]).not.toMatch(/sip:/);
+    expect(dispatcherList?.[1]).not.toMatch(/^1 /m); // no LiveKit node until the sync sends them
+    expect(dispatcherList?.[1]).toContain(NO_NODE_ENTRY);
     expect(files.find(([path]) => path.endsWith('bin/edge-livekit-nodes.sh'))?.[1]).toContain('dispatcher.reload');
     expect(userData).not.toContain('livekit-sip.voice-intake.internal');
     const association = JSON.stringify(Object.values(edge.findResources('AWS::SSM::Association'))[0].Properties);
