@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -6,14 +5,12 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
-import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
+import { lambdaWorkspaceFunction } from '../lambda-bundling';
 import { acknowledgeRules, skipCheckovChecks } from '../compliance';
-
-const ROOT = join(__dirname, '..', '..');
 
 export interface EdgeNodeSyncProps {
   readonly vpc: ec2.IVpc;
@@ -51,16 +48,10 @@ export class EdgeNodeSync extends Construct {
     securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'Auto Scaling, EC2 and SSM APIs (HTTPS)');
 
     this.function = new nodejs.NodejsFunction(this, 'Function', {
-      entry: join(ROOT, 'lambda', 'src', 'edge-sync', 'handler.ts'),
-      handler: 'handler',
+      ...lambdaWorkspaceFunction('edge-sync/handler.ts', 'handler'),
       description: 'Sends the edge hosts the LiveKit SIP nodes in service',
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
       timeout: Duration.seconds(50),
       memorySize: 256,
-      depsLockFilePath: join(ROOT, 'package-lock.json'),
-      projectRoot: ROOT,
-      bundling: { minify: true, target: 'node22', forceDockerBundling: false, externalModules: [] },
       vpc: props.vpc,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       securityGroups: [securityGroup],

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { CustomResource, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -9,11 +8,10 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
+import { lambdaWorkspaceFunction } from '../lambda-bundling';
 import { acknowledgeRules, skipCheckovChecks } from '../compliance';
 import type { VoiceIntakeConfig } from '../config';
 import { allowClientIngress } from './client-ingress';
-
-const ROOT = join(__dirname, '..', '..');
 
 export interface LiveKitSipProvisioningProps {
   readonly vpc: ec2.IVpc;
@@ -50,15 +48,9 @@ export class LiveKitSipProvisioning extends Construct {
     allowClientIngress(props.livekitApiSecurityGroup, securityGroup, config.livekit.apiPort, 'SIP provisioner to the LiveKit API');
 
     const onEvent = new nodejs.NodejsFunction(this, 'OnEvent', {
-      entry: join(ROOT, 'lambda', 'src', 'provisioner', 'handler.ts'),
-      handler: 'onEvent',
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
+      ...lambdaWorkspaceFunction('provisioner/handler.ts', 'onEvent'),
       timeout: Duration.minutes(5),
       memorySize: 256,
-      depsLockFilePath: join(ROOT, 'package-lock.json'),
-      projectRoot: ROOT,
-      bundling: { minify: true, target: 'node22', forceDockerBundling: false, externalModules: [] },
       vpc: props.vpc,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       securityGroups: [securityGroup],

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -13,12 +12,11 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { ENRICHMENT_EVENT_SOURCE, INTAKE_ENRICHED_DETAIL_TYPE, S3_PREFIXES } from '@voice-intake/contracts';
 import type { Construct } from 'constructs';
+import { lambdaWorkspaceFunction } from '../lambda-bundling';
 import { bedrockModelArns } from '../bedrock';
 import { acknowledgeRules, skipCheckovChecks } from '../compliance';
 import { recordBucketName, recordObjectsArn, recordObjectsNagResource } from '../naming';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
-
-const ROOT = join(__dirname, '..', '..');
 
 export interface EnrichmentStackProps extends VoiceIntakeStackProps {
   readonly vpc: ec2.IVpc;
@@ -98,16 +96,10 @@ export class EnrichmentStack extends VoiceIntakeStack {
     });
 
     this.function = new nodejs.NodejsFunction(this, 'EnrichFunction', {
-      entry: join(ROOT, 'lambda', 'src', 'handler.ts'),
-      handler: 'handler',
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
+      ...lambdaWorkspaceFunction('handler.ts', 'handler'),
       memorySize: 512,
       timeout: Duration.minutes(3),
-      depsLockFilePath: join(ROOT, 'package-lock.json'),
-      projectRoot: ROOT,
-      // Bundle the AWS SDK too: the function runs the versions the tests ran, not whatever the runtime ships.
-      bundling: { minify: true, sourceMap: true, target: 'node22', format: nodejs.OutputFormat.CJS, forceDockerBundling: false, externalModules: [] },
+      bundling: { ...lambdaWorkspaceFunction('handler.ts', 'handler').bundling, sourceMap: true, format: nodejs.OutputFormat.CJS },
       vpc: props.vpc,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       securityGroups: [securityGroup],
