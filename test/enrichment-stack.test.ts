@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { Asset } from 'aws-cdk-lib/aws-s3-assets';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../lib/config';
 import { openIngressRules } from './support/assertions';
 import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
@@ -25,10 +25,11 @@ describe('enrichment stack', () => {
   let statements: Statement[];
 
   beforeAll(() => {
-    synthesized = synthVoiceIntake();
+    synthesized = synthVoiceIntake(undefined, { keepAssembly: true }); // one test loads the bundled function
     enrichment = synthesized.templates.enrichment;
     statements = statementsOf(enrichment);
   });
+  afterAll(() => rmSync(synthesized.app.outdir, { recursive: true, force: true }));
 
   const withAction = (action: string) => statements.filter((statement) => actionsOf(statement).includes(action));
 

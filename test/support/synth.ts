@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { App, type Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -34,7 +34,10 @@ export interface SynthesizedApp {
  * Builds and synthesizes the whole app the way `bin/` does, with the three cdk-nag packs applied:
  * an unacknowledged finding throws (ValidationFailed). Synth is slow (seconds): call once per file, in beforeAll.
  */
-export function synthVoiceIntake(input: VoiceIntakeConfigInput = cdkJsonContext()[CONFIG_CONTEXT_KEY] as VoiceIntakeConfigInput): SynthesizedApp {
+export function synthVoiceIntake(
+  input: VoiceIntakeConfigInput = cdkJsonContext()[CONFIG_CONTEXT_KEY] as VoiceIntakeConfigInput,
+  options: { keepAssembly?: boolean } = {},
+): SynthesizedApp {
   const config = parseConfig(input);
   const app = new App({ context: cdkJsonContext() });
   const stacks = buildVoiceIntake(app, config);
@@ -43,5 +46,8 @@ export function synthVoiceIntake(input: VoiceIntakeConfigInput = cdkJsonContext(
   const templates = Object.fromEntries(
     Object.entries(stacks).map(([key, stack]) => [key, Template.fromStack(stack as Stack, { skipCyclicalDependenciesCheck: true })]),
   ) as Record<keyof VoiceIntakeStacks, Template>;
+  // The templates are in memory now; the cloud assembly (staged assets: gigabytes over a test run) is not needed,
+  // unless the test reads an asset (then it removes `app.outdir` itself).
+  if (!options.keepAssembly) rmSync(app.outdir, { recursive: true, force: true });
   return { app, config, stacks, templates };
 }
