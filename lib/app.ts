@@ -82,6 +82,7 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     description: 'voice-intake: dashboard and alarms',
     edgeInstances: edge.instances,
     redisReplicationGroupId: data.redisReplicationGroup.ref,
+    redisNodeCount: data.redisNodeCount,
     existingAlarms: [enrichment.deadLetterAlarm, ...(edge.nodeSync ? [edge.nodeSync.failureAlarm] : [])],
     edgeMetrics: edge.metrics,
     livekitSipMetrics: appTier.livekit.sipMetrics,

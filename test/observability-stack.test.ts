@@ -53,6 +53,14 @@ describe('observability stack', () => {
     expect(failover).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', TreatMissingData: 'notBreaching' });
   });
 
+  it('watches every Redis node for the primary role, however many replicas there are', () => {
+    const { templates } = synthVoiceIntake({ data: { redisReplicas: 2 } });
+    const failover = Object.values(templates.observability.findResources('AWS::CloudWatch::Alarm')).find((alarm) => /failed over/.test(alarm.Properties.AlarmDescription))!;
+    const metrics = failover.Properties.Metrics as { Expression?: string; MetricStat?: { Metric: { Dimensions: { Value: unknown }[] } } }[];
+    expect(metrics.find((metric) => metric.Expression)?.Expression).toBe('ABS(DIFF(node1)) + ABS(DIFF(node2)) + ABS(DIFF(node3))');
+    expect(JSON.stringify(metrics.filter((metric) => metric.MetricStat).map((metric) => metric.MetricStat!.Metric.Dimensions[0].Value))).toMatch(/-003/);
+  });
+
   it('alarms on LiveKit SIP call errors at the configured rate and on calls the edge could not place', () => {
     expect(alarms().find((alarm) => alarm.MetricName === LIVEKIT_SIP_METRICS.callErrors)).toMatchObject({ Statistic: 'Sum', Period: 300, Threshold: 7 });
     expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.noLiveKitNode)).toMatchObject({ Statistic: 'Sum', Period: 60, Threshold: 1 });

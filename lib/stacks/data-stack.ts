@@ -36,6 +36,8 @@ export class DataStack extends VoiceIntakeStack {
   readonly redisSecurityGroup: ec2.SecurityGroup;
   readonly redisAuthSecret: secretsmanager.Secret;
   readonly redisReplicationGroup: elasticache.CfnReplicationGroup;
+  /** Primary plus replicas: node ids are `<group>-001` … `<group>-00N`. */
+  readonly redisNodeCount: number;
   /** Intake cases, callbacks and transfers written by the MCP server (single table, `byPhone` index). */
   readonly casesTable: dynamodb.Table;
   /** The knowledge collection, when `mcp.knowledgeBackend` is `opensearch`. */
@@ -145,12 +147,13 @@ export class DataStack extends VoiceIntakeStack {
       subnetIds: props.vpc.selectSubnets({ subnetType: ec2.SubnetType.PRIVATE_ISOLATED }).subnetIds,
     });
 
+    this.redisNodeCount = Math.min(1 + data.redisReplicas, 6);
     this.redisReplicationGroup = new elasticache.CfnReplicationGroup(this, 'Redis', {
       replicationGroupDescription: 'voice-intake session state',
       engine: 'redis',
       engineVersion: data.redisEngineVersion,
       cacheNodeType: data.redisNodeType,
-      numCacheClusters: Math.min(1 + data.redisReplicas, 6),
+      numCacheClusters: this.redisNodeCount,
       automaticFailoverEnabled: true,
       multiAzEnabled: true,
       port: REDIS_PORT,

@@ -13,6 +13,8 @@ import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-sta
 export interface ObservabilityStackProps extends VoiceIntakeStackProps {
   readonly edgeInstances: ec2.Instance[];
   readonly redisReplicationGroupId: string;
+  /** Nodes in the group (primary + replicas). */
+  readonly redisNodeCount: number;
   /** Alarms other stacks created that should page too (enrichment DLQ, …). */
   readonly existingAlarms: cloudwatch.IAlarm[];
   /** What the edge refused and calls it could not place (metric filters on the edge hosts' logs). */
@@ -114,7 +116,8 @@ export class ObservabilityStack extends VoiceIntakeStack {
       }),
     );
 
-    const redisPrimary = `${props.redisReplicationGroupId}-001`;
+    const redisNodes = Array.from({ length: props.redisNodeCount }, (_, index) => `${props.redisReplicationGroupId}-${String(index + 1).padStart(3, '0')}`);
+    const redisPrimary = redisNodes[0];
     const redisNodeMetric = (name: string, node: string, statistic = 'Maximum') =>
       new cloudwatch.Metric({ namespace: 'AWS/ElastiCache', metricName: name, dimensionsMap: { CacheClusterId: node }, statistic, period: Duration.minutes(1) });
     const redisMetric = (name: string, statistic = 'Maximum') => redisNodeMetric(name, redisPrimary, statistic);
@@ -138,11 +141,8 @@ export class ObservabilityStack extends VoiceIntakeStack {
       new cloudwatch.Alarm(this, 'RedisFailover', {
         alarmDescription: 'Session Redis failed over to its replica: calls in flight may have lost their last state writes',
         metric: new cloudwatch.MathExpression({
-          expression: 'ABS(DIFF(node1)) + ABS(DIFF(node2))',
-          usingMetrics: {
-            node1: redisNodeMetric('IsMaster', `${props.redisReplicationGroupId}-001`),
-            node2: redisNodeMetric('IsMaster', `${props.redisReplicationGroupId}-002`),
-          },
+          expression: redisNodes.map((_, index) => `ABS(DIFF(node${index + 1}))`).join(' + '),
+          usingMetrics: Object.fromEntries(redisNodes.map((node, index) => [`node${index + 1}`, redisNodeMetric('IsMaster', node)])),
           period: Duration.minutes(1),
           label: 'primary role changes',
         }),
