@@ -14,7 +14,7 @@ import { MetricsEmitter } from './metrics';
 const WORKER_ID = `${process.env.HOSTNAME ?? 'worker'}-${randomUUID().slice(0, 8)}`;
 const logger = pino({ base: { service: 'voice-intake-agent', workerId: WORKER_ID } });
 const metrics = new MetricsEmitter();
-// One S3 client per process: its connection pool is shared by every call this worker holds.
+// Made when the job process loads this module, before its call arrives (agents 1.9 runs a process per job).
 const s3 = new S3Client({});
 
 function callerNumberOf(attributes: Record<string, string>): string {
