@@ -7,7 +7,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { edgeLayout, parseRenderInput, type RenderInput, type RenderInputData, renderEdge, writeRendered } from '../src/render';
 
@@ -197,11 +197,12 @@ export interface EdgeHarnessOptions {
   readonly probeFrom?: string;
 }
 
-/** RTPEngine + Kamailio on a rendered tree. */
+/** The topos Redis, RTPEngine and Kamailio on a rendered tree. */
 export class EdgeHarness {
   readonly input: RenderInput;
   readonly layout: ReturnType<typeof edgeLayout>;
   readonly runDir: string;
+  private toposRedis?: ChildProcess;
   private rtpengine?: ChildProcess;
   private kamailio?: ChildProcess;
 
@@ -224,12 +225,21 @@ export class EdgeHarness {
     return join(this.runDir, 'kamailio.log');
   }
 
-  /** Renders (again) and starts both daemons; ends leftovers of an earlier run in the same directory first. */
+  /** Renders (again) and starts the daemons; ends leftovers of an earlier run in the same directory first. */
   async start(): Promise<void> {
     await endProcessesMentioning(this.configDir + '/');
     rmSync(this.runDir, { recursive: true, force: true });
     mkdirSync(this.runDir, { recursive: true });
     writeRendered(this.configDir, renderEdge(this.input));
+
+    const redisLog = join(this.runDir, 'topos-redis.log');
+    mkdirSync(dirname(this.layout.toposRedisSocket), { recursive: true });
+    this.toposRedis = spawnLogged('redis-server', [this.layout.toposRedisConf], redisLog);
+    const toposRedis = this.toposRedis;
+    await waitFor('topos redis', 30_000, async () => {
+      const { stdout } = await execFileAsync('redis-cli', ['-s', this.layout.toposRedisSocket, 'ping'], { timeout: 2000 });
+      return stdout.trim() === 'PONG' ? true : undefined;
+    }, () => exitDescription(toposRedis, redisLog));
 
     const rtpLog = join(this.runDir, 'rtpengine.log');
     const { ip, port } = this.layout.rtpengineControl;
@@ -256,6 +266,7 @@ export class EdgeHarness {
   async stop(): Promise<void> {
     await stopChild(this.kamailio);
     await stopChild(this.rtpengine);
+    await stopChild(this.toposRedis);
     // Anything they left (Kamailio children of a killed parent) or a stand-in started against this directory.
     await endProcessesMentioning(this.configDir + '/');
   }
@@ -314,9 +325,7 @@ export class StandIn {
   /** Every SIP message the stand-in received so far (sipp's message trace), as raw text blocks. */
   receivedMessages(): string[] {
     if (!existsSync(this.messageFile)) return [];
-    return readFileSync(this.messageFile, 'utf8')
-      .split(/^-{10,} .*$/m)
-      .filter((block) => /message received/.test(block) || /^\s*(INVITE|ACK|BYE|OPTIONS|CANCEL)/m.test(block));
+    return receivedInTrace(readFileSync(this.messageFile, 'utf8'));
   }
 
   receivedInvites(): string[] {
@@ -325,7 +334,9 @@ export class StandIn {
 }
 
 export interface SippCallOptions {
-  readonly scenario: 'uac-call.xml' | 'uac-call-rtp.xml' | 'uac-expect-503.xml';
+  readonly scenario: 'uac-call.xml' | 'uac-call-rtp.xml' | 'uac-call-hung-up.xml' | 'uac-expect-503.xml';
+  /** The number called (Request-URI user); the stand-in hangs up calls to "livekit-hangs-up". */
+  readonly service?: string;
   readonly from: string;
   readonly to: { ip: string; port: number };
   readonly calls?: number;
@@ -336,6 +347,11 @@ export interface SippCallOptions {
   readonly mediaPort?: number;
   readonly timeoutSeconds?: number;
   readonly extraArgs?: string[];
+}
+
+/** The messages a sipp trace (-trace_msg) shows as received, as raw text blocks. */
+export function receivedInTrace(trace: string): string[] {
+  return trace.split(/^-{10,} .*$/m).filter((block) => /message received/.test(block));
 }
 
 export interface SippResult {
@@ -364,7 +380,7 @@ export async function runSippCaller(options: SippCallOptions, workDir: string): 
     '-m', String(options.calls ?? 1),
     '-r', String(options.rate ?? 10),
     '-d', String(options.durationMs ?? 500),
-    '-s', 'intake',
+    '-s', options.service ?? 'intake',
     '-nostdin',
     '-timeout', `${options.timeoutSeconds ?? 30}s`,
     '-timeout_error',

@@ -92,6 +92,11 @@ export const renderInputSchema = z
         message: `${host.internalSipPort} is taken by the carrier side on the same address ${host.carrierSipIp}`,
       });
     }
+    // sun_path holds 107 bytes: a longer socket path would fail only when Kamailio starts.
+    const toposSocket = `${input.paths.runDir}/topos/redis.sock`;
+    if (Buffer.byteLength(toposSocket) > 107) {
+      ctx.addIssue({ code: 'custom', path: ['paths', 'runDir'], message: `is too long for a unix socket path (${toposSocket})` });
+    }
     const control = host.rtpengineControl.port;
     if (control >= edge.rtpPortRange.min && control <= edge.rtpPortRange.max) {
       ctx.addIssue({ code: 'custom', path: ['host', 'rtpengineControl', 'port'], message: `${control} lies inside edge.rtpPortRange` });
@@ -155,6 +160,9 @@ export function edgeLayout(input: RenderInput) {
     ctlSocket: `${paths.runDir}/kamailio_ctl`,
     kamailioPidFile: `${paths.runDir}/kamailio.pid`,
     rtpenginePidFile: `${paths.runDir}/rtpengine.pid`,
+    toposRedisConf: `${paths.configDir}/redis/topos-redis.conf`,
+    toposRedisSocket: `${paths.runDir}/topos/redis.sock`,
+    toposRedisPidFile: `${paths.runDir}/topos/redis.pid`,
     rtpengineControl: host.rtpengineControl,
     carrierSip: { ip: host.carrierSipIp, port: edge.sipPort },
     internalSip: { ip: host.internalSipIp, port: host.internalSipPort },
@@ -197,7 +205,7 @@ function mediaInterface(ip: string, advertised: string | undefined): string {
  */
 export const NO_NODE_ENTRY = '0 sip:192.0.2.1:5060;transport=udp 4 0';
 
-/** Renders every file of one edge host (Kamailio, RTPEngine, systemd units, reload script). Pure: no I/O but templates. */
+/** Renders every file of one edge host (Kamailio, RTPEngine, topos Redis, systemd units, scripts). Pure: no I/O but templates. */
 export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
   const input = parseRenderInput(raw);
   const { edge, host, paths, livekitSip } = input;
@@ -231,6 +239,10 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       PING_INTERVAL_SECONDS: edge.livekitPingIntervalSeconds,
       FAILOVER_TIMEOUT_MS: edge.failoverTimeoutMs,
       RTPENGINE_SOCK: `udp:${host.rtpengineControl.ip}:${host.rtpengineControl.port}`,
+      TOPOS_REDIS_SOCKET: layout.toposRedisSocket,
+      TOPOS_DIALOG_EXPIRE_SECONDS: edge.maxCallSeconds,
+      // A call attempt (INVITE transaction) is over long before this: fr_inv_timer is 120 s.
+      TOPOS_BRANCH_EXPIRE_SECONDS: 180,
       OPTIONS: options,
     }),
     'kamailio/dispatcher.list': fillTemplate('kamailio/dispatcher.list', {
@@ -249,8 +261,16 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       PORT_MIN: edge.rtpPortRange.min,
       PORT_MAX: edge.rtpPortRange.max,
       DELETE_DELAY: 5,
+      FINAL_TIMEOUT: edge.maxCallSeconds,
       PID_FILE: layout.rtpenginePidFile,
     }),
+    'redis/topos-redis.conf': fillTemplate('redis/topos-redis.conf', {
+      SOCKET: layout.toposRedisSocket,
+      PID_FILE: layout.toposRedisPidFile,
+      DIR: dirname(layout.toposRedisSocket),
+      MAX_MEMORY_MB: edge.kamailio.toposStoreMb,
+    }),
+    'systemd/voice-intake-topos-redis.service': fillTemplate('systemd/voice-intake-topos-redis.service', { CONFIG_DIR: paths.configDir }),
     'systemd/voice-intake-rtpengine.service': fillTemplate('systemd/voice-intake-rtpengine.service', { CONFIG_DIR: paths.configDir }),
     'systemd/voice-intake-kamailio.service': fillTemplate('systemd/voice-intake-kamailio.service', {
       CONFIG_DIR: paths.configDir,

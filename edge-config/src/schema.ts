@@ -64,14 +64,23 @@ export const edgeSectionSchema = z
     failoverTimeoutMs: z.number().int().min(500).max(30_000).default(3000),
     /** OPTIONS keepalive interval towards the LiveKit SIP nodes; a node that answers again is used again. */
     livekitPingIntervalSeconds: z.number().int().min(1).max(300).default(10),
-    /** Kamailio sizing: SIP worker processes per transport and shared memory (peak measured ~190 MB at 600 calls/s). */
+    /**
+     * The longest call the edge carries: RTPEngine ends media older than this, and topology-hiding records (what
+     * routes a call's BYE) are kept this long.
+     */
+    maxCallSeconds: z.number().int().min(600).max(86_400).default(10_800),
+    /**
+     * Kamailio sizing: SIP worker processes per transport, shared memory (peak measured ~190 MB at 600 calls/s) and
+     * the memory of the host-local Redis that holds topology-hiding records (a few KB per call).
+     */
     kamailio: z
       .object({
         workers: z.number().int().min(1).max(64).default(4),
         sharedMemoryMb: z.number().int().min(64).max(8192).default(256),
+        toposStoreMb: z.number().int().min(32).max(8192).default(256),
       })
       .strict()
-      .default({ workers: 4, sharedMemoryMb: 256 }),
+      .default({ workers: 4, sharedMemoryMb: 256, toposStoreMb: 256 }),
     /** ACM-independent TLS material for 5061: Secrets Manager secret names holding PEM cert and key. */
     tls: z
       .object({ certificateSecretName: z.string().min(1), privateKeySecretName: z.string().min(1) })

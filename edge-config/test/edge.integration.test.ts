@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EdgeHarness, runSippCaller, sendUdp, sipRequest, StandIn } from '../harness/harness';
+import { EdgeHarness, receivedInTrace, runSippCaller, sendUdp, sipRequest, StandIn } from '../harness/harness';
 import { renderAddressRows } from '../src/render';
 
 const EXAMPLE = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
@@ -71,6 +71,35 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
 
     const after = (await edge.rtpengineTotals())['Total relayed packets'] ?? 0;
     expect(after - before).toBeGreaterThan(50);
+  });
+
+  it('hides each side from the other (topology hiding), whichever side hangs up', async () => {
+    // Carrier side: edge 127.0.0.1 (the EIP on AWS), carrier 127.0.3.x. LiveKit side: edge 127.0.1.1, nodes 127.0.2.x.
+    // From, To and Call-ID are the carrier's end-to-end identity (RFC 3261 §16.6: a proxy leaves them alone); what
+    // routes and carries media (Request-URI, Via, Contact, Route, Record-Route, SDP) shows only the edge's side.
+    const withoutIdentity = (message: string) => message.split('\n').filter((line) => !/^\s*(From|To|Call-ID|f|t|i)\s*:/i.test(line)).join('\n');
+    const routingHeaders = (message: string) => message.split('\n').filter((line) => /^\s*(Via|v|Contact|m|Route|Record-Route)\s*:/i.test(line)).join('\n');
+    for (const [scenario, service] of [['uac-call.xml', 'intake'], ['uac-call-hung-up.xml', 'livekit-hangs-up']] as const) {
+      const call = await runSippCaller({ scenario, service, from: '127.0.3.8', to: carrierSip() }, callsDir);
+      expect(call.exitCode, `${scenario}: ${call.output}`).toBe(0);
+      const [callId] = call.callIds;
+
+      const atCarrier = receivedInTrace(call.messages);
+      expect(atCarrier.some((m) => /^\s*SIP\/2\.0 200 /m.test(m))).toBe(true);
+      for (const message of atCarrier) expect(message, scenario).not.toMatch(/127\.0\.[12]\./);
+      expect(atCarrier.find((m) => /^\s*SIP\/2\.0 200 /m.test(m) && /^CSeq: 1 INVITE/m.test(m))).toMatch(/^Contact: <sip:[^@>]+@127\.0\.0\.1[:;>]/m);
+
+      const atLiveKit = standIns.flatMap((standIn) => standIn.receivedMessages()).filter((m) => m.includes(callId));
+      expect(atLiveKit.some((m) => /^\s*INVITE sip:[^@]+@127\.0\.2\.[12]:5060/m.test(m)), 'the Request-URI names the node').toBe(true);
+      for (const message of atLiveKit) {
+        expect(withoutIdentity(message), scenario).not.toContain('127.0.0.1'); // the EIP
+        expect(routingHeaders(message), scenario).not.toContain('127.0.3.'); // the carrier's own hosts
+      }
+      expect(atLiveKit.find((m) => /^\s*INVITE /m.test(m))).toMatch(/^Contact: <sip:[^@>]+@127\.0\.1\.1[:;>]/m);
+
+      if (service === 'intake') expect(atLiveKit.some((m) => /^\s*BYE /m.test(m)), 'the carrier\'s BYE reached LiveKit').toBe(true);
+      else expect(atCarrier.some((m) => /^\s*BYE sip:carrier@127\.0\.3\.8/m.test(m)), 'LiveKit\'s BYE reached the carrier').toBe(true);
+    }
   });
 
   it('never forwards anything from a source outside the allowlist (silent drop)', async () => {

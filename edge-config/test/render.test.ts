@@ -43,6 +43,8 @@ describe('renderer input', () => {
     expect(() => parseRenderInput({ ...LOOPBACK, livekitSip: { destinations: [], nodeTransport: 'tls' } })).toThrow(/livekitSip\.nodeTransport/);
     expect(() => parseRenderInput({ ...LOOPBACK, host: { ...LOOPBACK.host, internalSipIp: '127.0.0.1' } })).toThrow(/host\.internalSipPort: 5060 is taken/);
     expect(() => parseRenderInput({ ...LOOPBACK, extra: 1 })).toThrow(/extra: unknown key/);
+    expect(() => parseRenderInput({ ...LOOPBACK, edge: { ...LOOPBACK.edge, maxCallSeconds: 60 } })).toThrow(/edge\.maxCallSeconds/);
+    expect(() => parseRenderInput({ ...LOOPBACK, paths: { configDir: '/opt/edge', runDir: `/run/${'x'.repeat(100)}` } })).toThrow(/paths\.runDir: is too long for a unix socket path/);
   });
 });
 
@@ -80,6 +82,24 @@ describe('rendered edge', () => {
     const host = renderEdge(CDK_DEFAULT)['kamailio/edge-host.cfg'].content;
     expect(host).toContain(`listen=udp:${HOST_PLACEHOLDERS.privateIp}:5060 advertise ${HOST_PLACEHOLDERS.publicIp}:5060`);
     expect(host).toMatch(new RegExp(`^listen=udp:${HOST_PLACEHOLDERS.privateIp}:5080$`, 'm'));
+  });
+
+  it('keeps topology-hiding records in a host-local Redis on a unix socket, as long as the longest call', () => {
+    const input = { ...LOOPBACK, edge: { ...LOOPBACK.edge, maxCallSeconds: 7200, kamailio: { toposStoreMb: 64 } }, paths: { configDir: '/opt/edge', runDir: '/run/edge' } };
+    const rendered = renderEdge(input);
+    const redis = rendered['redis/topos-redis.conf'].content;
+    expect(redis).toMatch(/^port 0$/m); // nothing on the network
+    expect(redis).toMatch(/^unixsocket \/run\/edge\/topos\/redis\.sock$/m);
+    expect(redis).toMatch(/^maxmemory 64mb$/m);
+    expect(redis).toMatch(/^maxmemory-policy noeviction$/m);
+    expect(redis).toMatch(/^save ""$/m);
+    const host = rendered['kamailio/edge-host.cfg'].content;
+    expect(host).toContain('#!define EDGE_TOPOS_REDIS "name=topos;unix=/run/edge/topos/redis.sock;db=0"');
+    expect(host).toMatch(/^#!define EDGE_TOPOS_DIALOG_EXPIRE 7200$/m);
+    expect(rendered['rtpengine/rtpengine.conf'].content).toMatch(/^final-timeout = 7200$/m);
+    expect(rendered['kamailio/kamailio.cfg'].content).toMatch(/^loadmodule "topos_redis\.so"$/m);
+    expect(rendered['systemd/voice-intake-kamailio.service'].content).toMatch(/^Requires=.*voice-intake-topos-redis\.service/m);
+    expect(rendered['systemd/voice-intake-topos-redis.service'].content).toContain('ExecStart=/usr/bin/redis-server /opt/edge/redis/topos-redis.conf');
   });
 
   it('logs every counted event with the phrase its CloudWatch metric filter looks for', () => {
