@@ -1,9 +1,55 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import type { Template } from 'aws-cdk-lib/assertions';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EDGE_METRICS } from '@voice-intake/contracts';
-import { EDGE_LOG_EVENTS, NO_NODE_ENTRY } from '@voice-intake/edge-config';
+import { EDGE_LOG_EVENTS, NO_NODE_ENTRY, renderEdge } from '@voice-intake/edge-config';
+import { packedFileCommand, USER_DATA_LIMIT_BYTES } from '../lib/stacks/edge-stack';
 import { openIngressRules } from './support/assertions';
 import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
+
+const scratch = mkdtempSync(join(tmpdir(), 'edge-boot-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** Every file under dir, by relative path. */
+function readTree(dir: string, prefix = ''): Map<string, string> {
+  const files = new Map<string, string>();
+  for (const entry of readdirSync(join(dir, prefix), { withFileTypes: true })) {
+    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) for (const [inner, content] of readTree(dir, path)) files.set(inner, content);
+    else files.set(path, readFileSync(join(dir, path), 'utf8'));
+  }
+  return files;
+}
+
+/** Runs a packed file command (as the boot script does) into a fresh directory instead of `fromDir`. */
+function unpack(command: string, fromDir: string): Map<string, string> {
+  const packed = /echo '([A-Za-z0-9+/=]+)' \| base64 -d \| gunzip \| bash/.exec(command)?.[1];
+  if (!packed) throw new Error('no packed file command');
+  const script = gunzipSync(Buffer.from(packed, 'base64')).toString('utf8');
+  const dir = mkdtempSync(join(scratch, 'tree-'));
+  execFileSync('bash', ['-c', script.replaceAll(`'${fromDir}/`, `'${dir}/`)]);
+  return readTree(dir);
+}
+
+/** User data as EC2 receives it, with every CloudFormation token taken as a generous 64 characters. */
+function userDataText(userData: unknown): string {
+  const flat = (value: unknown): string => {
+    if (typeof value === 'string') return value;
+    if (Array.isArray(value)) return value.map(flat).join('');
+    const object = value as Record<string, unknown>;
+    if (object['Fn::Base64']) return flat(object['Fn::Base64']);
+    if (object['Fn::Join']) {
+      const [separator, parts] = object['Fn::Join'] as [string, unknown[]];
+      return parts.map(flat).join(separator);
+    }
+    return 'x'.repeat(64);
+  };
+  return flat(userData);
+}
 
 type Rule = {
   IpProtocol: string;
@@ -83,8 +129,27 @@ describe('edge stack', () => {
     const commands = association.Properties.Parameters.commands.join('\n');
     expect(commands).toContain('kamailio/db/address');
     expect(commands).toContain('edge-reload.sh');
-    const userData = JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
-    expect(userData).not.toContain(Buffer.from('1:1:192.0.2.0:30:0:allowlist').toString('base64').slice(0, 20));
+    const booted = unpack(JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData), '/etc/voice-intake-edge');
+    expect(booted.has('kamailio/kamailio.cfg')).toBe(true);
+    expect(booted.has('kamailio/db/address')).toBe(false);
+  });
+
+  it("keeps every host's user data within EC2's 16 KB", () => {
+    for (const [id, instance] of Object.entries(edge.findResources('AWS::EC2::Instance'))) {
+      expect(Buffer.byteLength(userDataText(instance.Properties.UserData)), id).toBeLessThanOrEqual(USER_DATA_LIMIT_BYTES);
+    }
+  });
+
+  it('writes the rendered tree at boot byte for byte, modes included', () => {
+    const rendered = renderEdge(JSON.parse(readFileSync(resolve(__dirname, '..', 'edge-config', 'examples', 'loopback.json'), 'utf8')));
+    rendered['odd/no-final-newline.txt'] = { content: "it's\n\n  $HOME `x` \\n end", mode: 0o600 };
+    const command = packedFileCommand(rendered, '/etc/voice-intake-edge');
+    const dir = mkdtempSync(join(scratch, 'modes-'));
+    const script = gunzipSync(Buffer.from(/echo '([^']+)'/.exec(command)![1], 'base64')).toString('utf8');
+    execFileSync('bash', ['-c', script.replaceAll("'/etc/voice-intake-edge/", `'${dir}/`)]);
+    expect(readTree(dir)).toEqual(new Map(Object.entries(rendered).map(([path, file]) => [path, file.content])));
+    expect(execFileSync('stat', ['-c', '%a', join(dir, 'bin', 'edge-reload.sh'), join(dir, 'odd', 'no-final-newline.txt')], { encoding: 'utf8' }).split('\n')).toEqual(['755', '600', '']);
+    expect(() => packedFileCommand({ 'bad.txt': { content: 'a\n__VOICE_INTAKE_EDGE_FILE_END__\nb', mode: 0o644 } }, '/x')).toThrow(/bad\.txt contains the line/);
   });
 
   it('outputs one origination URI per host and recovers failed hosts', () => {
@@ -142,12 +207,12 @@ describe('edge stack', () => {
 
   it('boots with an empty LiveKit node list and the node script, never a placeholder name', () => {
     const userData = JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
-    const files = [...userData.matchAll(/echo '([A-Za-z0-9+/=]+)' \| base64 -d > ([^\s"\\]+)/g)].map(([, body, path]) => [path, Buffer.from(body, 'base64').toString('utf8')] as const);
-    const dispatcherList = files.find(([path]) => path.endsWith('kamailio/dispatcher.list'));
-    expect(dispatcherList?.[1]).not.toMatch(/^1 /m); // no LiveKit node until the sync sends them
-    expect(dispatcherList?.[1]).toContain(NO_NODE_ENTRY);
-    expect(files.find(([path]) => path.endsWith('bin/edge-livekit-nodes.sh'))?.[1]).toContain('dispatcher.reload');
-    expect(userData).not.toContain('livekit-sip.voice-intake.internal');
+    const files = unpack(userData, '/etc/voice-intake-edge');
+    const dispatcherList = files.get('kamailio/dispatcher.list');
+    expect(dispatcherList).not.toMatch(/^1 /m); // no LiveKit node until the sync sends them
+    expect(dispatcherList).toContain(NO_NODE_ENTRY);
+    expect(files.get('bin/edge-livekit-nodes.sh')).toContain('dispatcher.reload');
+    expect([...files.values()].join('\n')).not.toContain('livekit-sip.voice-intake.internal');
     const association = JSON.stringify(Object.values(edge.findResources('AWS::SSM::Association'))[0].Properties);
     expect(association).not.toContain('dispatcher.list');
   });

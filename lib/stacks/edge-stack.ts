@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { Annotations, CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -223,6 +224,31 @@ function writeFileCommands(files: RenderedEdge): string[] {
   ]);
 }
 
+/** EC2 refuses user data over 16 KB (before base64); the rendered tree alone is larger than that uncompressed. */
+export const USER_DATA_LIMIT_BYTES = 16_384;
+const FILE_END = '__VOICE_INTAKE_EDGE_FILE_END__';
+
+/**
+ * One shell command that writes the rendered tree under `targetDir`: a gzip-compressed script of here-documents,
+ * base64 in the command (the files compress to about a quarter). Each file is cut to its exact length (`head -c`),
+ * so contents round-trip byte for byte.
+ */
+export function packedFileCommand(files: RenderedEdge, targetDir: string): string {
+  const script = ['set -eu'];
+  for (const [path, file] of Object.entries(files)) {
+    if (file.content.split('\n').includes(FILE_END)) throw new Error(`rendered file ${path} contains the line ${FILE_END}`);
+    const target = `${targetDir}/${path}`;
+    script.push(
+      `mkdir -p "$(dirname '${target}')"`,
+      `head -c ${Buffer.byteLength(file.content)} > '${target}' <<'${FILE_END}'`,
+      file.content,
+      FILE_END,
+      `chmod ${file.mode.toString(8)} '${target}'`,
+    );
+  }
+  return `echo '${gzipSync(script.join('\n') + '\n', { level: 9 }).toString('base64')}' | base64 -d | gunzip | bash`;
+}
+
 /** First boot: packages, rendered files, host facts from IMDSv2, services. */
 function bootScript(files: RenderedEdge, logGroupName: string, region: string): string[] {
   return [
@@ -231,12 +257,13 @@ function bootScript(files: RenderedEdge, logGroupName: string, region: string): 
     // Packaged daemons must not take 5060/2223 before ours start.
     "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d",
     'apt-get update -q',
-    'apt-get install -y -q --no-install-recommends kamailio kamailio-tls-modules kamailio-extra-modules rtpengine-daemon curl ca-certificates',
+    // redis-server + kamailio-redis-modules: the host-local store of topology hiding (topos).
+    'apt-get install -y -q --no-install-recommends kamailio kamailio-tls-modules kamailio-extra-modules kamailio-redis-modules rtpengine-daemon redis-server curl ca-certificates',
     'rm -f /usr/sbin/policy-rc.d',
-    'systemctl disable --now kamailio rtpengine-daemon ngcp-rtpengine-daemon 2>/dev/null || true',
+    'systemctl disable --now kamailio rtpengine-daemon ngcp-rtpengine-daemon redis-server 2>/dev/null || true',
     `curl -fsSLo /tmp/ssm.deb https://s3.${region}.amazonaws.com/amazon-ssm-${region}/latest/debian_amd64/amazon-ssm-agent.deb && dpkg -i /tmp/ssm.deb`,
     `curl -fsSLo /tmp/cwa.deb https://s3.${region}.amazonaws.com/amazoncloudwatch-agent-${region}/debian/amd64/latest/amazon-cloudwatch-agent.deb && dpkg -i /tmp/cwa.deb`,
-    ...writeFileCommands(files),
+    packedFileCommand(files, CONFIG_DIR),
     'TOKEN=$(curl -fsS -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
     'imds() { curl -fsS -H "X-aws-ec2-metadata-token: $TOKEN" "http://169.254.169.254/latest/meta-data/$1"; }',
     'PRIVATE_IP=$(imds local-ipv4)',
@@ -250,7 +277,7 @@ function bootScript(files: RenderedEdge, logGroupName: string, region: string): 
     `cat > /opt/aws/amazon-cloudwatch-agent/etc/edge.json <<'EOF'\n${JSON.stringify({ logs: { logs_collected: { files: { collect_list: [{ file_path: '/var/log/syslog', log_group_name: logGroupName, log_stream_name: '{instance_id}/syslog' }, { file_path: `${LOG_DIR}/*.log`, log_group_name: logGroupName, log_stream_name: '{instance_id}/edge' }] } } } })}\nEOF`,
     '/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:/opt/aws/amazon-cloudwatch-agent/etc/edge.json',
     'systemctl daemon-reload',
-    'systemctl enable --now voice-intake-rtpengine voice-intake-kamailio',
+    'systemctl enable --now voice-intake-topos-redis voice-intake-rtpengine voice-intake-kamailio',
   ];
 }
 
