@@ -60,6 +60,7 @@ type Rule = {
   SourcePrefixListId?: unknown;
   SourceSecurityGroupId?: unknown;
   DestinationSecurityGroupId?: unknown;
+  DestinationPrefixListId?: unknown;
 };
 
 describe('edge stack', () => {
@@ -104,10 +105,13 @@ describe('edge stack', () => {
     expect(lists).toContainEqual(['168.86.128.0/18']);
   });
 
-  it("sends SIP and RTP only to LiveKit SIP's security group, plus HTTP(S) for packages and AWS APIs", () => {
+  it("sends SIP and RTP only to LiveKit SIP's security group and the carrier prefix lists, plus HTTP(S) for packages and AWS APIs", () => {
     const toInternet = egress.filter((rule) => rule.CidrIp === '0.0.0.0/0');
     expect(toInternet.map((rule) => `${rule.IpProtocol}:${rule.FromPort}`).sort()).toEqual(['tcp:443', 'tcp:80']);
-    const sip = egress.filter((rule) => rule.FromPort === 5060 || rule.FromPort === 10000);
+    const toCarrier = egress.filter((rule) => rule.DestinationPrefixListId !== undefined);
+    expect(toCarrier.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5060-5060', 'udp:1024-65535', 'udp:5060-5060']);
+    for (const rule of toCarrier) expect(JSON.stringify(rule.DestinationPrefixListId)).toMatch(rule.FromPort === 1024 ? /CarrierMediaPrefixList/ : /CarrierSignallingPrefixList/);
+    const sip = egress.filter((rule) => rule.DestinationPrefixListId === undefined && (rule.FromPort === 5060 || rule.FromPort === 10000));
     expect(sip.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5060-5060', 'udp:10000-20000', 'udp:5060-5060']);
     for (const rule of sip) {
       expect(rule.CidrIp).toBeUndefined();

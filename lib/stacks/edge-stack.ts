@@ -16,6 +16,9 @@ import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-sta
 
 const CONFIG_DIR = '/etc/voice-intake-edge';
 const LOG_DIR = '/var/log/voice-intake-edge';
+/** Where carriers (Twilio among them) take SIP: 5060 UDP/TCP, 5061 TLS, whatever port the edge itself listens on. */
+const CARRIER_SIP_PORT = 5060;
+const CARRIER_TLS_PORT = 5061;
 /** Files the runtime reload (SSM association) owns: changing them never touches the instances' user data. */
 const RELOADABLE = ['kamailio/db/address'];
 
@@ -90,6 +93,13 @@ export class EdgeStack extends VoiceIntakeStack {
       this.securityGroup.addEgressRule(peer, ec2.Port.tcp(5060), 'SIP/TCP to LiveKit SIP');
       this.securityGroup.addEgressRule(peer, ec2.Port.udpRange(livekitRtp.min, livekitRtp.max), 'RTP to LiveKit SIP');
     }
+    // Towards the carrier: a flow the carrier opened is answered through connection tracking, but tracking ends after
+    // minutes of silence, and LiveKit's BYE at the end of a long call (or the first RTP the edge sends, when the agent
+    // speaks first) starts a new flow: without these it would be dropped.
+    this.securityGroup.addEgressRule(signalling, ec2.Port.udp(CARRIER_SIP_PORT), 'SIP/UDP to carrier (in-dialog requests)');
+    this.securityGroup.addEgressRule(signalling, ec2.Port.tcp(CARRIER_SIP_PORT), 'SIP/TCP to carrier (in-dialog requests)');
+    if (edge.tls) this.securityGroup.addEgressRule(signalling, ec2.Port.tcp(CARRIER_TLS_PORT), 'SIP/TLS to carrier (in-dialog requests)');
+    this.securityGroup.addEgressRule(media, ec2.Port.udpRange(1024, 65535), 'RTP to carrier media (the port its SDP names)');
     // Distro packages at boot, SSM and CloudWatch Logs (interface endpoints in the VPC, package mirrors outside).
     this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS: SSM, CloudWatch Logs, package mirrors');
     this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(80), 'HTTP: Debian package mirrors (signed packages)');
