@@ -1,7 +1,7 @@
 /**
  * Calls per second through the edge on this machine, in one run:
  *   (a) a bare stateful record-routing Kamailio (bare-kamailio.cfg), and
- *   (b) our rendered edge (allowlist + pike + dispatcher + rtpengine_manage), from examples/loopback.json.
+ *   (b) our rendered edge (allowlist + pike + dispatcher + rtpengine_manage + topos), from examples/loopback.json.
  * Each is driven by a sipp caller at rising rates; the figure is the highest rate whose calls all completed.
  * Prints both and the ratio (b)/(a). A script, not a test: figures depend on the machine and its load.
  *
@@ -18,7 +18,7 @@ const DIR = resolve(ROOT, '.local', 'bench');
 const CALLER = '127.0.3.1';
 
 const { values } = parseArgs({ options: { rates: { type: 'string' }, seconds: { type: 'string' }, workers: { type: 'string' } } });
-const RATES = (values.rates ?? '500,1000,1200,1400,1600,1800,2000,2200,2500').split(',').map(Number);
+const RATES = (values.rates ?? '400,600,800,1000,1200,1400,1600,1800,2000,2200,2500').split(',').map(Number);
 const SECONDS = Number(values.seconds ?? 4);
 
 const loopback = JSON.parse(readFileSync(join(ROOT, 'examples', 'loopback.json'), 'utf8'));
@@ -42,15 +42,22 @@ interface Step {
   failed: number;
 }
 
-/** Why RTPEngine refused calls, from its log: the limit a failed step ran into, when it was RTPEngine's. */
-function rtpengineLimits(logFile: string): string[] {
-  let log = '';
+function readLog(logFile: string): string {
   try {
-    log = readFileSync(logFile, 'utf8');
+    return readFileSync(logFile, 'utf8');
   } catch {
-    return [];
+    return '';
   }
+}
+
+/** Why the edge refused calls, from RTPEngine's and Kamailio's logs: the limit a failed step ran into. */
+function edgeLimits(runDir: string): string[] {
+  const log = readLog(join(runDir, 'rtpengine.log'));
+  const kamailioLog = readLog(join(runDir, 'kamailio.log'));
   const limits: string[] = [];
+  if (kamailioLog.includes('did not answer')) {
+    limits.push(`a stand-in's answer came later than the failover timeout (${example.edge.failoverTimeoutMs} ms; the machine was saturated), the dispatcher marked it down and calls got 503 until its next probe`);
+  }
   if (log.includes('Too many open files')) limits.push(`RTPEngine ran out of file descriptors (this shell's limit: ${openFileLimit()}; the edge's systemd unit sets 65536)`);
   if (log.includes('Ran out of ports')) limits.push('RTPEngine ran out of RTP ports');
   return limits;
@@ -135,7 +142,7 @@ async function edge(): Promise<{ best: number; limits: string[] }> {
   const peers = await standIns(harness.runDir, 2);
   try {
     const { best } = await ramp('(b) edge', join(DIR, 'edge'));
-    return { best, limits: rtpengineLimits(join(harness.runDir, 'rtpengine.log')) };
+    return { best, limits: edgeLimits(harness.runDir) };
   } finally {
     for (const peer of peers) await peer.stop();
     await harness.stop();
@@ -147,7 +154,7 @@ async function main(): Promise<void> {
   const a = await bare();
   const { best: b, limits } = await edge();
   console.log(`\n(a) bare forwarding Kamailio: ${a} calls/s`);
-  console.log(`(b) rendered edge (allowlist + pike + dispatcher + rtpengine): ${b} calls/s`);
+  console.log(`(b) rendered edge (allowlist + pike + dispatcher + rtpengine + topos): ${b} calls/s`);
   for (const limit of limits) console.log(`    (b) stopped because ${limit}`);
   console.log(`ratio (b)/(a): ${a > 0 ? (b / a).toFixed(2) : 'n/a'}   (goal ≥ 0.9)`);
 }
