@@ -61,9 +61,10 @@ describe('observability stack', () => {
     expect(JSON.stringify(metrics.filter((metric) => metric.MetricStat).map((metric) => metric.MetricStat!.Metric.Dimensions[0].Value))).toMatch(/-003/);
   });
 
-  it('alarms on LiveKit SIP call errors at the configured rate and on calls the edge could not place', () => {
+  it('alarms on LiveKit SIP call errors at the configured rate and on calls the edge could not place (no node, no topology store)', () => {
     expect(alarms().find((alarm) => alarm.MetricName === LIVEKIT_SIP_METRICS.callErrors)).toMatchObject({ Statistic: 'Sum', Period: 300, Threshold: 7 });
     expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.noLiveKitNode)).toMatchObject({ Statistic: 'Sum', Period: 60, Threshold: 1 });
+    expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.topologyStoreDown)).toMatchObject({ Statistic: 'Sum', Period: 60, Threshold: 1 });
   });
 
   it('graphs every stage of the call path on one dashboard', () => {

@@ -30,6 +30,7 @@ export const EDGE_METRICS = {
   scannerDrops: 'EdgeScannerDrops',
   malformedDrops: 'EdgeMalformedDrops',
   noLiveKitNode: 'EdgeNoLiveKitNode',
+  topologyStoreDown: 'EdgeTopologyStoreDown',
 } as const;
 
 /** Counted from LiveKit SIP's log lines (metric filters on the LiveKit cluster's log group). */

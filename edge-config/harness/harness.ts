@@ -232,14 +232,7 @@ export class EdgeHarness {
     mkdirSync(this.runDir, { recursive: true });
     writeRendered(this.configDir, renderEdge(this.input));
 
-    const redisLog = join(this.runDir, 'topos-redis.log');
-    mkdirSync(dirname(this.layout.toposRedisSocket), { recursive: true });
-    this.toposRedis = spawnLogged('redis-server', [this.layout.toposRedisConf], redisLog);
-    const toposRedis = this.toposRedis;
-    await waitFor('topos redis', 30_000, async () => {
-      const { stdout } = await execFileAsync('redis-cli', ['-s', this.layout.toposRedisSocket, 'ping'], { timeout: 2000 });
-      return stdout.trim() === 'PONG' ? true : undefined;
-    }, () => exitDescription(toposRedis, redisLog));
+    await this.startToposStore();
 
     const rtpLog = join(this.runDir, 'rtpengine.log');
     const { ip, port } = this.layout.rtpengineControl;
@@ -261,6 +254,27 @@ export class EdgeHarness {
         return replies.some((reply) => reply.startsWith('SIP/2.0 200')) ? true : undefined;
       }, () => exitDescription(kamailio, this.kamailioLog));
     }
+  }
+
+  /** Starts the topology-hiding Redis and waits until it answers PING. */
+  async startToposStore(): Promise<void> {
+    const redisLog = join(this.runDir, 'topos-redis.log');
+    mkdirSync(dirname(this.layout.toposRedisSocket), { recursive: true });
+    this.toposRedis = spawnLogged('redis-server', [this.layout.toposRedisConf], redisLog);
+    const toposRedis = this.toposRedis;
+    await waitFor('topos redis', 30_000, async () => {
+      const { stdout } = await execFileAsync('redis-cli', ['-s', this.layout.toposRedisSocket, 'ping'], { timeout: 2000 });
+      return stdout.trim() === 'PONG' ? true : undefined;
+    }, () => exitDescription(toposRedis, redisLog));
+  }
+
+  /** Kills the topology-hiding Redis (as a crash would), leaving Kamailio running. */
+  async killToposStore(): Promise<void> {
+    const redis = this.toposRedis;
+    if (!redis || redis.exitCode !== null || redis.signalCode !== null) return;
+    const exited = new Promise<void>((done) => redis.once('exit', () => done()));
+    redis.kill('SIGKILL');
+    await exited;
   }
 
   async stop(): Promise<void> {

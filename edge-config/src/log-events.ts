@@ -8,4 +8,5 @@ export const EDGE_LOG_EVENTS = {
   scannerDrops: 'scanner User-Agent from',
   malformedDrops: 'edge: malformed',
   noLiveKitNode: 'no LiveKit SIP node available',
+  topologyStoreDown: 'topology store unreachable',
 } as const;

@@ -102,6 +102,22 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     }
   });
 
+  it('refuses calls rather than show the private side while its topology store is down, and takes them again once it is back', async () => {
+    const pid = edge.kamailioPid;
+    const from = '127.0.3.11';
+    await edge.killToposStore();
+    const refused = await runSippCaller({ scenario: 'uac-expect-503.xml', from, to: carrierSip(), timeoutSeconds: 10 }, callsDir);
+    expect(refused.exitCode, refused.output).toBe(0);
+    expect(invitesWithCallId(refused.callIds[0])).toEqual([]);
+    expect(readFileSync(edge.kamailioLog, 'utf8')).toContain(`topology store unreachable, ${refused.callIds[0]} refused`);
+
+    await edge.startToposStore();
+    const call = await runSippCaller({ scenario: 'uac-call.xml', from, to: carrierSip() }, callsDir);
+    expect(call.exitCode, call.output).toBe(0);
+    expect(receivedInTrace(call.messages).join('\n')).not.toMatch(/127\.0\.[12]\./);
+    expect(edge.kamailioPid).toBe(pid);
+  });
+
   it('never forwards anything from a source outside the allowlist (silent drop)', async () => {
     const hostile = '127.0.4.1';
     expect(await options(hostile)).toEqual([]);

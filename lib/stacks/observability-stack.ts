@@ -114,6 +114,14 @@ export class ObservabilityStack extends VoiceIntakeStack {
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
+      new cloudwatch.Alarm(this, 'EdgeTopologyStoreDown', {
+        alarmDescription: "An edge host's topology-hiding Redis did not answer and the host answered calls with 503",
+        metric: edgeMetrics.topologyStoreDown,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
     );
 
     const redisNodes = Array.from({ length: props.redisNodeCount }, (_, index) => `${props.redisReplicationGroupId}-${String(index + 1).padStart(3, '0')}`);
@@ -207,6 +215,7 @@ export class ObservabilityStack extends VoiceIntakeStack {
           livekitSipMetrics.callErrors.with({ label: 'closed with error' }),
           livekitSipMetrics.callsRejected.with({ label: 'rejected (trunk, dispatch, flood)' }),
           edgeMetrics.noLiveKitNode.with({ label: 'no LiveKit node (edge 503)' }),
+          edgeMetrics.topologyStoreDown.with({ label: 'topology store down (edge 503)' }),
         ],
         width: 8,
       }),
