@@ -25,15 +25,17 @@ function readTree(dir: string, prefix = ''): Map<string, string> {
   return files;
 }
 
-/** Runs a packed file command (as the boot script does) into a fresh directory instead of `fromDir`. */
-function unpack(command: string, fromDir: string): Map<string, string> {
+/** Runs a packed file command (as the boot script does) into a fresh directory instead of `fromDir`; returns it. */
+function unpackInto(command: string, fromDir: string): string {
   const packed = /echo '([A-Za-z0-9+/=]+)' \| base64 -d \| gunzip \| bash/.exec(command)?.[1];
   if (!packed) throw new Error('no packed file command');
   const script = gunzipSync(Buffer.from(packed, 'base64')).toString('utf8');
   const dir = mkdtempSync(join(scratch, 'tree-'));
   execFileSync('bash', ['-c', script.replaceAll(`'${fromDir}/`, `'${dir}/`)]);
-  return readTree(dir);
+  return dir;
 }
+
+const unpack = (command: string, fromDir: string) => readTree(unpackInto(command, fromDir));
 
 /** User data as EC2 receives it, with every CloudFormation token taken as a generous 64 characters. */
 function userDataText(userData: unknown): string {
@@ -147,10 +149,7 @@ describe('edge stack', () => {
   it('writes the rendered tree at boot byte for byte, modes included', () => {
     const rendered = renderEdge(JSON.parse(readFileSync(resolve(__dirname, '..', 'edge-config', 'examples', 'loopback.json'), 'utf8')));
     rendered['odd/no-final-newline.txt'] = { content: "it's\n\n  $HOME `x` \\n end", mode: 0o600 };
-    const command = packedFileCommand(rendered, '/etc/voice-intake-edge');
-    const dir = mkdtempSync(join(scratch, 'modes-'));
-    const script = gunzipSync(Buffer.from(/echo '([^']+)'/.exec(command)![1], 'base64')).toString('utf8');
-    execFileSync('bash', ['-c', script.replaceAll("'/etc/voice-intake-edge/", `'${dir}/`)]);
+    const dir = unpackInto(packedFileCommand(rendered, '/etc/voice-intake-edge'), '/etc/voice-intake-edge');
     expect(readTree(dir)).toEqual(new Map(Object.entries(rendered).map(([path, file]) => [path, file.content])));
     expect(execFileSync('stat', ['-c', '%a', join(dir, 'bin', 'edge-reload.sh'), join(dir, 'odd', 'no-final-newline.txt')], { encoding: 'utf8' }).split('\n')).toEqual(['755', '600', '']);
     expect(() => packedFileCommand({ 'bad.txt': { content: 'a\n__VOICE_INTAKE_EDGE_FILE_END__\nb', mode: 0o644 } }, '/x')).toThrow(/bad\.txt contains the line/);
