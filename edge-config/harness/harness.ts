@@ -90,10 +90,11 @@ function exitDescription(child: ChildProcess, logFile: string): string | undefin
   return `exited (${child.exitCode ?? child.signalCode}); last log lines:\n${tail}`;
 }
 
-async function stopChild(child: ChildProcess | undefined): Promise<void> {
+/** Ends a child with `signal` (SIGKILL at once to play a crash), then SIGKILL if it is still there after 5 s. */
+async function stopChild(child: ChildProcess | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
-  child.kill('SIGTERM');
+  child.kill(signal);
   const killed = await Promise.race([exited.then(() => true), sleep(5000).then(() => false)]);
   if (!killed) {
     child.kill('SIGKILL');
@@ -269,12 +270,8 @@ export class EdgeHarness {
   }
 
   /** Kills the topology-hiding Redis (as a crash would), leaving Kamailio running. */
-  async killToposStore(): Promise<void> {
-    const redis = this.toposRedis;
-    if (!redis || redis.exitCode !== null || redis.signalCode !== null) return;
-    const exited = new Promise<void>((done) => redis.once('exit', () => done()));
-    redis.kill('SIGKILL');
-    await exited;
+  killToposStore(): Promise<void> {
+    return stopChild(this.toposRedis, 'SIGKILL');
   }
 
   async stop(): Promise<void> {

@@ -63,6 +63,9 @@ export const renderPathsSchema = z
   })
   .strict();
 
+/** Where the host-local topology-hiding Redis listens (a unix socket under the run directory). */
+const toposRedisSocket = (runDir: string) => `${runDir}/topos/redis.sock`;
+
 /**
  * The renderer's one input: the operator config's `edge` section plus what is particular to one host.
  * Documented field by field in edge-config/README.md.
@@ -93,7 +96,7 @@ export const renderInputSchema = z
       });
     }
     // sun_path holds 107 bytes: a longer socket path would fail only when Kamailio starts.
-    const toposSocket = `${input.paths.runDir}/topos/redis.sock`;
+    const toposSocket = toposRedisSocket(input.paths.runDir);
     if (Buffer.byteLength(toposSocket) > 107) {
       ctx.addIssue({ code: 'custom', path: ['paths', 'runDir'], message: `is too long for a unix socket path (${toposSocket})` });
     }
@@ -161,7 +164,7 @@ export function edgeLayout(input: RenderInput) {
     kamailioPidFile: `${paths.runDir}/kamailio.pid`,
     rtpenginePidFile: `${paths.runDir}/rtpengine.pid`,
     toposRedisConf: `${paths.configDir}/redis/topos-redis.conf`,
-    toposRedisSocket: `${paths.runDir}/topos/redis.sock`,
+    toposRedisSocket: toposRedisSocket(paths.runDir),
     toposRedisPidFile: `${paths.runDir}/topos/redis.pid`,
     rtpengineControl: host.rtpengineControl,
     carrierSip: { ip: host.carrierSipIp, port: edge.sipPort },

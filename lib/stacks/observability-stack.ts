@@ -97,6 +97,16 @@ export class ObservabilityStack extends VoiceIntakeStack {
     });
 
     const { edgeMetrics, livekitSipMetrics } = props;
+    // A single call the edge refused is worth a page: each one is a caller who heard nothing.
+    const edgeRefusedCalls = (id: string, alarmDescription: string, metric: cloudwatch.IMetric) =>
+      new cloudwatch.Alarm(this, id, {
+        alarmDescription,
+        metric,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
     alarms.push(
       new cloudwatch.Alarm(this, 'LiveKitSipCallErrors', {
         alarmDescription: 'LiveKit SIP is closing inbound calls with errors (media, room join, participant): callers are dropped',
@@ -106,22 +116,8 @@ export class ObservabilityStack extends VoiceIntakeStack {
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
-      new cloudwatch.Alarm(this, 'EdgeNoLiveKitNode', {
-        alarmDescription: 'The SIP edge found no LiveKit SIP node up and answered calls with 503',
-        metric: edgeMetrics.noLiveKitNode,
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      }),
-      new cloudwatch.Alarm(this, 'EdgeTopologyStoreDown', {
-        alarmDescription: "An edge host's topology-hiding Redis did not answer and the host answered calls with 503",
-        metric: edgeMetrics.topologyStoreDown,
-        threshold: 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      }),
+      edgeRefusedCalls('EdgeNoLiveKitNode', 'The SIP edge found no LiveKit SIP node up and answered calls with 503', edgeMetrics.noLiveKitNode),
+      edgeRefusedCalls('EdgeTopologyStoreDown', "An edge host's topology-hiding Redis did not answer and the host answered calls with 503", edgeMetrics.topologyStoreDown),
     );
 
     const redisNodes = Array.from({ length: props.redisNodeCount }, (_, index) => `${props.redisReplicationGroupId}-${String(index + 1).padStart(3, '0')}`);
