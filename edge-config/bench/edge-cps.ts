@@ -12,6 +12,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { spawn } from 'node:child_process';
 import { EdgeHarness, endProcessesMentioning, kamcmd, runSippCaller, StandIn } from '../harness/harness';
+import { kamailioMemoryArgs } from '../src/render';
 
 const ROOT = resolve(__dirname, '..');
 const DIR = resolve(ROOT, '.local', 'bench');
@@ -120,7 +121,7 @@ async function bare(): Promise<number> {
   });
   const cfgPath = join(dir, 'kamailio.cfg');
   writeFileSync(cfgPath, cfg);
-  const kamailio = spawn('kamailio', ['-DD', '-E', '-f', cfgPath, '-m', '256', '-M', '16'], { stdio: 'ignore' });
+  const kamailio = spawn('kamailio', ['-DD', '-E', '-f', cfgPath, ...kamailioMemoryArgs(example.edge.kamailio.sharedMemoryMb)], { stdio: 'ignore' });
   const deadline = Date.now() + 30_000;
   while (!(await kamcmd(ctl, 'core.uptime').then(() => true, () => false))) {
     if (Date.now() > deadline) throw new Error('bare kamailio did not start');

@@ -243,7 +243,7 @@ export class EdgeHarness {
 
     this.kamailio = spawnLogged(
       'kamailio',
-      ['-DD', '-E', '-f', this.layout.kamailioCfg, '-P', this.layout.kamailioPidFile, '-m', String(this.layout.sharedMemoryMb), '-M', String(this.layout.pkgMemoryMb)],
+      ['-DD', '-E', '-f', this.layout.kamailioCfg, '-P', this.layout.kamailioPidFile, ...this.layout.kamailioMemoryArgs],
       this.kamailioLog,
     );
     const kamailio = this.kamailio;

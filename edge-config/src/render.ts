@@ -169,9 +169,17 @@ export function edgeLayout(input: RenderInput) {
     rtpengineControl: host.rtpengineControl,
     carrierSip: { ip: host.carrierSipIp, port: edge.sipPort },
     internalSip: { ip: host.internalSipIp, port: host.internalSipPort },
-    sharedMemoryMb: edge.kamailio.sharedMemoryMb,
-    pkgMemoryMb: 16,
+    kamailioMemoryArgs: kamailioMemoryArgs(edge.kamailio.sharedMemoryMb),
   };
+}
+
+/**
+ * Kamailio's memory arguments: pool sizes, and TLSF as the allocator of both pools. With the packaged default (qm),
+ * allocation was over half of a bare proxy's CPU under call load (free-list searches); TLSF allocates in constant
+ * time and cut Kamailio's CPU per call by about two thirds (bare) and a third (edge). Figures: README, Benchmark.
+ */
+export function kamailioMemoryArgs(sharedMemoryMb: number, pkgMemoryMb = 16): string[] {
+  return ['-x', 'tlsf', '-X', 'tlsf', '-m', String(sharedMemoryMb), '-M', String(pkgMemoryMb)];
 }
 
 /** db_text rows of the permissions `address` table: id:grp:ip_addr:mask:port:tag (port 0 = any). */
@@ -278,8 +286,7 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
     'systemd/voice-intake-kamailio.service': fillTemplate('systemd/voice-intake-kamailio.service', {
       CONFIG_DIR: paths.configDir,
       RUN_DIR: paths.runDir,
-      SHM_MB: layout.sharedMemoryMb,
-      PKG_MB: layout.pkgMemoryMb,
+      MEMORY_ARGS: layout.kamailioMemoryArgs.join(' '),
       CTL_SOCKET: layout.ctlSocket,
     }),
     'bin/edge-reload.sh': fillTemplate('bin/edge-reload.sh', { CTL_SOCKET: layout.ctlSocket }),

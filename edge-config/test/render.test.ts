@@ -102,6 +102,12 @@ describe('rendered edge', () => {
     expect(rendered['systemd/voice-intake-topos-redis.service'].content).toContain('ExecStart=/usr/bin/redis-server /opt/edge/redis/topos-redis.conf');
   });
 
+  it('runs Kamailio with the TLSF allocator and the configured memory pools', () => {
+    const rendered = renderEdge({ ...LOOPBACK, edge: { ...LOOPBACK.edge, kamailio: { sharedMemoryMb: 512 } }, paths: { configDir: '/opt/edge', runDir: '/run/edge' } });
+    const unit = rendered['systemd/voice-intake-kamailio.service'].content;
+    expect(unit).toMatch(/^ExecStart=\/usr\/sbin\/kamailio -DD -E -f \/opt\/edge\/kamailio\/kamailio\.cfg -P \/run\/edge\/kamailio\.pid -x tlsf -X tlsf -m 512 -M 16$/m);
+  });
+
   it('logs every counted event with the phrase its CloudWatch metric filter looks for', () => {
     const config = files['kamailio/kamailio.cfg'].content;
     for (const [event, phrase] of Object.entries(EDGE_LOG_EVENTS)) expect(config, event).toMatch(new RegExp(`xlog\\("L_[A-Z]+", "[^"]*${phrase}`));
