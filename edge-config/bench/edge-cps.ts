@@ -3,15 +3,17 @@
  *   (a) a bare stateful record-routing Kamailio (bare-kamailio.cfg), and
  *   (b) our rendered edge (allowlist + pike + dispatcher + rtpengine_manage + topos), from examples/loopback.json.
  * Each is driven by a sipp caller at rising rates; the figure is the highest rate whose calls all completed.
- * Prints both and the ratio (b)/(a). A script, not a test: figures depend on the machine and its load.
+ * Prints both and the ratio (b)/(a), and what each call cost in CPU per program (Kamailio, RTPEngine, the topos
+ * Redis, the sipp stand-ins) at the highest rate both passed: on a machine where all of them share the cores, that
+ * cost is what bounds the rate. A script, not a test: figures depend on the machine and its load.
  *
  *   npm run bench -w edge-config [-- --rates 100,200,400 --seconds 4]
  */
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { spawn } from 'node:child_process';
-import { EdgeHarness, endProcessesMentioning, kamcmd, runSippCaller, StandIn } from '../harness/harness';
+import { EdgeHarness, endProcessesMentioning, kamcmd, processesMentioning, runSippCaller, StandIn } from '../harness/harness';
 import { kamailioMemoryArgs } from '../src/render';
 
 const ROOT = resolve(__dirname, '..');
@@ -19,7 +21,7 @@ const DIR = resolve(ROOT, '.local', 'bench');
 const CALLER = '127.0.3.1';
 
 const { values } = parseArgs({ options: { rates: { type: 'string' }, seconds: { type: 'string' }, workers: { type: 'string' } } });
-const RATES = (values.rates ?? '400,600,800,1000,1200,1400,1600,1800,2000,2200,2500').split(',').map(Number);
+const RATES = (values.rates ?? '400,600,800,1000,1200,1400,1600,1800,2000,2200,2500,3000,3500,4000').split(',').map(Number);
 const SECONDS = Number(values.seconds ?? 4);
 
 const loopback = JSON.parse(readFileSync(join(ROOT, 'examples', 'loopback.json'), 'utf8'));
@@ -41,6 +43,36 @@ interface Step {
   ok: boolean;
   successful: number;
   failed: number;
+  /** CPU time per call (µs) of each program serving the calls, by command name; the sipp caller is not counted. */
+  cpuPerCallUs: Record<string, number>;
+}
+
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+/** CPU time (user + system, ms) used so far by the processes whose command line names `marker`, by command name. */
+function cpuMsByProgram(marker: string): Record<string, number> {
+  const used: Record<string, number> = {};
+  for (const pid of processesMentioning(marker)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // utime and stime are fields 14 and 15 of stat(5); here counted from field 3 (state).
+      used[name] = (used[name] ?? 0) + ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+    } catch {
+      // ended meanwhile
+    }
+  }
+  return used;
+}
+
+function cpuPerCall(before: Record<string, number>, after: Record<string, number>, calls: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(after).map(([name, ms]) => [name, Math.round(((ms - (before[name] ?? 0)) * 1000) / calls)]));
+}
+
+function describeCpu(cpu: Record<string, number>): string {
+  const total = Object.values(cpu).reduce((sum, us) => sum + us, 0);
+  return `${Object.entries(cpu).map(([name, us]) => `${name} ${us}`).join(', ')}; total ${total} µs`;
 }
 
 function readLog(logFile: string): string {
@@ -72,19 +104,22 @@ function openFileLimit(): string {
   }
 }
 
-async function ramp(label: string, dir: string): Promise<{ best: number; steps: Step[] }> {
+/** Raises the rate until a step has a failed call; `marker` names the directory the served programs run from. */
+async function ramp(label: string, dir: string, marker: string): Promise<{ best: number; steps: Step[] }> {
   const steps: Step[] = [];
   let best = 0;
   for (const [index, rate] of RATES.entries()) {
     if (index > 0) await new Promise((done) => setTimeout(done, DRAIN_MS));
     const calls = rate * SECONDS;
+    const cpuBefore = cpuMsByProgram(marker);
     const result = await runSippCaller(
       { scenario: 'uac-call.xml', from: CALLER, to: { ip: '127.0.0.1', port: 5060 }, calls, rate, durationMs: 100, timeoutSeconds: SECONDS + 30, mediaPort: 11000, extraArgs: ['-l', String(rate * 3)] },
       join(dir, 'calls'),
     );
+    const cpuPerCallUs = cpuPerCall(cpuBefore, cpuMsByProgram(marker), calls);
     const ok = result.exitCode === 0 && result.failed === 0 && result.successful === calls;
-    steps.push({ rate, ok, successful: result.successful, failed: result.failed });
-    console.log(`  ${label}: ${rate} calls/s × ${SECONDS} s → ${result.successful} ok, ${result.failed} failed${ok ? '' : '  (stop)'}`);
+    steps.push({ rate, ok, successful: result.successful, failed: result.failed, cpuPerCallUs });
+    console.log(`  ${label}: ${rate} calls/s × ${SECONDS} s → ${result.successful} ok, ${result.failed} failed${ok ? '' : '  (stop)'}; CPU µs per call: ${describeCpu(cpuPerCallUs)}`);
     if (!ok) break;
     best = rate;
   }
@@ -101,7 +136,7 @@ async function standIns(runDir: string, count: number): Promise<StandIn[]> {
   return started;
 }
 
-async function bare(): Promise<number> {
+async function bare(): Promise<{ best: number; steps: Step[] }> {
   const dir = join(DIR, 'bare');
   const runDir = join(dir, 'run');
   await endProcessesMentioning(`${dir}/`);
@@ -129,7 +164,7 @@ async function bare(): Promise<number> {
   }
   const peers = await standIns(runDir, 1);
   try {
-    return (await ramp('(a) bare', dir)).best;
+    return await ramp('(a) bare', dir, `${dir}/`);
   } finally {
     for (const peer of peers) await peer.stop();
     kamailio.kill('SIGTERM');
@@ -137,13 +172,13 @@ async function bare(): Promise<number> {
   }
 }
 
-async function edge(): Promise<{ best: number; limits: string[] }> {
+async function edge(): Promise<{ best: number; steps: Step[]; limits: string[] }> {
   const harness = new EdgeHarness({ dir: join(DIR, 'edge'), input: benchInput, probeFrom: CALLER });
   await harness.start();
   const peers = await standIns(harness.runDir, 2);
   try {
-    const { best } = await ramp('(b) edge', join(DIR, 'edge'));
-    return { best, limits: edgeLimits(harness.runDir) };
+    const { best, steps } = await ramp('(b) edge', join(DIR, 'edge'), `${harness.configDir}/`);
+    return { best, steps, limits: edgeLimits(harness.runDir) };
   } finally {
     for (const peer of peers) await peer.stop();
     await harness.stop();
@@ -152,12 +187,20 @@ async function edge(): Promise<{ best: number; limits: string[] }> {
 
 async function main(): Promise<void> {
   console.log(`edge-cps: rates ${RATES.join(', ')} calls/s, ${SECONDS} s each, zero failed calls required`);
-  const a = await bare();
-  const { best: b, limits } = await edge();
+  const { best: a, steps: bareSteps } = await bare();
+  const { best: b, steps: edgeSteps, limits } = await edge();
   console.log(`\n(a) bare forwarding Kamailio: ${a} calls/s`);
   console.log(`(b) rendered edge (allowlist + pike + dispatcher + rtpengine + topos): ${b} calls/s`);
   for (const limit of limits) console.log(`    (b) stopped because ${limit}`);
   console.log(`ratio (b)/(a): ${a > 0 ? (b / a).toFixed(2) : 'n/a'}   (goal ≥ 0.9)`);
+  const common = Math.min(a, b);
+  const bareCpu = bareSteps.find((step) => step.rate === common)?.cpuPerCallUs;
+  const edgeCpu = edgeSteps.find((step) => step.rate === common)?.cpuPerCallUs;
+  if (bareCpu && edgeCpu) {
+    console.log(`CPU µs per call at ${common} calls/s (the sipp caller not counted):`);
+    console.log(`  (a) ${describeCpu(bareCpu)}`);
+    console.log(`  (b) ${describeCpu(edgeCpu)}`);
+  }
 }
 
 main().catch((error) => {

@@ -31,7 +31,8 @@ async function waitFor<T>(what: string, timeoutMs: number, attempt: () => Promis
   }
 }
 
-function processesMentioning(marker: string): number[] {
+/** Processes whose command line names `marker` (a run or config directory), this one excepted. */
+export function processesMentioning(marker: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
