@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { SCHEMA_VERSION, callIdSchema, isoTimestampSchema } from './common';
 
-/** Who wrote the record. Each actor keeps its own hash chain per call. */
+/** Who wrote the record. Each actor keeps its own hash chain per call (several, told apart by `chainId`). */
 export const auditActorSchema = z.enum(['agent', 'mcp-server', 'enrichment']);
 
 export const auditKindSchema = z.enum([
@@ -21,15 +21,24 @@ export const GENESIS_HASH = '0'.repeat(64);
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be a lowercase hex SHA-256');
 
+/** A chain id is one S3 key segment: letters, digits and dashes (a UUID fits). */
+export const auditChainIdSchema = z.string().regex(/^[A-Za-z0-9-]{1,64}$/, 'must be 1-64 letters, digits or dashes');
+
 /**
  * One compliance-log entry: a prompt, a tool payload, a tool result, a response, or a session event.
  * `hash` covers every other field (canonical JSON), and `prevHash` is the hash of the record before it
- * in the same (actor, callId) chain, so removing, reordering or editing any record is detectable.
+ * in the same (actor, callId, chainId) chain, so removing, reordering or editing any record is detectable.
  */
 export const auditRecordSchema = z.object({
   schemaVersion: z.literal(SCHEMA_VERSION),
   actor: auditActorSchema,
   callId: callIdSchema,
+  /**
+   * Which of the actor's chains for this call, when it may write several: the MCP server starts one per server process
+   * (a call's tool requests can reach any of its tasks), so each chain gets its own id. Absent for an actor with one
+   * chain per call (the agent's, which a takeover worker resumes).
+   */
+  chainId: auditChainIdSchema.optional(),
   /** 0-based, no gaps within a chain. */
   seq: z.number().int().nonnegative(),
   at: isoTimestampSchema,
@@ -72,7 +81,7 @@ export function hashAuditRecord(record: Omit<AuditRecord, 'hash'>): string {
 }
 
 /**
- * Appends records to one (actor, callId) chain. Holds only the last hash and sequence number,
+ * Appends records to one (actor, callId[, chainId]) chain. Holds only the last hash and sequence number,
  * so a worker resuming a call can continue the chain from the last record it persisted.
  */
 export class AuditChain {
@@ -106,6 +115,11 @@ export class AuditChain {
 
 export type ChainVerdict = { ok: true; count: number } | { ok: false; seq: number; reason: string };
 
+/** What identifies a chain: actor, call and (when the actor writes several) chain id. */
+export function auditChainKey(record: Pick<AuditRecord, 'actor' | 'callId' | 'chainId'>): string {
+  return [record.actor, record.callId, record.chainId].filter((part) => part !== undefined).join('/');
+}
+
 /** Checks schema, sequence, linkage and every hash of one chain, in order. */
 export function verifyAuditChain(records: readonly unknown[]): ChainVerdict {
   let prevHash = GENESIS_HASH;
@@ -116,7 +130,7 @@ export function verifyAuditChain(records: readonly unknown[]): ChainVerdict {
       return { ok: false, seq: index, reason: `record ${index} does not match the schema: ${parsed.error.issues[0]?.message}` };
     }
     const record = parsed.data;
-    const key = `${record.actor}/${record.callId}`;
+    const key = auditChainKey(record);
     if (chainKey !== undefined && key !== chainKey) {
       return { ok: false, seq: record.seq, reason: `record ${index} belongs to chain ${key}, not ${chainKey}` };
     }

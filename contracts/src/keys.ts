@@ -11,7 +11,7 @@ export const S3_PREFIXES = {
   enriched: 'enriched/',
   /** Why a transcript could not be enriched: `enrichment-errors/YYYY/MM/DD/<callId>.json`. */
   enrichmentErrors: 'enrichment-errors/',
-  /** Audit chain segments: `audit/<actor>/<callId>/<firstSeq>.jsonl` in the audit bucket. */
+  /** Audit chain segments: `audit/<actor>/<callId>/[<chainId>/]<firstSeq>.jsonl` in the audit bucket. */
   audit: 'audit/',
 } as const;
 
@@ -43,6 +43,8 @@ export function enrichmentErrorKeyForTranscript(transcriptObjectKey: string): st
   return S3_PREFIXES.enrichmentErrors + enrichedKeyForTranscript(transcriptObjectKey).slice(S3_PREFIXES.enriched.length);
 }
 
-export function auditSegmentKey(actor: string, callId: string, firstSeq: number): string {
-  return `${S3_PREFIXES.audit}${actor}/${callId}/${String(firstSeq).padStart(8, '0')}.jsonl`;
+/** One object per chain segment; a chain id (an actor writing several chains for one call) gets its own folder. */
+export function auditSegmentKey(actor: string, callId: string, firstSeq: number, chainId?: string): string {
+  const chain = chainId === undefined ? '' : `${chainId}/`;
+  return `${S3_PREFIXES.audit}${actor}/${callId}/${chain}${String(firstSeq).padStart(8, '0')}.jsonl`;
 }

@@ -53,6 +53,21 @@ describe('audit hash chain', () => {
     expect(verifyAuditChain([...head, ...tail])).toEqual({ ok: true, count: 4 });
   });
 
+  it('tells apart two chains of one actor and call by chain id, and refuses to read them as one', () => {
+    const first = chainOf(2).map((record) => ({ ...record, chainId: 'task-a' }));
+    const second = chainOf(2).map((record) => ({ ...record, chainId: 'task-b' }));
+    const seal = (records: AuditRecord[]) => {
+      const chain = new AuditChain();
+      return records.map((record) => chain.seal(record));
+    };
+    const [a, b] = [seal(first), seal(second)];
+    expect(a[0].hash).not.toBe(b[0].hash); // the id is covered by the hash
+    expect(verifyAuditChain(a)).toEqual({ ok: true, count: 2 });
+    expect(verifyAuditChain(b)).toEqual({ ok: true, count: 2 });
+    expect(verifyAuditChain([a[0], b[1]])).toMatchObject({ ok: false, seq: 1, reason: expect.stringMatching(/belongs to chain agent\/call-1\/task-b/) });
+    expect(verifyAuditChain([{ ...a[0], chainId: 'no/slash' }])).toMatchObject({ ok: false, reason: expect.stringMatching(/schema/) });
+  });
+
   it('rejects records that do not fit the schema', () => {
     const [record] = chainOf(1);
     expect(verifyAuditChain([{ ...record, hash: 'nope' }])).toMatchObject({ ok: false, reason: expect.stringMatching(/schema/) });

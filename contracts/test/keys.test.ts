@@ -7,6 +7,7 @@ describe('S3 key layout', () => {
     expect(key).toBe('transcripts/2026/11/25/call-42.json');
     expect(transcriptPartKey('call-42', 7)).toBe('transcript-parts/call-42/000007.json');
     expect(auditSegmentKey('agent', 'call-42', 12)).toBe('audit/agent/call-42/00000012.jsonl');
+    expect(auditSegmentKey('mcp-server', 'call-42', 3, 'b1c2')).toBe('audit/mcp-server/call-42/b1c2/00000003.jsonl');
   });
 
   it('puts the enriched record beside its transcript and refuses other keys', () => {

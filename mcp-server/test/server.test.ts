@@ -245,7 +245,11 @@ describe('MCP server over Streamable HTTP', () => {
   });
 
   it('audits every call and result in an unbroken hash chain', async () => {
-    const lines = readFileSync(join(dataDir, 'audit', 'call-100.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    // One server process: one chain for the call, in its own file.
+    const chainFiles = readdirSync(join(dataDir, 'audit', 'call-100'));
+    expect(chainFiles).toHaveLength(1);
+    const lines = readFileSync(join(dataDir, 'audit', 'call-100', chainFiles[0]), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    expect(chainFiles[0]).toBe(`${lines[0].chainId}.jsonl`);
     expect(lines.length).toBeGreaterThan(10);
     expect(verifyAuditChain(lines)).toEqual({ ok: true, count: lines.length });
     expect(lines.filter((record) => record.kind === 'tool_call').map((record) => record.subject)).toContain('submit_intake');
