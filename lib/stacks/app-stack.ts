@@ -2,7 +2,6 @@ import { CfnOutput, RemovalPolicy } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
-import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { Construct } from 'constructs';
@@ -12,6 +11,7 @@ import { LiveKitCluster } from '../constructs/livekit-cluster';
 import { McpServerService } from '../constructs/mcp-server-service';
 import type { DataStack } from './data-stack';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
+import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 
 export interface AppStackProps extends VoiceIntakeStackProps {
   readonly vpc: ec2.IVpc;
@@ -46,7 +46,7 @@ export class AppStack extends VoiceIntakeStack {
       enableKeyRotation: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
-    this.appKey.grantEncryptDecrypt(new iam.ServicePrincipal(`logs.${this.region}.amazonaws.com`));
+    grantKeyToLogGroups(this.appKey);
 
     this.cluster = new ecs.Cluster(this, 'Cluster', {
       vpc: props.vpc,

@@ -13,6 +13,7 @@ import { acknowledgeRules } from '../compliance';
 import { EdgeNodeSync } from '../constructs/edge-node-sync';
 import { LogLineMetrics } from '../constructs/log-metrics';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
+import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 
 const CONFIG_DIR = '/etc/voice-intake-edge';
 const LOG_DIR = '/var/log/voice-intake-edge';
@@ -105,7 +106,7 @@ export class EdgeStack extends VoiceIntakeStack {
     this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(80), 'HTTP: Debian package mirrors (signed packages)');
 
     const logKey = new kms.Key(this, 'EdgeLogKey', { description: 'Encrypts SIP edge logs', enableKeyRotation: true, removalPolicy: RemovalPolicy.RETAIN });
-    logKey.grantEncryptDecrypt(new iam.ServicePrincipal(`logs.${this.region}.amazonaws.com`));
+    grantKeyToLogGroups(logKey);
     const logGroup = new logs.LogGroup(this, 'EdgeLogs', { encryptionKey: logKey, retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.RETAIN });
     this.metrics = new LogLineMetrics(
       this,

@@ -17,6 +17,7 @@ import { bedrockModelArns } from '../bedrock';
 import { acknowledgeRules, skipCheckovChecks } from '../compliance';
 import { recordBucketName, recordObjectsArn, recordObjectsNagResource } from '../naming';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
+import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 
 export interface EnrichmentStackProps extends VoiceIntakeStackProps {
   readonly vpc: ec2.IVpc;
@@ -46,7 +47,7 @@ export class EnrichmentStack extends VoiceIntakeStack {
       enableKeyRotation: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
-    key.grantEncryptDecrypt(new iam.ServicePrincipal(`logs.${this.region}.amazonaws.com`));
+    grantKeyToLogGroups(key);
     key.grantEncryptDecrypt(new iam.ServicePrincipal('events.amazonaws.com'));
 
     this.deadLetterQueue = new sqs.Queue(this, 'DeadLetterQueue', {

@@ -1,11 +1,11 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
+import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 
 /** AWS APIs the private tiers call; reached through interface endpoints, never the internet. */
 const INTERFACE_ENDPOINTS: Record<string, ec2.InterfaceVpcEndpointAwsService> = {
@@ -50,7 +50,7 @@ export class NetworkStack extends VoiceIntakeStack {
       enableKeyRotation: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
-    flowLogKey.grantEncryptDecrypt(new iam.ServicePrincipal(`logs.${this.region}.amazonaws.com`));
+    grantKeyToLogGroups(flowLogKey);
     const flowLogGroup = new logs.LogGroup(this, 'FlowLogGroup', {
       encryptionKey: flowLogKey,
       retention: network.flowLogRetentionDays as logs.RetentionDays,
