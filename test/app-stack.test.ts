@@ -248,7 +248,7 @@ describe('app stack: agent service', () => {
       TargetTrackingScalingPolicyConfiguration: Match.objectLike({
         TargetValue: 8,
         CustomizedMetricSpecification: Match.objectLike({
-          Namespace: 'VoiceIntake',
+          Namespace: 'VoiceIntake/voice-intake',
           MetricName: AGENT_METRICS.activeCalls,
           Statistic: 'Average',
           Dimensions: [{ Name: 'Service', Value: 'agent' }],
@@ -264,7 +264,7 @@ describe('app stack: agent service', () => {
     const byName = (name: string) => filters.find((filter) => filter.MetricTransformations[0].MetricName === name);
     expect(byName(LIVEKIT_SIP_METRICS.callErrors)).toMatchObject({ FilterPattern: '"Closing inbound call with error"' });
     expect(byName(LIVEKIT_SIP_METRICS.callsRejected)?.FilterPattern).toBe('{ ($.msg = "Rejecting inbound call*") || ($.reason = "flood") }');
-    expect(byName(LIVEKIT_SIP_METRICS.callErrors)?.MetricTransformations[0]).toMatchObject({ MetricNamespace: 'VoiceIntake', MetricValue: '1', DefaultValue: 0 });
+    expect(byName(LIVEKIT_SIP_METRICS.callErrors)?.MetricTransformations[0]).toMatchObject({ MetricNamespace: 'VoiceIntake/voice-intake', MetricValue: '1', DefaultValue: 0 });
   });
 
   it('limits the task role to speech, the configured model, synthesis and its own record prefixes', () => {

@@ -20,7 +20,7 @@ describe('observability stack', () => {
 
   it('alarms on voice-to-voice p95 from the agent metrics, at the configured threshold', () => {
     const latency = alarms().find((alarm) => alarm.MetricName === AGENT_METRICS.voiceToVoiceLatency)!;
-    expect(latency).toMatchObject({ Namespace: 'VoiceIntake', ExtendedStatistic: 'p95', Threshold: 1200, Dimensions: [{ Name: 'Service', Value: 'agent' }] });
+    expect(latency).toMatchObject({ Namespace: 'VoiceIntake/voice-intake', ExtendedStatistic: 'p95', Threshold: 1200, Dimensions: [{ Name: 'Service', Value: 'agent' }] });
     expect(alarms().find((alarm) => alarm.MetricName === AGENT_METRICS.toolErrors)).toMatchObject({ Statistic: 'Sum', Period: 300 });
   });
 

@@ -1,4 +1,4 @@
-import { describeIssues } from '@voice-intake/contracts';
+import { describeIssues, metricsNamespace } from '@voice-intake/contracts';
 import { z } from 'zod';
 
 const bool = z.enum(['true', 'false']).transform((value) => value === 'true');
@@ -32,6 +32,11 @@ export const agentEnvSchema = z
   DEFAULT_TRANSFER_TARGET: z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI').optional(),
   SESSION_TTL_SECONDS: z.coerce.number().int().min(60).default(21_600),
   RECORD_FLUSH_MS: z.coerce.number().int().min(200).max(30_000).default(2_000),
+  /** CloudWatch namespace of the agent's metrics: the deployment's own (set by the app stack). */
+  METRICS_NAMESPACE: z
+    .string()
+    .regex(/^[A-Za-z0-9._/#:-]{1,255}$/, 'must be a CloudWatch namespace (letters, digits, . _ / # : -)')
+    .default(metricsNamespace('local')),
   /** Calls this worker takes at most (each is a job process of ~250 MB): LiveKit sees it as full beyond. */
   AGENT_MAX_CALLS: z.coerce.number().int().min(1).max(200).default(12),
   })

@@ -23,6 +23,6 @@ cli.runApp(
     agent: workerFile,
     agentName: env.LIVEKIT_AGENT_NAME,
     // Full at AGENT_MAX_CALLS calls or at LiveKit's CPU threshold, whichever comes first; emits ActiveCalls.
-    loadFunc: workerLoad({ maxCalls: env.AGENT_MAX_CALLS, metrics: new MetricsEmitter() }),
+    loadFunc: workerLoad({ maxCalls: env.AGENT_MAX_CALLS, metrics: new MetricsEmitter({ namespace: env.METRICS_NAMESPACE }) }),
   }),
 );

@@ -1,4 +1,4 @@
-import { AGENT_METRICS, type AgentMetricName, METRICS_NAMESPACE } from '@voice-intake/contracts';
+import { AGENT_METRICS, type AgentMetricName, metricsNamespace } from '@voice-intake/contracts';
 
 type Unit = 'Milliseconds' | 'Count';
 
@@ -15,17 +15,32 @@ const UNITS: Record<AgentMetricName, Unit> = {
   [AGENT_METRICS.activeCalls]: 'Count',
 };
 
+export interface MetricsEmitterOptions {
+  /** The deployment's namespace (METRICS_NAMESPACE, set by the app stack). Default: that of a deployment named `local`. */
+  namespace?: string;
+  /** Where lines go. Default: stdout. */
+  write?: (line: string) => void;
+  service?: string;
+  now?: () => number;
+}
+
 /**
  * Writes CloudWatch embedded-metric-format lines (one JSON object per line on stdout, which the awslogs driver ships):
  * CloudWatch extracts the metrics, with dimension `Service` only (per-call ids stay properties, not dimensions, so
  * cardinality stays flat), and the line stays searchable in Logs Insights by call id.
  */
 export class MetricsEmitter {
-  constructor(
-    private readonly write: (line: string) => void = (line) => process.stdout.write(`${line}\n`),
-    private readonly service = 'agent',
-    private readonly now: () => number = Date.now,
-  ) {}
+  private readonly namespace: string;
+  private readonly write: (line: string) => void;
+  private readonly service: string;
+  private readonly now: () => number;
+
+  constructor(options: MetricsEmitterOptions = {}) {
+    this.namespace = options.namespace ?? metricsNamespace('local');
+    this.write = options.write ?? ((line) => process.stdout.write(`${line}\n`));
+    this.service = options.service ?? 'agent';
+    this.now = options.now ?? Date.now;
+  }
 
   /** One line carrying every given metric (undefined values are skipped). */
   emit(values: Partial<Record<AgentMetricName, number | undefined>>, properties: Record<string, string | number> = {}): void {
@@ -36,7 +51,7 @@ export class MetricsEmitter {
         Timestamp: this.now(),
         CloudWatchMetrics: [
           {
-            Namespace: METRICS_NAMESPACE,
+            Namespace: this.namespace,
             Dimensions: [['Service']],
             Metrics: present.map(([name]) => ({ Name: name, Unit: UNITS[name] })),
           },

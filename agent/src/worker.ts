@@ -13,7 +13,6 @@ import { MetricsEmitter } from './metrics';
 
 const WORKER_ID = `${process.env.HOSTNAME ?? 'worker'}-${randomUUID().slice(0, 8)}`;
 const logger = pino({ base: { service: 'voice-intake-agent', workerId: WORKER_ID } });
-const metrics = new MetricsEmitter();
 // Made when the job process loads this module, before its call arrives (agents 1.9 runs a process per job).
 const s3 = new S3Client({});
 
@@ -31,6 +30,7 @@ export default defineAgent({
 
   entry: async (ctx: JobContext) => {
     const env = readAgentEnv();
+    const metrics = new MetricsEmitter({ namespace: env.METRICS_NAMESPACE });
     await ctx.connect();
     const participant = await ctx.waitForParticipant();
     const callId = participant.attributes['sip.callID'] || ctx.room.name || randomUUID();

@@ -19,6 +19,12 @@ describe('agent environment', () => {
     expect(readAgentEnv({ ...valid, PII_REDACTION: 'true' }).PII_REDACTION).toBe(true);
   });
 
+  it("publishes metrics under the deployment's namespace, a local one when none is set", () => {
+    expect(readAgentEnv(valid).METRICS_NAMESPACE).toBe('VoiceIntake/local');
+    expect(readAgentEnv({ ...valid, METRICS_NAMESPACE: 'VoiceIntake/prod' }).METRICS_NAMESPACE).toBe('VoiceIntake/prod');
+    expect(() => readAgentEnv({ ...valid, METRICS_NAMESPACE: 'Voice Intake?' })).toThrow(/METRICS_NAMESPACE: must be a CloudWatch namespace/);
+  });
+
   it('takes ElastiCache host, port and token instead of a URL', async () => {
     const { redisConnection } = await import('../src/config');
     const env = readAgentEnv({ ...valid, REDIS_URL: undefined, REDIS_HOST: 'master.cache.internal', REDIS_PORT: '6380', REDIS_AUTH_TOKEN: 'tok' });

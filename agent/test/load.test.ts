@@ -10,7 +10,7 @@ const jobs = (count: number) => ({ activeJobs: Array.from({ length: count }, (_,
 
 describe('worker load', () => {
   it('reports CPU until the worker holds maxCalls calls, then full', async () => {
-    const load = workerLoad({ maxCalls: 3, metrics: new MetricsEmitter(() => undefined), cpuLoad: async () => 0.42 });
+    const load = workerLoad({ maxCalls: 3, metrics: new MetricsEmitter({ write: () => undefined }), cpuLoad: async () => 0.42 });
     expect(await load(jobs(0))).toBe(0.42);
     expect(await load(jobs(2))).toBe(0.42);
     expect(await load(jobs(3))).toBe(1);
@@ -20,7 +20,7 @@ describe('worker load', () => {
   it('emits the ActiveCalls gauge once per minute, on the first poll of each minute', async () => {
     const lines: Record<string, unknown>[] = [];
     let clock = Date.UTC(2026, 10, 24, 12, 0, 30);
-    const load = workerLoad({ maxCalls: 10, metrics: new MetricsEmitter((line) => lines.push(JSON.parse(line))), cpuLoad: async () => 0, now: () => clock });
+    const load = workerLoad({ maxCalls: 10, metrics: new MetricsEmitter({ write: (line) => lines.push(JSON.parse(line)) }), cpuLoad: async () => 0, now: () => clock });
     for (const [calls, advanceMs] of [[1, 0], [2, 2_500], [3, 25_000], [4, 5_000], [5, 2_500], [6, 60_000]] as const) {
       clock += advanceMs;
       await load(jobs(calls));

@@ -4,7 +4,7 @@ import { MetricsEmitter } from '../src/metrics';
 describe('EMF metrics', () => {
   it('writes one embedded-metric line with the present metrics, the Service dimension and the call as a property', () => {
     const lines: string[] = [];
-    const emitter = new MetricsEmitter((line) => lines.push(line), 'agent', () => 1_795_000_000_000);
+    const emitter = new MetricsEmitter({ namespace: 'VoiceIntake/prod', write: (line) => lines.push(line), now: () => 1_795_000_000_000 });
     emitter.emit({ VoiceToVoiceLatency: 812.34, LlmTimeToFirstToken: 301, TtsTimeToFirstByte: undefined }, { callId: 'call-1' });
     expect(lines).toHaveLength(1);
     const line = JSON.parse(lines[0]);
@@ -12,7 +12,7 @@ describe('EMF metrics', () => {
       Timestamp: 1_795_000_000_000,
       CloudWatchMetrics: [
         {
-          Namespace: 'VoiceIntake',
+          Namespace: 'VoiceIntake/prod',
           Dimensions: [['Service']],
           Metrics: [
             { Name: 'VoiceToVoiceLatency', Unit: 'Milliseconds' },
@@ -27,7 +27,7 @@ describe('EMF metrics', () => {
 
   it('writes nothing when no metric has a value', () => {
     const lines: string[] = [];
-    new MetricsEmitter((line) => lines.push(line)).emit({ ToolLatency: Number.NaN });
+    new MetricsEmitter({ write: (line) => lines.push(line) }).emit({ ToolLatency: Number.NaN });
     expect(lines).toEqual([]);
   });
 });

@@ -2,7 +2,16 @@
  * The agent's CloudWatch metrics (embedded metric format): emitted by the worker, graphed and alarmed by the
  * observability tier. Names live here once so the dashboard and the emitter cannot drift apart.
  */
-export const METRICS_NAMESPACE = 'VoiceIntake';
+export const METRICS_NAMESPACE_ROOT = 'VoiceIntake';
+
+/**
+ * Each deployment publishes under its own namespace (`VoiceIntake/<deploymentName>`): two deployments in one account
+ * and region never mix their figures, nor scale on each other's calls. Log metric filters cannot add a constant
+ * dimension, so the namespace, not a dimension, carries the deployment.
+ */
+export function metricsNamespace(deploymentName: string): string {
+  return `${METRICS_NAMESPACE_ROOT}/${deploymentName}`;
+}
 
 export const AGENT_METRICS = {
   endOfUtteranceDelay: 'EndOfUtteranceDelay',

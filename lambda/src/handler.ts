@@ -15,7 +15,8 @@ const SERVICE = 'voice-intake-enrichment';
 const env = readEnrichmentEnv();
 
 const logger = new Logger({ serviceName: SERVICE });
-const metrics = new Metrics({ namespace: 'VoiceIntake', serviceName: SERVICE });
+// Namespace from POWERTOOLS_METRICS_NAMESPACE: the deployment's own (set by the enrichment stack).
+const metrics = new Metrics({ serviceName: SERVICE });
 const tracer = new Tracer({ serviceName: SERVICE });
 
 // The SDK's own retries stay off for Bedrock: withBackoff owns them, so attempts are counted once.

@@ -8,7 +8,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { ACTIVE_CALLS_INTERVAL_SECONDS, AGENT_METRICS, METRICS_NAMESPACE, S3_PREFIXES } from '@voice-intake/contracts';
+import { ACTIVE_CALLS_INTERVAL_SECONDS, AGENT_METRICS, S3_PREFIXES, metricsNamespace } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
 import { bedrockModelArns } from '../bedrock';
 import { acknowledgeRules, acknowledgeTaskRolePolicies } from '../compliance';
@@ -88,6 +88,7 @@ export class AgentService extends Construct {
       environment: {
         LIVEKIT_URL: props.livekitUrl.replace(/^http/, 'ws'),
         LIVEKIT_AGENT_NAME: config.livekit.agentName,
+        METRICS_NAMESPACE: metricsNamespace(deploymentName),
         REDIS_HOST: props.redis.host,
         REDIS_PORT: String(props.redis.port),
         TRANSCRIPTS_BUCKET: recordBucketName(deploymentName, 'transcripts'),
@@ -138,7 +139,7 @@ export class AgentService extends Construct {
     // Calls, not only CPU: a task's limit is usually memory (a process per call), which CPU scaling never sees.
     scaling.scaleToTrackCustomMetric('ActiveCalls', {
       metric: new cloudwatch.Metric({
-        namespace: METRICS_NAMESPACE,
+        namespace: metricsNamespace(deploymentName),
         metricName: AGENT_METRICS.activeCalls,
         dimensionsMap: { Service: 'agent' },
         statistic: 'Average',

@@ -33,6 +33,8 @@ export interface LiveKitClusterProps {
   readonly appKey: kms.IKey;
   /** Where the API load balancer writes access logs (under the load-balancer prefix the data stack allows). */
   readonly accessLogsBucket: s3.IBucket;
+  /** The deployment's metric namespace (LiveKit SIP's call-failure counts go there). */
+  readonly metricsNamespace: string;
 }
 
 /**
@@ -117,7 +119,7 @@ export class LiveKitCluster extends Construct {
 
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.appKey, removalPolicy: RemovalPolicy.RETAIN });
     // LiveKit SIP's own words for a failed or refused inbound call (pkg/sip/inbound.go); the server logs neither.
-    this.sipMetrics = new LogLineMetrics(this, 'SipCallEvents', logGroup, {
+    this.sipMetrics = new LogLineMetrics(this, 'SipCallEvents', logGroup, props.metricsNamespace, {
       callErrors: { metricName: LIVEKIT_SIP_METRICS.callErrors, pattern: logs.FilterPattern.allTerms('Closing inbound call with error') },
       callsRejected: {
         metricName: LIVEKIT_SIP_METRICS.callsRejected,

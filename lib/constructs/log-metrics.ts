@@ -1,7 +1,6 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { METRICS_NAMESPACE } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
 
 export interface LogLineMetric {
@@ -18,13 +17,14 @@ export interface LogLineMetric {
 export class LogLineMetrics extends Construct {
   readonly metrics: Record<string, cloudwatch.Metric> = {};
 
-  constructor(scope: Construct, id: string, logGroup: logs.ILogGroup, counted: Record<string, LogLineMetric>) {
+  /** `namespace`: the deployment's metric namespace (`metricsNamespace`). */
+  constructor(scope: Construct, id: string, logGroup: logs.ILogGroup, namespace: string, counted: Record<string, LogLineMetric>) {
     super(scope, id);
     for (const [key, { metricName, pattern }] of Object.entries(counted)) {
       const filter = new logs.MetricFilter(this, metricName, {
         logGroup,
         filterPattern: pattern,
-        metricNamespace: METRICS_NAMESPACE,
+        metricNamespace: namespace,
         metricName,
         metricValue: '1',
         defaultValue: 0,

@@ -4,14 +4,15 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
+import { metricsNamespace } from '@voice-intake/contracts';
 import type { Construct } from 'constructs';
-import type { KnowledgeCollection } from '../constructs/knowledge-collection';
 import { AgentService } from '../constructs/agent-service';
+import type { KnowledgeCollection } from '../constructs/knowledge-collection';
 import { LiveKitCluster } from '../constructs/livekit-cluster';
+import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 import { McpServerService } from '../constructs/mcp-server-service';
 import type { DataStack } from './data-stack';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
-import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 
 export interface AppStackProps extends VoiceIntakeStackProps {
   readonly vpc: ec2.IVpc;
@@ -82,6 +83,7 @@ export class AppStack extends VoiceIntakeStack {
       dataKey: props.dataKey,
       appKey: this.appKey,
       accessLogsBucket: props.accessLogsBucket,
+      metricsNamespace: metricsNamespace(props.config.deploymentName),
     });
     this.livekit.allowAgents(this.agentSecurityGroup);
 

@@ -6,14 +6,14 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { EDGE_METRICS } from '@voice-intake/contracts';
+import { EDGE_METRICS, metricsNamespace } from '@voice-intake/contracts';
 import { EDGE_LOG_EVENTS, HOST_PLACEHOLDERS, type RenderedEdge, renderEdge } from '@voice-intake/edge-config';
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
 import { EdgeNodeSync } from '../constructs/edge-node-sync';
+import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 import { LogLineMetrics } from '../constructs/log-metrics';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
-import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 
 const CONFIG_DIR = '/etc/voice-intake-edge';
 const LOG_DIR = '/var/log/voice-intake-edge';
@@ -112,6 +112,7 @@ export class EdgeStack extends VoiceIntakeStack {
       this,
       'EdgeEvents',
       logGroup,
+      metricsNamespace(props.config.deploymentName),
       Object.fromEntries(
         (Object.keys(EDGE_METRICS) as (keyof typeof EDGE_METRICS)[]).map((event) => [event, { metricName: EDGE_METRICS[event], pattern: logs.FilterPattern.allTerms(EDGE_LOG_EVENTS[event]) }]),
       ),

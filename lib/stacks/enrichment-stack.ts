@@ -1,3 +1,4 @@
+import { ENRICHMENT_EVENT_SOURCE, INTAKE_ENRICHED_DETAIL_TYPE, S3_PREFIXES, metricsNamespace } from '@voice-intake/contracts';
 import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -10,14 +11,13 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
-import { ENRICHMENT_EVENT_SOURCE, INTAKE_ENRICHED_DETAIL_TYPE, S3_PREFIXES } from '@voice-intake/contracts';
 import type { Construct } from 'constructs';
-import { lambdaWorkspaceFunction } from '../lambda-bundling';
 import { bedrockModelArns } from '../bedrock';
 import { acknowledgeRules, skipCheckovChecks } from '../compliance';
+import { grantKeyToLogGroups } from '../constructs/log-key-grant';
+import { lambdaWorkspaceFunction } from '../lambda-bundling';
 import { recordBucketName, recordObjectsArn, recordObjectsNagResource } from '../naming';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
-import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 
 export interface EnrichmentStackProps extends VoiceIntakeStackProps {
   readonly vpc: ec2.IVpc;
@@ -117,7 +117,7 @@ export class EnrichmentStack extends VoiceIntakeStack {
         MAX_TRANSCRIPT_BYTES: String(enrichment.maxTranscriptBytes),
         NODE_OPTIONS: '--enable-source-maps',
         POWERTOOLS_SERVICE_NAME: 'voice-intake-enrichment',
-        POWERTOOLS_METRICS_NAMESPACE: 'VoiceIntake',
+        POWERTOOLS_METRICS_NAMESPACE: metricsNamespace(deploymentName),
       },
       environmentEncryption: key,
     });

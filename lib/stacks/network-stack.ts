@@ -4,8 +4,8 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
-import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 import { grantKeyToLogGroups } from '../constructs/log-key-grant';
+import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
 /** AWS APIs the private tiers call; reached through interface endpoints, never the internet. */
 const INTERFACE_ENDPOINTS: Record<string, ec2.InterfaceVpcEndpointAwsService> = {

@@ -6,7 +6,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
-import { AGENT_METRICS, type EDGE_METRICS, type LIVEKIT_SIP_METRICS, METRICS_NAMESPACE } from '@voice-intake/contracts';
+import { AGENT_METRICS, type EDGE_METRICS, type LIVEKIT_SIP_METRICS, metricsNamespace } from '@voice-intake/contracts';
 import type { Construct } from 'constructs';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
@@ -23,8 +23,6 @@ export interface ObservabilityStackProps extends VoiceIntakeStackProps {
   readonly livekitSipMetrics: Record<keyof typeof LIVEKIT_SIP_METRICS, cloudwatch.Metric>;
 }
 
-const agentMetric = (name: string, statistic: string, label?: string) =>
-  new cloudwatch.Metric({ namespace: METRICS_NAMESPACE, metricName: name, dimensionsMap: { Service: 'agent' }, statistic, period: Duration.minutes(1), label });
 
 /**
  * One dashboard for the whole call path and the alarms that page: voice-to-voice p95 over threshold, tool errors,
@@ -38,6 +36,8 @@ export class ObservabilityStack extends VoiceIntakeStack {
   constructor(scope: Construct, id: string, props: ObservabilityStackProps) {
     super(scope, id, props);
     const { observability, edge, deploymentName } = props.config;
+    const agentMetric = (name: string, statistic: string, label?: string) =>
+      new cloudwatch.Metric({ namespace: metricsNamespace(deploymentName), metricName: name, dimensionsMap: { Service: 'agent' }, statistic, period: Duration.minutes(1), label });
 
     if (observability.alarmTopicArn) {
       this.topic = sns.Topic.fromTopicArn(this, 'AlarmTopic', observability.alarmTopicArn);

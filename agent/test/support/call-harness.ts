@@ -69,7 +69,7 @@ export async function openCall(options: OpenCallOptions): Promise<OpenCall> {
       bedrock: new BedrockRuntimeClient({ region: 'us-east-1' }),
       polly: new PollyClient({ region: 'us-east-1' }),
     },
-    metrics: new MetricsEmitter(options.metricLines ? (line) => options.metricLines!.push(line) : () => undefined),
+    metrics: new MetricsEmitter({ write: options.metricLines ? (line) => options.metricLines!.push(line) : () => undefined }),
     logger: pino({ level: 'silent' }),
     transfer: async () => undefined,
     hangUp,
