@@ -45,6 +45,8 @@ export class AgentService extends Construct {
     const { config } = props;
     const { agentService, agent, deploymentName } = config;
     const stack = Stack.of(this);
+    // The workers publish here and scale on it: this deployment's own namespace.
+    const namespace = metricsNamespace(deploymentName);
 
     this.taskRole = new iam.Role(this, 'TaskRole', {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
@@ -88,7 +90,7 @@ export class AgentService extends Construct {
       environment: {
         LIVEKIT_URL: props.livekitUrl.replace(/^http/, 'ws'),
         LIVEKIT_AGENT_NAME: config.livekit.agentName,
-        METRICS_NAMESPACE: metricsNamespace(deploymentName),
+        METRICS_NAMESPACE: namespace,
         REDIS_HOST: props.redis.host,
         REDIS_PORT: String(props.redis.port),
         TRANSCRIPTS_BUCKET: recordBucketName(deploymentName, 'transcripts'),
@@ -139,7 +141,7 @@ export class AgentService extends Construct {
     // Calls, not only CPU: a task's limit is usually memory (a process per call), which CPU scaling never sees.
     scaling.scaleToTrackCustomMetric('ActiveCalls', {
       metric: new cloudwatch.Metric({
-        namespace: metricsNamespace(deploymentName),
+        namespace,
         metricName: AGENT_METRICS.activeCalls,
         dimensionsMap: { Service: 'agent' },
         statistic: 'Average',

@@ -1,4 +1,3 @@
-import { ENRICHMENT_EVENT_SOURCE, INTAKE_ENRICHED_DETAIL_TYPE, S3_PREFIXES, metricsNamespace } from '@voice-intake/contracts';
 import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -11,6 +10,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { ENRICHMENT_EVENT_SOURCE, INTAKE_ENRICHED_DETAIL_TYPE, S3_PREFIXES, metricsNamespace } from '@voice-intake/contracts';
 import type { Construct } from 'constructs';
 import { bedrockModelArns } from '../bedrock';
 import { acknowledgeRules, skipCheckovChecks } from '../compliance';

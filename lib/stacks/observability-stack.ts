@@ -23,7 +23,6 @@ export interface ObservabilityStackProps extends VoiceIntakeStackProps {
   readonly livekitSipMetrics: Record<keyof typeof LIVEKIT_SIP_METRICS, cloudwatch.Metric>;
 }
 
-
 /**
  * One dashboard for the whole call path and the alarms that page: voice-to-voice p95 over threshold, tool errors,
  * LiveKit SIP call failures, calls the edge could not place, an AZ with no healthy edge host, Redis under pressure or
@@ -36,8 +35,9 @@ export class ObservabilityStack extends VoiceIntakeStack {
   constructor(scope: Construct, id: string, props: ObservabilityStackProps) {
     super(scope, id, props);
     const { observability, edge, deploymentName } = props.config;
+    const namespace = metricsNamespace(deploymentName);
     const agentMetric = (name: string, statistic: string, label?: string) =>
-      new cloudwatch.Metric({ namespace: metricsNamespace(deploymentName), metricName: name, dimensionsMap: { Service: 'agent' }, statistic, period: Duration.minutes(1), label });
+      new cloudwatch.Metric({ namespace, metricName: name, dimensionsMap: { Service: 'agent' }, statistic, period: Duration.minutes(1), label });
 
     if (observability.alarmTopicArn) {
       this.topic = sns.Topic.fromTopicArn(this, 'AlarmTopic', observability.alarmTopicArn);
