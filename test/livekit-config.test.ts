@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseConfig } from '../lib/config';
-import { LIVEKIT_PLACEHOLDERS, fillPlaceholders, liveKitServerYaml, liveKitSipYaml } from '../lib/livekit/config';
+import { LIVEKIT_PLACEHOLDERS, fillPlaceholders, liveKitServerYaml, liveKitSipYaml } from '../lib/livekit/config-yaml';
 
 const { livekit } = parseConfig({});
 const input = { livekit, redisAddress: 'master.voice-intake.abc123.use1.cache.amazonaws.com:6380' };

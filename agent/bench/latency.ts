@@ -15,7 +15,7 @@
 import { parseArgs } from 'node:util';
 import { voice } from '@livekit/agents';
 import * as silero from '@livekit/agents-plugin-silero';
-import { PHONE_TURN_HANDLING } from '../src/intake-call';
+import { PHONE_TURN_HANDLING } from '../src/call-session';
 import { localAgentEnv, openCall } from '../test/support/call-harness';
 import { listeningTranscribe, speakingPolly, streamingBedrock } from '../test/support/fake-aws';
 import { speechEndMs, synthesizeSpeech } from '../test/support/speech';

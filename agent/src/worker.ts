@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { SipClient } from 'livekit-server-sdk';
 import pino from 'pino';
 import { readAgentEnv, redisConnection } from './config';
-import { prepareIntakeCall } from './intake-call';
+import { prepareIntakeCall } from './call-session';
 import { MetricsEmitter } from './metrics';
 
 const WORKER_ID = `${process.env.HOSTNAME ?? 'worker'}-${randomUUID().slice(0, 8)}`;

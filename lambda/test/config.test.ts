@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readEnrichmentEnv } from '../src/config';
+import { readEnrichmentEnv } from '../src/enrichment/config';
 
 const REQUIRED = { MODEL_ID: 'us.anthropic.claude-haiku-4-5-20251001-v1:0', EVENT_BUS_NAME: 'intake-bus', IDEMPOTENCY_TABLE_NAME: 'idempotency' };
 

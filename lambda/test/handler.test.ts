@@ -36,7 +36,7 @@ beforeAll(async () => {
   vi.stubEnv('BEDROCK_RETRY_BASE_MS', '1');
   vi.stubEnv('POWERTOOLS_METRICS_DISABLED', 'true');
   vi.stubEnv('POWERTOOLS_LOG_LEVEL', 'CRITICAL');
-  ({ handler } = (await import('../src/handler')) as unknown as { handler: Handler });
+  ({ handler } = (await import('../src/enrichment/handler')) as unknown as { handler: Handler });
 });
 
 afterAll(() => vi.unstubAllEnvs());

@@ -6,8 +6,8 @@ import { sdkStreamMixin } from '@smithy/util-stream';
 import { transcriptKey, transcriptSchema } from '@voice-intake/contracts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { Enricher } from '../src/enrich';
-import { ServiceBusyError, withBackoff } from '../src/retry';
+import { Enricher } from '../src/enrichment/enrich';
+import { ServiceBusyError, withBackoff } from '../src/enrichment/retry';
 
 const throttled = () => new ThrottlingException({ message: 'Too many requests', $metadata: {} });
 

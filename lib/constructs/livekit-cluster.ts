@@ -13,7 +13,7 @@ import { LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
 import { acknowledgeRules, acknowledgeTaskRolePolicies, skipCheckovChecks } from '../compliance';
 import type { VoiceIntakeConfig } from '../config';
-import { LIVEKIT_PLACEHOLDERS, liveKitServerYaml, liveKitSipYaml } from '../livekit/config';
+import { LIVEKIT_PLACEHOLDERS, liveKitServerYaml, liveKitSipYaml } from '../livekit/config-yaml';
 import { InternalLoadBalancer } from './internal-load-balancer';
 import { LogLineMetrics } from './log-metrics';
 

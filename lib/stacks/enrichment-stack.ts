@@ -97,10 +97,10 @@ export class EnrichmentStack extends VoiceIntakeStack {
     });
 
     this.function = new nodejs.NodejsFunction(this, 'EnrichFunction', {
-      ...lambdaWorkspaceFunction('handler.ts', 'handler'),
+      ...lambdaWorkspaceFunction('enrichment/handler.ts', 'handler'),
       memorySize: 512,
       timeout: Duration.minutes(3),
-      bundling: { ...lambdaWorkspaceFunction('handler.ts', 'handler').bundling, sourceMap: true, format: nodejs.OutputFormat.CJS },
+      bundling: { ...lambdaWorkspaceFunction('enrichment/handler.ts', 'handler').bundling, sourceMap: true, format: nodejs.OutputFormat.CJS },
       vpc: props.vpc,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       securityGroups: [securityGroup],

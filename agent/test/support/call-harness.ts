@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import pino from 'pino';
 import { TEST_TOKEN } from '../../../mcp-server/test/support/server-process';
 import { type AgentEnv, agentEnvSchema } from '../../src/config';
-import { type IntakeCall, prepareIntakeCall } from '../../src/intake-call';
+import { type IntakeCall, prepareIntakeCall } from '../../src/call-session';
 import { MetricsEmitter } from '../../src/metrics';
 import { EarpieceOutput, PhoneLineInput } from './audio-io';
 

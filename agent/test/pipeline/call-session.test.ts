@@ -19,7 +19,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../../../mcp-server/test/support/server-process';
-import type { IntakeCall } from '../../src/intake-call';
+import type { IntakeCall } from '../../src/call-session';
 import { RedisSessionStore } from '../../src/state/session-store';
 import type { EarpieceOutput, PlayedSegment } from '../support/audio-io';
 import { localAgentEnv, openCall } from '../support/call-harness';
