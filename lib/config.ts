@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeIssues } from '@voice-intake/contracts';
 import { edgeSectionSchema } from '@voice-intake/edge-config';
 import { ipv4CidrSchema } from '@voice-intake/edge-config';
 
@@ -223,27 +224,11 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
 }
 
-/** `edge.allowlist[0]` from zod's path ['edge', 'allowlist', 0]. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>((acc, segment) => {
-    if (typeof segment === 'number') return `${acc}[${segment}]`;
-    return acc === '' ? String(segment) : `${acc}.${String(segment)}`;
-  }, '');
-}
-
-function describeIssue(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'unrecognized_keys') {
-    const where = formatPath(issue.path);
-    return issue.keys.map((key) => `${where ? `${where}.` : ''}${key}: unknown key`).join('; ');
-  }
-  return `${formatPath(issue.path) || '(root)'}: ${issue.message}`;
-}
-
 /** Validates an already-assembled config object; throws one ConfigError whose message names every bad key. */
 export function parseConfig(raw: unknown): VoiceIntakeConfig {
   const result = voiceIntakeConfigSchema.safeParse(raw ?? {});
   if (!result.success) {
-    throw new ConfigError(`invalid ${CONFIG_CONTEXT_KEY} config: ${result.error.issues.map(describeIssue).join('; ')}`);
+    throw new ConfigError(`invalid ${CONFIG_CONTEXT_KEY} config: ${describeIssues(result.error.issues)}`);
   }
   return result.data;
 }

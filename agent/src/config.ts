@@ -1,7 +1,5 @@
-import { describeIssues, metricsNamespace } from '@voice-intake/contracts';
+import { envBoolean, metricsNamespace, parseEnvironment } from '@voice-intake/contracts';
 import { z } from 'zod';
-
-const bool = z.enum(['true', 'false']).transform((value) => value === 'true');
 
 /** The worker's environment, validated at start; an error names the variable. */
 export const agentEnvSchema = z
@@ -27,7 +25,7 @@ export const agentEnvSchema = z
   POLLY_ENGINE: z.enum(['standard', 'neural', 'long-form', 'generative']).default('generative'),
   TRANSCRIBE_LANGUAGE: z.string().regex(/^[a-z]{2}-[A-Z]{2}$/, 'must be a language code such as en-US').default('en-US'),
   /** Redact PII from what is logged (transcripts, audit payloads) and ask Transcribe to redact too. */
-  PII_REDACTION: bool.default(false),
+  PII_REDACTION: envBoolean.default(false),
   /** Where a transfer goes when the MCP server offers no target (sip: or tel: URI). */
   DEFAULT_TRANSFER_TARGET: z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI').optional(),
   SESSION_TTL_SECONDS: z.coerce.number().int().min(60).default(21_600),
@@ -57,11 +55,5 @@ export class AgentConfigError extends Error {
 }
 
 export function readAgentEnv(env: NodeJS.ProcessEnv = process.env): AgentEnv {
-  const result = agentEnvSchema.safeParse(env);
-  if (!result.success) {
-    throw new AgentConfigError(
-      `invalid agent environment: ${describeIssues(result.error.issues)}`,
-    );
-  }
-  return result.data;
+  return parseEnvironment(agentEnvSchema, env, 'agent environment', AgentConfigError);
 }

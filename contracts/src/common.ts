@@ -25,7 +25,32 @@ export const isoTimestampSchema = z.iso.datetime({ offset: true });
 export type CallerNumber = z.infer<typeof callerNumberSchema>;
 export type CallId = z.infer<typeof callIdSchema>;
 
-/** `a.b.0: message; c: message`: every zod issue on one line, each naming its field. */
-export function describeIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
-  return issues.map((issue) => `${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`).join('; ');
+/** `edge.allowlist[0]` from zod's path ['edge', 'allowlist', 0]. */
+export function formatIssuePath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((acc, segment) => {
+    if (typeof segment === 'number') return `${acc}[${segment}]`;
+    return acc === '' ? String(segment) : `${acc}.${String(segment)}`;
+  }, '');
+}
+
+/** What describeIssues needs of a zod issue (unknown keys arrive as one issue listing them all). */
+export interface DescribableIssue {
+  readonly code?: string;
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+  readonly keys?: readonly string[];
+}
+
+/**
+ * Every zod issue on one line, each naming its field: `edge.allowlist[0]: message; extra: unknown key`. The one
+ * formatter for operator config, environments, renderer input and records alike.
+ */
+export function describeIssues(issues: readonly DescribableIssue[]): string {
+  return issues
+    .flatMap((issue) =>
+      issue.code === 'unrecognized_keys' && issue.keys
+        ? issue.keys.map((key) => `${formatIssuePath([...issue.path, key])}: unknown key`)
+        : [`${formatIssuePath(issue.path) || '(root)'}: ${issue.message}`],
+    )
+    .join('; ');
 }

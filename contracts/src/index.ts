@@ -1,4 +1,5 @@
 export * from './common';
+export * from './env';
 export * from './transcript';
 export * from './keys';
 export * from './audit';

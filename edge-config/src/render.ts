@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
+import { describeIssues } from '@voice-intake/contracts';
 import { ipv4Schema, parseIpv4Cidr } from './cidr';
 import { edgeSectionSchema } from './schema';
 
@@ -113,23 +114,11 @@ export class RenderInputError extends Error {
   override readonly name = 'RenderInputError';
 }
 
-function formatPath(path: readonly PropertyKey[]): string {
-  return path.reduce<string>((acc, segment) => {
-    if (typeof segment === 'number') return `${acc}[${segment}]`;
-    return acc === '' ? String(segment) : `${acc}.${String(segment)}`;
-  }, '');
-}
-
 /** Validates renderer input; one error whose message names every offending key. */
 export function parseRenderInput(raw: unknown): RenderInput {
   const result = renderInputSchema.safeParse(raw);
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) =>
-    issue.code === 'unrecognized_keys'
-      ? issue.keys.map((key) => `${formatPath([...issue.path, key])}: unknown key`).join('; ')
-      : `${formatPath(issue.path) || '(root)'}: ${issue.message}`,
-  );
-  throw new RenderInputError(`invalid edge render input: ${problems.join('; ')}`);
+  throw new RenderInputError(`invalid edge render input: ${describeIssues(result.error.issues)}`);
 }
 
 export interface RenderedFile {

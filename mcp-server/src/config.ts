@@ -1,4 +1,4 @@
-import { describeIssues } from '@voice-intake/contracts';
+import { envJson, parseEnvironment } from '@voice-intake/contracts';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -7,16 +7,6 @@ const HERE = resolve(__dirname, '..');
 const transferTargetsSchema = z
   .record(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'queue names are lowercase words'), z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI'))
   .refine((targets) => Object.keys(targets).length > 0, 'needs at least one queue');
-
-const jsonFromEnv = <T extends z.ZodType>(schema: T) =>
-  z.preprocess((value) => {
-    if (typeof value !== 'string') return value;
-    try {
-      return JSON.parse(value);
-    } catch {
-      return value;
-    }
-  }, schema);
 
 /** The server's environment, validated at start; an error names the variable. */
 export const serverEnvSchema = z
@@ -47,7 +37,7 @@ export const serverEnvSchema = z
     BACKEND_TOKEN: z.string().optional(),
     BACKEND_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(4),
     BACKEND_RETRY_BASE_MS: z.coerce.number().int().min(1).default(250),
-    TRANSFER_TARGETS: jsonFromEnv(transferTargetsSchema).default({ front_desk: 'sip:front-desk@pbx.example.com' }),
+    TRANSFER_TARGETS: envJson(transferTargetsSchema).default({ front_desk: 'sip:front-desk@pbx.example.com' }),
     DEFAULT_TRANSFER_QUEUE: z.string().default('front_desk'),
     /** S3 bucket for audit records; unset = JSON lines under DATA_DIR/audit. */
     AUDIT_BUCKET: z.string().min(1).optional(),
@@ -72,11 +62,5 @@ export class ServerConfigError extends Error {
 }
 
 export function readServerEnv(env: NodeJS.ProcessEnv = process.env): ServerEnv {
-  const result = serverEnvSchema.safeParse(env);
-  if (!result.success) {
-    throw new ServerConfigError(
-      `invalid MCP server environment: ${describeIssues(result.error.issues)}`,
-    );
-  }
-  return result.data;
+  return parseEnvironment(serverEnvSchema, env, 'MCP server environment', ServerConfigError);
 }

@@ -2,7 +2,7 @@ import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { describeIssues } from '@voice-intake/contracts';
+import { parseEnvironment } from '@voice-intake/contracts';
 import { z } from 'zod';
 import { type EdgeSyncSettings, syncEdgeNodes } from './sync';
 
@@ -20,9 +20,7 @@ const envSchema = z.object({
 });
 
 export function settingsFromEnv(env: NodeJS.ProcessEnv): EdgeSyncSettings {
-  const parsed = envSchema.safeParse(env);
-  if (!parsed.success) throw new Error(`invalid edge node sync environment: ${describeIssues(parsed.error.issues)}`);
-  const values = parsed.data;
+  const values = parseEnvironment(envSchema, env, 'edge node sync environment');
   return {
     livekitAutoScalingGroup: values.LIVEKIT_ASG_NAME,
     edgeTag: { key: values.EDGE_TAG_KEY, value: values.EDGE_TAG_VALUE },

@@ -1,4 +1,4 @@
-import { describeIssues } from '@voice-intake/contracts';
+import { parseEnvironment } from '@voice-intake/contracts';
 import { z } from 'zod';
 
 const positiveInt = z.coerce.number().int().positive();
@@ -21,10 +21,5 @@ export const enrichmentEnvSchema = z.object({
 export type EnrichmentEnv = z.infer<typeof enrichmentEnvSchema>;
 
 export function readEnrichmentEnv(env: NodeJS.ProcessEnv = process.env): EnrichmentEnv {
-  const result = enrichmentEnvSchema.safeParse(env);
-  if (!result.success) {
-    const problems = describeIssues(result.error.issues);
-    throw new Error(`invalid enrichment environment: ${problems}`);
-  }
-  return result.data;
+  return parseEnvironment(enrichmentEnvSchema, env, 'enrichment environment');
 }
