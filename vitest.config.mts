@@ -12,5 +12,7 @@ export default defineConfig({
     reporters: ['default', 'json'],
     outputFile: { json: 'test-results/vitest.json' },
     snapshotSerializers: ['test/support/mask-asset-hashes.ts'],
+    // Every process a test file started through spawnTracked ends with the file, pass or fail.
+    setupFiles: ['test/support/process-cleanup.ts'],
   },
 });

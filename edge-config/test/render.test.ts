@@ -32,6 +32,8 @@ function kamailioCheck(input: RenderInputData, name: string, facts = { privateIp
   const rendered = fillHostPlaceholders(renderEdge({ ...input, paths: { configDir: dir, runDir: join(dir, 'run') } }), facts);
   writeRendered(dir, rendered);
   const result = spawnSync('kamailio', ['-c', '-f', join(dir, 'kamailio', 'kamailio.cfg')], { encoding: 'utf8' });
+  // A missing kamailio is a broken test machine, not a config verdict ("npm run setup" installs it).
+  if (result.error) throw new Error(`cannot run kamailio -c: ${result.error.message}`);
   return { dir, rendered, status: result.status, output: `${result.stdout}${result.stderr}` };
 }
 

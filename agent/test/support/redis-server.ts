@@ -1,6 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
+import { spawnTracked, stopTracked } from '../../../test/support/processes';
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -16,7 +17,7 @@ async function freePort(): Promise<number> {
 /** A real redis-server on a free loopback port, without persistence, for one test file. */
 export async function startRedis(): Promise<{ port: number; client: () => Redis; stop: () => Promise<void> }> {
   const port = await freePort();
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const child: ChildProcess = spawnTracked('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   const clients: Redis[] = [];
   const client = () => {
     const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: false, maxRetriesPerRequest: 2 });
@@ -42,9 +43,7 @@ export async function startRedis(): Promise<{ port: number; client: () => Redis;
     client,
     async stop() {
       for (const redis of clients) redis.disconnect();
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
+      await stopTracked(child);
     },
   };
 }

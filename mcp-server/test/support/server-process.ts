@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { MCP_SESSION_HEADER, issueSessionHeader } from '@voice-intake/contracts';
+import { spawnTracked, stopTracked } from '../../../test/support/processes';
 
 const WORKSPACE = join(__dirname, '..', '..');
 const TSX = join(WORKSPACE, '..', 'node_modules', '.bin', 'tsx');
@@ -19,7 +20,7 @@ export interface RunningServer {
 
 /** Starts the real server (`src/main.ts`) on a free loopback port and waits for its "listening" log line. */
 export async function startServer(env: Record<string, string>): Promise<RunningServer> {
-  const child = spawn(TSX, [join(WORKSPACE, 'src', 'main.ts')], {
+  const child = spawnTracked(TSX, [join(WORKSPACE, 'src', 'main.ts')], {
     cwd: WORKSPACE,
     env: { ...process.env, MCP_HOST: '127.0.0.1', MCP_PORT: '0', MCP_AUTH_TOKEN: TEST_TOKEN, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -52,7 +53,8 @@ export async function startServer(env: Record<string, string>): Promise<RunningS
     url: `http://127.0.0.1:${port}`,
     logs,
     async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null) child.kill(signal);
+      // The group: tsx runs the server in a node child of its own.
+      await stopTracked(child, signal, 30_000);
       return exited;
     },
   };
