@@ -71,6 +71,13 @@ describe('rendered edge', () => {
     expect(files['kamailio/edge-host.cfg'].content).toMatch(/^#!define EDGE_FR_TIMER 2000$/m);
   });
 
+  it('counts only replies a LiveKit SIP node sent as alive (never the 408 tm makes for an unanswered ping)', () => {
+    const config = files['kamailio/kamailio.cfg'].content;
+    const codes = /^modparam\("dispatcher", "ds_ping_reply_codes", "([^"]*)"\)$/m.exec(config)?.[1];
+    expect(codes?.split(';')).toEqual(['class=2', 'code=403', 'code=404', 'code=405', 'code=488']);
+    expect(config).toMatch(/^modparam\("dispatcher", "ds_probing_mode", 1\)$/m);
+  });
+
   it('splits RTPEngine into a carrier side advertising the EIP and a private internal side', () => {
     const conf = renderEdge(CDK_DEFAULT)['rtpengine/rtpengine.conf'].content;
     expect(conf).toContain(`interface = carrier/${HOST_PLACEHOLDERS.privateIp}!${HOST_PLACEHOLDERS.publicIp};internal/${HOST_PLACEHOLDERS.privateIp}`);
