@@ -212,6 +212,7 @@ export class ObservabilityStack extends VoiceIntakeStack {
           livekitSipMetrics.callsRejected.with({ label: 'rejected (trunk, dispatch, flood)' }),
           edgeMetrics.noLiveKitNode.with({ label: 'no LiveKit node (edge 503)' }),
           edgeMetrics.topologyStoreDown.with({ label: 'topology store down (edge 503)' }),
+          edgeMetrics.unansweredCalls.with({ label: 'rang unanswered (edge 480)' }),
         ],
         width: 8,
       }),
