@@ -346,7 +346,12 @@ export class StandIn {
 }
 
 export interface SippCallOptions {
-  readonly scenario: 'uac-call.xml' | 'uac-call-rtp.xml' | 'uac-call-hung-up.xml' | 'uac-expect-503.xml';
+  readonly scenario:
+    | 'uac-call.xml'
+    | 'uac-call-rtp.xml'
+    | 'uac-call-hung-up.xml'
+    | 'uac-expect-503.xml'
+    | 'uac-expect-unanswered.xml';
   /** The number called (Request-URI user); the stand-in hangs up calls to "livekit-hangs-up". */
   readonly service?: string;
   readonly from: string;

@@ -4,18 +4,40 @@
  * with the trunk and dispatch rule from our provisioning code. One suite, serial: it holds the loopback example's
  * addresses (127.0.0.1:5060, 127.0.2.x:5060) for its whole run and ends every process it started, pass or fail.
  */
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { dispose } from '@livekit/rtc-node';
+import { EDGE_LOG_EVENTS } from '@voice-intake/edge-config';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runSippCaller, type SippCallOptions } from '../../edge-config/harness/harness';
-import { LiveKitStack } from '../src/stack/livekit';
+import { LiveKitStack, loopbackEdgeExample } from '../src/stack/livekit';
 import { type CallAnswerer, callAnswererFor } from '../src/stack/room-member';
+import { callTimelines } from '../src/stack/sip-trace';
 
 const RUN_DIR = resolve(__dirname, '..', '.local', 'edge-livekit');
 const CALLS_DIR = join(RUN_DIR, 'calls');
 
+const EXAMPLE_EDGE = loopbackEdgeExample().edge as { ringTimeoutSeconds: number; livekitPingIntervalSeconds: number };
+/** A number no trunk holds: LiveKit SIP rings and never answers (it logs "Rejecting inbound flood"). */
+const UNPROVISIONED_NUMBER = '+15550100999';
+
 const stack = new LiveKitStack({ runDir: RUN_DIR });
 let answerer: CallAnswerer | undefined;
+
+function kamailioLogLines(): string[] {
+  return stack.edge ? readFileSync(stack.edge.kamailioLog, 'utf8').split('\n') : [];
+}
+
+/** The Call-IDs a LiveKit SIP node started processing (its own log: "processing invite", sipCallID). */
+function invitesProcessedBy(node: LiveKitStack['sipNodes'][number]): Set<string> {
+  const ids = new Set<string>();
+  for (const line of node.log().split('\n')) {
+    if (!line.includes('"processing invite"')) continue;
+    const id = /"sipCallID":"([^"]+)"/.exec(line)?.[1];
+    if (id) ids.add(id);
+  }
+  return ids;
+}
 
 function call(options: Partial<SippCallOptions> & Pick<SippCallOptions, 'scenario'>) {
   const edge = stack.edge;
@@ -75,6 +97,82 @@ describe('edge → real LiveKit SIP on loopback', () => {
       expect(answer).toMatch(/^c=IN IP4 127\.0\.0\.1$/m);
       expect(answer).not.toMatch(/127\.0\.2\.\d/);
       expect(await waitForNoMediaSessions()).toBe(0);
+    } finally {
+      await answerer.stop();
+      answerer = undefined;
+    }
+  });
+});
+
+describe('no call rings forever', () => {
+  it('an unprovisioned number and an unanswered one ring edge.ringTimeoutSeconds, then 480, media freed', async () => {
+    const ringTimeoutMs = EXAMPLE_EDGE.ringTimeoutSeconds * 1000;
+    const countedBefore = kamailioLogLines().filter((line) => line.includes(EDGE_LOG_EVENTS.unansweredCalls)).length;
+    // No room member publishes audio: the provisioned number rings as long as the unprovisioned one.
+    const [unprovisioned, unanswered] = await Promise.all([
+      call({ scenario: 'uac-expect-unanswered.xml', service: UNPROVISIONED_NUMBER, localPort: 5071, mediaPort: 36100 }),
+      call({ scenario: 'uac-expect-unanswered.xml', localPort: 5072, mediaPort: 36200 }),
+    ]);
+    for (const result of [unprovisioned, unanswered]) {
+      expect(result.exitCode, result.output).toBe(0);
+      const [timeline] = callTimelines(result.messages);
+      // LiveKit SIP took the call (it rang) …
+      expect(timeline.ringingAfterMs).toBeDefined();
+      // … and the carrier got the edge's final answer once the bound was reached, not minutes later.
+      expect(timeline.final?.status).toBe(480);
+      expect(timeline.final?.afterMs).toBeGreaterThanOrEqual(ringTimeoutMs - 50);
+      expect(timeline.final?.afterMs).toBeLessThan(ringTimeoutMs + 5000);
+      // Counted once per call, by the phrase the edge stack's metric filter matches.
+      const event = kamailioLogLines().filter((line) => line.includes(EDGE_LOG_EVENTS.unansweredCalls));
+      expect(event.filter((line) => line.includes(result.callIds[0]))).toHaveLength(1);
+    }
+    const counted = kamailioLogLines().filter((line) => line.includes(EDGE_LOG_EVENTS.unansweredCalls)).length;
+    expect(counted - countedBefore).toBe(2);
+    expect(await waitForNoMediaSessions()).toBe(0);
+  });
+});
+
+describe('a dead LiveKit SIP node leaves the rotation', () => {
+  it('is taken out after the probing threshold, stays out while it is down, and is used again once back', async () => {
+    const [live, dead] = stack.sipNodes;
+    const pingIntervalMs = EXAMPLE_EDGE.livekitPingIntervalSeconds * 1000;
+    answerer = callAnswererFor(stack);
+    answerer.start();
+    try {
+      await dead.kill();
+      // An unanswered ping ends in a 408 Kamailio makes itself: that must not count as the node answering.
+      await stack.waitForDispatcher([dead.spec], 'I', 30_000);
+      const holdUntil = Date.now() + 3 * pingIntervalMs;
+      while (Date.now() < holdUntil) {
+        const states = await stack.dispatcherStates();
+        const state = states[`${dead.spec.ip}:${dead.spec.port}`];
+        expect(state, 'the dead node came back without answering').toMatch(/^I/);
+        await new Promise((done) => setTimeout(done, 250));
+      }
+
+      const whileDown = await call({ scenario: 'uac-call.xml', calls: 4, rate: 2, durationMs: 500, localPort: 5073 });
+      expect(whileDown.exitCode, whileDown.output).toBe(0);
+      expect(whileDown.successful).toBe(4);
+      // Every call went straight to the live node: none waited for the dead one and failed over.
+      const onLive = invitesProcessedBy(live);
+      for (const callId of whileDown.callIds) {
+        expect(onLive.has(callId), `${callId} reached ${live.spec.ip}`).toBe(true);
+        const detours = kamailioLogLines().filter(
+          (line) => line.includes(callId) && (line.includes('failing over') || line.includes('did not answer')),
+        );
+        expect(detours).toEqual([]);
+      }
+
+      await dead.start();
+      await stack.waitForDispatcher([dead.spec], 'A', 30_000);
+      const afterRestart = await call({
+        scenario: 'uac-call.xml', calls: 4, rate: 2, durationMs: 500,
+        localPort: 5074,
+      });
+      expect(afterRestart.exitCode, afterRestart.output).toBe(0);
+      expect(afterRestart.successful).toBe(4);
+      const onRestarted = invitesProcessedBy(dead);
+      expect(afterRestart.callIds.filter((callId) => onRestarted.has(callId)).length).toBeGreaterThan(0);
     } finally {
       await answerer.stop();
       answerer = undefined;

@@ -181,6 +181,9 @@ export class LiveKitStack {
       rtcUdpPortRange: options.rtcUdpPortRange ?? { min: 21000, max: 21099 },
       serverPrometheusPort: options.serverPrometheusPort ?? 17889,
       sipNumbers: [...this.numbers],
+      // LiveKit SIP refuses calls above this share of the CPU, read machine-wide without a cgroup limit: on a
+      // shared test machine other work would make it refuse ours.
+      maxCpuUtilization: 1,
     });
     const sipBinary = liveKitSipBinary();
     this.sipNodes = specs.map((spec, index) => {
