@@ -68,9 +68,10 @@ async function waitForNoMediaSessions(timeoutMs = 20_000): Promise<number> {
   return sessions;
 }
 
+// Waits while another test file holds the loopback addresses, then starts everything (a minute or so).
 beforeAll(async () => {
   await stack.start();
-});
+}, 25 * 60_000);
 
 afterAll(async () => {
   await answerer?.stop().catch(() => undefined);

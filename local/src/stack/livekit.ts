@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { AccessToken, RoomServiceClient, SipClient, type VideoGrant } from 'livekit-server-sdk';
 import type { EdgeSectionInput, RenderInputData } from '@voice-intake/edge-config';
 import { EdgeHarness, endProcessesMentioning, sendUdp, sipRequest } from '../../../edge-config/harness/harness';
+import { acquireLoopbackLock, releaseLoopbackLock } from '../../../edge-config/harness/loopback-lock';
 import { livekitSchema } from '../../../lib/config';
 import { fillPlaceholders, liveKitServerYaml, liveKitSipYaml } from '../../../lib/livekit/config-yaml';
 import {
@@ -164,6 +165,7 @@ export class LiveKitStack {
   private readonly example = loopbackEdgeExample();
   private redis?: ManagedProcess;
   private server?: ManagedProcess;
+  private holdsLoopbackLock = false;
 
   constructor(private readonly options: LiveKitStackOptions) {
     this.runDir = resolve(options.runDir);
@@ -241,9 +243,16 @@ export class LiveKitStack {
     return token.toJwt();
   }
 
-  /** Starts everything in dependency order; on any failure ends what it started and rethrows. */
-  async start(): Promise<void> {
+  /**
+   * Starts everything in dependency order; on any failure ends what it started and rethrows. First waits while
+   * another test process holds the loopback edge and LiveKit SIP addresses (edge-config/harness/loopback-lock.ts).
+   */
+  async start(lockTimeoutMs?: number): Promise<void> {
     try {
+      if (!this.holdsLoopbackLock) {
+        await acquireLoopbackLock({ timeoutMs: lockTimeoutMs });
+        this.holdsLoopbackLock = true;
+      }
       await endProcessesMentioning(this.runDir + '/');
       rmSync(this.runDir, { recursive: true, force: true });
       mkdirSync(this.runDir, { recursive: true });
@@ -278,6 +287,10 @@ export class LiveKitStack {
     await attempt(() => this.redis?.stop());
     // Anything else that names the run directory (a process of an earlier, crashed run).
     await attempt(async () => void (await endProcessesMentioning(this.runDir + '/')));
+    if (this.holdsLoopbackLock) {
+      this.holdsLoopbackLock = false;
+      releaseLoopbackLock();
+    }
     if (failures.length > 0) throw new AggregateError(failures, 'stopping the LiveKit stack');
   }
 
