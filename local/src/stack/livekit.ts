@@ -166,6 +166,8 @@ export class LiveKitStack {
   private redis?: ManagedProcess;
   private server?: ManagedProcess;
   private holdsLoopbackLock = false;
+  /** Whether this stack binds the loopback example's addresses (the edge, or a node at one of its destinations). */
+  private readonly usesExampleAddresses: boolean;
 
   constructor(private readonly options: LiveKitStackOptions) {
     this.runDir = resolve(options.runDir);
@@ -198,6 +200,9 @@ export class LiveKitStack {
       });
       return new SipNode(spec, process, this.timeoutMs);
     });
+    const exampleDestinations = new Set(this.example.livekitSip.destinations.map((d) => `${d.host}:${d.port}`));
+    this.usesExampleAddresses =
+      options.edge !== false || specs.some((spec) => exampleDestinations.has(`${spec.ip}:${spec.port}`));
     if (options.edge !== false) {
       const input: RenderInputData = {
         ...this.example,
@@ -249,7 +254,7 @@ export class LiveKitStack {
    */
   async start(lockTimeoutMs?: number): Promise<void> {
     try {
-      if (!this.holdsLoopbackLock) {
+      if (this.usesExampleAddresses && !this.holdsLoopbackLock) {
         await acquireLoopbackLock({ timeoutMs: lockTimeoutMs });
         this.holdsLoopbackLock = true;
       }
