@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { dispose } from '@livekit/rtc-node';
 import { EDGE_LOG_EVENTS } from '@voice-intake/edge-config';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runSippCaller, type SippCallOptions } from '../../edge-config/harness/harness';
+import { runSippCaller, type SippCallOptions, sendUdp } from '../../edge-config/harness/harness';
 import { LiveKitStack, loopbackEdgeExample } from '../src/stack/livekit';
 import { type CallAnswerer, callAnswererFor } from '../src/stack/room-member';
 import { callTimelines } from '../src/stack/sip-trace';
@@ -98,6 +98,53 @@ describe('edge → real LiveKit SIP on loopback', () => {
       expect(answer).toMatch(/^c=IN IP4 127\.0\.0\.1$/m);
       expect(answer).not.toMatch(/127\.0\.2\.\d/);
       expect(await waitForNoMediaSessions()).toBe(0);
+    } finally {
+      await answerer.stop();
+      answerer = undefined;
+    }
+  });
+});
+
+describe('the trunk admits only the edge', () => {
+  it('an INVITE straight to a LiveKit SIP node from a carrier address is not answered, makes no room', async () => {
+    answerer = callAnswererFor(stack);
+    answerer.start();
+    try {
+      const node = stack.sipNodes[0].spec;
+      const callId = `bypass-${Date.now()}@${stack.carrierAddress}`;
+      const sdp = [
+        'v=0',
+        `o=carrier 1 1 IN IP4 ${stack.carrierAddress}`,
+        's=-',
+        `c=IN IP4 ${stack.carrierAddress}`,
+        't=0 0',
+        'm=audio 36300 RTP/AVP 8',
+        'a=rtpmap:8 PCMA/8000',
+        '',
+      ].join('\r\n');
+      const invite = [
+        `INVITE sip:${stack.numbers[0]}@${node.ip}:${node.port} SIP/2.0`,
+        `Via: SIP/2.0/UDP ${stack.carrierAddress}:{{LOCAL_PORT}};branch=z9hG4bK${Date.now()}`,
+        'Max-Forwards: 70',
+        `From: <sip:+15550100777@${stack.carrierAddress}>;tag=bypass`,
+        `To: <sip:${stack.numbers[0]}@${node.ip}>`,
+        `Call-ID: ${callId}`,
+        'CSeq: 1 INVITE',
+        `Contact: <sip:carrier@${stack.carrierAddress}:{{LOCAL_PORT}}>`,
+        'Content-Type: application/sdp',
+        `Content-Length: ${Buffer.byteLength(sdp)}`,
+        '',
+        sdp,
+      ].join('\r\n');
+      const to = { ip: node.ip, port: node.port };
+      const replies = await sendUdp(invite, { from: stack.carrierAddress, to, waitMs: 5000, collect: true });
+      // The number is provisioned and a member would answer at once: only the source address is wrong.
+      expect(replies.filter((reply) => /^SIP\/2\.0 2\d\d/.test(reply))).toEqual([]);
+      expect(answerer.members.size).toBe(0);
+      const rooms = await stack.roomService.listRooms();
+      expect(rooms.filter((room) => room.name.startsWith(stack.livekit.roomPrefix))).toEqual([]);
+      const seen = stack.sipNodes[0].log().split('\n').filter((line) => line.includes(callId));
+      expect(seen.some((line) => line.includes('"status":486') || line.includes('"reason":"flood"'))).toBe(true);
     } finally {
       await answerer.stop();
       answerer = undefined;
