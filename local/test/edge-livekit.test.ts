@@ -107,6 +107,9 @@ describe('edge → real LiveKit SIP on loopback', () => {
 
 describe('the trunk admits only the edge', () => {
   it('an INVITE straight to a LiveKit SIP node from a carrier address is not answered, makes no room', async () => {
+    // Rooms of earlier calls linger until LiveKit's departure timeout: only new ones count.
+    const earlierRooms = new Set((await stack.roomService.listRooms()).map((room) => room.name));
+    const isNew = (name: string) => name.startsWith(stack.livekit.roomPrefix) && !earlierRooms.has(name);
     answerer = callAnswererFor(stack);
     answerer.start();
     try {
@@ -140,9 +143,9 @@ describe('the trunk admits only the edge', () => {
       const replies = await sendUdp(invite, { from: stack.carrierAddress, to, waitMs: 5000, collect: true });
       // The number is provisioned and a member would answer at once: only the source address is wrong.
       expect(replies.filter((reply) => /^SIP\/2\.0 2\d\d/.test(reply))).toEqual([]);
-      expect(answerer.members.size).toBe(0);
+      expect([...answerer.members.keys()].filter(isNew)).toEqual([]);
       const rooms = await stack.roomService.listRooms();
-      expect(rooms.filter((room) => room.name.startsWith(stack.livekit.roomPrefix))).toEqual([]);
+      expect(rooms.map((room) => room.name).filter(isNew)).toEqual([]);
       const seen = stack.sipNodes[0].log().split('\n').filter((line) => line.includes(callId));
       expect(seen.some((line) => line.includes('"status":486') || line.includes('"reason":"flood"'))).toBe(true);
     } finally {
@@ -168,7 +171,8 @@ describe('no call rings forever', () => {
       expect(timeline.ringingAfterMs).toBeDefined();
       // … and the carrier got the edge's final answer once the bound was reached, not minutes later.
       expect(timeline.final?.status).toBe(480);
-      expect(timeline.final?.afterMs).toBeGreaterThanOrEqual(ringTimeoutMs - 50);
+      // Kamailio's timers tick every 1/16 s and may fire within a tick of the deadline.
+      expect(timeline.final?.afterMs).toBeGreaterThanOrEqual(ringTimeoutMs - 250);
       expect(timeline.final?.afterMs).toBeLessThan(ringTimeoutMs + 5000);
       // Counted once per call, by the phrase the edge stack's metric filter matches.
       const event = kamailioLogLines().filter((line) => line.includes(EDGE_LOG_EVENTS.unansweredCalls));
@@ -177,6 +181,12 @@ describe('no call rings forever', () => {
     const counted = kamailioLogLines().filter((line) => line.includes(EDGE_LOG_EVENTS.unansweredCalls)).length;
     expect(counted - countedBefore).toBe(2);
     expect(await waitForNoMediaSessions()).toBe(0);
+    // The node let the call go too (the edge's CANCEL), instead of holding its room for its own 3-minute timeout.
+    const cancelled = (line: string) => line.includes(unanswered.callIds[0]) && line.includes('"reason":"cancelled"');
+    const cancelledAtNode = () => stack.sipNodes.some((node) => node.log().split('\n').some(cancelled));
+    const deadline = Date.now() + 10_000;
+    while (!cancelledAtNode() && Date.now() < deadline) await new Promise((done) => setTimeout(done, 200));
+    expect(cancelledAtNode()).toBe(true);
   });
 });
 
