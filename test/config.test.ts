@@ -54,6 +54,13 @@ describe('operator config', () => {
     expect(errorOf({ edge: { rtpPortRange: { min: 5000, max: 6000 } } })).toMatch(/edge\.rtpPortRange: .*overlaps sipPort 5060/);
   });
 
+  it('bounds ringing without an answer well under a minute by default, within 5–120 s', () => {
+    expect(parseConfig({}).edge.ringTimeoutSeconds).toBe(30);
+    expect(parseConfig({ edge: { ringTimeoutSeconds: 45 } }).edge.ringTimeoutSeconds).toBe(45);
+    expect(errorOf({ edge: { ringTimeoutSeconds: 600 } })).toMatch(/edge\.ringTimeoutSeconds: /);
+    expect(errorOf({ edge: { ringTimeoutSeconds: 2 } })).toMatch(/edge\.ringTimeoutSeconds: /);
+  });
+
   it('requires at least two AZs', () => {
     expect(errorOf({ azCount: 1 })).toMatch(/^invalid voiceIntake config: azCount: must be at least 2/);
   });

@@ -65,6 +65,7 @@ describe('observability stack', () => {
     expect(alarms().find((alarm) => alarm.MetricName === LIVEKIT_SIP_METRICS.callErrors)).toMatchObject({ Statistic: 'Sum', Period: 300, Threshold: 7 });
     expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.noLiveKitNode)).toMatchObject({ Statistic: 'Sum', Period: 60, Threshold: 1 });
     expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.topologyStoreDown)).toMatchObject({ Statistic: 'Sum', Period: 60, Threshold: 1 });
+    expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.unansweredCalls)).toMatchObject({ Statistic: 'Sum', Period: 60, Threshold: 1 });
   });
 
   it('graphs every stage of the call path on one dashboard', () => {

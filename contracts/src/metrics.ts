@@ -40,6 +40,7 @@ export const EDGE_METRICS = {
   malformedDrops: 'EdgeMalformedDrops',
   noLiveKitNode: 'EdgeNoLiveKitNode',
   topologyStoreDown: 'EdgeTopologyStoreDown',
+  unansweredCalls: 'EdgeUnansweredCalls',
 } as const;
 
 /** Counted from LiveKit SIP's log lines (metric filters on the LiveKit cluster's log group). */

@@ -10,6 +10,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { edgeLayout, parseRenderInput, type RenderInput, type RenderInputData, renderEdge, writeRendered } from '../src/render';
+import { acquireLoopbackLock, releaseLoopbackLock } from './loopback-lock';
 
 const execFileAsync = promisify(execFile);
 
@@ -207,6 +208,7 @@ export class EdgeHarness {
   private toposRedis?: ChildProcess;
   private rtpengine?: ChildProcess;
   private kamailio?: ChildProcess;
+  private holdsLoopbackLock = false;
 
   constructor(private readonly options: EdgeHarnessOptions) {
     const dir = resolve(options.dir);
@@ -227,8 +229,15 @@ export class EdgeHarness {
     return join(this.runDir, 'kamailio.log');
   }
 
-  /** Renders (again) and starts the daemons; ends leftovers of an earlier run in the same directory first. */
+  /**
+   * Renders (again) and starts the daemons; ends leftovers of an earlier run in the same directory first. Waits for
+   * the loopback addresses while another test process holds them (held until stop()).
+   */
   async start(): Promise<void> {
+    if (!this.holdsLoopbackLock) {
+      await acquireLoopbackLock();
+      this.holdsLoopbackLock = true;
+    }
     await endProcessesMentioning(this.configDir + '/');
     rmSync(this.runDir, { recursive: true, force: true });
     mkdirSync(this.runDir, { recursive: true });
@@ -281,6 +290,10 @@ export class EdgeHarness {
     await stopChild(this.toposRedis);
     // Anything they left (Kamailio children of a killed parent) or a stand-in started against this directory.
     await endProcessesMentioning(this.configDir + '/');
+    if (this.holdsLoopbackLock) {
+      this.holdsLoopbackLock = false;
+      releaseLoopbackLock();
+    }
   }
 
   kamcmd(...args: string[]): Promise<string> {
@@ -346,7 +359,12 @@ export class StandIn {
 }
 
 export interface SippCallOptions {
-  readonly scenario: 'uac-call.xml' | 'uac-call-rtp.xml' | 'uac-call-hung-up.xml' | 'uac-expect-503.xml';
+  readonly scenario:
+    | 'uac-call.xml'
+    | 'uac-call-rtp.xml'
+    | 'uac-call-hung-up.xml'
+    | 'uac-expect-503.xml'
+    | 'uac-expect-unanswered.xml';
   /** The number called (Request-URI user); the stand-in hangs up calls to "livekit-hangs-up". */
   readonly service?: string;
   readonly from: string;

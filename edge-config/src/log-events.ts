@@ -9,4 +9,5 @@ export const EDGE_LOG_EVENTS = {
   malformedDrops: 'edge: malformed',
   noLiveKitNode: 'no LiveKit SIP node available',
   topologyStoreDown: 'topology store unreachable',
+  unansweredCalls: 'rang unanswered',
 } as const;

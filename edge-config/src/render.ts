@@ -238,10 +238,11 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       DISPATCHER_LIST: layout.dispatcherList,
       PING_INTERVAL_SECONDS: edge.livekitPingIntervalSeconds,
       FAILOVER_TIMEOUT_MS: edge.failoverTimeoutMs,
+      RING_TIMEOUT_MS: edge.ringTimeoutSeconds * 1000,
       RTPENGINE_SOCK: `udp:${host.rtpengineControl.ip}:${host.rtpengineControl.port}`,
       TOPOS_REDIS_SOCKET: layout.toposRedisSocket,
       TOPOS_DIALOG_EXPIRE_SECONDS: edge.maxCallSeconds,
-      // A call attempt (INVITE transaction) is over long before this: fr_inv_timer is 120 s.
+      // A call attempt (INVITE transaction) is over long before this: it rings 120 s at most (ringTimeoutSeconds).
       TOPOS_BRANCH_EXPIRE_SECONDS: 180,
       OPTIONS: options,
     }),

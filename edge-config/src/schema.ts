@@ -62,6 +62,11 @@ export const edgeSectionSchema = z
     pike: pikeSchema.default({ reqsDensityPerUnit: 200, samplingTimeUnitSeconds: 2, banSeconds: 300 }),
     /** A LiveKit SIP node that sends nothing back within this many ms gets the call's next node instead. */
     failoverTimeoutMs: z.number().int().min(500).max(30_000).default(3000),
+    /**
+     * How long a call may ring at a LiveKit SIP node without being answered (no room member publishing audio, a
+     * number no trunk holds): then the edge cancels it there, answers the carrier 480 and frees the media.
+     */
+    ringTimeoutSeconds: z.number().int().min(5).max(120).default(30),
     /** OPTIONS keepalive interval towards the LiveKit SIP nodes; a node that answers again is used again. */
     livekitPingIntervalSeconds: z.number().int().min(1).max(300).default(10),
     /**

@@ -40,11 +40,12 @@ async function waitForDispatcherActive(count: number): Promise<void> {
   }
 }
 
+// Waits while another test file holds the loopback addresses (edge-config/harness/loopback-lock.ts).
 beforeAll(async () => {
   await edge.start();
   for (const standIn of standIns) await standIn.start();
   await waitForDispatcherActive(2);
-});
+}, 25 * 60_000);
 
 afterAll(async () => {
   for (const standIn of standIns) await standIn.stop().catch(() => undefined);

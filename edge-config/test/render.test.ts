@@ -73,6 +73,26 @@ describe('rendered edge', () => {
     expect(files['kamailio/edge-host.cfg'].content).toMatch(/^#!define EDGE_FR_TIMER 2000$/m);
   });
 
+  it('bounds ringing by edge.ringTimeoutSeconds, never restarted by repeated 180s', () => {
+    expect(files['kamailio/edge-host.cfg'].content).toMatch(/^#!define EDGE_FR_INV_TIMER 10000$/m);
+    const defaults = renderEdge(CDK_DEFAULT)['kamailio/edge-host.cfg'].content;
+    expect(defaults).toMatch(/^#!define EDGE_FR_INV_TIMER 30000$/m);
+    const config = files['kamailio/kamailio.cfg'].content;
+    expect(config).toMatch(/^modparam\("tm", "fr_inv_timer", EDGE_FR_INV_TIMER\)$/m);
+    expect(config).toMatch(/^modparam\("tm", "restart_fr_on_each_reply", 0\)$/m);
+    const bad = (ringTimeoutSeconds: number) => () =>
+      parseRenderInput({ ...LOOPBACK, edge: { ...LOOPBACK.edge, ringTimeoutSeconds } });
+    expect(bad(4)).toThrow(/edge\.ringTimeoutSeconds/);
+    expect(bad(121)).toThrow(/edge\.ringTimeoutSeconds/);
+  });
+
+  it('counts only replies a LiveKit SIP node sent as alive (never the 408 tm makes for an unanswered ping)', () => {
+    const config = files['kamailio/kamailio.cfg'].content;
+    const codes = /^modparam\("dispatcher", "ds_ping_reply_codes", "([^"]*)"\)$/m.exec(config)?.[1];
+    expect(codes?.split(';')).toEqual(['class=2', 'code=403', 'code=404', 'code=405', 'code=488']);
+    expect(config).toMatch(/^modparam\("dispatcher", "ds_probing_mode", 1\)$/m);
+  });
+
   it('splits RTPEngine into a carrier side advertising the EIP and a private internal side', () => {
     const conf = renderEdge(CDK_DEFAULT)['rtpengine/rtpengine.conf'].content;
     expect(conf).toContain(`interface = carrier/${HOST_PLACEHOLDERS.privateIp}!${HOST_PLACEHOLDERS.publicIp};internal/${HOST_PLACEHOLDERS.privateIp}`);

@@ -118,6 +118,12 @@ export class ObservabilityStack extends VoiceIntakeStack {
       }),
       edgeRefusedCalls('EdgeNoLiveKitNode', 'The SIP edge found no LiveKit SIP node up and answered calls with 503', edgeMetrics.noLiveKitNode),
       edgeRefusedCalls('EdgeTopologyStoreDown', "An edge host's topology-hiding Redis did not answer and the host answered calls with 503", edgeMetrics.topologyStoreDown),
+      // Each one is a caller who rang out and heard no one: no agent joined in time, or the number is on no trunk.
+      edgeRefusedCalls(
+        'EdgeUnansweredCalls',
+        'Calls rang at LiveKit SIP for edge.ringTimeoutSeconds without an answer and the edge ended them with 480',
+        edgeMetrics.unansweredCalls,
+      ),
     );
 
     const redisNodes = Array.from({ length: props.redisNodeCount }, (_, index) => `${props.redisReplicationGroupId}-${String(index + 1).padStart(3, '0')}`);
@@ -212,6 +218,7 @@ export class ObservabilityStack extends VoiceIntakeStack {
           livekitSipMetrics.callsRejected.with({ label: 'rejected (trunk, dispatch, flood)' }),
           edgeMetrics.noLiveKitNode.with({ label: 'no LiveKit node (edge 503)' }),
           edgeMetrics.topologyStoreDown.with({ label: 'topology store down (edge 503)' }),
+          edgeMetrics.unansweredCalls.with({ label: 'rang unanswered (edge 480)' }),
         ],
         width: 8,
       }),
