@@ -75,6 +75,15 @@ describe('observability stack', () => {
     expect(body).toContain('EngineCPUUtilization');
   });
 
+  it('graphs every refusal class of the edge in its "refused" widget', () => {
+    const [dashboard] = Object.values(observability.findResources('AWS::CloudWatch::Dashboard'));
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    const refused = body.slice(body.indexOf('SIP edge: refused'), body.indexOf('Calls failing at LiveKit SIP'));
+    // Calls the edge could not place (no node, no topology store) have their own widget and alarms.
+    const placed = [EDGE_METRICS.noLiveKitNode, EDGE_METRICS.topologyStoreDown] as string[];
+    for (const name of Object.values(EDGE_METRICS).filter((metric) => !placed.includes(metric))) expect(refused).toContain(`\\"${name}\\"`);
+  });
+
   it('matches the snapshot', () => {
     expect(observability.toJSON()).toMatchSnapshot();
   });
