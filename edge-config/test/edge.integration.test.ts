@@ -367,13 +367,14 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
   it('drops a reply that matches no transaction instead of relaying it statelessly (either side)', async () => {
     const from = '127.0.3.25';
     const peer = await openPeer(from);
+    const livekitSide = await openPeer('127.0.2.1'); // where a stateless relay would send it
     const before = await edge.counters();
     const callId = `stray-${Date.now()}`;
     // Shaped like the carrier answering a request the edge sent it, with the next Via naming a LiveKit node.
     const stray = [
       'SIP/2.0 200 OK',
       'Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKstraystray1',
-      'Via: SIP/2.0/UDP 127.0.2.1:5060;branch=z9hG4bKstraystray2',
+      `Via: SIP/2.0/UDP 127.0.2.1:${livekitSide.address.port};branch=z9hG4bKstraystray2`,
       `From: <sip:${INTAKE_NUMBER}@127.0.2.1>;tag=a1`,
       `To: <sip:carrier@${from}>;tag=b2`,
       `Call-ID: ${callId}`,
@@ -384,8 +385,8 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     ].join('\r\n');
     await peer.send(stray, carrierSip());
     await sleep(1000);
+    expect(livekitSide.received).toEqual([]);
     expect((await edge.counters()).strayReplies - before.strayReplies).toBe(1);
-    for (const standIn of standIns) expect(standIn.receivedMessages().join('\n')).not.toContain(callId);
   });
 
   it('takes media only from the negotiated peer, on both sides, whoever sends first', async () => {
@@ -419,11 +420,12 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       await sleep(500);
 
       const label = carrierFirst ? 'carrier sent first' : 'attacker sent first';
-      // The stand-in echoes what reaches it: the carrier's audio comes back to the carrier, and only that.
+      // The stand-in echoes what reaches it: nothing of the attackers' comes back to anyone, the carrier's own
+      // audio comes back to the carrier.
+      for (const peer of [hostile, foreign, strangerInside]) expect(peer.received, label).toEqual([]);
+      for (const tag of ['HOSTILE', 'FOREIGN', 'INJECTED', 'INSIDER']) expect(rtpTagged(media, tag), `${label}: ${tag}`).toEqual([]);
       expect(rtpTagged(media, 'CARRIER-1').length, label).toBeGreaterThan(15);
       expect(rtpTagged(media, 'CARRIER-2').length, label).toBeGreaterThan(15);
-      for (const tag of ['HOSTILE', 'FOREIGN', 'INJECTED', 'INSIDER']) expect(rtpTagged(media, tag), `${label}: ${tag}`).toEqual([]);
-      for (const peer of [hostile, foreign, strangerInside]) expect(peer.received, label).toEqual([]);
       // RTPEngine's own counters: every refused packet is an error on the stream it was aimed at.
       const streams = await edge.rtpengineStreams(call.callId);
       const carrierStream = streams.find((s) => s.local === `${carrierAnchor.ip}:${carrierAnchor.port}`)!;
