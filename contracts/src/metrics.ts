@@ -41,6 +41,7 @@ export const EDGE_METRICS = {
   noLiveKitNode: 'EdgeNoLiveKitNode',
   topologyStoreDown: 'EdgeTopologyStoreDown',
   oversizedRefusals: 'EdgeOversizedRefusals',
+  topologyHidingFailures: 'EdgeTopologyHidingFailures',
   implausibleNumbers: 'EdgeImplausibleNumbers',
   invitesWithoutOffer: 'EdgeInvitesWithoutOffer',
   foreignMediaAddresses: 'EdgeForeignMediaAddresses',

@@ -26,6 +26,11 @@ export class UdpPeer {
     socket.on('message', (data, rinfo) => this.received.push({ from: { ip: rinfo.address, port: rinfo.port }, data, text: data.toString('latin1') }));
   }
 
+  /** Calls `handler` for every datagram from now on (after it is recorded). */
+  onDatagram(handler: (datagram: Datagram) => void): void {
+    this.socket.on('message', () => handler(this.received[this.received.length - 1]));
+  }
+
   static open(ip: string, port = 0): Promise<UdpPeer> {
     return new Promise((done, fail) => {
       const socket = createSocket('udp4');
@@ -171,4 +176,34 @@ export async function sendRtp(peer: UdpPeer, to: Address, tag: string, count: nu
 /** Datagrams `peer` received whose RTP payload carries `tag`. */
 export function rtpTagged(peer: UdpPeer, tag: string): Datagram[] {
   return peer.received.filter((datagram) => datagram.data.length > 12 && datagram.data.subarray(12).toString('latin1').startsWith(tag));
+}
+
+/**
+ * A reply to `request` (status line, Via, From, To with a tag, Call-ID, CSeq, Record-Route copied from it), as a UAS
+ * would send it; `headers` and `body` are added.
+ */
+export function replyTo(request: string, status: string, headers: readonly string[] = [], body = ''): string {
+  const copied = request
+    .split('\r\n\r\n')[0]
+    .split('\r\n')
+    .slice(1)
+    .filter((line) => /^(Via|v|From|f|Call-ID|i|CSeq|Record-Route)\s*:/i.test(line));
+  const to = /^(?:To|t)\s*:\s*(.+)$/im.exec(request)?.[1].trim() ?? '';
+  return [
+    `SIP/2.0 ${status}`,
+    ...copied,
+    `To: ${/;tag=/.test(to) ? to : `${to};tag=${token()}`}`,
+    ...headers,
+    ...(body ? ['Content-Type: application/sdp'] : []),
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    '',
+    body,
+  ].join('\r\n');
+}
+
+/** Makes `peer` answer every OPTIONS it receives with 200 (as a LiveKit node answers the edge's probes). */
+export function answerOptions(peer: UdpPeer): void {
+  peer.onDatagram((datagram) => {
+    if (datagram.text.startsWith('OPTIONS ')) void peer.send(replyTo(datagram.text, '200 OK'), datagram.from);
+  });
 }

@@ -12,7 +12,9 @@ export const EDGE_LOG_EVENTS = {
   topologyStoreDown: 'topology store unreachable',
   /** Message size, header count, Via count, routing or identity header bytes over the bounds (513/400, or dropped). */
   oversizedRefusals: 'edge: oversized',
-  /** Request-URI that is not sip:/sips: (416) or whose user is no plausible number (404, 400 when malformed). */
+  /** A reply topos could not restore (its store lost or the record gone): dropped, never sent on unhidden. */
+  topologyHidingFailures: 'topology hiding failed',
+  /** Request-URI that is not sip: (416: tel:, sips:, …) or whose user is no plausible number (404, 400 when malformed). */
   implausibleNumbers: 'edge: implausible Request-URI',
   /** A new call whose INVITE carries no SDP offer (488). */
   invitesWithoutOffer: 'INVITE without SDP offer',

@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { EdgeHarness, HANGS_UP_NUMBER, INTAKE_NUMBER, receivedInTrace, runSippCaller, sendUdp, sipRequest, StandIn } from '../harness/harness';
-import { type Address, inDialogRequest, inviteRequest, mediaOf, rtpTagged, sdp, sendRtp, statusOf, UdpPeer } from '../harness/raw-peer';
+import { type Address, answerOptions, inDialogRequest, inviteRequest, mediaOf, replyTo, rtpTagged, sdp, sendRtp, statusOf, UdpPeer } from '../harness/raw-peer';
 import { ackWaitSeconds, renderAddressRows } from '../src/render';
 
 const EXAMPLE = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
@@ -23,6 +23,9 @@ const standIns = EXAMPLE.livekitSip.destinations.map(
 const callsDir = join(DIR, 'run', 'calls');
 const carrierSip = () => edge.layout.carrierSip;
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+
+/** The node sync's script on the host: replaces the LiveKit node list. */
+const setLiveKitNodes = (...nodes: string[]) => spawnSync(join(DIR, 'bin', 'edge-livekit-nodes.sh'), nodes, { encoding: 'utf8' });
 
 /** Raw UDP peers a test opened; closed after each test. */
 const peers: UdpPeer[] = [];
@@ -389,6 +392,34 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     expect((await edge.counters()).strayReplies - before.strayReplies).toBe(1);
   });
 
+  it('drops a reply topology hiding could not restore (its store lost mid-call) instead of sending it on unhidden', async () => {
+    // A LiveKit node played by a raw peer, so the test decides when it answers: after the topos store is gone.
+    const node = await openPeer('127.0.2.5');
+    answerOptions(node);
+    const from = '127.0.3.27';
+    const peer = await openPeer(from);
+    try {
+      expect(setLiveKitNodes(`127.0.2.5:${node.address.port}`).status).toBe(0);
+      await waitForDispatcherActive(1);
+      const before = await edge.counters();
+      const call = inviteRequest({ from: peer.address, to: carrierSip(), body: sdp(from, 41000) });
+      await peer.send(call.invite, carrierSip());
+      const invite = await node.waitFor((d) => d.text.startsWith('INVITE ') && d.text.includes(call.callId), 5000);
+      expect(invite, 'the node got the call').toBeDefined();
+      await edge.killToposStore();
+      const contact = `Contact: <sip:livekit@127.0.2.5:${node.address.port}>`;
+      await node.send(replyTo(invite!.text, '200 OK', [contact], sdp('127.0.2.5', 42000)), invite!.from);
+      await sleep(1500);
+      expect(peer.received.filter((d) => statusOf(d.text) === 200)).toEqual([]);
+      for (const datagram of peer.received) expect(datagram.text).not.toMatch(/127\.0\.[12]\./);
+      expect((await edge.counters()).topologyHidingFailures - before.topologyHidingFailures).toBe(1);
+    } finally {
+      await edge.startToposStore();
+      expect(setLiveKitNodes('127.0.2.1', '127.0.2.2').status).toBe(0);
+      await waitForDispatcherActive(2);
+    }
+  });
+
   it('takes media only from the negotiated peer, on both sides, whoever sends first', async () => {
     for (const carrierFirst of [true, false]) {
       const from = carrierFirst ? '127.0.3.22' : '127.0.3.26';
@@ -455,7 +486,7 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     expect((await edge.counters()).unknownLiveKitPeers - before.unknownLiveKitPeers).toBe(2);
 
     // The set, not a fixed list: once the node sync drops 127.0.2.1, it is a stranger too.
-    const setNodes = (...nodes: string[]) => spawnSync(join(DIR, 'bin', 'edge-livekit-nodes.sh'), nodes, { encoding: 'utf8' });
+    const setNodes = setLiveKitNodes;
     try {
       expect(setNodes('127.0.2.2').status).toBe(0);
       const answered = node.received.length;

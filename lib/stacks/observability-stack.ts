@@ -202,6 +202,7 @@ export class ObservabilityStack extends VoiceIntakeStack {
           edgeMetrics.scannerDrops.with({ label: 'scanners' }),
           edgeMetrics.malformedDrops.with({ label: 'malformed' }),
           edgeMetrics.oversizedRefusals.with({ label: 'oversized' }),
+          edgeMetrics.topologyHidingFailures.with({ label: 'topology hiding failed' }),
           edgeMetrics.implausibleNumbers.with({ label: 'implausible number' }),
           edgeMetrics.invitesWithoutOffer.with({ label: 'INVITE without offer' }),
           edgeMetrics.foreignMediaAddresses.with({ label: 'media address not allowed' }),
