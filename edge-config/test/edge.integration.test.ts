@@ -392,7 +392,7 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     expect((await edge.counters()).strayReplies - before.strayReplies).toBe(1);
   });
 
-  it('drops a reply topology hiding could not restore (its store lost mid-call) instead of sending it on unhidden', async () => {
+  it('drops a reply over the bounds, or one topology hiding could not restore (store lost mid-call), never sends it on', async () => {
     // A LiveKit node played by a raw peer, so the test decides when it answers: after the topos store is gone.
     const node = await openPeer('127.0.2.5');
     answerOptions(node);
@@ -406,9 +406,16 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       await peer.send(call.invite, carrierSip());
       const invite = await node.waitFor((d) => d.text.startsWith('INVITE ') && d.text.includes(call.callId), 5000);
       expect(invite, 'the node got the call').toBeDefined();
-      await edge.killToposStore();
+      // A 100 first: the call then waits for the node's answer (no failover while the test plays its replies).
+      await node.send(replyTo(invite!.text, '100 Trying'), invite!.from);
       const contact = `Contact: <sip:livekit@127.0.2.5:${node.address.port}>`;
-      await node.send(replyTo(invite!.text, '200 OK', [contact], sdp('127.0.2.5', 42000)), invite!.from);
+      const answer = (...headers: string[]) => replyTo(invite!.text, '200 OK', [contact, ...headers], sdp('127.0.2.5', 42000));
+      await node.send(answer(`X-Pad: ${'p'.repeat(9000)}`), invite!.from);
+      await sleep(1000);
+      expect((await edge.counters()).oversizedRefusals - before.oversizedRefusals).toBe(1);
+
+      await edge.killToposStore();
+      await node.send(answer(), invite!.from);
       await sleep(1500);
       expect(peer.received.filter((d) => statusOf(d.text) === 200)).toEqual([]);
       for (const datagram of peer.received) expect(datagram.text).not.toMatch(/127\.0\.[12]\./);
