@@ -332,24 +332,30 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
   it('frees the media of a call whose 2xx is never ACKed, and drops the 2xx retransmissions that outlive the transaction', async () => {
     const from = '127.0.3.21';
     const peer = await openPeer(from);
+    // Earlier tests' calls linger through RTPEngine's 5 s delete delay: start from no session at all.
+    const idleBy = Date.now() + 15_000;
+    while ((await edge.rtpengineSessions()) > 0 && Date.now() < idleBy) await sleep(200);
+    expect(await edge.rtpengineSessions()).toBe(0);
     const before = await edge.counters();
     const call = inviteRequest({ from: peer.address, to: carrierSip(), body: sdp(from, 41000) });
     await peer.send(call.invite, carrierSip());
     const answered = await peer.waitFor((d) => statusOf(d.text) === 200 && d.text.includes(call.callId), 5000);
     expect(answered, 'the call was answered').toBeDefined();
     const answeredAt = Date.now();
+    expect(await edge.rtpengineSessions()).toBe(1);
     expect((await edge.rtpengineStreams(call.callId)).length).toBeGreaterThan(0);
 
     // No ACK: the media must go within the failover timeout plus a few seconds (its ACK wait, the table's timer).
     const limitMs = EXAMPLE.edge.failoverTimeoutMs + 5000;
     let freedAfterMs: number | undefined;
     while (Date.now() - answeredAt < limitMs + 5000) {
-      if ((await edge.rtpengineStreams(call.callId)).length === 0) {
+      if ((await edge.rtpengineSessions()) === 0) {
         freedAfterMs = Date.now() - answeredAt;
         break;
       }
       await sleep(200);
     }
+    expect(await edge.rtpengineStreams(call.callId)).toEqual([]);
     expect(freedAfterMs, 'RTPEngine still holds the call').toBeDefined();
     expect(freedAfterMs!).toBeLessThanOrEqual(limitMs);
     expect(ackWaitSeconds(EXAMPLE.edge.failoverTimeoutMs) * 1000).toBeLessThan(limitMs);
