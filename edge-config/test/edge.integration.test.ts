@@ -201,7 +201,9 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     const flood = Array.from({ length: 800 }, () => sendUdp(sipRequest('OPTIONS', flooder, carrierSip()), { from: flooder, to: carrierSip(), waitMs: 1500 }));
     const answered = (await Promise.all(flood)).filter((replies) => replies.length > 0).length;
     expect(answered).toBeLessThan(800);
+    const banned = (await edge.counters()).bannedDrops;
     expect(await options(flooder)).toEqual([]); // banned
+    expect((await edge.counters()).bannedDrops).toBe(banned + 1);
 
     const call = await runSippCaller({ scenario: 'uac-call.xml', from: CARRIER, to: carrierSip(), calls: 3, rate: 5 }, callsDir);
     expect(call.exitCode, call.output).toBe(0);
