@@ -194,6 +194,14 @@ export function sipRequest(method: string, from: string, to: { ip: string; port:
   ].join('\r\n');
 }
 
+/** One media stream of a call in RTPEngine: its local and remote address, packets received, packets refused. */
+export interface RtpengineStream {
+  readonly local: string;
+  readonly remote: string;
+  readonly packets: number;
+  readonly errors: number;
+}
+
 export interface EdgeHarnessOptions {
   /** Directory the edge is rendered into and run from (files reference each other by absolute path under it). */
   readonly dir: string;
@@ -298,7 +306,8 @@ export class EdgeHarness {
   /** Media sessions RTPEngine holds now (its own, i.e. not foreign). */
   async rtpengineSessions(): Promise<number> {
     const { ip, cliPort } = this.layout.rtpengineControl;
-    const { stdout } = await execFileAsync('rtpengine-ctl', ['-ip', ip, '-port', String(cliPort), 'list', 'numsessions'], { timeout: 10_000 });
+    const args = ['-ip', ip, '-port', String(cliPort), 'list', 'numsessions'];
+    const { stdout } = await execFileAsync('rtpengine-ctl', args, { timeout: 10_000 });
     const match = /sessions own:\s*(\d+)/i.exec(stdout);
     if (!match) throw new Error(`rtpengine-ctl list numsessions: unexpected output ${stdout}`);
     return Number(match[1]);
@@ -308,9 +317,10 @@ export class EdgeHarness {
    * RTPEngine's per-stream counters of one call (`list sessions <call-id>`): local and remote address, packets
    * received and packets refused (errors: from a source other than the negotiated one).
    */
-  async rtpengineStreams(callId: string): Promise<{ local: string; remote: string; packets: number; errors: number }[]> {
+  async rtpengineStreams(callId: string): Promise<RtpengineStream[]> {
     const { ip, cliPort } = this.layout.rtpengineControl;
-    const { stdout } = await execFileAsync('rtpengine-ctl', ['-ip', ip, '-port', String(cliPort), 'list', 'sessions', callId], { timeout: 10_000 });
+    const args = ['-ip', ip, '-port', String(cliPort), 'list', 'sessions', callId];
+    const { stdout } = await execFileAsync('rtpengine-ctl', args, { timeout: 10_000 });
     return [...stdout.matchAll(/Port\s+(\S+)\s+<>\s+([\d.]+:\d+)[^\n]*?\s(\d+) p, \d+ b, (\d+) e/g)].map((m) => ({
       local: m[1],
       remote: m[2],

@@ -23,7 +23,9 @@ export class UdpPeer {
   readonly received: Datagram[] = [];
 
   private constructor(private readonly socket: Socket, readonly address: Address) {
-    socket.on('message', (data, rinfo) => this.received.push({ from: { ip: rinfo.address, port: rinfo.port }, data, text: data.toString('latin1') }));
+    socket.on('message', (data, rinfo) => {
+      this.received.push({ from: { ip: rinfo.address, port: rinfo.port }, data, text: data.toString('latin1') });
+    });
   }
 
   /** Calls `handler` for every datagram from now on (after it is recorded). */
@@ -43,7 +45,9 @@ export class UdpPeer {
   }
 
   send(payload: string | Buffer, to: Address): Promise<void> {
-    return new Promise((done, fail) => this.socket.send(payload, to.port, to.ip, (error) => (error ? fail(error) : done())));
+    return new Promise((done, fail) => {
+      this.socket.send(payload, to.port, to.ip, (error) => (error ? fail(error) : done()));
+    });
   }
 
   /** The first datagram (already received or arriving within timeoutMs) that satisfies `match`. */
@@ -69,7 +73,8 @@ const token = () => Math.random().toString(36).slice(2, 12);
 
 /** An SDP offer or answer for G.711 A-law at ip:port. */
 export function sdp(ip: string, port: number, connectionLine = `c=IN IP4 ${ip}`): string {
-  return ['v=0', `o=carrier 1 1 IN IP4 ${ip}`, 's=-', connectionLine, 't=0 0', `m=audio ${port} RTP/AVP 8`, 'a=rtpmap:8 PCMA/8000', 'a=sendrecv', ''].join('\r\n');
+  const lines = ['v=0', `o=carrier 1 1 IN IP4 ${ip}`, 's=-', connectionLine, 't=0 0', `m=audio ${port} RTP/AVP 8`];
+  return [...lines, 'a=rtpmap:8 PCMA/8000', 'a=sendrecv', ''].join('\r\n');
 }
 
 export interface InviteOptions {
@@ -120,7 +125,13 @@ export function inviteRequest(options: InviteOptions): RawCall {
 }
 
 /** An in-dialog request (ACK, BYE) to the Contact of `answer` (the edge's, with topology hiding). */
-export function inDialogRequest(method: 'ACK' | 'BYE', call: RawCall, answer: string, from: Address, cseq: number): string {
+export function inDialogRequest(
+  method: 'ACK' | 'BYE',
+  call: RawCall,
+  answer: string,
+  from: Address,
+  cseq: number,
+): string {
   const contact = /^Contact:\s*<([^>]+)>/im.exec(answer)?.[1];
   const to = /^To:\s*(.+)$/im.exec(answer)?.[1].trim();
   if (!contact || !to) throw new Error(`no Contact or To in the answer:\n${answer}`);
@@ -175,7 +186,9 @@ export async function sendRtp(peer: UdpPeer, to: Address, tag: string, count: nu
 
 /** Datagrams `peer` received whose RTP payload carries `tag`. */
 export function rtpTagged(peer: UdpPeer, tag: string): Datagram[] {
-  return peer.received.filter((datagram) => datagram.data.length > 12 && datagram.data.subarray(12).toString('latin1').startsWith(tag));
+  return peer.received.filter(
+    (datagram) => datagram.data.length > 12 && datagram.data.subarray(12).toString('latin1').startsWith(tag),
+  );
 }
 
 /**

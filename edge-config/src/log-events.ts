@@ -14,7 +14,7 @@ export const EDGE_LOG_EVENTS = {
   oversizedRefusals: 'edge: oversized',
   /** A reply topos could not restore (its store lost or the record gone): dropped, never sent on unhidden. */
   topologyHidingFailures: 'topology hiding failed',
-  /** Request-URI that is not sip: (416: tel:, sips:, …) or whose user is no plausible number (404, 400 when malformed). */
+  /** Request-URI not sip: (416: tel:, sips:) or whose user is no plausible number (404, 400 when malformed). */
   implausibleNumbers: 'edge: implausible Request-URI',
   /** A new call whose INVITE carries no SDP offer (488). */
   invitesWithoutOffer: 'INVITE without SDP offer',

@@ -309,7 +309,9 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
           .map((d) => `1 sip:${d.host}:${d.port};transport=${d.transport} 0 0 socket=${d.transport}:${host.internalSipIp}:${host.internalSipPort}`)
           .join('\n') || NO_NODE_ENTRY,
     }),
-    'kamailio/db/address': fillTemplate('kamailio/address', { ENTRIES: renderAddressRows(edge.allowlist, edge.mediaAllowlist) }),
+    'kamailio/db/address': fillTemplate('kamailio/address', {
+      ENTRIES: renderAddressRows(edge.allowlist, edge.mediaAllowlist),
+    }),
     'kamailio/db/version': fillTemplate('kamailio/version', {}),
     'rtpengine/rtpengine.conf': fillTemplate('rtpengine/rtpengine.conf', {
       CARRIER_MEDIA: mediaInterface(host.carrierMediaIp, host.carrierMediaAdvertisedIp),

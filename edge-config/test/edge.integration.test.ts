@@ -8,8 +8,29 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EdgeHarness, HANGS_UP_NUMBER, INTAKE_NUMBER, receivedInTrace, runSippCaller, sendUdp, sipRequest, StandIn } from '../harness/harness';
-import { type Address, answerOptions, inDialogRequest, inviteRequest, mediaOf, replyTo, rtpTagged, sdp, sendRtp, statusOf, UdpPeer } from '../harness/raw-peer';
+import {
+  EdgeHarness,
+  HANGS_UP_NUMBER,
+  INTAKE_NUMBER,
+  receivedInTrace,
+  runSippCaller,
+  sendUdp,
+  sipRequest,
+  StandIn,
+} from '../harness/harness';
+import {
+  type Address,
+  answerOptions,
+  inDialogRequest,
+  inviteRequest,
+  mediaOf,
+  replyTo,
+  rtpTagged,
+  sdp,
+  sendRtp,
+  statusOf,
+  UdpPeer,
+} from '../harness/raw-peer';
 import { ackWaitSeconds, renderAddressRows } from '../src/render';
 
 const EXAMPLE = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
@@ -25,7 +46,12 @@ const carrierSip = () => edge.layout.carrierSip;
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 /** The node sync's script on the host: replaces the LiveKit node list. */
-const setLiveKitNodes = (...nodes: string[]) => spawnSync(join(DIR, 'bin', 'edge-livekit-nodes.sh'), nodes, { encoding: 'utf8' });
+const setLiveKitNodes = (...nodes: string[]) =>
+  spawnSync(join(DIR, 'bin', 'edge-livekit-nodes.sh'), nodes, { encoding: 'utf8' });
+
+/** An out-of-dialog OPTIONS from `peer` (its own address and port in Via and Contact). */
+const optionsFrom = (peer: UdpPeer, to: Address) =>
+  sipRequest('OPTIONS', peer.address.ip, to).replaceAll('{{LOCAL_PORT}}', String(peer.address.port));
 
 /** Raw UDP peers a test opened; closed after each test. */
 const peers: UdpPeer[] = [];
@@ -95,7 +121,8 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     // routes and carries media (Request-URI, Via, Contact, Route, Record-Route, SDP) shows only the edge's side.
     const withoutIdentity = (message: string) => message.split('\n').filter((line) => !/^\s*(From|To|Call-ID|f|t|i)\s*:/i.test(line)).join('\n');
     const routingHeaders = (message: string) => message.split('\n').filter((line) => /^\s*(Via|v|Contact|m|Route|Record-Route)\s*:/i.test(line)).join('\n');
-    for (const [scenario, service] of [['uac-call.xml', INTAKE_NUMBER], ['uac-call-hung-up.xml', HANGS_UP_NUMBER]] as const) {
+    const calls = [['uac-call.xml', INTAKE_NUMBER], ['uac-call-hung-up.xml', HANGS_UP_NUMBER]] as const;
+    for (const [scenario, service] of calls) {
       const call = await runSippCaller({ scenario, service, from: '127.0.3.8', to: carrierSip() }, callsDir);
       expect(call.exitCode, `${scenario}: ${call.output}`).toBe(0);
       const [callId] = call.callIds;
@@ -113,7 +140,9 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       }
       expect(atLiveKit.find((m) => /^\s*INVITE /m.test(m))).toMatch(/^Contact: <sip:[^@>]+@127\.0\.1\.1[:;>]/m);
 
-      if (service === INTAKE_NUMBER) expect(atLiveKit.some((m) => /^\s*BYE /m.test(m)), 'the carrier\'s BYE reached LiveKit').toBe(true);
+      const carrierHungUp = service === INTAKE_NUMBER;
+      const byeAtLiveKit = atLiveKit.some((m) => /^\s*BYE /m.test(m));
+      if (carrierHungUp) expect(byeAtLiveKit, 'the carrier\'s BYE reached LiveKit').toBe(true);
       else expect(atCarrier.some((m) => /^\s*BYE sip:carrier@127\.0\.3\.8/m.test(m)), 'LiveKit\'s BYE reached the carrier').toBe(true);
     }
   });
@@ -209,7 +238,8 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     expect(call.exitCode, call.output).toBe(0);
     // The ban's length as a number (the config once printed the name of its define).
     expect(readFileSync(edge.kamailioLog, 'utf8')).toContain(`pike flood from ${flooder}`);
-    expect(readFileSync(edge.kamailioLog, 'utf8')).toMatch(new RegExp(`pike flood from ${flooder}:\\d+, banned for ${EXAMPLE.edge.pike.banSeconds} s`));
+    const banLine = new RegExp(`pike flood from ${flooder}:\\d+, banned for ${EXAMPLE.edge.pike.banSeconds} s`);
+    expect(readFileSync(edge.kamailioLog, 'utf8')).toMatch(banLine);
   });
 
   it('reloads the allowlist at runtime: same Kamailio, call in progress unaffected', async () => {
@@ -221,9 +251,10 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     await new Promise((done) => setTimeout(done, 1500));
 
     // What the SSM association does: rewrite the address table, then run the reload script.
+    const carriers = ['127.0.3.0/24', '127.0.5.0/24'];
     writeFileSync(
       edge.layout.addressFile,
-      `${readFileSync(edge.layout.addressFile, 'utf8').split('\n')[0]}\n${renderAddressRows(['127.0.3.0/24', '127.0.5.0/24'], ['127.0.3.0/24', '127.0.5.0/24'])}\n`,
+      `${readFileSync(edge.layout.addressFile, 'utf8').split('\n')[0]}\n${renderAddressRows(carriers, carriers)}\n`,
     );
     // The host's own reload script (what the SSM association runs), retries included.
     const reload = spawnSync(join(DIR, 'bin', 'edge-reload.sh'), { encoding: 'utf8' });
@@ -276,29 +307,36 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
 
   // ----- fails closed: what the edge cannot check or rewrite is refused or dropped, and counted -----
 
-  it('refuses what topology hiding or LiveKit could not take, once, from its own address, before any media is held', async () => {
+  it('refuses what topos or LiveKit could not take, once, from its own address, before any media is held', async () => {
     const from = '127.0.3.20';
     const peer = await openPeer(from);
-    const farVias = (count: number) => Array.from({ length: count }, (_, i) => `Via: SIP/2.0/UDP 10.9.${i}.1:5060;branch=z9hG4bKfar${i}`);
+    const farVias = (count: number) =>
+      Array.from({ length: count }, (_, i) => `Via: SIP/2.0/UDP 10.9.${i}.1:5060;branch=z9hG4bKfar${i}`);
+    const pad = (bytes: number) => `X-Pad: ${'a'.repeat(bytes)}`;
+    const headers = (count: number) => Array.from({ length: count }, (_, i) => `X-Header-${i}: ${i}`);
+    const oversized = 'oversizedRefusals';
+    const implausible = 'implausibleNumbers';
+    const foreignMedia = 'foreignMediaAddresses';
     const offer = sdp(from, 41000);
-    const cases: { name: string; invite: Partial<Parameters<typeof inviteRequest>[0]>; status: number; counter: string }[] = [
-      { name: '40 Via headers', invite: { extraVias: farVias(40) }, status: 400, counter: 'oversizedRefusals' },
-      { name: 'a 9 KB message', invite: { extraHeaders: [`X-Pad: ${'a'.repeat(9000)}`] }, status: 513, counter: 'oversizedRefusals' },
-      { name: '80 headers', invite: { extraHeaders: Array.from({ length: 80 }, (_, i) => `X-Header-${i}: ${i}`) }, status: 400, counter: 'oversizedRefusals' },
+    type Case = { name: string; invite: Partial<Parameters<typeof inviteRequest>[0]>; status: number; counter: string };
+    const cases: Case[] = [
+      { name: '40 Via headers', invite: { extraVias: farVias(40) }, status: 400, counter: oversized },
+      { name: 'a 9 KB message', invite: { extraHeaders: [pad(9000)] }, status: 513, counter: oversized },
+      { name: '80 headers', invite: { extraHeaders: headers(80) }, status: 400, counter: oversized },
       {
         name: '3.6 KB of Record-Route',
         invite: { extraHeaders: [1, 2, 3].map((i) => `Record-Route: <sip:${'r'.repeat(1200)}${i}@10.9.9.${i};lr>`) },
         status: 400,
-        counter: 'oversizedRefusals',
+        counter: oversized,
       },
       { name: 'no SDP offer', invite: { body: '' }, status: 488, counter: 'invitesWithoutOffer' },
-      { name: 'escaped NULs as the number', invite: { number: '%00%00' }, status: 400, counter: 'implausibleNumbers' },
-      { name: 'a word as the number', invite: { number: 'intake' }, status: 404, counter: 'implausibleNumbers' },
-      { name: 'a tel: Request-URI', invite: { requestUri: 'tel:+15550100100' }, status: 416, counter: 'implausibleNumbers' },
-      { name: 'a sips: Request-URI', invite: { requestUri: `sips:${INTAKE_NUMBER}@127.0.0.1:5060` }, status: 416, counter: 'implausibleNumbers' },
-      { name: 'media outside mediaAllowlist', invite: { body: sdp('127.0.4.9', 41000) }, status: 488, counter: 'foreignMediaAddresses' },
-      { name: 'a second media address outside it', invite: { body: `${offer}c=IN IP4 127.0.4.9\r\n` }, status: 488, counter: 'foreignMediaAddresses' },
-      { name: 'IPv6 media', invite: { body: sdp(from, 41000, 'c=IN IP6 ::1') }, status: 488, counter: 'foreignMediaAddresses' },
+      { name: 'escaped NULs as the number', invite: { number: '%00%00' }, status: 400, counter: implausible },
+      { name: 'a word as the number', invite: { number: 'intake' }, status: 404, counter: implausible },
+      { name: 'a tel: Request-URI', invite: { requestUri: 'tel:+15550100100' }, status: 416, counter: implausible },
+      { name: 'a sips: URI', invite: { requestUri: `sips:${INTAKE_NUMBER}@edge` }, status: 416, counter: implausible },
+      { name: 'foreign media', invite: { body: sdp('127.0.4.9', 41000) }, status: 488, counter: foreignMedia },
+      { name: 'a 2nd c=', invite: { body: `${offer}c=IN IP4 127.0.4.9\r\n` }, status: 488, counter: foreignMedia },
+      { name: 'IPv6 media', invite: { body: sdp(from, 41000, 'c=IN IP6 ::1') }, status: 488, counter: foreignMedia },
     ];
     for (const { name, invite, status, counter } of cases) {
       const before = await edge.counters();
@@ -307,7 +345,8 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       await peer.waitFor((d) => d.text.includes(call.callId) && (statusOf(d.text) ?? 0) >= 200, 3000);
       await sleep(1000); // anything else the edge would send for this request
       const replies = peer.received.filter((d) => d.text.includes(`Call-ID: ${call.callId}`));
-      expect(replies.map((d) => d.text.split('\r\n')[0]), name).toEqual([expect.stringMatching(new RegExp(`^SIP/2\\.0 ${status} `))]);
+      const statusLine = expect.stringMatching(new RegExp(`^SIP/2\\.0 ${status} `));
+      expect(replies.map((d) => d.text.split('\r\n')[0]), name).toEqual([statusLine]);
       expect(replies[0].from, name).toEqual(carrierSip());
       expect(replies[0].text, name).not.toMatch(/127\.0\.[12]\./);
       expect(invitesWithCallId(call.callId), name).toEqual([]);
@@ -325,13 +364,15 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       const call = inviteRequest({ from: peer.address, to: carrierSip(), requestUri, body: sdp('127.0.3.24', 41000) });
       await peer.send(call.invite, carrierSip());
       await sleep(2500);
-      const finals = peer.received.filter((d) => d.text.includes(`Call-ID: ${call.callId}`) && (statusOf(d.text) ?? 0) >= 200);
+      const finals = peer.received.filter(
+        (d) => d.text.includes(`Call-ID: ${call.callId}`) && (statusOf(d.text) ?? 0) >= 200,
+      );
       expect(finals.length, requestUri).toBeGreaterThan(0);
       expect(new Set(finals.map((d) => d.text.split('\r\n')[0])).size, requestUri).toBe(1);
     }
   });
 
-  it('frees the media of a call whose 2xx is never ACKed, and drops the 2xx retransmissions that outlive the transaction', async () => {
+  it('frees the media of a call never ACKed, and drops 2xx retransmissions outliving their transaction', async () => {
     const from = '127.0.3.21';
     const peer = await openPeer(from);
     // Earlier tests' calls linger through RTPEngine's 5 s delete delay: start from no session at all.
@@ -372,7 +413,8 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       expect(datagram.from).toEqual(carrierSip());
       expect(datagram.text).not.toMatch(/127\.0\.[12]\./);
     }
-    for (const answer of atCarrier.filter((d) => statusOf(d.text) === 200)) expect(mediaOf(answer.text)?.ip).toBe('127.0.0.1');
+    const answers = atCarrier.filter((d) => statusOf(d.text) === 200);
+    for (const answer of answers) expect(mediaOf(answer.text)?.ip).toBe('127.0.0.1');
   });
 
   it('drops a reply that matches no transaction instead of relaying it statelessly (either side)', async () => {
@@ -400,7 +442,7 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     expect((await edge.counters()).strayReplies - before.strayReplies).toBe(1);
   });
 
-  it('drops a reply over the bounds, or one topology hiding could not restore (store lost mid-call), never sends it on', async () => {
+  it('drops a reply over the bounds, or one topos could not restore (its store lost), never sends it on', async () => {
     // A LiveKit node played by a raw peer, so the test decides when it answers: after the topos store is gone.
     const node = await openPeer('127.0.2.5');
     answerOptions(node);
@@ -417,7 +459,8 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       // A 100 first: the call then waits for the node's answer (no failover while the test plays its replies).
       await node.send(replyTo(invite!.text, '100 Trying'), invite!.from);
       const contact = `Contact: <sip:livekit@127.0.2.5:${node.address.port}>`;
-      const answer = (...headers: string[]) => replyTo(invite!.text, '200 OK', [contact, ...headers], sdp('127.0.2.5', 42000));
+      const nodeSdp = sdp('127.0.2.5', 42000);
+      const answer = (...extra: string[]) => replyTo(invite!.text, '200 OK', [contact, ...extra], nodeSdp);
       await node.send(answer(`X-Pad: ${'p'.repeat(9000)}`), invite!.from);
       await sleep(1000);
       expect((await edge.counters()).oversizedRefusals - before.oversizedRefusals).toBe(1);
@@ -469,7 +512,9 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       // The stand-in echoes what reaches it: nothing of the attackers' comes back to anyone, the carrier's own
       // audio comes back to the carrier.
       for (const peer of [hostile, foreign, strangerInside]) expect(peer.received, label).toEqual([]);
-      for (const tag of ['HOSTILE', 'FOREIGN', 'INJECTED', 'INSIDER']) expect(rtpTagged(media, tag), `${label}: ${tag}`).toEqual([]);
+      for (const tag of ['HOSTILE', 'FOREIGN', 'INJECTED', 'INSIDER']) {
+        expect(rtpTagged(media, tag), `${label}: ${tag}`).toEqual([]);
+      }
       expect(rtpTagged(media, 'CARRIER-1').length, label).toBeGreaterThan(15);
       expect(rtpTagged(media, 'CARRIER-2').length, label).toBeGreaterThan(15);
       // RTPEngine's own counters: every refused packet is an error on the stream it was aimed at.
@@ -481,7 +526,8 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       expect(internalStream.errors, label).toBe(50);
 
       await sip.send(inDialogRequest('BYE', call, answer!.text, sip.address, 2), carrierSip());
-      expect(await sip.waitFor((d) => statusOf(d.text) === 200 && /CSeq: 2 BYE/.test(d.text), 5000), label).toBeDefined();
+      const byeAnswered = await sip.waitFor((d) => statusOf(d.text) === 200 && /CSeq: 2 BYE/.test(d.text), 5000);
+      expect(byeAnswered, label).toBeDefined();
     }
     expect(readFileSync(join(edge.runDir, 'rtpengine.log'), 'utf8')).toContain('Drop due to strict-source attribute');
   });
@@ -491,10 +537,10 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     const stranger = await openPeer('127.0.2.9');
     const node = await openPeer('127.0.2.1'); // a node's address (another port: the node itself holds 5060)
     const before = await edge.counters();
-    await stranger.send(sipRequest('OPTIONS', '127.0.2.9', internal).replaceAll('{{LOCAL_PORT}}', String(stranger.address.port)), internal);
+    await stranger.send(optionsFrom(stranger, internal), internal);
     const invite = inviteRequest({ from: stranger.address, to: internal, body: sdp('127.0.2.9', 41000) });
     await stranger.send(invite.invite, internal);
-    await node.send(sipRequest('OPTIONS', '127.0.2.1', internal).replaceAll('{{LOCAL_PORT}}', String(node.address.port)), internal);
+    await node.send(optionsFrom(node, internal), internal);
     expect(await node.waitFor((d) => statusOf(d.text) === 200, 2000), 'a node is answered').toBeDefined();
     await sleep(500);
     expect(stranger.received).toEqual([]);
@@ -505,7 +551,7 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     try {
       expect(setNodes('127.0.2.2').status).toBe(0);
       const answered = node.received.length;
-      await node.send(sipRequest('OPTIONS', '127.0.2.1', internal).replaceAll('{{LOCAL_PORT}}', String(node.address.port)), internal);
+      await node.send(optionsFrom(node, internal), internal);
       await sleep(1000);
       expect(node.received.length).toBe(answered);
       expect((await edge.counters()).unknownLiveKitPeers - before.unknownLiveKitPeers).toBe(3);
