@@ -76,6 +76,18 @@ describe('observability stack', () => {
     expect(body).toContain('EngineCPUUtilization');
   });
 
+  it('graphs every refusal class of the edge in its "refused" widget', () => {
+    const [dashboard] = Object.values(observability.findResources('AWS::CloudWatch::Dashboard'));
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    const refused = body.slice(body.indexOf('SIP edge: refused'), body.indexOf('Calls failing at LiveKit SIP'));
+    // Calls the edge could not place (no node, no topology store, rang unanswered) have their own widget and alarms.
+    const placed = [EDGE_METRICS.noLiveKitNode, EDGE_METRICS.topologyStoreDown, EDGE_METRICS.unansweredCalls] as string[];
+    const refusals = Object.values(EDGE_METRICS).filter((metric) => !placed.includes(metric));
+    for (const name of refusals) expect(refused).toContain(`\\"${name}\\"`);
+    const failing = body.slice(body.indexOf('Calls failing at LiveKit SIP'), body.indexOf('Session Redis'));
+    for (const name of placed) expect(failing).toContain(`\\"${name}\\"`);
+  });
+
   it('matches the snapshot', () => {
     expect(observability.toJSON()).toMatchSnapshot();
   });

@@ -32,7 +32,7 @@ export type AgentMetricName = (typeof AGENT_METRICS)[keyof typeof AGENT_METRICS]
 /** Emitted once a minute per worker task, so a one-minute period holds one data point per task. */
 export const ACTIVE_CALLS_INTERVAL_SECONDS = 60;
 
-/** Counted from the SIP edge hosts' Kamailio log lines (CloudWatch Logs metric filters in the edge stack). */
+/** Counted from the SIP edge hosts' Kamailio and RTPEngine log lines (CloudWatch Logs metric filters, edge stack). */
 export const EDGE_METRICS = {
   allowlistRejects: 'EdgeAllowlistRejects',
   floodBans: 'EdgeFloodBans',
@@ -41,6 +41,16 @@ export const EDGE_METRICS = {
   noLiveKitNode: 'EdgeNoLiveKitNode',
   topologyStoreDown: 'EdgeTopologyStoreDown',
   unansweredCalls: 'EdgeUnansweredCalls',
+  oversizedRefusals: 'EdgeOversizedRefusals',
+  topologyHidingFailures: 'EdgeTopologyHidingFailures',
+  implausibleNumbers: 'EdgeImplausibleNumbers',
+  invitesWithoutOffer: 'EdgeInvitesWithoutOffer',
+  foreignMediaAddresses: 'EdgeForeignMediaAddresses',
+  mediaAnchorFailures: 'EdgeMediaAnchorFailures',
+  strayReplies: 'EdgeStrayReplies',
+  unknownLiveKitPeers: 'EdgeUnknownLiveKitPeers',
+  unconfirmedCalls: 'EdgeUnconfirmedCalls',
+  mediaSourceDrops: 'EdgeMediaSourceDrops',
 } as const;
 
 /** Counted from LiveKit SIP's log lines (metric filters on the LiveKit cluster's log group). */

@@ -15,6 +15,10 @@ import { acquireLoopbackLock, releaseLoopbackLock } from './loopback-lock';
 const execFileAsync = promisify(execFile);
 
 export const SCENARIO_DIR = resolve(__dirname, 'scenarios');
+/** The number test calls dial (the edge refuses a Request-URI user that is no plausible number). */
+export const INTAKE_NUMBER = '+15550100100';
+/** Calls to this number are hung up by the LiveKit stand-in (standin-uas.xml matches it). */
+export const HANGS_UP_NUMBER = '+15550100199';
 /** sipp's sample recordings (Debian sip-tester); uac_pcap plays them relative to the working directory. */
 export const SIPP_PCAP_DIR = '/usr/share/sip-tester';
 
@@ -191,6 +195,14 @@ export function sipRequest(method: string, from: string, to: { ip: string; port:
   ].join('\r\n');
 }
 
+/** One media stream of a call in RTPEngine: its local and remote address, packets received, packets refused. */
+export interface RtpengineStream {
+  readonly local: string;
+  readonly remote: string;
+  readonly packets: number;
+  readonly errors: number;
+}
+
 export interface EdgeHarnessOptions {
   /** Directory the edge is rendered into and run from (files reference each other by absolute path under it). */
   readonly dir: string;
@@ -303,6 +315,42 @@ export class EdgeHarness {
   rtpengineTotals(): Promise<Record<string, number>> {
     return rtpengineTotals(this.layout.rtpengineControl.ip, this.layout.rtpengineControl.cliPort);
   }
+
+  /** Media sessions RTPEngine holds now (its own, i.e. not foreign). */
+  async rtpengineSessions(): Promise<number> {
+    const { ip, cliPort } = this.layout.rtpengineControl;
+    const args = ['-ip', ip, '-port', String(cliPort), 'list', 'numsessions'];
+    const { stdout } = await execFileAsync('rtpengine-ctl', args, { timeout: 10_000 });
+    const match = /sessions own:\s*(\d+)/i.exec(stdout);
+    if (!match) throw new Error(`rtpengine-ctl list numsessions: unexpected output ${stdout}`);
+    return Number(match[1]);
+  }
+
+  /**
+   * RTPEngine's per-stream counters of one call (`list sessions <call-id>`): local and remote address, packets
+   * received and packets refused (errors: from a source other than the negotiated one).
+   */
+  async rtpengineStreams(callId: string): Promise<RtpengineStream[]> {
+    const { ip, cliPort } = this.layout.rtpengineControl;
+    const args = ['-ip', ip, '-port', String(cliPort), 'list', 'sessions', callId];
+    const { stdout } = await execFileAsync('rtpengine-ctl', args, { timeout: 10_000 });
+    return [...stdout.matchAll(/Port\s+(\S+)\s+<>\s+([\d.]+:\d+)[^\n]*?\s(\d+) p, \d+ b, (\d+) e/g)].map((m) => ({
+      local: m[1],
+      remote: m[2],
+      packets: Number(m[3]),
+      errors: Number(m[4]),
+    }));
+  }
+
+  /** Kamailio's statistics (the edge's refusal counters among them), by name without the group prefix. */
+  async counters(): Promise<Record<string, number>> {
+    const counters: Record<string, number> = {};
+    for (const line of (await this.kamcmd('stats.get_statistics', 'all')).split('\n')) {
+      const match = /^\s*"?[\w.-]+:([\w.-]+) = (\d+)"?\s*$/.exec(line);
+      if (match) counters[match[1]] = Number(match[2]);
+    }
+    return counters;
+  }
 }
 
 export interface StandInOptions {
@@ -365,7 +413,7 @@ export interface SippCallOptions {
     | 'uac-call-hung-up.xml'
     | 'uac-expect-503.xml'
     | 'uac-expect-unanswered.xml';
-  /** The number called (Request-URI user); the stand-in hangs up calls to "livekit-hangs-up". */
+  /** The number called (Request-URI user; INTAKE_NUMBER by default); the stand-in hangs up calls to HANGS_UP_NUMBER. */
   readonly service?: string;
   readonly from: string;
   readonly to: { ip: string; port: number };
@@ -410,7 +458,7 @@ export async function runSippCaller(options: SippCallOptions, workDir: string): 
     '-m', String(options.calls ?? 1),
     '-r', String(options.rate ?? 10),
     '-d', String(options.durationMs ?? 500),
-    '-s', options.service ?? 'intake',
+    '-s', options.service ?? INTAKE_NUMBER,
     '-nostdin',
     '-timeout', `${options.timeoutSeconds ?? 30}s`,
     '-timeout_error',

@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   console.log(`test call with RTP from ${CALLER}: ${result.exitCode === 0 ? 'completed' : `FAILED (sipp exit ${result.exitCode})`}`);
   console.log(`rtpengine relayed packets so far: ${totals['Total relayed packets'] ?? 'n/a'}`);
   console.log('\nplace more calls (as root, from the sample pcap directory):');
-  console.log(`  cd /usr/share/sip-tester && sipp ${carrierSip.ip}:${carrierSip.port} -sf ${join(SCENARIO_DIR, 'uac-call-rtp.xml')} -i ${CALLER} -p 5070 -mi ${CALLER} -mp 36000 -s intake -m 5 -r 1 -d 3000`);
+  console.log(`  cd /usr/share/sip-tester && sipp ${carrierSip.ip}:${carrierSip.port} -sf ${join(SCENARIO_DIR, 'uac-call-rtp.xml')} -i ${CALLER} -p 5070 -mi ${CALLER} -mp 36000 -s +15550100100 -m 5 -r 1 -d 3000`);
   console.log('\nCtrl-C stops everything.');
 }
 

@@ -1,6 +1,7 @@
 /**
- * Phrases the edge's Kamailio config writes to the log for each event operators count (the CDK edge stack turns
- * them into CloudWatch metrics). The config template must keep them word for word: a test checks it does.
+ * Phrases the edge writes to its log for each event operators count (the CDK edge stack turns them into CloudWatch
+ * metrics). Kamailio's config template must keep its phrases word for word, and counts each in the statistic of the
+ * same name (`kamcmd stats.get_statistics all`): a test checks both. The last one is RTPEngine's own log line.
  */
 export const EDGE_LOG_EVENTS = {
   allowlistRejects: 'not in allowlist',
@@ -10,4 +11,30 @@ export const EDGE_LOG_EVENTS = {
   noLiveKitNode: 'no LiveKit SIP node available',
   topologyStoreDown: 'topology store unreachable',
   unansweredCalls: 'rang unanswered',
+  /** Message size, header count, Via count, routing or identity header bytes over the bounds (513/400, or dropped). */
+  oversizedRefusals: 'edge: oversized',
+  /** A reply topos could not restore (its store lost or the record gone): dropped, never sent on unhidden. */
+  topologyHidingFailures: 'topology hiding failed',
+  /** Request-URI not sip: (416: tel:, sips:) or whose user is no plausible number (404, 400 when malformed). */
+  implausibleNumbers: 'edge: implausible Request-URI',
+  /** A new call whose INVITE carries no SDP offer (488). */
+  invitesWithoutOffer: 'INVITE without SDP offer',
+  /** Carrier SDP naming a connection address outside edge.mediaAllowlist (488 for requests, dropped for replies). */
+  foreignMediaAddresses: 'media address outside mediaAllowlist',
+  /** SDP RTPEngine could not anchor (503 for new calls, 488 in dialog, dropped for replies). */
+  mediaAnchorFailures: 'media anchoring failed',
+  /** A reply that matches no transaction of the edge (dropped, never relayed statelessly). */
+  strayReplies: 'reply without transaction',
+  /** A request on the LiveKit-side socket from an address outside the current dispatcher set (dropped). */
+  unknownLiveKitPeers: 'is not a LiveKit SIP node',
+  /** A 2xx the carrier never ACKed: the call never became established, its media is freed. */
+  unconfirmedCalls: 'not confirmed by ACK',
+  /** RTPEngine: a media packet from another source than the one negotiated (dropped; its log is rate-limited). */
+  mediaSourceDrops: 'Drop due to strict-source attribute',
 } as const;
+
+/** Events RTPEngine logs (not Kamailio): counted by RTPEngine's own error totals, not by a Kamailio statistic. */
+export const RTPENGINE_LOG_EVENTS: readonly (keyof typeof EDGE_LOG_EVENTS)[] = ['mediaSourceDrops'];
+
+/** Events Kamailio logs without a counter of its own (they page through their own alarms). */
+export const UNCOUNTED_LOG_EVENTS: readonly (keyof typeof EDGE_LOG_EVENTS)[] = ['noLiveKitNode', 'topologyStoreDown'];

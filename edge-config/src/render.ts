@@ -171,15 +171,47 @@ export function kamailioMemoryArgs(sharedMemoryMb: number, pkgMemoryMb = 16): st
   return ['-x', 'tlsf', '-X', 'tlsf', '-m', String(sharedMemoryMb), '-M', String(pkgMemoryMb)];
 }
 
-/** db_text rows of the permissions `address` table: id:grp:ip_addr:mask:port:tag (port 0 = any). */
-export function renderAddressRows(allowlist: readonly string[], group = 1): string {
-  return allowlist
-    .map((cidr, index) => {
+/** permissions groups of the address table: carrier signalling sources, and carrier media addresses. */
+export const ADDRESS_GROUPS = { signalling: 1, media: 2 } as const;
+
+/**
+ * db_text rows of the permissions `address` table: id:grp:ip_addr:mask:port:tag (port 0 = any). Group 1 is
+ * `edge.allowlist` (who may send SIP), group 2 `edge.mediaAllowlist` (what the carrier's SDP may name).
+ */
+export function renderAddressRows(allowlist: readonly string[], mediaAllowlist: readonly string[] = []): string {
+  const rows = [
+    ...allowlist.map((cidr) => ({ cidr, group: ADDRESS_GROUPS.signalling, tag: 'allowlist' })),
+    ...mediaAllowlist.map((cidr) => ({ cidr, group: ADDRESS_GROUPS.media, tag: 'media' })),
+  ];
+  return rows
+    .map(({ cidr, group, tag }, index) => {
       const parsed = parseIpv4Cidr(cidr);
       if (!parsed) throw new Error(`allowlist entry ${cidr} is not a CIDR`);
-      return `${index + 1}:${group}:${parsed.address}:${parsed.prefixLength}:0:allowlist`;
+      return `${index + 1}:${group}:${parsed.address}:${parsed.prefixLength}:0:${tag}`;
     })
     .join('\n');
+}
+
+/**
+ * Bounds on what may enter the edge at all (edge-host.cfg). topos packs every Via and Record-Route of a message into
+ * an 8 KB buffer and, when they do not fit, sends the message unchanged: the routing-header bound keeps them well
+ * inside it. A trunk's messages are a few KB with one or two Vias; LiveKit's replies carry the carrier's Vias plus one.
+ */
+export const SIP_LIMITS = {
+  maxMessageBytes: 8192,
+  maxHeaders: 64,
+  maxVias: 8,
+  maxRoutingBytes: 3072,
+  maxIdentityBytes: 512,
+  maxSdpLines: 64,
+  /** E.164 (optional +, up to 15 digits) or a short extension: what LiveKit can match a trunk or rule on. */
+  numberPattern: '^[+]?[0-9]{1,15}$',
+} as const;
+
+/** rtpengine flags: each direction names where the message came from, then where it goes. */
+function rtpFlags(from: 'carrier' | 'internal'): string {
+  const to = from === 'carrier' ? 'internal' : 'carrier';
+  return `direction=${from} direction=${to} replace-origin replace-session-connection ICE=remove RTP/AVP strict-source`;
 }
 
 function listenLines(input: RenderInput): string {
@@ -230,7 +262,19 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       TCP_MAX_CONNECTIONS: 2048,
       CTL_SOCKET: layout.ctlSocket,
       DB_DIR: `${kamailioDir}/db`,
-      ALLOW_GROUP: 1,
+      ALLOW_GROUP: ADDRESS_GROUPS.signalling,
+      MEDIA_ALLOW_GROUP: ADDRESS_GROUPS.media,
+      MAX_MESSAGE_BYTES: SIP_LIMITS.maxMessageBytes,
+      MAX_HEADERS: SIP_LIMITS.maxHeaders,
+      MAX_VIAS: SIP_LIMITS.maxVias,
+      MAX_ROUTING_BYTES: SIP_LIMITS.maxRoutingBytes,
+      MAX_IDENTITY_BYTES: SIP_LIMITS.maxIdentityBytes,
+      MAX_SDP_LINES: SIP_LIMITS.maxSdpLines,
+      NUMBER_PATTERN: SIP_LIMITS.numberPattern,
+      // A lost 2xx is retransmitted for a few seconds; the carrier ACKs within the failover timeout plus that.
+      ACK_WAIT_SECONDS: ackWaitSeconds(edge.failoverTimeoutMs),
+      RTP_FLAGS_FROM_CARRIER: rtpFlags('carrier'),
+      RTP_FLAGS_FROM_INTERNAL: rtpFlags('internal'),
       PIKE_SAMPLING_SECONDS: edge.pike.samplingTimeUnitSeconds,
       PIKE_DENSITY: edge.pike.reqsDensityPerUnit,
       BAN_SECONDS: edge.pike.banSeconds,
@@ -252,7 +296,9 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
           .map((d) => `1 sip:${d.host}:${d.port};transport=${d.transport} 0 0 socket=${d.transport}:${host.internalSipIp}:${host.internalSipPort}`)
           .join('\n') || NO_NODE_ENTRY,
     }),
-    'kamailio/db/address': fillTemplate('kamailio/address', { ENTRIES: renderAddressRows(edge.allowlist) }),
+    'kamailio/db/address': fillTemplate('kamailio/address', {
+      ENTRIES: renderAddressRows(edge.allowlist, edge.mediaAllowlist),
+    }),
     'kamailio/db/version': fillTemplate('kamailio/version', {}),
     'rtpengine/rtpengine.conf': fillTemplate('rtpengine/rtpengine.conf', {
       CARRIER_MEDIA: mediaInterface(host.carrierMediaIp, host.carrierMediaAdvertisedIp),
@@ -263,6 +309,8 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       PORT_MAX: edge.rtpPortRange.max,
       DELETE_DELAY: 5,
       FINAL_TIMEOUT: edge.maxCallSeconds,
+      // An offer LiveKit never answers: the INVITE timer (the ring timeout) has ended the call by then.
+      OFFER_TIMEOUT: edge.ringTimeoutSeconds + 10,
       PID_FILE: layout.rtpenginePidFile,
     }),
     'redis/topos-redis.conf': fillTemplate('redis/topos-redis.conf', {
@@ -298,6 +346,11 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
   return Object.fromEntries(
     Object.entries(files).map(([path, content]) => [path, { content, mode: path.startsWith('bin/') ? 0o755 : 0o644 }]),
   );
+}
+
+/** Seconds a 2xx may wait for its ACK before the call counts as never established and its media is freed. */
+export function ackWaitSeconds(failoverTimeoutMs: number): number {
+  return Math.ceil(failoverTimeoutMs / 1000) + 2;
 }
 
 /** Replaces the host placeholders the way the boot script does (sed over the tree) — for tests and local use. */

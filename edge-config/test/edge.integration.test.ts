@@ -7,9 +7,31 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EdgeHarness, receivedInTrace, runSippCaller, sendUdp, sipRequest, StandIn } from '../harness/harness';
-import { renderAddressRows } from '../src/render';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  EdgeHarness,
+  HANGS_UP_NUMBER,
+  INTAKE_NUMBER,
+  receivedInTrace,
+  runSippCaller,
+  sendUdp,
+  sipRequest,
+  StandIn,
+} from '../harness/harness';
+import {
+  type Address,
+  answerOptions,
+  inDialogRequest,
+  inviteRequest,
+  mediaOf,
+  replyTo,
+  rtpTagged,
+  sdp,
+  sendRtp,
+  statusOf,
+  UdpPeer,
+} from '../harness/raw-peer';
+import { ackWaitSeconds, renderAddressRows } from '../src/render';
 
 const EXAMPLE = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
 const DIR = resolve(__dirname, '..', '.local', 'test');
@@ -21,6 +43,26 @@ const standIns = EXAMPLE.livekitSip.destinations.map(
 ) as StandIn[];
 const callsDir = join(DIR, 'run', 'calls');
 const carrierSip = () => edge.layout.carrierSip;
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+
+/** The node sync's script on the host: replaces the LiveKit node list. */
+const setLiveKitNodes = (...nodes: string[]) =>
+  spawnSync(join(DIR, 'bin', 'edge-livekit-nodes.sh'), nodes, { encoding: 'utf8' });
+
+/** An out-of-dialog OPTIONS from `peer` (its own address and port in Via and Contact). */
+const optionsFrom = (peer: UdpPeer, to: Address) =>
+  sipRequest('OPTIONS', peer.address.ip, to).replaceAll('{{LOCAL_PORT}}', String(peer.address.port));
+
+/** Raw UDP peers a test opened; closed after each test. */
+const peers: UdpPeer[] = [];
+async function openPeer(ip: string): Promise<UdpPeer> {
+  const peer = await UdpPeer.open(ip);
+  peers.push(peer);
+  return peer;
+}
+afterEach(() => {
+  for (const peer of peers.splice(0)) peer.close();
+});
 
 async function options(from: string, headers: string[] = [], waitMs = 1000): Promise<string[]> {
   return sendUdp(sipRequest('OPTIONS', from, carrierSip(), headers), { from, to: carrierSip(), waitMs });
@@ -80,7 +122,8 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     // routes and carries media (Request-URI, Via, Contact, Route, Record-Route, SDP) shows only the edge's side.
     const withoutIdentity = (message: string) => message.split('\n').filter((line) => !/^\s*(From|To|Call-ID|f|t|i)\s*:/i.test(line)).join('\n');
     const routingHeaders = (message: string) => message.split('\n').filter((line) => /^\s*(Via|v|Contact|m|Route|Record-Route)\s*:/i.test(line)).join('\n');
-    for (const [scenario, service] of [['uac-call.xml', 'intake'], ['uac-call-hung-up.xml', 'livekit-hangs-up']] as const) {
+    const calls = [['uac-call.xml', INTAKE_NUMBER], ['uac-call-hung-up.xml', HANGS_UP_NUMBER]] as const;
+    for (const [scenario, service] of calls) {
       const call = await runSippCaller({ scenario, service, from: '127.0.3.8', to: carrierSip() }, callsDir);
       expect(call.exitCode, `${scenario}: ${call.output}`).toBe(0);
       const [callId] = call.callIds;
@@ -98,7 +141,9 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       }
       expect(atLiveKit.find((m) => /^\s*INVITE /m.test(m))).toMatch(/^Contact: <sip:[^@>]+@127\.0\.1\.1[:;>]/m);
 
-      if (service === 'intake') expect(atLiveKit.some((m) => /^\s*BYE /m.test(m)), 'the carrier\'s BYE reached LiveKit').toBe(true);
+      const carrierHungUp = service === INTAKE_NUMBER;
+      const byeAtLiveKit = atLiveKit.some((m) => /^\s*BYE /m.test(m));
+      if (carrierHungUp) expect(byeAtLiveKit, 'the carrier\'s BYE reached LiveKit').toBe(true);
       else expect(atCarrier.some((m) => /^\s*BYE sip:carrier@127\.0\.3\.8/m.test(m)), 'LiveKit\'s BYE reached the carrier').toBe(true);
     }
   });
@@ -186,11 +231,16 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     const flood = Array.from({ length: 800 }, () => sendUdp(sipRequest('OPTIONS', flooder, carrierSip()), { from: flooder, to: carrierSip(), waitMs: 1500 }));
     const answered = (await Promise.all(flood)).filter((replies) => replies.length > 0).length;
     expect(answered).toBeLessThan(800);
+    const banned = (await edge.counters()).bannedDrops;
     expect(await options(flooder)).toEqual([]); // banned
+    expect((await edge.counters()).bannedDrops).toBe(banned + 1);
 
     const call = await runSippCaller({ scenario: 'uac-call.xml', from: CARRIER, to: carrierSip(), calls: 3, rate: 5 }, callsDir);
     expect(call.exitCode, call.output).toBe(0);
+    // The ban's length as a number (the config once printed the name of its define).
     expect(readFileSync(edge.kamailioLog, 'utf8')).toContain(`pike flood from ${flooder}`);
+    const banLine = new RegExp(`pike flood from ${flooder}:\\d+, banned for ${EXAMPLE.edge.pike.banSeconds} s`);
+    expect(readFileSync(edge.kamailioLog, 'utf8')).toMatch(banLine);
   });
 
   it('reloads the allowlist at runtime: same Kamailio, call in progress unaffected', async () => {
@@ -202,9 +252,10 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     await new Promise((done) => setTimeout(done, 1500));
 
     // What the SSM association does: rewrite the address table, then run the reload script.
+    const carriers = ['127.0.3.0/24', '127.0.5.0/24'];
     writeFileSync(
       edge.layout.addressFile,
-      `${readFileSync(edge.layout.addressFile, 'utf8').split('\n')[0]}\n${renderAddressRows(['127.0.3.0/24', '127.0.5.0/24'])}\n`,
+      `${readFileSync(edge.layout.addressFile, 'utf8').split('\n')[0]}\n${renderAddressRows(carriers, carriers)}\n`,
     );
     // The host's own reload script (what the SSM association runs), retries included.
     const reload = spawnSync(join(DIR, 'bin', 'edge-reload.sh'), { encoding: 'utf8' });
@@ -253,6 +304,262 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     const old = await inProgress;
     expect(old.exitCode, old.output).toBe(0);
     expect(edge.kamailioPid).toBe(pid);
+  });
+
+  // ----- fails closed: what the edge cannot check or rewrite is refused or dropped, and counted -----
+
+  it('refuses what topos or LiveKit could not take, once, from its own address, before any media is held', async () => {
+    const from = '127.0.3.20';
+    const peer = await openPeer(from);
+    const farVias = (count: number) =>
+      Array.from({ length: count }, (_, i) => `Via: SIP/2.0/UDP 10.9.${i}.1:5060;branch=z9hG4bKfar${i}`);
+    const pad = (bytes: number) => `X-Pad: ${'a'.repeat(bytes)}`;
+    const headers = (count: number) => Array.from({ length: count }, (_, i) => `X-Header-${i}: ${i}`);
+    const oversized = 'oversizedRefusals';
+    const implausible = 'implausibleNumbers';
+    const foreignMedia = 'foreignMediaAddresses';
+    const offer = sdp(from, 41000);
+    type Case = { name: string; invite: Partial<Parameters<typeof inviteRequest>[0]>; status: number; counter: string };
+    const cases: Case[] = [
+      { name: '40 Via headers', invite: { extraVias: farVias(40) }, status: 400, counter: oversized },
+      { name: 'a 9 KB message', invite: { extraHeaders: [pad(9000)] }, status: 513, counter: oversized },
+      { name: '80 headers', invite: { extraHeaders: headers(80) }, status: 400, counter: oversized },
+      {
+        name: '3.6 KB of Record-Route',
+        invite: { extraHeaders: [1, 2, 3].map((i) => `Record-Route: <sip:${'r'.repeat(1200)}${i}@10.9.9.${i};lr>`) },
+        status: 400,
+        counter: oversized,
+      },
+      { name: 'no SDP offer', invite: { body: '' }, status: 488, counter: 'invitesWithoutOffer' },
+      { name: 'escaped NULs as the number', invite: { number: '%00%00' }, status: 400, counter: implausible },
+      { name: 'a word as the number', invite: { number: 'intake' }, status: 404, counter: implausible },
+      { name: 'a tel: Request-URI', invite: { requestUri: 'tel:+15550100100' }, status: 416, counter: implausible },
+      { name: 'a sips: URI', invite: { requestUri: `sips:${INTAKE_NUMBER}@edge` }, status: 416, counter: implausible },
+      { name: 'foreign media', invite: { body: sdp('127.0.4.9', 41000) }, status: 488, counter: foreignMedia },
+      { name: 'a 2nd c=', invite: { body: `${offer}c=IN IP4 127.0.4.9\r\n` }, status: 488, counter: foreignMedia },
+      { name: 'IPv6 media', invite: { body: sdp(from, 41000, 'c=IN IP6 ::1') }, status: 488, counter: foreignMedia },
+    ];
+    for (const { name, invite, status, counter } of cases) {
+      const before = await edge.counters();
+      const call = inviteRequest({ from: peer.address, to: carrierSip(), body: offer, ...invite });
+      await peer.send(call.invite, carrierSip());
+      await peer.waitFor((d) => d.text.includes(call.callId) && (statusOf(d.text) ?? 0) >= 200, 3000);
+      await sleep(1000); // anything else the edge would send for this request
+      const replies = peer.received.filter((d) => d.text.includes(`Call-ID: ${call.callId}`));
+      const statusLine = expect.stringMatching(new RegExp(`^SIP/2\\.0 ${status} `));
+      expect(replies.map((d) => d.text.split('\r\n')[0]), name).toEqual([statusLine]);
+      expect(replies[0].from, name).toEqual(carrierSip());
+      expect(replies[0].text, name).not.toMatch(/127\.0\.[12]\./);
+      expect(invitesWithCallId(call.callId), name).toEqual([]);
+      expect(await edge.rtpengineStreams(call.callId), name).toEqual([]);
+      expect((await edge.counters())[counter] - (before[counter] ?? 0), name).toBe(1);
+    }
+    // topos never had to give up (it would have sent the message on unchanged).
+    expect(readFileSync(edge.kamailioLog, 'utf8')).not.toMatch(/no more space to pack|failed to extract and pack/);
+  });
+
+  it('answers a request it cannot relay with one final response only', async () => {
+    // A tel: URI once got a 500 from the script and another final response from tm.
+    const peer = await openPeer('127.0.3.24');
+    for (const requestUri of ['tel:+15550100100', `tel:${INTAKE_NUMBER};phone-context=example.com`]) {
+      const call = inviteRequest({ from: peer.address, to: carrierSip(), requestUri, body: sdp('127.0.3.24', 41000) });
+      await peer.send(call.invite, carrierSip());
+      await sleep(2500);
+      const finals = peer.received.filter(
+        (d) => d.text.includes(`Call-ID: ${call.callId}`) && (statusOf(d.text) ?? 0) >= 200,
+      );
+      expect(finals.length, requestUri).toBeGreaterThan(0);
+      expect(new Set(finals.map((d) => d.text.split('\r\n')[0])).size, requestUri).toBe(1);
+    }
+  });
+
+  it('frees the media of a call never ACKed, and drops 2xx retransmissions outliving their transaction', async () => {
+    const from = '127.0.3.21';
+    const peer = await openPeer(from);
+    // Earlier tests' calls linger through RTPEngine's 5 s delete delay: start from no session at all.
+    const idleBy = Date.now() + 15_000;
+    while ((await edge.rtpengineSessions()) > 0 && Date.now() < idleBy) await sleep(200);
+    expect(await edge.rtpengineSessions()).toBe(0);
+    const before = await edge.counters();
+    const call = inviteRequest({ from: peer.address, to: carrierSip(), body: sdp(from, 41000) });
+    await peer.send(call.invite, carrierSip());
+    const answered = await peer.waitFor((d) => statusOf(d.text) === 200 && d.text.includes(call.callId), 5000);
+    expect(answered, 'the call was answered').toBeDefined();
+    const answeredAt = Date.now();
+    expect(await edge.rtpengineSessions()).toBe(1);
+    expect((await edge.rtpengineStreams(call.callId)).length).toBeGreaterThan(0);
+
+    // No ACK: the media must go within the failover timeout plus a few seconds (its ACK wait, the table's timer).
+    const limitMs = EXAMPLE.edge.failoverTimeoutMs + 5000;
+    let freedAfterMs: number | undefined;
+    while (Date.now() - answeredAt < limitMs + 5000) {
+      if ((await edge.rtpengineSessions()) === 0) {
+        freedAfterMs = Date.now() - answeredAt;
+        break;
+      }
+      await sleep(200);
+    }
+    expect(await edge.rtpengineStreams(call.callId)).toEqual([]);
+    expect(freedAfterMs, 'RTPEngine still holds the call').toBeDefined();
+    expect(freedAfterMs!).toBeLessThanOrEqual(limitMs);
+    expect(ackWaitSeconds(EXAMPLE.edge.failoverTimeoutMs) * 1000).toBeLessThan(limitMs);
+
+    // LiveKit keeps retransmitting its 2xx (the stand-in every 0.5, 1, 2, 4 s) long after the edge's transaction ended.
+    await sleep(Math.max(0, answeredAt + 13_000 - Date.now()));
+    const after = await edge.counters();
+    expect(after.unconfirmedCalls - before.unconfirmedCalls).toBe(1);
+    expect(after.strayReplies - before.strayReplies, 'late 2xx retransmissions were dropped').toBeGreaterThan(0);
+    const atCarrier = peer.received.filter((d) => d.text.includes(call.callId));
+    for (const datagram of atCarrier) {
+      expect(datagram.from).toEqual(carrierSip());
+      expect(datagram.text).not.toMatch(/127\.0\.[12]\./);
+    }
+    const answers = atCarrier.filter((d) => statusOf(d.text) === 200);
+    for (const answer of answers) expect(mediaOf(answer.text)?.ip).toBe('127.0.0.1');
+  });
+
+  it('drops a reply that matches no transaction instead of relaying it statelessly (either side)', async () => {
+    const from = '127.0.3.25';
+    const peer = await openPeer(from);
+    const livekitSide = await openPeer('127.0.2.1'); // where a stateless relay would send it
+    const before = await edge.counters();
+    const callId = `stray-${Date.now()}`;
+    // Shaped like the carrier answering a request the edge sent it, with the next Via naming a LiveKit node.
+    const stray = [
+      'SIP/2.0 200 OK',
+      'Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKstraystray1',
+      `Via: SIP/2.0/UDP 127.0.2.1:${livekitSide.address.port};branch=z9hG4bKstraystray2`,
+      `From: <sip:${INTAKE_NUMBER}@127.0.2.1>;tag=a1`,
+      `To: <sip:carrier@${from}>;tag=b2`,
+      `Call-ID: ${callId}`,
+      'CSeq: 2 BYE',
+      'Content-Length: 0',
+      '',
+      '',
+    ].join('\r\n');
+    await peer.send(stray, carrierSip());
+    await sleep(1000);
+    expect(livekitSide.received).toEqual([]);
+    expect((await edge.counters()).strayReplies - before.strayReplies).toBe(1);
+  });
+
+  it('drops a reply over the bounds, or one topos could not restore (its store lost), never sends it on', async () => {
+    // A LiveKit node played by a raw peer, so the test decides when it answers: after the topos store is gone.
+    const node = await openPeer('127.0.2.5');
+    answerOptions(node);
+    const from = '127.0.3.27';
+    const peer = await openPeer(from);
+    try {
+      expect(setLiveKitNodes(`127.0.2.5:${node.address.port}`).status).toBe(0);
+      await waitForDispatcherActive(1);
+      const before = await edge.counters();
+      const call = inviteRequest({ from: peer.address, to: carrierSip(), body: sdp(from, 41000) });
+      await peer.send(call.invite, carrierSip());
+      const invite = await node.waitFor((d) => d.text.startsWith('INVITE ') && d.text.includes(call.callId), 5000);
+      expect(invite, 'the node got the call').toBeDefined();
+      // A 100 first: the call then waits for the node's answer (no failover while the test plays its replies).
+      await node.send(replyTo(invite!.text, '100 Trying'), invite!.from);
+      const contact = `Contact: <sip:livekit@127.0.2.5:${node.address.port}>`;
+      const nodeSdp = sdp('127.0.2.5', 42000);
+      const answer = (...extra: string[]) => replyTo(invite!.text, '200 OK', [contact, ...extra], nodeSdp);
+      await node.send(answer(`X-Pad: ${'p'.repeat(9000)}`), invite!.from);
+      await sleep(1000);
+      expect((await edge.counters()).oversizedRefusals - before.oversizedRefusals).toBe(1);
+
+      await edge.killToposStore();
+      await node.send(answer(), invite!.from);
+      await sleep(1500);
+      expect(peer.received.filter((d) => statusOf(d.text) === 200)).toEqual([]);
+      for (const datagram of peer.received) expect(datagram.text).not.toMatch(/127\.0\.[12]\./);
+      expect((await edge.counters()).topologyHidingFailures - before.topologyHidingFailures).toBe(1);
+    } finally {
+      await edge.startToposStore();
+      expect(setLiveKitNodes('127.0.2.1', '127.0.2.2').status).toBe(0);
+      await waitForDispatcherActive(2);
+    }
+  });
+
+  it('takes media only from the negotiated peer, on both sides, whoever sends first', async () => {
+    for (const carrierFirst of [true, false]) {
+      const from = carrierFirst ? '127.0.3.22' : '127.0.3.26';
+      const sip = await openPeer(from);
+      const media = await openPeer(from);
+      const hostile = await openPeer('127.0.4.22'); // outside mediaAllowlist
+      const foreign = await openPeer('127.0.3.23'); // inside mediaAllowlist, but not this call's peer
+      const strangerInside = await openPeer('127.0.2.9'); // on the LiveKit side, not the negotiated node
+      const call = inviteRequest({ from: sip.address, to: carrierSip(), body: sdp(from, media.address.port) });
+      await sip.send(call.invite, carrierSip());
+      const answer = await sip.waitFor((d) => statusOf(d.text) === 200 && d.text.includes(call.callId), 5000);
+      expect(answer).toBeDefined();
+      await sip.send(inDialogRequest('ACK', call, answer!.text, sip.address, 1), carrierSip());
+      const carrierAnchor = mediaOf(answer!.text)!;
+      const [invite] = invitesWithCallId(call.callId);
+      const internalAnchor: Address = { ip: '127.0.1.1', port: mediaOf(invite)!.port };
+      expect(mediaOf(invite)!.ip).toBe('127.0.1.1');
+
+      const attack = async () => {
+        await sendRtp(hostile, carrierAnchor, 'HOSTILE', 25);
+        await sendRtp(foreign, carrierAnchor, 'FOREIGN', 25);
+        await sendRtp(hostile, internalAnchor, 'INJECTED', 25);
+        await sendRtp(strangerInside, internalAnchor, 'INSIDER', 25);
+      };
+      if (!carrierFirst) await attack();
+      await sendRtp(media, carrierAnchor, 'CARRIER-1', 25);
+      if (carrierFirst) await attack();
+      await sendRtp(media, carrierAnchor, 'CARRIER-2', 25);
+      await sleep(500);
+
+      const label = carrierFirst ? 'carrier sent first' : 'attacker sent first';
+      // The stand-in echoes what reaches it: nothing of the attackers' comes back to anyone, the carrier's own
+      // audio comes back to the carrier.
+      for (const peer of [hostile, foreign, strangerInside]) expect(peer.received, label).toEqual([]);
+      for (const tag of ['HOSTILE', 'FOREIGN', 'INJECTED', 'INSIDER']) {
+        expect(rtpTagged(media, tag), `${label}: ${tag}`).toEqual([]);
+      }
+      expect(rtpTagged(media, 'CARRIER-1').length, label).toBeGreaterThan(15);
+      expect(rtpTagged(media, 'CARRIER-2').length, label).toBeGreaterThan(15);
+      // RTPEngine's own counters: every refused packet is an error on the stream it was aimed at.
+      const streams = await edge.rtpengineStreams(call.callId);
+      const carrierStream = streams.find((s) => s.local === `${carrierAnchor.ip}:${carrierAnchor.port}`)!;
+      const internalStream = streams.find((s) => s.local === `${internalAnchor.ip}:${internalAnchor.port}`)!;
+      expect(carrierStream.remote, label).toBe(`${from}:${media.address.port}`);
+      expect(carrierStream.errors, label).toBe(50);
+      expect(internalStream.errors, label).toBe(50);
+
+      await sip.send(inDialogRequest('BYE', call, answer!.text, sip.address, 2), carrierSip());
+      const byeAnswered = await sip.waitFor((d) => statusOf(d.text) === 200 && /CSeq: 2 BYE/.test(d.text), 5000);
+      expect(byeAnswered, label).toBeDefined();
+    }
+    expect(readFileSync(join(edge.runDir, 'rtpengine.log'), 'utf8')).toContain('Drop due to strict-source attribute');
+  });
+
+  it('answers on the LiveKit side only the nodes of the current dispatcher set', async () => {
+    const internal = edge.layout.internalSip;
+    const stranger = await openPeer('127.0.2.9');
+    const node = await openPeer('127.0.2.1'); // a node's address (another port: the node itself holds 5060)
+    const before = await edge.counters();
+    await stranger.send(optionsFrom(stranger, internal), internal);
+    const invite = inviteRequest({ from: stranger.address, to: internal, body: sdp('127.0.2.9', 41000) });
+    await stranger.send(invite.invite, internal);
+    await node.send(optionsFrom(node, internal), internal);
+    expect(await node.waitFor((d) => statusOf(d.text) === 200, 2000), 'a node is answered').toBeDefined();
+    await sleep(500);
+    expect(stranger.received).toEqual([]);
+    expect((await edge.counters()).unknownLiveKitPeers - before.unknownLiveKitPeers).toBe(2);
+
+    // The set, not a fixed list: once the node sync drops 127.0.2.1, it is a stranger too.
+    const setNodes = setLiveKitNodes;
+    try {
+      expect(setNodes('127.0.2.2').status).toBe(0);
+      const answered = node.received.length;
+      await node.send(optionsFrom(node, internal), internal);
+      await sleep(1000);
+      expect(node.received.length).toBe(answered);
+      expect((await edge.counters()).unknownLiveKitPeers - before.unknownLiveKitPeers).toBe(3);
+    } finally {
+      expect(setNodes('127.0.2.1', '127.0.2.2').status).toBe(0);
+      await waitForDispatcherActive(2);
+    }
   });
 
   it('starts again cleanly over a crashed run (stale pid files, ports still held)', async () => {

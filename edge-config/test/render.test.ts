@@ -4,9 +4,18 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EDGE_LOG_EVENTS } from '../src/log-events';
+import { EDGE_LOG_EVENTS, RTPENGINE_LOG_EVENTS, UNCOUNTED_LOG_EVENTS } from '../src/log-events';
 import { edgeSectionSchema } from '../src/schema';
-import { fillHostPlaceholders, HOST_PLACEHOLDERS, parseRenderInput, type RenderInputData, renderEdge, writeRendered } from '../src/render';
+import {
+  ackWaitSeconds,
+  fillHostPlaceholders,
+  HOST_PLACEHOLDERS,
+  parseRenderInput,
+  type RenderInputData,
+  renderEdge,
+  SIP_LIMITS,
+  writeRendered,
+} from '../src/render';
 
 const LOOPBACK: RenderInputData = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
 const scratch = mkdtempSync(join(tmpdir(), 'edge-render-'));
@@ -53,8 +62,41 @@ describe('renderer input', () => {
 describe('rendered edge', () => {
   const files = renderEdge({ ...LOOPBACK, paths: { configDir: '/opt/edge', runDir: '/run/edge' } });
 
-  it('turns the allowlist into the permissions address table', () => {
-    expect(files['kamailio/db/address'].content.trim().split('\n').slice(1)).toEqual(['1:1:127.0.3.0:24:0:allowlist']);
+  it('turns the allowlist and the media allowlist into the permissions address table (groups 1 and 2)', () => {
+    const rows = files['kamailio/db/address'].content.trim().split('\n').slice(1);
+    expect(rows).toEqual(['1:1:127.0.3.0:24:0:allowlist', '2:2:127.0.3.0:24:0:media']);
+    const twilio = renderEdge(CDK_DEFAULT)['kamailio/db/address'].content;
+    expect(twilio).toContain(':2:168.86.128.0:18:0:media');
+    expect(twilio).not.toMatch(/:1:168\.86\.128\.0:/);
+  });
+
+  it('bounds what may enter and how long a 2xx waits for its ACK', () => {
+    const host = files['kamailio/edge-host.cfg'].content;
+    expect(host).toMatch(new RegExp(`^#!define EDGE_MAX_MESSAGE_BYTES ${SIP_LIMITS.maxMessageBytes}$`, 'm'));
+    expect(host).toMatch(new RegExp(`^#!define EDGE_MAX_VIAS ${SIP_LIMITS.maxVias}$`, 'm'));
+    expect(host).toMatch(/^#!define EDGE_MAX_ROUTING_BYTES 3072$/m);
+    expect(host).toContain('#!define EDGE_NUMBER_PATTERN "^[+]?[0-9]{1,15}$"');
+    // failoverTimeoutMs 2000 in the example: 2 s plus 2 s for a lost 2xx's retransmissions.
+    expect(host).toMatch(/^#!define EDGE_ACK_WAIT_SECONDS 4$/m);
+    expect(host).toContain('unacked=>size=12;autoexpire=4;');
+    expect(ackWaitSeconds(2500)).toBe(5);
+    // topos packs Vias and Record-Routes into 8 KB: the bound leaves it room to spare.
+    expect(SIP_LIMITS.maxRoutingBytes).toBeLessThan(8192 / 2);
+  });
+
+  it('has RTPEngine take media only from the address each SDP names', () => {
+    const rendered = renderEdge(CDK_DEFAULT);
+    const conf = rendered['rtpengine/rtpengine.conf'].content;
+    expect(conf).toMatch(/^endpoint-learning = off$/m);
+    // An offer never answered is freed 10 s after the longest ring (edge.ringTimeoutSeconds, 30 by default).
+    expect(conf).toMatch(/^offer-timeout = 40$/m);
+    const longRing = renderEdge({ ...CDK_DEFAULT, edge: { ...CDK_DEFAULT.edge, ringTimeoutSeconds: 90 } });
+    expect(longRing['rtpengine/rtpengine.conf'].content).toMatch(/^offer-timeout = 100$/m);
+    expect(conf).toMatch(/^log-level-core = 6$/m);
+    const host = rendered['kamailio/edge-host.cfg'].content;
+    const flags = (name: string) => new RegExp(`^#!define EDGE_RTP_FLAGS_FROM_${name} "(.*)"$`, 'm').exec(host)?.[1];
+    expect(flags('CARRIER')).toMatch(/^direction=carrier direction=internal .* strict-source$/);
+    expect(flags('INTERNAL')).toMatch(/^direction=internal direction=carrier .* strict-source$/);
   });
 
   it('lists every LiveKit SIP node on the internal socket', () => {
@@ -130,9 +172,15 @@ describe('rendered edge', () => {
     expect(unit).toMatch(/^ExecStart=\/usr\/sbin\/kamailio -DD -E -f \/opt\/edge\/kamailio\/kamailio\.cfg -P \/run\/edge\/kamailio\.pid -x tlsf -X tlsf -m 512 -M 16$/m);
   });
 
-  it('logs every counted event with the phrase its CloudWatch metric filter looks for', () => {
+  it('logs every counted event with the phrase its CloudWatch metric filter looks for, and counts it', () => {
     const config = files['kamailio/kamailio.cfg'].content;
-    for (const [event, phrase] of Object.entries(EDGE_LOG_EVENTS)) expect(config, event).toMatch(new RegExp(`xlog\\("L_[A-Z]+", "[^"]*${phrase}`));
+    for (const [event, phrase] of Object.entries(EDGE_LOG_EVENTS)) {
+      if (RTPENGINE_LOG_EVENTS.includes(event as keyof typeof EDGE_LOG_EVENTS)) continue;
+      expect(config, event).toMatch(new RegExp(`xlog\\("L_[A-Z]+", "[^"]*${phrase}`));
+      if (UNCOUNTED_LOG_EVENTS.includes(event as keyof typeof EDGE_LOG_EVENTS)) continue;
+      expect(config, event).toContain(`modparam("statistics", "variable", "${event}")`);
+      expect(config, event).toContain(`update_stat("${event}", "+1")`);
+    }
   });
 
   it('renders through the CLI with --local', () => {
