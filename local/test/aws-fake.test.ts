@@ -26,11 +26,16 @@ import {
   StartStreamTranscriptionCommand,
   TranscribeStreamingClient,
 } from '@aws-sdk/client-transcribe-streaming';
+import { APIError, initializeLogger, llm, stt, tts } from '@livekit/agents';
+import { AudioFrame } from '@livekit/rtc-node';
 import { callInsightsSchema } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SPEECH_RMS_LEVEL, rms, speechEndMs, synthesizeSpeech } from '../../agent/test/support/speech';
-import { codec } from '../src/aws-fake/event-stream';
+import { BedrockLLM, PollyTTS, TranscribeSTT } from '../../agent/src/plugins/aws';
 import { AwsFake, SESSION_HEADER } from '../src/aws-fake';
+import { codec } from '../src/aws-fake/event-stream';
+
+initializeLogger({ pretty: false, level: 'silent' });
 
 const REGION = 'us-east-1';
 const credentials = { accessKeyId: 'AKIDFAKE', secretAccessKey: 'fake-secret' };
@@ -542,3 +547,131 @@ describe('admin API (HTTP/1.1 on the same port)', () => {
     expect((await fetch(`${url}/_fake/sessions/nobody`)).status).toBe(404);
   });
 });
+
+describe("the agent's own AWS plugins against the fake", () => {
+  const noRetry = { maxRetry: 0, retryIntervalMs: 0, timeoutMs: 20_000 };
+
+  /** Speech into a TranscribeSTT stream as 20 ms frames, then its final transcripts. */
+  async function listen(plugin: TranscribeSTT, samples: Int16Array): Promise<{ finals: string[]; stable: string[] }> {
+    const stream = plugin.stream({ connOptions: noRetry });
+    const frame = 320;
+    for (let offset = 0; offset < samples.length; offset += frame) {
+      const piece = new Int16Array(frame);
+      piece.set(samples.subarray(offset, offset + frame));
+      stream.pushFrame(new AudioFrame(piece, 16_000, 1, frame));
+    }
+    stream.endInput();
+    const finals: string[] = [];
+    const stable: string[] = [];
+    for await (const event of stream) {
+      if (event.type === stt.SpeechEventType.FINAL_TRANSCRIPT) finals.push(event.alternatives![0].text);
+      if (event.type === stt.SpeechEventType.INTERIM_TRANSCRIPT) stable.push(String(event.alternatives![0].metadata?.stableText ?? ''));
+    }
+    return { finals, stable };
+  }
+
+  it('TranscribeSTT: speech in, the script out, stable text in the interim events', async () => {
+    const key = `stt-${randomUUID()}`;
+    fake.register(key, { callerSays: ['I would like to report a burst pipe in my kitchen.'] });
+    const plugin = new TranscribeSTT({ client: tagged(client((c) => new TranscribeStreamingClient(c)), key) });
+    const { finals, stable } = await listen(plugin, join(silence(300), synthesizeSpeech('I would like to report a burst pipe in my kitchen.'), silence(500)));
+    expect(finals).toEqual(['I would like to report a burst pipe in my kitchen.']);
+    expect(stable.some((text) => text.startsWith('I would'))).toBe(true);
+    expect(fake.session(key)!.transcribe.sampleRates).toEqual([16_000]);
+  });
+
+  it('BedrockLLM: a tool call round trip with the real request format', async () => {
+    const plugin = new BedrockLLM({ client: client((c) => new BedrockRuntimeClient(c)), cacheSystemPrompt: true, cacheTools: true });
+    const lookup = llm.tool({ name: 'lookup_caller', description: 'Find the caller', parameters: { type: 'object', properties: {} }, execute: async () => 'x' });
+    const save = llm.tool({ name: 'save_intake_progress', description: 'Save', parameters: { type: 'object', properties: {} }, execute: async () => 'x' });
+    const chatCtx = llm.ChatContext.empty();
+    chatCtx.addMessage({ role: 'system', content: 'You are the intake agent.' });
+    chatCtx.addMessage({ role: 'user', content: 'Hello, this is Grace Hopper calling about my account.' });
+    const first = await collect(plugin.chat({ chatCtx, toolCtx: [lookup, save], connOptions: noRetry }));
+    expect(first.text).toMatch(/look you up/);
+    expect(first.calls).toHaveLength(1);
+    expect(first.calls[0]).toMatchObject({ name: 'lookup_caller', args: '{}' });
+    expect(first.usage?.completionTokens).toBeGreaterThan(0);
+
+    chatCtx.insert([first.calls[0], llm.FunctionCallOutput.create({ callId: first.calls[0].callId, name: 'lookup_caller', output: 'A new caller.', isError: false })]);
+    const second = await collect(plugin.chat({ chatCtx, toolCtx: [lookup, save], connOptions: noRetry }));
+    expect(second.calls[0].name).toBe('save_intake_progress');
+    expect(JSON.parse(second.calls[0].args)).toEqual({
+      intakeType: 'general_inquiry',
+      fields: { full_name: 'Grace Hopper', topic: 'account', details: 'Hello, this is Grace Hopper calling about my account.' },
+    });
+  });
+
+  it('BedrockLLM: a modeled exception mid-stream reaches the agent as an unrecoverable APIError', async () => {
+    const key = `llm-fault-${randomUUID()}`;
+    fake.register(key, { faults: [{ service: 'bedrock', exception: 'validationException', at: 'stream', message: 'bad prompt' }] });
+    const plugin = new BedrockLLM({ client: tagged(client((c) => new BedrockRuntimeClient(c)), key) });
+    // LiveKit's LLMStream reports a failed run as the LLM's error event and ends the stream empty.
+    const errors: { error: unknown; recoverable: boolean }[] = [];
+    plugin.on('error', (event) => errors.push(event));
+    const chatCtx = llm.ChatContext.empty();
+    chatCtx.addMessage({ role: 'user', content: 'Hi' });
+    const reply = await collect(plugin.chat({ chatCtx, connOptions: noRetry }));
+    expect(reply).toMatchObject({ text: '', calls: [] });
+    expect(errors).toHaveLength(1);
+    expect(errors[0].recoverable).toBe(false);
+    expect(errors[0].error).toBeInstanceOf(APIError);
+    expect(String((errors[0].error as Error).message)).toMatch(/ValidationException: bad prompt/);
+  });
+
+  it.each([
+    ['SynthesizeSpeech (neural)', { engine: 'neural' as const, streaming: false, sampleRate: 8000 as const }],
+    ['StartSpeechSynthesisStream (generative, the production default)', { engine: 'generative' as const, streaming: true, sampleRate: 16000 as const }],
+  ])('PollyTTS over %s: frames as long as espeak-ng takes to say it', async (_name, options) => {
+    const plugin = new PollyTTS({ client: client((c) => new PollyClient(c)), ...options });
+    const text = 'Your request is recorded. Is there anything else?';
+    let samples = 0;
+    let level = 0;
+    if (options.streaming) {
+      const stream = plugin.stream({ connOptions: noRetry });
+      for (const piece of ['Your requ', 'est is recorded. ', 'Is there anything ', 'else?']) stream.pushText(piece);
+      stream.endInput();
+      for await (const audio of stream) {
+        if (audio === tts.SynthesizeStream.END_OF_STREAM) break;
+        samples += audio.frame.samplesPerChannel;
+        level = Math.max(level, rms(audio.frame.data));
+      }
+    } else {
+      const frame = await plugin.synthesize(text, noRetry).collect();
+      samples = frame.samplesPerChannel;
+      level = rms(frame.data);
+    }
+    // The stream speaks the two sentences separately (as they complete); espeak's rendering of each is the reference.
+    const expectedBytes = options.streaming
+      ? espeakPcmBytes('Your request is recorded.', options.sampleRate) + espeakPcmBytes('Is there anything else?', options.sampleRate)
+      : espeakPcmBytes(text, options.sampleRate);
+    const frameSamples = options.sampleRate / 50;
+    // Within one 20 ms frame (the plugin pads the last one) plus 1 %.
+    expect(Math.abs(samples - expectedBytes / 2)).toBeLessThanOrEqual(frameSamples + (expectedBytes / 2) * 0.01);
+    expect(level).toBeGreaterThan(SPEECH_RMS_LEVEL);
+  });
+
+  it('two plugin sessions at once, each on its own client like two calls, keep their scripts apart', async () => {
+    const [a, b] = [`call-a-${randomUUID()}`, `call-b-${randomUUID()}`];
+    fake.register(a, { callerSays: ['This is the first caller.'] });
+    fake.register(b, { callerSays: ['This is the second caller.'] });
+    const speech = join(silence(200), synthesizeSpeech('hello there'), silence(500));
+    const [heardA, heardB] = await Promise.all(
+      [a, b].map((key) => listen(new TranscribeSTT({ client: tagged(client((c) => new TranscribeStreamingClient(c)), key) }), speech)),
+    );
+    expect(heardA.finals).toEqual(['This is the first caller.']);
+    expect(heardB.finals).toEqual(['This is the second caller.']);
+  });
+});
+
+async function collect(stream: AsyncIterable<llm.ChatChunk>) {
+  let text = '';
+  const calls: llm.FunctionCall[] = [];
+  let usage: llm.CompletionUsage | undefined;
+  for await (const chunk of stream) {
+    text += chunk.delta?.content ?? '';
+    calls.push(...(chunk.delta?.toolCalls ?? []));
+    usage = chunk.usage ?? usage;
+  }
+  return { text, calls, usage };
+}
