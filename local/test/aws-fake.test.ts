@@ -1,6 +1,7 @@
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import http2 from 'node:http2';
+import { fileURLToPath } from 'node:url';
 import {
   BedrockRuntimeClient,
   ConverseCommand,
@@ -675,3 +676,42 @@ async function collect(stream: AsyncIterable<llm.ChatChunk>) {
   }
   return { text, calls, usage };
 }
+
+describe('the CLI', () => {
+  let cli: ChildProcess | undefined;
+  afterAll(() => {
+    // Its own process group: the tsx loader and the server go together, pass or fail.
+    if (cli?.pid && cli.exitCode === null) process.kill(-cli.pid, 'SIGKILL');
+  });
+
+  it('starts on the given address and prints the environment to export', async () => {
+    const entry = fileURLToPath(new URL('../src/aws-fake/cli.ts', import.meta.url));
+    cli = spawn(process.execPath, ['--import', 'tsx', entry, '--host', '127.0.0.1', '--port', '0', '--ttft-ms', '40'], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, AWS_FAKE_LOG_LEVEL: 'warn' },
+    });
+    let out = '';
+    const printed = await new Promise<Record<string, string>>((resolve, reject) => {
+      cli!.on('exit', (code) => reject(new Error(`the CLI exited (${code}) before it printed: ${out}`)));
+      cli!.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        const lines = Object.fromEntries([...out.matchAll(/^export (\w+)=(\S+)$/gm)].map((match) => [match[1], match[2]]));
+        // All lines go out in one write: once the last endpoint line is complete, so are the others.
+        if (lines.AWS_ENDPOINT_URL_POLLY && out.endsWith('\n')) resolve(lines);
+      });
+    });
+    const endpoint = printed.AWS_ENDPOINT_URL_BEDROCK_RUNTIME;
+    expect(endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(printed.AWS_ENDPOINT_URL_TRANSCRIBE_STREAMING).toBe(endpoint);
+    expect(printed.AWS_ENDPOINT_URL_POLLY).toBe(endpoint);
+    const bedrock = new BedrockRuntimeClient({ endpoint, region: REGION, credentials, maxAttempts: 1 });
+    clients.push(bedrock);
+    const started = performance.now();
+    const response = await bedrock.send(new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: '(call connected)' }] }] }));
+    let firstToken: number | undefined;
+    for await (const event of response.stream ?? []) if (event.contentBlockDelta) firstToken ??= performance.now() - started;
+    // --ttft-ms reached the server: the first token waited for it.
+    expect(firstToken).toBeGreaterThanOrEqual(40);
+  });
+});
