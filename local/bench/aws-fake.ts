@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const polly = new PollyClient({ ...config, endpoint });
   try {
     // Transcribe: audio sent in real time (50 ms events every 50 ms); end of speech → final, which includes the
-    // 300 ms of silence that ends an utterance (transcribeEndSilenceMs), as endpointing does in the service.
+    // 500 ms of silence that ends an utterance (transcribeEndSilenceMs), as endpointing does in the service.
     const speech = synthesizeSpeech('I would like to report a burst pipe.');
     const audio = new Int16Array(speech.length + 16_000);
     audio.set(speech);
@@ -58,7 +58,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    report('Transcribe: end of speech → final (300 ms end silence incl.)', finals);
+    report('Transcribe: end of speech → final (500 ms end silence incl.)', finals);
 
     const ttft: number[] = [];
     for (let round = 0; round < rounds; round += 1) {

@@ -39,6 +39,8 @@ export function validateConversation(request: WireConverseRequest): void {
   const messages = request.messages;
   if (!Array.isArray(messages) || messages.length === 0) throw new ConverseValidationError('messages: at least one message is required');
   const offered = offeredTools(request);
+  const usesTools = messages.some((message) => message.content?.some((block) => block.toolUse || block.toolResult));
+  if (usesTools && !offered) throw new ConverseValidationError('toolConfig: must be defined when using toolUse and toolResult content blocks');
   let previousToolUses = new Set<string>();
   messages.forEach((message, index) => {
     if (message.role !== 'user' && message.role !== 'assistant') {
@@ -87,11 +89,16 @@ function offeredTools(request: WireConverseRequest): Set<string> | undefined {
 /** Placeholder the agent's Bedrock format puts first when a conversation would otherwise start with the model. */
 const CONNECTED = /^\(call connected\)$/i;
 const KEY_PRESS = /^\(the caller pressed ([0-9*#A-D])\)$/i;
+/** How the agent writes tool history when it withholds tools (LiveKit's last step after maxToolSteps). */
+const TOOL_AS_TEXT = /^\[tool ([\w-]+) (returned|failed): ([\s\S]*)\]$/;
+const CALL_AS_TEXT = /^\[called tool ([\w-]+) with /;
 
 interface Reading {
   greeting: boolean;
   callerWords?: string;
   keyPress?: string;
+  /** What ends the latest message: the newest thing the model has to answer. */
+  latest?: 'result' | 'words' | 'key';
   /** Tool results in the latest message, by tool name. */
   results: { name: string; text: string; error: boolean }[];
   /** Every tool that already returned a result in this conversation. */
@@ -112,15 +119,18 @@ export function readConversation(request: WireConverseRequest): Reading {
     for (const block of message.content ?? []) {
       if (block.toolUse?.toolUseId && block.toolUse.name) names.set(block.toolUse.toolUseId, block.toolUse.name);
       if (block.toolResult?.toolUseId) done.add(names.get(block.toolResult.toolUseId) ?? '?');
-      if (message.role === 'user' && block.text && !CONNECTED.test(block.text.trim()) && !KEY_PRESS.test(block.text.trim())) {
-        allCallerWords.push(block.text.trim());
-      }
+      const text = block.text?.trim();
+      if (!text || message.role !== 'user') continue;
+      const asText = TOOL_AS_TEXT.exec(text);
+      if (asText) done.add(asText[1]);
+      else if (!CONNECTED.test(text) && !KEY_PRESS.test(text)) allCallerWords.push(text);
     }
   }
   const last = messages[messages.length - 1];
   const results: Reading['results'] = [];
   let callerWords: string | undefined;
   let keyPress: string | undefined;
+  let latest: Reading['latest'];
   if (last?.role === 'user') {
     for (const block of last.content ?? []) {
       if (block.toolResult?.toolUseId) {
@@ -129,15 +139,25 @@ export function readConversation(request: WireConverseRequest): Reading {
           text: textOf(block.toolResult),
           error: block.toolResult.status === 'error',
         });
+        latest = 'result';
       } else if (block.text) {
         const text = block.text.trim();
         const key = KEY_PRESS.exec(text);
-        if (key) keyPress = key[1];
-        else if (!CONNECTED.test(text)) callerWords = callerWords ? `${callerWords} ${text}` : text;
+        const asText = TOOL_AS_TEXT.exec(text);
+        if (key) {
+          keyPress = key[1];
+          latest = 'key';
+        } else if (asText) {
+          results.push({ name: asText[1], text: asText[3], error: asText[2] === 'failed' });
+          latest = 'result';
+        } else if (!CONNECTED.test(text) && !CALL_AS_TEXT.test(text)) {
+          callerWords = callerWords ? `${callerWords} ${text}` : text;
+          latest = 'words';
+        }
       }
     }
   }
-  return { greeting: allCallerWords.length === 0 && results.length === 0 && !keyPress, callerWords, keyPress, results, done, allCallerWords };
+  return { greeting: allCallerWords.length === 0 && results.length === 0 && !keyPress, callerWords, keyPress, latest, results, done, allCallerWords };
 }
 
 function ruleMatches(rule: ReplyRule, reading: Reading): boolean {
@@ -169,7 +189,8 @@ function intakeTurn(reading: Reading, scenario: Scenario, offered: (name: string
   const intake = scenario.intake ?? intakeFieldsFrom(reading.allCallerWords[0] ?? '');
 
   if (reading.greeting) return { text: 'Hello, you have reached the intake line. Who am I speaking with, and how can I help?' };
-  const result = reading.results[0];
+  // Several results can share a turn (tool calls of consecutive steps): the newest one decides.
+  const result = reading.latest === 'result' ? reading.results.at(-1) : undefined;
   if (result) {
     if (result.error) return { text: 'I am sorry, that did not work. Let me try to help another way.' };
     switch (result.name) {
@@ -188,7 +209,7 @@ function intakeTurn(reading: Reading, scenario: Scenario, offered: (name: string
         return { text: 'Thank you. Is there anything else?' };
     }
   }
-  if (reading.keyPress) return { text: `You pressed ${reading.keyPress}. Is there anything else?` };
+  if (reading.latest === 'key' && reading.keyPress) return { text: `You pressed ${reading.keyPress}. Is there anything else?` };
   const words = reading.callerWords ?? '';
   if (GOODBYE.test(words)) return tool('end_call', { reason: 'the caller said goodbye' }, 'Thank you for calling. Goodbye.');
   if (PERSON.test(words)) return tool('transfer_to_human', { reason: 'the caller asked for a person' }, 'I am connecting you to a colleague now.');
@@ -201,7 +222,8 @@ function intakeTurn(reading: Reading, scenario: Scenario, offered: (name: string
 export function decideTurn(request: WireConverseRequest, scenario: Scenario): ModelTurn {
   const reading = readConversation(request);
   const tools = offeredTools(request);
-  const offered = (name: string) => !tools || tools.has(name);
+  // No toolConfig, no tools: the agent withholds them on its last step, and a model cannot call what it was not given.
+  const offered = (name: string) => !!tools && tools.has(name);
   for (const rule of scenario.replies) {
     if (!ruleMatches(rule, reading)) continue;
     // A model cannot call a tool it was not offered: the rule speaks its text only.

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServerHttp2Stream } from 'node:http2';
 import { type FakeRequest, type HandlerContext, respondFault, respondValidation, sessionHeader, streamException, streamFault, waitUntil } from './context';
 import { EventStreamProtocolError, encodeEvent, inboundEvents, jsonPayload, readBody, respondEventStream, writeMessage } from './event-stream';
-import type { FakeSession } from './sessions';
+import { type FakeSession, sentencesOf } from './sessions';
 import { speak } from './speech';
 
 const ENGINES = new Set(['standard', 'neural', 'long-form', 'generative']);
@@ -113,6 +113,9 @@ export async function handleSynthesisStream(ctx: HandlerContext, request: FakeRe
   respondEventStream(stream, { 'x-amzn-requestid': randomUUID() });
 
   let session: FakeSession | undefined;
+  /** Segments spoken before the session was known, recorded once it is. */
+  const unrecorded: { text: string; pcm: Buffer }[] = [];
+  let said = '';
   let buffer = '';
   let characters = 0;
   let firstAudio = true;
@@ -125,11 +128,29 @@ export async function handleSynthesisStream(ctx: HandlerContext, request: FakeRe
     out = out.then(async (alive) => {
       if (!alive) return false;
       const pcm = await spoken;
-      recordSpeech(session!, text, pcm, sampleRate);
+      if (session) recordSpeech(session, text, pcm, sampleRate);
+      else unrecorded.push({ text, pcm });
       if (firstAudio) await waitUntil(startedAt + ctx.latency().pollyTtfbMs, stream);
       firstAudio = false;
       return sendPcm(pcm, sampleRate, (piece) => writeMessage(stream, encodeEvent('AudioEvent', piece)));
     });
+  };
+  /**
+   * The session is found once a whole sentence of some length was said, not at the first event: the agent sends
+   * words as the model writes them, and "Thank you." is every call's. Speech does not wait for it.
+   */
+  const join = (segment: string, last = false): boolean => {
+    if (session) return true;
+    said = `${said} ${segment}`.trim();
+    const explicit = sessionHeader(headers);
+    if (!last && explicit.length === 0 && sentencesOf(said).length === 0) return true;
+    session = ctx.sessions.resolve({ explicit, texts: [said], connection: stream.session! });
+    session.record.polly.requests += 1;
+    for (const early of unrecorded.splice(0)) recordSpeech(session, early.text, early.pcm, sampleRate);
+    const fault = session.takeFault('polly', 'synthesis-stream', 'stream') ?? session.takeFault('polly', 'synthesis-stream', 'response');
+    if (!fault) return true;
+    void streamFault(stream, fault);
+    return false;
   };
   try {
     let closed = false;
@@ -138,6 +159,7 @@ export async function handleSynthesisStream(ctx: HandlerContext, request: FakeRe
       if (closed) throw new EventStreamProtocolError(`${event.type} after CloseStreamEvent`);
       if (event.type === 'CloseStreamEvent') {
         closed = true;
+        if (buffer.trim() && !join(buffer)) return;
         say(buffer, false);
         buffer = '';
         continue;
@@ -148,26 +170,23 @@ export async function handleSynthesisStream(ctx: HandlerContext, request: FakeRe
       if (payload.TextType !== undefined && payload.TextType !== 'text' && payload.TextType !== 'ssml') {
         throw new EventStreamProtocolError(`TextEvent.TextType: must be text or ssml, got "${String(payload.TextType)}"`);
       }
-      const text = payload.Text as string;
-      characters += text.length;
+      characters += payload.Text.length;
       if (characters > MAX_STREAM_TEXT) throw new EventStreamProtocolError(`more than ${MAX_STREAM_TEXT} characters of text`);
-      if (!session) {
-        session = ctx.sessions.resolve({ explicit: sessionHeader(headers), texts: [text], connection: stream.session! });
-        session.record.polly.requests += 1;
-        const fault = session.takeFault('polly', 'synthesis-stream', 'stream') ?? session.takeFault('polly', 'synthesis-stream', 'response');
-        if (fault) return streamFault(stream, fault);
-      }
-      buffer += text;
+      buffer += payload.Text;
       const force = (payload.FlushStreamConfiguration as { Force?: unknown } | undefined)?.Force === true;
       // Whole sentences are spoken as they complete; a forced flush speaks whatever is buffered.
       const cut = force ? buffer.length : lastSentenceEnd(buffer);
       if (cut > 0) {
-        say(buffer.slice(0, cut), payload.TextType === 'ssml');
+        const segment = buffer.slice(0, cut);
         buffer = buffer.slice(cut);
+        if (segment.trim() && !join(segment)) return;
+        say(segment, payload.TextType === 'ssml');
       }
     }
     if (!closed) throw new EventStreamProtocolError('the ActionStream ended without a CloseStreamEvent');
+    if (!join('', true)) return;
     if (!(await out)) return;
+    for (const early of unrecorded.splice(0)) recordSpeech(session!, early.text, early.pcm, sampleRate);
     await writeMessage(stream, encodeEvent('StreamClosedEvent', { RequestCharacters: characters }));
     if (!stream.destroyed) stream.end();
   } catch (error) {

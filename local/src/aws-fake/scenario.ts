@@ -114,7 +114,7 @@ export const latencySchema = z
   .object({
     /** Transcribe: end of the utterance's trailing silence → its final. */
     transcribeFinalDelayMs: z.number().min(0).max(60_000),
-    /** Silence that ends an utterance. */
+    /** Silence that ends an utterance: above espeak-ng's pause between sentences (~350 ms), near the agent's VAD. */
     transcribeEndSilenceMs: z.number().min(50).max(5_000),
     /** Bedrock: request → first token. */
     bedrockTtftMs: z.number().min(0).max(60_000),
@@ -129,7 +129,7 @@ export type Latency = z.infer<typeof latencySchema>;
 
 export const DEFAULT_LATENCY: Latency = {
   transcribeFinalDelayMs: 0,
-  transcribeEndSilenceMs: 300,
+  transcribeEndSilenceMs: 500,
   bedrockTtftMs: 0,
   bedrockTokenIntervalMs: 0,
   pollyTtfbMs: 0,

@@ -16,7 +16,7 @@ export interface AwsFakeOptions {
   host?: string;
   /** Port to bind; 0 picks a free one. Default 0. */
   port?: number;
-  /** Service latencies (all 0 by default, Transcribe's end-of-utterance silence 300 ms). */
+  /** Service latencies (all 0 by default, Transcribe's end-of-utterance silence 500 ms). */
   latency?: Partial<Latency>;
   /** Scenarios by session key; `default` replaces the built-in intake call for sessions without one. */
   scenarios?: Record<string, ScenarioInput>;

@@ -6,6 +6,8 @@ export interface SessionRecord {
   key: string;
   /** How the session was recognised first: explicit key, match, provenance, connection. */
   via: string;
+  /** Connection sessions found to be this one's (their text was this session's) and folded into it. */
+  mergedFrom: string[];
   transcribe: {
     streams: number;
     audioSeconds: number;
@@ -29,15 +31,69 @@ export interface SessionRecord {
   rejected: string[];
 }
 
-export interface FakeSession {
-  readonly key: string;
-  readonly scenario: Scenario;
+/** One session: its scenario, its record, its place in the caller's script and the faults it has left. */
+export class FakeSession {
   readonly record: SessionRecord;
+  #line = 0;
+  readonly #faults: (Fault & { left: number })[];
+
+  constructor(
+    readonly key: string,
+    readonly scenario: Scenario,
+    via: string,
+  ) {
+    this.#faults = scenario.faults.map((fault) => ({ ...fault, left: fault.times }));
+    this.record = {
+      key,
+      via,
+      mergedFrom: [],
+      transcribe: { streams: 0, audioSeconds: 0, sampleRates: [], utterances: [], partials: 0 },
+      bedrock: { requests: [] },
+      polly: { requests: 0, texts: [], audioSeconds: 0 },
+      exceptions: [],
+      rejected: [],
+    };
+  }
+
   /** Next line of `callerSays` (per session: a reconnecting Transcribe stream continues the script). */
-  nextCallerLine(): string;
+  nextCallerLine(): string {
+    return this.scenario.callerSays[this.#line++] ?? this.scenario.fallbackPhrase;
+  }
+
   /** Takes a fault registered for this request, if any is left. */
-  takeFault(service: FakeService, operation: string, at: 'response' | 'stream'): Fault | undefined;
+  takeFault(service: FakeService, operation: string, at: 'response' | 'stream'): Fault | undefined {
+    const fault = this.#faults.find(
+      (candidate) =>
+        candidate.left > 0 && candidate.service === service && candidate.at === at && (!candidate.operation || candidate.operation === operation),
+    );
+    if (!fault) return undefined;
+    fault.left -= 1;
+    this.record.exceptions.push({ service, exception: fault.exception, at });
+    return fault;
+  }
+
+  /** Takes in what another session of the same call saw (its connection turned out to be this call's). */
+  absorb(other: FakeSession): void {
+    const mine = this.record;
+    const theirs = other.record;
+    mine.mergedFrom.push(theirs.key, ...theirs.mergedFrom);
+    mine.transcribe.streams += theirs.transcribe.streams;
+    mine.transcribe.audioSeconds += theirs.transcribe.audioSeconds;
+    mine.transcribe.sampleRates.push(...theirs.transcribe.sampleRates);
+    mine.transcribe.utterances.push(...theirs.transcribe.utterances);
+    mine.transcribe.partials += theirs.transcribe.partials;
+    mine.bedrock.requests.unshift(...theirs.bedrock.requests);
+    mine.polly.requests += theirs.polly.requests;
+    mine.polly.texts.unshift(...theirs.polly.texts);
+    mine.polly.audioSeconds += theirs.polly.audioSeconds;
+    mine.exceptions.push(...theirs.exceptions);
+    mine.rejected.push(...theirs.rejected);
+    this.#line = Math.max(this.#line, other.#line);
+  }
 }
+
+/** Sessions the fake made for a connection without any key: the only ones it folds into another. */
+const ANONYMOUS = /^connection-\d+$/;
 
 /** Header a client may add (SDK middleware) when nothing in the service's own request can carry a session key. */
 export const SESSION_HEADER = 'x-voice-intake-fake-session';
@@ -65,6 +121,8 @@ export class SessionDirectory {
   readonly #connectionIds = new WeakMap<Http2Session, number>();
   /** Sentences this fake said or heard, and whose session they belong to (null: more than one). */
   readonly #provenance = new Map<string, string | null>();
+  /** Sessions folded into another: their key → the key they became. */
+  readonly #aliases = new Map<string, string>();
   #nextConnection = 1;
   #defaultScenario: Scenario = DEFAULT_SCENARIO;
 
@@ -85,20 +143,45 @@ export class SessionDirectory {
   }
 
   record(key: string): SessionRecord | undefined {
-    return this.#sessions.get(key)?.record;
+    return this.#sessions.get(this.#canonical(key))?.record;
   }
 
   reset(): void {
     this.#scenarios.clear();
     this.#sessions.clear();
     this.#provenance.clear();
+    this.#aliases.clear();
     this.#defaultScenario = DEFAULT_SCENARIO;
   }
 
   resolve(clues: SessionClues): FakeSession {
     const found = this.#find(clues);
-    this.#byConnection.set(clues.connection, found.key);
-    return this.#session(found.key, found.via);
+    const key = this.#canonical(found.key);
+    const session = this.#session(key, found.via);
+    if (found.via === 'provenance') {
+      // Sessions of their own (a worker call's SDK clients, one connection each) whose sentences meet in one
+      // request are one call seen from several services: fold them in, so a call has one record.
+      const bound = this.#byConnection.get(clues.connection);
+      for (const other of new Set([...found.related, ...(bound ? [bound] : [])].map((candidate) => this.#canonical(candidate)))) {
+        if (other !== key && ANONYMOUS.test(other)) this.#merge(other, session);
+      }
+    }
+    this.#byConnection.set(clues.connection, key);
+    return session;
+  }
+
+  #merge(key: string, into: FakeSession): void {
+    const other = this.#sessions.get(key);
+    if (!other) return;
+    into.absorb(other);
+    this.#sessions.delete(key);
+    this.#aliases.set(key, into.key);
+  }
+
+  #canonical(key: string): string {
+    let current = key;
+    for (let hops = 0; hops < 100 && this.#aliases.has(current); hops += 1) current = this.#aliases.get(current)!;
+    return current;
   }
 
   /** Remembers that `text` was produced for (or heard in) session `key`. */
@@ -111,59 +194,37 @@ export class SessionDirectory {
     if (this.#provenance.size > 20_000) this.#provenance.delete(this.#provenance.keys().next().value!);
   }
 
-  #find(clues: SessionClues): { key: string; via: string } {
-    for (const key of clues.explicit) if (this.#scenarios.has(key) || this.#sessions.has(key)) return { key, via: 'explicit' };
+  #find(clues: SessionClues): { key: string; via: string; related: string[] } {
+    for (const key of clues.explicit) if (this.#scenarios.has(key) || this.#sessions.has(this.#canonical(key))) return { key, via: 'explicit', related: [] };
     const haystack = [...clues.texts, clues.matchText ?? ''].join('\n');
     for (const [key, scenario] of this.#scenarios) {
-      if (scenario.match.some((needle) => haystack.includes(needle))) return { key, via: 'match' };
+      if (scenario.match.some((needle) => haystack.includes(needle))) return { key, via: 'match', related: [] };
     }
     // The latest sentence wins: a conversation's newest words are the ones this request is about.
-    const sentences = clues.texts.flatMap(sentencesOf).reverse();
-    for (const sentence of sentences) {
-      const key = this.#provenance.get(sentence);
-      if (key) return { key, via: 'provenance' };
-    }
-    if (clues.explicit.length > 0) return { key: clues.explicit[0], via: 'explicit' };
+    const owners = clues.texts
+      .flatMap(sentencesOf)
+      .reverse()
+      .map((sentence) => this.#provenance.get(sentence))
+      .filter((owner): owner is string => !!owner)
+      .map((owner) => this.#canonical(owner));
+    if (owners.length > 0) return { key: owners[0], via: 'provenance', related: owners.slice(1) };
+    if (clues.explicit.length > 0) return { key: clues.explicit[0], via: 'explicit', related: [] };
     const bound = this.#byConnection.get(clues.connection);
-    if (bound) return { key: bound, via: 'connection' };
+    if (bound) return { key: bound, via: 'connection', related: [] };
     let id = this.#connectionIds.get(clues.connection);
     if (id === undefined) {
       id = this.#nextConnection++;
       this.#connectionIds.set(clues.connection, id);
     }
-    return { key: `connection-${id}`, via: 'connection' };
+    return { key: `connection-${id}`, via: 'connection', related: [] };
   }
 
   #session(key: string, via: string): FakeSession {
-    const existing = this.#sessions.get(key);
-    if (existing) return existing;
-    const scenario = this.#scenarios.get(key) ?? this.#defaultScenario;
-    const faults = scenario.faults.map((fault) => ({ ...fault, left: fault.times }));
-    let line = 0;
-    const session: FakeSession = {
-      key,
-      scenario,
-      record: {
-        key,
-        via,
-        transcribe: { streams: 0, audioSeconds: 0, sampleRates: [], utterances: [], partials: 0 },
-        bedrock: { requests: [] },
-        polly: { requests: 0, texts: [], audioSeconds: 0 },
-        exceptions: [],
-        rejected: [],
-      },
-      nextCallerLine: () => scenario.callerSays[line++] ?? scenario.fallbackPhrase,
-      takeFault: (service, operation, at) => {
-        const fault = faults.find(
-          (candidate) => candidate.left > 0 && candidate.service === service && candidate.at === at && (!candidate.operation || candidate.operation === operation),
-        );
-        if (!fault) return undefined;
-        fault.left -= 1;
-        session.record.exceptions.push({ service, exception: fault.exception, at });
-        return fault;
-      },
-    };
-    this.#sessions.set(key, session);
+    let session = this.#sessions.get(key);
+    if (!session) {
+      session = new FakeSession(key, this.#scenarios.get(key) ?? this.#defaultScenario, via);
+      this.#sessions.set(key, session);
+    }
     return session;
   }
 }
