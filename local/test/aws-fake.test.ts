@@ -33,7 +33,7 @@ import { callInsightsSchema } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SPEECH_RMS_LEVEL, rms, speechEndMs, synthesizeSpeech } from '../../agent/test/support/speech';
 import { BedrockLLM, PollyTTS, TranscribeSTT } from '../../agent/src/plugins/aws';
-import { AwsFake, SESSION_HEADER } from '../src/aws-fake';
+import { AwsFake, DEFAULT_SCENARIO, SESSION_HEADER } from '../src/aws-fake';
 import { codec } from '../src/aws-fake/event-stream';
 
 initializeLogger({ pretty: false, level: 'silent' });
@@ -302,6 +302,47 @@ describe('Bedrock runtime over the wire', () => {
     await expect(converse(bedrock, unoffered)).rejects.toThrow(/not in toolConfig/);
   });
 
+  it('reads the turn as the agent builds it: the newest block decides, withheld tools are never called', async () => {
+    const bedrock = client((c) => new BedrockRuntimeClient(c));
+    const lookup = { toolUseId: 'tooluse_a', name: 'lookup_caller', input: {} };
+    const save = { toolUseId: 'tooluse_b', name: 'save_intake_progress', input: {} };
+    const afterTwoSteps: Message[] = [
+      { role: 'user', content: [{ text: 'Hi, this is Ada Lovelace, a billing question.' }] },
+      { role: 'assistant', content: [{ toolUse: lookup }, { toolUse: save }] },
+      {
+        role: 'user',
+        content: [
+          { toolResult: { toolUseId: 'tooluse_a', content: [{ text: 'A new caller.' }] } },
+          { toolResult: { toolUseId: 'tooluse_b', content: [{ text: 'Saved.' }] } },
+        ],
+      },
+    ];
+    // Two results in one turn: the newer (save) decides, so the next step is submit, not another save.
+    expect((await converse(bedrock, afterTwoSteps)).toolUse?.name).toBe('submit_intake');
+    const keyAfterResults: Message[] = [...afterTwoSteps];
+    keyAfterResults[2] = { role: 'user', content: [...afterTwoSteps[2].content!, { text: '(the caller pressed 7)' }] };
+    expect((await converse(bedrock, keyAfterResults)).text).toMatch(/You pressed 7/);
+
+    // LiveKit's last tool step: no toolConfig, the history as text. The model answers in words only.
+    const withheld = await bedrock.send(
+      new ConverseStreamCommand({
+        modelId: 'm',
+        messages: [
+          { role: 'user', content: [{ text: 'Hi, this is Ada Lovelace.' }] },
+          { role: 'assistant', content: [{ text: '[called tool submit_intake with {}]' }] },
+          { role: 'user', content: [{ text: '[tool submit_intake returned: Submitted as case C-42.]' }] },
+        ],
+      }),
+    );
+    const events: ConverseStreamOutput[] = [];
+    for await (const event of withheld.stream ?? []) events.push(event);
+    expect(events.some((event) => event.contentBlockStart?.start?.toolUse)).toBe(false);
+    expect(events.map((event) => event.contentBlockDelta?.delta?.text ?? '').join('')).toContain('case C-42');
+    // Tool blocks without a toolConfig are refused, as Bedrock does.
+    const noConfig = bedrock.send(new ConverseStreamCommand({ modelId: 'm', messages: afterTwoSteps }));
+    await expect(noConfig).rejects.toThrow(/toolConfig: must be defined/);
+  });
+
   it('answers Converse with a forced record_call_insights tool use that fits the contract (enrichment)', async () => {
     const bedrock = client((c) => new BedrockRuntimeClient(c));
     const response = await bedrock.send(
@@ -454,6 +495,73 @@ describe('sessions', () => {
     await (await polly.send(new SynthesizeSpeechCommand({ Text: said, OutputFormat: 'pcm', VoiceId: 'Ruth' }))).AudioStream!.transformToByteArray();
     expect(fake.session(key)!.polly.texts).toEqual([said]);
     expect(fake.session(key)!.bedrock.requests).toHaveLength(1);
+  });
+});
+
+describe('a call whose clients name no session (the worker today)', () => {
+  it('folds what Transcribe heard, what Bedrock answered and what Polly said into one record', async () => {
+    const own = new AwsFake({ scenarios: { default: { callerSays: ['Hello, this is Alan Turing about my account.'] } } });
+    const endpoint = await own.start();
+    const config = { endpoint, region: REGION, credentials, maxAttempts: 1 };
+    const transcribeClient = new TranscribeStreamingClient(config);
+    const bedrock = new BedrockRuntimeClient(config);
+    const polly = new PollyClient(config);
+    try {
+      const greeting = await bedrock.send(new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: '(call connected)' }] }] }));
+      let greetingText = '';
+      for await (const event of greeting.stream ?? []) greetingText += event.contentBlockDelta?.delta?.text ?? '';
+      const heard = await transcribe(transcribeClient, join(synthesizeSpeech('hello there my friend'), silence(700)));
+      const words = heard.finals[0].Alternatives![0].Transcript!;
+      expect(words).toBe('Hello, this is Alan Turing about my account.');
+      const lookup = await bedrock.send(
+        new ConverseStreamCommand({
+          modelId: 'm',
+          messages: [
+            { role: 'user', content: [{ text: '(call connected)' }] },
+            { role: 'assistant', content: [{ text: greetingText }] },
+            { role: 'user', content: [{ text: words }] },
+          ],
+          toolConfig: { tools: [{ toolSpec: { name: 'lookup_caller', inputSchema: { json: { type: 'object' } as never } } }] },
+        }),
+      );
+      let reply = '';
+      for await (const event of lookup.stream ?? []) reply += event.contentBlockDelta?.delta?.text ?? '';
+      // Polly gets the reply in pieces, as the agent streams it: "Thank you." alone is every call's.
+      async function* pieces(): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
+        for (const word of reply.split(/(?<= )/)) yield { TextEvent: { Text: word, TextType: 'text' } };
+        yield { CloseStreamEvent: {} };
+      }
+      const spoken = await polly.send(new StartSpeechSynthesisStreamCommand({ Engine: 'generative', VoiceId: 'Ruth', OutputFormat: 'pcm', ActionStream: pieces() }));
+      for await (const _ of spoken.EventStream ?? []) {
+        // audio
+      }
+      const [record, ...others] = own.sessions;
+      expect(others).toEqual([]);
+      expect(record.mergedFrom.length).toBeGreaterThanOrEqual(1);
+      expect(record.transcribe.utterances.map((utterance) => utterance.text)).toEqual([words]);
+      expect(record.bedrock.requests.map((request) => request.reply.tool ?? null)).toEqual([null, 'lookup_caller']);
+      expect(record.polly.texts.join(' ')).toBe(reply.trim());
+    } finally {
+      for (const built of [transcribeClient, bedrock, polly]) built.destroy();
+      await own.stop();
+    }
+  });
+
+  it('keeps two calls of the same scenario apart: shared sentences tell no call from another', async () => {
+    const own = new AwsFake();
+    const endpoint = await own.start();
+    const config = { endpoint, region: REGION, credentials, maxAttempts: 1 };
+    const made = [0, 1].map(() => new TranscribeStreamingClient(config));
+    try {
+      const speech = join(synthesizeSpeech('good morning to you'), silence(700));
+      await Promise.all(made.map((transcribeClient) => transcribe(transcribeClient, speech, undefined, 10)));
+      const records = own.sessions;
+      expect(records).toHaveLength(2);
+      for (const record of records) expect(record.transcribe.utterances.map((u) => u.text)).toEqual([DEFAULT_SCENARIO.callerSays[0]]);
+    } finally {
+      for (const built of made) built.destroy();
+      await own.stop();
+    }
   });
 });
 
