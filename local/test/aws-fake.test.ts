@@ -285,6 +285,13 @@ describe('Bedrock runtime over the wire', () => {
     expect(bye.toolUse?.name).toBe('end_call');
   });
 
+  it('hands the caller to a person when they ask for one, with the transfer tool', async () => {
+    const bedrock = client((c) => new BedrockRuntimeClient(c));
+    const reply = await converse(bedrock, [{ role: 'user', content: [{ text: 'Can I speak to a person, please?' }] }]);
+    expect(reply.text).toMatch(/connecting you/);
+    expect(reply.toolUse).toMatchObject({ name: 'transfer_to_human', input: { reason: 'the caller asked for a person' } });
+  });
+
   it('answers a conversation Bedrock would refuse with the modeled ValidationException', async () => {
     const bedrock = client((c) => new BedrockRuntimeClient(c));
     const orphan: Message[] = [{ role: 'user', content: [{ toolResult: { toolUseId: 'tooluse_nobody', content: [{ text: 'x' }] } }] }];
@@ -565,6 +572,50 @@ describe('a call whose clients name no session (the worker today)', () => {
   });
 });
 
+describe('latency knobs', () => {
+  it('holds back Transcribe finals, Bedrock first tokens and Polly first bytes by what is set', async () => {
+    const own = new AwsFake({ latency: { transcribeFinalDelayMs: 300, bedrockTtftMs: 250, pollyTtfbMs: 200 } });
+    const endpoint = await own.start();
+    const config = { endpoint, region: REGION, credentials, maxAttempts: 1 };
+    const transcribeClient = new TranscribeStreamingClient(config);
+    const bedrock = new BedrockRuntimeClient(config);
+    const polly = new PollyClient(config);
+    try {
+      // Audio sent at once: the utterance ends the moment it arrives, so the final waits only for the knob.
+      const started = performance.now();
+      const response = await transcribeClient.send(
+        new StartStreamTranscriptionCommand({
+          LanguageCode: 'en-US',
+          MediaEncoding: 'pcm',
+          MediaSampleRateHertz: 16_000,
+          AudioStream: audioEvents(join(synthesizeSpeech('hello there'), silence(700))),
+        }),
+      );
+      let finalAt: number | undefined;
+      for await (const event of response.TranscriptResultStream ?? []) {
+        if (event.TranscriptEvent?.Transcript?.Results?.some((result) => !result.IsPartial)) finalAt ??= performance.now() - started;
+      }
+      expect(finalAt).toBeGreaterThanOrEqual(300);
+
+      const askedAt = performance.now();
+      const answer = await bedrock.send(new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: 'hi' }] }] }));
+      let tokenAt: number | undefined;
+      for await (const event of answer.stream ?? []) if (event.contentBlockDelta) tokenAt ??= performance.now() - askedAt;
+      expect(tokenAt).toBeGreaterThanOrEqual(250);
+
+      const speakAt = performance.now();
+      const speech = await polly.send(new SynthesizeSpeechCommand({ Text: 'Hello there.', OutputFormat: 'pcm', VoiceId: 'Ruth' }));
+      const reader = speech.AudioStream!.transformToWebStream().getReader();
+      await reader.read();
+      expect(performance.now() - speakAt).toBeGreaterThanOrEqual(200);
+      await reader.cancel();
+    } finally {
+      for (const built of [transcribeClient, bedrock, polly]) built.destroy();
+      await own.stop();
+    }
+  });
+});
+
 describe('the wire itself', () => {
   it('is reached through AWS_ENDPOINT_URL_* by clients built without an endpoint', async () => {
     const saved = { ...process.env };
@@ -821,5 +872,13 @@ describe('the CLI', () => {
     for await (const event of response.stream ?? []) if (event.contentBlockDelta) firstToken ??= performance.now() - started;
     // --ttft-ms reached the server: the first token waited for it.
     expect(firstToken).toBeGreaterThanOrEqual(40);
+  });
+
+  it('refuses to listen beyond loopback: it has no authentication', () => {
+    const entry = fileURLToPath(new URL('../src/aws-fake/cli.ts', import.meta.url));
+    const refused = spawnSync(process.execPath, ['--import', 'tsx', entry, '--host', '0.0.0.0'], { encoding: 'utf8', timeout: 60_000 });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/--host: a loopback address/);
+    expect(refused.stdout).toBe('');
   });
 });

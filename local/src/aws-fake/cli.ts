@@ -29,6 +29,10 @@ async function main(): Promise<void> {
     if (!Number.isFinite(value) || value < 0) throw new Error(`--${name}: a non-negative number, got "${raw}"`);
     return value;
   };
+  // The fake has no authentication (its admin API rewrites what the services answer): loopback only.
+  if (!/^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|::1|localhost)$/.test(values.host)) {
+    throw new Error(`--host: a loopback address (127.0.0.0/8, ::1), got "${values.host}"`);
+  }
   const port = number('port', values.port)!;
   if (!Number.isInteger(port) || port > 65535) throw new Error(`--port: 0-65535, got "${values.port}"`);
   const latency = Object.fromEntries(
