@@ -185,6 +185,55 @@ describe('Transcribe streaming over the wire', () => {
     expect(second.finals.map((result) => result.Alternatives![0].Transcript)).toEqual(['Pardon?']);
   });
 
+  it('identifies PII in finals, and redacts it (partials too) when redaction is asked, as Transcribe does', async () => {
+    const line = 'Hi, this is Jane Doe, call me on 415 555 0142 or at jane.doe@example.com please.';
+    const speech = join(synthesizeSpeech('one two three four five six seven'), silence(700));
+    const transcribeClient = client((c) => new TranscribeStreamingClient(c));
+    const heard = async (extra: Record<string, string>) => {
+      const sessionId = randomUUID();
+      fake.register(sessionId, { callerSays: [line] });
+      const response = await transcribeClient.send(
+        new StartStreamTranscriptionCommand({
+          LanguageCode: 'en-US',
+          MediaEncoding: 'pcm',
+          MediaSampleRateHertz: 16_000,
+          SessionId: sessionId,
+          AudioStream: audioEvents(speech),
+          ...extra,
+        }),
+      );
+      const results: Result[] = [];
+      for await (const event of response.TranscriptResultStream ?? []) results.push(...(event.TranscriptEvent?.Transcript?.Results ?? []));
+      return results;
+    };
+
+    const identified = (await heard({ ContentIdentificationType: 'PII' })).filter((result) => !result.IsPartial)[0].Alternatives![0];
+    expect(identified.Transcript).toBe(line);
+    expect(identified.Entities!.map((entity) => [entity.Type, entity.Content])).toEqual([
+      ['NAME', 'Jane Doe'],
+      ['PHONE', '415 555 0142'],
+      ['EMAIL', 'jane.doe@example.com'],
+    ]);
+    const name = identified.Entities![0];
+    const jane = identified.Items!.find((item) => item.Content === 'Jane')!;
+    const doe = identified.Items!.find((item) => item.Content === 'Doe')!;
+    expect([name.StartTime, name.EndTime]).toEqual([jane.StartTime, doe.EndTime]);
+
+    const redacted = await heard({ ContentRedactionType: 'PII', PiiEntityTypes: 'PHONE,EMAIL' });
+    const final = redacted.filter((result) => !result.IsPartial)[0].Alternatives![0];
+    expect(final.Transcript).toBe('Hi, this is Jane Doe, call me on [PII] or at [PII] please.');
+    expect(final.Entities!.map((entity) => [entity.Type, entity.Content])).toEqual([
+      ['PHONE', '[PII]'],
+      ['EMAIL', '[PII]'],
+    ]);
+    const everything = JSON.stringify(redacted);
+    expect(everything).not.toContain('0142');
+    expect(everything).not.toContain('example.com');
+
+    await expect(heard({ ContentRedactionType: 'PII', ContentIdentificationType: 'PII' })).rejects.toBeInstanceOf(BadRequestException);
+    await expect(heard({ ContentRedactionType: 'PII', PiiEntityTypes: 'PHONE,GENOME' })).rejects.toThrow(/unknown GENOME/);
+  });
+
   it('refuses what it cannot hear with the modeled BadRequestException', async () => {
     const transcribeClient = client((c) => new TranscribeStreamingClient(c));
     const send = transcribeClient.send(
@@ -686,7 +735,7 @@ describe('the wire itself', () => {
 
 describe('admin API (HTTP/1.1 on the same port)', () => {
   it('registers scenarios, sets latencies, reports sessions, and names the field of a bad scenario', async () => {
-    const key = `admin-${randomUUID()}`;
+    const key = randomUUID();
     const put = (path: string, body: unknown) =>
       fetch(`${url}/_fake/${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     expect((await put(`scenarios/${key}`, { callerSays: ['Via the admin API.'] })).status).toBe(204);
@@ -738,6 +787,15 @@ describe("the agent's own AWS plugins against the fake", () => {
     expect(finals).toEqual(['I would like to report a burst pipe in my kitchen.']);
     expect(stable.some((text) => text.startsWith('I would'))).toBe(true);
     expect(fake.session(key)!.transcribe.sampleRates).toEqual([16_000]);
+  });
+
+  it('TranscribeSTT with pii "redact": what reaches the agent carries [PII], never the number', async () => {
+    const key = `stt-pii-${randomUUID()}`;
+    fake.register(key, { callerSays: ['My number is 415 555 0142.'] });
+    const plugin = new TranscribeSTT({ pii: 'redact', client: tagged(client((c) => new TranscribeStreamingClient(c)), key) });
+    const { finals, stable } = await listen(plugin, join(silence(200), synthesizeSpeech('my number is four one five'), silence(700)));
+    expect(finals).toEqual(['My number is [PII].']);
+    expect(stable.join(' ')).not.toMatch(/0142/);
   });
 
   it('BedrockLLM: a tool call round trip with the real request format', async () => {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type FakeRequest, type HandlerContext, respondFault, respondValidation, sessionHeader, streamException, streamFault, waitUntil } from './context';
 import { EventStreamProtocolError, encodeEvent, inboundEvents, respondEventStream, writeMessage } from './event-stream';
 import type { FakeSession } from './sessions';
+import { type PiiSpan, findPii, piiTypesOf, redactPii } from './pii';
 import { UtteranceDetector, samplesOf } from './speech';
 
 const SAMPLE_RATES = new Set([8000, 16000, 22050, 24000, 32000, 44100, 48000]);
@@ -17,30 +18,53 @@ interface Word {
   Stable?: boolean;
 }
 
-/** Word timings over [start, end], each word's share by its length (punctuation takes no time). */
-export function wordItems(text: string, start: number, end: number): Word[] {
-  const tokens = text.match(/[\p{L}\p{N}'-]+|[.,?!]/gu) ?? [];
+const TOKEN = /\[PII\]|[^\s.,?!]+(?:[.@][^\s.,?!]+)*|[.,?!]/gu;
+
+/** Items over [start, end], each word's share of the time by its length (punctuation takes none), with offsets. */
+function timedItems(text: string, start: number, end: number): { item: Word; from: number; to: number }[] {
+  const tokens = [...text.matchAll(TOKEN)];
   const weight = (token: string) => (/^[.,?!]$/.test(token) ? 0 : token.length + 1);
-  const total = tokens.reduce((sum, token) => sum + weight(token), 0) || 1;
+  const total = tokens.reduce((sum, token) => sum + weight(token[0]), 0) || 1;
   let at = start;
   return tokens.map((token) => {
-    const duration = ((end - start) * weight(token)) / total;
-    const punctuation = weight(token) === 0;
+    const content = token[0];
+    const duration = ((end - start) * weight(content)) / total;
+    const punctuation = weight(content) === 0;
     const item: Word = {
-      Content: token,
+      Content: content,
       Type: punctuation ? 'punctuation' : 'pronunciation',
       StartTime: round(at),
       EndTime: round(at + duration),
       ...(punctuation ? {} : { Confidence: 0.95 }),
     };
     at += duration;
-    return item;
+    return { item, from: token.index, to: token.index + content.length };
   });
+}
+
+/** Word timings over [start, end], each word's share by its length (punctuation takes no time). */
+export function wordItems(text: string, start: number, end: number): Word[] {
+  return timedItems(text, start, end).map((timed) => timed.item);
+}
+
+/** What a final says: the script line, with PII identified or redacted when the request asked for it. */
+interface Spoken {
+  text: string;
+  spans: PiiSpan[];
 }
 
 const round = (seconds: number) => Math.round(seconds * 1000) / 1000;
 
-function transcriptEvent(resultId: string, items: Word[], partial: boolean, start: number, end: number, language: string) {
+interface Entity {
+  Category: 'PII';
+  Type: string;
+  Content: string;
+  StartTime: number;
+  EndTime: number;
+  Confidence: number;
+}
+
+function transcriptEvent(resultId: string, items: Word[], partial: boolean, start: number, end: number, language: string, entities: Entity[] = []) {
   const transcript = items
     .map((item) => item.Content)
     .join(' ')
@@ -55,7 +79,7 @@ function transcriptEvent(resultId: string, items: Word[], partial: boolean, star
           EndTime: round(end),
           ChannelId: 'ch_0',
           LanguageCode: language,
-          Alternatives: [{ Transcript: transcript, Items: items }],
+          Alternatives: [{ Transcript: transcript, Items: items, ...(entities.length ? { Entities: entities } : {}) }],
         },
       ],
     },
@@ -75,6 +99,10 @@ export async function handleTranscribe(ctx: HandlerContext, request: FakeRequest
   const stabilise = headers['x-amzn-transcribe-enable-partial-results-stabilization'] === 'true';
   const stability = String(headers['x-amzn-transcribe-partial-results-stability'] ?? 'high');
   const given = headers['x-amzn-transcribe-session-id'];
+  const identify = headers['x-amzn-transcribe-content-identification-type'];
+  const redact = headers['x-amzn-transcribe-content-redaction-type'];
+  const piiHeader = headers['x-amzn-transcribe-pii-entity-types'];
+  const piiTypes = piiTypesOf(typeof piiHeader === 'string' ? piiHeader : undefined);
   const problem = !/^[a-z]{2,3}-[A-Z]{2}$/.test(language)
     ? 'x-amzn-transcribe-language-code: a language code such as en-US is required'
     : encoding !== 'pcm'
@@ -83,7 +111,17 @@ export async function handleTranscribe(ctx: HandlerContext, request: FakeRequest
         ? `x-amzn-transcribe-sample-rate: unsupported rate "${headers['x-amzn-transcribe-sample-rate']}"`
         : !String(headers['content-type']).startsWith('application/vnd.amazon.eventstream')
           ? 'content-type: an event stream is required'
-          : undefined;
+          : typeof given === 'string' && !/^[a-fA-F0-9]{8}(-[a-fA-F0-9]{4}){3}-[a-fA-F0-9]{12}$/.test(given)
+            ? 'x-amzn-transcribe-session-id: must be a UUID'
+            : identify && redact
+              ? 'ContentIdentificationType and ContentRedactionType cannot be used together'
+              : (identify ?? redact ?? 'PII') !== 'PII'
+                ? `content identification/redaction type: only PII, got "${String(identify ?? redact)}"`
+                : piiHeader && !identify && !redact
+                  ? 'PiiEntityTypes: needs ContentIdentificationType or ContentRedactionType'
+                  : piiTypes.unknown.length
+                    ? `PiiEntityTypes: unknown ${piiTypes.unknown.join(', ')}`
+                    : undefined;
   const sessionId = typeof given === 'string' ? given : randomUUID();
   const session = ctx.sessions.resolve({ explicit: [...(typeof given === 'string' ? [given] : []), ...sessionHeader(headers)], texts: [], connection: stream.session! });
   if (problem) {
@@ -105,8 +143,12 @@ export async function handleTranscribe(ctx: HandlerContext, request: FakeRequest
     ...(stabilise
       ? { 'x-amzn-transcribe-enable-partial-results-stabilization': 'true', 'x-amzn-transcribe-partial-results-stability': stability }
       : {}),
+    ...(identify ? { 'x-amzn-transcribe-content-identification-type': 'PII' } : {}),
+    ...(redact ? { 'x-amzn-transcribe-content-redaction-type': 'PII' } : {}),
+    ...(typeof piiHeader === 'string' ? { 'x-amzn-transcribe-pii-entity-types': piiHeader } : {}),
   });
-  await new TranscribeListener(ctx, request, session, { sampleRate, language, stabilise }).run();
+  const pii = identify ? ('identify' as const) : redact ? ('redact' as const) : undefined;
+  await new TranscribeListener(ctx, request, session, { sampleRate, language, stabilise, pii, piiTypes: piiTypes.types }).run();
 }
 
 class TranscribeListener {
@@ -114,7 +156,7 @@ class TranscribeListener {
   /** Results go out in order: a final waiting out its delay holds back what comes after it. */
   #out: Promise<unknown> = Promise.resolve();
   #utterance = 0;
-  #line: string | undefined;
+  #line: Spoken | undefined;
   #partialWords = 0;
   #failed = false;
 
@@ -122,7 +164,13 @@ class TranscribeListener {
     private readonly ctx: HandlerContext,
     private readonly request: FakeRequest,
     private readonly session: FakeSession,
-    private readonly opts: { sampleRate: number; language: string; stabilise: boolean },
+    private readonly opts: {
+      sampleRate: number;
+      language: string;
+      stabilise: boolean;
+      pii?: 'identify' | 'redact';
+      piiTypes?: Set<string>;
+    },
   ) {
     const latency = ctx.latency();
     this.#detector = new UtteranceDetector(opts.sampleRate, {
@@ -187,9 +235,18 @@ class TranscribeListener {
     this.#send(transcriptEvent(this.#resultId(), items, true, start, end, this.opts.language), 0);
   }
 
+  /** The utterance's words as sent: redacted ones are `[PII]` in partials too (nothing to un-say later). */
+  #spoken(): Spoken {
+    if (!this.#line) {
+      const line = this.session.nextCallerLine();
+      const spans = this.opts.pii ? findPii(line, this.opts.piiTypes) : [];
+      this.#line = this.opts.pii === 'redact' ? redactPii(line, spans) : { text: line, spans };
+    }
+    return this.#line;
+  }
+
   #words(): string[] {
-    this.#line ??= this.session.nextCallerLine();
-    return this.#line.split(/\s+/).filter(Boolean);
+    return this.#spoken().text.split(/\s+/).filter(Boolean);
   }
 
   #resultId(): string {
@@ -197,9 +254,21 @@ class TranscribeListener {
   }
 
   #final(start: number, end: number): void {
-    const text = this.#words().join(' ');
-    const items = wordItems(text, start, end).map((item) => (this.opts.stabilise ? { ...item, Stable: true } : item));
-    const event = transcriptEvent(this.#resultId(), items, false, start, end, this.opts.language);
+    const { text, spans } = this.#spoken();
+    const timed = timedItems(text, start, end);
+    const items = timed.map(({ item }) => (this.opts.stabilise ? { ...item, Stable: true } : item));
+    const entities = spans.map((span): Entity => {
+      const covered = timed.filter((token) => token.from < span.end && token.to > span.start);
+      return {
+        Category: 'PII',
+        Type: span.type,
+        Content: text.slice(span.start, span.end),
+        StartTime: covered[0]?.item.StartTime ?? round(start),
+        EndTime: covered.at(-1)?.item.EndTime ?? round(end),
+        Confidence: 0.99,
+      };
+    });
+    const event = transcriptEvent(this.#resultId(), items, false, start, end, this.opts.language, entities);
     this.session.record.transcribe.utterances.push({ start: round(start), end: round(end), text });
     this.ctx.sessions.remember(text, this.session.key);
     this.#utterance += 1;
