@@ -7,7 +7,11 @@
 import { parseArgs } from 'node:util';
 import { BedrockRuntimeClient, ConverseStreamCommand } from '@aws-sdk/client-bedrock-runtime';
 import { PollyClient, StartSpeechSynthesisStreamCommand, SynthesizeSpeechCommand } from '@aws-sdk/client-polly';
-import { type AudioStream, StartStreamTranscriptionCommand, TranscribeStreamingClient } from '@aws-sdk/client-transcribe-streaming';
+import {
+  type AudioStream,
+  StartStreamTranscriptionCommand,
+  TranscribeStreamingClient,
+} from '@aws-sdk/client-transcribe-streaming';
 import { speechEndMs, synthesizeSpeech } from '../../agent/test/support/speech';
 import { AwsFake } from '../src/aws-fake';
 
@@ -22,7 +26,10 @@ function percentile(samples: number[], p: number): number {
 
 function report(name: string, samples: number[]): void {
   const fmt = (ms: number) => `${ms.toFixed(1).padStart(7)} ms`;
-  console.log(`${name.padEnd(58)} p50 ${fmt(percentile(samples, 50))}  p95 ${fmt(percentile(samples, 95))}  (n=${samples.length})`);
+  console.log(
+    `${name.padEnd(58)} p50 ${fmt(percentile(samples, 50))}  p95 ${fmt(percentile(samples, 95))}` +
+      `  (n=${samples.length})`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -50,7 +57,12 @@ async function main(): Promise<void> {
         }
       }
       const response = await transcribe.send(
-        new StartStreamTranscriptionCommand({ LanguageCode: 'en-US', MediaEncoding: 'pcm', MediaSampleRateHertz: 16_000, AudioStream: events() }),
+        new StartStreamTranscriptionCommand({
+          LanguageCode: 'en-US',
+          MediaEncoding: 'pcm',
+          MediaSampleRateHertz: 16_000,
+          AudioStream: events(),
+        }),
       );
       for await (const event of response.TranscriptResultStream ?? []) {
         if (event.TranscriptEvent?.Transcript?.Results?.some((result) => !result.IsPartial)) {
@@ -64,10 +76,14 @@ async function main(): Promise<void> {
     for (let round = 0; round < rounds; round += 1) {
       const started = performance.now();
       const response = await bedrock.send(
-        new ConverseStreamCommand({ modelId: 'bench', messages: [{ role: 'user', content: [{ text: `Hello, this is round ${round}.` }] }] }),
+        new ConverseStreamCommand({
+          modelId: 'bench',
+          messages: [{ role: 'user', content: [{ text: `Hello, this is round ${round}.` }] }],
+        }),
       );
       let first: number | undefined;
-      for await (const event of response.stream ?? []) if (event.contentBlockDelta) first ??= performance.now() - started;
+      for await (const event of response.stream ?? [])
+        if (event.contentBlockDelta) first ??= performance.now() - started;
       ttft.push(first!);
     }
     report('Bedrock ConverseStream: request → first token', ttft);
@@ -80,7 +96,9 @@ async function main(): Promise<void> {
         [warm, 'This sentence is said on every call.'],
       ] as const) {
         const started = performance.now();
-        const response = await polly.send(new SynthesizeSpeechCommand({ Text: text, OutputFormat: 'pcm', SampleRate: '16000', VoiceId: 'Ruth' }));
+        const response = await polly.send(
+          new SynthesizeSpeechCommand({ Text: text, OutputFormat: 'pcm', SampleRate: '16000', VoiceId: 'Ruth' }),
+        );
         const reader = response.AudioStream!.transformToWebStream().getReader();
         await reader.read();
         samples.push(performance.now() - started);
@@ -100,7 +118,13 @@ async function main(): Promise<void> {
         yield { CloseStreamEvent: {} };
       }
       const response = await polly.send(
-        new StartSpeechSynthesisStreamCommand({ Engine: 'generative', VoiceId: 'Ruth', OutputFormat: 'pcm', SampleRate: '16000', ActionStream: text() }),
+        new StartSpeechSynthesisStreamCommand({
+          Engine: 'generative',
+          VoiceId: 'Ruth',
+          OutputFormat: 'pcm',
+          SampleRate: '16000',
+          ActionStream: text(),
+        }),
       );
       let first: number | undefined;
       for await (const event of response.EventStream ?? []) if (event.AudioEvent) first ??= performance.now() - started;

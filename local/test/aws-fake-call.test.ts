@@ -22,13 +22,21 @@ import { AwsFake, DEFAULT_SCENARIO, type SessionRecord } from '../src/aws-fake';
 
 initializeLogger({ pretty: false, level: 'silent' });
 
-const AWS_ENV = ['AWS_ENDPOINT_URL_TRANSCRIBE_STREAMING', 'AWS_ENDPOINT_URL_BEDROCK_RUNTIME', 'AWS_ENDPOINT_URL_POLLY', 'AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'];
+const AWS_ENV = [
+  'AWS_ENDPOINT_URL_TRANSCRIBE_STREAMING',
+  'AWS_ENDPOINT_URL_BEDROCK_RUNTIME',
+  'AWS_ENDPOINT_URL_POLLY',
+  'AWS_REGION',
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+];
 
 /** Waits for `condition` (polled), failing with `what` and what the fake saw after `timeoutMs`. */
 async function waitFor(what: string, condition: () => boolean, seen: () => unknown, timeoutMs = 30_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!condition()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}; the fake saw ${JSON.stringify(seen(), null, 1)}`);
+    if (performance.now() > deadline)
+      throw new Error(`timed out waiting for ${what}; the fake saw ${JSON.stringify(seen(), null, 1)}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
@@ -48,7 +56,11 @@ describe('an intake call through the AWS fake, in process', () => {
 
   beforeAll(async () => {
     await fake.start();
-    Object.assign(process.env, fake.env, { AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'AKIDCALL', AWS_SECRET_ACCESS_KEY: 'call-secret' });
+    Object.assign(process.env, fake.env, {
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'AKIDCALL',
+      AWS_SECRET_ACCESS_KEY: 'call-secret',
+    });
     inMemoryS3(s3);
     [mcp, redis] = await Promise.all([startServer({ DATA_DIR: dataDir }), startRedis()]);
     const call = await openCall({
@@ -64,9 +76,17 @@ describe('an intake call through the AWS fake, in process', () => {
       await call.intake.greet();
       // The caller's words are the fake's script; the audio only has to be speech for the VAD and the fake to hear.
       await call.line.say(synthesizeSpeech(DEFAULT_SCENARIO.callerSays[0]));
-      await waitFor('the case number to be spoken', () => replies().some((reply) => /recorded as case/.test(reply.text ?? '')), () => fake.sessions);
+      await waitFor(
+        'the case number to be spoken',
+        () => replies().some((reply) => /recorded as case/.test(reply.text ?? '')),
+        () => fake.sessions,
+      );
       call.intake.keyPressed('5');
-      await waitFor('the key press to be answered', () => replies().some((reply) => /You pressed 5/.test(reply.text ?? '')), () => fake.sessions);
+      await waitFor(
+        'the key press to be answered',
+        () => replies().some((reply) => /You pressed 5/.test(reply.text ?? '')),
+        () => fake.sessions,
+      );
       await call.line.say(synthesizeSpeech(DEFAULT_SCENARIO.callerSays[1]));
       hangUpReason = await call.hungUp;
     } finally {
@@ -93,7 +113,9 @@ describe('an intake call through the AWS fake, in process', () => {
   });
 
   it('runs the intake conversation through the real MCP tools and hangs up with end_call', () => {
-    const tools = replies().map((reply) => reply.tool).filter(Boolean);
+    const tools = replies()
+      .map((reply) => reply.tool)
+      .filter(Boolean);
     expect(tools).toEqual(['lookup_caller', 'save_intake_progress', 'submit_intake', 'end_call']);
     const toolResults = records.flatMap((record) => record.bedrock.requests.flatMap((request) => request.toolResults));
     expect(toolResults).toEqual(expect.arrayContaining(['lookup_caller', 'save_intake_progress', 'submit_intake']));
@@ -103,7 +125,8 @@ describe('an intake call through the AWS fake, in process', () => {
 
   it('speaks every reply over StartSpeechSynthesisStream with real audio reaching the earpiece', () => {
     const spoken = records.flatMap((record) => record.polly.texts).join(' ');
-    for (const text of ['you have reached the intake line', 'recorded as case', 'You pressed 5', 'Goodbye']) expect(spoken).toContain(text);
+    for (const text of ['you have reached the intake line', 'recorded as case', 'You pressed 5', 'Goodbye'])
+      expect(spoken).toContain(text);
     expect(records.reduce((sum, record) => sum + record.polly.audioSeconds, 0)).toBeGreaterThan(5);
     expect(earpiece.segments.length).toBeGreaterThanOrEqual(4);
     expect(Math.max(...earpiece.segments.map((segment) => segment.peak))).toBeGreaterThan(3_000);

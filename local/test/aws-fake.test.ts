@@ -45,7 +45,9 @@ let fake: AwsFake;
 let url: string;
 const clients: { destroy(): void }[] = [];
 
-function client<T extends { destroy(): void }>(make: (config: { endpoint: string; region: string; credentials: typeof credentials; maxAttempts: number }) => T): T {
+function client<T extends { destroy(): void }>(
+  make: (config: { endpoint: string; region: string; credentials: typeof credentials; maxAttempts: number }) => T,
+): T {
   const built = make({ endpoint: url, region: REGION, credentials, maxAttempts: 1 });
   clients.push(built);
   return built;
@@ -54,14 +56,19 @@ function client<T extends { destroy(): void }>(make: (config: { endpoint: string
 /** Tags every request of a client with a session key (for tests whose requests carry none of their own). */
 function tagged<T extends { middlewareStack: { add: (...args: never[]) => void } }>(built: T, key: string): T {
   (built.middlewareStack as unknown as { add: (mw: unknown, opts: unknown) => void }).add(
-    (next: (args: { request: { headers: Record<string, string> } }) => unknown) => (args: { request: { headers: Record<string, string> } }) => {
-      args.request.headers[SESSION_HEADER] = key;
-      return next(args);
-    },
+    (next: (args: { request: { headers: Record<string, string> } }) => unknown) =>
+      (args: { request: { headers: Record<string, string> } }) => {
+        args.request.headers[SESSION_HEADER] = key;
+        return next(args);
+      },
     { step: 'build', name: 'fakeSessionKey' },
   );
   return built;
 }
+
+/** An Authorization header whose credential scope names `service` (the fake checks the scope, not the key). */
+const signedFor = (service: string) =>
+  `AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/${service}/aws4_request, SignedHeaders=host, Signature=00`;
 
 const silence = (ms: number, rate = 16_000) => new Int16Array(Math.round((rate * ms) / 1000));
 
@@ -87,18 +94,34 @@ async function* audioEvents(samples: Int16Array, paceMs = 0, chunkMs = 50): Asyn
 
 /** espeak-ng + sox in the test itself: the reference the fake's Polly audio is measured against. */
 function espeakPcmBytes(text: string, rate: number): number {
-  const result = spawnSync('sh', ['-c', `espeak-ng -v en-us -s 165 --stdout "$1" | sox -t wav - -r ${rate} -c 1 -b 16 -e signed-integer -t raw -`, 'x', text], {
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  const result = spawnSync(
+    'sh',
+    [
+      '-c',
+      `espeak-ng -v en-us -s 165 --stdout "$1" | sox -t wav - -r ${rate} -c 1 -b 16 -e signed-integer -t raw -`,
+      'x',
+      text,
+    ],
+    {
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
   expect(result.status).toBe(0);
   return result.stdout.length;
 }
 
 function speechRms(bytes: Uint8Array): number {
-  return rms(new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength - (bytes.byteLength % 2))));
+  return rms(
+    new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength - (bytes.byteLength % 2))),
+  );
 }
 
-async function transcribe(transcribeClient: TranscribeStreamingClient, samples: Int16Array, sessionId?: string, paceMs = 0) {
+async function transcribe(
+  transcribeClient: TranscribeStreamingClient,
+  samples: Int16Array,
+  sessionId?: string,
+  paceMs = 0,
+) {
   const response = await transcribeClient.send(
     new StartStreamTranscriptionCommand({
       LanguageCode: 'en-US',
@@ -111,8 +134,14 @@ async function transcribe(transcribeClient: TranscribeStreamingClient, samples: 
     }),
   );
   const results: Result[] = [];
-  for await (const event of response.TranscriptResultStream ?? []) results.push(...(event.TranscriptEvent?.Transcript?.Results ?? []));
-  return { response, results, finals: results.filter((result) => !result.IsPartial), partials: results.filter((result) => result.IsPartial) };
+  for await (const event of response.TranscriptResultStream ?? [])
+    results.push(...(event.TranscriptEvent?.Transcript?.Results ?? []));
+  return {
+    response,
+    results,
+    finals: results.filter((result) => !result.IsPartial),
+    partials: results.filter((result) => result.IsPartial),
+  };
 }
 
 beforeAll(async () => {
@@ -126,17 +155,24 @@ afterAll(async () => {
 });
 
 describe('Transcribe streaming over the wire', () => {
-  it('hears speech in the audio it gets: partials with stable items, then a final per utterance with word timings', async () => {
+  it('hears speech in the audio: partials with stable items, a final per utterance with word timings', async () => {
     const sessionId = randomUUID();
     fake.register(sessionId, { callerSays: ['Hello, I am Jane Doe.', 'Goodbye for now.'] });
     const first = synthesizeSpeech('Hello, I am Jane Doe.');
     const second = synthesizeSpeech('Goodbye for now.');
     const audio = join(silence(500), first, silence(1_000), second, silence(600));
-    const { response, finals, partials } = await transcribe(client((c) => new TranscribeStreamingClient(c)), audio, sessionId);
+    const { response, finals, partials } = await transcribe(
+      client((c) => new TranscribeStreamingClient(c)),
+      audio,
+      sessionId,
+    );
 
     expect(response.SessionId).toBe(sessionId);
     expect(response.MediaSampleRateHertz).toBe(16_000);
-    expect(finals.map((result) => result.Alternatives?.[0].Transcript)).toEqual(['Hello, I am Jane Doe.', 'Goodbye for now.']);
+    expect(finals.map((result) => result.Alternatives?.[0].Transcript)).toEqual([
+      'Hello, I am Jane Doe.',
+      'Goodbye for now.',
+    ]);
     // Where the speech is in the audio, to the 10 ms listening window.
     const firstEnd = 0.5 + speechEndMs(first) / 1000;
     expect(finals[0].StartTime!).toBeGreaterThanOrEqual(0.5);
@@ -147,7 +183,13 @@ describe('Transcribe streaming over the wire', () => {
     expect(finals[1].StartTime!).toBeGreaterThanOrEqual(secondStart);
     expect(Math.abs(finals[1].EndTime! - (secondStart + speechEndMs(second) / 1000))).toBeLessThanOrEqual(0.011);
     const words = finals[0].Alternatives![0].Items!;
-    expect(words.filter((item) => item.Type === 'pronunciation').map((item) => item.Content)).toEqual(['Hello', 'I', 'am', 'Jane', 'Doe']);
+    expect(words.filter((item) => item.Type === 'pronunciation').map((item) => item.Content)).toEqual([
+      'Hello',
+      'I',
+      'am',
+      'Jane',
+      'Doe',
+    ]);
     for (const [index, item] of words.entries()) {
       expect(item.StartTime!).toBeGreaterThanOrEqual(finals[0].StartTime!);
       expect(item.EndTime!).toBeLessThanOrEqual(finals[0].EndTime! + 0.001);
@@ -163,13 +205,20 @@ describe('Transcribe streaming over the wire', () => {
 
     const record = fake.session(sessionId)!;
     expect(record.transcribe.audioSeconds).toBeCloseTo(audio.length / 16_000, 2);
-    expect(record.transcribe.utterances.map((utterance) => utterance.text)).toEqual(['Hello, I am Jane Doe.', 'Goodbye for now.']);
+    expect(record.transcribe.utterances.map((utterance) => utterance.text)).toEqual([
+      'Hello, I am Jane Doe.',
+      'Goodbye for now.',
+    ]);
   });
 
   it('hears nothing in silence or line noise below the speech level', async () => {
     const sessionId = randomUUID();
     const hiss = new Int16Array(16_000 * 2).map(() => Math.round((Math.random() - 0.5) * SPEECH_RMS_LEVEL));
-    const { results } = await transcribe(client((c) => new TranscribeStreamingClient(c)), join(silence(1_000), hiss), sessionId);
+    const { results } = await transcribe(
+      client((c) => new TranscribeStreamingClient(c)),
+      join(silence(1_000), hiss),
+      sessionId,
+    );
     expect(results).toEqual([]);
     expect(fake.session(sessionId)!.transcribe.audioSeconds).toBeCloseTo(3, 2);
   });
@@ -185,7 +234,7 @@ describe('Transcribe streaming over the wire', () => {
     expect(second.finals.map((result) => result.Alternatives![0].Transcript)).toEqual(['Pardon?']);
   });
 
-  it('identifies PII in finals, and redacts it (partials too) when redaction is asked, as Transcribe does', async () => {
+  it('identifies PII in finals, and redacts it (partials too) when asked to, as Transcribe does', async () => {
     const line = 'Hi, this is Jane Doe, call me on 415 555 0142 or at jane.doe@example.com please.';
     const speech = join(synthesizeSpeech('one two three four five six seven'), silence(700));
     const transcribeClient = client((c) => new TranscribeStreamingClient(c));
@@ -203,11 +252,13 @@ describe('Transcribe streaming over the wire', () => {
         }),
       );
       const results: Result[] = [];
-      for await (const event of response.TranscriptResultStream ?? []) results.push(...(event.TranscriptEvent?.Transcript?.Results ?? []));
+      for await (const event of response.TranscriptResultStream ?? [])
+        results.push(...(event.TranscriptEvent?.Transcript?.Results ?? []));
       return results;
     };
 
-    const identified = (await heard({ ContentIdentificationType: 'PII' })).filter((result) => !result.IsPartial)[0].Alternatives![0];
+    const identified = (await heard({ ContentIdentificationType: 'PII' })).filter((result) => !result.IsPartial)[0]
+      .Alternatives![0];
     expect(identified.Transcript).toBe(line);
     expect(identified.Entities!.map((entity) => [entity.Type, entity.Content])).toEqual([
       ['NAME', 'Jane Doe'],
@@ -230,14 +281,23 @@ describe('Transcribe streaming over the wire', () => {
     expect(everything).not.toContain('0142');
     expect(everything).not.toContain('example.com');
 
-    await expect(heard({ ContentRedactionType: 'PII', ContentIdentificationType: 'PII' })).rejects.toBeInstanceOf(BadRequestException);
-    await expect(heard({ ContentRedactionType: 'PII', PiiEntityTypes: 'PHONE,GENOME' })).rejects.toThrow(/unknown GENOME/);
+    await expect(heard({ ContentRedactionType: 'PII', ContentIdentificationType: 'PII' })).rejects.toBeInstanceOf(
+      BadRequestException,
+    );
+    await expect(heard({ ContentRedactionType: 'PII', PiiEntityTypes: 'PHONE,GENOME' })).rejects.toThrow(
+      /unknown GENOME/,
+    );
   });
 
   it('refuses what it cannot hear with the modeled BadRequestException', async () => {
     const transcribeClient = client((c) => new TranscribeStreamingClient(c));
     const send = transcribeClient.send(
-      new StartStreamTranscriptionCommand({ LanguageCode: 'en-US', MediaEncoding: 'ogg-opus', MediaSampleRateHertz: 16_000, AudioStream: audioEvents(silence(100)) }),
+      new StartStreamTranscriptionCommand({
+        LanguageCode: 'en-US',
+        MediaEncoding: 'ogg-opus',
+        MediaSampleRateHertz: 16_000,
+        AudioStream: audioEvents(silence(100)),
+      }),
     );
     await expect(send).rejects.toBeInstanceOf(BadRequestException);
     await expect(send).rejects.toThrow(/pcm only/);
@@ -252,7 +312,12 @@ describe('Transcribe streaming over the wire', () => {
     // The exception may arrive as the first event (send rejects) or later (iteration throws): both as in production.
     const drained = (async () => {
       const response = await transcribeClient.send(
-        new StartStreamTranscriptionCommand({ LanguageCode: 'en-US', MediaEncoding: 'pcm', MediaSampleRateHertz: 16_000, AudioStream: stalled() }),
+        new StartStreamTranscriptionCommand({
+          LanguageCode: 'en-US',
+          MediaEncoding: 'pcm',
+          MediaSampleRateHertz: 16_000,
+          AudioStream: stalled(),
+        }),
       );
       for await (const _ of response.TranscriptResultStream ?? []) {
         // nothing is said
@@ -265,32 +330,48 @@ describe('Transcribe streaming over the wire', () => {
 });
 
 describe('Bedrock runtime over the wire', () => {
-  const tools = ['lookup_caller', 'save_intake_progress', 'submit_intake', 'end_call', 'transfer_to_human'].map((name) => ({
-    toolSpec: { name, description: name, inputSchema: { json: { type: 'object' } as never } },
-  }));
+  const tools = ['lookup_caller', 'save_intake_progress', 'submit_intake', 'end_call', 'transfer_to_human'].map(
+    (name) => ({
+      toolSpec: { name, description: name, inputSchema: { json: { type: 'object' } as never } },
+    }),
+  );
 
   async function converse(bedrock: BedrockRuntimeClient, messages: Message[]) {
-    const response = await bedrock.send(new ConverseStreamCommand({ modelId: 'us.anthropic.claude-haiku-4-5-20251001-v1:0', messages, toolConfig: { tools } }));
+    const response = await bedrock.send(
+      new ConverseStreamCommand({
+        modelId: 'us.anthropic.claude-haiku-4-5-20251001-v1:0',
+        messages,
+        toolConfig: { tools },
+      }),
+    );
     const events: ConverseStreamOutput[] = [];
     for await (const event of response.stream ?? []) events.push(event);
     const text = events.map((event) => event.contentBlockDelta?.delta?.text ?? '').join('');
     const start = events.find((event) => event.contentBlockStart?.start?.toolUse)?.contentBlockStart;
     const input = events.map((event) => event.contentBlockDelta?.delta?.toolUse?.input ?? '').join('');
-    const toolUse = start ? { toolUseId: start.start!.toolUse!.toolUseId!, name: start.start!.toolUse!.name!, input: JSON.parse(input) } : undefined;
+    const toolUse = start
+      ? { toolUseId: start.start!.toolUse!.toolUseId!, name: start.start!.toolUse!.name!, input: JSON.parse(input) }
+      : undefined;
     const stop = events.find((event) => event.messageStop)?.messageStop?.stopReason;
     const usage = events.find((event) => event.metadata)?.metadata?.usage;
     return { events, text, toolUse, stop, usage };
   }
 
   /** The assistant turn as the agent sends it back, and the user turn with the tool's result. */
-  function exchange(reply: { text: string; toolUse?: { toolUseId: string; name: string; input: unknown } }, result: string): Message[] {
+  function exchange(
+    reply: { text: string; toolUse?: { toolUseId: string; name: string; input: unknown } },
+    result: string,
+  ): Message[] {
     return [
-      { role: 'assistant', content: [...(reply.text ? [{ text: reply.text }] : []), { toolUse: reply.toolUse as never }] },
+      {
+        role: 'assistant',
+        content: [...(reply.text ? [{ text: reply.text }] : []), { toolUse: reply.toolUse as never }],
+      },
       { role: 'user', content: [{ toolResult: { toolUseId: reply.toolUse!.toolUseId, content: [{ text: result }] } }] },
     ];
   }
 
-  it('streams the intake call: text, tool use in pieces with stopReason tool_use, usage — decided by the request', async () => {
+  it('streams the intake call (text, tool use in pieces, tool_use stop, usage), decided by the request', async () => {
     const bedrock = client((c) => new BedrockRuntimeClient(c));
     const history: Message[] = [{ role: 'user', content: [{ text: '(call connected)' }] }];
     const greeting = await converse(bedrock, history);
@@ -300,7 +381,10 @@ describe('Bedrock runtime over the wire', () => {
     expect(greeting.usage!.outputTokens).toBeGreaterThan(0);
     expect(greeting.events[0].messageStart?.role).toBe('assistant');
 
-    history.push({ role: 'assistant', content: [{ text: greeting.text }] }, { role: 'user', content: [{ text: 'Hi, this is Ada Lovelace, I have a billing question.' }] });
+    history.push(
+      { role: 'assistant', content: [{ text: greeting.text }] },
+      { role: 'user', content: [{ text: 'Hi, this is Ada Lovelace, I have a billing question.' }] },
+    );
     const lookup = await converse(bedrock, history);
     expect(lookup.stop).toBe('tool_use');
     expect(lookup.toolUse).toMatchObject({ name: 'lookup_caller', input: {} });
@@ -311,7 +395,14 @@ describe('Bedrock runtime over the wire', () => {
     const save = await converse(bedrock, history);
     expect(save.toolUse).toMatchObject({
       name: 'save_intake_progress',
-      input: { intakeType: 'general_inquiry', fields: { full_name: 'Ada Lovelace', topic: 'billing', details: 'Hi, this is Ada Lovelace, I have a billing question.' } },
+      input: {
+        intakeType: 'general_inquiry',
+        fields: {
+          full_name: 'Ada Lovelace',
+          topic: 'billing',
+          details: 'Hi, this is Ada Lovelace, I have a billing question.',
+        },
+      },
     });
     // Tool input spans several delta events, as Bedrock sends it.
     expect(save.events.filter((event) => event.contentBlockDelta?.delta?.toolUse).length).toBeGreaterThan(1);
@@ -325,10 +416,16 @@ describe('Bedrock runtime over the wire', () => {
     expect(recorded.text).toContain('case INT-1234');
     expect(recorded.toolUse).toBeUndefined();
 
-    history.push({ role: 'assistant', content: [{ text: recorded.text }] }, { role: 'user', content: [{ text: '(the caller pressed 5)' }] });
+    history.push(
+      { role: 'assistant', content: [{ text: recorded.text }] },
+      { role: 'user', content: [{ text: '(the caller pressed 5)' }] },
+    );
     expect((await converse(bedrock, history)).text).toMatch(/You pressed 5/);
 
-    history.push({ role: 'assistant', content: [{ text: 'You pressed 5.' }] }, { role: 'user', content: [{ text: 'No thanks, goodbye.' }] });
+    history.push(
+      { role: 'assistant', content: [{ text: 'You pressed 5.' }] },
+      { role: 'user', content: [{ text: 'No thanks, goodbye.' }] },
+    );
     const bye = await converse(bedrock, history);
     expect(bye.text).toMatch(/Goodbye/);
     expect(bye.toolUse?.name).toBe('end_call');
@@ -338,12 +435,17 @@ describe('Bedrock runtime over the wire', () => {
     const bedrock = client((c) => new BedrockRuntimeClient(c));
     const reply = await converse(bedrock, [{ role: 'user', content: [{ text: 'Can I speak to a person, please?' }] }]);
     expect(reply.text).toMatch(/connecting you/);
-    expect(reply.toolUse).toMatchObject({ name: 'transfer_to_human', input: { reason: 'the caller asked for a person' } });
+    expect(reply.toolUse).toMatchObject({
+      name: 'transfer_to_human',
+      input: { reason: 'the caller asked for a person' },
+    });
   });
 
   it('answers a conversation Bedrock would refuse with the modeled ValidationException', async () => {
     const bedrock = client((c) => new BedrockRuntimeClient(c));
-    const orphan: Message[] = [{ role: 'user', content: [{ toolResult: { toolUseId: 'tooluse_nobody', content: [{ text: 'x' }] } }] }];
+    const orphan: Message[] = [
+      { role: 'user', content: [{ toolResult: { toolUseId: 'tooluse_nobody', content: [{ text: 'x' }] } }] },
+    ];
     await expect(converse(bedrock, orphan)).rejects.toBeInstanceOf(BedrockValidation);
     const twice: Message[] = [
       { role: 'user', content: [{ text: 'one' }] },
@@ -404,8 +506,22 @@ describe('Bedrock runtime over the wire', () => {
     const response = await bedrock.send(
       new ConverseCommand({
         modelId: 'model',
-        messages: [{ role: 'user', content: [{ text: 'Call c-1, ended by agent hangup.\n\n[agent] Hello.\n[caller] Hi, this is Jane Doe, my appointment moved.' }] }],
-        toolConfig: { tools: [{ toolSpec: { name: 'record_call_insights', inputSchema: { json: { type: 'object' } as never } } }], toolChoice: { tool: { name: 'record_call_insights' } } },
+        messages: [
+          {
+            role: 'user',
+            content: [
+              {
+                text:
+                  'Call c-1, ended by agent hangup.\n\n[agent] Hello.\n' +
+                  '[caller] Hi, this is Jane Doe, my appointment moved.',
+              },
+            ],
+          },
+        ],
+        toolConfig: {
+          tools: [{ toolSpec: { name: 'record_call_insights', inputSchema: { json: { type: 'object' } as never } } }],
+          toolChoice: { tool: { name: 'record_call_insights' } },
+        },
       }),
     );
     expect(response.stopReason).toBe('tool_use');
@@ -420,7 +536,15 @@ describe('Polly over the wire', () => {
   it.each([8000, 16000])('SynthesizeSpeech returns espeak-ng speech as %i Hz PCM', async (rate) => {
     const polly = client((c) => new PollyClient(c));
     const text = 'Thank you for calling the intake line.';
-    const response = await polly.send(new SynthesizeSpeechCommand({ Text: text, OutputFormat: 'pcm', SampleRate: String(rate), VoiceId: 'Ruth', Engine: 'neural' }));
+    const response = await polly.send(
+      new SynthesizeSpeechCommand({
+        Text: text,
+        OutputFormat: 'pcm',
+        SampleRate: String(rate),
+        VoiceId: 'Ruth',
+        Engine: 'neural',
+      }),
+    );
     const pcm = await response.AudioStream!.transformToByteArray();
     expect(response.ContentType).toBe('audio/pcm');
     expect(response.RequestCharacters).toBe(text.length);
@@ -446,7 +570,13 @@ describe('Polly over the wire', () => {
       yield { CloseStreamEvent: {} };
     }
     const response = await polly.send(
-      new StartSpeechSynthesisStreamCommand({ Engine: 'generative', VoiceId: 'Ruth', OutputFormat: 'pcm', SampleRate: '16000', ActionStream: text() }),
+      new StartSpeechSynthesisStreamCommand({
+        Engine: 'generative',
+        VoiceId: 'Ruth',
+        OutputFormat: 'pcm',
+        SampleRate: '16000',
+        ActionStream: text(),
+      }),
     );
     const chunks: Uint8Array[] = [];
     let billed: number | undefined;
@@ -470,7 +600,14 @@ describe('Polly over the wire', () => {
     async function* text(): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
       yield { CloseStreamEvent: {} };
     }
-    const send = polly.send(new StartSpeechSynthesisStreamCommand({ Engine: 'neural', VoiceId: 'Ruth', OutputFormat: 'pcm', ActionStream: text() }));
+    const send = polly.send(
+      new StartSpeechSynthesisStreamCommand({
+        Engine: 'neural',
+        VoiceId: 'Ruth',
+        OutputFormat: 'pcm',
+        ActionStream: text(),
+      }),
+    );
     await expect(send).rejects.toBeInstanceOf(PollyValidation);
   });
 });
@@ -486,9 +623,14 @@ describe('modeled exceptions', () => {
         { service: 'polly', exception: 'ThrottlingException', at: 'stream', operation: 'synthesis-stream' },
       ],
     });
-    const bedrock = tagged(client((c) => new BedrockRuntimeClient(c)), key);
+    const bedrock = tagged(
+      client((c) => new BedrockRuntimeClient(c)),
+      key,
+    );
     const ask = async () => {
-      const response = await bedrock.send(new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: 'hi' }] }] }));
+      const response = await bedrock.send(
+        new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: 'hi' }] }] }),
+      );
       const events: ConverseStreamOutput[] = [];
       for await (const event of response.stream ?? []) events.push(event);
       return events;
@@ -500,16 +642,29 @@ describe('modeled exceptions', () => {
     expect((midStream as Error).message).toBe('slow down');
     expect((await ask()).some((event) => event.contentBlockDelta)).toBe(true);
 
-    const transcribeClient = tagged(client((c) => new TranscribeStreamingClient(c)), key);
+    const transcribeClient = tagged(
+      client((c) => new TranscribeStreamingClient(c)),
+      key,
+    );
     await expect(transcribe(transcribeClient, silence(200))).rejects.toBeInstanceOf(LimitExceededException);
 
-    const polly = tagged(client((c) => new PollyClient(c)), key);
+    const polly = tagged(
+      client((c) => new PollyClient(c)),
+      key,
+    );
     async function* text(): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
       yield { TextEvent: { Text: 'Hello.', TextType: 'text' } };
       yield { CloseStreamEvent: {} };
     }
     const speak = async () => {
-      const response = await polly.send(new StartSpeechSynthesisStreamCommand({ Engine: 'generative', VoiceId: 'Ruth', OutputFormat: 'pcm', ActionStream: text() }));
+      const response = await polly.send(
+        new StartSpeechSynthesisStreamCommand({
+          Engine: 'generative',
+          VoiceId: 'Ruth',
+          OutputFormat: 'pcm',
+          ActionStream: text(),
+        }),
+      );
       for await (const _ of response.EventStream ?? []) {
         // audio until the exception
       }
@@ -541,14 +696,27 @@ describe('sessions', () => {
 
   it('lets Polly find the session whose model reply it is asked to say', async () => {
     const key = `reply-${randomUUID()}`;
-    fake.register(key, { replies: [{ whenGreeting: true, say: `Welcome to scenario ${key}, how can I help?` }], intakeScript: false });
-    const bedrock = tagged(client((c) => new BedrockRuntimeClient(c)), key);
-    const response = await bedrock.send(new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: '(call connected)' }] }] }));
+    fake.register(key, {
+      replies: [{ whenGreeting: true, say: `Welcome to scenario ${key}, how can I help?` }],
+      intakeScript: false,
+    });
+    const bedrock = tagged(
+      client((c) => new BedrockRuntimeClient(c)),
+      key,
+    );
+    const response = await bedrock.send(
+      new ConverseStreamCommand({
+        modelId: 'm',
+        messages: [{ role: 'user', content: [{ text: '(call connected)' }] }],
+      }),
+    );
     let said = '';
     for await (const event of response.stream ?? []) said += event.contentBlockDelta?.delta?.text ?? '';
     // An untagged client on its own connection: only the text ties it to the session.
     const polly = client((c) => new PollyClient(c));
-    await (await polly.send(new SynthesizeSpeechCommand({ Text: said, OutputFormat: 'pcm', VoiceId: 'Ruth' }))).AudioStream!.transformToByteArray();
+    await (
+      await polly.send(new SynthesizeSpeechCommand({ Text: said, OutputFormat: 'pcm', VoiceId: 'Ruth' }))
+    ).AudioStream!.transformToByteArray();
     expect(fake.session(key)!.polly.texts).toEqual([said]);
     expect(fake.session(key)!.bedrock.requests).toHaveLength(1);
   });
@@ -556,14 +724,21 @@ describe('sessions', () => {
 
 describe('a call whose clients name no session (the worker today)', () => {
   it('folds what Transcribe heard, what Bedrock answered and what Polly said into one record', async () => {
-    const own = new AwsFake({ scenarios: { default: { callerSays: ['Hello, this is Alan Turing about my account.'] } } });
+    const own = new AwsFake({
+      scenarios: { default: { callerSays: ['Hello, this is Alan Turing about my account.'] } },
+    });
     const endpoint = await own.start();
     const config = { endpoint, region: REGION, credentials, maxAttempts: 1 };
     const transcribeClient = new TranscribeStreamingClient(config);
     const bedrock = new BedrockRuntimeClient(config);
     const polly = new PollyClient(config);
     try {
-      const greeting = await bedrock.send(new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: '(call connected)' }] }] }));
+      const greeting = await bedrock.send(
+        new ConverseStreamCommand({
+          modelId: 'm',
+          messages: [{ role: 'user', content: [{ text: '(call connected)' }] }],
+        }),
+      );
       let greetingText = '';
       for await (const event of greeting.stream ?? []) greetingText += event.contentBlockDelta?.delta?.text ?? '';
       const heard = await transcribe(transcribeClient, join(synthesizeSpeech('hello there my friend'), silence(700)));
@@ -577,7 +752,9 @@ describe('a call whose clients name no session (the worker today)', () => {
             { role: 'assistant', content: [{ text: greetingText }] },
             { role: 'user', content: [{ text: words }] },
           ],
-          toolConfig: { tools: [{ toolSpec: { name: 'lookup_caller', inputSchema: { json: { type: 'object' } as never } } }] },
+          toolConfig: {
+            tools: [{ toolSpec: { name: 'lookup_caller', inputSchema: { json: { type: 'object' } as never } } }],
+          },
         }),
       );
       let reply = '';
@@ -587,7 +764,14 @@ describe('a call whose clients name no session (the worker today)', () => {
         for (const word of reply.split(/(?<= )/)) yield { TextEvent: { Text: word, TextType: 'text' } };
         yield { CloseStreamEvent: {} };
       }
-      const spoken = await polly.send(new StartSpeechSynthesisStreamCommand({ Engine: 'generative', VoiceId: 'Ruth', OutputFormat: 'pcm', ActionStream: pieces() }));
+      const spoken = await polly.send(
+        new StartSpeechSynthesisStreamCommand({
+          Engine: 'generative',
+          VoiceId: 'Ruth',
+          OutputFormat: 'pcm',
+          ActionStream: pieces(),
+        }),
+      );
       for await (const _ of spoken.EventStream ?? []) {
         // audio
       }
@@ -613,7 +797,8 @@ describe('a call whose clients name no session (the worker today)', () => {
       await Promise.all(made.map((transcribeClient) => transcribe(transcribeClient, speech, undefined, 10)));
       const records = own.sessions;
       expect(records).toHaveLength(2);
-      for (const record of records) expect(record.transcribe.utterances.map((u) => u.text)).toEqual([DEFAULT_SCENARIO.callerSays[0]]);
+      for (const record of records)
+        expect(record.transcribe.utterances.map((u) => u.text)).toEqual([DEFAULT_SCENARIO.callerSays[0]]);
     } finally {
       for (const built of made) built.destroy();
       await own.stop();
@@ -642,18 +827,24 @@ describe('latency knobs', () => {
       );
       let finalAt: number | undefined;
       for await (const event of response.TranscriptResultStream ?? []) {
-        if (event.TranscriptEvent?.Transcript?.Results?.some((result) => !result.IsPartial)) finalAt ??= performance.now() - started;
+        if (event.TranscriptEvent?.Transcript?.Results?.some((result) => !result.IsPartial))
+          finalAt ??= performance.now() - started;
       }
       expect(finalAt).toBeGreaterThanOrEqual(300);
 
       const askedAt = performance.now();
-      const answer = await bedrock.send(new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: 'hi' }] }] }));
+      const answer = await bedrock.send(
+        new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: 'hi' }] }] }),
+      );
       let tokenAt: number | undefined;
-      for await (const event of answer.stream ?? []) if (event.contentBlockDelta) tokenAt ??= performance.now() - askedAt;
+      for await (const event of answer.stream ?? [])
+        if (event.contentBlockDelta) tokenAt ??= performance.now() - askedAt;
       expect(tokenAt).toBeGreaterThanOrEqual(250);
 
       const speakAt = performance.now();
-      const speech = await polly.send(new SynthesizeSpeechCommand({ Text: 'Hello there.', OutputFormat: 'pcm', VoiceId: 'Ruth' }));
+      const speech = await polly.send(
+        new SynthesizeSpeechCommand({ Text: 'Hello there.', OutputFormat: 'pcm', VoiceId: 'Ruth' }),
+      );
       const reader = speech.AudioStream!.transformToWebStream().getReader();
       await reader.read();
       expect(performance.now() - speakAt).toBeGreaterThanOrEqual(200);
@@ -668,11 +859,17 @@ describe('latency knobs', () => {
 describe('the wire itself', () => {
   it('is reached through AWS_ENDPOINT_URL_* by clients built without an endpoint', async () => {
     const saved = { ...process.env };
-    Object.assign(process.env, fake.env, { AWS_REGION: REGION, AWS_ACCESS_KEY_ID: 'AKIDENV', AWS_SECRET_ACCESS_KEY: 'env-secret' });
+    Object.assign(process.env, fake.env, {
+      AWS_REGION: REGION,
+      AWS_ACCESS_KEY_ID: 'AKIDENV',
+      AWS_SECRET_ACCESS_KEY: 'env-secret',
+    });
     try {
       const polly = new PollyClient({});
       clients.push(polly);
-      const response = await polly.send(new SynthesizeSpeechCommand({ Text: 'Hi there.', OutputFormat: 'pcm', VoiceId: 'Ruth' }));
+      const response = await polly.send(
+        new SynthesizeSpeechCommand({ Text: 'Hi there.', OutputFormat: 'pcm', VoiceId: 'Ruth' }),
+      );
       expect((await response.AudioStream!.transformToByteArray()).length).toBeGreaterThan(1000);
     } finally {
       process.env = saved;
@@ -684,13 +881,18 @@ describe('the wire itself', () => {
     try {
       const ask = (headers: Record<string, string>) =>
         new Promise<{ status: number; type: string }>((resolve, reject) => {
-          const request = session.request({ ':method': 'POST', ':path': '/v1/speech', 'content-type': 'application/json', ...headers });
+          const request = session.request({
+            ':method': 'POST',
+            ':path': '/v1/speech',
+            'content-type': 'application/json',
+            ...headers,
+          });
           request.on('response', (h) => resolve({ status: Number(h[':status']), type: String(h['x-amzn-errortype']) }));
           request.on('error', reject);
           request.end('{"Text":"hi","OutputFormat":"pcm","VoiceId":"Ruth"}');
         });
       expect(await ask({})).toEqual({ status: 403, type: 'UnrecognizedClientException' });
-      const wrong = 'AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=00';
+      const wrong = signedFor('bedrock');
       expect(await ask({ authorization: wrong })).toEqual({ status: 403, type: 'UnrecognizedClientException' });
     } finally {
       session.destroy();
@@ -709,14 +911,17 @@ describe('the wire itself', () => {
         'x-amzn-transcribe-media-encoding': 'pcm',
         'x-amzn-transcribe-sample-rate': '16000',
         'x-amzn-transcribe-session-id': key,
-        authorization: 'AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/transcribe/aws4_request, SignedHeaders=host, Signature=00',
+        authorization: signedFor('transcribe'),
       });
       const body: Buffer[] = [];
       request.on('data', (chunk: Buffer) => body.push(chunk));
       const ended = new Promise((resolve) => request.on('end', resolve));
       // A well-formed frame that is not signed: an unsigned event stream is refused, not heard.
       const unsigned = codec.encode({
-        headers: { ':event-type': { type: 'string', value: 'AudioEvent' }, ':message-type': { type: 'string', value: 'event' } },
+        headers: {
+          ':event-type': { type: 'string', value: 'AudioEvent' },
+          ':message-type': { type: 'string', value: 'event' },
+        },
         body: new Uint8Array(3200),
       });
       request.end(Buffer.from(unsigned));
@@ -737,9 +942,16 @@ describe('admin API (HTTP/1.1 on the same port)', () => {
   it('registers scenarios, sets latencies, reports sessions, and names the field of a bad scenario', async () => {
     const key = randomUUID();
     const put = (path: string, body: unknown) =>
-      fetch(`${url}/_fake/${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      fetch(`${url}/_fake/${path}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
     expect((await put(`scenarios/${key}`, { callerSays: ['Via the admin API.'] })).status).toBe(204);
-    const bad = await put(`scenarios/${key}`, { callerSays: 'not a list', faults: [{ service: 'polly', exception: 'NoSuchThing' }] });
+    const bad = await put(`scenarios/${key}`, {
+      callerSays: 'not a list',
+      faults: [{ service: 'polly', exception: 'NoSuchThing' }],
+    });
     expect(bad.status).toBe(400);
     const { error } = (await bad.json()) as { error: string };
     expect(error).toMatch(/callerSays/);
@@ -749,7 +961,11 @@ describe('admin API (HTTP/1.1 on the same port)', () => {
     expect(await latency.json()).toMatchObject({ pollyTtfbMs: 5, bedrockTtftMs: 0 });
     fake.setLatency({ pollyTtfbMs: 0 });
 
-    const { finals } = await transcribe(client((c) => new TranscribeStreamingClient(c)), join(synthesizeSpeech('hello'), silence(400)), key);
+    const { finals } = await transcribe(
+      client((c) => new TranscribeStreamingClient(c)),
+      join(synthesizeSpeech('hello'), silence(400)),
+      key,
+    );
     expect(finals[0].Alternatives![0].Transcript).toBe('Via the admin API.');
     const record = await (await fetch(`${url}/_fake/sessions/${key}`)).json();
     expect(record).toMatchObject({ key, via: 'explicit', transcribe: { streams: 1 } });
@@ -774,7 +990,8 @@ describe("the agent's own AWS plugins against the fake", () => {
     const stable: string[] = [];
     for await (const event of stream) {
       if (event.type === stt.SpeechEventType.FINAL_TRANSCRIPT) finals.push(event.alternatives![0].text);
-      if (event.type === stt.SpeechEventType.INTERIM_TRANSCRIPT) stable.push(String(event.alternatives![0].metadata?.stableText ?? ''));
+      if (event.type === stt.SpeechEventType.INTERIM_TRANSCRIPT)
+        stable.push(String(event.alternatives![0].metadata?.stableText ?? ''));
     }
     return { finals, stable };
   }
@@ -782,8 +999,16 @@ describe("the agent's own AWS plugins against the fake", () => {
   it('TranscribeSTT: speech in, the script out, stable text in the interim events', async () => {
     const key = `stt-${randomUUID()}`;
     fake.register(key, { callerSays: ['I would like to report a burst pipe in my kitchen.'] });
-    const plugin = new TranscribeSTT({ client: tagged(client((c) => new TranscribeStreamingClient(c)), key) });
-    const { finals, stable } = await listen(plugin, join(silence(300), synthesizeSpeech('I would like to report a burst pipe in my kitchen.'), silence(500)));
+    const plugin = new TranscribeSTT({
+      client: tagged(
+        client((c) => new TranscribeStreamingClient(c)),
+        key,
+      ),
+    });
+    const { finals, stable } = await listen(
+      plugin,
+      join(silence(300), synthesizeSpeech('I would like to report a burst pipe in my kitchen.'), silence(500)),
+    );
     expect(finals).toEqual(['I would like to report a burst pipe in my kitchen.']);
     expect(stable.some((text) => text.startsWith('I would'))).toBe(true);
     expect(fake.session(key)!.transcribe.sampleRates).toEqual([16_000]);
@@ -792,16 +1017,39 @@ describe("the agent's own AWS plugins against the fake", () => {
   it('TranscribeSTT with pii "redact": what reaches the agent carries [PII], never the number', async () => {
     const key = `stt-pii-${randomUUID()}`;
     fake.register(key, { callerSays: ['My number is 415 555 0142.'] });
-    const plugin = new TranscribeSTT({ pii: 'redact', client: tagged(client((c) => new TranscribeStreamingClient(c)), key) });
-    const { finals, stable } = await listen(plugin, join(silence(200), synthesizeSpeech('my number is four one five'), silence(700)));
+    const plugin = new TranscribeSTT({
+      pii: 'redact',
+      client: tagged(
+        client((c) => new TranscribeStreamingClient(c)),
+        key,
+      ),
+    });
+    const { finals, stable } = await listen(
+      plugin,
+      join(silence(200), synthesizeSpeech('my number is four one five'), silence(700)),
+    );
     expect(finals).toEqual(['My number is [PII].']);
     expect(stable.join(' ')).not.toMatch(/0142/);
   });
 
   it('BedrockLLM: a tool call round trip with the real request format', async () => {
-    const plugin = new BedrockLLM({ client: client((c) => new BedrockRuntimeClient(c)), cacheSystemPrompt: true, cacheTools: true });
-    const lookup = llm.tool({ name: 'lookup_caller', description: 'Find the caller', parameters: { type: 'object', properties: {} }, execute: async () => 'x' });
-    const save = llm.tool({ name: 'save_intake_progress', description: 'Save', parameters: { type: 'object', properties: {} }, execute: async () => 'x' });
+    const plugin = new BedrockLLM({
+      client: client((c) => new BedrockRuntimeClient(c)),
+      cacheSystemPrompt: true,
+      cacheTools: true,
+    });
+    const lookup = llm.tool({
+      name: 'lookup_caller',
+      description: 'Find the caller',
+      parameters: { type: 'object', properties: {} },
+      execute: async () => 'x',
+    });
+    const save = llm.tool({
+      name: 'save_intake_progress',
+      description: 'Save',
+      parameters: { type: 'object', properties: {} },
+      execute: async () => 'x',
+    });
     const chatCtx = llm.ChatContext.empty();
     chatCtx.addMessage({ role: 'system', content: 'You are the intake agent.' });
     chatCtx.addMessage({ role: 'user', content: 'Hello, this is Grace Hopper calling about my account.' });
@@ -811,19 +1059,38 @@ describe("the agent's own AWS plugins against the fake", () => {
     expect(first.calls[0]).toMatchObject({ name: 'lookup_caller', args: '{}' });
     expect(first.usage?.completionTokens).toBeGreaterThan(0);
 
-    chatCtx.insert([first.calls[0], llm.FunctionCallOutput.create({ callId: first.calls[0].callId, name: 'lookup_caller', output: 'A new caller.', isError: false })]);
+    chatCtx.insert([
+      first.calls[0],
+      llm.FunctionCallOutput.create({
+        callId: first.calls[0].callId,
+        name: 'lookup_caller',
+        output: 'A new caller.',
+        isError: false,
+      }),
+    ]);
     const second = await collect(plugin.chat({ chatCtx, toolCtx: [lookup, save], connOptions: noRetry }));
     expect(second.calls[0].name).toBe('save_intake_progress');
     expect(JSON.parse(second.calls[0].args)).toEqual({
       intakeType: 'general_inquiry',
-      fields: { full_name: 'Grace Hopper', topic: 'account', details: 'Hello, this is Grace Hopper calling about my account.' },
+      fields: {
+        full_name: 'Grace Hopper',
+        topic: 'account',
+        details: 'Hello, this is Grace Hopper calling about my account.',
+      },
     });
   });
 
   it('BedrockLLM: a modeled exception mid-stream reaches the agent as an unrecoverable APIError', async () => {
     const key = `llm-fault-${randomUUID()}`;
-    fake.register(key, { faults: [{ service: 'bedrock', exception: 'validationException', at: 'stream', message: 'bad prompt' }] });
-    const plugin = new BedrockLLM({ client: tagged(client((c) => new BedrockRuntimeClient(c)), key) });
+    fake.register(key, {
+      faults: [{ service: 'bedrock', exception: 'validationException', at: 'stream', message: 'bad prompt' }],
+    });
+    const plugin = new BedrockLLM({
+      client: tagged(
+        client((c) => new BedrockRuntimeClient(c)),
+        key,
+      ),
+    });
     // LiveKit's LLMStream reports a failed run as the LLM's error event and ends the stream empty.
     const errors: { error: unknown; recoverable: boolean }[] = [];
     plugin.on('error', (event) => errors.push(event));
@@ -839,7 +1106,10 @@ describe("the agent's own AWS plugins against the fake", () => {
 
   it.each([
     ['SynthesizeSpeech (neural)', { engine: 'neural' as const, streaming: false, sampleRate: 8000 as const }],
-    ['StartSpeechSynthesisStream (generative, the production default)', { engine: 'generative' as const, streaming: true, sampleRate: 16000 as const }],
+    [
+      'StartSpeechSynthesisStream (generative, the production default)',
+      { engine: 'generative' as const, streaming: true, sampleRate: 16000 as const },
+    ],
   ])('PollyTTS over %s: frames as long as espeak-ng takes to say it', async (_name, options) => {
     const plugin = new PollyTTS({ client: client((c) => new PollyClient(c)), ...options });
     const text = 'Your request is recorded. Is there anything else?';
@@ -861,7 +1131,8 @@ describe("the agent's own AWS plugins against the fake", () => {
     }
     // The stream speaks the two sentences separately (as they complete); espeak's rendering of each is the reference.
     const expectedBytes = options.streaming
-      ? espeakPcmBytes('Your request is recorded.', options.sampleRate) + espeakPcmBytes('Is there anything else?', options.sampleRate)
+      ? espeakPcmBytes('Your request is recorded.', options.sampleRate) +
+        espeakPcmBytes('Is there anything else?', options.sampleRate)
       : espeakPcmBytes(text, options.sampleRate);
     const frameSamples = options.sampleRate / 50;
     // Within one 20 ms frame (the plugin pads the last one) plus 1 %.
@@ -875,7 +1146,17 @@ describe("the agent's own AWS plugins against the fake", () => {
     fake.register(b, { callerSays: ['This is the second caller.'] });
     const speech = join(silence(200), synthesizeSpeech('hello there'), silence(500));
     const [heardA, heardB] = await Promise.all(
-      [a, b].map((key) => listen(new TranscribeSTT({ client: tagged(client((c) => new TranscribeStreamingClient(c)), key) }), speech)),
+      [a, b].map((key) =>
+        listen(
+          new TranscribeSTT({
+            client: tagged(
+              client((c) => new TranscribeStreamingClient(c)),
+              key,
+            ),
+          }),
+          speech,
+        ),
+      ),
     );
     expect(heardA.finals).toEqual(['This is the first caller.']);
     expect(heardB.finals).toEqual(['This is the second caller.']);
@@ -913,7 +1194,9 @@ describe('the CLI', () => {
       cli!.on('exit', (code) => reject(new Error(`the CLI exited (${code}) before it printed: ${out}`)));
       cli!.stdout!.on('data', (chunk: Buffer) => {
         out += chunk.toString();
-        const lines = Object.fromEntries([...out.matchAll(/^export (\w+)=(\S+)$/gm)].map((match) => [match[1], match[2]]));
+        const lines = Object.fromEntries(
+          [...out.matchAll(/^export (\w+)=(\S+)$/gm)].map((match) => [match[1], match[2]]),
+        );
         // All lines go out in one write: once the last endpoint line is complete, so are the others.
         if (lines.AWS_ENDPOINT_URL_POLLY && out.endsWith('\n')) resolve(lines);
       });
@@ -925,16 +1208,25 @@ describe('the CLI', () => {
     const bedrock = new BedrockRuntimeClient({ endpoint, region: REGION, credentials, maxAttempts: 1 });
     clients.push(bedrock);
     const started = performance.now();
-    const response = await bedrock.send(new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: '(call connected)' }] }] }));
+    const response = await bedrock.send(
+      new ConverseStreamCommand({
+        modelId: 'm',
+        messages: [{ role: 'user', content: [{ text: '(call connected)' }] }],
+      }),
+    );
     let firstToken: number | undefined;
-    for await (const event of response.stream ?? []) if (event.contentBlockDelta) firstToken ??= performance.now() - started;
+    for await (const event of response.stream ?? [])
+      if (event.contentBlockDelta) firstToken ??= performance.now() - started;
     // --ttft-ms reached the server: the first token waited for it.
     expect(firstToken).toBeGreaterThanOrEqual(40);
   });
 
   it('refuses to listen beyond loopback: it has no authentication', () => {
     const entry = fileURLToPath(new URL('../src/aws-fake/cli.ts', import.meta.url));
-    const refused = spawnSync(process.execPath, ['--import', 'tsx', entry, '--host', '0.0.0.0'], { encoding: 'utf8', timeout: 60_000 });
+    const refused = spawnSync(process.execPath, ['--import', 'tsx', entry, '--host', '0.0.0.0'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(refused.status).toBe(1);
     expect(refused.stderr).toMatch(/--host: a loopback address/);
     expect(refused.stdout).toBe('');

@@ -1,6 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { callInsightsSchema } from '@voice-intake/contracts';
-import { type FakeRequest, type HandlerContext, respondFault, respondValidation, sessionHeader, streamFault, waitUntil } from './context';
+import {
+  type FakeRequest,
+  type HandlerContext,
+  respondFault,
+  respondValidation,
+  sessionHeader,
+  streamFault,
+  waitUntil,
+} from './context';
 import {
   ConverseValidationError,
   type ModelTurn,
@@ -31,7 +39,10 @@ function textsOf(request: WireConverseRequest): string[] {
 const tokensOf = (text: string) => Math.max(1, Math.ceil(text.length / 4));
 
 /** Parses and checks a Converse request; answers the ValidationException Bedrock would and returns undefined. */
-async function readConverse(ctx: HandlerContext, request: FakeRequest): Promise<{ body: WireConverseRequest; raw: string; session: FakeSession } | undefined> {
+async function readConverse(
+  ctx: HandlerContext,
+  request: FakeRequest,
+): Promise<{ body: WireConverseRequest; raw: string; session: FakeSession } | undefined> {
   const { stream, headers } = request;
   let raw = '';
   let body: WireConverseRequest | undefined;
@@ -39,7 +50,8 @@ async function readConverse(ctx: HandlerContext, request: FakeRequest): Promise<
   try {
     raw = (await readBody(stream, MAX_REQUEST_BYTES)).toString('utf8');
     const parsed: unknown = JSON.parse(raw);
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConverseValidationError('the body must be a JSON object');
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new ConverseValidationError('the body must be a JSON object');
     body = parsed as WireConverseRequest;
     validateConversation(body);
   } catch (error) {
@@ -48,7 +60,8 @@ async function readConverse(ctx: HandlerContext, request: FakeRequest): Promise<
         ? error.message
         : `the body is not valid JSON: ${(error as Error).message}`;
   }
-  const metadata = body?.requestMetadata && typeof body.requestMetadata === 'object' ? Object.values(body.requestMetadata) : [];
+  const metadata =
+    body?.requestMetadata && typeof body.requestMetadata === 'object' ? Object.values(body.requestMetadata) : [];
   const session = ctx.sessions.resolve({
     explicit: [...metadata.filter((value): value is string => typeof value === 'string'), ...sessionHeader(headers)],
     texts: body ? textsOf(body) : [],
@@ -72,7 +85,13 @@ function modelIdOf(path: string): string {
   }
 }
 
-function record(session: FakeSession, operation: string, modelId: string, body: WireConverseRequest, turn: ModelTurn): void {
+function record(
+  session: FakeSession,
+  operation: string,
+  modelId: string,
+  body: WireConverseRequest,
+  turn: ModelTurn,
+): void {
   const reading = readConversation(body);
   session.record.bedrock.requests.push({
     operation,
@@ -116,7 +135,8 @@ export async function handleConverseStream(ctx: HandlerContext, request: FakeReq
     const tokens = turn.text.match(/\S+\s*/g) ?? [];
     for (const [position, token] of tokens.entries()) {
       // Paced from the request, not token to token, so timer slack does not add up.
-      if (position > 0 && bedrockTokenIntervalMs > 0) await waitUntil(receivedAt + bedrockTtftMs + position * bedrockTokenIntervalMs, stream);
+      if (position > 0 && bedrockTokenIntervalMs > 0)
+        await waitUntil(receivedAt + bedrockTtftMs + position * bedrockTokenIntervalMs, stream);
       if (!(await send('contentBlockDelta', { contentBlockIndex: block, delta: { text: token } }))) return;
       outputTokens += 1;
     }
@@ -126,10 +146,16 @@ export async function handleConverseStream(ctx: HandlerContext, request: FakeReq
   if (turn.toolUse) {
     const json = JSON.stringify(turn.toolUse.input);
     const toolUseId = `tooluse_${randomUUID().replace(/-/g, '').slice(0, 22)}`;
-    await send('contentBlockStart', { contentBlockIndex: block, start: { toolUse: { toolUseId, name: turn.toolUse.name } } });
+    await send('contentBlockStart', {
+      contentBlockIndex: block,
+      start: { toolUse: { toolUseId, name: turn.toolUse.name } },
+    });
     // Input arrives in pieces, as Bedrock sends it: the client has to put them back together.
     for (let offset = 0; offset < json.length; offset += 16) {
-      await send('contentBlockDelta', { contentBlockIndex: block, delta: { toolUse: { input: json.slice(offset, offset + 16) } } });
+      await send('contentBlockDelta', {
+        contentBlockIndex: block,
+        delta: { toolUse: { input: json.slice(offset, offset + 16) } },
+      });
     }
     await send('contentBlockStop', { contentBlockIndex: block });
     outputTokens += tokensOf(json);
@@ -156,7 +182,11 @@ function insightsFor(body: WireConverseRequest, session: FakeSession): Record<st
   const insights = {
     summary: `The caller said: ${first}`.slice(0, 2000),
     intent: `${fields.topic} request`,
-    intakeFields: Object.entries(fields).map(([name, value]) => ({ name, value: value.slice(0, 1000), confidence: 0.9 })),
+    intakeFields: Object.entries(fields).map(([name, value]) => ({
+      name,
+      value: value.slice(0, 1000),
+      confidence: 0.9,
+    })),
     urgency: 'normal',
     sentiment: 'neutral',
     followUpActions: ['Review the request and reply to the caller.'],
@@ -173,7 +203,8 @@ export async function handleConverse(ctx: HandlerContext, request: FakeRequest):
   if (!read) return;
   const { body, raw, session } = read;
   if (!modelId) return respondValidation(request, 'bedrock', 'modelId: required');
-  const refused = session.takeFault('bedrock', 'converse', 'response') ?? session.takeFault('bedrock', 'converse', 'stream');
+  const refused =
+    session.takeFault('bedrock', 'converse', 'response') ?? session.takeFault('bedrock', 'converse', 'stream');
   if (refused) return respondFault(request, refused);
 
   const forced = body.toolConfig?.toolChoice?.tool?.name;
@@ -187,7 +218,10 @@ export async function handleConverse(ctx: HandlerContext, request: FakeRequest):
   await waitUntil(receivedAt + ctx.latency().bedrockTtftMs, request.stream);
   const content: Record<string, unknown>[] = [];
   if (turn.text) content.push({ text: turn.text });
-  if (turn.toolUse) content.push({ toolUse: { toolUseId: `tooluse_${randomUUID().slice(0, 8)}`, name: turn.toolUse.name, input: turn.toolUse.input } });
+  if (turn.toolUse)
+    content.push({
+      toolUse: { toolUseId: `tooluse_${randomUUID().slice(0, 8)}`, name: turn.toolUse.name, input: turn.toolUse.input },
+    });
   const inputTokens = tokensOf(raw);
   const outputTokens = tokensOf(JSON.stringify(content));
   if (request.stream.destroyed) return;

@@ -2,7 +2,8 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { AwsFake } from './server';
 
-const USAGE = `Usage: tsx local/src/aws-fake/cli.ts [--host 127.0.0.1] [--port 4599] [--ttft-ms N] [--ttfb-ms N] [--final-delay-ms N]
+const USAGE = `Usage: tsx local/src/aws-fake/cli.ts [--host 127.0.0.1] [--port 4599]
+         [--ttft-ms N] [--ttfb-ms N] [--final-delay-ms N]
 
 Serves Transcribe streaming, Bedrock runtime and Polly to the AWS SDK v3 on one port and prints the
 environment to export. Admin API (HTTP/1.1): GET /_fake/sessions, PUT /_fake/scenarios/<key>, PUT /_fake/latency.`;
@@ -48,7 +49,11 @@ async function main(): Promise<void> {
   const url = await fake.start();
   const lines = Object.entries(fake.env).map(([name, value]) => `export ${name}=${value}`);
   // The SDK signs every request; the fake checks the signature's service, not the key.
-  for (const [name, value] of [['AWS_REGION', 'us-east-1'], ['AWS_ACCESS_KEY_ID', 'fake'], ['AWS_SECRET_ACCESS_KEY', 'fake']]) {
+  for (const [name, value] of [
+    ['AWS_REGION', 'us-east-1'],
+    ['AWS_ACCESS_KEY_ID', 'fake'],
+    ['AWS_SECRET_ACCESS_KEY', 'fake'],
+  ]) {
     if (!process.env[name]) lines.push(`export ${name}=${value}`);
   }
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -31,7 +31,8 @@ export function sessionHeader(headers: IncomingHttpHeaders): string[] {
 function exceptionPayload(service: FakeService, name: string, message: string): Record<string, unknown> {
   if (service === 'transcribe') return { Message: message };
   if (service === 'polly' && name === 'ValidationException') return { message, reason: 'other' };
-  if (service === 'polly' && name === 'ServiceQuotaExceededException') return { message, quotaCode: 'fake', serviceCode: 'polly' };
+  if (service === 'polly' && name === 'ServiceQuotaExceededException')
+    return { message, quotaCode: 'fake', serviceCode: 'polly' };
   return { message };
 }
 
@@ -44,12 +45,20 @@ export function respondFault(request: FakeRequest, fault: Fault): void {
 
 /** Sends the fault as an exception event in a started stream and ends it. */
 export async function streamFault(stream: ServerHttp2Stream, fault: Fault): Promise<void> {
-  await writeMessage(stream, encodeException(fault.exception, exceptionPayload(fault.service, fault.exception, fault.message)));
+  await writeMessage(
+    stream,
+    encodeException(fault.exception, exceptionPayload(fault.service, fault.exception, fault.message)),
+  );
   if (!stream.destroyed) stream.end();
 }
 
 /** Ends a started stream with a modeled exception the fake chose itself (bad input, idle timeout). */
-export async function streamException(stream: ServerHttp2Stream, service: FakeService, name: string, message: string): Promise<void> {
+export async function streamException(
+  stream: ServerHttp2Stream,
+  service: FakeService,
+  name: string,
+  message: string,
+): Promise<void> {
   await writeMessage(stream, encodeException(name, exceptionPayload(service, name, message)));
   if (!stream.destroyed) stream.end();
 }

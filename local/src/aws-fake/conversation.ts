@@ -37,16 +37,19 @@ export class ConverseValidationError extends Error {
 /** Bedrock's own rules for a conversation; a request that breaks them gets the ValidationException it would get. */
 export function validateConversation(request: WireConverseRequest): void {
   const messages = request.messages;
-  if (!Array.isArray(messages) || messages.length === 0) throw new ConverseValidationError('messages: at least one message is required');
+  if (!Array.isArray(messages) || messages.length === 0)
+    throw new ConverseValidationError('messages: at least one message is required');
   const offered = offeredTools(request);
   const usesTools = messages.some((message) => message.content?.some((block) => block.toolUse || block.toolResult));
-  if (usesTools && !offered) throw new ConverseValidationError('toolConfig: must be defined when using toolUse and toolResult content blocks');
+  if (usesTools && !offered)
+    throw new ConverseValidationError('toolConfig: must be defined when using toolUse and toolResult content blocks');
   let previousToolUses = new Set<string>();
   messages.forEach((message, index) => {
     if (message.role !== 'user' && message.role !== 'assistant') {
       throw new ConverseValidationError(`messages.${index}.role: must be user or assistant`);
     }
-    if (index === 0 && message.role !== 'user') throw new ConverseValidationError('messages.0: a conversation must start with a user message');
+    if (index === 0 && message.role !== 'user')
+      throw new ConverseValidationError('messages.0: a conversation must start with a user message');
     if (index > 0 && messages[index - 1].role === message.role) {
       throw new ConverseValidationError(`messages.${index}: roles must alternate between user and assistant`);
     }
@@ -56,10 +59,13 @@ export function validateConversation(request: WireConverseRequest): void {
     const toolUses = new Set<string>();
     message.content.forEach((block, blockIndex) => {
       const where = `messages.${index}.content.${blockIndex}`;
-      if (block.text !== undefined && !block.text.trim()) throw new ConverseValidationError(`${where}.text: must not be blank`);
+      if (block.text !== undefined && !block.text.trim())
+        throw new ConverseValidationError(`${where}.text: must not be blank`);
       if (block.toolUse) {
-        if (message.role !== 'assistant') throw new ConverseValidationError(`${where}.toolUse: only in assistant messages`);
-        if (!block.toolUse.toolUseId || !block.toolUse.name) throw new ConverseValidationError(`${where}.toolUse: needs toolUseId and name`);
+        if (message.role !== 'assistant')
+          throw new ConverseValidationError(`${where}.toolUse: only in assistant messages`);
+        if (!block.toolUse.toolUseId || !block.toolUse.name)
+          throw new ConverseValidationError(`${where}.toolUse: needs toolUseId and name`);
         if (offered && !offered.has(block.toolUse.name)) {
           throw new ConverseValidationError(`${where}.toolUse.name: ${block.toolUse.name} is not in toolConfig`);
         }
@@ -68,13 +74,17 @@ export function validateConversation(request: WireConverseRequest): void {
       if (block.toolResult) {
         if (message.role !== 'user') throw new ConverseValidationError(`${where}.toolResult: only in user messages`);
         if (!block.toolResult.toolUseId || !previousToolUses.has(block.toolResult.toolUseId)) {
-          throw new ConverseValidationError(`${where}.toolResult: toolUseId ${block.toolResult.toolUseId} answers no toolUse of the previous turn`);
+          throw new ConverseValidationError(
+            `${where}.toolResult: toolUseId ${block.toolResult.toolUseId} answers no toolUse of the previous turn`,
+          );
         }
         previousToolUses.delete(block.toolResult.toolUseId);
       }
     });
     if (message.role === 'user' && previousToolUses.size > 0) {
-      throw new ConverseValidationError(`messages.${index}: toolUse ${[...previousToolUses].join(', ')} of the previous turn has no toolResult`);
+      throw new ConverseValidationError(
+        `messages.${index}: toolUse ${[...previousToolUses].join(', ')} of the previous turn has no toolResult`,
+      );
     }
     previousToolUses = toolUses;
   });
@@ -107,7 +117,9 @@ interface Reading {
 }
 
 function textOf(result: NonNullable<WireContentBlock['toolResult']>): string {
-  return (result.content ?? []).map((part) => part.text ?? (part.json === undefined ? '' : JSON.stringify(part.json))).join(' ');
+  return (result.content ?? [])
+    .map((part) => part.text ?? (part.json === undefined ? '' : JSON.stringify(part.json)))
+    .join(' ');
 }
 
 export function readConversation(request: WireConverseRequest): Reading {
@@ -157,13 +169,22 @@ export function readConversation(request: WireConverseRequest): Reading {
       }
     }
   }
-  return { greeting: allCallerWords.length === 0 && results.length === 0 && !keyPress, callerWords, keyPress, latest, results, done, allCallerWords };
+  return {
+    greeting: allCallerWords.length === 0 && results.length === 0 && !keyPress,
+    callerWords,
+    keyPress,
+    latest,
+    results,
+    done,
+    allCallerWords,
+  };
 }
 
 function ruleMatches(rule: ReplyRule, reading: Reading): boolean {
   if (rule.whenGreeting && !reading.greeting) return false;
   if (rule.whenToolResult && !reading.results.some((result) => result.name === rule.whenToolResult)) return false;
-  if (rule.whenCallerSays && !(reading.callerWords && new RegExp(rule.whenCallerSays, 'i').test(reading.callerWords))) return false;
+  if (rule.whenCallerSays && !(reading.callerWords && new RegExp(rule.whenCallerSays, 'i').test(reading.callerWords)))
+    return false;
   return true;
 }
 
@@ -188,19 +209,28 @@ function intakeTurn(reading: Reading, scenario: Scenario, offered: (name: string
     offered(name) ? { text, toolUse: { name, input } } : { text: text ?? `I cannot use ${name} right now.` };
   const intake = scenario.intake ?? intakeFieldsFrom(reading.allCallerWords[0] ?? '');
 
-  if (reading.greeting) return { text: 'Hello, you have reached the intake line. Who am I speaking with, and how can I help?' };
+  if (reading.greeting)
+    return { text: 'Hello, you have reached the intake line. Who am I speaking with, and how can I help?' };
   // Several results can share a turn (tool calls of consecutive steps): the newest one decides.
   const result = reading.latest === 'result' ? reading.results.at(-1) : undefined;
   if (result) {
     if (result.error) return { text: 'I am sorry, that did not work. Let me try to help another way.' };
     switch (result.name) {
       case 'lookup_caller':
-        return tool('save_intake_progress', { intakeType: intake.intakeType, fields: intake.fields }, 'Thank you, I am noting that down.');
+        return tool(
+          'save_intake_progress',
+          { intakeType: intake.intakeType, fields: intake.fields },
+          'Thank you, I am noting that down.',
+        );
       case 'save_intake_progress':
         return tool('submit_intake', { intakeType: intake.intakeType });
       case 'submit_intake': {
         const caseId = /case ([A-Za-z0-9-]+)/.exec(result.text)?.[1];
-        return { text: `Your request is recorded${caseId ? ` as case ${caseId}` : ''}. Is there anything else I can do for you?` };
+        return {
+          text:
+            `Your request is recorded${caseId ? ` as case ${caseId}` : ''}. ` +
+            'Is there anything else I can do for you?',
+        };
       }
       case 'end_call':
       case 'transfer_to_human':
@@ -209,12 +239,21 @@ function intakeTurn(reading: Reading, scenario: Scenario, offered: (name: string
         return { text: 'Thank you. Is there anything else?' };
     }
   }
-  if (reading.latest === 'key' && reading.keyPress) return { text: `You pressed ${reading.keyPress}. Is there anything else?` };
+  if (reading.latest === 'key' && reading.keyPress)
+    return { text: `You pressed ${reading.keyPress}. Is there anything else?` };
   const words = reading.callerWords ?? '';
-  if (GOODBYE.test(words)) return tool('end_call', { reason: 'the caller said goodbye' }, 'Thank you for calling. Goodbye.');
-  if (PERSON.test(words)) return tool('transfer_to_human', { reason: 'the caller asked for a person' }, 'I am connecting you to a colleague now.');
-  if (!reading.done.has('lookup_caller')) return tool('lookup_caller', {}, 'Thank you. One moment while I look you up.');
-  if (!reading.done.has('submit_intake')) return tool('save_intake_progress', { intakeType: intake.intakeType, fields: intake.fields });
+  if (GOODBYE.test(words))
+    return tool('end_call', { reason: 'the caller said goodbye' }, 'Thank you for calling. Goodbye.');
+  if (PERSON.test(words))
+    return tool(
+      'transfer_to_human',
+      { reason: 'the caller asked for a person' },
+      'I am connecting you to a colleague now.',
+    );
+  if (!reading.done.has('lookup_caller'))
+    return tool('lookup_caller', {}, 'Thank you. One moment while I look you up.');
+  if (!reading.done.has('submit_intake'))
+    return tool('save_intake_progress', { intakeType: intake.intakeType, fields: intake.fields });
   return undefined;
 }
 

@@ -21,7 +21,10 @@ export class EventStreamProtocolError extends Error {
   override readonly name = 'EventStreamProtocolError';
 }
 
-function header(message: { headers: Record<string, { type: string; value: unknown }> }, name: string): string | undefined {
+function header(
+  message: { headers: Record<string, { type: string; value: unknown }> },
+  name: string,
+): string | undefined {
   const value = message.headers[name];
   return value?.type === 'string' ? (value.value as string) : undefined;
 }
@@ -31,7 +34,10 @@ function header(message: { headers: Record<string, { type: string; value: unknow
  * envelope without a signature, or an inner message that is not an event ends the stream with an error: the
  * caller answers with an exception instead of guessing.
  */
-export async function* inboundEvents(stream: AsyncIterable<Buffer>, maxEventBytes = 1024 * 1024): AsyncGenerator<InboundEvent> {
+export async function* inboundEvents(
+  stream: AsyncIterable<Buffer>,
+  maxEventBytes = 1024 * 1024,
+): AsyncGenerator<InboundEvent> {
   let pending: Buffer = Buffer.alloc(0);
   for await (const chunk of stream) {
     pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
@@ -119,7 +125,12 @@ export function respondEventStream(stream: ServerHttp2Stream, headers: Record<st
 }
 
 /** A restJson1 error before any stream: the SDK maps `x-amzn-errortype` to the modeled exception class. */
-export function respondError(stream: ServerHttp2Stream, status: number, type: string, payload: Record<string, unknown>): void {
+export function respondError(
+  stream: ServerHttp2Stream,
+  status: number,
+  type: string,
+  payload: Record<string, unknown>,
+): void {
   if (stream.destroyed || stream.closed) return;
   if (stream.headersSent) {
     stream.close();

@@ -54,8 +54,19 @@ export function redactPii(text: string, spans: PiiSpan[]): { text: string; spans
 /** Parses `x-amzn-transcribe-pii-entity-types` (comma-separated; ALL or absent = every type). */
 export function piiTypesOf(header: string | undefined): { types?: Set<string>; unknown: string[] } {
   if (!header) return { unknown: [] };
-  const names = header.split(',').map((name) => name.trim()).filter(Boolean);
+  const names = header
+    .split(',')
+    .map((name) => name.trim())
+    .filter(Boolean);
   if (names.includes('ALL')) return { unknown: [] };
-  const known = new Set<string>([...PII_TYPES, 'BANK_ACCOUNT_NUMBER', 'BANK_ROUTING', 'CREDIT_DEBIT_CVV', 'CREDIT_DEBIT_EXPIRY', 'PIN', 'ADDRESS']);
+  const known = new Set<string>([
+    ...PII_TYPES,
+    'BANK_ACCOUNT_NUMBER',
+    'BANK_ROUTING',
+    'CREDIT_DEBIT_CVV',
+    'CREDIT_DEBIT_EXPIRY',
+    'PIN',
+    'ADDRESS',
+  ]);
   return { types: new Set(names), unknown: names.filter((name) => !known.has(name)) };
 }

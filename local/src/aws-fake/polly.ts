@@ -1,7 +1,24 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerHttp2Stream } from 'node:http2';
-import { type FakeRequest, type HandlerContext, respondFault, respondValidation, sessionHeader, streamException, streamFault, waitUntil } from './context';
-import { EventStreamProtocolError, encodeEvent, inboundEvents, jsonPayload, readBody, respondEventStream, writeMessage } from './event-stream';
+import {
+  type FakeRequest,
+  type HandlerContext,
+  respondFault,
+  respondValidation,
+  sessionHeader,
+  streamException,
+  streamFault,
+  waitUntil,
+} from './context';
+import {
+  EventStreamProtocolError,
+  encodeEvent,
+  inboundEvents,
+  jsonPayload,
+  readBody,
+  respondEventStream,
+  writeMessage,
+} from './event-stream';
 import { type FakeSession, sentencesOf } from './sessions';
 import { speak } from './speech';
 
@@ -15,18 +32,28 @@ const MAX_STREAM_TEXT = 100_000;
 /** Audio goes out in pieces of this length, as it would while Polly speaks. */
 const PIECE_MS = 100;
 
-function problemWith(fields: { format?: unknown; voice?: unknown; engine?: unknown; rate?: unknown }): string | undefined {
+function problemWith(fields: {
+  format?: unknown;
+  voice?: unknown;
+  engine?: unknown;
+  rate?: unknown;
+}): string | undefined {
   if (fields.format !== 'pcm') return `OutputFormat: this fake speaks pcm only, got "${String(fields.format)}"`;
-  if (typeof fields.voice !== 'string' || !/^[A-Za-z-]{2,32}$/.test(fields.voice)) return 'VoiceId: a Polly voice ID is required';
-  if (fields.engine !== undefined && !ENGINES.has(String(fields.engine))) return `Engine: unknown engine "${String(fields.engine)}"`;
-  if (fields.rate !== undefined && !PCM_RATES.has(String(fields.rate))) return `SampleRate: pcm is 8000 or 16000 Hz, got "${String(fields.rate)}"`;
+  if (typeof fields.voice !== 'string' || !/^[A-Za-z-]{2,32}$/.test(fields.voice))
+    return 'VoiceId: a Polly voice ID is required';
+  if (fields.engine !== undefined && !ENGINES.has(String(fields.engine)))
+    return `Engine: unknown engine "${String(fields.engine)}"`;
+  if (fields.rate !== undefined && !PCM_RATES.has(String(fields.rate)))
+    return `SampleRate: pcm is 8000 or 16000 Hz, got "${String(fields.rate)}"`;
   return undefined;
 }
 
 function checkText(text: unknown, textType: unknown): string | undefined {
   if (typeof text !== 'string' || !text.trim()) return 'Text: must not be empty';
-  if (textType !== undefined && textType !== 'text' && textType !== 'ssml') return `TextType: must be text or ssml, got "${String(textType)}"`;
-  if (textType === 'ssml' && !/^\s*<speak[\s>][\s\S]*<\/speak>\s*$/.test(text)) return 'Text: SSML must be one <speak> element';
+  if (textType !== undefined && textType !== 'text' && textType !== 'ssml')
+    return `TextType: must be text or ssml, got "${String(textType)}"`;
+  if (textType === 'ssml' && !/^\s*<speak[\s>][\s\S]*<\/speak>\s*$/.test(text))
+    return 'Text: SSML must be one <speak> element';
   return undefined;
 }
 
@@ -58,7 +85,11 @@ export async function handleSynthesizeSpeech(ctx: HandlerContext, request: FakeR
     problem = error instanceof EventStreamProtocolError ? error.message : 'the body must be a JSON object';
   }
   const text = typeof input.Text === 'string' ? input.Text : '';
-  const session = ctx.sessions.resolve({ explicit: sessionHeader(headers), texts: [text], connection: stream.session! });
+  const session = ctx.sessions.resolve({
+    explicit: sessionHeader(headers),
+    texts: [text],
+    connection: stream.session!,
+  });
   problem ??=
     problemWith({ format: input.OutputFormat, voice: input.VoiceId, engine: input.Engine, rate: input.SampleRate }) ??
     checkText(input.Text, input.TextType) ??
@@ -77,7 +108,13 @@ export async function handleSynthesizeSpeech(ctx: HandlerContext, request: FakeR
     pcm = await speak(text, sampleRate, input.TextType === 'ssml');
   } catch (error) {
     ctx.logger.error({ err: error }, 'speech synthesis failed');
-    return respondFault(request, { service: 'polly', exception: 'ServiceFailureException', message: 'synthesis failed', at: 'response', times: 1 });
+    return respondFault(request, {
+      service: 'polly',
+      exception: 'ServiceFailureException',
+      message: 'synthesis failed',
+      at: 'response',
+      times: 1,
+    });
   }
   recordSpeech(session, text, pcm, sampleRate);
   await waitUntil(receivedAt + ctx.latency().pollyTtfbMs, stream);
@@ -103,8 +140,11 @@ export async function handleSynthesisStream(ctx: HandlerContext, request: FakeRe
   const sampleRate = Number(rate);
   let problem =
     problemWith({ format: headers['x-amzn-outputformat'], voice: headers['x-amzn-voiceid'], engine, rate }) ??
-    (engine !== 'generative' ? `Engine: streaming synthesis needs the generative engine, got "${String(engine)}"` : undefined);
-  if (!problem && !String(headers['content-type']).startsWith('application/vnd.amazon.eventstream')) problem = 'content-type: an event stream is required';
+    (engine !== 'generative'
+      ? `Engine: streaming synthesis needs the generative engine, got "${String(engine)}"`
+      : undefined);
+  if (!problem && !String(headers['content-type']).startsWith('application/vnd.amazon.eventstream'))
+    problem = 'content-type: an event stream is required';
   if (problem) {
     const session = ctx.sessions.resolve({ explicit: sessionHeader(headers), texts: [], connection: stream.session! });
     session.record.rejected.push(problem);
@@ -147,7 +187,9 @@ export async function handleSynthesisStream(ctx: HandlerContext, request: FakeRe
     session = ctx.sessions.resolve({ explicit, texts: [said], connection: stream.session! });
     session.record.polly.requests += 1;
     for (const early of unrecorded.splice(0)) recordSpeech(session, early.text, early.pcm, sampleRate);
-    const fault = session.takeFault('polly', 'synthesis-stream', 'stream') ?? session.takeFault('polly', 'synthesis-stream', 'response');
+    const fault =
+      session.takeFault('polly', 'synthesis-stream', 'stream') ??
+      session.takeFault('polly', 'synthesis-stream', 'response');
     if (!fault) return true;
     void streamFault(stream, fault);
     return false;
@@ -168,10 +210,13 @@ export async function handleSynthesisStream(ctx: HandlerContext, request: FakeRe
       const payload = jsonPayload(event);
       if (typeof payload.Text !== 'string') throw new EventStreamProtocolError('TextEvent.Text: must be a string');
       if (payload.TextType !== undefined && payload.TextType !== 'text' && payload.TextType !== 'ssml') {
-        throw new EventStreamProtocolError(`TextEvent.TextType: must be text or ssml, got "${String(payload.TextType)}"`);
+        throw new EventStreamProtocolError(
+          `TextEvent.TextType: must be text or ssml, got "${String(payload.TextType)}"`,
+        );
       }
       characters += payload.Text.length;
-      if (characters > MAX_STREAM_TEXT) throw new EventStreamProtocolError(`more than ${MAX_STREAM_TEXT} characters of text`);
+      if (characters > MAX_STREAM_TEXT)
+        throw new EventStreamProtocolError(`more than ${MAX_STREAM_TEXT} characters of text`);
       buffer += payload.Text;
       const force = (payload.FlushStreamConfiguration as { Force?: unknown } | undefined)?.Force === true;
       // Whole sentences are spoken as they complete; a forced flush speaks whatever is buffered.
@@ -191,8 +236,11 @@ export async function handleSynthesisStream(ctx: HandlerContext, request: FakeRe
     if (!stream.destroyed) stream.end();
   } catch (error) {
     if (stream.destroyed) return;
-    const message = error instanceof EventStreamProtocolError ? error.message : `synthesis failed: ${(error as Error).message}`;
-    (session ?? ctx.sessions.resolve({ explicit: sessionHeader(headers), texts: [], connection: stream.session! })).record.rejected.push(message);
+    const message =
+      error instanceof EventStreamProtocolError ? error.message : `synthesis failed: ${(error as Error).message}`;
+    (
+      session ?? ctx.sessions.resolve({ explicit: sessionHeader(headers), texts: [], connection: stream.session! })
+    ).record.rejected.push(message);
     await out.catch(() => false);
     await streamException(stream as ServerHttp2Stream, 'polly', 'ValidationException', message);
   }

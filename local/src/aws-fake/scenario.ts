@@ -65,7 +65,9 @@ const replyRuleSchema = z
     /** Matches the first request of a conversation (no caller words yet): the greeting. */
     whenGreeting: z.boolean().optional(),
     say: z.string().max(3000).optional(),
-    callTool: z.object({ name: z.string().min(1).max(64), input: z.record(z.string(), z.unknown()).default({}) }).optional(),
+    callTool: z
+      .object({ name: z.string().min(1).max(64), input: z.record(z.string(), z.unknown()).default({}) })
+      .optional(),
   })
   .superRefine((rule, ctx) => {
     if (!rule.whenCallerSays && !rule.whenToolResult && !rule.whenGreeting) {
@@ -97,7 +99,7 @@ export const scenarioSchema = z
     intake: z
       .object({ intakeType: z.string().min(1).max(64), fields: z.record(z.string(), z.string().max(2000)) })
       .optional(),
-    /** What a forced `record_call_insights` call returns (the enrichment Lambda); default: built from the transcript. */
+    /** What a forced `record_call_insights` call returns (enrichment); default: built from the transcript. */
     insights: z.record(z.string(), z.unknown()).optional(),
     /** Strings that select this scenario when they appear in a Bedrock or Polly request (e.g. the caller's number). */
     match: z.array(z.string().min(3).max(200)).max(20).default([]),
@@ -153,5 +155,8 @@ export function parseLatency(input: unknown, base: Latency): Latency {
 
 /** The caller of the built-in intake conversation: introduces themselves and their request, then says goodbye. */
 export const DEFAULT_SCENARIO: Scenario = parseScenario({
-  callerSays: ['Hi, this is Jane Doe. I am calling about a billing question on my last invoice.', 'No, that is all. Goodbye.'],
+  callerSays: [
+    'Hi, this is Jane Doe. I am calling about a billing question on my last invoice.',
+    'No, that is all. Goodbye.',
+  ],
 });

@@ -46,7 +46,8 @@ type Route = (ctx: HandlerContext, request: FakeRequest) => Promise<void>;
 /** Routes by the services' real request paths (all POST), as the SDK's serializers build them. */
 function routeOf(path: string): { route: Route; operation: string } | undefined {
   if (path === '/stream-transcription') return { route: handleTranscribe, operation: 'StartStreamTranscription' };
-  if (/^\/model\/[^/]+\/converse-stream$/.test(path)) return { route: handleConverseStream, operation: 'ConverseStream' };
+  if (/^\/model\/[^/]+\/converse-stream$/.test(path))
+    return { route: handleConverseStream, operation: 'ConverseStream' };
   if (/^\/model\/[^/]+\/converse$/.test(path)) return { route: handleConverse, operation: 'Converse' };
   if (path === '/v1/speech') return { route: handleSynthesizeSpeech, operation: 'SynthesizeSpeech' };
   if (path === '/v1/synthesisStream') return { route: handleSynthesisStream, operation: 'StartSpeechSynthesisStream' };
@@ -178,14 +179,25 @@ export class AwsFake {
     const found = routeOf(path);
     if (!found || headers[':method'] !== 'POST') {
       this.#logger.warn({ method: headers[':method'], path }, 'no such operation');
-      respondError(stream, 404, 'UnknownOperationException', { message: `no operation at ${headers[':method']} ${path}` });
+      respondError(stream, 404, 'UnknownOperationException', {
+        message: `no operation at ${headers[':method']} ${path}`,
+      });
       return;
     }
     // Every request must be SigV4-signed for its service, as AWS would insist; an unsigned one is refused.
-    const scope = /Credential=[^/]+\/\d{8}\/[^/]+\/([^/]+)\/aws4_request/.exec(String(headers.authorization ?? ''))?.[1];
-    const expected = found.operation === 'StartStreamTranscription' ? 'transcribe' : found.operation.includes('Speech') ? 'polly' : 'bedrock';
+    const scope = /Credential=[^/]+\/\d{8}\/[^/]+\/([^/]+)\/aws4_request/.exec(
+      String(headers.authorization ?? ''),
+    )?.[1];
+    const expected =
+      found.operation === 'StartStreamTranscription'
+        ? 'transcribe'
+        : found.operation.includes('Speech')
+          ? 'polly'
+          : 'bedrock';
     if (scope !== expected) {
-      respondError(stream, 403, 'UnrecognizedClientException', { message: `request not signed for ${expected} (scope ${scope ?? 'none'})` });
+      respondError(stream, 403, 'UnrecognizedClientException', {
+        message: `request not signed for ${expected} (scope ${scope ?? 'none'})`,
+      });
       return;
     }
     try {
@@ -217,7 +229,8 @@ export class AwsFake {
         return reply(204);
       }
       if (req.method === 'PUT' && (route === 'latency' || route.startsWith('scenarios/'))) {
-        if (!String(req.headers['content-type']).startsWith('application/json')) return reply(415, { error: 'send application/json' });
+        if (!String(req.headers['content-type']).startsWith('application/json'))
+          return reply(415, { error: 'send application/json' });
         const body = await readJson(req);
         if (route === 'latency') return reply(200, this.setLatency(body as Partial<Latency>));
         this.register(decodeURIComponent(route.slice('scenarios/'.length)), body as ScenarioInput);
@@ -225,7 +238,10 @@ export class AwsFake {
       }
       return reply(404, { error: `no such admin route ${req.method} ${path}` });
     } catch (error) {
-      const known = error instanceof ScenarioError || error instanceof AdminInputError || (error as Error).message?.startsWith('scenario key');
+      const known =
+        error instanceof ScenarioError ||
+        error instanceof AdminInputError ||
+        (error as Error).message?.startsWith('scenario key');
       if (!known) this.#logger.error({ err: error }, 'admin request failed');
       return reply(known ? 400 : 500, { error: (error as Error).message });
     }

@@ -17,7 +17,13 @@ export interface SessionRecord {
     partials: number;
   };
   bedrock: {
-    requests: { operation: string; modelId: string; callerWords?: string; toolResults: string[]; reply: { text?: string; tool?: string } }[];
+    requests: {
+      operation: string;
+      modelId: string;
+      callerWords?: string;
+      toolResults: string[];
+      reply: { text?: string; tool?: string };
+    }[];
   };
   polly: {
     requests: number;
@@ -64,7 +70,10 @@ export class FakeSession {
   takeFault(service: FakeService, operation: string, at: 'response' | 'stream'): Fault | undefined {
     const fault = this.#faults.find(
       (candidate) =>
-        candidate.left > 0 && candidate.service === service && candidate.at === at && (!candidate.operation || candidate.operation === operation),
+        candidate.left > 0 &&
+        candidate.service === service &&
+        candidate.at === at &&
+        (!candidate.operation || candidate.operation === operation),
     );
     if (!fault) return undefined;
     fault.left -= 1;
@@ -127,7 +136,8 @@ export class SessionDirectory {
   #defaultScenario: Scenario = DEFAULT_SCENARIO;
 
   register(key: string, input: unknown): Scenario {
-    if (!/^[A-Za-z0-9._:+@-]{1,128}$/.test(key)) throw new Error(`scenario key "${key}": use 1-128 of A-Z a-z 0-9 . _ : + @ -`);
+    if (!/^[A-Za-z0-9._:+@-]{1,128}$/.test(key))
+      throw new Error(`scenario key "${key}": use 1-128 of A-Z a-z 0-9 . _ : + @ -`);
     const scenario = parseScenario(input);
     if (key === 'default') this.#defaultScenario = scenario;
     else this.#scenarios.set(key, scenario);
@@ -162,7 +172,9 @@ export class SessionDirectory {
       // Sessions of their own (a worker call's SDK clients, one connection each) whose sentences meet in one
       // request are one call seen from several services: fold them in, so a call has one record.
       const bound = this.#byConnection.get(clues.connection);
-      for (const other of new Set([...found.related, ...(bound ? [bound] : [])].map((candidate) => this.#canonical(candidate)))) {
+      for (const other of new Set(
+        [...found.related, ...(bound ? [bound] : [])].map((candidate) => this.#canonical(candidate)),
+      )) {
         if (other !== key && ANONYMOUS.test(other)) this.#merge(other, session);
       }
     }
@@ -195,7 +207,9 @@ export class SessionDirectory {
   }
 
   #find(clues: SessionClues): { key: string; via: string; related: string[] } {
-    for (const key of clues.explicit) if (this.#scenarios.has(key) || this.#sessions.has(this.#canonical(key))) return { key, via: 'explicit', related: [] };
+    for (const key of clues.explicit)
+      if (this.#scenarios.has(key) || this.#sessions.has(this.#canonical(key)))
+        return { key, via: 'explicit', related: [] };
     const haystack = [...clues.texts, clues.matchText ?? ''].join('\n');
     for (const [key, scenario] of this.#scenarios) {
       if (scenario.match.some((needle) => haystack.includes(needle))) return { key, via: 'match', related: [] };

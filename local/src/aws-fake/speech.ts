@@ -116,9 +116,13 @@ function render(text: string, sampleRate: number, ssml: boolean): Promise<Buffer
     const espeak = spawn('espeak-ng', ['-v', 'en-us', '-s', '165', ...(ssml ? ['-m'] : []), '--stdout'], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    const sox = spawn('sox', ['-t', 'wav', '-', '-r', String(sampleRate), '-c', '1', '-b', '16', '-e', 'signed-integer', '-t', 'raw', '-'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const sox = spawn(
+      'sox',
+      ['-t', 'wav', '-', '-r', String(sampleRate), '-c', '1', '-b', '16', '-e', 'signed-integer', '-t', 'raw', '-'],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     const out: Buffer[] = [];
     const errors: string[] = [];
     espeak.stdout.pipe(sox.stdin);
@@ -131,7 +135,8 @@ function render(text: string, sampleRate: number, ssml: boolean): Promise<Buffer
     espeak.stdin.end(text.replace(/\s+/g, ' '));
     sox.on('close', (code) => {
       const pcm = Buffer.concat(out);
-      if (code !== 0 || pcm.length === 0) reject(new Error(`espeak-ng/sox failed (${code}): ${errors.join('').trim()}`));
+      if (code !== 0 || pcm.length === 0)
+        reject(new Error(`espeak-ng/sox failed (${code}): ${errors.join('').trim()}`));
       else resolve(pcm);
     });
   });

@@ -1,5 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { type FakeRequest, type HandlerContext, respondFault, respondValidation, sessionHeader, streamException, streamFault, waitUntil } from './context';
+import {
+  type FakeRequest,
+  type HandlerContext,
+  respondFault,
+  respondValidation,
+  sessionHeader,
+  streamException,
+  streamFault,
+  waitUntil,
+} from './context';
 import { EventStreamProtocolError, encodeEvent, inboundEvents, respondEventStream, writeMessage } from './event-stream';
 import type { FakeSession } from './sessions';
 import { type PiiSpan, findPii, piiTypesOf, redactPii } from './pii';
@@ -64,7 +73,15 @@ interface Entity {
   Confidence: number;
 }
 
-function transcriptEvent(resultId: string, items: Word[], partial: boolean, start: number, end: number, language: string, entities: Entity[] = []) {
+function transcriptEvent(
+  resultId: string,
+  items: Word[],
+  partial: boolean,
+  start: number,
+  end: number,
+  language: string,
+  entities: Entity[] = [],
+) {
   const transcript = items
     .map((item) => item.Content)
     .join(' ')
@@ -123,7 +140,11 @@ export async function handleTranscribe(ctx: HandlerContext, request: FakeRequest
                     ? `PiiEntityTypes: unknown ${piiTypes.unknown.join(', ')}`
                     : undefined;
   const sessionId = typeof given === 'string' ? given : randomUUID();
-  const session = ctx.sessions.resolve({ explicit: [...(typeof given === 'string' ? [given] : []), ...sessionHeader(headers)], texts: [], connection: stream.session! });
+  const session = ctx.sessions.resolve({
+    explicit: [...(typeof given === 'string' ? [given] : []), ...sessionHeader(headers)],
+    texts: [],
+    connection: stream.session!,
+  });
   if (problem) {
     session.record.rejected.push(problem);
     respondValidation(request, 'transcribe', problem);
@@ -141,14 +162,23 @@ export async function handleTranscribe(ctx: HandlerContext, request: FakeRequest
     'x-amzn-transcribe-sample-rate': String(sampleRate),
     'x-amzn-transcribe-media-encoding': encoding,
     ...(stabilise
-      ? { 'x-amzn-transcribe-enable-partial-results-stabilization': 'true', 'x-amzn-transcribe-partial-results-stability': stability }
+      ? {
+          'x-amzn-transcribe-enable-partial-results-stabilization': 'true',
+          'x-amzn-transcribe-partial-results-stability': stability,
+        }
       : {}),
     ...(identify ? { 'x-amzn-transcribe-content-identification-type': 'PII' } : {}),
     ...(redact ? { 'x-amzn-transcribe-content-redaction-type': 'PII' } : {}),
     ...(typeof piiHeader === 'string' ? { 'x-amzn-transcribe-pii-entity-types': piiHeader } : {}),
   });
   const pii = identify ? ('identify' as const) : redact ? ('redact' as const) : undefined;
-  await new TranscribeListener(ctx, request, session, { sampleRate, language, stabilise, pii, piiTypes: piiTypes.types }).run();
+  await new TranscribeListener(ctx, request, session, {
+    sampleRate,
+    language,
+    stabilise,
+    pii,
+    piiTypes: piiTypes.types,
+  }).run();
 }
 
 class TranscribeListener {
@@ -184,14 +214,20 @@ class TranscribeListener {
     const { stream } = this.request;
     const idle = new IdleTimer(this.ctx.transcribeIdleTimeoutMs, () => {
       this.#failed = true;
-      void streamException(stream, 'transcribe', 'BadRequestException', 'Your request timed out because no new audio was received for 15 seconds.');
+      void streamException(
+        stream,
+        'transcribe',
+        'BadRequestException',
+        'Your request timed out because no new audio was received for 15 seconds.',
+      );
     });
     try {
       for await (const event of inboundEvents(stream as AsyncIterable<Buffer>)) {
         if (this.#failed || stream.destroyed) return;
         idle.reset();
         if (event.type === 'ConfigurationEvent') continue;
-        if (event.type !== 'AudioEvent') throw new EventStreamProtocolError(`unexpected ${event.type} in an AudioStream`);
+        if (event.type !== 'AudioEvent')
+          throw new EventStreamProtocolError(`unexpected ${event.type} in an AudioStream`);
         const fault = this.session.takeFault('transcribe', 'stream-transcription', 'stream');
         if (fault) {
           this.#failed = true;
