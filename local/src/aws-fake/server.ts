@@ -6,7 +6,14 @@ import { handleConverse, handleConverseStream } from './bedrock';
 import type { FakeRequest, HandlerContext } from './context';
 import { respondError } from './event-stream';
 import { handleSynthesisStream, handleSynthesizeSpeech } from './polly';
-import { DEFAULT_LATENCY, type Latency, ScenarioError, type ScenarioInput, parseLatency } from './scenario';
+import {
+  DEFAULT_LATENCY,
+  type FakeService,
+  type Latency,
+  ScenarioError,
+  type ScenarioInput,
+  parseLatency,
+} from './scenario';
 import { SessionDirectory, type SessionRecord } from './sessions';
 import { SPEECH_RMS_LEVEL } from './speech';
 import { handleTranscribe } from './transcribe';
@@ -44,14 +51,25 @@ const MAX_ADMIN_BODY = 1024 * 1024;
 type Route = (ctx: HandlerContext, request: FakeRequest) => Promise<void>;
 
 /** Routes by the services' real request paths (all POST), as the SDK's serializers build them. */
-function routeOf(path: string): { route: Route; operation: string } | undefined {
-  if (path === '/stream-transcription') return { route: handleTranscribe, operation: 'StartStreamTranscription' };
-  if (/^\/model\/[^/]+\/converse-stream$/.test(path))
-    return { route: handleConverseStream, operation: 'ConverseStream' };
-  if (/^\/model\/[^/]+\/converse$/.test(path)) return { route: handleConverse, operation: 'Converse' };
-  if (path === '/v1/speech') return { route: handleSynthesizeSpeech, operation: 'SynthesizeSpeech' };
-  if (path === '/v1/synthesisStream') return { route: handleSynthesisStream, operation: 'StartSpeechSynthesisStream' };
+function routeOf(path: string): { route: Route; operation: string; service: FakeService } | undefined {
+  if (path === '/stream-transcription') {
+    return { route: handleTranscribe, operation: 'StartStreamTranscription', service: 'transcribe' };
+  }
+  if (/^\/model\/[^/]+\/converse-stream$/.test(path)) {
+    return { route: handleConverseStream, operation: 'ConverseStream', service: 'bedrock' };
+  }
+  if (/^\/model\/[^/]+\/converse$/.test(path))
+    return { route: handleConverse, operation: 'Converse', service: 'bedrock' };
+  if (path === '/v1/speech') return { route: handleSynthesizeSpeech, operation: 'SynthesizeSpeech', service: 'polly' };
+  if (path === '/v1/synthesisStream') {
+    return { route: handleSynthesisStream, operation: 'StartSpeechSynthesisStream', service: 'polly' };
+  }
   return undefined;
+}
+
+/** The service a SigV4 Authorization header's credential scope names. */
+function signedService(authorization: string | undefined): string | undefined {
+  return /Credential=[^/]+\/\d{8}\/[^/]+\/([^/]+)\/aws4_request/.exec(authorization ?? '')?.[1];
 }
 
 /**
@@ -63,7 +81,7 @@ export class AwsFake {
   readonly #options: AwsFakeOptions;
   readonly #sessions = new SessionDirectory();
   readonly #logger: Logger;
-  readonly #h2 = http2.createServer({ settings: { enableConnectProtocol: false } });
+  readonly #h2 = http2.createServer();
   readonly #admin = http.createServer((req, res) => void this.#handleAdmin(req, res));
   readonly #listener = net.createServer((socket) => this.#sniff(socket));
   readonly #sockets = new Set<Socket>();
@@ -185,18 +203,10 @@ export class AwsFake {
       return;
     }
     // Every request must be SigV4-signed for its service, as AWS would insist; an unsigned one is refused.
-    const scope = /Credential=[^/]+\/\d{8}\/[^/]+\/([^/]+)\/aws4_request/.exec(
-      String(headers.authorization ?? ''),
-    )?.[1];
-    const expected =
-      found.operation === 'StartStreamTranscription'
-        ? 'transcribe'
-        : found.operation.includes('Speech')
-          ? 'polly'
-          : 'bedrock';
-    if (scope !== expected) {
+    const scope = signedService(headers.authorization);
+    if (scope !== found.service) {
       respondError(stream, 403, 'UnrecognizedClientException', {
-        message: `request not signed for ${expected} (scope ${scope ?? 'none'})`,
+        message: `request not signed for ${found.service} (scope ${scope ?? 'none'})`,
       });
       return;
     }
@@ -238,10 +248,7 @@ export class AwsFake {
       }
       return reply(404, { error: `no such admin route ${req.method} ${path}` });
     } catch (error) {
-      const known =
-        error instanceof ScenarioError ||
-        error instanceof AdminInputError ||
-        (error as Error).message?.startsWith('scenario key');
+      const known = error instanceof ScenarioError || error instanceof AdminInputError || error instanceof URIError;
       if (!known) this.#logger.error({ err: error }, 'admin request failed');
       return reply(known ? 400 : 500, { error: (error as Error).message });
     }

@@ -1,5 +1,12 @@
 import type { Http2Session } from 'node:http2';
-import { DEFAULT_SCENARIO, type Fault, type FakeService, type Scenario, parseScenario } from './scenario';
+import {
+  DEFAULT_SCENARIO,
+  type FakeService,
+  type Fault,
+  type Scenario,
+  ScenarioError,
+  parseScenario,
+} from './scenario';
 
 /** What one session's services received and answered, for a test's assertions. */
 export interface SessionRecord {
@@ -137,7 +144,7 @@ export class SessionDirectory {
 
   register(key: string, input: unknown): Scenario {
     if (!/^[A-Za-z0-9._:+@-]{1,128}$/.test(key))
-      throw new Error(`scenario key "${key}": use 1-128 of A-Z a-z 0-9 . _ : + @ -`);
+      throw new ScenarioError(`scenario key "${key}": use 1-128 of A-Z a-z 0-9 . _ : + @ -`);
     const scenario = parseScenario(input);
     if (key === 'default') this.#defaultScenario = scenario;
     else this.#scenarios.set(key, scenario);

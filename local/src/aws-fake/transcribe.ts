@@ -15,6 +15,7 @@ import { type PiiSpan, findPii, piiTypesOf, redactPii } from './pii';
 import { UtteranceDetector, samplesOf } from './speech';
 
 const SAMPLE_RATES = new Set([8000, 16000, 22050, 24000, 32000, 44100, 48000]);
+const UUID = /^[a-fA-F0-9]{8}(-[a-fA-F0-9]{4}){3}-[a-fA-F0-9]{12}$/;
 /** A partial every this much speech, one more word each time, as Transcribe's grow. */
 const PARTIAL_EVERY_MS = 250;
 
@@ -120,25 +121,31 @@ export async function handleTranscribe(ctx: HandlerContext, request: FakeRequest
   const redact = headers['x-amzn-transcribe-content-redaction-type'];
   const piiHeader = headers['x-amzn-transcribe-pii-entity-types'];
   const piiTypes = piiTypesOf(typeof piiHeader === 'string' ? piiHeader : undefined);
-  const problem = !/^[a-z]{2,3}-[A-Z]{2}$/.test(language)
-    ? 'x-amzn-transcribe-language-code: a language code such as en-US is required'
-    : encoding !== 'pcm'
-      ? `x-amzn-transcribe-media-encoding: this fake hears pcm only, got "${encoding}"`
-      : !SAMPLE_RATES.has(sampleRate)
-        ? `x-amzn-transcribe-sample-rate: unsupported rate "${headers['x-amzn-transcribe-sample-rate']}"`
-        : !String(headers['content-type']).startsWith('application/vnd.amazon.eventstream')
-          ? 'content-type: an event stream is required'
-          : typeof given === 'string' && !/^[a-fA-F0-9]{8}(-[a-fA-F0-9]{4}){3}-[a-fA-F0-9]{12}$/.test(given)
-            ? 'x-amzn-transcribe-session-id: must be a UUID'
-            : identify && redact
-              ? 'ContentIdentificationType and ContentRedactionType cannot be used together'
-              : (identify ?? redact ?? 'PII') !== 'PII'
-                ? `content identification/redaction type: only PII, got "${String(identify ?? redact)}"`
-                : piiHeader && !identify && !redact
-                  ? 'PiiEntityTypes: needs ContentIdentificationType or ContentRedactionType'
-                  : piiTypes.unknown.length
-                    ? `PiiEntityTypes: unknown ${piiTypes.unknown.join(', ')}`
-                    : undefined;
+  // The service's own refusals, first one wins.
+  const checks: [boolean, string][] = [
+    [
+      !/^[a-z]{2,3}-[A-Z]{2}$/.test(language),
+      'x-amzn-transcribe-language-code: a language code such as en-US is required',
+    ],
+    [encoding !== 'pcm', `x-amzn-transcribe-media-encoding: this fake hears pcm only, got "${encoding}"`],
+    [
+      !SAMPLE_RATES.has(sampleRate),
+      `x-amzn-transcribe-sample-rate: unsupported rate "${headers['x-amzn-transcribe-sample-rate']}"`,
+    ],
+    [
+      !String(headers['content-type']).startsWith('application/vnd.amazon.eventstream'),
+      'content-type: an event stream is required',
+    ],
+    [typeof given === 'string' && !UUID.test(given), 'x-amzn-transcribe-session-id: must be a UUID'],
+    [!!identify && !!redact, 'ContentIdentificationType and ContentRedactionType cannot be used together'],
+    [
+      (identify ?? redact ?? 'PII') !== 'PII',
+      `content identification/redaction type: only PII, got "${String(identify ?? redact)}"`,
+    ],
+    [!!piiHeader && !identify && !redact, 'PiiEntityTypes: needs ContentIdentificationType or ContentRedactionType'],
+    [piiTypes.unknown.length > 0, `PiiEntityTypes: unknown ${piiTypes.unknown.join(', ')}`],
+  ];
+  const problem = checks.find(([failed]) => failed)?.[1];
   const sessionId = typeof given === 'string' ? given : randomUUID();
   const session = ctx.sessions.resolve({
     explicit: [...(typeof given === 'string' ? [given] : []), ...sessionHeader(headers)],
