@@ -31,16 +31,6 @@ const AWS_ENV = [
   'AWS_SECRET_ACCESS_KEY',
 ];
 
-/** Waits for `condition` (polled), failing with `what` and what the fake saw after `timeoutMs`. */
-async function waitFor(what: string, condition: () => boolean, seen: () => unknown, timeoutMs = 30_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!condition()) {
-    if (performance.now() > deadline)
-      throw new Error(`timed out waiting for ${what}; the fake saw ${JSON.stringify(seen(), null, 1)}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 describe('an intake call through the AWS fake, in process', () => {
   const saved = Object.fromEntries(AWS_ENV.map((name) => [name, process.env[name]]));
   const dataDir = mkdtempSync(join(tmpdir(), 'aws-fake-call-'));
@@ -76,16 +66,12 @@ describe('an intake call through the AWS fake, in process', () => {
       await call.intake.greet();
       // The caller's words are the fake's script; the audio only has to be speech for the VAD and the fake to hear.
       await call.line.say(synthesizeSpeech(DEFAULT_SCENARIO.callerSays[0]));
-      await waitFor(
-        'the case number to be spoken',
-        () => replies().some((reply) => /recorded as case/.test(reply.text ?? '')),
-        () => fake.sessions,
+      await fake.until('the case number to be spoken', () =>
+        replies().some((reply) => /recorded as case/.test(reply.text ?? '')),
       );
       call.intake.keyPressed('5');
-      await waitFor(
-        'the key press to be answered',
-        () => replies().some((reply) => /You pressed 5/.test(reply.text ?? '')),
-        () => fake.sessions,
+      await fake.until('the key press to be answered', () =>
+        replies().some((reply) => /You pressed 5/.test(reply.text ?? '')),
       );
       await call.line.say(synthesizeSpeech(DEFAULT_SCENARIO.callerSays[1]));
       hangUpReason = await call.hungUp;

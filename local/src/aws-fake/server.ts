@@ -151,6 +151,20 @@ export class AwsFake {
     return this.#sessions.records;
   }
 
+  /**
+   * Resolves once `condition` holds for the sessions' records (checked every 25 ms); rejects after `timeoutMs` with
+   * `what` and every record, so a failing test says what the services did get.
+   */
+  async until(what: string, condition: (sessions: SessionRecord[]) => boolean, timeoutMs = 30_000): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while (!condition(this.sessions)) {
+      if (performance.now() > deadline) {
+        throw new Error(`AwsFake: timed out waiting for ${what}; sessions: ${JSON.stringify(this.sessions, null, 1)}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+
   /** Forgets scenarios, sessions and latencies set since start. */
   reset(): void {
     this.#sessions.reset();
