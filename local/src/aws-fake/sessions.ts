@@ -127,8 +127,9 @@ export interface SessionClues {
 /**
  * Which session a request belongs to. In order: a key the request names that has a scenario; a scenario whose
  * `match` string is in the request; text this fake produced for a session (Bedrock's reply reaching Polly, a
- * transcript reaching Bedrock); the session last seen on the same HTTP/2 connection (one SDK client per call in
- * the worker); else a new session of the connection with the default scenario. Never a global counter.
+ * transcript reaching Bedrock); the session last seen on the same HTTP/2 connection (a Transcribe stream's
+ * reconnects; the SDK's Bedrock and Polly clients open a connection per request); else a new session of the
+ * connection with the default scenario. Never a global counter.
  */
 export class SessionDirectory {
   readonly #scenarios = new Map<string, Scenario>();
@@ -176,7 +177,7 @@ export class SessionDirectory {
     const key = this.#canonical(found.key);
     const session = this.#session(key, found.via);
     if (found.via === 'provenance') {
-      // Sessions of their own (a worker call's SDK clients, one connection each) whose sentences meet in one
+      // Sessions of their own (a keyless call's requests, each on its own connection) whose sentences meet in one
       // request are one call seen from several services: fold them in, so a call has one record.
       const bound = this.#byConnection.get(clues.connection);
       for (const other of new Set(
