@@ -52,7 +52,9 @@ describe('an intake call through the AWS fake, in process', () => {
       AWS_SECRET_ACCESS_KEY: 'call-secret',
     });
     inMemoryS3(s3);
-    [mcp, redis] = await Promise.all([startServer({ DATA_DIR: dataDir }), startRedis()]);
+    // One after the other: if the second fails to start, the first is already assigned and afterAll stops it.
+    mcp = await startServer({ DATA_DIR: dataDir });
+    redis = await startRedis();
     const call = await openCall({
       // The production default: the generative engine, so Polly's bidirectional stream carries every reply.
       env: localAgentEnv(redis.port, mcp.url, { POLLY_ENGINE: 'generative' }),

@@ -29,10 +29,11 @@ import {
 } from '@aws-sdk/client-transcribe-streaming';
 import { APIError, initializeLogger, llm, stt, tts } from '@livekit/agents';
 import { AudioFrame } from '@livekit/rtc-node';
-import { callInsightsSchema } from '@voice-intake/contracts';
+import { type Transcript, callInsightsSchema, transcriptSchema } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SPEECH_RMS_LEVEL, rms, speechEndMs, synthesizeSpeech } from '../../agent/test/support/speech';
 import { BedrockLLM, PollyTTS, TranscribeSTT } from '../../agent/src/plugins/aws';
+import { requestInsights } from '../../lambda/src/enrichment/insights';
 import { AwsFake, DEFAULT_SCENARIO, SESSION_HEADER } from '../src/aws-fake';
 import { codec } from '../src/aws-fake/event-stream';
 
@@ -529,6 +530,71 @@ describe('Bedrock runtime over the wire', () => {
     const insights = callInsightsSchema.parse(toolUse.input);
     expect(insights.intakeFields).toContainEqual({ name: 'full_name', value: 'Jane Doe', confidence: 0.9 });
     expect(insights.intent).toBe('appointment request');
+  });
+});
+
+describe("the enrichment Lambda's Converse call over the wire", () => {
+  const noBackoff = { maxAttempts: 3, baseDelayMs: 1 };
+  const transcript = (callId: string, said: string): Transcript =>
+    transcriptSchema.parse({
+      schemaVersion: 1,
+      callId,
+      roomName: `room-${callId}`,
+      callerNumber: '+14155550123',
+      startedAt: '2026-11-30T10:00:00.000Z',
+      endedAt: '2026-11-30T10:02:00.000Z',
+      endReason: 'agent_hangup',
+      turns: [
+        {
+          seq: 0,
+          speaker: 'agent',
+          text: 'Hello.',
+          startedAt: '2026-11-30T10:00:01.000Z',
+          endedAt: '2026-11-30T10:00:02.000Z',
+        },
+        {
+          seq: 1,
+          speaker: 'caller',
+          text: said,
+          startedAt: '2026-11-30T10:00:03.000Z',
+          endedAt: '2026-11-30T10:00:06.000Z',
+        },
+      ],
+    });
+
+  it('gets insights that fit the contract in one attempt', async () => {
+    const bedrock = client((c) => new BedrockRuntimeClient(c));
+    const result = await requestInsights(
+      bedrock,
+      'model',
+      transcript('enrich-1', 'Hi, this is Mary Major, I have a question about billing.'),
+      noBackoff,
+    );
+    expect(result).toMatchObject({ ok: true, attempts: 1 });
+    if (!result.ok) return;
+    expect(result.insights.intent).toBe('billing request');
+    expect(result.insights.intakeFields).toContainEqual({ name: 'full_name', value: 'Mary Major', confidence: 0.9 });
+  });
+
+  it('retries through throttling and gives up on output that never fits, after the one corrective turn', async () => {
+    const key = `enrich-${randomUUID()}`;
+    fake.register(key, {
+      // Found by the call id in the transcript: the Lambda's request names no session.
+      match: [`Call ${key}`],
+      insights: { summary: '', intent: 'x' },
+      faults: [{ service: 'bedrock', operation: 'converse', exception: 'throttlingException', at: 'response' }],
+    });
+    const bedrock = client((c) => new BedrockRuntimeClient(c));
+    const result = await requestInsights(bedrock, 'model', transcript(key, 'Hello there.'), noBackoff);
+    expect(result).toMatchObject({ ok: false, attempts: 2 });
+    if (result.ok) return;
+    expect(result.detail).toMatch(/summary/);
+    const requests = fake.session(key)!.bedrock.requests;
+    // One throttled (no reply recorded) + the first answer + the corrective turn.
+    expect(requests.map((request) => request.operation)).toEqual(['converse', 'converse']);
+    expect(fake.session(key)!.exceptions).toEqual([
+      { service: 'bedrock', exception: 'throttlingException', at: 'response' },
+    ]);
   });
 });
 
