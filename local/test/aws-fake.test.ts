@@ -922,6 +922,134 @@ describe('latency knobs', () => {
   });
 });
 
+describe('clients that go away', () => {
+  /** An event as the SDK sends it: encoded, then wrapped in a signed envelope. */
+  function signedEvent(type: string, body: Uint8Array, contentType: string): Buffer {
+    const inner = codec.encode({
+      headers: {
+        ':event-type': { type: 'string', value: type },
+        ':message-type': { type: 'string', value: 'event' },
+        ':content-type': { type: 'string', value: contentType },
+      },
+      body,
+    });
+    const outer = codec.encode({
+      headers: {
+        ':date': { type: 'timestamp', value: new Date() },
+        ':chunk-signature': { type: 'binary', value: new Uint8Array(32) },
+      },
+      body: inner,
+    });
+    return Buffer.from(outer);
+  }
+
+  /** Opens a request, sends `body` (all of it when `complete`), and drops the connection at the first response bytes. */
+  async function vanishMidStream(
+    path: string,
+    service: string,
+    headers: Record<string, string>,
+    body: Buffer,
+    complete = false,
+  ) {
+    const session = http2.connect(url);
+    session.on('error', () => undefined);
+    const request = session.request({
+      ':method': 'POST',
+      ':path': path,
+      authorization: signedFor(service),
+      ...headers,
+    });
+    request.on('error', () => undefined);
+    const firstBytes = new Promise<void>((resolve) => request.once('data', () => resolve()));
+    if (complete) request.end(body);
+    else request.write(body);
+    await firstBytes;
+    session.destroy();
+  }
+
+  it('survives connections dropped in the middle of every stream and keeps serving', async () => {
+    const key = randomUUID();
+    const eventStream = { 'content-type': 'application/vnd.amazon.eventstream', [SESSION_HEADER]: key };
+    fake.setLatency({ bedrockTokenIntervalMs: 40 });
+    try {
+      await vanishMidStream(
+        '/model/m/converse-stream',
+        'bedrock',
+        { 'content-type': 'application/json', [SESSION_HEADER]: key },
+        Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: [{ text: '(call connected)' }] }] })),
+        true,
+      );
+    } finally {
+      fake.setLatency({ bedrockTokenIntervalMs: 0 });
+    }
+    const speech = join(synthesizeSpeech('hello there, how are you doing today'), silence(700));
+    await vanishMidStream(
+      '/stream-transcription',
+      'transcribe',
+      {
+        ...eventStream,
+        'x-amzn-transcribe-language-code': 'en-US',
+        'x-amzn-transcribe-media-encoding': 'pcm',
+        'x-amzn-transcribe-sample-rate': '16000',
+      },
+      Buffer.concat(
+        Array.from({ length: Math.ceil(speech.length / 800) }, (_, index) =>
+          signedEvent(
+            'AudioEvent',
+            new Uint8Array(speech.slice(index * 800, index * 800 + 800).buffer),
+            'application/octet-stream',
+          ),
+        ),
+      ),
+    );
+    await vanishMidStream(
+      '/v1/synthesisStream',
+      'polly',
+      { ...eventStream, 'x-amzn-engine': 'generative', 'x-amzn-voiceid': 'Ruth', 'x-amzn-outputformat': 'pcm' },
+      signedEvent(
+        'TextEvent',
+        Buffer.from(JSON.stringify({ Text: 'A sentence never heard to the end. ' })),
+        'application/json',
+      ),
+    );
+    // A connection dropped while the request body is still arriving: refused and counted, nothing served.
+    const cutKey = randomUUID();
+    const cut = http2.connect(url);
+    cut.on('error', () => undefined);
+    const half = cut.request({
+      ':method': 'POST',
+      ':path': '/model/m/converse-stream',
+      authorization: signedFor('bedrock'),
+      'content-type': 'application/json',
+      [SESSION_HEADER]: cutKey,
+    });
+    half.on('error', () => undefined);
+    half.write('{"messages":[{"role":"user","content":[{"te');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    cut.destroy();
+    await fake.until('the cut request to be refused', () => (fake.session(cutKey)?.rejected.length ?? 0) > 0, 10_000);
+    expect(fake.session(cutKey)!.bedrock.requests).toEqual([]);
+
+    // Each stream had got going when its connection went.
+    const record = fake.session(key)!;
+    expect(record.bedrock.requests).toHaveLength(1);
+    expect(record.transcribe.partials).toBeGreaterThan(0);
+    expect(record.polly.requests).toBe(1);
+
+    // Still serving, on every service.
+    const polly = client((c) => new PollyClient(c));
+    const after = await polly.send(
+      new SynthesizeSpeechCommand({ Text: 'Still here.', OutputFormat: 'pcm', VoiceId: 'Ruth' }),
+    );
+    expect((await after.AudioStream!.transformToByteArray()).length).toBeGreaterThan(1000);
+    const { finals } = await transcribe(
+      client((c) => new TranscribeStreamingClient(c)),
+      speech,
+    );
+    expect(finals).toHaveLength(1);
+  });
+});
+
 describe('the wire itself', () => {
   it('is reached through AWS_ENDPOINT_URL_* by clients built without an endpoint', async () => {
     const saved = { ...process.env };

@@ -66,7 +66,7 @@ async function readConverse(
     explicit: [...metadata.filter((value): value is string => typeof value === 'string'), ...sessionHeader(headers)],
     texts: body ? textsOf(body) : [],
     matchText: raw,
-    connection: stream.session!,
+    connection: stream.session,
   });
   if (problem || !body) {
     session.record.rejected.push(problem ?? 'no body');

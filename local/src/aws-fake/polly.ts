@@ -88,7 +88,7 @@ export async function handleSynthesizeSpeech(ctx: HandlerContext, request: FakeR
   const session = ctx.sessions.resolve({
     explicit: sessionHeader(headers),
     texts: [text],
-    connection: stream.session!,
+    connection: stream.session,
   });
   problem ??=
     problemWith({ format: input.OutputFormat, voice: input.VoiceId, engine: input.Engine, rate: input.SampleRate }) ??
@@ -146,7 +146,7 @@ export async function handleSynthesisStream(ctx: HandlerContext, request: FakeRe
   if (!problem && !String(headers['content-type']).startsWith('application/vnd.amazon.eventstream'))
     problem = 'content-type: an event stream is required';
   if (problem) {
-    const session = ctx.sessions.resolve({ explicit: sessionHeader(headers), texts: [], connection: stream.session! });
+    const session = ctx.sessions.resolve({ explicit: sessionHeader(headers), texts: [], connection: stream.session });
     session.record.rejected.push(problem);
     return respondValidation(request, 'polly', problem);
   }
@@ -184,7 +184,7 @@ export async function handleSynthesisStream(ctx: HandlerContext, request: FakeRe
     said = `${said} ${segment}`.trim();
     const explicit = sessionHeader(headers);
     if (!last && explicit.length === 0 && sentencesOf(said).length === 0) return true;
-    session = ctx.sessions.resolve({ explicit, texts: [said], connection: stream.session! });
+    session = ctx.sessions.resolve({ explicit, texts: [said], connection: stream.session });
     session.record.polly.requests += 1;
     for (const early of unrecorded.splice(0)) recordSpeech(session, early.text, early.pcm, sampleRate);
     const fault =
@@ -239,7 +239,7 @@ export async function handleSynthesisStream(ctx: HandlerContext, request: FakeRe
     const message =
       error instanceof EventStreamProtocolError ? error.message : `synthesis failed: ${(error as Error).message}`;
     (
-      session ?? ctx.sessions.resolve({ explicit: sessionHeader(headers), texts: [], connection: stream.session! })
+      session ?? ctx.sessions.resolve({ explicit: sessionHeader(headers), texts: [], connection: stream.session })
     ).record.rejected.push(message);
     await out.catch(() => false);
     await streamException(stream as ServerHttp2Stream, 'polly', 'ValidationException', message);

@@ -121,7 +121,8 @@ export interface SessionClues {
   texts: string[];
   /** The raw request, searched for scenarios' `match` strings only. */
   matchText?: string;
-  connection: Http2Session;
+  /** The request's HTTP/2 connection; gone when the client dropped it while the request was being read. */
+  connection: Http2Session | undefined;
 }
 
 /**
@@ -179,14 +180,14 @@ export class SessionDirectory {
     if (found.via === 'provenance') {
       // Sessions of their own (a keyless call's requests, each on its own connection) whose sentences meet in one
       // request are one call seen from several services: fold them in, so a call has one record.
-      const bound = this.#byConnection.get(clues.connection);
+      const bound = clues.connection && this.#byConnection.get(clues.connection);
       for (const other of new Set(
         [...found.related, ...(bound ? [bound] : [])].map((candidate) => this.#canonical(candidate)),
       )) {
         if (other !== key && ANONYMOUS.test(other)) this.#merge(other, session);
       }
     }
-    this.#byConnection.set(clues.connection, key);
+    if (clues.connection) this.#byConnection.set(clues.connection, key);
     return session;
   }
 
@@ -231,12 +232,12 @@ export class SessionDirectory {
       .map((owner) => this.#canonical(owner));
     if (owners.length > 0) return { key: owners[0], via: 'provenance', related: owners.slice(1) };
     if (clues.explicit.length > 0) return { key: clues.explicit[0], via: 'explicit', related: [] };
-    const bound = this.#byConnection.get(clues.connection);
+    const bound = clues.connection && this.#byConnection.get(clues.connection);
     if (bound) return { key: bound, via: 'connection', related: [] };
-    let id = this.#connectionIds.get(clues.connection);
+    let id = clues.connection && this.#connectionIds.get(clues.connection);
     if (id === undefined) {
       id = this.#nextConnection++;
-      this.#connectionIds.set(clues.connection, id);
+      if (clues.connection) this.#connectionIds.set(clues.connection, id);
     }
     return { key: `connection-${id}`, via: 'connection', related: [] };
   }

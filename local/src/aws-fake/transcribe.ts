@@ -150,7 +150,7 @@ export async function handleTranscribe(ctx: HandlerContext, request: FakeRequest
   const session = ctx.sessions.resolve({
     explicit: [...(typeof given === 'string' ? [given] : []), ...sessionHeader(headers)],
     texts: [],
-    connection: stream.session!,
+    connection: stream.session,
   });
   if (problem) {
     session.record.rejected.push(problem);
