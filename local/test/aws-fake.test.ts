@@ -943,7 +943,7 @@ describe('clients that go away', () => {
     return Buffer.from(outer);
   }
 
-  /** Opens a request, sends `body` (all of it when `complete`), and drops the connection at the first response bytes. */
+  /** Opens a request, sends `body` (all of it when `complete`), drops the connection at the first bytes back. */
   async function vanishMidStream(
     path: string,
     service: string,
