@@ -760,6 +760,23 @@ describe('sessions', () => {
     expect(fake.session(b)!.transcribe.streams).toBe(1);
   });
 
+  it("selects a scenario by a value of Bedrock's requestMetadata, the key a worker could send", async () => {
+    const key = `call-${randomUUID()}`;
+    fake.register(key, { replies: [{ whenGreeting: true, say: 'Scenario by metadata.' }], intakeScript: false });
+    const bedrock = client((c) => new BedrockRuntimeClient(c));
+    const response = await bedrock.send(
+      new ConverseStreamCommand({
+        modelId: 'm',
+        messages: [{ role: 'user', content: [{ text: '(call connected)' }] }],
+        requestMetadata: { callId: key },
+      }),
+    );
+    let said = '';
+    for await (const event of response.stream ?? []) said += event.contentBlockDelta?.delta?.text ?? '';
+    expect(said).toBe('Scenario by metadata.');
+    expect(fake.session(key)!.via).toBe('explicit');
+  });
+
   it('lets Polly find the session whose model reply it is asked to say', async () => {
     const key = `reply-${randomUUID()}`;
     fake.register(key, {
