@@ -1315,6 +1315,38 @@ describe("the agent's own AWS plugins against the fake", () => {
     expect(String((errors[0].error as Error).message)).toMatch(/ValidationException: bad prompt/);
   });
 
+  it('BedrockLLM: a dropped connection (transport error, no exception named) is reported, not silent', async () => {
+    const key = `llm-drop-${randomUUID()}`;
+    fake.register(key, { faults: [{ service: 'bedrock', at: 'transport' }] });
+    const bedrock = tagged(
+      client((c) => new BedrockRuntimeClient(c)),
+      key,
+    );
+    // Over the bare SDK: the send fails without any service's modeled exception (the SDK's TimeoutError "http2
+    // request did not get a response").
+    const bare = await bedrock
+      .send(new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: 'Hi' }] }] }))
+      .catch((error: unknown) => error);
+    expect(bare).toBeInstanceOf(Error);
+    expect((bare as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode).toBeUndefined();
+
+    const fresh = tagged(
+      client((c) => new BedrockRuntimeClient(c)),
+      `${key}-plugin`,
+    );
+    fake.register(`${key}-plugin`, { faults: [{ service: 'bedrock', at: 'transport', times: 10 }] });
+    const plugin = new BedrockLLM({ client: fresh, backoff: { baseDelayMs: 1, maxDelayMs: 2, random: () => 0 } });
+    const errors: { error: unknown }[] = [];
+    plugin.on('error', (event) => errors.push(event));
+    const chatCtx = llm.ChatContext.empty();
+    chatCtx.addMessage({ role: 'user', content: 'Hi' });
+    const reply = await collect(plugin.chat({ chatCtx, connOptions: noRetry }));
+    expect(reply.text).toBe('');
+    expect(errors).toHaveLength(1);
+    expect(errors[0].error).toBeInstanceOf(APIError);
+    expect(fake.session(`${key}-plugin`)!.exceptions.every((entry) => entry.at === 'transport')).toBe(true);
+  });
+
   it.each([
     ['SynthesizeSpeech (neural)', { engine: 'neural' as const, streaming: false, sampleRate: 8000 as const }],
     [

@@ -36,8 +36,17 @@ function exceptionPayload(service: FakeService, name: string, message: string): 
   return { message };
 }
 
+/** A transport fault: the whole connection goes, mid-request, as when a network path fails. */
+function dropped(stream: ServerHttp2Stream, fault: Fault): boolean {
+  if (fault.at !== 'transport') return false;
+  if (stream.session) stream.session.destroy();
+  else stream.destroy();
+  return true;
+}
+
 /** Answers the request with the fault as an HTTP error (before any stream). */
 export function respondFault(request: FakeRequest, fault: Fault): void {
+  if (dropped(request.stream, fault) || !fault.exception) return;
   const status = (STREAM_EXCEPTIONS[fault.service] as Record<string, number>)[fault.exception] ?? 400;
   const name = errorTypeName(fault.exception);
   respondError(request.stream, status, name, exceptionPayload(fault.service, name, fault.message));
@@ -45,6 +54,7 @@ export function respondFault(request: FakeRequest, fault: Fault): void {
 
 /** Sends the fault as an exception event in a started stream and ends it. */
 export async function streamFault(stream: ServerHttp2Stream, fault: Fault): Promise<void> {
+  if (dropped(stream, fault) || !fault.exception) return;
   await writeMessage(
     stream,
     encodeException(fault.exception, exceptionPayload(fault.service, fault.exception, fault.message)),

@@ -38,20 +38,28 @@ const faultSchema = z
     /** Which operation: `converse` (Bedrock non-streaming), `speech` (Polly SynthesizeSpeech); default all. */
     operation: z.enum(['stream-transcription', 'converse-stream', 'converse', 'speech', 'synthesis-stream']).optional(),
     /** Modeled exception name as the service's stream union spells it (e.g. `throttlingException` for Bedrock). */
-    exception: z.string().min(1),
+    exception: z.string().min(1).optional(),
     message: z.string().max(500).default('injected by the AWS fake'),
-    /** `response`: an HTTP error instead of a stream; `stream`: an exception event after the stream started. */
-    at: z.enum(['response', 'stream']).default('stream'),
+    /**
+     * `response`: an HTTP error instead of a stream; `stream`: an exception event after the stream started;
+     * `transport`: the connection drops with no answer at all (a network failure, no exception named).
+     */
+    at: z.enum(['response', 'stream', 'transport']).default('stream'),
     /** How many requests fail this way before the service behaves again. */
     times: z.number().int().min(1).max(1000).default(1),
   })
   .superRefine((fault, ctx) => {
     const known = Object.keys(STREAM_EXCEPTIONS[fault.service]);
-    if (!known.includes(fault.exception)) {
+    if (fault.at === 'transport') {
+      if (fault.exception)
+        ctx.addIssue({ code: 'custom', path: ['exception'], message: 'a transport fault names none' });
+    } else if (!fault.exception || !known.includes(fault.exception)) {
       ctx.addIssue({
         code: 'custom',
         path: ['exception'],
-        message: `${fault.service} has no modeled stream exception "${fault.exception}" (known: ${known.join(', ')})`,
+        message:
+          `${fault.service} has no modeled stream exception "${fault.exception ?? ''}" ` +
+          `(known: ${known.join(', ')})`,
       });
     }
   });

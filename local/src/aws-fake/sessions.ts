@@ -39,7 +39,7 @@ export interface SessionRecord {
     audioSeconds: number;
   };
   /** Modeled exceptions sent, by service and name. */
-  exceptions: { service: FakeService; exception: string; at: 'response' | 'stream' }[];
+  exceptions: { service: FakeService; exception: string; at: 'response' | 'stream' | 'transport' }[];
   /** Requests refused as malformed (fail closed): what was wrong. */
   rejected: string[];
 }
@@ -79,12 +79,13 @@ export class FakeSession {
       (candidate) =>
         candidate.left > 0 &&
         candidate.service === service &&
-        candidate.at === at &&
+        // A dropped connection stands in for whatever answer was due.
+        (candidate.at === at || candidate.at === 'transport') &&
         (!candidate.operation || candidate.operation === operation),
     );
     if (!fault) return undefined;
     fault.left -= 1;
-    this.record.exceptions.push({ service, exception: fault.exception, at });
+    this.record.exceptions.push({ service, exception: fault.exception ?? '(connection dropped)', at: fault.at });
     return fault;
   }
 
