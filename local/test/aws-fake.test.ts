@@ -661,6 +661,23 @@ describe('Polly over the wire', () => {
     expect(fake.session(key)!.polly.texts).toEqual(['Hello there.', 'How can I help you today']);
   });
 
+  it('speaks SSML as SSML (a break is heard as time) and refuses text over the limit', async () => {
+    const polly = client((c) => new PollyClient(c));
+    /** Seconds of speech Polly returns for the text. */
+    const say = async (Text: string, TextType: 'text' | 'ssml') => {
+      const response = await polly.send(
+        new SynthesizeSpeechCommand({ Text, TextType, OutputFormat: 'pcm', VoiceId: 'Ruth' }),
+      );
+      const pcm = await response.AudioStream!.transformToByteArray();
+      return pcm.length / 2 / 16_000;
+    };
+    const plain = await say('<speak>Hello there.</speak>', 'ssml');
+    const paused = await say('<speak>Hello <break time="800ms"/> there.</speak>', 'ssml');
+    expect(paused - plain).toBeGreaterThan(0.6);
+    await expect(say('Hello <b>there', 'ssml')).rejects.toBeInstanceOf(PollyValidation);
+    await expect(say('x'.repeat(6001), 'text')).rejects.toThrow(/6000-character limit/);
+  });
+
   it('refuses streaming synthesis on an engine other than generative', async () => {
     const polly = client((c) => new PollyClient(c));
     async function* text(): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
