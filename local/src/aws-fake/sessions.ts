@@ -22,6 +22,8 @@ export interface SessionRecord {
     /** Utterances heard in the audio (stream seconds) and the words sent for each. */
     utterances: { start: number; end: number; text: string }[];
     partials: number;
+    /** Events with no results, sent while no words were (the service answers silence too). */
+    emptyEvents: number;
   };
   bedrock: {
     requests: {
@@ -60,7 +62,7 @@ export class FakeSession {
       key,
       via,
       mergedFrom: [],
-      transcribe: { streams: 0, audioSeconds: 0, sampleRates: [], utterances: [], partials: 0 },
+      transcribe: { streams: 0, audioSeconds: 0, sampleRates: [], utterances: [], partials: 0, emptyEvents: 0 },
       bedrock: { requests: [] },
       polly: { requests: 0, texts: [], audioSeconds: 0 },
       exceptions: [],
@@ -99,6 +101,7 @@ export class FakeSession {
     mine.transcribe.sampleRates.push(...theirs.transcribe.sampleRates);
     mine.transcribe.utterances.push(...theirs.transcribe.utterances);
     mine.transcribe.partials += theirs.transcribe.partials;
+    mine.transcribe.emptyEvents += theirs.transcribe.emptyEvents;
     mine.bedrock.requests.unshift(...theirs.bedrock.requests);
     mine.polly.requests += theirs.polly.requests;
     mine.polly.texts.unshift(...theirs.polly.texts);

@@ -18,6 +18,8 @@ const SAMPLE_RATES = new Set([8000, 16000, 22050, 24000, 32000, 44100, 48000]);
 const UUID = /^[a-fA-F0-9]{8}(-[a-fA-F0-9]{4}){3}-[a-fA-F0-9]{12}$/;
 /** A partial every this much speech, one more word each time, as Transcribe's grow. */
 const PARTIAL_EVERY_MS = 250;
+/** Transcribe answers audio even when nothing is said: an event with no results at least this often. */
+const EMPTY_EVENT_EVERY_MS = 500;
 
 interface Word {
   Content: string;
@@ -196,6 +198,8 @@ class TranscribeListener {
   #line: Spoken | undefined;
   #partialWords = 0;
   #failed = false;
+  /** Audio received since the last event went out, in ms. */
+  #audioSinceEventMs = 0;
 
   constructor(
     private readonly ctx: HandlerContext,
@@ -260,8 +264,19 @@ class TranscribeListener {
   }
 
   #hear(samples: Int16Array): void {
-    this.session.record.transcribe.audioSeconds += samples.length / this.opts.sampleRate;
+    const seconds = samples.length / this.opts.sampleRate;
+    this.session.record.transcribe.audioSeconds += seconds;
+    this.#audioSinceEventMs += seconds * 1000;
     for (const ended of this.#detector.push(samples)) this.#final(ended.start, ended.end);
+    this.#partial();
+    // Silence still gets answers, as from the service: a client may take a quiet stream for a stalled one.
+    if (this.#audioSinceEventMs >= EMPTY_EVENT_EVERY_MS) {
+      this.session.record.transcribe.emptyEvents += 1;
+      this.#send({ Transcript: { Results: [] } }, 0);
+    }
+  }
+
+  #partial(): void {
     const current = this.#detector.current;
     if (!current || current.loudMs < this.ctx.minSpeechMs) return;
     const words = this.#words();
@@ -321,6 +336,7 @@ class TranscribeListener {
   }
 
   #send(event: object, delayMs: number): void {
+    this.#audioSinceEventMs = 0;
     const at = performance.now() + delayMs;
     const { stream } = this.request;
     this.#out = this.#out.then(async () => {
