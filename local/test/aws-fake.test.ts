@@ -894,6 +894,78 @@ describe('a call whose clients name no session (the worker today)', () => {
     }
   });
 
+  it('keeps writing to the call when the session of a stream still open is folded into it', async () => {
+    const own = new AwsFake({
+      scenarios: { default: { callerSays: ['This is the first thing I say.', 'And this is the second thing.'] } },
+    });
+    const endpoint = await own.start();
+    const config = { endpoint, region: REGION, credentials, maxAttempts: 1 };
+    const transcribeClient = new TranscribeStreamingClient(config);
+    const bedrock = new BedrockRuntimeClient(config);
+    try {
+      const greeting = await bedrock.send(
+        new ConverseStreamCommand({
+          modelId: 'm',
+          messages: [{ role: 'user', content: [{ text: '(call connected)' }] }],
+        }),
+      );
+      let greetingText = '';
+      for await (const event of greeting.stream ?? []) greetingText += event.contentBlockDelta?.delta?.text ?? '';
+
+      let releaseSecond!: () => void;
+      const second = new Promise<void>((resolve) => (releaseSecond = resolve));
+      const speech = join(synthesizeSpeech('one two three four'), silence(700));
+      async function* caller(): AsyncGenerator<AudioStream> {
+        yield* audioEvents(speech);
+        await second;
+        yield* audioEvents(speech);
+      }
+      const response = await transcribeClient.send(
+        new StartStreamTranscriptionCommand({
+          LanguageCode: 'en-US',
+          MediaEncoding: 'pcm',
+          MediaSampleRateHertz: 16_000,
+          AudioStream: caller(),
+        }),
+      );
+      const finals: string[] = [];
+      const reading = (async () => {
+        for await (const event of response.TranscriptResultStream ?? []) {
+          for (const result of event.TranscriptEvent?.Transcript?.Results ?? []) {
+            if (!result.IsPartial) finals.push(result.Alternatives![0].Transcript!);
+          }
+        }
+      })();
+      await own.until('the first final', () => finals.length === 1);
+      // The greeting is the newest sentence here: the Transcribe session is folded into the greeting's.
+      const merging = await bedrock.send(
+        new ConverseStreamCommand({
+          modelId: 'm',
+          messages: [
+            { role: 'user', content: [{ text: finals[0] }] },
+            { role: 'assistant', content: [{ text: greetingText }] },
+            { role: 'user', content: [{ text: '(the caller pressed 1)' }] },
+          ],
+        }),
+      );
+      for await (const _ of merging.stream ?? []) {
+        // the reply
+      }
+      releaseSecond();
+      await reading;
+      expect(finals).toEqual(['This is the first thing I say.', 'And this is the second thing.']);
+      const calls = own.sessions.filter(
+        (record) => record.transcribe.streams > 0 || record.bedrock.requests.length > 0,
+      );
+      expect(calls).toHaveLength(1);
+      expect(calls[0].transcribe.utterances.map((utterance) => utterance.text)).toEqual(finals);
+      expect(calls[0].bedrock.requests).toHaveLength(2);
+    } finally {
+      for (const built of [transcribeClient, bedrock]) built.destroy();
+      await own.stop();
+    }
+  });
+
   it('keeps two calls of the same scenario apart: shared sentences tell no call from another', async () => {
     const own = new AwsFake();
     const endpoint = await own.start();

@@ -48,9 +48,11 @@ export interface SessionRecord {
 
 /** One session: its scenario, its record, its place in the caller's script and the faults it has left. */
 export class FakeSession {
-  readonly record: SessionRecord;
+  readonly #record: SessionRecord;
   #line = 0;
   readonly #faults: (Fault & { left: number })[];
+  /** The session this one was folded into: a stream still holding this one keeps writing where the call's are. */
+  #into: FakeSession | undefined;
 
   constructor(
     readonly key: string,
@@ -58,7 +60,7 @@ export class FakeSession {
     via: string,
   ) {
     this.#faults = scenario.faults.map((fault) => ({ ...fault, left: fault.times }));
-    this.record = {
+    this.#record = {
       key,
       via,
       mergedFrom: [],
@@ -70,13 +72,19 @@ export class FakeSession {
     };
   }
 
+  get record(): SessionRecord {
+    return this.#into ? this.#into.record : this.#record;
+  }
+
   /** Next line of `callerSays` (per session: a reconnecting Transcribe stream continues the script). */
   nextCallerLine(): string {
+    if (this.#into) return this.#into.nextCallerLine();
     return this.scenario.callerSays[this.#line++] ?? this.scenario.fallbackPhrase;
   }
 
   /** Takes a fault registered for this request, if any is left. */
   takeFault(service: FakeService, operation: string, at: 'response' | 'stream'): Fault | undefined {
+    if (this.#into) return this.#into.takeFault(service, operation, at);
     const fault = this.#faults.find(
       (candidate) =>
         candidate.left > 0 &&
@@ -93,8 +101,9 @@ export class FakeSession {
 
   /** Takes in what another session of the same call saw (its connection turned out to be this call's). */
   absorb(other: FakeSession): void {
+    if (other === this || other.#into) return;
     const mine = this.record;
-    const theirs = other.record;
+    const theirs = other.#record;
     mine.mergedFrom.push(theirs.key, ...theirs.mergedFrom);
     mine.transcribe.streams += theirs.transcribe.streams;
     mine.transcribe.audioSeconds += theirs.transcribe.audioSeconds;
@@ -109,6 +118,7 @@ export class FakeSession {
     mine.exceptions.push(...theirs.exceptions);
     mine.rejected.push(...theirs.rejected);
     this.#line = Math.max(this.#line, other.#line);
+    other.#into = this;
   }
 }
 
