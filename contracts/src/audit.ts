@@ -67,7 +67,8 @@ function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value !== null && typeof value === 'object') {
     const source = value as Record<string, unknown>;
-    const sorted: Record<string, unknown> = {};
+    // No prototype: a key named "__proto__" stays a key (in a plain object it would set the prototype and vanish).
+    const sorted: Record<string, unknown> = Object.create(null);
     for (const key of Object.keys(source).sort()) {
       if (source[key] !== undefined) sorted[key] = sortKeys(source[key]);
     }

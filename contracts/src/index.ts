@@ -2,6 +2,7 @@ export * from './common';
 export * from './transcript';
 export * from './keys';
 export * from './audit';
+export * from './audit-seal';
 export * from './session';
 export * from './intake';
 export * from './enrichment';

@@ -45,6 +45,10 @@ export function enrichmentErrorKeyForTranscript(transcriptObjectKey: string): st
 
 /** One object per chain segment; a chain id (an actor writing several chains for one call) gets its own folder. */
 export function auditSegmentKey(actor: string, callId: string, firstSeq: number, chainId?: string): string {
-  const chain = chainId === undefined ? '' : `${chainId}/`;
-  return `${S3_PREFIXES.audit}${actor}/${callId}/${chain}${String(firstSeq).padStart(8, '0')}.jsonl`;
+  return `${auditChainPrefix(actor, callId, chainId)}${String(firstSeq).padStart(8, '0')}.jsonl`;
+}
+
+/** The folder of one chain's segments; their zero-padded names list in chain order. */
+export function auditChainPrefix(actor: string, callId: string, chainId?: string): string {
+  return `${S3_PREFIXES.audit}${actor}/${callId}/${chainId === undefined ? '' : `${chainId}/`}`;
 }
