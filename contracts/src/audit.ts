@@ -16,6 +16,14 @@ export const auditKindSchema = z.enum([
   'error',
 ]);
 
+/**
+ * How a tool call ended, on both chains: `ok`; `tool_error` (the tool ran and said no, e.g. a field error);
+ * `rejected` (never ran: unknown tool, arguments that failed the input schema or carried a refused field, no session
+ * binding); `failed` (the tool or the transport broke).
+ */
+export const toolCallOutcomeSchema = z.enum(['ok', 'tool_error', 'rejected', 'failed']);
+export type ToolCallOutcome = z.infer<typeof toolCallOutcomeSchema>;
+
 /** The previous-hash value of the first record in a chain. */
 export const GENESIS_HASH = '0'.repeat(64);
 

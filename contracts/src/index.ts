@@ -8,3 +8,4 @@ export * from './intake';
 export * from './enrichment';
 export * from './mcp-session';
 export * from './metrics';
+export * from './redact';

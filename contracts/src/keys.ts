@@ -1,3 +1,5 @@
+import { isAbsolute, relative, resolve } from 'node:path';
+
 /**
  * Where each record lives in S3. Writers and readers (agent, Lambda, IAM policies in CDK) use these,
  * so a prefix is named once.
@@ -51,4 +53,18 @@ export function auditSegmentKey(actor: string, callId: string, firstSeq: number,
 /** The folder of one chain's segments; their zero-padded names list in chain order. */
 export function auditChainPrefix(actor: string, callId: string, chainId?: string): string {
   return `${S3_PREFIXES.audit}${actor}/${callId}/${chainId === undefined ? '' : `${chainId}/`}`;
+}
+
+/**
+ * `root/relativePath`, refused unless it stays strictly under `root`: an id or key that climbs out ("..", an
+ * absolute path) never names a file elsewhere.
+ */
+export function resolveUnder(root: string, relativePath: string): string {
+  const base = resolve(root);
+  const target = resolve(base, relativePath);
+  const inside = relative(base, target);
+  if (inside === '' || inside.startsWith('..') || isAbsolute(inside)) {
+    throw new Error(`path ${JSON.stringify(relativePath)} leaves its folder ${base}`);
+  }
+  return target;
 }

@@ -20,6 +20,8 @@ export interface HttpServerOptions {
   logger: Logger;
   /** MCP sessions idle this long are closed. */
   sessionIdleMs?: number;
+  /** Told of each JSON-RPC request refused here, before any MCP session saw it (for the audit log). */
+  onRefusedRequest?: (request: Record<string, unknown>, reason: string, headers: IncomingMessage['headers']) => Promise<void>;
 }
 
 class HttpError extends Error {
@@ -67,6 +69,28 @@ async function readJsonBody(req: IncomingMessage, limit: number): Promise<unknow
   }
 }
 
+/**
+ * Where a key named `__proto__` sits in a parsed body, if anywhere. JSON.parse keeps it as a plain key, but every
+ * later copy of the object (schema validation included) turns it into the prototype and the field silently vanishes:
+ * such a request is refused by name instead.
+ */
+export function findProtoKey(value: unknown, path = ''): string | undefined {
+  if (Array.isArray(value)) {
+    for (const [index, item] of value.entries()) {
+      const found = findProtoKey(item, `${path}[${index}]`);
+      if (found) return found;
+    }
+  } else if (value !== null && typeof value === 'object') {
+    for (const key of Object.keys(value)) {
+      const here = path ? `${path}.${key}` : key;
+      if (key === '__proto__') return here;
+      const found = findProtoKey((value as Record<string, unknown>)[key], here);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
 interface Session {
   transport: StreamableHTTPServerTransport;
   server: McpServer;
@@ -112,7 +136,8 @@ export class McpHttpServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === HEALTH_PATH && req.method === 'GET') {
-      sendJson(res, this.draining ? 503 : 200, { status: this.draining ? 'draining' : 'ok', sessions: this.sessions.size });
+      // Unauthenticated: says up or draining, nothing about the calls in progress.
+      sendJson(res, this.draining ? 503 : 200, { status: this.draining ? 'draining' : 'ok' });
       return;
     }
     if (url.pathname !== MCP_PATH) {
@@ -149,6 +174,7 @@ export class McpHttpServer {
     const existing = typeof sessionId === 'string' ? this.sessions.get(sessionId) : undefined;
     if (req.method === 'POST') {
       const body = await readJsonBody(req, this.options.maxBodyBytes);
+      if (await this.refusedProtoKey(req, res, body)) return;
       if (existing) {
         existing.lastSeen = Date.now();
         await existing.transport.handleRequest(req, res, body);
@@ -177,6 +203,24 @@ export class McpHttpServer {
       return;
     }
     throw new HttpError(405, `method ${req.method} not allowed`);
+  }
+
+  /** Refuses a body holding a `__proto__` key with -32602 naming where, and reports each request it held. */
+  private async refusedProtoKey(req: IncomingMessage, res: ServerResponse, body: unknown): Promise<boolean> {
+    const messages = Array.isArray(body) ? body : [body];
+    const where = findProtoKey(body);
+    if (!where) return false;
+    const reason = `field "__proto__" is not allowed (at ${where})`;
+    for (const message of messages) {
+      if (message === null || typeof message !== 'object' || Array.isArray(message)) continue;
+      await this.options.onRefusedRequest?.(message as Record<string, unknown>, reason, req.headers).catch((error) => {
+        this.options.logger.error({ err: error }, 'refused request not audited');
+      });
+    }
+    const first = messages[0] as { id?: unknown } | undefined;
+    const id = typeof first?.id === 'string' || typeof first?.id === 'number' ? first.id : null;
+    sendJson(res, 400, { jsonrpc: '2.0', error: { code: -32602, message: `Invalid params: ${reason}` }, id });
+    return true;
   }
 
   /** Stops taking requests, waits for in-flight ones (up to the grace period), then closes every session. */

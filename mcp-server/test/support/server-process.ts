@@ -9,6 +9,8 @@ const WORKSPACE = join(__dirname, '..', '..');
 const TSX = join(WORKSPACE, '..', 'node_modules', '.bin', 'tsx');
 
 export const TEST_TOKEN = 'test-token-0123456789abcdef';
+/** The embedded-mode audit seal secret the test servers run with. */
+export const TEST_SEAL_SECRET = 'test-audit-seal-secret-0123456789abcdef';
 
 export interface RunningServer {
   process: ChildProcess;
@@ -21,7 +23,7 @@ export interface RunningServer {
 export async function startServer(env: Record<string, string>): Promise<RunningServer> {
   const child = spawn(TSX, [join(WORKSPACE, 'src', 'main.ts')], {
     cwd: WORKSPACE,
-    env: { ...process.env, MCP_HOST: '127.0.0.1', MCP_PORT: '0', MCP_AUTH_TOKEN: TEST_TOKEN, LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, MCP_HOST: '127.0.0.1', MCP_PORT: '0', MCP_AUTH_TOKEN: TEST_TOKEN, AUDIT_SEAL_SECRET: TEST_SEAL_SECRET, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
