@@ -8,6 +8,7 @@ const valid = {
   REDIS_URL: 'rediss://:token@redis.internal:6380',
   TRANSCRIPTS_BUCKET: 'voice-intake-transcripts-123',
   AUDIT_BUCKET: 'voice-intake-audit-123',
+  AUDIT_SEAL_KMS_KEY_ID: 'arn:aws:kms:us-east-1:123456789012:key/audit-seal',
   MCP_URL: 'http://mcp.internal:8080/mcp',
   MCP_TOKEN: 'mcp-token-0123456789',
   BEDROCK_MODEL_ID: 'us.anthropic.claude-haiku-4-5-20251001-v1:0',

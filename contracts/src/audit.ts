@@ -24,6 +24,9 @@ export const auditKindSchema = z.enum([
 export const toolCallOutcomeSchema = z.enum(['ok', 'tool_error', 'rejected', 'failed']);
 export type ToolCallOutcome = z.infer<typeof toolCallOutcomeSchema>;
 
+/** Where the MCP server states a call's outcome in its CallToolResult (`_meta`), so both chains record the same. */
+export const TOOL_OUTCOME_META_KEY = 'io.voice-intake/outcome';
+
 /** The previous-hash value of the first record in a chain. */
 export const GENESIS_HASH = '0'.repeat(64);
 

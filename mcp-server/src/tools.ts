@@ -7,6 +7,7 @@ import {
   MCP_SESSION_HEADER,
   type McpSession,
   SCHEMA_VERSION,
+  TOOL_OUTCOME_META_KEY,
   type ToolCallOutcome,
   describeIssues,
   e164Schema,
@@ -200,7 +201,7 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       ...(result.isError ? { error: result.content.map((block) => (block.type === 'text' ? block.text : '')).join('\n') } : {}),
     });
     await scope.flush(callId).catch((error) => deps.logger.error({ err: error, tool: toolName }, 'audit segment not stored'));
-    return result;
+    return { ...result, _meta: { ...result._meta, [TOOL_OUTCOME_META_KEY]: outcome } };
   }
 
   define(
