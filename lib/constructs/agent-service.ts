@@ -27,6 +27,8 @@ export interface AgentServiceProps {
   readonly mcpUrl: string;
   readonly mcpTokenSecret: secretsmanager.ISecret;
   readonly redis: { host: string; port: number; authSecretArn: string };
+  /** HMAC key that seals the agent's audit segments (GenerateMac only). */
+  readonly auditSealKey: kms.IKey;
   readonly dataKey: kms.IKey;
   readonly appKey: kms.IKey;
 }
@@ -66,6 +68,7 @@ export class AgentService extends Construct {
     // A worker taking over a call reads back the transcript parts written before it.
     allow(['s3:GetObject'], [recordObjectsArn(deploymentName, 'transcripts', S3_PREFIXES.transcriptParts)]);
     allow(['kms:Decrypt', 'kms:GenerateDataKey'], [props.dataKey.keyArn]);
+    allow(['kms:GenerateMac'], [props.auditSealKey.keyArn]);
 
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.appKey, removalPolicy: RemovalPolicy.RETAIN });
     const task = new ecs.FargateTaskDefinition(this, 'Task', {
@@ -95,6 +98,7 @@ export class AgentService extends Construct {
         REDIS_PORT: String(props.redis.port),
         TRANSCRIPTS_BUCKET: recordBucketName(deploymentName, 'transcripts'),
         AUDIT_BUCKET: recordBucketName(deploymentName, 'audit'),
+        AUDIT_SEAL_KMS_KEY_ID: props.auditSealKey.keyArn,
         MCP_URL: props.mcpUrl,
         BEDROCK_MODEL_ID: agent.bedrockModelId,
         ...(agent.bedrockFallbackModelId ? { BEDROCK_FALLBACK_MODEL_ID: agent.bedrockFallbackModelId } : {}),

@@ -28,6 +28,8 @@ export interface McpServerServiceProps {
   readonly deploymentName: string;
   readonly casesTable: dynamodb.ITable;
   readonly auditBucket: s3.IBucket;
+  /** HMAC key that seals the server's audit segments (GenerateMac only). */
+  readonly auditSealKey: kms.IKey;
   /** The data stack's key: the table and the audit bucket are encrypted with it. */
   readonly dataKey: kms.IKey;
   /** The app tier's own key, for the token secret and the log group (its policy lives with its users). */
@@ -86,6 +88,10 @@ export class McpServerService extends Construct {
     this.taskRole.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.dataKey.keyArn] }),
     );
+    // Seals only: no VerifyMac, no key management for the writer.
+    this.taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['kms:GenerateMac'], resources: [props.auditSealKey.keyArn] }),
+    );
     props.knowledge?.grantRead(this, this.taskRole);
 
     const logGroup = new logs.LogGroup(this, 'Logs', {
@@ -113,6 +119,7 @@ export class McpServerService extends Construct {
         CASE_STORE: 'dynamodb',
         CASE_TABLE_NAME: props.casesTable.tableName,
         AUDIT_BUCKET: props.auditBucket.bucketName,
+        AUDIT_SEAL_KMS_KEY_ID: props.auditSealKey.keyArn,
         KNOWLEDGE_BACKEND: props.knowledge ? 'opensearch' : 'embedded',
         ...(props.knowledge
           ? { OPENSEARCH_ENDPOINT: props.knowledge.collection.attrCollectionEndpoint, OPENSEARCH_SERVICE: 'aoss', OPENSEARCH_INDEX: 'knowledge' }
