@@ -289,7 +289,9 @@ export async function verifyAuditTrail(
     }
     chainKey = identity;
     if (seal.keyId !== verifier.keyId) {
-      return fail(`seal of segment ${seal.segment} was made with key ${seal.keyId}, not the trusted ${verifier.keyId}`, where);
+      const reason =
+        `seal of segment ${seal.segment} was made with key ${seal.keyId}, not the trusted ${verifier.keyId}`;
+      return fail(reason, where);
     }
     const macOk = await verifier.verify(auditSealMessage(seal), Buffer.from(seal.mac, 'base64'));
     if (!macOk) return fail(`seal of segment ${seal.segment} has a MAC the trusted key did not make (forged)`, where);
@@ -347,18 +349,25 @@ export async function verifyAuditTrail(
         });
       }
       if (record.prevHash !== prevHash) {
-        return fail(`record ${record.seq}: prevHash does not match the record before it`, { ...where, seq: record.seq });
+        return fail(`record ${record.seq}: prevHash does not match the record before it`, {
+          ...where,
+          seq: record.seq,
+        });
       }
       const recordKey = [record.actor, record.callId, record.chainId].filter((part) => part !== undefined).join('/');
       if (recordKey !== chainKey) {
-        return fail(`record ${record.seq} belongs to chain ${recordKey}, not ${chainKey}`, { ...where, seq: record.seq });
+        return fail(`record ${record.seq} belongs to chain ${recordKey}, not ${chainKey}`, {
+          ...where,
+          seq: record.seq,
+        });
       }
       prevHash = hash;
       records.push(record);
     }
     if (body.length < seal.recordHashes.length) {
       const missing = seal.firstSeq + body.length;
-      return fail(`record ${missing} is missing: segment ${index} was sealed with ${seal.recordHashes.length} records`, {
+      const sealed = seal.recordHashes.length;
+      return fail(`record ${missing} is missing: segment ${index} was sealed with ${sealed} records`, {
         ...where,
         seq: missing,
       });

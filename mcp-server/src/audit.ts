@@ -76,7 +76,7 @@ export class AuditLog {
     return scope;
   }
 
-  /** Records a whole exchange as a chain of its own and seals it closed (calls refused before any session took them). */
+  /** Records an exchange as a chain of its own, sealed closed (calls refused before any MCP session took them). */
   async recordClosed(callId: string, entries: { kind: AuditKind; subject: string; payload: unknown }[]): Promise<void> {
     const scope = this.openScope();
     for (const entry of entries) scope.record(callId, entry.kind, entry.subject, entry.payload);

@@ -48,7 +48,11 @@ function parseJson(text: string | undefined): unknown {
  * Reads a call's records: both chains (verified with the trusted key), the final transcript (found by the call's start
  * date, taken from the agent's first record), the enriched record or the reason enrichment failed.
  */
-export async function loadCallReport(source: RecordSource, callId: string, verifier: AuditSealVerifier): Promise<CallReportData> {
+export async function loadCallReport(
+  source: RecordSource,
+  callId: string,
+  verifier: AuditSealVerifier,
+): Promise<CallReportData> {
   const verification = await verifyCall(source, callId, verifier);
   const unreadable: string[] = [];
   const firstAt = verification.chains.find((chain) => chain.actor === 'agent')?.records[0]?.at;
@@ -105,7 +109,8 @@ export async function loadCallReport(source: RecordSource, callId: string, verif
     const parsedError = enrichmentErrorRecordSchema.safeParse(rawError);
     if (parsedError.success) enrichmentError = parsedError.data;
   }
-  return { callId, generatedAt: new Date(), transcript, transcriptSource, enriched, enrichmentError, verification, unreadable };
+  const generatedAt = new Date();
+  return { callId, generatedAt, transcript, transcriptSource, enriched, enrichmentError, verification, unreadable };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -139,7 +144,9 @@ function toolExchanges(records: AuditRecord[]): ToolExchange[] {
   const exchanges: ToolExchange[] = [];
   for (const record of records) {
     if (record.kind === 'tool_call') exchanges.push({ call: record });
-    const open = [...exchanges].reverse().find((exchange) => exchange.call.subject === record.subject && !exchange.result);
+    const open = [...exchanges]
+      .reverse()
+      .find((exchange) => exchange.call.subject === record.subject && !exchange.result);
     if (record.kind === 'transfer') {
       const last = exchanges.at(-1);
       if (last && !last.result) last.transfer = record;
@@ -197,13 +204,30 @@ function verdictBadge(chain: ChainReport): string {
     : `<span class="badge fail">verification failed</span>`;
 }
 
+/** A table: header labels, then rows of cell HTML (already escaped by the caller). */
+function table(headers: string[], rows: string[], className = ''): string {
+  const head = headers.map((header) => `<th>${header}</th>`).join('');
+  return `<table${className ? ` class="${className}"` : ''}><thead><tr>${head}</tr></thead>
+<tbody>${rows.join('\n')}</tbody></table>`;
+}
+
+const cells = (values: string[]) => values.map((value) => `<td>${value}</td>`).join('');
+const ms = (value: number | undefined, otherwise = '') => (value !== undefined ? `${value} ms` : otherwise);
+
+function whereFailed(verdict: Extract<ChainReport['verdict'], { ok: false }>): string {
+  if (verdict.seq !== undefined) return `record ${verdict.seq}: `;
+  if (verdict.segment !== undefined) return `segment ${verdict.segment}: `;
+  return '';
+}
+
 function chainRow(chain: ChainReport): string {
   const verdict = chain.verdict;
   const detail = verdict.ok
     ? `${verdict.records.length} records in ${verdict.seals.length} sealed segments, closed with the final seal`
-    : `${verdict.seq !== undefined ? `record ${verdict.seq}: ` : verdict.segment !== undefined ? `segment ${verdict.segment}: ` : ''}${verdict.reason}`;
-  return `<tr class="${verdict.ok ? 'ok' : 'fail'}" data-chain="${escapeHtml(chain.name)}" data-verified="${verdict.ok}">
-<td>${escapeHtml(chain.name)}</td><td>${verdictBadge(chain)}</td><td>${escapeHtml(detail)}</td></tr>`;
+    : `${whereFailed(verdict)}${verdict.reason}`;
+  const status = verdict.ok ? 'ok' : 'fail';
+  const attributes = `class="${status}" data-chain="${escapeHtml(chain.name)}" data-verified="${verdict.ok}"`;
+  return `<tr ${attributes}>${cells([escapeHtml(chain.name), verdictBadge(chain), escapeHtml(detail)])}</tr>`;
 }
 
 /** Records from the first bad one on are marked: what follows a break is not vouched for. */
@@ -211,26 +235,35 @@ function suspectFrom(chain: ChainReport): number {
   return chain.verdict.ok ? Number.POSITIVE_INFINITY : (chain.verdict.seq ?? 0);
 }
 
+function toolRow({ call, result, transfer }: ToolExchange, suspect: number): string {
+  const callPayload = (call.payload ?? {}) as Record<string, unknown>;
+  const resultPayload = (result?.payload ?? {}) as Record<string, unknown>;
+  const unstated = resultPayload.isError ? 'tool_error' : result ? 'ok' : 'no result recorded';
+  const outcome = String(resultPayload.outcome ?? unstated);
+  const stripped = Array.isArray(callPayload.strippedArguments) ? callPayload.strippedArguments : [];
+  const args = 'rawArguments' in callPayload ? callPayload.rawArguments : callPayload.arguments;
+  const shown = resultPayload.result ?? resultPayload.text ?? resultPayload.error ?? null;
+  const bad = call.seq >= suspect || (result?.seq ?? 0) >= suspect;
+  const strippedNote = stripped.length
+    ? `<div class="warn">not in the tool's schema: ${escapeHtml(stripped.join(', '))}</div>`
+    : '';
+  const code = resultPayload.code !== undefined ? ` <code>${escapeHtml(resultPayload.code)}</code>` : '';
+  const transferNote = transfer ? `<div>transfer to <code>${escapeHtml(transfer.subject)}</code></div>` : '';
+  return `<tr class="outcome-${escapeHtml(outcome)}${bad ? ' suspect' : ''}">${cells([
+    escapeHtml(call.at.slice(11, 23)),
+    `<code>${escapeHtml(call.subject)}</code>`,
+    `${json(args)}${strippedNote}`,
+    `<span class="outcome">${escapeHtml(outcome)}</span>${code}`,
+    `${json(shown)}${transferNote}`,
+  ])}</tr>`;
+}
+
 function toolTable(chain: ChainReport): string {
   const exchanges = toolExchanges(chain.records);
   if (exchanges.length === 0) return '<p class="muted">No tool calls on this chain.</p>';
   const suspect = suspectFrom(chain);
-  const rows = exchanges.map(({ call, result, transfer }) => {
-    const callPayload = (call.payload ?? {}) as Record<string, unknown>;
-    const resultPayload = (result?.payload ?? {}) as Record<string, unknown>;
-    const outcome = String(resultPayload.outcome ?? (resultPayload.isError ? 'tool_error' : result ? 'ok' : 'no result recorded'));
-    const stripped = Array.isArray(callPayload.strippedArguments) ? callPayload.strippedArguments : [];
-    const args = 'rawArguments' in callPayload ? callPayload.rawArguments : callPayload.arguments;
-    const shown = resultPayload.result ?? resultPayload.text ?? resultPayload.error ?? null;
-    const bad = call.seq >= suspect || (result?.seq ?? 0) >= suspect;
-    return `<tr class="outcome-${escapeHtml(outcome)}${bad ? ' suspect' : ''}">
-<td>${escapeHtml(call.at.slice(11, 23))}</td><td><code>${escapeHtml(call.subject)}</code></td>
-<td>${json(args)}${stripped.length ? `<div class="warn">not in the tool's schema: ${escapeHtml(stripped.join(', '))}</div>` : ''}</td>
-<td><span class="outcome">${escapeHtml(outcome)}</span>${resultPayload.code !== undefined ? ` <code>${escapeHtml(resultPayload.code)}</code>` : ''}</td>
-<td>${json(shown)}${transfer ? `<div>transfer to <code>${escapeHtml(transfer.subject)}</code></div>` : ''}</td></tr>`;
-  });
-  return `<table class="tools"><thead><tr><th>At</th><th>Tool</th><th>Arguments (as received)</th><th>Outcome</th><th>Result</th></tr></thead>
-<tbody>${rows.join('\n')}</tbody></table>`;
+  const headers = ['At', 'Tool', 'Arguments (as received)', 'Outcome', 'Result'];
+  return table(headers, exchanges.map((exchange) => toolRow(exchange, suspect)), 'tools');
 }
 
 function modelExchanges(chain: ChainReport | undefined): string {
@@ -240,9 +273,10 @@ function modelExchanges(chain: ChainReport | undefined): string {
   return requests
     .map((request, index) => {
       const response = records.find((record) => record.kind === 'llm_response' && record.seq > request.seq);
-      const ms = response ? Date.parse(response.at) - Date.parse(request.at) : undefined;
-      return `<details class="model"><summary>#${index + 1} at ${escapeHtml(request.at.slice(11, 23))} · ${escapeHtml(request.subject)}
-${ms !== undefined ? ` · ${ms} ms` : ''}</summary><h4>Request</h4>${json(request.payload)}<h4>Response</h4>${json(response?.payload ?? null)}</details>`;
+      const took = response ? Date.parse(response.at) - Date.parse(request.at) : undefined;
+      const summary = `#${index + 1} at ${escapeHtml(request.at.slice(11, 23))} · ${escapeHtml(request.subject)}`;
+      return `<details class="model"><summary>${summary}${took !== undefined ? ` · ${took} ms` : ''}</summary>
+<h4>Request</h4>${json(request.payload)}<h4>Response</h4>${json(response?.payload ?? null)}</details>`;
     })
     .join('\n');
 }
@@ -251,54 +285,74 @@ function transcriptSection(data: CallReportData, latencies: TurnLatency[]): stri
   const transcript = data.transcript;
   if (!transcript) return '<p class="fail-text">No transcript found for this call.</p>';
   const origin = Date.parse(transcript.startedAt);
-  const latencyByAgentSeq = new Map(latencies.filter((entry) => entry.agentSeq !== undefined).map((entry) => [entry.agentSeq!, entry]));
+  const byAgentTurn = new Map(
+    latencies.flatMap((entry) => (entry.agentSeq === undefined ? [] : [[entry.agentSeq, entry] as const])),
+  );
   const rows = transcript.turns.map((turn) => {
-    const latency = latencyByAgentSeq.get(turn.seq);
     const notes = [
       turn.confidence !== undefined ? `confidence ${turn.confidence.toFixed(2)}` : '',
       turn.interrupted ? 'interrupted' : '',
       turn.redacted ? 'redacted' : '',
     ].filter(Boolean);
-    return `<tr class="turn ${turn.speaker}"><td>${clock(turn.startedAt, origin)}</td><td class="speaker">${turn.speaker}</td>
-<td>${escapeHtml(turn.text)}${notes.length ? `<div class="muted">${escapeHtml(notes.join(' · '))}</div>` : ''}</td>
-<td class="num">${latency?.responseMs !== undefined ? `${latency.responseMs} ms` : ''}</td></tr>`;
+    const noteHtml = notes.length ? `<div class="muted">${escapeHtml(notes.join(' · '))}</div>` : '';
+    const text = `${escapeHtml(turn.text)}${noteHtml}`;
+    const latency = `<td class="num">${ms(byAgentTurn.get(turn.seq)?.responseMs)}</td>`;
+    const speaker = `<td class="speaker">${turn.speaker}</td>`;
+    const time = `<td>${clock(turn.startedAt, origin)}</td>`;
+    return `<tr class="turn ${turn.speaker}">${time}${speaker}<td>${text}</td>${latency}</tr>`;
   });
-  const note = data.transcriptSource === 'parts' ? '<p class="warn">No final transcript: turns read from the in-call parts.</p>' : '';
-  return `${note}<table class="transcript"><thead><tr><th>Time</th><th>Speaker</th><th>Text</th><th>Response latency</th></tr></thead>
-<tbody>${rows.join('\n')}</tbody></table>`;
+  const note = data.transcriptSource === 'parts'
+    ? '<p class="warn">No final transcript: turns read from the in-call parts.</p>'
+    : '';
+  return `${note}${table(['Time', 'Speaker', 'Text', 'Response latency'], rows, 'transcript')}`;
 }
 
 function latencySection(latencies: TurnLatency[]): string {
   if (latencies.length === 0) return '<p class="muted">No caller turns.</p>';
-  const rows = latencies.map(
-    (entry) => `<tr><td>${entry.callerSeq}</td><td>${escapeHtml(entry.callerText.slice(0, 80))}</td>
-<td class="num">${entry.responseMs !== undefined ? `${entry.responseMs} ms` : 'no reply'}</td>
-<td class="num">${entry.modelMs !== undefined ? `${entry.modelMs} ms` : ''}</td><td class="num">${entry.toolMs !== undefined ? `${entry.toolMs} ms` : ''}</td></tr>`,
-  );
-  const answered = latencies.filter((entry) => entry.responseMs !== undefined).map((entry) => entry.responseMs!);
+  const rows = latencies.map((entry) => {
+    const numbers = [ms(entry.responseMs, 'no reply'), ms(entry.modelMs), ms(entry.toolMs)];
+    const said = `<td>${entry.callerSeq}</td><td>${escapeHtml(entry.callerText.slice(0, 80))}</td>`;
+    return `<tr>${said}${numbers.map((value) => `<td class="num">${value}</td>`).join('')}</tr>`;
+  });
+  const answered = latencies.flatMap((entry) => (entry.responseMs === undefined ? [] : [entry.responseMs]));
   const sorted = [...answered].sort((a, b) => a - b);
   const median = sorted.length ? sorted[Math.floor((sorted.length - 1) / 2)] : undefined;
-  return `<p>Median response latency: <strong>${median !== undefined ? `${median} ms` : 'n/a'}</strong> over ${answered.length} answered turns
-(caller turn end → agent turn start, as recorded).</p>
-<table><thead><tr><th>Caller turn</th><th>Said</th><th>Agent answered after</th><th>Model time</th><th>Tool time</th></tr></thead>
-<tbody>${rows.join('\n')}</tbody></table>`;
+  const headers = ['Caller turn', 'Said', 'Agent answered after', 'Model time', 'Tool time'];
+  return `<p>Median response latency: <strong>${ms(median, 'n/a')}</strong> over ${answered.length} answered turns
+(caller turn end → agent turn start, as recorded).</p>${table(headers, rows)}`;
 }
 
 function enrichmentSection(data: CallReportData): string {
-  if (data.enrichmentError) {
-    return `<p class="fail-text">Enrichment failed (${escapeHtml(data.enrichmentError.reason)}): ${escapeHtml(data.enrichmentError.detail)}</p>`;
+  const failure = data.enrichmentError;
+  if (failure) {
+    return `<p class="fail-text">Enrichment failed (${escapeHtml(failure.reason)}): ${escapeHtml(failure.detail)}</p>`;
   }
   const enriched = data.enriched;
   if (!enriched) return '<p class="muted">No enriched record (yet).</p>';
   const { insights } = enriched;
-  const fields = insights.intakeFields
-    .map((field) => `<tr><td><code>${escapeHtml(field.name)}</code></td><td>${escapeHtml(field.value)}</td><td class="num">${field.confidence.toFixed(2)}</td></tr>`)
-    .join('');
-  return `<dl class="enriched"><dt>Summary</dt><dd>${escapeHtml(insights.summary)}</dd><dt>Intent</dt><dd>${escapeHtml(insights.intent)}</dd>
-<dt>Urgency</dt><dd class="urgency-${escapeHtml(insights.urgency)}">${escapeHtml(insights.urgency)}</dd><dt>Sentiment</dt><dd>${escapeHtml(insights.sentiment)}</dd>
-<dt>Model</dt><dd>${escapeHtml(enriched.modelId)} (${enriched.modelAttempts} attempt${enriched.modelAttempts > 1 ? 's' : ''}), ${escapeHtml(enriched.enrichedAt)}</dd></dl>
-${fields ? `<table><thead><tr><th>Field</th><th>Value</th><th>Confidence</th></tr></thead><tbody>${fields}</tbody></table>` : ''}
-${insights.followUpActions.length ? `<h4>Follow-up</h4><ul>${insights.followUpActions.map((action) => `<li>${escapeHtml(action)}</li>`).join('')}</ul>` : ''}`;
+  const attempts = `${enriched.modelAttempts} attempt${enriched.modelAttempts > 1 ? 's' : ''}`;
+  const facts: [string, string, string?][] = [
+    ['Summary', insights.summary],
+    ['Intent', insights.intent],
+    ['Urgency', insights.urgency, `urgency-${insights.urgency}`],
+    ['Sentiment', insights.sentiment],
+    ['Model', `${enriched.modelId} (${attempts}), ${enriched.enrichedAt}`],
+  ];
+  const list = facts
+    .map(([term, value, className]) => {
+      const attribute = className ? ` class="${className}"` : '';
+      return `<dt>${term}</dt><dd${attribute}>${escapeHtml(value)}</dd>`;
+    })
+    .join('\n');
+  const fields = insights.intakeFields.map(
+    (field) =>
+      `<tr>${cells([`<code>${escapeHtml(field.name)}</code>`, escapeHtml(field.value)])}` +
+      `<td class="num">${field.confidence.toFixed(2)}</td></tr>`,
+  );
+  const followUps = insights.followUpActions.map((action) => `<li>${escapeHtml(action)}</li>`).join('');
+  return `<dl class="enriched">${list}</dl>
+${fields.length ? table(['Field', 'Value', 'Confidence'], fields) : ''}
+${followUps ? `<h4>Follow-up</h4><ul>${followUps}</ul>` : ''}`;
 }
 
 const STYLE = `
@@ -307,9 +361,11 @@ header{background:#1d2330;color:#fff;padding:18px 28px}header h1{margin:0 0 4px;
 header .meta{color:#c5cad3}main{padding:8px 28px 40px;max-width:1200px}
 section{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:14px 18px;margin:16px 0}
 h2{font-size:16px;margin:0 0 10px}h4{margin:10px 0 4px}
-table{border-collapse:collapse;width:100%}th,td{text-align:left;vertical-align:top;padding:6px 8px;border-bottom:1px solid #eceef1}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;vertical-align:top;padding:6px 8px;border-bottom:1px solid #eceef1}
 th{font-weight:600;color:#4a5260;font-size:12px;text-transform:uppercase;letter-spacing:.03em}
-pre{margin:0;white-space:pre-wrap;word-break:break-word;font-size:12px;background:#f7f8fa;padding:6px;border-radius:4px;max-height:260px;overflow:auto}
+pre{margin:0;white-space:pre-wrap;word-break:break-word;font-size:12px;background:#f7f8fa;padding:6px;border-radius:4px;
+max-height:260px;overflow:auto}
 .muted{color:#6b7280}.num{text-align:right;white-space:nowrap}.warn{color:#8a5a00;font-size:12px}
 .badge{display:inline-block;padding:2px 8px;border-radius:10px;font-weight:600;font-size:12px}
 .badge.ok{background:#dcfce7;color:#166534}.badge.fail{background:#dc2626;color:#fff}
@@ -317,33 +373,47 @@ tr.fail td{background:#fee2e2;color:#991b1b}.fail-text{color:#b91c1c;font-weight
 .banner{padding:10px 14px;border-radius:6px;font-weight:600;margin-top:10px}
 .banner.ok{background:#dcfce7;color:#166534}.banner.fail{background:#dc2626;color:#fff}
 tr.turn.caller .speaker{color:#1d4ed8;font-weight:600}tr.turn.agent .speaker{color:#047857;font-weight:600}
-.outcome{font-weight:600}tr.outcome-rejected .outcome,tr.outcome-failed .outcome{color:#b91c1c}tr.outcome-tool_error .outcome{color:#8a5a00}
-tr.suspect td{background:#fff1f2}details.model{border:1px solid #eceef1;border-radius:6px;padding:6px 10px;margin:6px 0}
-details.model summary{cursor:pointer}dl.enriched{display:grid;grid-template-columns:120px 1fr;gap:4px 12px}dt{font-weight:600;color:#4a5260}dd{margin:0}
+.outcome{font-weight:600}tr.outcome-rejected .outcome,tr.outcome-failed .outcome{color:#b91c1c}
+tr.outcome-tool_error .outcome{color:#8a5a00}
+tr.suspect td{background:#fff1f2}
+details.model{border:1px solid #eceef1;border-radius:6px;padding:6px 10px;margin:6px 0}
+details.model summary{cursor:pointer}dl.enriched{display:grid;grid-template-columns:120px 1fr;gap:4px 12px}
+dt{font-weight:600;color:#4a5260}dd{margin:0}
 .urgency-high,.urgency-emergency{color:#b91c1c;font-weight:600}
 `;
 
 /** The report as one HTML document: no script, no external resource, every recorded value escaped. */
 export function renderCallReport(data: CallReportData): string {
-  const agentChain = data.verification.chains.find((chain) => chain.actor === 'agent');
-  const serverChains = data.verification.chains.filter((chain) => chain.actor === 'mcp-server');
-  const latencies = data.transcript ? turnLatencies(data.transcript.turns, agentChain?.records ?? []) : [];
+  const chains = data.verification.chains;
+  const agentChain = chains.find((chain) => chain.actor === 'agent');
+  const serverChains = chains.filter((chain) => chain.actor === 'mcp-server');
   const transcript = data.transcript;
-  const failed = data.verification.chains.filter((chain) => !chain.verdict.ok);
+  const latencies = transcript ? turnLatencies(transcript.turns, agentChain?.records ?? []) : [];
+  const failed = chains.filter((chain) => !chain.verdict.ok);
   const banner = failed.length
-    ? `<div class="banner fail" id="verification-status" data-ok="false">Verification FAILED on ${failed.length} of ${data.verification.chains.length} chains: this record may have been altered or cut off.</div>`
-    : `<div class="banner ok" id="verification-status" data-ok="true">All ${data.verification.chains.length} audit chains verified and sealed closed.</div>`;
+    ? `<div class="banner fail" id="verification-status" data-ok="false">Verification FAILED on ${failed.length} of ` +
+      `${chains.length} chains: this record may have been altered or cut off.</div>`
+    : `<div class="banner ok" id="verification-status" data-ok="true">All ${chains.length} audit chains verified and ` +
+      'sealed closed.</div>';
   const meta = transcript
     ? [
-        `caller ${escapeHtml(transcript.callerNumber)}`,
-        transcript.calledNumber ? `dialled ${escapeHtml(transcript.calledNumber)}` : '',
-        `${escapeHtml(transcript.startedAt)} → ${escapeHtml(transcript.endedAt)}`,
-        `ended: ${escapeHtml(transcript.endReason)}`,
-        transcript.caseId ? `case ${escapeHtml(transcript.caseId)}` : '',
+        `caller ${transcript.callerNumber}`,
+        transcript.calledNumber ? `dialled ${transcript.calledNumber}` : '',
+        `${transcript.startedAt} → ${transcript.endedAt}`,
+        `ended: ${transcript.endReason}`,
+        transcript.caseId ? `case ${transcript.caseId}` : '',
       ]
         .filter(Boolean)
+        .map(escapeHtml)
         .join(' · ')
     : 'no transcript';
+  const unreadable = data.unreadable.length
+    ? `<p class="fail-text">Unreadable records: ${escapeHtml(data.unreadable.join('; '))}</p>`
+    : '';
+  const agentTools = agentChain ? toolTable(agentChain) : '<p class="fail-text">No agent chain.</p>';
+  const serverTools = serverChains
+    .map((chain) => `<h2>Tool calls — ${escapeHtml(chain.name)} ${verdictBadge(chain)}</h2>${toolTable(chain)}`)
+    .join('\n');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
@@ -351,12 +421,12 @@ export function renderCallReport(data: CallReportData): string {
 <title>Call report ${escapeHtml(data.callId)}</title><style>${STYLE}</style></head>
 <body><header><h1>Call ${escapeHtml(data.callId)}</h1><div class="meta">${meta}</div></header><main>
 <section id="verification"><h2>Audit chains</h2>${banner}
-<table><thead><tr><th>Chain</th><th>Status</th><th>Detail</th></tr></thead><tbody>${data.verification.chains.map(chainRow).join('\n')}</tbody></table>
-${data.unreadable.length ? `<p class="fail-text">Unreadable records: ${escapeHtml(data.unreadable.join('; '))}</p>` : ''}</section>
+${table(['Chain', 'Status', 'Detail'], chains.map(chainRow))}
+${unreadable}</section>
 <section id="transcript"><h2>Transcript</h2>${transcriptSection(data, latencies)}</section>
 <section id="latency"><h2>Turn latency</h2>${latencySection(latencies)}</section>
-<section id="tools"><h2>Tool calls — agent</h2>${agentChain ? toolTable(agentChain) : '<p class="fail-text">No agent chain.</p>'}
-${serverChains.map((chain) => `<h2>Tool calls — ${escapeHtml(chain.name)} ${verdictBadge(chain)}</h2>${toolTable(chain)}`).join('\n')}</section>
+<section id="tools"><h2>Tool calls — agent</h2>${agentTools}
+${serverTools}</section>
 <section id="model"><h2>Model requests and responses</h2>${modelExchanges(agentChain)}</section>
 <section id="enrichment"><h2>Enrichment</h2>${enrichmentSection(data)}</section>
 <p class="muted">Generated ${escapeHtml(data.generatedAt.toISOString())} from the stored records.</p>

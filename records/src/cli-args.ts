@@ -25,11 +25,15 @@ export function readSourceArgs(argv: string[], extra: Record<string, { type: 'st
     strict: true,
   });
   const parsed = callIdSchema.safeParse(values.call);
-  if (!parsed.success) throw new Error(`--call: ${values.call === undefined ? 'is required' : parsed.error.issues[0]?.message}`);
+  if (!parsed.success) {
+    throw new Error(`--call: ${values.call === undefined ? 'is required' : parsed.error.issues[0]?.message}`);
+  }
   let source: RecordSource;
   if (values.dir) source = new DirectorySource(values.dir);
   else if (values['audit-bucket']) {
-    source = new S3Source(new S3Client({}), { audit: values['audit-bucket'], transcripts: values['transcripts-bucket'] });
+    const buckets = { audit: values['audit-bucket'], transcripts: values['transcripts-bucket'] };
+    source = new S3Source(new S3Client({}), buckets);
   } else throw new Error('give --dir <folder with the bucket key layout> or --audit-bucket <name>');
-  return { callId: parsed.data, source, kmsKeyId: values['kms-key'], values: values as Record<string, string | undefined> };
+  const given = values as Record<string, string | undefined>;
+  return { callId: parsed.data, source, kmsKeyId: values['kms-key'], values: given };
 }

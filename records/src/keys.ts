@@ -10,5 +10,7 @@ export function trustedSealKey(kmsKeyId: string | undefined, env: NodeJS.Process
   const keyId = kmsKeyId ?? env.AUDIT_SEAL_KMS_KEY_ID;
   if (keyId) return new KmsSealKey(new KMSClient({}), keyId);
   if (env.AUDIT_SEAL_SECRET) return new LocalHmacSealKey(env.AUDIT_SEAL_SECRET);
-  throw new Error('give the trusted seal key: --kms-key <arn> (or AUDIT_SEAL_KMS_KEY_ID), or AUDIT_SEAL_SECRET for embedded runs');
+  throw new Error(
+    'give the trusted seal key: --kms-key <arn> (or AUDIT_SEAL_KMS_KEY_ID), or AUDIT_SEAL_SECRET for embedded runs',
+  );
 }

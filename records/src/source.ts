@@ -56,7 +56,9 @@ export class S3Source implements RecordSource {
     const keys: string[] = [];
     let token: string | undefined;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+      );
       keys.push(...(page.Contents ?? []).map((object) => object.Key!).filter(Boolean));
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);

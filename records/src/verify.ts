@@ -51,7 +51,11 @@ function storedRecords(objects: AuditSegmentObject[]): AuditRecord[] {
  * Verifies every chain of a call: the agent's (one per call) and the MCP server's (one per server session). A call
  * without an agent chain fails: its absence is a finding, not an empty OK.
  */
-export async function verifyCall(source: RecordSource, callId: string, verifier: AuditSealVerifier): Promise<CallVerification> {
+export async function verifyCall(
+  source: RecordSource,
+  callId: string,
+  verifier: AuditSealVerifier,
+): Promise<CallVerification> {
   callIdSchema.parse(callId);
   const chains: ChainReport[] = [];
   const agentObjects = await objectsOf(source, await source.list(auditChainPrefix('agent', callId)));
@@ -83,7 +87,8 @@ export async function verifyCall(source: RecordSource, callId: string, verifier:
 export function describeVerification(result: CallVerification): string[] {
   return result.chains.map(({ name, verdict }) => {
     if (verdict.ok) return `OK   ${name}: ${verdict.records.length} records, ${verdict.seals.length} seals, closed`;
-    const where = verdict.seq !== undefined ? `record ${verdict.seq}` : verdict.segment !== undefined ? `segment ${verdict.segment}` : 'chain';
+    const segment = verdict.segment !== undefined ? `segment ${verdict.segment}` : 'chain';
+    const where = verdict.seq !== undefined ? `record ${verdict.seq}` : segment;
     return `FAIL ${name}: ${where}${verdict.object ? ` (${verdict.object})` : ''}: ${verdict.reason}`;
   });
 }

@@ -2,7 +2,13 @@ import { llm } from '@livekit/agents';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { type CallToolResult, McpError, type Tool as McpTool } from '@modelcontextprotocol/sdk/types.js';
-import { MCP_SESSION_HEADER, TOOL_OUTCOME_META_KEY, type ToolCallOutcome, issueSessionHeader, toolCallOutcomeSchema } from '@voice-intake/contracts';
+import {
+  MCP_SESSION_HEADER,
+  TOOL_OUTCOME_META_KEY,
+  type ToolCallOutcome,
+  issueSessionHeader,
+  toolCallOutcomeSchema,
+} from '@voice-intake/contracts';
 
 export interface McpToolsetOptions {
   /** The MCP endpoint, e.g. http://mcp.internal:8080/mcp. */

@@ -82,7 +82,12 @@ export class CallRecorder {
       now: () => this.now(),
       put: async (objectKey, body) => {
         await options.s3.send(
-          new PutObjectCommand({ Bucket: options.auditBucket, Key: objectKey, Body: body, ContentType: 'application/x-ndjson' }),
+          new PutObjectCommand({
+            Bucket: options.auditBucket,
+            Key: objectKey,
+            Body: body,
+            ContentType: 'application/x-ndjson',
+          }),
         );
       },
     });
