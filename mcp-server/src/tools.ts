@@ -190,7 +190,10 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         await scope.flush(callId);
       } catch (error) {
         deps.logger.error({ err: error, tool: toolName }, 'audit segment not stored: the tool does not run');
-        return failure('The system could not record this request, so it was not carried out. Please try again shortly.', {});
+        // Both records stay pending and go out with the next segment that can be stored.
+        const message = 'The system could not record this request, so it was not carried out. Please try again shortly.';
+        scope.record(callId, 'tool_result', toolName, { outcome: 'failed', isError: true, result: null, error: message });
+        return { ...failure(message, {}), _meta: { [TOOL_OUTCOME_META_KEY]: 'failed' } };
       }
       ({ result, outcome } = await execute(tool, toolName, parsed!.data, session));
     }

@@ -86,3 +86,72 @@ describe('MCP audit log', () => {
     }
   });
 });
+
+describe('a tool call that cannot be recorded', () => {
+  it('does not run, says so, and is recorded with the next segment that can be stored', async () => {
+    const { Client } = await import('@modelcontextprotocol/sdk/client/index.js');
+    const { InMemoryTransport } = await import('@modelcontextprotocol/sdk/inMemory.js');
+    const { default: pino } = await import('pino');
+    const { issueSessionHeader, MCP_SESSION_HEADER } = await import('@voice-intake/contracts');
+    const { createIntakeServer } = await import('../src/tools');
+    const { FormCatalog } = await import('../src/forms');
+    const { EmbeddedCaseStore } = await import('../src/stores/embedded-case-store');
+    const { EmbeddedKnowledge } = await import('../src/knowledge/embedded');
+    const dir = mkdtempSync(join(tmpdir(), 'audit-down-'));
+    try {
+      const written: string[] = [];
+      let storeUp = false;
+      const store = {
+        put: async (objectKey: string, body: string) => {
+          if (!storeUp) throw new Error('audit bucket unreachable');
+          written.push(body);
+        },
+      };
+      const cases = new EmbeddedCaseStore(dir);
+      const secret = 'session-secret-0123456789';
+      const server = createIntakeServer({
+        cases,
+        forms: new FormCatalog(join(__dirname, '..', 'forms'), 'general_inquiry'),
+        knowledge: new EmbeddedKnowledge(join(__dirname, '..', 'knowledge')),
+        audit: new AuditLog(store, key),
+        sessionSecret: secret,
+        transferTargets: { front_desk: 'sip:front-desk@pbx.example.com' },
+        defaultTransferQueue: 'front_desk',
+        logger: pino({ level: 'silent' }),
+      });
+      const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+      // The session header rides on each request's HTTP headers; in memory, the server reads it from requestInfo.
+      const header = issueSessionHeader({ callId: 'call-down', callerNumber: '+14155550123' }, secret);
+      await server.connect(serverSide);
+      const deliver = serverSide.onmessage!;
+      const requestInfo = { headers: { [MCP_SESSION_HEADER]: header } };
+      serverSide.onmessage = (message, extra) => deliver(message, { ...extra, requestInfo } as typeof extra);
+      const client = new Client({ name: 'test', version: '0' });
+      await client.connect(clientSide);
+
+      const refused = (await client.callTool({ name: 'request_human_transfer', arguments: { reason: 'caller asked' } })) as {
+        isError?: boolean;
+        content: { text: string }[];
+        _meta?: Record<string, unknown>;
+      };
+      expect(refused.isError).toBe(true);
+      expect(refused.content[0].text).toMatch(/could not record this request, so it was not carried out/);
+      expect(refused._meta).toMatchObject({ 'io.voice-intake/outcome': 'failed' });
+      // Nothing was stored: no transfer, not even a cases file.
+      expect(existsSync(join(dir, 'cases.json'))).toBe(false);
+
+      storeUp = true;
+      await client.callTool({ name: 'lookup_caller', arguments: {} });
+      const records = written.flatMap((body) => body.trim().split('\n').map((line) => JSON.parse(line))).filter((line) => !line.type);
+      expect(records.map((record) => [record.kind, record.subject, record.payload.outcome])).toEqual([
+        ['tool_call', 'request_human_transfer', undefined],
+        ['tool_result', 'request_human_transfer', 'failed'],
+        ['tool_call', 'lookup_caller', undefined],
+        ['tool_result', 'lookup_caller', 'ok'],
+      ]);
+      await client.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
