@@ -59,7 +59,7 @@ describe('audit seal key (KMS HMAC) and who may use it', () => {
     for (const { statement } of sealKeyStatements()) expect(actionsOf(statement).some((action) => action.includes('*'))).toBe(false);
   });
 
-  it('tells both writers which key to seal with', () => {
+  it('tells both writers which key to seal with, and to mask PII in audit payloads alike', () => {
     const containers = Object.values(synthesized.templates.app.findResources('AWS::ECS::TaskDefinition')).flatMap(
       (task) => task.Properties.ContainerDefinitions as { Name: string; Environment: { Name: string; Value: unknown }[] }[],
     );
@@ -67,6 +67,12 @@ describe('audit seal key (KMS HMAC) and who may use it', () => {
       const container = containers.find((candidate) => candidate.Name === name)!;
       const sealKey = container.Environment.find((entry) => entry.Name === 'AUDIT_SEAL_KMS_KEY_ID');
       expect(JSON.stringify(sealKey?.Value), name).toContain('AuditSealKey');
+      expect(container.Environment.find((entry) => entry.Name === 'PII_REDACTION')?.Value, name).toBe('false');
     }
+    const redacting = synthVoiceIntake({ agentService: { piiRedaction: true } }).templates.app;
+    const mcp = Object.values(redacting.findResources('AWS::ECS::TaskDefinition'))
+      .flatMap((task) => task.Properties.ContainerDefinitions as { Name: string; Environment: { Name: string; Value: unknown }[] }[])
+      .find((container) => container.Name === 'mcp-server')!;
+    expect(mcp.Environment.find((entry) => entry.Name === 'PII_REDACTION')?.Value).toBe('true');
   });
 });

@@ -30,6 +30,8 @@ export interface McpServerServiceProps {
   readonly auditBucket: s3.IBucket;
   /** HMAC key that seals the server's audit segments (GenerateMac only). */
   readonly auditSealKey: kms.IKey;
+  /** Mask PII in audit payloads, as the agent does (`agentService.piiRedaction`). */
+  readonly piiRedaction: boolean;
   /** The data stack's key: the table and the audit bucket are encrypted with it. */
   readonly dataKey: kms.IKey;
   /** The app tier's own key, for the token secret and the log group (its policy lives with its users). */
@@ -120,6 +122,7 @@ export class McpServerService extends Construct {
         CASE_TABLE_NAME: props.casesTable.tableName,
         AUDIT_BUCKET: props.auditBucket.bucketName,
         AUDIT_SEAL_KMS_KEY_ID: props.auditSealKey.keyArn,
+        PII_REDACTION: String(props.piiRedaction),
         KNOWLEDGE_BACKEND: props.knowledge ? 'opensearch' : 'embedded',
         ...(props.knowledge
           ? { OPENSEARCH_ENDPOINT: props.knowledge.collection.attrCollectionEndpoint, OPENSEARCH_SERVICE: 'aoss', OPENSEARCH_INDEX: 'knowledge' }

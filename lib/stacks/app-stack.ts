@@ -70,6 +70,7 @@ export class AppStack extends VoiceIntakeStack {
       casesTable: props.casesTable,
       auditBucket: props.auditBucket,
       auditSealKey: props.auditSealKey,
+      piiRedaction: props.config.agentService.piiRedaction,
       dataKey: props.dataKey,
       appKey: this.appKey,
       knowledge: props.knowledge,
