@@ -324,7 +324,9 @@ export async function verifyAuditTrail(
           seq: expectedSeq,
         });
       }
-      const record = parsed.data;
+      // Hash and keep the record as stored: schema parsing rebuilds objects, and a key named "__proto__" would not
+      // survive that (the record would look edited when it is not).
+      const record = raw as AuditRecord;
       if (record.seq !== expectedSeq) {
         return fail(`expected record ${expectedSeq} here, found record ${record.seq} (reordered or removed)`, {
           ...where,

@@ -141,7 +141,8 @@ export function verifyAuditChain(records: readonly unknown[]): ChainVerdict {
     if (!parsed.success) {
       return { ok: false, seq: index, reason: `record ${index} does not match the schema: ${parsed.error.issues[0]?.message}` };
     }
-    const record = parsed.data;
+    // As stored, not as parsed: parsing would drop a "__proto__" key from the payload and break its hash.
+    const record = records[index] as AuditRecord;
     const key = auditChainKey(record);
     if (chainKey !== undefined && key !== chainKey) {
       return { ok: false, seq: record.seq, reason: `record ${index} belongs to chain ${key}, not ${chainKey}` };

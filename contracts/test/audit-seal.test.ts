@@ -11,6 +11,7 @@ import {
   canonicalJson,
   hashAuditRecord,
   storedText,
+  verifyAuditChain,
   verifyAuditTrail,
 } from '../src';
 import { z } from 'zod';
@@ -283,18 +284,18 @@ describe('inputs that name paths or hide text', () => {
     expect(({} as { polluted?: boolean }).polluted).toBeUndefined();
   });
 
-  it('seals a chain whose records carry a "__proto__" key so that it still verifies', async () => {
-    const chain = new AuditChain();
-    const record = chain.seal({
-      schemaVersion: 1,
-      actor: 'agent',
-      callId: 'c',
-      at: new Date(0).toISOString(),
-      kind: 'tool_call',
-      payload: { rawArguments: '{"__proto__":1}' },
-      redacted: false,
-    });
-    const { hash, ...content } = record;
+  it('seals and verifies a record whose payload has a "__proto__" key (as a model may send), keeping the key', async () => {
+    const store = memoryStore();
+    const trail = writer(store, { actor: 'agent', chainId: undefined });
+    const payload = JSON.parse('{"arguments":{"fields":{"__proto__":{"full_name":"x"},"topic":"billing"}}}');
+    trail.append({ at: new Date(0).toISOString(), kind: 'tool_call', subject: 'save_intake_progress', payload, redacted: false });
+    await trail.close();
+    const verdict = await verifyAuditTrail(store.list(), key);
+    expect(verdict).toMatchObject({ ok: true });
+    expect(JSON.stringify(verdict.records[0].payload)).toContain('"__proto__":{"full_name":"x"}');
+    expect(verifyAuditChain(verdict.records)).toEqual({ ok: true, count: 1 });
+    const chained = new AuditChain().seal({ ...verdict.records[0], chainId: undefined });
+    const { hash, ...content } = chained;
     expect(hashAuditRecord(content)).toBe(hash);
   });
 });
