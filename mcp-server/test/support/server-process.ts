@@ -25,13 +25,25 @@ export async function startServer(env: Record<string, string>): Promise<RunningS
     cwd: WORKSPACE,
     env: { ...process.env, MCP_HOST: '127.0.0.1', MCP_PORT: '0', MCP_AUTH_TOKEN: TEST_TOKEN, AUDIT_SEAL_SECRET: TEST_SEAL_SECRET, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group: tsx runs the server as a child process, and a SIGKILL must reach that one too.
+    detached: true,
   });
+  const killGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      // the group is gone already
+    }
+  };
   const logs: string[] = [];
   child.stderr!.on('data', (chunk) => logs.push(String(chunk)));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const port = await new Promise<number>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${logs.join('')}`)), 60_000);
+    const timer = setTimeout(() => {
+      killGroup('SIGKILL');
+      reject(new Error(`server did not start: ${logs.join('')}`));
+    }, 60_000);
     lines.on('line', (line) => {
       logs.push(line);
       try {
@@ -54,8 +66,13 @@ export async function startServer(env: Record<string, string>): Promise<RunningS
     url: `http://127.0.0.1:${port}`,
     logs,
     async stop(signal = 'SIGTERM') {
-      if (child.exitCode === null) child.kill(signal);
-      return exited;
+      // SIGTERM goes to tsx, which passes it on once (the server drains); SIGKILL takes the whole group at once.
+      if (signal === 'SIGKILL') killGroup('SIGKILL');
+      else if (child.exitCode === null) child.kill(signal);
+      const code = await exited;
+      // Whatever outlived tsx (a server still draining) does not outlive the test.
+      killGroup('SIGKILL');
+      return code;
     },
   };
 }
