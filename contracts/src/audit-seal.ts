@@ -283,20 +283,25 @@ export async function verifyAuditTrail(
       });
     }
     const seal = sealParse.data;
+    // Until this seal checks out, nothing from the next record on is vouched for: failures name that record.
+    const unvouched = { ...where, seq: records.length };
     const identity = [seal.actor, seal.callId, seal.chainId].filter((part) => part !== undefined).join('/');
     if (chainKey !== undefined && identity !== chainKey) {
-      return fail(`seal of ${object.key} belongs to chain ${identity}, not ${chainKey}`, where);
+      return fail(`seal of ${object.key} belongs to chain ${identity}, not ${chainKey}`, unvouched);
     }
     chainKey = identity;
     if (seal.keyId !== verifier.keyId) {
       const reason =
         `seal of segment ${seal.segment} was made with key ${seal.keyId}, not the trusted ${verifier.keyId}`;
-      return fail(reason, where);
+      return fail(`${reason}; records from ${records.length} on are not vouched for`, unvouched);
     }
     const macOk = await verifier.verify(auditSealMessage(seal), Buffer.from(seal.mac, 'base64'));
-    if (!macOk) return fail(`seal of segment ${seal.segment} has a MAC the trusted key did not make (forged)`, where);
+    if (!macOk) {
+      const reason = `seal of segment ${seal.segment} has a MAC the trusted key did not make (forged)`;
+      return fail(`${reason}; records from ${records.length} on are not vouched for`, unvouched);
+    }
     if (digestRecordHashes(seal.recordHashes) !== seal.recordsDigest) {
-      return fail(`seal of segment ${seal.segment} lists record hashes its MAC does not cover`, where);
+      return fail(`seal of segment ${seal.segment} lists record hashes its MAC does not cover`, unvouched);
     }
     if (seal.segment !== index) {
       const reason =
@@ -305,7 +310,9 @@ export async function verifyAuditTrail(
           : `segment ${seal.segment} appears again or out of order at position ${index}`;
       return fail(reason, { ...where, seq: records.length });
     }
-    if (seal.prevSeal !== prevSeal) return fail(`seal of segment ${index} does not follow the seal before it`, where);
+    if (seal.prevSeal !== prevSeal) {
+      return fail(`seal of segment ${index} does not follow the seal before it`, unvouched);
+    }
     if (seal.firstSeq !== records.length) {
       return fail(
         seal.firstSeq > records.length

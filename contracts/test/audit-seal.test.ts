@@ -186,7 +186,12 @@ describe('sealed audit trail', () => {
     // The forger's own key, claiming to be the trusted one.
     seal.mac = Buffer.from(await otherKey.mac(auditSealMessage(seal))).toString('base64');
     objects[1] = { key: objects[1].key, body: bodyOf([...lines.slice(0, -1), seal]) };
-    expect(await verifyAuditTrail(objects, key)).toMatchObject({ ok: false, segment: 1, reason: expect.stringMatching(/forged/) });
+    expect(await verifyAuditTrail(objects, key)).toMatchObject({
+      ok: false,
+      segment: 1,
+      seq: 3,
+      reason: expect.stringMatching(/segment 1 has a MAC the trusted key did not make \(forged\); records from 3 on/),
+    });
 
     // A seal made with another key that says so is refused by key id.
     const foreign = (await sealedTrail()).list();
@@ -203,7 +208,7 @@ describe('sealed audit trail', () => {
     const lines = linesOf(objects[0].body);
     lines.at(-1).recordHashes = [...lines.at(-1).recordHashes].reverse();
     objects[0] = { key: objects[0].key, body: bodyOf(lines) };
-    expect(await verifyAuditTrail(objects, key)).toMatchObject({ ok: false, segment: 0, reason: expect.stringMatching(/does not cover/) });
+    expect(await verifyAuditTrail(objects, key)).toMatchObject({ ok: false, segment: 0, seq: 0, reason: expect.stringMatching(/does not cover/) });
   });
 
   it('detects a segment appended after the closing seal', async () => {
