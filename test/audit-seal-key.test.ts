@@ -53,6 +53,24 @@ describe('audit seal key (KMS HMAC) and who may use it', () => {
     expect(JSON.stringify(verifyMac.statement.Resource)).toContain(sealKeyId);
   });
 
+  it('refuses GenerateMac in its key policy to any principal without the writer tag, which only the writers carry', () => {
+    const key = synthesized.templates.data.findResources('AWS::KMS::Key')[sealKeyId];
+    const deny = (key.Properties.KeyPolicy.Statement as Record<string, any>[]).find((statement) => statement.Effect === 'Deny');
+    expect(deny).toMatchObject({
+      Action: 'kms:GenerateMac',
+      Principal: { AWS: '*' },
+      Condition: { StringNotEquals: { 'aws:PrincipalTag/voice-intake:audit-writer': 'voice-intake' } },
+    });
+    const tagged = Object.entries(synthesized.templates.app.findResources('AWS::IAM::Role'))
+      .filter(([, role]) =>
+        (role.Properties.Tags ?? []).some((tag: { Key: string; Value: string }) => tag.Key === 'voice-intake:audit-writer'),
+      )
+      .map(([id]) => id.replace(/[0-9A-F]{8}$/, ''));
+    expect(tagged.sort()).toEqual(['AgentTaskRole', 'McpServerTaskRole']);
+    const verifier = synthesized.templates.data.findResources('AWS::IAM::Role');
+    expect(JSON.stringify(verifier)).not.toContain('voice-intake:audit-writer');
+  });
+
   it('gives no other role any use of the seal key, and no role a wildcard KMS action on it', () => {
     const others = sealKeyStatements().filter(({ roles }) => !/McpServerTaskRole|AgentTaskRole|AuditVerifierRole/.test(roles));
     expect(others).toEqual([]);

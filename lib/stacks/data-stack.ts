@@ -12,7 +12,7 @@ import { allowClientIngress } from '../constructs/client-ingress';
 import { KnowledgeCollection } from '../constructs/knowledge-collection';
 import { SecureBucket } from '../constructs/secure-bucket';
 import { S3_PREFIXES } from '@voice-intake/contracts';
-import { recordBucketName } from '../naming';
+import { AUDIT_WRITER_TAG, recordBucketName } from '../naming';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
 /** Prefix under which load balancers deliver their access logs into the access-log bucket. */
@@ -73,6 +73,17 @@ export class DataStack extends VoiceIntakeStack {
       this.auditSealKey,
       ['AwsSolutions-KMS5', 'HIPAA.Security-KMSBackingKeyRotationEnabled', 'NIST.800.53.R5-KMSBackingKeyRotationEnabled'],
       'KMS does not rotate HMAC keys automatically; a seal must stay verifiable for the audit retention, so the key is kept, not replaced.',
+    );
+    // Only the tagged writer roles may make seals, even if an IAM policy elsewhere in the account allows kms:*.
+    this.auditSealKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OnlyAuditWritersMakeSeals',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['kms:GenerateMac'],
+        resources: ['*'],
+        conditions: { StringNotEquals: { [`aws:PrincipalTag/${AUDIT_WRITER_TAG}`]: deploymentName } },
+      }),
     );
     skipCheckovChecks(this.auditSealKey, [
       { id: 'CKV_AWS_7', comment: 'HMAC_256 key: KMS supports no automatic rotation for HMAC keys; seals must stay verifiable.' },
