@@ -40,4 +40,11 @@ describe('agent environment', () => {
     expect(read).toThrow(/MCP_TOKEN/);
     expect(read).toThrow(/POLLY_ENGINE/);
   });
+
+  it('needs a key to seal its audit segments: a KMS key, or a local secret of 32+ characters', () => {
+    const unsealed = { ...valid, AUDIT_SEAL_KMS_KEY_ID: undefined };
+    expect(() => readAgentEnv(unsealed)).toThrow(/AUDIT_SEAL_KMS_KEY_ID: or AUDIT_SEAL_SECRET is required/);
+    expect(() => readAgentEnv({ ...unsealed, AUDIT_SEAL_SECRET: 'short' })).toThrow(/AUDIT_SEAL_SECRET: must be at least 32/);
+    expect(readAgentEnv({ ...unsealed, AUDIT_SEAL_SECRET: 'x'.repeat(32) }).AUDIT_SEAL_SECRET).toHaveLength(32);
+  });
 });

@@ -155,3 +155,16 @@ describe('a tool call that cannot be recorded', () => {
     }
   });
 });
+
+describe('audit seal settings', () => {
+  it('refuses to start without a seal key, or with a short secret, naming the variable', async () => {
+    const { readServerEnv } = await import('../src/config');
+    const base = { MCP_AUTH_TOKEN: 'a-token-of-enough-length' };
+    expect(() => readServerEnv(base)).toThrow(/AUDIT_SEAL_KMS_KEY_ID: or AUDIT_SEAL_SECRET is required/);
+    expect(() => readServerEnv({ ...base, AUDIT_SEAL_SECRET: 'short' })).toThrow(/AUDIT_SEAL_SECRET: must be at least 32/);
+    expect(readServerEnv({ ...base, AUDIT_SEAL_KMS_KEY_ID: 'arn:aws:kms:us-east-1:123456789012:key/k' })).toMatchObject({
+      PII_REDACTION: false,
+    });
+    expect(readServerEnv({ ...base, AUDIT_SEAL_SECRET: 'x'.repeat(32), PII_REDACTION: 'true' }).PII_REDACTION).toBe(true);
+  });
+});

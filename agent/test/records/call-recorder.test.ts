@@ -165,3 +165,13 @@ describe('call recorder', () => {
     expect([...objects.values()].join()).not.toMatch(/ada@example\.com|4111|555 0123/);
   });
 });
+
+describe('the agent seal key', () => {
+  it('is KMS when a key is configured, the local secret otherwise, and required', async () => {
+    const { auditSealKeyFor } = await import('../../src/records/seal-key');
+    const arn = 'arn:aws:kms:us-east-1:123456789012:key/audit-seal';
+    expect(auditSealKeyFor({ AUDIT_SEAL_KMS_KEY_ID: arn, AUDIT_SEAL_SECRET: 'x'.repeat(32) }).keyId).toBe(arn);
+    expect(auditSealKeyFor({ AUDIT_SEAL_SECRET: 'x'.repeat(32) }).keyId).toMatch(/^local:[0-9a-f]{16}$/);
+    expect(() => auditSealKeyFor({})).toThrow(/AUDIT_SEAL_KMS_KEY_ID or AUDIT_SEAL_SECRET/);
+  });
+});
