@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { resolveUnder } from '@voice-intake/contracts';
@@ -35,7 +35,10 @@ export class DirectorySource implements RecordSource {
 
   async get(key: string): Promise<string | undefined> {
     const path = resolveUnder(this.root, key);
-    return existsSync(path) ? readFileSync(path, 'utf8') : undefined;
+    if (!existsSync(path)) return undefined;
+    // A link could point anywhere: only plain files under the folder are records.
+    if (!lstatSync(path).isFile()) throw new Error(`${key} is not a plain file under ${this.root}`);
+    return readFileSync(path, 'utf8');
   }
 }
 

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
@@ -92,6 +92,9 @@ describe('npm run audit:verify', () => {
     expect(runVerify(['--call', '..', '--dir', clean])).toMatchObject({ status: 2, out: expect.stringMatching(/--call: must not be "\." or "\.\."/) });
     expect(runVerify(['--call', SAMPLE_CALL, '--dir', clean], {})).toMatchObject({ status: 2, out: expect.stringMatching(/trusted seal key/) });
     await expect(new DirectorySource(clean).get('../../etc/passwd')).rejects.toThrow(/leaves its folder/);
+    symlinkSync('/etc/hostname', join(clean, 'linked.json'));
+    await expect(new DirectorySource(clean).get('linked.json')).rejects.toThrow(/not a plain file/);
+    rmSync(join(clean, 'linked.json'));
   });
 
   it('reads the same chains from S3 (listing page by page) and verifies them', async () => {
