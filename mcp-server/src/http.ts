@@ -21,7 +21,7 @@ export interface HttpServerOptions {
   /** MCP sessions idle this long are closed. */
   sessionIdleMs?: number;
   /** Told of each JSON-RPC request refused here, before any MCP session saw it (for the audit log). */
-  onRefusedRequest?: (request: Record<string, unknown>, reason: string, headers: IncomingMessage['headers']) => Promise<void>;
+  onRefusedRequest?: (refused: RefusedRequest) => Promise<void>;
 }
 
 class HttpError extends Error {
@@ -51,8 +51,16 @@ function tokenMatches(header: string | undefined, expected: string): boolean {
   return given.length === wanted.length && timingSafeEqual(given, wanted);
 }
 
+/** A request refused before the MCP layer: the message as parsed, the body as received, and why. */
+export interface RefusedRequest {
+  message: Record<string, unknown>;
+  rawBody: string;
+  reason: string;
+  headers: IncomingMessage['headers'];
+}
+
 /** Reads the body up to the limit; a larger one is refused before it is all read. */
-async function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+async function readJsonBody(req: IncomingMessage, limit: number): Promise<{ value: unknown; text: string }> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new HttpError(413, `request body over ${limit} bytes`);
   const chunks: Buffer[] = [];
@@ -62,30 +70,37 @@ async function readJsonBody(req: IncomingMessage, limit: number): Promise<unknow
     if (size > limit) throw new HttpError(413, `request body over ${limit} bytes`);
     chunks.push(chunk as Buffer);
   }
+  const text = Buffer.concat(chunks).toString('utf8');
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return { value: JSON.parse(text), text };
   } catch {
     throw new HttpError(400, 'request body is not JSON');
   }
 }
 
+/** No MCP request we serve nests deeper; a deeper one is refused before anything walks it recursively. */
+export const MAX_REQUEST_DEPTH = 32;
+
 /**
- * Where a key named `__proto__` sits in a parsed body, if anywhere. JSON.parse keeps it as a plain key, but every
- * later copy of the object (schema validation included) turns it into the prototype and the field silently vanishes:
- * such a request is refused by name instead.
+ * Why a parsed body is refused before the MCP layer sees it, if it is: nesting deeper than MAX_REQUEST_DEPTH, or a
+ * key named `__proto__` (JSON.parse keeps it as a plain key, but every later copy of the object, schema validation
+ * included, turns it into the prototype and the field silently vanishes: such a request is refused by name).
+ * Walks without recursion, so no body can exhaust the stack.
  */
-export function findProtoKey(value: unknown, path = ''): string | undefined {
-  if (Array.isArray(value)) {
-    for (const [index, item] of value.entries()) {
-      const found = findProtoKey(item, `${path}[${index}]`);
-      if (found) return found;
+export function refusalOf(body: unknown): string | undefined {
+  const pending: [value: unknown, path: string, depth: number][] = [[body, '', 0]];
+  while (pending.length > 0) {
+    const [value, path, depth] = pending.pop()!;
+    if (value === null || typeof value !== 'object') continue;
+    if (depth >= MAX_REQUEST_DEPTH) return `request nested deeper than ${MAX_REQUEST_DEPTH} levels (at ${path})`;
+    if (Array.isArray(value)) {
+      value.forEach((item, index) => pending.push([item, `${path}[${index}]`, depth + 1]));
+      continue;
     }
-  } else if (value !== null && typeof value === 'object') {
     for (const key of Object.keys(value)) {
       const here = path ? `${path}.${key}` : key;
-      if (key === '__proto__') return here;
-      const found = findProtoKey((value as Record<string, unknown>)[key], here);
-      if (found) return found;
+      if (key === '__proto__') return `field "__proto__" is not allowed (at ${here})`;
+      pending.push([(value as Record<string, unknown>)[key], here, depth + 1]);
     }
   }
   return undefined;
@@ -173,8 +188,8 @@ export class McpHttpServer {
     const sessionId = req.headers['mcp-session-id'];
     const existing = typeof sessionId === 'string' ? this.sessions.get(sessionId) : undefined;
     if (req.method === 'POST') {
-      const body = await readJsonBody(req, this.options.maxBodyBytes);
-      if (await this.refusedProtoKey(req, res, body)) return;
+      const { value: body, text } = await readJsonBody(req, this.options.maxBodyBytes);
+      if (await this.refused(req, res, body, text)) return;
       if (existing) {
         existing.lastSeen = Date.now();
         await existing.transport.handleRequest(req, res, body);
@@ -205,15 +220,15 @@ export class McpHttpServer {
     throw new HttpError(405, `method ${req.method} not allowed`);
   }
 
-  /** Refuses a body holding a `__proto__` key with -32602 naming where, and reports each request it held. */
-  private async refusedProtoKey(req: IncomingMessage, res: ServerResponse, body: unknown): Promise<boolean> {
+  /** Refuses a body refusalOf() objects to with -32602 saying why and where; reports each request it held. */
+  private async refused(req: IncomingMessage, res: ServerResponse, body: unknown, rawBody: string): Promise<boolean> {
+    const reason = refusalOf(body);
+    if (!reason) return false;
     const messages = Array.isArray(body) ? body : [body];
-    const where = findProtoKey(body);
-    if (!where) return false;
-    const reason = `field "__proto__" is not allowed (at ${where})`;
     for (const message of messages) {
       if (message === null || typeof message !== 'object' || Array.isArray(message)) continue;
-      await this.options.onRefusedRequest?.(message as Record<string, unknown>, reason, req.headers).catch((error) => {
+      const refused = { message: message as Record<string, unknown>, rawBody, reason, headers: req.headers };
+      await this.options.onRefusedRequest?.(refused).catch((error) => {
         this.options.logger.error({ err: error }, 'refused request not audited');
       });
     }

@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     maxBodyBytes: env.MCP_MAX_BODY_BYTES,
     shutdownGraceMs: env.MCP_SHUTDOWN_GRACE_MS,
     logger,
-    onRefusedRequest: (request, reason, headers) => auditRefusedToolCall({ audit, sessionSecret }, request, reason, headers),
+    onRefusedRequest: (refused) => auditRefusedToolCall({ audit, sessionSecret }, refused),
     createMcpServer: () =>
       createIntakeServer({
         cases,

@@ -471,23 +471,32 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
   return server;
 }
 
+/** The most of a refused request's body a record keeps. */
+const MAX_RECORDED_BODY = 16_384;
+
 /**
- * Audits a tools/call refused before it reached an MCP session (a `__proto__` key): the call with its arguments as
- * received, kept as JSON text (as an object the key would not survive), and the refusal, in a chain of their own.
+ * Audits a tools/call refused before it reached an MCP session (a `__proto__` key, nesting too deep): the request
+ * body as received, as text (as an object a `__proto__` key would not survive), and the refusal, in a chain of their
+ * own.
  */
 export async function auditRefusedToolCall(
   deps: Pick<ToolDeps, 'audit' | 'sessionSecret'>,
-  request: Record<string, unknown>,
-  reason: string,
-  headers: Headers,
+  refused: { message: Record<string, unknown>; rawBody: string; reason: string; headers: Headers },
 ): Promise<void> {
-  if (request.method !== 'tools/call') return;
+  const { message, rawBody, reason, headers } = refused;
+  if (message.method !== 'tools/call') return;
   const binding = bindingOf({ requestInfo: { headers } }, deps.sessionSecret);
-  const params = isPlainObject(request.params) ? request.params : {};
+  const params = isPlainObject(message.params) ? message.params : {};
   const name = typeof params.name === 'string' ? params.name : '(no tool name)';
-  const who = { callerNumber: binding.ok ? binding.session.callerNumber : null, binding: binding.ok ? 'bound' : binding.reason };
+  const callerNumber = binding.ok ? binding.session.callerNumber : null;
+  const received = {
+    rawRequest: rawBody.slice(0, MAX_RECORDED_BODY),
+    ...(rawBody.length > MAX_RECORDED_BODY ? { rawRequestLength: rawBody.length } : {}),
+    callerNumber,
+    binding: binding.ok ? 'bound' : binding.reason,
+  };
   await deps.audit.recordClosed(binding.ok ? binding.session.callId : UNBOUND_CALL, [
-    { kind: 'tool_call', subject: name, payload: { rawArguments: JSON.stringify(params.arguments ?? null), ...who } },
+    { kind: 'tool_call', subject: name, payload: received },
     { kind: 'tool_result', subject: name, payload: { outcome: 'rejected', isError: true, code: -32602, error: reason } },
   ]);
 }

@@ -120,9 +120,38 @@ describe('every tools/call is on the record, refused ones included', () => {
     await waitForSealedChains(dataDir, 'call-proto');
     const records = recordsOf(dataDir, 'call-proto');
     expect(records[0]).toMatchObject({ kind: 'tool_call', subject: 'save_intake_progress' });
-    expect(JSON.parse(records[0].payload.rawArguments)).toEqual(JSON.parse('{"intakeType":"general_inquiry","fields":{"__proto__":{"full_name":"x"},"topic":"billing"}}'));
-    expect(records[0].payload.rawArguments).toContain('"__proto__"');
+    expect(records[0].payload.rawRequest).toBe(body);
     expect(records[1].payload).toMatchObject({ outcome: 'rejected', code: -32602 });
+  });
+
+  it('refuses a request nested deeper than any tool needs, without exhausting the stack, and records it', async () => {
+    const sessionId = (client.transport as StreamableHTTPClientTransport).sessionId!;
+    // 30,000 levels still fit the default 64 KiB body limit, and overflow any recursive walk.
+    for (const depth of [40, 30_000]) {
+      const nested = `${'['.repeat(depth)}${']'.repeat(depth)}`;
+      const body = `{"jsonrpc":"2.0","id":43,"method":"tools/call","params":{"name":"lookup_caller","arguments":{"x":${nested}}}}`;
+      const response = await fetch(`${server.url}/mcp`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          authorization: `Bearer ${TEST_TOKEN}`,
+          'mcp-session-id': sessionId,
+          [MCP_SESSION_HEADER]: issueSessionHeader({ callId: 'call-deep', callerNumber: CALLER }, TEST_TOKEN),
+        },
+        body,
+      });
+      expect(response.status, `depth ${depth}`).toBe(400);
+      expect(await response.json()).toMatchObject({
+        id: 43,
+        error: { code: -32602, message: expect.stringMatching(/nested deeper than 32 levels/) },
+      });
+    }
+    await waitForSealedChains(dataDir, 'call-deep');
+    const records = recordsOf(dataDir, 'call-deep');
+    expect(records[0].payload.rawRequest).toMatch(/^\{"jsonrpc":"2.0","id":43,.*\[\[\[\[/);
+    expect(records[1].payload).toMatchObject({ outcome: 'rejected', error: expect.stringMatching(/nested deeper/) });
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
   });
 
   it('refuses control, bidi-override and lone-surrogate characters in stored fields, naming the field', async () => {

@@ -241,7 +241,8 @@ function toolRow({ call, result, transfer }: ToolExchange, suspect: number): str
   const unstated = resultPayload.isError ? 'tool_error' : result ? 'ok' : 'no result recorded';
   const outcome = String(resultPayload.outcome ?? unstated);
   const stripped = Array.isArray(callPayload.strippedArguments) ? callPayload.strippedArguments : [];
-  const args = 'rawArguments' in callPayload ? callPayload.rawArguments : callPayload.arguments;
+  // A request refused before it was parsed into arguments is recorded as the text received.
+  const args = 'rawRequest' in callPayload ? callPayload.rawRequest : callPayload.arguments;
   const shown = resultPayload.result ?? resultPayload.text ?? resultPayload.error ?? null;
   const bad = call.seq >= suspect || (result?.seq ?? 0) >= suspect;
   const strippedNote = stripped.length
