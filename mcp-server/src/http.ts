@@ -234,7 +234,9 @@ export class McpHttpServer {
     }
     const first = messages[0] as { id?: unknown } | undefined;
     const id = typeof first?.id === 'string' || typeof first?.id === 'number' ? first.id : null;
-    sendJson(res, 400, { jsonrpc: '2.0', error: { code: -32602, message: `Invalid params: ${reason}` }, id });
+    // A JSON-RPC error, not an HTTP one: the body was read and understood, its params are refused. Clients (the
+    // agent's) then see -32602 for the request they sent, as for any other refused call.
+    sendJson(res, 200, { jsonrpc: '2.0', error: { code: -32602, message: `Invalid params: ${reason}` }, id });
     return true;
   }
 

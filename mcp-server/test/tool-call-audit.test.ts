@@ -113,7 +113,7 @@ describe('every tools/call is on the record, refused ones included', () => {
     const body = '{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"save_intake_progress","arguments":'
       + '{"intakeType":"general_inquiry","fields":{"__proto__":{"full_name":"x"},"topic":"billing"}}}}';
     const response = await rawPost(server.url, sessionId, body, 'call-proto');
-    expect(response.status).toBe(400);
+    expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({ id: 42, error: { code: -32602, message: expect.stringMatching(/"__proto__" is not allowed \(at params\.arguments\.fields\.__proto__\)/) } });
     const cases = existsSync(join(dataDir, 'cases.json')) ? JSON.parse(readFileSync(join(dataDir, 'cases.json'), 'utf8')).cases : {};
     expect(Object.values(cases).filter((stored: any) => stored.callId === 'call-proto')).toEqual([]);
@@ -141,7 +141,7 @@ describe('every tools/call is on the record, refused ones included', () => {
         },
         body,
       });
-      expect(response.status, `depth ${depth}`).toBe(400);
+      expect(response.status, `depth ${depth}`).toBe(200);
       expect(await response.json()).toMatchObject({
         id: 43,
         error: { code: -32602, message: expect.stringMatching(/nested deeper than 32 levels/) },

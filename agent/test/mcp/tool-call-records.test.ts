@@ -79,6 +79,14 @@ describe('a refused or trimmed tool call is on both chains, the agent’s and th
     expect(await toolset.call('lookup_caller', {})).toBe('No record for this number: a new caller.');
   });
 
+  it('reports a "__proto__" field the server refuses by name as rejected, and keeps working', async () => {
+    const args = JSON.parse('{"intakeType":"general_inquiry","fields":{"__proto__":{"full_name":"x"},"topic":"billing"}}');
+    const text = await toolset.call('save_intake_progress', args);
+    expect(text).toMatch(/refused the request: .*"__proto__" is not allowed \(at params\.arguments\.fields\.__proto__\)/);
+    expect(events.at(-1)).toMatchObject({ outcome: 'rejected', errorCode: -32602 });
+    expect(await toolset.call('lookup_caller', {})).toBe('No record for this number: a new caller.');
+  });
+
   it('holds all three on both sealed chains, closed at the end of the call', async () => {
     await toolset.close();
     await recorder.finish('caller_hangup');
@@ -88,11 +96,18 @@ describe('a refused or trimmed tool call is on both chains, the agent’s and th
     const agent = await verifyAuditTrail(agentObjects, agentKey);
     expect(agent.ok).toBe(true);
     await waitForSealedChains(dataDir, CALL.callId);
-    const [serverObjects] = [...localChains(dataDir, CALL.callId).values()];
-    const mcp = await verifyAuditTrail(serverObjects, testSealKey);
-    expect(mcp.ok).toBe(true);
+    // The session's chain, and one closed chain for the request refused before it reached the session.
+    const serverChains = [...localChains(dataDir, CALL.callId).values()];
+    expect(serverChains).toHaveLength(2);
+    const verdicts = await Promise.all(serverChains.map((objects) => verifyAuditTrail(objects, testSealKey)));
+    expect(verdicts.every((verdict) => verdict.ok)).toBe(true);
+    const session = verdicts.find((verdict) => verdict.records.length > 2)!;
+    const refused = verdicts.find((verdict) => verdict !== session)!;
+    expect(refused.records[0].payload).toMatchObject({ rawRequest: expect.stringContaining('"__proto__":{"full_name":"x"}') });
+    const agentProto = agent.records.find((record) => JSON.stringify(record.payload).includes('__proto__'));
+    expect(agentProto).toMatchObject({ kind: 'tool_call', subject: 'save_intake_progress' });
 
-    for (const records of [agent.records, mcp.records]) {
+    for (const records of [agent.records, session.records]) {
       const [rejectedCall, rejectedResult] = exchange(records, (args) => args?.queue === '+19005550199');
       expect(rejectedCall.arguments).toEqual({ reason: 'caller wants billing', queue: '+19005550199' });
       expect(rejectedResult).toMatchObject({ outcome: 'rejected', isError: true });
