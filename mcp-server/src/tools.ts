@@ -221,7 +221,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         openCases: z.array(z.object({ caseId: z.string(), intakeType: z.string(), status: z.string(), updatedAt: z.string() })),
       },
     },
-    true, async ({ phoneNumber }, session) => {
+    true,
+    async ({ phoneNumber }, session) => {
       const bound = session!.callerNumber;
       if (phoneNumber && phoneNumber !== bound) {
         throw new ToolFailure("For privacy I can only look up the number this call comes from, not another person's.");
@@ -268,7 +269,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         ),
       },
     },
-    false, async ({ intakeType: type }) => {
+    false,
+    async ({ intakeType: type }) => {
       const chosen = type ?? deps.forms.defaultIntakeType;
       const form = deps.forms.get(chosen);
       if (!form) throw new UnknownIntakeTypeError(chosen, deps.forms.intakeTypes);
@@ -310,7 +312,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         missingRequired: z.array(z.string()),
       },
     },
-    true, async ({ intakeType: type, fields }, session) => {
+    true,
+    async ({ intakeType: type, fields }, session) => {
       const errors = deps.forms.validatePartial(type, fields);
       const rejected = new Set(errors.map((error) => error.field));
       const accepted = Object.fromEntries(Object.entries(fields).filter(([name]) => !rejected.has(name)));
@@ -350,7 +353,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         forwarded: z.enum(['delivered', 'queued', 'not_configured']),
       },
     },
-    true, async ({ intakeType: type, fields = {} }, session) => {
+    true,
+    async ({ intakeType: type, fields = {} }, session) => {
       const caseId = caseIdForCall(session!.callId);
       const existing = await deps.cases.getCase(caseId);
       if (existing && existing.status !== 'draft') {
@@ -388,7 +392,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       },
       outputSchema: { passages: z.array(z.object({ sourceId: z.string(), title: z.string(), text: z.string(), score: z.number() })) },
     },
-    false, async ({ query, limit }) => {
+    false,
+    async ({ query, limit }) => {
       const passages = await deps.knowledge.search(query, limit);
       const text = passages.length
         ? passages.map((passage) => `[${passage.sourceId}] ${passage.title}: ${passage.text}`).join('\n')
@@ -410,7 +415,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       },
       outputSchema: { callbackId: z.string(), callerNumber: z.string(), windowStart: z.string(), windowEnd: z.string() },
     },
-    true, async ({ windowStart, windowEnd, reason }, session) => {
+    true,
+    async ({ windowStart, windowEnd, reason }, session) => {
       if (session!.callerNumber === 'anonymous') throw new ToolFailure('The caller withheld their number: ask for a callback number and use an intake form instead.');
       const start = Date.parse(windowStart);
       const end = Date.parse(windowEnd);
@@ -449,7 +455,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       },
       outputSchema: { queue: z.string(), target: z.string(), reason: z.string() },
     },
-    true, async ({ reason, queue }, session) => {
+    true,
+    async ({ reason, queue }, session) => {
       const chosen = queue ?? deps.defaultTransferQueue;
       const target = deps.transferTargets[chosen];
       const at = now().toISOString();
