@@ -46,6 +46,7 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     data,
     casesTable: data.casesTable,
     auditBucket: data.auditBucket,
+    auditSealKey: data.auditSealKey,
     accessLogsBucket: data.accessLogsBucket,
     dataKey: data.dataKey,
     knowledge: data.knowledge,

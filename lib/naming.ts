@@ -19,3 +19,9 @@ export function recordObjectsArn(deploymentName: string, purpose: RecordBucketPu
 export function recordObjectsNagResource(deploymentName: string, purpose: RecordBucketPurpose, prefix: string): string {
   return `Resource::arn:<AWS::Partition>:s3:::${deploymentName.toLowerCase()}-${purpose}-<AWS::AccountId>-<AWS::Region>/${prefix}*`;
 }
+
+/**
+ * The tag that marks a role as a writer of audit chains (value: the deployment name). The audit seal key's policy
+ * refuses kms:GenerateMac to every principal without it, whatever its IAM policies allow.
+ */
+export const AUDIT_WRITER_TAG = 'voice-intake:audit-writer';

@@ -19,6 +19,8 @@ APT_PACKAGES=(
   espeak-ng sox libsox-fmt-all
   # LiveKit SIP's runtime libraries, the softphone, packet captures
   libopus0 libopusfile0 libsoxr0 baresip-core tshark
+  # headless browser for the call report test
+  chromium
   ca-certificates openssl python3-venv
 )
 

@@ -79,7 +79,7 @@ describe('app stack: MCP server service', () => {
     const statements = statementsOfRole(app, 'McpServerTaskRole');
     const actions = statements.flatMap((statement) => [statement.Action].flat()).sort();
     expect(actions).toEqual(
-      ['aoss:APIAccessAll', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'kms:Decrypt', 'kms:GenerateDataKey', 's3:PutObject'].sort(),
+      ['aoss:APIAccessAll', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'kms:Decrypt', 'kms:GenerateDataKey', 'kms:GenerateMac', 's3:PutObject'].sort(),
     );
     const put = statements.find((statement) => statement.Action === 's3:PutObject')!;
     expect(JSON.stringify(put.Resource)).toContain('/audit/mcp-server/*');

@@ -13,6 +13,7 @@ import type { MetricsEmitter } from './metrics';
 import { BedrockLLM, PollyTTS, TranscribeSTT } from './plugins/aws';
 import { CallRecorder } from './records/call-recorder';
 import { redactPii } from './records/redact';
+import { auditSealKeyFor } from './records/seal-key';
 import { RedisSessionStore } from './state/session-store';
 
 /** The call as LiveKit SIP describes it. */
@@ -99,6 +100,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     s3: options.s3,
     transcriptsBucket: env.TRANSCRIPTS_BUCKET,
     auditBucket: env.AUDIT_BUCKET,
+    sealKey: auditSealKeyFor(env),
     call,
     redact: env.PII_REDACTION ? redactPii : undefined,
     flushIntervalMs: env.RECORD_FLUSH_MS,
@@ -113,8 +115,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     sessionSecret: env.MCP_SESSION_SECRET,
     call: { callId: call.callId, callerNumber: call.callerNumber },
     onToolCall: (event) => {
-      recorder.audit('tool_call', event.name, { arguments: event.arguments });
-      recorder.audit('tool_result', event.name, { text: event.resultText, isError: event.isError });
+      recorder.toolCall(event);
       metrics.emit({ [AGENT_METRICS.toolLatency]: event.durationMs, [AGENT_METRICS.toolErrors]: event.isError ? 1 : 0 }, { ...dimensions, tool: event.name });
     },
   });

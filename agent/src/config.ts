@@ -24,6 +24,10 @@ export const agentEnvSchema = z
   POLLY_VOICE: z.string().min(1).default('Ruth'),
   POLLY_ENGINE: z.enum(['standard', 'neural', 'long-form', 'generative']).default('generative'),
   TRANSCRIBE_LANGUAGE: z.string().regex(/^[a-z]{2}-[A-Z]{2}$/, 'must be a language code such as en-US').default('en-US'),
+  /** KMS HMAC key (ARN) that seals the audit segments this worker writes (kms:GenerateMac). */
+  AUDIT_SEAL_KMS_KEY_ID: z.string().min(1).optional(),
+  /** Local runs without KMS: the secret that seals audit segments. */
+  AUDIT_SEAL_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   /** Redact PII from what is logged (transcripts, audit payloads) and ask Transcribe to redact too. */
   PII_REDACTION: envBoolean.default(false),
   /** Where a transfer goes when the MCP server offers no target (sip: or tel: URI). */
@@ -39,6 +43,9 @@ export const agentEnvSchema = z
   AGENT_MAX_CALLS: z.coerce.number().int().min(1).max(200).default(12),
   })
   .superRefine((env, ctx) => {
+    if (!env.AUDIT_SEAL_KMS_KEY_ID && !env.AUDIT_SEAL_SECRET) {
+      ctx.addIssue({ code: 'custom', path: ['AUDIT_SEAL_KMS_KEY_ID'], message: 'or AUDIT_SEAL_SECRET is required: audit segments are sealed' });
+    }
     if (!env.REDIS_URL && !env.REDIS_HOST) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'set REDIS_URL, or REDIS_HOST (with REDIS_PORT, REDIS_AUTH_TOKEN)' });
   });
 

@@ -8,6 +8,7 @@ const valid = {
   REDIS_URL: 'rediss://:token@redis.internal:6380',
   TRANSCRIPTS_BUCKET: 'voice-intake-transcripts-123',
   AUDIT_BUCKET: 'voice-intake-audit-123',
+  AUDIT_SEAL_KMS_KEY_ID: 'arn:aws:kms:us-east-1:123456789012:key/audit-seal',
   MCP_URL: 'http://mcp.internal:8080/mcp',
   MCP_TOKEN: 'mcp-token-0123456789',
   BEDROCK_MODEL_ID: 'us.anthropic.claude-haiku-4-5-20251001-v1:0',
@@ -38,5 +39,12 @@ describe('agent environment', () => {
     expect(read).toThrow(/REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/);
     expect(read).toThrow(/MCP_TOKEN/);
     expect(read).toThrow(/POLLY_ENGINE/);
+  });
+
+  it('needs a key to seal its audit segments: a KMS key, or a local secret of 32+ characters', () => {
+    const unsealed = { ...valid, AUDIT_SEAL_KMS_KEY_ID: undefined };
+    expect(() => readAgentEnv(unsealed)).toThrow(/AUDIT_SEAL_KMS_KEY_ID: or AUDIT_SEAL_SECRET is required/);
+    expect(() => readAgentEnv({ ...unsealed, AUDIT_SEAL_SECRET: 'short' })).toThrow(/AUDIT_SEAL_SECRET: must be at least 32/);
+    expect(readAgentEnv({ ...unsealed, AUDIT_SEAL_SECRET: 'x'.repeat(32) }).AUDIT_SEAL_SECRET).toHaveLength(32);
   });
 });

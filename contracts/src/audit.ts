@@ -16,6 +16,17 @@ export const auditKindSchema = z.enum([
   'error',
 ]);
 
+/**
+ * How a tool call ended, on both chains: `ok`; `tool_error` (the tool ran and said no, e.g. a field error);
+ * `rejected` (never ran: unknown tool, arguments that failed the input schema or carried a refused field, no session
+ * binding); `failed` (the tool or the transport broke).
+ */
+export const toolCallOutcomeSchema = z.enum(['ok', 'tool_error', 'rejected', 'failed']);
+export type ToolCallOutcome = z.infer<typeof toolCallOutcomeSchema>;
+
+/** Where the MCP server states a call's outcome in its CallToolResult (`_meta`), so both chains record the same. */
+export const TOOL_OUTCOME_META_KEY = 'io.voice-intake/outcome';
+
 /** The previous-hash value of the first record in a chain. */
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -67,7 +78,8 @@ function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value !== null && typeof value === 'object') {
     const source = value as Record<string, unknown>;
-    const sorted: Record<string, unknown> = {};
+    // No prototype: a key named "__proto__" stays a key (in a plain object it would set the prototype and vanish).
+    const sorted: Record<string, unknown> = Object.create(null);
     for (const key of Object.keys(source).sort()) {
       if (source[key] !== undefined) sorted[key] = sortKeys(source[key]);
     }
@@ -129,7 +141,8 @@ export function verifyAuditChain(records: readonly unknown[]): ChainVerdict {
     if (!parsed.success) {
       return { ok: false, seq: index, reason: `record ${index} does not match the schema: ${parsed.error.issues[0]?.message}` };
     }
-    const record = parsed.data;
+    // As stored, not as parsed: parsing would drop a "__proto__" key from the payload and break its hash.
+    const record = records[index] as AuditRecord;
     const key = auditChainKey(record);
     if (chainKey !== undefined && key !== chainKey) {
       return { ok: false, seq: record.seq, reason: `record ${index} belongs to chain ${key}, not ${chainKey}` };

@@ -1,3 +1,5 @@
+import { isAbsolute, relative, resolve } from 'node:path';
+
 /**
  * Where each record lives in S3. Writers and readers (agent, Lambda, IAM policies in CDK) use these,
  * so a prefix is named once.
@@ -45,6 +47,24 @@ export function enrichmentErrorKeyForTranscript(transcriptObjectKey: string): st
 
 /** One object per chain segment; a chain id (an actor writing several chains for one call) gets its own folder. */
 export function auditSegmentKey(actor: string, callId: string, firstSeq: number, chainId?: string): string {
-  const chain = chainId === undefined ? '' : `${chainId}/`;
-  return `${S3_PREFIXES.audit}${actor}/${callId}/${chain}${String(firstSeq).padStart(8, '0')}.jsonl`;
+  return `${auditChainPrefix(actor, callId, chainId)}${String(firstSeq).padStart(8, '0')}.jsonl`;
+}
+
+/** The folder of one chain's segments; their zero-padded names list in chain order. */
+export function auditChainPrefix(actor: string, callId: string, chainId?: string): string {
+  return `${S3_PREFIXES.audit}${actor}/${callId}/${chainId === undefined ? '' : `${chainId}/`}`;
+}
+
+/**
+ * `root/relativePath`, refused unless it stays strictly under `root`: an id or key that climbs out ("..", an
+ * absolute path) never names a file elsewhere.
+ */
+export function resolveUnder(root: string, relativePath: string): string {
+  const base = resolve(root);
+  const target = resolve(base, relativePath);
+  const inside = relative(base, target);
+  if (inside === '' || inside.startsWith('..') || isAbsolute(inside)) {
+    throw new Error(`path ${JSON.stringify(relativePath)} leaves its folder ${base}`);
+  }
+  return target;
 }

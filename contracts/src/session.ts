@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { auditTrailPositionSchema } from './audit-seal';
 import { SCHEMA_VERSION, callIdSchema, callerNumberSchema, isoTimestampSchema } from './common';
 import { transcriptTurnSchema } from './transcript';
 
@@ -34,8 +35,8 @@ export const sessionStateSchema = z.object({
   /** Next transcript turn sequence number and transcript part to write. */
   nextTurnSeq: z.number().int().nonnegative(),
   nextTranscriptPart: z.number().int().nonnegative(),
-  /** Where the agent's audit chain stands, so a resuming worker continues it unbroken. */
-  audit: z.object({ seq: z.number().int().nonnegative(), prevHash: z.string().regex(/^[0-9a-f]{64}$/) }),
+  /** Where the agent's audit chain and its seals stand, so a resuming worker continues them unbroken. */
+  audit: auditTrailPositionSchema,
 });
 
 export type SessionStatus = z.infer<typeof sessionStatusSchema>;

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
@@ -13,7 +13,13 @@ import { Construct } from 'constructs';
 import { bedrockModelArns } from '../bedrock';
 import { acknowledgeRules, acknowledgeTaskRolePolicies } from '../compliance';
 import type { VoiceIntakeConfig } from '../config';
-import { type RecordBucketPurpose, recordBucketName, recordObjectsArn, recordObjectsNagResource } from '../naming';
+import {
+  AUDIT_WRITER_TAG,
+  type RecordBucketPurpose,
+  recordBucketName,
+  recordObjectsArn,
+  recordObjectsNagResource,
+} from '../naming';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -27,6 +33,8 @@ export interface AgentServiceProps {
   readonly mcpUrl: string;
   readonly mcpTokenSecret: secretsmanager.ISecret;
   readonly redis: { host: string; port: number; authSecretArn: string };
+  /** HMAC key that seals the agent's audit segments (GenerateMac only). */
+  readonly auditSealKey: kms.IKey;
   readonly dataKey: kms.IKey;
   readonly appKey: kms.IKey;
 }
@@ -66,6 +74,9 @@ export class AgentService extends Construct {
     // A worker taking over a call reads back the transcript parts written before it.
     allow(['s3:GetObject'], [recordObjectsArn(deploymentName, 'transcripts', S3_PREFIXES.transcriptParts)]);
     allow(['kms:Decrypt', 'kms:GenerateDataKey'], [props.dataKey.keyArn]);
+    allow(['kms:GenerateMac'], [props.auditSealKey.keyArn]);
+    // The audit seal key's policy admits GenerateMac only from roles with this tag.
+    Tags.of(this.taskRole).add(AUDIT_WRITER_TAG, deploymentName);
 
     const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.appKey, removalPolicy: RemovalPolicy.RETAIN });
     const task = new ecs.FargateTaskDefinition(this, 'Task', {
@@ -95,6 +106,7 @@ export class AgentService extends Construct {
         REDIS_PORT: String(props.redis.port),
         TRANSCRIPTS_BUCKET: recordBucketName(deploymentName, 'transcripts'),
         AUDIT_BUCKET: recordBucketName(deploymentName, 'audit'),
+        AUDIT_SEAL_KMS_KEY_ID: props.auditSealKey.keyArn,
         MCP_URL: props.mcpUrl,
         BEDROCK_MODEL_ID: agent.bedrockModelId,
         ...(agent.bedrockFallbackModelId ? { BEDROCK_FALLBACK_MODEL_ID: agent.bedrockFallbackModelId } : {}),

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
@@ -13,7 +13,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { S3_PREFIXES } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
 import { acknowledgeRules, acknowledgeTaskRolePolicies } from '../compliance';
-import { recordObjectsArn, recordObjectsNagResource } from '../naming';
+import { AUDIT_WRITER_TAG, recordObjectsArn, recordObjectsNagResource } from '../naming';
 import type { VoiceIntakeConfig } from '../config';
 import { allowClientIngress } from './client-ingress';
 import { InternalLoadBalancer } from './internal-load-balancer';
@@ -28,6 +28,10 @@ export interface McpServerServiceProps {
   readonly deploymentName: string;
   readonly casesTable: dynamodb.ITable;
   readonly auditBucket: s3.IBucket;
+  /** HMAC key that seals the server's audit segments (GenerateMac only). */
+  readonly auditSealKey: kms.IKey;
+  /** Mask PII in audit payloads, as the agent does (`agentService.piiRedaction`). */
+  readonly piiRedaction: boolean;
   /** The data stack's key: the table and the audit bucket are encrypted with it. */
   readonly dataKey: kms.IKey;
   /** The app tier's own key, for the token secret and the log group (its policy lives with its users). */
@@ -86,6 +90,11 @@ export class McpServerService extends Construct {
     this.taskRole.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.dataKey.keyArn] }),
     );
+    // Seals only: no VerifyMac, no key management for the writer; the tag is what the key's policy admits.
+    this.taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['kms:GenerateMac'], resources: [props.auditSealKey.keyArn] }),
+    );
+    Tags.of(this.taskRole).add(AUDIT_WRITER_TAG, props.deploymentName);
     props.knowledge?.grantRead(this, this.taskRole);
 
     const logGroup = new logs.LogGroup(this, 'Logs', {
@@ -113,6 +122,8 @@ export class McpServerService extends Construct {
         CASE_STORE: 'dynamodb',
         CASE_TABLE_NAME: props.casesTable.tableName,
         AUDIT_BUCKET: props.auditBucket.bucketName,
+        AUDIT_SEAL_KMS_KEY_ID: props.auditSealKey.keyArn,
+        PII_REDACTION: String(props.piiRedaction),
         KNOWLEDGE_BACKEND: props.knowledge ? 'opensearch' : 'embedded',
         ...(props.knowledge
           ? { OPENSEARCH_ENDPOINT: props.knowledge.collection.attrCollectionEndpoint, OPENSEARCH_SERVICE: 'aoss', OPENSEARCH_INDEX: 'knowledge' }

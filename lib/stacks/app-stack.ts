@@ -20,6 +20,8 @@ export interface AppStackProps extends VoiceIntakeStackProps {
   readonly data: DataStack;
   readonly casesTable: dynamodb.ITable;
   readonly auditBucket: s3.IBucket;
+  /** Seals audit segments: the MCP server and agent tasks may GenerateMac with it, nothing more. */
+  readonly auditSealKey: kms.IKey;
   readonly accessLogsBucket: s3.IBucket;
   readonly dataKey: kms.IKey;
   readonly knowledge?: KnowledgeCollection;
@@ -67,6 +69,8 @@ export class AppStack extends VoiceIntakeStack {
       deploymentName: props.config.deploymentName,
       casesTable: props.casesTable,
       auditBucket: props.auditBucket,
+      auditSealKey: props.auditSealKey,
+      piiRedaction: props.config.agentService.piiRedaction,
       dataKey: props.dataKey,
       appKey: this.appKey,
       knowledge: props.knowledge,
@@ -102,6 +106,7 @@ export class AppStack extends VoiceIntakeStack {
       mcpUrl: this.mcpServer.url,
       mcpTokenSecret: this.mcpServer.tokenSecret,
       redis: { ...props.data.redisEndpoint, authSecretArn: props.data.redisAuthSecret.secretArn },
+      auditSealKey: props.auditSealKey,
       dataKey: props.dataKey,
       appKey: this.appKey,
     });

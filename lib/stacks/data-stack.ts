@@ -11,7 +11,8 @@ import { acknowledgeRules, skipCheckovChecks } from '../compliance';
 import { allowClientIngress } from '../constructs/client-ingress';
 import { KnowledgeCollection } from '../constructs/knowledge-collection';
 import { SecureBucket } from '../constructs/secure-bucket';
-import { recordBucketName } from '../naming';
+import { S3_PREFIXES } from '@voice-intake/contracts';
+import { AUDIT_WRITER_TAG, recordBucketName } from '../naming';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
 /** Prefix under which load balancers deliver their access logs into the access-log bucket. */
@@ -30,6 +31,10 @@ export interface DataStackProps extends VoiceIntakeStackProps {
  */
 export class DataStack extends VoiceIntakeStack {
   readonly dataKey: kms.Key;
+  /** HMAC key that seals audit chain segments: writers may only GenerateMac, the verifier role only VerifyMac. */
+  readonly auditSealKey: kms.Key;
+  /** Assumed by people or jobs that check audit chains (`npm run audit:verify`): read the bucket, VerifyMac. */
+  readonly auditVerifierRole: iam.Role;
   readonly transcriptsBucket: s3.Bucket;
   readonly auditBucket: s3.Bucket;
   readonly accessLogsBucket: s3.Bucket;
@@ -54,6 +59,35 @@ export class DataStack extends VoiceIntakeStack {
       enableKeyRotation: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
+
+    // Seals of the audit chains: the key material never leaves KMS, so code that writes records can make a seal only
+    // while it runs and is granted GenerateMac, through a CloudTrail-logged call; it can never re-seal a rewritten chain
+    // offline. Retained: deleting it would leave every seal unverifiable.
+    this.auditSealKey = new kms.Key(this, 'AuditSealKey', {
+      description: 'Seals voice-intake audit chain segments (HMAC): writers GenerateMac, verifiers VerifyMac',
+      keySpec: kms.KeySpec.HMAC_256,
+      keyUsage: kms.KeyUsage.GENERATE_VERIFY_MAC,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    acknowledgeRules(
+      this.auditSealKey,
+      ['AwsSolutions-KMS5', 'HIPAA.Security-KMSBackingKeyRotationEnabled', 'NIST.800.53.R5-KMSBackingKeyRotationEnabled'],
+      'KMS does not rotate HMAC keys automatically; a seal must stay verifiable for the audit retention, so the key is kept, not replaced.',
+    );
+    // Only the tagged writer roles may make seals, even if an IAM policy elsewhere in the account allows kms:*.
+    this.auditSealKey.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OnlyAuditWritersMakeSeals',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['kms:GenerateMac'],
+        resources: ['*'],
+        conditions: { StringNotEquals: { [`aws:PrincipalTag/${AUDIT_WRITER_TAG}`]: deploymentName } },
+      }),
+    );
+    skipCheckovChecks(this.auditSealKey, [
+      { id: 'CKV_AWS_7', comment: 'HMAC_256 key: KMS supports no automatic rotation for HMAC keys; seals must stay verifiable.' },
+    ]);
 
     // S3 server access logs can be delivered only to an SSE-S3 bucket, so this one bucket is not KMS-encrypted.
     this.accessLogsBucket = new s3.Bucket(this, 'AccessLogsBucket', {
@@ -123,6 +157,35 @@ export class DataStack extends VoiceIntakeStack {
         'Cross-region replication is a per-enterprise DR decision (second region, its own key); versioning, Object Lock and retain-on-delete protect records here.',
       );
     }
+
+    this.auditVerifierRole = new iam.Role(this, 'AuditVerifierRole', {
+      assumedBy: new iam.AccountRootPrincipal(),
+      description: 'Checks audit chains: reads the audit bucket and verifies seals; cannot write records or make seals',
+    });
+    this.auditVerifierRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.auditBucket.bucketArn] }),
+    );
+    this.auditVerifierRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [this.auditBucket.arnForObjects(`${S3_PREFIXES.audit}*`)] }),
+    );
+    this.auditVerifierRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['kms:Decrypt'], resources: [this.dataKey.keyArn] }),
+    );
+    this.auditVerifierRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['kms:VerifyMac'], resources: [this.auditSealKey.keyArn] }),
+    );
+    const auditBucketId = this.getLogicalId(this.auditBucket.node.defaultChild as s3.CfnBucket);
+    const verifierPolicy = this.auditVerifierRole.node.findChild('DefaultPolicy');
+    acknowledgeRules(
+      verifierPolicy,
+      ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'],
+      'Least-privilege statements for this one role: read audit segments, verify seals.',
+    );
+    acknowledgeRules(
+      verifierPolicy,
+      [`AwsSolutions-IAM5[Resource::<${auditBucketId}.Arn>/${S3_PREFIXES.audit}*]`],
+      'A verifier reads every chain segment under the audit/ prefix (one object per segment, names not known in advance).',
+    );
 
     this.redisAuthSecret = new secretsmanager.Secret(this, 'RedisAuthToken', {
       description: 'AUTH token of the session Redis',
@@ -207,6 +270,8 @@ export class DataStack extends VoiceIntakeStack {
 
     new CfnOutput(this, 'TranscriptsBucketName', { value: this.transcriptsBucket.bucketName });
     new CfnOutput(this, 'AuditBucketName', { value: this.auditBucket.bucketName });
+    new CfnOutput(this, 'AuditSealKeyArn', { value: this.auditSealKey.keyArn });
+    new CfnOutput(this, 'AuditVerifierRoleArn', { value: this.auditVerifierRole.roleArn });
     new CfnOutput(this, 'RedisPrimaryEndpoint', { value: this.redisEndpoint.host });
     new CfnOutput(this, 'CasesTableName', { value: this.casesTable.tableName });
     if (this.knowledge) new CfnOutput(this, 'KnowledgeCollectionEndpoint', { value: this.knowledge.collection.attrCollectionEndpoint });

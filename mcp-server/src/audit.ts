@@ -1,115 +1,147 @@
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { AuditChain, type AuditKind, type AuditRecord, SCHEMA_VERSION, auditSegmentKey } from '@voice-intake/contracts';
+import {
+  type AuditKind,
+  type AuditRecord,
+  type AuditSealKey,
+  AuditTrailWriter,
+  redactDeep,
+  redactPii,
+  resolveUnder,
+} from '@voice-intake/contracts';
 
-export interface AuditSink {
-  write(record: AuditRecord): Promise<void>;
+/** Where sealed segments go: one object per segment, never replaced. */
+export interface AuditSegmentStore {
+  put(objectKey: string, body: string): Promise<void>;
 }
 
-/** Local runs: one JSON-lines file per chain, `<callId>/<chainId>.jsonl`. */
-export class FileAuditSink implements AuditSink {
-  constructor(private readonly directory: string) {
-    mkdirSync(directory, { recursive: true });
+/** Local runs: the bucket's key layout under a folder (`<root>/audit/mcp-server/<callId>/<chainId>/<seq>.jsonl`). */
+export class FileAuditStore implements AuditSegmentStore {
+  constructor(private readonly root: string) {
+    mkdirSync(root, { recursive: true });
   }
 
-  async write(record: AuditRecord): Promise<void> {
-    const callDirectory = join(this.directory, record.callId);
-    mkdirSync(callDirectory, { recursive: true });
-    appendFileSync(join(callDirectory, `${record.chainId ?? 'chain'}.jsonl`), `${JSON.stringify(record)}\n`);
+  async put(objectKey: string, body: string): Promise<void> {
+    const path = resolveUnder(this.root, objectKey);
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, body, { flag: 'wx' });
   }
 }
 
-/** AWS: each record its own object (the audit bucket has Object Lock: objects are written once, never replaced). */
-export class S3AuditSink implements AuditSink {
+/** AWS: the audit bucket (Object Lock: objects are written once, never replaced). */
+export class S3AuditStore implements AuditSegmentStore {
   constructor(
     private readonly client: S3Client,
     private readonly bucket: string,
   ) {}
 
-  async write(record: AuditRecord): Promise<void> {
+  async put(objectKey: string, body: string): Promise<void> {
     await this.client.send(
-      new PutObjectCommand({
-        Bucket: this.bucket,
-        Key: auditSegmentKey('mcp-server', record.callId, record.seq, record.chainId),
-        Body: `${JSON.stringify(record)}\n`,
-        ContentType: 'application/x-ndjson',
-      }),
+      new PutObjectCommand({ Bucket: this.bucket, Key: objectKey, Body: body, ContentType: 'application/x-ndjson' }),
     );
   }
 }
 
 export interface AuditLogOptions {
-  /** A call's chain is let go after this long without a record (a later record starts a new chain). Default 2 h. */
-  idleMs?: number;
-  /** Clock, for tests. */
-  now?: () => number;
-}
-
-interface OpenChain {
-  chain: AuditChain;
-  chainId: string;
-  tail: Promise<void>;
-  lastUsed: number;
+  /** Mask PII in every string of a payload before it is recorded (the record says so: `redacted: true`). */
+  redactPii?: boolean;
+  now?: () => Date;
 }
 
 /**
- * The MCP server's compliance log: every tool call and result, hash-chained per call (actor `mcp-server`), in the
- * same record schema as the agent's log. Records of one chain are written in order. Each chain has its own id, so the
- * chains that several server tasks (or one task, after letting an idle call go) write for the same call never share
- * a key, and each verifies on its own.
+ * The MCP server's compliance log (actor `mcp-server`). Each MCP session gets a scope; within it each call has its
+ * own sealed chain with its own chain id, closed (final seal) when the session ends. So the chains several server
+ * tasks or sessions write for one call never share a key, and each verifies on its own.
  */
 export class AuditLog {
-  private readonly chains = new Map<string, OpenChain>();
-  private readonly idleMs: number;
-  private readonly now: () => number;
-  private lastSweep: number;
+  private readonly scopes = new Set<AuditScope>();
 
   constructor(
-    private readonly sink: AuditSink,
-    options: AuditLogOptions = {},
-  ) {
-    this.idleMs = options.idleMs ?? 2 * 60 * 60_000;
-    this.now = options.now ?? Date.now;
-    this.lastSweep = this.now();
+    private readonly store: AuditSegmentStore,
+    private readonly key: AuditSealKey,
+    private readonly options: AuditLogOptions = {},
+  ) {}
+
+  /** Sessions with an open scope. */
+  get openScopes(): number {
+    return this.scopes.size;
   }
 
-  /** Calls with an open chain (bounded: idle ones are let go). */
-  get openChains(): number {
-    return this.chains.size;
+  /** A scope for one MCP session: close it when the session ends. */
+  openScope(): AuditScope {
+    const scope = new AuditScope(this.store, this.key, this.options, () => this.scopes.delete(scope));
+    this.scopes.add(scope);
+    return scope;
   }
 
-  /** Lets go of chains idle for longer than idleMs, at most once a minute. Their pending writes still finish. */
-  private sweep(now: number): void {
-    if (now - this.lastSweep < 60_000) return;
-    this.lastSweep = now;
-    for (const [callId, entry] of this.chains) {
-      if (now - entry.lastUsed > this.idleMs) this.chains.delete(callId);
+  /** Records an exchange as a chain of its own, sealed closed (calls refused before any MCP session took them). */
+  async recordClosed(callId: string, entries: { kind: AuditKind; subject: string; payload: unknown }[]): Promise<void> {
+    const scope = this.openScope();
+    for (const entry of entries) scope.record(callId, entry.kind, entry.subject, entry.payload);
+    await scope.close();
+  }
+
+  /** Closes every scope (shutdown): each open chain gets its final seal. */
+  async closeAll(): Promise<void> {
+    await Promise.allSettled([...this.scopes].map((scope) => scope.close()));
+  }
+}
+
+export class AuditScope {
+  private readonly trails = new Map<string, AuditTrailWriter>();
+  private closing?: Promise<void>;
+
+  constructor(
+    private readonly store: AuditSegmentStore,
+    private readonly key: AuditSealKey,
+    private readonly options: AuditLogOptions,
+    private readonly onClosed: () => void,
+  ) {}
+
+  private trail(callId: string): AuditTrailWriter {
+    let trail = this.trails.get(callId);
+    if (!trail) {
+      trail = new AuditTrailWriter({
+        actor: 'mcp-server',
+        callId,
+        chainId: randomUUID(),
+        key: this.key,
+        put: (objectKey, body) => this.store.put(objectKey, body),
+        now: this.options.now,
+      });
+      this.trails.set(callId, trail);
     }
+    return trail;
   }
 
-  record(callId: string, kind: AuditKind, subject: string, payload: unknown): Promise<void> {
-    const now = this.now();
-    this.sweep(now);
-    let entry = this.chains.get(callId);
-    if (!entry) {
-      entry = { chain: new AuditChain(), chainId: randomUUID(), tail: Promise.resolve(), lastUsed: now };
-      this.chains.set(callId, entry);
-    }
-    entry.lastUsed = now;
-    const sealed = entry.chain.seal({
-      schemaVersion: SCHEMA_VERSION,
-      actor: 'mcp-server',
-      callId,
-      chainId: entry.chainId,
-      at: new Date().toISOString(),
+  /** Appends a record to the call's chain (written on the next flush). */
+  record(callId: string, kind: AuditKind, subject: string, payload: unknown): AuditRecord {
+    if (this.closing) throw new Error('audit scope is closed');
+    const json = JSON.parse(JSON.stringify(payload ?? null)) as unknown;
+    const redact = this.options.redactPii === true;
+    return this.trail(callId).append({
+      at: (this.options.now?.() ?? new Date()).toISOString(),
       kind,
-      subject,
-      payload: JSON.parse(JSON.stringify(payload ?? null)),
-      redacted: false,
+      subject: subject.slice(0, 256),
+      payload: (redact ? redactDeep(json, redactPii) : json) as AuditRecord['payload'],
+      redacted: redact,
     });
-    entry.tail = entry.tail.then(() => this.sink.write(sealed));
-    return entry.tail;
+  }
+
+  /** Writes the call's pending records as a sealed segment; rejects when they could not be stored. */
+  flush(callId: string): Promise<void> {
+    return this.trails.get(callId)?.flush() ?? Promise.resolve();
+  }
+
+  /** Flushes and closes every chain of this session with its final seal. Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= Promise.allSettled([...this.trails.values()].map((trail) => trail.close())).then((results) => {
+      this.onClosed();
+      const failed = results.find((result) => result.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    });
+    return this.closing;
   }
 }

@@ -39,8 +39,14 @@ export const serverEnvSchema = z
     BACKEND_RETRY_BASE_MS: z.coerce.number().int().min(1).default(250),
     TRANSFER_TARGETS: envJson(transferTargetsSchema).default({ front_desk: 'sip:front-desk@pbx.example.com' }),
     DEFAULT_TRANSFER_QUEUE: z.string().default('front_desk'),
-    /** S3 bucket for audit records; unset = JSON lines under DATA_DIR/audit. */
+    /** S3 bucket for audit records; unset = the bucket's key layout under DATA_DIR (DATA_DIR/audit/...). */
     AUDIT_BUCKET: z.string().min(1).optional(),
+    /** KMS HMAC key (ARN) that seals audit segments (kms:GenerateMac); AWS deployments set this. */
+    AUDIT_SEAL_KMS_KEY_ID: z.string().min(1).optional(),
+    /** Embedded mode: the secret that seals audit segments when no KMS key is set (keep it from the writer's code). */
+    AUDIT_SEAL_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+    /** Mask PII (e-mail, card, SSN, phone patterns) in audit payloads, as the agent's PII_REDACTION does. */
+    PII_REDACTION: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine((env, ctx) => {
@@ -49,6 +55,13 @@ export const serverEnvSchema = z
     }
     if (env.KNOWLEDGE_BACKEND === 'opensearch' && !env.OPENSEARCH_ENDPOINT) {
       ctx.addIssue({ code: 'custom', path: ['OPENSEARCH_ENDPOINT'], message: 'is required when KNOWLEDGE_BACKEND=opensearch' });
+    }
+    if (!env.AUDIT_SEAL_KMS_KEY_ID && !env.AUDIT_SEAL_SECRET) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['AUDIT_SEAL_KMS_KEY_ID'],
+        message: 'or AUDIT_SEAL_SECRET is required: audit segments are sealed with a key',
+      });
     }
     if (!(env.DEFAULT_TRANSFER_QUEUE in env.TRANSFER_TARGETS)) {
       ctx.addIssue({ code: 'custom', path: ['DEFAULT_TRANSFER_QUEUE'], message: `is not one of TRANSFER_TARGETS (${Object.keys(env.TRANSFER_TARGETS).join(', ')})` });

@@ -20,6 +20,8 @@ export interface HttpServerOptions {
   logger: Logger;
   /** MCP sessions idle this long are closed. */
   sessionIdleMs?: number;
+  /** Told of each JSON-RPC request refused here, before any MCP session saw it (for the audit log). */
+  onRefusedRequest?: (refused: RefusedRequest) => Promise<void>;
 }
 
 class HttpError extends Error {
@@ -49,8 +51,16 @@ function tokenMatches(header: string | undefined, expected: string): boolean {
   return given.length === wanted.length && timingSafeEqual(given, wanted);
 }
 
+/** A request refused before the MCP layer: the message as parsed, the body as received, and why. */
+export interface RefusedRequest {
+  message: Record<string, unknown>;
+  rawBody: string;
+  reason: string;
+  headers: IncomingMessage['headers'];
+}
+
 /** Reads the body up to the limit; a larger one is refused before it is all read. */
-async function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+async function readJsonBody(req: IncomingMessage, limit: number): Promise<{ value: unknown; text: string }> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new HttpError(413, `request body over ${limit} bytes`);
   const chunks: Buffer[] = [];
@@ -60,11 +70,40 @@ async function readJsonBody(req: IncomingMessage, limit: number): Promise<unknow
     if (size > limit) throw new HttpError(413, `request body over ${limit} bytes`);
     chunks.push(chunk as Buffer);
   }
+  const text = Buffer.concat(chunks).toString('utf8');
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return { value: JSON.parse(text), text };
   } catch {
     throw new HttpError(400, 'request body is not JSON');
   }
+}
+
+/** No MCP request we serve nests deeper; a deeper one is refused before anything walks it recursively. */
+export const MAX_REQUEST_DEPTH = 32;
+
+/**
+ * Why a parsed body is refused before the MCP layer sees it, if it is: nesting deeper than MAX_REQUEST_DEPTH, or a
+ * key named `__proto__` (JSON.parse keeps it as a plain key, but every later copy of the object, schema validation
+ * included, turns it into the prototype and the field silently vanishes: such a request is refused by name).
+ * Walks without recursion, so no body can exhaust the stack.
+ */
+export function refusalOf(body: unknown): string | undefined {
+  const pending: [value: unknown, path: string, depth: number][] = [[body, '', 0]];
+  while (pending.length > 0) {
+    const [value, path, depth] = pending.pop()!;
+    if (value === null || typeof value !== 'object') continue;
+    if (depth >= MAX_REQUEST_DEPTH) return `request nested deeper than ${MAX_REQUEST_DEPTH} levels (at ${path})`;
+    if (Array.isArray(value)) {
+      value.forEach((item, index) => pending.push([item, `${path}[${index}]`, depth + 1]));
+      continue;
+    }
+    for (const key of Object.keys(value)) {
+      const here = path ? `${path}.${key}` : key;
+      if (key === '__proto__') return `field "__proto__" is not allowed (at ${here})`;
+      pending.push([(value as Record<string, unknown>)[key], here, depth + 1]);
+    }
+  }
+  return undefined;
 }
 
 interface Session {
@@ -112,7 +151,8 @@ export class McpHttpServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname === HEALTH_PATH && req.method === 'GET') {
-      sendJson(res, this.draining ? 503 : 200, { status: this.draining ? 'draining' : 'ok', sessions: this.sessions.size });
+      // Unauthenticated: says up or draining, nothing about the calls in progress.
+      sendJson(res, this.draining ? 503 : 200, { status: this.draining ? 'draining' : 'ok' });
       return;
     }
     if (url.pathname !== MCP_PATH) {
@@ -148,7 +188,8 @@ export class McpHttpServer {
     const sessionId = req.headers['mcp-session-id'];
     const existing = typeof sessionId === 'string' ? this.sessions.get(sessionId) : undefined;
     if (req.method === 'POST') {
-      const body = await readJsonBody(req, this.options.maxBodyBytes);
+      const { value: body, text } = await readJsonBody(req, this.options.maxBodyBytes);
+      if (await this.refused(req, res, body, text)) return;
       if (existing) {
         existing.lastSeen = Date.now();
         await existing.transport.handleRequest(req, res, body);
@@ -177,6 +218,26 @@ export class McpHttpServer {
       return;
     }
     throw new HttpError(405, `method ${req.method} not allowed`);
+  }
+
+  /** Refuses a body refusalOf() objects to with -32602 saying why and where; reports each request it held. */
+  private async refused(req: IncomingMessage, res: ServerResponse, body: unknown, rawBody: string): Promise<boolean> {
+    const reason = refusalOf(body);
+    if (!reason) return false;
+    const messages = Array.isArray(body) ? body : [body];
+    for (const message of messages) {
+      if (message === null || typeof message !== 'object' || Array.isArray(message)) continue;
+      const refused = { message: message as Record<string, unknown>, rawBody, reason, headers: req.headers };
+      await this.options.onRefusedRequest?.(refused).catch((error) => {
+        this.options.logger.error({ err: error }, 'refused request not audited');
+      });
+    }
+    const first = messages[0] as { id?: unknown } | undefined;
+    const id = typeof first?.id === 'string' || typeof first?.id === 'number' ? first.id : null;
+    // A JSON-RPC error, not an HTTP one: the body was read and understood, its params are refused. Clients (the
+    // agent's) then see -32602 for the request they sent, as for any other refused call.
+    sendJson(res, 200, { jsonrpc: '2.0', error: { code: -32602, message: `Invalid params: ${reason}` }, id });
+    return true;
   }
 
   /** Stops taking requests, waits for in-flight ones (up to the grace period), then closes every session. */

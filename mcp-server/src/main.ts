@@ -1,7 +1,10 @@
 import { join } from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import pino from 'pino';
-import { AuditLog, type AuditSink, FileAuditSink, S3AuditSink } from './audit';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { type AuditSealKey, LocalHmacSealKey } from '@voice-intake/contracts';
+import { KmsSealKey } from '@voice-intake/contracts/audit-kms';
+import { AuditLog, type AuditSegmentStore, FileAuditStore, S3AuditStore } from './audit';
 import { HttpCaseForwarder } from './backend/http-forwarder';
 import { readServerEnv, ServerConfigError } from './config';
 import { FormCatalog } from './forms';
@@ -12,7 +15,7 @@ import { OpenSearchKnowledge } from './knowledge/opensearch';
 import type { CaseStore } from './stores/case-store';
 import { DynamoDbCaseStore } from './stores/dynamodb-case-store';
 import { EmbeddedCaseStore } from './stores/embedded-case-store';
-import { createIntakeServer } from './tools';
+import { auditRefusedToolCall, createIntakeServer } from './tools';
 
 async function main(): Promise<void> {
   let env: ReturnType<typeof readServerEnv>;
@@ -32,7 +35,12 @@ async function main(): Promise<void> {
     env.KNOWLEDGE_BACKEND === 'opensearch'
       ? new OpenSearchKnowledge({ endpoint: env.OPENSEARCH_ENDPOINT!, index: env.OPENSEARCH_INDEX, region: env.AWS_REGION ?? 'us-east-1', service: env.OPENSEARCH_SERVICE })
       : new EmbeddedKnowledge(env.KNOWLEDGE_DIR);
-  const auditSink: AuditSink = env.AUDIT_BUCKET ? new S3AuditSink(new S3Client({}), env.AUDIT_BUCKET) : new FileAuditSink(join(env.DATA_DIR, 'audit'));
+  const auditStore: AuditSegmentStore = env.AUDIT_BUCKET
+    ? new S3AuditStore(new S3Client({}), env.AUDIT_BUCKET)
+    : new FileAuditStore(env.DATA_DIR);
+  const sealKey: AuditSealKey = env.AUDIT_SEAL_KMS_KEY_ID
+    ? new KmsSealKey(new KMSClient({}), env.AUDIT_SEAL_KMS_KEY_ID)
+    : new LocalHmacSealKey(env.AUDIT_SEAL_SECRET!);
   const forwarder = env.BACKEND_URL
     ? new HttpCaseForwarder({
         url: env.BACKEND_URL,
@@ -44,8 +52,9 @@ async function main(): Promise<void> {
       })
     : undefined;
   const forms = new FormCatalog(env.FORMS_DIR, env.DEFAULT_INTAKE_TYPE);
-  const audit = new AuditLog(auditSink);
+  const audit = new AuditLog(auditStore, sealKey, { redactPii: env.PII_REDACTION });
 
+  const sessionSecret = env.MCP_SESSION_SECRET ?? env.MCP_AUTH_TOKEN;
   const http = new McpHttpServer({
     host: env.MCP_HOST,
     port: env.MCP_PORT,
@@ -53,6 +62,7 @@ async function main(): Promise<void> {
     maxBodyBytes: env.MCP_MAX_BODY_BYTES,
     shutdownGraceMs: env.MCP_SHUTDOWN_GRACE_MS,
     logger,
+    onRefusedRequest: (refused) => auditRefusedToolCall({ audit, sessionSecret }, refused),
     createMcpServer: () =>
       createIntakeServer({
         cases,
@@ -60,7 +70,7 @@ async function main(): Promise<void> {
         knowledge,
         forwarder,
         audit,
-        sessionSecret: env.MCP_SESSION_SECRET ?? env.MCP_AUTH_TOKEN,
+        sessionSecret,
         transferTargets: env.TRANSFER_TARGETS,
         defaultTransferQueue: env.DEFAULT_TRANSFER_QUEUE,
         logger,
@@ -82,7 +92,9 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'draining');
     if (redrive) clearInterval(redrive);
     const { abandoned } = await http.stop();
-    logger.info({ abandoned }, 'stopped');
+    // Sessions closed above seal their chains; any still open get their closing seal here.
+    await audit.closeAll();
+    logger.info({ abandoned, openAuditScopes: audit.openScopes }, 'stopped');
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,7 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { type IntakeCase, MCP_SESSION_HEADER, type McpSession, SCHEMA_VERSION, e164Schema, verifySessionHeader } from '@voice-intake/contracts';
+import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import { type CallToolResult, CallToolRequestSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
+import {
+  type IntakeCase,
+  MCP_SESSION_HEADER,
+  type McpSession,
+  SCHEMA_VERSION,
+  TOOL_OUTCOME_META_KEY,
+  type ToolCallOutcome,
+  describeIssues,
+  e164Schema,
+  storedText,
+  verifySessionHeader,
+} from '@voice-intake/contracts';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AuditLog } from './audit';
@@ -30,7 +42,7 @@ type Extra = { requestInfo?: { headers?: Headers } };
 const UNBOUND_CALL = 'unbound';
 
 const fieldValues = z
-  .record(z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'field names are snake_case'), z.string().max(2_000, 'at most 2000 characters'))
+  .record(z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'field names are snake_case'), storedText(z.string().max(2_000, 'at most 2000 characters')))
   .refine((fields) => Object.keys(fields).length <= 50, 'at most 50 fields');
 const intakeType = z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'an intake type from get_intake_form').describe('Intake type, as get_intake_form lists');
 const fieldErrorShape = z.object({ field: z.string(), message: z.string() });
@@ -44,14 +56,24 @@ class ToolFailure extends Error {
   }
 }
 
-function sessionOf(extra: Extra, secret: string): McpSession {
+function bindingOf(extra: Extra, secret: string) {
   const raw = extra.requestInfo?.headers?.[MCP_SESSION_HEADER];
-  const verdict = verifySessionHeader(Array.isArray(raw) ? raw[0] : raw, secret);
-  if (!verdict.ok) {
-    throw new ToolFailure(`This tool needs the call's session binding (${MCP_SESSION_HEADER}: ${verdict.reason}); it cannot act for an unknown caller.`);
-  }
-  return verdict.session;
+  return verifySessionHeader(Array.isArray(raw) ? raw[0] : raw, secret);
 }
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+interface IntakeTool {
+  input: z.ZodType;
+  shape: z.ZodRawShape;
+  needsSession: boolean;
+  run: (args: unknown, session: McpSession | undefined) => Promise<CallToolResult>;
+}
+
+/** Any tools/call request: its params are checked by handleToolCall, which records what it refuses. */
+const anyToolCallRequest = z.object({ method: z.literal('tools/call'), params: z.unknown().optional() });
 
 function ok(structured: Record<string, unknown>, text: string): CallToolResult {
   return { content: [{ type: 'text', text }], structuredContent: structured };
@@ -79,34 +101,113 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
   const server = new McpServer({ name: 'voice-intake', version: '0.1.0' }, { capabilities: { logging: {} } });
   const now = () => deps.now?.() ?? new Date();
 
-  /** Wraps a handler: audit in and out, ToolFailure → a tool error the model can speak about, never a crash. */
-  function guarded<A>(name: string, needsSession: boolean, run: (args: A, session: McpSession | undefined) => Promise<CallToolResult>) {
-    return async (args: A, extra: Extra): Promise<CallToolResult> => {
-      let session: McpSession | undefined;
-      let callId = UNBOUND_CALL;
-      try {
-        if (needsSession) session = sessionOf(extra, deps.sessionSecret);
-        else {
-          const raw = extra.requestInfo?.headers?.[MCP_SESSION_HEADER];
-          const verdict = verifySessionHeader(Array.isArray(raw) ? raw[0] : raw, deps.sessionSecret);
-          if (verdict.ok) session = verdict.session;
-        }
-        callId = session?.callId ?? UNBOUND_CALL;
-        await deps.audit.record(callId, 'tool_call', name, { arguments: args, callerNumber: session?.callerNumber ?? null });
-        const result = await run(args, session);
-        await deps.audit.record(callId, 'tool_result', name, { isError: result.isError ?? false, result: result.structuredContent ?? null });
-        return result;
-      } catch (error) {
-        const message = error instanceof ToolFailure || error instanceof UnknownIntakeTypeError ? error.message : 'The system could not complete this right now. Please try again shortly.';
-        if (!(error instanceof ToolFailure || error instanceof UnknownIntakeTypeError)) deps.logger.error({ err: error, tool: name }, 'tool failed');
-        const details = error instanceof ToolFailure ? error.details : {};
-        await deps.audit.record(callId, 'tool_result', name, { isError: true, error: message, ...details }).catch(() => undefined);
-        return failure(message, details);
-      }
-    };
+  const scope = deps.audit.openScope();
+  // The session's chains get their closing seal when the MCP session ends (DELETE, idle close, shutdown).
+  server.server.onclose = () => {
+    scope.close().catch((error) => deps.logger.error({ err: error }, 'audit chains not sealed closed'));
+  };
+  const tools = new Map<string, IntakeTool>();
+
+  /** Registers a tool for tools/list; tools/call reaches it only through handleToolCall below. */
+  function define<S extends z.ZodRawShape>(
+    name: string,
+    config: { title: string; description: string; inputSchema: S; outputSchema: z.ZodRawShape },
+    needsSession: boolean,
+    run: (args: z.output<z.ZodObject<S>>, session: McpSession | undefined) => Promise<CallToolResult>,
+  ): void {
+    const input = z.object(config.inputSchema);
+    tools.set(name, { input, shape: config.inputSchema, needsSession, run: run as IntakeTool['run'] });
+    const viaSdk = (args: unknown, extra: Extra) => handleToolCall({ params: { name, arguments: args } }, extra);
+    server.registerTool(name, config, viaSdk as never);
   }
 
-  server.registerTool(
+  /** Runs a validated call: ToolFailure → a tool error the model can speak about, never a crash. */
+  async function execute(tool: IntakeTool, name: string, args: unknown, session: McpSession | undefined) {
+    try {
+      const result = await tool.run(args, session);
+      return { result, outcome: (result.isError ? 'tool_error' : 'ok') as ToolCallOutcome };
+    } catch (error) {
+      const known = error instanceof ToolFailure || error instanceof UnknownIntakeTypeError;
+      const message = known ? error.message : 'The system could not complete this right now. Please try again shortly.';
+      if (!known) deps.logger.error({ err: error, tool: name }, 'tool failed');
+      const details = error instanceof ToolFailure ? error.details : {};
+      return { result: failure(message, details), outcome: (known ? 'tool_error' : 'failed') as ToolCallOutcome };
+    }
+  }
+
+  /**
+   * Every tools/call, before the SDK looks at it: the call is recorded with its arguments as received (the tool name
+   * even if unknown, arguments the schema would strip named), then refused or run, then its outcome recorded. The
+   * call record is sealed and stored before the tool acts; a call that cannot be recorded does not run.
+   */
+  async function handleToolCall(request: { params?: unknown }, extra: Extra): Promise<CallToolResult> {
+    const binding = bindingOf(extra, deps.sessionSecret);
+    const session = binding.ok ? binding.session : undefined;
+    const callId = session?.callId ?? UNBOUND_CALL;
+    const params = request.params;
+    const name = isPlainObject(params) && typeof params.name === 'string' ? params.name : undefined;
+    const rawArguments = isPlainObject(params) ? params.arguments : undefined;
+    const subject = name ?? '(no tool name)';
+    const who = { callerNumber: session?.callerNumber ?? null, binding: binding.ok ? 'bound' : binding.reason };
+
+    const malformed = !isPlainObject(params)
+      ? 'params must be an object'
+      : name === undefined || name.length === 0
+        ? 'params.name must be a tool name'
+        : rawArguments !== undefined && !isPlainObject(rawArguments)
+          ? `params.arguments must be an object, not ${rawArguments === null ? 'null' : typeof rawArguments}`
+          : undefined;
+    if (malformed) {
+      scope.record(callId, 'tool_call', subject, { tool: name ?? null, arguments: rawArguments ?? null, ...who });
+      scope.record(callId, 'tool_result', subject, { outcome: 'rejected', isError: true, code: -32602, error: malformed });
+      await scope.flush(callId).catch((error) => deps.logger.error({ err: error }, 'audit segment not stored'));
+      throw new McpError(ErrorCode.InvalidParams, `Invalid tools/call: ${malformed}`);
+    }
+    const toolName = name!;
+    const args = (rawArguments ?? {}) as Record<string, unknown>;
+    const tool = tools.get(toolName);
+    const stripped = tool ? Object.keys(args).filter((key) => !Object.hasOwn(tool.shape, key)) : [];
+    scope.record(callId, 'tool_call', toolName, {
+      arguments: args,
+      ...(stripped.length > 0 ? { strippedArguments: stripped } : {}),
+      ...who,
+    });
+
+    let outcome: ToolCallOutcome = 'rejected';
+    let result: CallToolResult;
+    const parsed = tool?.input.safeParse(args);
+    if (!tool) result = failure(`Tool ${toolName} not found`, {});
+    else if (!parsed!.success) {
+      result = failure(`Invalid arguments for ${toolName}: ${describeIssues(parsed!.error.issues)}`, {});
+    } else if (tool.needsSession && !session) {
+      const reason = binding.ok ? 'missing' : binding.reason;
+      result = failure(
+        `This tool needs the call's session binding (${MCP_SESSION_HEADER}: ${reason}); it cannot act for an unknown caller.`,
+        {},
+      );
+    } else {
+      try {
+        await scope.flush(callId);
+      } catch (error) {
+        deps.logger.error({ err: error, tool: toolName }, 'audit segment not stored: the tool does not run');
+        // Both records stay pending and go out with the next segment that can be stored.
+        const message = 'The system could not record this request, so it was not carried out. Please try again shortly.';
+        scope.record(callId, 'tool_result', toolName, { outcome: 'failed', isError: true, result: null, error: message });
+        return { ...failure(message, {}), _meta: { [TOOL_OUTCOME_META_KEY]: 'failed' } };
+      }
+      ({ result, outcome } = await execute(tool, toolName, parsed!.data, session));
+    }
+    scope.record(callId, 'tool_result', toolName, {
+      outcome,
+      isError: result.isError === true,
+      result: result.structuredContent ?? null,
+      ...(result.isError ? { error: result.content.map((block) => (block.type === 'text' ? block.text : '')).join('\n') } : {}),
+    });
+    await scope.flush(callId).catch((error) => deps.logger.error({ err: error, tool: toolName }, 'audit segment not stored'));
+    return { ...result, _meta: { ...result._meta, [TOOL_OUTCOME_META_KEY]: outcome } };
+  }
+
+  define(
     'lookup_caller',
     {
       title: 'Look up the caller',
@@ -120,7 +221,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         openCases: z.array(z.object({ caseId: z.string(), intakeType: z.string(), status: z.string(), updatedAt: z.string() })),
       },
     },
-    guarded<{ phoneNumber?: string }>('lookup_caller', true, async ({ phoneNumber }, session) => {
+    true,
+    async ({ phoneNumber }, session) => {
       const bound = session!.callerNumber;
       if (phoneNumber && phoneNumber !== bound) {
         throw new ToolFailure("For privacy I can only look up the number this call comes from, not another person's.");
@@ -138,10 +240,10 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         ? `Known caller${name ? ` ${name}` : ''} with ${openCases.length} open case(s)${openCases.length ? `: ${openCases.map((c) => `${c.caseId} (${c.intakeType}, ${c.status})`).join(', ')}` : ''}.`
         : 'No record for this number: a new caller.';
       return ok({ phoneNumber: bound, known, ...(name ? { name } : {}), openCases }, summary);
-    }),
+    },
   );
 
-  server.registerTool(
+  define(
     'get_intake_form',
     {
       title: 'Get the intake form',
@@ -167,7 +269,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         ),
       },
     },
-    guarded<{ intakeType?: string }>('get_intake_form', false, async ({ intakeType: type }) => {
+    false,
+    async ({ intakeType: type }) => {
       const chosen = type ?? deps.forms.defaultIntakeType;
       const form = deps.forms.get(chosen);
       if (!form) throw new UnknownIntakeTypeError(chosen, deps.forms.intakeTypes);
@@ -176,7 +279,7 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         { ...form, availableTypes: deps.forms.intakeTypes },
         `${form.title}: collect ${form.fields.map((field) => field.name).join(', ')} (required: ${required.join(', ')}).`,
       );
-    }),
+    },
   );
 
   function draftFor(session: McpSession, type: string, fields: Record<string, string>, existing?: IntakeCase): IntakeCase {
@@ -195,7 +298,7 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
     };
   }
 
-  server.registerTool(
+  define(
     'save_intake_progress',
     {
       title: 'Save intake progress',
@@ -209,7 +312,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         missingRequired: z.array(z.string()),
       },
     },
-    guarded<{ intakeType: string; fields: Record<string, string> }>('save_intake_progress', true, async ({ intakeType: type, fields }, session) => {
+    true,
+    async ({ intakeType: type, fields }, session) => {
       const errors = deps.forms.validatePartial(type, fields);
       const rejected = new Set(errors.map((error) => error.field));
       const accepted = Object.fromEntries(Object.entries(fields).filter(([name]) => !rejected.has(name)));
@@ -232,10 +336,10 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         .filter(Boolean)
         .join(' ');
       return ok({ caseId, savedFields: Object.keys(accepted), fieldErrors: errors, missingRequired }, text);
-    }),
+    },
   );
 
-  server.registerTool(
+  define(
     'submit_intake',
     {
       title: 'Submit the intake',
@@ -249,7 +353,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         forwarded: z.enum(['delivered', 'queued', 'not_configured']),
       },
     },
-    guarded<{ intakeType: string; fields?: Record<string, string> }>('submit_intake', true, async ({ intakeType: type, fields = {} }, session) => {
+    true,
+    async ({ intakeType: type, fields = {} }, session) => {
       const caseId = caseIdForCall(session!.callId);
       const existing = await deps.cases.getCase(caseId);
       if (existing && existing.status !== 'draft') {
@@ -272,10 +377,10 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         { caseId: stored.caseId, status: stored.status, alreadySubmitted: !created, forwarded },
         created ? `Submitted as case ${stored.caseId}. Read the case number to the caller.` : `Already submitted as case ${stored.caseId}.`,
       );
-    }),
+    },
   );
 
-  server.registerTool(
+  define(
     'search_knowledge',
     {
       title: 'Search the knowledge base',
@@ -287,16 +392,17 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       },
       outputSchema: { passages: z.array(z.object({ sourceId: z.string(), title: z.string(), text: z.string(), score: z.number() })) },
     },
-    guarded<{ query: string; limit: number }>('search_knowledge', false, async ({ query, limit }) => {
+    false,
+    async ({ query, limit }) => {
       const passages = await deps.knowledge.search(query, limit);
       const text = passages.length
         ? passages.map((passage) => `[${passage.sourceId}] ${passage.title}: ${passage.text}`).join('\n')
         : 'No passage matches that question.';
       return ok({ passages }, text);
-    }),
+    },
   );
 
-  server.registerTool(
+  define(
     'schedule_callback',
     {
       title: 'Schedule a callback',
@@ -305,11 +411,12 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       inputSchema: {
         windowStart: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time with offset, e.g. 2026-11-25T14:00:00-05:00' }),
         windowEnd: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time with offset, e.g. 2026-11-25T16:00:00-05:00' }),
-        reason: z.string().max(300, 'at most 300 characters').optional(),
+        reason: storedText(z.string().max(300, 'at most 300 characters')).optional(),
       },
       outputSchema: { callbackId: z.string(), callerNumber: z.string(), windowStart: z.string(), windowEnd: z.string() },
     },
-    guarded<{ windowStart: string; windowEnd: string; reason?: string }>('schedule_callback', true, async ({ windowStart, windowEnd, reason }, session) => {
+    true,
+    async ({ windowStart, windowEnd, reason }, session) => {
       if (session!.callerNumber === 'anonymous') throw new ToolFailure('The caller withheld their number: ask for a callback number and use an intake form instead.');
       const start = Date.parse(windowStart);
       const end = Date.parse(windowEnd);
@@ -333,30 +440,70 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         { callbackId: request.callbackId, callerNumber: request.callerNumber, windowStart: request.windowStart, windowEnd: request.windowEnd },
         `Callback ${request.callbackId} booked to ${request.callerNumber} between ${windowStart} and ${windowEnd}.`,
       );
-    }),
+    },
   );
 
   const queues = Object.keys(deps.transferTargets) as [string, ...string[]];
-  server.registerTool(
+  define(
     'request_human_transfer',
     {
       title: 'Transfer to a person',
       description: `Hands the call to a person when the caller asks for one, is in distress, or the request is outside what you can do. Say why in a few words. Queues: ${queues.join(', ')}.`,
       inputSchema: {
-        reason: z.string().min(3, 'say why in a few words').max(300, 'at most 300 characters'),
+        reason: storedText(z.string().min(3, 'say why in a few words').max(300, 'at most 300 characters')),
         queue: z.enum(queues).optional(),
       },
       outputSchema: { queue: z.string(), target: z.string(), reason: z.string() },
     },
-    guarded<{ reason: string; queue?: string }>('request_human_transfer', true, async ({ reason, queue }, session) => {
+    true,
+    async ({ reason, queue }, session) => {
       const chosen = queue ?? deps.defaultTransferQueue;
       const target = deps.transferTargets[chosen];
       const at = now().toISOString();
       await deps.cases.saveTransfer({ callId: session!.callId, callerNumber: session!.callerNumber, queue: chosen, target, reason, at });
-      await deps.audit.record(session!.callId, 'transfer', chosen, { target, reason });
+      scope.record(session!.callId, 'transfer', chosen, { target, reason });
       return ok({ queue: chosen, target, reason }, `Transfer to ${chosen} (${target}). Tell the caller you are connecting them now.`);
-    }),
+    },
   );
 
+  // The SDK's own tools/call handling validates first and records nothing of a refused call (and answers a malformed
+  // request with a zod dump): every call goes through handleToolCall instead. Server.setRequestHandler would wrap it
+  // in that same validation, so the handler is set with the base Protocol method.
+  server.server.removeRequestHandler('tools/call');
+  Protocol.prototype.setRequestHandler.call(
+    server.server,
+    anyToolCallRequest as unknown as typeof CallToolRequestSchema,
+    (request: { params?: unknown }, extra: unknown) => handleToolCall(request, extra as Extra),
+  );
   return server;
+}
+
+/** The most of a refused request's body a record keeps. */
+const MAX_RECORDED_BODY = 16_384;
+
+/**
+ * Audits a tools/call refused before it reached an MCP session (a `__proto__` key, nesting too deep): the request
+ * body as received, as text (as an object a `__proto__` key would not survive), and the refusal, in a chain of their
+ * own.
+ */
+export async function auditRefusedToolCall(
+  deps: Pick<ToolDeps, 'audit' | 'sessionSecret'>,
+  refused: { message: Record<string, unknown>; rawBody: string; reason: string; headers: Headers },
+): Promise<void> {
+  const { message, rawBody, reason, headers } = refused;
+  if (message.method !== 'tools/call') return;
+  const binding = bindingOf({ requestInfo: { headers } }, deps.sessionSecret);
+  const params = isPlainObject(message.params) ? message.params : {};
+  const name = typeof params.name === 'string' ? params.name : '(no tool name)';
+  const callerNumber = binding.ok ? binding.session.callerNumber : null;
+  const received = {
+    rawRequest: rawBody.slice(0, MAX_RECORDED_BODY),
+    ...(rawBody.length > MAX_RECORDED_BODY ? { rawRequestLength: rawBody.length } : {}),
+    callerNumber,
+    binding: binding.ok ? 'bound' : binding.reason,
+  };
+  await deps.audit.recordClosed(binding.ok ? binding.session.callId : UNBOUND_CALL, [
+    { kind: 'tool_call', subject: name, payload: received },
+    { kind: 'tool_result', subject: name, payload: { outcome: 'rejected', isError: true, code: -32602, error: reason } },
+  ]);
 }

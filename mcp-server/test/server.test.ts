@@ -1,10 +1,12 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { type Server, createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { verifyAuditChain } from '@voice-intake/contracts';
+import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { verifyAuditTrail } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { localChains, testSealKey, waitForSealedChains } from './support/audit-files';
 import { closeServer, listenOnLoopback } from './support/local-http';
 import { type RunningServer, TEST_TOKEN, connectClient, startServer } from './support/server-process';
 
@@ -78,7 +80,7 @@ describe('MCP server over Streamable HTTP', () => {
   it('answers health checks without a token', async () => {
     const response = await fetch(`${server.url}/healthz`);
     expect(response.status).toBe(200);
-    expect(await response.json()).toMatchObject({ status: 'ok' });
+    expect(await response.json()).toEqual({ status: 'ok' });
   });
 
   it('refuses a missing or wrong bearer token with 401 and runs nothing', async () => {
@@ -94,7 +96,7 @@ describe('MCP server over Streamable HTTP', () => {
     const unauthenticatedCall = await fetch(`${server.url}/mcp`, { method: 'POST', headers, body: JSON.stringify(toolCall) });
     expect(unauthenticatedCall.status).toBe(401);
     expect(existsSync(join(dataDir, 'cases.json'))).toBe(false);
-    expect(readdirSync(join(dataDir, 'audit'))).toEqual([]);
+    expect(existsSync(join(dataDir, 'audit'))).toBe(false);
   });
 
   it('refuses an oversized request with 413', async () => {
@@ -244,16 +246,22 @@ describe('MCP server over Streamable HTTP', () => {
     expect(stored.transfers).toEqual([expect.objectContaining({ callId: 'call-100', queue: 'front_desk', reason: 'caller asked for a person' })]);
   });
 
-  it('audits every call and result in an unbroken hash chain', async () => {
-    // One server process: one chain for the call, in its own file.
-    const chainFiles = readdirSync(join(dataDir, 'audit', 'call-100'));
-    expect(chainFiles).toHaveLength(1);
-    const lines = readFileSync(join(dataDir, 'audit', 'call-100', chainFiles[0]), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
-    expect(chainFiles[0]).toBe(`${lines[0].chainId}.jsonl`);
-    expect(lines.length).toBeGreaterThan(10);
-    expect(verifyAuditChain(lines)).toEqual({ ok: true, count: lines.length });
-    expect(lines.filter((record) => record.kind === 'tool_call').map((record) => record.subject)).toContain('submit_intake');
-    expect(lines.every((record) => record.actor === 'mcp-server')).toBe(true);
+  it('audits every call and result in a sealed chain, closed when the MCP session ends', async () => {
+    // One MCP session: one chain for the call, in its own folder; open until the session ends.
+    const [chainId, objects] = [...localChains(dataDir, 'call-100')][0];
+    expect(localChains(dataDir, 'call-100').size).toBe(1);
+    expect(await verifyAuditTrail(objects, testSealKey)).toMatchObject({ ok: false, reason: expect.stringMatching(/no closing seal/) });
+    await (caller.transport as StreamableHTTPClientTransport).terminateSession();
+    await waitForSealedChains(dataDir, 'call-100');
+    const verdict = await verifyAuditTrail(localChains(dataDir, 'call-100').get(chainId)!, testSealKey);
+    expect(verdict.ok).toBe(true);
+    const records = verdict.records;
+    expect(records.length).toBeGreaterThan(10);
+    expect(records.every((record) => record.actor === 'mcp-server' && record.chainId === chainId)).toBe(true);
+    expect(records.filter((record) => record.kind === 'tool_call').map((record) => record.subject)).toContain('submit_intake');
+    // The refused lookup of another number is on the record, outcome and all.
+    const refusedLookup = records.findIndex((record) => record.kind === 'tool_call' && (record.payload as any).arguments.phoneNumber === '+14155550999');
+    expect(records[refusedLookup + 1]).toMatchObject({ kind: 'tool_result', payload: { outcome: 'tool_error', isError: true } });
   });
 });
 

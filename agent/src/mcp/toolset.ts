@@ -1,8 +1,14 @@
 import { llm } from '@livekit/agents';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { CallToolResult, Tool as McpTool } from '@modelcontextprotocol/sdk/types.js';
-import { MCP_SESSION_HEADER, issueSessionHeader } from '@voice-intake/contracts';
+import { type CallToolResult, McpError, type Tool as McpTool } from '@modelcontextprotocol/sdk/types.js';
+import {
+  MCP_SESSION_HEADER,
+  TOOL_OUTCOME_META_KEY,
+  type ToolCallOutcome,
+  issueSessionHeader,
+  toolCallOutcomeSchema,
+} from '@voice-intake/contracts';
 
 export interface McpToolsetOptions {
   /** The MCP endpoint, e.g. http://mcp.internal:8080/mcp. */
@@ -21,13 +27,30 @@ export interface McpToolsetOptions {
 
 export interface ToolCallEvent {
   name: string;
-  arguments: Record<string, unknown>;
+  /** As the model gave them: any JSON (a model can send null or a list; the server refuses those, on the record). */
+  arguments: unknown;
+  /** Argument names the tool's input schema does not list (the server drops them; the record keeps them). */
+  strippedArguments?: string[];
+  /** ok, tool_error, rejected (the server refused the call: unknown tool, bad arguments) or failed (transport). */
+  outcome: ToolCallOutcome;
   resultText?: string;
   isError: boolean;
+  /** The JSON-RPC error code when the server refused the request itself (-32602: invalid params). */
+  errorCode?: number;
   durationMs: number;
 }
 
+/** How the server says a call ended (in the result's _meta); a server that does not say is read from isError. */
+function outcomeOf(result: CallToolResult): ToolCallOutcome {
+  const stated = toolCallOutcomeSchema.safeParse(result._meta?.[TOOL_OUTCOME_META_KEY]);
+  if (stated.success) return stated.data;
+  return result.isError ? 'tool_error' : 'ok';
+}
+
 const DEFAULTS = { callTimeoutMs: 8_000 };
+
+/** JSON-RPC errors by which a server refuses a request it read: invalid request, unknown method, invalid params. */
+const REFUSALS = new Set([-32600, -32601, -32602]);
 
 function textOf(result: CallToolResult): string {
   return result.content
@@ -46,6 +69,8 @@ export class McpToolset {
   private readonly options: Required<Pick<McpToolsetOptions, 'callTimeoutMs'>> & McpToolsetOptions;
   private client?: Client;
   private connecting?: Promise<Client>;
+  /** Each listed tool's argument names, to name the ones a call adds. */
+  private readonly argumentNames = new Map<string, Set<string>>();
 
   constructor(options: McpToolsetOptions) {
     this.options = { ...DEFAULTS, ...options };
@@ -91,6 +116,7 @@ export class McpToolset {
   async tools(): Promise<Record<string, llm.AnonFunctionTool>> {
     const client = await this.connect();
     const { tools } = await client.listTools();
+    for (const tool of tools) this.argumentNames.set(tool.name, new Set(Object.keys(tool.inputSchema.properties ?? {})));
     return Object.fromEntries(tools.map((tool) => [tool.name, this.wrap(tool)]));
   }
 
@@ -108,34 +134,57 @@ export class McpToolset {
     });
   }
 
-  /** Calls one tool; always resolves to text for the model. */
-  async call(name: string, args: Record<string, unknown>, abortSignal?: AbortSignal): Promise<string> {
+  /** Calls one tool with the model's arguments as they are; always resolves to text for the model. */
+  async call(name: string, args: unknown, abortSignal?: AbortSignal): Promise<string> {
     const started = performance.now();
-    const finish = (resultText: string, isError: boolean) => {
-      this.options.onToolCall?.({ name, arguments: args, resultText, isError, durationMs: performance.now() - started });
+    const known = this.argumentNames.get(name);
+    const stripped =
+      known && args !== null && typeof args === 'object' && !Array.isArray(args)
+        ? Object.keys(args).filter((key) => !known.has(key))
+        : [];
+    const finish = (resultText: string, outcome: ToolCallOutcome, errorCode?: number) => {
+      this.options.onToolCall?.({
+        name,
+        arguments: args,
+        ...(stripped.length > 0 ? { strippedArguments: stripped } : {}),
+        outcome,
+        resultText,
+        isError: outcome !== 'ok',
+        ...(errorCode === undefined ? {} : { errorCode }),
+        durationMs: performance.now() - started,
+      });
       return resultText;
     };
     for (const attempt of [1, 2]) {
       try {
         const client = await this.connect();
-        const result = (await client.callTool({ name, arguments: args }, undefined, {
+        // The arguments go as the model gave them: the server checks them and records what it refuses.
+        const request = { name, arguments: args } as Parameters<Client['callTool']>[0];
+        const result = (await client.callTool(request, undefined, {
           timeout: this.options.callTimeoutMs,
           signal: abortSignal,
         })) as CallToolResult;
         const text = textOf(result);
-        return finish(result.isError ? `The ${name} tool reported a problem: ${text}` : text, result.isError === true);
+        return finish(result.isError ? `The ${name} tool reported a problem: ${text}` : text, outcomeOf(result));
       } catch (error) {
+        // The server answered with a JSON-RPC error (it refused the request itself): the connection is fine.
+        if (error instanceof McpError && REFUSALS.has(error.code)) {
+          return finish(`The ${name} tool refused the request: ${error.message}`, 'rejected', error.code);
+        }
         await this.reset();
         // One reconnect for a server that restarted (its sessions are gone); a timeout or abort is not retried.
         const message = (error as Error).message ?? String(error);
         if (attempt === 1 && !/timed out|abort/i.test(message)) continue;
-        return finish(`The ${name} tool is not available right now (${/timed out/i.test(message) ? 'it took too long' : 'connection failed'}). Apologise briefly and offer another way to help.`, true);
+        return finish(`The ${name} tool is not available right now (${/timed out/i.test(message) ? 'it took too long' : 'connection failed'}). Apologise briefly and offer another way to help.`, 'failed');
       }
     }
-    return finish(`The ${name} tool is not available right now.`, true);
+    return finish(`The ${name} tool is not available right now.`, 'failed');
   }
 
+  /** Ends the MCP session (the server then seals its chain for this call closed) and the connection. */
   async close(): Promise<void> {
+    const transport = this.client?.transport as StreamableHTTPClientTransport | undefined;
+    await transport?.terminateSession().catch(() => undefined);
     await this.reset();
   }
 }

@@ -1,14 +1,16 @@
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
-  AuditChain,
   type AuditKind,
   type AuditRecord,
+  type AuditSealKey,
+  AuditTrailWriter,
+  type AuditTrailPosition,
   type CallEndReason,
   SCHEMA_VERSION,
+  type ToolCallOutcome,
   type Transcript,
   type TranscriptTurn,
   type TranscriptTurnInput,
-  auditSegmentKey,
   transcriptKey,
   transcriptPartKey,
   transcriptPartSchema,
@@ -20,13 +22,30 @@ import { redactDeep } from './redact';
 export interface RecorderPosition {
   nextTurnSeq: number;
   nextTranscriptPart: number;
-  audit: { seq: number; prevHash: string };
+  audit: AuditTrailPosition;
+}
+
+/** One tool call as the agent made it: what the model asked for and how it ended. */
+export interface RecordedToolCall {
+  name: string;
+  /** The arguments as the model gave them (any JSON: a model can send null or a list). */
+  arguments: unknown;
+  /** Argument names the tool's input schema does not have (the server drops them). */
+  strippedArguments?: string[];
+  outcome: ToolCallOutcome;
+  isError: boolean;
+  resultText?: string;
+  /** A JSON-RPC error code, when the server refused the request itself. */
+  errorCode?: number;
+  durationMs: number;
 }
 
 export interface CallRecorderOptions {
   s3: S3Client;
   transcriptsBucket: string;
   auditBucket: string;
+  /** Seals each flushed audit segment (KMS GenerateMac in AWS, an environment secret locally). */
+  sealKey: AuditSealKey;
   call: { callId: string; roomName: string; callerNumber: string; calledNumber?: string; startedAt: Date };
   /** Applied to turn text and every string of an audit payload before it is written. */
   redact?: (text: string) => string;
@@ -39,13 +58,13 @@ export interface CallRecorderOptions {
 
 /**
  * The call's transcript and compliance log. Turns and audit records (each sealed into the call's hash chain) are
- * queued and flushed to S3 every few seconds — transcript parts and audit segments, each a new object, never an
- * overwrite (the audit bucket has Object Lock) — and the final transcript, which triggers enrichment, at the end.
+ * queued and flushed to S3 every few seconds — transcript parts and sealed audit segments, each a new object, never
+ * an overwrite (the audit bucket has Object Lock) — and, at the end, the closing seal and the final transcript,
+ * which triggers enrichment.
  */
 export class CallRecorder {
-  private readonly chain: AuditChain;
+  private readonly trail: AuditTrailWriter;
   private pendingTurns: TranscriptTurn[] = [];
-  private pendingAudit: AuditRecord[] = [];
   private readonly turns: TranscriptTurn[] = [];
   private nextTurnSeq: number;
   private nextPart: number;
@@ -55,7 +74,23 @@ export class CallRecorder {
 
   constructor(private readonly options: CallRecorderOptions) {
     const resume = options.resume;
-    this.chain = new AuditChain(resume?.audit);
+    this.trail = new AuditTrailWriter({
+      actor: 'agent',
+      callId: options.call.callId,
+      key: options.sealKey,
+      resume: resume?.audit,
+      now: () => this.now(),
+      put: async (objectKey, body) => {
+        await options.s3.send(
+          new PutObjectCommand({
+            Bucket: options.auditBucket,
+            Key: objectKey,
+            Body: body,
+            ContentType: 'application/x-ndjson',
+          }),
+        );
+      },
+    });
     this.nextTurnSeq = resume?.nextTurnSeq ?? 0;
     this.nextPart = resume?.nextTranscriptPart ?? 0;
     this.firstPartOfThisWorker = this.nextPart;
@@ -87,23 +122,33 @@ export class CallRecorder {
 
   audit(kind: AuditKind, subject: string | undefined, payload: unknown): AuditRecord {
     const redact = this.options.redact;
-    const record = this.chain.seal({
-      schemaVersion: SCHEMA_VERSION,
-      actor: 'agent',
-      callId: this.options.call.callId,
+    return this.trail.append({
       at: this.now().toISOString(),
       kind,
       subject,
       payload: JSON.parse(JSON.stringify(redact ? redactDeep(payload ?? null, redact) : (payload ?? null))),
       redacted: redact !== undefined,
     });
-    this.pendingAudit.push(record);
-    return record;
+  }
+
+  /** A tool call and its outcome, in the same shape as the MCP server records them. */
+  toolCall(call: RecordedToolCall): void {
+    this.audit('tool_call', call.name, {
+      arguments: call.arguments ?? null,
+      ...(call.strippedArguments?.length ? { strippedArguments: call.strippedArguments } : {}),
+    });
+    this.audit('tool_result', call.name, {
+      outcome: call.outcome,
+      isError: call.isError,
+      text: call.resultText ?? null,
+      ...(call.errorCode === undefined ? {} : { code: call.errorCode }),
+      durationMs: Math.round(call.durationMs),
+    });
   }
 
   /** What the session state must keep so a successor continues the transcript and the chain unbroken. */
   get position(): RecorderPosition {
-    return { nextTurnSeq: this.nextTurnSeq, nextTranscriptPart: this.nextPart, audit: this.chain.position };
+    return { nextTurnSeq: this.nextTurnSeq, nextTranscriptPart: this.nextPart, audit: this.trail.position };
   }
 
   /** Writes what is pending; on failure the records stay pending for the next flush. Flushes never overlap. */
@@ -128,18 +173,7 @@ export class CallRecorder {
       this.nextPart += 1;
       this.pendingTurns = this.pendingTurns.slice(turns.length);
     }
-    if (this.pendingAudit.length > 0) {
-      const records = this.pendingAudit;
-      await s3.send(
-        new PutObjectCommand({
-          Bucket: this.options.auditBucket,
-          Key: auditSegmentKey('agent', call.callId, records[0].seq),
-          Body: `${records.map((record) => JSON.stringify(record)).join('\n')}\n`,
-          ContentType: 'application/x-ndjson',
-        }),
-      );
-      this.pendingAudit = this.pendingAudit.slice(records.length);
-    }
+    await this.trail.flush();
   }
 
   /** Turns written by workers that held the call before this one, read back from their transcript parts. */
@@ -159,6 +193,8 @@ export class CallRecorder {
     if (this.timer) clearInterval(this.timer);
     this.audit('session_end', endReason, { endReason, ...extra });
     await this.flush();
+    // The closing seal: the chain ends here with this many records.
+    await this.trail.close();
     const { call } = this.options;
     const transcript = transcriptSchema.parse({
       schemaVersion: SCHEMA_VERSION,

@@ -9,12 +9,11 @@ import { initializeLogger } from '@livekit/agents';
 import * as silero from '@livekit/agents-plugin-silero';
 import {
   AGENT_METRICS,
-  type AuditRecord,
-  auditSegmentKey,
-  auditRecordSchema,
+  LocalHmacSealKey,
+  auditChainPrefix,
   transcriptKey,
   transcriptSchema,
-  verifyAuditChain,
+  verifyAuditTrail,
 } from '@voice-intake/contracts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -162,7 +161,7 @@ describe('intake call pipeline, in process', () => {
     expect(hangUpReason).toBe('caller is done');
   });
 
-  it('writes the transcript and an unbroken audit chain to S3', () => {
+  it('writes the transcript and an unbroken, sealed audit chain to S3', async () => {
     const transcriptObject = objects.get(`transcripts/${transcriptKey(CALL_ID, startedAt)}`);
     expect(transcriptObject).toBeDefined();
     const transcript = transcriptSchema.parse(JSON.parse(transcriptObject!));
@@ -171,11 +170,12 @@ describe('intake call pipeline, in process', () => {
     expect(transcript.turns[2].interrupted).toBe(true);
     expect(transcript.turns.map((turn) => turn.seq)).toEqual([0, 1, 2, 3, 4]);
 
-    const records: AuditRecord[] = [...objects.entries()]
-      .filter(([key]) => key.startsWith(`audit/${auditSegmentKey('agent', CALL_ID, 0).replace(/[^/]+$/, '')}`))
-      .sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))
-      .flatMap(([, body]) => body.trim().split('\n').map((line) => auditRecordSchema.parse(JSON.parse(line))));
-    expect(verifyAuditChain(records)).toEqual({ ok: true, count: records.length });
+    const segments = [...objects.entries()]
+      .filter(([key]) => key.startsWith(`audit/${auditChainPrefix('agent', CALL_ID)}`))
+      .map(([key, body]) => ({ key: key.slice('audit/'.length), body }));
+    const verdict = await verifyAuditTrail(segments, new LocalHmacSealKey(localAgentEnv(0, 'http://127.0.0.1').AUDIT_SEAL_SECRET!));
+    expect(verdict).toMatchObject({ ok: true });
+    const records = verdict.records;
     const kinds = records.map((record) => record.kind);
     expect(kinds[0]).toBe('session_start');
     expect(kinds[kinds.length - 1]).toBe('session_end');

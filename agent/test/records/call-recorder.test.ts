@@ -1,5 +1,12 @@
 import { S3Client } from '@aws-sdk/client-s3';
-import { type AuditRecord, transcriptPartSchema, transcriptSchema, verifyAuditChain } from '@voice-intake/contracts';
+import {
+  type AuditRecord,
+  type AuditSegmentObject,
+  LocalHmacSealKey,
+  transcriptPartSchema,
+  transcriptSchema,
+  verifyAuditTrail,
+} from '@voice-intake/contracts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { CallRecorder, type CallRecorderOptions } from '../../src/records/call-recorder';
@@ -16,12 +23,14 @@ beforeEach(() => {
 });
 
 const startedAt = new Date('2026-11-24T15:00:00.000Z');
+const sealKey = new LocalHmacSealKey('agent-recorder-test-secret-0123456789');
 
 function recorder(overrides: Partial<CallRecorderOptions> = {}): CallRecorder {
   return new CallRecorder({
     s3: new S3Client({}),
     transcriptsBucket: 'transcripts',
     auditBucket: 'audit',
+    sealKey,
     call: { callId: 'call-rec', roomName: 'call-rec-room', callerNumber: '+14155550123', startedAt },
     now: () => new Date('2026-11-24T15:05:00.000Z'),
     ...overrides,
@@ -30,11 +39,19 @@ function recorder(overrides: Partial<CallRecorderOptions> = {}): CallRecorder {
 
 const at = (second: number) => new Date(startedAt.getTime() + second * 1000).toISOString();
 
+/** The agent's sealed segments in the audit bucket (the in-memory S3 keys are `<bucket>/<key>`). */
+function auditObjects(): AuditSegmentObject[] {
+  return [...objects.entries()]
+    .filter(([key]) => key.startsWith('audit/audit/agent/'))
+    .map(([key, body]) => ({ key: key.slice('audit/'.length), body }));
+}
+
 function auditRecordsOf(prefix: string): AuditRecord[] {
   return [...objects.entries()]
     .filter(([key]) => key.startsWith(prefix))
     .sort(([a], [b]) => a.localeCompare(b))
-    .flatMap(([, body]) => body.trim().split('\n').map((line) => JSON.parse(line) as AuditRecord));
+    .flatMap(([, body]) => body.trim().split('\n').map((line) => JSON.parse(line)))
+    .filter((line) => line.type !== 'audit_seal') as AuditRecord[];
 }
 
 describe('call recorder', () => {
@@ -54,7 +71,8 @@ describe('call recorder', () => {
     const part1 = transcriptPartSchema.parse(JSON.parse(objects.get('transcripts/transcript-parts/call-rec/000001.json')!));
     expect(part1.turns).toMatchObject([{ seq: 1, speaker: 'caller', confidence: 0.92 }]);
     expect(objects.has('audit/audit/agent/call-rec/00000001.jsonl')).toBe(true);
-    expect(verifyAuditChain(auditRecordsOf('audit/'))).toEqual({ ok: true, count: 3 });
+    // Every record so far verifies, sealed; only the closing seal is missing while the call runs.
+    expect(await verifyAuditTrail(auditObjects(), sealKey)).toMatchObject({ ok: false, seq: 3, reason: expect.stringMatching(/no closing seal after record 2/) });
   });
 
   it('keeps records that failed to flush and writes them next time', async () => {
@@ -78,7 +96,7 @@ describe('call recorder', () => {
     expect(stored).toMatchObject({ endReason: 'caller_hangup', caseId: 'C-1', intakeType: 'general_inquiry' });
     const chain = auditRecordsOf('audit/');
     expect(chain.at(-1)).toMatchObject({ kind: 'session_end', subject: 'caller_hangup' });
-    expect(verifyAuditChain(chain).ok).toBe(true);
+    expect(await verifyAuditTrail(auditObjects(), sealKey)).toMatchObject({ ok: true });
   });
 
   it('lets a worker that takes the call over continue the transcript and the chain unbroken', async () => {
@@ -97,7 +115,43 @@ describe('call recorder', () => {
       [0, 'Thanks for calling.'],
       [1, 'Hello? Are you there?'],
     ]);
-    expect(verifyAuditChain(auditRecordsOf('audit/'))).toEqual({ ok: true, count: 3 });
+    const verdict = await verifyAuditTrail(auditObjects(), sealKey);
+    expect(verdict).toMatchObject({ ok: true });
+    expect(verdict.records).toHaveLength(3);
+  });
+
+  it('names the records a killed worker never flushed when its successor carries on', async () => {
+    const first = recorder();
+    first.audit('llm_request', 'model', { n: 1 });
+    await first.flush();
+    first.audit('tool_call', 'lookup_caller', { arguments: {} }); // pending when the worker dies
+    const second = recorder({ resume: first.position });
+    second.audit('llm_request', 'model', { n: 2 });
+    await second.finish('caller_hangup');
+    expect(await verifyAuditTrail(auditObjects(), sealKey)).toMatchObject({ ok: false, seq: 1, reason: expect.stringMatching(/records 1\.\.1 are missing/) });
+  });
+
+  it('records a tool call and its outcome in the shape the MCP server uses', async () => {
+    const rec = recorder();
+    rec.toolCall({
+      name: 'request_human_transfer',
+      arguments: { reason: 'billing', target: 'tel:+19005550199' },
+      strippedArguments: ['target'],
+      outcome: 'ok',
+      isError: false,
+      resultText: 'Transfer to front_desk.',
+      durationMs: 12.4,
+    });
+    rec.toolCall({ name: 'lookup_caller', arguments: null, outcome: 'rejected', isError: true, errorCode: -32602, durationMs: 3 });
+    await rec.finish('caller_hangup');
+    const records = (await verifyAuditTrail(auditObjects(), sealKey)).records;
+    expect(records.map((record) => [record.kind, record.subject, record.payload])).toEqual([
+      ['tool_call', 'request_human_transfer', { arguments: { reason: 'billing', target: 'tel:+19005550199' }, strippedArguments: ['target'] }],
+      ['tool_result', 'request_human_transfer', { outcome: 'ok', isError: false, text: 'Transfer to front_desk.', durationMs: 12 }],
+      ['tool_call', 'lookup_caller', { arguments: null }],
+      ['tool_result', 'lookup_caller', { outcome: 'rejected', isError: true, text: null, code: -32602, durationMs: 3 }],
+      ['session_end', 'caller_hangup', { endReason: 'caller_hangup' }],
+    ]);
   });
 
   it('redacts PII from turns and audit payloads when configured', async () => {
@@ -109,5 +163,15 @@ describe('call recorder', () => {
     expect(record.redacted).toBe(true);
     await rec.flush();
     expect([...objects.values()].join()).not.toMatch(/ada@example\.com|4111|555 0123/);
+  });
+});
+
+describe('the agent seal key', () => {
+  it('is KMS when a key is configured, the local secret otherwise, and required', async () => {
+    const { auditSealKeyFor } = await import('../../src/records/seal-key');
+    const arn = 'arn:aws:kms:us-east-1:123456789012:key/audit-seal';
+    expect(auditSealKeyFor({ AUDIT_SEAL_KMS_KEY_ID: arn, AUDIT_SEAL_SECRET: 'x'.repeat(32) }).keyId).toBe(arn);
+    expect(auditSealKeyFor({ AUDIT_SEAL_SECRET: 'x'.repeat(32) }).keyId).toMatch(/^local:[0-9a-f]{16}$/);
+    expect(() => auditSealKeyFor({})).toThrow(/AUDIT_SEAL_KMS_KEY_ID or AUDIT_SEAL_SECRET/);
   });
 });

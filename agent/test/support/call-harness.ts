@@ -20,6 +20,7 @@ export function localAgentEnv(redisPort: number, mcpUrl: string, overrides: Reco
     REDIS_URL: `redis://127.0.0.1:${redisPort}`,
     TRANSCRIPTS_BUCKET: 'transcripts',
     AUDIT_BUCKET: 'audit',
+    AUDIT_SEAL_SECRET: 'local-agent-audit-seal-secret-0123456789',
     MCP_URL: `${mcpUrl}/mcp`,
     MCP_TOKEN: TEST_TOKEN,
     BEDROCK_MODEL_ID: 'us.anthropic.claude-haiku-4-5-20251001-v1:0',

@@ -1,6 +1,5 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { type IntakeCase, intakeCaseSchema } from '@voice-intake/contracts';
+import { type IntakeCase, intakeCaseSchema, resolveUnder } from '@voice-intake/contracts';
 import type { Logger } from 'pino';
 
 export interface HttpForwarderOptions {
@@ -60,7 +59,7 @@ export class HttpCaseForwarder {
       if (!result.retryable) break;
       if (attempt < this.options.maxAttempts) await sleep(this.options.retryBaseMs * 2 ** (attempt - 1));
     }
-    const deadLetter = join(this.options.deadLetterDir, `${intakeCase.caseId}.json`);
+    const deadLetter = resolveUnder(this.options.deadLetterDir, `${intakeCase.caseId}.json`);
     writeFileSync(deadLetter, JSON.stringify({ failedAt: new Date().toISOString(), error: lastError, attempts: attempt, case: intakeCase }, null, 2));
     this.options.logger?.error({ caseId: intakeCase.caseId, deadLetter, error: lastError }, 'case dead-lettered');
     return { delivered: false, attempts: attempt, deadLetter, error: lastError };
@@ -75,7 +74,7 @@ export class HttpCaseForwarder {
   async redrive(): Promise<number> {
     let delivered = 0;
     for (const name of this.pending()) {
-      const path = join(this.options.deadLetterDir, name);
+      const path = resolveUnder(this.options.deadLetterDir, name);
       const record = JSON.parse(readFileSync(path, 'utf8')) as { case: unknown };
       const intakeCase = intakeCaseSchema.parse(record.case);
       const result = await this.postOnce(intakeCase);

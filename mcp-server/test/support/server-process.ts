@@ -7,9 +7,10 @@ import { MCP_SESSION_HEADER, issueSessionHeader } from '@voice-intake/contracts'
 import { spawnTracked, stopTracked } from '../../../test/support/processes';
 
 const WORKSPACE = join(__dirname, '..', '..');
-const TSX = join(WORKSPACE, '..', 'node_modules', '.bin', 'tsx');
 
 export const TEST_TOKEN = 'test-token-0123456789abcdef';
+/** The embedded-mode audit seal secret the test servers run with. */
+export const TEST_SEAL_SECRET = 'test-audit-seal-secret-0123456789abcdef';
 
 export interface RunningServer {
   process: ChildProcess;
@@ -20,9 +21,11 @@ export interface RunningServer {
 
 /** Starts the real server (`src/main.ts`) on a free loopback port and waits for its "listening" log line. */
 export async function startServer(env: Record<string, string>): Promise<RunningServer> {
-  const child = spawnTracked(TSX, [join(WORKSPACE, 'src', 'main.ts')], {
+  // One process (tsx as a loader, not its CLI, which would run the server as a child and relay signals): a signal to
+  // the group reaches the server once.
+  const child = spawnTracked(process.execPath, ['--import', 'tsx', join(WORKSPACE, 'src', 'main.ts')], {
     cwd: WORKSPACE,
-    env: { ...process.env, MCP_HOST: '127.0.0.1', MCP_PORT: '0', MCP_AUTH_TOKEN: TEST_TOKEN, LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, MCP_HOST: '127.0.0.1', MCP_PORT: '0', MCP_AUTH_TOKEN: TEST_TOKEN, AUDIT_SEAL_SECRET: TEST_SEAL_SECRET, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
@@ -30,7 +33,10 @@ export async function startServer(env: Record<string, string>): Promise<RunningS
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const port = await new Promise<number>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
-    const timer = setTimeout(() => reject(new Error(`server did not start: ${logs.join('')}`)), 60_000);
+    const timer = setTimeout(() => {
+      void stopTracked(child, 'SIGKILL');
+      reject(new Error(`server did not start: ${logs.join('')}`));
+    }, 60_000);
     lines.on('line', (line) => {
       logs.push(line);
       try {
