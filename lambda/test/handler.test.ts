@@ -185,7 +185,7 @@ describe('enrichment handler', () => {
     expect(toolResult.status).toBe('error');
     const text = toolResult.content![0].text!;
     expect(text).toContain('urgency');
-    expect(text).toContain('intakeFields.0.confidence');
+    expect(text).toContain('intakeFields[0].confidence');
     expect(enrichedRecordSchema.parse(putBody()).modelAttempts).toBe(2);
     expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(1);
   });

@@ -120,6 +120,6 @@ describe('LiveKit SIP provisioning custom resource', () => {
   });
 
   it('names the bad property', async () => {
-    await expect(onEvent(event('Create', { ...baseProperties, Numbers: ['4155550100'] }))).rejects.toThrow(/Numbers\.0: must be E\.164/);
+    await expect(onEvent(event('Create', { ...baseProperties, Numbers: ['4155550100'] }))).rejects.toThrow(/Numbers\[0\]: must be E\.164/);
   });
 });

@@ -1262,7 +1262,7 @@ describe('admin API (HTTP/1.1 on the same port)', () => {
     expect(bad.status).toBe(400);
     const { error } = (await bad.json()) as { error: string };
     expect(error).toMatch(/callerSays/);
-    expect(error).toMatch(/faults\.0\.exception/);
+    expect(error).toMatch(/faults\[0\]\.exception/);
     expect((await put('latency', { bedrockTtftMs: -1 })).status).toBe(400);
     const latency = await put('latency', { pollyTtfbMs: 5 });
     expect(await latency.json()).toMatchObject({ pollyTtfbMs: 5, bedrockTtftMs: 0 });
