@@ -224,3 +224,43 @@ describe('edge stack', () => {
     expect(edge.toJSON()).toMatchSnapshot();
   });
 });
+
+describe('edge stack with non-default SIP ports', () => {
+  let edge: Template;
+  let egress: Rule[];
+
+  beforeAll(() => {
+    const synthesized = synthVoiceIntake({ deploymentName: 'voice-intake', azCount: 2, edge: { sipPort: 5070 }, livekit: { sipPort: 5062 } });
+    edge = synthesized.templates.edge;
+    const [, group] = Object.entries(edge.findResources('AWS::EC2::SecurityGroup')).find(([id]) => id.startsWith('EdgeSecurityGroup'))!;
+    egress = [
+      ...(group.Properties.SecurityGroupEgress ?? []),
+      ...Object.values(edge.findResources('AWS::EC2::SecurityGroupEgress')).map((rule) => rule.Properties as Rule),
+    ];
+  });
+
+  it('sends SIP to LiveKit on livekit.sipPort, never on 5060', () => {
+    const toLiveKit = egress.filter((rule) => JSON.stringify(rule.DestinationSecurityGroupId ?? '').includes('LiveKitHostSecurityGroup'));
+    expect(toLiveKit.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5062-5062', 'udp:10000-20000', 'udp:5062-5062']);
+    const intoLiveKit = Object.values(edge.findResources('AWS::EC2::SecurityGroupIngress'))
+      .map((rule) => rule.Properties as Rule)
+      .filter((rule) => JSON.stringify(rule.GroupId).includes('LiveKitHostSecurityGroup') && rule.FromPort !== 7880);
+    expect(intoLiveKit.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5062-5062', 'udp:10000-20000', 'udp:5062-5062']);
+    const sync = Object.values(edge.findResources('AWS::Lambda::Function')).find((fn) => fn.Properties.Environment?.Variables?.NODE_SCRIPT)!;
+    expect(sync.Properties.Environment.Variables.SIP_PORT).toBe('5062');
+    const files = unpack(JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData), '/etc/voice-intake-edge');
+    expect(files.get('bin/edge-livekit-nodes.sh')).toContain('node="$node:5062"');
+  });
+
+  it('listens for the carrier on edge.sipPort and names it in every origination URI', () => {
+    const outputs = Object.entries(edge.toJSON().Outputs as Record<string, { Value: unknown }>).filter(([key]) => key.endsWith('OriginationUri'));
+    expect(outputs).toHaveLength(4);
+    for (const [, output] of outputs) expect(JSON.stringify(output.Value)).toMatch(/:5070;transport=udp/);
+    const [groupId, group] = Object.entries(edge.findResources('AWS::EC2::SecurityGroup')).find(([id]) => id.startsWith('EdgeSecurityGroup'))!;
+    const standalone = Object.values(edge.findResources('AWS::EC2::SecurityGroupIngress')).map((rule) => rule.Properties as Rule);
+    const ingress = [...(group.Properties.SecurityGroupIngress ?? []), ...standalone.filter((rule) => JSON.stringify(rule.GroupId).includes(groupId))] as Rule[];
+    expect(ingress.map((rule) => `${rule.IpProtocol}:${rule.FromPort}`).sort()).toEqual(['tcp:5070', 'udp:10000', 'udp:5070']);
+    const files = unpack(JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData), '/etc/voice-intake-edge');
+    expect(files.get('kamailio/edge-host.cfg')).toMatch(/listen=udp:@EDGE_PRIVATE_IP@:5070/);
+  });
+});

@@ -62,6 +62,8 @@ export class EdgeStack extends VoiceIntakeStack {
     super(scope, id, props);
     const { edge } = props.config;
     const livekitRtp = props.livekitSip?.rtpPortRange ?? { min: 10000, max: 20000 };
+    // Where LiveKit SIP listens (livekit.sipPort): the egress rule, the rendered node port and the node sync agree.
+    const livekitSipPort = props.livekitSip?.sipPort ?? 5060;
 
     this.signallingPrefixList = new ec2.PrefixList(this, 'CarrierSignallingPrefixList', {
       addressFamily: ec2.AddressFamily.IP_V4,
@@ -90,8 +92,8 @@ export class EdgeStack extends VoiceIntakeStack {
       ? [props.livekitSip.securityGroup]
       : props.vpc.privateSubnets.map((subnet) => ec2.Peer.ipv4(subnet.ipv4CidrBlock));
     for (const peer of livekitPeers) {
-      this.securityGroup.addEgressRule(peer, ec2.Port.udp(5060), 'SIP/UDP to LiveKit SIP');
-      this.securityGroup.addEgressRule(peer, ec2.Port.tcp(5060), 'SIP/TCP to LiveKit SIP');
+      this.securityGroup.addEgressRule(peer, ec2.Port.udp(livekitSipPort), 'SIP/UDP to LiveKit SIP');
+      this.securityGroup.addEgressRule(peer, ec2.Port.tcp(livekitSipPort), 'SIP/TCP to LiveKit SIP');
       this.securityGroup.addEgressRule(peer, ec2.Port.udpRange(livekitRtp.min, livekitRtp.max), 'RTP to LiveKit SIP');
     }
     // Towards the carrier: a flow the carrier opened is answered through connection tracking, but tracking ends after
@@ -141,7 +143,7 @@ export class EdgeStack extends VoiceIntakeStack {
         internalMediaIp: HOST_PLACEHOLDERS.privateIp,
       },
       // No node is known at synth: the node sync fills the list on each host at runtime.
-      livekitSip: { destinations: [], nodePort: props.livekitSip?.sipPort ?? 5060 },
+      livekitSip: { destinations: [], nodePort: livekitSipPort },
       paths: { configDir: CONFIG_DIR, runDir: '/run/voice-intake-edge' },
     });
     const bootFiles = Object.fromEntries(Object.entries(rendered).filter(([path]) => !RELOADABLE.includes(path)));
@@ -191,7 +193,7 @@ export class EdgeStack extends VoiceIntakeStack {
         acknowledgeRules(instance, ['HIPAA.Security-EC2InstanceNoPublicIp', 'NIST.800.53.R5-EC2InstanceNoPublicIp'], 'The SIP edge is the internet-facing tier: carriers reach it on its EIP, restricted to the allowlist prefix lists.');
 
         new CfnOutput(this, `${name}OriginationUri`, {
-          value: `sip:${eip.ref};transport=udp`,
+          value: `sip:${eip.ref}:${edge.sipPort};transport=udp`,
           description: `Twilio origination URI for edge host ${name} (AZ ${azIndex + 1}): priority 10, weight 10 — equal priority and weight across hosts spreads calls; Twilio fails over to the others`,
         });
       }
@@ -201,7 +203,7 @@ export class EdgeStack extends VoiceIntakeStack {
       this.nodeSync = new EdgeNodeSync(this, 'LiveKitNodeSync', {
         vpc: props.vpc,
         livekitAutoScalingGroupName: props.livekitSip.autoScalingGroupName,
-        sipPort: props.livekitSip.sipPort ?? 5060,
+        sipPort: livekitSipPort,
         edgeTag: { key: tagKey, value: tagValue },
         nodeScript: `${CONFIG_DIR}/bin/edge-livekit-nodes.sh`,
         logKey,
@@ -222,7 +224,7 @@ export class EdgeStack extends VoiceIntakeStack {
 
     acknowledgeRules(this.securityGroup, ['HIPAA.Security-EC2RestrictedCommonPorts', 'NIST.800.53.R5-EC2RestrictedCommonPorts', 'HIPAA.Security-EC2RestrictedSSH', 'NIST.800.53.R5-EC2RestrictedSSH'], 'Ingress only from the carrier prefix lists on SIP and RTP ports; no SSH rule exists.');
 
-    new CfnOutput(this, 'EdgeSecurityGroupId', { value: this.securityGroup.securityGroupId, description: 'App tier: allow SIP 5060 and LiveKit SIP RTP from this group' });
+    new CfnOutput(this, 'EdgeSecurityGroupId', { value: this.securityGroup.securityGroupId, description: `App tier: allow SIP ${livekitSipPort} and LiveKit SIP RTP from this group` });
   }
 }
 
