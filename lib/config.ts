@@ -108,16 +108,32 @@ export const livekitSchema = z
     }
   });
 
+/** RFC 2606/6761 names that can never be a real PBX: a target like this deploys but fails every transfer. */
+const PLACEHOLDER_HOST = /@?(?:^|[.@:])(?:example\.(?:com|net|org)|[^;>\s]*\.(?:example|invalid|test|localhost))(?:[:;>]|$)/i;
+
 export const mcpSchema = z
   .object({
     /** Knowledge search behind `search_knowledge`: an OpenSearch Serverless collection, or the bundled markdown index. */
     knowledgeBackend: z.enum(['opensearch', 'embedded']).default('opensearch'),
-    /** Queue name → SIP/tel URI that `request_human_transfer` may hand a call to. */
-    transferTargets: z
-      .record(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'queue names are lowercase words'), z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI'))
-      .refine((targets) => Object.keys(targets).length > 0, 'needs at least one queue')
-      .default({ front_desk: 'sip:front-desk@pbx.example.com' }),
-    defaultTransferQueue: z.string().default('front_desk'),
+    /**
+     * Queue name → SIP/tel URI that `request_human_transfer` may hand a call to. Required: a real target of yours, or
+     * `{}` to turn transfer to a person off (then the tool is not offered). Documentation hosts are refused.
+     */
+    transferTargets: z.record(
+      z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'queue names are lowercase words'),
+      z
+        .string()
+        .regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI')
+        .refine((uri) => !PLACEHOLDER_HOST.test(uri), 'names a documentation host (example.com, .invalid, .test): give your PBX'),
+      {
+        error: (issue) =>
+          issue.input === undefined
+            ? 'is required: map each queue to your PBX, e.g. {"front_desk":"sip:front-desk@pbx.yourcompany.com"}, or set {} to turn transfer off'
+            : undefined,
+      },
+    ),
+    /** The queue used when the agent names none; defaults to the first of transferTargets. */
+    defaultTransferQueue: z.string().optional(),
     /** The enterprise REST endpoint that receives submitted cases; unset = cases stay in DynamoDB only. */
     backendUrl: z.url({ protocol: /^https$/, message: 'must be an https:// URL' }).optional(),
     port: z.number().int().min(1024).max(65535).default(8080),
@@ -127,7 +143,7 @@ export const mcpSchema = z
   })
   .strict()
   .superRefine((mcp, ctx) => {
-    if (!(mcp.defaultTransferQueue in mcp.transferTargets)) {
+    if (mcp.defaultTransferQueue !== undefined && !(mcp.defaultTransferQueue in mcp.transferTargets)) {
       ctx.addIssue({ code: 'custom', path: ['defaultTransferQueue'], message: `is not a queue of transferTargets (${Object.keys(mcp.transferTargets).join(', ')})` });
     }
   });
@@ -200,7 +216,9 @@ export const voiceIntakeConfigSchema = z
     edge: edgeSectionSchema.default(edgeSectionSchema.parse({})),
     agent: agentSchema.default(agentSchema.parse({})),
     enrichment: enrichmentSchema.default(enrichmentSchema.parse({})),
-    mcp: mcpSchema.default(mcpSchema.parse({})),
+    // A missing section is parsed as an empty one (the cast: {} is deliberately incomplete), so the error names
+    // mcp.transferTargets as required.
+    mcp: mcpSchema.prefault({} as z.input<typeof mcpSchema>),
     livekit: livekitSchema.default(livekitSchema.parse({})),
     agentService: agentServiceSchema.default(agentServiceSchema.parse({})),
     observability: observabilitySchema.default(observabilitySchema.parse({})),

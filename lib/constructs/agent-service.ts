@@ -10,7 +10,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { ACTIVE_CALLS_INTERVAL_SECONDS, AGENT_METRICS, S3_PREFIXES, metricsNamespace } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
-import { bedrockModelArns } from '../bedrock';
+import { bedrockInvokeGrant } from '../bedrock';
 import { acknowledgeRules, acknowledgeTaskRolePolicies } from '../compliance';
 import type { VoiceIntakeConfig } from '../config';
 import { type RecordBucketPurpose, recordBucketName, recordObjectsArn, recordObjectsNagResource } from '../naming';
@@ -55,7 +55,8 @@ export class AgentService extends Construct {
     const allow = (actions: string[], resources: string[]) => this.taskRole.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources }));
     allow(['transcribe:StartStreamTranscriptionWebSocket', 'transcribe:StartStreamTranscription'], ['*']);
     const models = [agent.bedrockModelId, ...(agent.bedrockFallbackModelId ? [agent.bedrockFallbackModelId] : [])];
-    allow(['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'], models.flatMap((model) => bedrockModelArns(stack, model)));
+    const modelGrants = models.map((model) => bedrockInvokeGrant(stack, model, ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream']));
+    for (const statement of modelGrants.flatMap((grant) => grant.statements)) this.taskRole.addToPrincipalPolicy(statement);
     allow(['polly:SynthesizeSpeech', 'polly:StartSpeechSynthesisStream'], ['*']);
     const writablePrefixes: [RecordBucketPurpose, string][] = [
       ['transcripts', S3_PREFIXES.transcripts],
@@ -158,12 +159,10 @@ export class AgentService extends Construct {
       [
         'AwsSolutions-IAM5[Resource::*]',
         ...writablePrefixes.map(([purpose, prefix]) => `AwsSolutions-IAM5[${recordObjectsNagResource(deploymentName, purpose, prefix)}]`),
-        ...models.filter((model) => /^[a-z-]+\.[a-z]/.test(model) && !model.startsWith('arn:')).map(
-          (model) => `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/${model.replace(/^[a-z-]+\./, '')}]`,
-        ),
       ],
-      "Transcribe streaming and Polly synthesis take no resource ARNs; record writes are object wildcards under the worker's own prefixes; an inference profile routes to its one model in any region of its geography.",
+      "Transcribe streaming and Polly synthesis take no resource ARNs; record writes are object wildcards under the worker's own prefixes.",
     );
+    for (const grant of modelGrants) acknowledgeRules(taskPolicy, grant.wildcardFindings, grant.reason);
     acknowledgeRules(task, ['AwsSolutions-ECS2'], 'Environment holds non-secret settings (endpoints, buckets, model); tokens come from Secrets Manager.');
   }
 }

@@ -56,6 +56,7 @@ export class McpServerService extends Construct {
   constructor(scope: Construct, id: string, props: McpServerServiceProps) {
     super(scope, id);
     const { mcp } = props;
+    const defaultTransferQueue = mcp.defaultTransferQueue ?? Object.keys(mcp.transferTargets)[0];
     this.port = mcp.port;
 
     this.tokenSecret = new secretsmanager.Secret(this, 'Token', {
@@ -117,8 +118,9 @@ export class McpServerService extends Construct {
         ...(props.knowledge
           ? { OPENSEARCH_ENDPOINT: props.knowledge.collection.attrCollectionEndpoint, OPENSEARCH_SERVICE: 'aoss', OPENSEARCH_INDEX: 'knowledge' }
           : {}),
+        // {} = transfer to a person turned off: the server then offers no transfer tool.
         TRANSFER_TARGETS: JSON.stringify(mcp.transferTargets),
-        DEFAULT_TRANSFER_QUEUE: mcp.defaultTransferQueue,
+        ...(defaultTransferQueue ? { DEFAULT_TRANSFER_QUEUE: defaultTransferQueue } : {}),
         ...(mcp.backendUrl ? { BACKEND_URL: mcp.backendUrl } : {}),
         AWS_REGION: Stack.of(this).region,
       },

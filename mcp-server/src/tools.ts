@@ -337,7 +337,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
   );
 
   const queues = Object.keys(deps.transferTargets) as [string, ...string[]];
-  server.registerTool(
+  // No queue configured = transfer to a person is turned off: the model is not offered a tool it cannot use.
+  if (queues.length > 0) server.registerTool(
     'request_human_transfer',
     {
       title: 'Transfer to a person',
