@@ -70,6 +70,11 @@ export const edgeSectionSchema = z
      */
     maxCallSeconds: z.number().int().min(600).max(86_400).default(10_800),
     /**
+     * How long a host being replaced waits for its calls to end after it stops taking new ones (edge-drain.sh);
+     * then it hands over anyway. At most 45 min: the replacement runs inside one CloudFormation custom resource.
+     */
+    drainSeconds: z.number().int().min(0).max(2_700).default(900),
+    /**
      * Kamailio sizing: SIP worker processes per transport, shared memory (peak measured ~190 MB at 600 calls/s) and
      * the memory of the host-local Redis that holds topology-hiding records (a few KB per call).
      */
