@@ -1,5 +1,6 @@
 import { Arn, ArnFormat, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import { wildcardResourceFinding } from './compliance';
 
 /** Cross-region inference profile ids carry a geography prefix: `us.anthropic.claude-…`. */
 const PROFILE_PREFIX = /^(us|eu|apac|au|ca|jp|us-gov|global)\.(.+)$/;
@@ -56,10 +57,9 @@ export function bedrockInvokeGrant(stack: Stack, modelId: string, actions: strin
     }
   }
   const resources = bedrockModelArns(stack, modelId);
-  const crossRegion = PROFILE_PREFIX.exec(modelId.startsWith('arn:') ? (Arn.split(modelId, ArnFormat.SLASH_RESOURCE_NAME).resourceName ?? '') : modelId);
   return {
     statements: [new iam.PolicyStatement({ actions, resources })],
-    wildcardFindings: crossRegion ? [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/${crossRegion[2]}]`] : [],
+    wildcardFindings: resources.filter((arn) => arn.includes(':*:')).map((arn) => wildcardResourceFinding(stack, arn)),
     reason: 'A cross-region inference profile routes to this one model in any region of its geography.',
   };
 }

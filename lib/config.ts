@@ -229,6 +229,9 @@ export const voiceIntakeConfigSchema = z
     if ((config.account === undefined) !== (config.region === undefined)) {
       ctx.addIssue({ code: 'custom', path: [config.account ? 'region' : 'account'], message: 'account and region go together: set both or neither' });
     }
+    if (config.region && config.edge.amiIds && !(config.region in config.edge.amiIds)) {
+      ctx.addIssue({ code: 'custom', path: ['edge', 'amiIds'], message: `has no image for region ${config.region}` });
+    }
     if (config.network.natGateways !== undefined && config.network.natGateways > config.azCount) {
       ctx.addIssue({ code: 'custom', path: ['network', 'natGateways'], message: `must not exceed azCount (${config.azCount})` });
     }

@@ -89,6 +89,14 @@ describe('operator config', () => {
     expect(real.defaultTransferQueue).toBeUndefined();
   });
 
+  it('pins the edge image per region and names a region without one', () => {
+    const amiIds = { 'us-east-1': 'ami-0123456789abcdef0' };
+    expect(errorOf(repoConfigInput({ account: '123456789012', region: 'eu-west-1', edge: { amiIds } }))).toContain('edge.amiIds: has no image for region eu-west-1');
+    expect(errorOf({ edge: { amiIds: { 'us-east-1': 'debian-12' } } })).toContain('edge.amiIds.us-east-1: must be an AMI id');
+    expect(parseConfig(repoConfigInput({ account: '123456789012', region: 'us-east-1', edge: { amiIds } })).edge.amiIds).toEqual(amiIds);
+    expect(errorOf({ edge: { drainSeconds: 3600 } })).toContain('edge.drainSeconds');
+  });
+
   it('checks the MCP transfer queues and backend URL', () => {
     expect(errorOf({ mcp: { transferTargets: { support: 'sip:support@pbx.acme.com' }, defaultTransferQueue: 'front_desk' } })).toContain(
       'mcp.defaultTransferQueue: is not a queue of transferTargets (support)',

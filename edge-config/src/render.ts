@@ -290,6 +290,11 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       CTL_SOCKET: layout.ctlSocket,
     }),
     'bin/edge-reload.sh': fillTemplate('bin/edge-reload.sh', { CTL_SOCKET: layout.ctlSocket }),
+    'bin/edge-ready.sh': fillTemplate('bin/edge-ready.sh', {
+      CTL_SOCKET: layout.ctlSocket,
+      TOPOS_REDIS_SOCKET: layout.toposRedisSocket,
+      RTPENGINE_CLI: `${host.rtpengineControl.ip}:${host.rtpengineControl.cliPort}`,
+    }),
     'bin/edge-drain.sh': fillTemplate('bin/edge-drain.sh', {
       CTL_SOCKET: layout.ctlSocket,
       RTPENGINE_CLI: `${host.rtpengineControl.ip}:${host.rtpengineControl.cliPort}`,

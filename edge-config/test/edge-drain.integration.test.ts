@@ -92,6 +92,37 @@ afterAll(async () => {
   await edge.stop();
 });
 
+function runScript(script: string, ...args: string[]): Promise<{ code: number | null; output: string }> {
+  return new Promise((done) => {
+    const child = spawn(join(DIR, 'bin', script), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout?.on('data', (chunk) => (output += chunk.toString()));
+    child.stderr?.on('data', (chunk) => (output += chunk.toString()));
+    child.on('exit', (code) => done({ code, output }));
+  });
+}
+
+describe('edge-ready.sh on the real edge: what a replacement host must pass before it gets the EIP', () => {
+  it('passes when every daemon answers and a LiveKit node is active, and names what is missing otherwise', async () => {
+    expect(await runScript('edge-ready.sh')).toEqual({ code: 0, output: 'edge-ready: ready\n' });
+    await edge.killToposStore();
+    try {
+      expect(await runScript('edge-ready.sh')).toEqual({ code: 1, output: 'edge-ready: topology store does not answer\n' });
+    } finally {
+      await edge.startToposStore();
+    }
+    // A replacement boots with no LiveKit node until the node sync sends them: not ready until then.
+    expect((await runScript('edge-livekit-nodes.sh')).code).toBe(0);
+    try {
+      expect(await runScript('edge-ready.sh')).toEqual({ code: 1, output: 'edge-ready: no LiveKit SIP node active yet\n' });
+    } finally {
+      expect((await runScript('edge-livekit-nodes.sh', '127.0.8.1:5060')).code).toBe(0);
+      await until('the stand-in is active again', 30_000, async () => /FLAGS: AP/.test(await edge.kamcmd('dispatcher.list')));
+    }
+    expect((await runScript('edge-ready.sh')).code).toBe(0);
+  });
+});
+
 describe('edge-drain.sh on the real edge (kamailio, rtpengine, sipp)', () => {
   it('refuses new INVITEs with 503, lets the call in progress run to its BYE, and reports done at zero calls', async () => {
     const pid = edge.kamailioPid;

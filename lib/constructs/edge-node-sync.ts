@@ -10,7 +10,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { lambdaWorkspaceFunction } from '../lambda-bundling';
-import { acknowledgeRules, skipCheckovChecks } from '../compliance';
+import { acknowledgeRules, skipCheckovChecks, wildcardResourceFinding } from '../compliance';
 
 export interface EdgeNodeSyncProps {
   readonly vpc: ec2.IVpc;
@@ -134,7 +134,7 @@ export class EdgeNodeSync extends Construct {
     acknowledgeRules(policy, ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'], 'Least-privilege statements generated for this one function role.');
     acknowledgeRules(
       policy,
-      ['AwsSolutions-IAM5[Resource::*]', `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]`],
+      ['AwsSolutions-IAM5[Resource::*]', wildcardResourceFinding(this, Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' }))],
       'DescribeAutoScalingGroups and DescribeInstances take no resource ARNs; SendCommand on instances is limited by condition to those tagged as this deployment\'s edge hosts.',
     );
     acknowledgeRules(

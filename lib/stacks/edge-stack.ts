@@ -1,5 +1,5 @@
 import { gzipSync } from 'node:zlib';
-import { Annotations, CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, type CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -10,6 +10,7 @@ import { EDGE_METRICS, metricsNamespace } from '@voice-intake/contracts';
 import { EDGE_LOG_EVENTS, HOST_PLACEHOLDERS, type RenderedEdge, renderEdge } from '@voice-intake/edge-config';
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
+import { EdgeHostHandover } from '../constructs/edge-host-handover';
 import { EdgeNodeSync } from '../constructs/edge-node-sync';
 import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 import { LogLineMetrics } from '../constructs/log-metrics';
@@ -53,6 +54,8 @@ export class EdgeStack extends VoiceIntakeStack {
   readonly signallingPrefixList: ec2.PrefixList;
   readonly mediaPrefixList: ec2.PrefixList;
   readonly instances: ec2.Instance[] = [];
+  /** Per AZ: no edge host there passes its status checks (the carrier has lost that AZ's URIs). */
+  readonly unhealthyAzAlarms: cloudwatch.Alarm[] = [];
   /** Keeps the hosts' LiveKit node list current (when the LiveKit group is known). */
   readonly nodeSync?: EdgeNodeSync;
   /** Counts of what the edge refused (allowlist, flood bans, scanners, malformed) and of calls with no LiveKit node. */
@@ -149,19 +152,31 @@ export class EdgeStack extends VoiceIntakeStack {
     const bootFiles = Object.fromEntries(Object.entries(rendered).filter(([path]) => !RELOADABLE.includes(path)));
     const reloadFiles = Object.fromEntries(Object.entries(rendered).filter(([path]) => RELOADABLE.includes(path)));
 
-    const machineImage = ec2.MachineImage.fromSsmParameter('/aws/service/debian/release/12/latest/amd64');
+    const machineImage = edgeMachineImage(this, edge);
     const instanceType = new ec2.InstanceType(edge.instanceType);
     const tagKey = 'voice-intake:edge';
     const tagValue = props.config.deploymentName;
+    const handover = new EdgeHostHandover(this, 'HostHandover', {
+      vpc: props.vpc,
+      edgeTag: { key: tagKey, value: tagValue },
+      drainScript: `${CONFIG_DIR}/bin/edge-drain.sh`,
+      readyScript: `${CONFIG_DIR}/bin/edge-ready.sh`,
+      drainSeconds: edge.drainSeconds,
+      logKey,
+    });
 
     // One public subnet per AZ: the pair in each AZ shares it.
     props.vpc.publicSubnets.forEach((subnet, azIndex) => {
       const subnets = { subnets: [subnet] };
+      // The hosts of one AZ are handed over one after the other: the others keep taking calls meanwhile.
+      let previousHandover: CustomResource | undefined;
+      const statusMetrics: Record<string, cloudwatch.IMetric> = {};
       for (let hostIndex = 0; hostIndex < edge.hostsPerAz; hostIndex++) {
         const name = `Edge${azIndex + 1}${String.fromCharCode(97 + hostIndex)}`;
-        const eip = new ec2.CfnEIP(this, `${name}Eip`, { domain: 'vpc' });
+        const eip = new ec2.CfnEIP(this, `${name}Eip`, { domain: 'vpc', tags: [{ key: tagKey, value: tagValue }] });
         const userData = ec2.UserData.forLinux();
-        userData.addCommands(...bootScript(bootFiles, logGroup.logGroupName, this.region));
+        // The host is told its EIP: a replacement boots and gets ready while the old host still holds it.
+        userData.addCommands(...bootScript(bootFiles, logGroup.logGroupName, this.region, eip.attrPublicIp));
         const instance = new ec2.Instance(this, name, {
           vpc: props.vpc,
           vpcSubnets: subnets,
@@ -170,15 +185,23 @@ export class EdgeStack extends VoiceIntakeStack {
           securityGroup: this.securityGroup,
           role,
           userData,
+          // A change of boot config is a new host, handed over drained, never a stop/start of the running one.
+          userDataCausesReplacement: true,
           requireImdsv2: true,
           detailedMonitoring: true,
-          disableApiTermination: true,
           blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(16, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
           sourceDestCheck: true,
         });
         instance.instance.addPropertyOverride('Tags', [{ Key: tagKey, Value: tagValue }, { Key: 'Name', Value: `${props.config.deploymentName}-${name}` }]);
-        new ec2.CfnEIPAssociation(this, `${name}EipAssociation`, { allocationId: eip.attrAllocationId, instanceId: instance.instanceId });
+        previousHandover = handover.handOver(`${name}Handover`, eip.attrAllocationId, instance, previousHandover);
         this.instances.push(instance);
+        statusMetrics[`h${hostIndex}`] = new cloudwatch.Metric({
+          namespace: 'AWS/EC2',
+          metricName: 'StatusCheckFailed',
+          dimensionsMap: { InstanceId: instance.instanceId },
+          statistic: 'Maximum',
+          period: Duration.minutes(1),
+        });
 
         // EC2 auto-recovery: a failed system status check moves the instance to healthy hardware, EIP and all.
         new cloudwatch.Alarm(this, `${name}Recovery`, {
@@ -190,13 +213,39 @@ export class EdgeStack extends VoiceIntakeStack {
         }).addAlarmAction({ bind: () => ({ alarmActionArn: `arn:${Stack.of(this).partition}:automate:${this.region}:ec2:recover` }) });
 
         acknowledgeRules(instance, ['AwsSolutions-EC26', 'HIPAA.Security-EC2EBSOptimizedInstance', 'NIST.800.53.R5-EC2EBSOptimizedInstance'], 'Root volume is encrypted (gp3, encrypted: true); the host keeps no call data on disk and modern types are EBS-optimized by default.');
+        acknowledgeRules(
+          instance,
+          ['AwsSolutions-EC29'],
+          'Replaced by CloudFormation (new image, type or boot config) after a drained handover; API termination protection would make that replacement, and cdk destroy, fail.',
+        );
         acknowledgeRules(instance, ['HIPAA.Security-EC2InstanceNoPublicIp', 'NIST.800.53.R5-EC2InstanceNoPublicIp'], 'The SIP edge is the internet-facing tier: carriers reach it on its EIP, restricted to the allowlist prefix lists.');
 
         new CfnOutput(this, `${name}OriginationUri`, {
-          value: `sip:${eip.ref}:${edge.sipPort};transport=udp`,
+          value: `sip:${eip.attrPublicIp}:${edge.sipPort};transport=udp`,
           description: `Twilio origination URI for edge host ${name} (AZ ${azIndex + 1}): priority 10, weight 10 — equal priority and weight across hosts spreads calls; Twilio fails over to the others`,
         });
       }
+
+      // An AZ has no healthy edge host when every host in it fails its status checks.
+      const unhealthy = new cloudwatch.Alarm(this, `EdgeAz${azIndex + 1}Unhealthy`, {
+        alarmDescription: `No healthy SIP edge host in AZ ${azIndex + 1}`,
+        metric: new cloudwatch.MathExpression({
+          expression: `MIN([${Object.keys(statusMetrics).join(',')}])`,
+          usingMetrics: statusMetrics,
+          period: Duration.minutes(1),
+          label: 'healthy hosts missing',
+        }),
+        threshold: 1,
+        evaluationPeriods: 3,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      });
+      acknowledgeRules(
+        unhealthy,
+        ['HIPAA.Security-CloudWatchAlarmAction', 'NIST.800.53.R5-CloudWatchAlarmAction'],
+        'The observability tier routes this alarm to the operator SNS topic (composite alarm there).',
+      );
+      this.unhealthyAzAlarms.push(unhealthy);
     });
 
     if (props.livekitSip?.autoScalingGroupName) {
@@ -263,8 +312,26 @@ export function packedFileCommand(files: RenderedEdge, targetDir: string): strin
   return `echo '${gzipSync(script.join('\n') + '\n', { level: 9 }).toString('base64')}' | base64 -d | gunzip | bash`;
 }
 
+/**
+ * The edge image: pinned AMI ids per region; else, with account and region known, the SSM parameter looked up once
+ * and cached in cdk.context.json; else (an environment-agnostic template) CloudFormation resolves the parameter at
+ * each deploy, so a new image can arrive with any deploy: said at synth. A new image replaces the hosts one per AZ
+ * at a time, drained (EdgeHostHandover), in every case.
+ */
+function edgeMachineImage(stack: Stack, edge: VoiceIntakeStackProps['config']['edge']): ec2.IMachineImage {
+  if (edge.amiIds) return ec2.MachineImage.genericLinux(edge.amiIds);
+  if (!Token.isUnresolved(stack.account) && !Token.isUnresolved(stack.region)) {
+    return ec2.MachineImage.fromSsmParameter(edge.amiSsmParameter, { cachedInContext: true });
+  }
+  Annotations.of(stack).addWarningV2(
+    'voice-intake:edge-image-unpinned',
+    `The edge image follows ${edge.amiSsmParameter} at every deploy: set account and region (the lookup is then cached in cdk.context.json) or edge.amiIds to pin it.`,
+  );
+  return ec2.MachineImage.fromSsmParameter(edge.amiSsmParameter);
+}
+
 /** First boot: packages, rendered files, host facts from IMDSv2, services. */
-function bootScript(files: RenderedEdge, logGroupName: string, region: string): string[] {
+function bootScript(files: RenderedEdge, logGroupName: string, region: string, publicIp: string): string[] {
   return [
     'set -euo pipefail',
     'export DEBIAN_FRONTEND=noninteractive',
@@ -281,8 +348,8 @@ function bootScript(files: RenderedEdge, logGroupName: string, region: string): 
     'TOKEN=$(curl -fsS -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
     'imds() { curl -fsS -H "X-aws-ec2-metadata-token: $TOKEN" "http://169.254.169.254/latest/meta-data/$1"; }',
     'PRIVATE_IP=$(imds local-ipv4)',
-    // The EIP is associated by CloudFormation after launch: wait until IMDS reports it.
-    'for i in $(seq 1 60); do PUBLIC_IP=$(imds public-ipv4 || true); [ -n "$PUBLIC_IP" ] && break; sleep 5; done',
+    // Its EIP moves here only once this host is ready (and its predecessor drained): not from IMDS, from the stack.
+    `PUBLIC_IP='${publicIp}'`,
     `grep -rl '@EDGE_' ${CONFIG_DIR} | xargs sed -i -e "s/${HOST_PLACEHOLDERS.privateIp}/$PRIVATE_IP/g" -e "s/${HOST_PLACEHOLDERS.publicIp}/$PUBLIC_IP/g"`,
     `mkdir -p ${CONFIG_DIR}/kamailio/db ${LOG_DIR}`,
     `[ -f ${CONFIG_DIR}/kamailio/db/address ] || printf 'id(int,auto) grp(int) ip_addr(string) mask(int) port(int) tag(string,null) \\n' > ${CONFIG_DIR}/kamailio/db/address`,

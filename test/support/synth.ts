@@ -53,10 +53,11 @@ export interface SynthesizedApp {
  */
 export function synthVoiceIntake(
   input: VoiceIntakeConfigInput = cdkJsonContext()[CONFIG_CONTEXT_KEY] as VoiceIntakeConfigInput,
-  options: { keepAssembly?: boolean } = {},
+  options: { keepAssembly?: boolean; context?: Record<string, unknown> } = {},
 ): SynthesizedApp {
   const config = parseConfig(repoConfigInput(input));
-  const app = new App({ context: cdkJsonContext() });
+  // `context`: lookups a deployment with account and region would have cached in cdk.context.json.
+  const app = new App({ context: { ...cdkJsonContext(), ...options.context } });
   const stacks = buildVoiceIntake(app, config);
   applyCompliancePacks(app);
   app.synth();
