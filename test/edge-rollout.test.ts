@@ -55,7 +55,8 @@ describe('edge host replacement: one host per AZ at a time, drained', () => {
       expect(instance.Properties.DisableApiTermination).toBeUndefined();
       const userData = JSON.stringify(instance.Properties.UserData);
       // The replacement learns its EIP from the stack (the old host still holds it while it drains), not from IMDS.
-      expect(userData).toContain(`PUBLIC_IP='","Fn::GetAtt":["${id.slice(0, 6)}Eip","PublicIp"]`.replace('","Fn', '",{"Fn'));
+      expect(userData).toContain(`{"Fn::GetAtt":["${id.slice(0, 6)}Eip","PublicIp"]}`);
+      expect(userData).toContain('/etc/voice-intake-edge/host.env');
       expect(userData).not.toContain('public-ipv4');
     }
   });

@@ -37,6 +37,14 @@ function unpackInto(command: string, fromDir: string): string {
 
 const unpack = (command: string, fromDir: string) => readTree(unpackInto(command, fromDir));
 
+/** Where the config association unpacks the rendered tree on a host. */
+const STAGED = '/var/lib/voice-intake-edge/staged';
+/** The rendered tree the config association carries, by relative path. */
+function associationFiles(template: Template): Map<string, string> {
+  const [association] = Object.values(template.findResources('AWS::SSM::Association'));
+  return unpack(JSON.stringify(association.Properties.Parameters.commands), STAGED);
+}
+
 /** User data as EC2 receives it, with every CloudFormation token taken as a generous 64 characters. */
 function userDataText(userData: unknown): string {
   const flat = (value: unknown): string => {
@@ -131,14 +139,22 @@ describe('edge stack', () => {
     }
   });
 
-  it('reloads the allowlist through an SSM association, not through user data', () => {
+  it('delivers every rendered file through one SSM association, one host at a time, never through user data', () => {
     const [association] = Object.values(edge.findResources('AWS::SSM::Association'));
-    const commands = association.Properties.Parameters.commands.join('\n');
-    expect(commands).toContain('kamailio/db/address');
-    expect(commands).toContain('edge-reload.sh');
-    const booted = unpack(JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData), '/etc/voice-intake-edge');
-    expect(booted.has('kamailio/kamailio.cfg')).toBe(true);
-    expect(booted.has('kamailio/db/address')).toBe(false);
+    const { Parameters: parameters, MaxConcurrency, MaxErrors, ScheduleExpression, Targets } = association.Properties;
+    expect({ MaxConcurrency, MaxErrors, ScheduleExpression }).toEqual({ MaxConcurrency: '1', MaxErrors: '0', ScheduleExpression: 'rate(30 minutes)' });
+    expect(Targets).toEqual([{ Key: 'tag:voice-intake:edge', Values: ['voice-intake'] }]);
+    expect(parameters.executionTimeout).toEqual(['1500']); // drainSeconds (900) + 10 minutes
+    const files = associationFiles(edge);
+    expect(files.has('kamailio/kamailio.cfg')).toBe(true);
+    expect(files.get('kamailio/db/address')).toContain('192.0.2.0');
+    expect(files.has('bin/edge-apply.sh')).toBe(true);
+    expect(parameters.commands.at(-1)).toBe(`${STAGED}/bin/edge-apply.sh ${STAGED}`);
+    for (const instance of Object.values(edge.findResources('AWS::EC2::Instance'))) {
+      const userData = JSON.stringify(instance.Properties.UserData);
+      expect(userData).not.toContain('gunzip');
+      expect(userData).not.toContain('kamailio.cfg');
+    }
   });
 
   it("keeps every host's user data within EC2's 16 KB", () => {
@@ -217,15 +233,14 @@ describe('edge stack', () => {
   });
 
   it('boots with an empty LiveKit node list and the node script, never a placeholder name', () => {
-    const userData = JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
-    const files = unpack(userData, '/etc/voice-intake-edge');
+    const files = associationFiles(edge);
     const dispatcherList = files.get('kamailio/dispatcher.list');
     expect(dispatcherList).not.toMatch(/^1 /m); // no LiveKit node until the sync sends them
     expect(dispatcherList).toContain(NO_NODE_ENTRY);
     expect(files.get('bin/edge-livekit-nodes.sh')).toContain('dispatcher.reload');
     expect([...files.values()].join('\n')).not.toContain('livekit-sip.voice-intake.internal');
-    const association = JSON.stringify(Object.values(edge.findResources('AWS::SSM::Association'))[0].Properties);
-    expect(association).not.toContain('dispatcher.list');
+    // The node sync owns the live list: edge-apply.sh installs the rendered one only where none exists yet.
+    expect(files.get('bin/edge-apply.sh')).toContain('NODE_LIST="kamailio/dispatcher.list"');
   });
 
   it('matches the snapshot', () => {
@@ -256,8 +271,7 @@ describe('edge stack with non-default SIP ports', () => {
     expect(intoLiveKit.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5062-5062', 'udp:10000-20000', 'udp:5062-5062']);
     const sync = Object.values(edge.findResources('AWS::Lambda::Function')).find((fn) => fn.Properties.Environment?.Variables?.NODE_SCRIPT)!;
     expect(sync.Properties.Environment.Variables.SIP_PORT).toBe('5062');
-    const files = unpack(JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData), '/etc/voice-intake-edge');
-    expect(files.get('bin/edge-livekit-nodes.sh')).toContain('node="$node:5062"');
+    expect(associationFiles(edge).get('bin/edge-livekit-nodes.sh')).toContain('node="$node:5062"');
   });
 
   it('listens for the carrier on edge.sipPort and names it in every origination URI', () => {
@@ -268,7 +282,6 @@ describe('edge stack with non-default SIP ports', () => {
     const standalone = Object.values(edge.findResources('AWS::EC2::SecurityGroupIngress')).map((rule) => rule.Properties as Rule);
     const ingress = [...(group.Properties.SecurityGroupIngress ?? []), ...standalone.filter((rule) => JSON.stringify(rule.GroupId).includes(groupId))] as Rule[];
     expect(ingress.map((rule) => `${rule.IpProtocol}:${rule.FromPort}`).sort()).toEqual(['tcp:5070', 'udp:10000', 'udp:5070']);
-    const files = unpack(JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData), '/etc/voice-intake-edge');
-    expect(files.get('kamailio/edge-host.cfg')).toMatch(/listen=udp:@EDGE_PRIVATE_IP@:5070/);
+    expect(associationFiles(edge).get('kamailio/edge-host.cfg')).toMatch(/listen=udp:@EDGE_PRIVATE_IP@:5070/);
   });
 });

@@ -21,8 +21,8 @@ const LOG_DIR = '/var/log/voice-intake-edge';
 /** Where carriers (Twilio among them) take SIP: 5060 UDP/TCP, 5061 TLS, whatever port the edge itself listens on. */
 const CARRIER_SIP_PORT = 5060;
 const CARRIER_TLS_PORT = 5061;
-/** Files the runtime reload (SSM association) owns: changing them never touches the instances' user data. */
-const RELOADABLE = ['kamailio/db/address'];
+/** Where the config association unpacks the rendered tree before edge-apply.sh compares and installs it. */
+const STAGED_DIR = '/var/lib/voice-intake-edge/staged';
 
 export interface LivekitSipPeer {
   /** LiveKit SIP nodes' security group (app tier); without it the edge may reach the private subnets on these ports. */
@@ -149,8 +149,6 @@ export class EdgeStack extends VoiceIntakeStack {
       livekitSip: { destinations: [], nodePort: livekitSipPort },
       paths: { configDir: CONFIG_DIR, runDir: '/run/voice-intake-edge' },
     });
-    const bootFiles = Object.fromEntries(Object.entries(rendered).filter(([path]) => !RELOADABLE.includes(path)));
-    const reloadFiles = Object.fromEntries(Object.entries(rendered).filter(([path]) => RELOADABLE.includes(path)));
 
     const machineImage = edgeMachineImage(this, edge);
     const instanceType = new ec2.InstanceType(edge.instanceType);
@@ -176,7 +174,7 @@ export class EdgeStack extends VoiceIntakeStack {
         const eip = new ec2.CfnEIP(this, `${name}Eip`, { domain: 'vpc', tags: [{ key: tagKey, value: tagValue }] });
         const userData = ec2.UserData.forLinux();
         // The host is told its EIP: a replacement boots and gets ready while the old host still holds it.
-        userData.addCommands(...bootScript(bootFiles, logGroup.logGroupName, this.region, eip.attrPublicIp));
+        userData.addCommands(...bootScript(logGroup.logGroupName, this.region, eip.attrPublicIp));
         const instance = new ec2.Instance(this, name, {
           vpc: props.vpc,
           vpcSubnets: subnets,
@@ -262,12 +260,17 @@ export class EdgeStack extends VoiceIntakeStack {
       Annotations.of(this).addWarning('No LiveKit Auto Scaling group given: the edge has no LiveKit SIP node and answers every call with 503.');
     }
 
-    // Runtime reload: writes the allowlist, then asks Kamailio to re-read it (no restart).
-    new ssm.CfnAssociation(this, 'EdgeReloadAssociation', {
+    // Every rendered file reaches the hosts here, never through user data: edge-apply.sh installs what changed and
+    // reloads in place (allowlist) or drains and restarts (anything else). One host at a time, and a failure stops
+    // the rollout; the schedule re-applies what a host missed (a no-change run does nothing).
+    new ssm.CfnAssociation(this, 'EdgeConfigAssociation', {
       name: 'AWS-RunShellScript',
-      associationName: `${props.config.deploymentName}-edge-reload`,
+      associationName: `${props.config.deploymentName}-edge-config`,
       targets: [{ key: `tag:${tagKey}`, values: [tagValue] }],
-      parameters: { commands: reloadScript(reloadFiles) },
+      parameters: { commands: applyScript(rendered), executionTimeout: [String(edge.drainSeconds + 600)] },
+      maxConcurrency: '1',
+      maxErrors: '0',
+      scheduleExpression: 'rate(30 minutes)',
       applyOnlyAtCronInterval: false,
     });
 
@@ -275,16 +278,6 @@ export class EdgeStack extends VoiceIntakeStack {
 
     new CfnOutput(this, 'EdgeSecurityGroupId', { value: this.securityGroup.securityGroupId, description: `App tier: allow SIP ${livekitSipPort} and LiveKit SIP RTP from this group` });
   }
-}
-
-const b64 = (text: string) => Buffer.from(text).toString('base64');
-
-function writeFileCommands(files: RenderedEdge): string[] {
-  return Object.entries(files).flatMap(([path, file]) => [
-    `mkdir -p "$(dirname ${CONFIG_DIR}/${path})"`,
-    `echo '${b64(file.content)}' | base64 -d > ${CONFIG_DIR}/${path}`,
-    `chmod ${file.mode.toString(8)} ${CONFIG_DIR}/${path}`,
-  ]);
 }
 
 /** EC2 refuses user data over 16 KB (before base64); the rendered tree alone is larger than that uncompressed. */
@@ -330,8 +323,11 @@ function edgeMachineImage(stack: Stack, edge: VoiceIntakeStackProps['config']['e
   return ec2.MachineImage.fromSsmParameter(edge.amiSsmParameter);
 }
 
-/** First boot: packages, rendered files, host facts from IMDSv2, services. */
-function bootScript(files: RenderedEdge, logGroupName: string, region: string, publicIp: string): string[] {
+/**
+ * First boot: packages and host facts (host.env) only. The config association then installs the rendered tree and
+ * starts the services: the SSM agent goes last, so the association finds everything else in place.
+ */
+function bootScript(logGroupName: string, region: string, publicIp: string): string[] {
   return [
     'set -euo pipefail',
     'export DEBIAN_FRONTEND=noninteractive',
@@ -339,34 +335,22 @@ function bootScript(files: RenderedEdge, logGroupName: string, region: string, p
     "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d",
     'apt-get update -q',
     // redis-server + kamailio-redis-modules: the host-local store of topology hiding (topos).
-    'apt-get install -y -q --no-install-recommends kamailio kamailio-tls-modules kamailio-extra-modules kamailio-redis-modules rtpengine-daemon redis-server curl ca-certificates',
+    'apt-get install -y -q --no-install-recommends kamailio kamailio-tls-modules kamailio-extra-modules kamailio-redis-modules rtpengine-daemon rtpengine-utils redis-server curl ca-certificates',
     'rm -f /usr/sbin/policy-rc.d',
     'systemctl disable --now kamailio rtpengine-daemon ngcp-rtpengine-daemon redis-server 2>/dev/null || true',
-    `curl -fsSLo /tmp/ssm.deb https://s3.${region}.amazonaws.com/amazon-ssm-${region}/latest/debian_amd64/amazon-ssm-agent.deb && dpkg -i /tmp/ssm.deb`,
-    `curl -fsSLo /tmp/cwa.deb https://s3.${region}.amazonaws.com/amazoncloudwatch-agent-${region}/debian/amd64/latest/amazon-cloudwatch-agent.deb && dpkg -i /tmp/cwa.deb`,
-    packedFileCommand(files, CONFIG_DIR),
     'TOKEN=$(curl -fsS -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
-    'imds() { curl -fsS -H "X-aws-ec2-metadata-token: $TOKEN" "http://169.254.169.254/latest/meta-data/$1"; }',
-    'PRIVATE_IP=$(imds local-ipv4)',
+    'PRIVATE_IP=$(curl -fsS -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/local-ipv4)',
     // Its EIP moves here only once this host is ready (and its predecessor drained): not from IMDS, from the stack.
-    `PUBLIC_IP='${publicIp}'`,
-    `grep -rl '@EDGE_' ${CONFIG_DIR} | xargs sed -i -e "s/${HOST_PLACEHOLDERS.privateIp}/$PRIVATE_IP/g" -e "s/${HOST_PLACEHOLDERS.publicIp}/$PUBLIC_IP/g"`,
-    `mkdir -p ${CONFIG_DIR}/kamailio/db ${LOG_DIR}`,
-    `[ -f ${CONFIG_DIR}/kamailio/db/address ] || printf 'id(int,auto) grp(int) ip_addr(string) mask(int) port(int) tag(string,null) \\n' > ${CONFIG_DIR}/kamailio/db/address`,
-    `[ -f ${CONFIG_DIR}/kamailio/dispatcher.list ] || : > ${CONFIG_DIR}/kamailio/dispatcher.list`,
-    `cp ${CONFIG_DIR}/systemd/*.service /etc/systemd/system/`,
+    `mkdir -p ${CONFIG_DIR} ${LOG_DIR}`,
+    `printf 'PRIVATE_IP=%s\\nPUBLIC_IP=%s\\n' "$PRIVATE_IP" '${publicIp}' > ${CONFIG_DIR}/host.env`,
+    `curl -fsSLo /tmp/cwa.deb https://s3.${region}.amazonaws.com/amazoncloudwatch-agent-${region}/debian/amd64/latest/amazon-cloudwatch-agent.deb && dpkg -i /tmp/cwa.deb`,
     `cat > /opt/aws/amazon-cloudwatch-agent/etc/edge.json <<'EOF'\n${JSON.stringify({ logs: { logs_collected: { files: { collect_list: [{ file_path: '/var/log/syslog', log_group_name: logGroupName, log_stream_name: '{instance_id}/syslog' }, { file_path: `${LOG_DIR}/*.log`, log_group_name: logGroupName, log_stream_name: '{instance_id}/edge' }] } } } })}\nEOF`,
     '/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:/opt/aws/amazon-cloudwatch-agent/etc/edge.json',
-    'systemctl daemon-reload',
-    'systemctl enable --now voice-intake-topos-redis voice-intake-rtpengine voice-intake-kamailio',
+    `curl -fsSLo /tmp/ssm.deb https://s3.${region}.amazonaws.com/amazon-ssm-${region}/latest/debian_amd64/amazon-ssm-agent.deb && dpkg -i /tmp/ssm.deb`,
   ];
 }
 
-/** SSM association: the allowlist, applied in place. */
-function reloadScript(files: RenderedEdge): string[] {
-  return [
-    'set -eu',
-    ...writeFileCommands(files),
-    `if systemctl is-active --quiet voice-intake-kamailio; then ${CONFIG_DIR}/bin/edge-reload.sh; fi`,
-  ];
+/** The config association's command: unpack the rendered tree into a staging directory, let edge-apply.sh decide. */
+function applyScript(files: RenderedEdge): string[] {
+  return ['set -eu', `rm -rf ${STAGED_DIR}`, packedFileCommand(files, STAGED_DIR), `${STAGED_DIR}/bin/edge-apply.sh ${STAGED_DIR}`];
 }

@@ -1,14 +1,17 @@
 /**
- * Draining an edge host before it is replaced, on the real processes: Kamailio, RTPEngine (userspace), the topos
- * Redis, a sipp stand-in for LiveKit SIP and sipp carrier calls, with the rendered bin/edge-drain.sh. Its own
+ * Replacing and re-configuring an edge host without dropping a call, on the real processes: Kamailio, RTPEngine (userspace), the topos
+ * Redis, a sipp stand-in for LiveKit SIP and sipp carrier calls, with the rendered bin/edge-ready.sh, edge-drain.sh
+ * and edge-apply.sh (systemctl is a recording stand-in: the daemons here are not systemd units). Its own
  * loopback addresses and ports (carrier side 127.0.6.1, LiveKit side 127.0.7.1, stand-in 127.0.8.1, carriers
  * 127.0.9.x, RTPEngine control 2224/9901), so it never shares a socket with edge.integration.test.ts.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EdgeHarness, runSippCaller, StandIn } from '../harness/harness';
+import { renderEdge, writeRendered } from '../src/render';
 
 const execFileAsync = promisify(execFile);
 const DIR = resolve(__dirname, '..', '.local', 'test-drain');
@@ -36,24 +39,38 @@ const INPUT = {
 const edge = new EdgeHarness({ dir: DIR, input: INPUT, probeFrom: '127.0.9.1' });
 const standIn = new StandIn({ ip: '127.0.8.1', port: 5060, mediaPort: 40600, runDir: join(DIR, 'run') });
 const callsDir = join(DIR, 'run', 'calls');
-const drainScript = join(DIR, 'bin', 'edge-drain.sh');
+/** systemctl for the scripts: records each call (with the time) instead of managing units. */
+const shimDir = join(DIR, 'run', 'shim');
+const systemctlLog = join(shimDir, 'systemctl.log');
 
-interface Drain {
+interface Script {
   readonly child: ChildProcess;
   output: string;
   readonly exited: Promise<{ code: number | null; at: number }>;
 }
 
-function startDrain(...args: string[]): Drain {
-  const child = spawn(drainScript, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const drain: Drain = {
+const running: Script[] = [];
+
+/** Starts one of the rendered scripts (bin/…) with the systemctl stand-in first on PATH. */
+function startScript(script: string, ...args: string[]): Script {
+  const child = spawn(join(DIR, 'bin', script), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: `${shimDir}:${process.env.PATH}` } });
+  const started: Script = {
     child,
     output: '',
     exited: new Promise((done) => child.on('exit', (code) => done({ code, at: Date.now() }))),
   };
-  child.stdout?.on('data', (chunk) => (drain.output += chunk.toString()));
-  child.stderr?.on('data', (chunk) => (drain.output += chunk.toString()));
-  return drain;
+  child.stdout?.on('data', (chunk) => (started.output += chunk.toString()));
+  child.stderr?.on('data', (chunk) => (started.output += chunk.toString()));
+  running.push(started);
+  return started;
+}
+
+const startDrain = (...args: string[]) => startScript('edge-drain.sh', ...args);
+
+async function runScript(script: string, ...args: string[]): Promise<{ code: number | null; output: string }> {
+  const started = startScript(script, ...args);
+  const { code } = await started.exited;
+  return { code, output: started.output };
 }
 
 async function until(what: string, timeoutMs: number, check: () => boolean | Promise<boolean>): Promise<void> {
@@ -64,6 +81,9 @@ async function until(what: string, timeoutMs: number, check: () => boolean | Pro
   }
 }
 
+/** No media session left from an earlier call (RTPEngine keeps one a few seconds after its BYE: delete-delay). */
+const noCallsLeft = () => until('no media session left from earlier calls', 20_000, async () => (await mediaSessions()) === 0);
+
 /** RTPEngine's own media sessions: the calls the host carries (what the drain script counts too). */
 async function mediaSessions(): Promise<number> {
   const { ip, cliPort } = edge.layout.rtpengineControl;
@@ -71,17 +91,20 @@ async function mediaSessions(): Promise<number> {
   return Number(/^Current sessions own: *(\d+)/m.exec(stdout)?.[1] ?? -1);
 }
 
-const running: Drain[] = [];
 
 async function resume(): Promise<void> {
-  const drain = startDrain('--resume');
-  running.push(drain);
-  expect((await drain.exited).code, drain.output).toBe(0);
-  expect(drain.output).toContain('taking new calls again');
+  const { code, output } = await runScript('edge-drain.sh', '--resume');
+  expect(code, output).toBe(0);
+  expect(output).toContain('taking new calls again');
 }
 
 beforeAll(async () => {
-  await edge.start();
+  await edge.start(); // clears run/ first
+  mkdirSync(shimDir, { recursive: true });
+  writeFileSync(join(shimDir, 'systemctl'), `#!/bin/sh\necho "$(date +%s%3N) $*" >> '${systemctlLog}'\n`);
+  chmodSync(join(shimDir, 'systemctl'), 0o755);
+  // What the boot script writes: the host facts the tree's placeholders stand for.
+  writeFileSync(join(DIR, 'host.env'), 'PRIVATE_IP=127.0.6.1\nPUBLIC_IP=127.0.6.1\n');
   await standIn.start();
   await until('the stand-in is an active dispatcher node', 30_000, async () => /FLAGS: AP/.test(await edge.kamcmd('dispatcher.list')));
 });
@@ -91,16 +114,6 @@ afterAll(async () => {
   await standIn.stop().catch(() => undefined);
   await edge.stop();
 });
-
-function runScript(script: string, ...args: string[]): Promise<{ code: number | null; output: string }> {
-  return new Promise((done) => {
-    const child = spawn(join(DIR, 'bin', script), args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout?.on('data', (chunk) => (output += chunk.toString()));
-    child.stderr?.on('data', (chunk) => (output += chunk.toString()));
-    child.on('exit', (code) => done({ code, output }));
-  });
-}
 
 describe('edge-ready.sh on the real edge: what a replacement host must pass before it gets the EIP', () => {
   it('passes when every daemon answers and a LiveKit node is active, and names what is missing otherwise', async () => {
@@ -126,11 +139,11 @@ describe('edge-ready.sh on the real edge: what a replacement host must pass befo
 describe('edge-drain.sh on the real edge (kamailio, rtpengine, sipp)', () => {
   it('refuses new INVITEs with 503, lets the call in progress run to its BYE, and reports done at zero calls', async () => {
     const pid = edge.kamailioPid;
+    await noCallsLeft();
     const inProgress = runSippCaller({ scenario: 'uac-call.xml', from: '127.0.9.1', to: edge.layout.carrierSip, durationMs: 6000 }, callsDir);
     await until('the call is up (RTPEngine holds its media)', 20_000, async () => (await mediaSessions()) === 1);
 
     const drain = startDrain();
-    running.push(drain);
     await until('the drain refuses new calls', 10_000, () => drain.output.includes('refusing new calls'));
 
     const refused = await runSippCaller({ scenario: 'uac-expect-503.xml', from: '127.0.9.2', to: edge.layout.carrierSip, timeoutSeconds: 10 }, callsDir);
@@ -158,13 +171,13 @@ describe('edge-drain.sh on the real edge (kamailio, rtpengine, sipp)', () => {
 
   it('hands over anyway when the drain time is up, saying how many calls were left, and can resume', async () => {
     await resume();
+    await noCallsLeft();
     const inProgress = runSippCaller(
       { scenario: 'uac-call.xml', from: '127.0.9.3', to: edge.layout.carrierSip, durationMs: 8000, localPort: 5071, mediaPort: 36100 },
       callsDir,
     );
     await until('the call is up', 20_000, async () => (await mediaSessions()) === 1);
     const drain = startDrain('2');
-    running.push(drain);
     const { code } = await drain.exited;
     expect(code, drain.output).toBe(0);
     expect(drain.output).toMatch(/drain time up after [2-9]s with 1 call\(s\) in progress/);
@@ -178,10 +191,82 @@ describe('edge-drain.sh on the real edge (kamailio, rtpengine, sipp)', () => {
 
   it('refuses a drain time that is not a whole number, before touching Kamailio', async () => {
     const drain = startDrain('5; reboot');
-    running.push(drain);
     expect((await drain.exited).code).toBe(2);
     expect(drain.output).toContain("seconds must be a whole number, not '5; reboot'");
     const accepted = await runSippCaller({ scenario: 'uac-call.xml', from: '127.0.9.5', to: edge.layout.carrierSip, localPort: 5073, mediaPort: 36300 }, callsDir);
     expect(accepted.exitCode, accepted.output).toBe(0);
+  });
+});
+
+describe('edge-apply.sh on the real edge: a config change reaches a running host', () => {
+  const stagedDir = join(DIR, 'run', 'staged');
+  /** Renders the edge with `edgeChanges` into a fresh staged tree, as the SSM association does. */
+  function stage(edgeChanges: Record<string, unknown>): string {
+    rmSync(stagedDir, { recursive: true, force: true });
+    writeRendered(stagedDir, renderEdge({ ...edge.input, edge: { ...edge.input.edge, ...edgeChanges } }));
+    return stagedDir;
+  }
+  const systemctlCalls = () => readFileSync(systemctlLog, 'utf8').trim().split('\n').filter(Boolean);
+
+  beforeAll(async () => {
+    await resume();
+    writeFileSync(systemctlLog, '');
+  });
+
+  it('does nothing when nothing changed, and never touches the LiveKit node list', async () => {
+    const nodes = readFileSync(join(DIR, 'kamailio', 'dispatcher.list'), 'utf8');
+    expect(nodes).toContain('127.0.8.1');
+    expect(await runScript('edge-apply.sh', stage({}))).toEqual({ code: 0, output: 'edge-apply: no change\n' });
+    expect(systemctlCalls()).toEqual([]);
+    expect(readFileSync(join(DIR, 'kamailio', 'dispatcher.list'), 'utf8')).toBe(nodes);
+  });
+
+  it('applies an allowlist change in place: same Kamailio, the new carrier gets through, no restart', async () => {
+    const pid = edge.kamailioPid;
+    const before = await runSippCaller({ scenario: 'uac-call.xml', from: '127.0.10.1', to: edge.layout.carrierSip, timeoutSeconds: 4, localPort: 5074 }, callsDir);
+    expect(before.successful).toBe(0);
+    const { code, output } = await runScript('edge-apply.sh', stage({ allowlist: ['127.0.9.0/24', '127.0.10.0/24'] }));
+    expect(code, output).toBe(0);
+    expect(output).toContain('edge-apply: applied in place: kamailio/db/address');
+    const after = await runSippCaller({ scenario: 'uac-call.xml', from: '127.0.10.1', to: edge.layout.carrierSip, localPort: 5075 }, callsDir);
+    expect(after.exitCode, after.output).toBe(0);
+    expect(edge.kamailioPid).toBe(pid);
+    expect(systemctlCalls()).toEqual([]);
+  });
+
+  it('drains before a restart: new INVITEs refused, the call in progress ends with its BYE, then the restart', async () => {
+    await noCallsLeft();
+    const inProgress = runSippCaller({ scenario: 'uac-call.xml', from: '127.0.9.6', to: edge.layout.carrierSip, durationMs: 6000, localPort: 5076, mediaPort: 36400 }, callsDir);
+    await until('the call is up', 20_000, async () => (await mediaSessions()) === 1);
+    const apply = startScript('edge-apply.sh', stage({ allowlist: ['127.0.9.0/24', '127.0.10.0/24'], pike: { reqsDensityPerUnit: 300, samplingTimeUnitSeconds: 2, banSeconds: 60 } }));
+    await until('the apply drains the host', 10_000, () => apply.output.includes('refusing new calls'));
+    const refused = await runSippCaller({ scenario: 'uac-expect-503.xml', from: '127.0.9.7', to: edge.layout.carrierSip, timeoutSeconds: 10, localPort: 5077 }, callsDir);
+    expect(refused.exitCode, refused.output).toBe(0);
+    expect(systemctlCalls(), 'no restart while the call goes on').toEqual([]);
+
+    const call = await inProgress;
+    const callEnded = Date.now();
+    expect(call.exitCode, call.output).toBe(0);
+    const { code } = await apply.exited;
+    expect(code, apply.output).toBe(0);
+    expect(apply.output).toMatch(/edge-drain: done: 0 calls in progress/);
+    expect(apply.output).toContain('edge-apply: restarted after drain for kamailio/edge-host.cfg');
+
+    const calls = systemctlCalls();
+    expect(calls.map((line) => line.replace(/^\d+ /, ''))).toEqual(['restart voice-intake-topos-redis voice-intake-rtpengine voice-intake-kamailio']);
+    expect(Number(calls[0].split(' ')[0])).toBeGreaterThanOrEqual(callEnded - 1000);
+    expect(readFileSync(join(DIR, 'kamailio', 'edge-host.cfg'), 'utf8')).toMatch(/#!define EDGE_PIKE_DENSITY 300/);
+    expect(readFileSync(join(DIR, 'kamailio', 'dispatcher.list'), 'utf8')).toContain('127.0.8.1');
+  });
+
+  it('refuses to apply before boot has written the host facts', async () => {
+    rmSync(join(DIR, 'host.env'));
+    try {
+      const { code, output } = await runScript('edge-apply.sh', stage({}));
+      expect(code).toBe(1);
+      expect(output).toContain('host.env missing: boot has not finished');
+    } finally {
+      writeFileSync(join(DIR, 'host.env'), 'PRIVATE_IP=127.0.6.1\nPUBLIC_IP=127.0.6.1\n');
+    }
   });
 });
