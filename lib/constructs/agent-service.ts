@@ -1,8 +1,6 @@
-import { join } from 'node:path';
 import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -11,11 +9,11 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { ACTIVE_CALLS_INTERVAL_SECONDS, AGENT_METRICS, S3_PREFIXES, metricsNamespace } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
 import { bedrockInvokeGrant } from '../bedrock';
+import { workspaceImage } from '../image-context';
 import { acknowledgeRules, acknowledgeTaskRolePolicies } from '../compliance';
 import type { VoiceIntakeConfig } from '../config';
 import { type RecordBucketPurpose, recordBucketName, recordObjectsArn, recordObjectsNagResource } from '../naming';
 
-const ROOT = join(__dirname, '..', '..');
 
 export interface AgentServiceProps {
   readonly vpc: ec2.IVpc;
@@ -85,7 +83,7 @@ export class AgentService extends Construct {
       }),
     );
     task.addContainer('agent', {
-      image: ecs.ContainerImage.fromAsset(ROOT, { file: 'agent/Dockerfile', platform: ecrAssets.Platform.LINUX_ARM64 }),
+      image: workspaceImage('agent'),
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'agent', logGroup }),
       user: 'node',
       environment: {
