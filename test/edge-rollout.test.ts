@@ -126,3 +126,17 @@ describe('edge image pinned', () => {
     rmSync(app.outdir, { recursive: true, force: true });
   });
 });
+
+describe('outputs a deployer needs', () => {
+  it('names the dashboard, the alarm topic with how to subscribe, and every origination URI with priority and weight', () => {
+    const { templates, stacks } = synthVoiceIntake({ edge: { sipPort: 5070 } });
+    const observability = templates.observability.toJSON().Outputs;
+    expect(JSON.stringify(observability.DashboardUrl.Value)).toMatch(/\.console\.aws\.amazon\.com\/cloudwatch\/home\?region=.*#dashboards:name=.*Dashboard/);
+    expect(observability.AlarmTopicArn.Value).toEqual({ Ref: expect.stringMatching(/^AlarmTopic/) });
+    expect(observability.AlarmTopicArn.Description).toMatch(/aws sns subscribe --topic-arn .* --protocol email/);
+    const resolved = JSON.stringify(stacks.edge.resolve(templates.edge.toJSON().Outputs.OriginationUris.Value));
+    for (const host of ['Edge1a', 'Edge1b', 'Edge2a', 'Edge2b']) expect(resolved).toContain(`${host}Eip`);
+    expect(resolved.match(/:5070;transport=udp/g)).toHaveLength(4);
+    expect(resolved.match(/\\"priority\\":10,\\"weight\\":10/g)).toHaveLength(4);
+  });
+});

@@ -163,6 +163,7 @@ export class EdgeStack extends VoiceIntakeStack {
       logKey,
     });
 
+    const originationUris: { uri: string; priority: number; weight: number }[] = [];
     // One public subnet per AZ: the pair in each AZ shares it.
     props.vpc.publicSubnets.forEach((subnet, azIndex) => {
       const subnets = { subnets: [subnet] };
@@ -218,6 +219,7 @@ export class EdgeStack extends VoiceIntakeStack {
         );
         acknowledgeRules(instance, ['HIPAA.Security-EC2InstanceNoPublicIp', 'NIST.800.53.R5-EC2InstanceNoPublicIp'], 'The SIP edge is the internet-facing tier: carriers reach it on its EIP, restricted to the allowlist prefix lists.');
 
+        originationUris.push({ uri: `sip:${eip.attrPublicIp}:${edge.sipPort};transport=udp`, priority: 10, weight: 10 });
         new CfnOutput(this, `${name}OriginationUri`, {
           value: `sip:${eip.attrPublicIp}:${edge.sipPort};transport=udp`,
           description: `Twilio origination URI for edge host ${name} (AZ ${azIndex + 1}): priority 10, weight 10 — equal priority and weight across hosts spreads calls; Twilio fails over to the others`,
@@ -276,6 +278,10 @@ export class EdgeStack extends VoiceIntakeStack {
 
     acknowledgeRules(this.securityGroup, ['HIPAA.Security-EC2RestrictedCommonPorts', 'NIST.800.53.R5-EC2RestrictedCommonPorts', 'HIPAA.Security-EC2RestrictedSSH', 'NIST.800.53.R5-EC2RestrictedSSH'], 'Ingress only from the carrier prefix lists on SIP and RTP ports; no SSH rule exists.');
 
+    new CfnOutput(this, 'OriginationUris', {
+      value: this.toJsonString(originationUris),
+      description: 'Every origination URI for the Twilio trunk, with priority and weight (equal: calls spread, Twilio fails over between them)',
+    });
     new CfnOutput(this, 'EdgeSecurityGroupId', { value: this.securityGroup.securityGroupId, description: `App tier: allow SIP ${livekitSipPort} and LiveKit SIP RTP from this group` });
   }
 }

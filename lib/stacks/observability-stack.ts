@@ -1,4 +1,4 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -199,5 +199,16 @@ export class ObservabilityStack extends VoiceIntakeStack {
       }),
       new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms, width: 8 }),
     );
+
+    // What a deployer needs after `cdk deploy`: where to look, and how to be told.
+    new CfnOutput(this, 'DashboardUrl', {
+      value: `https://${this.region}.console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards:name=${this.dashboard.dashboardName}`,
+      description: 'Calls, latency, errors and edge refusals',
+    });
+    new CfnOutput(this, 'AlarmTopicArn', {
+      value: this.topic.topicArn,
+      description:
+        'Every alarm pages here. Subscribe: aws sns subscribe --topic-arn <this ARN> --protocol email --notification-endpoint you@example.org (then confirm the e-mail), or set observability.alarmEmail',
+    });
   }
 }
