@@ -62,6 +62,11 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
       rtpPortRange: config.livekit.sipRtpPortRange,
       autoScalingGroupName: appTier.livekit.autoScalingGroup.autoScalingGroupName,
       sipPort: config.livekit.sipPort,
+      ecsService: {
+        clusterArn: appTier.cluster.clusterArn,
+        clusterName: appTier.cluster.clusterName,
+        serviceName: appTier.livekit.service.serviceName,
+      },
     },
   });
   edge.addStackDependency(appTier);

@@ -74,6 +74,11 @@ export const livekitSchema = z
     rtcUdpPortRange: portRange.default({ min: 50000, max: 60000 }),
     sipPort: z.number().int().min(1).max(65535).default(5060),
     sipRtpPortRange: portRange.default({ min: 10000, max: 20000 }),
+    /**
+     * How long a LiveKit host being upgraded may take to finish its calls (LiveKit drains on SIGTERM; ECS waits this
+     * long before it kills the task). Meanwhile the edge sends the host no new call.
+     */
+    drainSeconds: z.number().int().min(30).max(3_600).default(900),
     /** Calls one LiveKit SIP node takes before it refuses more (then the edge fails over). */
     maxActiveCalls: z.number().int().min(1).max(2_000).default(100),
     maxCpuUtilization: z.number().min(0.1).max(1).default(0.9),

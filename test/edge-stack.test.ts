@@ -219,7 +219,7 @@ describe('edge stack', () => {
 
     const rules = Object.values(edge.findResources('AWS::Events::Rule')).map((rule) => rule.Properties);
     expect(rules.map((rule) => rule.ScheduleExpression).filter(Boolean)).toEqual(['rate(1 minute)']);
-    expect(rules.find((rule) => rule.EventPattern)?.EventPattern).toMatchObject({ source: ['aws.autoscaling'], 'detail-type': ['EC2 Instance Launch Successful', 'EC2 Instance Terminate Successful'] });
+    expect(rules.find((rule) => rule.EventPattern?.source?.[0] === 'aws.autoscaling')?.EventPattern).toMatchObject({ source: ['aws.autoscaling'], 'detail-type': ['EC2 Instance Launch Successful', 'EC2 Instance Terminate Successful'] });
 
     const policies = Object.values(edge.findResources('AWS::IAM::Policy')).flatMap((policy) => policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown; Condition?: unknown }[]);
     const syncPolicies = Object.values(edge.findResources('AWS::IAM::Policy')).filter((policy) => JSON.stringify(policy.Properties.Roles).includes('LiveKitNodeSync'));

@@ -23,6 +23,14 @@ export interface EdgeNodeSyncProps {
   readonly nodeScript: string;
   readonly logKey: kms.IKey;
   readonly deploymentName: string;
+  /** The LiveKit ECS service: a host whose LiveKit task is being stopped (an upgrade) leaves the edge's list. */
+  readonly livekitEcsService?: LiveKitEcsService;
+}
+
+export interface LiveKitEcsService {
+  readonly clusterArn: string;
+  readonly clusterName: string;
+  readonly serviceName: string;
 }
 
 /**
@@ -67,6 +75,9 @@ export class EdgeNodeSync extends Construct {
         SIP_PORT: String(props.sipPort),
         REAPPLY_AFTER_MINUTES: '10',
         POWERTOOLS_LOG_LEVEL: 'INFO',
+        ...(props.livekitEcsService
+          ? { LIVEKIT_ECS_CLUSTER: props.livekitEcsService.clusterName, LIVEKIT_ECS_SERVICE: props.livekitEcsService.serviceName }
+          : {}),
       },
       logGroup: new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.logKey, removalPolicy: RemovalPolicy.RETAIN }),
     });
@@ -91,7 +102,30 @@ export class EdgeNodeSync extends Construct {
     state.grantRead(this.function);
     state.grantWrite(this.function);
 
+    if (props.livekitEcsService) {
+      // List/Describe on this cluster only (the ecs:cluster condition).
+      this.function.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['ecs:ListTasks', 'ecs:DescribeTasks', 'ecs:DescribeContainerInstances'],
+          resources: ['*'],
+          conditions: { ArnEquals: { 'ecs:cluster': props.livekitEcsService.clusterArn } },
+        }),
+      );
+    }
+
     const target = new targets.LambdaFunction(this.function, { retryAttempts: 0 });
+    if (props.livekitEcsService) {
+      // A LiveKit task starting or being stopped (an upgrade, a drain): update the edge at once, not within a minute.
+      new events.Rule(this, 'LiveKitTasksChanged', {
+        description: 'Edge node sync: a LiveKit task changed state',
+        eventPattern: {
+          source: ['aws.ecs'],
+          detailType: ['ECS Task State Change'],
+          detail: { clusterArn: [props.livekitEcsService.clusterArn], group: [`service:${props.livekitEcsService.serviceName}`] },
+        },
+        targets: [target],
+      });
+    }
     new events.Rule(this, 'EveryMinute', { description: 'Edge node sync: reconcile every minute', schedule: events.Schedule.rate(Duration.minutes(1)), targets: [target] });
     new events.Rule(this, 'LiveKitHostsChanged', {
       description: 'Edge node sync: a LiveKit host was launched or terminated',
@@ -135,7 +169,7 @@ export class EdgeNodeSync extends Construct {
     acknowledgeRules(
       policy,
       ['AwsSolutions-IAM5[Resource::*]', wildcardResourceFinding(this, Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' }))],
-      'DescribeAutoScalingGroups and DescribeInstances take no resource ARNs; SendCommand on instances is limited by condition to those tagged as this deployment\'s edge hosts.',
+      'DescribeAutoScalingGroups and DescribeInstances take no resource ARNs; the ECS reads are limited to the LiveKit cluster (ecs:cluster); SendCommand on instances is limited by condition to those tagged as this deployment\'s edge hosts.',
     );
     acknowledgeRules(
       fn,

@@ -87,6 +87,9 @@ export class LiveKitCluster extends Construct {
       managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
       description: 'LiveKit hosts: ECS agent and SSM (no SSH)',
     });
+    // The ECS agent waits this long for a stopping task (SIGTERM: LiveKit finishes its rooms and calls) before SIGKILL.
+    const hostUserData = ec2.UserData.forLinux();
+    hostUserData.addCommands(`echo 'ECS_CONTAINER_STOP_TIMEOUT=${livekit.drainSeconds}s' >> /etc/ecs/ecs.config`);
     this.autoScalingGroup = new autoscaling.AutoScalingGroup(this, 'Hosts', {
       vpc: props.vpc,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
@@ -97,7 +100,7 @@ export class LiveKitCluster extends Construct {
         role,
         requireImdsv2: true,
         httpPutResponseHopLimit: 1,
-        userData: ec2.UserData.forLinux(),
+        userData: hostUserData,
         blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(30, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
         detailedMonitoring: true,
       }),
@@ -187,12 +190,15 @@ export class LiveKitCluster extends Construct {
       startPeriod: Duration.seconds(30),
     });
 
-    // One LiveKit Server + SIP pair per host: the daemon strategy follows the Auto Scaling group.
+    // One LiveKit Server + SIP pair per host: the daemon strategy follows the Auto Scaling group. A new image or config
+    // stops the task of one host at a time at the minimum size (of at most 1/minHosts of the hosts when scaled out):
+    // the edge stops sending that host calls (the node sync sees the task stopping), LiveKit drains on SIGTERM, then
+    // the new task starts there. With a single host there is nothing to roll onto: it restarts in place.
     this.service = new ecs.Ec2Service(this, 'Service', {
       cluster: props.cluster,
       taskDefinition: task,
       daemon: true,
-      minHealthyPercent: 0,
+      minHealthyPercent: daemonMinHealthyPercent(livekit.minHosts),
       maxHealthyPercent: 100,
     });
 
@@ -284,4 +290,9 @@ export class LiveKitCluster extends Construct {
       { id: 'CKV_AWS_111', comment: 'ECS container agent permissions on an ECS host; the agent APIs (Submit*, Poll) take no resource scoping.' },
     ]);
   }
+}
+
+/** The daemon's minimum healthy percent that lets exactly one of `minHosts` hosts restart at a time. */
+export function daemonMinHealthyPercent(minHosts: number): number {
+  return minHosts < 2 ? 0 : Math.floor((100 * (minHosts - 1)) / minHosts);
 }

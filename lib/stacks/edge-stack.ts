@@ -11,7 +11,7 @@ import { EDGE_LOG_EVENTS, HOST_PLACEHOLDERS, type RenderedEdge, renderEdge } fro
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
 import { EdgeHostHandover } from '../constructs/edge-host-handover';
-import { EdgeNodeSync } from '../constructs/edge-node-sync';
+import { EdgeNodeSync, type LiveKitEcsService } from '../constructs/edge-node-sync';
 import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 import { LogLineMetrics } from '../constructs/log-metrics';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
@@ -33,6 +33,8 @@ export interface LivekitSipPeer {
   readonly autoScalingGroupName?: string;
   /** LiveKit SIP's signalling port on those hosts. Default 5060. */
   readonly sipPort?: number;
+  /** The LiveKit ECS service: hosts whose task is being stopped get no new call from the edge. */
+  readonly ecsService?: LiveKitEcsService;
 }
 
 export interface EdgeStackProps extends VoiceIntakeStackProps {
@@ -257,6 +259,7 @@ export class EdgeStack extends VoiceIntakeStack {
         nodeScript: `${CONFIG_DIR}/bin/edge-livekit-nodes.sh`,
         logKey,
         deploymentName: props.config.deploymentName,
+        livekitEcsService: props.livekitSip.ecsService,
       });
     } else {
       Annotations.of(this).addWarning('No LiveKit Auto Scaling group given: the edge has no LiveKit SIP node and answers every call with 503.');
