@@ -1,3 +1,5 @@
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { daemonMinHealthyPercent } from '../lib/constructs/livekit-cluster';
@@ -45,5 +47,31 @@ describe('LiveKit upgrades: one host at a time, drained', () => {
     const ecsStatement = statements.find((statement) => [statement.Action].flat().includes('ecs:ListTasks'))!;
     expect([ecsStatement.Action].flat().sort()).toEqual(['ecs:DescribeContainerInstances', 'ecs:DescribeTasks', 'ecs:ListTasks']);
     expect(JSON.stringify(ecsStatement.Condition)).toMatch(/"ArnEquals":\{"ecs:cluster":/);
+  });
+});
+
+describe('LiveKit images from ECR, not Docker Hub', () => {
+  it('copies each pinned image into the account ECR at deploy, for the hosts\' architecture', () => {
+    const synthesized = synthVoiceIntake({ livekit: { serverImage: 'livekit/livekit-server:v1.13.7', sipImage: 'livekit/sip:v1.17.0' } }, { keepAssembly: true });
+    try {
+      const task = resourcesOf(synthesized.templates.app, 'AWS::ECS::TaskDefinition').find(([, definition]) => definition.Properties.NetworkMode === 'host')![1];
+      const images = (task.Properties.ContainerDefinitions as { Name: string; Image: unknown }[]).map((container) => JSON.stringify(container.Image));
+      for (const image of images) {
+        expect(image).toMatch(/dkr\.ecr\..*container-assets/);
+        expect(image).not.toMatch(/livekit\/|docker\.io|public\.ecr\.aws/);
+      }
+      const manifest = JSON.parse(readFileSync(join(synthesized.app.outdir, 'voice-intake-app.assets.json'), 'utf8')) as {
+        dockerImages: Record<string, { source: { directory: string; dockerBuildArgs?: Record<string, string>; platform?: string } }>;
+      };
+      const copies = Object.values(manifest.dockerImages).filter((image) => image.source.dockerBuildArgs?.SOURCE_IMAGE);
+      expect(copies.map((image) => image.source.dockerBuildArgs!.SOURCE_IMAGE).sort()).toEqual([
+        'livekit/livekit-server:v1.13.7',
+        'livekit/sip:v1.17.0',
+        'public.ecr.aws/amazonlinux/amazonlinux:2023-minimal',
+      ]);
+      for (const copy of copies) expect(copy.source.platform).toBe('linux/amd64'); // c7i hosts
+    } finally {
+      rmSync(synthesized.app.outdir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,7 +1,9 @@
+import { join } from 'node:path';
 import { Annotations, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -19,6 +21,8 @@ import { LogLineMetrics } from './log-metrics';
 
 /** Renders the two configs onto the shared volume: private IP from IMDSv2, secrets from the task's environment. */
 const CONFIG_INIT_IMAGE = 'public.ecr.aws/amazonlinux/amazonlinux:2023-minimal';
+/** The Dockerfile that copies a pinned public image into the account's ECR at deploy time. */
+const MIRROR_DIR = join(__dirname, '..', 'livekit', 'mirror');
 
 export interface LiveKitClusterProps {
   readonly vpc: ec2.IVpc;
@@ -149,8 +153,11 @@ export class LiveKitCluster extends Construct {
     const input = { livekit, redisAddress: props.redisAddress };
     const render = (template: string, file: string) =>
       `printf '%s' "$${template}" | sed -e "s|${LIVEKIT_PLACEHOLDERS.nodeIp}|$NODE_IP|g" -e "s|${LIVEKIT_PLACEHOLDERS.apiKey}|$LIVEKIT_API_KEY|g" -e "s|${LIVEKIT_PLACEHOLDERS.apiSecret}|$LIVEKIT_API_SECRET|g" -e "s|${LIVEKIT_PLACEHOLDERS.redisPassword}|$REDIS_PASSWORD|g" > /config/${file}`;
+    // Every image the hosts run is a copy in this account's ECR, for the hosts' architecture.
+    const platform = new ec2.InstanceType(livekit.instanceType).architecture === ec2.InstanceArchitecture.ARM_64 ? ecrAssets.Platform.LINUX_ARM64 : ecrAssets.Platform.LINUX_AMD64;
+    const mirrored = (source: string) => ecs.ContainerImage.fromAsset(MIRROR_DIR, { buildArgs: { SOURCE_IMAGE: source }, platform });
     const init = task.addContainer('config', {
-      image: ecs.ContainerImage.fromRegistry(CONFIG_INIT_IMAGE),
+      image: mirrored(CONFIG_INIT_IMAGE),
       essential: false,
       memoryReservationMiB: 32,
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'livekit-config', logGroup }),
@@ -173,7 +180,7 @@ export class LiveKitCluster extends Construct {
     // Both LiveKit processes read their rendered config, read-only, once the config step has written it.
     const addLiveKitContainer = (name: string, image: string, configFile: string, healthCheck?: ecs.HealthCheck) => {
       const container = task.addContainer(name, {
-        image: ecs.ContainerImage.fromRegistry(image),
+        image: mirrored(image),
         user: '1000',
         memoryReservationMiB: 1024,
         command: ['--config', `/config/${configFile}`],
