@@ -54,7 +54,8 @@ describe('knowledge loader: a one-off task inside the VPC', () => {
   it('outputs the command that starts it in the private subnets, without a public IP', () => {
     const command = JSON.stringify(app.toJSON().Outputs.LoadKnowledgeCommand.Value);
     expect(command).toMatch(/aws ecs run-task --launch-type FARGATE --cluster /);
-    expect(command).toMatch(/privateSubnet1Subnet/);
+    expect(command).toContain("$(aws cloudformation describe-stacks --stack-name voice-intake-network --query 'Stacks[0].Outputs[?OutputKey==`PrivateSubnetIds`].OutputValue' --output text)");
+    expect(JSON.stringify(synthesized.templates.network.toJSON().Outputs.PrivateSubnetIds.Value)).toMatch(/privateSubnet1Subnet.*privateSubnet2Subnet/);
     expect(command).toMatch(/assignPublicIp=DISABLED/);
   });
 

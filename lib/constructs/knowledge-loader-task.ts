@@ -62,14 +62,16 @@ export class KnowledgeLoaderTask extends Construct {
     this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'Knowledge collection endpoint, ECR, logs (HTTPS)');
     allowClientIngress(props.knowledge.endpointSecurityGroup, this.securityGroup, 443, 'knowledge loader writes the index');
 
-    const subnets = props.vpc.selectSubnets({ subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }).subnetIds;
+    // The subnets come from the network stack's output at run time: an output may not re-export an import.
+    const networkStack = Stack.of(props.vpc).stackName;
+    const subnets = `$(aws cloudformation describe-stacks --stack-name ${networkStack} --query 'Stacks[0].Outputs[?OutputKey==\`PrivateSubnetIds\`].OutputValue' --output text)`;
     new CfnOutput(Stack.of(this), 'LoadKnowledgeCommand', {
       description: 'Loads mcp-server/knowledge/*.md (as built into the MCP server image) into the knowledge collection, from inside the VPC',
       value: [
         'aws ecs run-task --launch-type FARGATE',
         `--cluster ${props.cluster.clusterName}`,
         `--task-definition ${this.taskDefinition.family}`,
-        `--network-configuration 'awsvpcConfiguration={subnets=[${subnets.join(',')}],securityGroups=[${this.securityGroup.securityGroupId}],assignPublicIp=DISABLED}'`,
+        `--network-configuration "awsvpcConfiguration={subnets=[${subnets}],securityGroups=[${this.securityGroup.securityGroupId}],assignPublicIp=DISABLED}"`,
       ].join(' '),
     });
 
