@@ -26,7 +26,9 @@ async function main(): Promise<number> {
   }
   for (const line of formatFindings(findings)) console.log(line);
   const problems = findings.filter((finding) => finding.level === 'problem').length;
-  console.log(`preflight (${withAccount ? `config and account, ${region}` : 'config only: no credentials or region'}): ${problems} problem(s), ${findings.length - problems} warning(s)`);
+  console.log(
+    `preflight (${withAccount ? `config and account, ${region}` : 'config only: no credentials or region'}): ${problems} problem(s), ${findings.length - problems} warning(s)`,
+  );
   return problems > 0 ? 1 : 0;
 }
 

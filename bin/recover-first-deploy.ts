@@ -23,7 +23,8 @@ async function main(): Promise<number> {
   const clients = { cloudFormation: new CloudFormationClient({ region }), s3: new S3Client({ region }) };
   const plan = await planRecovery(clients, config.deploymentName, account, region);
   console.log(`${plan.dataStack}: ${plan.stackStatus ?? 'no stack'}`);
-  for (const leftover of plan.leftovers) console.log(`leftover bucket ${leftover.bucket}${leftover.empty ? ' (empty)' : ' (holds objects)'}`);
+  for (const leftover of plan.leftovers)
+    console.log(`leftover bucket ${leftover.bucket}${leftover.empty ? ' (empty)' : ' (holds objects)'}`);
   if (plan.refusal) {
     console.error(`recover-first-deploy: ${plan.refusal}`);
     return 1;

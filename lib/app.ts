@@ -90,7 +90,11 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     redisReplicationGroupId: data.redisReplicationGroup.ref,
     redisNodeCount: data.redisNodeCount,
     // Edge alarms live in the edge stack: a replaced edge host changes no export another stack imports.
-    existingAlarms: [enrichment.deadLetterAlarm, ...(edge.nodeSync ? [edge.nodeSync.failureAlarm] : []), ...edge.unhealthyAzAlarms],
+    existingAlarms: [
+      enrichment.deadLetterAlarm,
+      ...(edge.nodeSync ? [edge.nodeSync.failureAlarm] : []),
+      ...edge.unhealthyAzAlarms,
+    ],
     edgeMetrics: edge.metrics,
     livekitSipMetrics: appTier.livekit.sipMetrics,
   });

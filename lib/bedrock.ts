@@ -30,7 +30,7 @@ export function bedrockModelArns(stack: Stack, modelId: string): string[] {
 
 export interface BedrockInvokeGrant {
   readonly statements: iam.PolicyStatement[];
-  /** cdk-nag AwsSolutions-IAM5 finding ids these statements raise (resource wildcards), to acknowledge with `reason`. */
+  /** cdk-nag AwsSolutions-IAM5 finding ids these statements raise (resource wildcards): acknowledge with `reason`. */
   readonly wildcardFindings: string[];
   readonly reason: string;
 }
@@ -45,14 +45,23 @@ export function bedrockInvokeGrant(stack: Stack, modelId: string, actions: strin
   if (modelId.startsWith('arn:')) {
     const parsed = Arn.split(modelId, ArnFormat.SLASH_RESOURCE_NAME);
     if (parsed.resource === 'application-inference-profile') {
-      const routedTo = [`arn:${parsed.partition}:bedrock:*::foundation-model/*`, `arn:${parsed.partition}:bedrock:*:${parsed.account}:inference-profile/*`];
+      const routedTo = [
+        `arn:${parsed.partition}:bedrock:*::foundation-model/*`,
+        `arn:${parsed.partition}:bedrock:*:${parsed.account}:inference-profile/*`,
+      ];
       return {
         statements: [
           new iam.PolicyStatement({ actions, resources: [modelId] }),
-          new iam.PolicyStatement({ actions, resources: routedTo, conditions: { StringEquals: { 'bedrock:InferenceProfileArn': modelId } } }),
+          new iam.PolicyStatement({
+            actions,
+            resources: routedTo,
+            conditions: { StringEquals: { 'bedrock:InferenceProfileArn': modelId } },
+          }),
         ],
         wildcardFindings: routedTo.map((arn) => `AwsSolutions-IAM5[Resource::${arn}]`),
-        reason: 'An application inference profile routes to models its ARN does not name: granted only through that profile (bedrock:InferenceProfileArn).',
+        reason:
+          'An application inference profile routes to models its ARN does not name: ' +
+          'granted only through that profile (bedrock:InferenceProfileArn).',
       };
     }
   }

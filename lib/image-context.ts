@@ -7,7 +7,9 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 export const REPO_ROOT = join(__dirname, '..');
 
 /** Workspaces whose package.json every image build needs: `npm ci` checks them against the shared lockfile. */
-const WORKSPACE_MANIFESTS = ['contracts', 'edge-config', 'agent', 'mcp-server', 'lambda'].map((workspace) => `${workspace}/package.json`);
+const WORKSPACE_MANIFESTS = ['contracts', 'edge-config', 'agent', 'mcp-server', 'lambda'].map(
+  (workspace) => `${workspace}/package.json`,
+);
 
 export type ImageWorkspace = 'agent' | 'mcp-server';
 
@@ -20,7 +22,15 @@ export type ImageWorkspace = 'agent' | 'mcp-server';
 export function imageContextExcludes(workspace: ImageWorkspace): string[] {
   return [
     '*',
-    ...['package.json', 'package-lock.json', '.npmrc', 'tsconfig.base.json', 'contracts', workspace, ...WORKSPACE_MANIFESTS].map((path) => `!${path}`),
+    ...[
+      'package.json',
+      'package-lock.json',
+      '.npmrc',
+      'tsconfig.base.json',
+      'contracts',
+      workspace,
+      ...WORKSPACE_MANIFESTS,
+    ].map((path) => `!${path}`),
     '**/node_modules',
     '**/dist',
     '**/.local',

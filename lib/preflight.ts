@@ -1,5 +1,9 @@
 import { lookup } from 'node:dns/promises';
-import { BedrockClient, GetFoundationModelAvailabilityCommand, GetInferenceProfileCommand } from '@aws-sdk/client-bedrock';
+import {
+  BedrockClient,
+  GetFoundationModelAvailabilityCommand,
+  GetInferenceProfileCommand,
+} from '@aws-sdk/client-bedrock';
 import { DescribeAddressesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { GetAccountSettingsCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { DescribeVoicesCommand, type Engine, PollyClient } from '@aws-sdk/client-polly';
@@ -49,7 +53,9 @@ const PROFILE_GEOGRAPHIES: Record<string, RegExp> = {
 function modelsByKey(config: VoiceIntakeConfig): [string, string][] {
   return [
     ['agent.bedrockModelId', config.agent.bedrockModelId],
-    ...(config.agent.bedrockFallbackModelId ? [['agent.bedrockFallbackModelId', config.agent.bedrockFallbackModelId] as [string, string]] : []),
+    ...(config.agent.bedrockFallbackModelId
+      ? [['agent.bedrockFallbackModelId', config.agent.bedrockFallbackModelId] as [string, string]]
+      : []),
     ...(config.enrichment.modelId ? [['enrichment.modelId', config.enrichment.modelId] as [string, string]] : []),
   ];
 }
@@ -72,13 +78,22 @@ export function configFindings(config: VoiceIntakeConfig, region: string | undef
     message: `reserves ${reserved} Lambda concurrency (enrichment.reservedConcurrency ${config.enrichment.reservedConcurrency} + ${OTHER_RESERVED_FUNCTIONS}): the account needs at least ${reserved + MIN_UNRESERVED_CONCURRENCY} (new accounts may have 10): request more or lower enrichment.reservedConcurrency`,
   });
   if (!region) {
-    findings.push({ level: 'warning', check: 'region', message: 'no region (set region in the config, or AWS_REGION): the region checks are skipped' });
+    findings.push({
+      level: 'warning',
+      check: 'region',
+      message: 'no region (set region in the config, or AWS_REGION): the region checks are skipped',
+    });
     return findings;
   }
   for (const [key, modelId] of modelsByKey(config)) {
     if (modelId.startsWith('arn:')) {
       const arnRegion = modelId.split(':')[3];
-      if (arnRegion && arnRegion !== region) findings.push({ level: 'problem', check: 'bedrock-model', message: `${key}: ${modelId} lives in ${arnRegion}, the deployment in ${region}: use a profile or model of ${region}` });
+      if (arnRegion && arnRegion !== region)
+        findings.push({
+          level: 'problem',
+          check: 'bedrock-model',
+          message: `${key}: ${modelId} lives in ${arnRegion}, the deployment in ${region}: use a profile or model of ${region}`,
+        });
       continue;
     }
     const geography = /^([a-z-]+)\.[a-z]/.exec(modelId)?.[1];
@@ -111,14 +126,22 @@ export function awsClients(region: string): PreflightClients {
     lambda: new LambdaClient({ region }),
     bedrock: new BedrockClient({ region }),
     polly: new PollyClient({ region }),
-    resolves: (host) => lookup(host).then(() => true, () => false),
+    resolves: (host) =>
+      lookup(host).then(
+        () => true,
+        () => false,
+      ),
   };
 }
 
 const reason = (error: unknown) => `${(error as Error).name ?? 'Error'}: ${(error as Error).message}`;
 
 /** What the account tells, with credentials. A check that cannot run says so (a problem: nothing is assumed fine). */
-export async function accountFindings(config: VoiceIntakeConfig, region: string, clients: PreflightClients): Promise<Finding[]> {
+export async function accountFindings(
+  config: VoiceIntakeConfig,
+  region: string,
+  clients: PreflightClients,
+): Promise<Finding[]> {
   const findings: Finding[] = [];
   const problem = (check: string, message: string) => findings.push({ level: 'problem', check, message });
 
@@ -130,7 +153,10 @@ export async function accountFindings(config: VoiceIntakeConfig, region: string,
     const quota = Quota?.Value ?? DEFAULT_EIP_QUOTA;
     const needed = elasticIpsNeeded(config);
     if (Addresses.length + needed > quota) {
-      problem('elastic-ips', `needs ${needed} Elastic IPs, ${Addresses.length} of ${quota} are in use in ${region}: request at least ${Addresses.length + needed} (Service Quotas ${EIP_QUOTA_CODE}) or lower network.natGateways / edge.hostsPerAz`);
+      problem(
+        'elastic-ips',
+        `needs ${needed} Elastic IPs, ${Addresses.length} of ${quota} are in use in ${region}: request at least ${Addresses.length + needed} (Service Quotas ${EIP_QUOTA_CODE}) or lower network.natGateways / edge.hostsPerAz`,
+      );
     }
   } catch (error) {
     problem('elastic-ips', `could not read the Elastic IP quota (${reason(error)})`);
@@ -155,27 +181,43 @@ export async function accountFindings(config: VoiceIntakeConfig, region: string,
       let foundationModel = modelId;
       const isProfile = modelId.includes('inference-profile/') || /^[a-z-]+\.[a-z]+\./.test(modelId);
       if (isProfile) {
-        const profile = await clients.bedrock.send(new GetInferenceProfileCommand({ inferenceProfileIdentifier: modelId }));
+        const profile = await clients.bedrock.send(
+          new GetInferenceProfileCommand({ inferenceProfileIdentifier: modelId }),
+        );
         const first = profile.models?.[0]?.modelArn;
         if (!first) throw new Error('the profile names no model');
         foundationModel = first.split('/').pop()!;
       }
-      const availability = await clients.bedrock.send(new GetFoundationModelAvailabilityCommand({ modelId: foundationModel }));
-      if (availability.authorizationStatus !== 'AUTHORIZED' || availability.entitlementAvailability !== 'AVAILABLE' || availability.regionAvailability !== 'AVAILABLE') {
+      const availability = await clients.bedrock.send(
+        new GetFoundationModelAvailabilityCommand({ modelId: foundationModel }),
+      );
+      if (
+        availability.authorizationStatus !== 'AUTHORIZED' ||
+        availability.entitlementAvailability !== 'AVAILABLE' ||
+        availability.regionAvailability !== 'AVAILABLE'
+      ) {
         problem(
           'bedrock-model',
           `${key}: ${foundationModel} is not usable here (authorization ${availability.authorizationStatus}, entitlement ${availability.entitlementAvailability}, region ${availability.regionAvailability}): enable model access in the Bedrock console of ${region}`,
         );
       }
     } catch (error) {
-      problem('bedrock-model', `${key}: ${modelId} cannot be checked in ${region} (${reason(error)}): enable model access, or choose a model offered in ${region}`);
+      problem(
+        'bedrock-model',
+        `${key}: ${modelId} cannot be checked in ${region} (${reason(error)}): enable model access, or choose a model offered in ${region}`,
+      );
     }
   }
 
   try {
-    const { Voices = [] } = await clients.polly.send(new DescribeVoicesCommand({ Engine: config.agent.pollyEngine as Engine }));
+    const { Voices = [] } = await clients.polly.send(
+      new DescribeVoicesCommand({ Engine: config.agent.pollyEngine as Engine }),
+    );
     if (!Voices.some((voice) => voice.Id === config.agent.pollyVoice)) {
-      problem('polly-voice', `agent.pollyVoice ${config.agent.pollyVoice} has no ${config.agent.pollyEngine} engine in ${region}: choose another voice or agent.pollyEngine`);
+      problem(
+        'polly-voice',
+        `agent.pollyVoice ${config.agent.pollyVoice} has no ${config.agent.pollyEngine} engine in ${region}: choose another voice or agent.pollyEngine`,
+      );
     }
   } catch (error) {
     problem('polly-voice', `could not list Polly's ${config.agent.pollyEngine} voices in ${region} (${reason(error)})`);
@@ -183,11 +225,16 @@ export async function accountFindings(config: VoiceIntakeConfig, region: string,
 
   const streaming = `transcribestreaming.${region}.amazonaws.com`;
   if (!(await clients.resolves(streaming))) {
-    problem('transcribe-streaming', `Transcribe streaming has no endpoint in ${region} (${streaming} does not resolve): deploy to a region that offers it`);
+    problem(
+      'transcribe-streaming',
+      `Transcribe streaming has no endpoint in ${region} (${streaming} does not resolve): deploy to a region that offers it`,
+    );
   }
   return findings;
 }
 
 export function formatFindings(findings: readonly Finding[]): string[] {
-  return findings.map((finding) => `${finding.level === 'problem' ? 'PROBLEM' : 'warning'} ${finding.check}: ${finding.message}`);
+  return findings.map(
+    (finding) => `${finding.level === 'problem' ? 'PROBLEM' : 'warning'} ${finding.check}: ${finding.message}`,
+  );
 }

@@ -52,12 +52,18 @@ async function bucketExists(s3: S3Client, bucket: string): Promise<boolean> {
     return true;
   } catch (error) {
     const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if (status === 404 || (error as Error).name === 'NotFound' || (error as Error).name === 'NoSuchBucket') return false;
+    if (status === 404 || (error as Error).name === 'NotFound' || (error as Error).name === 'NoSuchBucket')
+      return false;
     throw error; // 403 and the like: someone else's bucket, or no permission: never guess
   }
 }
 
-export async function planRecovery(clients: RecoveryClients, deploymentName: string, account: string, region: string): Promise<RecoveryPlan> {
+export async function planRecovery(
+  clients: RecoveryClients,
+  deploymentName: string,
+  account: string,
+  region: string,
+): Promise<RecoveryPlan> {
   const dataStack = `${deploymentName}-data`;
   const status = await stackStatus(clients, dataStack);
   const leftovers: Leftover[] = [];
@@ -72,7 +78,10 @@ export async function planRecovery(clients: RecoveryClients, deploymentName: str
   if (status && !RECOVERABLE_STACK_STATES.has(status)) {
     refusal = `${dataStack} is ${status}: this deployment exists, nothing is deleted (choose another deploymentName to start over)`;
   } else if (leftovers.some((leftover) => !leftover.empty)) {
-    refusal = `${leftovers.filter((leftover) => !leftover.empty).map((leftover) => leftover.bucket).join(', ')} hold objects: records are never deleted here`;
+    refusal = `${leftovers
+      .filter((leftover) => !leftover.empty)
+      .map((leftover) => leftover.bucket)
+      .join(', ')} hold objects: records are never deleted here`;
   }
   return { dataStack, stackStatus: status, refusal, leftovers };
 }

@@ -20,7 +20,10 @@ describe('an application inference profile as the model', () => {
     templates = synthVoiceIntake({ agent: { bedrockModelId: PROFILE } }).templates;
   });
 
-  for (const [tier, rolePrefix] of [['app', 'AgentTaskRole'], ['enrichment', 'EnrichFunction']] as const) {
+  for (const [tier, rolePrefix] of [
+    ['app', 'AgentTaskRole'],
+    ['enrichment', 'EnrichFunction'],
+  ] as const) {
     it(`grants the ${tier} role the profile and, only through that profile, the models behind it`, () => {
       const statements = invokeStatements(templates[tier], rolePrefix);
       const onProfile = statements.filter((statement) => statement.Condition === undefined);

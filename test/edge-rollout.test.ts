@@ -6,7 +6,9 @@ import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
 type Resource = { Type: string; Properties: Record<string, any>; DependsOn?: string[] };
 
 const resourcesOf = (template: Template, type: string) =>
-  Object.entries(template.toJSON().Resources as Record<string, Resource>).filter(([, resource]) => resource.Type === type);
+  Object.entries(template.toJSON().Resources as Record<string, Resource>).filter(
+    ([, resource]) => resource.Type === type,
+  );
 
 const UNPINNED = /edge image follows \/aws\/service\/debian\/release\/12\/latest\/amd64 at every deploy/;
 
@@ -39,7 +41,8 @@ describe('edge host replacement: one host per AZ at a time, drained', () => {
         ServiceTimeout: '3600',
       });
     }
-    const handoverDependencies = (host: string) => (byHost[host].resource.DependsOn ?? []).filter((id) => id.includes('Handover'));
+    const handoverDependencies = (host: string) =>
+      (byHost[host].resource.DependsOn ?? []).filter((id) => id.includes('Handover'));
     expect(handoverDependencies('Edge1a')).toEqual([]);
     expect(handoverDependencies('Edge2a')).toEqual([]);
     expect(handoverDependencies('Edge1b')).toEqual([byHost.Edge1a.id]);
@@ -61,31 +64,52 @@ describe('edge host replacement: one host per AZ at a time, drained', () => {
     }
   });
 
-  it('lets the handover act only on this deployment\'s edge EIPs and hosts', () => {
-    for (const [, eip] of resourcesOf(edge, 'AWS::EC2::EIP')) expect(eip.Properties.Tags).toContainEqual({ Key: 'voice-intake:edge', Value: 'voice-intake' });
+  it("lets the handover act only on this deployment's edge EIPs and hosts", () => {
+    for (const [, eip] of resourcesOf(edge, 'AWS::EC2::EIP'))
+      expect(eip.Properties.Tags).toContainEqual({ Key: 'voice-intake:edge', Value: 'voice-intake' });
     const statements = resourcesOf(edge, 'AWS::IAM::Policy')
       .filter(([, policy]) => JSON.stringify(policy.Properties.Roles).includes('HostHandoverIsComplete'))
-      .flatMap(([, policy]) => policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown; Condition?: unknown }[]);
+      .flatMap(
+        ([, policy]) =>
+          policy.Properties.PolicyDocument.Statement as {
+            Action: string | string[];
+            Resource: unknown;
+            Condition?: unknown;
+          }[],
+      );
     const withAction = (action: string) => statements.filter((statement) => [statement.Action].flat().includes(action));
     expect(withAction('ec2:AssociateAddress')).toHaveLength(1);
-    expect(withAction('ec2:AssociateAddress')[0].Condition).toEqual({ StringEquals: { 'aws:ResourceTag/voice-intake:edge': 'voice-intake' } });
-    const onInstances = withAction('ssm:SendCommand').find((statement) => JSON.stringify(statement.Resource).includes('instance/*'));
+    expect(withAction('ec2:AssociateAddress')[0].Condition).toEqual({
+      StringEquals: { 'aws:ResourceTag/voice-intake:edge': 'voice-intake' },
+    });
+    const onInstances = withAction('ssm:SendCommand').find((statement) =>
+      JSON.stringify(statement.Resource).includes('instance/*'),
+    );
     expect(onInstances?.Condition).toEqual({ StringEquals: { 'ssm:resourceTag/voice-intake:edge': 'voice-intake' } });
-    expect(JSON.stringify(withAction('ssm:SendCommand').map((statement) => statement.Resource))).toContain('document/AWS-RunShellScript');
+    expect(JSON.stringify(withAction('ssm:SendCommand').map((statement) => statement.Resource))).toContain(
+      'document/AWS-RunShellScript',
+    );
   });
 
   it('keeps the per-AZ health alarms in the edge stack, so a replaced host changes no export', () => {
-    const alarms = resourcesOf(edge, 'AWS::CloudWatch::Alarm').filter(([, alarm]) => /No healthy SIP edge host/.test(alarm.Properties.AlarmDescription));
+    const alarms = resourcesOf(edge, 'AWS::CloudWatch::Alarm').filter(([, alarm]) =>
+      /No healthy SIP edge host/.test(alarm.Properties.AlarmDescription),
+    );
     expect(alarms).toHaveLength(2);
     for (const [, alarm] of alarms) {
-      const metrics = alarm.Properties.Metrics as { Expression?: string; MetricStat?: { Metric: { MetricName: string } } }[];
+      const metrics = alarm.Properties.Metrics as {
+        Expression?: string;
+        MetricStat?: { Metric: { MetricName: string } };
+      }[];
       expect(metrics.find((metric) => metric.Expression)?.Expression).toBe('MIN([h0,h1])');
       expect(metrics.filter((metric) => metric.MetricStat?.Metric.MetricName === 'StatusCheckFailed')).toHaveLength(2);
       expect(alarm.Properties.TreatMissingData).toBe('breaching');
     }
     const exports = JSON.stringify(synthesized.templates.edge.toJSON().Outputs ?? {});
     for (const [id] of resourcesOf(edge, 'AWS::EC2::Instance')) expect(exports).not.toContain(id);
-    expect(JSON.stringify(synthesized.templates.observability.toJSON())).not.toMatch(/Edge\d[ab][0-9A-F]{8}[0-9a-f]{16}/);
+    expect(JSON.stringify(synthesized.templates.observability.toJSON())).not.toMatch(
+      /Edge\d[ab][0-9A-F]{8}[0-9a-f]{16}/,
+    );
   });
 
   it('says at synth that an environment-agnostic edge image is not pinned', () => {
@@ -104,7 +128,8 @@ describe('edge image pinned', () => {
         keepAssembly: true,
         context: {
           'availability-zones:account=123456789012:region=us-east-1': ['us-east-1a', 'us-east-1b', 'us-east-1c'],
-          'ssm:account=123456789012:parameterName=/aws/service/debian/release/12/latest/amd64:region=us-east-1': lookedUp,
+          'ssm:account=123456789012:parameterName=/aws/service/debian/release/12/latest/amd64:region=us-east-1':
+            lookedUp,
         },
       },
     );
@@ -120,7 +145,9 @@ describe('edge image pinned', () => {
     const amiIds = { 'us-east-1': 'ami-0aaaaaaaaaaaaaaaa', 'eu-west-1': 'ami-0bbbbbbbbbbbbbbbb' };
     const { templates, stacks, app } = synthVoiceIntake({ edge: { amiIds } }, { keepAssembly: true });
     const [[, instance]] = resourcesOf(templates.edge, 'AWS::EC2::Instance');
-    expect(instance.Properties.ImageId).toMatchObject({ 'Fn::FindInMap': [expect.any(String), { Ref: 'AWS::Region' }, 'ami'] });
+    expect(instance.Properties.ImageId).toMatchObject({
+      'Fn::FindInMap': [expect.any(String), { Ref: 'AWS::Region' }, 'ami'],
+    });
     expect(JSON.stringify(templates.edge.toJSON().Mappings)).toContain('ami-0bbbbbbbbbbbbbbbb');
     expect(Annotations.fromStack(stacks.edge).findWarning('*', Match.stringLikeRegexp(UNPINNED.source))).toEqual([]);
     rmSync(app.outdir, { recursive: true, force: true });
@@ -131,7 +158,9 @@ describe('outputs a deployer needs', () => {
   it('names the dashboard, the alarm topic with how to subscribe, and every origination URI with priority and weight', () => {
     const { templates, stacks } = synthVoiceIntake({ edge: { sipPort: 5070 } });
     const observability = templates.observability.toJSON().Outputs;
-    expect(JSON.stringify(observability.DashboardUrl.Value)).toMatch(/\.console\.aws\.amazon\.com\/cloudwatch\/home\?region=.*#dashboards:name=.*Dashboard/);
+    expect(JSON.stringify(observability.DashboardUrl.Value)).toMatch(
+      /\.console\.aws\.amazon\.com\/cloudwatch\/home\?region=.*#dashboards:name=.*Dashboard/,
+    );
     expect(observability.AlarmTopicArn.Value).toEqual({ Ref: expect.stringMatching(/^AlarmTopic/) });
     expect(observability.AlarmTopicArn.Description).toMatch(/aws sns subscribe --topic-arn .* --protocol email/);
     const resolved = JSON.stringify(stacks.edge.resolve(templates.edge.toJSON().Outputs.OriginationUris.Value));

@@ -290,7 +290,10 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       CTL_SOCKET: layout.ctlSocket,
     }),
     'bin/edge-reload.sh': fillTemplate('bin/edge-reload.sh', { CTL_SOCKET: layout.ctlSocket }),
-    'bin/edge-apply.sh': fillTemplate('bin/edge-apply.sh', { CONFIG_DIR: paths.configDir, CTL_SOCKET: layout.ctlSocket }),
+    'bin/edge-apply.sh': fillTemplate('bin/edge-apply.sh', {
+      CONFIG_DIR: paths.configDir,
+      CTL_SOCKET: layout.ctlSocket,
+    }),
     'bin/edge-ready.sh': fillTemplate('bin/edge-ready.sh', {
       CTL_SOCKET: layout.ctlSocket,
       TOPOS_REDIS_SOCKET: layout.toposRedisSocket,

@@ -59,8 +59,16 @@ export const edgeSectionSchema = z
      * `amiSsmParameter` once and keeps the answer in cdk.context.json (commit it); upgrading is then
      * `cdk context --reset` on that key and a deploy, which replaces the hosts one per AZ at a time, drained.
      */
-    amiIds: z.record(z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'keys are regions such as us-east-1'), z.string().regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id')).optional(),
-    amiSsmParameter: z.string().regex(/^\/[\w./-]+$/, 'must be an SSM parameter path').default('/aws/service/debian/release/12/latest/amd64'),
+    amiIds: z
+      .record(
+        z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'keys are regions such as us-east-1'),
+        z.string().regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id'),
+      )
+      .optional(),
+    amiSsmParameter: z
+      .string()
+      .regex(/^\/[\w./-]+$/, 'must be an SSM parameter path')
+      .default('/aws/service/debian/release/12/latest/amd64'),
     sipPort: portSchema.default(5060),
     tlsPort: portSchema.default(5061),
     rtpPortRange: portRangeSchema.default({ min: 10000, max: 20000 }),

@@ -53,7 +53,10 @@ const running: Script[] = [];
 
 /** Starts one of the rendered scripts (bin/…) with the systemctl stand-in first on PATH. */
 function startScript(script: string, ...args: string[]): Script {
-  const child = spawn(join(DIR, 'bin', script), args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PATH: `${shimDir}:${process.env.PATH}` } });
+  const child = spawn(join(DIR, 'bin', script), args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PATH: `${shimDir}:${process.env.PATH}` },
+  });
   const started: Script = {
     child,
     output: '',
@@ -82,15 +85,17 @@ async function until(what: string, timeoutMs: number, check: () => boolean | Pro
 }
 
 /** No media session left from an earlier call (RTPEngine keeps one a few seconds after its BYE: delete-delay). */
-const noCallsLeft = () => until('no media session left from earlier calls', 20_000, async () => (await mediaSessions()) === 0);
+const noCallsLeft = () =>
+  until('no media session left from earlier calls', 20_000, async () => (await mediaSessions()) === 0);
 
 /** RTPEngine's own media sessions: the calls the host carries (what the drain script counts too). */
 async function mediaSessions(): Promise<number> {
   const { ip, cliPort } = edge.layout.rtpengineControl;
-  const { stdout } = await execFileAsync('rtpengine-ctl', ['-ip', `${ip}:${cliPort}`, 'list', 'numsessions'], { timeout: 10_000 });
+  const { stdout } = await execFileAsync('rtpengine-ctl', ['-ip', `${ip}:${cliPort}`, 'list', 'numsessions'], {
+    timeout: 10_000,
+  });
   return Number(/^Current sessions own: *(\d+)/m.exec(stdout)?.[1] ?? -1);
 }
-
 
 async function resume(): Promise<void> {
   const { code, output } = await runScript('edge-drain.sh', '--resume');
@@ -106,7 +111,9 @@ beforeAll(async () => {
   // What the boot script writes: the host facts the tree's placeholders stand for.
   writeFileSync(join(DIR, 'host.env'), 'PRIVATE_IP=127.0.6.1\nPUBLIC_IP=127.0.6.1\n');
   await standIn.start();
-  await until('the stand-in is an active dispatcher node', 30_000, async () => /FLAGS: AP/.test(await edge.kamcmd('dispatcher.list')));
+  await until('the stand-in is an active dispatcher node', 30_000, async () =>
+    /FLAGS: AP/.test(await edge.kamcmd('dispatcher.list')),
+  );
 });
 
 afterAll(async () => {
@@ -120,17 +127,25 @@ describe('edge-ready.sh on the real edge: what a replacement host must pass befo
     expect(await runScript('edge-ready.sh')).toEqual({ code: 0, output: 'edge-ready: ready\n' });
     await edge.killToposStore();
     try {
-      expect(await runScript('edge-ready.sh')).toEqual({ code: 1, output: 'edge-ready: topology store does not answer\n' });
+      expect(await runScript('edge-ready.sh')).toEqual({
+        code: 1,
+        output: 'edge-ready: topology store does not answer\n',
+      });
     } finally {
       await edge.startToposStore();
     }
     // A replacement boots with no LiveKit node until the node sync sends them: not ready until then.
     expect((await runScript('edge-livekit-nodes.sh')).code).toBe(0);
     try {
-      expect(await runScript('edge-ready.sh')).toEqual({ code: 1, output: 'edge-ready: no LiveKit SIP node active yet\n' });
+      expect(await runScript('edge-ready.sh')).toEqual({
+        code: 1,
+        output: 'edge-ready: no LiveKit SIP node active yet\n',
+      });
     } finally {
       expect((await runScript('edge-livekit-nodes.sh', '127.0.8.1:5060')).code).toBe(0);
-      await until('the stand-in is active again', 30_000, async () => /FLAGS: AP/.test(await edge.kamcmd('dispatcher.list')));
+      await until('the stand-in is active again', 30_000, async () =>
+        /FLAGS: AP/.test(await edge.kamcmd('dispatcher.list')),
+      );
     }
     expect((await runScript('edge-ready.sh')).code).toBe(0);
   });
@@ -140,13 +155,19 @@ describe('edge-drain.sh on the real edge (kamailio, rtpengine, sipp)', () => {
   it('refuses new INVITEs with 503, lets the call in progress run to its BYE, and reports done at zero calls', async () => {
     const pid = edge.kamailioPid;
     await noCallsLeft();
-    const inProgress = runSippCaller({ scenario: 'uac-call.xml', from: '127.0.9.1', to: edge.layout.carrierSip, durationMs: 6000 }, callsDir);
+    const inProgress = runSippCaller(
+      { scenario: 'uac-call.xml', from: '127.0.9.1', to: edge.layout.carrierSip, durationMs: 6000 },
+      callsDir,
+    );
     await until('the call is up (RTPEngine holds its media)', 20_000, async () => (await mediaSessions()) === 1);
 
     const drain = startDrain();
     await until('the drain refuses new calls', 10_000, () => drain.output.includes('refusing new calls'));
 
-    const refused = await runSippCaller({ scenario: 'uac-expect-503.xml', from: '127.0.9.2', to: edge.layout.carrierSip, timeoutSeconds: 10 }, callsDir);
+    const refused = await runSippCaller(
+      { scenario: 'uac-expect-503.xml', from: '127.0.9.2', to: edge.layout.carrierSip, timeoutSeconds: 10 },
+      callsDir,
+    );
     expect(refused.exitCode, refused.output).toBe(0);
     expect(refused.messages).toMatch(/^SIP\/2\.0 503 Draining/m);
     expect(standIn.receivedInvites().filter((invite) => invite.includes(refused.callIds[0]))).toEqual([]);
@@ -165,7 +186,10 @@ describe('edge-drain.sh on the real edge (kamailio, rtpengine, sipp)', () => {
     expect(edge.kamailioPid).toBe(pid);
 
     // Drained stays drained until the host is replaced (or resumed): no new call sneaks in meanwhile.
-    const later = await runSippCaller({ scenario: 'uac-expect-503.xml', from: '127.0.9.2', to: edge.layout.carrierSip, timeoutSeconds: 10 }, callsDir);
+    const later = await runSippCaller(
+      { scenario: 'uac-expect-503.xml', from: '127.0.9.2', to: edge.layout.carrierSip, timeoutSeconds: 10 },
+      callsDir,
+    );
     expect(later.exitCode, later.output).toBe(0);
   });
 
@@ -173,7 +197,14 @@ describe('edge-drain.sh on the real edge (kamailio, rtpengine, sipp)', () => {
     await resume();
     await noCallsLeft();
     const inProgress = runSippCaller(
-      { scenario: 'uac-call.xml', from: '127.0.9.3', to: edge.layout.carrierSip, durationMs: 8000, localPort: 5071, mediaPort: 36100 },
+      {
+        scenario: 'uac-call.xml',
+        from: '127.0.9.3',
+        to: edge.layout.carrierSip,
+        durationMs: 8000,
+        localPort: 5071,
+        mediaPort: 36100,
+      },
       callsDir,
     );
     await until('the call is up', 20_000, async () => (await mediaSessions()) === 1);
@@ -184,7 +215,10 @@ describe('edge-drain.sh on the real edge (kamailio, rtpengine, sipp)', () => {
     expect(drain.output).not.toContain('done');
 
     await resume();
-    const accepted = await runSippCaller({ scenario: 'uac-call.xml', from: '127.0.9.4', to: edge.layout.carrierSip, localPort: 5072, mediaPort: 36200 }, callsDir);
+    const accepted = await runSippCaller(
+      { scenario: 'uac-call.xml', from: '127.0.9.4', to: edge.layout.carrierSip, localPort: 5072, mediaPort: 36200 },
+      callsDir,
+    );
     expect(accepted.exitCode, accepted.output).toBe(0);
     expect((await inProgress).exitCode).toBe(0);
   });
@@ -193,7 +227,10 @@ describe('edge-drain.sh on the real edge (kamailio, rtpengine, sipp)', () => {
     const drain = startDrain('5; reboot');
     expect((await drain.exited).code).toBe(2);
     expect(drain.output).toContain("seconds must be a whole number, not '5; reboot'");
-    const accepted = await runSippCaller({ scenario: 'uac-call.xml', from: '127.0.9.5', to: edge.layout.carrierSip, localPort: 5073, mediaPort: 36300 }, callsDir);
+    const accepted = await runSippCaller(
+      { scenario: 'uac-call.xml', from: '127.0.9.5', to: edge.layout.carrierSip, localPort: 5073, mediaPort: 36300 },
+      callsDir,
+    );
     expect(accepted.exitCode, accepted.output).toBe(0);
   });
 });
@@ -223,12 +260,18 @@ describe('edge-apply.sh on the real edge: a config change reaches a running host
 
   it('applies an allowlist change in place: same Kamailio, the new carrier gets through, no restart', async () => {
     const pid = edge.kamailioPid;
-    const before = await runSippCaller({ scenario: 'uac-call.xml', from: '127.0.10.1', to: edge.layout.carrierSip, timeoutSeconds: 4, localPort: 5074 }, callsDir);
+    const before = await runSippCaller(
+      { scenario: 'uac-call.xml', from: '127.0.10.1', to: edge.layout.carrierSip, timeoutSeconds: 4, localPort: 5074 },
+      callsDir,
+    );
     expect(before.successful).toBe(0);
     const { code, output } = await runScript('edge-apply.sh', stage({ allowlist: ['127.0.9.0/24', '127.0.10.0/24'] }));
     expect(code, output).toBe(0);
     expect(output).toContain('edge-apply: applied in place: kamailio/db/address');
-    const after = await runSippCaller({ scenario: 'uac-call.xml', from: '127.0.10.1', to: edge.layout.carrierSip, localPort: 5075 }, callsDir);
+    const after = await runSippCaller(
+      { scenario: 'uac-call.xml', from: '127.0.10.1', to: edge.layout.carrierSip, localPort: 5075 },
+      callsDir,
+    );
     expect(after.exitCode, after.output).toBe(0);
     expect(edge.kamailioPid).toBe(pid);
     expect(systemctlCalls()).toEqual([]);
@@ -236,11 +279,36 @@ describe('edge-apply.sh on the real edge: a config change reaches a running host
 
   it('drains before a restart: new INVITEs refused, the call in progress ends with its BYE, then the restart', async () => {
     await noCallsLeft();
-    const inProgress = runSippCaller({ scenario: 'uac-call.xml', from: '127.0.9.6', to: edge.layout.carrierSip, durationMs: 6000, localPort: 5076, mediaPort: 36400 }, callsDir);
+    const inProgress = runSippCaller(
+      {
+        scenario: 'uac-call.xml',
+        from: '127.0.9.6',
+        to: edge.layout.carrierSip,
+        durationMs: 6000,
+        localPort: 5076,
+        mediaPort: 36400,
+      },
+      callsDir,
+    );
     await until('the call is up', 20_000, async () => (await mediaSessions()) === 1);
-    const apply = startScript('edge-apply.sh', stage({ allowlist: ['127.0.9.0/24', '127.0.10.0/24'], pike: { reqsDensityPerUnit: 300, samplingTimeUnitSeconds: 2, banSeconds: 60 } }));
+    const apply = startScript(
+      'edge-apply.sh',
+      stage({
+        allowlist: ['127.0.9.0/24', '127.0.10.0/24'],
+        pike: { reqsDensityPerUnit: 300, samplingTimeUnitSeconds: 2, banSeconds: 60 },
+      }),
+    );
     await until('the apply drains the host', 10_000, () => apply.output.includes('refusing new calls'));
-    const refused = await runSippCaller({ scenario: 'uac-expect-503.xml', from: '127.0.9.7', to: edge.layout.carrierSip, timeoutSeconds: 10, localPort: 5077 }, callsDir);
+    const refused = await runSippCaller(
+      {
+        scenario: 'uac-expect-503.xml',
+        from: '127.0.9.7',
+        to: edge.layout.carrierSip,
+        timeoutSeconds: 10,
+        localPort: 5077,
+      },
+      callsDir,
+    );
     expect(refused.exitCode, refused.output).toBe(0);
     expect(systemctlCalls(), 'no restart while the call goes on').toEqual([]);
 
@@ -253,7 +321,9 @@ describe('edge-apply.sh on the real edge: a config change reaches a running host
     expect(apply.output).toContain('edge-apply: restarted after drain for kamailio/edge-host.cfg');
 
     const calls = systemctlCalls();
-    expect(calls.map((line) => line.replace(/^\d+ /, ''))).toEqual(['restart voice-intake-topos-redis voice-intake-rtpengine voice-intake-kamailio']);
+    expect(calls.map((line) => line.replace(/^\d+ /, ''))).toEqual([
+      'restart voice-intake-topos-redis voice-intake-rtpengine voice-intake-kamailio',
+    ]);
     expect(Number(calls[0].split(' ')[0])).toBeGreaterThanOrEqual(callEnded - 1000);
     expect(readFileSync(join(DIR, 'kamailio', 'edge-host.cfg'), 'utf8')).toMatch(/#!define EDGE_PIKE_DENSITY 300/);
     expect(readFileSync(join(DIR, 'kamailio', 'dispatcher.list'), 'utf8')).toContain('127.0.8.1');

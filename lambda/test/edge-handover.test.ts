@@ -1,4 +1,9 @@
-import { AssociateAddressCommand, DescribeAddressesCommand, DescribeInstancesCommand, EC2Client } from '@aws-sdk/client-ec2';
+import {
+  AssociateAddressCommand,
+  DescribeAddressesCommand,
+  DescribeInstancesCommand,
+  EC2Client,
+} from '@aws-sdk/client-ec2';
 import {
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
@@ -48,16 +53,28 @@ beforeEach(() => {
   online = new Set(['i-0aaa', 'i-0bbb']);
   readyStatus = { Status: 'Success', StandardOutputContent: 'edge-ready: ready' };
   drains = [];
-  ec2.on(DescribeAddressesCommand).callsFake(() => ({ Addresses: [{ AllocationId: spec.allocationId, InstanceId: holder }] }));
+  ec2
+    .on(DescribeAddressesCommand)
+    .callsFake(() => ({ Addresses: [{ AllocationId: spec.allocationId, InstanceId: holder }] }));
   ec2.on(DescribeInstancesCommand).callsFake((input) => ({
-    Reservations: [{ Instances: input.InstanceIds.map((id: string) => ({ InstanceId: id, State: { Name: running.has(id) ? 'running' : 'terminated' } })) }],
+    Reservations: [
+      {
+        Instances: input.InstanceIds.map((id: string) => ({
+          InstanceId: id,
+          State: { Name: running.has(id) ? 'running' : 'terminated' },
+        })),
+      },
+    ],
   }));
   ec2.on(AssociateAddressCommand).callsFake((input) => {
     holder = input.InstanceId;
     return { AssociationId: 'eipassoc-1' };
   });
   ssm.on(DescribeInstanceInformationCommand).callsFake((input) => ({
-    InstanceInformationList: input.Filters[0].Values.filter((id: string) => online.has(id)).map((id: string) => ({ InstanceId: id, PingStatus: 'Online' })),
+    InstanceInformationList: input.Filters[0].Values.filter((id: string) => online.has(id)).map((id: string) => ({
+      InstanceId: id,
+      PingStatus: 'Online',
+    })),
   }));
   ssm.on(SendCommandCommand).callsFake((input) => {
     if (input.Comment?.startsWith('edge handover drain')) drains.push({ Comment: input.Comment, Status: 'InProgress' });
@@ -67,7 +84,8 @@ beforeEach(() => {
   ssm.on(ListCommandsCommand).callsFake(() => ({ Commands: drains }));
 });
 
-const sentDrains = () => ssm.commandCalls(SendCommandCommand).filter((call) => call.args[0].input.Comment?.startsWith('edge handover drain'));
+const sentDrains = () =>
+  ssm.commandCalls(SendCommandCommand).filter((call) => call.args[0].input.Comment?.startsWith('edge handover drain'));
 
 describe('edge host handover (EIP to a replacement host, drained)', () => {
   it('associates at once on a first deployment: no host to drain, no ready wait', async () => {
@@ -86,10 +104,16 @@ describe('edge host handover (EIP to a replacement host, drained)', () => {
 
   it('waits for the new host, and gives up after readySeconds leaving the EIP on the old host', async () => {
     online.delete('i-0bbb');
-    expect(await handoverStep(clients, spec, update())).toEqual({ done: false, waitingFor: 'new host i-0bbb to register with SSM' });
+    expect(await handoverStep(clients, spec, update())).toEqual({
+      done: false,
+      waitingFor: 'new host i-0bbb to register with SSM',
+    });
     online.add('i-0bbb');
     readyStatus = { Status: 'Failed', StandardOutputContent: 'edge-ready: no LiveKit SIP node active yet\n' };
-    expect(await handoverStep(clients, spec, update())).toEqual({ done: false, waitingFor: 'new host i-0bbb to be ready (edge-ready: no LiveKit SIP node active yet)' });
+    expect(await handoverStep(clients, spec, update())).toEqual({
+      done: false,
+      waitingFor: 'new host i-0bbb to be ready (edge-ready: no LiveKit SIP node active yet)',
+    });
     await expect(handoverStep(clients, spec, update({ now: () => START + 1_201_000 }))).rejects.toThrow(
       /gave up after 1201 s waiting for new host i-0bbb to be ready .*; i-0aaa keeps EIP eipalloc-0abc/,
     );
@@ -114,8 +138,15 @@ describe('edge host handover (EIP to a replacement host, drained)', () => {
     expect(holder).toBe('i-0aaa');
 
     drains[0].Status = 'Success';
-    expect(await handoverStep(clients, spec, update())).toEqual({ done: true, outcome: 'EIP eipalloc-0abc moved from i-0aaa to i-0bbb' });
-    expect(ec2.commandCalls(AssociateAddressCommand)[0].args[0].input).toEqual({ AllocationId: 'eipalloc-0abc', InstanceId: 'i-0bbb', AllowReassociation: true });
+    expect(await handoverStep(clients, spec, update())).toEqual({
+      done: true,
+      outcome: 'EIP eipalloc-0abc moved from i-0aaa to i-0bbb',
+    });
+    expect(ec2.commandCalls(AssociateAddressCommand)[0].args[0].input).toEqual({
+      AllocationId: 'eipalloc-0abc',
+      InstanceId: 'i-0bbb',
+      AllowReassociation: true,
+    });
   });
 
   it('does not take a drain of another request for its own', async () => {
@@ -145,14 +176,39 @@ describe('edge handover custom resource', () => {
 
   it('reads its string properties and names a bad one', () => {
     expect(specFrom(properties)).toEqual(spec);
-    expect(() => specFrom({ ...properties, DrainScript: 'edge-drain.sh; reboot' })).toThrow(/DrainScript: must be an absolute path/);
-    expect(() => specFrom({ ...properties, InstanceId: 'i-0bbb; reboot' })).toThrow(/InstanceId: must be an instance id/);
+    expect(() => specFrom({ ...properties, DrainScript: 'edge-drain.sh; reboot' })).toThrow(
+      /DrainScript: must be an absolute path/,
+    );
+    expect(() => specFrom({ ...properties, InstanceId: 'i-0bbb; reboot' })).toThrow(
+      /InstanceId: must be an instance id/,
+    );
   });
 
   it('completes a delete at once and polls an update until the EIP has moved', async () => {
-    const base = { ServiceToken: properties.ServiceToken, ResponseURL: 'https://x', StackId: 's', RequestId: 'req-1', LogicalResourceId: 'H', ResourceType: 'Custom::EdgeHostHandover' };
-    expect(await isComplete({ ...base, RequestType: 'Delete', PhysicalResourceId: 'eipalloc-0abc', ResourceProperties: properties })).toEqual({ IsComplete: true });
-    const updateEvent = { ...base, RequestType: 'Update' as const, PhysicalResourceId: 'eipalloc-0abc', ResourceProperties: properties, OldResourceProperties: { ...properties, InstanceId: 'i-0aaa' }, Data: { StartedAt: new Date().toISOString() } };
+    const base = {
+      ServiceToken: properties.ServiceToken,
+      ResponseURL: 'https://x',
+      StackId: 's',
+      RequestId: 'req-1',
+      LogicalResourceId: 'H',
+      ResourceType: 'Custom::EdgeHostHandover',
+    };
+    expect(
+      await isComplete({
+        ...base,
+        RequestType: 'Delete',
+        PhysicalResourceId: 'eipalloc-0abc',
+        ResourceProperties: properties,
+      }),
+    ).toEqual({ IsComplete: true });
+    const updateEvent = {
+      ...base,
+      RequestType: 'Update' as const,
+      PhysicalResourceId: 'eipalloc-0abc',
+      ResourceProperties: properties,
+      OldResourceProperties: { ...properties, InstanceId: 'i-0aaa' },
+      Data: { StartedAt: new Date().toISOString() },
+    };
     expect(await isComplete(updateEvent)).toEqual({ IsComplete: false });
     drains[0].Status = 'Success';
     expect(await isComplete(updateEvent)).toEqual({ IsComplete: true });

@@ -53,8 +53,11 @@ export class AgentService extends Construct {
     const allow = (actions: string[], resources: string[]) => this.taskRole.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources }));
     allow(['transcribe:StartStreamTranscriptionWebSocket', 'transcribe:StartStreamTranscription'], ['*']);
     const models = [agent.bedrockModelId, ...(agent.bedrockFallbackModelId ? [agent.bedrockFallbackModelId] : [])];
-    const modelGrants = models.map((model) => bedrockInvokeGrant(stack, model, ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream']));
-    for (const statement of modelGrants.flatMap((grant) => grant.statements)) this.taskRole.addToPrincipalPolicy(statement);
+    const invoke = ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'];
+    const modelGrants = models.map((model) => bedrockInvokeGrant(stack, model, invoke));
+    for (const statement of modelGrants.flatMap((grant) => grant.statements)) {
+      this.taskRole.addToPrincipalPolicy(statement);
+    }
     allow(['polly:SynthesizeSpeech', 'polly:StartSpeechSynthesisStream'], ['*']);
     const writablePrefixes: [RecordBucketPurpose, string][] = [
       ['transcripts', S3_PREFIXES.transcripts],

@@ -45,7 +45,11 @@ export class EdgeHostHandover extends Construct {
     });
     securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'EC2 and SSM APIs (HTTPS)');
 
-    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.logKey, removalPolicy: RemovalPolicy.RETAIN });
+    const logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.ONE_YEAR,
+      encryptionKey: props.logKey,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
     const handler = (name: string, exportName: string, timeout: Duration) =>
       new nodejs.NodejsFunction(this, name, {
         ...lambdaWorkspaceFunction('edge-handover/handler.ts', exportName),
@@ -62,11 +66,19 @@ export class EdgeHostHandover extends Construct {
     // One poll runs the ready check and waits up to a minute for it.
     const isComplete = handler('IsComplete', 'isComplete', Duration.minutes(3));
 
-    const tagCondition = (prefix: string) => ({ StringEquals: { [`${prefix}/${props.edgeTag.key}`]: props.edgeTag.value } });
+    const tagCondition = (prefix: string) => ({
+      StringEquals: { [`${prefix}/${props.edgeTag.key}`]: props.edgeTag.value },
+    });
     for (const fn of [onEvent, isComplete]) {
       fn.addToRolePolicy(
         new iam.PolicyStatement({
-          actions: ['ec2:DescribeAddresses', 'ec2:DescribeInstances', 'ssm:DescribeInstanceInformation', 'ssm:ListCommands', 'ssm:GetCommandInvocation'],
+          actions: [
+            'ec2:DescribeAddresses',
+            'ec2:DescribeInstances',
+            'ssm:DescribeInstanceInformation',
+            'ssm:ListCommands',
+            'ssm:GetCommandInvocation',
+          ],
           resources: ['*'],
         }),
       );
@@ -74,12 +86,20 @@ export class EdgeHostHandover extends Construct {
     isComplete.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['ec2:AssociateAddress'],
-        resources: [stack.formatArn({ service: 'ec2', resource: 'elastic-ip', resourceName: '*' }), stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })],
+        resources: [
+          stack.formatArn({ service: 'ec2', resource: 'elastic-ip', resourceName: '*' }),
+          stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' }),
+        ],
         conditions: tagCondition('aws:ResourceTag'),
       }),
     );
     isComplete.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ['ssm:SendCommand'], resources: [stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' })] }),
+      new iam.PolicyStatement({
+        actions: ['ssm:SendCommand'],
+        resources: [
+          stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' }),
+        ],
+      }),
     );
     isComplete.addToRolePolicy(
       new iam.PolicyStatement({
@@ -121,27 +141,44 @@ export class EdgeHostHandover extends Construct {
 
   private acknowledgeFindings(onEvent: nodejs.NodejsFunction, isComplete: nodejs.NodejsFunction): void {
     const stack = Stack.of(this);
-    const basicExecution = 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]';
-    const vpcAccess = 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]';
+    const basicExecution =
+      'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]';
+    const vpcAccess =
+      'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]';
     const inline = ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'];
     const noDlq = ['HIPAA.Security-LambdaDLQ', 'NIST.800.53.R5-LambdaDLQ'];
-    const crReason = 'Runs only while CloudFormation deploys this stack; CloudFormation reports its failures, so a DLQ would hold nothing useful.';
+    const crReason =
+      'Runs only while CloudFormation deploys this stack; CloudFormation reports its failures, so a DLQ would hold nothing useful.';
     const wildcards = [
       'AwsSolutions-IAM5[Resource::*]',
-      ...['instance', 'elastic-ip'].map((resource) => wildcardResourceFinding(this, stack.formatArn({ service: 'ec2', resource, resourceName: '*' }))),
+      ...['instance', 'elastic-ip'].map((resource) =>
+        wildcardResourceFinding(this, stack.formatArn({ service: 'ec2', resource, resourceName: '*' })),
+      ),
     ];
     for (const fn of [onEvent, isComplete]) {
-      acknowledgeRules(fn.role!, [basicExecution, vpcAccess], 'AWS-maintained execution policies for logs and VPC network interfaces; their scope is what Lambda itself needs.');
+      acknowledgeRules(
+        fn.role!,
+        [basicExecution, vpcAccess],
+        'AWS-maintained execution policies for logs and VPC network interfaces; their scope is what Lambda itself needs.',
+      );
       const policy = fn.role!.node.findChild('DefaultPolicy');
       acknowledgeRules(policy, inline, 'Least-privilege statements generated for this one function role.');
       acknowledgeRules(
         policy,
         wildcards,
-        'Describe/List/GetCommandInvocation take no resource ARNs; AssociateAddress and SendCommand are limited by condition to the EIPs and instances tagged as this deployment\'s edge.',
+        "Describe/List/GetCommandInvocation take no resource ARNs; AssociateAddress and SendCommand are limited by condition to the EIPs and instances tagged as this deployment's edge.",
       );
       acknowledgeRules(fn, noDlq, crReason);
-      acknowledgeRules(fn, ['AwsSolutions-L1'], 'NODEJS_22_X is the newest runtime this codebase targets (Node 22 across images and functions).');
-      acknowledgeRules(fn, ['HIPAA.Security-LambdaConcurrency', 'NIST.800.53.R5-LambdaConcurrency'], 'Runs only during deployments, once per edge host at most.');
+      acknowledgeRules(
+        fn,
+        ['AwsSolutions-L1'],
+        'NODEJS_22_X is the newest runtime this codebase targets (Node 22 across images and functions).',
+      );
+      acknowledgeRules(
+        fn,
+        ['HIPAA.Security-LambdaConcurrency', 'NIST.800.53.R5-LambdaConcurrency'],
+        'Runs only during deployments, once per edge host at most.',
+      );
       skipCheckovChecks(fn, [
         { id: 'CKV_AWS_115', comment: 'Deploy-time only, once per edge host at most.' },
         { id: 'CKV_AWS_116', comment: crReason },
@@ -152,11 +189,21 @@ export class EdgeHostHandover extends Construct {
     // The CDK provider framework: its functions (which call ours and each other), the state machine that polls
     // isComplete, and their roles.
     const functions = this.node.findAll().filter((child): child is lambda.Function => child instanceof lambda.Function);
-    const invokeAnyVersion = functions.map((fn) => `AwsSolutions-IAM5[Resource::<${stack.getLogicalId(fn.node.defaultChild as lambda.CfnFunction)}.Arn>:*]`);
+    const invokeAnyVersion = functions.map(
+      (fn) => `AwsSolutions-IAM5[Resource::<${stack.getLogicalId(fn.node.defaultChild as lambda.CfnFunction)}.Arn>:*]`,
+    );
     for (const child of this.provider.node.findAll()) {
       if (child instanceof iam.Policy) {
-        acknowledgeRules(child, inline, 'Generated by the CDK provider framework: invoke our handlers and its own functions and state machine, nothing else.');
-        acknowledgeRules(child, invokeAnyVersion, 'The framework invokes any version of the handler functions of this one provider.');
+        acknowledgeRules(
+          child,
+          inline,
+          'Generated by the CDK provider framework: invoke our handlers and its own functions and state machine, nothing else.',
+        );
+        acknowledgeRules(
+          child,
+          invokeAnyVersion,
+          'The framework invokes any version of the handler functions of this one provider.',
+        );
       }
       if (child instanceof sfn.CfnStateMachine) {
         acknowledgeRules(
@@ -166,10 +213,21 @@ export class EdgeHostHandover extends Construct {
         );
       }
       if (child instanceof lambda.Function && child !== onEvent && child !== isComplete) {
-        acknowledgeRules(child.role!, [basicExecution], 'AWS-maintained policy for the provider framework function\'s logs.');
+        acknowledgeRules(
+          child.role!,
+          [basicExecution],
+          "AWS-maintained policy for the provider framework function's logs.",
+        );
         acknowledgeRules(
           child,
-          ['AwsSolutions-L1', ...noDlq, 'HIPAA.Security-LambdaConcurrency', 'NIST.800.53.R5-LambdaConcurrency', 'HIPAA.Security-LambdaInsideVPC', 'NIST.800.53.R5-LambdaInsideVPC'],
+          [
+            'AwsSolutions-L1',
+            ...noDlq,
+            'HIPAA.Security-LambdaConcurrency',
+            'NIST.800.53.R5-LambdaConcurrency',
+            'HIPAA.Security-LambdaInsideVPC',
+            'NIST.800.53.R5-LambdaInsideVPC',
+          ],
           `CDK provider framework function (runtime chosen by CDK): ${crReason} It only invokes our handlers, which run in the VPC.`,
         );
         skipCheckovChecks(child, [

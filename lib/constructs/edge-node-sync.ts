@@ -76,7 +76,10 @@ export class EdgeNodeSync extends Construct {
         REAPPLY_AFTER_MINUTES: '10',
         POWERTOOLS_LOG_LEVEL: 'INFO',
         ...(props.livekitEcsService
-          ? { LIVEKIT_ECS_CLUSTER: props.livekitEcsService.clusterName, LIVEKIT_ECS_SERVICE: props.livekitEcsService.serviceName }
+          ? {
+              LIVEKIT_ECS_CLUSTER: props.livekitEcsService.clusterName,
+              LIVEKIT_ECS_SERVICE: props.livekitEcsService.serviceName,
+            }
           : {}),
       },
       logGroup: new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.logKey, removalPolicy: RemovalPolicy.RETAIN }),
@@ -121,7 +124,10 @@ export class EdgeNodeSync extends Construct {
         eventPattern: {
           source: ['aws.ecs'],
           detailType: ['ECS Task State Change'],
-          detail: { clusterArn: [props.livekitEcsService.clusterArn], group: [`service:${props.livekitEcsService.serviceName}`] },
+          detail: {
+            clusterArn: [props.livekitEcsService.clusterArn],
+            group: [`service:${props.livekitEcsService.serviceName}`],
+          },
         },
         targets: [target],
       });
@@ -168,7 +174,10 @@ export class EdgeNodeSync extends Construct {
     acknowledgeRules(policy, ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'], 'Least-privilege statements generated for this one function role.');
     acknowledgeRules(
       policy,
-      ['AwsSolutions-IAM5[Resource::*]', wildcardResourceFinding(this, Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' }))],
+      [
+        'AwsSolutions-IAM5[Resource::*]',
+        wildcardResourceFinding(this, Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })),
+      ],
       'DescribeAutoScalingGroups and DescribeInstances take no resource ARNs; the ECS reads are limited to the LiveKit cluster (ecs:cluster); SendCommand on instances is limited by condition to those tagged as this deployment\'s edge hosts.',
     );
     acknowledgeRules(

@@ -89,7 +89,13 @@ export class KnowledgeCollection extends Construct {
             {
               ResourceType: 'index',
               Resource: [`index/${this.collectionName}/*`],
-              Permission: ['aoss:CreateIndex', 'aoss:UpdateIndex', 'aoss:DescribeIndex', 'aoss:ReadDocument', 'aoss:WriteDocument'],
+              Permission: [
+                'aoss:CreateIndex',
+                'aoss:UpdateIndex',
+                'aoss:DescribeIndex',
+                'aoss:ReadDocument',
+                'aoss:WriteDocument',
+              ],
             },
             {
               ResourceType: 'collection',
@@ -101,6 +107,8 @@ export class KnowledgeCollection extends Construct {
         },
       ]),
     });
-    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['aoss:APIAccessAll'], resources: [this.collection.attrArn] }));
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['aoss:APIAccessAll'], resources: [this.collection.attrArn] }),
+    );
   }
 }

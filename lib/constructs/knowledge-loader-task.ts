@@ -37,10 +37,17 @@ export class KnowledgeLoaderTask extends Construct {
     this.taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: 512,
       memoryLimitMiB: 1024,
-      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      runtimePlatform: {
+        cpuArchitecture: ecs.CpuArchitecture.ARM64,
+        operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
+      },
       taskRole,
     });
-    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.logKey, removalPolicy: RemovalPolicy.RETAIN });
+    const logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.ONE_YEAR,
+      encryptionKey: props.logKey,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
     this.taskDefinition.addContainer('loader', {
       image: workspaceImage('mcp-server'),
       command: ['node', 'dist/load-knowledge.js', 'knowledge', 'aoss'],
@@ -59,14 +66,24 @@ export class KnowledgeLoaderTask extends Construct {
       description: 'Knowledge loader task: HTTPS to the knowledge collection and AWS APIs only',
       allowAllOutbound: false,
     });
-    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'Knowledge collection endpoint, ECR, logs (HTTPS)');
-    allowClientIngress(props.knowledge.endpointSecurityGroup, this.securityGroup, 443, 'knowledge loader writes the index');
+    this.securityGroup.addEgressRule(
+      ec2.Peer.anyIpv4(),
+      ec2.Port.tcp(443),
+      'Knowledge collection endpoint, ECR, logs (HTTPS)',
+    );
+    allowClientIngress(
+      props.knowledge.endpointSecurityGroup,
+      this.securityGroup,
+      443,
+      'knowledge loader writes the index',
+    );
 
     // The subnets come from the network stack's output at run time: an output may not re-export an import.
     const networkStack = Stack.of(props.vpc).stackName;
     const subnets = `$(aws cloudformation describe-stacks --stack-name ${networkStack} --query 'Stacks[0].Outputs[?OutputKey==\`PrivateSubnetIds\`].OutputValue' --output text)`;
     new CfnOutput(Stack.of(this), 'LoadKnowledgeCommand', {
-      description: 'Loads mcp-server/knowledge/*.md (as built into the MCP server image) into the knowledge collection, from inside the VPC',
+      description:
+        'Loads mcp-server/knowledge/*.md (as built into the MCP server image) into the knowledge collection, from inside the VPC',
       value: [
         'aws ecs run-task --launch-type FARGATE',
         `--cluster ${props.cluster.clusterName}`,
@@ -76,7 +93,15 @@ export class KnowledgeLoaderTask extends Construct {
     });
 
     const { rolePolicy } = acknowledgeTaskRolePolicies(this.taskDefinition.obtainExecutionRole(), taskRole);
-    acknowledgeRules(rolePolicy, ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'], 'Least-privilege statements generated for this one task role.');
-    acknowledgeRules(this.taskDefinition, ['AwsSolutions-ECS2'], 'Environment holds the collection endpoint, index name and region only; no secret.');
+    acknowledgeRules(
+      rolePolicy,
+      ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'],
+      'Least-privilege statements generated for this one task role.',
+    );
+    acknowledgeRules(
+      this.taskDefinition,
+      ['AwsSolutions-ECS2'],
+      'Environment holds the collection endpoint, index name and region only; no secret.',
+    );
   }
 }

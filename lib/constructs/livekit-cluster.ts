@@ -154,8 +154,10 @@ export class LiveKitCluster extends Construct {
     const render = (template: string, file: string) =>
       `printf '%s' "$${template}" | sed -e "s|${LIVEKIT_PLACEHOLDERS.nodeIp}|$NODE_IP|g" -e "s|${LIVEKIT_PLACEHOLDERS.apiKey}|$LIVEKIT_API_KEY|g" -e "s|${LIVEKIT_PLACEHOLDERS.apiSecret}|$LIVEKIT_API_SECRET|g" -e "s|${LIVEKIT_PLACEHOLDERS.redisPassword}|$REDIS_PASSWORD|g" > /config/${file}`;
     // Every image the hosts run is a copy in this account's ECR, for the hosts' architecture.
-    const platform = new ec2.InstanceType(livekit.instanceType).architecture === ec2.InstanceArchitecture.ARM_64 ? ecrAssets.Platform.LINUX_ARM64 : ecrAssets.Platform.LINUX_AMD64;
-    const mirrored = (source: string) => ecs.ContainerImage.fromAsset(MIRROR_DIR, { buildArgs: { SOURCE_IMAGE: source }, platform });
+    const arm = new ec2.InstanceType(livekit.instanceType).architecture === ec2.InstanceArchitecture.ARM_64;
+    const platform = arm ? ecrAssets.Platform.LINUX_ARM64 : ecrAssets.Platform.LINUX_AMD64;
+    const mirrored = (source: string) =>
+      ecs.ContainerImage.fromAsset(MIRROR_DIR, { buildArgs: { SOURCE_IMAGE: source }, platform });
     const init = task.addContainer('config', {
       image: mirrored(CONFIG_INIT_IMAGE),
       essential: false,

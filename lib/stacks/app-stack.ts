@@ -75,7 +75,14 @@ export class AppStack extends VoiceIntakeStack {
     });
     this.mcpServer.allowFrom(this.agentSecurityGroup, 'agent workers to the MCP server');
     // The collection is private: its passages are loaded from inside the VPC (npm run … has no way in).
-    if (props.knowledge) new KnowledgeLoaderTask(this, 'KnowledgeLoader', { vpc: props.vpc, cluster: this.cluster, knowledge: props.knowledge, logKey: this.appKey });
+    if (props.knowledge) {
+      new KnowledgeLoaderTask(this, 'KnowledgeLoader', {
+        vpc: props.vpc,
+        cluster: this.cluster,
+        knowledge: props.knowledge,
+        logKey: this.appKey,
+      });
+    }
 
     this.livekit = new LiveKitCluster(this, 'LiveKit', {
       vpc: props.vpc,

@@ -221,9 +221,10 @@ export class EdgeStack extends VoiceIntakeStack {
         );
         acknowledgeRules(instance, ['HIPAA.Security-EC2InstanceNoPublicIp', 'NIST.800.53.R5-EC2InstanceNoPublicIp'], 'The SIP edge is the internet-facing tier: carriers reach it on its EIP, restricted to the allowlist prefix lists.');
 
-        originationUris.push({ uri: `sip:${eip.attrPublicIp}:${edge.sipPort};transport=udp`, priority: 10, weight: 10 });
+        const originationUri = `sip:${eip.attrPublicIp}:${edge.sipPort};transport=udp`;
+        originationUris.push({ uri: originationUri, priority: 10, weight: 10 });
         new CfnOutput(this, `${name}OriginationUri`, {
-          value: `sip:${eip.attrPublicIp}:${edge.sipPort};transport=udp`,
+          value: originationUri,
           description: `Twilio origination URI for edge host ${name} (AZ ${azIndex + 1}): priority 10, weight 10 — equal priority and weight across hosts spreads calls; Twilio fails over to the others`,
         });
       }
@@ -285,7 +286,10 @@ export class EdgeStack extends VoiceIntakeStack {
       value: this.toJsonString(originationUris),
       description: 'Every origination URI for the Twilio trunk, with priority and weight (equal: calls spread, Twilio fails over between them)',
     });
-    new CfnOutput(this, 'EdgeSecurityGroupId', { value: this.securityGroup.securityGroupId, description: `App tier: allow SIP ${livekitSipPort} and LiveKit SIP RTP from this group` });
+    new CfnOutput(this, 'EdgeSecurityGroupId', {
+      value: this.securityGroup.securityGroupId,
+      description: `App tier: allow SIP ${livekitSipPort} and LiveKit SIP RTP from this group`,
+    });
   }
 }
 
@@ -361,5 +365,10 @@ function bootScript(logGroupName: string, region: string, publicIp: string): str
 
 /** The config association's command: unpack the rendered tree into a staging directory, let edge-apply.sh decide. */
 function applyScript(files: RenderedEdge): string[] {
-  return ['set -eu', `rm -rf ${STAGED_DIR}`, packedFileCommand(files, STAGED_DIR), `${STAGED_DIR}/bin/edge-apply.sh ${STAGED_DIR}`];
+  return [
+    'set -eu',
+    `rm -rf ${STAGED_DIR}`,
+    packedFileCommand(files, STAGED_DIR),
+    `${STAGED_DIR}/bin/edge-apply.sh ${STAGED_DIR}`,
+  ];
 }

@@ -134,7 +134,9 @@ export class EnrichmentStack extends VoiceIntakeStack {
     this.function.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.dataKey.keyArn] }),
     );
-    for (const statement of bedrockInvokeGrant(this, modelId, ['bedrock:InvokeModel']).statements) this.function.addToRolePolicy(statement);
+    for (const statement of bedrockInvokeGrant(this, modelId, ['bedrock:InvokeModel']).statements) {
+      this.function.addToRolePolicy(statement);
+    }
     this.bus.grantPutEventsTo(this.function);
     this.idempotencyTable.grantReadWriteData(this.function);
 

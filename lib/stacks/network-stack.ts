@@ -102,6 +102,9 @@ export class NetworkStack extends VoiceIntakeStack {
     }
 
     // One-off tasks (the knowledge loader) run here: operators pass these to `aws ecs run-task`.
-    new CfnOutput(this, 'PrivateSubnetIds', { value: this.vpc.privateSubnets.map((subnet) => subnet.subnetId).join(','), description: 'Private subnets (with egress) for one-off tasks' });
+    new CfnOutput(this, 'PrivateSubnetIds', {
+      value: this.vpc.privateSubnets.map((subnet) => subnet.subnetId).join(','),
+      description: 'Private subnets (with egress) for one-off tasks',
+    });
   }
 }

@@ -5,7 +5,11 @@ import { createServer } from 'node:net';
 export interface MotoServer {
   readonly endpoint: string;
   /** Client settings for it: endpoint, a region and dummy credentials. */
-  readonly clientConfig: { endpoint: string; region: string; credentials: { accessKeyId: string; secretAccessKey: string } };
+  readonly clientConfig: {
+    endpoint: string;
+    region: string;
+    credentials: { accessKeyId: string; secretAccessKey: string };
+  };
   stop(): Promise<void>;
 }
 
@@ -37,14 +41,20 @@ function stopGroup(child: ChildProcess): Promise<void> {
 /** Starts moto_server in its own process group (so stop() ends it and anything it spawned); waits until it answers. */
 export async function startMoto(region = 'us-east-1'): Promise<MotoServer> {
   const port = await freePort();
-  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('moto_server', ['-H', '127.0.0.1', '-p', String(port)], {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let log = '';
   child.stderr?.on('data', (chunk) => (log = (log + chunk.toString()).slice(-4_000)));
   const endpoint = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`moto_server exited (${child.exitCode}): ${log}`);
-    const ready = await fetch(`${endpoint}/moto-api/`).then((response) => response.ok, () => false);
+    const ready = await fetch(`${endpoint}/moto-api/`).then(
+      (response) => response.ok,
+      () => false,
+    );
     if (ready) break;
     if (Date.now() > deadline) {
       await stopGroup(child);

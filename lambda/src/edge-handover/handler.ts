@@ -38,7 +38,8 @@ type OnEventResult = { PhysicalResourceId: string; Data: { StartedAt: string } }
 
 /** Starts a handover (CDK provider framework `onEvent`); `isComplete` does the work, polled. */
 export async function onEvent(event: CloudFormationCustomResourceEvent): Promise<OnEventResult> {
-  if (event.RequestType === 'Delete') return { PhysicalResourceId: event.PhysicalResourceId, Data: { StartedAt: new Date().toISOString() } };
+  if (event.RequestType === 'Delete')
+    return { PhysicalResourceId: event.PhysicalResourceId, Data: { StartedAt: new Date().toISOString() } };
   const spec = specFrom(event.ResourceProperties);
   return { PhysicalResourceId: spec.allocationId, Data: { StartedAt: new Date().toISOString() } };
 }
@@ -51,7 +52,11 @@ export async function isComplete(event: IsCompleteEvent): Promise<{ IsComplete: 
   if (event.RequestType === 'Delete') return { IsComplete: true };
   const spec = specFrom(event.ResourceProperties);
   const startedAt = Date.parse(event.Data?.StartedAt ?? '') || Date.now();
-  const step = await handoverStep(clients, spec, { firstAssociation: event.RequestType === 'Create', requestId: event.RequestId, startedAt });
+  const step = await handoverStep(clients, spec, {
+    firstAssociation: event.RequestType === 'Create',
+    requestId: event.RequestId,
+    startedAt,
+  });
   if (step.done) logger.info('edge handover done', { outcome: step.outcome });
   else logger.info('edge handover waiting', { waitingFor: step.waitingFor });
   return { IsComplete: step.done };

@@ -1,4 +1,9 @@
-import { AssociateAddressCommand, DescribeAddressesCommand, DescribeInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2';
+import {
+  AssociateAddressCommand,
+  DescribeAddressesCommand,
+  DescribeInstancesCommand,
+  type EC2Client,
+} from '@aws-sdk/client-ec2';
 import {
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
@@ -62,7 +67,9 @@ async function eipHolder(clients: HandoverClients, allocationId: string): Promis
 
 async function isRunning(clients: HandoverClients, instanceId: string): Promise<boolean> {
   const { Reservations = [] } = await clients.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
-  return Reservations.flatMap((reservation) => reservation.Instances ?? []).some((instance) => instance.State?.Name === 'running');
+  return Reservations.flatMap((reservation) => reservation.Instances ?? []).some(
+    (instance) => instance.State?.Name === 'running',
+  );
 }
 
 async function ssmOnline(clients: HandoverClients, instanceId: string): Promise<boolean> {
@@ -73,7 +80,11 @@ async function ssmOnline(clients: HandoverClients, instanceId: string): Promise<
 }
 
 /** Runs the ready script on the new host and waits (up to a minute) for its verdict. */
-async function readyCheck(clients: HandoverClients, spec: HandoverSpec, context: HandoverContext): Promise<string | true> {
+async function readyCheck(
+  clients: HandoverClients,
+  spec: HandoverSpec,
+  context: HandoverContext,
+): Promise<string | true> {
   if (!(await ssmOnline(clients, spec.instanceId))) return `new host ${spec.instanceId} to register with SSM`;
   const { Command } = await clients.ssm.send(
     new SendCommandCommand({
@@ -90,7 +101,9 @@ async function readyCheck(clients: HandoverClients, spec: HandoverSpec, context:
   for (let attempt = 0; attempt < 30; attempt++) {
     await sleep(2_000);
     try {
-      const invocation = await clients.ssm.send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: spec.instanceId }));
+      const invocation = await clients.ssm.send(
+        new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: spec.instanceId }),
+      );
       if (invocation.Status === 'Success') return true;
       if (TERMINAL.has(invocation.Status ?? '')) {
         return `new host ${spec.instanceId} to be ready (${(invocation.StandardOutputContent ?? invocation.Status ?? '').trim()})`;
@@ -104,7 +117,12 @@ async function readyCheck(clients: HandoverClients, spec: HandoverSpec, context:
 }
 
 /** Drains `holder`, once per request: sends the drain script, then reports it running until it ends. */
-async function drain(clients: HandoverClients, spec: HandoverSpec, holder: string, context: HandoverContext): Promise<string | true> {
+async function drain(
+  clients: HandoverClients,
+  spec: HandoverSpec,
+  holder: string,
+  context: HandoverContext,
+): Promise<string | true> {
   const comment = drainComment(context.requestId);
   const { Commands = [] } = await clients.ssm.send(new ListCommandsCommand({ InstanceId: holder }));
   const sent = Commands.find((command) => command.Comment === comment);
@@ -123,7 +141,11 @@ async function drain(clients: HandoverClients, spec: HandoverSpec, holder: strin
   return `host ${holder} to drain (up to ${spec.drainSeconds} s)`;
 }
 
-export async function handoverStep(clients: HandoverClients, spec: HandoverSpec, context: HandoverContext): Promise<HandoverStep> {
+export async function handoverStep(
+  clients: HandoverClients,
+  spec: HandoverSpec,
+  context: HandoverContext,
+): Promise<HandoverStep> {
   const now = context.now ?? Date.now;
   const holder = await eipHolder(clients, spec.allocationId);
   if (holder === spec.instanceId) return { done: true, outcome: `EIP ${spec.allocationId} is on ${spec.instanceId}` };
@@ -133,7 +155,9 @@ export async function handoverStep(clients: HandoverClients, spec: HandoverSpec,
     if (ready !== true) {
       const elapsedSeconds = Math.round((now() - context.startedAt) / 1000);
       if (elapsedSeconds > spec.readySeconds) {
-        throw new Error(`gave up after ${elapsedSeconds} s waiting for ${ready}; ${holder ?? 'no host'} keeps EIP ${spec.allocationId}`);
+        throw new Error(
+          `gave up after ${elapsedSeconds} s waiting for ${ready}; ${holder ?? 'no host'} keeps EIP ${spec.allocationId}`,
+        );
       }
       return { done: false, waitingFor: ready };
     }
@@ -142,6 +166,15 @@ export async function handoverStep(clients: HandoverClients, spec: HandoverSpec,
       if (drained !== true) return { done: false, waitingFor: drained };
     }
   }
-  await clients.ec2.send(new AssociateAddressCommand({ AllocationId: spec.allocationId, InstanceId: spec.instanceId, AllowReassociation: true }));
-  return { done: true, outcome: `EIP ${spec.allocationId} moved ${holder ? `from ${holder} ` : ''}to ${spec.instanceId}` };
+  await clients.ec2.send(
+    new AssociateAddressCommand({
+      AllocationId: spec.allocationId,
+      InstanceId: spec.instanceId,
+      AllowReassociation: true,
+    }),
+  );
+  return {
+    done: true,
+    outcome: `EIP ${spec.allocationId} moved ${holder ? `from ${holder} ` : ''}to ${spec.instanceId}`,
+  };
 }

@@ -8,7 +8,12 @@ import { z } from 'zod';
 import { type EdgeSyncSettings, syncEdgeNodes } from './sync';
 
 const logger = new Logger({ serviceName: 'edge-node-sync' });
-const clients = { autoScaling: new AutoScalingClient({}), ec2: new EC2Client({}), ssm: new SSMClient({}), ecs: new ECSClient({}) };
+const clients = {
+  autoScaling: new AutoScalingClient({}),
+  ec2: new EC2Client({}),
+  ssm: new SSMClient({}),
+  ecs: new ECSClient({}),
+};
 
 const envSchema = z.object({
   LIVEKIT_ASG_NAME: z.string().min(1),

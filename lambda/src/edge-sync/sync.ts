@@ -1,6 +1,11 @@
 import { type AutoScalingClient, DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
 import { DescribeInstancesCommand, type EC2Client, type Filter } from '@aws-sdk/client-ec2';
-import { DescribeContainerInstancesCommand, DescribeTasksCommand, type ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
+import {
+  DescribeContainerInstancesCommand,
+  DescribeTasksCommand,
+  type ECSClient,
+  ListTasksCommand,
+} from '@aws-sdk/client-ecs';
 import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SendCommandCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 
@@ -54,25 +59,33 @@ export type SyncOutcome =
  * EC2 instances that run a task of `service` which is running and meant to keep running (desired RUNNING): a task
  * ECS is stopping (a deployment, a drain) has desired status STOPPED while its calls finish.
  */
-export async function hostsServing(ecs: ECSClient, service: { cluster: string; service: string }): Promise<Set<string>> {
+export async function hostsServing(
+  ecs: ECSClient,
+  service: { cluster: string; service: string },
+): Promise<Set<string>> {
   const taskArns: string[] = [];
   let nextToken: string | undefined;
   do {
-    const page = await ecs.send(new ListTasksCommand({ cluster: service.cluster, serviceName: service.service, desiredStatus: 'RUNNING', nextToken }));
+    const page = await ecs.send(
+      new ListTasksCommand({ cluster: service.cluster, serviceName: service.service, desiredStatus: 'RUNNING', nextToken }),
+    );
     taskArns.push(...(page.taskArns ?? []));
     nextToken = page.nextToken;
   } while (nextToken);
   const containerInstances = new Set<string>();
   for (let start = 0; start < taskArns.length; start += 100) {
-    const { tasks = [] } = await ecs.send(new DescribeTasksCommand({ cluster: service.cluster, tasks: taskArns.slice(start, start + 100) }));
+    const batch = taskArns.slice(start, start + 100);
+    const { tasks = [] } = await ecs.send(new DescribeTasksCommand({ cluster: service.cluster, tasks: batch }));
     for (const task of tasks) {
-      if (task.lastStatus === 'RUNNING' && task.desiredStatus === 'RUNNING' && task.containerInstanceArn) containerInstances.add(task.containerInstanceArn);
+      const serving = task.lastStatus === 'RUNNING' && task.desiredStatus === 'RUNNING';
+      if (serving && task.containerInstanceArn) containerInstances.add(task.containerInstanceArn);
     }
   }
   const hosts = new Set<string>();
   const arns = [...containerInstances];
   for (let start = 0; start < arns.length; start += 100) {
-    const page = await ecs.send(new DescribeContainerInstancesCommand({ cluster: service.cluster, containerInstances: arns.slice(start, start + 100) }));
+    const batch = arns.slice(start, start + 100);
+    const page = await ecs.send(new DescribeContainerInstancesCommand({ cluster: service.cluster, containerInstances: batch }));
     for (const instance of page.containerInstances ?? []) if (instance.ec2InstanceId) hosts.add(instance.ec2InstanceId);
   }
   return hosts;
@@ -82,7 +95,11 @@ export async function hostsServing(ecs: ECSClient, service: { cluster: string; s
  * Private addresses of the group's instances that are in service and healthy (and, given the LiveKit service, run a
  * LiveKit task that is not being stopped), sorted.
  */
-export async function livekitNodeAddresses(clients: EdgeSyncClients, groupName: string, livekitService?: EdgeSyncSettings['livekitService']): Promise<string[]> {
+export async function livekitNodeAddresses(
+  clients: EdgeSyncClients,
+  groupName: string,
+  livekitService?: EdgeSyncSettings['livekitService'],
+): Promise<string[]> {
   const { AutoScalingGroups = [] } = await clients.autoScaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [groupName] }));
   const group = AutoScalingGroups[0];
   if (!group) throw new Error(`Auto Scaling group ${groupName} not found`);
