@@ -63,6 +63,11 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
       rtpPortRange: config.livekit.sipRtpPortRange,
       autoScalingGroupName: appTier.livekit.autoScalingGroup.autoScalingGroupName,
       sipPort: config.livekit.sipPort,
+      ecsService: {
+        clusterArn: appTier.cluster.clusterArn,
+        clusterName: appTier.cluster.clusterName,
+        serviceName: appTier.livekit.service.serviceName,
+      },
     },
   });
   edge.addStackDependency(appTier);
@@ -75,16 +80,22 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     livekitApiSecret: appTier.livekit.apiSecret,
     secretKey: appTier.appKey,
     livekitApiSecurityGroup: appTier.livekit.apiLoadBalancerSecurityGroup,
-    allowedAddresses: edge.instances.map((instance) => instance.instancePrivateIp),
+    // The edge's public subnets (edge hosts only, plus NAT), not host addresses: a replacement host takes calls
+    // before CloudFormation could update the trunk, while the host it replaces is still draining.
+    allowedAddresses: network.vpc.publicSubnets.map((subnet) => subnet.ipv4CidrBlock),
   });
 
   const observability = new ObservabilityStack(app, name('observability'), {
     ...common,
     description: 'voice-intake: dashboard and alarms',
-    edgeInstances: edge.instances,
     redisReplicationGroupId: data.redisReplicationGroup.ref,
     redisNodeCount: data.redisNodeCount,
-    existingAlarms: [enrichment.deadLetterAlarm, ...(edge.nodeSync ? [edge.nodeSync.failureAlarm] : [])],
+    // Edge alarms live in the edge stack: a replaced edge host changes no export another stack imports.
+    existingAlarms: [
+      enrichment.deadLetterAlarm,
+      ...(edge.nodeSync ? [edge.nodeSync.failureAlarm] : []),
+      ...edge.unhealthyAzAlarms,
+    ],
     edgeMetrics: edge.metrics,
     livekitSipMetrics: appTier.livekit.sipMetrics,
   });

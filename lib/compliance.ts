@@ -1,4 +1,4 @@
-import { type App, Aspects, CfnResource, type IAspect, Validations } from 'aws-cdk-lib';
+import { type App, Aspects, CfnResource, type IAspect, Stack, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 
@@ -18,6 +18,26 @@ export function applyCompliancePacks(app: App): void {
  */
 export function acknowledgeRules(scope: IConstruct, ruleIds: readonly string[], reason: string): void {
   for (const id of ruleIds) Validations.of(scope).acknowledge({ id, reason });
+}
+
+/**
+ * The `AwsSolutions-IAM5[Resource::…]` finding id cdk-nag gives a wildcard resource, as it writes it: tokens as
+ * `<AWS::Partition>` / `<Logical.Arn>`, literals as they are. The same ARN reads differently with and without account
+ * and region in the stack's environment, so ids are computed, not typed.
+ */
+export function wildcardResourceFinding(scope: IConstruct, arn: string): string {
+  const flatten = (value: unknown): string => {
+    if (typeof value === 'string') return value;
+    const node = value as Record<string, unknown>;
+    if (typeof node.Ref === 'string') return `<${node.Ref}>`;
+    if (Array.isArray(node['Fn::GetAtt'])) return `<${(node['Fn::GetAtt'] as string[]).join('.')}>`;
+    if (Array.isArray(node['Fn::Join'])) {
+      const [separator, parts] = node['Fn::Join'] as [string, unknown[]];
+      return parts.map(flatten).join(separator);
+    }
+    return JSON.stringify(value);
+  };
+  return `AwsSolutions-IAM5[Resource::${flatten(Stack.of(scope).resolve(arn))}]`;
 }
 
 export interface CheckovSkip {

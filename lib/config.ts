@@ -75,6 +75,11 @@ export const livekitSchema = z
     rtcUdpPortRange: portRange.default({ min: 50000, max: 60000 }),
     sipPort: z.number().int().min(1).max(65535).default(5060),
     sipRtpPortRange: portRange.default({ min: 10000, max: 20000 }),
+    /**
+     * How long a LiveKit host being upgraded may take to finish its calls (LiveKit drains on SIGTERM; ECS waits this
+     * long before it kills the task). Meanwhile the edge sends the host no new call.
+     */
+    drainSeconds: z.number().int().min(30).max(3_600).default(900),
     /** Calls one LiveKit SIP node takes before it refuses more (then the edge fails over). */
     maxActiveCalls: z.number().int().min(1).max(2_000).default(100),
     maxCpuUtilization: z.number().min(0.1).max(1).default(0.9),
@@ -109,16 +114,32 @@ export const livekitSchema = z
     }
   });
 
+/** RFC 2606/6761 names that can never be a real PBX: a target like this deploys but fails every transfer. */
+const PLACEHOLDER_HOST = /@?(?:^|[.@:])(?:example\.(?:com|net|org)|[^;>\s]*\.(?:example|invalid|test|localhost))(?:[:;>]|$)/i;
+
 export const mcpSchema = z
   .object({
     /** Knowledge search behind `search_knowledge`: an OpenSearch Serverless collection, or the bundled markdown index. */
     knowledgeBackend: z.enum(['opensearch', 'embedded']).default('opensearch'),
-    /** Queue name → SIP/tel URI that `request_human_transfer` may hand a call to. */
-    transferTargets: z
-      .record(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'queue names are lowercase words'), z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI'))
-      .refine((targets) => Object.keys(targets).length > 0, 'needs at least one queue')
-      .default({ front_desk: 'sip:front-desk@pbx.example.com' }),
-    defaultTransferQueue: z.string().default('front_desk'),
+    /**
+     * Queue name → SIP/tel URI that `request_human_transfer` may hand a call to. Required: a real target of yours, or
+     * `{}` to turn transfer to a person off (then the tool is not offered). Documentation hosts are refused.
+     */
+    transferTargets: z.record(
+      z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'queue names are lowercase words'),
+      z
+        .string()
+        .regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI')
+        .refine((uri) => !PLACEHOLDER_HOST.test(uri), 'names a documentation host (example.com, .invalid, .test): give your PBX'),
+      {
+        error: (issue) =>
+          issue.input === undefined
+            ? 'is required: map each queue to your PBX, e.g. {"front_desk":"sip:front-desk@pbx.yourcompany.com"}, or set {} to turn transfer off'
+            : undefined,
+      },
+    ),
+    /** The queue used when the agent names none; defaults to the first of transferTargets. */
+    defaultTransferQueue: z.string().optional(),
     /** The enterprise REST endpoint that receives submitted cases; unset = cases stay in DynamoDB only. */
     backendUrl: z.url({ protocol: /^https$/, message: 'must be an https:// URL' }).optional(),
     port: z.number().int().min(1024).max(65535).default(8080),
@@ -128,7 +149,7 @@ export const mcpSchema = z
   })
   .strict()
   .superRefine((mcp, ctx) => {
-    if (!(mcp.defaultTransferQueue in mcp.transferTargets)) {
+    if (mcp.defaultTransferQueue !== undefined && !(mcp.defaultTransferQueue in mcp.transferTargets)) {
       ctx.addIssue({ code: 'custom', path: ['defaultTransferQueue'], message: `is not a queue of transferTargets (${Object.keys(mcp.transferTargets).join(', ')})` });
     }
   });
@@ -201,7 +222,9 @@ export const voiceIntakeConfigSchema = z
     edge: edgeSectionSchema.default(edgeSectionSchema.parse({})),
     agent: agentSchema.default(agentSchema.parse({})),
     enrichment: enrichmentSchema.default(enrichmentSchema.parse({})),
-    mcp: mcpSchema.default(mcpSchema.parse({})),
+    // A missing section is parsed as an empty one (the cast: {} is deliberately incomplete), so the error names
+    // mcp.transferTargets as required.
+    mcp: mcpSchema.prefault({} as z.input<typeof mcpSchema>),
     livekit: livekitSchema.default(livekitSchema.parse({})),
     agentService: agentServiceSchema.default(agentServiceSchema.parse({})),
     observability: observabilitySchema.default(observabilitySchema.parse({})),
@@ -211,6 +234,9 @@ export const voiceIntakeConfigSchema = z
   .superRefine((config, ctx) => {
     if ((config.account === undefined) !== (config.region === undefined)) {
       ctx.addIssue({ code: 'custom', path: [config.account ? 'region' : 'account'], message: 'account and region go together: set both or neither' });
+    }
+    if (config.region && config.edge.amiIds && !(config.region in config.edge.amiIds)) {
+      ctx.addIssue({ code: 'custom', path: ['edge', 'amiIds'], message: `has no image for region ${config.region}` });
     }
     if (config.network.natGateways !== undefined && config.network.natGateways > config.azCount) {
       ctx.addIssue({ code: 'custom', path: ['network', 'natGateways'], message: `must not exceed azCount (${config.azCount})` });

@@ -48,7 +48,9 @@ describe('app stack: MCP server service', () => {
     expect(container.Secrets).toEqual([{ Name: 'MCP_AUTH_TOKEN', ValueFrom: { Ref: expect.stringMatching(/^McpServerToken/) } }]);
     const env = Object.fromEntries((container.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]));
     expect(env).toMatchObject({ CASE_STORE: 'dynamodb', KNOWLEDGE_BACKEND: 'opensearch', OPENSEARCH_SERVICE: 'aoss', MCP_PORT: '8080' });
-    expect(JSON.parse(env.TRANSFER_TARGETS as string)).toEqual({ front_desk: 'sip:front-desk@pbx.example.com' });
+    // The repository's cdk.json turns transfer to a person off explicitly ({}): no queue, no default queue.
+    expect(JSON.parse(env.TRANSFER_TARGETS as string)).toEqual({});
+    expect(env.DEFAULT_TRANSFER_QUEUE).toBeUndefined();
     expect(JSON.stringify(container.Environment)).not.toMatch(/TOKEN"/);
     expect(task.Properties.RuntimePlatform).toEqual({ CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' });
   });
@@ -120,11 +122,15 @@ describe('data stack: MCP backends', () => {
     expect(JSON.stringify(encryption.Policy)).toContain('\\"AWSOwnedKey\\":false');
   });
 
-  it('runs with the embedded knowledge index and no collection when configured so', () => {
-    const { templates } = synthVoiceIntake({ mcp: { knowledgeBackend: 'embedded' } });
+  it('runs with the embedded knowledge index and no collection, and transfers to the configured queues', () => {
+    const transferTargets = { billing: 'tel:+14155550100', front_desk: 'sip:front-desk@pbx.acme-clinic.com' };
+    const { templates } = synthVoiceIntake({ mcp: { knowledgeBackend: 'embedded', transferTargets } });
     templates.data.resourceCountIs('AWS::OpenSearchServerless::Collection', 0);
     const container = Object.values(templates.app.findResources('AWS::ECS::TaskDefinition'))[0].Properties.ContainerDefinitions[0];
     expect(container.Environment).toContainEqual({ Name: 'KNOWLEDGE_BACKEND', Value: 'embedded' });
+    expect(container.Environment).toContainEqual({ Name: 'TRANSFER_TARGETS', Value: JSON.stringify(transferTargets) });
+    // No defaultTransferQueue given: the first queue.
+    expect(container.Environment).toContainEqual({ Name: 'DEFAULT_TRANSFER_QUEUE', Value: 'billing' });
   });
 });
 
@@ -163,8 +169,8 @@ describe('app stack: LiveKit cluster', () => {
     const task = Object.values(app.findResources('AWS::ECS::TaskDefinition')).find((definition) => definition.Properties.NetworkMode === 'host')!;
     const containers = Object.fromEntries((task.Properties.ContainerDefinitions as any[]).map((container) => [container.Name, container]));
     expect(Object.keys(containers).sort()).toEqual(['config', 'livekit-server', 'livekit-sip']);
-    expect(containers['livekit-server'].Image).toBe(synthesized.config.livekit.serverImage);
-    expect(containers['livekit-sip'].Image).toBe(synthesized.config.livekit.sipImage);
+    // Copies of the pinned images in this account's ECR (what they copy: test/livekit-rollout.test.ts).
+    for (const name of ['config', 'livekit-server', 'livekit-sip']) expect(JSON.stringify(containers[name].Image)).toMatch(/container-assets/);
     for (const name of ['livekit-server', 'livekit-sip']) {
       expect(containers[name].DependsOn).toEqual([{ ContainerName: 'config', Condition: 'SUCCESS' }]);
       expect(containers[name].User).toBe('1000');

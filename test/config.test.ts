@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, readConfig } from '../lib/config';
 import { TWILIO_MEDIA_CIDRS, TWILIO_SIGNALLING_CIDRS } from '@voice-intake/edge-config';
+import { repoConfigInput } from './support/synth';
 
 function contextOf(values: Record<string, unknown>) {
   return { reader: { tryGetContext: (key: string) => values[key] }, all: values };
@@ -18,7 +19,7 @@ function errorOf(raw: unknown): string {
 
 describe('operator config', () => {
   it('defaults to a two-AZ deployment open only to Twilio', () => {
-    const config = parseConfig({});
+    const config = parseConfig(repoConfigInput());
     expect(config.azCount).toBe(2);
     expect(config.deploymentName).toBe('voice-intake');
     expect(config.edge.allowlist).toEqual([...TWILIO_SIGNALLING_CIDRS]);
@@ -46,7 +47,7 @@ describe('operator config', () => {
   it('refuses 0.0.0.0/0 on the edge unless allowAnyCarrierSource is set', () => {
     expect(errorOf({ edge: { allowlist: ['0.0.0.0/0'] } })).toMatch(/edge\.allowlist\[0\].*allowAnyCarrierSource/);
     expect(errorOf({ edge: { mediaAllowlist: ['0.0.0.0/0'] } })).toContain('edge.mediaAllowlist[0]');
-    expect(parseConfig({ edge: { allowlist: ['0.0.0.0/0'], allowAnyCarrierSource: true } }).edge.allowlist).toEqual(['0.0.0.0/0']);
+    expect(parseConfig(repoConfigInput({ edge: { allowlist: ['0.0.0.0/0'], allowAnyCarrierSource: true } })).edge.allowlist).toEqual(['0.0.0.0/0']);
   });
 
   it('rejects a reversed RTP range and one overlapping the SIP port', () => {
@@ -78,12 +79,33 @@ describe('operator config', () => {
   });
 
   it('checks cross-field rules', () => {
-    expect(errorOf({ account: '123456789012' })).toContain('region: account and region go together');
-    expect(errorOf({ network: { natGateways: 3 } })).toContain('network.natGateways: must not exceed azCount (2)');
+    // Cross-field rules run once every section is valid on its own.
+    expect(errorOf(repoConfigInput({ account: '123456789012' }))).toContain('region: account and region go together');
+    expect(errorOf(repoConfigInput({ network: { natGateways: 3 } }))).toContain('network.natGateways: must not exceed azCount (2)');
+  });
+
+  it('requires a real transfer target or transfer turned off explicitly', () => {
+    expect(errorOf({})).toMatch(/mcp\.transferTargets: is required: map each queue to your PBX.*or set \{\} to turn transfer off/);
+    expect(errorOf({ mcp: {} })).toContain('mcp.transferTargets: is required');
+    for (const placeholder of ['sip:front-desk@pbx.example.com', 'sip:desk@example.org:5060', 'sip:desk@pbx.acme.test;transport=tls', 'sip:x@pbx.invalid']) {
+      expect(errorOf({ mcp: { transferTargets: { front_desk: placeholder } } }), placeholder).toContain('mcp.transferTargets.front_desk: names a documentation host');
+    }
+    expect(parseConfig({ mcp: { transferTargets: {} } }).mcp.transferTargets).toEqual({});
+    const real = parseConfig({ mcp: { transferTargets: { front_desk: 'sip:desk@pbx.notexample.com', billing: 'tel:+14155550100' } } }).mcp;
+    expect(real.transferTargets).toEqual({ front_desk: 'sip:desk@pbx.notexample.com', billing: 'tel:+14155550100' });
+    expect(real.defaultTransferQueue).toBeUndefined();
+  });
+
+  it('pins the edge image per region and names a region without one', () => {
+    const amiIds = { 'us-east-1': 'ami-0123456789abcdef0' };
+    expect(errorOf(repoConfigInput({ account: '123456789012', region: 'eu-west-1', edge: { amiIds } }))).toContain('edge.amiIds: has no image for region eu-west-1');
+    expect(errorOf({ edge: { amiIds: { 'us-east-1': 'debian-12' } } })).toContain('edge.amiIds.us-east-1: must be an AMI id');
+    expect(parseConfig(repoConfigInput({ account: '123456789012', region: 'us-east-1', edge: { amiIds } })).edge.amiIds).toEqual(amiIds);
+    expect(errorOf({ edge: { drainSeconds: 3600 } })).toContain('edge.drainSeconds');
   });
 
   it('checks the MCP transfer queues and backend URL', () => {
-    expect(errorOf({ mcp: { transferTargets: { support: 'sip:support@pbx.example.com' } } })).toContain(
+    expect(errorOf({ mcp: { transferTargets: { support: 'sip:support@pbx.acme.com' }, defaultTransferQueue: 'front_desk' } })).toContain(
       'mcp.defaultTransferQueue: is not a queue of transferTargets (support)',
     );
     expect(errorOf({ mcp: { transferTargets: { support: 'support@pbx' } } })).toContain('mcp.transferTargets.support: must be a sip: or tel: URI');
@@ -95,11 +117,12 @@ describe('operator config', () => {
     expect(errorOf({ agentService: { maxCallsPerTask: 20, targetCallsPerTask: 10 } })).toContain(
       'agentService.maxCallsPerTask: needs about 5512 MiB (250 MiB per call process + 512), more than memoryMiB (4096)',
     );
-    expect(parseConfig({ agentService: { cpu: 4096, memoryMiB: 8192, maxCallsPerTask: 30, targetCallsPerTask: 20 } }).agentService.maxCallsPerTask).toBe(30);
+    const roomy = { agentService: { cpu: 4096, memoryMiB: 8192, maxCallsPerTask: 30, targetCallsPerTask: 20 } } as const;
+    expect(parseConfig(repoConfigInput(roomy)).agentService.maxCallsPerTask).toBe(30);
   });
 
   it('reads a JSON string given with -c voiceIntake=…', () => {
-    const { reader, all } = contextOf({ voiceIntake: '{"deploymentName":"staging","edge":{"hostsPerAz":1}}' });
+    const { reader, all } = contextOf({ voiceIntake: '{"deploymentName":"staging","edge":{"hostsPerAz":1},"mcp":{"transferTargets":{}}}' });
     const config = readConfig(reader, all);
     expect(config.deploymentName).toBe('staging');
     expect(config.edge.hostsPerAz).toBe(1);
@@ -108,6 +131,7 @@ describe('operator config', () => {
   it('patches dotted keys over the cdk.json object, parsing JSON values', () => {
     const { reader, all } = contextOf({
       voiceIntake: { deploymentName: 'prod', azCount: 3 },
+      'voiceIntake.mcp.transferTargets': '{"front_desk":"sip:desk@pbx.acme-clinic.com"}',
       'voiceIntake.edge.hostsPerAz': '1',
       'voiceIntake.edge.allowlist': '["192.0.2.0/24"]',
       'voiceIntake.deploymentName': 'prod-eu',
@@ -117,6 +141,7 @@ describe('operator config', () => {
     expect(config.azCount).toBe(3);
     expect(config.edge.hostsPerAz).toBe(1);
     expect(config.edge.allowlist).toEqual(['192.0.2.0/24']);
+    expect(config.mcp.transferTargets).toEqual({ front_desk: 'sip:desk@pbx.acme-clinic.com' });
   });
 
   it('says so when -c voiceIntake is not JSON', () => {

@@ -37,6 +37,14 @@ function unpackInto(command: string, fromDir: string): string {
 
 const unpack = (command: string, fromDir: string) => readTree(unpackInto(command, fromDir));
 
+/** Where the config association unpacks the rendered tree on a host. */
+const STAGED = '/var/lib/voice-intake-edge/staged';
+/** The rendered tree the config association carries, by relative path. */
+function associationFiles(template: Template): Map<string, string> {
+  const [association] = Object.values(template.findResources('AWS::SSM::Association'));
+  return unpack(JSON.stringify(association.Properties.Parameters.commands), STAGED);
+}
+
 /** User data as EC2 receives it, with every CloudFormation token taken as a generous 64 characters. */
 function userDataText(userData: unknown): string {
   const flat = (value: unknown): string => {
@@ -90,7 +98,8 @@ describe('edge stack', () => {
   it('runs hostsPerAz hosts in every AZ, each with an EIP, IMDSv2 and no SSH key', () => {
     edge.resourceCountIs('AWS::EC2::Instance', 4);
     edge.resourceCountIs('AWS::EC2::EIP', 4);
-    edge.resourceCountIs('AWS::EC2::EIPAssociation', 4);
+    // The EIP goes to a host through its handover (below), never a plain association that moves it at once.
+    edge.resourceCountIs('AWS::EC2::EIPAssociation', 0);
     for (const instance of Object.values(edge.findResources('AWS::EC2::Instance'))) expect(instance.Properties.KeyName).toBeUndefined();
     const templates = Object.values(edge.findResources('AWS::EC2::LaunchTemplate'));
     expect(templates.length).toBe(4);
@@ -130,14 +139,22 @@ describe('edge stack', () => {
     }
   });
 
-  it('reloads the allowlist through an SSM association, not through user data', () => {
+  it('delivers every rendered file through one SSM association, one host at a time, never through user data', () => {
     const [association] = Object.values(edge.findResources('AWS::SSM::Association'));
-    const commands = association.Properties.Parameters.commands.join('\n');
-    expect(commands).toContain('kamailio/db/address');
-    expect(commands).toContain('edge-reload.sh');
-    const booted = unpack(JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData), '/etc/voice-intake-edge');
-    expect(booted.has('kamailio/kamailio.cfg')).toBe(true);
-    expect(booted.has('kamailio/db/address')).toBe(false);
+    const { Parameters: parameters, MaxConcurrency, MaxErrors, ScheduleExpression, Targets } = association.Properties;
+    expect({ MaxConcurrency, MaxErrors, ScheduleExpression }).toEqual({ MaxConcurrency: '1', MaxErrors: '0', ScheduleExpression: 'rate(30 minutes)' });
+    expect(Targets).toEqual([{ Key: 'tag:voice-intake:edge', Values: ['voice-intake'] }]);
+    expect(parameters.executionTimeout).toEqual(['1500']); // drainSeconds (900) + 10 minutes
+    const files = associationFiles(edge);
+    expect(files.has('kamailio/kamailio.cfg')).toBe(true);
+    expect(files.get('kamailio/db/address')).toContain('192.0.2.0');
+    expect(files.has('bin/edge-apply.sh')).toBe(true);
+    expect(parameters.commands.at(-1)).toBe(`${STAGED}/bin/edge-apply.sh ${STAGED}`);
+    for (const instance of Object.values(edge.findResources('AWS::EC2::Instance'))) {
+      const userData = JSON.stringify(instance.Properties.UserData);
+      expect(userData).not.toContain('gunzip');
+      expect(userData).not.toContain('kamailio.cfg');
+    }
   });
 
   it("keeps every host's user data within EC2's 16 KB", () => {
@@ -163,13 +180,16 @@ describe('edge stack', () => {
     for (const alarm of recovery) expect(JSON.stringify(alarm.Properties.AlarmActions)).toContain(':ec2:recover');
   });
 
-  it('provisions the LiveKit trunk for exactly the edge hosts, from inside the VPC', () => {
+  it("provisions the LiveKit trunk for the edge's subnets only, from inside the VPC", () => {
     const [provisioning] = Object.values(edge.findResources('Custom::LiveKitSip'));
     const properties = provisioning.Properties;
     const instances = Object.keys(edge.findResources('AWS::EC2::Instance')).sort();
-    expect(properties.AllowedAddresses.map((address: { 'Fn::GetAtt': [string, string] }) => address['Fn::GetAtt']).sort()).toEqual(
-      instances.map((instance) => [instance, 'PrivateIp']),
-    );
+    // The edge's public subnets: a replacement host is allowed before CloudFormation could name its address.
+    expect(instances).toHaveLength(4);
+    const publicSubnets = synthesized.stacks.network.vpc.publicSubnets.map((subnet) => subnet.ipv4CidrBlock);
+    expect(publicSubnets).toHaveLength(2);
+    expect(properties.AllowedAddresses).toEqual(publicSubnets);
+    for (const privateSubnet of synthesized.stacks.network.vpc.privateSubnets) expect(properties.AllowedAddresses).not.toContain(privateSubnet.ipv4CidrBlock);
     expect(properties).toMatchObject({ AgentName: 'intake-agent', RoomPrefix: 'call-', TrunkName: 'voice-intake-edge', DispatchRuleName: 'voice-intake-per-call' });
     const handler = Object.values(edge.findResources('AWS::Lambda::Function')).find((fn) => fn.Properties.Handler === 'index.onEvent')!;
     expect(handler.Properties.VpcConfig).toBeDefined();
@@ -199,28 +219,69 @@ describe('edge stack', () => {
 
     const rules = Object.values(edge.findResources('AWS::Events::Rule')).map((rule) => rule.Properties);
     expect(rules.map((rule) => rule.ScheduleExpression).filter(Boolean)).toEqual(['rate(1 minute)']);
-    expect(rules.find((rule) => rule.EventPattern)?.EventPattern).toMatchObject({ source: ['aws.autoscaling'], 'detail-type': ['EC2 Instance Launch Successful', 'EC2 Instance Terminate Successful'] });
+    expect(rules.find((rule) => rule.EventPattern?.source?.[0] === 'aws.autoscaling')?.EventPattern).toMatchObject({ source: ['aws.autoscaling'], 'detail-type': ['EC2 Instance Launch Successful', 'EC2 Instance Terminate Successful'] });
 
     const policies = Object.values(edge.findResources('AWS::IAM::Policy')).flatMap((policy) => policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown; Condition?: unknown }[]);
-    const sendCommand = policies.filter((statement) => [statement.Action].flat().includes('ssm:SendCommand'));
+    const syncPolicies = Object.values(edge.findResources('AWS::IAM::Policy')).filter((policy) => JSON.stringify(policy.Properties.Roles).includes('LiveKitNodeSync'));
+    const sendCommand = syncPolicies
+      .flatMap((policy) => policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown; Condition?: unknown }[])
+      .filter((statement) => [statement.Action].flat().includes('ssm:SendCommand'));
+    expect(policies.length).toBeGreaterThan(sendCommand.length);
     expect(sendCommand).toHaveLength(2);
     expect(JSON.stringify(sendCommand.map((statement) => statement.Resource))).toContain('document/AWS-RunShellScript');
     expect(sendCommand.find((statement) => JSON.stringify(statement.Resource).includes('instance/*'))?.Condition).toEqual({ StringEquals: { 'ssm:resourceTag/voice-intake:edge': 'voice-intake' } });
   });
 
   it('boots with an empty LiveKit node list and the node script, never a placeholder name', () => {
-    const userData = JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
-    const files = unpack(userData, '/etc/voice-intake-edge');
+    const files = associationFiles(edge);
     const dispatcherList = files.get('kamailio/dispatcher.list');
     expect(dispatcherList).not.toMatch(/^1 /m); // no LiveKit node until the sync sends them
     expect(dispatcherList).toContain(NO_NODE_ENTRY);
     expect(files.get('bin/edge-livekit-nodes.sh')).toContain('dispatcher.reload');
     expect([...files.values()].join('\n')).not.toContain('livekit-sip.voice-intake.internal');
-    const association = JSON.stringify(Object.values(edge.findResources('AWS::SSM::Association'))[0].Properties);
-    expect(association).not.toContain('dispatcher.list');
+    // The node sync owns the live list: edge-apply.sh installs the rendered one only where none exists yet.
+    expect(files.get('bin/edge-apply.sh')).toContain('NODE_LIST="kamailio/dispatcher.list"');
   });
 
   it('matches the snapshot', () => {
     expect(edge.toJSON()).toMatchSnapshot();
+  });
+});
+
+describe('edge stack with non-default SIP ports', () => {
+  let edge: Template;
+  let egress: Rule[];
+
+  beforeAll(() => {
+    const synthesized = synthVoiceIntake({ deploymentName: 'voice-intake', azCount: 2, edge: { sipPort: 5070 }, livekit: { sipPort: 5062 } });
+    edge = synthesized.templates.edge;
+    const [, group] = Object.entries(edge.findResources('AWS::EC2::SecurityGroup')).find(([id]) => id.startsWith('EdgeSecurityGroup'))!;
+    egress = [
+      ...(group.Properties.SecurityGroupEgress ?? []),
+      ...Object.values(edge.findResources('AWS::EC2::SecurityGroupEgress')).map((rule) => rule.Properties as Rule),
+    ];
+  });
+
+  it('sends SIP to LiveKit on livekit.sipPort, never on 5060', () => {
+    const toLiveKit = egress.filter((rule) => JSON.stringify(rule.DestinationSecurityGroupId ?? '').includes('LiveKitHostSecurityGroup'));
+    expect(toLiveKit.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5062-5062', 'udp:10000-20000', 'udp:5062-5062']);
+    const intoLiveKit = Object.values(edge.findResources('AWS::EC2::SecurityGroupIngress'))
+      .map((rule) => rule.Properties as Rule)
+      .filter((rule) => JSON.stringify(rule.GroupId).includes('LiveKitHostSecurityGroup') && rule.FromPort !== 7880);
+    expect(intoLiveKit.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5062-5062', 'udp:10000-20000', 'udp:5062-5062']);
+    const sync = Object.values(edge.findResources('AWS::Lambda::Function')).find((fn) => fn.Properties.Environment?.Variables?.NODE_SCRIPT)!;
+    expect(sync.Properties.Environment.Variables.SIP_PORT).toBe('5062');
+    expect(associationFiles(edge).get('bin/edge-livekit-nodes.sh')).toContain('node="$node:5062"');
+  });
+
+  it('listens for the carrier on edge.sipPort and names it in every origination URI', () => {
+    const outputs = Object.entries(edge.toJSON().Outputs as Record<string, { Value: unknown }>).filter(([key]) => key.endsWith('OriginationUri'));
+    expect(outputs).toHaveLength(4);
+    for (const [, output] of outputs) expect(JSON.stringify(output.Value)).toMatch(/:5070;transport=udp/);
+    const [groupId, group] = Object.entries(edge.findResources('AWS::EC2::SecurityGroup')).find(([id]) => id.startsWith('EdgeSecurityGroup'))!;
+    const standalone = Object.values(edge.findResources('AWS::EC2::SecurityGroupIngress')).map((rule) => rule.Properties as Rule);
+    const ingress = [...(group.Properties.SecurityGroupIngress ?? []), ...standalone.filter((rule) => JSON.stringify(rule.GroupId).includes(groupId))] as Rule[];
+    expect(ingress.map((rule) => `${rule.IpProtocol}:${rule.FromPort}`).sort()).toEqual(['tcp:5070', 'udp:10000', 'udp:5070']);
+    expect(associationFiles(edge).get('kamailio/edge-host.cfg')).toMatch(/listen=udp:@EDGE_PRIVATE_IP@:5070/);
   });
 });

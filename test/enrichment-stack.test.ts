@@ -7,7 +7,7 @@ import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../lib/config';
 import { openIngressRules } from './support/assertions';
-import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
+import { type SynthesizedApp, repoConfigInput, synthVoiceIntake } from './support/synth';
 
 type Statement = { Action: string | string[]; Resource: unknown; Effect: string };
 
@@ -168,7 +168,7 @@ describe('enrichment stack with its own foundation model', () => {
 
 describe('enrichment config', () => {
   it('has defaults (the model falls back to agent.bedrockModelId in the stack) and names a bad key', () => {
-    const config = parseConfig({ agent: { bedrockModelId: 'anthropic.claude-sonnet-4-5-20250929-v1:0' } });
+    const config = parseConfig(repoConfigInput({ agent: { bedrockModelId: 'anthropic.claude-sonnet-4-5-20250929-v1:0' } }));
     expect(config.enrichment).toEqual({ maxTranscriptBytes: 1_048_576, reservedConcurrency: 10, archiveRetentionDays: 90 });
     expect(() => parseConfig({ enrichment: { maxTranscriptBytes: 100 } })).toThrow(/enrichment\.maxTranscriptBytes/);
     expect(() => parseConfig({ enrichment: { modelID: 'x' } })).toThrow(/enrichment\.modelID: unknown key/);

@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseConfig } from '../lib/config';
 import { LIVEKIT_PLACEHOLDERS, fillPlaceholders, liveKitServerYaml, liveKitSipYaml } from '../lib/livekit/config-yaml';
+import { repoConfigInput } from './support/synth';
 
-const { livekit } = parseConfig({});
+const { livekit } = parseConfig(repoConfigInput());
 const input = { livekit, redisAddress: 'master.voice-intake.abc123.use1.cache.amazonaws.com:6380' };
 
 describe('LiveKit Server config', () => {
@@ -30,7 +31,7 @@ describe('LiveKit Server config', () => {
   });
 
   it('follows config changes', () => {
-    const custom = parseConfig({ livekit: { apiPort: 7980, rtcUdpPortRange: { min: 40000, max: 45000 } } }).livekit;
+    const custom = parseConfig(repoConfigInput({ livekit: { apiPort: 7980, rtcUdpPortRange: { min: 40000, max: 45000 } } })).livekit;
     const changed = parse(liveKitServerYaml({ ...input, livekit: custom }));
     expect(changed.port).toBe(7980);
     expect([changed.rtc.port_range_start, changed.rtc.port_range_end]).toEqual([40000, 45000]);

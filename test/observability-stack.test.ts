@@ -24,22 +24,13 @@ describe('observability stack', () => {
     expect(alarms().find((alarm) => alarm.MetricName === AGENT_METRICS.toolErrors)).toMatchObject({ Statistic: 'Sum', Period: 300 });
   });
 
-  it('alarms when an AZ has no healthy edge host (every host there failing)', () => {
-    const edgeAlarms = alarms().filter((alarm) => /No healthy SIP edge host/.test(alarm.AlarmDescription));
-    expect(edgeAlarms).toHaveLength(2);
-    for (const alarm of edgeAlarms) {
-      const metrics = alarm.Metrics as { Expression?: string; MetricStat?: { Metric: { MetricName: string } } }[];
-      expect(metrics.find((metric) => metric.Expression)?.Expression).toBe('MIN([h0,h1])');
-      expect(metrics.filter((metric) => metric.MetricStat?.Metric.MetricName === 'StatusCheckFailed')).toHaveLength(2);
-      expect(alarm.TreatMissingData).toBe('breaching');
-    }
-  });
-
-  it('watches Redis and forwards the enrichment DLQ and edge node sync alarms to the topic', () => {
+  it('watches Redis and forwards the enrichment DLQ, edge node sync and edge AZ health alarms to the topic', () => {
     expect(alarms().map((alarm) => alarm.MetricName)).toEqual(expect.arrayContaining(['EngineCPUUtilization', 'ReplicationLag']));
     observability.hasResourceProperties('AWS::CloudWatch::CompositeAlarm', { AlarmActions: [Match.anyValue()], AlarmRule: Match.anyValue() });
-    // The enrichment DLQ and the edge node sync both page through here.
-    observability.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 2);
+    // The enrichment DLQ, the edge node sync and each AZ's edge health (edge stack: test/edge-rollout) page through here.
+    observability.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 4);
+    const rules = Object.values(observability.findResources('AWS::CloudWatch::CompositeAlarm')).map((alarm) => JSON.stringify(alarm.Properties.AlarmRule));
+    expect(rules.filter((rule) => /EdgeAz\dUnhealthy/.test(rule))).toHaveLength(2);
   });
 
   it('pages once when Redis fails over (the primary role moves between the nodes)', () => {

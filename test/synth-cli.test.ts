@@ -26,7 +26,7 @@ afterAll(() => {
 
 describe('cdk synth from the command line', () => {
   it('fails on a malformed allowlist CIDR with one line naming edge.allowlist[0], no stack trace', () => {
-    const result = cdkSynth('-c', 'voiceIntake={"edge":{"allowlist":["10.0.0.300/24"]}}');
+    const result = cdkSynth('-c', 'voiceIntake={"edge":{"allowlist":["10.0.0.300/24"]},"mcp":{"transferTargets":{}}}');
     expect(result.status).not.toBe(0);
     const appLines = result.stderr.split('\n').filter((line) => line.includes('voiceIntake'));
     expect(appLines).toEqual([

@@ -67,6 +67,21 @@ export function callControlTools(toolset: McpToolset, callbacks: IntakeAgentCall
   };
 }
 
+/**
+ * The call-control tools the model is offered: transfer only where a person can be reached — the MCP server offers
+ * `request_human_transfer` (transfer targets configured) or a default target is set; with transfer turned off
+ * (`TRANSFER_TARGETS={}`) the model never promises a transfer it cannot make.
+ */
+export function offeredCallControlTools(
+  mcpTools: Record<string, unknown>,
+  toolset: McpToolset,
+  callbacks: IntakeAgentCallbacks,
+) {
+  const { transfer_to_human, ...always } = callControlTools(toolset, callbacks);
+  const canTransfer = 'request_human_transfer' in mcpTools || callbacks.defaultTransferTarget !== undefined;
+  return canTransfer ? { transfer_to_human, ...always } : always;
+}
+
 /** The intake agent: our instructions, the MCP server's tools and the call-control tools. */
 export class IntakeAgent extends voice.Agent {
   readonly #exchange?: IntakeAgentCallbacks['llmExchange'];
@@ -75,7 +90,7 @@ export class IntakeAgent extends voice.Agent {
     super({
       instructions: INTAKE_INSTRUCTIONS,
       chatCtx,
-      tools: { ...mcpTools, ...callControlTools(toolset, callbacks) },
+      tools: { ...mcpTools, ...offeredCallControlTools(mcpTools, toolset, callbacks) },
     });
     this.#exchange = callbacks.llmExchange;
   }

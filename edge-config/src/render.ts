@@ -328,6 +328,20 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       CTL_SOCKET: layout.ctlSocket,
     }),
     'bin/edge-reload.sh': fillTemplate('bin/edge-reload.sh', { CTL_SOCKET: layout.ctlSocket }),
+    'bin/edge-apply.sh': fillTemplate('bin/edge-apply.sh', {
+      CONFIG_DIR: paths.configDir,
+      CTL_SOCKET: layout.ctlSocket,
+    }),
+    'bin/edge-ready.sh': fillTemplate('bin/edge-ready.sh', {
+      CTL_SOCKET: layout.ctlSocket,
+      TOPOS_REDIS_SOCKET: layout.toposRedisSocket,
+      RTPENGINE_CLI: `${host.rtpengineControl.ip}:${host.rtpengineControl.cliPort}`,
+    }),
+    'bin/edge-drain.sh': fillTemplate('bin/edge-drain.sh', {
+      CTL_SOCKET: layout.ctlSocket,
+      RTPENGINE_CLI: `${host.rtpengineControl.ip}:${host.rtpengineControl.cliPort}`,
+      DRAIN_SECONDS: edge.drainSeconds,
+    }),
     'bin/edge-livekit-nodes.sh': fillTemplate('bin/edge-livekit-nodes.sh', {
       DISPATCHER_LIST: layout.dispatcherList,
       DEFAULT_PORT: livekitSip.nodePort,

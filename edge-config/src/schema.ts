@@ -54,6 +54,21 @@ export const edgeSectionSchema = z
     allowAnyCarrierSource: z.boolean().default(false),
     hostsPerAz: z.number().int().min(1).max(4).default(2),
     instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type such as c7i.large').default('c7i.large'),
+    /**
+     * The edge image, pinned: region → AMI id. Without it, a deployment with account and region looks up
+     * `amiSsmParameter` once and keeps the answer in cdk.context.json (commit it); upgrading is then
+     * `cdk context --reset` on that key and a deploy, which replaces the hosts one per AZ at a time, drained.
+     */
+    amiIds: z
+      .record(
+        z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'keys are regions such as us-east-1'),
+        z.string().regex(/^ami-[0-9a-f]{8,17}$/, 'must be an AMI id'),
+      )
+      .optional(),
+    amiSsmParameter: z
+      .string()
+      .regex(/^\/[\w./-]+$/, 'must be an SSM parameter path')
+      .default('/aws/service/debian/release/12/latest/amd64'),
     sipPort: portSchema.default(5060),
     tlsPort: portSchema.default(5061),
     rtpPortRange: portRangeSchema.default({ min: 10000, max: 20000 }),
@@ -74,6 +89,11 @@ export const edgeSectionSchema = z
      * routes a call's BYE) are kept this long.
      */
     maxCallSeconds: z.number().int().min(600).max(86_400).default(10_800),
+    /**
+     * How long a host being replaced waits for its calls to end after it stops taking new ones (edge-drain.sh);
+     * then it hands over anyway. At most 35 min: a host replacement (boot, drain) must fit CloudFormation's hour.
+     */
+    drainSeconds: z.number().int().min(0).max(2_100).default(900),
     /**
      * Kamailio sizing: SIP worker processes per transport, shared memory (peak measured ~190 MB at 600 calls/s) and
      * the memory of the host-local Redis that holds topology-hiding records (a few KB per call).

@@ -1,5 +1,6 @@
 import { AutoScalingClient, DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
 import { DescribeInstancesCommand, type DescribeInstancesCommandInput, EC2Client } from '@aws-sdk/client-ec2';
+import { DescribeContainerInstancesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
 import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -134,5 +135,54 @@ describe('edge node sync', () => {
     };
     expect(settingsFromEnv(env)).toEqual(settings);
     expect(() => settingsFromEnv({ ...env, SIP_PORT: 'five' })).toThrow(/SIP_PORT/);
+  });
+});
+
+describe('edge node sync with the LiveKit ECS service', () => {
+  const ecs = mockClient(ECSClient);
+  const withEcs = { ...clients, ecs: new ECSClient({}) };
+  const service = { cluster: 'voice-intake-cluster', service: 'livekit' };
+  /** LiveKit tasks: host → (last status, desired status). */
+  let tasks: { host: string; lastStatus: string; desiredStatus: string }[];
+
+  beforeEach(() => {
+    ecs.reset();
+    tasks = [
+      { host: 'i-lk1', lastStatus: 'RUNNING', desiredStatus: 'RUNNING' },
+      { host: 'i-lk2', lastStatus: 'RUNNING', desiredStatus: 'RUNNING' },
+    ];
+    ecs.on(ListTasksCommand).callsFake((input) => {
+      expect(input).toMatchObject({ cluster: service.cluster, serviceName: service.service, desiredStatus: 'RUNNING' });
+      return { taskArns: tasks.filter((task) => task.desiredStatus === 'RUNNING').map((task) => `task/${task.host}`) };
+    });
+    ecs.on(DescribeTasksCommand).callsFake((input) => ({
+      tasks: tasks.filter((task) => input.tasks.includes(`task/${task.host}`)).map((task) => ({ ...task, containerInstanceArn: `ci/${task.host}` })),
+    }));
+    ecs.on(DescribeContainerInstancesCommand).callsFake((input) => ({
+      containerInstances: input.containerInstances.map((arn: string) => ({ containerInstanceArn: arn, ec2InstanceId: arn.slice(3) })),
+    }));
+  });
+
+  it('takes a host off the edge list while ECS stops its LiveKit task (an upgrade), and puts it back once replaced', async () => {
+    const settingsWithService = { ...settings, livekitService: service };
+    expect((await syncEdgeNodes(withEcs, settingsWithService, at(0))).nodes).toEqual(['10.0.1.10', '10.0.2.20']);
+
+    // ECS is replacing i-lk1's task: still running (finishing its calls) but desired STOPPED.
+    tasks[0].desiredStatus = 'STOPPED';
+    const draining = await syncEdgeNodes(withEcs, settingsWithService, at(1));
+    expect(draining).toMatchObject({ action: 'sent', nodes: ['10.0.2.20'] });
+    expect(sentCommands().at(-1)?.Parameters?.commands).toEqual([`${settings.nodeScript} 10.0.2.20:5060`]);
+
+    // The new task is starting (PENDING): not yet a node.
+    tasks[0] = { host: 'i-lk1', lastStatus: 'PENDING', desiredStatus: 'RUNNING' };
+    expect((await syncEdgeNodes(withEcs, settingsWithService, at(2))).action).toBe('unchanged');
+    tasks[0].lastStatus = 'RUNNING';
+    expect(await syncEdgeNodes(withEcs, settingsWithService, at(3))).toMatchObject({ action: 'sent', nodes: ['10.0.1.10', '10.0.2.20'] });
+  });
+
+  it('reads the service from the environment', () => {
+    const env = { LIVEKIT_ASG_NAME: 'g', EDGE_TAG_KEY: 'k', EDGE_TAG_VALUE: 'v', STATE_PARAMETER: '/a/b', NODE_SCRIPT: '/x/y.sh', SIP_PORT: '5060' };
+    expect(settingsFromEnv(env).livekitService).toBeUndefined();
+    expect(settingsFromEnv({ ...env, LIVEKIT_ECS_CLUSTER: 'c', LIVEKIT_ECS_SERVICE: 's' }).livekitService).toEqual({ cluster: 'c', service: 's' });
   });
 });

@@ -1,8 +1,6 @@
-import { join } from 'node:path';
 import { Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
@@ -10,7 +8,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { ACTIVE_CALLS_INTERVAL_SECONDS, AGENT_METRICS, S3_PREFIXES, metricsNamespace } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
-import { bedrockModelArns } from '../bedrock';
+import { bedrockInvokeGrant } from '../bedrock';
+import { workspaceImage } from '../image-context';
 import { acknowledgeRules, acknowledgeTaskRolePolicies } from '../compliance';
 import type { VoiceIntakeConfig } from '../config';
 import {
@@ -21,7 +20,6 @@ import {
   recordObjectsNagResource,
 } from '../naming';
 
-const ROOT = join(__dirname, '..', '..');
 
 export interface AgentServiceProps {
   readonly vpc: ec2.IVpc;
@@ -63,7 +61,11 @@ export class AgentService extends Construct {
     const allow = (actions: string[], resources: string[]) => this.taskRole.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources }));
     allow(['transcribe:StartStreamTranscriptionWebSocket', 'transcribe:StartStreamTranscription'], ['*']);
     const models = [agent.bedrockModelId, ...(agent.bedrockFallbackModelId ? [agent.bedrockFallbackModelId] : [])];
-    allow(['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'], models.flatMap((model) => bedrockModelArns(stack, model)));
+    const invoke = ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'];
+    const modelGrants = models.map((model) => bedrockInvokeGrant(stack, model, invoke));
+    for (const statement of modelGrants.flatMap((grant) => grant.statements)) {
+      this.taskRole.addToPrincipalPolicy(statement);
+    }
     allow(['polly:SynthesizeSpeech', 'polly:StartSpeechSynthesisStream'], ['*']);
     const writablePrefixes: [RecordBucketPurpose, string][] = [
       ['transcripts', S3_PREFIXES.transcripts],
@@ -95,7 +97,7 @@ export class AgentService extends Construct {
       }),
     );
     task.addContainer('agent', {
-      image: ecs.ContainerImage.fromAsset(ROOT, { file: 'agent/Dockerfile', platform: ecrAssets.Platform.LINUX_ARM64 }),
+      image: workspaceImage('agent'),
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'agent', logGroup }),
       user: 'node',
       environment: {
@@ -170,12 +172,10 @@ export class AgentService extends Construct {
       [
         'AwsSolutions-IAM5[Resource::*]',
         ...writablePrefixes.map(([purpose, prefix]) => `AwsSolutions-IAM5[${recordObjectsNagResource(deploymentName, purpose, prefix)}]`),
-        ...models.filter((model) => /^[a-z-]+\.[a-z]/.test(model) && !model.startsWith('arn:')).map(
-          (model) => `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/${model.replace(/^[a-z-]+\./, '')}]`,
-        ),
       ],
-      "Transcribe streaming and Polly synthesis take no resource ARNs; record writes are object wildcards under the worker's own prefixes; an inference profile routes to its one model in any region of its geography.",
+      "Transcribe streaming and Polly synthesis take no resource ARNs; record writes are object wildcards under the worker's own prefixes.",
     );
+    for (const grant of modelGrants) acknowledgeRules(taskPolicy, grant.wildcardFindings, grant.reason);
     acknowledgeRules(task, ['AwsSolutions-ECS2'], 'Environment holds non-secret settings (endpoints, buckets, model); tokens come from Secrets Manager.');
   }
 }

@@ -10,7 +10,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import { lambdaWorkspaceFunction } from '../lambda-bundling';
-import { acknowledgeRules, skipCheckovChecks } from '../compliance';
+import { acknowledgeRules, skipCheckovChecks, wildcardResourceFinding } from '../compliance';
 
 export interface EdgeNodeSyncProps {
   readonly vpc: ec2.IVpc;
@@ -23,6 +23,14 @@ export interface EdgeNodeSyncProps {
   readonly nodeScript: string;
   readonly logKey: kms.IKey;
   readonly deploymentName: string;
+  /** The LiveKit ECS service: a host whose LiveKit task is being stopped (an upgrade) leaves the edge's list. */
+  readonly livekitEcsService?: LiveKitEcsService;
+}
+
+export interface LiveKitEcsService {
+  readonly clusterArn: string;
+  readonly clusterName: string;
+  readonly serviceName: string;
 }
 
 /**
@@ -67,6 +75,12 @@ export class EdgeNodeSync extends Construct {
         SIP_PORT: String(props.sipPort),
         REAPPLY_AFTER_MINUTES: '10',
         POWERTOOLS_LOG_LEVEL: 'INFO',
+        ...(props.livekitEcsService
+          ? {
+              LIVEKIT_ECS_CLUSTER: props.livekitEcsService.clusterName,
+              LIVEKIT_ECS_SERVICE: props.livekitEcsService.serviceName,
+            }
+          : {}),
       },
       logGroup: new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.logKey, removalPolicy: RemovalPolicy.RETAIN }),
     });
@@ -91,7 +105,33 @@ export class EdgeNodeSync extends Construct {
     state.grantRead(this.function);
     state.grantWrite(this.function);
 
+    if (props.livekitEcsService) {
+      // List/Describe on this cluster only (the ecs:cluster condition).
+      this.function.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['ecs:ListTasks', 'ecs:DescribeTasks', 'ecs:DescribeContainerInstances'],
+          resources: ['*'],
+          conditions: { ArnEquals: { 'ecs:cluster': props.livekitEcsService.clusterArn } },
+        }),
+      );
+    }
+
     const target = new targets.LambdaFunction(this.function, { retryAttempts: 0 });
+    if (props.livekitEcsService) {
+      // A LiveKit task starting or being stopped (an upgrade, a drain): update the edge at once, not within a minute.
+      new events.Rule(this, 'LiveKitTasksChanged', {
+        description: 'Edge node sync: a LiveKit task changed state',
+        eventPattern: {
+          source: ['aws.ecs'],
+          detailType: ['ECS Task State Change'],
+          detail: {
+            clusterArn: [props.livekitEcsService.clusterArn],
+            group: [`service:${props.livekitEcsService.serviceName}`],
+          },
+        },
+        targets: [target],
+      });
+    }
     new events.Rule(this, 'EveryMinute', { description: 'Edge node sync: reconcile every minute', schedule: events.Schedule.rate(Duration.minutes(1)), targets: [target] });
     new events.Rule(this, 'LiveKitHostsChanged', {
       description: 'Edge node sync: a LiveKit host was launched or terminated',
@@ -134,8 +174,11 @@ export class EdgeNodeSync extends Construct {
     acknowledgeRules(policy, ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'], 'Least-privilege statements generated for this one function role.');
     acknowledgeRules(
       policy,
-      ['AwsSolutions-IAM5[Resource::*]', `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]`],
-      'DescribeAutoScalingGroups and DescribeInstances take no resource ARNs; SendCommand on instances is limited by condition to those tagged as this deployment\'s edge hosts.',
+      [
+        'AwsSolutions-IAM5[Resource::*]',
+        wildcardResourceFinding(this, Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })),
+      ],
+      'DescribeAutoScalingGroups and DescribeInstances take no resource ARNs; the ECS reads are limited to the LiveKit cluster (ecs:cluster); SendCommand on instances is limited by condition to those tagged as this deployment\'s edge hosts.',
     );
     acknowledgeRules(
       fn,

@@ -77,4 +77,38 @@ export class KnowledgeCollection extends Construct {
     });
     role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['aoss:APIAccessAll'], resources: [this.collection.attrArn] }));
   }
+
+  /** Lets one role create the index and write passages (the in-VPC knowledge loader): data access policy + IAM. */
+  grantWrite(scope: Construct, role: iam.IRole): void {
+    new aoss.CfnAccessPolicy(scope, 'KnowledgeWriteAccess', {
+      name: `${this.collectionName}-write`.slice(0, 32),
+      type: 'data',
+      policy: Stack.of(scope).toJsonString([
+        {
+          Rules: [
+            {
+              ResourceType: 'index',
+              Resource: [`index/${this.collectionName}/*`],
+              Permission: [
+                'aoss:CreateIndex',
+                'aoss:UpdateIndex',
+                'aoss:DescribeIndex',
+                'aoss:ReadDocument',
+                'aoss:WriteDocument',
+              ],
+            },
+            {
+              ResourceType: 'collection',
+              Resource: [`collection/${this.collectionName}`],
+              Permission: ['aoss:DescribeCollectionItems', 'aoss:CreateCollectionItems', 'aoss:UpdateCollectionItems'],
+            },
+          ],
+          Principal: [role.roleArn],
+        },
+      ]),
+    });
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['aoss:APIAccessAll'], resources: [this.collection.attrArn] }),
+    );
+  }
 }

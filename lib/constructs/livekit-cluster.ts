@@ -1,7 +1,9 @@
+import { join } from 'node:path';
 import { Annotations, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -19,6 +21,8 @@ import { LogLineMetrics } from './log-metrics';
 
 /** Renders the two configs onto the shared volume: private IP from IMDSv2, secrets from the task's environment. */
 const CONFIG_INIT_IMAGE = 'public.ecr.aws/amazonlinux/amazonlinux:2023-minimal';
+/** The Dockerfile that copies a pinned public image into the account's ECR at deploy time. */
+const MIRROR_DIR = join(__dirname, '..', 'livekit', 'mirror');
 
 export interface LiveKitClusterProps {
   readonly vpc: ec2.IVpc;
@@ -87,6 +91,9 @@ export class LiveKitCluster extends Construct {
       managedPolicies: [iam.ManagedPolicy.fromAwsManagedPolicyName('AmazonSSMManagedInstanceCore')],
       description: 'LiveKit hosts: ECS agent and SSM (no SSH)',
     });
+    // The ECS agent waits this long for a stopping task (SIGTERM: LiveKit finishes its rooms and calls) before SIGKILL.
+    const hostUserData = ec2.UserData.forLinux();
+    hostUserData.addCommands(`echo 'ECS_CONTAINER_STOP_TIMEOUT=${livekit.drainSeconds}s' >> /etc/ecs/ecs.config`);
     this.autoScalingGroup = new autoscaling.AutoScalingGroup(this, 'Hosts', {
       vpc: props.vpc,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
@@ -97,7 +104,7 @@ export class LiveKitCluster extends Construct {
         role,
         requireImdsv2: true,
         httpPutResponseHopLimit: 1,
-        userData: ec2.UserData.forLinux(),
+        userData: hostUserData,
         blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(30, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
         detailedMonitoring: true,
       }),
@@ -146,8 +153,13 @@ export class LiveKitCluster extends Construct {
     const input = { livekit, redisAddress: props.redisAddress };
     const render = (template: string, file: string) =>
       `printf '%s' "$${template}" | sed -e "s|${LIVEKIT_PLACEHOLDERS.nodeIp}|$NODE_IP|g" -e "s|${LIVEKIT_PLACEHOLDERS.apiKey}|$LIVEKIT_API_KEY|g" -e "s|${LIVEKIT_PLACEHOLDERS.apiSecret}|$LIVEKIT_API_SECRET|g" -e "s|${LIVEKIT_PLACEHOLDERS.redisPassword}|$REDIS_PASSWORD|g" > /config/${file}`;
+    // Every image the hosts run is a copy in this account's ECR, for the hosts' architecture.
+    const arm = new ec2.InstanceType(livekit.instanceType).architecture === ec2.InstanceArchitecture.ARM_64;
+    const platform = arm ? ecrAssets.Platform.LINUX_ARM64 : ecrAssets.Platform.LINUX_AMD64;
+    const mirrored = (source: string) =>
+      ecs.ContainerImage.fromAsset(MIRROR_DIR, { buildArgs: { SOURCE_IMAGE: source }, platform });
     const init = task.addContainer('config', {
-      image: ecs.ContainerImage.fromRegistry(CONFIG_INIT_IMAGE),
+      image: mirrored(CONFIG_INIT_IMAGE),
       essential: false,
       memoryReservationMiB: 32,
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'livekit-config', logGroup }),
@@ -170,7 +182,7 @@ export class LiveKitCluster extends Construct {
     // Both LiveKit processes read their rendered config, read-only, once the config step has written it.
     const addLiveKitContainer = (name: string, image: string, configFile: string, healthCheck?: ecs.HealthCheck) => {
       const container = task.addContainer(name, {
-        image: ecs.ContainerImage.fromRegistry(image),
+        image: mirrored(image),
         user: '1000',
         memoryReservationMiB: 1024,
         command: ['--config', `/config/${configFile}`],
@@ -187,12 +199,15 @@ export class LiveKitCluster extends Construct {
       startPeriod: Duration.seconds(30),
     });
 
-    // One LiveKit Server + SIP pair per host: the daemon strategy follows the Auto Scaling group.
+    // One LiveKit Server + SIP pair per host: the daemon strategy follows the Auto Scaling group. A new image or config
+    // stops the task of one host at a time at the minimum size (of at most 1/minHosts of the hosts when scaled out):
+    // the edge stops sending that host calls (the node sync sees the task stopping), LiveKit drains on SIGTERM, then
+    // the new task starts there. With a single host there is nothing to roll onto: it restarts in place.
     this.service = new ecs.Ec2Service(this, 'Service', {
       cluster: props.cluster,
       taskDefinition: task,
       daemon: true,
-      minHealthyPercent: 0,
+      minHealthyPercent: daemonMinHealthyPercent(livekit.minHosts),
       maxHealthyPercent: 100,
     });
 
@@ -284,4 +299,9 @@ export class LiveKitCluster extends Construct {
       { id: 'CKV_AWS_111', comment: 'ECS container agent permissions on an ECS host; the agent APIs (Submit*, Poll) take no resource scoping.' },
     ]);
   }
+}
+
+/** The daemon's minimum healthy percent that lets exactly one of `minHosts` hosts restart at a time. */
+export function daemonMinHealthyPercent(minHosts: number): number {
+  return minHosts < 2 ? 0 : Math.floor((100 * (minHosts - 1)) / minHosts);
 }

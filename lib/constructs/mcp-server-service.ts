@@ -1,8 +1,6 @@
-import { join } from 'node:path';
 import { Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -12,6 +10,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { S3_PREFIXES } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
+import { workspaceImage } from '../image-context';
 import { acknowledgeRules, acknowledgeTaskRolePolicies } from '../compliance';
 import { AUDIT_WRITER_TAG, recordObjectsArn, recordObjectsNagResource } from '../naming';
 import type { VoiceIntakeConfig } from '../config';
@@ -19,7 +18,6 @@ import { allowClientIngress } from './client-ingress';
 import { InternalLoadBalancer } from './internal-load-balancer';
 import type { KnowledgeCollection } from './knowledge-collection';
 
-const ROOT = join(__dirname, '..', '..');
 
 export interface McpServerServiceProps {
   readonly vpc: ec2.IVpc;
@@ -60,6 +58,7 @@ export class McpServerService extends Construct {
   constructor(scope: Construct, id: string, props: McpServerServiceProps) {
     super(scope, id);
     const { mcp } = props;
+    const defaultTransferQueue = mcp.defaultTransferQueue ?? Object.keys(mcp.transferTargets)[0];
     this.port = mcp.port;
 
     this.tokenSecret = new secretsmanager.Secret(this, 'Token', {
@@ -111,7 +110,7 @@ export class McpServerService extends Construct {
     });
     taskDefinition.addVolume({ name: 'data' });
     const container = taskDefinition.addContainer('mcp-server', {
-      image: ecs.ContainerImage.fromAsset(ROOT, { file: 'mcp-server/Dockerfile', platform: ecrAssets.Platform.LINUX_ARM64 }),
+      image: workspaceImage('mcp-server'),
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'mcp', logGroup }),
       readonlyRootFilesystem: true,
       user: 'node',
@@ -128,8 +127,9 @@ export class McpServerService extends Construct {
         ...(props.knowledge
           ? { OPENSEARCH_ENDPOINT: props.knowledge.collection.attrCollectionEndpoint, OPENSEARCH_SERVICE: 'aoss', OPENSEARCH_INDEX: 'knowledge' }
           : {}),
+        // {} = transfer to a person turned off: the server then offers no transfer tool.
         TRANSFER_TARGETS: JSON.stringify(mcp.transferTargets),
-        DEFAULT_TRANSFER_QUEUE: mcp.defaultTransferQueue,
+        ...(defaultTransferQueue ? { DEFAULT_TRANSFER_QUEUE: defaultTransferQueue } : {}),
         ...(mcp.backendUrl ? { BACKEND_URL: mcp.backendUrl } : {}),
         AWS_REGION: Stack.of(this).region,
       },

@@ -8,6 +8,7 @@ import { metricsNamespace } from '@voice-intake/contracts';
 import type { Construct } from 'constructs';
 import { AgentService } from '../constructs/agent-service';
 import type { KnowledgeCollection } from '../constructs/knowledge-collection';
+import { KnowledgeLoaderTask } from '../constructs/knowledge-loader-task';
 import { LiveKitCluster } from '../constructs/livekit-cluster';
 import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 import { McpServerService } from '../constructs/mcp-server-service';
@@ -77,6 +78,15 @@ export class AppStack extends VoiceIntakeStack {
       accessLogsBucket: props.accessLogsBucket,
     });
     this.mcpServer.allowFrom(this.agentSecurityGroup, 'agent workers to the MCP server');
+    // The collection is private: its passages are loaded from inside the VPC (npm run … has no way in).
+    if (props.knowledge) {
+      new KnowledgeLoaderTask(this, 'KnowledgeLoader', {
+        vpc: props.vpc,
+        cluster: this.cluster,
+        knowledge: props.knowledge,
+        logKey: this.appKey,
+      });
+    }
 
     this.livekit = new LiveKitCluster(this, 'LiveKit', {
       vpc: props.vpc,

@@ -1,5 +1,5 @@
 import { gzipSync } from 'node:zlib';
-import { Annotations, CfnOutput, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, type CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -10,7 +10,8 @@ import { EDGE_METRICS, metricsNamespace } from '@voice-intake/contracts';
 import { EDGE_LOG_EVENTS, HOST_PLACEHOLDERS, type RenderedEdge, renderEdge } from '@voice-intake/edge-config';
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
-import { EdgeNodeSync } from '../constructs/edge-node-sync';
+import { EdgeHostHandover } from '../constructs/edge-host-handover';
+import { EdgeNodeSync, type LiveKitEcsService } from '../constructs/edge-node-sync';
 import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 import { LogLineMetrics } from '../constructs/log-metrics';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
@@ -20,8 +21,8 @@ const LOG_DIR = '/var/log/voice-intake-edge';
 /** Where carriers (Twilio among them) take SIP: 5060 UDP/TCP, 5061 TLS, whatever port the edge itself listens on. */
 const CARRIER_SIP_PORT = 5060;
 const CARRIER_TLS_PORT = 5061;
-/** Files the runtime reload (SSM association) owns: changing them never touches the instances' user data. */
-const RELOADABLE = ['kamailio/db/address'];
+/** Where the config association unpacks the rendered tree before edge-apply.sh compares and installs it. */
+const STAGED_DIR = '/var/lib/voice-intake-edge/staged';
 
 export interface LivekitSipPeer {
   /** LiveKit SIP nodes' security group (app tier); without it the edge may reach the private subnets on these ports. */
@@ -32,6 +33,8 @@ export interface LivekitSipPeer {
   readonly autoScalingGroupName?: string;
   /** LiveKit SIP's signalling port on those hosts. Default 5060. */
   readonly sipPort?: number;
+  /** The LiveKit ECS service: hosts whose task is being stopped get no new call from the edge. */
+  readonly ecsService?: LiveKitEcsService;
 }
 
 export interface EdgeStackProps extends VoiceIntakeStackProps {
@@ -53,6 +56,8 @@ export class EdgeStack extends VoiceIntakeStack {
   readonly signallingPrefixList: ec2.PrefixList;
   readonly mediaPrefixList: ec2.PrefixList;
   readonly instances: ec2.Instance[] = [];
+  /** Per AZ: no edge host there passes its status checks (the carrier has lost that AZ's URIs). */
+  readonly unhealthyAzAlarms: cloudwatch.Alarm[] = [];
   /** Keeps the hosts' LiveKit node list current (when the LiveKit group is known). */
   readonly nodeSync?: EdgeNodeSync;
   /** Counts of what the edge refused (allowlist, flood bans, scanners, malformed) and of calls with no LiveKit node. */
@@ -62,6 +67,8 @@ export class EdgeStack extends VoiceIntakeStack {
     super(scope, id, props);
     const { edge } = props.config;
     const livekitRtp = props.livekitSip?.rtpPortRange ?? { min: 10000, max: 20000 };
+    // Where LiveKit SIP listens (livekit.sipPort): the egress rule, the rendered node port and the node sync agree.
+    const livekitSipPort = props.livekitSip?.sipPort ?? 5060;
 
     this.signallingPrefixList = new ec2.PrefixList(this, 'CarrierSignallingPrefixList', {
       addressFamily: ec2.AddressFamily.IP_V4,
@@ -90,8 +97,8 @@ export class EdgeStack extends VoiceIntakeStack {
       ? [props.livekitSip.securityGroup]
       : props.vpc.privateSubnets.map((subnet) => ec2.Peer.ipv4(subnet.ipv4CidrBlock));
     for (const peer of livekitPeers) {
-      this.securityGroup.addEgressRule(peer, ec2.Port.udp(5060), 'SIP/UDP to LiveKit SIP');
-      this.securityGroup.addEgressRule(peer, ec2.Port.tcp(5060), 'SIP/TCP to LiveKit SIP');
+      this.securityGroup.addEgressRule(peer, ec2.Port.udp(livekitSipPort), 'SIP/UDP to LiveKit SIP');
+      this.securityGroup.addEgressRule(peer, ec2.Port.tcp(livekitSipPort), 'SIP/TCP to LiveKit SIP');
       this.securityGroup.addEgressRule(peer, ec2.Port.udpRange(livekitRtp.min, livekitRtp.max), 'RTP to LiveKit SIP');
     }
     // Towards the carrier: a flow the carrier opened is answered through connection tracking, but tracking ends after
@@ -141,25 +148,36 @@ export class EdgeStack extends VoiceIntakeStack {
         internalMediaIp: HOST_PLACEHOLDERS.privateIp,
       },
       // No node is known at synth: the node sync fills the list on each host at runtime.
-      livekitSip: { destinations: [], nodePort: props.livekitSip?.sipPort ?? 5060 },
+      livekitSip: { destinations: [], nodePort: livekitSipPort },
       paths: { configDir: CONFIG_DIR, runDir: '/run/voice-intake-edge' },
     });
-    const bootFiles = Object.fromEntries(Object.entries(rendered).filter(([path]) => !RELOADABLE.includes(path)));
-    const reloadFiles = Object.fromEntries(Object.entries(rendered).filter(([path]) => RELOADABLE.includes(path)));
 
-    const machineImage = ec2.MachineImage.fromSsmParameter('/aws/service/debian/release/12/latest/amd64');
+    const machineImage = edgeMachineImage(this, edge);
     const instanceType = new ec2.InstanceType(edge.instanceType);
     const tagKey = 'voice-intake:edge';
     const tagValue = props.config.deploymentName;
+    const handover = new EdgeHostHandover(this, 'HostHandover', {
+      vpc: props.vpc,
+      edgeTag: { key: tagKey, value: tagValue },
+      drainScript: `${CONFIG_DIR}/bin/edge-drain.sh`,
+      readyScript: `${CONFIG_DIR}/bin/edge-ready.sh`,
+      drainSeconds: edge.drainSeconds,
+      logKey,
+    });
 
+    const originationUris: { uri: string; priority: number; weight: number }[] = [];
     // One public subnet per AZ: the pair in each AZ shares it.
     props.vpc.publicSubnets.forEach((subnet, azIndex) => {
       const subnets = { subnets: [subnet] };
+      // The hosts of one AZ are handed over one after the other: the others keep taking calls meanwhile.
+      let previousHandover: CustomResource | undefined;
+      const statusMetrics: Record<string, cloudwatch.IMetric> = {};
       for (let hostIndex = 0; hostIndex < edge.hostsPerAz; hostIndex++) {
         const name = `Edge${azIndex + 1}${String.fromCharCode(97 + hostIndex)}`;
-        const eip = new ec2.CfnEIP(this, `${name}Eip`, { domain: 'vpc' });
+        const eip = new ec2.CfnEIP(this, `${name}Eip`, { domain: 'vpc', tags: [{ key: tagKey, value: tagValue }] });
         const userData = ec2.UserData.forLinux();
-        userData.addCommands(...bootScript(bootFiles, logGroup.logGroupName, this.region));
+        // The host is told its EIP: a replacement boots and gets ready while the old host still holds it.
+        userData.addCommands(...bootScript(logGroup.logGroupName, this.region, eip.attrPublicIp));
         const instance = new ec2.Instance(this, name, {
           vpc: props.vpc,
           vpcSubnets: subnets,
@@ -168,15 +186,23 @@ export class EdgeStack extends VoiceIntakeStack {
           securityGroup: this.securityGroup,
           role,
           userData,
+          // A change of boot config is a new host, handed over drained, never a stop/start of the running one.
+          userDataCausesReplacement: true,
           requireImdsv2: true,
           detailedMonitoring: true,
-          disableApiTermination: true,
           blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(16, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
           sourceDestCheck: true,
         });
         instance.instance.addPropertyOverride('Tags', [{ Key: tagKey, Value: tagValue }, { Key: 'Name', Value: `${props.config.deploymentName}-${name}` }]);
-        new ec2.CfnEIPAssociation(this, `${name}EipAssociation`, { allocationId: eip.attrAllocationId, instanceId: instance.instanceId });
+        previousHandover = handover.handOver(`${name}Handover`, eip.attrAllocationId, instance, previousHandover);
         this.instances.push(instance);
+        statusMetrics[`h${hostIndex}`] = new cloudwatch.Metric({
+          namespace: 'AWS/EC2',
+          metricName: 'StatusCheckFailed',
+          dimensionsMap: { InstanceId: instance.instanceId },
+          statistic: 'Maximum',
+          period: Duration.minutes(1),
+        });
 
         // EC2 auto-recovery: a failed system status check moves the instance to healthy hardware, EIP and all.
         new cloudwatch.Alarm(this, `${name}Recovery`, {
@@ -188,52 +214,83 @@ export class EdgeStack extends VoiceIntakeStack {
         }).addAlarmAction({ bind: () => ({ alarmActionArn: `arn:${Stack.of(this).partition}:automate:${this.region}:ec2:recover` }) });
 
         acknowledgeRules(instance, ['AwsSolutions-EC26', 'HIPAA.Security-EC2EBSOptimizedInstance', 'NIST.800.53.R5-EC2EBSOptimizedInstance'], 'Root volume is encrypted (gp3, encrypted: true); the host keeps no call data on disk and modern types are EBS-optimized by default.');
+        acknowledgeRules(
+          instance,
+          ['AwsSolutions-EC29'],
+          'Replaced by CloudFormation (new image, type or boot config) after a drained handover; API termination protection would make that replacement, and cdk destroy, fail.',
+        );
         acknowledgeRules(instance, ['HIPAA.Security-EC2InstanceNoPublicIp', 'NIST.800.53.R5-EC2InstanceNoPublicIp'], 'The SIP edge is the internet-facing tier: carriers reach it on its EIP, restricted to the allowlist prefix lists.');
 
+        const originationUri = `sip:${eip.attrPublicIp}:${edge.sipPort};transport=udp`;
+        originationUris.push({ uri: originationUri, priority: 10, weight: 10 });
         new CfnOutput(this, `${name}OriginationUri`, {
-          value: `sip:${eip.ref};transport=udp`,
+          value: originationUri,
           description: `Twilio origination URI for edge host ${name} (AZ ${azIndex + 1}): priority 10, weight 10 — equal priority and weight across hosts spreads calls; Twilio fails over to the others`,
         });
       }
+
+      // An AZ has no healthy edge host when every host in it fails its status checks.
+      const unhealthy = new cloudwatch.Alarm(this, `EdgeAz${azIndex + 1}Unhealthy`, {
+        alarmDescription: `No healthy SIP edge host in AZ ${azIndex + 1}`,
+        metric: new cloudwatch.MathExpression({
+          expression: `MIN([${Object.keys(statusMetrics).join(',')}])`,
+          usingMetrics: statusMetrics,
+          period: Duration.minutes(1),
+          label: 'healthy hosts missing',
+        }),
+        threshold: 1,
+        evaluationPeriods: 3,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.BREACHING,
+      });
+      acknowledgeRules(
+        unhealthy,
+        ['HIPAA.Security-CloudWatchAlarmAction', 'NIST.800.53.R5-CloudWatchAlarmAction'],
+        'The observability tier routes this alarm to the operator SNS topic (composite alarm there).',
+      );
+      this.unhealthyAzAlarms.push(unhealthy);
     });
 
     if (props.livekitSip?.autoScalingGroupName) {
       this.nodeSync = new EdgeNodeSync(this, 'LiveKitNodeSync', {
         vpc: props.vpc,
         livekitAutoScalingGroupName: props.livekitSip.autoScalingGroupName,
-        sipPort: props.livekitSip.sipPort ?? 5060,
+        sipPort: livekitSipPort,
         edgeTag: { key: tagKey, value: tagValue },
         nodeScript: `${CONFIG_DIR}/bin/edge-livekit-nodes.sh`,
         logKey,
         deploymentName: props.config.deploymentName,
+        livekitEcsService: props.livekitSip.ecsService,
       });
     } else {
       Annotations.of(this).addWarning('No LiveKit Auto Scaling group given: the edge has no LiveKit SIP node and answers every call with 503.');
     }
 
-    // Runtime reload: writes the allowlist, then asks Kamailio to re-read it (no restart).
-    new ssm.CfnAssociation(this, 'EdgeReloadAssociation', {
+    // Every rendered file reaches the hosts here, never through user data: edge-apply.sh installs what changed and
+    // reloads in place (allowlist) or drains and restarts (anything else). One host at a time, and a failure stops
+    // the rollout; the schedule re-applies what a host missed (a no-change run does nothing).
+    new ssm.CfnAssociation(this, 'EdgeConfigAssociation', {
       name: 'AWS-RunShellScript',
-      associationName: `${props.config.deploymentName}-edge-reload`,
+      associationName: `${props.config.deploymentName}-edge-config`,
       targets: [{ key: `tag:${tagKey}`, values: [tagValue] }],
-      parameters: { commands: reloadScript(reloadFiles) },
+      parameters: { commands: applyScript(rendered), executionTimeout: [String(edge.drainSeconds + 600)] },
+      maxConcurrency: '1',
+      maxErrors: '0',
+      scheduleExpression: 'rate(30 minutes)',
       applyOnlyAtCronInterval: false,
     });
 
     acknowledgeRules(this.securityGroup, ['HIPAA.Security-EC2RestrictedCommonPorts', 'NIST.800.53.R5-EC2RestrictedCommonPorts', 'HIPAA.Security-EC2RestrictedSSH', 'NIST.800.53.R5-EC2RestrictedSSH'], 'Ingress only from the carrier prefix lists on SIP and RTP ports; no SSH rule exists.');
 
-    new CfnOutput(this, 'EdgeSecurityGroupId', { value: this.securityGroup.securityGroupId, description: 'App tier: allow SIP 5060 and LiveKit SIP RTP from this group' });
+    new CfnOutput(this, 'OriginationUris', {
+      value: this.toJsonString(originationUris),
+      description: 'Every origination URI for the Twilio trunk, with priority and weight (equal: calls spread, Twilio fails over between them)',
+    });
+    new CfnOutput(this, 'EdgeSecurityGroupId', {
+      value: this.securityGroup.securityGroupId,
+      description: `App tier: allow SIP ${livekitSipPort} and LiveKit SIP RTP from this group`,
+    });
   }
-}
-
-const b64 = (text: string) => Buffer.from(text).toString('base64');
-
-function writeFileCommands(files: RenderedEdge): string[] {
-  return Object.entries(files).flatMap(([path, file]) => [
-    `mkdir -p "$(dirname ${CONFIG_DIR}/${path})"`,
-    `echo '${b64(file.content)}' | base64 -d > ${CONFIG_DIR}/${path}`,
-    `chmod ${file.mode.toString(8)} ${CONFIG_DIR}/${path}`,
-  ]);
 }
 
 /** EC2 refuses user data over 16 KB (before base64); the rendered tree alone is larger than that uncompressed. */
@@ -261,8 +318,29 @@ export function packedFileCommand(files: RenderedEdge, targetDir: string): strin
   return `echo '${gzipSync(script.join('\n') + '\n', { level: 9 }).toString('base64')}' | base64 -d | gunzip | bash`;
 }
 
-/** First boot: packages, rendered files, host facts from IMDSv2, services. */
-function bootScript(files: RenderedEdge, logGroupName: string, region: string): string[] {
+/**
+ * The edge image: pinned AMI ids per region; else, with account and region known, the SSM parameter looked up once
+ * and cached in cdk.context.json; else (an environment-agnostic template) CloudFormation resolves the parameter at
+ * each deploy, so a new image can arrive with any deploy: said at synth. A new image replaces the hosts one per AZ
+ * at a time, drained (EdgeHostHandover), in every case.
+ */
+function edgeMachineImage(stack: Stack, edge: VoiceIntakeStackProps['config']['edge']): ec2.IMachineImage {
+  if (edge.amiIds) return ec2.MachineImage.genericLinux(edge.amiIds);
+  if (!Token.isUnresolved(stack.account) && !Token.isUnresolved(stack.region)) {
+    return ec2.MachineImage.fromSsmParameter(edge.amiSsmParameter, { cachedInContext: true });
+  }
+  Annotations.of(stack).addWarningV2(
+    'voice-intake:edge-image-unpinned',
+    `The edge image follows ${edge.amiSsmParameter} at every deploy: set account and region (the lookup is then cached in cdk.context.json) or edge.amiIds to pin it.`,
+  );
+  return ec2.MachineImage.fromSsmParameter(edge.amiSsmParameter);
+}
+
+/**
+ * First boot: packages and host facts (host.env) only. The config association then installs the rendered tree and
+ * starts the services: the SSM agent goes last, so the association finds everything else in place.
+ */
+function bootScript(logGroupName: string, region: string, publicIp: string): string[] {
   return [
     'set -euo pipefail',
     'export DEBIAN_FRONTEND=noninteractive',
@@ -270,34 +348,27 @@ function bootScript(files: RenderedEdge, logGroupName: string, region: string): 
     "printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d",
     'apt-get update -q',
     // redis-server + kamailio-redis-modules: the host-local store of topology hiding (topos).
-    'apt-get install -y -q --no-install-recommends kamailio kamailio-tls-modules kamailio-extra-modules kamailio-redis-modules rtpengine-daemon redis-server curl ca-certificates',
+    'apt-get install -y -q --no-install-recommends kamailio kamailio-tls-modules kamailio-extra-modules kamailio-redis-modules rtpengine-daemon rtpengine-utils redis-server curl ca-certificates',
     'rm -f /usr/sbin/policy-rc.d',
     'systemctl disable --now kamailio rtpengine-daemon ngcp-rtpengine-daemon redis-server 2>/dev/null || true',
-    `curl -fsSLo /tmp/ssm.deb https://s3.${region}.amazonaws.com/amazon-ssm-${region}/latest/debian_amd64/amazon-ssm-agent.deb && dpkg -i /tmp/ssm.deb`,
-    `curl -fsSLo /tmp/cwa.deb https://s3.${region}.amazonaws.com/amazoncloudwatch-agent-${region}/debian/amd64/latest/amazon-cloudwatch-agent.deb && dpkg -i /tmp/cwa.deb`,
-    packedFileCommand(files, CONFIG_DIR),
     'TOKEN=$(curl -fsS -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
-    'imds() { curl -fsS -H "X-aws-ec2-metadata-token: $TOKEN" "http://169.254.169.254/latest/meta-data/$1"; }',
-    'PRIVATE_IP=$(imds local-ipv4)',
-    // The EIP is associated by CloudFormation after launch: wait until IMDS reports it.
-    'for i in $(seq 1 60); do PUBLIC_IP=$(imds public-ipv4 || true); [ -n "$PUBLIC_IP" ] && break; sleep 5; done',
-    `grep -rl '@EDGE_' ${CONFIG_DIR} | xargs sed -i -e "s/${HOST_PLACEHOLDERS.privateIp}/$PRIVATE_IP/g" -e "s/${HOST_PLACEHOLDERS.publicIp}/$PUBLIC_IP/g"`,
-    `mkdir -p ${CONFIG_DIR}/kamailio/db ${LOG_DIR}`,
-    `[ -f ${CONFIG_DIR}/kamailio/db/address ] || printf 'id(int,auto) grp(int) ip_addr(string) mask(int) port(int) tag(string,null) \\n' > ${CONFIG_DIR}/kamailio/db/address`,
-    `[ -f ${CONFIG_DIR}/kamailio/dispatcher.list ] || : > ${CONFIG_DIR}/kamailio/dispatcher.list`,
-    `cp ${CONFIG_DIR}/systemd/*.service /etc/systemd/system/`,
+    'PRIVATE_IP=$(curl -fsS -H "X-aws-ec2-metadata-token: $TOKEN" http://169.254.169.254/latest/meta-data/local-ipv4)',
+    // Its EIP moves here only once this host is ready (and its predecessor drained): not from IMDS, from the stack.
+    `mkdir -p ${CONFIG_DIR} ${LOG_DIR}`,
+    `printf 'PRIVATE_IP=%s\\nPUBLIC_IP=%s\\n' "$PRIVATE_IP" '${publicIp}' > ${CONFIG_DIR}/host.env`,
+    `curl -fsSLo /tmp/cwa.deb https://s3.${region}.amazonaws.com/amazoncloudwatch-agent-${region}/debian/amd64/latest/amazon-cloudwatch-agent.deb && dpkg -i /tmp/cwa.deb`,
     `cat > /opt/aws/amazon-cloudwatch-agent/etc/edge.json <<'EOF'\n${JSON.stringify({ logs: { logs_collected: { files: { collect_list: [{ file_path: '/var/log/syslog', log_group_name: logGroupName, log_stream_name: '{instance_id}/syslog' }, { file_path: `${LOG_DIR}/*.log`, log_group_name: logGroupName, log_stream_name: '{instance_id}/edge' }] } } } })}\nEOF`,
     '/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:/opt/aws/amazon-cloudwatch-agent/etc/edge.json',
-    'systemctl daemon-reload',
-    'systemctl enable --now voice-intake-topos-redis voice-intake-rtpengine voice-intake-kamailio',
+    `curl -fsSLo /tmp/ssm.deb https://s3.${region}.amazonaws.com/amazon-ssm-${region}/latest/debian_amd64/amazon-ssm-agent.deb && dpkg -i /tmp/ssm.deb`,
   ];
 }
 
-/** SSM association: the allowlist, applied in place. */
-function reloadScript(files: RenderedEdge): string[] {
+/** The config association's command: unpack the rendered tree into a staging directory, let edge-apply.sh decide. */
+function applyScript(files: RenderedEdge): string[] {
   return [
     'set -eu',
-    ...writeFileCommands(files),
-    `if systemctl is-active --quiet voice-intake-kamailio; then ${CONFIG_DIR}/bin/edge-reload.sh; fi`,
+    `rm -rf ${STAGED_DIR}`,
+    packedFileCommand(files, STAGED_DIR),
+    `${STAGED_DIR}/bin/edge-apply.sh ${STAGED_DIR}`,
   ];
 }

@@ -12,7 +12,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { ENRICHMENT_EVENT_SOURCE, INTAKE_ENRICHED_DETAIL_TYPE, S3_PREFIXES, metricsNamespace } from '@voice-intake/contracts';
 import type { Construct } from 'constructs';
-import { bedrockModelArns } from '../bedrock';
+import { bedrockInvokeGrant } from '../bedrock';
 import { acknowledgeRules, skipCheckovChecks } from '../compliance';
 import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 import { lambdaWorkspaceFunction } from '../lambda-bundling';
@@ -134,9 +134,9 @@ export class EnrichmentStack extends VoiceIntakeStack {
     this.function.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.dataKey.keyArn] }),
     );
-    this.function.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ['bedrock:InvokeModel'], resources: bedrockModelArns(this, modelId) }),
-    );
+    for (const statement of bedrockInvokeGrant(this, modelId, ['bedrock:InvokeModel']).statements) {
+      this.function.addToRolePolicy(statement);
+    }
     this.bus.grantPutEventsTo(this.function);
     this.idempotencyTable.grantReadWriteData(this.function);
 
@@ -194,13 +194,8 @@ export class EnrichmentStack extends VoiceIntakeStack {
       ['AwsSolutions-IAM5[Resource::*]'],
       'X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level scoping.',
     );
-    if (bedrockModelArns(this, modelId).some((arn) => arn.includes(':*:'))) {
-      acknowledgeRules(
-        policy,
-        [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:*::foundation-model/${modelId.replace(/^[a-z-]+\./, '')}]`],
-        'A cross-region inference profile routes to this one model in any region of its geography.',
-      );
-    }
+    const modelGrant = bedrockInvokeGrant(this, modelId, ['bedrock:InvokeModel']);
+    acknowledgeRules(policy, modelGrant.wildcardFindings, modelGrant.reason);
     acknowledgeRules(
       policy,
       ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'],

@@ -1,4 +1,4 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { CfnOutput, RemovalPolicy } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -100,5 +100,11 @@ export class NetworkStack extends VoiceIntakeStack {
         open: false,
       });
     }
+
+    // One-off tasks (the knowledge loader) run here: operators pass these to `aws ecs run-task`.
+    new CfnOutput(this, 'PrivateSubnetIds', {
+      value: this.vpc.privateSubnets.map((subnet) => subnet.subnetId).join(','),
+      description: 'Private subnets (with egress) for one-off tasks',
+    });
   }
 }

@@ -1,7 +1,6 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
-import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -11,7 +10,6 @@ import type { Construct } from 'constructs';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
 export interface ObservabilityStackProps extends VoiceIntakeStackProps {
-  readonly edgeInstances: ec2.Instance[];
   readonly redisReplicationGroupId: string;
   /** Nodes in the group (primary + replicas). */
   readonly redisNodeCount: number;
@@ -73,28 +71,6 @@ export class ObservabilityStack extends VoiceIntakeStack {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
     );
-
-    // An AZ has no healthy edge host when every host in it fails its status checks: the carrier loses that AZ's URIs.
-    const hostsByAz: ec2.Instance[][] = [];
-    props.edgeInstances.forEach((instance, index) => (hostsByAz[Math.floor(index / edge.hostsPerAz)] ??= []).push(instance));
-    hostsByAz.forEach((hosts, azIndex) => {
-      const usingMetrics = Object.fromEntries(
-        hosts.map((host, index) => [
-          `h${index}`,
-          new cloudwatch.Metric({ namespace: 'AWS/EC2', metricName: 'StatusCheckFailed', dimensionsMap: { InstanceId: host.instanceId }, statistic: 'Maximum', period: Duration.minutes(1) }),
-        ]),
-      );
-      alarms.push(
-        new cloudwatch.Alarm(this, `EdgeAz${azIndex + 1}Unhealthy`, {
-          alarmDescription: `No healthy SIP edge host in AZ ${azIndex + 1}`,
-          metric: new cloudwatch.MathExpression({ expression: `MIN([${Object.keys(usingMetrics).join(',')}])`, usingMetrics, period: Duration.minutes(1), label: 'healthy hosts missing' }),
-          threshold: 1,
-          evaluationPeriods: 3,
-          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-          treatMissingData: cloudwatch.TreatMissingData.BREACHING,
-        }),
-      );
-    });
 
     const { edgeMetrics, livekitSipMetrics } = props;
     // A single call the edge refused is worth a page: each one is a caller who heard nothing.
@@ -240,5 +216,16 @@ export class ObservabilityStack extends VoiceIntakeStack {
       }),
       new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms, width: 8 }),
     );
+
+    // What a deployer needs after `cdk deploy`: where to look, and how to be told.
+    new CfnOutput(this, 'DashboardUrl', {
+      value: `https://${this.region}.console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards:name=${this.dashboard.dashboardName}`,
+      description: 'Calls, latency, errors and edge refusals',
+    });
+    new CfnOutput(this, 'AlarmTopicArn', {
+      value: this.topic.topicArn,
+      description:
+        'Every alarm pages here. Subscribe: aws sns subscribe --topic-arn <this ARN> --protocol email --notification-endpoint you@example.org (then confirm the e-mail), or set observability.alarmEmail',
+    });
   }
 }

@@ -4,9 +4,11 @@ import { z } from 'zod';
 
 const HERE = resolve(__dirname, '..');
 
-const transferTargetsSchema = z
-  .record(z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'queue names are lowercase words'), z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI'))
-  .refine((targets) => Object.keys(targets).length > 0, 'needs at least one queue');
+/** Queue → target; `{}` turns transfer to a person off (the transfer tool is then not offered). */
+const transferTargetsSchema = z.record(
+  z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'queue names are lowercase words'),
+  z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI'),
+);
 
 /** The server's environment, validated at start; an error names the variable. */
 export const serverEnvSchema = z
@@ -63,7 +65,7 @@ export const serverEnvSchema = z
         message: 'or AUDIT_SEAL_SECRET is required: audit segments are sealed with a key',
       });
     }
-    if (!(env.DEFAULT_TRANSFER_QUEUE in env.TRANSFER_TARGETS)) {
+    if (Object.keys(env.TRANSFER_TARGETS).length > 0 && !(env.DEFAULT_TRANSFER_QUEUE in env.TRANSFER_TARGETS)) {
       ctx.addIssue({ code: 'custom', path: ['DEFAULT_TRANSFER_QUEUE'], message: `is not one of TRANSFER_TARGETS (${Object.keys(env.TRANSFER_TARGETS).join(', ')})` });
     }
   });

@@ -444,7 +444,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
   );
 
   const queues = Object.keys(deps.transferTargets) as [string, ...string[]];
-  define(
+  // No queue configured = transfer to a person is turned off: the model is not offered a tool it cannot use.
+  if (queues.length > 0) define(
     'request_human_transfer',
     {
       title: 'Transfer to a person',

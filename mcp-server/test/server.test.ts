@@ -321,3 +321,22 @@ describe('MCP server restarts', () => {
     }
   });
 });
+
+describe('MCP server with transfer to a person turned off (TRANSFER_TARGETS={})', () => {
+  it('offers no transfer tool, and a call to it is refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcp-no-transfer-'));
+    const server = await startServer({ DATA_DIR: dir, TRANSFER_TARGETS: '{}' });
+    try {
+      const client = await connectClient(server.url, { session: { callId: 'call-no-transfer', callerNumber: CALLER } });
+      const { tools } = await client.listTools();
+      expect(tools.map((tool) => tool.name)).not.toContain('request_human_transfer');
+      expect(tools.map((tool) => tool.name)).toContain('submit_intake');
+      const attempt = await call(client, 'request_human_transfer', { reason: 'caller asked for a person' });
+      expect(attempt.isError).toBe(true);
+      await client.close();
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

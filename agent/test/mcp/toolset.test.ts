@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeServer, listenOnLoopback } from '../../../mcp-server/test/support/local-http';
 import { type RunningServer, TEST_TOKEN, startServer } from '../../../mcp-server/test/support/server-process';
-import { callControlTools } from '../../src/intake-agent';
+import { callControlTools, offeredCallControlTools } from '../../src/intake-agent';
 import { type ToolCallEvent, McpToolset } from '../../src/mcp/toolset';
 
 const CALL = { callId: 'call-agent-1', callerNumber: '+14155550123' };
@@ -93,5 +93,26 @@ describe('MCP toolset against the real MCP server', () => {
     server = await startServer({ DATA_DIR: dataDir, MCP_PORT: String(port) });
     const afterRestart = await toolset.call('search_knowledge', { query: 'office hours saturday' });
     expect(afterRestart).toContain('[office-hours#');
+  });
+});
+
+describe('transfer to a person turned off (TRANSFER_TARGETS={})', () => {
+  it('offers the model no transfer tool at all, unless a default target is set', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'agent-mcp-no-transfer-'));
+    const server = await startServer({ DATA_DIR: dataDir, TRANSFER_TARGETS: '{}' });
+    const toolset = new McpToolset({ url: `${server.url}/mcp`, token: TEST_TOKEN, call: CALL, callTimeoutMs: 5_000 });
+    try {
+      const mcpTools = await toolset.tools();
+      expect(Object.keys(mcpTools)).not.toContain('request_human_transfer');
+      const callbacks = { transfer: async () => undefined, hangUp: async () => undefined };
+      expect(Object.keys(offeredCallControlTools(mcpTools, toolset, callbacks))).toEqual(['end_call']);
+      const withDefault = { ...callbacks, defaultTransferTarget: 'sip:desk@pbx.acme-clinic.com' };
+      const offered = offeredCallControlTools(mcpTools, toolset, withDefault);
+      expect(Object.keys(offered).sort()).toEqual(['end_call', 'transfer_to_human']);
+    } finally {
+      await toolset.close();
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { EC2Client } from '@aws-sdk/client-ec2';
+import { ECSClient } from '@aws-sdk/client-ecs';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { parseEnvironment } from '@voice-intake/contracts';
@@ -7,7 +8,12 @@ import { z } from 'zod';
 import { type EdgeSyncSettings, syncEdgeNodes } from './sync';
 
 const logger = new Logger({ serviceName: 'edge-node-sync' });
-const clients = { autoScaling: new AutoScalingClient({}), ec2: new EC2Client({}), ssm: new SSMClient({}) };
+const clients = {
+  autoScaling: new AutoScalingClient({}),
+  ec2: new EC2Client({}),
+  ssm: new SSMClient({}),
+  ecs: new ECSClient({}),
+};
 
 const envSchema = z.object({
   LIVEKIT_ASG_NAME: z.string().min(1),
@@ -17,6 +23,9 @@ const envSchema = z.object({
   NODE_SCRIPT: z.string().regex(/^\/[\w./-]+$/, 'must be an absolute path'),
   SIP_PORT: z.coerce.number().int().min(1).max(65535),
   REAPPLY_AFTER_MINUTES: z.coerce.number().int().min(1).max(1440).default(10),
+  /** The LiveKit ECS service (cluster and service name): hosts whose LiveKit task is being stopped leave the list. */
+  LIVEKIT_ECS_CLUSTER: z.string().min(1).optional(),
+  LIVEKIT_ECS_SERVICE: z.string().min(1).optional(),
 });
 
 export function settingsFromEnv(env: NodeJS.ProcessEnv): EdgeSyncSettings {
@@ -28,6 +37,9 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): EdgeSyncSettings {
     nodeScript: values.NODE_SCRIPT,
     sipPort: values.SIP_PORT,
     reapplyAfterMs: values.REAPPLY_AFTER_MINUTES * 60_000,
+    ...(values.LIVEKIT_ECS_CLUSTER && values.LIVEKIT_ECS_SERVICE
+      ? { livekitService: { cluster: values.LIVEKIT_ECS_CLUSTER, service: values.LIVEKIT_ECS_SERVICE } }
+      : {}),
   };
 }
 

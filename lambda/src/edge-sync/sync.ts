@@ -1,5 +1,11 @@
 import { type AutoScalingClient, DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
 import { DescribeInstancesCommand, type EC2Client, type Filter } from '@aws-sdk/client-ec2';
+import {
+  DescribeContainerInstancesCommand,
+  DescribeTasksCommand,
+  type ECSClient,
+  ListTasksCommand,
+} from '@aws-sdk/client-ecs';
 import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SendCommandCommand, type SSMClient } from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 
@@ -22,12 +28,18 @@ export interface EdgeSyncSettings {
   sipPort: number;
   /** Re-send even without a change after this long. */
   reapplyAfterMs: number;
+  /**
+   * The LiveKit ECS service: a host counts only while its LiveKit task runs and is not being stopped, so a node that
+   * ECS is replacing (an upgrade) leaves the edge's list before LiveKit SIP stops and gets no new call meanwhile.
+   */
+  livekitService?: { cluster: string; service: string };
 }
 
 export interface EdgeSyncClients {
   autoScaling: AutoScalingClient;
   ec2: EC2Client;
   ssm: SSMClient;
+  ecs?: ECSClient;
 }
 
 const appliedStateSchema = z.object({
@@ -43,8 +55,51 @@ export type SyncOutcome =
   | { action: 'sent'; reason: string; nodes: string[]; edgeHosts: string[]; commandId: string }
   | { action: 'no-edge-hosts'; nodes: string[] };
 
-/** Private addresses of the group's instances that are in service and healthy, sorted. */
-export async function livekitNodeAddresses(clients: EdgeSyncClients, groupName: string): Promise<string[]> {
+/**
+ * EC2 instances that run a task of `service` which is running and meant to keep running (desired RUNNING): a task
+ * ECS is stopping (a deployment, a drain) has desired status STOPPED while its calls finish.
+ */
+export async function hostsServing(
+  ecs: ECSClient,
+  service: { cluster: string; service: string },
+): Promise<Set<string>> {
+  const taskArns: string[] = [];
+  let nextToken: string | undefined;
+  do {
+    const page = await ecs.send(
+      new ListTasksCommand({ cluster: service.cluster, serviceName: service.service, desiredStatus: 'RUNNING', nextToken }),
+    );
+    taskArns.push(...(page.taskArns ?? []));
+    nextToken = page.nextToken;
+  } while (nextToken);
+  const containerInstances = new Set<string>();
+  for (let start = 0; start < taskArns.length; start += 100) {
+    const batch = taskArns.slice(start, start + 100);
+    const { tasks = [] } = await ecs.send(new DescribeTasksCommand({ cluster: service.cluster, tasks: batch }));
+    for (const task of tasks) {
+      const serving = task.lastStatus === 'RUNNING' && task.desiredStatus === 'RUNNING';
+      if (serving && task.containerInstanceArn) containerInstances.add(task.containerInstanceArn);
+    }
+  }
+  const hosts = new Set<string>();
+  const arns = [...containerInstances];
+  for (let start = 0; start < arns.length; start += 100) {
+    const batch = arns.slice(start, start + 100);
+    const page = await ecs.send(new DescribeContainerInstancesCommand({ cluster: service.cluster, containerInstances: batch }));
+    for (const instance of page.containerInstances ?? []) if (instance.ec2InstanceId) hosts.add(instance.ec2InstanceId);
+  }
+  return hosts;
+}
+
+/**
+ * Private addresses of the group's instances that are in service and healthy (and, given the LiveKit service, run a
+ * LiveKit task that is not being stopped), sorted.
+ */
+export async function livekitNodeAddresses(
+  clients: EdgeSyncClients,
+  groupName: string,
+  livekitService?: EdgeSyncSettings['livekitService'],
+): Promise<string[]> {
   const { AutoScalingGroups = [] } = await clients.autoScaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [groupName] }));
   const group = AutoScalingGroups[0];
   if (!group) throw new Error(`Auto Scaling group ${groupName} not found`);
@@ -53,6 +108,13 @@ export async function livekitNodeAddresses(clients: EdgeSyncClients, groupName: 
     .map((instance) => instance.InstanceId!)
     .filter(Boolean);
   if (ids.length === 0) return [];
+  if (livekitService) {
+    if (!clients.ecs) throw new Error('an ECS client is needed to check the LiveKit tasks');
+    const serving = await hostsServing(clients.ecs, livekitService);
+    const servingIds = ids.filter((id) => serving.has(id));
+    if (servingIds.length === 0) return [];
+    return (await describeRunning(clients, [], servingIds)).map(({ address }) => address).sort();
+  }
   return (await describeRunning(clients, [], ids)).map(({ address }) => address).sort();
 }
 
@@ -108,7 +170,7 @@ export function nodeScriptCommand(script: string, nodes: string[], sipPort: numb
 
 export async function syncEdgeNodes(clients: EdgeSyncClients, settings: EdgeSyncSettings, now = new Date()): Promise<SyncOutcome> {
   const [nodes, edgeHosts, previous] = await Promise.all([
-    livekitNodeAddresses(clients, settings.livekitAutoScalingGroup),
+    livekitNodeAddresses(clients, settings.livekitAutoScalingGroup, settings.livekitService),
     edgeHostIds(clients, settings.edgeTag),
     readState(clients, settings.stateParameter),
   ]);

@@ -1,0 +1,180 @@
+import {
+  AssociateAddressCommand,
+  DescribeAddressesCommand,
+  DescribeInstancesCommand,
+  type EC2Client,
+} from '@aws-sdk/client-ec2';
+import {
+  DescribeInstanceInformationCommand,
+  GetCommandInvocationCommand,
+  ListCommandsCommand,
+  SendCommandCommand,
+  type SSMClient,
+} from '@aws-sdk/client-ssm';
+
+/**
+ * Hands one edge host's EIP to its replacement without dropping a call. CloudFormation replaces an edge instance
+ * (new image, instance type or config) by creating the new one first; this step, polled until it reports done:
+ *   1. waits until the new host is ready (SSM online, its ready script passes: daemons up, a LiveKit node active);
+ *   2. drains the host that holds the EIP (its drain script: new INVITEs get 503 so the carrier uses another
+ *      origination URI; calls in progress run to their BYE, or the drain time passes);
+ *   3. moves the EIP to the new host.
+ * Stateless between polls: what was done is read back from EC2 (who holds the EIP) and SSM (the drain command,
+ * found by a comment naming the CloudFormation request).
+ */
+export interface HandoverSpec {
+  /** The EIP's allocation id. */
+  readonly allocationId: string;
+  /** The host that should hold the EIP. */
+  readonly instanceId: string;
+  readonly drainScript: string;
+  readonly drainSeconds: number;
+  readonly readyScript: string;
+  /** How long the new host may take to become ready before the deployment fails (the old host keeps the EIP). */
+  readonly readySeconds: number;
+}
+
+export interface HandoverClients {
+  readonly ec2: EC2Client;
+  readonly ssm: SSMClient;
+}
+
+export interface HandoverContext {
+  /** A first association (Create): no host to drain, no traffic yet to protect. */
+  readonly firstAssociation: boolean;
+  /** CloudFormation's request id: marks the drain command this handover sent. */
+  readonly requestId: string;
+  /** When the handover began (ms since epoch). */
+  readonly startedAt: number;
+  readonly now?: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+export type HandoverStep =
+  | { readonly done: true; readonly outcome: string }
+  | { readonly done: false; readonly waitingFor: string };
+
+const TERMINAL = new Set(['Success', 'Failed', 'Cancelled', 'TimedOut', 'Cancelling']);
+const wait = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export const drainComment = (requestId: string) => `edge handover drain ${requestId}`.slice(0, 100);
+
+async function eipHolder(clients: HandoverClients, allocationId: string): Promise<string | undefined> {
+  const { Addresses = [] } = await clients.ec2.send(new DescribeAddressesCommand({ AllocationIds: [allocationId] }));
+  if (Addresses.length === 0) throw new Error(`EIP ${allocationId} not found`);
+  return Addresses[0].InstanceId || undefined;
+}
+
+async function isRunning(clients: HandoverClients, instanceId: string): Promise<boolean> {
+  const { Reservations = [] } = await clients.ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] }));
+  return Reservations.flatMap((reservation) => reservation.Instances ?? []).some(
+    (instance) => instance.State?.Name === 'running',
+  );
+}
+
+async function ssmOnline(clients: HandoverClients, instanceId: string): Promise<boolean> {
+  const { InstanceInformationList = [] } = await clients.ssm.send(
+    new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [instanceId] }] }),
+  );
+  return InstanceInformationList.some((info) => info.PingStatus === 'Online');
+}
+
+/** Runs the ready script on the new host and waits (up to a minute) for its verdict. */
+async function readyCheck(
+  clients: HandoverClients,
+  spec: HandoverSpec,
+  context: HandoverContext,
+): Promise<string | true> {
+  if (!(await ssmOnline(clients, spec.instanceId))) return `new host ${spec.instanceId} to register with SSM`;
+  const { Command } = await clients.ssm.send(
+    new SendCommandCommand({
+      DocumentName: 'AWS-RunShellScript',
+      InstanceIds: [spec.instanceId],
+      Parameters: { commands: [spec.readyScript] },
+      TimeoutSeconds: 60,
+      Comment: 'edge handover ready check',
+    }),
+  );
+  const commandId = Command?.CommandId;
+  if (!commandId) throw new Error('SSM returned no command id for the ready check');
+  const sleep = context.sleep ?? wait;
+  for (let attempt = 0; attempt < 30; attempt++) {
+    await sleep(2_000);
+    try {
+      const invocation = await clients.ssm.send(
+        new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: spec.instanceId }),
+      );
+      if (invocation.Status === 'Success') return true;
+      if (TERMINAL.has(invocation.Status ?? '')) {
+        return `new host ${spec.instanceId} to be ready (${(invocation.StandardOutputContent ?? invocation.Status ?? '').trim()})`;
+      }
+    } catch (error) {
+      // Right after SendCommand the invocation may not exist yet.
+      if ((error as { name?: string }).name !== 'InvocationDoesNotExist') throw error;
+    }
+  }
+  return `new host ${spec.instanceId} to answer its ready check`;
+}
+
+/** Drains `holder`, once per request: sends the drain script, then reports it running until it ends. */
+async function drain(
+  clients: HandoverClients,
+  spec: HandoverSpec,
+  holder: string,
+  context: HandoverContext,
+): Promise<string | true> {
+  const comment = drainComment(context.requestId);
+  const { Commands = [] } = await clients.ssm.send(new ListCommandsCommand({ InstanceId: holder }));
+  const sent = Commands.find((command) => command.Comment === comment);
+  if (sent) return TERMINAL.has(sent.Status ?? '') ? true : `host ${holder} to drain (up to ${spec.drainSeconds} s)`;
+  // A host that is gone or unreachable carries no call we could protect: hand over at once.
+  if (!(await isRunning(clients, holder)) || !(await ssmOnline(clients, holder))) return true;
+  await clients.ssm.send(
+    new SendCommandCommand({
+      DocumentName: 'AWS-RunShellScript',
+      InstanceIds: [holder],
+      Parameters: { commands: [`${spec.drainScript} ${spec.drainSeconds}`] },
+      TimeoutSeconds: spec.drainSeconds + 120,
+      Comment: comment,
+    }),
+  );
+  return `host ${holder} to drain (up to ${spec.drainSeconds} s)`;
+}
+
+export async function handoverStep(
+  clients: HandoverClients,
+  spec: HandoverSpec,
+  context: HandoverContext,
+): Promise<HandoverStep> {
+  const now = context.now ?? Date.now;
+  const holder = await eipHolder(clients, spec.allocationId);
+  if (holder === spec.instanceId) return { done: true, outcome: `EIP ${spec.allocationId} is on ${spec.instanceId}` };
+
+  if (!context.firstAssociation) {
+    const ready = await readyCheck(clients, spec, context);
+    if (ready !== true) {
+      const elapsedSeconds = Math.round((now() - context.startedAt) / 1000);
+      if (elapsedSeconds > spec.readySeconds) {
+        throw new Error(
+          `gave up after ${elapsedSeconds} s waiting for ${ready}; ${holder ?? 'no host'} keeps EIP ${spec.allocationId}`,
+        );
+      }
+      return { done: false, waitingFor: ready };
+    }
+    if (holder) {
+      const drained = await drain(clients, spec, holder, context);
+      if (drained !== true) return { done: false, waitingFor: drained };
+    }
+  }
+  await clients.ec2.send(
+    new AssociateAddressCommand({
+      AllocationId: spec.allocationId,
+      InstanceId: spec.instanceId,
+      AllowReassociation: true,
+    }),
+  );
+  return {
+    done: true,
+    outcome: `EIP ${spec.allocationId} moved ${holder ? `from ${holder} ` : ''}to ${spec.instanceId}`,
+  };
+}
