@@ -56,10 +56,10 @@ describe('operator config', () => {
   });
 
   it('bounds ringing without an answer well under a minute by default, within 5–120 s', () => {
-    expect(parseConfig({}).edge.ringTimeoutSeconds).toBe(30);
-    expect(parseConfig({ edge: { ringTimeoutSeconds: 45 } }).edge.ringTimeoutSeconds).toBe(45);
-    expect(errorOf({ edge: { ringTimeoutSeconds: 600 } })).toMatch(/edge\.ringTimeoutSeconds: /);
-    expect(errorOf({ edge: { ringTimeoutSeconds: 2 } })).toMatch(/edge\.ringTimeoutSeconds: /);
+    expect(parseConfig(repoConfigInput()).edge.ringTimeoutSeconds).toBe(30);
+    expect(parseConfig(repoConfigInput({ edge: { ringTimeoutSeconds: 45 } })).edge.ringTimeoutSeconds).toBe(45);
+    expect(errorOf(repoConfigInput({ edge: { ringTimeoutSeconds: 600 } }))).toMatch(/edge\.ringTimeoutSeconds: /);
+    expect(errorOf(repoConfigInput({ edge: { ringTimeoutSeconds: 2 } }))).toMatch(/edge\.ringTimeoutSeconds: /);
   });
 
   it('requires at least two AZs', () => {

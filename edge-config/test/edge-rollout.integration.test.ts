@@ -265,7 +265,9 @@ describe('edge-apply.sh on the real edge: a config change reaches a running host
       callsDir,
     );
     expect(before.successful).toBe(0);
-    const { code, output } = await runScript('edge-apply.sh', stage({ allowlist: ['127.0.9.0/24', '127.0.10.0/24'] }));
+    // The new carrier's signalling and its SDP's media address (the edge refuses media from outside mediaAllowlist).
+    const carriers = ['127.0.9.0/24', '127.0.10.0/24'];
+    const { code, output } = await runScript('edge-apply.sh', stage({ allowlist: carriers, mediaAllowlist: carriers }));
     expect(code, output).toBe(0);
     expect(output).toContain('edge-apply: applied in place: kamailio/db/address');
     const after = await runSippCaller(
@@ -295,6 +297,7 @@ describe('edge-apply.sh on the real edge: a config change reaches a running host
       'edge-apply.sh',
       stage({
         allowlist: ['127.0.9.0/24', '127.0.10.0/24'],
+        mediaAllowlist: ['127.0.9.0/24', '127.0.10.0/24'],
         pike: { reqsDensityPerUnit: 300, samplingTimeUnitSeconds: 2, banSeconds: 60 },
       }),
     );
