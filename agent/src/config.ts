@@ -39,6 +39,10 @@ export const agentEnvSchema = z
     .default(metricsNamespace('local')),
   /** Calls this worker takes at most (each is a job process of ~250 MB): LiveKit sees it as full beyond. */
   AGENT_MAX_CALLS: z.coerce.number().int().min(1).max(200).default(12),
+  /** The worker's health server (the container health check): every interface by default; give an address and port
+   *  to run a second worker on one host. */
+  WORKER_HEALTH_HOST: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IP address' }).default('0.0.0.0'),
+  WORKER_HEALTH_PORT: z.coerce.number().int().min(1).max(65535).default(8081),
   })
   .superRefine((env, ctx) => {
     if (!env.REDIS_URL && !env.REDIS_HOST) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'set REDIS_URL, or REDIS_HOST (with REDIS_PORT, REDIS_AUTH_TOKEN)' });

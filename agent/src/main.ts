@@ -22,6 +22,8 @@ cli.runApp(
   new ServerOptions({
     agent: workerFile,
     agentName: env.LIVEKIT_AGENT_NAME,
+    host: env.WORKER_HEALTH_HOST,
+    port: env.WORKER_HEALTH_PORT,
     // Full at AGENT_MAX_CALLS calls or at LiveKit's CPU threshold, whichever comes first; emits ActiveCalls.
     loadFunc: workerLoad({ maxCalls: env.AGENT_MAX_CALLS, metrics: new MetricsEmitter({ namespace: env.METRICS_NAMESPACE }) }),
   }),
