@@ -96,3 +96,33 @@ describe('livekit config validation', () => {
     expect(() => parseConfig({ livekit: { serverImage: 'livekit/livekit-server' } })).toThrow(/livekit\.serverImage: must be an image with a pinned tag/);
   });
 });
+
+describe('a host that is not an EC2 host (loopback, for tests)', () => {
+  const network = {
+    bindAddresses: ['127.0.0.1'],
+    interfaces: ['lo'],
+    enableLoopbackCandidate: true,
+    serverAddress: '127.0.0.9',
+  };
+  const local = { ...input, redisAddress: '127.0.0.1:16390', redisTls: false, network };
+
+  it('binds, gathers ICE and reaches the server where it is told, as typed input', () => {
+    const server = parse(liveKitServerYaml(local));
+    expect(server.bind_addresses).toEqual(['127.0.0.1']);
+    expect(server.rtc.enable_loopback_candidate).toBe(true);
+    expect(server.rtc.interfaces).toEqual({ includes: ['lo'] });
+    expect(server.redis.use_tls).toBe(false);
+    const sip = parse(liveKitSipYaml(local));
+    expect(sip.ws_url).toBe('ws://127.0.0.9:7880');
+    const password = LIVEKIT_PLACEHOLDERS.redisPassword;
+    expect(sip.redis).toEqual({ address: '127.0.0.1:16390', password, use_tls: false });
+  });
+
+  it('leaves a deployment config without those keys (LiveKit defaults, Redis over TLS)', () => {
+    const server = parse(liveKitServerYaml(input));
+    expect(server.bind_addresses).toBeUndefined();
+    expect(server.rtc.enable_loopback_candidate).toBeUndefined();
+    expect(server.rtc.interfaces).toBeUndefined();
+    expect(parse(liveKitSipYaml({ ...input, redisTls: undefined })).redis.use_tls).toBe(true);
+  });
+});

@@ -16,6 +16,29 @@ export interface LiveKitConfigInput {
   readonly livekit: VoiceIntakeConfig['livekit'];
   /** `host:port` of the Redis primary (TLS, AUTH). */
   readonly redisAddress: string;
+  /** TLS to Redis (ElastiCache requires it; default true). Only a Redis on loopback goes without. */
+  readonly redisTls?: boolean;
+  /** Where the processes run when that is not an AWS host (loopback for tests); omitted: an EC2 host. */
+  readonly network?: LiveKitNetwork;
+}
+
+/**
+ * Network facts of a host that is not an EC2 host with one private interface, e.g. every process on 127.0.0.0/8.
+ * Each field left out keeps LiveKit's own default (all addresses, all interfaces but loopback).
+ */
+export interface LiveKitNetwork {
+  /** Addresses LiveKit Server's API/WebSocket and ICE TCP bind. */
+  readonly bindAddresses?: readonly string[];
+  /** Interfaces ICE gathers candidates on (e.g. ['lo']). */
+  readonly interfaces?: readonly string[];
+  /** Offer loopback ICE candidates: without them no client on 127.0.0.0/8 connects (wait_pc_connection timeout). */
+  readonly enableLoopbackCandidate?: boolean;
+  /** The address LiveKit SIP reaches the server's API on (its ws_url); default 127.0.0.1, the same host. */
+  readonly serverAddress?: string;
+}
+
+function redisSection({ redisAddress, redisTls = true }: LiveKitConfigInput) {
+  return { address: redisAddress, password: LIVEKIT_PLACEHOLDERS.redisPassword, use_tls: redisTls };
 }
 
 /**
@@ -23,9 +46,11 @@ export interface LiveKitConfigInput {
  * IP discovery and no TURN (both would leak or need public addresses: the edge is the only public part), ports from
  * our config.
  */
-export function liveKitServerYaml({ livekit, redisAddress }: LiveKitConfigInput): string {
+export function liveKitServerYaml(input: LiveKitConfigInput): string {
+  const { livekit, network } = input;
   return stringify({
     port: livekit.apiPort,
+    ...(network?.bindAddresses ? { bind_addresses: [...network.bindAddresses] } : {}),
     prometheus_port: livekit.serverPrometheusPort,
     rtc: {
       tcp_port: livekit.rtcTcpPort,
@@ -33,8 +58,12 @@ export function liveKitServerYaml({ livekit, redisAddress }: LiveKitConfigInput)
       port_range_end: livekit.rtcUdpPortRange.max,
       use_external_ip: false,
       node_ip: LIVEKIT_PLACEHOLDERS.nodeIp,
+      ...(network?.enableLoopbackCandidate !== undefined
+        ? { enable_loopback_candidate: network.enableLoopbackCandidate }
+        : {}),
+      ...(network?.interfaces ? { interfaces: { includes: [...network.interfaces] } } : {}),
     },
-    redis: { address: redisAddress, password: LIVEKIT_PLACEHOLDERS.redisPassword, use_tls: true },
+    redis: redisSection(input),
     keys: { [LIVEKIT_PLACEHOLDERS.apiKey]: LIVEKIT_PLACEHOLDERS.apiSecret },
     turn: { enabled: false },
     room: { auto_create: true, empty_timeout: 30, departure_timeout: 10 },
@@ -47,12 +76,13 @@ export function liveKitServerYaml({ livekit, redisAddress }: LiveKitConfigInput)
  * private addresses only (the edge anchors media toward the carrier), call and CPU limits so an overloaded node
  * refuses calls instead of degrading them.
  */
-export function liveKitSipYaml({ livekit, redisAddress }: LiveKitConfigInput): string {
+export function liveKitSipYaml(input: LiveKitConfigInput): string {
+  const { livekit, network } = input;
   return stringify({
     api_key: LIVEKIT_PLACEHOLDERS.apiKey,
     api_secret: LIVEKIT_PLACEHOLDERS.apiSecret,
-    ws_url: `ws://127.0.0.1:${livekit.apiPort}`,
-    redis: { address: redisAddress, password: LIVEKIT_PLACEHOLDERS.redisPassword, use_tls: true },
+    ws_url: `ws://${network?.serverAddress ?? '127.0.0.1'}:${livekit.apiPort}`,
+    redis: redisSection(input),
     sip_port: livekit.sipPort,
     rtp_port: `${livekit.sipRtpPortRange.min}-${livekit.sipRtpPortRange.max}`,
     use_external_ip: false,
