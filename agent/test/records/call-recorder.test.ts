@@ -1,4 +1,4 @@
-import { S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { type AuditRecord, transcriptPartSchema, transcriptSchema, verifyAuditChain } from '@voice-intake/contracts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -55,6 +55,32 @@ describe('call recorder', () => {
     expect(part1.turns).toMatchObject([{ seq: 1, speaker: 'caller', confidence: 0.92 }]);
     expect(objects.has('audit/audit/agent/call-rec/00000001.jsonl')).toBe(true);
     expect(verifyAuditChain(auditRecordsOf('audit/'))).toEqual({ ok: true, count: 3 });
+  });
+
+  it('keeps what arrives while a flush is in flight for the next flush, losing nothing', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    s3Mock.on(PutObjectCommand).callsFake(async (input) => {
+      await gate;
+      objects.set(`${input.Bucket}/${input.Key}`, String(input.Body));
+      return {};
+    });
+    const rec = recorder();
+    rec.addTurn({ speaker: 'agent', text: 'Thanks for calling.', startedAt: at(1), endedAt: at(2) });
+    rec.audit('session_start', 'started', {});
+    const first = rec.flush();
+    // Both PUTs of the first flush wait on the gate: what is recorded now arrives mid-flush.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    rec.addTurn({ speaker: 'caller', text: 'My pipe burst.', startedAt: at(3), endedAt: at(5) });
+    rec.audit('tool_call', 'lookup_caller', {});
+    release();
+    await first;
+    await rec.flush();
+    const parts = [...objects.entries()]
+      .filter(([key]) => key.startsWith('transcripts/transcript-parts/'))
+      .flatMap(([, body]) => transcriptPartSchema.parse(JSON.parse(body)).turns.map((turn) => turn.text));
+    expect(parts.sort()).toEqual(['My pipe burst.', 'Thanks for calling.']);
+    expect(verifyAuditChain(auditRecordsOf('audit/'))).toEqual({ ok: true, count: 2 });
   });
 
   it('keeps records that failed to flush and writes them next time', async () => {
