@@ -1,0 +1,3 @@
+export { AwsFake, type AwsFakeOptions, endpointEnv } from './server';
+export { DEFAULT_LATENCY, DEFAULT_SCENARIO, type Latency, type Scenario, type ScenarioInput, STREAM_EXCEPTIONS } from './scenario';
+export { SESSION_HEADER, type SessionRecord } from './sessions';

@@ -1,0 +1,237 @@
+import { randomUUID } from 'node:crypto';
+import { type FakeRequest, type HandlerContext, respondFault, respondValidation, sessionHeader, streamException, streamFault, waitUntil } from './context';
+import { EventStreamProtocolError, encodeEvent, inboundEvents, respondEventStream, writeMessage } from './event-stream';
+import type { FakeSession } from './sessions';
+import { UtteranceDetector, samplesOf } from './speech';
+
+const SAMPLE_RATES = new Set([8000, 16000, 22050, 24000, 32000, 44100, 48000]);
+/** A partial every this much speech, one more word each time, as Transcribe's grow. */
+const PARTIAL_EVERY_MS = 250;
+
+interface Word {
+  Content: string;
+  Type: 'pronunciation' | 'punctuation';
+  StartTime: number;
+  EndTime: number;
+  Confidence?: number;
+  Stable?: boolean;
+}
+
+/** Word timings over [start, end], each word's share by its length (punctuation takes no time). */
+export function wordItems(text: string, start: number, end: number): Word[] {
+  const tokens = text.match(/[\p{L}\p{N}'-]+|[.,?!]/gu) ?? [];
+  const weight = (token: string) => (/^[.,?!]$/.test(token) ? 0 : token.length + 1);
+  const total = tokens.reduce((sum, token) => sum + weight(token), 0) || 1;
+  let at = start;
+  return tokens.map((token) => {
+    const duration = ((end - start) * weight(token)) / total;
+    const punctuation = weight(token) === 0;
+    const item: Word = {
+      Content: token,
+      Type: punctuation ? 'punctuation' : 'pronunciation',
+      StartTime: round(at),
+      EndTime: round(at + duration),
+      ...(punctuation ? {} : { Confidence: 0.95 }),
+    };
+    at += duration;
+    return item;
+  });
+}
+
+const round = (seconds: number) => Math.round(seconds * 1000) / 1000;
+
+function transcriptEvent(resultId: string, items: Word[], partial: boolean, start: number, end: number, language: string) {
+  const transcript = items
+    .map((item) => item.Content)
+    .join(' ')
+    .replace(/ ([.,?!])/g, '$1');
+  return {
+    Transcript: {
+      Results: [
+        {
+          ResultId: resultId,
+          IsPartial: partial,
+          StartTime: round(start),
+          EndTime: round(end),
+          ChannelId: 'ch_0',
+          LanguageCode: language,
+          Alternatives: [{ Transcript: transcript, Items: items }],
+        },
+      ],
+    },
+  };
+}
+
+/**
+ * StartStreamTranscription (`POST /stream-transcription`): listens to the PCM it is sent, finds utterances by their
+ * energy, sends growing partials while one is spoken (items marked Stable when stabilisation was asked for) and a
+ * final with word timings once it ends; the words are the session's script, line by line.
+ */
+export async function handleTranscribe(ctx: HandlerContext, request: FakeRequest): Promise<void> {
+  const { stream, headers } = request;
+  const language = String(headers['x-amzn-transcribe-language-code'] ?? '');
+  const encoding = String(headers['x-amzn-transcribe-media-encoding'] ?? '');
+  const sampleRate = Number(headers['x-amzn-transcribe-sample-rate']);
+  const stabilise = headers['x-amzn-transcribe-enable-partial-results-stabilization'] === 'true';
+  const stability = String(headers['x-amzn-transcribe-partial-results-stability'] ?? 'high');
+  const given = headers['x-amzn-transcribe-session-id'];
+  const problem = !/^[a-z]{2,3}-[A-Z]{2}$/.test(language)
+    ? 'x-amzn-transcribe-language-code: a language code such as en-US is required'
+    : encoding !== 'pcm'
+      ? `x-amzn-transcribe-media-encoding: this fake hears pcm only, got "${encoding}"`
+      : !SAMPLE_RATES.has(sampleRate)
+        ? `x-amzn-transcribe-sample-rate: unsupported rate "${headers['x-amzn-transcribe-sample-rate']}"`
+        : !String(headers['content-type']).startsWith('application/vnd.amazon.eventstream')
+          ? 'content-type: an event stream is required'
+          : undefined;
+  const sessionId = typeof given === 'string' ? given : randomUUID();
+  const session = ctx.sessions.resolve({ explicit: [...(typeof given === 'string' ? [given] : []), ...sessionHeader(headers)], texts: [], connection: stream.session! });
+  if (problem) {
+    session.record.rejected.push(problem);
+    respondValidation(request, 'transcribe', problem);
+    return;
+  }
+  const refused = session.takeFault('transcribe', 'stream-transcription', 'response');
+  if (refused) return respondFault(request, refused);
+
+  session.record.transcribe.streams += 1;
+  session.record.transcribe.sampleRates.push(sampleRate);
+  respondEventStream(stream, {
+    'x-amzn-request-id': randomUUID(),
+    'x-amzn-transcribe-session-id': sessionId,
+    'x-amzn-transcribe-language-code': language,
+    'x-amzn-transcribe-sample-rate': String(sampleRate),
+    'x-amzn-transcribe-media-encoding': encoding,
+    ...(stabilise
+      ? { 'x-amzn-transcribe-enable-partial-results-stabilization': 'true', 'x-amzn-transcribe-partial-results-stability': stability }
+      : {}),
+  });
+  await new TranscribeListener(ctx, request, session, { sampleRate, language, stabilise }).run();
+}
+
+class TranscribeListener {
+  readonly #detector: UtteranceDetector;
+  /** Results go out in order: a final waiting out its delay holds back what comes after it. */
+  #out: Promise<unknown> = Promise.resolve();
+  #utterance = 0;
+  #line: string | undefined;
+  #partialWords = 0;
+  #failed = false;
+
+  constructor(
+    private readonly ctx: HandlerContext,
+    private readonly request: FakeRequest,
+    private readonly session: FakeSession,
+    private readonly opts: { sampleRate: number; language: string; stabilise: boolean },
+  ) {
+    const latency = ctx.latency();
+    this.#detector = new UtteranceDetector(opts.sampleRate, {
+      endSilenceMs: latency.transcribeEndSilenceMs,
+      minSpeechMs: ctx.minSpeechMs,
+      speechLevel: ctx.speechLevel,
+    });
+  }
+
+  async run(): Promise<void> {
+    const { stream } = this.request;
+    const idle = new IdleTimer(this.ctx.transcribeIdleTimeoutMs, () => {
+      this.#failed = true;
+      void streamException(stream, 'transcribe', 'BadRequestException', 'Your request timed out because no new audio was received for 15 seconds.');
+    });
+    try {
+      for await (const event of inboundEvents(stream as AsyncIterable<Buffer>)) {
+        if (this.#failed || stream.destroyed) return;
+        idle.reset();
+        if (event.type === 'ConfigurationEvent') continue;
+        if (event.type !== 'AudioEvent') throw new EventStreamProtocolError(`unexpected ${event.type} in an AudioStream`);
+        const fault = this.session.takeFault('transcribe', 'stream-transcription', 'stream');
+        if (fault) {
+          this.#failed = true;
+          await streamFault(stream, fault);
+          return;
+        }
+        this.#hear(samplesOf(event.body));
+      }
+      const last = this.#detector.end();
+      if (last) this.#final(last.start, last.end);
+      await this.#out;
+      if (!stream.destroyed && !this.#failed) stream.end();
+    } catch (error) {
+      if (stream.destroyed || this.#failed) return;
+      const message = error instanceof EventStreamProtocolError ? error.message : 'the audio stream broke off';
+      this.session.record.rejected.push(message);
+      this.#failed = true;
+      await this.#out;
+      await streamException(stream, 'transcribe', 'BadRequestException', message);
+    } finally {
+      idle.stop();
+    }
+  }
+
+  #hear(samples: Int16Array): void {
+    this.session.record.transcribe.audioSeconds += samples.length / this.opts.sampleRate;
+    for (const ended of this.#detector.push(samples)) this.#final(ended.start, ended.end);
+    const current = this.#detector.current;
+    if (!current || current.loudMs < this.ctx.minSpeechMs) return;
+    const words = this.#words();
+    const shown = Math.min(words.length, Math.floor((this.#detector.streamMs - current.startMs) / PARTIAL_EVERY_MS));
+    if (shown <= this.#partialWords || shown === 0) return;
+    this.#partialWords = shown;
+    const start = current.startMs / 1000;
+    const end = this.#detector.streamMs / 1000;
+    const items = wordItems(words.slice(0, shown).join(' '), start, end).map((item, index, all) =>
+      // Stabilisation marks the words Transcribe will not revise: all but the newest two here.
+      this.opts.stabilise ? { ...item, Stable: index < all.length - 2 } : item,
+    );
+    this.session.record.transcribe.partials += 1;
+    this.#send(transcriptEvent(this.#resultId(), items, true, start, end, this.opts.language), 0);
+  }
+
+  #words(): string[] {
+    this.#line ??= this.session.nextCallerLine();
+    return this.#line.split(/\s+/).filter(Boolean);
+  }
+
+  #resultId(): string {
+    return `${this.session.key}-${this.session.record.transcribe.streams}-${this.#utterance}`;
+  }
+
+  #final(start: number, end: number): void {
+    const text = this.#words().join(' ');
+    const items = wordItems(text, start, end).map((item) => (this.opts.stabilise ? { ...item, Stable: true } : item));
+    const event = transcriptEvent(this.#resultId(), items, false, start, end, this.opts.language);
+    this.session.record.transcribe.utterances.push({ start: round(start), end: round(end), text });
+    this.ctx.sessions.remember(text, this.session.key);
+    this.#utterance += 1;
+    this.#line = undefined;
+    this.#partialWords = 0;
+    this.#send(event, this.ctx.latency().transcribeFinalDelayMs);
+  }
+
+  #send(event: object, delayMs: number): void {
+    const at = performance.now() + delayMs;
+    const { stream } = this.request;
+    this.#out = this.#out.then(async () => {
+      await waitUntil(at, stream);
+      if (!this.#failed) await writeMessage(stream, encodeEvent('TranscriptEvent', event as Record<string, unknown>));
+    });
+  }
+}
+
+/** Transcribe ends a stream that got no audio for a while (15 s in the service). */
+class IdleTimer {
+  #timer: NodeJS.Timeout | undefined;
+  constructor(
+    private readonly ms: number,
+    private readonly onIdle: () => void,
+  ) {
+    this.reset();
+  }
+  reset(): void {
+    this.stop();
+    if (this.ms > 0) this.#timer = setTimeout(this.onIdle, this.ms);
+  }
+  stop(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+  }
+}

@@ -1,0 +1,717 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import http2 from 'node:http2';
+import { fileURLToPath } from 'node:url';
+import {
+  BedrockRuntimeClient,
+  ConverseCommand,
+  ConverseStreamCommand,
+  type ConverseStreamOutput,
+  type Message,
+  ThrottlingException as BedrockThrottling,
+  ValidationException as BedrockValidation,
+} from '@aws-sdk/client-bedrock-runtime';
+import {
+  PollyClient,
+  StartSpeechSynthesisStreamCommand,
+  type StartSpeechSynthesisStreamActionStream,
+  SynthesizeSpeechCommand,
+  ThrottlingException as PollyThrottling,
+  ValidationException as PollyValidation,
+} from '@aws-sdk/client-polly';
+import {
+  type AudioStream,
+  BadRequestException,
+  LimitExceededException,
+  type Result,
+  StartStreamTranscriptionCommand,
+  TranscribeStreamingClient,
+} from '@aws-sdk/client-transcribe-streaming';
+import { APIError, initializeLogger, llm, stt, tts } from '@livekit/agents';
+import { AudioFrame } from '@livekit/rtc-node';
+import { callInsightsSchema } from '@voice-intake/contracts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SPEECH_RMS_LEVEL, rms, speechEndMs, synthesizeSpeech } from '../../agent/test/support/speech';
+import { BedrockLLM, PollyTTS, TranscribeSTT } from '../../agent/src/plugins/aws';
+import { AwsFake, SESSION_HEADER } from '../src/aws-fake';
+import { codec } from '../src/aws-fake/event-stream';
+
+initializeLogger({ pretty: false, level: 'silent' });
+
+const REGION = 'us-east-1';
+const credentials = { accessKeyId: 'AKIDFAKE', secretAccessKey: 'fake-secret' };
+
+let fake: AwsFake;
+let url: string;
+const clients: { destroy(): void }[] = [];
+
+function client<T extends { destroy(): void }>(make: (config: { endpoint: string; region: string; credentials: typeof credentials; maxAttempts: number }) => T): T {
+  const built = make({ endpoint: url, region: REGION, credentials, maxAttempts: 1 });
+  clients.push(built);
+  return built;
+}
+
+/** Tags every request of a client with a session key (for tests whose requests carry none of their own). */
+function tagged<T extends { middlewareStack: { add: (...args: never[]) => void } }>(built: T, key: string): T {
+  (built.middlewareStack as unknown as { add: (mw: unknown, opts: unknown) => void }).add(
+    (next: (args: { request: { headers: Record<string, string> } }) => unknown) => (args: { request: { headers: Record<string, string> } }) => {
+      args.request.headers[SESSION_HEADER] = key;
+      return next(args);
+    },
+    { step: 'build', name: 'fakeSessionKey' },
+  );
+  return built;
+}
+
+const silence = (ms: number, rate = 16_000) => new Int16Array(Math.round((rate * ms) / 1000));
+
+function join(...parts: Int16Array[]): Int16Array {
+  const out = new Int16Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
+/** PCM as Transcribe's AudioStream, in 50 ms events (`paceMs` between them: 0 = as fast as the client sends). */
+async function* audioEvents(samples: Int16Array, paceMs = 0, chunkMs = 50): AsyncGenerator<AudioStream> {
+  const chunk = (16_000 * chunkMs) / 1000;
+  for (let offset = 0; offset < samples.length; offset += chunk) {
+    const piece = samples.slice(offset, offset + chunk);
+    yield { AudioEvent: { AudioChunk: new Uint8Array(piece.buffer) } };
+    if (paceMs > 0) await new Promise((resolve) => setTimeout(resolve, paceMs));
+  }
+}
+
+/** espeak-ng + sox in the test itself: the reference the fake's Polly audio is measured against. */
+function espeakPcmBytes(text: string, rate: number): number {
+  const result = spawnSync('sh', ['-c', `espeak-ng -v en-us -s 165 --stdout "$1" | sox -t wav - -r ${rate} -c 1 -b 16 -e signed-integer -t raw -`, 'x', text], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  expect(result.status).toBe(0);
+  return result.stdout.length;
+}
+
+function speechRms(bytes: Uint8Array): number {
+  return rms(new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength - (bytes.byteLength % 2))));
+}
+
+async function transcribe(transcribeClient: TranscribeStreamingClient, samples: Int16Array, sessionId?: string, paceMs = 0) {
+  const response = await transcribeClient.send(
+    new StartStreamTranscriptionCommand({
+      LanguageCode: 'en-US',
+      MediaEncoding: 'pcm',
+      MediaSampleRateHertz: 16_000,
+      EnablePartialResultsStabilization: true,
+      PartialResultsStability: 'medium',
+      SessionId: sessionId,
+      AudioStream: audioEvents(samples, paceMs),
+    }),
+  );
+  const results: Result[] = [];
+  for await (const event of response.TranscriptResultStream ?? []) results.push(...(event.TranscriptEvent?.Transcript?.Results ?? []));
+  return { response, results, finals: results.filter((result) => !result.IsPartial), partials: results.filter((result) => result.IsPartial) };
+}
+
+beforeAll(async () => {
+  fake = new AwsFake({ transcribeIdleTimeoutMs: 3_000 });
+  url = await fake.start();
+});
+
+afterAll(async () => {
+  for (const built of clients) built.destroy();
+  await fake?.stop();
+});
+
+describe('Transcribe streaming over the wire', () => {
+  it('hears speech in the audio it gets: partials with stable items, then a final per utterance with word timings', async () => {
+    const sessionId = randomUUID();
+    fake.register(sessionId, { callerSays: ['Hello, I am Jane Doe.', 'Goodbye for now.'] });
+    const first = synthesizeSpeech('Hello, I am Jane Doe.');
+    const second = synthesizeSpeech('Goodbye for now.');
+    const audio = join(silence(500), first, silence(1_000), second, silence(600));
+    const { response, finals, partials } = await transcribe(client((c) => new TranscribeStreamingClient(c)), audio, sessionId);
+
+    expect(response.SessionId).toBe(sessionId);
+    expect(response.MediaSampleRateHertz).toBe(16_000);
+    expect(finals.map((result) => result.Alternatives?.[0].Transcript)).toEqual(['Hello, I am Jane Doe.', 'Goodbye for now.']);
+    // Where the speech is in the audio, to the 10 ms listening window.
+    const firstEnd = 0.5 + speechEndMs(first) / 1000;
+    expect(finals[0].StartTime!).toBeGreaterThanOrEqual(0.5);
+    expect(finals[0].StartTime!).toBeLessThan(0.7);
+    expect(finals[0].EndTime!).toBeCloseTo(firstEnd, 1);
+    expect(Math.abs(finals[0].EndTime! - firstEnd)).toBeLessThanOrEqual(0.011);
+    const secondStart = 0.5 + first.length / 16_000 + 1;
+    expect(finals[1].StartTime!).toBeGreaterThanOrEqual(secondStart);
+    expect(Math.abs(finals[1].EndTime! - (secondStart + speechEndMs(second) / 1000))).toBeLessThanOrEqual(0.011);
+    const words = finals[0].Alternatives![0].Items!;
+    expect(words.filter((item) => item.Type === 'pronunciation').map((item) => item.Content)).toEqual(['Hello', 'I', 'am', 'Jane', 'Doe']);
+    for (const [index, item] of words.entries()) {
+      expect(item.StartTime!).toBeGreaterThanOrEqual(finals[0].StartTime!);
+      expect(item.EndTime!).toBeLessThanOrEqual(finals[0].EndTime! + 0.001);
+      if (index > 0) expect(item.StartTime!).toBeGreaterThanOrEqual(words[index - 1].EndTime! - 0.001);
+      expect(item.Stable).toBe(true);
+    }
+    // Partials grow a word at a time and mark the older words stable.
+    expect(partials.length).toBeGreaterThanOrEqual(2);
+    const longest = partials.filter((result) => result.ResultId === finals[0].ResultId).at(-1)!;
+    const items = longest.Alternatives![0].Items!;
+    expect(items.some((item) => item.Stable === true)).toBe(true);
+    expect(items.at(-1)!.Stable).toBe(false);
+
+    const record = fake.session(sessionId)!;
+    expect(record.transcribe.audioSeconds).toBeCloseTo(audio.length / 16_000, 2);
+    expect(record.transcribe.utterances.map((utterance) => utterance.text)).toEqual(['Hello, I am Jane Doe.', 'Goodbye for now.']);
+  });
+
+  it('hears nothing in silence or line noise below the speech level', async () => {
+    const sessionId = randomUUID();
+    const hiss = new Int16Array(16_000 * 2).map(() => Math.round((Math.random() - 0.5) * SPEECH_RMS_LEVEL));
+    const { results } = await transcribe(client((c) => new TranscribeStreamingClient(c)), join(silence(1_000), hiss), sessionId);
+    expect(results).toEqual([]);
+    expect(fake.session(sessionId)!.transcribe.audioSeconds).toBeCloseTo(3, 2);
+  });
+
+  it('continues the script across the streams of one session and falls back to the default phrase', async () => {
+    const sessionId = randomUUID();
+    fake.register(sessionId, { callerSays: ['Only line.'], fallbackPhrase: 'Pardon?' });
+    const transcribeClient = client((c) => new TranscribeStreamingClient(c));
+    const speech = join(synthesizeSpeech('one two three'), silence(500));
+    const first = await transcribe(transcribeClient, speech, sessionId);
+    const second = await transcribe(transcribeClient, speech, sessionId);
+    expect(first.finals.map((result) => result.Alternatives![0].Transcript)).toEqual(['Only line.']);
+    expect(second.finals.map((result) => result.Alternatives![0].Transcript)).toEqual(['Pardon?']);
+  });
+
+  it('refuses what it cannot hear with the modeled BadRequestException', async () => {
+    const transcribeClient = client((c) => new TranscribeStreamingClient(c));
+    const send = transcribeClient.send(
+      new StartStreamTranscriptionCommand({ LanguageCode: 'en-US', MediaEncoding: 'ogg-opus', MediaSampleRateHertz: 16_000, AudioStream: audioEvents(silence(100)) }),
+    );
+    await expect(send).rejects.toBeInstanceOf(BadRequestException);
+    await expect(send).rejects.toThrow(/pcm only/);
+  });
+
+  it('closes a stream that gets no audio, as the service does, with the message the agent reconnects on', async () => {
+    const transcribeClient = client((c) => new TranscribeStreamingClient(c));
+    async function* stalled(): AsyncGenerator<AudioStream> {
+      yield { AudioEvent: { AudioChunk: new Uint8Array(silence(50).buffer) } };
+      await new Promise((resolve) => setTimeout(resolve, 5_000));
+    }
+    // The exception may arrive as the first event (send rejects) or later (iteration throws): both as in production.
+    const drained = (async () => {
+      const response = await transcribeClient.send(
+        new StartStreamTranscriptionCommand({ LanguageCode: 'en-US', MediaEncoding: 'pcm', MediaSampleRateHertz: 16_000, AudioStream: stalled() }),
+      );
+      for await (const _ of response.TranscriptResultStream ?? []) {
+        // nothing is said
+      }
+    })();
+    const error = await drained.catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(BadRequestException);
+    expect((error as Error).message).toMatch(/timed out/);
+  });
+});
+
+describe('Bedrock runtime over the wire', () => {
+  const tools = ['lookup_caller', 'save_intake_progress', 'submit_intake', 'end_call', 'transfer_to_human'].map((name) => ({
+    toolSpec: { name, description: name, inputSchema: { json: { type: 'object' } as never } },
+  }));
+
+  async function converse(bedrock: BedrockRuntimeClient, messages: Message[]) {
+    const response = await bedrock.send(new ConverseStreamCommand({ modelId: 'us.anthropic.claude-haiku-4-5-20251001-v1:0', messages, toolConfig: { tools } }));
+    const events: ConverseStreamOutput[] = [];
+    for await (const event of response.stream ?? []) events.push(event);
+    const text = events.map((event) => event.contentBlockDelta?.delta?.text ?? '').join('');
+    const start = events.find((event) => event.contentBlockStart?.start?.toolUse)?.contentBlockStart;
+    const input = events.map((event) => event.contentBlockDelta?.delta?.toolUse?.input ?? '').join('');
+    const toolUse = start ? { toolUseId: start.start!.toolUse!.toolUseId!, name: start.start!.toolUse!.name!, input: JSON.parse(input) } : undefined;
+    const stop = events.find((event) => event.messageStop)?.messageStop?.stopReason;
+    const usage = events.find((event) => event.metadata)?.metadata?.usage;
+    return { events, text, toolUse, stop, usage };
+  }
+
+  /** The assistant turn as the agent sends it back, and the user turn with the tool's result. */
+  function exchange(reply: { text: string; toolUse?: { toolUseId: string; name: string; input: unknown } }, result: string): Message[] {
+    return [
+      { role: 'assistant', content: [...(reply.text ? [{ text: reply.text }] : []), { toolUse: reply.toolUse as never }] },
+      { role: 'user', content: [{ toolResult: { toolUseId: reply.toolUse!.toolUseId, content: [{ text: result }] } }] },
+    ];
+  }
+
+  it('streams the intake call: text, tool use in pieces with stopReason tool_use, usage — decided by the request', async () => {
+    const bedrock = client((c) => new BedrockRuntimeClient(c));
+    const history: Message[] = [{ role: 'user', content: [{ text: '(call connected)' }] }];
+    const greeting = await converse(bedrock, history);
+    expect(greeting.text).toMatch(/intake line/);
+    expect(greeting.stop).toBe('end_turn');
+    expect(greeting.usage!.inputTokens).toBeGreaterThan(0);
+    expect(greeting.usage!.outputTokens).toBeGreaterThan(0);
+    expect(greeting.events[0].messageStart?.role).toBe('assistant');
+
+    history.push({ role: 'assistant', content: [{ text: greeting.text }] }, { role: 'user', content: [{ text: 'Hi, this is Ada Lovelace, I have a billing question.' }] });
+    const lookup = await converse(bedrock, history);
+    expect(lookup.stop).toBe('tool_use');
+    expect(lookup.toolUse).toMatchObject({ name: 'lookup_caller', input: {} });
+    // The same request again gets the same answer: no counter moved.
+    expect((await converse(bedrock, history)).toolUse?.name).toBe('lookup_caller');
+
+    history.push(...exchange(lookup, 'No record for this number: a new caller.'));
+    const save = await converse(bedrock, history);
+    expect(save.toolUse).toMatchObject({
+      name: 'save_intake_progress',
+      input: { intakeType: 'general_inquiry', fields: { full_name: 'Ada Lovelace', topic: 'billing', details: 'Hi, this is Ada Lovelace, I have a billing question.' } },
+    });
+    // Tool input spans several delta events, as Bedrock sends it.
+    expect(save.events.filter((event) => event.contentBlockDelta?.delta?.toolUse).length).toBeGreaterThan(1);
+
+    history.push(...exchange(save, 'Saved full_name, topic, details. All required fields are collected.'));
+    const submit = await converse(bedrock, history);
+    expect(submit.toolUse).toMatchObject({ name: 'submit_intake', input: { intakeType: 'general_inquiry' } });
+
+    history.push(...exchange(submit, 'Submitted as case INT-1234. Read the case number to the caller.'));
+    const recorded = await converse(bedrock, history);
+    expect(recorded.text).toContain('case INT-1234');
+    expect(recorded.toolUse).toBeUndefined();
+
+    history.push({ role: 'assistant', content: [{ text: recorded.text }] }, { role: 'user', content: [{ text: '(the caller pressed 5)' }] });
+    expect((await converse(bedrock, history)).text).toMatch(/You pressed 5/);
+
+    history.push({ role: 'assistant', content: [{ text: 'You pressed 5.' }] }, { role: 'user', content: [{ text: 'No thanks, goodbye.' }] });
+    const bye = await converse(bedrock, history);
+    expect(bye.text).toMatch(/Goodbye/);
+    expect(bye.toolUse?.name).toBe('end_call');
+  });
+
+  it('answers a conversation Bedrock would refuse with the modeled ValidationException', async () => {
+    const bedrock = client((c) => new BedrockRuntimeClient(c));
+    const orphan: Message[] = [{ role: 'user', content: [{ toolResult: { toolUseId: 'tooluse_nobody', content: [{ text: 'x' }] } }] }];
+    await expect(converse(bedrock, orphan)).rejects.toBeInstanceOf(BedrockValidation);
+    const twice: Message[] = [
+      { role: 'user', content: [{ text: 'one' }] },
+      { role: 'user', content: [{ text: 'two' }] },
+    ];
+    await expect(converse(bedrock, twice)).rejects.toThrow(/alternate/);
+    const unoffered: Message[] = [
+      { role: 'user', content: [{ text: 'one' }] },
+      { role: 'assistant', content: [{ toolUse: { toolUseId: 't1', name: 'delete_everything', input: {} } }] },
+      { role: 'user', content: [{ toolResult: { toolUseId: 't1', content: [{ text: 'done' }] } }] },
+    ];
+    await expect(converse(bedrock, unoffered)).rejects.toThrow(/not in toolConfig/);
+  });
+
+  it('answers Converse with a forced record_call_insights tool use that fits the contract (enrichment)', async () => {
+    const bedrock = client((c) => new BedrockRuntimeClient(c));
+    const response = await bedrock.send(
+      new ConverseCommand({
+        modelId: 'model',
+        messages: [{ role: 'user', content: [{ text: 'Call c-1, ended by agent hangup.\n\n[agent] Hello.\n[caller] Hi, this is Jane Doe, my appointment moved.' }] }],
+        toolConfig: { tools: [{ toolSpec: { name: 'record_call_insights', inputSchema: { json: { type: 'object' } as never } } }], toolChoice: { tool: { name: 'record_call_insights' } } },
+      }),
+    );
+    expect(response.stopReason).toBe('tool_use');
+    const toolUse = response.output!.message!.content!.find((block) => block.toolUse)!.toolUse!;
+    const insights = callInsightsSchema.parse(toolUse.input);
+    expect(insights.intakeFields).toContainEqual({ name: 'full_name', value: 'Jane Doe', confidence: 0.9 });
+    expect(insights.intent).toBe('appointment request');
+  });
+});
+
+describe('Polly over the wire', () => {
+  it.each([8000, 16000])('SynthesizeSpeech returns espeak-ng speech as %i Hz PCM', async (rate) => {
+    const polly = client((c) => new PollyClient(c));
+    const text = 'Thank you for calling the intake line.';
+    const response = await polly.send(new SynthesizeSpeechCommand({ Text: text, OutputFormat: 'pcm', SampleRate: String(rate), VoiceId: 'Ruth', Engine: 'neural' }));
+    const pcm = await response.AudioStream!.transformToByteArray();
+    expect(response.ContentType).toBe('audio/pcm');
+    expect(response.RequestCharacters).toBe(text.length);
+    const expected = espeakPcmBytes(text, rate);
+    expect(Math.abs(pcm.length - expected)).toBeLessThanOrEqual(expected * 0.01);
+    expect(pcm.length / 2 / rate).toBeGreaterThan(1.5);
+    expect(speechRms(pcm)).toBeGreaterThan(SPEECH_RMS_LEVEL);
+  });
+
+  it('StartSpeechSynthesisStream speaks sentences as they complete and closes with the characters billed', async () => {
+    const polly = client((c) => new PollyClient(c));
+    const key = `polly-${randomUUID()}`;
+    tagged(polly, key);
+    const arrivals: number[] = [];
+    let releaseRest!: () => void;
+    const rest = new Promise<void>((resolve) => (releaseRest = resolve));
+    async function* text(): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
+      yield { TextEvent: { Text: 'Hello there. ', TextType: 'text' } };
+      // Audio of the first sentence must come back before the rest of the text is even written.
+      await rest;
+      yield { TextEvent: { Text: 'How can I ', TextType: 'text' } };
+      yield { TextEvent: { Text: 'help you today', TextType: 'text', FlushStreamConfiguration: { Force: true } } };
+      yield { CloseStreamEvent: {} };
+    }
+    const response = await polly.send(
+      new StartSpeechSynthesisStreamCommand({ Engine: 'generative', VoiceId: 'Ruth', OutputFormat: 'pcm', SampleRate: '16000', ActionStream: text() }),
+    );
+    const chunks: Uint8Array[] = [];
+    let billed: number | undefined;
+    for await (const event of response.EventStream ?? []) {
+      if (event.AudioEvent?.AudioChunk) {
+        chunks.push(event.AudioEvent.AudioChunk);
+        arrivals.push(performance.now());
+        releaseRest();
+      } else if (event.StreamClosedEvent) billed = event.StreamClosedEvent.RequestCharacters;
+    }
+    const pcm = Buffer.concat(chunks);
+    expect(billed).toBe('Hello there. How can I help you today'.length);
+    const expected = espeakPcmBytes('Hello there.', 16000) + espeakPcmBytes('How can I help you today', 16000);
+    expect(Math.abs(pcm.length - expected)).toBeLessThanOrEqual(expected * 0.01);
+    expect(speechRms(pcm)).toBeGreaterThan(SPEECH_RMS_LEVEL);
+    expect(fake.session(key)!.polly.texts).toEqual(['Hello there.', 'How can I help you today']);
+  });
+
+  it('refuses streaming synthesis on an engine other than generative', async () => {
+    const polly = client((c) => new PollyClient(c));
+    async function* text(): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
+      yield { CloseStreamEvent: {} };
+    }
+    const send = polly.send(new StartSpeechSynthesisStreamCommand({ Engine: 'neural', VoiceId: 'Ruth', OutputFormat: 'pcm', ActionStream: text() }));
+    await expect(send).rejects.toBeInstanceOf(PollyValidation);
+  });
+});
+
+describe('modeled exceptions', () => {
+  it('throws what production throws: exception events mid-stream and error responses, per service', async () => {
+    const key = `faults-${randomUUID()}`;
+    fake.register(key, {
+      faults: [
+        { service: 'bedrock', exception: 'throttlingException', at: 'stream', message: 'slow down' },
+        { service: 'bedrock', exception: 'throttlingException', at: 'response' },
+        { service: 'transcribe', exception: 'LimitExceededException', at: 'stream' },
+        { service: 'polly', exception: 'ThrottlingException', at: 'stream', operation: 'synthesis-stream' },
+      ],
+    });
+    const bedrock = tagged(client((c) => new BedrockRuntimeClient(c)), key);
+    const ask = async () => {
+      const response = await bedrock.send(new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: 'hi' }] }] }));
+      const events: ConverseStreamOutput[] = [];
+      for await (const event of response.stream ?? []) events.push(event);
+      return events;
+    };
+    // An HTTP 429 before any stream, then an exception event after messageStart: both the SDK's modeled class.
+    await expect(ask()).rejects.toBeInstanceOf(BedrockThrottling);
+    const midStream = await ask().catch((error: unknown) => error);
+    expect(midStream).toBeInstanceOf(BedrockThrottling);
+    expect((midStream as Error).message).toBe('slow down');
+    expect((await ask()).some((event) => event.contentBlockDelta)).toBe(true);
+
+    const transcribeClient = tagged(client((c) => new TranscribeStreamingClient(c)), key);
+    await expect(transcribe(transcribeClient, silence(200))).rejects.toBeInstanceOf(LimitExceededException);
+
+    const polly = tagged(client((c) => new PollyClient(c)), key);
+    async function* text(): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
+      yield { TextEvent: { Text: 'Hello.', TextType: 'text' } };
+      yield { CloseStreamEvent: {} };
+    }
+    const speak = async () => {
+      const response = await polly.send(new StartSpeechSynthesisStreamCommand({ Engine: 'generative', VoiceId: 'Ruth', OutputFormat: 'pcm', ActionStream: text() }));
+      for await (const _ of response.EventStream ?? []) {
+        // audio until the exception
+      }
+    };
+    await expect(speak()).rejects.toBeInstanceOf(PollyThrottling);
+    expect(fake.session(key)!.exceptions.map((entry) => entry.exception)).toEqual([
+      'throttlingException',
+      'throttlingException',
+      'LimitExceededException',
+      'ThrottlingException',
+    ]);
+  });
+});
+
+describe('sessions', () => {
+  it('keeps two concurrent sessions with different scripts apart', async () => {
+    const [a, b] = [randomUUID(), randomUUID()];
+    fake.register(a, { callerSays: ['I am caller A.'] });
+    fake.register(b, { callerSays: ['I am caller B.'] });
+    const speech = join(silence(200), synthesizeSpeech('testing one two'), silence(500));
+    // One client, one HTTP/2 connection, both streams on it at once, paced like a live call.
+    const shared = client((c) => new TranscribeStreamingClient(c));
+    const [heardA, heardB] = await Promise.all([transcribe(shared, speech, a, 20), transcribe(shared, speech, b, 20)]);
+    expect(heardA.finals.map((result) => result.Alternatives![0].Transcript)).toEqual(['I am caller A.']);
+    expect(heardB.finals.map((result) => result.Alternatives![0].Transcript)).toEqual(['I am caller B.']);
+    expect(fake.session(a)!.transcribe.streams).toBe(1);
+    expect(fake.session(b)!.transcribe.streams).toBe(1);
+  });
+
+  it('lets Polly find the session whose model reply it is asked to say', async () => {
+    const key = `reply-${randomUUID()}`;
+    fake.register(key, { replies: [{ whenGreeting: true, say: `Welcome to scenario ${key}, how can I help?` }], intakeScript: false });
+    const bedrock = tagged(client((c) => new BedrockRuntimeClient(c)), key);
+    const response = await bedrock.send(new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: '(call connected)' }] }] }));
+    let said = '';
+    for await (const event of response.stream ?? []) said += event.contentBlockDelta?.delta?.text ?? '';
+    // An untagged client on its own connection: only the text ties it to the session.
+    const polly = client((c) => new PollyClient(c));
+    await (await polly.send(new SynthesizeSpeechCommand({ Text: said, OutputFormat: 'pcm', VoiceId: 'Ruth' }))).AudioStream!.transformToByteArray();
+    expect(fake.session(key)!.polly.texts).toEqual([said]);
+    expect(fake.session(key)!.bedrock.requests).toHaveLength(1);
+  });
+});
+
+describe('the wire itself', () => {
+  it('is reached through AWS_ENDPOINT_URL_* by clients built without an endpoint', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, fake.env, { AWS_REGION: REGION, AWS_ACCESS_KEY_ID: 'AKIDENV', AWS_SECRET_ACCESS_KEY: 'env-secret' });
+    try {
+      const polly = new PollyClient({});
+      clients.push(polly);
+      const response = await polly.send(new SynthesizeSpeechCommand({ Text: 'Hi there.', OutputFormat: 'pcm', VoiceId: 'Ruth' }));
+      expect((await response.AudioStream!.transformToByteArray()).length).toBeGreaterThan(1000);
+    } finally {
+      process.env = saved;
+    }
+  });
+
+  it('refuses an unsigned request and a request signed for another service', async () => {
+    const session = http2.connect(url);
+    try {
+      const ask = (headers: Record<string, string>) =>
+        new Promise<{ status: number; type: string }>((resolve, reject) => {
+          const request = session.request({ ':method': 'POST', ':path': '/v1/speech', 'content-type': 'application/json', ...headers });
+          request.on('response', (h) => resolve({ status: Number(h[':status']), type: String(h['x-amzn-errortype']) }));
+          request.on('error', reject);
+          request.end('{"Text":"hi","OutputFormat":"pcm","VoiceId":"Ruth"}');
+        });
+      expect(await ask({})).toEqual({ status: 403, type: 'UnrecognizedClientException' });
+      const wrong = 'AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/bedrock/aws4_request, SignedHeaders=host, Signature=00';
+      expect(await ask({ authorization: wrong })).toEqual({ status: 403, type: 'UnrecognizedClientException' });
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it('ends a stream whose event frames do not decode with a BadRequestException, never passing it on', async () => {
+    const key = randomUUID();
+    const session = http2.connect(url);
+    try {
+      const request = session.request({
+        ':method': 'POST',
+        ':path': '/stream-transcription',
+        'content-type': 'application/vnd.amazon.eventstream',
+        'x-amzn-transcribe-language-code': 'en-US',
+        'x-amzn-transcribe-media-encoding': 'pcm',
+        'x-amzn-transcribe-sample-rate': '16000',
+        'x-amzn-transcribe-session-id': key,
+        authorization: 'AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/transcribe/aws4_request, SignedHeaders=host, Signature=00',
+      });
+      const body: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => body.push(chunk));
+      const ended = new Promise((resolve) => request.on('end', resolve));
+      // A well-formed frame that is not signed: an unsigned event stream is refused, not heard.
+      const unsigned = codec.encode({
+        headers: { ':event-type': { type: 'string', value: 'AudioEvent' }, ':message-type': { type: 'string', value: 'event' } },
+        body: new Uint8Array(3200),
+      });
+      request.end(Buffer.from(unsigned));
+      await ended;
+      const message = codec.decode(Buffer.concat(body));
+      expect(message.headers[':message-type'].value).toBe('exception');
+      expect(message.headers[':exception-type'].value).toBe('BadRequestException');
+      expect(Buffer.from(message.body).toString()).toMatch(/unsigned/);
+      expect(fake.session(key)!.transcribe.audioSeconds).toBe(0);
+      expect(fake.session(key)!.rejected).toHaveLength(1);
+    } finally {
+      session.destroy();
+    }
+  });
+});
+
+describe('admin API (HTTP/1.1 on the same port)', () => {
+  it('registers scenarios, sets latencies, reports sessions, and names the field of a bad scenario', async () => {
+    const key = `admin-${randomUUID()}`;
+    const put = (path: string, body: unknown) =>
+      fetch(`${url}/_fake/${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await put(`scenarios/${key}`, { callerSays: ['Via the admin API.'] })).status).toBe(204);
+    const bad = await put(`scenarios/${key}`, { callerSays: 'not a list', faults: [{ service: 'polly', exception: 'NoSuchThing' }] });
+    expect(bad.status).toBe(400);
+    const { error } = (await bad.json()) as { error: string };
+    expect(error).toMatch(/callerSays/);
+    expect(error).toMatch(/faults\.0\.exception/);
+    expect((await put('latency', { bedrockTtftMs: -1 })).status).toBe(400);
+    const latency = await put('latency', { pollyTtfbMs: 5 });
+    expect(await latency.json()).toMatchObject({ pollyTtfbMs: 5, bedrockTtftMs: 0 });
+    fake.setLatency({ pollyTtfbMs: 0 });
+
+    const { finals } = await transcribe(client((c) => new TranscribeStreamingClient(c)), join(synthesizeSpeech('hello'), silence(400)), key);
+    expect(finals[0].Alternatives![0].Transcript).toBe('Via the admin API.');
+    const record = await (await fetch(`${url}/_fake/sessions/${key}`)).json();
+    expect(record).toMatchObject({ key, via: 'explicit', transcribe: { streams: 1 } });
+    expect((await fetch(`${url}/_fake/sessions/nobody`)).status).toBe(404);
+  });
+});
+
+describe("the agent's own AWS plugins against the fake", () => {
+  const noRetry = { maxRetry: 0, retryIntervalMs: 0, timeoutMs: 20_000 };
+
+  /** Speech into a TranscribeSTT stream as 20 ms frames, then its final transcripts. */
+  async function listen(plugin: TranscribeSTT, samples: Int16Array): Promise<{ finals: string[]; stable: string[] }> {
+    const stream = plugin.stream({ connOptions: noRetry });
+    const frame = 320;
+    for (let offset = 0; offset < samples.length; offset += frame) {
+      const piece = new Int16Array(frame);
+      piece.set(samples.subarray(offset, offset + frame));
+      stream.pushFrame(new AudioFrame(piece, 16_000, 1, frame));
+    }
+    stream.endInput();
+    const finals: string[] = [];
+    const stable: string[] = [];
+    for await (const event of stream) {
+      if (event.type === stt.SpeechEventType.FINAL_TRANSCRIPT) finals.push(event.alternatives![0].text);
+      if (event.type === stt.SpeechEventType.INTERIM_TRANSCRIPT) stable.push(String(event.alternatives![0].metadata?.stableText ?? ''));
+    }
+    return { finals, stable };
+  }
+
+  it('TranscribeSTT: speech in, the script out, stable text in the interim events', async () => {
+    const key = `stt-${randomUUID()}`;
+    fake.register(key, { callerSays: ['I would like to report a burst pipe in my kitchen.'] });
+    const plugin = new TranscribeSTT({ client: tagged(client((c) => new TranscribeStreamingClient(c)), key) });
+    const { finals, stable } = await listen(plugin, join(silence(300), synthesizeSpeech('I would like to report a burst pipe in my kitchen.'), silence(500)));
+    expect(finals).toEqual(['I would like to report a burst pipe in my kitchen.']);
+    expect(stable.some((text) => text.startsWith('I would'))).toBe(true);
+    expect(fake.session(key)!.transcribe.sampleRates).toEqual([16_000]);
+  });
+
+  it('BedrockLLM: a tool call round trip with the real request format', async () => {
+    const plugin = new BedrockLLM({ client: client((c) => new BedrockRuntimeClient(c)), cacheSystemPrompt: true, cacheTools: true });
+    const lookup = llm.tool({ name: 'lookup_caller', description: 'Find the caller', parameters: { type: 'object', properties: {} }, execute: async () => 'x' });
+    const save = llm.tool({ name: 'save_intake_progress', description: 'Save', parameters: { type: 'object', properties: {} }, execute: async () => 'x' });
+    const chatCtx = llm.ChatContext.empty();
+    chatCtx.addMessage({ role: 'system', content: 'You are the intake agent.' });
+    chatCtx.addMessage({ role: 'user', content: 'Hello, this is Grace Hopper calling about my account.' });
+    const first = await collect(plugin.chat({ chatCtx, toolCtx: [lookup, save], connOptions: noRetry }));
+    expect(first.text).toMatch(/look you up/);
+    expect(first.calls).toHaveLength(1);
+    expect(first.calls[0]).toMatchObject({ name: 'lookup_caller', args: '{}' });
+    expect(first.usage?.completionTokens).toBeGreaterThan(0);
+
+    chatCtx.insert([first.calls[0], llm.FunctionCallOutput.create({ callId: first.calls[0].callId, name: 'lookup_caller', output: 'A new caller.', isError: false })]);
+    const second = await collect(plugin.chat({ chatCtx, toolCtx: [lookup, save], connOptions: noRetry }));
+    expect(second.calls[0].name).toBe('save_intake_progress');
+    expect(JSON.parse(second.calls[0].args)).toEqual({
+      intakeType: 'general_inquiry',
+      fields: { full_name: 'Grace Hopper', topic: 'account', details: 'Hello, this is Grace Hopper calling about my account.' },
+    });
+  });
+
+  it('BedrockLLM: a modeled exception mid-stream reaches the agent as an unrecoverable APIError', async () => {
+    const key = `llm-fault-${randomUUID()}`;
+    fake.register(key, { faults: [{ service: 'bedrock', exception: 'validationException', at: 'stream', message: 'bad prompt' }] });
+    const plugin = new BedrockLLM({ client: tagged(client((c) => new BedrockRuntimeClient(c)), key) });
+    // LiveKit's LLMStream reports a failed run as the LLM's error event and ends the stream empty.
+    const errors: { error: unknown; recoverable: boolean }[] = [];
+    plugin.on('error', (event) => errors.push(event));
+    const chatCtx = llm.ChatContext.empty();
+    chatCtx.addMessage({ role: 'user', content: 'Hi' });
+    const reply = await collect(plugin.chat({ chatCtx, connOptions: noRetry }));
+    expect(reply).toMatchObject({ text: '', calls: [] });
+    expect(errors).toHaveLength(1);
+    expect(errors[0].recoverable).toBe(false);
+    expect(errors[0].error).toBeInstanceOf(APIError);
+    expect(String((errors[0].error as Error).message)).toMatch(/ValidationException: bad prompt/);
+  });
+
+  it.each([
+    ['SynthesizeSpeech (neural)', { engine: 'neural' as const, streaming: false, sampleRate: 8000 as const }],
+    ['StartSpeechSynthesisStream (generative, the production default)', { engine: 'generative' as const, streaming: true, sampleRate: 16000 as const }],
+  ])('PollyTTS over %s: frames as long as espeak-ng takes to say it', async (_name, options) => {
+    const plugin = new PollyTTS({ client: client((c) => new PollyClient(c)), ...options });
+    const text = 'Your request is recorded. Is there anything else?';
+    let samples = 0;
+    let level = 0;
+    if (options.streaming) {
+      const stream = plugin.stream({ connOptions: noRetry });
+      for (const piece of ['Your requ', 'est is recorded. ', 'Is there anything ', 'else?']) stream.pushText(piece);
+      stream.endInput();
+      for await (const audio of stream) {
+        if (audio === tts.SynthesizeStream.END_OF_STREAM) break;
+        samples += audio.frame.samplesPerChannel;
+        level = Math.max(level, rms(audio.frame.data));
+      }
+    } else {
+      const frame = await plugin.synthesize(text, noRetry).collect();
+      samples = frame.samplesPerChannel;
+      level = rms(frame.data);
+    }
+    // The stream speaks the two sentences separately (as they complete); espeak's rendering of each is the reference.
+    const expectedBytes = options.streaming
+      ? espeakPcmBytes('Your request is recorded.', options.sampleRate) + espeakPcmBytes('Is there anything else?', options.sampleRate)
+      : espeakPcmBytes(text, options.sampleRate);
+    const frameSamples = options.sampleRate / 50;
+    // Within one 20 ms frame (the plugin pads the last one) plus 1 %.
+    expect(Math.abs(samples - expectedBytes / 2)).toBeLessThanOrEqual(frameSamples + (expectedBytes / 2) * 0.01);
+    expect(level).toBeGreaterThan(SPEECH_RMS_LEVEL);
+  });
+
+  it('two plugin sessions at once, each on its own client like two calls, keep their scripts apart', async () => {
+    const [a, b] = [`call-a-${randomUUID()}`, `call-b-${randomUUID()}`];
+    fake.register(a, { callerSays: ['This is the first caller.'] });
+    fake.register(b, { callerSays: ['This is the second caller.'] });
+    const speech = join(silence(200), synthesizeSpeech('hello there'), silence(500));
+    const [heardA, heardB] = await Promise.all(
+      [a, b].map((key) => listen(new TranscribeSTT({ client: tagged(client((c) => new TranscribeStreamingClient(c)), key) }), speech)),
+    );
+    expect(heardA.finals).toEqual(['This is the first caller.']);
+    expect(heardB.finals).toEqual(['This is the second caller.']);
+  });
+});
+
+async function collect(stream: AsyncIterable<llm.ChatChunk>) {
+  let text = '';
+  const calls: llm.FunctionCall[] = [];
+  let usage: llm.CompletionUsage | undefined;
+  for await (const chunk of stream) {
+    text += chunk.delta?.content ?? '';
+    calls.push(...(chunk.delta?.toolCalls ?? []));
+    usage = chunk.usage ?? usage;
+  }
+  return { text, calls, usage };
+}
+
+describe('the CLI', () => {
+  let cli: ChildProcess | undefined;
+  afterAll(() => {
+    // Its own process group: the tsx loader and the server go together, pass or fail.
+    if (cli?.pid && cli.exitCode === null) process.kill(-cli.pid, 'SIGKILL');
+  });
+
+  it('starts on the given address and prints the environment to export', async () => {
+    const entry = fileURLToPath(new URL('../src/aws-fake/cli.ts', import.meta.url));
+    cli = spawn(process.execPath, ['--import', 'tsx', entry, '--host', '127.0.0.1', '--port', '0', '--ttft-ms', '40'], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, AWS_FAKE_LOG_LEVEL: 'warn' },
+    });
+    let out = '';
+    const printed = await new Promise<Record<string, string>>((resolve, reject) => {
+      cli!.on('exit', (code) => reject(new Error(`the CLI exited (${code}) before it printed: ${out}`)));
+      cli!.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        const lines = Object.fromEntries([...out.matchAll(/^export (\w+)=(\S+)$/gm)].map((match) => [match[1], match[2]]));
+        // All lines go out in one write: once the last endpoint line is complete, so are the others.
+        if (lines.AWS_ENDPOINT_URL_POLLY && out.endsWith('\n')) resolve(lines);
+      });
+    });
+    const endpoint = printed.AWS_ENDPOINT_URL_BEDROCK_RUNTIME;
+    expect(endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(printed.AWS_ENDPOINT_URL_TRANSCRIBE_STREAMING).toBe(endpoint);
+    expect(printed.AWS_ENDPOINT_URL_POLLY).toBe(endpoint);
+    const bedrock = new BedrockRuntimeClient({ endpoint, region: REGION, credentials, maxAttempts: 1 });
+    clients.push(bedrock);
+    const started = performance.now();
+    const response = await bedrock.send(new ConverseStreamCommand({ modelId: 'm', messages: [{ role: 'user', content: [{ text: '(call connected)' }] }] }));
+    let firstToken: number | undefined;
+    for await (const event of response.stream ?? []) if (event.contentBlockDelta) firstToken ??= performance.now() - started;
+    // --ttft-ms reached the server: the first token waited for it.
+    expect(firstToken).toBeGreaterThanOrEqual(40);
+  });
+});
