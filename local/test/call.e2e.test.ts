@@ -1,0 +1,227 @@
+/**
+ * A real phone call through the real path: baresip (the caller, 127.0.3.1) → the SIP edge (Kamailio + RTPEngine +
+ * topos) → LiveKit SIP v1.11.0 → LiveKit Server v1.13.5 → our agent worker (`main.ts start`, a job process per call)
+ * with Transcribe, Bedrock and Polly faked over the wire, the MCP server with its DynamoDB case store, records in
+ * S3, DynamoDB and EventBridge served by moto. One suite, serial: it starts everything in beforeAll and ends all of
+ * it in afterAll, which also runs when beforeAll failed.
+ */
+import { join, resolve } from 'node:path';
+import {
+  type AuditRecord,
+  S3_PREFIXES,
+  enrichedKeyForTranscript,
+  transcriptSchema,
+  verifyAuditChain,
+} from '@voice-intake/contracts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CallStack } from '../src/call-stack';
+import { CarrierCapture } from '../src/caller/capture';
+import { Caller } from '../src/caller/caller';
+import { Softphone } from '../src/caller/softphone';
+
+const RUN_DIR = resolve(__dirname, '..', '.local', 'call-e2e');
+const CALLER_NUMBER = '+14155550123';
+const CALLER_IP = '127.0.3.1';
+const CALLER_RTP = { min: 40000, max: 40099 };
+const LINES = {
+  intro: 'Hi this is Jane Doe calling about a billing question on my last invoice',
+  goodbye: 'No that is all goodbye',
+};
+
+const stack = new CallStack({
+  runDir: RUN_DIR,
+  fakeLatency: { transcribeEndSilenceMs: 400 },
+  // What the fake Transcribe returns for each utterance it hears, in order (per call).
+  defaultScenario: {
+    callerSays: ['Hi, this is Jane Doe, calling about a billing question on my last invoice.', 'No, that is all. Goodbye.'],
+  },
+  readyTimeoutMs: 120_000,
+});
+const capture = new CarrierCapture({
+  pcapPath: join(RUN_DIR, 'carrier-side.pcap'),
+  logFile: join(RUN_DIR, 'tshark.log'),
+  filter: `udp port 5062 or udp portrange ${CALLER_RTP.min}-${CALLER_RTP.max}`,
+});
+const phone = new Softphone({
+  dir: join(RUN_DIR, 'caller'),
+  ip: CALLER_IP,
+  rtpPorts: CALLER_RTP,
+  controlPort: 18130,
+  number: CALLER_NUMBER,
+  maxCallSeconds: 150,
+});
+const caller = new Caller(phone, join(RUN_DIR, 'caller'));
+
+/** What the first call left behind, for the assertions after it. */
+const firstCall: {
+  greeting?: { startMs: number; endMs: number };
+  intro?: { heardAtMs: number };
+  afterIntro?: { startMs: number; endMs: number };
+  afterKey?: { startMs: number; endMs: number };
+  goodbyeAtMs?: number;
+  closedAt?: number;
+  callId?: string;
+} = {};
+
+beforeAll(async () => {
+  await stack.start();
+  await capture.start({ ip: CALLER_IP, port: 5062 });
+  await phone.start();
+}, 300_000);
+
+afterAll(async () => {
+  await phone.stop().catch(() => undefined);
+  await capture.stop().catch(() => undefined);
+  await stack.stop();
+}, 120_000);
+
+async function waitForObjects(bucket: string, prefix: string, count: number, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let objects = await stack.objects(bucket, prefix);
+  while (objects.length < count && Date.now() < deadline) {
+    await new Promise((done) => setTimeout(done, 250));
+    objects = await stack.objects(bucket, prefix);
+  }
+  return objects;
+}
+
+async function rtpengineSessions(): Promise<number> {
+  return (await stack.livekit.edge!.rtpengineTotals())['Owned sessions'] ?? Number.NaN;
+}
+
+describe('a phone call through the edge, LiveKit and the agent', () => {
+  it('greets, takes the request with MCP tools, hears a key press, says goodbye and hangs up', async () => {
+    await caller.call(stack.dialUri);
+    firstCall.greeting = await caller.listen({ timeoutMs: 60_000 });
+
+    const mark = caller.heardMs();
+    await caller.say(LINES.intro);
+    firstCall.intro = { heardAtMs: mark };
+    // The agent looks the caller up, saves and submits the request, speaking between tools: quiet for 3 s = done.
+    firstCall.afterIntro = await caller.listen({ afterMs: mark, quietMs: 3_000, timeoutMs: 60_000 });
+
+    const beforeKey = caller.heardMs();
+    await caller.pressKey('5');
+    firstCall.afterKey = await caller.listen({ afterMs: beforeKey, timeoutMs: 30_000 });
+
+    firstCall.goodbyeAtMs = caller.heardMs();
+    await caller.say(LINES.goodbye);
+    const closed = await caller.waitForHangUp(60_000);
+    firstCall.closedAt = closed.at;
+
+    // Speech where expected: greeting before the caller spoke, an answer after each of the caller's turns.
+    const heard = caller.heardSegments();
+    expect(firstCall.greeting.endMs).toBeLessThan(mark);
+    expect(firstCall.greeting.endMs - firstCall.greeting.startMs).toBeGreaterThan(1_500);
+    expect(firstCall.afterIntro.startMs).toBeGreaterThan(mark);
+    expect(firstCall.afterKey.startMs).toBeGreaterThanOrEqual(beforeKey);
+    expect(heard.some((segment) => segment.startMs > firstCall.goodbyeAtMs!)).toBe(true);
+  });
+
+  it('the agent heard the caller, called the MCP tools, saw the key and ended the call (fake services)', () => {
+    const sessions = stack.fake!.sessions;
+    const requests = sessions.flatMap((session) => session.bedrock.requests);
+    const tools = requests.map((request) => request.reply.tool).filter(Boolean);
+    expect(tools).toEqual(expect.arrayContaining(['lookup_caller', 'save_intake_progress', 'submit_intake', 'end_call']));
+    const heardWords = sessions.flatMap((session) => session.transcribe.utterances.map((utterance) => utterance.text));
+    expect(heardWords).toEqual(['Hi, this is Jane Doe, calling about a billing question on my last invoice.', 'No, that is all. Goodbye.']);
+    const spoken = sessions.flatMap((session) => session.polly.texts).join(' ');
+    expect(spoken).toMatch(/You pressed 5/);
+    expect(spoken).toMatch(/Goodbye/);
+  });
+
+  it('the final transcript, an audit chain that verifies, the case in DynamoDB and the session ended in Redis', async () => {
+    const bucket = stack.cloud!.transcriptsBucket.name;
+    // The job writes the final transcript as it shuts down, just after the hang-up.
+    const finals = await waitForObjects(bucket, S3_PREFIXES.transcripts, 1);
+    expect(finals).toHaveLength(1);
+    const transcript = transcriptSchema.parse(JSON.parse(finals[0].body));
+    firstCall.callId = transcript.callId;
+    expect(transcript.callerNumber).toBe(CALLER_NUMBER);
+    expect(transcript.endReason).toBe('agent_hangup');
+    const callerTurns = transcript.turns.filter((turn) => turn.speaker === 'caller').map((turn) => turn.text);
+    expect(callerTurns).toEqual(expect.arrayContaining([expect.stringMatching(/Jane Doe/), expect.stringMatching(/pressed 5/)]));
+    expect(transcript.turns.some((turn) => turn.speaker === 'agent' && /reached the intake line/.test(turn.text))).toBe(true);
+
+    // Every audit chain of the call (the agent's, each MCP server chain) verifies, and the agent's holds the tools.
+    const auditObjects = await stack.objects(stack.cloud!.auditBucket.name, S3_PREFIXES.audit);
+    const chains = new Map<string, AuditRecord[]>();
+    for (const object of auditObjects) {
+      const chain = object.key.split('/').slice(0, -1).join('/');
+      const records = object.body.split('\n').filter(Boolean).map((line) => JSON.parse(line) as AuditRecord);
+      chains.set(chain, [...(chains.get(chain) ?? []), ...records]);
+    }
+    expect([...chains.keys()].some((key) => key.startsWith('audit/agent/'))).toBe(true);
+    expect([...chains.keys()].some((key) => key.startsWith('audit/mcp-server/'))).toBe(true);
+    for (const [key, records] of chains) {
+      records.sort((a, b) => a.seq - b.seq);
+      expect(verifyAuditChain(records), key).toEqual({ ok: true, count: records.length });
+    }
+    const agentKinds = [...chains].filter(([key]) => key.startsWith('audit/agent/')).flatMap(([, records]) => records.map((r) => r.kind));
+    expect(agentKinds).toEqual(expect.arrayContaining(['session_start', 'llm_request', 'llm_response', 'tool_call', 'tool_result']));
+
+    const cases = await stack.cases();
+    const submitted = cases.filter((item) => item.pk?.S?.startsWith('CASE#'));
+    expect(submitted).toHaveLength(1);
+    expect(submitted[0].status?.S).toBe('submitted');
+    expect(submitted[0].callerNumber?.S).toBe(CALLER_NUMBER);
+
+    const state = await stack.sessionState(transcript.callId);
+    expect(state?.status).toBe('ended');
+  });
+
+  it('enrichment runs on the final transcript: the enriched record is in S3 and its event reached the bus', async () => {
+    const bucket = stack.cloud!.transcriptsBucket.name;
+    const [final] = await stack.objects(bucket, S3_PREFIXES.transcripts);
+    const outcome = await stack.enrich(final.key);
+    expect(outcome).toMatchObject({ status: 'enriched', callId: firstCall.callId });
+    const enriched = await stack.objects(bucket, enrichedKeyForTranscript(final.key));
+    expect(enriched).toHaveLength(1);
+    expect(JSON.parse(enriched[0].body)).toMatchObject({ callId: firstCall.callId });
+    const events = await stack.enrichedEvents();
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ source: 'voice-intake.enrichment', detail: expect.objectContaining({ callId: firstCall.callId }) });
+  });
+
+  it('the carrier side saw only the edge: BYE from the edge, no private address, media from its public ports', async () => {
+    await capture.stop();
+    const { sip, rtp } = await capture.read();
+    const edge = stack.livekit.edge!.layout.carrierSip;
+    const edgeAddress = `${edge.ip}:${edge.port}`;
+    const invite = sip.find((message) => message.firstLine === 'INVITE');
+    expect(invite?.to).toBe(edgeAddress);
+    const bye = sip.find((message) => message.firstLine === 'BYE');
+    expect(bye, 'the agent hung up: a BYE reached the caller').toBeDefined();
+    expect(bye!.from).toBe(edgeAddress);
+    expect(bye!.to).toBe(`${CALLER_IP}:5062`);
+    // Nothing of the private side (LiveKit's side of the edge, the LiveKit SIP nodes) reaches the carrier.
+    for (const message of sip) {
+      expect(message.text, message.firstLine).not.toMatch(/127\.0\.[12]\.\d+/);
+      expect(message.text, message.firstLine).not.toMatch(/^X-Lk-/im);
+    }
+    // Media to the caller (its RTP ports; on loopback its packets leave from 127.0.0.1 and RTPEngine answers there)
+    // comes from RTPEngine's carrier-side range only.
+    const callerPort = (address: string) => Number(address.split(':')[1]);
+    const toCaller = rtp.filter((packet) => callerPort(packet.to) >= CALLER_RTP.min && callerPort(packet.to) <= CALLER_RTP.max);
+    expect(toCaller.length).toBeGreaterThan(100);
+    const range = { min: 30000, max: 34999 };
+    for (const port of new Set(toCaller.map((packet) => Number(packet.from.split(':')[1])))) {
+      expect(port).toBeGreaterThanOrEqual(range.min);
+      expect(port).toBeLessThanOrEqual(range.max);
+    }
+    // The key press crossed the edge as an RFC 4733 event.
+    expect(rtp.some((packet) => packet.payloadType === 101 || packet.payloadType === 96)).toBe(true);
+  });
+
+  it('leaves nothing behind: RTPEngine holds no session and the worker logged no session error', async () => {
+    const deadline = Date.now() + 20_000;
+    let sessions = await rtpengineSessions();
+    while (sessions !== 0 && Date.now() < deadline) {
+      await new Promise((done) => setTimeout(done, 250));
+      sessions = await rtpengineSessions();
+    }
+    expect(sessions).toBe(0);
+    const errors = stack.worker!.logLines().filter((line) => typeof line.level === 'number' && line.level >= 50);
+    expect(errors, JSON.stringify(errors.slice(0, 3))).toEqual([]);
+  });
+});
