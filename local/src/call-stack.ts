@@ -132,11 +132,7 @@ export class CallStack {
       mkdirSync(this.runDir, { recursive: true });
       this.cloud = cloudDefinitionFromCdk({ outdir: join(this.runDir, 'cdk.out') });
       await this.moto.start();
-      this.created = await createCloudResources(this.cloud, {
-        endpoint: this.moto.endpoint,
-        region: LOCAL_REGION,
-        credentials: { accessKeyId: LOCAL_CREDENTIALS.AWS_ACCESS_KEY_ID, secretAccessKey: LOCAL_CREDENTIALS.AWS_SECRET_ACCESS_KEY },
-      });
+      this.created = await createCloudResources(this.cloud, this.clientConfig());
       if (this.options.voiceServices !== 'real') {
         this.fake = new AwsFake({
           port: this.options.ports?.fake ?? 0,
@@ -193,10 +189,16 @@ export class CallStack {
     return new S3Client({ ...this.clientConfig(), forcePathStyle: true });
   }
 
+  /** moto's region: ours, or with real voice services the user's (moto keeps tables per region). */
+  get region(): string {
+    if (this.options.voiceServices !== 'real') return LOCAL_REGION;
+    return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? LOCAL_REGION;
+  }
+
   private clientConfig() {
     return {
       endpoint: this.moto.endpoint,
-      region: LOCAL_REGION,
+      region: this.region,
       credentials: { accessKeyId: LOCAL_CREDENTIALS.AWS_ACCESS_KEY_ID, secretAccessKey: LOCAL_CREDENTIALS.AWS_SECRET_ACCESS_KEY },
     };
   }

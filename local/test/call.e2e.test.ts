@@ -10,6 +10,7 @@ import {
   type AuditRecord,
   S3_PREFIXES,
   enrichedKeyForTranscript,
+  transcriptPartSchema,
   transcriptSchema,
   verifyAuditChain,
 } from '@voice-intake/contracts';
@@ -51,6 +52,20 @@ const phone = new Softphone({
   maxCallSeconds: 150,
 });
 const caller = new Caller(phone, join(RUN_DIR, 'caller'));
+/** Four more callers, 127.0.3.11–14, for the concurrent calls. */
+const crowd = [11, 12, 13, 14].map((host, index) => {
+  const rtpPorts = { min: 40200 + index * 100, max: 40299 + index * 100 };
+  const dir = join(RUN_DIR, `caller-${host}`);
+  const softphone = new Softphone({
+    dir,
+    ip: `127.0.3.${host}`,
+    rtpPorts,
+    controlPort: 18131 + index,
+    number: `+1415555${String(100 + host).padStart(4, '0')}`,
+    maxCallSeconds: 150,
+  });
+  return new Caller(softphone, dir);
+});
 
 /** What the first call left behind, for the assertions after it. */
 const firstCall: {
@@ -67,9 +82,11 @@ beforeAll(async () => {
   await stack.start();
   await capture.start({ ip: CALLER_IP, port: 5062 });
   await phone.start();
+  for (const member of crowd) await member.phone.start();
 }, 300_000);
 
 afterAll(async () => {
+  for (const member of crowd) await member.phone.stop().catch(() => undefined);
   await phone.stop().catch(() => undefined);
   await capture.stop().catch(() => undefined);
   await stack.stop();
@@ -224,4 +241,113 @@ describe('a phone call through the edge, LiveKit and the agent', () => {
     const errors = stack.worker!.logLines().filter((line) => typeof line.level === 'number' && line.level >= 50);
     expect(errors, JSON.stringify(errors.slice(0, 3))).toEqual([]);
   });
+});
+
+describe('more calls on the same stack', () => {
+  /** One short intake call: greeting, the request, goodbye, the agent hangs up. */
+  async function shortCall(who: Caller): Promise<void> {
+    await who.call(stack.dialUri, 90_000);
+    await who.listen({ timeoutMs: 90_000 });
+    const mark = who.heardMs();
+    await who.say(LINES.intro);
+    await who.listen({ afterMs: mark, quietMs: 3_000, timeoutMs: 90_000 });
+    await who.say(LINES.goodbye);
+    await who.waitForHangUp(90_000);
+  }
+
+  it('four concurrent calls complete, each with its own final transcript', async () => {
+    const before = new Set((await stack.objects(stack.cloud!.transcriptsBucket.name, S3_PREFIXES.transcripts)).map((o) => o.key));
+    await Promise.all(crowd.map((member) => shortCall(member)));
+    const finals = (await waitForObjects(stack.cloud!.transcriptsBucket.name, S3_PREFIXES.transcripts, before.size + 4))
+      .filter((object) => !before.has(object.key))
+      .map((object) => transcriptSchema.parse(JSON.parse(object.body)));
+    expect(finals.map((transcript) => transcript.callerNumber).sort()).toEqual(
+      crowd.map((member) => member.phone.options.number).sort(),
+    );
+    for (const transcript of finals) {
+      expect(transcript.endReason).toBe('agent_hangup');
+      expect(transcript.turns.some((turn) => turn.speaker === 'caller' && /Jane Doe/.test(turn.text))).toBe(true);
+    }
+  }, 300_000);
+
+  it('a LiveKit SIP node killed between calls: the next call lands on the other within failoverTimeoutMs', async () => {
+    const [first, second] = stack.livekit.sipNodes;
+    await first.kill();
+    const failoverTimeoutMs = stack.livekit.edge!.input.edge.failoverTimeoutMs;
+    try {
+      const invites = () => (second.log().match(/"processing invite"/g) ?? []).length;
+      const invitesBefore = invites();
+      const eventsBefore = phone.events.length;
+      const started = Date.now();
+      await shortCall(caller);
+      const ringing = phone.events.slice(eventsBefore).find((event) => event.type === 'CALL_RINGING');
+      expect(invites()).toBe(invitesBefore + 1);
+      // LiveKit SIP rings as soon as it has the INVITE: the edge gave up on the dead node within its timeout.
+      expect(ringing, 'a 180 from the surviving node').toBeDefined();
+      expect(ringing!.at - started).toBeLessThan(failoverTimeoutMs + 1_500);
+    } finally {
+      await first.start();
+    }
+  }, 240_000);
+
+  it('the agent asks for a person: the transfer REFER reaches the softphone through the edge with the target', async () => {
+    stack.fake!.register('default', { callerSays: ['I would like to speak to a person please.'] });
+    const transferCapture = new CarrierCapture({
+      pcapPath: join(RUN_DIR, 'transfer.pcap'),
+      logFile: join(RUN_DIR, 'tshark-transfer.log'),
+      filter: 'udp port 5062',
+    });
+    await transferCapture.start({ ip: CALLER_IP, port: 5062 });
+    const eventsBefore = phone.events.length;
+    await caller.call(stack.dialUri, 60_000);
+    await caller.listen({ timeoutMs: 60_000 });
+    await caller.say('I would like to speak to a person please');
+    const transfer = await phone.waitForEvent('TRANSFER', 60_000, eventsBefore);
+    expect(transfer.param).toContain(stack.transferTarget.replace(/^sip:/, ''));
+    await transferCapture.stop();
+    const { sip } = await transferCapture.read();
+    const refer = sip.find((message) => message.firstLine === 'REFER');
+    const edge = stack.livekit.edge!.layout.carrierSip;
+    expect(refer?.from, 'the REFER came from the edge').toBe(`${edge.ip}:${edge.port}`);
+    expect(refer!.text).toMatch(new RegExp(`^Refer-To:\\s*<?${stack.transferTarget.replace(/[.+]/g, '\\$&')}`, 'mi'));
+    expect(refer!.text).not.toMatch(/127\.0\.[12]\.\d+/);
+    await phone.hangup().catch(() => undefined);
+    await caller.waitForHangUp(30_000).catch(() => undefined);
+  }, 240_000);
+
+  it('the job process killed mid-call: what was said up to the kill is in S3 (transcript parts, audit)', async () => {
+    stack.fake!.register('default', {
+      callerSays: ['Hi, this is Jane Doe, calling about a billing question on my last invoice.', 'No, that is all. Goodbye.'],
+    });
+    const partsBefore = new Set((await stack.objects(stack.cloud!.transcriptsBucket.name, S3_PREFIXES.transcriptParts)).map((o) => o.key));
+    await caller.call(stack.dialUri, 60_000);
+    await caller.listen({ timeoutMs: 60_000 });
+    const mark = caller.heardMs();
+    await caller.say(LINES.intro);
+    await caller.listen({ afterMs: mark, quietMs: 3_000, timeoutMs: 60_000 });
+    // The job process of this call: the last job that logged (pino lines carry pid and jobID).
+    const jobLines = stack.worker!.logLines().filter((line) => typeof line.jobID === 'string' && typeof line.pid === 'number');
+    const jobPid = jobLines[jobLines.length - 1].pid as number;
+    // Two flush intervals: whatever was said is flushed before the kill.
+    await new Promise((done) => setTimeout(done, 2_500));
+    process.kill(jobPid, 'SIGKILL');
+    const parts = (await stack.objects(stack.cloud!.transcriptsBucket.name, S3_PREFIXES.transcriptParts))
+      .filter((object) => !partsBefore.has(object.key))
+      .map((object) => transcriptPartSchema.parse(JSON.parse(object.body)));
+    // This call's parts (an earlier call's last part may land meanwhile): the call in which Jane Doe spoke.
+    const callIds = new Set(parts.filter((part) => part.turns.some((turn) => /Jane Doe/.test(turn.text))).map((p) => p.callId));
+    expect(callIds.size).toBe(1);
+    const [callId] = callIds;
+    const turns = parts.filter((part) => part.callId === callId).flatMap((part) => part.turns);
+    expect(turns.some((turn) => turn.speaker === 'agent' && /reached the intake line/.test(turn.text))).toBe(true);
+    expect(turns.some((turn) => turn.speaker === 'caller' && /Jane Doe/.test(turn.text))).toBe(true);
+    const audit = (await stack.objects(stack.cloud!.auditBucket.name, `${S3_PREFIXES.audit}agent/${callId}/`))
+      .flatMap((object) => object.body.split('\n').filter(Boolean).map((line) => JSON.parse(line) as AuditRecord))
+      .sort((a, b) => a.seq - b.seq);
+    expect(verifyAuditChain(audit)).toMatchObject({ ok: true });
+    expect(audit.map((record) => record.kind)).toEqual(expect.arrayContaining(['session_start', 'tool_call']));
+    // What the caller experiences is written down in the README; the call is ended here either way.
+    await phone.hangup().catch(() => undefined);
+    await caller.waitForHangUp(30_000).catch(() => undefined);
+  }, 240_000);
 });

@@ -2,7 +2,7 @@
  * A real softphone as the caller: baresip (Debian `baresip-core`), driven over its ctrl_tcp interface (netstring
  * JSON commands and events). The microphone is a WAV file (module `aufile`), switched per utterance with
  * `/ausrc`; module `sndfile` records what the caller hears (`…-dec.wav`) and what it sent (`…-enc.wav`). It plays
- * nothing on a sound card: the player is ALSA's `null` device.
+ * nothing on a sound card: the player is an `aubridge` device nothing reads.
  */
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { type Socket, connect } from 'node:net';
@@ -77,8 +77,10 @@ export class Softphone {
         // Media (the SDP's address) at the caller's own address, not whatever interface comes first.
         `net_interface ${this.options.ip}`,
         'sip_transports udp',
-        'audio_player alsa,null',
-        'audio_alert alsa,null',
+        // A player that plays nowhere and keeps time: aubridge with no matching source (ALSA's null device would
+        // spin a core). What is heard is recorded by sndfile before the player.
+        'audio_player aubridge,nowhere',
+        'audio_alert aubridge,nowhere-alert',
         `audio_source aufile,${this.silencePath}`,
         'ausrc_srate 8000',
         'auplay_srate 8000',
@@ -89,7 +91,7 @@ export class Softphone {
         'module_path /usr/lib/baresip/modules',
         'module g711.so',
         'module aufile.so',
-        'module alsa.so',
+        'module aubridge.so',
         'module sndfile.so',
         'module_app account.so',
         'module_app menu.so',
