@@ -60,3 +60,12 @@ describe('worker health server', () => {
     expect(() => readAgentEnv({ ...valid, WORKER_HEALTH_PORT: '70000' })).toThrow(/WORKER_HEALTH_PORT/);
   });
 });
+
+describe('load threshold', () => {
+  it("is LiveKit's production 0.7 by default, 1 (full only at AGENT_MAX_CALLS) when asked; refuses nonsense", () => {
+    expect(readAgentEnv(valid).AGENT_LOAD_THRESHOLD).toBe(0.7);
+    expect(readAgentEnv({ ...valid, AGENT_LOAD_THRESHOLD: '1' }).AGENT_LOAD_THRESHOLD).toBe(1);
+    expect(() => readAgentEnv({ ...valid, AGENT_LOAD_THRESHOLD: '1.5' })).toThrow(/AGENT_LOAD_THRESHOLD/);
+    expect(() => readAgentEnv({ ...valid, AGENT_LOAD_THRESHOLD: '0' })).toThrow(/AGENT_LOAD_THRESHOLD/);
+  });
+});
