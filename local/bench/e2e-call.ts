@@ -42,7 +42,8 @@ function percentile(samples: number[], p: number): number {
 
 function row(name: string, samples: number[]): string {
   if (samples.length === 0) return `| ${name} | — | — | 0 |`;
-  return `| ${name} | ${Math.round(percentile(samples, 50))} ms | ${Math.round(percentile(samples, 95))} ms | ${samples.length} |`;
+  const [p50, p95] = [50, 95].map((p) => Math.round(percentile(samples, p)));
+  return `| ${name} | ${p50} ms | ${p95} ms | ${samples.length} |`;
 }
 
 /** Wall-clock times (ms) of 20 ms packets carrying speech, in arrival order. */
@@ -59,7 +60,11 @@ async function main(): Promise<void> {
       callerSays: [...callerSays, 'Goodbye.'],
       intakeScript: false,
       replies: [
-        { whenCallerSays: 'goodbye', say: 'Thank you, goodbye.', callTool: { name: 'end_call', input: { reason: 'done' } } },
+        {
+          whenCallerSays: 'goodbye',
+          say: 'Thank you, goodbye.',
+          callTool: { name: 'end_call', input: { reason: 'done' } },
+        },
         { whenCallerSays: '.', say: 'I see, thank you.' },
         { whenGreeting: true, say: 'Hello, how can I help?' },
       ],
@@ -131,13 +136,14 @@ async function main(): Promise<void> {
     console.log(row('agent: TTS time to first byte', metric(AGENT_METRICS.ttsTimeToFirstByte)));
     if (voiceToVoice.length && agentV2V.length) {
       const transport = percentile(voiceToVoice, 50) - percentile(agentV2V, 50);
-      console.log(`\nedge + LiveKit SIP + LiveKit, both ways, plus VAD lag (p50 difference): ${Math.round(transport)} ms`);
+      console.log(`\nedge + LiveKit SIP + LiveKit both ways + VAD lag (p50 difference): ${Math.round(transport)} ms`);
     }
     console.log(`\nper component over one ${callSeconds.toFixed(0)} s call (CPU: share of one core; RSS: peak)\n`);
     console.log('| component | CPU ms per call | CPU % of a core | peak RSS |\n|---|---|---|---|');
     for (const [component, { cpuSeconds, peakRssBytes }] of [...usage].sort()) {
       const percent = ((cpuSeconds / callSeconds) * 100).toFixed(1);
-      console.log(`| ${component} | ${Math.round(cpuSeconds * 1000)} | ${percent} % | ${Math.round(peakRssBytes / 1048576)} MB |`);
+      const rssMb = Math.round(peakRssBytes / 1048576);
+      console.log(`| ${component} | ${Math.round(cpuSeconds * 1000)} | ${percent} % | ${rssMb} MB |`);
     }
   } finally {
     await phone.stop().catch(() => undefined);

@@ -41,7 +41,9 @@ function readProcesses(): Map<number, ProcessSample> {
 export function componentOf(command: string, parentCommand: string): string | undefined {
   if (/kamailio/.test(command)) return 'Kamailio (edge)';
   if (/rtpengine/.test(command)) return 'RTPEngine (edge)';
-  if (/redis-server/.test(command)) return /topos|\.sock/.test(command) ? 'topos Redis (edge)' : 'Redis (LiveKit + sessions)';
+  if (/redis-server/.test(command)) {
+    return /topos|\.sock/.test(command) ? 'topos Redis (edge)' : 'Redis (LiveKit + sessions)';
+  }
   if (/livekit-sip/.test(command)) return 'LiveKit SIP';
   if (/\/server\b.*--config/.test(command)) return 'LiveKit Server';
   if (/agent\/src\/main\.ts/.test(command)) return 'agent worker (main)';

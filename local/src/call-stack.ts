@@ -15,7 +15,12 @@ import { Redis } from 'ioredis';
 import type { SessionState } from '@voice-intake/contracts';
 import { RedisSessionStore } from '../../agent/src/state/session-store';
 import { AwsFake, type Latency, type ScenarioInput } from './aws-fake';
-import { type CloudDefinition, type CreatedCloud, cloudDefinitionFromCdk, createCloudResources } from './cloud/resources';
+import {
+  type CloudDefinition,
+  type CreatedCloud,
+  cloudDefinitionFromCdk,
+  createCloudResources,
+} from './cloud/resources';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, MotoServer } from './cloud/moto';
 import { AgentWorkerProcess, McpServerProcess } from './services';
 import { REPO_ROOT } from './stack/binaries';
@@ -49,6 +54,8 @@ export class CallStack {
   readonly livekit: LiveKitStack;
   readonly moto: MotoServer;
   readonly mcpToken = randomBytes(24).toString('hex');
+  /** Seals the audit segments of the agent and the MCP server where no KMS HMAC key exists (AUDIT_SEAL_SECRET). */
+  readonly auditSealSecret = randomBytes(32).toString('hex');
   fake?: AwsFake;
   mcp?: McpServerProcess;
   worker?: AgentWorkerProcess;
@@ -116,6 +123,9 @@ export class CallStack {
       DEFAULT_TRANSFER_TARGET: this.transferTarget,
       RECORD_FLUSH_MS: String(this.options.recordFlushMs ?? 1000),
       METRICS_NAMESPACE: `VoiceIntake/${cloud.deploymentName}`,
+      // The machine is shared (tests, other work): the worker is full by its call count, not by the host's CPU.
+      AGENT_LOAD_THRESHOLD: '1',
+      AUDIT_SEAL_SECRET: this.auditSealSecret,
     };
   }
 
@@ -149,7 +159,7 @@ export class CallStack {
         caseTableName: this.cloud.casesTable.name,
         auditBucket: this.cloud.auditBucket.name,
         transferTargets: { front_desk: this.transferTarget },
-        awsEnv: this.awsEnv(),
+        awsEnv: { ...this.awsEnv(), AUDIT_SEAL_SECRET: this.auditSealSecret },
         readyTimeoutMs: this.options.readyTimeoutMs,
       });
       await this.mcp.start();
@@ -199,7 +209,10 @@ export class CallStack {
     return {
       endpoint: this.moto.endpoint,
       region: this.region,
-      credentials: { accessKeyId: LOCAL_CREDENTIALS.AWS_ACCESS_KEY_ID, secretAccessKey: LOCAL_CREDENTIALS.AWS_SECRET_ACCESS_KEY },
+      credentials: {
+        accessKeyId: LOCAL_CREDENTIALS.AWS_ACCESS_KEY_ID,
+        secretAccessKey: LOCAL_CREDENTIALS.AWS_SECRET_ACCESS_KEY,
+      },
     };
   }
 
@@ -210,7 +223,8 @@ export class CallStack {
       const keys: string[] = [];
       let token: string | undefined;
       do {
-        const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+        const list = new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token });
+        const page = await s3.send(list);
         keys.push(...(page.Contents ?? []).map((object) => object.Key!));
         token = page.NextContinuationToken;
       } while (token);
@@ -274,7 +288,8 @@ export class CallStack {
       const events = [];
       for (const message of received.Messages ?? []) {
         events.push(JSON.parse(message.Body ?? '{}'));
-        await sqs.send(new DeleteMessageCommand({ QueueUrl: this.created!.enrichedEventsQueueUrl, ReceiptHandle: message.ReceiptHandle }));
+        const queueUrl = this.created!.enrichedEventsQueueUrl;
+        await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: message.ReceiptHandle }));
       }
       return events;
     } finally {

@@ -71,7 +71,7 @@ ready. Dial with a softphone from an address in 127.0.3.0/24 (the edge's carrier
   dial   ${stack.dialUri}
   from   sip:<your number>@127.0.3.1   (UDP; media G.711; RTP to the edge's ${edge.layout.carrierSip.ip})
 
-voice services: ${values.aws ? 'real AWS (your credentials)' : `the AWS fake at ${stack.fake!.url} (scripted intake call)`}
+voice services: ${values.aws ? 'real AWS (your credentials)' : `the AWS fake at ${stack.fake!.url} (scripted call)`}
 records (moto at ${stack.moto.endpoint}, any credentials, region us-east-1):
   transcripts   s3://${cloud.transcriptsBucket.name}/transcripts/ (final), transcript-parts/ (during the call)
   audit         s3://${cloud.auditBucket.name}/audit/

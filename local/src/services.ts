@@ -61,7 +61,9 @@ export class McpServerProcess {
   async start(): Promise<void> {
     this.process.start();
     await this.process.waitReady('/healthz', this.options.readyTimeoutMs ?? 60_000, async () => {
-      const response = await fetch(`http://${this.host}:${this.options.port}/healthz`, { signal: AbortSignal.timeout(2000) });
+      const response = await fetch(`http://${this.host}:${this.options.port}/healthz`, {
+        signal: AbortSignal.timeout(2000),
+      });
       return response.ok ? true : undefined;
     });
   }

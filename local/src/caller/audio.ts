@@ -36,9 +36,8 @@ export function writeUtterance(path: string, text: string, silenceAfterSeconds: 
 
 /** Writes `seconds` of silence as an 8 kHz WAV (the microphone while the caller listens). */
 export function writeSilence(path: string, seconds: number): void {
-  const result = spawnSync('sox', ['-n', '-r', '8000', '-c', '1', '-b', '16', '-e', 'signed-integer', path, 'trim', '0', String(seconds)], {
-    encoding: 'utf8',
-  });
+  const format = ['-r', '8000', '-c', '1', '-b', '16', '-e', 'signed-integer'];
+  const result = spawnSync('sox', ['-n', ...format, path, 'trim', '0', String(seconds)], { encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`sox failed (${result.status}): ${result.stderr}`);
 }
 

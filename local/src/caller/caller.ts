@@ -23,6 +23,8 @@ export class Caller {
   readonly said: SaidLine[] = [];
   private lines = 0;
   private eventsBefore = 0;
+  /** Recordings of earlier calls of this softphone: what this call heard is only in files made after them. */
+  private earlierRecordings: ReadonlySet<string> = new Set();
 
   constructor(
     readonly phone: Softphone,
@@ -32,13 +34,17 @@ export class Caller {
   /** Dials and waits until the call is answered. */
   async call(uri: string, timeoutMs = 60_000): Promise<void> {
     this.eventsBefore = this.phone.events.length;
+    this.earlierRecordings = this.phone.recordingNames();
+    // baresip keeps the last `/ausrc` as its microphone for new calls: without this a second call would open by
+    // replaying the previous call's last line over the greeting.
+    await this.phone.speakFrom(this.phone.silencePath);
     await this.phone.dial(uri);
     await this.phone.waitForEvent('CALL_ESTABLISHED', timeoutMs, this.eventsBefore);
   }
 
   /** What the caller has heard so far (the softphone's recording of the call). */
   heard(): Int16Array {
-    const { heard } = this.phone.recordings();
+    const { heard } = this.phone.recordings(this.earlierRecordings);
     return heard ? readWavSamples(heard) : new Int16Array(0);
   }
 

@@ -80,7 +80,16 @@ export class CarrierCapture {
    * says "Capturing on" a moment before packets really land in the file; a call started then loses its INVITE.
    */
   async start(probe: { ip: string; port: number }, timeoutMs = 30_000): Promise<void> {
+    this.probe = probe;
     this.process.start();
+    await this.probed(timeoutMs);
+  }
+
+  private probe?: { ip: string; port: number };
+
+  /** Sends probes until the file grows: everything captured before the probe is then in the file. */
+  private async probed(timeoutMs: number): Promise<void> {
+    const probe = this.probe!;
     const socket = createSocket('udp4');
     try {
       let initialSize: number | undefined;
@@ -97,9 +106,13 @@ export class CarrierCapture {
     }
   }
 
-  /** Stops (tshark writes out what it holds on SIGTERM). */
-  stop(): Promise<void> {
-    return this.process.stop(5000);
+  /**
+   * Stops once what was captured is in the file (tshark may still hold the last packets when told to stop: a
+   * REFER the softphone had already seen was missing), then ends tshark.
+   */
+  async stop(): Promise<void> {
+    if (this.process.running && this.probe) await this.probed(10_000).catch(() => undefined);
+    await this.process.stop(5000);
   }
 
   /** Every UDP packet of the capture, split into SIP and RTP. */
@@ -122,14 +135,16 @@ export class CarrierCapture {
       const text = payload.toString('latin1');
       if (/^(SIP\/2\.0 \d{3}|[A-Z]+ sip:)/.test(text)) {
         const firstLine = text.slice(0, text.indexOf('\r\n'));
-        sip.push({ at, from, to, text, firstLine: firstLine.startsWith('SIP/2.0') ? firstLine.slice(0, 11) : firstLine.split(' ')[0] });
+        const kind = firstLine.startsWith('SIP/2.0') ? firstLine.slice(0, 11) : firstLine.split(' ')[0];
+        sip.push({ at, from, to, text, firstLine: kind });
       } else if (payload.length >= 12 && payload[0] >> 6 === 2) {
         const csrcCount = payload[0] & 0x0f;
         const payloadType = payload[1] & 0x7f;
         // RTCP shares the version bits; its packet types 200–204 are payload types 72–76 with the marker bit.
         if (payloadType >= 72 && payloadType <= 76) continue;
         const body = payload.subarray(12 + csrcCount * 4);
-        rtp.push({ at, from, to, payloadType, sequence: payload.readUInt16BE(2), payload: body, samples: decodeG711(body, payloadType) });
+        const samples = decodeG711(body, payloadType);
+        rtp.push({ at, from, to, payloadType, sequence: payload.readUInt16BE(2), payload: body, samples });
       }
     }
     return { sip, rtp };

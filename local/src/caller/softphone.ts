@@ -100,7 +100,8 @@ export class Softphone {
         '',
       ].join('\n'),
     );
-    writeFileSync(join(this.options.dir, 'accounts'), `<sip:${this.options.number}@${this.options.ip}:${sipPort}>;regint=0\n`);
+    const account = `<sip:${this.options.number}@${this.options.ip}:${sipPort}>;regint=0\n`;
+    writeFileSync(join(this.options.dir, 'accounts'), account);
   }
 
   /** Starts baresip and connects to its control port. */
@@ -191,9 +192,19 @@ export class Softphone {
     return this.command('hangup');
   }
 
-  /** The recordings of the current (or last) call: what was heard and what was sent. */
-  recordings(): { heard?: string; sent?: string } {
-    const files = readdirSync(this.recordingsDir).sort();
+  /** Names of the recordings made so far (to tell a new call's recordings from earlier calls'). */
+  recordingNames(): Set<string> {
+    return new Set(readdirSync(this.recordingsDir));
+  }
+
+  /**
+   * The recordings of the current (or last) call: what was heard and what was sent. `excluding`: recordings of
+   * earlier calls, never returned (until a new call's files exist, there are none).
+   */
+  recordings(excluding: ReadonlySet<string> = new Set()): { heard?: string; sent?: string } {
+    const files = readdirSync(this.recordingsDir)
+      .filter((file) => !excluding.has(file))
+      .sort();
     const last = (suffix: string) => files.filter((file) => file.endsWith(suffix)).pop();
     const heard = last('-dec.wav');
     const sent = last('-enc.wav');

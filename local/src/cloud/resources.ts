@@ -11,7 +11,12 @@ import {
   DynamoDBClient,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
-import { CreateEventBusCommand, EventBridgeClient, PutRuleCommand, PutTargetsCommand } from '@aws-sdk/client-eventbridge';
+import {
+  CreateEventBusCommand,
+  EventBridgeClient,
+  PutRuleCommand,
+  PutTargetsCommand,
+} from '@aws-sdk/client-eventbridge';
 import {
   CreateBucketCommand,
   PutBucketVersioningCommand,
@@ -101,7 +106,9 @@ function tableOf(name: string, properties: Record<string, any>): TableDefinition
       BillingMode: properties.BillingMode,
       GlobalSecondaryIndexes: properties.GlobalSecondaryIndexes,
     },
-    ttlAttribute: properties.TimeToLiveSpecification?.Enabled ? properties.TimeToLiveSpecification.AttributeName : undefined,
+    ttlAttribute: properties.TimeToLiveSpecification?.Enabled
+      ? properties.TimeToLiveSpecification.AttributeName
+      : undefined,
   };
 }
 
@@ -169,7 +176,9 @@ export async function createCloudResources(
     for (const bucket of [definition.transcriptsBucket, definition.auditBucket]) {
       await s3.send(new CreateBucketCommand({ Bucket: bucket.name, ObjectLockEnabledForBucket: !!bucket.objectLock }));
       if (bucket.versioned) {
-        await s3.send(new PutBucketVersioningCommand({ Bucket: bucket.name, VersioningConfiguration: { Status: 'Enabled' } }));
+        await s3.send(
+          new PutBucketVersioningCommand({ Bucket: bucket.name, VersioningConfiguration: { Status: 'Enabled' } }),
+        );
       }
       if (bucket.objectLock) {
         await s3.send(
@@ -197,7 +206,8 @@ export async function createCloudResources(
     await events.send(new CreateEventBusCommand({ Name: definition.eventBusName }));
     const queue = await sqs.send(new CreateQueueCommand({ QueueName: `${definition.deploymentName}-enriched-events` }));
     const queueUrl = queue.QueueUrl!;
-    const { Attributes } = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] }));
+    const attributes = new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['QueueArn'] });
+    const { Attributes } = await sqs.send(attributes);
     const ruleName = `${definition.deploymentName}-enriched-to-queue`;
     await events.send(
       new PutRuleCommand({
