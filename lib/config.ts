@@ -65,8 +65,8 @@ const portRange = z
 export const livekitSchema = z
   .object({
     /** Pinned images: an upgrade is a config change that shows in review, never a surprise at deploy. */
-    serverImage: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag').default('livekit/livekit-server:v1.13.7'),
-    sipImage: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag').default('livekit/sip:v1.17.0'),
+    serverImage: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag').default('livekit/livekit-server:v1.13.5'),
+    sipImage: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag').default('livekit/sip:v1.11.0'),
     instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type').default('c7i.xlarge'),
     minHosts: z.number().int().min(1).max(50).default(2),
     maxHosts: z.number().int().min(1).max(100).default(6),

@@ -2,8 +2,8 @@ import type { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
 import type { PollyClient } from '@aws-sdk/client-polly';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { TranscribeStreamingClient } from '@aws-sdk/client-transcribe-streaming';
-import { type VAD, llm, voice } from '@livekit/agents';
-import { AGENT_METRICS, type CallEndReason, GENESIS_HASH } from '@voice-intake/contracts';
+import { type AgentMetrics, type VAD, llm, voice } from '@livekit/agents';
+import { AGENT_METRICS, type AgentMetricName, type CallEndReason, GENESIS_HASH } from '@voice-intake/contracts';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AgentEnv } from './config';
@@ -64,6 +64,27 @@ export interface IntakeCall {
   keyPressed(digit: string): void;
   /** Writes the final transcript and state, closes the MCP session. Safe to call once the call is over. */
   finish(): Promise<void>;
+}
+
+/**
+ * The latency figures in one of LiveKit's metrics events. LiveKit reports -1 for a time to first token or byte that
+ * never came (a reply cancelled before its first token, e.g. a preemptive generation the caller talked over): that
+ * is no latency, and emitting it would drag the averages down, so it is left out.
+ */
+export function latencyMetricsOf(collected: AgentMetrics): Partial<Record<AgentMetricName, number>> {
+  const latency = (value: number | undefined) => (value !== undefined && value >= 0 ? value : undefined);
+  const figures: Partial<Record<AgentMetricName, number | undefined>> =
+    collected.type === 'eou_metrics'
+      ? {
+          [AGENT_METRICS.endOfUtteranceDelay]: latency(collected.endOfUtteranceDelayMs),
+          [AGENT_METRICS.sttFinalDelay]: latency(collected.transcriptionDelayMs),
+        }
+      : collected.type === 'llm_metrics'
+        ? { [AGENT_METRICS.llmTimeToFirstToken]: latency(collected.ttftMs) }
+        : collected.type === 'tts_metrics'
+          ? { [AGENT_METRICS.ttsTimeToFirstByte]: latency(collected.ttfbMs) }
+          : {};
+  return Object.fromEntries(Object.entries(figures).filter(([, value]) => value !== undefined));
 }
 
 /** A worker taking over a call gives the model the last turns the previous worker stored. */
@@ -152,13 +173,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
       .catch((error) => log.warn({ err: error }, 'session state not updated'));
   });
   session.on(voice.AgentSessionEventTypes.MetricsCollected, ({ metrics: collected }) => {
-    if (collected.type === 'eou_metrics') {
-      metrics.emit({ [AGENT_METRICS.endOfUtteranceDelay]: collected.endOfUtteranceDelayMs, [AGENT_METRICS.sttFinalDelay]: collected.transcriptionDelayMs }, dimensions);
-    } else if (collected.type === 'llm_metrics') {
-      metrics.emit({ [AGENT_METRICS.llmTimeToFirstToken]: collected.ttftMs }, dimensions);
-    } else if (collected.type === 'tts_metrics') {
-      metrics.emit({ [AGENT_METRICS.ttsTimeToFirstByte]: collected.ttfbMs }, dimensions);
-    }
+    metrics.emit(latencyMetricsOf(collected), dimensions);
   });
 
   let endReason: CallEndReason = 'caller_hangup';

@@ -41,6 +41,15 @@ export const agentEnvSchema = z
     .default(metricsNamespace('local')),
   /** Calls this worker takes at most (each is a job process of ~250 MB): LiveKit sees it as full beyond. */
   AGENT_MAX_CALLS: z.coerce.number().int().min(1).max(200).default(12),
+  /**
+   * CPU load (0–1, of what the worker may use) at which the worker tells LiveKit it is full. 1: full only at
+   * AGENT_MAX_CALLS (a machine shared with other work, where CPU says nothing about this worker's room).
+   */
+  AGENT_LOAD_THRESHOLD: z.coerce.number().min(0.1).max(1).default(0.7),
+  /** The worker's health server (the container health check): every interface by default; give an address and port
+   *  to run a second worker on one host. */
+  WORKER_HEALTH_HOST: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IP address' }).default('0.0.0.0'),
+  WORKER_HEALTH_PORT: z.coerce.number().int().min(1).max(65535).default(8081),
   })
   .superRefine((env, ctx) => {
     if (!env.AUDIT_SEAL_KMS_KEY_ID && !env.AUDIT_SEAL_SECRET) {

@@ -1,45 +1,110 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { ACTIVE_CALLS_INTERVAL_SECONDS, AGENT_METRICS } from '@voice-intake/contracts';
 import type { MetricsEmitter } from './metrics';
 
+/** Linux reports process CPU times in USER_HZ ticks, 100 per second on every architecture Node runs on. */
+const TICKS_PER_SECOND = 100;
+
+/** CPU seconds used so far by each process of the tree rooted at `rootPid` (from /proc; empty when unreadable). */
+export function processTreeCpuSeconds(rootPid = process.pid, procRoot = '/proc'): Map<number, number> {
+  const stats = new Map<number, { parent: number; seconds: number }>();
+  let entries: string[];
+  try {
+    entries = readdirSync(procRoot);
+  } catch {
+    return new Map();
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`${procRoot}/${entry}/stat`, 'utf8');
+      // The command name may hold spaces and parentheses: the fields start after the last ')'.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const seconds = (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+      if (Number.isFinite(seconds)) stats.set(Number(entry), { parent: Number(fields[1]), seconds });
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  const tree = new Map<number, number>();
+  const root = stats.get(rootPid);
+  if (!root) return tree;
+  tree.set(rootPid, root.seconds);
+  // Parents may have higher pids than their children after pid wrap-around: repeat until nothing joins.
+  for (let grown = true; grown; ) {
+    grown = false;
+    for (const [pid, { parent, seconds }] of stats) {
+      if (!tree.has(pid) && tree.has(parent)) {
+        tree.set(pid, seconds);
+        grown = true;
+      }
+    }
+  }
+  return tree;
+}
+
+export interface CpuLoadSources {
+  cgroupRoot?: string;
+  /** CPU seconds per process of this worker (main process and job processes). Default: from /proc. */
+  processTree?: () => Map<number, number>;
+  hostCores?: number;
+}
+
 /**
- * CPU use of this container, 0…1 of what it may use: cgroup v2 (`cpu.stat` usage against `cpu.max`, as on Fargate)
- * when present, otherwise the host's CPUs. Sampled over `intervalMs`.
+ * CPU use of this worker, 0…1 of what it may use, sampled over `intervalMs`. With a cgroup v2 CPU quota (as on
+ * Fargate, where the task is the worker) it is the cgroup's usage against the quota. Without one (a laptop, a
+ * CI machine), it is the CPU of the worker's own processes — the main process and its job processes — against the
+ * host's cores: the whole machine's CPU would include everything else running there, and LiveKit refuses to
+ * dispatch to a worker reporting a load above its threshold, so a busy neighbour would turn calls away.
  */
-export function containerCpuLoad(cgroupRoot = '/sys/fs/cgroup'): (intervalMs: number) => Promise<number> {
+export function containerCpuLoad(sources: CpuLoadSources | string = {}): (intervalMs: number) => Promise<number> {
+  const options = typeof sources === 'string' ? { cgroupRoot: sources } : sources;
+  const cgroupRoot = options.cgroupRoot ?? '/sys/fs/cgroup';
+  const processTree = options.processTree ?? (() => processTreeCpuSeconds());
+  const hostCores = options.hostCores ?? cpus().length;
   const usageMicros = (): number | undefined => {
     try {
-      const line = readFileSync(`${cgroupRoot}/cpu.stat`, 'utf8').split('\n').find((entry) => entry.startsWith('usage_usec '));
+      const stat = readFileSync(`${cgroupRoot}/cpu.stat`, 'utf8').split('\n');
+      const line = stat.find((entry) => entry.startsWith('usage_usec '));
       return line ? Number(line.split(' ')[1]) : undefined;
     } catch {
       return undefined;
     }
   };
-  const allowedCores = (): number => {
+  const quotaCores = (): number | undefined => {
     try {
       const [quota, period] = readFileSync(`${cgroupRoot}/cpu.max`, 'utf8').trim().split(/\s+/);
       if (quota !== 'max' && Number(period) > 0) return Number(quota) / Number(period);
     } catch {
-      // no limit file: the host's CPUs
+      // no cgroup v2 limit
     }
-    return cpus().length;
+    return undefined;
   };
-  const hostBusy = () => cpus().reduce((sum, cpu) => ({ busy: sum.busy + cpu.times.user + cpu.times.nice + cpu.times.sys + cpu.times.irq, total: sum.total + Object.values(cpu.times).reduce((a, b) => a + b, 0) }), { busy: 0, total: 0 });
+  const clamp = (value: number) => Math.min(1, Math.max(0, value));
 
   return async (intervalMs) => {
-    const before = usageMicros();
-    const hostBefore = hostBusy();
+    const quota = quotaCores();
+    const usageBefore = quota === undefined ? undefined : usageMicros();
+    const treeBefore = usageBefore === undefined ? processTree() : undefined;
+    const cpuBefore = process.cpuUsage();
     const startedAt = performance.now();
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
-    const after = usageMicros();
-    if (before !== undefined && after !== undefined) {
-      const elapsedMicros = (performance.now() - startedAt) * 1000;
-      return Math.min(1, Math.max(0, (after - before) / elapsedMicros / allowedCores()));
+    const elapsedSeconds = (performance.now() - startedAt) / 1000;
+    if (quota !== undefined && usageBefore !== undefined) {
+      const usageAfter = usageMicros();
+      if (usageAfter !== undefined) return clamp((usageAfter - usageBefore) / 1e6 / elapsedSeconds / quota);
     }
-    const hostAfter = hostBusy();
-    const total = hostAfter.total - hostBefore.total;
-    return total > 0 ? Math.min(1, (hostAfter.busy - hostBefore.busy) / total) : 0;
+    if (treeBefore && treeBefore.size > 0) {
+      // Processes that started or ended within the sample count from when they were seen (a job process lives
+      // for a whole call, so that loses little).
+      let used = 0;
+      for (const [pid, seconds] of processTree()) used += seconds - (treeBefore.get(pid) ?? seconds);
+      return clamp(used / elapsedSeconds / hostCores);
+    }
+    // No /proc (macOS): this process only.
+    const cpu = process.cpuUsage(cpuBefore);
+    return clamp((cpu.user + cpu.system) / 1e6 / elapsedSeconds / hostCores);
   };
 }
 

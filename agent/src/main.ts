@@ -1,8 +1,11 @@
 import { fileURLToPath } from 'node:url';
 import { ServerOptions, cli } from '@livekit/agents';
+import { AgentDispatchClient, RoomServiceClient, TwirpError } from 'livekit-server-sdk';
+import pino from 'pino';
 import { AgentConfigError, readAgentEnv } from './config';
 import { workerLoad } from './load';
 import { MetricsEmitter } from './metrics';
+import { OrphanedCallRecovery } from './recovery';
 
 // Validate the environment before the worker starts: a bad variable stops it with one line naming it.
 let env: ReturnType<typeof readAgentEnv>;
@@ -16,13 +19,46 @@ try {
   throw error;
 }
 
+const metrics = new MetricsEmitter({ namespace: env.METRICS_NAMESPACE });
+const load = workerLoad({ maxCalls: env.AGENT_MAX_CALLS, metrics });
+const apiUrl = env.LIVEKIT_URL.replace(/^ws/, 'http');
+const rooms = new RoomServiceClient(apiUrl, env.LIVEKIT_API_KEY, env.LIVEKIT_API_SECRET);
+const dispatcher = new AgentDispatchClient(apiUrl, env.LIVEKIT_API_KEY, env.LIVEKIT_API_SECRET);
+const recovery = new OrphanedCallRecovery({
+  listParticipants: async (room) => {
+    try {
+      return await rooms.listParticipants(room);
+    } catch (error) {
+      // The room is gone: the call ended.
+      if (error instanceof TwirpError && error.status === 404) return [];
+      throw error;
+    }
+  },
+  removeParticipant: async (room, identity) => {
+    try {
+      await rooms.removeParticipant(room, identity);
+    } catch (error) {
+      if (!(error instanceof TwirpError && error.status === 404)) throw error;
+    }
+  },
+  dispatch: async (room) => void (await dispatcher.createDispatch(room, env.LIVEKIT_AGENT_NAME)),
+  logger: pino({ base: { service: 'voice-intake-agent', component: 'recovery' } }),
+});
+
 // The job processes load the worker module: the bundle's in the image, the TypeScript source under `npm run dev`.
 const workerFile = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.mjs', import.meta.url));
 cli.runApp(
   new ServerOptions({
     agent: workerFile,
     agentName: env.LIVEKIT_AGENT_NAME,
-    // Full at AGENT_MAX_CALLS calls or at LiveKit's CPU threshold, whichever comes first; emits ActiveCalls.
-    loadFunc: workerLoad({ maxCalls: env.AGENT_MAX_CALLS, metrics: new MetricsEmitter({ namespace: env.METRICS_NAMESPACE }) }),
+    loadThreshold: env.AGENT_LOAD_THRESHOLD,
+    host: env.WORKER_HEALTH_HOST,
+    port: env.WORKER_HEALTH_PORT,
+    // Full at AGENT_MAX_CALLS calls or at LiveKit's CPU threshold, whichever comes first; emits ActiveCalls. The same
+    // poll sees every job come and go: a call whose job died is dispatched again.
+    loadFunc: async (worker) => {
+      void Promise.all(recovery.observe(worker.activeJobs));
+      return load(worker);
+    },
   }),
 );

@@ -5,7 +5,7 @@ import * as silero from '@livekit/agents-plugin-silero';
 import { RoomEvent } from '@livekit/rtc-node';
 import { ANONYMOUS_CALLER, e164Schema } from '@voice-intake/contracts';
 import { Redis } from 'ioredis';
-import { SipClient } from 'livekit-server-sdk';
+import { RoomServiceClient, SipClient } from 'livekit-server-sdk';
 import pino from 'pino';
 import { readAgentEnv, redisConnection } from './config';
 import { prepareIntakeCall } from './call-session';
@@ -38,7 +38,9 @@ export default defineAgent({
 
     const connection = redisConnection(env);
     const redis = typeof connection === 'string' ? new Redis(connection, { maxRetriesPerRequest: 3 }) : new Redis({ ...connection, maxRetriesPerRequest: 3 });
-    const sip = new SipClient(env.LIVEKIT_URL.replace(/^ws/, 'http'), env.LIVEKIT_API_KEY, env.LIVEKIT_API_SECRET);
+    const apiUrl = env.LIVEKIT_URL.replace(/^ws/, 'http');
+    const sip = new SipClient(apiUrl, env.LIVEKIT_API_KEY, env.LIVEKIT_API_SECRET);
+    const rooms = new RoomServiceClient(apiUrl, env.LIVEKIT_API_KEY, env.LIVEKIT_API_SECRET);
 
     const intake = await prepareIntakeCall({
       env,
@@ -56,7 +58,13 @@ export default defineAgent({
       metrics,
       logger,
       transfer: (target) => sip.transferSipParticipant(roomName, participant.identity, target, { playDialtone: false }),
-      hangUp: (reason) => ctx.shutdown(reason),
+      // Leaving the room is not hanging up: LiveKit SIP keeps the caller's leg while its participant is in a room.
+      // Removing that participant makes LiveKit SIP send the BYE; then the job ends (and the room with it).
+      hangUp: (reason) =>
+        void rooms
+          .removeParticipant(roomName, participant.identity)
+          .catch((error) => logger.error({ err: error, callId, room: roomName }, 'caller not removed on hang-up'))
+          .finally(() => ctx.shutdown(reason)),
     });
     ctx.addShutdownCallback(async () => {
       await intake.finish();

@@ -48,3 +48,32 @@ describe('agent environment', () => {
     expect(readAgentEnv({ ...unsealed, AUDIT_SEAL_SECRET: 'x'.repeat(32) }).AUDIT_SEAL_SECRET).toHaveLength(32);
   });
 });
+
+describe('worker health server', () => {
+  it('listens on every interface at 8081 by default, where the container health check looks', () => {
+    expect(readAgentEnv(valid)).toMatchObject({ WORKER_HEALTH_HOST: '0.0.0.0', WORKER_HEALTH_PORT: 8081 });
+  });
+
+  it('takes another address and port, so two workers share a host', () => {
+    const env = readAgentEnv({ ...valid, WORKER_HEALTH_HOST: '127.0.0.1', WORKER_HEALTH_PORT: '18081' });
+    expect(env).toMatchObject({ WORKER_HEALTH_HOST: '127.0.0.1', WORKER_HEALTH_PORT: 18081 });
+    expect(readAgentEnv({ ...valid, WORKER_HEALTH_HOST: '::1' }).WORKER_HEALTH_HOST).toBe('::1');
+  });
+
+  it('refuses a host name, a port out of range or port 0 (the framework would quietly take 8081)', () => {
+    expect(() => readAgentEnv({ ...valid, WORKER_HEALTH_HOST: 'localhost' })).toThrow(
+      /WORKER_HEALTH_HOST: must be an IP address/,
+    );
+    expect(() => readAgentEnv({ ...valid, WORKER_HEALTH_PORT: '0' })).toThrow(/WORKER_HEALTH_PORT/);
+    expect(() => readAgentEnv({ ...valid, WORKER_HEALTH_PORT: '70000' })).toThrow(/WORKER_HEALTH_PORT/);
+  });
+});
+
+describe('load threshold', () => {
+  it("is LiveKit's production 0.7 by default, 1 (full only at AGENT_MAX_CALLS) when asked; refuses nonsense", () => {
+    expect(readAgentEnv(valid).AGENT_LOAD_THRESHOLD).toBe(0.7);
+    expect(readAgentEnv({ ...valid, AGENT_LOAD_THRESHOLD: '1' }).AGENT_LOAD_THRESHOLD).toBe(1);
+    expect(() => readAgentEnv({ ...valid, AGENT_LOAD_THRESHOLD: '1.5' })).toThrow(/AGENT_LOAD_THRESHOLD/);
+    expect(() => readAgentEnv({ ...valid, AGENT_LOAD_THRESHOLD: '0' })).toThrow(/AGENT_LOAD_THRESHOLD/);
+  });
+});

@@ -160,7 +160,9 @@ export class CallRecorder {
   private async flushNow(): Promise<void> {
     const { s3, call } = this.options;
     if (this.pendingTurns.length > 0) {
-      const turns = this.pendingTurns;
+      // A copy: turns added while the PUT is in flight stay pending for the next flush (the same array would
+      // grow under us, and slicing its new length off after the PUT would drop them unwritten).
+      const turns = [...this.pendingTurns];
       const part = transcriptPartSchema.parse({ schemaVersion: SCHEMA_VERSION, callId: call.callId, part: this.nextPart, turns });
       await s3.send(
         new PutObjectCommand({

@@ -1,4 +1,4 @@
-import { S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
   type AuditRecord,
   type AuditSegmentObject,
@@ -73,6 +73,37 @@ describe('call recorder', () => {
     expect(objects.has('audit/audit/agent/call-rec/00000001.jsonl')).toBe(true);
     // Every record so far verifies, sealed; only the closing seal is missing while the call runs.
     expect(await verifyAuditTrail(auditObjects(), sealKey)).toMatchObject({ ok: false, seq: 3, reason: expect.stringMatching(/no closing seal after record 2/) });
+  });
+
+  it('keeps what arrives while a flush is in flight for the next flush, losing nothing', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    s3Mock.on(PutObjectCommand).callsFake(async (input) => {
+      await gate;
+      objects.set(`${input.Bucket}/${input.Key}`, String(input.Body));
+      return {};
+    });
+    const rec = recorder();
+    rec.addTurn({ speaker: 'agent', text: 'Thanks for calling.', startedAt: at(1), endedAt: at(2) });
+    rec.audit('session_start', 'started', {});
+    const first = rec.flush();
+    // Both PUTs of the first flush wait on the gate: what is recorded now arrives mid-flush.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    rec.addTurn({ speaker: 'caller', text: 'My pipe burst.', startedAt: at(3), endedAt: at(5) });
+    rec.audit('tool_call', 'lookup_caller', {});
+    release();
+    await first;
+    await rec.flush();
+    const parts = [...objects.entries()]
+      .filter(([key]) => key.startsWith('transcripts/transcript-parts/'))
+      .flatMap(([, body]) => transcriptPartSchema.parse(JSON.parse(body)).turns.map((turn) => turn.text));
+    expect(parts.sort()).toEqual(['My pipe burst.', 'Thanks for calling.']);
+    expect(auditRecordsOf('audit/').map((record) => record.kind)).toEqual(['session_start', 'tool_call']);
+    // Both sealed in order; only the closing seal is missing while the call runs.
+    expect(await verifyAuditTrail(auditObjects(), sealKey)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/no closing seal after record 1/),
+    });
   });
 
   it('keeps records that failed to flush and writes them next time', async () => {
