@@ -134,10 +134,16 @@ describe('edge stack', () => {
     const [association] = Object.values(edge.findResources('AWS::SSM::Association'));
     const commands = association.Properties.Parameters.commands.join('\n');
     expect(commands).toContain('kamailio/db/address');
+    // The caller lists (edge.callerPolicy deny/allow/anonymous) travel the same way.
+    expect(commands).toContain('kamailio/db/callers');
     expect(commands).toContain('edge-reload.sh');
     const booted = unpack(JSON.stringify(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData), '/etc/voice-intake-edge');
     expect(booted.has('kamailio/kamailio.cfg')).toBe(true);
     expect(booted.has('kamailio/db/address')).toBe(false);
+    expect(booted.has('kamailio/db/callers')).toBe(false);
+    // The booted configs carry no comment lines (user data's 16 KB), the directives all.
+    expect(booted.get('kamailio/kamailio.cfg')).toMatch(/^route\[CALLER\] \{$/m);
+    expect(booted.get('kamailio/kamailio.cfg')).not.toMatch(/^# /m);
   });
 
   it("keeps every host's user data within EC2's 16 KB", () => {

@@ -7,7 +7,14 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { EDGE_METRICS, metricsNamespace } from '@voice-intake/contracts';
-import { EDGE_LOG_EVENTS, HOST_PLACEHOLDERS, type RenderedEdge, renderEdge } from '@voice-intake/edge-config';
+import {
+  CALLERS_TABLE_HEADER,
+  EDGE_LOG_EVENTS,
+  HOST_PLACEHOLDERS,
+  type RenderedEdge,
+  renderEdge,
+  withoutConfigComments,
+} from '@voice-intake/edge-config';
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
 import { EdgeNodeSync } from '../constructs/edge-node-sync';
@@ -21,7 +28,7 @@ const LOG_DIR = '/var/log/voice-intake-edge';
 const CARRIER_SIP_PORT = 5060;
 const CARRIER_TLS_PORT = 5061;
 /** Files the runtime reload (SSM association) owns: changing them never touches the instances' user data. */
-const RELOADABLE = ['kamailio/db/address'];
+const RELOADABLE = ['kamailio/db/address', 'kamailio/db/callers'];
 
 export interface LivekitSipPeer {
   /** LiveKit SIP nodes' security group (app tier); without it the edge may reach the private subnets on these ports. */
@@ -144,7 +151,10 @@ export class EdgeStack extends VoiceIntakeStack {
       livekitSip: { destinations: [], nodePort: props.livekitSip?.sipPort ?? 5060 },
       paths: { configDir: CONFIG_DIR, runDir: '/run/voice-intake-edge' },
     });
-    const bootFiles = Object.fromEntries(Object.entries(rendered).filter(([path]) => !RELOADABLE.includes(path)));
+    // Without comment lines: the commented configs would not fit EC2's 16 KB of user data.
+    const bootFiles = withoutConfigComments(
+      Object.fromEntries(Object.entries(rendered).filter(([path]) => !RELOADABLE.includes(path))),
+    );
     const reloadFiles = Object.fromEntries(Object.entries(rendered).filter(([path]) => RELOADABLE.includes(path)));
 
     const machineImage = ec2.MachineImage.fromSsmParameter('/aws/service/debian/release/12/latest/amd64');
@@ -284,6 +294,7 @@ function bootScript(files: RenderedEdge, logGroupName: string, region: string): 
     `grep -rl '@EDGE_' ${CONFIG_DIR} | xargs sed -i -e "s/${HOST_PLACEHOLDERS.privateIp}/$PRIVATE_IP/g" -e "s/${HOST_PLACEHOLDERS.publicIp}/$PUBLIC_IP/g"`,
     `mkdir -p ${CONFIG_DIR}/kamailio/db ${LOG_DIR}`,
     `[ -f ${CONFIG_DIR}/kamailio/db/address ] || printf 'id(int,auto) grp(int) ip_addr(string) mask(int) port(int) tag(string,null) \\n' > ${CONFIG_DIR}/kamailio/db/address`,
+    `[ -f ${CONFIG_DIR}/kamailio/db/callers ] || printf '%s \\n' "${CALLERS_TABLE_HEADER}" > ${CONFIG_DIR}/kamailio/db/callers`,
     `[ -f ${CONFIG_DIR}/kamailio/dispatcher.list ] || : > ${CONFIG_DIR}/kamailio/dispatcher.list`,
     `cp ${CONFIG_DIR}/systemd/*.service /etc/systemd/system/`,
     `cat > /opt/aws/amazon-cloudwatch-agent/etc/edge.json <<'EOF'\n${JSON.stringify({ logs: { logs_collected: { files: { collect_list: [{ file_path: '/var/log/syslog', log_group_name: logGroupName, log_stream_name: '{instance_id}/syslog' }, { file_path: `${LOG_DIR}/*.log`, log_group_name: logGroupName, log_stream_name: '{instance_id}/edge' }] } } } })}\nEOF`,
