@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ATTESTATION_LEVELS } from '@voice-intake/contracts';
 import { ipv4CidrSchema } from './cidr';
 
 /** Twilio Elastic SIP Trunking signalling sources, one /30 per Twilio edge (all of them: Twilio fails over). */
@@ -38,10 +39,6 @@ export const pikeSchema = z
     banSeconds: z.number().int().min(10).max(86_400).default(300),
   })
   .strict();
-
-/** The attestation levels the edge derives from the carrier's verification header (X-Twilio-VerStat). */
-export const ATTESTATION_LEVELS = ['A', 'B', 'C', 'failed', 'none'] as const;
-export type AttestationLevel = (typeof ATTESTATION_LEVELS)[number];
 
 /** An E.164 number (+ and up to 15 digits) or, ending in `*`, every number that starts with those digits. */
 export const callerNumberEntrySchema = z
