@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describeIssues } from '@voice-intake/contracts';
+import { DEFAULT_CALLER_TRUST, callerTrustSchema, describeIssues } from '@voice-intake/contracts';
 import { edgeSectionSchema } from '@voice-intake/edge-config';
 import { ipv4CidrSchema } from '@voice-intake/edge-config';
 
@@ -119,6 +119,8 @@ export const mcpSchema = z
       .refine((targets) => Object.keys(targets).length > 0, 'needs at least one queue')
       .default({ front_desk: 'sip:front-desk@pbx.example.com' }),
     defaultTransferQueue: z.string().default('front_desk'),
+    /** What lookup_caller reveals and which tools run at each attestation level (mcp-server/README.md). */
+    callerTrust: callerTrustSchema.default(DEFAULT_CALLER_TRUST),
     /** The enterprise REST endpoint that receives submitted cases; unset = cases stay in DynamoDB only. */
     backendUrl: z.url({ protocol: /^https$/, message: 'must be an https:// URL' }).optional(),
     port: z.number().int().min(1024).max(65535).default(8080),

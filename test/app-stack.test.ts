@@ -49,6 +49,8 @@ describe('app stack: MCP server service', () => {
     const env = Object.fromEntries((container.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]));
     expect(env).toMatchObject({ CASE_STORE: 'dynamodb', KNOWLEDGE_BACKEND: 'opensearch', OPENSEARCH_SERVICE: 'aoss', MCP_PORT: '8080' });
     expect(JSON.parse(env.TRANSFER_TARGETS as string)).toEqual({ front_desk: 'sip:front-desk@pbx.example.com' });
+    // The safe default trust policy: a caller's cases only on full attestation (or identity proof).
+    expect(JSON.parse(env.CALLER_TRUST as string)).toEqual({ revealCasesAt: 'A', tools: {}, maxProofAttempts: 3 });
     expect(JSON.stringify(container.Environment)).not.toMatch(/TOKEN"/);
     expect(task.Properties.RuntimePlatform).toEqual({ CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' });
   });

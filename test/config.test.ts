@@ -39,6 +39,13 @@ describe('operator config', () => {
     expect(message).not.toContain('\n');
   });
 
+  it('names the bad key of the caller policy and the caller trust policy', () => {
+    expect(errorOf({ edge: { callerPolicy: { deny: ['+1555', '555'] } } })).toContain('edge.callerPolicy.deny[1]');
+    expect(errorOf({ edge: { callerPolicy: { rejectAttestation: ['D'] } } })).toContain('edge.callerPolicy.rejectAttestation[0]');
+    expect(errorOf({ mcp: { callerTrust: { revealCasesAt: 'always' } } })).toContain('mcp.callerTrust.revealCasesAt');
+    expect(errorOf({ mcp: { callerTrust: { tools: { lookup_caller: 'X' } } } })).toContain('mcp.callerTrust.tools.lookup_caller');
+  });
+
   it('rejects a CIDR with host bits set', () => {
     expect(errorOf({ edge: { allowlist: ['10.0.0.1/24'] } })).toContain('edge.allowlist[0]');
   });

@@ -130,6 +130,7 @@ export class McpServerService extends Construct {
           : {}),
         TRANSFER_TARGETS: JSON.stringify(mcp.transferTargets),
         DEFAULT_TRANSFER_QUEUE: mcp.defaultTransferQueue,
+        CALLER_TRUST: JSON.stringify(mcp.callerTrust),
         ...(mcp.backendUrl ? { BACKEND_URL: mcp.backendUrl } : {}),
         AWS_REGION: Stack.of(this).region,
       },
