@@ -20,6 +20,8 @@ export const networkSchema = z
 export const dataSchema = z
   .object({
     transcriptRetentionDays: retentionDays.default(365),
+    /** Call recordings (recordings/ in the transcripts bucket) expire after this; at most transcriptRetentionDays. */
+    recordingRetentionDays: retentionDays.default(90),
     auditRetentionDays: retentionDays.default(2_557),
     /** Object Lock on the audit bucket: GOVERNANCE lets privileged users lift it; COMPLIANCE never. */
     auditObjectLockMode: z.enum(['GOVERNANCE', 'COMPLIANCE']).default('GOVERNANCE'),
@@ -41,6 +43,17 @@ export const agentSchema = z
     pollyVoice: z.string().min(1).default('Ruth'),
     pollyEngine: z.enum(['standard', 'neural', 'long-form', 'generative']).default('generative'),
     transcribeLanguage: z.string().regex(/^[a-z]{2}-[A-Z]{2}$/, 'must be a language code such as en-US').default('en-US'),
+    /**
+     * Call audio: off, announce (a notice is played first) or consent (the caller is asked; no means nothing is
+     * stored). Stereo WAV parts, caller left and agent right, under recordings/ in the transcripts bucket.
+     */
+    recording: z
+      .object({
+        mode: z.enum(['off', 'announce', 'consent']).default('off'),
+        sampleRate: z.union([z.literal(8_000), z.literal(16_000)]).default(16_000),
+      })
+      .strict()
+      .default({ mode: 'off', sampleRate: 16_000 }),
   })
   .strict();
 

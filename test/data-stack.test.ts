@@ -111,6 +111,20 @@ describe('data stack, compliance-mode audit lock', () => {
   });
 });
 
+describe('data stack, call recordings', () => {
+  it('expires recordings under their own prefix, never later than the transcripts', () => {
+    const rulesOf = (data: object) => {
+      const { templates } = synthVoiceIntake({ data });
+      const buckets = Object.values(templates.data.findResources('AWS::S3::Bucket'));
+      const transcripts = buckets.find((bucket) => JSON.stringify(bucket.Properties.BucketName ?? '').includes('transcripts'));
+      return transcripts!.Properties.LifecycleConfiguration.Rules as { Id: string; Prefix?: string; ExpirationInDays: number }[];
+    };
+    expect(rulesOf({})).toContainEqual(expect.objectContaining({ Id: 'recordings', Prefix: 'recordings/', ExpirationInDays: 90 }));
+    const capped = rulesOf({ recordingRetentionDays: 400, transcriptRetentionDays: 30 });
+    expect(capped.find((rule) => rule.Id === 'recordings')?.ExpirationInDays).toBe(30);
+  });
+});
+
 describe('data stack, Redis access for a later tier', () => {
   it('opens Redis to one client security group only, with the rule in the client stack', () => {
     const { app, stacks } = buildVoiceIntakeApp();

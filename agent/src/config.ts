@@ -34,6 +34,9 @@ export const agentEnvSchema = z
   DEFAULT_TRANSFER_TARGET: z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI').optional(),
   SESSION_TTL_SECONDS: z.coerce.number().int().min(60).default(21_600),
   RECORD_FLUSH_MS: z.coerce.number().int().min(200).max(30_000).default(2_000),
+  /** Call audio: off, announce or consent (agent/README.md, "Recording"); parts flush every RECORD_FLUSH_MS. */
+  RECORDING_MODE: z.enum(['off', 'announce', 'consent']).default('off'),
+  RECORDING_SAMPLE_RATE: z.coerce.number().pipe(z.union([z.literal(8_000), z.literal(16_000)])).default(16_000),
   /** CloudWatch namespace of the agent's metrics: the deployment's own (set by the app stack). */
   METRICS_NAMESPACE: z
     .string()
