@@ -53,6 +53,10 @@ export const agentSchema = z
         sampleRate: z.union([z.literal(8_000), z.literal(16_000)]).default(16_000),
       })
       .strict()
+      .refine((recording) => recording.mode === 'off', {
+        path: ['mode'],
+        message: 'is off until the call session feeds the recorder (agent/README.md, "Recording"): announce and consent would record nothing',
+      })
       .default({ mode: 'off', sampleRate: 16_000 }),
   })
   .strict();

@@ -46,6 +46,11 @@ describe('operator config', () => {
     expect(errorOf({ mcp: { callerTrust: { tools: { lookup_caller: 'X' } } } })).toContain('mcp.callerTrust.tools.lookup_caller');
   });
 
+  it('refuses agent.recording announce and consent until call audio reaches the recorder', () => {
+    expect(errorOf({ agent: { recording: { mode: 'consent' } } })).toContain('agent.recording.mode');
+    expect(errorOf({ agent: { recording: { sampleRate: 44_100 } } })).toContain('agent.recording.sampleRate');
+  });
+
   it('rejects a CIDR with host bits set', () => {
     expect(errorOf({ edge: { allowlist: ['10.0.0.1/24'] } })).toContain('edge.allowlist[0]');
   });
