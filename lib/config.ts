@@ -55,7 +55,8 @@ export const agentSchema = z
       .strict()
       .refine((recording) => recording.mode === 'off', {
         path: ['mode'],
-        message: 'is off until the call session feeds the recorder (agent/README.md, "Recording"): announce and consent would record nothing',
+        message: 'is off until the call session feeds the recorder (agent/README.md, "Recording"): ' +
+          'announce and consent would record nothing',
       })
       .default({ mode: 'off', sampleRate: 16_000 }),
   })

@@ -110,7 +110,8 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   });
   recorder.start();
   const attestation = call.attestation ?? 'none';
-  recorder.audit('session_start', resumed ? 'resumed' : 'started', { workerId, callerNumber: call.callerNumber, attestation });
+  const started = { workerId, callerNumber: call.callerNumber, attestation };
+  recorder.audit('session_start', resumed ? 'resumed' : 'started', started);
 
   const toolset = new McpToolset({
     url: env.MCP_URL,

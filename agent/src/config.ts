@@ -51,7 +51,12 @@ export const agentEnvSchema = z
     }
     // The recorder exists (records/recording.ts) but no call audio reaches it yet: refuse rather than pretend.
     if (env.RECORDING_MODE !== 'off') {
-      ctx.addIssue({ code: 'custom', path: ['RECORDING_MODE'], message: 'is off until the call session feeds the recorder (agent/README.md, "Recording"): announce and consent would record nothing' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['RECORDING_MODE'],
+        message: 'is off until the call session feeds the recorder (agent/README.md, "Recording"): ' +
+          'announce and consent would record nothing',
+      });
     }
     if (!env.REDIS_URL && !env.REDIS_HOST) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'set REDIS_URL, or REDIS_HOST (with REDIS_PORT, REDIS_AUTH_TOKEN)' });
   });

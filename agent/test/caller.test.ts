@@ -3,7 +3,11 @@ import { callerOf } from '../src/caller';
 
 describe('the caller the agent binds into its MCP session', () => {
   it("is the edge's, even where LiveKit's own number differs (a withheld number stays withheld)", () => {
-    const attributes = { 'voiceintake.attestation': 'B', 'voiceintake.caller': 'anonymous', 'sip.phoneNumber': '+14155550123' };
+    const attributes = {
+      'voiceintake.attestation': 'B',
+      'voiceintake.caller': 'anonymous',
+      'sip.phoneNumber': '+14155550123',
+    };
     expect(callerOf(attributes)).toEqual({ number: 'anonymous', attestation: 'B' });
   });
 

@@ -194,7 +194,8 @@ export function renderAddressRows(allowlist: readonly string[], mediaAllowlist: 
 }
 
 /** db_text header of the htable `callers` table (the caller-number lists). */
-export const CALLERS_TABLE_HEADER = 'id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) expires(int)';
+export const CALLERS_TABLE_HEADER =
+  'id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) expires(int)';
 
 /**
  * Rows of the htable `callers` table: `deny.<entry>` and `allow.<entry>` (an entry is a number, or a prefix ending in
@@ -212,7 +213,8 @@ export function renderCallerRows(policy: Pick<CallerPolicy, 'deny' | 'allow' | '
       throw new Error(`caller list entry ${key} is not a number`);
     }
   }
-  return [CALLERS_TABLE_HEADER + ' ', ...[...new Set(keys)].map((key, index) => `${index + 1}:${key}:0:1:1:0`)].join('\n');
+  const rows = [...new Set(keys)].map((key, index) => `${index + 1}:${key}:0:1:1:0`);
+  return [`${CALLERS_TABLE_HEADER} `, ...rows].join('\n');
 }
 
 /** Attestation levels refused at the edge, as the regular expression Kamailio matches the call's level against. */

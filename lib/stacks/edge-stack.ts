@@ -294,7 +294,8 @@ function bootScript(files: RenderedEdge, logGroupName: string, region: string): 
     `grep -rl '@EDGE_' ${CONFIG_DIR} | xargs sed -i -e "s/${HOST_PLACEHOLDERS.privateIp}/$PRIVATE_IP/g" -e "s/${HOST_PLACEHOLDERS.publicIp}/$PUBLIC_IP/g"`,
     `mkdir -p ${CONFIG_DIR}/kamailio/db ${LOG_DIR}`,
     `[ -f ${CONFIG_DIR}/kamailio/db/address ] || printf 'id(int,auto) grp(int) ip_addr(string) mask(int) port(int) tag(string,null) \\n' > ${CONFIG_DIR}/kamailio/db/address`,
-    `[ -f ${CONFIG_DIR}/kamailio/db/callers ] || printf '%s \\n' "${CALLERS_TABLE_HEADER}" > ${CONFIG_DIR}/kamailio/db/callers`,
+    `[ -f ${CONFIG_DIR}/kamailio/db/callers ] ||` +
+      ` printf '%s \\n' "${CALLERS_TABLE_HEADER}" > ${CONFIG_DIR}/kamailio/db/callers`,
     `[ -f ${CONFIG_DIR}/kamailio/dispatcher.list ] || : > ${CONFIG_DIR}/kamailio/dispatcher.list`,
     `cp ${CONFIG_DIR}/systemd/*.service /etc/systemd/system/`,
     `cat > /opt/aws/amazon-cloudwatch-agent/etc/edge.json <<'EOF'\n${JSON.stringify({ logs: { logs_collected: { files: { collect_list: [{ file_path: '/var/log/syslog', log_group_name: logGroupName, log_stream_name: '{instance_id}/syslog' }, { file_path: `${LOG_DIR}/*.log`, log_group_name: logGroupName, log_stream_name: '{instance_id}/edge' }] } } } })}\nEOF`,

@@ -296,7 +296,9 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
     async ({ caseId, fullName }, session) => {
       const bound = session!.callerNumber;
       const key = `${session!.callId}|${bound}`;
-      if (bound === 'anonymous') throw new ToolFailure('The caller withheld their number, so there is nothing to verify against.');
+      if (bound === 'anonymous') {
+        throw new ToolFailure('The caller withheld their number, so there is nothing to verify against.');
+      }
       const failed = failedProofs.get(key) ?? 0;
       if (failed >= trust.maxProofAttempts) {
         throw new ToolFailure('Too many attempts to verify this caller on this call; offer a callback or a transfer.');

@@ -11,7 +11,11 @@ import type { AttestationLevel, CallerTrust } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, connectClient, startServer } from './support/server-process';
 
-type ToolResult = { isError?: boolean; content: { type: string; text: string }[]; structuredContent?: Record<string, any> };
+type ToolResult = {
+  isError?: boolean;
+  content: { type: string; text: string }[];
+  structuredContent?: Record<string, any>;
+};
 
 const CALLER = '+14155550177';
 const NAME = 'Katherine Johnson';
@@ -68,7 +72,12 @@ describe('lookup_caller by attestation level', () => {
   it('below A (and with no level at all) tells only that a record exists', async () => {
     for (const level of ['B', 'C', 'none', 'failed', undefined] as const) {
       const result = await call(await session(level), 'lookup_caller');
-      expect(result.structuredContent, String(level)).toEqual({ phoneNumber: CALLER, known: true, openCases: [], verified: false });
+      expect(result.structuredContent, String(level)).toEqual({
+        phoneNumber: CALLER,
+        known: true,
+        openCases: [],
+        verified: false,
+      });
       expect(text(result), String(level)).not.toContain(NAME);
       expect(text(result), String(level)).not.toContain(caseId);
       expect(text(result), String(level)).toMatch(/verify_caller/);
@@ -79,13 +88,16 @@ describe('lookup_caller by attestation level', () => {
 describe('identity proof', () => {
   it('reveals the cases once the case number and the full name on it match', async () => {
     const client = await session('C');
-    const proof = await call(client, 'verify_caller', { caseId: caseId.toLowerCase(), fullName: `  katherine   JOHNSON ` });
+    const proof = await call(client, 'verify_caller', {
+      caseId: caseId.toLowerCase(),
+      fullName: `  katherine   JOHNSON `,
+    });
     expect(proof.structuredContent).toEqual({ verified: true, attemptsLeft: 2 });
     const result = await call(client, 'lookup_caller');
     expect(result.structuredContent).toMatchObject({ known: true, name: NAME, verified: true });
   });
 
-  it('refuses a wrong name, a wrong case, another caller\'s case, and stops after the attempts allowed', async () => {
+  it("refuses a wrong name, a wrong case, another caller's case, and stops after the attempts allowed", async () => {
     const client = await session('none');
     const wrongName = await call(client, 'verify_caller', { caseId, fullName: 'Dorothy Vaughan' });
     expect(wrongName.structuredContent).toEqual({ verified: false, attemptsLeft: 1 });
@@ -100,7 +112,9 @@ describe('identity proof', () => {
 
     // The case and name are right, but the number this call comes from is someone else's.
     const other = await session('none', '+14155550188');
-    expect((await call(other, 'verify_caller', { caseId, fullName: NAME })).structuredContent).toMatchObject({ verified: false });
+    expect((await call(other, 'verify_caller', { caseId, fullName: NAME })).structuredContent).toMatchObject({
+      verified: false,
+    });
     expect((await call(other, 'lookup_caller')).structuredContent).toMatchObject({ known: false, verified: false });
 
     const anonymous = await call(await session('A', 'anonymous'), 'verify_caller', { caseId, fullName: NAME });

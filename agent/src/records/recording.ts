@@ -214,7 +214,11 @@ export class CallRecording {
     await this.writing;
     const state = this.stateNow;
     this.stateNow = 'stopped';
-    this.options.audit('stopped', { parts: this.partKeys, failedParts: [...this.failed], consentRefused: state === 'refused' });
+    this.options.audit('stopped', {
+      parts: this.partKeys,
+      failedParts: [...this.failed],
+      consentRefused: state === 'refused',
+    });
     return this.partKeys;
   }
 

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { CallRecording, type CallRecordingOptions, encodeStereoWav, recordingPartKey, resample } from '../../src/records/recording';
+import {
+  CallRecording,
+  type CallRecordingOptions,
+  encodeStereoWav,
+  recordingPartKey,
+  resample,
+} from '../../src/records/recording';
 
 /** A WAV file read back: format fields and both channels. */
 function readWav(body: Buffer) {
@@ -63,7 +69,11 @@ describe('call recording', () => {
     expect(second.left).toHaveLength(4_000);
     expect(second.right.every((s) => s === -2000)).toBe(true);
     expect(audit.map(([subject]) => subject)).toEqual(['started', 'stopped']);
-    expect(audit[0][1]).toMatchObject({ mode: 'announce', sampleRate: 8_000, channels: { left: 'caller', right: 'agent' } });
+    expect(audit[0][1]).toMatchObject({
+      mode: 'announce',
+      sampleRate: 8_000,
+      channels: { left: 'caller', right: 'agent' },
+    });
     expect(audit[1][1]).toMatchObject({ parts, failedParts: [], consentRefused: false });
   });
 
