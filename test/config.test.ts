@@ -41,9 +41,11 @@ describe('operator config', () => {
 
   it('names the bad key of the caller policy and the caller trust policy', () => {
     expect(errorOf({ edge: { callerPolicy: { deny: ['+1555', '555'] } } })).toContain('edge.callerPolicy.deny[1]');
-    expect(errorOf({ edge: { callerPolicy: { rejectAttestation: ['D'] } } })).toContain('edge.callerPolicy.rejectAttestation[0]');
+    const levels = errorOf({ edge: { callerPolicy: { rejectAttestation: ['D'] } } });
+    expect(levels).toContain('edge.callerPolicy.rejectAttestation[0]');
     expect(errorOf({ mcp: { callerTrust: { revealCasesAt: 'always' } } })).toContain('mcp.callerTrust.revealCasesAt');
-    expect(errorOf({ mcp: { callerTrust: { tools: { lookup_caller: 'X' } } } })).toContain('mcp.callerTrust.tools.lookup_caller');
+    const tools = errorOf({ mcp: { callerTrust: { tools: { lookup_caller: 'X' } } } });
+    expect(tools).toContain('mcp.callerTrust.tools.lookup_caller');
   });
 
   it('refuses agent.recording announce and consent until call audio reaches the recorder', () => {

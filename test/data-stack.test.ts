@@ -116,10 +116,13 @@ describe('data stack, call recordings', () => {
     const rulesOf = (data: object) => {
       const { templates } = synthVoiceIntake({ data });
       const buckets = Object.values(templates.data.findResources('AWS::S3::Bucket'));
-      const transcripts = buckets.find((bucket) => JSON.stringify(bucket.Properties.BucketName ?? '').includes('transcripts'));
-      return transcripts!.Properties.LifecycleConfiguration.Rules as { Id: string; Prefix?: string; ExpirationInDays: number }[];
+      const named = (bucket: (typeof buckets)[number]) => JSON.stringify(bucket.Properties.BucketName ?? '');
+      const transcripts = buckets.find((bucket) => named(bucket).includes('transcripts'));
+      type Rule = { Id: string; Prefix?: string; ExpirationInDays: number };
+      return transcripts!.Properties.LifecycleConfiguration.Rules as Rule[];
     };
-    expect(rulesOf({})).toContainEqual(expect.objectContaining({ Id: 'recordings', Prefix: 'recordings/', ExpirationInDays: 90 }));
+    const recordings = { Id: 'recordings', Prefix: 'recordings/', ExpirationInDays: 90 };
+    expect(rulesOf({})).toContainEqual(expect.objectContaining(recordings));
     const capped = rulesOf({ recordingRetentionDays: 400, transcriptRetentionDays: 30 });
     expect(capped.find((rule) => rule.Id === 'recordings')?.ExpirationInDays).toBe(30);
   });

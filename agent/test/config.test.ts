@@ -24,7 +24,8 @@ describe('agent environment', () => {
     expect(readAgentEnv(valid)).toMatchObject({ RECORDING_MODE: 'off', RECORDING_SAMPLE_RATE: 16_000 });
     expect(readAgentEnv({ ...valid, RECORDING_SAMPLE_RATE: '8000' }).RECORDING_SAMPLE_RATE).toBe(8_000);
     for (const mode of ['announce', 'consent']) {
-      expect(() => readAgentEnv({ ...valid, RECORDING_MODE: mode })).toThrow(/RECORDING_MODE: is off until the call session/);
+      const read = () => readAgentEnv({ ...valid, RECORDING_MODE: mode });
+      expect(read).toThrow(/RECORDING_MODE: is off until the call session/);
     }
     expect(() => readAgentEnv({ ...valid, RECORDING_SAMPLE_RATE: '44100' })).toThrow(/RECORDING_SAMPLE_RATE/);
   });

@@ -66,13 +66,16 @@ describe('renderer input', () => {
     const withPolicy = (callerPolicy: unknown) => ({ ...LOOPBACK, edge: { ...LOOPBACK.edge, callerPolicy } });
     // Anything Kamailio would read as more than a number (a key separator, a newline, a wildcard inside) is refused.
     for (const entry of ['15550100', '+1555:1', '+1555\n2:deny.+1', '+1*5', '+0555', '+1234567890123456', '*', '+']) {
-      expect(() => parseRenderInput(withPolicy({ deny: [entry] })), entry).toThrow(/edge\.callerPolicy\.deny\[0\]: must be an E\.164/);
+      const parse = () => parseRenderInput(withPolicy({ deny: [entry] }));
+      expect(parse, entry).toThrow(/edge\.callerPolicy\.deny\[0\]: must be an E\.164/);
     }
     expect(() => parseRenderInput(withPolicy({ allow: ['+1 555'] }))).toThrow(/edge\.callerPolicy\.allow\[0\]/);
-    expect(() => parseRenderInput(withPolicy({ rejectAttestation: ['D'] }))).toThrow(/edge\.callerPolicy\.rejectAttestation\[0\]/);
+    const levels = () => parseRenderInput(withPolicy({ rejectAttestation: ['D'] }));
+    expect(levels).toThrow(/edge\.callerPolicy\.rejectAttestation\[0\]/);
     expect(() => parseRenderInput(withPolicy({ anonymous: 'maybe' }))).toThrow(/edge\.callerPolicy\.anonymous/);
     expect(() => parseRenderInput(withPolicy({ denied: [] }))).toThrow(/edge\.callerPolicy\.denied: unknown key/);
-    expect(edgeSectionSchema.parse({}).callerPolicy).toEqual({ rejectAttestation: ['failed'], anonymous: 'allow', deny: [] });
+    const defaults = { rejectAttestation: ['failed'], anonymous: 'allow', deny: [] };
+    expect(edgeSectionSchema.parse({}).callerPolicy).toEqual(defaults);
   });
 });
 
@@ -92,10 +95,12 @@ describe('rendered edge', () => {
       renderEdge({ ...LOOPBACK, edge: { ...LOOPBACK.edge, callerPolicy } })['kamailio/db/callers'].content;
     const rows = (callerPolicy: object) => table(callerPolicy).trim().split('\n').slice(1);
     expect(table({})).toBe(`${CALLERS_TABLE_HEADER} \n`);
-    expect(rows({ deny: ['+1555*', '+15550100777'] })).toEqual(['1:deny.+1555*:0:1:1:0', '2:deny.+15550100777:0:1:1:0']);
+    const denied = ['1:deny.+1555*:0:1:1:0', '2:deny.+15550100777:0:1:1:0'];
+    expect(rows({ deny: ['+1555*', '+15550100777'] })).toEqual(denied);
     // An allow list, even an empty one, switches the allow check on; withheld numbers refused by a row too.
     expect(rows({ allow: [], anonymous: 'reject' })).toEqual(['1:anonymous.reject:0:1:1:0', '2:allowlist:0:1:1:0']);
-    expect(rows({ deny: ['+1', '+1'], allow: ['+1'] })).toEqual(['1:deny.+1:0:1:1:0', '2:allowlist:0:1:1:0', '3:allow.+1:0:1:1:0']);
+    const both = ['1:deny.+1:0:1:1:0', '2:allowlist:0:1:1:0', '3:allow.+1:0:1:1:0'];
+    expect(rows({ deny: ['+1', '+1'], allow: ['+1'] })).toEqual(both);
     expect(() => renderCallerRows({ deny: ['+1:2'], anonymous: 'allow' })).toThrow(/not a number/);
     expect(files['kamailio/db/version'].content).toMatch(/^callers:2$/m);
     expect(files['kamailio/edge-host.cfg'].content).toContain('#!define EDGE_REJECT_ATTESTATION "^(failed)$"');
@@ -232,8 +237,10 @@ describe('kamailio -c', () => {
   });
 
   it('accepts a caller policy with both lists and every level refused', () => {
-    const callerPolicy = { rejectAttestation: ['A', 'B', 'C', 'failed', 'none'], anonymous: 'reject', deny: ['+1*'], allow: ['+44*'] };
-    const check = kamailioCheck({ ...LOOPBACK, edge: { ...LOOPBACK.edge, callerPolicy } } as RenderInputData, 'callers');
+    const rejectAttestation = ['A', 'B', 'C', 'failed', 'none'];
+    const callerPolicy = { rejectAttestation, anonymous: 'reject', deny: ['+1*'], allow: ['+44*'] };
+    const input = { ...LOOPBACK, edge: { ...LOOPBACK.edge, callerPolicy } } as RenderInputData;
+    const check = kamailioCheck(input, 'callers');
     expect(check.status, check.output).toBe(0);
   });
 
@@ -241,7 +248,8 @@ describe('kamailio -c', () => {
     const dir = join(scratch, 'stripped');
     mkdirSync(join(dir, 'run'), { recursive: true });
     const full = renderEdge({ ...CDK_DEFAULT, paths: { configDir: dir, runDir: join(dir, 'run') } });
-    const stripped = withoutConfigComments(fillHostPlaceholders(full, { privateIp: '127.0.0.1', publicIp: '192.0.2.10' }));
+    const facts = { privateIp: '127.0.0.1', publicIp: '192.0.2.10' };
+    const stripped = withoutConfigComments(fillHostPlaceholders(full, facts));
     writeRendered(dir, stripped);
     const cfg = stripped['kamailio/kamailio.cfg'].content;
     expect(cfg.length).toBeLessThan(full['kamailio/kamailio.cfg'].content.length * 0.8);

@@ -98,7 +98,8 @@ describe('LiveKit SIP provisioning custom resource', () => {
   });
 
   it('restores the caller header mapping when the trunk lost it or maps more', async () => {
-    for (const headersToAttributes of [{}, { ...CALLER_HEADERS_TO_ATTRIBUTES, 'X-Forged': 'voiceintake.attestation' }]) {
+    const forged = { ...CALLER_HEADERS_TO_ATTRIBUTES, 'X-Forged': 'voiceintake.attestation' };
+    for (const headersToAttributes of [{}, forged]) {
       const [before] = livekit.trunks.values();
       livekit.trunks.set(before.sipTrunkId, { ...before, headersToAttributes });
       await onEvent(event('Update', baseProperties, physicalId));

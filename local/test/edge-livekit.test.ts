@@ -108,7 +108,7 @@ describe('edge → real LiveKit SIP on loopback', () => {
 });
 
 describe('the caller as the edge vouched for it', () => {
-  it('reaches the room as the SIP participant\'s attributes, spoofed headers gone, refused calls never ringing', async () => {
+  it('reaches the room as SIP participant attributes, spoofed headers gone, refused calls never ringing', async () => {
     const edge = stack.edge;
     if (!edge) throw new Error('the suite runs with the edge');
     answerer = callAnswererFor(stack);
@@ -156,7 +156,8 @@ describe('the caller as the edge vouched for it', () => {
         extraHeaders: ['X-Twilio-VerStat: TN-Validation-Failed-A'],
       });
       await peer.send(refused.invite, edge.layout.carrierSip);
-      const declined = await peer.waitFor((d) => (statusOf(d.text) ?? 0) >= 200 && d.text.includes(refused.callId), 10_000);
+      const isFinal = (d: { text: string }) => (statusOf(d.text) ?? 0) >= 200 && d.text.includes(refused.callId);
+      const declined = await peer.waitFor(isFinal, 10_000);
       expect(declined && statusOf(declined.text)).toBe(603);
       for (const node of stack.sipNodes) expect(invitesProcessedBy(node).has(refused.callId)).toBe(false);
     } finally {

@@ -13,6 +13,7 @@ import { type RunningServer, TEST_TOKEN, connectClient, startServer } from './su
 type ToolResult = { isError?: boolean; content: { type: string; text: string }[]; structuredContent?: Record<string, any> };
 
 const CALLER = '+14155550123';
+const RESTART_BINDING = { callId: 'call-restart', callerNumber: '+13125550100', attestation: 'A' as const };
 const dataDir = mkdtempSync(join(tmpdir(), 'mcp-data-'));
 
 /** A stand-in for the enterprise backend: fails the first `failures` requests, records what it received. */
@@ -57,7 +58,8 @@ describe('MCP server over Streamable HTTP', () => {
     const backendUrl = await backend.start();
     server = await startServer({ DATA_DIR: dataDir, BACKEND_URL: backendUrl, BACKEND_RETRY_BASE_MS: '5', MCP_MAX_BODY_BYTES: '8192' });
     // Full attestation: the default trust policy reveals this caller's own cases.
-    caller = await connectClient(server.url, { session: { callId: 'call-100', callerNumber: CALLER, attestation: 'A' } });
+    const binding = { callId: 'call-100', callerNumber: CALLER, attestation: 'A' as const };
+    caller = await connectClient(server.url, { session: binding });
   });
 
   afterAll(async () => {
@@ -275,14 +277,14 @@ describe('MCP server restarts', () => {
     const fields = { full_name: 'Grace Hopper', topic: 'billing', details: 'Charged twice this month.' };
     let server = await startServer({ DATA_DIR: dir });
     try {
-      let client = await connectClient(server.url, { session: { callId: 'call-restart', callerNumber: '+13125550100', attestation: 'A' } });
+      let client = await connectClient(server.url, { session: RESTART_BINDING });
       const first = await call(client, 'submit_intake', { intakeType: 'general_inquiry', fields });
       expect(first.structuredContent).toMatchObject({ alreadySubmitted: false, forwarded: 'not_configured' });
       await client.close();
       expect(await server.stop()).toBe(0);
 
       server = await startServer({ DATA_DIR: dir });
-      client = await connectClient(server.url, { session: { callId: 'call-restart', callerNumber: '+13125550100', attestation: 'A' } });
+      client = await connectClient(server.url, { session: RESTART_BINDING });
       const again = await call(client, 'submit_intake', { intakeType: 'general_inquiry', fields });
       expect(again.structuredContent).toMatchObject({ caseId: first.structuredContent!.caseId, alreadySubmitted: true });
       expect((await call(client, 'lookup_caller')).structuredContent).toMatchObject({ known: true, name: 'Grace Hopper' });
