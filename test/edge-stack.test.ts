@@ -146,6 +146,21 @@ describe('edge stack', () => {
     expect(booted.get('kamailio/kamailio.cfg')).not.toMatch(/^# /m);
   });
 
+  it('boots with a caller table that refuses every caller until the association brings the lists', () => {
+    const text = userDataText(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
+    const line = text.split('\n').find((candidate) => candidate.includes('kamailio/db/callers ] ||'))!;
+    const dir = mkdtempSync(join(tmpdir(), 'edge-callers-'));
+    try {
+      execFileSync('bash', ['-c', `mkdir -p ${dir}/kamailio/db && ${line.replaceAll('/etc/voice-intake-edge', dir)}`]);
+      const rows = readFileSync(join(dir, 'kamailio', 'db', 'callers'), 'utf8').trim().split('\n');
+      expect(rows[0]).toMatch(/^id\(int,auto\) key_name\(string\)/);
+      // An allow list with no entries: every number refused (603); withheld numbers refused (433).
+      expect(rows.slice(1).map((row) => row.split(':')[1]).sort()).toEqual(['allowlist', 'anonymous.reject']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("keeps every host's user data within EC2's 16 KB", () => {
     for (const [id, instance] of Object.entries(edge.findResources('AWS::EC2::Instance'))) {
       expect(Buffer.byteLength(userDataText(instance.Properties.UserData)), id).toBeLessThanOrEqual(USER_DATA_LIMIT_BYTES);

@@ -8,10 +8,10 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { EDGE_METRICS, metricsNamespace } from '@voice-intake/contracts';
 import {
-  CALLERS_TABLE_HEADER,
   EDGE_LOG_EVENTS,
   HOST_PLACEHOLDERS,
   type RenderedEdge,
+  renderCallerRows,
   renderEdge,
   withoutConfigComments,
 } from '@voice-intake/edge-config';
@@ -246,6 +246,12 @@ function writeFileCommands(files: RenderedEdge): string[] {
   ]);
 }
 
+/** The caller table a host boots with: an empty allow list and withheld numbers refused, i.e. nobody gets in. */
+const CALLERS_UNTIL_RELOAD = renderCallerRows({ deny: [], allow: [], anonymous: 'reject' })
+  .split('\n')
+  .map((line) => `'${line}'`)
+  .join(' ');
+
 /** EC2 refuses user data over 16 KB (before base64); the rendered tree alone is larger than that uncompressed. */
 export const USER_DATA_LIMIT_BYTES = 16_384;
 const FILE_END = '__VOICE_INTAKE_EDGE_FILE_END__';
@@ -294,8 +300,9 @@ function bootScript(files: RenderedEdge, logGroupName: string, region: string): 
     `grep -rl '@EDGE_' ${CONFIG_DIR} | xargs sed -i -e "s/${HOST_PLACEHOLDERS.privateIp}/$PRIVATE_IP/g" -e "s/${HOST_PLACEHOLDERS.publicIp}/$PUBLIC_IP/g"`,
     `mkdir -p ${CONFIG_DIR}/kamailio/db ${LOG_DIR}`,
     `[ -f ${CONFIG_DIR}/kamailio/db/address ] || printf 'id(int,auto) grp(int) ip_addr(string) mask(int) port(int) tag(string,null) \\n' > ${CONFIG_DIR}/kamailio/db/address`,
+    // Until the association brings the caller lists, refuse every caller (as the empty allowlist refuses every source).
     `[ -f ${CONFIG_DIR}/kamailio/db/callers ] ||` +
-      ` printf '%s \\n' "${CALLERS_TABLE_HEADER}" > ${CONFIG_DIR}/kamailio/db/callers`,
+      ` printf '%s\\n' ${CALLERS_UNTIL_RELOAD} > ${CONFIG_DIR}/kamailio/db/callers`,
     `[ -f ${CONFIG_DIR}/kamailio/dispatcher.list ] || : > ${CONFIG_DIR}/kamailio/dispatcher.list`,
     `cp ${CONFIG_DIR}/systemd/*.service /etc/systemd/system/`,
     `cat > /opt/aws/amazon-cloudwatch-agent/etc/edge.json <<'EOF'\n${JSON.stringify({ logs: { logs_collected: { files: { collect_list: [{ file_path: '/var/log/syslog', log_group_name: logGroupName, log_stream_name: '{instance_id}/syslog' }, { file_path: `${LOG_DIR}/*.log`, log_group_name: logGroupName, log_stream_name: '{instance_id}/edge' }] } } } })}\nEOF`,
