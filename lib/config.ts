@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describeIssues } from '@voice-intake/contracts';
+import { DEFAULT_CALLER_TRUST, callerTrustSchema, describeIssues } from '@voice-intake/contracts';
 import { edgeSectionSchema } from '@voice-intake/edge-config';
 import { ipv4CidrSchema } from '@voice-intake/edge-config';
 
@@ -20,6 +20,8 @@ export const networkSchema = z
 export const dataSchema = z
   .object({
     transcriptRetentionDays: retentionDays.default(365),
+    /** Call recordings (recordings/ in the transcripts bucket) expire after this; at most transcriptRetentionDays. */
+    recordingRetentionDays: retentionDays.default(90),
     auditRetentionDays: retentionDays.default(2_557),
     /** Object Lock on the audit bucket: GOVERNANCE lets privileged users lift it; COMPLIANCE never. */
     auditObjectLockMode: z.enum(['GOVERNANCE', 'COMPLIANCE']).default('GOVERNANCE'),
@@ -41,6 +43,22 @@ export const agentSchema = z
     pollyVoice: z.string().min(1).default('Ruth'),
     pollyEngine: z.enum(['standard', 'neural', 'long-form', 'generative']).default('generative'),
     transcribeLanguage: z.string().regex(/^[a-z]{2}-[A-Z]{2}$/, 'must be a language code such as en-US').default('en-US'),
+    /**
+     * Call audio: off, announce (a notice is played first) or consent (the caller is asked; no means nothing is
+     * stored). Stereo WAV parts, caller left and agent right, under recordings/ in the transcripts bucket.
+     */
+    recording: z
+      .object({
+        mode: z.enum(['off', 'announce', 'consent']).default('off'),
+        sampleRate: z.union([z.literal(8_000), z.literal(16_000)]).default(16_000),
+      })
+      .strict()
+      .refine((recording) => recording.mode === 'off', {
+        path: ['mode'],
+        message: 'is off until the call session feeds the recorder (agent/README.md, "Recording"): ' +
+          'announce and consent would record nothing',
+      })
+      .default({ mode: 'off', sampleRate: 16_000 }),
   })
   .strict();
 
@@ -140,6 +158,8 @@ export const mcpSchema = z
     ),
     /** The queue used when the agent names none; defaults to the first of transferTargets. */
     defaultTransferQueue: z.string().optional(),
+    /** What lookup_caller reveals and which tools run at each attestation level (mcp-server/README.md). */
+    callerTrust: callerTrustSchema.default(DEFAULT_CALLER_TRUST),
     /** The enterprise REST endpoint that receives submitted cases; unset = cases stay in DynamoDB only. */
     backendUrl: z.url({ protocol: /^https$/, message: 'must be an https:// URL' }).optional(),
     port: z.number().int().min(1024).max(65535).default(8080),

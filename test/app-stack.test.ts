@@ -51,6 +51,8 @@ describe('app stack: MCP server service', () => {
     // The repository's cdk.json turns transfer to a person off explicitly ({}): no queue, no default queue.
     expect(JSON.parse(env.TRANSFER_TARGETS as string)).toEqual({});
     expect(env.DEFAULT_TRANSFER_QUEUE).toBeUndefined();
+    // The safe default trust policy: a caller's cases only on full attestation (or identity proof).
+    expect(JSON.parse(env.CALLER_TRUST as string)).toEqual({ revealCasesAt: 'A', tools: {}, maxProofAttempts: 3 });
     expect(JSON.stringify(container.Environment)).not.toMatch(/TOKEN"/);
     expect(task.Properties.RuntimePlatform).toEqual({ CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' });
   });

@@ -40,6 +40,20 @@ describe('operator config', () => {
     expect(message).not.toContain('\n');
   });
 
+  it('names the bad key of the caller policy and the caller trust policy', () => {
+    expect(errorOf({ edge: { callerPolicy: { deny: ['+1555', '555'] } } })).toContain('edge.callerPolicy.deny[1]');
+    const levels = errorOf({ edge: { callerPolicy: { rejectAttestation: ['D'] } } });
+    expect(levels).toContain('edge.callerPolicy.rejectAttestation[0]');
+    expect(errorOf({ mcp: { callerTrust: { revealCasesAt: 'always' } } })).toContain('mcp.callerTrust.revealCasesAt');
+    const tools = errorOf({ mcp: { callerTrust: { tools: { lookup_caller: 'X' } } } });
+    expect(tools).toContain('mcp.callerTrust.tools.lookup_caller');
+  });
+
+  it('refuses agent.recording announce and consent until call audio reaches the recorder', () => {
+    expect(errorOf({ agent: { recording: { mode: 'consent' } } })).toContain('agent.recording.mode');
+    expect(errorOf({ agent: { recording: { sampleRate: 44_100 } } })).toContain('agent.recording.sampleRate');
+  });
+
   it('rejects a CIDR with host bits set', () => {
     expect(errorOf({ edge: { allowlist: ['10.0.0.1/24'] } })).toContain('edge.allowlist[0]');
   });

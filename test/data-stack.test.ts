@@ -111,6 +111,23 @@ describe('data stack, compliance-mode audit lock', () => {
   });
 });
 
+describe('data stack, call recordings', () => {
+  it('expires recordings under their own prefix, never later than the transcripts', () => {
+    const rulesOf = (data: object) => {
+      const { templates } = synthVoiceIntake({ data });
+      const buckets = Object.values(templates.data.findResources('AWS::S3::Bucket'));
+      const named = (bucket: (typeof buckets)[number]) => JSON.stringify(bucket.Properties.BucketName ?? '');
+      const transcripts = buckets.find((bucket) => named(bucket).includes('transcripts'));
+      type Rule = { Id: string; Prefix?: string; ExpirationInDays: number };
+      return transcripts!.Properties.LifecycleConfiguration.Rules as Rule[];
+    };
+    const recordings = { Id: 'recordings', Prefix: 'recordings/', ExpirationInDays: 90 };
+    expect(rulesOf({})).toContainEqual(expect.objectContaining(recordings));
+    const capped = rulesOf({ recordingRetentionDays: 400, transcriptRetentionDays: 30 });
+    expect(capped.find((rule) => rule.Id === 'recordings')?.ExpirationInDays).toBe(30);
+  });
+});
+
 describe('data stack, Redis access for a later tier', () => {
   it('opens Redis to one client security group only, with the rule in the client stack', () => {
     const { app, stacks } = buildVoiceIntakeApp();

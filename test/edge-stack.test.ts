@@ -148,6 +148,8 @@ describe('edge stack', () => {
     const files = associationFiles(edge);
     expect(files.has('kamailio/kamailio.cfg')).toBe(true);
     expect(files.get('kamailio/db/address')).toContain('192.0.2.0');
+    // The caller lists (edge.callerPolicy deny/allow/anonymous) travel the same way; edge-apply reloads them in place.
+    expect(files.get('kamailio/db/callers')).toMatch(/^id\(int,auto\) key_name\(string\)/);
     expect(files.has('bin/edge-apply.sh')).toBe(true);
     expect(parameters.commands.at(-1)).toBe(`${STAGED}/bin/edge-apply.sh ${STAGED}`);
     for (const instance of Object.values(edge.findResources('AWS::EC2::Instance'))) {

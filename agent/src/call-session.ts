@@ -3,7 +3,7 @@ import type { PollyClient } from '@aws-sdk/client-polly';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { TranscribeStreamingClient } from '@aws-sdk/client-transcribe-streaming';
 import { type AgentMetrics, type VAD, llm, voice } from '@livekit/agents';
-import { AGENT_METRICS, type AgentMetricName, type CallEndReason, GENESIS_HASH } from '@voice-intake/contracts';
+import { AGENT_METRICS, type AgentMetricName, type AttestationLevel, type CallEndReason, GENESIS_HASH } from '@voice-intake/contracts';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AgentEnv } from './config';
@@ -21,6 +21,8 @@ export interface CallIdentity {
   callId: string;
   roomName: string;
   callerNumber: string;
+  /** How far the network vouched for callerNumber (the SIP edge's level); none when unknown. */
+  attestation?: AttestationLevel;
   calledNumber?: string;
   startedAt: Date;
 }
@@ -128,13 +130,15 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     resume: resumed ? state : undefined,
   });
   recorder.start();
-  recorder.audit('session_start', resumed ? 'resumed' : 'started', { workerId, callerNumber: call.callerNumber });
+  const attestation = call.attestation ?? 'none';
+  const started = { workerId, callerNumber: call.callerNumber, attestation };
+  recorder.audit('session_start', resumed ? 'resumed' : 'started', started);
 
   const toolset = new McpToolset({
     url: env.MCP_URL,
     token: env.MCP_TOKEN,
     sessionSecret: env.MCP_SESSION_SECRET,
-    call: { callId: call.callId, callerNumber: call.callerNumber },
+    call: { callId: call.callId, callerNumber: call.callerNumber, attestation },
     onToolCall: (event) => {
       recorder.toolCall(event);
       metrics.emit({ [AGENT_METRICS.toolLatency]: event.durationMs, [AGENT_METRICS.toolErrors]: event.isError ? 1 : 0 }, { ...dimensions, tool: event.name });

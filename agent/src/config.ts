@@ -34,6 +34,9 @@ export const agentEnvSchema = z
   DEFAULT_TRANSFER_TARGET: z.string().regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI').optional(),
   SESSION_TTL_SECONDS: z.coerce.number().int().min(60).default(21_600),
   RECORD_FLUSH_MS: z.coerce.number().int().min(200).max(30_000).default(2_000),
+  /** Call audio: off, announce or consent (agent/README.md, "Recording"); parts flush every RECORD_FLUSH_MS. */
+  RECORDING_MODE: z.enum(['off', 'announce', 'consent']).default('off'),
+  RECORDING_SAMPLE_RATE: z.coerce.number().pipe(z.union([z.literal(8_000), z.literal(16_000)])).default(16_000),
   /** CloudWatch namespace of the agent's metrics: the deployment's own (set by the app stack). */
   METRICS_NAMESPACE: z
     .string()
@@ -54,6 +57,15 @@ export const agentEnvSchema = z
   .superRefine((env, ctx) => {
     if (!env.AUDIT_SEAL_KMS_KEY_ID && !env.AUDIT_SEAL_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['AUDIT_SEAL_KMS_KEY_ID'], message: 'or AUDIT_SEAL_SECRET is required: audit segments are sealed' });
+    }
+    // The recorder exists (records/recording.ts) but no call audio reaches it yet: refuse rather than pretend.
+    if (env.RECORDING_MODE !== 'off') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['RECORDING_MODE'],
+        message: 'is off until the call session feeds the recorder (agent/README.md, "Recording"): ' +
+          'announce and consent would record nothing',
+      });
     }
     if (!env.REDIS_URL && !env.REDIS_HOST) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'set REDIS_URL, or REDIS_HOST (with REDIS_PORT, REDIS_AUTH_TOKEN)' });
   });

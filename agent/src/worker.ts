@@ -3,24 +3,18 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { type JobContext, type JobProcess, defineAgent } from '@livekit/agents';
 import * as silero from '@livekit/agents-plugin-silero';
 import { RoomEvent } from '@livekit/rtc-node';
-import { ANONYMOUS_CALLER, e164Schema } from '@voice-intake/contracts';
 import { Redis } from 'ioredis';
 import { RoomServiceClient, SipClient } from 'livekit-server-sdk';
 import pino from 'pino';
 import { readAgentEnv, redisConnection } from './config';
 import { prepareIntakeCall } from './call-session';
+import { callerOf } from './caller';
 import { MetricsEmitter } from './metrics';
 
 const WORKER_ID = `${process.env.HOSTNAME ?? 'worker'}-${randomUUID().slice(0, 8)}`;
 const logger = pino({ base: { service: 'voice-intake-agent', workerId: WORKER_ID } });
 // Made when the job process loads this module, before its call arrives (agents 1.9 runs a process per job).
 const s3 = new S3Client({});
-
-function callerNumberOf(attributes: Record<string, string>): string {
-  const raw = attributes['sip.phoneNumber'];
-  const parsed = e164Schema.safeParse(raw?.startsWith('+') ? raw : raw ? `+${raw}` : undefined);
-  return parsed.success ? parsed.data : ANONYMOUS_CALLER;
-}
 
 export default defineAgent({
   // One Silero model per process, loaded before any call arrives.
@@ -35,6 +29,7 @@ export default defineAgent({
     const participant = await ctx.waitForParticipant();
     const callId = participant.attributes['sip.callID'] || ctx.room.name || randomUUID();
     const roomName = ctx.room.name ?? callId;
+    const caller = callerOf(participant.attributes);
 
     const connection = redisConnection(env);
     const redis = typeof connection === 'string' ? new Redis(connection, { maxRetriesPerRequest: 3 }) : new Redis({ ...connection, maxRetriesPerRequest: 3 });
@@ -47,7 +42,8 @@ export default defineAgent({
       call: {
         callId: callId.replace(/[^A-Za-z0-9._:-]/g, '-'),
         roomName,
-        callerNumber: callerNumberOf(participant.attributes),
+        callerNumber: caller.number,
+        attestation: caller.attestation,
         calledNumber: participant.attributes['sip.trunkPhoneNumber'],
         startedAt: new Date(),
       },

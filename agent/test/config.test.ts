@@ -20,6 +20,16 @@ describe('agent environment', () => {
     expect(readAgentEnv({ ...valid, PII_REDACTION: 'true' }).PII_REDACTION).toBe(true);
   });
 
+  it('refuses a recording mode the call session cannot honour yet, and a rate other than 8 or 16 kHz', () => {
+    expect(readAgentEnv(valid)).toMatchObject({ RECORDING_MODE: 'off', RECORDING_SAMPLE_RATE: 16_000 });
+    expect(readAgentEnv({ ...valid, RECORDING_SAMPLE_RATE: '8000' }).RECORDING_SAMPLE_RATE).toBe(8_000);
+    for (const mode of ['announce', 'consent']) {
+      const read = () => readAgentEnv({ ...valid, RECORDING_MODE: mode });
+      expect(read).toThrow(/RECORDING_MODE: is off until the call session/);
+    }
+    expect(() => readAgentEnv({ ...valid, RECORDING_SAMPLE_RATE: '44100' })).toThrow(/RECORDING_SAMPLE_RATE/);
+  });
+
   it("publishes metrics under the deployment's namespace, a local one when none is set", () => {
     expect(readAgentEnv(valid).METRICS_NAMESPACE).toBe('VoiceIntake/local');
     expect(readAgentEnv({ ...valid, METRICS_NAMESPACE: 'VoiceIntake/prod' }).METRICS_NAMESPACE).toBe('VoiceIntake/prod');

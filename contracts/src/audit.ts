@@ -14,6 +14,8 @@ export const auditKindSchema = z.enum([
   'tool_result',
   'transfer',
   'error',
+  /** Call recording: started, consent (granted or not), stopped with its parts. */
+  'recording',
 ]);
 
 /**

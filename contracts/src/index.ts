@@ -1,4 +1,5 @@
 export * from './common';
+export * from './caller';
 export * from './env';
 export * from './transcript';
 export * from './keys';

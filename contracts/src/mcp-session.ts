@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
+import { attestationLevelSchema } from './caller';
 import { callIdSchema, callerNumberSchema } from './common';
 
 /**
@@ -11,6 +12,8 @@ export const MCP_SESSION_HEADER = 'x-voice-intake-session';
 export const mcpSessionSchema = z.object({
   callId: callIdSchema,
   callerNumber: callerNumberSchema,
+  /** How far the network vouched for callerNumber (the SIP edge's level); absent means none, the least trust. */
+  attestation: attestationLevelSchema.default('none'),
   /** Seconds since the epoch. */
   issuedAt: z.number().int().nonnegative(),
   expiresAt: z.number().int().nonnegative(),
@@ -23,14 +26,14 @@ function signature(encodedPayload: string, secret: string): Buffer {
 }
 
 /** `<base64url(JSON payload)>.<base64url(HMAC-SHA256)>`. */
-export function signSessionHeader(session: McpSession, secret: string): string {
+export function signSessionHeader(session: z.input<typeof mcpSessionSchema>, secret: string): string {
   const encoded = Buffer.from(JSON.stringify(mcpSessionSchema.parse(session))).toString('base64url');
   return `${encoded}.${signature(encoded, secret).toString('base64url')}`;
 }
 
 /** A session for `ttlSeconds` from `now`. */
 export function issueSessionHeader(
-  binding: Pick<McpSession, 'callId' | 'callerNumber'>,
+  binding: Pick<McpSession, 'callId' | 'callerNumber'> & Partial<Pick<McpSession, 'attestation'>>,
   secret: string,
   ttlSeconds = 3_600,
   now = Date.now(),

@@ -51,6 +51,10 @@ export const EDGE_METRICS = {
   unknownLiveKitPeers: 'EdgeUnknownLiveKitPeers',
   unconfirmedCalls: 'EdgeUnconfirmedCalls',
   mediaSourceDrops: 'EdgeMediaSourceDrops',
+  attestationRefusals: 'EdgeAttestationRefusals',
+  deniedCallers: 'EdgeDeniedCallers',
+  unlistedCallers: 'EdgeUnlistedCallers',
+  anonymousCallers: 'EdgeAnonymousCallers',
 } as const;
 
 /** Counted from LiveKit SIP's log lines (metric filters on the LiveKit cluster's log group). */

@@ -89,6 +89,8 @@ export interface InviteOptions {
   /** Via headers below the sender's own, as proxies on the way would have added them (hostile tests). */
   readonly extraVias?: readonly string[];
   readonly callId?: string;
+  /** The caller (From user); default +15550199000. */
+  readonly fromUser?: string;
 }
 
 /** A dialog the raw caller opened: what it needs to ACK and hang up along the edge's Contact. */
@@ -109,7 +111,7 @@ export function inviteRequest(options: InviteOptions): RawCall {
     `Via: SIP/2.0/UDP ${from.ip}:${from.port};branch=z9hG4bK${token()};rport`,
     ...(options.extraVias ?? []),
     'Max-Forwards: 70',
-    `From: "carrier" <sip:+15550199000@${from.ip}>;tag=${fromTag}`,
+    `From: "carrier" <sip:${options.fromUser ?? '+15550199000'}@${from.ip}>;tag=${fromTag}`,
     `To: <${requestUri}>`,
     `Call-ID: ${callId}`,
     'CSeq: 1 INVITE',

@@ -29,6 +29,14 @@ export const EDGE_LOG_EVENTS = {
   unknownLiveKitPeers: 'is not a LiveKit SIP node',
   /** A 2xx the carrier never ACKed: the call never became established, its media is freed. */
   unconfirmedCalls: 'not confirmed by ACK',
+  /** A new call whose attestation level (from X-Twilio-VerStat) edge.callerPolicy.rejectAttestation names (603). */
+  attestationRefusals: 'caller attestation refused',
+  /** A caller number on edge.callerPolicy.deny (603). */
+  deniedCallers: 'caller on the deny list',
+  /** A caller number missing from edge.callerPolicy.allow, when that list is given (603). */
+  unlistedCallers: 'caller not on the allow list',
+  /** A withheld or unreadable caller number while edge.callerPolicy.anonymous is reject (433). */
+  anonymousCallers: 'withheld caller number refused',
   /** RTPEngine: a media packet from another source than the one negotiated (dropped; its log is rate-limited). */
   mediaSourceDrops: 'Drop due to strict-source attribute',
 } as const;

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { describeIssues } from '@voice-intake/contracts';
 import { ipv4Schema, parseIpv4Cidr } from './cidr';
-import { edgeSectionSchema } from './schema';
+import { type CallerPolicy, edgeSectionSchema } from './schema';
 
 /**
  * Host facts that exist only on the booted instance. The CDK stack renders at synth with these tokens; the boot
@@ -148,6 +148,7 @@ export function edgeLayout(input: RenderInput) {
     kamailioCfg: `${paths.configDir}/kamailio/kamailio.cfg`,
     rtpengineConf: `${paths.configDir}/rtpengine/rtpengine.conf`,
     addressFile: `${paths.configDir}/kamailio/db/address`,
+    callersFile: `${paths.configDir}/kamailio/db/callers`,
     dispatcherList: `${paths.configDir}/kamailio/dispatcher.list`,
     ctlSocket: `${paths.runDir}/kamailio_ctl`,
     kamailioPidFile: `${paths.runDir}/kamailio.pid`,
@@ -190,6 +191,36 @@ export function renderAddressRows(allowlist: readonly string[], mediaAllowlist: 
       return `${index + 1}:${group}:${parsed.address}:${parsed.prefixLength}:0:${tag}`;
     })
     .join('\n');
+}
+
+/** db_text header of the htable `callers` table (the caller-number lists). */
+export const CALLERS_TABLE_HEADER =
+  'id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) expires(int)';
+
+/**
+ * Rows of the htable `callers` table: `deny.<entry>` and `allow.<entry>` (an entry is a number, or a prefix ending in
+ * `*`), `allowlist` when an allow list is given and `anonymous.reject` when withheld numbers are refused, so a reload
+ * switches either on and off. Integer value 1, no expiry.
+ */
+export function renderCallerRows(policy: Pick<CallerPolicy, 'deny' | 'allow' | 'anonymous'>): string {
+  const keys = [
+    ...(policy.anonymous === 'reject' ? ['anonymous.reject'] : []),
+    ...policy.deny.map((entry) => `deny.${entry}`),
+    ...(policy.allow ? ['allowlist', ...policy.allow.map((entry) => `allow.${entry}`)] : []),
+  ];
+  for (const key of keys) {
+    if (!/^(allowlist|anonymous\.reject|(deny|allow)\.\+[0-9]{1,15}\*?)$/.test(key)) {
+      throw new Error(`caller list entry ${key} is not a number`);
+    }
+  }
+  const rows = [...new Set(keys)].map((key, index) => `${index + 1}:${key}:0:1:1:0`);
+  return [`${CALLERS_TABLE_HEADER} `, ...rows].join('\n');
+}
+
+/** Attestation levels refused at the edge, as the regular expression Kamailio matches the call's level against. */
+export function rejectAttestationPattern(levels: readonly string[]): string {
+  // No level is empty: an empty alternation list must match nothing, not everything.
+  return levels.length === 0 ? '^$' : `^(${[...new Set(levels)].join('|')})$`;
 }
 
 /**
@@ -288,6 +319,7 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       TOPOS_DIALOG_EXPIRE_SECONDS: edge.maxCallSeconds,
       // A call attempt (INVITE transaction) is over long before this: it rings 120 s at most (ringTimeoutSeconds).
       TOPOS_BRANCH_EXPIRE_SECONDS: 180,
+      REJECT_ATTESTATION: rejectAttestationPattern(edge.callerPolicy.rejectAttestation),
       OPTIONS: options,
     }),
     'kamailio/dispatcher.list': fillTemplate('kamailio/dispatcher.list', {
@@ -299,6 +331,7 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
     'kamailio/db/address': fillTemplate('kamailio/address', {
       ENTRIES: renderAddressRows(edge.allowlist, edge.mediaAllowlist),
     }),
+    'kamailio/db/callers': `${renderCallerRows(edge.callerPolicy)}\n`,
     'kamailio/db/version': fillTemplate('kamailio/version', {}),
     'rtpengine/rtpengine.conf': fillTemplate('rtpengine/rtpengine.conf', {
       CARRIER_MEDIA: mediaInterface(host.carrierMediaIp, host.carrierMediaAdvertisedIp),

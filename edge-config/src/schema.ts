@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ATTESTATION_LEVELS } from '@voice-intake/contracts';
 import { ipv4CidrSchema } from './cidr';
 
 /** Twilio Elastic SIP Trunking signalling sources, one /30 per Twilio edge (all of them: Twilio fails over). */
@@ -38,6 +39,26 @@ export const pikeSchema = z
     banSeconds: z.number().int().min(10).max(86_400).default(300),
   })
   .strict();
+
+/** An E.164 number (+ and up to 15 digits) or, ending in `*`, every number that starts with those digits. */
+export const callerNumberEntrySchema = z
+  .string()
+  .regex(/^\+[1-9][0-9]{0,14}\*?$/, 'must be an E.164 number (+ then up to 15 digits), or a prefix of one ending in *');
+
+export const callerPolicySchema = z
+  .object({
+    /** Levels refused with 603 Decline; every other level passes, flagged in X-Voice-Intake-Attestation. */
+    rejectAttestation: z.array(z.enum(ATTESTATION_LEVELS)).default(['failed']),
+    /** A withheld or unreadable caller number: let it through as `anonymous`, or refuse it (433). */
+    anonymous: z.enum(['allow', 'reject']).default('allow'),
+    /** Numbers and prefixes refused with 603 Decline. Reloaded on running hosts. */
+    deny: z.array(callerNumberEntrySchema).max(10_000).default([]),
+    /** When given, only these numbers and prefixes may call (603 otherwise); deny wins over allow. Reloaded. */
+    allow: z.array(callerNumberEntrySchema).max(10_000).optional(),
+  })
+  .strict();
+
+export type CallerPolicy = z.infer<typeof callerPolicySchema>;
 
 /**
  * The `edge` section of the operator config: everything the SIP edge (Kamailio + RTPEngine hosts, their
@@ -106,6 +127,8 @@ export const edgeSectionSchema = z
       })
       .strict()
       .default({ workers: 4, sharedMemoryMb: 256, toposStoreMb: 256 }),
+    /** Who may call: attestation levels refused, caller-number deny/allow lists, withheld numbers. */
+    callerPolicy: callerPolicySchema.default({ rejectAttestation: ['failed'], anonymous: 'allow', deny: [] }),
     /** ACM-independent TLS material for 5061: Secrets Manager secret names holding PEM cert and key. */
     tls: z
       .object({ certificateSecretName: z.string().min(1), privateKeySecretName: z.string().min(1) })

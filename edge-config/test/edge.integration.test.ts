@@ -5,7 +5,7 @@
  * from 127.0.4.x, a later-added carrier from 127.0.5.x.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -31,9 +31,12 @@ import {
   statusOf,
   UdpPeer,
 } from '../harness/raw-peer';
-import { ackWaitSeconds, renderAddressRows } from '../src/render';
+import { ackWaitSeconds, renderAddressRows, renderCallerRows } from '../src/render';
 
-const EXAMPLE = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
+const LOOPBACK = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
+/** Caller lists that none of the other tests' callers (+15550100…, +15550188…, +15550199…) are on. */
+const CALLER_POLICY = { rejectAttestation: ['failed'], anonymous: 'allow', deny: ['+1555017*', '+15550166001'] };
+const EXAMPLE = { ...LOOPBACK, edge: { ...LOOPBACK.edge, callerPolicy: CALLER_POLICY } };
 const DIR = resolve(__dirname, '..', '.local', 'test');
 const CARRIER = '127.0.3.1';
 
@@ -356,6 +359,124 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     }
     // topos never had to give up (it would have sent the message on unchanged).
     expect(readFileSync(edge.kamailioLog, 'utf8')).not.toMatch(/no more space to pack|failed to extract and pack/);
+  });
+
+  // ----- callers: attestation, spoofed caller headers, caller-number lists -----
+
+  /** One call from `peer`: its final status and the INVITE LiveKit got (ACKed and hung up when answered). */
+  async function placeCall(peer: UdpPeer, invite: Partial<Parameters<typeof inviteRequest>[0]>) {
+    const call = inviteRequest({ from: peer.address, to: carrierSip(), body: sdp(peer.address.ip, 41000), ...invite });
+    await peer.send(call.invite, carrierSip());
+    const final = await peer.waitFor((d) => d.text.includes(call.callId) && (statusOf(d.text) ?? 0) >= 200, 5000);
+    const status = final ? statusOf(final.text) : undefined;
+    if (final && status === 200) {
+      await peer.send(inDialogRequest('ACK', call, final.text, peer.address, 1), carrierSip());
+      await peer.send(inDialogRequest('BYE', call, final.text, peer.address, 2), carrierSip());
+      const byeAnswer = (d: { text: string }) => statusOf(d.text) === 200 && d.text.includes(call.callId);
+      await peer.waitFor((d) => byeAnswer(d) && /CSeq: 2 BYE/.test(d.text), 5000);
+    }
+    const [atLiveKit] = invitesWithCallId(call.callId);
+    const callerHeaders = (atLiveKit ?? '').split(/\r?\n/).filter((line) => /^\s*x-voice-intake-/i.test(line));
+    return { call, status, atLiveKit, callerHeaders };
+  }
+
+  /** db_text sees a table changed by its mtime in whole seconds: a rewrite within the same second goes unseen. */
+  async function rewriteTable(path: string, content: string): Promise<void> {
+    while (Math.floor(Date.now() / 1000) <= Math.floor(statSync(path).mtimeMs / 1000)) await sleep(50);
+    writeFileSync(path, content);
+  }
+
+  it('maps X-Twilio-VerStat to one level, refuses failed ones, never passes on spoofed headers', async () => {
+    const peer = await openPeer('127.0.3.30');
+    const caller = '+15550199000';
+    const verstat = (value: string) => [`X-Twilio-VerStat: ${value}`];
+    const passing: [string, string[], string][] = [
+      ['A', verstat('TN-Validation-Passed-A'), 'A'],
+      ['B', verstat('TN-Validation-Passed-B'), 'B'],
+      ['C', verstat('TN-Validation-Passed-C'), 'C'],
+      ['no validation', verstat('No-TN-Validation'), 'none'],
+      ['no header', [], 'none'],
+      ['an unknown letter', verstat('TN-Validation-Passed-D'), 'none'],
+      ['a level with a tail', verstat('TN-Validation-Passed-A;x=1'), 'none'],
+      // The carrier's caller may have put our headers in; each of ours arrives once, with the edge's value.
+      ['spoofed (none)', ['X-Voice-Intake-Attestation: A', 'x-voice-intake-caller: +15550100001'], 'none'],
+      ['spoofed (C)', [...verstat('TN-Validation-Passed-C'), 'X-VOICE-INTAKE-ATTESTATION:A', 'X-Voice-Intake-X: 1'],
+        'C'],
+    ];
+    for (const [name, extraHeaders, level] of passing) {
+      const { status, callerHeaders } = await placeCall(peer, { extraHeaders, fromUser: caller });
+      expect(status, name).toBe(200);
+      const expected = [`X-Voice-Intake-Attestation: ${level}`, `X-Voice-Intake-Caller: ${caller}`];
+      expect(callerHeaders.sort(), name).toEqual(expected);
+    }
+    const refused: [string, string[]][] = [
+      ['failed', verstat('TN-Validation-Failed-A')],
+      ['failed (any)', verstat('TN-Validation-Failed')],
+      ['two verdicts', [...verstat('TN-Validation-Passed-A'), ...verstat('TN-Validation-Passed-A')]],
+      ['failed, with our header forged', [...verstat('TN-Validation-Failed-B'), 'X-Voice-Intake-Attestation: A']],
+    ];
+    for (const [name, extraHeaders] of refused) {
+      const before = await edge.counters();
+      const { status, atLiveKit, call } = await placeCall(peer, { extraHeaders, fromUser: caller });
+      expect(status, name).toBe(603);
+      expect(atLiveKit, name).toBeUndefined();
+      expect(await edge.rtpengineStreams(call.callId), name).toEqual([]);
+      expect((await edge.counters()).attestationRefusals - (before.attestationRefusals ?? 0), name).toBe(1);
+    }
+    expect(readFileSync(edge.kamailioLog, 'utf8')).toContain('caller attestation refused (failed)');
+  });
+
+  it('refuses denied and unlisted callers (603), withheld ones by policy, lists reloaded at runtime', async () => {
+    const peer = await openPeer('127.0.3.31');
+    const pid = edge.kamailioPid;
+    type Expectation = [string, Partial<Parameters<typeof inviteRequest>[0]>, number, string?];
+    const check = async (cases: Expectation[]) => {
+      for (const [name, invite, status, counterOrCaller] of cases) {
+        const before = await edge.counters();
+        const result = await placeCall(peer, invite);
+        expect(result.status, name).toBe(status);
+        if (status === 200) {
+          expect(result.callerHeaders, name).toContain(`X-Voice-Intake-Caller: ${counterOrCaller}`);
+        } else {
+          expect(result.atLiveKit, name).toBeUndefined();
+          const counter = counterOrCaller!;
+          expect((await edge.counters())[counter] - (before[counter] ?? 0), name).toBe(1);
+        }
+      }
+    };
+    await check([
+      ['a denied prefix', { fromUser: '+15550170123' }, 603, 'deniedCallers'],
+      ['a denied number', { fromUser: '+15550166001' }, 603, 'deniedCallers'],
+      ['a denied number, withheld', { fromUser: '+15550166001', extraHeaders: ['Privacy: id'] }, 603, 'deniedCallers'],
+      ['a number next to a denied one', { fromUser: '+15550166002' }, 200, '+15550166002'],
+      ['anonymous', { fromUser: 'anonymous' }, 200, 'anonymous'],
+      ['withheld (Privacy: id)', { fromUser: '+15550166003', extraHeaders: ['Privacy: id'] }, 200, 'anonymous'],
+      ['no + (not E.164)', { fromUser: '15550166003' }, 200, 'anonymous'],
+    ]);
+
+    // What the SSM association does: rewrite the caller table, then run the reload script.
+    const original = readFileSync(edge.layout.callersFile, 'utf8');
+    try {
+      const policy = { deny: ['+15550166002'], allow: ['+1555016*'], anonymous: 'reject' as const };
+      await rewriteTable(edge.layout.callersFile, `${renderCallerRows(policy)}\n`);
+      const reload = spawnSync(join(DIR, 'bin', 'edge-reload.sh'), { encoding: 'utf8' });
+      expect(reload.status, reload.stderr).toBe(0);
+      expect(reload.stdout).toContain('caller lists reloaded');
+      await check([
+        ['newly denied, also allowed (deny wins)', { fromUser: '+15550166002' }, 603, 'deniedCallers'],
+        ['allowed prefix', { fromUser: '+15550166004' }, 200, '+15550166004'],
+        ['no longer denied, not allowed', { fromUser: '+15550170123' }, 603, 'unlistedCallers'],
+        ['unlisted', { fromUser: '+15550199000' }, 603, 'unlistedCallers'],
+        ['unlisted, withheld', { fromUser: '+15550199000', extraHeaders: ['Privacy: id'] }, 603, 'unlistedCallers'],
+        ['anonymous', { fromUser: 'anonymous' }, 433, 'anonymousCallers'],
+        ['allowed, withheld', { fromUser: '+15550166004', extraHeaders: ['Privacy: id'] }, 433, 'anonymousCallers'],
+      ]);
+    } finally {
+      await rewriteTable(edge.layout.callersFile, original);
+      expect(spawnSync(join(DIR, 'bin', 'edge-reload.sh'), { encoding: 'utf8' }).status).toBe(0);
+    }
+    expect(edge.kamailioPid).toBe(pid);
+    await check([['the original lists again', { fromUser: '+15550199000' }, 200, '+15550199000']]);
   });
 
   it('answers a request it cannot relay with one final response only', async () => {

@@ -8,9 +8,12 @@ import { EDGE_LOG_EVENTS, RTPENGINE_LOG_EVENTS, UNCOUNTED_LOG_EVENTS } from '../
 import { edgeSectionSchema } from '../src/schema';
 import {
   ackWaitSeconds,
+  CALLERS_TABLE_HEADER,
   fillHostPlaceholders,
   HOST_PLACEHOLDERS,
   parseRenderInput,
+  rejectAttestationPattern,
+  renderCallerRows,
   type RenderInputData,
   renderEdge,
   SIP_LIMITS,
@@ -57,6 +60,22 @@ describe('renderer input', () => {
     expect(() => parseRenderInput({ ...LOOPBACK, edge: { ...LOOPBACK.edge, maxCallSeconds: 60 } })).toThrow(/edge\.maxCallSeconds/);
     expect(() => parseRenderInput({ ...LOOPBACK, paths: { configDir: '/opt/edge', runDir: `/run/${'x'.repeat(100)}` } })).toThrow(/paths\.runDir: is too long for a unix socket path/);
   });
+
+  it('takes only E.164 numbers and prefixes in the caller lists, and known attestation levels', () => {
+    const withPolicy = (callerPolicy: unknown) => ({ ...LOOPBACK, edge: { ...LOOPBACK.edge, callerPolicy } });
+    // Anything Kamailio would read as more than a number (a key separator, a newline, a wildcard inside) is refused.
+    for (const entry of ['15550100', '+1555:1', '+1555\n2:deny.+1', '+1*5', '+0555', '+1234567890123456', '*', '+']) {
+      const parse = () => parseRenderInput(withPolicy({ deny: [entry] }));
+      expect(parse, entry).toThrow(/edge\.callerPolicy\.deny\[0\]: must be an E\.164/);
+    }
+    expect(() => parseRenderInput(withPolicy({ allow: ['+1 555'] }))).toThrow(/edge\.callerPolicy\.allow\[0\]/);
+    const levels = () => parseRenderInput(withPolicy({ rejectAttestation: ['D'] }));
+    expect(levels).toThrow(/edge\.callerPolicy\.rejectAttestation\[0\]/);
+    expect(() => parseRenderInput(withPolicy({ anonymous: 'maybe' }))).toThrow(/edge\.callerPolicy\.anonymous/);
+    expect(() => parseRenderInput(withPolicy({ denied: [] }))).toThrow(/edge\.callerPolicy\.denied: unknown key/);
+    const defaults = { rejectAttestation: ['failed'], anonymous: 'allow', deny: [] };
+    expect(edgeSectionSchema.parse({}).callerPolicy).toEqual(defaults);
+  });
 });
 
 describe('rendered edge', () => {
@@ -68,6 +87,24 @@ describe('rendered edge', () => {
     const twilio = renderEdge(CDK_DEFAULT)['kamailio/db/address'].content;
     expect(twilio).toContain(':2:168.86.128.0:18:0:media');
     expect(twilio).not.toMatch(/:1:168\.86\.128\.0:/);
+  });
+
+  it('turns the caller policy into the htable callers table and the refused attestation levels', () => {
+    const table = (callerPolicy: object) =>
+      renderEdge({ ...LOOPBACK, edge: { ...LOOPBACK.edge, callerPolicy } })['kamailio/db/callers'].content;
+    const rows = (callerPolicy: object) => table(callerPolicy).trim().split('\n').slice(1);
+    expect(table({})).toBe(`${CALLERS_TABLE_HEADER} \n`);
+    const denied = ['1:deny.+1555*:0:1:1:0', '2:deny.+15550100777:0:1:1:0'];
+    expect(rows({ deny: ['+1555*', '+15550100777'] })).toEqual(denied);
+    // An allow list, even an empty one, switches the allow check on; withheld numbers refused by a row too.
+    expect(rows({ allow: [], anonymous: 'reject' })).toEqual(['1:anonymous.reject:0:1:1:0', '2:allowlist:0:1:1:0']);
+    const both = ['1:deny.+1:0:1:1:0', '2:allowlist:0:1:1:0', '3:allow.+1:0:1:1:0'];
+    expect(rows({ deny: ['+1', '+1'], allow: ['+1'] })).toEqual(both);
+    expect(() => renderCallerRows({ deny: ['+1:2'], anonymous: 'allow' })).toThrow(/not a number/);
+    expect(files['kamailio/db/version'].content).toMatch(/^callers:2$/m);
+    expect(files['kamailio/edge-host.cfg'].content).toContain('#!define EDGE_REJECT_ATTESTATION "^(failed)$"');
+    expect(rejectAttestationPattern([])).toBe('^$');
+    expect(rejectAttestationPattern(['failed', 'none', 'failed'])).toBe('^(failed|none)$');
   });
 
   it('bounds what may enter and how long a 2xx waits for its ACK', () => {
@@ -197,6 +234,15 @@ describe('kamailio -c', () => {
     expect(check.output).toContain('config file ok');
     expect(check.status).toBe(0);
   });
+
+  it('accepts a caller policy with both lists and every level refused', () => {
+    const rejectAttestation = ['A', 'B', 'C', 'failed', 'none'];
+    const callerPolicy = { rejectAttestation, anonymous: 'reject', deny: ['+1*'], allow: ['+44*'] };
+    const input = { ...LOOPBACK, edge: { ...LOOPBACK.edge, callerPolicy } } as RenderInputData;
+    const check = kamailioCheck(input, 'callers');
+    expect(check.status, check.output).toBe(0);
+  });
+
 
   it('accepts the loopback example', () => {
     const check = kamailioCheck(LOOPBACK, 'loopback');

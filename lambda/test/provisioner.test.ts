@@ -2,6 +2,7 @@ import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-sec
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { CALLER_HEADERS_TO_ATTRIBUTES } from '@voice-intake/contracts';
 import { LiveKitTwirpStandIn } from './support/livekit-twirp';
 
 const API_KEY = 'APIprovisioner';
@@ -63,6 +64,11 @@ describe('LiveKit SIP provisioning custom resource', () => {
     expect(physicalId).toBe('livekit-sip:voice-intake-edge:voice-intake-per-call');
     const [trunk] = livekit.trunks.values();
     expect(trunk).toMatchObject({ name: 'voice-intake-edge', numbers: ['+14155550100'], allowedAddresses: ['10.40.0.10', '10.40.1.10'] });
+    // The edge's caller headers, and only they, become the caller's participant attributes.
+    expect(trunk.headersToAttributes).toEqual({
+      'X-Voice-Intake-Attestation': 'voiceintake.attestation',
+      'X-Voice-Intake-Caller': 'voiceintake.caller',
+    });
     const [rule] = livekit.rules.values();
     expect(rule).toMatchObject({
       name: 'voice-intake-per-call',
@@ -89,6 +95,18 @@ describe('LiveKit SIP provisioning custom resource', () => {
     expect(after.sipTrunkId).toBe(before.sipTrunkId);
     expect(after.allowedAddresses).toEqual(['10.40.0.10', '10.40.1.10', '10.40.0.11']);
     expect(after.numbers ?? []).toEqual([]);
+  });
+
+  it('restores the caller header mapping when the trunk lost it or maps more', async () => {
+    const forged = { ...CALLER_HEADERS_TO_ATTRIBUTES, 'X-Forged': 'voiceintake.attestation' };
+    for (const headersToAttributes of [{}, forged]) {
+      const [before] = livekit.trunks.values();
+      livekit.trunks.set(before.sipTrunkId, { ...before, headersToAttributes });
+      await onEvent(event('Update', baseProperties, physicalId));
+      const [after] = livekit.trunks.values();
+      expect(after.sipTrunkId).toBe(before.sipTrunkId);
+      expect(after.headersToAttributes).toEqual(CALLER_HEADERS_TO_ATTRIBUTES);
+    }
   });
 
   it('updates the dispatch rule when the agent name changes', async () => {

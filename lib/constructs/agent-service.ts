@@ -116,6 +116,8 @@ export class AgentService extends Construct {
         POLLY_ENGINE: agent.pollyEngine,
         TRANSCRIBE_LANGUAGE: agent.transcribeLanguage,
         PII_REDACTION: String(agentService.piiRedaction),
+        RECORDING_MODE: agent.recording.mode,
+        RECORDING_SAMPLE_RATE: String(agent.recording.sampleRate),
         AGENT_MAX_CALLS: String(agentService.maxCallsPerTask),
       },
       secrets: {

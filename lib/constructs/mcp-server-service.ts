@@ -130,6 +130,7 @@ export class McpServerService extends Construct {
         // {} = transfer to a person turned off: the server then offers no transfer tool.
         TRANSFER_TARGETS: JSON.stringify(mcp.transferTargets),
         ...(defaultTransferQueue ? { DEFAULT_TRANSFER_QUEUE: defaultTransferQueue } : {}),
+        CALLER_TRUST: JSON.stringify(mcp.callerTrust),
         ...(mcp.backendUrl ? { BACKEND_URL: mcp.backendUrl } : {}),
         AWS_REGION: Stack.of(this).region,
       },

@@ -140,6 +140,12 @@ export class DataStack extends VoiceIntakeStack {
       // Enrichment reacts to transcript objects through EventBridge.
       eventBridgeNotifications: true,
     }).bucket;
+    // Recordings keep their own, usually shorter, retention (S3 applies the earliest expiration of matching rules).
+    this.transcriptsBucket.addLifecycleRule({
+      id: 'recordings',
+      prefix: 'recordings/',
+      expiration: Duration.days(Math.min(data.recordingRetentionDays, data.transcriptRetentionDays)),
+    });
 
     this.auditBucket = new SecureBucket(this, 'Audit', {
       bucketName: recordBucketName(deploymentName, 'audit'),

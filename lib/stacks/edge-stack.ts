@@ -7,7 +7,12 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { EDGE_METRICS, metricsNamespace } from '@voice-intake/contracts';
-import { EDGE_LOG_EVENTS, HOST_PLACEHOLDERS, type RenderedEdge, renderEdge } from '@voice-intake/edge-config';
+import {
+  EDGE_LOG_EVENTS,
+  HOST_PLACEHOLDERS,
+  type RenderedEdge,
+  renderEdge,
+} from '@voice-intake/edge-config';
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
 import { EdgeHostHandover } from '../constructs/edge-host-handover';

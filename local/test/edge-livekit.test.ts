@@ -9,7 +9,9 @@ import { join, resolve } from 'node:path';
 import { dispose } from '@livekit/rtc-node';
 import { EDGE_LOG_EVENTS } from '@voice-intake/edge-config';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CALLER_ATTRIBUTES, callerFromAttributes } from '@voice-intake/contracts';
 import { runSippCaller, type SippCallOptions, sendUdp } from '../../edge-config/harness/harness';
+import { inDialogRequest, inviteRequest, sdp, statusOf, UdpPeer } from '../../edge-config/harness/raw-peer';
 import { LiveKitStack, loopbackEdgeExample } from '../src/stack/livekit';
 import { type CallAnswerer, callAnswererFor } from '../src/stack/room-member';
 import { callTimelines } from '../src/stack/sip-trace';
@@ -99,6 +101,67 @@ describe('edge → real LiveKit SIP on loopback', () => {
       expect(answer).not.toMatch(/127\.0\.2\.\d/);
       expect(await waitForNoMediaSessions()).toBe(0);
     } finally {
+      await answerer.stop();
+      answerer = undefined;
+    }
+  });
+});
+
+describe('the caller as the edge vouched for it', () => {
+  it('reaches the room as SIP participant attributes, spoofed headers gone, refused calls never ringing', async () => {
+    const edge = stack.edge;
+    if (!edge) throw new Error('the suite runs with the edge');
+    answerer = callAnswererFor(stack);
+    answerer.start();
+    const peer = await UdpPeer.open(stack.carrierAddress);
+    try {
+      const caller = '+15550123456';
+      const call = inviteRequest({
+        from: peer.address,
+        to: edge.layout.carrierSip,
+        number: stack.numbers[0],
+        fromUser: caller,
+        body: sdp(stack.carrierAddress, 36400),
+        // What a caller could have smuggled past the carrier: our own headers, claiming full attestation.
+        extraHeaders: [
+          'X-Twilio-VerStat: TN-Validation-Passed-B',
+          'X-Voice-Intake-Attestation: A',
+          'X-Voice-Intake-Caller: +15550100001',
+        ],
+      });
+      await peer.send(call.invite, edge.layout.carrierSip);
+      const answer = await peer.waitFor((d) => statusOf(d.text) === 200 && d.text.includes(call.callId), 60_000);
+      expect(answer, 'the call was answered').toBeDefined();
+      await peer.send(inDialogRequest('ACK', call, answer!.text, peer.address, 1), edge.layout.carrierSip);
+
+      // The SIP participant of this call (LiveKit SIP keeps the carrier's Call-ID in sip.callIDFull).
+      const rooms = [...answerer.members.keys()];
+      const participants = (await Promise.all(rooms.map((room) => stack.roomService.listParticipants(room)))).flat();
+      const sipParticipant = participants.find((p) => p.attributes['sip.callIDFull'] === call.callId);
+      expect(sipParticipant, JSON.stringify(participants.map((p) => p.attributes))).toBeDefined();
+      expect(sipParticipant!.attributes[CALLER_ATTRIBUTES.attestation]).toBe('B');
+      expect(sipParticipant!.attributes[CALLER_ATTRIBUTES.caller]).toBe(caller);
+      expect(callerFromAttributes(sipParticipant!.attributes)).toEqual({ attestation: 'B', number: caller });
+
+      await peer.send(inDialogRequest('BYE', call, answer!.text, peer.address, 2), edge.layout.carrierSip);
+      await peer.waitFor((d) => statusOf(d.text) === 200 && /CSeq: 2 BYE/.test(d.text), 10_000);
+
+      // A failed attestation never reaches LiveKit: no node processes it.
+      const refused = inviteRequest({
+        from: peer.address,
+        to: edge.layout.carrierSip,
+        number: stack.numbers[0],
+        fromUser: caller,
+        body: sdp(stack.carrierAddress, 36402),
+        extraHeaders: ['X-Twilio-VerStat: TN-Validation-Failed-A'],
+      });
+      await peer.send(refused.invite, edge.layout.carrierSip);
+      const isFinal = (d: { text: string }) => (statusOf(d.text) ?? 0) >= 200 && d.text.includes(refused.callId);
+      const declined = await peer.waitFor(isFinal, 10_000);
+      expect(declined && statusOf(declined.text)).toBe(603);
+      for (const node of stack.sipNodes) expect(invitesProcessedBy(node).has(refused.callId)).toBe(false);
+    } finally {
+      peer.close();
       await answerer.stop();
       answerer = undefined;
     }

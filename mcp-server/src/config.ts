@@ -1,4 +1,4 @@
-import { envJson, parseEnvironment } from '@voice-intake/contracts';
+import { DEFAULT_CALLER_TRUST, callerTrustSchema, envJson, parseEnvironment } from '@voice-intake/contracts';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -41,6 +41,8 @@ export const serverEnvSchema = z
     BACKEND_RETRY_BASE_MS: z.coerce.number().int().min(1).default(250),
     TRANSFER_TARGETS: envJson(transferTargetsSchema).default({ front_desk: 'sip:front-desk@pbx.example.com' }),
     DEFAULT_TRANSFER_QUEUE: z.string().default('front_desk'),
+    /** The caller trust policy (JSON, contracts' callerTrustSchema): what each attestation level may see and do. */
+    CALLER_TRUST: envJson(callerTrustSchema).default(DEFAULT_CALLER_TRUST),
     /** S3 bucket for audit records; unset = the bucket's key layout under DATA_DIR (DATA_DIR/audit/...). */
     AUDIT_BUCKET: z.string().min(1).optional(),
     /** KMS HMAC key (ARN) that seals audit segments (kms:GenerateMac); AWS deployments set this. */

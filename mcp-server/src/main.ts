@@ -73,6 +73,7 @@ async function main(): Promise<void> {
         sessionSecret,
         transferTargets: env.TRANSFER_TARGETS,
         defaultTransferQueue: env.DEFAULT_TRANSFER_QUEUE,
+        callerTrust: env.CALLER_TRUST,
         logger,
       }),
   });

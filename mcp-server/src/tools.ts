@@ -3,6 +3,9 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { type CallToolResult, CallToolRequestSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import {
+  type CallerTrust,
+  DEFAULT_CALLER_TRUST,
+  attestationMeets,
   type IntakeCase,
   MCP_SESSION_HEADER,
   type McpSession,
@@ -31,6 +34,8 @@ export interface ToolDeps {
   sessionSecret: string;
   transferTargets: Record<string, string>;
   defaultTransferQueue: string;
+  /** What each attestation level may see and do; default DEFAULT_CALLER_TRUST. */
+  callerTrust?: CallerTrust;
   logger: Logger;
   now?: () => Date;
 }
@@ -107,6 +112,17 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
     scope.close().catch((error) => deps.logger.error({ err: error }, 'audit chains not sealed closed'));
   };
   const tools = new Map<string, IntakeTool>();
+
+  // Identity proof (verify_caller) lives with this MCP session, the one call it serves; a new session proves again.
+  const trust = deps.callerTrust ?? DEFAULT_CALLER_TRUST;
+  const proven = new Set<string>();
+  const failedProofs = new Map<string, number>();
+  const isProven = (session: McpSession) => proven.has(`${session.callId}|${session.callerNumber}`);
+  /** Whether the policy lets this session's caller use `tool` (its attestation, or a proven identity). */
+  const trusted = (tool: string, session: McpSession) => {
+    const required = trust.tools[tool];
+    return required === undefined || attestationMeets(session.attestation, required) || isProven(session);
+  };
 
   /** Registers a tool for tools/list; tools/call reaches it only through handleToolCall below. */
   function define<S extends z.ZodRawShape>(
@@ -185,6 +201,12 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         `This tool needs the call's session binding (${MCP_SESSION_HEADER}: ${reason}); it cannot act for an unknown caller.`,
         {},
       );
+    } else if (session && !trusted(toolName, session)) {
+      result = failure(
+        `The caller's number is not verified enough for ${toolName} (attestation ${session.attestation}). ` +
+          'Ask for their case number and the full name on the case, and call verify_caller first.',
+        {},
+      );
     } else {
       try {
         await scope.flush(callId);
@@ -219,6 +241,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         known: z.boolean(),
         name: z.string().optional(),
         openCases: z.array(z.object({ caseId: z.string(), intakeType: z.string(), status: z.string(), updatedAt: z.string() })),
+        /** False when the caller's attestation is below callerTrust.revealCasesAt and no identity proof was given. */
+        verified: z.boolean(),
       },
     },
     true,
@@ -228,9 +252,21 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         throw new ToolFailure("For privacy I can only look up the number this call comes from, not another person's.");
       }
       if (bound === 'anonymous') {
-        return ok({ phoneNumber: bound, known: false, openCases: [] }, 'The caller withheld their number, so there is no record to look up.');
+        return ok(
+          { phoneNumber: bound, known: false, openCases: [], verified: false },
+          'The caller withheld their number, so there is no record to look up.',
+        );
       }
       const cases = await deps.cases.listCasesByPhone(bound);
+      if (!attestationMeets(session!.attestation, trust.revealCasesAt) && !isProven(session!)) {
+        // Only whether a record exists: the number may be spoofed. Details after verify_caller.
+        const known = cases.length > 0;
+        const summary = known
+          ? 'There is a record for this number. Before discussing it, ask for the case number and the full name on ' +
+            'the case and call verify_caller.'
+          : 'No record for this number: a new caller.';
+        return ok({ phoneNumber: bound, known, openCases: [], verified: false }, summary);
+      }
       const openCases = cases
         .filter((stored) => stored.status !== 'closed')
         .map(({ caseId, intakeType: type, status, updatedAt }) => ({ caseId, intakeType: type, status, updatedAt }));
@@ -239,7 +275,50 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       const summary = known
         ? `Known caller${name ? ` ${name}` : ''} with ${openCases.length} open case(s)${openCases.length ? `: ${openCases.map((c) => `${c.caseId} (${c.intakeType}, ${c.status})`).join(', ')}` : ''}.`
         : 'No record for this number: a new caller.';
-      return ok({ phoneNumber: bound, known, ...(name ? { name } : {}), openCases }, summary);
+      return ok({ phoneNumber: bound, known, ...(name ? { name } : {}), openCases, verified: true }, summary);
+    },
+  );
+
+  define(
+    'verify_caller',
+    {
+      title: "Verify the caller's identity",
+      description:
+        "Checks the caller's identity when their number alone is not trusted enough: the case number of one of their " +
+        'cases and the full name on it, as the caller says them. Only for the number this call comes from.',
+      inputSchema: {
+        caseId: z.string().min(1).max(64).describe('The case number the caller gives, e.g. C-1A2B3C4D5E6F'),
+        fullName: z.string().min(1).max(200).describe('The full name on that case, as the caller says it'),
+      },
+      outputSchema: { verified: z.boolean(), attemptsLeft: z.number().int() },
+    },
+    true,
+    async ({ caseId, fullName }, session) => {
+      const bound = session!.callerNumber;
+      const key = `${session!.callId}|${bound}`;
+      if (bound === 'anonymous') {
+        throw new ToolFailure('The caller withheld their number, so there is nothing to verify against.');
+      }
+      const failed = failedProofs.get(key) ?? 0;
+      if (failed >= trust.maxProofAttempts) {
+        throw new ToolFailure('Too many attempts to verify this caller on this call; offer a callback or a transfer.');
+      }
+      const normalize = (text: string) => text.normalize('NFKC').trim().replace(/\s+/g, ' ').toLowerCase();
+      const cases = await deps.cases.listCasesByPhone(bound);
+      const match = cases.some(
+        (stored) =>
+          stored.caseId.toUpperCase() === caseId.trim().toUpperCase() &&
+          typeof stored.fields.full_name === 'string' &&
+          normalize(stored.fields.full_name) === normalize(fullName),
+      );
+      if (match) {
+        proven.add(key);
+        return ok({ verified: true, attemptsLeft: trust.maxProofAttempts - failed }, 'The caller is verified.');
+      }
+      failedProofs.set(key, failed + 1);
+      const left = trust.maxProofAttempts - failed - 1;
+      // Which of the two did not match is not said: that would help someone guessing.
+      return ok({ verified: false, attemptsLeft: left }, `That does not match our records (${left} attempt(s) left).`);
     },
   );
 

@@ -13,6 +13,7 @@ import { type RunningServer, TEST_TOKEN, connectClient, startServer } from './su
 type ToolResult = { isError?: boolean; content: { type: string; text: string }[]; structuredContent?: Record<string, any> };
 
 const CALLER = '+14155550123';
+const RESTART_BINDING = { callId: 'call-restart', callerNumber: '+13125550100', attestation: 'A' as const };
 const dataDir = mkdtempSync(join(tmpdir(), 'mcp-data-'));
 
 /** A stand-in for the enterprise backend: fails the first `failures` requests, records what it received. */
@@ -56,7 +57,9 @@ describe('MCP server over Streamable HTTP', () => {
     backend = backendStandIn(2);
     const backendUrl = await backend.start();
     server = await startServer({ DATA_DIR: dataDir, BACKEND_URL: backendUrl, BACKEND_RETRY_BASE_MS: '5', MCP_MAX_BODY_BYTES: '8192' });
-    caller = await connectClient(server.url, { session: { callId: 'call-100', callerNumber: CALLER } });
+    // Full attestation: the default trust policy reveals this caller's own cases.
+    const binding = { callId: 'call-100', callerNumber: CALLER, attestation: 'A' as const };
+    caller = await connectClient(server.url, { session: binding });
   });
 
   afterAll(async () => {
@@ -69,7 +72,10 @@ describe('MCP server over Streamable HTTP', () => {
   it('lists the intake tools with their input schemas', async () => {
     const { tools } = await caller.listTools();
     expect(tools.map((tool) => tool.name).sort()).toEqual(
-      ['get_intake_form', 'lookup_caller', 'request_human_transfer', 'save_intake_progress', 'schedule_callback', 'search_knowledge', 'submit_intake'].sort(),
+      [
+        'get_intake_form', 'lookup_caller', 'request_human_transfer', 'save_intake_progress', 'schedule_callback',
+        'search_knowledge', 'submit_intake', 'verify_caller',
+      ].sort(),
     );
     const submit = tools.find((tool) => tool.name === 'submit_intake')!;
     expect(submit.inputSchema.required).toEqual(['intakeType']);
@@ -111,7 +117,7 @@ describe('MCP server over Streamable HTTP', () => {
   it('looks up a new caller by the number bound to the session', async () => {
     const result = await call(caller, 'lookup_caller');
     expect(result.isError).toBeFalsy();
-    expect(result.structuredContent).toEqual({ phoneNumber: CALLER, known: false, openCases: [] });
+    expect(result.structuredContent).toEqual({ phoneNumber: CALLER, known: false, openCases: [], verified: true });
   });
 
   it("refuses to look up another person's number", async () => {
@@ -271,14 +277,14 @@ describe('MCP server restarts', () => {
     const fields = { full_name: 'Grace Hopper', topic: 'billing', details: 'Charged twice this month.' };
     let server = await startServer({ DATA_DIR: dir });
     try {
-      let client = await connectClient(server.url, { session: { callId: 'call-restart', callerNumber: '+13125550100' } });
+      let client = await connectClient(server.url, { session: RESTART_BINDING });
       const first = await call(client, 'submit_intake', { intakeType: 'general_inquiry', fields });
       expect(first.structuredContent).toMatchObject({ alreadySubmitted: false, forwarded: 'not_configured' });
       await client.close();
       expect(await server.stop()).toBe(0);
 
       server = await startServer({ DATA_DIR: dir });
-      client = await connectClient(server.url, { session: { callId: 'call-restart', callerNumber: '+13125550100' } });
+      client = await connectClient(server.url, { session: RESTART_BINDING });
       const again = await call(client, 'submit_intake', { intakeType: 'general_inquiry', fields });
       expect(again.structuredContent).toMatchObject({ caseId: first.structuredContent!.caseId, alreadySubmitted: true });
       expect((await call(client, 'lookup_caller')).structuredContent).toMatchObject({ known: true, name: 'Grace Hopper' });

@@ -3,6 +3,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { type CallToolResult, McpError, type Tool as McpTool } from '@modelcontextprotocol/sdk/types.js';
 import {
+  type AttestationLevel,
   MCP_SESSION_HEADER,
   TOOL_OUTCOME_META_KEY,
   type ToolCallOutcome,
@@ -18,7 +19,7 @@ export interface McpToolsetOptions {
   /** Secret that signs the per-call session header (the server's MCP_SESSION_SECRET; defaults to the token). */
   sessionSecret?: string;
   /** The call this toolset acts for: the server takes the caller's number from here, never from the model. */
-  call: { callId: string; callerNumber: string };
+  call: { callId: string; callerNumber: string; attestation?: AttestationLevel };
   /** Per tool call. */
   callTimeoutMs?: number;
   /** Observes every call (name, arguments, result text, error, duration): the compliance log and metrics hang here. */

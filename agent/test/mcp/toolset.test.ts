@@ -38,7 +38,10 @@ describe('MCP toolset against the real MCP server', () => {
   it('exposes every MCP tool to the LLM with its JSON Schema', async () => {
     const tools = await toolset.tools();
     expect(Object.keys(tools).sort()).toEqual(
-      ['get_intake_form', 'lookup_caller', 'request_human_transfer', 'save_intake_progress', 'schedule_callback', 'search_knowledge', 'submit_intake'].sort(),
+      [
+        'get_intake_form', 'lookup_caller', 'request_human_transfer', 'save_intake_progress', 'schedule_callback',
+        'search_knowledge', 'submit_intake', 'verify_caller',
+      ].sort(),
     );
     const save = tools.save_intake_progress as unknown as { description: string; parameters: { type: string; required: string[] } };
     expect(save.description).toMatch(/Saves the fields collected/);

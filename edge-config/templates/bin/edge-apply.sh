@@ -2,7 +2,7 @@
 # Applies a rendered edge tree, delivered to every edge host by an SSM association, without dropping a call:
 #   nothing changed                 → nothing
 #   first apply (Kamailio not up)   → install the tree, start the services
-#   only the allowlist or scripts   → install them, reload the allowlist in place (edge-reload.sh)
+#   only the lists or scripts       → install them, reload the allowlist and caller lists in place (edge-reload.sh)
 #   anything else changed           → drain (edge-drain.sh: new calls 503, calls in progress to their BYE), install,
 #                                     restart the three services (a restarted Kamailio takes calls again)
 # The LiveKit node list is the node sync's: an apply never overwrites it.
@@ -12,7 +12,8 @@ CONFIG_DIR="{{CONFIG_DIR}}"
 CTL="{{CTL_SOCKET}}"
 STAGED="${1:?usage: edge-apply.sh <staged tree>}"
 NODE_LIST="kamailio/dispatcher.list"
-ALLOWLIST="kamailio/db/address"
+# Reloaded in place by edge-reload.sh: the source allowlist and the caller lists.
+LISTS="kamailio/db/address kamailio/db/callers"
 SERVICES="voice-intake-topos-redis voice-intake-rtpengine voice-intake-kamailio"
 
 # Host facts written at boot: the tree is rendered with placeholders for them.
@@ -52,9 +53,11 @@ if [ "$up" = 0 ]; then
   install_tree
   systemctl enable --now $SERVICES
   echo "edge-apply: started"
-elif [ -z "$(printf '%s\n' $changed | grep -v -e '^bin/' -e "^$ALLOWLIST\$")" ]; then
+elif [ -z "$(printf '%s\n' $changed | grep -v -e '^bin/' -e '^kamailio/db/address$' -e '^kamailio/db/callers$')" ]; then
   install_tree
-  case " $(echo $changed) " in *" $ALLOWLIST "*) "$CONFIG_DIR/bin/edge-reload.sh" ;; esac
+  for list in $LISTS; do
+    case " $(echo $changed) " in *" $list "*) "$CONFIG_DIR/bin/edge-reload.sh"; break ;; esac
+  done
   echo "edge-apply: applied in place:" $changed
 else
   "$CONFIG_DIR/bin/edge-drain.sh"

@@ -7,6 +7,7 @@ import {
   SIPInboundTrunkInfo,
   type SipClient,
 } from 'livekit-server-sdk';
+import { CALLER_HEADERS_TO_ATTRIBUTES } from '@voice-intake/contracts';
 
 /** What LiveKit must hold for calls from the edge to reach our agent: one inbound trunk, one dispatch rule. */
 export interface DesiredSipSetup {
@@ -59,8 +60,25 @@ function sameSet(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && [...a].sort().every((value, index) => value === [...b].sort()[index]);
 }
 
+/**
+ * The edge's caller headers (attestation level, caller number) become the SIP participant's attributes; no other
+ * header is mapped, so nothing else a carrier sends can pose as them.
+ */
+const HEADERS_TO_ATTRIBUTES: Record<string, string> = { ...CALLER_HEADERS_TO_ATTRIBUTES };
+
 function desiredTrunk(desired: DesiredSipSetup, sipTrunkId = ''): SIPInboundTrunkInfo {
-  return new SIPInboundTrunkInfo({ sipTrunkId, name: desired.trunkName, numbers: desired.numbers, allowedAddresses: desired.allowedAddresses });
+  return new SIPInboundTrunkInfo({
+    sipTrunkId,
+    name: desired.trunkName,
+    numbers: desired.numbers,
+    allowedAddresses: desired.allowedAddresses,
+    headersToAttributes: HEADERS_TO_ATTRIBUTES,
+  });
+}
+
+function sameMapping(a: Readonly<Record<string, string>> | undefined, b: Readonly<Record<string, string>>): boolean {
+  const entries = Object.entries(a ?? {});
+  return entries.length === Object.keys(b).length && entries.every(([key, value]) => b[key] === value);
 }
 
 function desiredRule(desired: DesiredSipSetup, trunkId: string, sipDispatchRuleId = ''): SIPDispatchRuleInfo {
@@ -91,11 +109,19 @@ export async function reconcileSip(client: SipClient, desired: DesiredSipSetup, 
   let trunk = trunks.find((candidate) => candidate.name === desired.trunkName);
   if (!trunk) {
     trunk = await withRetries(
-      () => client.createSipInboundTrunk(desired.trunkName, desired.numbers, { allowedAddresses: desired.allowedAddresses }),
+      () =>
+        client.createSipInboundTrunk(desired.trunkName, desired.numbers, {
+          allowedAddresses: desired.allowedAddresses,
+          headersToAttributes: HEADERS_TO_ATTRIBUTES,
+        }),
       retry,
     );
     changed.push('trunk created');
-  } else if (!sameSet(trunk.numbers, desired.numbers) || !sameSet(trunk.allowedAddresses, desired.allowedAddresses)) {
+  } else if (
+    !sameSet(trunk.numbers, desired.numbers) ||
+    !sameSet(trunk.allowedAddresses, desired.allowedAddresses) ||
+    !sameMapping(trunk.headersToAttributes, HEADERS_TO_ATTRIBUTES)
+  ) {
     const id = trunk.sipTrunkId;
     trunk = await withRetries(() => client.updateSipInboundTrunk(id, desiredTrunk(desired, id)), retry);
     changed.push('trunk updated');

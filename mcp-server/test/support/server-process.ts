@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { MCP_SESSION_HEADER, issueSessionHeader } from '@voice-intake/contracts';
+import { type AttestationLevel, MCP_SESSION_HEADER, issueSessionHeader } from '@voice-intake/contracts';
 import { spawnTracked, stopTracked } from '../../../test/support/processes';
 
 const WORKSPACE = join(__dirname, '..', '..');
@@ -69,7 +69,11 @@ export async function startServer(env: Record<string, string>): Promise<RunningS
 /** The official SDK client over Streamable HTTP, as the agent connects: bearer token + signed session header. */
 export async function connectClient(
   baseUrl: string,
-  options: { token?: string; session?: { callId: string; callerNumber: string }; secret?: string } = {},
+  options: {
+    token?: string;
+    session?: { callId: string; callerNumber: string; attestation?: AttestationLevel };
+    secret?: string;
+  } = {},
 ): Promise<Client> {
   const headers: Record<string, string> = { authorization: `Bearer ${options.token ?? TEST_TOKEN}` };
   if (options.session) headers[MCP_SESSION_HEADER] = issueSessionHeader(options.session, options.secret ?? TEST_TOKEN);

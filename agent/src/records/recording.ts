@@ -1,0 +1,256 @@
+/**
+ * The call's audio recording: stereo (caller left, agent right), 16-bit PCM WAV at 8 or 16 kHz, written in parts while
+ * the call runs (a killed worker loses at most the flush interval plus the hold-back), each part its own object.
+ *
+ * Audio is held back `holdbackMs` before it is written, so a PII span Transcribe reports a little after the words were
+ * spoken is silenced before the audio is stored; a span that arrives later still rewrites the part it falls in.
+ * In consent mode nothing is written until the caller agreed; refused (or never answered): nothing is ever stored.
+ */
+
+export type RecordingMode = 'off' | 'announce' | 'consent';
+export type RecordingSampleRate = 8_000 | 16_000;
+export type RecordingState = 'awaiting_consent' | 'recording' | 'refused' | 'stopped';
+
+export interface CallRecordingOptions {
+  readonly mode: Exclude<RecordingMode, 'off'>;
+  readonly sampleRate: RecordingSampleRate;
+  readonly callId: string;
+  /** Stores one part (a complete WAV file) under `key`; called again with the same key when a part is re-silenced. */
+  readonly put: (key: string, body: Buffer) => Promise<void>;
+  /** Writes a record to the call's audit chain (start, consent, stop). */
+  readonly audit: (subject: string, payload: Record<string, unknown>) => void;
+  /** Default 3000 ms. */
+  readonly holdbackMs?: number;
+}
+
+/** Where a call's parts live in the transcripts bucket (its own prefix: its own lifecycle rule). */
+export const RECORDINGS_PREFIX = 'recordings/';
+export const recordingPartKey = (callId: string, part: number) =>
+  `${RECORDINGS_PREFIX}${callId}/part-${String(part).padStart(6, '0')}.wav`;
+
+/** Parts kept in memory after they were written, so a late PII span can still silence them. */
+const PARTS_KEPT = 3;
+
+interface WrittenPart {
+  readonly key: string;
+  readonly start: number;
+  readonly left: Int16Array;
+  readonly right: Int16Array;
+}
+
+/** A 44-byte RIFF/WAVE header and interleaved 16-bit little-endian samples, left first. */
+export function encodeStereoWav(left: Int16Array, right: Int16Array, sampleRate: number): Buffer {
+  const frames = Math.min(left.length, right.length);
+  const data = Buffer.alloc(frames * 4);
+  for (let i = 0; i < frames; i += 1) {
+    data.writeInt16LE(left[i], i * 4);
+    data.writeInt16LE(right[i], i * 4 + 2);
+  }
+  const header = Buffer.alloc(44);
+  header.write('RIFF', 0, 'ascii');
+  header.writeUInt32LE(36 + data.length, 4);
+  header.write('WAVE', 8, 'ascii');
+  header.write('fmt ', 12, 'ascii');
+  header.writeUInt32LE(16, 16);
+  header.writeUInt16LE(1, 20); // PCM
+  header.writeUInt16LE(2, 22); // channels
+  header.writeUInt32LE(sampleRate, 24);
+  header.writeUInt32LE(sampleRate * 4, 28);
+  header.writeUInt16LE(4, 32);
+  header.writeUInt16LE(16, 34);
+  header.write('data', 36, 'ascii');
+  header.writeUInt32LE(data.length, 40);
+  return Buffer.concat([header, data]);
+}
+
+/** Mono 16-bit audio at `from` Hz to `to` Hz: mean of each output sample's input span (down), nearest sample (up). */
+export function resample(samples: Int16Array, from: number, to: number): Int16Array {
+  if (from === to) return samples;
+  const out = new Int16Array(Math.floor((samples.length * to) / from));
+  const ratio = from / to;
+  for (let j = 0; j < out.length; j += 1) {
+    const begin = Math.floor(j * ratio);
+    const end = Math.max(begin + 1, Math.min(samples.length, Math.floor((j + 1) * ratio)));
+    let sum = 0;
+    for (let i = begin; i < end; i += 1) sum += samples[i];
+    out[j] = Math.round(sum / (end - begin));
+  }
+  return out;
+}
+
+/** A growable channel of samples from `base` (the first sample not yet written out) on. */
+class Channel {
+  samples = new Int16Array(0);
+
+  /** Mixes `audio` in at absolute sample `at` (sums, clipped): both sides may overlap their own earlier frames. */
+  put(at: number, audio: Int16Array, base: number): void {
+    let offset = at - base;
+    let source = audio;
+    if (offset < 0) {
+      source = audio.subarray(-offset);
+      offset = 0;
+    }
+    if (source.length === 0) return;
+    const needed = offset + source.length;
+    if (needed > this.samples.length) {
+      const grown = new Int16Array(Math.max(needed, this.samples.length * 2));
+      grown.set(this.samples);
+      this.samples = grown;
+    }
+    for (let i = 0; i < source.length; i += 1) {
+      this.samples[offset + i] = Math.max(-32768, Math.min(32767, this.samples[offset + i] + source[i]));
+    }
+  }
+
+  /** Removes and returns the first `count` samples (zero-filled where nothing was heard). */
+  take(count: number): Int16Array {
+    const out = new Int16Array(count);
+    out.set(this.samples.subarray(0, Math.min(count, this.samples.length)));
+    this.samples = this.samples.slice(Math.min(count, this.samples.length));
+    return out;
+  }
+
+  clear(): void {
+    this.samples = new Int16Array(0);
+  }
+}
+
+export class CallRecording {
+  private stateNow: RecordingState;
+  private readonly caller = new Channel();
+  private readonly agent = new Channel();
+  /** Absolute index (at sampleRate, from the recording's start) of the first sample not yet written. */
+  private written = 0;
+  private nextPart = 1;
+  private readonly parts: string[] = [];
+  private readonly recent: WrittenPart[] = [];
+  private readonly silenced: { start: number; end: number }[] = [];
+  private writing: Promise<void> = Promise.resolve();
+  private readonly failed: string[] = [];
+
+  constructor(private readonly options: CallRecordingOptions) {
+    this.stateNow = options.mode === 'consent' ? 'awaiting_consent' : 'recording';
+    options.audit('started', {
+      mode: options.mode,
+      sampleRate: options.sampleRate,
+      channels: { left: 'caller', right: 'agent' },
+      state: this.stateNow,
+    });
+  }
+
+  get state(): RecordingState {
+    return this.stateNow;
+  }
+
+  /** Keys of the parts written so far, in order (for the transcript and the call report). */
+  get partKeys(): readonly string[] {
+    return [...this.parts];
+  }
+
+  private accepts(): boolean {
+    return this.stateNow === 'recording' || this.stateNow === 'awaiting_consent';
+  }
+
+  private sampleAt(ms: number): number {
+    return Math.round((ms * this.options.sampleRate) / 1000);
+  }
+
+  /** Caller audio, `atMs` after the recording started. */
+  callerAudio(samples: Int16Array, sampleRate: number, atMs: number): void {
+    if (!this.accepts()) return;
+    this.caller.put(this.sampleAt(atMs), resample(samples, sampleRate, this.options.sampleRate), this.written);
+  }
+
+  /** Agent audio (what the caller hears from the agent), `atMs` after the recording started. */
+  agentAudio(samples: Int16Array, sampleRate: number, atMs: number): void {
+    if (!this.accepts()) return;
+    this.agent.put(this.sampleAt(atMs), resample(samples, sampleRate, this.options.sampleRate), this.written);
+  }
+
+  /** The caller's answer to the recording question (consent mode). Refused: everything held is dropped, for good. */
+  consent(granted: boolean): void {
+    if (this.stateNow !== 'awaiting_consent') return;
+    this.options.audit('consent', { granted });
+    if (granted) {
+      this.stateNow = 'recording';
+      return;
+    }
+    this.stateNow = 'refused';
+    this.caller.clear();
+    this.agent.clear();
+  }
+
+  /**
+   * Silences [startMs, endMs) on both channels (the agent may repeat what the caller said): in audio not yet
+   * written, and in a recent part by rewriting it.
+   */
+  silence(startMs: number, endMs: number): Promise<void> {
+    const span = { start: this.sampleAt(startMs), end: this.sampleAt(endMs) };
+    if (span.end <= span.start) return this.writing;
+    this.silenced.push(span);
+    for (const part of this.recent) {
+      const from = Math.max(span.start, part.start) - part.start;
+      const to = Math.min(span.end, part.start + part.left.length) - part.start;
+      if (to <= from) continue;
+      part.left.fill(0, from, to);
+      part.right.fill(0, from, to);
+      this.enqueue(part.key, encodeStereoWav(part.left, part.right, this.options.sampleRate));
+    }
+    return this.writing;
+  }
+
+  /** Writes what is older than the hold-back as the next part (only while recording). */
+  flush(nowMs: number): Promise<void> {
+    if (this.stateNow !== 'recording') return this.writing;
+    this.writeUpTo(this.sampleAt(nowMs - (this.options.holdbackMs ?? 3_000)));
+    return this.writing;
+  }
+
+  /** Writes everything left (consent never given: nothing) and records the stop. */
+  async stop(nowMs: number): Promise<readonly string[]> {
+    if (this.stateNow === 'stopped') return this.partKeys;
+    if (this.stateNow === 'awaiting_consent') this.consent(false);
+    if (this.stateNow === 'recording') this.writeUpTo(this.sampleAt(nowMs));
+    await this.writing;
+    const state = this.stateNow;
+    this.stateNow = 'stopped';
+    this.options.audit('stopped', {
+      parts: this.partKeys,
+      failedParts: [...this.failed],
+      consentRefused: state === 'refused',
+    });
+    return this.partKeys;
+  }
+
+  private writeUpTo(end: number): void {
+    const count = end - this.written;
+    if (count <= 0) return;
+    const start = this.written;
+    const left = this.caller.take(count);
+    const right = this.agent.take(count);
+    for (const span of this.silenced) {
+      const from = Math.max(span.start, start) - start;
+      const to = Math.min(span.end, end) - start;
+      if (to > from) {
+        left.fill(0, from, to);
+        right.fill(0, from, to);
+      }
+    }
+    this.written = end;
+    const key = recordingPartKey(this.options.callId, this.nextPart);
+    this.nextPart += 1;
+    this.parts.push(key);
+    this.recent.push({ key, start, left, right });
+    if (this.recent.length > PARTS_KEPT) this.recent.shift();
+    this.enqueue(key, encodeStereoWav(left, right, this.options.sampleRate));
+  }
+
+  /** Writes in order: a rewrite of a part never lands before the part itself. A failed write is named at stop. */
+  private enqueue(key: string, body: Buffer): void {
+    this.writing = this.writing.then(() =>
+      this.options.put(key, body).catch(() => {
+        if (!this.failed.includes(key)) this.failed.push(key);
+      }),
+    );
+  }
+}

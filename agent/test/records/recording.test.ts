@@ -1,0 +1,158 @@
+import { describe, expect, it } from 'vitest';
+import {
+  CallRecording,
+  type CallRecordingOptions,
+  encodeStereoWav,
+  recordingPartKey,
+  resample,
+} from '../../src/records/recording';
+
+/** A WAV file read back: format fields and both channels. */
+function readWav(body: Buffer) {
+  expect(body.toString('ascii', 0, 4)).toBe('RIFF');
+  expect(body.toString('ascii', 8, 12)).toBe('WAVE');
+  const channels = body.readUInt16LE(22);
+  const sampleRate = body.readUInt32LE(24);
+  const bits = body.readUInt16LE(34);
+  const dataBytes = body.readUInt32LE(40);
+  expect(body.length).toBe(44 + dataBytes);
+  const left: number[] = [];
+  const right: number[] = [];
+  for (let offset = 44; offset < body.length; offset += 4) {
+    left.push(body.readInt16LE(offset));
+    right.push(body.readInt16LE(offset + 2));
+  }
+  return { channels, sampleRate, bits, left, right };
+}
+
+function harness(overrides: Partial<CallRecordingOptions> = {}) {
+  const stored = new Map<string, Buffer>();
+  const writes: string[] = [];
+  const audit: [string, Record<string, unknown>][] = [];
+  const recording = new CallRecording({
+    mode: 'announce',
+    sampleRate: 8_000,
+    callId: 'call-rec-1',
+    holdbackMs: 1_000,
+    put: async (key, body) => {
+      writes.push(key);
+      stored.set(key, body);
+    },
+    audit: (subject, payload) => void audit.push([subject, payload]),
+    ...overrides,
+  });
+  return { recording, stored, writes, audit };
+}
+
+/** `ms` of a constant level at `rate` Hz. */
+const level = (value: number, ms: number, rate = 8_000) => new Int16Array((rate * ms) / 1000).fill(value);
+
+describe('call recording', () => {
+  it('writes stereo parts during the call: caller left, agent right, at the configured rate', async () => {
+    const { recording, stored, writes, audit } = harness();
+    // 48 kHz in (LiveKit's rate) → 8 kHz out; the caller speaks 0–1 s, the agent answers 1–2 s.
+    recording.callerAudio(level(1000, 1000, 48_000), 48_000, 0);
+    recording.agentAudio(level(-2000, 1000, 48_000), 48_000, 1000);
+    await recording.flush(2_500); // hold-back 1 s: 0–1.5 s is written
+    expect(writes).toEqual([recordingPartKey('call-rec-1', 1)]);
+    const first = readWav(stored.get(writes[0])!);
+    expect(first).toMatchObject({ channels: 2, sampleRate: 8_000, bits: 16 });
+    expect(first.left).toHaveLength(12_000);
+    expect(first.left.slice(0, 8_000).every((s) => s === 1000)).toBe(true);
+    expect(first.left.slice(8_000).every((s) => s === 0)).toBe(true);
+    expect(first.right.slice(0, 8_000).every((s) => s === 0)).toBe(true);
+    expect(first.right.slice(8_000).every((s) => s === -2000)).toBe(true);
+
+    const parts = await recording.stop(2_000);
+    expect(parts).toEqual([recordingPartKey('call-rec-1', 1), recordingPartKey('call-rec-1', 2)]);
+    const second = readWav(stored.get(parts[1])!);
+    expect(second.left).toHaveLength(4_000);
+    expect(second.right.every((s) => s === -2000)).toBe(true);
+    expect(audit.map(([subject]) => subject)).toEqual(['started', 'stopped']);
+    expect(audit[0][1]).toMatchObject({
+      mode: 'announce',
+      sampleRate: 8_000,
+      channels: { left: 'caller', right: 'agent' },
+    });
+    expect(audit[1][1]).toMatchObject({ parts, failedParts: [], consentRefused: false });
+  });
+
+  it('stores nothing when the caller refuses consent, or never answers', async () => {
+    for (const answer of [false, undefined]) {
+      const { recording, writes, audit } = harness({ mode: 'consent' });
+      expect(recording.state).toBe('awaiting_consent');
+      recording.callerAudio(level(1000, 2000), 8_000, 0);
+      await recording.flush(10_000); // nothing is written while consent is pending
+      expect(writes).toEqual([]);
+      if (answer !== undefined) recording.consent(answer);
+      recording.callerAudio(level(1000, 2000), 8_000, 2000);
+      expect(await recording.stop(10_000)).toEqual([]);
+      expect(writes).toEqual([]);
+      expect(audit.find(([subject]) => subject === 'consent')?.[1]).toEqual({ granted: false });
+      expect(audit.at(-1)).toEqual(['stopped', { parts: [], failedParts: [], consentRefused: true }]);
+    }
+  });
+
+  it('records from the start once the caller agrees (the question and answer included)', async () => {
+    const { recording, stored } = harness({ mode: 'consent', sampleRate: 16_000 });
+    recording.agentAudio(level(500, 1000, 16_000), 16_000, 0);
+    recording.consent(true);
+    const [key] = await recording.stop(1000);
+    const wav = readWav(stored.get(key)!);
+    expect(wav.sampleRate).toBe(16_000);
+    expect(wav.right.every((s) => s === 500)).toBe(true);
+  });
+
+  it('silences PII spans in stored audio: held back, or rewritten in a part already stored', async () => {
+    const { recording, stored, writes } = harness();
+    recording.callerAudio(level(1000, 4000), 8_000, 0);
+    recording.agentAudio(level(700, 4000), 8_000, 0);
+    // Transcribe marks 0.5–1.0 s as PII before that audio is written (within the hold-back).
+    await recording.silence(500, 1000);
+    await recording.flush(3_000); // writes 0–2 s
+    // A late span (2.5–3.0 s) for audio not yet written, and one (1.5–2.5 s) reaching into the stored part.
+    await recording.silence(1500, 2500);
+    await recording.silence(2500, 3000);
+    await recording.stop(4_000);
+    const first = readWav(stored.get(recordingPartKey('call-rec-1', 1))!);
+    const second = readWav(stored.get(recordingPartKey('call-rec-1', 2))!);
+    const silent = (samples: number[], from: number, to: number) => samples.slice(from, to).every((s) => s === 0);
+    const loud = (samples: number[], from: number, to: number) => samples.slice(from, to).every((s) => s !== 0);
+    for (const channel of [first.left, first.right]) {
+      expect(loud(channel, 0, 4_000)).toBe(true);
+      expect(silent(channel, 4_000, 8_000)).toBe(true);
+      expect(loud(channel, 8_000, 12_000)).toBe(true);
+      expect(silent(channel, 12_000, 16_000)).toBe(true);
+    }
+    for (const channel of [second.left, second.right]) {
+      expect(silent(channel, 0, 8_000)).toBe(true); // 2.0–3.0 s
+      expect(loud(channel, 8_000, 16_000)).toBe(true);
+    }
+    // The first part was written, then rewritten silenced.
+    expect(writes.filter((key) => key === recordingPartKey('call-rec-1', 1))).toHaveLength(2);
+  });
+
+  it('names a part it could not store, and keeps writing the next ones', async () => {
+    let failNext = true;
+    const { recording, audit } = harness({
+      put: async () => {
+        if (failNext) {
+          failNext = false;
+          throw new Error('Service Unavailable');
+        }
+      },
+    });
+    recording.callerAudio(level(1, 3000), 8_000, 0);
+    await recording.flush(2_000);
+    const parts = await recording.stop(3_000);
+    expect(parts).toHaveLength(2);
+    expect(audit.at(-1)?.[1]).toMatchObject({ parts, failedParts: [parts[0]] });
+  });
+
+  it('encodes and resamples as WAV players and the channel layout expect', () => {
+    const wav = encodeStereoWav(Int16Array.from([1, 2]), Int16Array.from([-1, -2]), 8_000);
+    expect(wav.readUInt32LE(28)).toBe(32_000); // byte rate: 8000 frames × 2 channels × 2 bytes
+    expect([...wav.subarray(44)]).toEqual([1, 0, 255, 255, 2, 0, 254, 255]);
+    expect([...resample(Int16Array.from([0, 6, 3, 3, 9, 0]), 48_000, 16_000)]).toEqual([3, 4]);
+  });
+});
