@@ -7,3 +7,4 @@ export * from './intake';
 export * from './enrichment';
 export * from './mcp-session';
 export * from './metrics';
+export * from './backoff';

@@ -10,7 +10,6 @@ import { APIError, initializeLogger, llm, type metrics } from '@livekit/agents';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BedrockLLM, type BedrockLLMOptions, toCompletionUsage } from '../../src/plugins/aws/llm.js';
-import { backoffDelayMs } from '../../src/plugins/aws/retry.js';
 
 initializeLogger({ pretty: false, level: 'silent' });
 const bedrock = mockClient(BedrockRuntimeClient);
@@ -274,12 +273,6 @@ describe('BedrockLLM', () => {
 });
 
 describe('helpers', () => {
-  it('backs off exponentially within the cap', () => {
-    const opts = { baseDelayMs: 100, maxDelayMs: 1000, random: () => 1 };
-    expect([0, 1, 2, 3, 4].map((a) => backoffDelayMs(a, opts))).toEqual([100, 200, 400, 800, 1000]);
-    expect(backoffDelayMs(2, { ...opts, random: () => 0 })).toBe(200);
-  });
-
   it('counts cache reads and writes as prompt tokens', () => {
     expect(
       toCompletionUsage({ inputTokens: 10, outputTokens: 4, totalTokens: 14, cacheReadInputTokens: 0, cacheWriteInputTokens: 900 }),

@@ -17,4 +17,4 @@ export {
   PollyTTS,
   type PollyTTSOptions,
 } from './tts.js';
-export type { BackoffOptions } from './retry.js';
+export type { BackoffOptions } from '@voice-intake/contracts';

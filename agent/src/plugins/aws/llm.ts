@@ -15,7 +15,7 @@ import {
 } from '@livekit/agents';
 import { hasToolHistory, toBedrockConversation, toBedrockToolConfig } from './bedrock-format.js';
 import { exceptionFromStreamMember, isAbortError, isRetryableAwsError, isThrottlingError, toAPIError } from './errors.js';
-import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, sleep } from './retry.js';
+import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, sleep } from '@voice-intake/contracts';
 import { stripUndefined } from './util.js';
 
 export interface BedrockLLMOptions {

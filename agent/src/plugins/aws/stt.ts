@@ -18,7 +18,7 @@ import {
 } from '@livekit/agents';
 import type { AudioFrame } from '@livekit/rtc-node';
 import { exceptionFromStreamMember, isRetryableAwsError, toAPIError } from './errors.js';
-import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, sleep } from './retry.js';
+import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, sleep } from '@voice-intake/contracts';
 import { stripUndefined } from './util.js';
 
 export interface TranscribeSTTOptions {
