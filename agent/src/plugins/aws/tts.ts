@@ -18,8 +18,9 @@ import {
   tts,
 } from '@livekit/agents';
 import type { AudioFrame } from '@livekit/rtc-node';
-import { exceptionFromStreamMember, isAbortError, toAPIError } from './errors.js';
-import { stripUndefined } from './util.js';
+import { isAbortError, toAPIError } from './errors.js';
+import { StallWatch } from './stall.js';
+import { stripUndefined, warmUpClient } from './util.js';
 
 export interface PollyTTSOptions {
   /** Polly voice ID. Default `Ruth`. */
@@ -66,6 +67,10 @@ export class PollyTTS extends tts.TTS {
   readonly #opts: PollyTTSOptions;
   readonly #client: PollyClient;
   readonly #ownsClient: boolean;
+  /** Sentence chunking for engines that cannot stream: one adapter for the plugin's life, closed with it. */
+  #streamAdapter: tts.StreamAdapter | undefined;
+  #prewarm?: Promise<void>;
+  readonly #closing = new AbortController();
 
   constructor(opts: Partial<PollyTTSOptions> = {}) {
     const merged = { ...DEFAULT_POLLY_TTS_OPTIONS, ...stripUndefined(opts) };
@@ -76,7 +81,8 @@ export class PollyTTS extends tts.TTS {
       log().warn({ engine: merged.engine }, 'Polly streaming synthesis needs the generative engine; using sentence chunking');
     }
     this.#ownsClient = !opts.client;
-    this.#client = opts.client ?? new PollyClient({ region: opts.region });
+    // One retry owner: the framework's (connOptions). SDK retries would multiply its attempts.
+    this.#client = opts.client ?? new PollyClient({ region: opts.region, maxAttempts: 1 });
   }
 
   override get model(): string {
@@ -99,10 +105,20 @@ export class PollyTTS extends tts.TTS {
     if (this.capabilities.streaming) {
       return new PollySynthesizeStream(this, this.#client, this.#opts, options?.connOptions);
     }
-    return new tts.StreamAdapter(this, new tokenize.basic.SentenceTokenizer()).stream(options);
+    this.#streamAdapter ??= new tts.StreamAdapter(this, new tokenize.basic.SentenceTokenizer());
+    return this.#streamAdapter.stream(options);
+  }
+
+  /** Credentials and region resolved before the first reply (best effort, once). */
+  prewarm(): void {
+    this.#prewarm ??= warmUpClient(this.#client, this.#closing.signal).catch(() => undefined);
   }
 
   override async close(): Promise<void> {
+    this.#closing.abort();
+    await this.#prewarm;
+    await this.#streamAdapter?.close();
+    this.#streamAdapter = undefined;
     if (this.#ownsClient) this.#client.destroy();
   }
 }
@@ -139,6 +155,7 @@ export class PollyChunkedStream extends tts.ChunkedStream {
   label = 'aws.PollyChunkedStream';
   readonly #client: PollyClient;
   readonly #opts: PollyTTSOptions;
+  readonly #timeoutMs: number;
 
   constructor(
     owner: PollyTTS,
@@ -151,38 +168,56 @@ export class PollyChunkedStream extends tts.ChunkedStream {
     super(text, owner, connOptions, abortSignal);
     this.#client = client;
     this.#opts = opts;
+    this.#timeoutMs = connOptions.timeoutMs;
   }
 
+  /**
+   * One attempt. Retryable failures are retried by the framework's loop, which starts the text over: that is only
+   * right while no audio went out. Once a frame was pushed a failure is final, or the caller would hear it twice.
+   */
   protected async run(): Promise<void> {
-    const requestId = shortuuid('polly_');
+    let requestId = shortuuid('polly_');
+    let pushed = false;
     const frames = new FrameEmitter(this.#opts, (frame, final) => {
-      if (!this.queue.closed) this.queue.put({ requestId, segmentId: requestId, frame, final });
+      if (this.queue.closed) return;
+      pushed = true;
+      this.queue.put({ requestId, segmentId: requestId, frame, final });
     });
+    const voice = `polly ${this.#opts.voice}/${this.#opts.engine}`;
+    const watch = new StallWatch(this.#timeoutMs, voice, this.abortSignal);
     try {
       for (const text of splitForPolly(this.inputText, this.#opts.textType)) {
-        const response = await this.#client.send(
-          new SynthesizeSpeechCommand({
-            Text: text,
-            TextType: this.#opts.textType,
-            VoiceId: this.#opts.voice as VoiceId,
-            Engine: this.#opts.engine,
-            LanguageCode: this.#opts.language as PollyLanguageCode | undefined,
-            LexiconNames: this.#opts.lexiconNames,
-            OutputFormat: 'pcm',
-            SampleRate: String(this.#opts.sampleRate),
-          }),
-          { abortSignal: this.abortSignal },
+        const response = await watch.race(
+          this.#client.send(
+            new SynthesizeSpeechCommand({
+              Text: text,
+              TextType: this.#opts.textType,
+              VoiceId: this.#opts.voice as VoiceId,
+              Engine: this.#opts.engine,
+              LanguageCode: this.#opts.language as PollyLanguageCode | undefined,
+              LexiconNames: this.#opts.lexiconNames,
+              OutputFormat: 'pcm',
+              SampleRate: String(this.#opts.sampleRate),
+            }),
+            { abortSignal: watch.signal },
+          ),
         );
+        watch.touch();
+        if (!pushed) requestId = response.$metadata?.requestId ?? requestId;
         // Frames go out as Polly's bytes arrive, not once the whole clip is in.
-        for await (const chunk of (response.AudioStream ?? []) as AsyncIterable<Uint8Array>) {
+        for await (const chunk of watch.events((response.AudioStream ?? []) as AsyncIterable<Uint8Array>)) {
           if (this.abortSignal.aborted) return;
           frames.write(chunk);
         }
+        if (watch.timedOut) throw watch.error();
       }
       frames.end();
     } catch (error) {
-      if (this.abortSignal.aborted || isAbortError(error)) return;
-      throw toAPIError(error, `polly ${this.#opts.voice}/${this.#opts.engine}`);
+      if (this.abortSignal.aborted) return;
+      if (!watch.timedOut && isAbortError(error)) return;
+      throw toAPIError(watch.timedOut ? watch.error() : error, voice, pushed ? { retryable: false } : {});
+    } finally {
+      watch.stop();
     }
   }
 }
@@ -215,12 +250,14 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
 
   async #runSegment(firstText: string): Promise<void> {
     const segmentId = shortuuid('polly_');
+    let requestId = segmentId;
     const frames = new FrameEmitter(this.#opts, (frame, final) => {
-      if (!this.queue.closed) this.queue.put({ requestId: segmentId, segmentId, frame, final });
+      if (!this.queue.closed) this.queue.put({ requestId, segmentId, frame, final });
     });
     this.markStarted();
+    const watch = new StallWatch(this.connOptions.timeoutMs, `polly stream ${this.#opts.voice}`, this.abortSignal);
     try {
-      const response = await this.#client.send(
+      const response = await watch.race(this.#client.send(
         new StartSpeechSynthesisStreamCommand({
           Engine: this.#opts.engine,
           VoiceId: this.#opts.voice as VoiceId,
@@ -228,31 +265,34 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
           LexiconNames: this.#opts.lexiconNames,
           OutputFormat: 'pcm',
           SampleRate: String(this.#opts.sampleRate),
-          ActionStream: this.#textEvents(firstText),
+          ActionStream: this.#textEvents(firstText, watch),
         }),
-        { abortSignal: this.abortSignal },
-      );
-      for await (const event of response.EventStream ?? []) {
+        { abortSignal: watch.signal },
+      ));
+      requestId = response.$metadata?.requestId ?? requestId;
+      for await (const event of watch.events(response.EventStream ?? [])) {
         if (this.abortSignal.aborted) return;
         if (event.AudioEvent?.AudioChunk) {
           frames.write(event.AudioEvent.AudioChunk);
         } else if (event.StreamClosedEvent) {
           break;
-        } else {
-          const exception = exceptionFromStreamMember(event);
-          if (exception) throw exception;
         }
+        // Modelled stream exceptions are thrown by the SDK's event-stream reader; unknown members are skipped.
       }
+      if (watch.timedOut) throw watch.error();
       frames.end();
     } catch (error) {
-      if (this.abortSignal.aborted || isAbortError(error)) return;
+      if (this.abortSignal.aborted) return;
+      if (!watch.timedOut && isAbortError(error)) return;
       // Audio of this segment may already be playing: a retry would repeat it.
-      throw toAPIError(error, `polly stream ${this.#opts.voice}`, { retryable: false });
+      throw toAPIError(watch.timedOut ? watch.error() : error, `polly stream ${this.#opts.voice}`, { retryable: false });
+    } finally {
+      watch.stop();
     }
   }
 
   /** Text events for one segment: whole words as they arrive, then a forced flush and close. */
-  async *#textEvents(firstText: string): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
+  async *#textEvents(firstText: string, watch: StallWatch): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
     const textType = this.#opts.textType;
     let buffer = firstText;
     const takeWords = (): string => {
@@ -265,7 +305,10 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
     let words = takeWords();
     if (words.trim()) yield { TextEvent: { Text: words, TextType: textType } };
     while (!this.abortSignal.aborted) {
+      // Polly owes no audio while the LLM has not written more: the stall clock waits with it.
+      watch.pause();
       const next = await this.input.next();
+      watch.touch();
       if (next.done || next.value === tts.SynthesizeStream.FLUSH_SENTINEL) break;
       buffer += next.value;
       words = takeWords();

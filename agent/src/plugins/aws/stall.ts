@@ -1,0 +1,97 @@
+import { APITimeoutError } from '@livekit/agents';
+
+/**
+ * The framework's `connOptions.timeoutMs`, applied as upstream plugins do: a request whose first event does not come
+ * within the timeout, or that goes quiet for as long between events, is aborted (its SDK request too) and fails with
+ * a retryable `APITimeoutError`, so the retry or fallback logic acts instead of the caller waiting in silence.
+ */
+export class StallWatch {
+  readonly #controller = new AbortController();
+  readonly #timeoutMs: number;
+  readonly #what: string;
+  readonly #parent?: AbortSignal;
+  readonly #onParentAbort = () => this.#controller.abort(this.#parent?.reason);
+  /** Settles only by rejecting, when the request is aborted: raced against every await on the service. */
+  readonly #aborted: Promise<never>;
+  #timer: NodeJS.Timeout | undefined;
+  #timedOut = false;
+
+  constructor(timeoutMs: number, what: string, parent?: AbortSignal) {
+    this.#timeoutMs = timeoutMs;
+    this.#what = what;
+    this.#parent = parent;
+    this.#aborted = new Promise<never>((_, reject) => {
+      this.#controller.signal.addEventListener('abort', () => reject(this.#controller.signal.reason), { once: true });
+    });
+    // Nobody may be racing it yet when it rejects.
+    this.#aborted.catch(() => undefined);
+    if (parent?.aborted) this.#controller.abort(parent.reason);
+    else parent?.addEventListener('abort', this.#onParentAbort, { once: true });
+    this.touch();
+  }
+
+  /** Aborts with the service's request: pass it to the SDK call. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** Whether the request was aborted because it stalled (not because the stream was closed). */
+  get timedOut(): boolean {
+    return this.#timedOut;
+  }
+
+  /** Something arrived: the next must come within the timeout. */
+  touch(): void {
+    clearTimeout(this.#timer);
+    if (this.#controller.signal.aborted) return;
+    this.#timer = setTimeout(() => {
+      this.#timedOut = true;
+      this.#controller.abort(this.error());
+    }, this.#timeoutMs);
+  }
+
+  /** Nothing is owed by the service meanwhile (e.g. we have nothing to send): stop the clock until `touch`. */
+  pause(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** The request is over: no timer, no listener left behind. */
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#parent?.removeEventListener('abort', this.#onParentAbort);
+  }
+
+  /** Ends the request (not a stall): the session is over. */
+  abort(): void {
+    this.stop();
+    this.#controller.abort();
+  }
+
+  error(): APITimeoutError {
+    return new APITimeoutError({ message: `${this.#what}: no response for ${this.#timeoutMs} ms`, options: { retryable: true } });
+  }
+
+  /** `promise`, unless the request is aborted first (a stalled socket may never settle it). */
+  race<T>(promise: Promise<T>): Promise<T> {
+    return Promise.race([promise, this.#aborted]);
+  }
+
+  /** Iterates `source`, each event touching the watch; ends by throwing when the request is aborted. */
+  async *events<T>(source: AsyncIterable<T> | Iterable<T>): AsyncGenerator<T> {
+    const iterator: AsyncIterator<T> | Iterator<T> =
+      Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : source[Symbol.iterator]();
+    try {
+      for (;;) {
+        const next = await this.race(Promise.resolve(iterator.next()));
+        if (next.done) return;
+        this.touch();
+        yield next.value;
+      }
+    } finally {
+      // Not awaited: a stalled source may never finish returning.
+      void Promise.resolve(iterator.return?.()).catch(() => undefined);
+    }
+  }
+}
