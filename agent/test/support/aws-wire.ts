@@ -1,5 +1,6 @@
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
 import { EventStreamCodec, type Message } from '@smithy/core/event-streams';
 
 /**
@@ -40,15 +41,19 @@ export function exceptionFrame(exceptionType: string, message: string): Uint8Arr
   });
 }
 
-/** Reads an event-stream request body: each signed envelope's payload is the client's own message. */
-export async function* requestEvents(body: AsyncIterable<Buffer>): AsyncGenerator<Message> {
-  const envelopes = new EventStreamCodec(
-    (bytes) => Buffer.from(bytes).toString('utf8'),
-    (text) => new Uint8Array(Buffer.from(text, 'utf8')),
-  );
-  for await (const chunk of body) {
-    envelopes.feed(chunk);
-    for (const envelope of envelopes.getAvailableMessages().getMessages()) {
+/**
+ * Reads an event-stream request body: each signed envelope's payload is the client's own message. A handler that
+ * stops reading early does not reset the stream (what breaking out of a stream's iterator would do): it answers on.
+ */
+export async function* requestEvents(body: Readable): AsyncGenerator<Message> {
+  // The codec decodes whole messages only: frame them by their length prelude first.
+  let pending = Buffer.alloc(0);
+  for await (const chunk of body.iterator({ destroyOnReturn: false })) {
+    pending = Buffer.concat([pending, chunk as Buffer]);
+    while (pending.length >= 4 && pending.length >= pending.readUInt32BE(0)) {
+      const length = pending.readUInt32BE(0);
+      const envelope = codec.decode(new Uint8Array(pending.subarray(0, length)));
+      pending = pending.subarray(length);
       // The last envelope is empty: the end of the client's stream.
       if (envelope.body.byteLength === 0) return;
       yield codec.decode(envelope.body);

@@ -49,7 +49,7 @@ const HTTP2_TRANSPORT_MESSAGES = /HTTP\/2 stream is abnormally aborted|http2 req
 /** A failure of the connection to AWS (reset, refused, HTTP/2 stream or session error): worth another request. */
 export function isNetworkError(error: unknown): boolean {
   const e = asAwsError(error);
-  if (e.$metadata?.httpStatusCode !== undefined) return false;
+  // Checked before any HTTP status: a stream that breaks mid-response carries the response's 200 in $metadata.
   if (e.code !== undefined && (NETWORK_CODES.has(e.code) || e.code.startsWith('ERR_HTTP2_'))) return true;
   return HTTP2_TRANSPORT_MESSAGES.test(e.message ?? '');
 }

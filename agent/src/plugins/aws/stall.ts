@@ -15,9 +15,17 @@ export class StallWatch {
   readonly #aborted: Promise<never>;
   #timer: NodeJS.Timeout | undefined;
   #timedOut = false;
+  #paused = false;
 
-  constructor(timeoutMs: number, what: string, parent?: AbortSignal) {
+  readonly #owed?: () => boolean;
+
+  /**
+   * `owed`, when given, is asked as the timeout expires: whether the service owes an answer (e.g. audio was sent
+   * since its last event). When it owes none the clock starts over instead.
+   */
+  constructor(timeoutMs: number, what: string, parent?: AbortSignal, owed?: () => boolean) {
     this.#timeoutMs = timeoutMs;
+    this.#owed = owed;
     this.#what = what;
     this.#parent = parent;
     this.#aborted = new Promise<never>((_, reject) => {
@@ -40,20 +48,29 @@ export class StallWatch {
     return this.#timedOut;
   }
 
-  /** Something arrived: the next must come within the timeout. */
+  /** Something arrived: the next must come within the timeout (unless paused). */
   touch(): void {
     clearTimeout(this.#timer);
-    if (this.#controller.signal.aborted) return;
+    if (this.#controller.signal.aborted || this.#paused) return;
     this.#timer = setTimeout(() => {
+      if (this.#owed && !this.#owed()) return this.touch();
       this.#timedOut = true;
       this.#controller.abort(this.error());
     }, this.#timeoutMs);
   }
 
-  /** Nothing is owed by the service meanwhile (e.g. we have nothing to send): stop the clock until `touch`. */
+  /** Nothing is owed by the service meanwhile (e.g. we have nothing to send): stop the clock until `resume`. */
   pause(): void {
+    this.#paused = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+  }
+
+  /** Something is owed again: the clock restarts if it was paused (a running clock keeps its deadline). */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    this.touch();
   }
 
   /** The request is over: no timer, no listener left behind. */

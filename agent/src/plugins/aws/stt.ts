@@ -229,6 +229,8 @@ interface Session {
   /** Seconds of audio sent by earlier sessions: Transcribe's times restart at 0 on each session. */
   timeOffset: number;
   delivered: boolean;
+  /** Audio was sent since Transcribe's last event. */
+  audioSinceEvent: boolean;
 }
 
 export class TranscribeSpeechStream extends stt.SpeechStream {
@@ -274,10 +276,13 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
     while (!this.abortSignal.aborted) {
       // No audio, no session: an idle stream costs nothing and cannot time out.
       if (!(await this.#backlog.waitForAudio(this.abortSignal))) break;
+      // Transcribe answers the audio it gets (with empty results during silence): audio sent and no event for the
+      // timeout means the session stalled. While no audio flows it owes nothing.
       const session: Session = {
-        watch: new StallWatch(this.#timeoutMs, 'transcribe', this.abortSignal),
+        watch: new StallWatch(this.#timeoutMs, 'transcribe', this.abortSignal, () => session.audioSinceEvent),
         timeOffset: this.#bytesSent / this.#bytesPerSecond,
         delivered: false,
+        audioSinceEvent: false,
       };
       try {
         await this.#runSession(session);
@@ -366,23 +371,22 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
   async *#audioFor(session: Session): AsyncGenerator<AudioStream> {
     const signal = session.watch.signal;
     while (true) {
-      // Transcribe answers audio (with empty results during silence); while none flows it owes us nothing.
-      if (this.#backlog.size === 0) session.watch.pause();
       const chunk = await this.#backlog.take(signal);
       if (chunk === undefined) return;
-      session.watch.touch();
       if (signal.aborted) {
         // The session died while this chunk was on its way: it belongs to the next session.
         this.#backlog.unshift(chunk);
         return;
       }
       this.#bytesSent += chunk.byteLength;
+      session.audioSinceEvent = true;
       this.#reportUsage(false);
       yield { AudioEvent: { AudioChunk: chunk } };
     }
   }
 
   #handleEvent(event: TranscriptResultStream, session: Session): void {
+    session.audioSinceEvent = false;
     // Modelled stream exceptions are thrown by the SDK's event-stream reader, not yielded; unknown members are skipped.
     if (!event.TranscriptEvent) return;
     session.delivered = true;

@@ -308,7 +308,7 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
       // Polly owes no audio while the LLM has not written more: the stall clock waits with it.
       watch.pause();
       const next = await this.input.next();
-      watch.touch();
+      watch.resume();
       if (next.done || next.value === tts.SynthesizeStream.FLUSH_SENTINEL) break;
       buffer += next.value;
       words = takeWords();
