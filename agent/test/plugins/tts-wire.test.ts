@@ -1,8 +1,8 @@
 import { PollyClient } from '@aws-sdk/client-polly';
-import { type APIError, DEFAULT_API_CONNECT_OPTIONS, initializeLogger, type tts } from '@livekit/agents';
+import { type APIError, DEFAULT_API_CONNECT_OPTIONS, initializeLogger, tts } from '@livekit/agents';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PollyTTS } from '../../src/plugins/aws/tts.js';
-import { AwsWire, type WireExchange, type WireHandler } from '../support/aws-wire.js';
+import { AwsWire, type WireExchange, type WireHandler, eventFrame, requestEvents } from '../support/aws-wire.js';
 
 /** PollyTTS against Polly on the wire (the real SDK client over HTTP/2), under the framework's default connOptions. */
 
@@ -154,5 +154,77 @@ describe('PollyTTS on the wire, framework defaults', () => {
     await plugin.close();
     expect(plugin.listenerCount('metrics_collected')).toBe(before);
     expect(plugin.listenerCount('error')).toBe(0);
+  });
+});
+
+describe('PollyTTS streaming synthesis on the wire', () => {
+  const STREAM = /\/v1\/synthesisStream$/;
+
+  /** Polly's bidirectional stream: each text event is answered with `framesPerText` numbered frames of audio. */
+  function streamingPolly(framesPerText: number, then: 'close' | 'drop' | 'stall' = 'close'): WireHandler {
+    return async (exchange) => {
+      exchange.respond('application/vnd.amazon.eventstream', { 'x-amzn-requestid': 'polly-stream-1' });
+      let next = 1;
+      let texts = 0;
+      for await (const message of requestEvents(exchange.stream)) {
+        const type = message.headers[':event-type']?.value;
+        if (type === 'TextEvent') {
+          texts += 1;
+          await exchange.write(eventFrame('AudioEvent', numberedAudio(next, framesPerText)));
+          next += framesPerText;
+          if (then === 'drop' && texts === 2) return exchange.drop();
+        } else if (type === 'CloseStreamEvent') {
+          if (then === 'stall') return void (await exchange.closed);
+          await exchange.write(eventFrame('StreamClosedEvent', { RequestCharacters: 20 }));
+          return exchange.end();
+        }
+      }
+    };
+  }
+
+  function streamingTTS() {
+    return new PollyTTS({ client, engine: 'generative', streaming: true });
+  }
+
+  async function speak(stream: tts.SynthesizeStream, ...texts: string[]): Promise<tts.SynthesizedAudio[]> {
+    for (const text of texts) stream.pushText(text);
+    stream.endInput();
+    const out: tts.SynthesizedAudio[] = [];
+    for await (const audio of stream) if (audio !== tts.SynthesizeStream.END_OF_STREAM) out.push(audio);
+    return out;
+  }
+
+  it("speaks through the SDK's event stream and names the audio by Polly's request id", async () => {
+    wire.on(STREAM, streamingPolly(2));
+    const heard = await speak(streamingTTS().stream({ connOptions: DEFAULT_API_CONNECT_OPTIONS }), 'Hello there, ', 'how are you?');
+    expect(heard.map(firstSample)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(new Set(heard.map((audio) => audio.requestId))).toEqual(new Set(['polly-stream-1']));
+    expect(heard.at(-1)?.final).toBe(true);
+  });
+
+  it('never repeats audio when the stream drops mid-sentence: the failure is final', async () => {
+    wire.on(STREAM, streamingPolly(2, 'drop'));
+    const plugin = streamingTTS();
+    const errors = errorsOf(plugin);
+    const heard = await speak(plugin.stream({ connOptions: DEFAULT_API_CONNECT_OPTIONS }), 'One two ', 'three four ', 'five.');
+    const order = heard.map(firstSample);
+    expect(new Set(order).size).toBe(order.length);
+    expect(wire.count(STREAM)).toBe(1);
+    expect(errors.map((e) => [e.recoverable, e.error.retryable])).toEqual([[false, false]]);
+  });
+
+  it('detects Polly going quiet after the last text within the timeout', async () => {
+    wire.on(STREAM, streamingPolly(1, 'stall'));
+    const plugin = streamingTTS();
+    const errors = errorsOf(plugin);
+    const timeoutMs = 300;
+    const stream = plugin.stream({ connOptions: { ...DEFAULT_API_CONNECT_OPTIONS, timeoutMs } });
+    const startedAt = performance.now();
+    await speak(stream, 'Hello.');
+    const failedAfter = performance.now() - startedAt;
+    expect(errors).toHaveLength(1);
+    expect(errors[0].error.name).toBe('APITimeoutError');
+    expect(failedAfter).toBeGreaterThanOrEqual(timeoutMs);
+    expect(failedAfter).toBeLessThan(timeoutMs + 500);
   });
 });

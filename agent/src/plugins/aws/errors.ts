@@ -122,7 +122,15 @@ export function isAbortError(error: unknown): boolean {
 export function toAPIError(error: unknown, context: string, options: { retryable?: boolean } = {}): APIError {
   if (error instanceof APIError) {
     if (options.retryable === undefined || options.retryable === error.retryable) return error;
-    return new APIError(error.message, { body: error.body, retryable: options.retryable });
+    // Same kind of failure, only no longer worth retrying.
+    const overridden = { body: error.body, retryable: options.retryable };
+    if (error instanceof APITimeoutError) return new APITimeoutError({ message: error.message, options: overridden });
+    if (error instanceof APIConnectionError) return new APIConnectionError({ message: error.message, options: overridden });
+    if (error instanceof APIStatusError) {
+      const status = { ...overridden, statusCode: error.statusCode, requestId: error.requestId };
+      return new APIStatusError({ message: error.message, options: status });
+    }
+    return new APIError(error.message, overridden);
   }
   const e = asAwsError(error);
   const retryable = options.retryable ?? isRetryableAwsError(e);
