@@ -183,10 +183,10 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     metrics,
     properties: dimensions,
     log,
-    handOver: async (reason) => {
+    handOver: async (reason, speak) => {
       const target = await findTransferTarget(toolset, reason, env.DEFAULT_TRANSFER_TARGET).catch(() => env.DEFAULT_TRANSFER_TARGET);
       if (!target) return false;
-      await session.say(HANDOVER_LINE).waitForPlayout();
+      if (speak) await session.say(HANDOVER_LINE).waitForPlayout();
       await transfer(target, reason);
       return true;
     },

@@ -22,15 +22,19 @@ export interface ServiceFailureOptions {
   /** Properties of every metric line (the call id). */
   properties: Record<string, string>;
   log: Logger;
-  /** Finds a person and transfers the call after `HANDOVER_LINE` was heard; false when nobody can take it. */
-  handOver: (reason: string) => Promise<boolean>;
+  /**
+   * Finds a person and transfers the call, after `HANDOVER_LINE` was heard when `speak` (not when the caller can no
+   * longer hear us or be heard); false when nobody can take it.
+   */
+  handOver: (reason: string, speak: boolean) => Promise<boolean>;
 }
 
 /**
  * Listens to the session's `error` events: each is logged and counted (`ServiceErrors`, by service and whether the
  * framework will retry). When a turn cannot be answered (the LLM failed for good) the caller hears an apology and
  * the offer of a person instead of silence; when the next turn fails too, the call goes to a person if one can take
- * it. The framework itself only logs the first unrecoverable errors and closes the session after a few.
+ * it. When speech recognition or synthesis failed for good, the call goes to a person at once, without a word (none
+ * could be heard). The framework itself only logs the first unrecoverable errors and closes the session after a few.
  */
 export function handleServiceFailures(options: ServiceFailureOptions): { readonly unansweredInARow: number } {
   const { session, metrics, properties, log } = options;
@@ -40,10 +44,23 @@ export function handleServiceFailures(options: ServiceFailureOptions): { readonl
     unansweredInARow += 1;
     metrics.emit({ [AGENT_METRICS.unansweredTurns]: 1 }, { ...properties, inARow: unansweredInARow });
     try {
-      if (unansweredInARow >= 2 && (await options.handOver('the assistant could not answer the caller'))) return;
+      if (unansweredInARow >= 2 && (await options.handOver('the assistant could not answer the caller', true))) return;
       await session.say(unansweredInARow >= 2 ? UNANSWERED_AGAIN : UNANSWERED_APOLOGY).waitForPlayout();
     } catch (error) {
       log.error({ err: error }, 'could not tell the caller about the failure');
+    }
+  };
+
+  let handedOver = false;
+  const handOverSilently = async (service: string) => {
+    if (handedOver) return;
+    handedOver = true;
+    try {
+      if (!(await options.handOver(`the ${service === 'stt' ? 'speech recognition' : 'speech synthesis'} failed`, false))) {
+        log.error({ service }, 'no one to hand the call to');
+      }
+    } catch (error) {
+      log.error({ err: error, service }, 'could not hand the call over');
     }
   };
 
@@ -55,7 +72,10 @@ export function handleServiceFailures(options: ServiceFailureOptions): { readonl
     if (recoverable) log.warn(fields, 'service failed, the framework retries');
     else log.error(fields, 'service failed');
     metrics.emit({ [AGENT_METRICS.serviceErrors]: 1 }, { ...properties, service, recoverable: String(recoverable) });
-    if (error.type === 'llm_error' && !recoverable) void answerUnansweredTurn();
+    if (recoverable) return;
+    if (error.type === 'llm_error') void answerUnansweredTurn();
+    // Transcribe or Polly gave up after every retry: the caller can no longer be heard, or hear us. A person can.
+    else if (error.type === 'stt_error' || error.type === 'tts_error') void handOverSilently(service);
   });
 
   session.on(voice.AgentSessionEventTypes.ConversationItemAdded, ({ item }) => {
