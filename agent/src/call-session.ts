@@ -120,22 +120,38 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     },
   });
 
-  const stt = new TranscribeSTT({ language: env.TRANSCRIBE_LANGUAGE, pii: env.PII_REDACTION ? 'redact' : undefined, client: options.aws?.transcribe });
-  const model = bedrockLLM({ model: env.BEDROCK_MODEL_ID, fallbackModel: env.BEDROCK_FALLBACK_MODEL_ID, client: options.aws?.bedrock });
-  const tts = new PollyTTS({ voice: env.POLLY_VOICE, engine: env.POLLY_ENGINE, streaming: env.POLLY_ENGINE === 'generative', client: options.aws?.polly });
+  const stt = new TranscribeSTT({
+    language: env.TRANSCRIBE_LANGUAGE,
+    pii: env.PII_REDACTION ? 'redact' : undefined,
+    client: options.aws?.transcribe,
+  });
+  const model = bedrockLLM({
+    model: env.BEDROCK_MODEL_ID,
+    fallbackModel: env.BEDROCK_FALLBACK_MODEL_ID,
+    client: options.aws?.bedrock,
+  });
+  const tts = new PollyTTS({
+    voice: env.POLLY_VOICE,
+    engine: env.POLLY_ENGINE,
+    streaming: env.POLLY_ENGINE === 'generative',
+    client: options.aws?.polly,
+  });
   // The session prewarms its LLM; the caller speaks first to Transcribe and hears Polly first.
   stt.prewarm();
   tts.prewarm();
   if (model instanceof BedrockFallbackLLM) {
     for (const candidate of model.models) {
-      candidate.on('error', ({ error, recoverable }) => log.warn({ model: candidate.model, recoverable, err: error }, 'bedrock model failed'));
+      candidate.on('error', ({ error, recoverable }) =>
+        log.warn({ model: candidate.model, recoverable, err: error }, 'bedrock model failed'),
+      );
     }
     // The adapter emits this event without declaring it in its typed events.
-    (model as unknown as NodeJS.EventEmitter).on('llm_availability_changed', ({ llm: changed, available }: llm.AvailabilityChangedEvent) =>
-      log.warn({ model: changed.model, available }, 'bedrock model availability changed'),
-    );
+    const onAvailability = ({ llm: changed, available }: llm.AvailabilityChangedEvent) =>
+      log.warn({ model: changed.model, available }, 'bedrock model availability changed');
+    (model as unknown as NodeJS.EventEmitter).on('llm_availability_changed', onAvailability);
   }
-  const session = new voice.AgentSession({ vad: options.vad, stt, llm: model, tts, turnHandling: options.turnHandling ?? PHONE_TURN_HANDLING });
+  const turnHandling = options.turnHandling ?? PHONE_TURN_HANDLING;
+  const session = new voice.AgentSession({ vad: options.vad, stt, llm: model, tts, turnHandling });
 
   // Every turn goes to the transcript and the session state as it happens.
   session.on(voice.AgentSessionEventTypes.ConversationItemAdded, (event) => {
@@ -165,7 +181,8 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
       metrics.emit({ [AGENT_METRICS.endOfUtteranceDelay]: collected.endOfUtteranceDelayMs, [AGENT_METRICS.sttFinalDelay]: collected.transcriptionDelayMs }, dimensions);
     } else if (collected.type === 'llm_metrics' && collected.label !== 'FallbackAdapter') {
       // With a fallback, each model reports its own request: the figure names the model that served it.
-      metrics.emit({ [AGENT_METRICS.llmTimeToFirstToken]: collected.ttftMs }, { ...dimensions, model: collected.metadata?.modelName ?? env.BEDROCK_MODEL_ID });
+      const servedBy = collected.metadata?.modelName ?? env.BEDROCK_MODEL_ID;
+      metrics.emit({ [AGENT_METRICS.llmTimeToFirstToken]: collected.ttftMs }, { ...dimensions, model: servedBy });
     } else if (collected.type === 'tts_metrics') {
       metrics.emit({ [AGENT_METRICS.ttsTimeToFirstByte]: collected.ttfbMs }, dimensions);
     }
@@ -184,7 +201,8 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     properties: dimensions,
     log,
     handOver: async (reason, speak) => {
-      const target = await findTransferTarget(toolset, reason, env.DEFAULT_TRANSFER_TARGET).catch(() => env.DEFAULT_TRANSFER_TARGET);
+      const fallbackTarget = env.DEFAULT_TRANSFER_TARGET;
+      const target = await findTransferTarget(toolset, reason, fallbackTarget).catch(() => fallbackTarget);
       if (!target) return false;
       if (speak) await session.say(HANDOVER_LINE).waitForPlayout();
       await transfer(target, reason);

@@ -51,7 +51,11 @@ export interface LlmResponseRecord {
 const TARGET = /\b((?:sip|tel):[^\s)]+)/;
 
 /** The person the MCP server picks for this call, or the default target; undefined when nobody can take it. */
-export async function findTransferTarget(toolset: McpToolset, reason: string, defaultTarget?: string): Promise<string | undefined> {
+export async function findTransferTarget(
+  toolset: McpToolset,
+  reason: string,
+  defaultTarget?: string,
+): Promise<string | undefined> {
   const decision = await toolset.call('request_human_transfer', { reason });
   return TARGET.exec(decision)?.[1] ?? defaultTarget;
 }
@@ -134,7 +138,9 @@ export class IntakeAgent extends voice.Agent {
         if (typeof chunk === 'string') response.text += chunk;
         else {
           response.text += chunk.delta?.content ?? '';
-          for (const call of chunk.delta?.toolCalls ?? []) response.toolCalls.push({ name: call.name, arguments: call.args, callId: call.callId });
+          for (const call of chunk.delta?.toolCalls ?? []) {
+            response.toolCalls.push({ name: call.name, arguments: call.args, callId: call.callId });
+          }
           const model = chunk.delta?.extra?.[BEDROCK_MODEL_EXTRA];
           if (typeof model === 'string') response.model = model;
           response.usage = chunk.usage ?? response.usage;

@@ -55,10 +55,10 @@ export function handleServiceFailures(options: ServiceFailureOptions): { readonl
   const handOverSilently = async (service: string) => {
     if (handedOver) return;
     handedOver = true;
+    const failed = service === 'stt' ? 'speech recognition' : 'speech synthesis';
     try {
-      if (!(await options.handOver(`the ${service === 'stt' ? 'speech recognition' : 'speech synthesis'} failed`, false))) {
-        log.error({ service }, 'no one to hand the call to');
-      }
+      const handedTo = await options.handOver(`the ${failed} failed`, false);
+      if (!handedTo) log.error({ service }, 'no one to hand the call to');
     } catch (error) {
       log.error({ err: error, service }, 'could not hand the call over');
     }

@@ -11,14 +11,16 @@ class SessionStandIn extends EventEmitter {
   readonly said: string[] = [];
   say(text: string) {
     this.said.push(text);
-    this.emit(voice.AgentSessionEventTypes.ConversationItemAdded, { item: { type: 'message', role: 'assistant', textContent: text } });
+    this.answer(text);
     return { waitForPlayout: async () => undefined };
   }
   fail(type: 'llm_error' | 'stt_error' | 'tts_error', recoverable: boolean) {
-    this.emit(voice.AgentSessionEventTypes.Error, { type: 'error', error: { type, label: 'aws', error: new Error('down'), recoverable, timestamp: 0 } });
+    const error = { type, label: 'aws', error: new Error('down'), recoverable, timestamp: 0 };
+    this.emit(voice.AgentSessionEventTypes.Error, { type: 'error', error });
   }
   answer(text: string) {
-    this.emit(voice.AgentSessionEventTypes.ConversationItemAdded, { item: { type: 'message', role: 'assistant', textContent: text } });
+    const item = { type: 'message', role: 'assistant', textContent: text };
+    this.emit(voice.AgentSessionEventTypes.ConversationItemAdded, { item });
   }
 }
 

@@ -59,7 +59,10 @@ export interface RetryOptions extends BackoffOptions {
  * Runs `operation` until it succeeds, fails with an error `isRetryable` rejects, or `maxAttempts` are spent; then the
  * last error is thrown as it is (callers that need a distinct "gave up" error wrap it).
  */
-export async function retryWithBackoff<T>(operation: (attempt: number) => Promise<T>, options: RetryOptions): Promise<T> {
+export async function retryWithBackoff<T>(
+  operation: (attempt: number) => Promise<T>,
+  options: RetryOptions,
+): Promise<T> {
   const wait = options.sleep ?? ((ms: number) => sleep(ms));
   for (let attempt = 1; ; attempt += 1) {
     try {

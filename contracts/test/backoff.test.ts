@@ -17,7 +17,8 @@ describe('backoff (exponential, full jitter)', () => {
   const options = { baseDelayMs: 100, maxDelayMs: 1_000 };
 
   it('doubles the window per attempt up to the cap', () => {
-    expect([0, 1, 2, 3, 4, 5].map((attempt) => backoffCeilingMs(attempt, options))).toEqual([100, 200, 400, 800, 1_000, 1_000]);
+    const ceilings = [0, 1, 2, 3, 4, 5].map((attempt) => backoffCeilingMs(attempt, options));
+    expect(ceilings).toEqual([100, 200, 400, 800, 1_000, 1_000]);
     expect(backoffCeilingMs(10, { baseDelayMs: 1 })).toBe(1_024);
   });
 

@@ -62,7 +62,8 @@ function fallbackModel(): (exchange: WireExchange) => Promise<void> {
     await exchange.write(eventFrame('contentBlockStop', { contentBlockIndex: 0 }));
     await exchange.write(eventFrame('messageStop', { stopReason: 'end_turn' }));
     const messages = (request.messages as unknown[]).length;
-    await exchange.write(eventFrame('metadata', { usage: { inputTokens: 100 * messages, outputTokens: 20, totalTokens: 120 }, metrics: { latencyMs: 50 } }));
+    const usage = { inputTokens: 100 * messages, outputTokens: 20, totalTokens: 100 * messages + 20 };
+    await exchange.write(eventFrame('metadata', { usage, metrics: { latencyMs: 50 } }));
     exchange.end();
   };
 }
@@ -94,7 +95,10 @@ describe('intake call on the fallback model', () => {
     speakingPolly(polly);
 
     const call = await openCall({
-      env: localAgentEnv(redis.port, mcp.url, { BEDROCK_MODEL_ID: 'primary-model', BEDROCK_FALLBACK_MODEL_ID: 'fallback-model' }),
+      env: localAgentEnv(redis.port, mcp.url, {
+        BEDROCK_MODEL_ID: 'primary-model',
+        BEDROCK_FALLBACK_MODEL_ID: 'fallback-model',
+      }),
       callId: 'pipeline-fallback',
       callerNumber: '+14155550123',
       vad: await silero.VAD.load({ minSilenceDuration: 0.45 }),
@@ -145,7 +149,8 @@ describe('intake call on the fallback model', () => {
   it('records every response under the model that answered, the cut-off one as far as it got', () => {
     const responses = audit().filter((record) => record.kind === 'llm_response');
     expect(responses.map((record) => record.subject)).toEqual(['fallback-model', 'fallback-model']);
-    const [cut, whole] = responses.map((record) => record.payload as { text: string; interrupted: boolean; model: string });
+    type Response = { text: string; interrupted: boolean; model: string };
+    const [cut, whole] = responses.map((record) => record.payload as Response);
     expect(cut.interrupted).toBe(true);
     expect(cut.text.length).toBeGreaterThan(0);
     expect(LONG_GREETING.startsWith(cut.text)).toBe(true);

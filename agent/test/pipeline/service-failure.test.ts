@@ -121,12 +121,15 @@ describe('intake call while Bedrock is down', () => {
     expect(transfers).toEqual(['sip:front-desk@pbx.example.com']);
     const audit = [...objects.entries()]
       .filter(([key]) => key.startsWith('audit/'))
-      .flatMap(([, body]) => body.trim().split('\n').map((line) => auditRecordSchema.parse(JSON.parse(line)) as AuditRecord));
-    expect(audit.some((record) => record.kind === 'transfer' && record.subject === 'sip:front-desk@pbx.example.com')).toBe(true);
+      .flatMap(([, body]) => body.trim().split('\n'))
+      .map((line) => auditRecordSchema.parse(JSON.parse(line)) as AuditRecord);
+    const transfer = audit.find((record) => record.kind === 'transfer');
+    expect(transfer?.subject).toBe('sip:front-desk@pbx.example.com');
   });
 
   it('logs every session error and counts it, retried or final', () => {
-    const logged = logLines.map((line) => JSON.parse(line) as { level: number; msg: string; service?: string; recoverable?: boolean });
+    type LogLine = { level: number; msg: string; service?: string; recoverable?: boolean };
+    const logged = logLines.map((line) => JSON.parse(line) as LogLine);
     const failures = logged.filter((line) => line.service === 'llm');
     // Per turn: 3 retried attempts (warn) and the final failure (error).
     expect(failures.filter((line) => line.recoverable === true && line.level === 40)).toHaveLength(6);
@@ -136,8 +139,10 @@ describe('intake call while Bedrock is down', () => {
     const errors = emitted.filter((line) => line[AGENT_METRICS.serviceErrors] === 1 && line.service === 'llm');
     expect(errors.filter((line) => line.recoverable === 'false')).toHaveLength(2);
     expect(errors.filter((line) => line.recoverable === 'true')).toHaveLength(6);
-    expect(emitted.filter((line) => line[AGENT_METRICS.unansweredTurns] === 1).map((line) => line.inARow)).toEqual([1, 2]);
-    const declared = emitted.find((line) => line[AGENT_METRICS.unansweredTurns] === 1)?._aws as { CloudWatchMetrics: { Metrics: { Name: string; Unit: string }[] }[] };
-    expect(declared.CloudWatchMetrics[0].Metrics).toEqual([{ Name: AGENT_METRICS.unansweredTurns, Unit: 'Count' }]);
+    const unanswered = emitted.filter((line) => line[AGENT_METRICS.unansweredTurns] === 1);
+    expect(unanswered.map((line) => line.inARow)).toEqual([1, 2]);
+    type Declared = { CloudWatchMetrics: { Metrics: { Name: string; Unit: string }[] }[] };
+    const declared = (unanswered[0]._aws as Declared).CloudWatchMetrics[0].Metrics;
+    expect(declared).toEqual([{ Name: AGENT_METRICS.unansweredTurns, Unit: 'Count' }]);
   });
 });

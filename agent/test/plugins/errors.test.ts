@@ -10,7 +10,10 @@ describe('AWS error classification', () => {
       withFields('read ECONNRESET', { code: 'ECONNRESET' }),
       withFields('connect ECONNREFUSED 10.0.0.1:443', { code: 'ECONNREFUSED' }),
       // A stream reset mid-response: the SDK adds the response's 200 to it.
-      withFields('Stream closed with error code NGHTTP2_INTERNAL_ERROR', { code: 'ERR_HTTP2_STREAM_ERROR', $metadata: { httpStatusCode: 200 } }),
+      withFields('Stream closed with error code NGHTTP2_INTERNAL_ERROR', {
+        code: 'ERR_HTTP2_STREAM_ERROR',
+        $metadata: { httpStatusCode: 200 },
+      }),
       new Error('HTTP/2 stream is abnormally aborted in mid-communication with result code 2.'),
       new Error('Unexpected error: http2 request did not get a response'),
     ];
@@ -34,7 +37,8 @@ describe('AWS error classification', () => {
 
   it('never retries our own abort or a client error', () => {
     expect(isRetryableAwsError(withFields('This operation was aborted', { name: 'AbortError' }))).toBe(false);
-    expect(isRetryableAwsError(withFields('denied', { name: 'AccessDeniedException', $metadata: { httpStatusCode: 403 } }))).toBe(false);
+    const denied = withFields('denied', { name: 'AccessDeniedException', $metadata: { httpStatusCode: 403 } });
+    expect(isRetryableAwsError(denied)).toBe(false);
   });
 
   it('keeps the kind of failure when it is made final', () => {
@@ -43,6 +47,7 @@ describe('AWS error classification', () => {
     expect(final).toBeInstanceOf(APITimeoutError);
     expect(final.retryable).toBe(false);
     const status = new APIStatusError({ message: 'busy', options: { statusCode: 503, requestId: 'r1' } });
-    expect(toAPIError(status, 'polly', { retryable: false })).toMatchObject({ statusCode: 503, requestId: 'r1', retryable: false });
+    const finalStatus = toAPIError(status, 'polly', { retryable: false });
+    expect(finalStatus).toMatchObject({ statusCode: 503, requestId: 'r1', retryable: false });
   });
 });

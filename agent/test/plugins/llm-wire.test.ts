@@ -35,10 +35,13 @@ function answer(...parts: string[]): WireHandler {
     await exchange.json();
     exchange.respond(EVENT_STREAM, { 'x-amzn-requestid': `req-${modelOf(exchange)}-${wire.requests.length}` });
     await exchange.write(eventFrame('messageStart', { role: 'assistant' }));
-    for (const text of parts) await exchange.write(eventFrame('contentBlockDelta', { contentBlockIndex: 0, delta: { text } }));
+    for (const text of parts) {
+      await exchange.write(eventFrame('contentBlockDelta', { contentBlockIndex: 0, delta: { text } }));
+    }
     await exchange.write(eventFrame('contentBlockStop', { contentBlockIndex: 0 }));
     await exchange.write(eventFrame('messageStop', { stopReason: 'end_turn' }));
-    await exchange.write(eventFrame('metadata', { usage: { inputTokens: 10, outputTokens: 3, totalTokens: 13 }, metrics: { latencyMs: 5 } }));
+    const usage = { inputTokens: 10, outputTokens: 3, totalTokens: 13 };
+    await exchange.write(eventFrame('metadata', { usage, metrics: { latencyMs: 5 } }));
     exchange.end();
   };
 }
@@ -98,7 +101,8 @@ describe('BedrockLLM on the wire, framework defaults', () => {
     const model = newLLM();
     const errors = errorsOf(model);
 
-    const { text } = await texts(model.chat({ chatCtx: userCtx(), connOptions: { ...DEFAULT_API_CONNECT_OPTIONS, timeoutMs } }));
+    const connOptions = { ...DEFAULT_API_CONNECT_OPTIONS, timeoutMs };
+    const { text } = await texts(model.chat({ chatCtx: userCtx(), connOptions }));
 
     expect(text).toBe('After the stall.');
     expect(wire.requests).toHaveLength(2);
@@ -112,11 +116,12 @@ describe('BedrockLLM on the wire, framework defaults', () => {
     expect(errors[0].error.name).toBe('APITimeoutError');
   });
 
-  it('retries a throttled request through the framework loop, once per attempt (no SDK retries underneath)', async () => {
+  it('retries a throttled request through the framework loop, once per attempt (no SDK retries)', async () => {
     wire.on(CONVERSE, script(throttled, throttled, answer('Third time.')));
     const model = newLLM();
     const errors = errorsOf(model);
-    const { text } = await texts(model.chat({ chatCtx: userCtx(), connOptions: { ...DEFAULT_API_CONNECT_OPTIONS, retryIntervalMs: 50 } }));
+    const connOptions = { ...DEFAULT_API_CONNECT_OPTIONS, retryIntervalMs: 50 };
+    const { text } = await texts(model.chat({ chatCtx: userCtx(), connOptions }));
     expect(text).toBe('Third time.');
     expect(wire.count(CONVERSE)).toBe(3);
     expect(errors.map((e) => [e.recoverable, (e.error as { statusCode?: number }).statusCode])).toEqual([
@@ -234,13 +239,14 @@ describe('fallback through llm.FallbackAdapter', () => {
   const PRIMARY = /\/model\/primary-model\//;
   const FALLBACK = /\/model\/fallback-model\//;
 
-  it('skips a throttled primary on later turns without backoff; chunks and metrics name the model that answered', async () => {
+  it('skips a throttled primary on later turns; chunks and metrics name the model that answered', async () => {
     wire.on(PRIMARY, throttled).on(FALLBACK, answer('From ', 'the fallback.'));
     const adapter = new BedrockFallbackLLM([newLLM('primary-model'), newLLM('fallback-model')]);
     const served: string[] = [];
     adapter.on('metrics_collected', (m) => {
       const collected = m as metrics.LLMMetrics;
-      if (collected.label === 'aws.BedrockLLM' && collected.ttftMs >= 0) served.push(String(collected.metadata?.modelName));
+      if (collected.label !== 'aws.BedrockLLM' || collected.ttftMs < 0) return;
+      served.push(String(collected.metadata?.modelName));
     });
     const errors = errorsOf(adapter);
 

@@ -3,7 +3,14 @@ import { type APIError, DEFAULT_API_CONNECT_OPTIONS, initializeLogger, stt } fro
 import { AudioFrame } from '@livekit/rtc-node';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { TranscribeSTT, type TranscribeSTTOptions } from '../../src/plugins/aws/stt.js';
-import { AwsWire, type WireExchange, type WireHandler, eventFrame, exceptionFrame, requestEvents } from '../support/aws-wire.js';
+import {
+  AwsWire,
+  type WireExchange,
+  type WireHandler,
+  eventFrame,
+  exceptionFrame,
+  requestEvents,
+} from '../support/aws-wire.js';
 
 /**
  * TranscribeSTT against Transcribe on the wire (the real SDK client sends signed event-stream audio over HTTP/2; the
@@ -45,7 +52,16 @@ function finalWord(word: string, start: number, end: number, partial = false) {
           Alternatives: [
             {
               Transcript: word,
-              Items: [{ Content: word, Type: 'pronunciation', StartTime: start, EndTime: end, Confidence: 0.9, Stable: !partial }],
+              Items: [
+                {
+                  Content: word,
+                  Type: 'pronunciation',
+                  StartTime: start,
+                  EndTime: end,
+                  Confidence: 0.9,
+                  Stable: !partial,
+                },
+              ],
             },
           ],
         },
@@ -240,9 +256,8 @@ describe('TranscribeSTT on the wire, framework defaults', () => {
       sessions(async (exchange) => {
         open(exchange, 'idle');
         for await (const _ of requestEvents(exchange.stream)) {
-          await exchange.write(
-            exceptionFrame('BadRequestException', 'Your request timed out because no new audio was received for 15 seconds.'),
-          );
+          const idle = 'Your request timed out because no new audio was received for 15 seconds.';
+          await exchange.write(exceptionFrame('BadRequestException', idle));
           exchange.end();
           return;
         }

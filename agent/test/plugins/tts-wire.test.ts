@@ -47,7 +47,8 @@ function numberedAudio(first: number, count: number): Uint8Array {
 function speaking(first: number, count: number, then: (exchange: WireExchange) => void = (x) => x.end()): WireHandler {
   return async (exchange) => {
     await exchange.json();
-    exchange.respond('audio/pcm', { 'x-amzn-requestid': `polly-req-${wire.requests.length}`, 'x-amzn-requestcharacters': '12' });
+    const requestId = `polly-req-${wire.requests.length}`;
+    exchange.respond('audio/pcm', { 'x-amzn-requestid': requestId, 'x-amzn-requestcharacters': '12' });
     const audio = numberedAudio(first, count);
     // Piece by piece, as Polly streams it.
     for (let offset = 0; offset < audio.byteLength; offset += BYTES_PER_FRAME) {
@@ -196,7 +197,8 @@ describe('PollyTTS streaming synthesis on the wire', () => {
 
   it("speaks through the SDK's event stream and names the audio by Polly's request id", async () => {
     wire.on(STREAM, streamingPolly(2));
-    const heard = await speak(streamingTTS().stream({ connOptions: DEFAULT_API_CONNECT_OPTIONS }), 'Hello there, ', 'how are you?');
+    const stream = streamingTTS().stream({ connOptions: DEFAULT_API_CONNECT_OPTIONS });
+    const heard = await speak(stream, 'Hello there, ', 'how are you?');
     expect(heard.map(firstSample)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(new Set(heard.map((audio) => audio.requestId))).toEqual(new Set(['polly-stream-1']));
     expect(heard.at(-1)?.final).toBe(true);
@@ -206,7 +208,8 @@ describe('PollyTTS streaming synthesis on the wire', () => {
     wire.on(STREAM, streamingPolly(2, 'drop'));
     const plugin = streamingTTS();
     const errors = errorsOf(plugin);
-    const heard = await speak(plugin.stream({ connOptions: DEFAULT_API_CONNECT_OPTIONS }), 'One two ', 'three four ', 'five.');
+    const stream = plugin.stream({ connOptions: DEFAULT_API_CONNECT_OPTIONS });
+    const heard = await speak(stream, 'One two ', 'three four ', 'five.');
     const order = heard.map(firstSample);
     expect(new Set(order).size).toBe(order.length);
     expect(wire.count(STREAM)).toBe(1);

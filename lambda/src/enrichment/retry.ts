@@ -41,8 +41,7 @@ export async function withBackoff<T>(operation: () => Promise<T>, options: Backo
     );
   } catch (error) {
     if (!isRetryableServiceError(error)) throw error;
-    throw new ServiceBusyError(`still busy after ${attempts} attempts: ${(error as Error).name}: ${(error as Error).message}`, {
-      cause: error,
-    });
+    const { name, message } = error as Error;
+    throw new ServiceBusyError(`still busy after ${attempts} attempts: ${name}: ${message}`, { cause: error });
   }
 }

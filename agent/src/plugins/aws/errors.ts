@@ -44,7 +44,8 @@ const NETWORK_CODES = new Set([
 ]);
 
 /** What the SDK's HTTP/2 handler throws when the connection, not the service, failed (it sets no code for these). */
-const HTTP2_TRANSPORT_MESSAGES = /HTTP\/2 stream is abnormally aborted|http2 request did not get a response|Frame type id/i;
+const HTTP2_TRANSPORT_MESSAGES =
+  /HTTP\/2 stream is abnormally aborted|http2 request did not get a response|Frame type id/i;
 
 /** A failure of the connection to AWS (reset, refused, HTTP/2 stream or session error): worth another request. */
 export function isNetworkError(error: unknown): boolean {
@@ -124,13 +125,14 @@ export function toAPIError(error: unknown, context: string, options: { retryable
     if (options.retryable === undefined || options.retryable === error.retryable) return error;
     // Same kind of failure, only no longer worth retrying.
     const overridden = { body: error.body, retryable: options.retryable };
-    if (error instanceof APITimeoutError) return new APITimeoutError({ message: error.message, options: overridden });
-    if (error instanceof APIConnectionError) return new APIConnectionError({ message: error.message, options: overridden });
+    const { message } = error;
+    if (error instanceof APITimeoutError) return new APITimeoutError({ message, options: overridden });
+    if (error instanceof APIConnectionError) return new APIConnectionError({ message, options: overridden });
     if (error instanceof APIStatusError) {
       const status = { ...overridden, statusCode: error.statusCode, requestId: error.requestId };
-      return new APIStatusError({ message: error.message, options: status });
+      return new APIStatusError({ message, options: status });
     }
-    return new APIError(error.message, overridden);
+    return new APIError(message, overridden);
   }
   const e = asAwsError(error);
   const retryable = options.retryable ?? isRetryableAwsError(e);

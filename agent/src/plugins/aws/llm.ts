@@ -154,7 +154,8 @@ export function bedrockLLM(
   const { fallbackModel, fallback, ...primary } = opts;
   if (fallbackModel === undefined) return new BedrockLLM(primary);
   if (!fallbackModel.trim()) throw new Error('BedrockLLM options.fallbackModel: must not be empty');
-  return new BedrockFallbackLLM([new BedrockLLM(primary), new BedrockLLM({ ...primary, model: fallbackModel })], fallback);
+  const models = [new BedrockLLM(primary), new BedrockLLM({ ...primary, model: fallbackModel })];
+  return new BedrockFallbackLLM(models, fallback);
 }
 
 export class BedrockLLMStream extends llm.LLMStream {

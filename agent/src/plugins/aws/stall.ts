@@ -87,7 +87,8 @@ export class StallWatch {
   }
 
   error(): APITimeoutError {
-    return new APITimeoutError({ message: `${this.#what}: no response for ${this.#timeoutMs} ms`, options: { retryable: true } });
+    const message = `${this.#what}: no response for ${this.#timeoutMs} ms`;
+    return new APITimeoutError({ message, options: { retryable: true } });
   }
 
   /** `promise`, unless the request is aborted first (a stalled socket may never settle it). */

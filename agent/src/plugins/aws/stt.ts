@@ -305,7 +305,8 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
           throw toAPIError(failure, 'transcribe', { retryable: false });
         }
         const delayMs = backoffDelayMs(failures - 1, this.#opts.reconnectBackoff);
-        this.#logger.warn({ attempt: failures, delayMs, error: String(failure) }, 'transcribe stream dropped, reconnecting');
+        const fields = { attempt: failures, delayMs, error: String(failure) };
+        this.#logger.warn(fields, 'transcribe stream dropped, reconnecting');
         try {
           await sleep(delayMs, this.abortSignal);
         } catch {

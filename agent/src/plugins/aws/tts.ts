@@ -285,7 +285,8 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
       if (this.abortSignal.aborted) return;
       if (!watch.timedOut && isAbortError(error)) return;
       // Audio of this segment may already be playing: a retry would repeat it.
-      throw toAPIError(watch.timedOut ? watch.error() : error, `polly stream ${this.#opts.voice}`, { retryable: false });
+      const failure = watch.timedOut ? watch.error() : error;
+      throw toAPIError(failure, `polly stream ${this.#opts.voice}`, { retryable: false });
     } finally {
       watch.stop();
     }
