@@ -33,8 +33,8 @@ export interface ServiceFailureOptions {
  * Listens to the session's `error` events: each is logged and counted (`ServiceErrors`, by service and whether the
  * framework will retry). When a turn cannot be answered (the LLM failed for good) the caller hears an apology and
  * the offer of a person instead of silence; when the next turn fails too, the call goes to a person if one can take
- * it. When speech recognition or synthesis failed for good, the call goes to a person at once, without a word (none
- * could be heard). The framework itself only logs the first unrecoverable errors and closes the session after a few.
+ * it. When speech recognition failed for good, or synthesis twice in a row, the call goes to a person without a word
+ * (none could be heard). The framework itself only logs the first unrecoverable errors and closes the session after a few.
  */
 export function handleServiceFailures(options: ServiceFailureOptions): { readonly unansweredInARow: number } {
   const { session, metrics, properties, log } = options;
@@ -52,6 +52,7 @@ export function handleServiceFailures(options: ServiceFailureOptions): { readonl
   };
 
   let handedOver = false;
+  let ttsFailuresInARow = 0;
   const handOverSilently = async (service: string) => {
     if (handedOver) return;
     handedOver = true;
@@ -74,8 +75,14 @@ export function handleServiceFailures(options: ServiceFailureOptions): { readonl
     metrics.emit({ [AGENT_METRICS.serviceErrors]: 1 }, { ...properties, service, recoverable: String(recoverable) });
     if (recoverable) return;
     if (error.type === 'llm_error') void answerUnansweredTurn();
-    // Transcribe or Polly gave up after every retry: the caller can no longer be heard, or hear us. A person can.
-    else if (error.type === 'stt_error' || error.type === 'tts_error') void handOverSilently(service);
+    // Transcribe gave up after every reconnect: the caller can no longer be heard. A person can hear them.
+    else if (error.type === 'stt_error') void handOverSilently(service);
+    // Polly failed twice with no audio in between (a streaming segment is not retried): the caller hears nothing.
+    else if (error.type === 'tts_error' && ++ttsFailuresInARow >= 2) void handOverSilently(service);
+  });
+
+  session.on(voice.AgentSessionEventTypes.MetricsCollected, ({ metrics: collected }) => {
+    if (collected.type === 'tts_metrics' && collected.audioDurationMs > 0) ttsFailuresInARow = 0;
   });
 
   session.on(voice.AgentSessionEventTypes.ConversationItemAdded, ({ item }) => {

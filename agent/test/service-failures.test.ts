@@ -86,12 +86,24 @@ describe('handleServiceFailures', () => {
     expect(session.said.at(-1)).toBe(UNANSWERED_AGAIN);
   });
 
-  it('hands the call over at once, silently, when speech recognition or synthesis failed for good', async () => {
+  it('hands the call over silently when speech recognition failed for good', async () => {
     const { session, handOvers, settled } = setUp(true);
     session.fail('stt_error', false);
-    session.fail('tts_error', false);
+    session.fail('stt_error', false);
     await settled();
     expect(handOvers).toEqual([{ reason: 'the speech recognition failed', speak: false }]);
     expect(session.said).toEqual([]);
+  });
+
+  it('hands the call over silently when speech synthesis failed twice with no audio in between', async () => {
+    const { session, handOvers, settled } = setUp(true);
+    session.fail('tts_error', false);
+    session.emit(voice.AgentSessionEventTypes.MetricsCollected, { metrics: { type: 'tts_metrics', audioDurationMs: 800 } });
+    session.fail('tts_error', false);
+    await settled();
+    expect(handOvers).toEqual([]);
+    session.fail('tts_error', false);
+    await settled();
+    expect(handOvers).toEqual([{ reason: 'the speech synthesis failed', speak: false }]);
   });
 });
