@@ -77,7 +77,7 @@ export function handleServiceFailures(options: ServiceFailureOptions): { readonl
     if (error.type === 'llm_error') void answerUnansweredTurn();
     // Transcribe gave up after every reconnect: the caller can no longer be heard. A person can hear them.
     else if (error.type === 'stt_error') void handOverSilently(service);
-    // Polly failed twice with no audio in between (a streaming segment is not retried): the caller hears nothing.
+    // Polly failed twice, after its retries, with no audio in between: the caller hears nothing.
     else if (error.type === 'tts_error' && ++ttsFailuresInARow >= 2) void handOverSilently(service);
   });
 

@@ -2,7 +2,14 @@ import { PollyClient } from '@aws-sdk/client-polly';
 import { type APIError, DEFAULT_API_CONNECT_OPTIONS, initializeLogger, tts } from '@livekit/agents';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PollyTTS } from '../../src/plugins/aws/tts.js';
-import { AwsWire, type WireExchange, type WireHandler, eventFrame, requestEvents } from '../support/aws-wire.js';
+import {
+  AwsWire,
+  type WireExchange,
+  type WireHandler,
+  eventFrame,
+  exceptionFrame,
+  requestEvents,
+} from '../support/aws-wire.js';
 
 /** PollyTTS against Polly on the wire (the real SDK client over HTTP/2), under the framework's default connOptions. */
 
@@ -160,22 +167,36 @@ describe('PollyTTS on the wire, framework defaults', () => {
 
 describe('PollyTTS streaming synthesis on the wire', () => {
   const STREAM = /\/v1\/synthesisStream$/;
+  /** The text each Polly stream received, by request. */
+  const received: string[] = [];
+  beforeEach(() => void (received.length = 0));
 
-  /** Polly's bidirectional stream: each text event is answered with `framesPerText` numbered frames of audio. */
-  function streamingPolly(framesPerText: number, then: 'close' | 'drop' | 'stall' = 'close'): WireHandler {
+  /**
+   * Polly's bidirectional stream: each text event is answered with `framesPerText` numbered frames of audio. `then`:
+   * `close` answers the close event; `drop` resets the stream after the second text; `throttle` and `stall` read all
+   * the text and then fail or go quiet without a word of audio.
+   */
+  function streamingPolly(framesPerText: number, then: 'close' | 'drop' | 'throttle' | 'stall' = 'close'): WireHandler {
     return async (exchange) => {
-      exchange.respond('application/vnd.amazon.eventstream', { 'x-amzn-requestid': 'polly-stream-1' });
+      const index = received.push('') - 1;
+      exchange.respond('application/vnd.amazon.eventstream', { 'x-amzn-requestid': `polly-stream-${index + 1}` });
       let next = 1;
       let texts = 0;
       for await (const message of requestEvents(exchange.stream)) {
         const type = message.headers[':event-type']?.value;
         if (type === 'TextEvent') {
+          received[index] += (JSON.parse(Buffer.from(message.body).toString('utf8')) as { Text: string }).Text;
           texts += 1;
+          if (then === 'throttle' || then === 'stall') continue;
           await exchange.write(eventFrame('AudioEvent', numberedAudio(next, framesPerText)));
           next += framesPerText;
           if (then === 'drop' && texts === 2) return exchange.drop();
         } else if (type === 'CloseStreamEvent') {
           if (then === 'stall') return void (await exchange.closed);
+          if (then === 'throttle') {
+            await exchange.write(exceptionFrame('ThrottlingException', 'Rate exceeded'));
+            return exchange.end();
+          }
           await exchange.write(eventFrame('StreamClosedEvent', { RequestCharacters: 20 }));
           return exchange.end();
         }
@@ -202,6 +223,19 @@ describe('PollyTTS streaming synthesis on the wire', () => {
     expect(heard.map(firstSample)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(new Set(heard.map((audio) => audio.requestId))).toEqual(new Set(['polly-stream-1']));
     expect(heard.at(-1)?.final).toBe(true);
+    expect(received).toEqual(['Hello there, how are you?']);
+  });
+
+  it('replays the whole segment into a new stream when Polly fails before any audio', async () => {
+    wire.on(STREAM, script(streamingPolly(1, 'throttle'), streamingPolly(1)));
+    const plugin = streamingTTS();
+    const errors = errorsOf(plugin);
+    const stream = plugin.stream({ connOptions: DEFAULT_API_CONNECT_OPTIONS });
+    const heard = await speak(stream, 'Hello there, ', 'how are ', 'you?');
+    expect(received).toEqual(['Hello there, how are you?', 'Hello there, how are you?']);
+    expect(heard.map(firstSample)).toEqual([1, 2]);
+    expect(new Set(heard.map((audio) => audio.requestId))).toEqual(new Set(['polly-stream-2']));
+    expect(errors).toEqual([]);
   });
 
   it('never repeats audio when the stream drops mid-sentence: the failure is final', async () => {
@@ -216,18 +250,26 @@ describe('PollyTTS streaming synthesis on the wire', () => {
     expect(errors.map((e) => [e.recoverable, e.error.retryable])).toEqual([[false, false]]);
   });
 
-  it('detects Polly going quiet after the last text within the timeout', async () => {
-    wire.on(STREAM, streamingPolly(1, 'stall'));
+  it('detects Polly going quiet after the last text within the timeout, and tries again', async () => {
+    wire.on(STREAM, script(streamingPolly(1, 'stall'), streamingPolly(1)));
     const plugin = streamingTTS();
     const errors = errorsOf(plugin);
     const timeoutMs = 300;
-    const stream = plugin.stream({ connOptions: { ...DEFAULT_API_CONNECT_OPTIONS, timeoutMs } });
-    const startedAt = performance.now();
-    await speak(stream, 'Hello.');
-    const failedAfter = performance.now() - startedAt;
-    expect(errors).toHaveLength(1);
-    expect(errors[0].error.name).toBe('APITimeoutError');
-    expect(failedAfter).toBeGreaterThanOrEqual(timeoutMs);
-    expect(failedAfter).toBeLessThan(timeoutMs + 500);
+    const heard = await speak(plugin.stream({ connOptions: { ...DEFAULT_API_CONNECT_OPTIONS, timeoutMs } }), 'Hello.');
+    const retriedAfter = wire.requests[1].at - wire.requests[0].at;
+    expect(heard.map(firstSample)).toEqual([1]);
+    expect(retriedAfter).toBeGreaterThanOrEqual(timeoutMs);
+    expect(retriedAfter).toBeLessThan(timeoutMs + 100 + 400);
+    expect(errors).toEqual([]);
+  });
+
+  it('gives up after maxRetry attempts when Polly never answers', async () => {
+    wire.on(STREAM, streamingPolly(1, 'throttle'));
+    const plugin = streamingTTS();
+    const errors = errorsOf(plugin);
+    const heard = await speak(plugin.stream({ connOptions: { ...DEFAULT_API_CONNECT_OPTIONS, retryIntervalMs: 10 } }), 'Hi.');
+    expect(heard).toEqual([]);
+    expect(wire.count(STREAM)).toBe(4);
+    expect(errors.map((e) => [e.recoverable, e.error.retryable])).toEqual([[false, false]]);
   });
 });

@@ -9,6 +9,7 @@ import {
 } from '@aws-sdk/client-polly';
 import {
   type APIConnectOptions,
+  APIConnectionError,
   APIError,
   AudioByteStream,
   DEFAULT_API_CONNECT_OPTIONS,
@@ -18,6 +19,7 @@ import {
   tts,
 } from '@livekit/agents';
 import type { AudioFrame } from '@livekit/rtc-node';
+import { sleep } from '@voice-intake/contracts';
 import { isAbortError, toAPIError } from './errors.js';
 import { StallWatch } from './stall.js';
 import { stripUndefined, warmUpClient } from './util.js';
@@ -248,54 +250,86 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
     if (!this.queue.closed) this.queue.put(tts.SynthesizeStream.END_OF_STREAM);
   }
 
+  /**
+   * One segment, retried here while no audio of it went out: the framework cannot retry a streaming synthesis (the
+   * text it consumed is gone), so this plugin replays the segment's text into a new Polly stream, up to
+   * `connOptions.maxRetry` times, 100 ms and then `retryIntervalMs` apart, as the framework's own loop would. Once
+   * audio went out a failure is final: a retry would say it again.
+   */
   async #runSegment(firstText: string): Promise<void> {
     const segmentId = shortuuid('polly_');
+    const segment: SegmentText = { text: firstText, inputDone: false, attempts: 0 };
+    let audioOut = false;
     let requestId = segmentId;
     const frames = new FrameEmitter(this.#opts, (frame, final) => {
-      if (!this.queue.closed) this.queue.put({ requestId, segmentId, frame, final });
+      if (this.queue.closed) return;
+      audioOut = true;
+      this.queue.put({ requestId, segmentId, frame, final });
     });
     this.markStarted();
-    const watch = new StallWatch(this.connOptions.timeoutMs, `polly stream ${this.#opts.voice}`, this.abortSignal);
-    try {
-      const response = await watch.race(this.#client.send(
-        new StartSpeechSynthesisStreamCommand({
-          Engine: this.#opts.engine,
-          VoiceId: this.#opts.voice as VoiceId,
-          LanguageCode: this.#opts.language as PollyLanguageCode | undefined,
-          LexiconNames: this.#opts.lexiconNames,
-          OutputFormat: 'pcm',
-          SampleRate: String(this.#opts.sampleRate),
-          ActionStream: this.#textEvents(firstText, watch),
-        }),
-        { abortSignal: watch.signal },
-      ));
-      requestId = response.$metadata?.requestId ?? requestId;
-      for await (const event of watch.events(response.EventStream ?? [])) {
-        if (this.abortSignal.aborted) return;
-        if (event.AudioEvent?.AudioChunk) {
-          frames.write(event.AudioEvent.AudioChunk);
-        } else if (event.StreamClosedEvent) {
-          break;
+    const what = `polly stream ${this.#opts.voice}`;
+    for (let attempt = 0; ; attempt++) {
+      const watch = new StallWatch(this.connOptions.timeoutMs, what, this.abortSignal);
+      try {
+        const response = await watch.race(
+          this.#client.send(
+            new StartSpeechSynthesisStreamCommand({
+              Engine: this.#opts.engine,
+              VoiceId: this.#opts.voice as VoiceId,
+              LanguageCode: this.#opts.language as PollyLanguageCode | undefined,
+              LexiconNames: this.#opts.lexiconNames,
+              OutputFormat: 'pcm',
+              SampleRate: String(this.#opts.sampleRate),
+              ActionStream: this.#textEvents(segment, watch),
+            }),
+            { abortSignal: watch.signal },
+          ),
+        );
+        requestId = response.$metadata?.requestId ?? requestId;
+        let closed = false;
+        for await (const event of watch.events(response.EventStream ?? [])) {
+          if (this.abortSignal.aborted) return;
+          if (event.AudioEvent?.AudioChunk) frames.write(event.AudioEvent.AudioChunk);
+          else if (event.StreamClosedEvent) {
+            closed = true;
+            break;
+          }
+          // Modelled stream exceptions are thrown by the SDK's event-stream reader; unknown members are skipped.
         }
-        // Modelled stream exceptions are thrown by the SDK's event-stream reader; unknown members are skipped.
+        if (watch.timedOut) throw watch.error();
+        if (!closed && !this.abortSignal.aborted) {
+          throw new APIConnectionError({ message: `${what}: the stream ended before it was closed` });
+        }
+        frames.end();
+        return;
+      } catch (error) {
+        if (this.abortSignal.aborted) return;
+        if (!watch.timedOut && isAbortError(error)) return;
+        const failure = toAPIError(watch.timedOut ? watch.error() : error, what);
+        if (audioOut || !failure.retryable || attempt >= this.connOptions.maxRetry) {
+          throw toAPIError(failure, what, { retryable: false });
+        }
+        const delayMs = attempt === 0 ? 100 : this.connOptions.retryIntervalMs;
+        log().warn({ attempt: attempt + 1, delayMs, error: failure.message }, 'polly stream failed before audio, retrying');
+        try {
+          await sleep(delayMs, this.abortSignal);
+        } catch {
+          return;
+        }
+      } finally {
+        watch.stop();
       }
-      if (watch.timedOut) throw watch.error();
-      frames.end();
-    } catch (error) {
-      if (this.abortSignal.aborted) return;
-      if (!watch.timedOut && isAbortError(error)) return;
-      // Audio of this segment may already be playing: a retry would repeat it.
-      const failure = watch.timedOut ? watch.error() : error;
-      throw toAPIError(failure, `polly stream ${this.#opts.voice}`, { retryable: false });
-    } finally {
-      watch.stop();
     }
   }
 
-  /** Text events for one segment: whole words as they arrive, then a forced flush and close. */
-  async *#textEvents(firstText: string, watch: StallWatch): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
+  /**
+   * Text events for one segment: the segment's text so far (all of it again on a retry), then whole words as the
+   * LLM writes them, then a forced flush and close.
+   */
+  async *#textEvents(segment: SegmentText, watch: StallWatch): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
     const textType = this.#opts.textType;
-    let buffer = firstText;
+    const attempt = ++segment.attempts;
+    let buffer = segment.text;
     const takeWords = (): string => {
       const cut = Math.max(buffer.lastIndexOf(' '), buffer.lastIndexOf('\n'));
       if (cut < 0) return '';
@@ -305,12 +339,19 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
     };
     let words = takeWords();
     if (words.trim()) yield { TextEvent: { Text: words, TextType: textType } };
-    while (!this.abortSignal.aborted) {
+    while (!segment.inputDone && !this.abortSignal.aborted) {
       // Polly owes no audio while the LLM has not written more: the stall clock waits with it.
       watch.pause();
-      const next = await this.input.next();
+      // Shared by the attempts: the item a failed attempt was waiting for belongs to the one that replaced it.
+      const next = await (segment.pending ??= this.input.next());
+      if (segment.attempts !== attempt) return;
+      segment.pending = undefined;
       watch.resume();
-      if (next.done || next.value === tts.SynthesizeStream.FLUSH_SENTINEL) break;
+      if (next.done || typeof next.value !== 'string') {
+        segment.inputDone = true; // the end of input, or the flush sentinel
+        break;
+      }
+      segment.text += next.value;
       buffer += next.value;
       words = takeWords();
       if (words.trim()) yield { TextEvent: { Text: words, TextType: textType } };
@@ -320,6 +361,16 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
     }
     yield { CloseStreamEvent: {} };
   }
+}
+
+/** What a streaming segment has read from the LLM so far: a retry replays it. */
+interface SegmentText {
+  text: string;
+  /** The segment's input ended (flush or end of input): a retry sends no more than `text`. */
+  inputDone: boolean;
+  attempts: number;
+  /** The read from the LLM's text in progress. */
+  pending?: Promise<IteratorResult<string | symbol>>;
 }
 
 /** Split plain text over Polly's per-request limit at sentence (else word) boundaries. */
