@@ -107,9 +107,9 @@ describe('BedrockLLM on the wire, framework defaults', () => {
     expect(text).toBe('After the stall.');
     expect(wire.requests).toHaveLength(2);
     const detectedAfter = wire.requests[1].at - wire.requests[0].at;
-    // The timeout, then the framework's first retry interval (100 ms); the rest is slack for a loaded machine.
+    // The timeout, then the framework's first retry interval (100 ms); the rest is slack for a loaded machine (timers fire late there, never early).
     expect(detectedAfter).toBeGreaterThanOrEqual(timeoutMs);
-    expect(detectedAfter).toBeLessThan(timeoutMs + 100 + 400);
+    expect(detectedAfter).toBeLessThan(timeoutMs + 100 + 1_000);
     await stalled!.closed; // the stalled request was aborted, not left open
     expect(errors).toHaveLength(1);
     expect(errors[0].recoverable).toBe(true);
@@ -257,13 +257,11 @@ describe('fallback through llm.FallbackAdapter', () => {
     const primaryAfterFirstTurn = wire.count(PRIMARY);
     expect(primaryAfterFirstTurn).toBeGreaterThanOrEqual(1);
 
-    const startedAt = performance.now();
     const second = await texts(adapter.chat({ chatCtx: userCtx('Again'), connOptions: DEFAULT_API_CONNECT_OPTIONS }));
-    const secondTurnMs = performance.now() - startedAt;
 
     expect(second.models).toEqual(['fallback-model']);
+    // Not asked at all on the second turn: no attempt, no backoff.
     expect(wire.count(PRIMARY)).toBe(primaryAfterFirstTurn);
-    expect(secondTurnMs).toBeLessThan(500);
     await new Promise((resolve) => setImmediate(resolve));
     expect(served).toEqual(['fallback-model', 'fallback-model']);
     expect(errors).toEqual([]);
@@ -273,10 +271,12 @@ describe('fallback through llm.FallbackAdapter', () => {
     wire.on(PRIMARY, throttled).on(FALLBACK, throttled);
     const adapter = new BedrockFallbackLLM([newLLM('primary-model'), newLLM('fallback-model')]);
     const errors = errorsOf(adapter);
-    const startedAt = performance.now();
     const { text } = await texts(adapter.chat({ chatCtx: userCtx(), connOptions: DEFAULT_API_CONNECT_OPTIONS }));
     expect(text).toBe('');
-    expect(performance.now() - startedAt).toBeLessThan(1_500);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // One attempt each, and at most the adapter's one background check each: the session's loop (3 retries) is off.
+    expect(wire.count(PRIMARY)).toBeLessThanOrEqual(2);
+    expect(wire.count(FALLBACK)).toBeLessThanOrEqual(2);
     expect(errors).toHaveLength(1);
     expect(errors[0].recoverable).toBe(false);
     expect(errors[0].error.message).toMatch(/all LLMs failed/);

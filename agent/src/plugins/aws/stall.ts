@@ -11,8 +11,6 @@ export class StallWatch {
   readonly #what: string;
   readonly #parent?: AbortSignal;
   readonly #onParentAbort = () => this.#controller.abort(this.#parent?.reason);
-  /** Settles only by rejecting, when the request is aborted: raced against every await on the service. */
-  readonly #aborted: Promise<never>;
   #timer: NodeJS.Timeout | undefined;
   #timedOut = false;
   #paused = false;
@@ -28,11 +26,6 @@ export class StallWatch {
     this.#owed = owed;
     this.#what = what;
     this.#parent = parent;
-    this.#aborted = new Promise<never>((_, reject) => {
-      this.#controller.signal.addEventListener('abort', () => reject(this.#controller.signal.reason), { once: true });
-    });
-    // Nobody may be racing it yet when it rejects.
-    this.#aborted.catch(() => undefined);
     if (parent?.aborted) this.#controller.abort(parent.reason);
     else parent?.addEventListener('abort', this.#onParentAbort, { once: true });
     this.touch();
@@ -91,9 +84,30 @@ export class StallWatch {
     return new APITimeoutError({ message, options: { retryable: true } });
   }
 
-  /** `promise`, unless the request is aborted first (a stalled socket may never settle it). */
+  /**
+   * `promise`, unless the request is aborted first (a stalled socket may never settle it). The abort listener goes
+   * as soon as `promise` settles: a session-long watch races every event, and nothing may pile up per event.
+   */
   race<T>(promise: Promise<T>): Promise<T> {
-    return Promise.race([promise, this.#aborted]);
+    const signal = this.#controller.signal;
+    if (signal.aborted) {
+      promise.catch(() => undefined);
+      return Promise.reject(signal.reason);
+    }
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      promise.then(
+        (value) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(value);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+    });
   }
 
   /** Iterates `source`, each event touching the watch; ends by throwing when the request is aborted. */
