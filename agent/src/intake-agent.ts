@@ -102,21 +102,31 @@ export class IntakeAgent extends voice.Agent {
   }
 
   /**
-   * The default LLM node, with the prompt recorded before the request is made and the response once it is complete,
-   * or once it was cut off (barge-in cancels the stream: what the model had said by then is recorded, marked so).
+   * The default LLM node, with the prompt recorded as the request goes out and the response once it is complete, or
+   * once it was cut off (barge-in cancels the stream: what the model had said by then is recorded, marked so).
    */
   override async llmNode(chatCtx: llm.ChatContext, toolCtx: llm.ToolContext, modelSettings: voice.ModelSettings) {
     const exchange = this.#exchange;
     if (!exchange) return voice.Agent.default.llmNode(this, chatCtx, toolCtx, modelSettings);
-    exchange.request({ messages: chatCtx.toJSON({ excludeImage: true, excludeAudio: true }).items, tools: llm.sortedToolNames(toolCtx) });
     const output = await voice.Agent.default.llmNode(this, chatCtx, toolCtx, modelSettings);
     if (!output) return output;
+    let requestRecorded = false;
+    const recordRequest = () => {
+      if (requestRecorded) return;
+      requestRecorded = true;
+      const messages = chatCtx.toJSON({ excludeImage: true, excludeAudio: true }).items;
+      exchange.request({ messages, tools: llm.sortedToolNames(toolCtx) });
+    };
+    // The LLM stream starts its request on a timer queued when it was made; this one runs right after it, so hashing
+    // the whole prompt into the audit chain happens while the request is on its way, not before it leaves.
+    setTimeout(recordRequest, 0);
     const reader = output.getReader();
     const response: LlmResponseRecord = { text: '', toolCalls: [], interrupted: false };
     let recorded = false;
     const record = (interrupted: boolean) => {
       if (recorded) return;
       recorded = true;
+      recordRequest(); // the prompt always comes before its response in the chain
       exchange.response({ ...response, interrupted });
     };
     return new ReadableStream<llm.ChatChunk | string>({
