@@ -1,5 +1,5 @@
 /**
- * The one retry helper of every workspace: exponential backoff with full jitter, as AWS recommends for throttled
+ * The one retry policy of every workspace: exponential backoff with full jitter, as AWS recommends for throttled
  * requests ("Exponential Backoff And Jitter", AWS Architecture Blog): the n-th wait is uniform in
  * [0, min(maxDelayMs, baseDelayMs × 2^n)], which spreads many clients retrying at once furthest apart.
  */
