@@ -7,13 +7,14 @@ import { AGENT_METRICS, type AgentMetricName, type AttestationLevel, type CallEn
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AgentEnv } from './config';
-import { IntakeAgent } from './intake-agent';
+import { IntakeAgent, type IntakeAgentCallbacks, findTransferTarget } from './intake-agent';
 import { McpToolset } from './mcp/toolset';
 import type { MetricsEmitter } from './metrics';
-import { BedrockLLM, PollyTTS, TranscribeSTT } from './plugins/aws';
+import { BedrockFallbackLLM, PollyTTS, TranscribeSTT, bedrockLLM } from './plugins/aws';
 import { CallRecorder } from './records/call-recorder';
 import { redactPii } from './records/redact';
 import { auditSealKeyFor } from './records/seal-key';
+import { handleServiceFailures, HANDOVER_LINE } from './service-failures';
 import { RedisSessionStore } from './state/session-store';
 
 /** The call as LiveKit SIP describes it. */
@@ -145,13 +146,38 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     },
   });
 
-  const session = new voice.AgentSession({
-    vad: options.vad,
-    stt: new TranscribeSTT({ language: env.TRANSCRIBE_LANGUAGE, pii: env.PII_REDACTION ? 'redact' : undefined, client: options.aws?.transcribe }),
-    llm: new BedrockLLM({ model: env.BEDROCK_MODEL_ID, fallbackModel: env.BEDROCK_FALLBACK_MODEL_ID, client: options.aws?.bedrock }),
-    tts: new PollyTTS({ voice: env.POLLY_VOICE, engine: env.POLLY_ENGINE, streaming: env.POLLY_ENGINE === 'generative', client: options.aws?.polly }),
-    turnHandling: options.turnHandling ?? PHONE_TURN_HANDLING,
+  const stt = new TranscribeSTT({
+    language: env.TRANSCRIBE_LANGUAGE,
+    pii: env.PII_REDACTION ? 'redact' : undefined,
+    client: options.aws?.transcribe,
   });
+  const model = bedrockLLM({
+    model: env.BEDROCK_MODEL_ID,
+    fallbackModel: env.BEDROCK_FALLBACK_MODEL_ID,
+    client: options.aws?.bedrock,
+  });
+  const tts = new PollyTTS({
+    voice: env.POLLY_VOICE,
+    engine: env.POLLY_ENGINE,
+    streaming: env.POLLY_ENGINE === 'generative',
+    client: options.aws?.polly,
+  });
+  // The session prewarms its LLM; the caller speaks first to Transcribe and hears Polly first.
+  stt.prewarm();
+  tts.prewarm();
+  if (model instanceof BedrockFallbackLLM) {
+    for (const candidate of model.models) {
+      candidate.on('error', ({ error, recoverable }) =>
+        log.warn({ model: candidate.model, recoverable, err: error }, 'bedrock model failed'),
+      );
+    }
+    // The adapter emits this event without declaring it in its typed events.
+    const onAvailability = ({ llm: changed, available }: llm.AvailabilityChangedEvent) =>
+      log.warn({ model: changed.model, available }, 'bedrock model availability changed');
+    (model as unknown as NodeJS.EventEmitter).on('llm_availability_changed', onAvailability);
+  }
+  const turnHandling = options.turnHandling ?? PHONE_TURN_HANDLING;
+  const session = new voice.AgentSession({ vad: options.vad, stt, llm: model, tts, turnHandling });
 
   // Every turn goes to the transcript and the session state as it happens.
   session.on(voice.AgentSessionEventTypes.ConversationItemAdded, (event) => {
@@ -177,21 +203,41 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
       .catch((error) => log.warn({ err: error }, 'session state not updated'));
   });
   session.on(voice.AgentSessionEventTypes.MetricsCollected, ({ metrics: collected }) => {
-    metrics.emit(latencyMetricsOf(collected), dimensions);
+    // With a fallback, the adapter reports a figure of its own beside each model's: count each request once.
+    if (collected.type === 'llm_metrics' && collected.label === 'FallbackAdapter') return;
+    // Each model reports its own request: the figure names the model that served it.
+    const servedBy: Record<string, string> =
+      collected.type === 'llm_metrics' ? { model: collected.metadata?.modelName ?? env.BEDROCK_MODEL_ID } : {};
+    metrics.emit(latencyMetricsOf(collected), { ...dimensions, ...servedBy });
   });
 
   let endReason: CallEndReason = 'caller_hangup';
+  const transfer: IntakeAgentCallbacks['transfer'] = async (target, reason) => {
+    endReason = 'transferred';
+    recorder.audit('transfer', target, { reason });
+    await sessions.update(call.callId, (current) => ({ ...current, status: 'transferring' }));
+    await options.transfer(target);
+  };
+  handleServiceFailures({
+    session,
+    metrics,
+    properties: dimensions,
+    log,
+    handOver: async (reason, speak) => {
+      const fallbackTarget = env.DEFAULT_TRANSFER_TARGET;
+      const target = await findTransferTarget(toolset, reason, fallbackTarget).catch(() => fallbackTarget);
+      if (!target) return false;
+      if (speak) await session.say(HANDOVER_LINE).waitForPlayout();
+      await transfer(target, reason);
+      return true;
+    },
+  });
   const agent = new IntakeAgent(
     await toolset.tools(),
     toolset,
     {
       defaultTransferTarget: env.DEFAULT_TRANSFER_TARGET,
-      transfer: async (target, reason) => {
-        endReason = 'transferred';
-        recorder.audit('transfer', target, { reason });
-        await sessions.update(call.callId, (current) => ({ ...current, status: 'transferring' }));
-        await options.transfer(target);
-      },
+      transfer,
       hangUp: async (reason) => {
         endReason = 'agent_hangup';
         log.info({ reason }, 'agent hangs up');
@@ -199,7 +245,8 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
       },
       llmExchange: {
         request: (request) => recorder.audit('llm_request', env.BEDROCK_MODEL_ID, request),
-        response: (response) => recorder.audit('llm_response', env.BEDROCK_MODEL_ID, response),
+        // Names the model that answered: with a fallback, not always the configured one.
+        response: (response) => recorder.audit('llm_response', response.model ?? env.BEDROCK_MODEL_ID, response),
       },
     },
     resumed ? resumedContext(state.lastTurns) : undefined,

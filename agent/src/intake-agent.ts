@@ -1,6 +1,7 @@
 import { llm, voice } from '@livekit/agents';
 import { z } from 'zod';
 import type { McpToolset } from './mcp/toolset';
+import { BEDROCK_MODEL_EXTRA } from './plugins/aws';
 
 /** How the agent runs an enterprise intake call; the fields themselves come from the MCP server's form. */
 export const INTAKE_INSTRUCTIONS = `You answer the phone for an organisation's intake line. You are speaking, not writing:
@@ -32,11 +33,32 @@ export interface IntakeAgentCallbacks {
   /** Sees every LLM request (the whole prompt) and its response (text and tool calls): the compliance log. */
   llmExchange?: {
     request: (request: { messages: unknown; tools: string[] }) => void;
-    response: (response: { text: string; toolCalls: { name: string; arguments: string; callId: string }[]; usage?: unknown }) => void;
+    response: (response: LlmResponseRecord) => void;
   };
 }
 
+/** What the model answered, as the compliance log keeps it. */
+export interface LlmResponseRecord {
+  text: string;
+  toolCalls: { name: string; arguments: string; callId: string }[];
+  usage?: unknown;
+  /** The model that produced the reply (with a fallback model, not always the first); absent when none answered. */
+  model?: string;
+  /** True when the reply was cut off (barge-in) before the model finished it: what it said up to then. */
+  interrupted: boolean;
+}
+
 const TARGET = /\b((?:sip|tel):[^\s)]+)/;
+
+/** The person the MCP server picks for this call, or the default target; undefined when nobody can take it. */
+export async function findTransferTarget(
+  toolset: McpToolset,
+  reason: string,
+  defaultTarget?: string,
+): Promise<string | undefined> {
+  const decision = await toolset.call('request_human_transfer', { reason });
+  return TARGET.exec(decision)?.[1] ?? defaultTarget;
+}
 
 /** Local tools: the two actions that change the call itself, not the backend. */
 export function callControlTools(toolset: McpToolset, callbacks: IntakeAgentCallbacks) {
@@ -45,8 +67,7 @@ export function callControlTools(toolset: McpToolset, callbacks: IntakeAgentCall
       description: 'Connect the caller to a person. Say you are connecting them before calling this.',
       parameters: z.object({ reason: z.string().min(3).max(300).describe('Why, in a few words') }),
       execute: async ({ reason }, { ctx }) => {
-        const decision = await toolset.call('request_human_transfer', { reason });
-        const target = TARGET.exec(decision)?.[1] ?? callbacks.defaultTransferTarget;
+        const target = await findTransferTarget(toolset, reason, callbacks.defaultTransferTarget);
         if (!target) return 'No one is available to take the call right now. Offer a callback instead.';
         // "I'm connecting you now" must be heard before the REFER takes the caller away.
         await ctx.waitForPlayout();
@@ -95,30 +116,66 @@ export class IntakeAgent extends voice.Agent {
     this.#exchange = callbacks.llmExchange;
   }
 
-  /** The default LLM node, with the prompt recorded before it is sent and the response once it is complete. */
+  /**
+   * The default LLM node, with the prompt recorded as the request goes out and the response once it is complete, or
+   * once it was cut off (barge-in cancels the stream: what the model had said by then is recorded, marked so).
+   */
   override async llmNode(chatCtx: llm.ChatContext, toolCtx: llm.ToolContext, modelSettings: voice.ModelSettings) {
     const exchange = this.#exchange;
+    if (!exchange) return voice.Agent.default.llmNode(this, chatCtx, toolCtx, modelSettings);
     const output = await voice.Agent.default.llmNode(this, chatCtx, toolCtx, modelSettings);
-    if (!exchange || !output) return output;
-    exchange.request({ messages: chatCtx.toJSON({ excludeImage: true, excludeAudio: true }).items, tools: llm.sortedToolNames(toolCtx) });
-    let text = '';
-    const toolCalls: { name: string; arguments: string; callId: string }[] = [];
-    let usage: unknown;
-    return output.pipeThrough(
-      new TransformStream<llm.ChatChunk | string, llm.ChatChunk | string>({
-        transform(chunk, controller) {
-          if (typeof chunk === 'string') text += chunk;
-          else {
-            text += chunk.delta?.content ?? '';
-            for (const call of chunk.delta?.toolCalls ?? []) toolCalls.push({ name: call.name, arguments: call.args, callId: call.callId });
-            usage = chunk.usage ?? usage;
+    if (!output) return output;
+    let requestRecorded = false;
+    const recordRequest = () => {
+      if (requestRecorded) return;
+      requestRecorded = true;
+      const messages = chatCtx.toJSON({ excludeImage: true, excludeAudio: true }).items;
+      exchange.request({ messages, tools: llm.sortedToolNames(toolCtx) });
+    };
+    // The LLM stream starts its request on a timer queued when it was made; this one runs right after it, so hashing
+    // the whole prompt into the audit chain happens while the request is on its way, not before it leaves.
+    setTimeout(recordRequest, 0);
+    const reader = output.getReader();
+    const response: LlmResponseRecord = { text: '', toolCalls: [], interrupted: false };
+    let recorded = false;
+    const record = (interrupted: boolean) => {
+      if (recorded) return;
+      recorded = true;
+      recordRequest(); // the prompt always comes before its response in the chain
+      exchange.response({ ...response, interrupted });
+    };
+    return new ReadableStream<llm.ChatChunk | string>({
+      async pull(controller) {
+        let next: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          next = await reader.read();
+        } catch (error) {
+          record(true);
+          controller.error(error);
+          return;
+        }
+        if (next.done) {
+          record(false);
+          controller.close();
+          return;
+        }
+        const chunk = next.value;
+        if (typeof chunk === 'string') response.text += chunk;
+        else {
+          response.text += chunk.delta?.content ?? '';
+          for (const call of chunk.delta?.toolCalls ?? []) {
+            response.toolCalls.push({ name: call.name, arguments: call.args, callId: call.callId });
           }
-          controller.enqueue(chunk);
-        },
-        flush() {
-          exchange.response({ text, toolCalls, usage });
-        },
-      }),
-    );
+          const model = chunk.delta?.extra?.[BEDROCK_MODEL_EXTRA];
+          if (typeof model === 'string') response.model = model;
+          response.usage = chunk.usage ?? response.usage;
+        }
+        controller.enqueue(chunk);
+      },
+      async cancel(reason) {
+        record(true);
+        await reader.cancel(reason);
+      },
+    });
   }
 }

@@ -10,6 +10,8 @@ const UNITS: Record<AgentMetricName, Unit> = {
   [AGENT_METRICS.voiceToVoiceLatency]: 'Milliseconds',
   [AGENT_METRICS.toolLatency]: 'Milliseconds',
   [AGENT_METRICS.toolErrors]: 'Count',
+  [AGENT_METRICS.serviceErrors]: 'Count',
+  [AGENT_METRICS.unansweredTurns]: 'Count',
   [AGENT_METRICS.callsStarted]: 'Count',
   [AGENT_METRICS.callsEnded]: 'Count',
   [AGENT_METRICS.activeCalls]: 'Count',

@@ -10,4 +10,5 @@ export * from './intake';
 export * from './enrichment';
 export * from './mcp-session';
 export * from './metrics';
+export * from './backoff';
 export * from './redact';

@@ -21,6 +21,10 @@ export const AGENT_METRICS = {
   voiceToVoiceLatency: 'VoiceToVoiceLatency',
   toolLatency: 'ToolLatency',
   toolErrors: 'ToolErrors',
+  /** An error event of the call's session (STT, LLM or TTS), with properties service and recoverable. */
+  serviceErrors: 'ServiceErrors',
+  /** A caller turn the agent could not answer (the LLM failed every attempt): the caller heard an apology. */
+  unansweredTurns: 'UnansweredTurns',
   callsStarted: 'CallsStarted',
   callsEnded: 'CallsEnded',
   /** Gauge, once a minute per worker task: calls the task holds now (Average = per task, Sum = in progress). */

@@ -3,14 +3,12 @@ import {
   ConverseStreamCommand,
   type ConverseStreamCommandInput,
   type ConverseStreamOutput,
-  ThrottlingException,
   ValidationException,
 } from '@aws-sdk/client-bedrock-runtime';
 import { APIError, initializeLogger, llm, type metrics } from '@livekit/agents';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BedrockLLM, type BedrockLLMOptions, toCompletionUsage } from '../../src/plugins/aws/llm.js';
-import { backoffDelayMs } from '../../src/plugins/aws/retry.js';
 
 initializeLogger({ pretty: false, level: 'silent' });
 const bedrock = mockClient(BedrockRuntimeClient);
@@ -38,14 +36,9 @@ function textEvents(...parts: string[]): ConverseStreamOutput[] {
   ];
 }
 
-function throttled() {
-  return new ThrottlingException({ message: 'Too many requests', $metadata: { httpStatusCode: 429 } });
-}
-
 function newLLM(opts: Partial<BedrockLLMOptions> = {}) {
   return new BedrockLLM({
     client: new BedrockRuntimeClient({ region: 'us-east-1' }),
-    backoff: { baseDelayMs: 1, maxDelayMs: 2, random: () => 0 },
     ...opts,
   });
 }
@@ -158,54 +151,11 @@ describe('BedrockLLM', () => {
     expect(none.toolConfig).toBeUndefined();
   });
 
-  it('retries a throttled request with backoff, then uses the fallback model', async () => {
-    bedrock
-      .on(ConverseStreamCommand, { modelId: 'primary-model' })
-      .rejects(throttled())
-      .on(ConverseStreamCommand, { modelId: 'fallback-model' })
-      .resolves({ stream: eventStream(textEvents('From the fallback.')), $metadata: {} });
-
-    const model = newLLM({ model: 'primary-model', fallbackModel: 'fallback-model', throttleRetries: 2 });
-    const response = await model.chat({ chatCtx: userCtx(), connOptions: noRetry }).collect();
-
-    expect(response.text).toBe('From the fallback.');
-    expect(sentInputs().map((i) => i.modelId)).toEqual(['primary-model', 'primary-model', 'primary-model', 'fallback-model']);
-  });
-
-  it('recovers on the same model when throttling stops', async () => {
-    bedrock
-      .on(ConverseStreamCommand)
-      .rejectsOnce(throttled())
-      .resolves({ stream: eventStream(textEvents('Second try.')), $metadata: {} });
-    const response = await newLLM({ fallbackModel: 'fallback-model' }).chat({ chatCtx: userCtx(), connOptions: noRetry }).collect();
-    expect(response.text).toBe('Second try.');
-    expect(sentInputs().map((i) => i.modelId)).toEqual([
-      'us.anthropic.claude-haiku-4-5-20251001-v1:0',
-      'us.anthropic.claude-haiku-4-5-20251001-v1:0',
-    ]);
-  });
-
-  it('gives up with a non-retryable 429 APIError once retries and fallback are spent', async () => {
-    bedrock.on(ConverseStreamCommand).rejects(throttled());
-    const model = newLLM({ model: 'primary-model', fallbackModel: 'fallback-model', throttleRetries: 1 });
-    const errors: APIError[] = [];
-    model.on('error', (e) => errors.push(e.error as APIError));
-
-    await model.chat({ chatCtx: userCtx(), connOptions: noRetry }).collect();
-
-    expect(sentInputs()).toHaveLength(4);
-    expect(errors).toHaveLength(1);
-    expect(errors[0]).toBeInstanceOf(APIError);
-    expect(errors[0].retryable).toBe(false);
-    expect(errors[0]).toMatchObject({ statusCode: 429 });
-    expect(errors[0].message).toMatch(/after 4 attempts on primary-model, fallback-model/);
-  });
-
   it('fails fast on a validation error, without retrying or falling back', async () => {
     bedrock
       .on(ConverseStreamCommand)
       .rejects(new ValidationException({ message: 'messages: bad', $metadata: { httpStatusCode: 400 } }));
-    const model = newLLM({ fallbackModel: 'fallback-model' });
+    const model = newLLM();
     const errors: APIError[] = [];
     model.on('error', (e) => errors.push(e.error as APIError));
 
@@ -215,26 +165,6 @@ describe('BedrockLLM', () => {
     expect(errors[0].retryable).toBe(false);
     expect(errors[0]).toMatchObject({ statusCode: 400 });
     expect(errors[0].message).toContain('ValidationException');
-  });
-
-  it('does not retry a stream that fails after text was emitted', async () => {
-    bedrock.on(ConverseStreamCommand).resolves({
-      stream: eventStream([
-        { messageStart: { role: 'assistant' } },
-        { contentBlockDelta: { contentBlockIndex: 0, delta: { text: 'Half a sen' } } },
-        { throttlingException: { message: 'slow down' } } as unknown as ConverseStreamOutput,
-      ]),
-      $metadata: {},
-    });
-    const model = newLLM();
-    const errors: APIError[] = [];
-    model.on('error', (e) => errors.push(e.error as APIError));
-
-    const response = await model.chat({ chatCtx: userCtx(), connOptions: { ...noRetry, maxRetry: 3 } }).collect();
-
-    expect(response.text).toBe('Half a sen');
-    expect(sentInputs()).toHaveLength(1);
-    expect(errors[0].retryable).toBe(false);
   });
 
   it('aborts the in-flight request when the stream is closed (barge-in)', async () => {
@@ -274,12 +204,6 @@ describe('BedrockLLM', () => {
 });
 
 describe('helpers', () => {
-  it('backs off exponentially within the cap', () => {
-    const opts = { baseDelayMs: 100, maxDelayMs: 1000, random: () => 1 };
-    expect([0, 1, 2, 3, 4].map((a) => backoffDelayMs(a, opts))).toEqual([100, 200, 400, 800, 1000]);
-    expect(backoffDelayMs(2, { ...opts, random: () => 0 })).toBe(200);
-  });
-
   it('counts cache reads and writes as prompt tokens', () => {
     expect(
       toCompletionUsage({ inputTokens: 10, outputTokens: 4, totalTokens: 14, cacheReadInputTokens: 0, cacheWriteInputTokens: 900 }),

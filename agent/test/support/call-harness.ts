@@ -39,6 +39,12 @@ export interface OpenCallOptions {
   vad: VAD;
   redis: Redis;
   metricLines?: string[];
+  /** Collects the call's log lines (JSON), at info and above. Default: no logging. */
+  logLines?: string[];
+  /** Collects the targets the call was transferred to. */
+  transfers?: string[];
+  /** Clients to use instead of the SDK-mocked ones (e.g. one pointed at a fake on the wire). */
+  aws?: { transcribe?: TranscribeStreamingClient; bedrock?: BedrockRuntimeClient; polly?: PollyClient };
 }
 
 export interface OpenCall {
@@ -66,13 +72,15 @@ export async function openCall(options: OpenCallOptions): Promise<OpenCall> {
     redis: options.redis,
     s3: new S3Client({ region: 'us-east-1' }),
     aws: {
-      transcribe: new TranscribeStreamingClient({ region: 'us-east-1' }),
-      bedrock: new BedrockRuntimeClient({ region: 'us-east-1' }),
-      polly: new PollyClient({ region: 'us-east-1' }),
+      transcribe: options.aws?.transcribe ?? new TranscribeStreamingClient({ region: 'us-east-1' }),
+      bedrock: options.aws?.bedrock ?? new BedrockRuntimeClient({ region: 'us-east-1' }),
+      polly: options.aws?.polly ?? new PollyClient({ region: 'us-east-1' }),
     },
     metrics: new MetricsEmitter({ write: options.metricLines ? (line) => options.metricLines!.push(line) : () => undefined }),
-    logger: pino({ level: 'silent' }),
-    transfer: async () => undefined,
+    logger: options.logLines
+      ? pino({ level: 'info' }, { write: (line: string) => void options.logLines!.push(line) })
+      : pino({ level: 'silent' }),
+    transfer: async (target) => void options.transfers?.push(target),
     hangUp,
   });
   const line = new PhoneLineInput();

@@ -139,6 +139,7 @@ export function listeningTranscribe(mock: AwsClientStub<TranscribeStreamingClien
       let speechStartedMs: number | undefined;
       let lastLoudMs = 0;
       let partials = 0;
+      let lastEventMs = 0;
       for await (const event of input.AudioStream!) {
         const chunk = event.AudioEvent?.AudioChunk;
         if (!chunk || chunk.byteLength < 2) continue;
@@ -155,6 +156,11 @@ export function listeningTranscribe(mock: AwsClientStub<TranscribeStreamingClien
         }
         streamMs += chunkMs;
         log.audioMs += chunkMs;
+        if (streamMs - lastEventMs >= 500) {
+          // Like the real service, it answers audio during silence too, with empty results.
+          lastEventMs = streamMs;
+          results.push({ TranscriptEvent: { Transcript: { Results: [] } } });
+        }
         if (speechStartedMs === undefined) continue;
         const text = options.utterances[next];
         const resultId = `s${session}-u${next}`;

@@ -1,3 +1,5 @@
+import { retryWithBackoff } from '@voice-intake/contracts';
+
 /** Bedrock errors worth waiting out: the request was fine, the service was busy. */
 const RETRYABLE_NAMES = new Set([
   'ThrottlingException',
@@ -26,25 +28,20 @@ export interface BackoffOptions {
   readonly onRetry?: (attempt: number, error: unknown, delayMs: number) => void;
 }
 
-const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Runs `operation`, retrying retryable service errors with exponential backoff and full jitter. */
+/** Runs `operation`, retrying retryable service errors with the shared backoff (exponential, full jitter). */
 export async function withBackoff<T>(operation: () => Promise<T>, options: BackoffOptions): Promise<T> {
-  const sleep = options.sleep ?? defaultSleep;
-  const random = options.random ?? Math.random;
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await operation();
-    } catch (error) {
-      if (!isRetryableServiceError(error)) throw error;
-      if (attempt >= options.maxAttempts) {
-        throw new ServiceBusyError(`still busy after ${attempt} attempts: ${(error as Error).name}: ${(error as Error).message}`, {
-          cause: error,
-        });
-      }
-      const delayMs = Math.round(random() * options.baseDelayMs * 2 ** (attempt - 1));
-      options.onRetry?.(attempt, error, delayMs);
-      await sleep(delayMs);
-    }
+  let attempts = 0;
+  try {
+    return await retryWithBackoff(
+      () => {
+        attempts += 1;
+        return operation();
+      },
+      { ...options, isRetryable: isRetryableServiceError },
+    );
+  } catch (error) {
+    if (!isRetryableServiceError(error)) throw error;
+    const { name, message } = error as Error;
+    throw new ServiceBusyError(`still busy after ${attempts} attempts: ${name}: ${message}`, { cause: error });
   }
 }

@@ -1,3 +1,4 @@
+import { retryWithBackoff } from '@voice-intake/contracts';
 import {
   RoomAgentDispatch,
   RoomConfiguration,
@@ -31,11 +32,11 @@ export interface ProvisionedSip {
 
 export interface RetryOptions {
   attempts: number;
+  /** Ceiling of the first wait; each retry doubles it (full jitter, the shared backoff in contracts). */
   baseDelayMs: number;
   sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
 }
-
-const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** LiveKit answered 5xx or the connection failed: worth another try. A 4xx is our mistake and is not retried. */
 function isRetryable(error: unknown): boolean {
@@ -44,16 +45,8 @@ function isRetryable(error: unknown): boolean {
   return true;
 }
 
-export async function withRetries<T>(operation: () => Promise<T>, options: RetryOptions): Promise<T> {
-  const sleep = options.sleep ?? defaultSleep;
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await operation();
-    } catch (error) {
-      if (attempt >= options.attempts || !isRetryable(error)) throw error;
-      await sleep(options.baseDelayMs * 2 ** (attempt - 1));
-    }
-  }
+export function withRetries<T>(operation: () => Promise<T>, options: RetryOptions): Promise<T> {
+  return retryWithBackoff(operation, { ...options, maxAttempts: options.attempts, isRetryable });
 }
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {

@@ -30,7 +30,30 @@ const TRANSIENT_NAMES = new Set([
   'ModelStreamErrorException',
 ]);
 
-const NETWORK_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN']);
+const NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ERR_STREAM_PREMATURE_CLOSE',
+]);
+
+/** What the SDK's HTTP/2 handler throws when the connection, not the service, failed (it sets no code for these). */
+const HTTP2_TRANSPORT_MESSAGES =
+  /HTTP\/2 stream is abnormally aborted|http2 request did not get a response|Frame type id/i;
+
+/** A failure of the connection to AWS (reset, refused, HTTP/2 stream or session error): worth another request. */
+export function isNetworkError(error: unknown): boolean {
+  const e = asAwsError(error);
+  // Checked before any HTTP status: a stream that breaks mid-response carries the response's 200 in $metadata.
+  if (e.code !== undefined && (NETWORK_CODES.has(e.code) || e.code.startsWith('ERR_HTTP2_'))) return true;
+  return HTTP2_TRANSPORT_MESSAGES.test(e.message ?? '');
+}
 
 const STATUS_BY_NAME: Record<string, number> = {
   BadRequestException: 400,
@@ -51,6 +74,16 @@ function asAwsError(error: unknown): AwsErrorLike {
   return typeof error === 'object' && error !== null ? (error as AwsErrorLike) : { message: String(error) };
 }
 
+/**
+ * The HTTP status of a failure. An exception inside an event stream carries the stream's own 200 in `$metadata`:
+ * then the exception's name says what went wrong.
+ */
+function failureStatus(e: AwsErrorLike): number | undefined {
+  const status = e.$metadata?.httpStatusCode;
+  if (status !== undefined && status >= 400) return status;
+  return e.name ? STATUS_BY_NAME[e.name] : undefined;
+}
+
 /** True when AWS asked us to slow down (HTTP 429 or a throttling exception). */
 export function isThrottlingError(error: unknown): boolean {
   const e = asAwsError(error);
@@ -63,13 +96,15 @@ export function isThrottlingError(error: unknown): boolean {
 
 /** True when the request may succeed if sent again unchanged. */
 export function isRetryableAwsError(error: unknown): boolean {
+  if (error instanceof APIError) return error.retryable;
   const e = asAwsError(error);
+  if (isAbortError(e)) return false;
   if (isThrottlingError(e)) return true;
   if (e.name !== undefined && TRANSIENT_NAMES.has(e.name)) return true;
-  if (e.code !== undefined && NETWORK_CODES.has(e.code)) return true;
+  if (isNetworkError(e)) return true;
   if (e.name === 'TimeoutError' || e.name === 'RequestTimeout') return true;
   if (e.$retryable !== undefined) return true;
-  const status = e.$metadata?.httpStatusCode;
+  const status = failureStatus(e);
   if (status !== undefined) return status >= 500;
   return e.$fault === 'server';
 }
@@ -88,7 +123,16 @@ export function isAbortError(error: unknown): boolean {
 export function toAPIError(error: unknown, context: string, options: { retryable?: boolean } = {}): APIError {
   if (error instanceof APIError) {
     if (options.retryable === undefined || options.retryable === error.retryable) return error;
-    return new APIError(error.message, { body: error.body, retryable: options.retryable });
+    // Same kind of failure, only no longer worth retrying.
+    const overridden = { body: error.body, retryable: options.retryable };
+    const { message } = error;
+    if (error instanceof APITimeoutError) return new APITimeoutError({ message, options: overridden });
+    if (error instanceof APIConnectionError) return new APIConnectionError({ message, options: overridden });
+    if (error instanceof APIStatusError) {
+      const status = { ...overridden, statusCode: error.statusCode, requestId: error.requestId };
+      return new APIStatusError({ message, options: status });
+    }
+    return new APIError(message, overridden);
   }
   const e = asAwsError(error);
   const retryable = options.retryable ?? isRetryableAwsError(e);
@@ -97,10 +141,10 @@ export function toAPIError(error: unknown, context: string, options: { retryable
   if (e.name === 'TimeoutError' || e.code === 'ETIMEDOUT') {
     return new APITimeoutError({ message, options: { retryable, body } });
   }
-  if (e.code !== undefined && NETWORK_CODES.has(e.code)) {
+  if (isNetworkError(e)) {
     return new APIConnectionError({ message, options: { retryable, body } });
   }
-  const statusCode = e.$metadata?.httpStatusCode ?? (e.name ? STATUS_BY_NAME[e.name] : undefined);
+  const statusCode = failureStatus(e);
   if (statusCode !== undefined) {
     return new APIStatusError({
       message,
@@ -108,21 +152,4 @@ export function toAPIError(error: unknown, context: string, options: { retryable
     });
   }
   return new APIError(message, { retryable, body });
-}
-
-/**
- * Event streams deliver modelled exceptions as union members (`{ ThrottlingException: {...} }`)
- * when they are not thrown by the deserializer. Turn such a member into an Error with the
- * exception's name so both delivery paths are classified the same way.
- */
-export function exceptionFromStreamMember(member: object): Error | undefined {
-  for (const [key, value] of Object.entries(member)) {
-    if (!key.endsWith('Exception') || value === undefined || value === null) continue;
-    const payload = value as { message?: string; Message?: string };
-    const error = new Error(payload.message ?? payload.Message ?? key);
-    // Bedrock spells members camelCase (throttlingException), Transcribe/Polly PascalCase.
-    error.name = key[0].toUpperCase() + key.slice(1);
-    return error;
-  }
-  return undefined;
 }

@@ -2,7 +2,15 @@
  * Amazon Web Services plugins for LiveKit Agents (Node): Transcribe streaming STT, Bedrock
  * ConverseStream LLM and Polly TTS.
  */
-export { BedrockLLM, BedrockLLMStream, DEFAULT_BEDROCK_LLM_OPTIONS, type BedrockLLMOptions } from './llm.js';
+export {
+  BEDROCK_MODEL_EXTRA,
+  BedrockFallbackLLM,
+  BedrockLLM,
+  BedrockLLMStream,
+  DEFAULT_BEDROCK_LLM_OPTIONS,
+  bedrockLLM,
+  type BedrockLLMOptions,
+} from './llm.js';
 export { toBedrockConversation, toBedrockToolConfig } from './bedrock-format.js';
 export {
   DEFAULT_TRANSCRIBE_STT_OPTIONS,
@@ -17,4 +25,4 @@ export {
   PollyTTS,
   type PollyTTSOptions,
 } from './tts.js';
-export type { BackoffOptions } from './retry.js';
+export type { BackoffOptions } from '@voice-intake/contracts';

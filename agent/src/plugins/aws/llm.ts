@@ -7,22 +7,23 @@ import {
 } from '@aws-sdk/client-bedrock-runtime';
 import {
   type APIConnectOptions,
+  APIConnectionError,
   APIError,
-  APIStatusError,
   DEFAULT_API_CONNECT_OPTIONS,
   llm,
   shortuuid,
 } from '@livekit/agents';
 import { hasToolHistory, toBedrockConversation, toBedrockToolConfig } from './bedrock-format.js';
-import { exceptionFromStreamMember, isAbortError, isRetryableAwsError, isThrottlingError, toAPIError } from './errors.js';
-import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, sleep } from './retry.js';
-import { stripUndefined } from './util.js';
+import { isAbortError, toAPIError } from './errors.js';
+import { StallWatch } from './stall.js';
+import { stripUndefined, warmUpClient } from './util.js';
+
+/** Key in a chunk's `delta.extra` naming the model that produced it (with a fallback, not always the first). */
+export const BEDROCK_MODEL_EXTRA = 'aws.bedrock.model';
 
 export interface BedrockLLMOptions {
   /** Model ID, cross-region inference profile ID or inference-profile ARN. Default `us.anthropic.claude-haiku-4-5-20251001-v1:0`. */
   model: string;
-  /** Model used when the primary one stays throttled or unavailable after all retries. Default none. */
-  fallbackModel?: string;
   /** AWS region for the client this plugin creates. Default: the SDK's resolution (AWS_REGION, profile). */
   region?: string;
   /** A pre-built client (shared across sessions, custom credentials, tests). Default: one is created. */
@@ -39,10 +40,6 @@ export interface BedrockLLMOptions {
   cacheSystemPrompt: boolean;
   /** Put a `cachePoint` after the tool definitions (prompt caching). Default true. */
   cacheTools: boolean;
-  /** Retries of a throttled/unavailable request per model, before the fallback model. Default 3. */
-  throttleRetries: number;
-  /** Backoff between those retries. Default 200 ms doubling to 2 s, with jitter. */
-  backoff: BackoffOptions;
   /** Passed through as `additionalModelRequestFields` (model-specific parameters). Default none. */
   additionalModelRequestFields?: Record<string, unknown>;
 }
@@ -53,8 +50,6 @@ export const DEFAULT_BEDROCK_LLM_OPTIONS: BedrockLLMOptions = {
   toolChoice: 'auto',
   cacheSystemPrompt: true,
   cacheTools: true,
-  throttleRetries: 3,
-  backoff: DEFAULT_BACKOFF,
 };
 
 /** Amazon Bedrock (ConverseStream) LLM for LiveKit Agents. */
@@ -68,7 +63,8 @@ export class BedrockLLM extends llm.LLM {
     this.#opts = { ...DEFAULT_BEDROCK_LLM_OPTIONS, ...stripUndefined(opts) };
     validateLLMOptions(this.#opts);
     this.#ownsClient = !opts.client;
-    // The SDK's own retries would hide throttling from our backoff-then-fallback policy.
+    // One retry owner: the framework's (connOptions) or the FallbackAdapter's. SDK retries would hide throttling
+    // from it and multiply the attempts.
     this.#client = opts.client ?? new BedrockRuntimeClient({ region: opts.region, maxAttempts: 1 });
   }
 
@@ -106,10 +102,60 @@ export class BedrockLLM extends llm.LLM {
     });
   }
 
+  /** Credentials and region resolved before the first turn (each ConverseStream opens its own HTTP/2 connection). */
+  protected override async _prewarmImpl(signal: AbortSignal): Promise<void> {
+    await warmUpClient(this.#client, signal);
+  }
+
   override async aclose(): Promise<void> {
+    await super.aclose();
     if (this.#ownsClient) this.#client.destroy();
+  }
+}
+
+/**
+ * The framework's `llm.FallbackAdapter` over Bedrock models, as the only retry owner of the LLM: it tries the
+ * available models in order, marks one that fails unavailable (later turns skip it at no cost while a background
+ * request checks whether it recovered) and gives up once every model failed. The session's own retry loop around
+ * the adapter is turned off (`maxRetry: 0`), or each turn would walk the whole list up to four times.
+ */
+export class BedrockFallbackLLM extends llm.FallbackAdapter {
+  constructor(readonly models: BedrockLLM[], options: Omit<llm.FallbackAdapterOptions, 'llms'> = {}) {
+    super({ ...options, llms: models });
+  }
+
+  override get model(): string {
+    return this.models.map((model) => model.model).join(',');
+  }
+
+  override get provider(): string {
+    return 'aws.bedrock';
+  }
+
+  override chat(opts: Parameters<llm.FallbackAdapter['chat']>[0]): llm.LLMStream {
+    const connOptions = { ...DEFAULT_API_CONNECT_OPTIONS, ...opts.connOptions, maxRetry: 0 };
+    return super.chat({ ...opts, connOptions });
+  }
+
+  override prewarm(): void {
+    for (const model of this.models) model.prewarm();
+  }
+
+  override async aclose(): Promise<void> {
+    await Promise.all(this.models.map((model) => model.aclose()));
     await super.aclose();
   }
+}
+
+/** One Bedrock model, or with `fallbackModel` both behind the framework's FallbackAdapter. */
+export function bedrockLLM(
+  opts: Partial<BedrockLLMOptions> & { fallbackModel?: string; fallback?: Omit<llm.FallbackAdapterOptions, 'llms'> },
+): BedrockLLM | BedrockFallbackLLM {
+  const { fallbackModel, fallback, ...primary } = opts;
+  if (fallbackModel === undefined) return new BedrockLLM(primary);
+  if (!fallbackModel.trim()) throw new Error('BedrockLLM options.fallbackModel: must not be empty');
+  const models = [new BedrockLLM(primary), new BedrockLLM({ ...primary, model: fallbackModel })];
+  return new BedrockFallbackLLM(models, fallback);
 }
 
 export class BedrockLLMStream extends llm.LLMStream {
@@ -153,6 +199,11 @@ export class BedrockLLMStream extends llm.LLMStream {
     });
   }
 
+  /**
+   * One attempt on one model. Retries belong to the framework's loop (connOptions) or, with a fallback model, to
+   * `llm.FallbackAdapter`: a failure before anything was emitted is retryable when the service says so; once text or
+   * a tool call went out it is final, since a retry would say it again.
+   */
   protected async run(): Promise<void> {
     this.#emitted = false;
     let request: Omit<ConverseStreamCommandInput, 'modelId'>;
@@ -161,66 +212,41 @@ export class BedrockLLMStream extends llm.LLMStream {
     } catch (error) {
       throw new APIError(`bedrock: cannot build the request: ${(error as Error).message}`, { retryable: false });
     }
-    const models = [this.#opts.model, ...(this.#opts.fallbackModel ? [this.#opts.fallbackModel] : [])];
-    let lastError: unknown;
-
-    for (const [modelIndex, modelId] of models.entries()) {
-      for (let attempt = 0; attempt <= this.#opts.throttleRetries; attempt++) {
-        try {
-          await this.#streamOnce({ ...request, modelId });
-          return;
-        } catch (error) {
-          if (this.abortController.signal.aborted || isAbortError(error)) return;
-          // Text or tool calls already went out: repeating the request would say it twice.
-          if (this.#emitted) throw toAPIError(error, `bedrock ${modelId}`, { retryable: false });
-          if (!isBackoffWorthy(error)) throw toAPIError(error, `bedrock ${modelId}`);
-          lastError = error;
-          if (attempt === this.#opts.throttleRetries) break;
-          const delayMs = backoffDelayMs(attempt, this.#opts.backoff);
-          this.logger.warn(
-            { model: modelId, attempt: attempt + 1, delayMs, error: String(error) },
-            'bedrock request throttled or unavailable, backing off',
-          );
-          try {
-            await sleep(delayMs, this.abortController.signal);
-          } catch {
-            return; // aborted while waiting
-          }
-        }
+    const modelId = this.#opts.model;
+    const watch = new StallWatch(this.connOptions.timeoutMs, `bedrock ${modelId}`, this.abortController.signal);
+    try {
+      const response = await watch.race(
+        this.#client.send(new ConverseStreamCommand({ ...request, modelId }), { abortSignal: watch.signal }),
+      );
+      watch.touch();
+      const requestId = response.$metadata?.requestId ?? shortuuid('bedrock_');
+      const toolUses = new Map<number, { toolUseId: string; name: string; input: string }>();
+      let stopped = false;
+      for await (const event of watch.events(response.stream ?? [])) {
+        if (this.abortController.signal.aborted) return;
+        stopped ||= event.messageStop !== undefined;
+        this.#handleEvent(event, requestId, modelId, toolUses);
       }
-      if (modelIndex + 1 < models.length) {
-        this.logger.warn({ model: modelId, fallbackModel: models[modelIndex + 1] }, 'switching to the fallback model');
+      // An aborted HTTP/2 stream (or a lost connection) can end the event stream quietly rather than throw.
+      if (watch.timedOut) throw watch.error();
+      if (!stopped && !this.abortController.signal.aborted) {
+        throw new APIConnectionError({ message: `bedrock ${modelId}: the stream ended before messageStop` });
       }
-    }
-    const tried = models.join(', ');
-    const attempts = (this.#opts.throttleRetries + 1) * models.length;
-    throw new APIStatusError({
-      message: `bedrock: still throttled or unavailable after ${attempts} attempts on ${tried}: ${String(lastError)}`,
-      options: {
-        statusCode: isThrottlingError(lastError) ? 429 : 503,
-        // This plugin already retried with backoff (and fell back); more retries would only add delay.
-        retryable: false,
-        body: { models, attempts },
-      },
-    });
-  }
-
-  async #streamOnce(input: ConverseStreamCommandInput): Promise<void> {
-    const response = await this.#client.send(new ConverseStreamCommand(input), {
-      abortSignal: this.abortController.signal,
-    });
-    const requestId = response.$metadata?.requestId ?? shortuuid('bedrock_');
-    const toolUses = new Map<number, { toolUseId: string; name: string; input: string }>();
-
-    for await (const event of response.stream ?? []) {
+    } catch (error) {
       if (this.abortController.signal.aborted) return;
-      this.#handleEvent(event, requestId, toolUses);
+      if (!watch.timedOut && isAbortError(error)) return;
+      const failure = watch.timedOut ? watch.error() : error;
+      // Text or tool calls already went out: repeating the request would say them twice.
+      throw toAPIError(failure, `bedrock ${modelId}`, this.#emitted ? { retryable: false } : {});
+    } finally {
+      watch.stop();
     }
   }
 
   #handleEvent(
     event: ConverseStreamOutput,
     requestId: string,
+    modelId: string,
     toolUses: Map<number, { toolUseId: string; name: string; input: string }>,
   ): void {
     if (event.contentBlockStart) {
@@ -235,7 +261,7 @@ export class BedrockLLMStream extends llm.LLMStream {
     } else if (event.contentBlockDelta) {
       const { delta, contentBlockIndex = 0 } = event.contentBlockDelta;
       if (delta?.text) {
-        this.#put({ id: requestId, delta: { role: 'assistant', content: delta.text } });
+        this.#put(modelId, { id: requestId, delta: { role: 'assistant', content: delta.text } });
       } else if (delta?.toolUse) {
         const toolUse = toolUses.get(contentBlockIndex);
         if (toolUse) toolUse.input += delta.toolUse.input ?? '';
@@ -246,7 +272,7 @@ export class BedrockLLMStream extends llm.LLMStream {
       const toolUse = toolUses.get(index);
       if (toolUse) {
         toolUses.delete(index);
-        this.#put({
+        this.#put(modelId, {
           id: requestId,
           delta: {
             role: 'assistant',
@@ -262,13 +288,13 @@ export class BedrockLLMStream extends llm.LLMStream {
       }
     } else if (event.metadata?.usage) {
       this.queue.put({ id: requestId, usage: toCompletionUsage(event.metadata.usage) });
-    } else {
-      const exception = exceptionFromStreamMember(event);
-      if (exception) throw exception;
     }
+    // Modelled stream exceptions are thrown by the SDK's event-stream reader, not yielded; unknown members are skipped.
   }
 
-  #put(chunk: llm.ChatChunk): void {
+  /** The first output of an attempt names its model, so records and metrics credit the model that answered. */
+  #put(modelId: string, chunk: llm.ChatChunk): void {
+    if (!this.#emitted && chunk.delta) chunk.delta.extra = { ...chunk.delta.extra, [BEDROCK_MODEL_EXTRA]: modelId };
     this.#emitted = true;
     this.queue.put(chunk);
   }
@@ -289,15 +315,8 @@ export function toCompletionUsage(usage: TokenUsage): llm.CompletionUsage {
   };
 }
 
-function isBackoffWorthy(error: unknown): boolean {
-  return isThrottlingError(error) || (isRetryableAwsError(error) && !isAbortError(error));
-}
-
 function validateLLMOptions(opts: BedrockLLMOptions): void {
   if (!opts.model.trim()) throw new Error('BedrockLLM options.model: must be a model ID or inference-profile ARN');
-  if (opts.fallbackModel !== undefined && !opts.fallbackModel.trim()) {
-    throw new Error('BedrockLLM options.fallbackModel: must not be empty');
-  }
   if (opts.temperature !== undefined && !(opts.temperature >= 0 && opts.temperature <= 1)) {
     throw new Error(`BedrockLLM options.temperature: must be between 0 and 1, got ${opts.temperature}`);
   }
@@ -306,8 +325,5 @@ function validateLLMOptions(opts: BedrockLLMOptions): void {
   }
   if (!Number.isInteger(opts.maxTokens) || opts.maxTokens < 1) {
     throw new Error(`BedrockLLM options.maxTokens: must be a positive integer, got ${opts.maxTokens}`);
-  }
-  if (!Number.isInteger(opts.throttleRetries) || opts.throttleRetries < 0) {
-    throw new Error(`BedrockLLM options.throttleRetries: must be a non-negative integer, got ${opts.throttleRetries}`);
   }
 }

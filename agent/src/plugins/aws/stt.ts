@@ -15,11 +15,13 @@ import {
   asLanguageCode,
   log,
   stt,
+  voice,
 } from '@livekit/agents';
 import type { AudioFrame } from '@livekit/rtc-node';
-import { exceptionFromStreamMember, isRetryableAwsError, toAPIError } from './errors.js';
-import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, sleep } from './retry.js';
-import { stripUndefined } from './util.js';
+import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, sleep } from '@voice-intake/contracts';
+import { isRetryableAwsError, toAPIError } from './errors.js';
+import { StallWatch } from './stall.js';
+import { stripUndefined, warmUpClient } from './util.js';
 
 export interface TranscribeSTTOptions {
   /** Transcribe language code. Default `en-US`. */
@@ -54,9 +56,13 @@ export interface TranscribeSTTOptions {
   chunkDurationMs: number;
   /** How much audio between RECOGNITION_USAGE events, in seconds. Default 5. */
   usageIntervalSeconds: number;
-  /** Reconnects in a row after a dropped stream before giving up (idle timeouts are free). Default 3. */
+  /**
+   * Reconnects in a row after a dropped or stalled stream before giving up (idle timeouts are free): at most
+   * 1 + this many sessions fail in a row. This plugin is the only owner of reconnects: its final error is not
+   * retryable, so the framework's retry loop (`connOptions.maxRetry`) does not open more. Default 3.
+   */
   maxReconnectAttempts: number;
-  /** Backoff between reconnects after a drop. Default 200 ms doubling to 2 s, with jitter. */
+  /** Backoff between reconnects after a drop. Default up to 200 ms doubling to 2 s (full jitter). */
   reconnectBackoff: BackoffOptions;
 }
 
@@ -84,7 +90,7 @@ export class TranscribeSTT extends stt.STT {
   readonly #ownsClient: boolean;
 
   constructor(opts: Partial<TranscribeSTTOptions> = {}) {
-    super({ streaming: true, interimResults: true, alignedTranscript: false });
+    super({ streaming: true, interimResults: true, alignedTranscript: 'word' });
     this.#opts = { ...DEFAULT_TRANSCRIBE_STT_OPTIONS, ...stripUndefined(opts) };
     validateSTTOptions(this.#opts);
     this.#ownsClient = !opts.client;
@@ -112,7 +118,17 @@ export class TranscribeSTT extends stt.STT {
     return new TranscribeSpeechStream(this, this.#client, this.#opts, options?.connOptions);
   }
 
+  #prewarm?: Promise<void>;
+  readonly #closing = new AbortController();
+
+  /** Credentials and region resolved before the caller first speaks (best effort, once). */
+  prewarm(): void {
+    this.#prewarm ??= warmUpClient(this.#client, this.#closing.signal).catch(() => undefined);
+  }
+
   override async close(): Promise<void> {
+    this.#closing.abort();
+    await this.#prewarm;
     if (this.#ownsClient) this.#client.destroy();
   }
 }
@@ -208,10 +224,13 @@ class AudioBacklog {
 }
 
 interface Session {
-  abort: AbortController;
+  /** Aborts the session's request; fires by itself when Transcribe goes quiet while audio flows. */
+  watch: StallWatch;
   /** Seconds of audio sent by earlier sessions: Transcribe's times restart at 0 on each session. */
   timeOffset: number;
   delivered: boolean;
+  /** Audio was sent since Transcribe's last event. */
+  audioSinceEvent: boolean;
 }
 
 export class TranscribeSpeechStream extends stt.SpeechStream {
@@ -230,6 +249,7 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
   #pendingPartial: stt.SpeechData | undefined;
   #requestId = '';
   #sessionsStarted = 0;
+  readonly #timeoutMs: number;
 
   constructor(
     owner: TranscribeSTT,
@@ -242,6 +262,7 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
     this.#client = client;
     this.#opts = opts;
     this.#bytesPerSecond = opts.sampleRate * 2;
+    this.#timeoutMs = connOptions.timeoutMs;
   }
 
   /** How many Transcribe sessions this stream opened (1 + reconnects). */
@@ -255,10 +276,13 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
     while (!this.abortSignal.aborted) {
       // No audio, no session: an idle stream costs nothing and cannot time out.
       if (!(await this.#backlog.waitForAudio(this.abortSignal))) break;
+      // Transcribe answers the audio it gets (with empty results during silence): audio sent and no event for the
+      // timeout means the session stalled. While no audio flows it owes nothing.
       const session: Session = {
-        abort: new AbortController(),
+        watch: new StallWatch(this.#timeoutMs, 'transcribe', this.abortSignal, () => session.audioSinceEvent),
         timeOffset: this.#bytesSent / this.#bytesPerSecond,
         delivered: false,
+        audioSinceEvent: false,
       };
       try {
         await this.#runSession(session);
@@ -275,18 +299,22 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
           continue;
         }
         failures = session.delivered ? 1 : failures + 1;
-        if (!isRetryableAwsError(error) || failures > this.#opts.maxReconnectAttempts) {
-          throw toAPIError(error, 'transcribe');
+        const failure = session.watch.timedOut ? session.watch.error() : error;
+        if (!isRetryableAwsError(failure) || failures > this.#opts.maxReconnectAttempts) {
+          // Final: this plugin already reconnected as often as it may.
+          throw toAPIError(failure, 'transcribe', { retryable: false });
         }
         const delayMs = backoffDelayMs(failures - 1, this.#opts.reconnectBackoff);
-        this.#logger.warn({ attempt: failures, delayMs, error: String(error) }, 'transcribe stream dropped, reconnecting');
+        const fields = { attempt: failures, delayMs, error: String(failure) };
+        this.#logger.warn(fields, 'transcribe stream dropped, reconnecting');
         try {
           await sleep(delayMs, this.abortSignal);
         } catch {
           break;
         }
       } finally {
-        session.abort.abort();
+        session.watch.stop();
+        session.watch.abort();
         this.#finishPendingUtterance(session);
       }
     }
@@ -325,19 +353,24 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
 
   async #runSession(session: Session): Promise<void> {
     this.#sessionsStarted += 1;
-    const response = await this.#client.send(
-      new StartStreamTranscriptionCommand({ ...transcribeRequest(this.#opts), AudioStream: this.#audioFor(session) }),
-      { abortSignal: session.abort.signal },
+    const { watch } = session;
+    const response = await watch.race(
+      this.#client.send(
+        new StartStreamTranscriptionCommand({ ...transcribeRequest(this.#opts), AudioStream: this.#audioFor(session) }),
+        { abortSignal: watch.signal },
+      ),
     );
     this.#requestId = response.SessionId ?? response.RequestId ?? this.#requestId;
-    for await (const event of response.TranscriptResultStream ?? []) {
+    for await (const event of watch.events(response.TranscriptResultStream ?? [])) {
       if (this.abortSignal.aborted) return;
       this.#handleEvent(event, session);
     }
+    // An aborted HTTP/2 stream can end the event stream quietly rather than throw.
+    if (watch.timedOut) throw watch.error();
   }
 
   async *#audioFor(session: Session): AsyncGenerator<AudioStream> {
-    const signal = AbortSignal.any([session.abort.signal, this.abortSignal]);
+    const signal = session.watch.signal;
     while (true) {
       const chunk = await this.#backlog.take(signal);
       if (chunk === undefined) return;
@@ -347,19 +380,18 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
         return;
       }
       this.#bytesSent += chunk.byteLength;
+      session.audioSinceEvent = true;
       this.#reportUsage(false);
       yield { AudioEvent: { AudioChunk: chunk } };
     }
   }
 
   #handleEvent(event: TranscriptResultStream, session: Session): void {
-    if (event.TranscriptEvent) {
-      session.delivered = true;
-      for (const result of event.TranscriptEvent.Transcript?.Results ?? []) this.#handleResult(result, session);
-      return;
-    }
-    const exception = exceptionFromStreamMember(event);
-    if (exception) throw exception;
+    session.audioSinceEvent = false;
+    // Modelled stream exceptions are thrown by the SDK's event-stream reader, not yielded; unknown members are skipped.
+    if (!event.TranscriptEvent) return;
+    session.delivered = true;
+    for (const result of event.TranscriptEvent.Transcript?.Results ?? []) this.#handleResult(result, session);
   }
 
   #handleResult(result: Result, session: Session): void {
@@ -368,12 +400,24 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
     if (!text.trim()) return;
     const items = alternative?.Items ?? [];
     const confidences = items.map((i) => i.Confidence).filter((c): c is number => typeof c === 'number');
+    // Transcribe's times restart at 0 with each session: the audio earlier sessions took comes first.
+    const offset = session.timeOffset + this.startTimeOffset;
     const data: stt.SpeechData = {
       language: asLanguageCode(result.LanguageCode ?? this.#opts.language),
       text,
-      startTime: (result.StartTime ?? 0) + session.timeOffset + this.startTimeOffset,
-      endTime: (result.EndTime ?? 0) + session.timeOffset + this.startTimeOffset,
+      startTime: (result.StartTime ?? 0) + offset,
+      endTime: (result.EndTime ?? 0) + offset,
       confidence: confidences.length ? confidences.reduce((a, b) => a + b, 0) / confidences.length : 0,
+      words: items
+        .filter((item) => item.Type === 'pronunciation' && item.Content)
+        .map((item) =>
+          voice.createTimedString({
+            text: item.Content!,
+            startTime: (item.StartTime ?? 0) + offset,
+            endTime: (item.EndTime ?? 0) + offset,
+            confidence: item.Confidence,
+          }),
+        ),
       metadata: {
         resultId: result.ResultId,
         stableText: items

@@ -9,6 +9,7 @@ import {
 } from '@aws-sdk/client-polly';
 import {
   type APIConnectOptions,
+  APIConnectionError,
   APIError,
   AudioByteStream,
   DEFAULT_API_CONNECT_OPTIONS,
@@ -18,8 +19,10 @@ import {
   tts,
 } from '@livekit/agents';
 import type { AudioFrame } from '@livekit/rtc-node';
-import { exceptionFromStreamMember, isAbortError, toAPIError } from './errors.js';
-import { stripUndefined } from './util.js';
+import { sleep } from '@voice-intake/contracts';
+import { isAbortError, toAPIError } from './errors.js';
+import { StallWatch } from './stall.js';
+import { stripUndefined, warmUpClient } from './util.js';
 
 export interface PollyTTSOptions {
   /** Polly voice ID. Default `Ruth`. */
@@ -66,6 +69,10 @@ export class PollyTTS extends tts.TTS {
   readonly #opts: PollyTTSOptions;
   readonly #client: PollyClient;
   readonly #ownsClient: boolean;
+  /** Sentence chunking for engines that cannot stream: one adapter for the plugin's life, closed with it. */
+  #streamAdapter: tts.StreamAdapter | undefined;
+  #prewarm?: Promise<void>;
+  readonly #closing = new AbortController();
 
   constructor(opts: Partial<PollyTTSOptions> = {}) {
     const merged = { ...DEFAULT_POLLY_TTS_OPTIONS, ...stripUndefined(opts) };
@@ -76,7 +83,8 @@ export class PollyTTS extends tts.TTS {
       log().warn({ engine: merged.engine }, 'Polly streaming synthesis needs the generative engine; using sentence chunking');
     }
     this.#ownsClient = !opts.client;
-    this.#client = opts.client ?? new PollyClient({ region: opts.region });
+    // One retry owner: the framework's (connOptions). SDK retries would multiply its attempts.
+    this.#client = opts.client ?? new PollyClient({ region: opts.region, maxAttempts: 1 });
   }
 
   override get model(): string {
@@ -99,10 +107,20 @@ export class PollyTTS extends tts.TTS {
     if (this.capabilities.streaming) {
       return new PollySynthesizeStream(this, this.#client, this.#opts, options?.connOptions);
     }
-    return new tts.StreamAdapter(this, new tokenize.basic.SentenceTokenizer()).stream(options);
+    this.#streamAdapter ??= new tts.StreamAdapter(this, new tokenize.basic.SentenceTokenizer());
+    return this.#streamAdapter.stream(options);
+  }
+
+  /** Credentials and region resolved before the first reply (best effort, once). */
+  prewarm(): void {
+    this.#prewarm ??= warmUpClient(this.#client, this.#closing.signal).catch(() => undefined);
   }
 
   override async close(): Promise<void> {
+    this.#closing.abort();
+    await this.#prewarm;
+    await this.#streamAdapter?.close();
+    this.#streamAdapter = undefined;
     if (this.#ownsClient) this.#client.destroy();
   }
 }
@@ -139,6 +157,7 @@ export class PollyChunkedStream extends tts.ChunkedStream {
   label = 'aws.PollyChunkedStream';
   readonly #client: PollyClient;
   readonly #opts: PollyTTSOptions;
+  readonly #timeoutMs: number;
 
   constructor(
     owner: PollyTTS,
@@ -151,38 +170,56 @@ export class PollyChunkedStream extends tts.ChunkedStream {
     super(text, owner, connOptions, abortSignal);
     this.#client = client;
     this.#opts = opts;
+    this.#timeoutMs = connOptions.timeoutMs;
   }
 
+  /**
+   * One attempt. Retryable failures are retried by the framework's loop, which starts the text over: that is only
+   * right while no audio went out. Once a frame was pushed a failure is final, or the caller would hear it twice.
+   */
   protected async run(): Promise<void> {
-    const requestId = shortuuid('polly_');
+    let requestId = shortuuid('polly_');
+    let pushed = false;
     const frames = new FrameEmitter(this.#opts, (frame, final) => {
-      if (!this.queue.closed) this.queue.put({ requestId, segmentId: requestId, frame, final });
+      if (this.queue.closed) return;
+      pushed = true;
+      this.queue.put({ requestId, segmentId: requestId, frame, final });
     });
+    const voice = `polly ${this.#opts.voice}/${this.#opts.engine}`;
+    const watch = new StallWatch(this.#timeoutMs, voice, this.abortSignal);
     try {
       for (const text of splitForPolly(this.inputText, this.#opts.textType)) {
-        const response = await this.#client.send(
-          new SynthesizeSpeechCommand({
-            Text: text,
-            TextType: this.#opts.textType,
-            VoiceId: this.#opts.voice as VoiceId,
-            Engine: this.#opts.engine,
-            LanguageCode: this.#opts.language as PollyLanguageCode | undefined,
-            LexiconNames: this.#opts.lexiconNames,
-            OutputFormat: 'pcm',
-            SampleRate: String(this.#opts.sampleRate),
-          }),
-          { abortSignal: this.abortSignal },
+        const response = await watch.race(
+          this.#client.send(
+            new SynthesizeSpeechCommand({
+              Text: text,
+              TextType: this.#opts.textType,
+              VoiceId: this.#opts.voice as VoiceId,
+              Engine: this.#opts.engine,
+              LanguageCode: this.#opts.language as PollyLanguageCode | undefined,
+              LexiconNames: this.#opts.lexiconNames,
+              OutputFormat: 'pcm',
+              SampleRate: String(this.#opts.sampleRate),
+            }),
+            { abortSignal: watch.signal },
+          ),
         );
+        watch.touch();
+        if (!pushed) requestId = response.$metadata?.requestId ?? requestId;
         // Frames go out as Polly's bytes arrive, not once the whole clip is in.
-        for await (const chunk of (response.AudioStream ?? []) as AsyncIterable<Uint8Array>) {
+        for await (const chunk of watch.events((response.AudioStream ?? []) as AsyncIterable<Uint8Array>)) {
           if (this.abortSignal.aborted) return;
           frames.write(chunk);
         }
+        if (watch.timedOut) throw watch.error();
       }
       frames.end();
     } catch (error) {
-      if (this.abortSignal.aborted || isAbortError(error)) return;
-      throw toAPIError(error, `polly ${this.#opts.voice}/${this.#opts.engine}`);
+      if (this.abortSignal.aborted) return;
+      if (!watch.timedOut && isAbortError(error)) return;
+      throw toAPIError(watch.timedOut ? watch.error() : error, voice, pushed ? { retryable: false } : {});
+    } finally {
+      watch.stop();
     }
   }
 }
@@ -213,48 +250,86 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
     if (!this.queue.closed) this.queue.put(tts.SynthesizeStream.END_OF_STREAM);
   }
 
+  /**
+   * One segment, retried here while no audio of it went out: the framework cannot retry a streaming synthesis (the
+   * text it consumed is gone), so this plugin replays the segment's text into a new Polly stream, up to
+   * `connOptions.maxRetry` times, 100 ms and then `retryIntervalMs` apart, as the framework's own loop would. Once
+   * audio went out a failure is final: a retry would say it again.
+   */
   async #runSegment(firstText: string): Promise<void> {
     const segmentId = shortuuid('polly_');
+    const segment: SegmentText = { text: firstText, inputDone: false, attempts: 0 };
+    let audioOut = false;
+    let requestId = segmentId;
     const frames = new FrameEmitter(this.#opts, (frame, final) => {
-      if (!this.queue.closed) this.queue.put({ requestId: segmentId, segmentId, frame, final });
+      if (this.queue.closed) return;
+      audioOut = true;
+      this.queue.put({ requestId, segmentId, frame, final });
     });
     this.markStarted();
-    try {
-      const response = await this.#client.send(
-        new StartSpeechSynthesisStreamCommand({
-          Engine: this.#opts.engine,
-          VoiceId: this.#opts.voice as VoiceId,
-          LanguageCode: this.#opts.language as PollyLanguageCode | undefined,
-          LexiconNames: this.#opts.lexiconNames,
-          OutputFormat: 'pcm',
-          SampleRate: String(this.#opts.sampleRate),
-          ActionStream: this.#textEvents(firstText),
-        }),
-        { abortSignal: this.abortSignal },
-      );
-      for await (const event of response.EventStream ?? []) {
-        if (this.abortSignal.aborted) return;
-        if (event.AudioEvent?.AudioChunk) {
-          frames.write(event.AudioEvent.AudioChunk);
-        } else if (event.StreamClosedEvent) {
-          break;
-        } else {
-          const exception = exceptionFromStreamMember(event);
-          if (exception) throw exception;
+    const what = `polly stream ${this.#opts.voice}`;
+    for (let attempt = 0; ; attempt++) {
+      const watch = new StallWatch(this.connOptions.timeoutMs, what, this.abortSignal);
+      try {
+        const response = await watch.race(
+          this.#client.send(
+            new StartSpeechSynthesisStreamCommand({
+              Engine: this.#opts.engine,
+              VoiceId: this.#opts.voice as VoiceId,
+              LanguageCode: this.#opts.language as PollyLanguageCode | undefined,
+              LexiconNames: this.#opts.lexiconNames,
+              OutputFormat: 'pcm',
+              SampleRate: String(this.#opts.sampleRate),
+              ActionStream: this.#textEvents(segment, watch),
+            }),
+            { abortSignal: watch.signal },
+          ),
+        );
+        requestId = response.$metadata?.requestId ?? requestId;
+        let closed = false;
+        for await (const event of watch.events(response.EventStream ?? [])) {
+          if (this.abortSignal.aborted) return;
+          if (event.AudioEvent?.AudioChunk) frames.write(event.AudioEvent.AudioChunk);
+          else if (event.StreamClosedEvent) {
+            closed = true;
+            break;
+          }
+          // Modelled stream exceptions are thrown by the SDK's event-stream reader; unknown members are skipped.
         }
+        if (watch.timedOut) throw watch.error();
+        if (!closed && !this.abortSignal.aborted) {
+          throw new APIConnectionError({ message: `${what}: the stream ended before it was closed` });
+        }
+        frames.end();
+        return;
+      } catch (error) {
+        if (this.abortSignal.aborted) return;
+        if (!watch.timedOut && isAbortError(error)) return;
+        const failure = toAPIError(watch.timedOut ? watch.error() : error, what);
+        if (audioOut || !failure.retryable || attempt >= this.connOptions.maxRetry) {
+          throw toAPIError(failure, what, { retryable: false });
+        }
+        const delayMs = attempt === 0 ? 100 : this.connOptions.retryIntervalMs;
+        log().warn({ attempt: attempt + 1, delayMs, error: failure.message }, 'polly stream failed before audio, retrying');
+        try {
+          await sleep(delayMs, this.abortSignal);
+        } catch {
+          return;
+        }
+      } finally {
+        watch.stop();
       }
-      frames.end();
-    } catch (error) {
-      if (this.abortSignal.aborted || isAbortError(error)) return;
-      // Audio of this segment may already be playing: a retry would repeat it.
-      throw toAPIError(error, `polly stream ${this.#opts.voice}`, { retryable: false });
     }
   }
 
-  /** Text events for one segment: whole words as they arrive, then a forced flush and close. */
-  async *#textEvents(firstText: string): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
+  /**
+   * Text events for one segment: the segment's text so far (all of it again on a retry), then whole words as the
+   * LLM writes them, then a forced flush and close.
+   */
+  async *#textEvents(segment: SegmentText, watch: StallWatch): AsyncGenerator<StartSpeechSynthesisStreamActionStream> {
     const textType = this.#opts.textType;
-    let buffer = firstText;
+    const attempt = ++segment.attempts;
+    let buffer = segment.text;
     const takeWords = (): string => {
       const cut = Math.max(buffer.lastIndexOf(' '), buffer.lastIndexOf('\n'));
       if (cut < 0) return '';
@@ -264,9 +339,19 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
     };
     let words = takeWords();
     if (words.trim()) yield { TextEvent: { Text: words, TextType: textType } };
-    while (!this.abortSignal.aborted) {
-      const next = await this.input.next();
-      if (next.done || next.value === tts.SynthesizeStream.FLUSH_SENTINEL) break;
+    while (!segment.inputDone && !this.abortSignal.aborted) {
+      // Polly owes no audio while the LLM has not written more: the stall clock waits with it.
+      watch.pause();
+      // Shared by the attempts: the item a failed attempt was waiting for belongs to the one that replaced it.
+      const next = await (segment.pending ??= this.input.next());
+      if (segment.attempts !== attempt) return;
+      segment.pending = undefined;
+      watch.resume();
+      if (next.done || typeof next.value !== 'string') {
+        segment.inputDone = true; // the end of input, or the flush sentinel
+        break;
+      }
+      segment.text += next.value;
       buffer += next.value;
       words = takeWords();
       if (words.trim()) yield { TextEvent: { Text: words, TextType: textType } };
@@ -276,6 +361,16 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
     }
     yield { CloseStreamEvent: {} };
   }
+}
+
+/** What a streaming segment has read from the LLM so far: a retry replays it. */
+interface SegmentText {
+  text: string;
+  /** The segment's input ended (flush or end of input): a retry sends no more than `text`. */
+  inputDone: boolean;
+  attempts: number;
+  /** The read from the LLM's text in progress. */
+  pending?: Promise<IteratorResult<string | symbol>>;
 }
 
 /** Split plain text over Polly's per-request limit at sentence (else word) boundaries. */
