@@ -392,7 +392,18 @@ export class StandIn {
   }
 
   async stop(): Promise<void> {
+    // A paused stand-in would hold SIGTERM until continued.
+    if (this.running) this.resume();
     await stopChild(this.child);
+  }
+
+  /** Freezes the stand-in (SIGSTOP): what reaches it meanwhile waits in its socket, as on a node stalled by load. */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
   }
 
   /** Every SIP message the stand-in received so far (sipp's message trace), as raw text blocks. */

@@ -208,6 +208,13 @@ export const SIP_LIMITS = {
   numberPattern: '^[+]?[0-9]{1,15}$',
 } as const;
 
+/**
+ * Failures in a row (a ping or a call left unanswered for failoverTimeoutMs) before a LiveKit SIP node leaves the
+ * rotation. One was a cliff: under a load spike a single late answer took every node out and the edge answered 503
+ * until the next probe. Each call still pays at most one failoverTimeoutMs per dead node (it fails over at once).
+ */
+export const LIVEKIT_PROBING_THRESHOLD = 3;
+
 /** rtpengine flags: each direction names where the message came from, then where it goes. */
 function rtpFlags(from: 'carrier' | 'internal'): string {
   const to = from === 'carrier' ? 'internal' : 'carrier';
@@ -281,6 +288,7 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       SCANNER_UA: SCANNER_USER_AGENTS.join('|'),
       DISPATCHER_LIST: layout.dispatcherList,
       PING_INTERVAL_SECONDS: edge.livekitPingIntervalSeconds,
+      PROBING_THRESHOLD: LIVEKIT_PROBING_THRESHOLD,
       FAILOVER_TIMEOUT_MS: edge.failoverTimeoutMs,
       RING_TIMEOUT_MS: edge.ringTimeoutSeconds * 1000,
       RTPENGINE_SOCK: `udp:${host.rtpengineControl.ip}:${host.rtpengineControl.port}`,
