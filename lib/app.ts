@@ -83,7 +83,12 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     edgeInstances: edge.instances,
     redisReplicationGroupId: data.redisReplicationGroup.ref,
     redisNodeCount: data.redisNodeCount,
-    existingAlarms: [enrichment.deadLetterAlarm, ...(edge.nodeSync ? [edge.nodeSync.failureAlarm] : [])],
+    existingAlarms: [
+      enrichment.deadLetterAlarm,
+      ...(edge.nodeSync ? [edge.nodeSync.failureAlarm] : []),
+      // Appended: the forwarding alarms are numbered, and the ones before keep their IDs.
+      edge.mediaUserspaceAlarm,
+    ],
     edgeMetrics: edge.metrics,
     livekitSipMetrics: appTier.livekit.sipMetrics,
   });

@@ -35,11 +35,13 @@ describe('observability stack', () => {
     }
   });
 
-  it('watches Redis and forwards the enrichment DLQ and edge node sync alarms to the topic', () => {
+  it('watches Redis and forwards the enrichment DLQ, edge node sync and edge media mode alarms to the topic', () => {
     expect(alarms().map((alarm) => alarm.MetricName)).toEqual(expect.arrayContaining(['EngineCPUUtilization', 'ReplicationLag']));
     observability.hasResourceProperties('AWS::CloudWatch::CompositeAlarm', { AlarmActions: [Match.anyValue()], AlarmRule: Match.anyValue() });
-    // The enrichment DLQ and the edge node sync both page through here.
-    observability.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 2);
+    // The enrichment DLQ, the edge node sync and an edge host forwarding media in userspace all page through here.
+    observability.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 3);
+    const rules = JSON.stringify(Object.values(observability.findResources('AWS::CloudWatch::CompositeAlarm')));
+    expect(rules).toMatch(/EdgeMediaUserspace/);
   });
 
   it('pages once when Redis fails over (the primary role moves between the nodes)', () => {

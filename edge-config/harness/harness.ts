@@ -225,7 +225,9 @@ export class EdgeHarness {
   constructor(private readonly options: EdgeHarnessOptions) {
     const dir = resolve(options.dir);
     this.runDir = join(dir, 'run');
-    this.input = parseRenderInput({ ...options.input, paths: { configDir: dir, runDir: this.runDir } });
+    // Userspace forwarding whatever the input says: no kernel module on test machines.
+    const host = { ...options.input.host, mediaForwarding: 'userspace' as const };
+    this.input = parseRenderInput({ ...options.input, host, paths: { configDir: dir, runDir: this.runDir } });
     this.layout = edgeLayout(this.input);
   }
 
