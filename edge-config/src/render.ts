@@ -227,7 +227,7 @@ export const SIP_LIMITS = {
 export const LIVEKIT_PROBING_THRESHOLD = 3;
 
 /** rtpengine flags: each direction names where the message came from, then where it goes. */
-function rtpFlags(from: 'carrier' | 'internal'): string {
+export function rtpFlags(from: 'carrier' | 'internal'): string {
   const to = from === 'carrier' ? 'internal' : 'carrier';
   return `direction=${from} direction=${to} replace-origin replace-session-connection ICE=remove RTP/AVP strict-source`;
 }
