@@ -149,6 +149,13 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
         expect(routingHeaders(message), scenario).not.toContain('127.0.3.'); // the carrier's own hosts
       }
       expect(atLiveKit.find((m) => /^\s*INVITE /m.test(m))).toMatch(/^Contact: <sip:[^@>]+@127\.0\.1\.1[:;>]/m);
+      // The ACK skips topos (no store work): the edge strips it itself to its own Via, without Contact or marker.
+      const ack = atLiveKit.find((m) => /^\s*ACK /m.test(m));
+      expect(ack, 'the ACK reached LiveKit').toBeDefined();
+      expect(routingHeaders(ack!).split('\n').filter(Boolean), scenario).toEqual([
+        expect.stringMatching(/^Via: SIP\/2\.0\/UDP 127\.0\.1\.1[:;]/),
+      ]);
+      expect(ack, scenario).not.toMatch(/^P-SR-/im);
 
       const carrierHungUp = service === INTAKE_NUMBER;
       const byeAtLiveKit = atLiveKit.some((m) => /^\s*BYE /m.test(m));
