@@ -2,10 +2,11 @@
  * Calls per second through the edge on this machine, in one run:
  *   (a) a bare stateful record-routing Kamailio (bare-kamailio.cfg): the least a proxy does,
  *   (c) a reference SBC (reference-sbc.cfg): (a) plus media anchored by the same RTPEngine (rtpengine_manage), what
- *       an operator would otherwise run, and
+ *       an operator would otherwise run,
+ *   (d) (c) plus topoh, stateless topology hiding, to price it against the edge's topos, and
  *   (b) our rendered edge (allowlist + pike + bounds + dispatcher + rtpengine_manage + topos), from loopback.json.
  * Each is driven by a sipp caller at rising rates; the figure is the highest rate whose calls all completed.
- * Prints all three, (b)/(c) and (b)/(a), what each call cost in CPU per program (Kamailio, RTPEngine, the topos
+ * Prints each, (b)/(c) and (b)/(a), what each call cost in CPU per program (Kamailio, RTPEngine, the topos
  * Redis, the sipp stand-ins) at the highest rate all passed, and the topos Redis commands per call. On a machine
  * where all of them share the cores, that cost is what bounds the rate. A script, not a test: figures depend on the
  * machine and its load.
@@ -162,7 +163,17 @@ async function standIns(runDir: string, count: number): Promise<StandIn[]> {
 }
 
 /** A bench Kamailio config (bench/*.cfg) with its {{NAME}} values filled, written to `dir`. */
-function benchConfig(file: string, dir: string, ctl: string): string {
+/**
+ * (d): topoh, stateless topology hiding (no store), priced on top of (c). One mask address for both sides is all
+ * Kamailio 5.6's topoh has: on loopback both sides reach 127.0.0.1, on EC2 they could not (README, Topology hiding).
+ */
+const TOPOH = [
+  'loadmodule "topoh.so"',
+  'modparam("topoh", "mask_key", "bench-only-mask-key")',
+  `modparam("topoh", "mask_ip", "${example.host.carrierSipIp}")`,
+].join('\n');
+
+function benchConfig(file: string, dir: string, ctl: string, topologyHiding = ''): string {
   const cfg = readFileSync(join(__dirname, file), 'utf8').replace(/\{\{(\w+)\}\}/g, (_, name: string) => {
     const values: Record<string, string | number> = {
       WORKERS: example.edge.kamailio.workers,
@@ -175,11 +186,12 @@ function benchConfig(file: string, dir: string, ctl: string): string {
       RTPENGINE_SOCK: `udp:${example.host.rtpengineControl.ip}:${example.host.rtpengineControl.port}`,
       RTP_FLAGS_FROM_CARRIER: rtpFlags('carrier'),
       RTP_FLAGS_FROM_INTERNAL: rtpFlags('internal'),
+      TOPOLOGY_HIDING: topologyHiding,
     };
     if (values[name] === undefined) throw new Error(`${file}: no value for {{${name}}}`);
     return String(values[name]);
   });
-  const cfgPath = join(dir, file);
+  const cfgPath = join(dir, 'kamailio.cfg');
   writeFileSync(cfgPath, cfg);
   return cfgPath;
 }
@@ -211,7 +223,13 @@ async function startRtpengine(dir: string, runDir: string): Promise<ChildProcess
 }
 
 /** (a) or (c): a bench Kamailio config against one stand-in, with RTPEngine when the config anchors media. */
-async function kamailioOnly(label: string, name: string, file: string, withRtpengine: boolean): Promise<{ best: number; steps: Step[] }> {
+async function kamailioOnly(
+  label: string,
+  name: string,
+  file: string,
+  withRtpengine: boolean,
+  topologyHiding = '',
+): Promise<{ best: number; steps: Step[] }> {
   const dir = join(DIR, name);
   const runDir = join(dir, 'run');
   await endProcessesMentioning(`${dir}/`);
@@ -221,7 +239,7 @@ async function kamailioOnly(label: string, name: string, file: string, withRtpen
   let peers: StandIn[] = [];
   try {
     if (withRtpengine) daemons.push(await startRtpengine(dir, runDir));
-    const cfgPath = benchConfig(file, dir, ctl);
+    const cfgPath = benchConfig(file, dir, ctl, topologyHiding);
     const memory = kamailioMemoryArgs(example.edge.kamailio.sharedMemoryMb);
     daemons.push(spawn('kamailio', ['-DD', '-E', '-f', cfgPath, ...memory], { stdio: 'ignore' }));
     await waitUntil(`${label} kamailio`, () => kamcmd(ctl, 'core.uptime').then(() => true, () => false));
@@ -259,24 +277,26 @@ async function main(): Promise<void> {
   console.log(`edge-cps: rates ${RATES.join(', ')} calls/s, ${SECONDS} s each, zero failed calls required`);
   const bare = await kamailioOnly('(a) bare', 'bare', 'bare-kamailio.cfg', false);
   const reference = await kamailioOnly('(c) reference SBC', 'reference', 'reference-sbc.cfg', true);
+  const topoh = await kamailioOnly('(d) reference + topoh', 'topoh', 'reference-sbc.cfg', true, TOPOH);
   const { best: b, steps: edgeSteps, limits } = await edge();
-  const [a, c] = [bare.best, reference.best];
+  const [a, c, d] = [bare.best, reference.best, topoh.best];
   console.log(`\n(a) bare forwarding Kamailio: ${a} calls/s`);
   console.log(`(c) reference SBC (stateful record-routing Kamailio + RTPEngine via rtpengine_manage): ${c} calls/s`);
+  console.log(`(d) reference SBC + topoh (stateless topology hiding): ${d} calls/s`);
   console.log(`(b) rendered edge (allowlist + pike + bounds + dispatcher + rtpengine + topos): ${b} calls/s`);
   for (const limit of limits) console.log(`    (b) stopped because ${limit}`);
   const top = RATES[RATES.length - 1];
-  for (const [label, best] of [['(a)', a], ['(c)', c], ['(b)', b]] as const) {
+  for (const [label, best] of [['(a)', a], ['(c)', c], ['(d)', d], ['(b)', b]] as const) {
     if (best === top) console.log(`    ${label} passed the top rate (${top}): its figure is a lower bound; extend --rates`);
   }
   const ratio = (x: number, y: number) => (y > 0 ? (x / y).toFixed(2) : 'n/a');
   console.log(`ratio (b)/(c): ${ratio(b, c)}   (goal ≥ 0.8)`);
   console.log(`ratio (b)/(a): ${ratio(b, a)}`);
-  const common = Math.min(a, b, c);
+  const common = Math.min(a, b, c, d);
   const at = (steps: Step[]) => steps.find((step) => step.rate === common);
-  const rows = [['(a)', at(bare.steps)], ['(c)', at(reference.steps)], ['(b)', at(edgeSteps)]] as const;
+  const rows = [['(a)', at(bare.steps)], ['(c)', at(reference.steps)], ['(d)', at(topoh.steps)], ['(b)', at(edgeSteps)]] as const;
   if (common > 0 && rows.every(([, step]) => step)) {
-    console.log(`CPU µs per call at ${common} calls/s, the highest rate all three passed (the sipp caller not counted):`);
+    console.log(`CPU µs per call at ${common} calls/s, the highest rate all passed (the sipp caller not counted):`);
     for (const [label, step] of rows) console.log(`  ${label} ${describeCpu(step!.cpuPerCallUs)}`);
     const counted = at(edgeSteps)?.countedPerCall;
     if (counted) console.log(`  (b) topos Redis commands per call: ${Object.entries(counted).map(([n, v]) => `${n} ${v}`).join(', ')}`);
