@@ -89,6 +89,10 @@ function describeCpu(cpu: Record<string, number>): string {
   return `${Object.entries(cpu).map(([name, us]) => `${name} ${us}`).join(', ')}; total ${total} µs`;
 }
 
+function describeCounts(counts: Record<string, number>): string {
+  return Object.entries(counts).map(([name, n]) => `${name} ${n}`).join(', ');
+}
+
 function readLog(logFile: string): string {
   try {
     return readFileSync(logFile, 'utf8');
@@ -119,7 +123,11 @@ function openFileLimit(): string {
 }
 
 /** Raises the rate until a step has a failed call. The programs serving the calls run from `dir` (their CPU is counted). */
-async function ramp(label: string, dir: string, counters?: () => Record<string, number>): Promise<{ best: number; steps: Step[] }> {
+async function ramp(
+  label: string,
+  dir: string,
+  counters?: () => Record<string, number>,
+): Promise<{ best: number; steps: Step[] }> {
   const marker = `${dir}/`;
   const steps: Step[] = [];
   let best = 0;
@@ -145,7 +153,7 @@ async function ramp(label: string, dir: string, counters?: () => Record<string, 
     }
     steps.push({ rate, ok, successful: result.successful, failed: result.failed, cpuPerCallUs, countedPerCall });
     console.log(`  ${label}: ${rate} calls/s × ${SECONDS} s → ${result.successful} ok, ${result.failed} failed${ok ? '' : '  (stop)'}; CPU µs per call: ${describeCpu(cpuPerCallUs)}`);
-    if (countedPerCall) console.log(`      per call: ${Object.entries(countedPerCall).map(([name, n]) => `${name} ${n}`).join(', ')}`);
+    if (countedPerCall) console.log(`      per call: ${describeCounts(countedPerCall)}`);
     if (!ok) break;
     best = rate;
   }
@@ -213,9 +221,9 @@ async function startRtpengine(dir: string, runDir: string): Promise<ChildProcess
   const input = parseRenderInput({ ...benchInput, host, paths: { configDir: dir, runDir } });
   writeRendered(dir, { 'rtpengine/rtpengine.conf': renderEdge(input)['rtpengine/rtpengine.conf'] });
   const log = openSync(join(runDir, 'rtpengine.log'), 'a');
-  const rtpengine = spawn('rtpengine', [`--config-file=${join(dir, 'rtpengine', 'rtpengine.conf')}`, '--foreground', '--log-stderr'], {
-    stdio: ['ignore', log, log],
-  });
+  const conf = join(dir, 'rtpengine', 'rtpengine.conf');
+  const args = [`--config-file=${conf}`, '--foreground', '--log-stderr'];
+  const rtpengine = spawn('rtpengine', args, { stdio: ['ignore', log, log] });
   closeSync(log);
   const { ip, port } = input.host.rtpengineControl;
   await waitUntil('rtpengine', () => pingRtpengine(ip, port));
@@ -265,7 +273,8 @@ async function edge(): Promise<{ best: number; steps: Step[]; limits: string[] }
   await harness.start();
   const peers = await standIns(harness.runDir, 2);
   try {
-    const { best, steps } = await ramp('(b) edge', harness.configDir, () => toposRedisCommands(harness.layout.toposRedisSocket));
+    const toposCommands = () => toposRedisCommands(harness.layout.toposRedisSocket);
+    const { best, steps } = await ramp('(b) edge', harness.configDir, toposCommands);
     return { best, steps, limits: edgeLimits(harness.runDir) };
   } finally {
     for (const peer of peers) await peer.stop();
@@ -294,12 +303,17 @@ async function main(): Promise<void> {
   console.log(`ratio (b)/(a): ${ratio(b, a)}`);
   const common = Math.min(a, b, c, d);
   const at = (steps: Step[]) => steps.find((step) => step.rate === common);
-  const rows = [['(a)', at(bare.steps)], ['(c)', at(reference.steps)], ['(d)', at(topoh.steps)], ['(b)', at(edgeSteps)]] as const;
+  const rows = [
+    ['(a)', at(bare.steps)],
+    ['(c)', at(reference.steps)],
+    ['(d)', at(topoh.steps)],
+    ['(b)', at(edgeSteps)],
+  ] as const;
   if (common > 0 && rows.every(([, step]) => step)) {
     console.log(`CPU µs per call at ${common} calls/s, the highest rate all passed (the sipp caller not counted):`);
     for (const [label, step] of rows) console.log(`  ${label} ${describeCpu(step!.cpuPerCallUs)}`);
     const counted = at(edgeSteps)?.countedPerCall;
-    if (counted) console.log(`  (b) topos Redis commands per call: ${Object.entries(counted).map(([n, v]) => `${n} ${v}`).join(', ')}`);
+    if (counted) console.log(`  (b) topos Redis commands per call: ${describeCounts(counted)}`);
   }
 }
 

@@ -154,10 +154,13 @@ async function openCalls(count: number, viaRtpengine: boolean): Promise<{ calls:
     let toLiveKit = { ip: LIVEKIT_PEER, port: livekit.address().port };
     let toCarrier = { ip: CARRIER_PEER, port: carrier.address().port };
     if (viaRtpengine) {
-      const offer = await ng({ command: 'offer', 'call-id': id, 'from-tag': 'carrier', sdp: sdp(CARRIER_PEER, toCarrier.port), ...edgeFlags('carrier') });
+      const offerSdp = sdp(CARRIER_PEER, toCarrier.port);
+      const offer = await ng({ command: 'offer', 'call-id': id, 'from-tag': 'carrier',
+        sdp: offerSdp, ...edgeFlags('carrier') });
       toLiveKit = mediaOf(offer.sdp as string); // RTPEngine's LiveKit-side port: the carrier's packets go in there
       const answerSdp = sdp(LIVEKIT_PEER, livekit.address().port);
-      const answer = await ng({ command: 'answer', 'call-id': id, 'from-tag': 'carrier', 'to-tag': 'livekit', sdp: answerSdp, ...edgeFlags('internal') });
+      const tags = { 'from-tag': 'carrier', 'to-tag': 'livekit' };
+      const answer = await ng({ command: 'answer', 'call-id': id, ...tags, sdp: answerSdp, ...edgeFlags('internal') });
       toCarrier = mediaOf(answer.sdp as string); // RTPEngine's carrier-side port
       // The carrier sends to the carrier-side port RTPEngine told it; LiveKit to the LiveKit-side port.
       [toLiveKit, toCarrier] = [toCarrier, toLiveKit];
@@ -165,7 +168,8 @@ async function openCalls(count: number, viaRtpengine: boolean): Promise<{ calls:
     calls.push({ id, carrier, livekit });
     const offsetMs = (index * PACKET_MS) / count;
     streams.push({ socket: carrier, to: toLiveKit, direction: 0, call: index, seq: 0, offsetMs });
-    streams.push({ socket: livekit, to: toCarrier, direction: 1, call: index, seq: 0, offsetMs: (offsetMs + PACKET_MS / 2) % PACKET_MS });
+    const backOffsetMs = (offsetMs + PACKET_MS / 2) % PACKET_MS;
+    streams.push({ socket: livekit, to: toCarrier, direction: 1, call: index, seq: 0, offsetMs: backOffsetMs });
   }
   return { calls, streams };
 }
@@ -237,7 +241,10 @@ async function drive(calls: Call[], streams: Stream[]): Promise<Measured> {
 
 async function closeCalls(calls: Call[], viaRtpengine: boolean): Promise<void> {
   for (const call of calls) {
-    if (viaRtpengine) await ng({ command: 'delete', 'call-id': call.id, 'from-tag': 'carrier', 'delete-delay': 0 }).catch(() => undefined);
+    if (viaRtpengine) {
+      const command = { command: 'delete', 'call-id': call.id, 'from-tag': 'carrier', 'delete-delay': 0 };
+      await ng(command).catch(() => undefined);
+    }
     call.carrier.close();
     call.livekit.close();
   }
@@ -260,9 +267,9 @@ async function startRtpengine(): Promise<ChildProcess> {
   mkdirSync(input.paths.runDir, { recursive: true });
   writeRendered(DIR, { 'rtpengine/rtpengine.conf': renderEdge(input)['rtpengine/rtpengine.conf'] });
   const log = openSync(join(input.paths.runDir, 'rtpengine.log'), 'a');
-  const child = spawn('rtpengine', [`--config-file=${join(DIR, 'rtpengine', 'rtpengine.conf')}`, '--foreground', '--log-stderr'], {
-    stdio: ['ignore', log, log],
-  });
+  const conf = join(DIR, 'rtpengine', 'rtpengine.conf');
+  const args = [`--config-file=${conf}`, '--foreground', '--log-stderr'];
+  const child = spawn('rtpengine', args, { stdio: ['ignore', log, log] });
   closeSync(log);
   const deadline = Date.now() + 30_000;
   while (!(await pingRtpengine(control.ip, control.port))) {
@@ -292,16 +299,21 @@ async function main(): Promise<void> {
       const through = measured.transitsMs.sort((x, y) => x - y);
       const own = baseline.transitsMs.sort((x, y) => x - y);
       const lost = measured.sent - measured.received;
-      const added = { p50: percentile(through, 50) - percentile(own, 50), p99: percentile(through, 99) - percentile(own, 99) };
+      const added = {
+        p50: percentile(through, 50) - percentile(own, 50),
+        p99: percentile(through, 99) - percentile(own, 99),
+      };
       // The window CPU includes warm-up and drain; per second of the whole drive.
       const driveSeconds = (WARMUP_MS + SECONDS * 1000 + 300) / 1000;
       const cpuPerCall = rtpengineCpuMs / driveSeconds / count;
+      const generatorPercent = (measured.generatorCpuMs / driveSeconds / 10).toFixed(0);
       console.log(
         `  ${count} calls: RTPEngine ${cpuPerCall.toFixed(2)} ms CPU per s per call; lost ${lost} of ${measured.sent}` +
           ` (direct: ${baseline.sent - baseline.received}); transit p50 ${percentile(through, 50).toFixed(2)} /` +
           ` p99 ${percentile(through, 99).toFixed(2)} ms, direct p50 ${percentile(own, 50).toFixed(2)} /` +
-          ` p99 ${percentile(own, 99).toFixed(2)} ms, added p50 ${added.p50.toFixed(2)} / p99 ${added.p99.toFixed(2)} ms;` +
-          ` generator ${(measured.generatorCpuMs / driveSeconds / 10).toFixed(0)}% CPU, lag ≤ ${measured.generatorLagMs.toFixed(1)} ms`,
+          ` p99 ${percentile(own, 99).toFixed(2)} ms, added p50 ${added.p50.toFixed(2)} /` +
+          ` p99 ${added.p99.toFixed(2)} ms; generator ${generatorPercent}% CPU,` +
+          ` lag ≤ ${measured.generatorLagMs.toFixed(1)} ms`,
       );
       if (lost > 0 || added.p99 > LIMIT_P99_MS) {
         limitAt = count;
@@ -314,7 +326,8 @@ async function main(): Promise<void> {
     await endProcessesMentioning(`${DIR}/`);
   }
   console.log(`\ncapacity (no loss, added p99 ≤ ${LIMIT_P99_MS} ms): ${capacity} concurrent calls`);
-  console.log(limitAt ? `loss or added p99 > ${LIMIT_P99_MS} ms starts at ${limitAt} calls` : 'no limit reached: extend --calls');
+  if (limitAt) console.log(`loss or added p99 > ${LIMIT_P99_MS} ms starts at ${limitAt} calls`);
+  else console.log('no limit reached: extend --calls');
 }
 
 main().catch((error) => {

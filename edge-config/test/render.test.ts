@@ -4,7 +4,12 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EDGE_LOG_EVENTS, EDGE_MEDIA_MODE_LOG_EVENTS, RTPENGINE_LOG_EVENTS, UNCOUNTED_LOG_EVENTS } from '../src/log-events';
+import {
+  EDGE_LOG_EVENTS,
+  EDGE_MEDIA_MODE_LOG_EVENTS,
+  RTPENGINE_LOG_EVENTS,
+  UNCOUNTED_LOG_EVENTS,
+} from '../src/log-events';
 import { edgeSectionSchema } from '../src/schema';
 import {
   ackWaitSeconds,
@@ -247,7 +252,8 @@ describe('media forwarding mode (in-kernel in production, userspace when the mod
         return '';
       }
     };
-    return { status: result.status, stdout: result.stdout, mode: readOr(join(run, 'rtpengine-mode.env')), calls: readOr(calls) };
+    const mode = readOr(join(run, 'rtpengine-mode.env'));
+    return { status: result.status, stdout: result.stdout, mode, calls: readOr(calls) };
   }
 
   it('renders table 0 for hosts, -1 for loopback runs, and a unit that starts RTPEngine in the mode found', () => {
@@ -257,7 +263,7 @@ describe('media forwarding mode (in-kernel in production, userspace when the mod
     const unit = production['systemd/voice-intake-rtpengine.service'].content;
     expect(unit).toMatch(/^ExecStartPre=\/etc\/voice-intake-edge\/bin\/edge-media-mode\.sh$/m);
     expect(unit).toMatch(/^EnvironmentFile=-\/run\/voice-intake-edge\/rtpengine-mode\.env$/m);
-    expect(unit).toMatch(/^ExecStart=\/usr\/bin\/rtpengine .*--table=\$\{RTPENGINE_TABLE\}/m);
+    expect(unit).toMatch(/^ExecStart=\/usr\/bin\/rtpengine [^\n]*\\\n\s+--table=\$\{RTPENGINE_TABLE\} /m);
     expect(production['bin/edge-media-mode.sh'].mode).toBe(0o755);
   });
 
@@ -303,10 +309,8 @@ describe('the tree as shipped in user data (without comment lines)', () => {
 
     const dir = join(scratch, 'stripped');
     mkdirSync(join(dir, 'run'), { recursive: true });
-    const placed = fillHostPlaceholders(renderEdge({ ...CDK_DEFAULT, paths: { configDir: dir, runDir: join(dir, 'run') } }), {
-      privateIp: '127.0.0.1',
-      publicIp: '192.0.2.10',
-    });
+    const renderedHere = renderEdge({ ...CDK_DEFAULT, paths: { configDir: dir, runDir: join(dir, 'run') } });
+    const placed = fillHostPlaceholders(renderedHere, { privateIp: '127.0.0.1', publicIp: '192.0.2.10' });
     writeRendered(dir, withoutCommentLines(placed));
     const check = spawnSync('kamailio', ['-c', '-f', join(dir, 'kamailio', 'kamailio.cfg')], { encoding: 'utf8' });
     expect(check.status, `${check.stdout}${check.stderr}`).toBe(0);

@@ -128,15 +128,19 @@ export class EdgeStack extends VoiceIntakeStack {
         (Object.keys(EDGE_METRICS) as (keyof typeof EDGE_METRICS)[]).map((event) => [event, { metricName: EDGE_METRICS[event], pattern: logs.FilterPattern.allTerms(EDGE_LOG_EVENTS[event]) }]),
       ),
     ).metrics as Record<keyof typeof EDGE_METRICS, cloudwatch.Metric>;
-    this.mediaModeMetrics = new LogLineMetrics(this, 'EdgeMediaMode', logGroup, metricsNamespace(props.config.deploymentName), {
-      kernel: { metricName: EDGE_MEDIA_MODE_METRICS.kernel, pattern: logs.FilterPattern.allTerms(EDGE_MEDIA_MODE_LOG_EVENTS.kernel) },
+    const namespace = metricsNamespace(props.config.deploymentName);
+    this.mediaModeMetrics = new LogLineMetrics(this, 'EdgeMediaMode', logGroup, namespace, {
+      kernel: {
+        metricName: EDGE_MEDIA_MODE_METRICS.kernel,
+        pattern: logs.FilterPattern.allTerms(EDGE_MEDIA_MODE_LOG_EVENTS.kernel),
+      },
       userspace: {
         metricName: EDGE_MEDIA_MODE_METRICS.userspace,
         pattern: logs.FilterPattern.anyTerm(EDGE_MEDIA_MODE_LOG_EVENTS.userspace, RTPENGINE_KERNEL_FAILURE),
       },
     }).metrics as Record<keyof typeof EDGE_MEDIA_MODE_METRICS, cloudwatch.Metric>;
     this.mediaUserspaceAlarm = new cloudwatch.Alarm(this, 'EdgeMediaUserspace', {
-      alarmDescription: 'An edge host forwards media in userspace (xt_RTPENGINE did not load): its call capacity is a fifth',
+      alarmDescription: 'An edge host forwards media in userspace (xt_RTPENGINE did not load): a fifth of the capacity',
       metric: this.mediaModeMetrics.userspace,
       threshold: 1,
       evaluationPeriods: 1,
@@ -306,8 +310,8 @@ function bootScript(files: RenderedEdge, logGroupName: string, region: string): 
     // redis-server + kamailio-redis-modules: the host-local store of topology hiding (topos).
     'apt-get install -y -q --no-install-recommends kamailio kamailio-tls-modules kamailio-extra-modules kamailio-redis-modules rtpengine-daemon redis-server curl ca-certificates',
     // In-kernel media forwarding (xt_RTPENGINE, built for the running kernel); without it RTPEngine runs in userspace.
-    'apt-get install -y -q --no-install-recommends "linux-headers-$(uname -r)" rtpengine-kernel-dkms rtpengine-iptables iptables'
-      + ' || echo "edge: kernel module packages not installed"',
+    'apt-get install -y -q --no-install-recommends "linux-headers-$(uname -r)" rtpengine-kernel-dkms'
+      + ' rtpengine-iptables iptables || echo "edge: kernel module packages not installed"',
     'rm -f /usr/sbin/policy-rc.d',
     'systemctl disable --now kamailio rtpengine-daemon ngcp-rtpengine-daemon redis-server 2>/dev/null || true',
     `curl -fsSLo /tmp/ssm.deb https://s3.${region}.amazonaws.com/amazon-ssm-${region}/latest/debian_amd64/amazon-ssm-agent.deb && dpkg -i /tmp/ssm.deb`,
