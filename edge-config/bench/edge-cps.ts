@@ -26,7 +26,14 @@ import {
   runSippCaller,
   StandIn,
 } from '../harness/harness';
-import { kamailioMemoryArgs, parseRenderInput, renderEdge, rtpFlags, writeRendered } from '../src/render';
+import {
+  kamailioMemoryArgs,
+  LIVEKIT_PROBING_THRESHOLD,
+  parseRenderInput,
+  renderEdge,
+  rtpFlags,
+  writeRendered,
+} from '../src/render';
 
 const ROOT = resolve(__dirname, '..');
 const DIR = resolve(ROOT, '.local', 'bench');
@@ -107,7 +114,11 @@ function edgeLimits(runDir: string): string[] {
   const kamailioLog = readLog(join(runDir, 'kamailio.log'));
   const limits: string[] = [];
   if (kamailioLog.includes('did not answer')) {
-    limits.push(`a stand-in's answer came later than the failover timeout (${example.edge.failoverTimeoutMs} ms; the machine was saturated), the dispatcher marked it down and calls got 503 until its next probe`);
+    limits.push(
+      `a stand-in's answer came later than the failover timeout (${example.edge.failoverTimeoutMs} ms; the machine` +
+        ` was saturated): those calls failed over, and ${LIVEKIT_PROBING_THRESHOLD} such failures in a row took the` +
+        ' node out of the rotation until it answered a probe (503 when both were out)',
+    );
   }
   if (log.includes('Too many open files')) limits.push(`RTPEngine ran out of file descriptors (this shell's limit: ${openFileLimit()}; the edge's systemd unit sets 65536)`);
   if (log.includes('Ran out of ports')) limits.push('RTPEngine ran out of RTP ports');
