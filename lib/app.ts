@@ -95,6 +95,8 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
       enrichment.deadLetterAlarm,
       ...(edge.nodeSync ? [edge.nodeSync.failureAlarm] : []),
       ...edge.unhealthyAzAlarms,
+      // Appended: the forwarding alarms are numbered, and the ones before keep their IDs.
+      edge.mediaUserspaceAlarm,
     ],
     edgeMetrics: edge.metrics,
     livekitSipMetrics: appTier.livekit.sipMetrics,

@@ -5,8 +5,8 @@ import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EDGE_METRICS } from '@voice-intake/contracts';
-import { EDGE_LOG_EVENTS, NO_NODE_ENTRY, renderEdge } from '@voice-intake/edge-config';
+import { EDGE_MEDIA_MODE_METRICS, EDGE_METRICS } from '@voice-intake/contracts';
+import { EDGE_LOG_EVENTS, EDGE_MEDIA_MODE_LOG_EVENTS, NO_NODE_ENTRY, renderEdge } from '@voice-intake/edge-config';
 import { packedFileCommand, USER_DATA_LIMIT_BYTES } from '../lib/stacks/edge-stack';
 import { openIngressRules } from './support/assertions';
 import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
@@ -203,12 +203,38 @@ describe('edge stack', () => {
 
   it('counts what the edge refuses from the hosts\' Kamailio log lines', () => {
     const filters = Object.values(edge.findResources('AWS::Logs::MetricFilter')).map((filter) => filter.Properties);
-    expect(filters.map((filter) => filter.MetricTransformations[0].MetricName).sort()).toEqual(Object.values(EDGE_METRICS).sort());
+    const counted = [...Object.values(EDGE_METRICS), ...Object.values(EDGE_MEDIA_MODE_METRICS)];
+    expect(filters.map((filter) => filter.MetricTransformations[0].MetricName).sort()).toEqual(counted.sort());
     for (const [event, phrase] of Object.entries(EDGE_LOG_EVENTS)) {
       const filter = filters.find((candidate) => candidate.MetricTransformations[0].MetricName === EDGE_METRICS[event as keyof typeof EDGE_METRICS]);
       expect(filter?.FilterPattern, event).toBe(`"${phrase}"`);
       expect(JSON.stringify(filter?.LogGroupName)).toMatch(/EdgeLogs/);
     }
+  });
+
+  it('installs the in-kernel forwarding module at boot; counts and alarms on hosts falling back to userspace', () => {
+    const userData = userDataText(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
+    // Packages that cannot install (no headers for this kernel) must not stop the boot: RTPEngine runs in userspace.
+    const headers = /apt-get install [^\n]*"linux-headers-\$\(uname -r\)" rtpengine-kernel-dkms rtpengine-iptables/;
+    expect(userData).toMatch(new RegExp(`${headers.source}[^\\n]* \\|\\| echo`));
+    const instance = Object.values(edge.findResources('AWS::EC2::Instance'))[0];
+    const files = unpack(JSON.stringify(instance.Properties.UserData), '/etc/voice-intake-edge');
+    expect(files.get('rtpengine/rtpengine.conf')).toMatch(/^table = 0$/m);
+    const unit = files.get('systemd/voice-intake-rtpengine.service');
+    expect(unit).toContain('ExecStartPre=/etc/voice-intake-edge/bin/edge-media-mode.sh');
+    expect(files.get('bin/edge-media-mode.sh')).toContain(EDGE_MEDIA_MODE_LOG_EVENTS.userspace);
+
+    const filters = Object.values(edge.findResources('AWS::Logs::MetricFilter')).map((filter) => filter.Properties);
+    const pattern = (metric: string) =>
+      filters.find((f) => f.MetricTransformations[0].MetricName === metric)?.FilterPattern;
+    expect(pattern(EDGE_MEDIA_MODE_METRICS.kernel)).toBe(`"${EDGE_MEDIA_MODE_LOG_EVENTS.kernel}"`);
+    // Ours, or RTPEngine's own when it cannot open the kernel table it was given.
+    const userspace = EDGE_MEDIA_MODE_LOG_EVENTS.userspace;
+    expect(pattern(EDGE_MEDIA_MODE_METRICS.userspace)).toBe(`?"${userspace}" ?"KERNEL FORWARDING DISABLED"`);
+    const alarms = Object.values(edge.findResources('AWS::CloudWatch::Alarm')).map((alarm) => alarm.Properties);
+    expect(alarms.find((alarm) => alarm.MetricName === EDGE_MEDIA_MODE_METRICS.userspace)).toMatchObject({
+      Statistic: 'Sum', Period: 60, Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+    });
   });
 
   it('keeps the LiveKit node list current: a function on a schedule and on LiveKit group changes, Run Command to the edge hosts only', () => {

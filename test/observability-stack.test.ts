@@ -27,10 +27,12 @@ describe('observability stack', () => {
   it('watches Redis and forwards the enrichment DLQ, edge node sync and edge AZ health alarms to the topic', () => {
     expect(alarms().map((alarm) => alarm.MetricName)).toEqual(expect.arrayContaining(['EngineCPUUtilization', 'ReplicationLag']));
     observability.hasResourceProperties('AWS::CloudWatch::CompositeAlarm', { AlarmActions: [Match.anyValue()], AlarmRule: Match.anyValue() });
-    // The enrichment DLQ, the edge node sync and each AZ's edge health (edge stack: test/edge-rollout) page through here.
-    observability.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 4);
+    // The enrichment DLQ, the edge node sync, each AZ's edge health (edge stack: test/edge-rollout) and an edge host
+    // forwarding media in userspace page through here.
+    observability.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 5);
     const rules = Object.values(observability.findResources('AWS::CloudWatch::CompositeAlarm')).map((alarm) => JSON.stringify(alarm.Properties.AlarmRule));
     expect(rules.filter((rule) => /EdgeAz\dUnhealthy/.test(rule))).toHaveLength(2);
+    expect(rules.filter((rule) => /EdgeMediaUserspace/.test(rule))).toHaveLength(1);
   });
 
   it('pages once when Redis fails over (the primary role moves between the nodes)', () => {

@@ -61,6 +61,15 @@ export const EDGE_METRICS = {
   anonymousCallers: 'EdgeAnonymousCallers',
 } as const;
 
+/**
+ * How the edge hosts forward media (RTPEngine in the kernel, or its userspace fallback): counted at each RTPEngine
+ * start from the edge's log; the edge stack alarms on userspace.
+ */
+export const EDGE_MEDIA_MODE_METRICS = {
+  kernel: 'EdgeMediaKernelForwarding',
+  userspace: 'EdgeMediaUserspaceForwarding',
+} as const;
+
 /** Counted from LiveKit SIP's log lines (metric filters on the LiveKit cluster's log group). */
 export const LIVEKIT_SIP_METRICS = {
   callErrors: 'LiveKitSipCallErrors',

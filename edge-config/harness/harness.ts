@@ -225,7 +225,9 @@ export class EdgeHarness {
   constructor(private readonly options: EdgeHarnessOptions) {
     const dir = resolve(options.dir);
     this.runDir = join(dir, 'run');
-    this.input = parseRenderInput({ ...options.input, paths: { configDir: dir, runDir: this.runDir } });
+    // Userspace forwarding whatever the input says: no kernel module on test machines.
+    const host = { ...options.input.host, mediaForwarding: 'userspace' as const };
+    this.input = parseRenderInput({ ...options.input, host, paths: { configDir: dir, runDir: this.runDir } });
     this.layout = edgeLayout(this.input);
   }
 
@@ -392,7 +394,18 @@ export class StandIn {
   }
 
   async stop(): Promise<void> {
+    // A paused stand-in would hold SIGTERM until continued.
+    if (this.running) this.resume();
     await stopChild(this.child);
+  }
+
+  /** Freezes the stand-in (SIGSTOP): what reaches it meanwhile waits in its socket, as on a node stalled by load. */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
   }
 
   /** Every SIP message the stand-in received so far (sipp's message trace), as raw text blocks. */

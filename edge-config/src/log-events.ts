@@ -46,3 +46,12 @@ export const RTPENGINE_LOG_EVENTS: readonly (keyof typeof EDGE_LOG_EVENTS)[] = [
 
 /** Events Kamailio logs without a counter of its own (they page through their own alarms). */
 export const UNCOUNTED_LOG_EVENTS: readonly (keyof typeof EDGE_LOG_EVENTS)[] = ['noLiveKitNode', 'topologyStoreDown'];
+
+/**
+ * How RTPEngine forwards media on a host, logged once per start by bin/edge-media-mode.sh (the edge stack counts
+ * both, and alarms on userspace: it costs about five times the CPU per call of in-kernel forwarding).
+ */
+export const EDGE_MEDIA_MODE_LOG_EVENTS = {
+  kernel: 'media forwarding in kernel',
+  userspace: 'media forwarding in userspace',
+} as const;

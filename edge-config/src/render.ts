@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { describeIssues } from '@voice-intake/contracts';
 import { ipv4Schema, parseIpv4Cidr } from './cidr';
+import { EDGE_MEDIA_MODE_LOG_EVENTS } from './log-events';
 import { type CallerPolicy, edgeSectionSchema } from './schema';
 
 /**
@@ -39,6 +40,11 @@ export const hostFactsSchema = z
     carrierMediaAdvertisedIp: hostAddressSchema.optional(),
     /** LiveKit-facing media address (private only). */
     internalMediaIp: hostAddressSchema,
+    /**
+     * How RTPEngine forwards media: `kernel` (production) loads xt_RTPENGINE and runs with table 0, falling back to
+     * userspace (logged, counted, alarmed) when the module cannot load; `userspace` never tries (tests, local runs).
+     */
+    mediaForwarding: z.enum(['kernel', 'userspace']).default('kernel'),
     /** RTPEngine's control (ng) socket; Kamailio is its only client, so keep it on loopback. */
     rtpengineControl: z
       .object({ ip: ipv4Schema.default('127.0.0.1'), port: portSchema.default(2223), cliPort: portSchema.default(9900) })
@@ -153,6 +159,8 @@ export function edgeLayout(input: RenderInput) {
     ctlSocket: `${paths.runDir}/kamailio_ctl`,
     kamailioPidFile: `${paths.runDir}/kamailio.pid`,
     rtpenginePidFile: `${paths.runDir}/rtpengine.pid`,
+    /** Written before RTPEngine starts: RTPENGINE_TABLE=0 (kernel) or -1 (userspace), what the module allowed. */
+    mediaModeFile: `${paths.runDir}/rtpengine-mode.env`,
     toposRedisConf: `${paths.configDir}/redis/topos-redis.conf`,
     toposRedisSocket: toposRedisSocket(paths.runDir),
     toposRedisPidFile: `${paths.runDir}/topos/redis.pid`,
@@ -171,6 +179,9 @@ export function edgeLayout(input: RenderInput) {
 export function kamailioMemoryArgs(sharedMemoryMb: number, pkgMemoryMb = 16): string[] {
   return ['-x', 'tlsf', '-X', 'tlsf', '-m', String(sharedMemoryMb), '-M', String(pkgMemoryMb)];
 }
+
+/** The xt_RTPENGINE forwarding table RTPEngine uses in kernel mode (one RTPEngine per host). */
+export const RTPENGINE_KERNEL_TABLE = 0;
 
 /** permissions groups of the address table: carrier signalling sources, and carrier media addresses. */
 export const ADDRESS_GROUPS = { signalling: 1, media: 2 } as const;
@@ -239,8 +250,15 @@ export const SIP_LIMITS = {
   numberPattern: '^[+]?[0-9]{1,15}$',
 } as const;
 
+/**
+ * Failures in a row (a ping or a call left unanswered for failoverTimeoutMs) before a LiveKit SIP node leaves the
+ * rotation. One was a cliff: under a load spike a single late answer took every node out and the edge answered 503
+ * until the next probe. Each call still pays at most one failoverTimeoutMs per dead node (it fails over at once).
+ */
+export const LIVEKIT_PROBING_THRESHOLD = 3;
+
 /** rtpengine flags: each direction names where the message came from, then where it goes. */
-function rtpFlags(from: 'carrier' | 'internal'): string {
+export function rtpFlags(from: 'carrier' | 'internal'): string {
   const to = from === 'carrier' ? 'internal' : 'carrier';
   return `direction=${from} direction=${to} replace-origin replace-session-connection ICE=remove RTP/AVP strict-source`;
 }
@@ -312,6 +330,7 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       SCANNER_UA: SCANNER_USER_AGENTS.join('|'),
       DISPATCHER_LIST: layout.dispatcherList,
       PING_INTERVAL_SECONDS: edge.livekitPingIntervalSeconds,
+      PROBING_THRESHOLD: LIVEKIT_PROBING_THRESHOLD,
       FAILOVER_TIMEOUT_MS: edge.failoverTimeoutMs,
       RING_TIMEOUT_MS: edge.ringTimeoutSeconds * 1000,
       RTPENGINE_SOCK: `udp:${host.rtpengineControl.ip}:${host.rtpengineControl.port}`,
@@ -345,6 +364,7 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       // An offer LiveKit never answers: the INVITE timer (the ring timeout) has ended the call by then.
       OFFER_TIMEOUT: edge.ringTimeoutSeconds + 10,
       PID_FILE: layout.rtpenginePidFile,
+      TABLE: host.mediaForwarding === 'kernel' ? RTPENGINE_KERNEL_TABLE : -1,
     }),
     'redis/topos-redis.conf': fillTemplate('redis/topos-redis.conf', {
       SOCKET: layout.toposRedisSocket,
@@ -353,7 +373,16 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       MAX_MEMORY_MB: edge.kamailio.toposStoreMb,
     }),
     'systemd/voice-intake-topos-redis.service': fillTemplate('systemd/voice-intake-topos-redis.service', { CONFIG_DIR: paths.configDir }),
-    'systemd/voice-intake-rtpengine.service': fillTemplate('systemd/voice-intake-rtpengine.service', { CONFIG_DIR: paths.configDir }),
+    'systemd/voice-intake-rtpengine.service': fillTemplate('systemd/voice-intake-rtpengine.service', {
+      CONFIG_DIR: paths.configDir,
+      MODE_FILE: layout.mediaModeFile,
+    }),
+    'bin/edge-media-mode.sh': fillTemplate('bin/edge-media-mode.sh', {
+      MODE_FILE: layout.mediaModeFile,
+      TABLE: host.mediaForwarding === 'kernel' ? RTPENGINE_KERNEL_TABLE : -1,
+      KERNEL_PHRASE: EDGE_MEDIA_MODE_LOG_EVENTS.kernel,
+      USERSPACE_PHRASE: EDGE_MEDIA_MODE_LOG_EVENTS.userspace,
+    }),
     'systemd/voice-intake-kamailio.service': fillTemplate('systemd/voice-intake-kamailio.service', {
       CONFIG_DIR: paths.configDir,
       RUN_DIR: paths.runDir,
@@ -398,6 +427,20 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
 /** Seconds a 2xx may wait for its ACK before the call counts as never established and its media is freed. */
 export function ackWaitSeconds(failoverTimeoutMs: number): number {
   return Math.ceil(failoverTimeoutMs / 1000) + 2;
+}
+
+/**
+ * The tree without its whole-line comments (`#` not followed by `!`, so Kamailio's `#!define`s and shebangs stay),
+ * for shipping where bytes count: EC2 user data holds 16 KB. The templates in the repository keep the comments.
+ */
+export function withoutCommentLines(rendered: RenderedEdge): RenderedEdge {
+  const comment = /^\s*#(?!!)/;
+  return Object.fromEntries(
+    Object.entries(rendered).map(([path, file]) => [
+      path,
+      { ...file, content: file.content.split('\n').filter((line) => !comment.test(line)).join('\n') },
+    ]),
+  );
 }
 
 /** Replaces the host placeholders the way the boot script does (sed over the tree) — for tests and local use. */

@@ -31,7 +31,7 @@ import {
   statusOf,
   UdpPeer,
 } from '../harness/raw-peer';
-import { ackWaitSeconds, renderAddressRows, renderCallerRows } from '../src/render';
+import { ackWaitSeconds, LIVEKIT_PROBING_THRESHOLD, renderAddressRows, renderCallerRows } from '../src/render';
 
 const LOOPBACK = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
 /** Caller lists that none of the other tests' callers (+15550100…, +15550188…, +15550199…) are on. */
@@ -83,6 +83,15 @@ async function waitForDispatcherActive(count: number): Promise<void> {
     if (Date.now() > deadline) throw new Error(`dispatcher never showed ${count} active nodes:\n${list}`);
     await new Promise((done) => setTimeout(done, 200));
   }
+}
+
+/** The dispatcher's flags for one node (AP active, TP trying, IP inactive; P: probed). */
+async function dispatcherFlags(uri: string): Promise<string> {
+  const list = await edge.kamcmd('dispatcher.list');
+  const at = list.indexOf(`URI: ${uri}`);
+  const flags = at < 0 ? undefined : /FLAGS: (\w+)/.exec(list.slice(at))?.[1];
+  if (!flags) throw new Error(`${uri} is not in the dispatcher list:\n${list}`);
+  return flags;
 }
 
 // Waits while another test file holds the loopback addresses (edge-config/harness/loopback-lock.ts).
@@ -143,6 +152,13 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
         expect(routingHeaders(message), scenario).not.toContain('127.0.3.'); // the carrier's own hosts
       }
       expect(atLiveKit.find((m) => /^\s*INVITE /m.test(m))).toMatch(/^Contact: <sip:[^@>]+@127\.0\.1\.1[:;>]/m);
+      // The ACK skips topos (no store work): the edge strips it itself to its own Via, without Contact or marker.
+      const ack = atLiveKit.find((m) => /^\s*ACK /m.test(m));
+      expect(ack, 'the ACK reached LiveKit').toBeDefined();
+      expect(routingHeaders(ack!).split('\n').filter(Boolean), scenario).toEqual([
+        expect.stringMatching(/^Via: SIP\/2\.0\/UDP 127\.0\.1\.1[:;]/),
+      ]);
+      expect(ack, scenario).not.toMatch(/^P-SR-/im);
 
       const carrierHungUp = service === INTAKE_NUMBER;
       const byeAtLiveKit = atLiveKit.some((m) => /^\s*BYE /m.test(m));
@@ -227,6 +243,54 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     await waitForDispatcherActive(2);
     const recovered = await runSippCaller({ scenario: 'uac-call.xml', from: '127.0.3.3', to: carrierSip(), calls: 2, rate: 5 }, callsDir);
     expect(recovered.exitCode, recovered.output).toBe(0);
+  });
+
+  it('keeps a node that missed a ping (a blip) in rotation; a dead one costs a call one timeout at most', async () => {
+    const [first, second] = standIns;
+    const firstUri = `sip:${first.options.ip}:${first.options.port}`;
+    // Blip: the node stalls past one ping's timeout, then answers again. One missed ping used to make it inactive.
+    const seen = new Set<string>();
+    first.pause();
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!(seen.has('TP') || seen.has('IP')) && Date.now() < deadline) seen.add(await dispatcherFlags(firstUri));
+    } finally {
+      first.resume();
+    }
+    expect([...seen], 'a missed ping shows as trying').toContain('TP');
+    for (let flags = ''; flags !== 'AP'; ) {
+      flags = await dispatcherFlags(firstUri);
+      seen.add(flags);
+      await sleep(100);
+    }
+    expect([...seen].filter((flags) => flags.startsWith('I')), 'never inactive over a blip').toEqual([]);
+    const calls = (count: number, rate: number) =>
+      runSippCaller({ scenario: 'uac-call.xml', from: '127.0.3.3', to: carrierSip(), calls: count, rate }, callsDir);
+    const afterBlip = await calls(4, 4);
+    expect(afterBlip.exitCode, afterBlip.output).toBe(0);
+    const reachedFirst = afterBlip.callIds.filter((callId) => first.receivedInvites().some((i) => i.includes(callId)));
+    expect(reachedFirst.length).toBeGreaterThan(0);
+
+    // Dead: every call still completes on the live node, none waits for the dead one more than once, and after
+    // LIVEKIT_PROBING_THRESHOLD failures (calls or pings) calls go straight to the live node.
+    await first.stop();
+    const detours = (callId: string) =>
+      readFileSync(edge.kamailioLog, 'utf8').split('\n').filter((line) => line.includes(`did not answer ${callId}`));
+    const whileDying = await calls(6, 2);
+    expect(whileDying.exitCode, whileDying.output).toBe(0);
+    expect(whileDying.successful).toBe(6);
+    for (const callId of whileDying.callIds) {
+      expect(second.receivedInvites().some((invite) => invite.includes(callId)), callId).toBe(true);
+      expect(detours(callId).length, callId).toBeLessThanOrEqual(1);
+    }
+    expect(whileDying.callIds.flatMap(detours).length).toBeLessThanOrEqual(LIVEKIT_PROBING_THRESHOLD);
+    for (let flags = ''; !flags.startsWith('I'); await sleep(200)) flags = await dispatcherFlags(firstUri);
+    const afterDeath = await calls(4, 4);
+    expect(afterDeath.exitCode, afterDeath.output).toBe(0);
+    expect(afterDeath.callIds.flatMap(detours)).toEqual([]);
+
+    await first.start();
+    await waitForDispatcherActive(2);
   });
 
   it('bans a flooding allowlisted source while another allowlisted carrier keeps calling', async () => {

@@ -1,10 +1,15 @@
 /** Renderer: schema errors name the key; rendered files say what the config says; kamailio -c accepts them. */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { EDGE_LOG_EVENTS, RTPENGINE_LOG_EVENTS, UNCOUNTED_LOG_EVENTS } from '../src/log-events';
+import {
+  EDGE_LOG_EVENTS,
+  EDGE_MEDIA_MODE_LOG_EVENTS,
+  RTPENGINE_LOG_EVENTS,
+  UNCOUNTED_LOG_EVENTS,
+} from '../src/log-events';
 import { edgeSectionSchema } from '../src/schema';
 import {
   ackWaitSeconds,
@@ -17,6 +22,7 @@ import {
   type RenderInputData,
   renderEdge,
   SIP_LIMITS,
+  withoutCommentLines,
   writeRendered,
 } from '../src/render';
 
@@ -175,7 +181,7 @@ describe('rendered edge', () => {
   it('splits RTPEngine into a carrier side advertising the EIP and a private internal side', () => {
     const conf = renderEdge(CDK_DEFAULT)['rtpengine/rtpengine.conf'].content;
     expect(conf).toContain(`interface = carrier/${HOST_PLACEHOLDERS.privateIp}!${HOST_PLACEHOLDERS.publicIp};internal/${HOST_PLACEHOLDERS.privateIp}`);
-    expect(conf).toMatch(/^table = -1$/m);
+    expect(conf).toMatch(/^table = 0$/m);
     expect(conf).toMatch(/^port-min = 10000$/m);
   });
 
@@ -258,5 +264,101 @@ describe('kamailio -c', () => {
     expect(check.rendered['kamailio/edge-host.cfg'].content).toContain('listen=tls:127.0.0.1:5061 advertise 192.0.2.10:5061');
     expect(check.status, check.output).toBe(0);
     expect(check.output).toMatch(/tls: 127\.0\.0\.1 \[127\.0\.0\.1\]:5061/);
+  });
+});
+
+describe('media forwarding mode (in-kernel in production, userspace when the module cannot load)', () => {
+  /** Runs the rendered bin/edge-media-mode.sh with stand-in modprobe/iptables (each exits with the code given). */
+  function runModeScript(name: string, fakes: { modprobe: number; iptables: number; control: boolean }) {
+    const dir = join(scratch, `media-mode-${name}`);
+    const run = join(dir, 'run');
+    const bin = join(dir, 'fake-bin');
+    mkdirSync(bin, { recursive: true });
+    const calls = join(dir, 'calls.log');
+    for (const tool of ['modprobe', 'iptables'] as const) {
+      const path = join(bin, tool);
+      // `-C` (is the rule there?) answers no, so the script has to insert each rule.
+      const check = tool === 'iptables' ? 'case "$1" in -C) exit 1;; esac\n' : '';
+      writeFileSync(path, `#!/bin/sh\necho "${tool} $*" >> ${calls}\n${check}exit ${fakes[tool]}\n`);
+      chmodSync(path, 0o755);
+    }
+    const control = join(dir, 'proc-control');
+    if (fakes.control) writeFileSync(control, '');
+    mkdirSync(run, { recursive: true }); // systemd's RuntimeDirectory on a host
+    const rendered = renderEdge({ ...CDK_DEFAULT, paths: { configDir: dir, runDir: run } });
+    writeRendered(dir, rendered);
+    const result = spawnSync(join(dir, 'bin', 'edge-media-mode.sh'), [], {
+      encoding: 'utf8',
+      env: { PATH: `${bin}:/usr/bin:/bin`, RTPENGINE_PROC_CONTROL: control },
+    });
+    const readOr = (path: string) => {
+      try {
+        return readFileSync(path, 'utf8');
+      } catch {
+        return '';
+      }
+    };
+    const mode = readOr(join(run, 'rtpengine-mode.env'));
+    return { status: result.status, stdout: result.stdout, mode, calls: readOr(calls) };
+  }
+
+  it('renders table 0 for hosts, -1 for loopback runs, and a unit that starts RTPEngine in the mode found', () => {
+    const production = renderEdge(CDK_DEFAULT);
+    expect(production['rtpengine/rtpengine.conf'].content).toMatch(/^table = 0$/m);
+    expect(renderEdge(LOOPBACK)['rtpengine/rtpengine.conf'].content).toMatch(/^table = -1$/m);
+    const unit = production['systemd/voice-intake-rtpengine.service'].content;
+    expect(unit).toMatch(/^ExecStartPre=\/etc\/voice-intake-edge\/bin\/edge-media-mode\.sh$/m);
+    expect(unit).toMatch(/^EnvironmentFile=-\/run\/voice-intake-edge\/rtpengine-mode\.env$/m);
+    expect(unit).toMatch(/^ExecStart=\/usr\/bin\/rtpengine [^\n]*\\\n\s+--table=\$\{RTPENGINE_TABLE\} /m);
+    expect(production['bin/edge-media-mode.sh'].mode).toBe(0o755);
+  });
+
+  it('forwards in the kernel when xt_RTPENGINE loads and its iptables rule is in place', () => {
+    const result = runModeScript('kernel', { modprobe: 0, iptables: 0, control: true });
+    expect(result.status).toBe(0);
+    expect(result.mode.trim()).toBe('RTPENGINE_TABLE=0');
+    expect(result.stdout).toContain(`edge: ${EDGE_MEDIA_MODE_LOG_EVENTS.kernel} (table 0)`);
+    expect(result.stdout).not.toContain(EDGE_MEDIA_MODE_LOG_EVENTS.userspace);
+    expect(result.calls).toContain('modprobe xt_RTPENGINE');
+    expect(result.calls).toContain('iptables -I rtpengine -p udp -j RTPENGINE --id 0');
+  });
+
+  it('falls back to userspace, saying so, when the module or its rule cannot be set up', () => {
+    const cases = {
+      'no module': { modprobe: 1, iptables: 0, control: false },
+      'module without its table': { modprobe: 0, iptables: 0, control: false },
+      'no iptables rule': { modprobe: 0, iptables: 1, control: true },
+    };
+    for (const [name, fakes] of Object.entries(cases)) {
+      const result = runModeScript(name.replaceAll(' ', '-'), fakes);
+      expect(result.status, name).toBe(0);
+      expect(result.mode.trim(), name).toBe('RTPENGINE_TABLE=-1');
+      expect(result.stdout, name).toContain(`edge: ${EDGE_MEDIA_MODE_LOG_EVENTS.userspace}`);
+    }
+  });
+});
+
+describe('the tree as shipped in user data (without comment lines)', () => {
+  it('drops whole-line comments only, keeping directives and shebangs, and Kamailio still accepts it', () => {
+    const rendered = renderEdge(CDK_DEFAULT);
+    const stripped = withoutCommentLines(rendered);
+    expect(Object.keys(stripped)).toEqual(Object.keys(rendered));
+    for (const [path, file] of Object.entries(rendered)) {
+      const kept = stripped[path].content.split('\n');
+      const expected = file.content.split('\n').filter((line) => !/^\s*#/.test(line) || /^\s*#!/.test(line));
+      expect(kept, path).toEqual(expected);
+      expect(stripped[path].mode, path).toBe(file.mode);
+    }
+    expect(stripped['kamailio/edge-host.cfg'].content).toMatch(/^#!define EDGE_PROBING_THRESHOLD 3$/m);
+    expect(stripped['bin/edge-media-mode.sh'].content.startsWith('#!/bin/sh\n')).toBe(true);
+    expect(stripped['kamailio/kamailio.cfg'].content).not.toMatch(/^\s*# /m);
+
+    const dir = join(scratch, 'stripped');
+    mkdirSync(join(dir, 'run'), { recursive: true });
+    const renderedHere = renderEdge({ ...CDK_DEFAULT, paths: { configDir: dir, runDir: join(dir, 'run') } });
+    const placed = fillHostPlaceholders(renderedHere, { privateIp: '127.0.0.1', publicIp: '192.0.2.10' });
+    writeRendered(dir, withoutCommentLines(placed));
+    const check = spawnSync('kamailio', ['-c', '-f', join(dir, 'kamailio', 'kamailio.cfg')], { encoding: 'utf8' });
+    expect(check.status, `${check.stdout}${check.stderr}`).toBe(0);
   });
 });

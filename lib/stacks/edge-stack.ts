@@ -6,12 +6,14 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
-import { EDGE_METRICS, metricsNamespace } from '@voice-intake/contracts';
+import { EDGE_MEDIA_MODE_METRICS, EDGE_METRICS, metricsNamespace } from '@voice-intake/contracts';
 import {
   EDGE_LOG_EVENTS,
+  EDGE_MEDIA_MODE_LOG_EVENTS,
   HOST_PLACEHOLDERS,
   type RenderedEdge,
   renderEdge,
+  withoutCommentLines,
 } from '@voice-intake/edge-config';
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
@@ -67,6 +69,10 @@ export class EdgeStack extends VoiceIntakeStack {
   readonly nodeSync?: EdgeNodeSync;
   /** Counts of what the edge refused (allowlist, flood bans, scanners, malformed) and of calls with no LiveKit node. */
   readonly metrics: Record<keyof typeof EDGE_METRICS, cloudwatch.Metric>;
+  /** RTPEngine starts in each forwarding mode (bin/edge-media-mode.sh, or RTPEngine failing its kernel table). */
+  readonly mediaModeMetrics: Record<keyof typeof EDGE_MEDIA_MODE_METRICS, cloudwatch.Metric>;
+  /** A host forwards media in userspace (the kernel module did not load): about five times the CPU per call. */
+  readonly mediaUserspaceAlarm: cloudwatch.Alarm;
 
   constructor(scope: Construct, id: string, props: EdgeStackProps) {
     super(scope, id, props);
@@ -129,6 +135,30 @@ export class EdgeStack extends VoiceIntakeStack {
         (Object.keys(EDGE_METRICS) as (keyof typeof EDGE_METRICS)[]).map((event) => [event, { metricName: EDGE_METRICS[event], pattern: logs.FilterPattern.allTerms(EDGE_LOG_EVENTS[event]) }]),
       ),
     ).metrics as Record<keyof typeof EDGE_METRICS, cloudwatch.Metric>;
+    const namespace = metricsNamespace(props.config.deploymentName);
+    this.mediaModeMetrics = new LogLineMetrics(this, 'EdgeMediaMode', logGroup, namespace, {
+      kernel: {
+        metricName: EDGE_MEDIA_MODE_METRICS.kernel,
+        pattern: logs.FilterPattern.allTerms(EDGE_MEDIA_MODE_LOG_EVENTS.kernel),
+      },
+      userspace: {
+        metricName: EDGE_MEDIA_MODE_METRICS.userspace,
+        pattern: logs.FilterPattern.anyTerm(EDGE_MEDIA_MODE_LOG_EVENTS.userspace, RTPENGINE_KERNEL_FAILURE),
+      },
+    }).metrics as Record<keyof typeof EDGE_MEDIA_MODE_METRICS, cloudwatch.Metric>;
+    this.mediaUserspaceAlarm = new cloudwatch.Alarm(this, 'EdgeMediaUserspace', {
+      alarmDescription: 'An edge host forwards media in userspace (xt_RTPENGINE did not load): a fifth of the capacity',
+      metric: this.mediaModeMetrics.userspace,
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    acknowledgeRules(
+      this.mediaUserspaceAlarm,
+      ['HIPAA.Security-CloudWatchAlarmAction', 'NIST.800.53.R5-CloudWatchAlarmAction'],
+      'Pages through the observability stack, which forwards it to the alarm topic (a composite alarm).',
+    );
 
     const role = new iam.Role(this, 'EdgeRole', {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
@@ -298,6 +328,9 @@ export class EdgeStack extends VoiceIntakeStack {
   }
 }
 
+/** RTPEngine's own words when it cannot use the kernel table it was given (it then forwards in userspace). */
+const RTPENGINE_KERNEL_FAILURE = 'KERNEL FORWARDING DISABLED';
+
 /** EC2 refuses user data over 16 KB (before base64); the rendered tree alone is larger than that uncompressed. */
 export const USER_DATA_LIMIT_BYTES = 16_384;
 const FILE_END = '__VOICE_INTAKE_EDGE_FILE_END__';
@@ -354,6 +387,9 @@ function bootScript(logGroupName: string, region: string, publicIp: string): str
     'apt-get update -q',
     // redis-server + kamailio-redis-modules: the host-local store of topology hiding (topos).
     'apt-get install -y -q --no-install-recommends kamailio kamailio-tls-modules kamailio-extra-modules kamailio-redis-modules rtpengine-daemon rtpengine-utils redis-server curl ca-certificates',
+    // In-kernel media forwarding (xt_RTPENGINE, built for the running kernel); without it RTPEngine runs in userspace.
+    'apt-get install -y -q --no-install-recommends "linux-headers-$(uname -r)" rtpengine-kernel-dkms'
+      + ' rtpengine-iptables iptables || echo "edge: kernel module packages not installed"',
     'rm -f /usr/sbin/policy-rc.d',
     'systemctl disable --now kamailio rtpengine-daemon ngcp-rtpengine-daemon redis-server 2>/dev/null || true',
     'TOKEN=$(curl -fsS -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
@@ -373,7 +409,8 @@ function applyScript(files: RenderedEdge): string[] {
   return [
     'set -eu',
     `rm -rf ${STAGED_DIR}`,
-    packedFileCommand(files, STAGED_DIR),
+    // Without whole-line comments (the repository keeps them): the association's parameters are bytes on the wire.
+    packedFileCommand(withoutCommentLines(files), STAGED_DIR),
     `${STAGED_DIR}/bin/edge-apply.sh ${STAGED_DIR}`,
   ];
 }
