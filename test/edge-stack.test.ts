@@ -217,8 +217,8 @@ describe('edge stack', () => {
     // Packages that cannot install (no headers for this kernel) must not stop the boot: RTPEngine runs in userspace.
     const headers = /apt-get install [^\n]*"linux-headers-\$\(uname -r\)" rtpengine-kernel-dkms rtpengine-iptables/;
     expect(userData).toMatch(new RegExp(`${headers.source}[^\\n]* \\|\\| echo`));
-    const instance = Object.values(edge.findResources('AWS::EC2::Instance'))[0];
-    const files = unpack(JSON.stringify(instance.Properties.UserData), '/etc/voice-intake-edge');
+    // The rendered tree reaches the host through the config association (edge-apply.sh).
+    const files = associationFiles(edge);
     expect(files.get('rtpengine/rtpengine.conf')).toMatch(/^table = 0$/m);
     const unit = files.get('systemd/voice-intake-rtpengine.service');
     expect(unit).toContain('ExecStartPre=/etc/voice-intake-edge/bin/edge-media-mode.sh');

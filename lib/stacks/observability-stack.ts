@@ -171,9 +171,14 @@ export class ObservabilityStack extends VoiceIntakeStack {
         width: 8,
       }),
       new cloudwatch.GraphWidget({
-        title: 'Tools',
+        title: 'Tools and AWS services',
         left: [p95(AGENT_METRICS.toolLatency)],
-        right: [agentMetric(AGENT_METRICS.toolErrors, 'Sum', 'errors')],
+        right: [
+          agentMetric(AGENT_METRICS.toolErrors, 'Sum', 'errors'),
+          // AWS service errors the session saw (retried or final), and turns the caller got an apology for instead.
+          agentMetric(AGENT_METRICS.serviceErrors, 'Sum', 'AWS service errors'),
+          agentMetric(AGENT_METRICS.unansweredTurns, 'Sum', 'unanswered turns'),
+        ],
         width: 8,
       }),
       new cloudwatch.GraphWidget({
