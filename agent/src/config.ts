@@ -1,5 +1,6 @@
 import { envBoolean, metricsNamespace, parseEnvironment } from '@voice-intake/contracts';
 import { z } from 'zod';
+import { JOB_PROCESS } from './job-process';
 
 /** The worker's environment, validated at start; an error names the variable. */
 export const agentEnvSchema = z
@@ -46,6 +47,15 @@ export const agentEnvSchema = z
    * AGENT_MAX_CALLS (a machine shared with other work, where CPU says nothing about this worker's room).
    */
   AGENT_LOAD_THRESHOLD: z.coerce.number().min(0.1).max(1).default(0.7),
+  /**
+   * Job processes kept started and warm (Silero loaded) for the next calls: each holds ~150 MB, and a call that finds
+   * none waits the ~2 s a process takes to start. Size it to the calls arriving within that time (src/job-process.ts).
+   */
+  AGENT_IDLE_PROCESSES: z.coerce.number().int().min(1, 'must be at least 1 (the framework reads 0 as its default, 4)').max(16).default(JOB_PROCESS.idleProcesses),
+  /** A job process above this RSS is logged (a call holding far more than one should). */
+  AGENT_JOB_MEMORY_WARN_MB: z.coerce.number().int().min(64).max(4096).default(JOB_PROCESS.memoryWarnMB),
+  /** A job process above this RSS is killed; the call is dispatched again (src/recovery.ts). 0: never. */
+  AGENT_JOB_MEMORY_LIMIT_MB: z.coerce.number().int().min(0).max(8192).default(JOB_PROCESS.memoryLimitMB),
   /** The worker's health server (the container health check): every interface by default; give an address and port
    *  to run a second worker on one host. */
   WORKER_HEALTH_HOST: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IP address' }).default('0.0.0.0'),
@@ -54,6 +64,10 @@ export const agentEnvSchema = z
   .superRefine((env, ctx) => {
     if (!env.AUDIT_SEAL_KMS_KEY_ID && !env.AUDIT_SEAL_SECRET) {
       ctx.addIssue({ code: 'custom', path: ['AUDIT_SEAL_KMS_KEY_ID'], message: 'or AUDIT_SEAL_SECRET is required: audit segments are sealed' });
+    }
+    if (env.AGENT_JOB_MEMORY_LIMIT_MB > 0 && env.AGENT_JOB_MEMORY_LIMIT_MB <= env.AGENT_JOB_MEMORY_WARN_MB) {
+      const message = `must be above AGENT_JOB_MEMORY_WARN_MB (${env.AGENT_JOB_MEMORY_WARN_MB}), or 0`;
+      ctx.addIssue({ code: 'custom', path: ['AGENT_JOB_MEMORY_LIMIT_MB'], message });
     }
     if (!env.REDIS_URL && !env.REDIS_HOST) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'set REDIS_URL, or REDIS_HOST (with REDIS_PORT, REDIS_AUTH_TOKEN)' });
   });
