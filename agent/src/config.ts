@@ -40,7 +40,7 @@ export const agentEnvSchema = z
     .string()
     .regex(/^[A-Za-z0-9._/#:-]{1,255}$/, 'must be a CloudWatch namespace (letters, digits, . _ / # : -)')
     .default(metricsNamespace('local')),
-  /** Calls this worker takes at most (each is a job process of ~250 MB): LiveKit sees it as full beyond. */
+  /** Calls this worker takes at most (each a job process, AGENT_CALL_COST): LiveKit sees it as full beyond. */
   AGENT_MAX_CALLS: z.coerce.number().int().min(1).max(200).default(12),
   /**
    * CPU load (0–1, of what the worker may use) at which the worker tells LiveKit it is full. 1: full only at

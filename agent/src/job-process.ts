@@ -1,3 +1,5 @@
+import { AGENT_CALL_COST, AGENT_SIZING } from '@voice-intake/contracts';
+
 /**
  * How the worker runs its job processes (LiveKit Agents 1.9 for Node forks one per call). Figures from
  * `npm run bench:job-memory -w agent` (a process by phase) and `npm run bench:production-density -w local`.
@@ -10,12 +12,15 @@ export const JOB_PROCESS = {
    * call's heap holds (~50 MB): a runaway call fails alone and early instead of swelling towards the task's memory.
    */
   v8Flags: ['--max-semi-space-size=1', '--max-old-space-size=192'],
-  /** Warm processes waiting for calls: arrivals within a process's start-up (~2 s) at 50 calls per task. */
-  idleProcesses: 2,
-  /** A call process above this RSS is logged: one call measures ~160 MB (bench:production-density). */
-  memoryWarnMB: 220,
-  /** Above this it is killed and its call dispatched again (recovery): above any healthy call, below a leak. */
-  memoryLimitMB: 320,
+  /** Warm processes waiting for calls (AGENT_SIZING, contracts): the framework's default is 4 of ~160 MB each. */
+  idleProcesses: AGENT_SIZING.warmProcesses,
+  /** A call process this far above a measured call (AGENT_CALL_COST, contracts) is logged. */
+  memoryWarnMB: Math.round(AGENT_CALL_COST.jobProcessMiB * 1.25),
+  /**
+   * Above this it is killed and its call dispatched again (recovery): well above any healthy call, below a leak
+   * eating the task's memory that every other call shares.
+   */
+  memoryLimitMB: Math.round(AGENT_CALL_COST.jobProcessMiB * 1.75),
 } as const;
 
 /** Adds the job processes' V8 flags to this process's execArgv, which the framework's fork() hands to each job. */

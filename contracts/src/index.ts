@@ -10,3 +10,4 @@ export * from './enrichment';
 export * from './mcp-session';
 export * from './metrics';
 export * from './redact';
+export * from './agent-sizing';
