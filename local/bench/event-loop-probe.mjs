@@ -30,3 +30,23 @@ if (dir) {
     }
   }, Number(process.env.PROBE_INTERVAL_MS ?? 2000)).unref();
 }
+
+// With DENSITY_CPU_PROFILE_MS, each process also records a CPU profile of its first that many milliseconds and
+// writes it next to its samples (<pid>.cpuprofile, for Chrome DevTools): where a call process spends its time.
+const profileMs = Number(process.env.DENSITY_CPU_PROFILE_MS ?? 0);
+if (dir && profileMs > 0) {
+  const { Session } = await import('node:inspector');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  session.post('Profiler.enable', () =>
+    session.post('Profiler.start', () => {
+      setTimeout(() => {
+        session.post('Profiler.stop', (error, result) => {
+          if (!error) writeFileSync(join(dir, `${process.pid}.cpuprofile`), JSON.stringify(result.profile));
+          session.disconnect();
+        });
+      }, profileMs).unref();
+    }),
+  );
+}

@@ -63,6 +63,8 @@ const SPEECH_LEVEL = 300;
 /** Quiet this long after agent audio: the answer has played out. */
 const ANSWER_DONE_MS = 900;
 const LATE_MARGIN_MS = 50;
+/** Agent audio within this of earlier agent audio continues it. */
+const OVERLAP_GAP_MS = 200;
 /** What the budget keeps back: CPU headroom for bursts, memory for the worker's main process and the OS. */
 const CPU_TARGET = 0.8;
 const LATENCY = { transcribeFinalDelayMs: 300, bedrockTtftMs: 350, bedrockTokenIntervalMs: 15, pollyTtfbMs: 120 };
@@ -88,6 +90,8 @@ class BenchCaller {
   /** ms from the end of the caller's speech to the agent's first audible audio, per answered turn. */
   readonly answers: { at: number; ms: number }[] = [];
   unanswered = 0;
+  /** Turns whose end found the agent still talking: no answer time. */
+  overlapped = 0;
   private readonly source = new AudioSource(SPEECH_SAMPLE_RATE, 1, 40);
   private utterance?: { samples: Int16Array; offset: number; speechEnd: number; done: () => void };
   private speechEndedAt?: number;
@@ -142,10 +146,13 @@ class BenchCaller {
       if (!this.running) break;
       if (rms(frame.data) < SPEECH_LEVEL) continue;
       const now = performance.now();
+      const previous = this.lastAgentAudioAt;
       this.lastAgentAudioAt = now;
       this.heardAgent = true;
       if (this.speechEndedAt !== undefined) {
-        this.answers.push({ at: Date.now(), ms: now - this.speechEndedAt });
+        // Audio right after earlier agent audio is the agent still talking (over the caller), not an answer.
+        if (now - previous > OVERLAP_GAP_MS) this.answers.push({ at: Date.now(), ms: now - this.speechEndedAt });
+        else this.overlapped += 1;
         this.speechEndedAt = undefined;
       }
     }
@@ -268,6 +275,7 @@ interface StepResult {
   coresUsed: number;
   answers: number[];
   unanswered: number;
+  overlapped: number;
   loopP99: number;
   loopMax: number;
   /** Share of a core per call process, by thread name. */
@@ -306,6 +314,7 @@ async function runStep(stack: CallStack, calls: number, mainPid: number): Promis
     const mainRss: number[] = [];
     const answersBefore = callers.map((caller) => caller.answers.length);
     const unansweredBefore = callers.reduce((sum, caller) => sum + caller.unanswered, 0);
+    const overlappedBefore = callers.reduce((sum, caller) => sum + caller.overlapped, 0);
     while (Date.now() - startedAt < seconds * 1000) {
       await sleep(1_000);
       const tree = workerTree(mainPid);
@@ -342,6 +351,7 @@ async function runStep(stack: CallStack, calls: number, mainPid: number): Promis
       coresUsed,
       answers: callers.flatMap((caller, i) => caller.answers.slice(answersBefore[i]).map((answer) => answer.ms)),
       unanswered: callers.reduce((sum, caller) => sum + caller.unanswered, 0) - unansweredBefore,
+      overlapped: callers.reduce((sum, caller) => sum + caller.overlapped, 0) - overlappedBefore,
       loopP99: Math.max(...probe.map((sample) => sample.p99), 0),
       loopMax: Math.max(...probe.map((sample) => sample.max), 0),
       threads: [...threads].filter(([, share]) => share >= 0.002).sort((a, b) => b[1] - a[1]),
@@ -415,7 +425,7 @@ async function main(): Promise<void> {
   console.log(`late turn: answer (end of caller speech → first agent audio) > N=${results[0].calls} median ` +
     `${round(baseline, 0)} ms + ${LATE_MARGIN_MS} ms`);
   console.log('| N | worker main RSS | job process RSS (median, max) | idle processes | CPU (cores) | CPU per call | ' +
-    'event loop p99 / max (jobs) | turns | answer p50 / p95 | late | unanswered |');
+    'event loop p99 / max (jobs) | turns | answer p50 / p95 | late | unanswered / agent still talking |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const result of results) {
     const late = result.answers.filter((ms) => ms > baseline + LATE_MARGIN_MS).length;
@@ -425,7 +435,7 @@ async function main(): Promise<void> {
         `${round(result.coresUsed, 2)} | ${round((result.coresUsed / result.calls) * 100, 1)} % | ` +
         `${round(result.loopP99)} / ${round(result.loopMax)} ms | ${result.answers.length} | ` +
         `${round(percentile(result.answers, 50), 0)} / ${round(percentile(result.answers, 95), 0)} ms | ${late} | ` +
-        `${result.unanswered} |`,
+        `${result.unanswered} / ${result.overlapped} |`,
     );
   }
   console.log(`per-process RSS at each N: ${results.map((r) => `N=${r.calls}: ${r.jobRssMB.map((mb) => round(mb, 0)).join(' ')}`).join('; ')}`);
