@@ -72,7 +72,9 @@ function main() {
   const tuned = measure(JOB_PROCESS.v8Flags);
   const mb = (bytes: number) => `${(bytes / MB).toFixed(1)} MB`;
   console.log(`job process memory by phase (node ${process.version}, after a full GC)`);
-  console.log(`| phase | RSS, V8 defaults | +RSS | heap used / total | RSS, ${JOB_PROCESS.v8Flags.join(' ')} | +RSS | heap used / total |`);
+  console.log(
+    `| phase | RSS, V8 defaults | +RSS | heap used / total | RSS, ${JOB_PROCESS.v8Flags.join(' ')} | +RSS | heap used / total |`,
+  );
   console.log('|---|---|---|---|---|---|---|');
   defaults.forEach((phase, index) => {
     const other = tuned[index];

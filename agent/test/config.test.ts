@@ -90,7 +90,9 @@ describe('job processes', () => {
   });
 
   it('refuses 0 idle processes (the framework would start its default 4) and a limit not above the warning', () => {
-    expect(() => readAgentEnv({ ...valid, AGENT_IDLE_PROCESSES: '0' })).toThrow(/AGENT_IDLE_PROCESSES: must be at least 1/);
+    expect(() => readAgentEnv({ ...valid, AGENT_IDLE_PROCESSES: '0' })).toThrow(
+      /AGENT_IDLE_PROCESSES: must be at least 1/,
+    );
     expect(() => readAgentEnv({ ...valid, AGENT_JOB_MEMORY_WARN_MB: '300', AGENT_JOB_MEMORY_LIMIT_MB: '300' })).toThrow(
       /AGENT_JOB_MEMORY_LIMIT_MB: must be above AGENT_JOB_MEMORY_WARN_MB \(300\), or 0/,
     );

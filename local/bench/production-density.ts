@@ -46,7 +46,10 @@ const { values } = parseArgs({
     'node-options': { type: 'string', default: '' },
   },
 });
-const steps = values.calls.split(',').map(Number).filter((n) => Number.isInteger(n) && n > 0);
+const steps = values.calls
+  .split(',')
+  .map(Number)
+  .filter((n) => Number.isInteger(n) && n > 0);
 const seconds = Number(values.seconds);
 const warmup = Number(values.warmup);
 const taskVcpu = Number(values['task-vcpu']);
@@ -130,7 +133,8 @@ class BenchCaller {
           this.utterance = undefined;
           current.done();
         }
-        if (samples.length < FRAME_SAMPLES) samples = Int16Array.from({ length: FRAME_SAMPLES }, (_, i) => samples[i] ?? 0);
+        if (samples.length < FRAME_SAMPLES)
+          samples = Int16Array.from({ length: FRAME_SAMPLES }, (_, i) => samples[i] ?? 0);
       }
       try {
         await this.source.captureFrame(new AudioFrame(samples, SPEECH_SAMPLE_RATE, 1, FRAME_SAMPLES));
@@ -294,7 +298,10 @@ async function runStep(stack: CallStack, calls: number, mainPid: number): Promis
       const token = new AccessToken(livekit.apiKey, livekit.apiSecret, {
         identity,
         ttl: '1h',
-        attributes: { 'sip.phoneNumber': `+1415555${String(1000 + index)}`, 'sip.callID': `SCL_bench${calls}x${index}` },
+        attributes: {
+          'sip.phoneNumber': `+1415555${String(1000 + index)}`,
+          'sip.callID': `SCL_bench${calls}x${index}`,
+        },
       });
       token.addGrant({ room, roomJoin: true, canPublish: true, canSubscribe: true });
       const caller = new BenchCaller(index);
@@ -325,7 +332,8 @@ async function runStep(stack: CallStack, calls: number, mainPid: number): Promis
     const threadsAfter = new Map(after.jobs.map((job) => [job.pid, threadTicks(job.pid)]));
     const endedAt = Date.now();
     let cpuSeconds = 0;
-    for (const stat of [after.main!, ...after.jobs]) cpuSeconds += stat.cpuSeconds - (cpuBefore.get(stat.pid) ?? stat.cpuSeconds);
+    for (const stat of [after.main!, ...after.jobs])
+      cpuSeconds += stat.cpuSeconds - (cpuBefore.get(stat.pid) ?? stat.cpuSeconds);
     const coresUsed = cpuSeconds / ((endedAt - startedAt) / 1000);
 
     // Job processes with a call: those whose CPU over the window is well above an idle process's.
@@ -391,7 +399,13 @@ async function main(): Promise<void> {
       rtcUdpPortRange: { min: 21200, max: 21299 },
       serverPrometheusPort: 17989,
       sipNodes: [
-        { ip: '127.0.9.1', port: 5090, rtpPortRange: { min: 22600, max: 22699 }, healthPort: 18481, prometheusPort: 18491 },
+        {
+          ip: '127.0.9.1',
+          port: 5090,
+          rtpPortRange: { min: 22600, max: 22699 },
+          healthPort: 18481,
+          prometheusPort: 18491,
+        },
       ],
     },
     ports: { moto: 15300, mcp: 18400, workerHealth: 18410 },
@@ -418,14 +432,22 @@ async function main(): Promise<void> {
   }
 
   const baseline = percentile(results[0].answers, 50);
-  console.log(`production density: worker bundle on node ${process.version}, a job process per call, real LiveKit Server`);
-  console.log(`simulated services: STT final +${LATENCY.transcribeFinalDelayMs} ms, LLM TTFT ${LATENCY.bedrockTtftMs} ms ` +
-    `+ ${LATENCY.bedrockTokenIntervalMs} ms/token, Polly TTFB ${LATENCY.pollyTtfbMs} ms; ${seconds} s per N after ` +
-    `${warmup} s warm-up; job V8 flags ${JOB_PROCESS.v8Flags.join(' ')} ${values['node-options']}`);
-  console.log(`late turn: answer (end of caller speech → first agent audio) > N=${results[0].calls} median ` +
-    `${round(baseline, 0)} ms + ${LATE_MARGIN_MS} ms`);
-  console.log('| N | worker main RSS | job process RSS (median, max) | idle processes | CPU (cores) | CPU per call | ' +
-    'event loop p99 / max (jobs) | turns | answer p50 / p95 | late | unanswered / agent still talking |');
+  console.log(
+    `production density: worker bundle on node ${process.version}, a job process per call, real LiveKit Server`,
+  );
+  console.log(
+    `simulated services: STT final +${LATENCY.transcribeFinalDelayMs} ms, LLM TTFT ${LATENCY.bedrockTtftMs} ms ` +
+      `+ ${LATENCY.bedrockTokenIntervalMs} ms/token, Polly TTFB ${LATENCY.pollyTtfbMs} ms; ${seconds} s per N after ` +
+      `${warmup} s warm-up; job V8 flags ${JOB_PROCESS.v8Flags.join(' ')} ${values['node-options']}`,
+  );
+  console.log(
+    `late turn: answer (end of caller speech → first agent audio) > N=${results[0].calls} median ` +
+      `${round(baseline, 0)} ms + ${LATE_MARGIN_MS} ms`,
+  );
+  console.log(
+    '| N | worker main RSS | job process RSS (median, max) | idle processes | CPU (cores) | CPU per call | ' +
+      'event loop p99 / max (jobs) | turns | answer p50 / p95 | late | unanswered / agent still talking |',
+  );
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const result of results) {
     const late = result.answers.filter((ms) => ms > baseline + LATE_MARGIN_MS).length;
@@ -438,33 +460,39 @@ async function main(): Promise<void> {
         `${result.unanswered} / ${result.overlapped} |`,
     );
   }
-  console.log(`per-process RSS at each N: ${results.map((r) => `N=${r.calls}: ${r.jobRssMB.map((mb) => round(mb, 0)).join(' ')}`).join('; ')}`);
+  console.log(
+    `per-process RSS at each N: ${results.map((r) => `N=${r.calls}: ${r.jobRssMB.map((mb) => round(mb, 0)).join(' ')}`).join('; ')}`,
+  );
 
   for (const result of results) {
     const shares = result.threads.map(([name, share]) => `${name} ${round(share * 100)} %`).join(', ');
     console.log(`CPU of one call process by thread at N=${result.calls} (% of a core): ${shares}`);
   }
 
-  // Extrapolation from the largest N: per-call CPU (the worker's whole tree / N) and per-call memory (a job
-  // process's median RSS); the fixed part is the main process plus the warm idle processes.
-  const last = results[results.length - 1];
-  const cpuPerCall = last.coresUsed / last.calls;
-  const jobMB = percentile(last.jobRssMB, 50);
-  const idleMB = last.idleRssMB.length > 0 ? percentile(last.idleRssMB, 50) : jobMB;
-  const idleCount = last.idleRssMB.length;
-  const fixedMB = last.mainRssMB + idleCount * idleMB;
-  const byCpu = Math.floor((taskVcpu * CPU_TARGET) / cpuPerCall);
-  const byMemory = Math.floor((taskGib * 1024 - fixedMB) / jobMB);
-  console.log(`extrapolation (N=${last.calls}): calls by CPU = floor(vCPU × ${CPU_TARGET} / CPU per call) = ` +
-    `floor(${taskVcpu} × ${CPU_TARGET} / ${round(cpuPerCall, 3)}) = ${byCpu}`);
-  console.log(`  calls by memory = floor((GiB × 1024 − main RSS − ${idleCount} idle × idle RSS) / ` +
-    `job RSS) = floor((${taskGib * 1024} − ${round(last.mainRssMB, 0)} − ${idleCount} × ` +
-    `${round(idleMB, 0)}) / ${round(jobMB, 0)}) = ${byMemory}`);
-  console.log(`  → ${Math.min(byCpu, byMemory)} calls per ${taskVcpu} vCPU / ${taskGib} GiB task, bound by ` +
-    `${byCpu <= byMemory ? 'CPU' : 'memory'} (goal ≥ 50); per vCPU ${round((taskVcpu * CPU_TARGET) / cpuPerCall / taskVcpu)}` +
-    `, per GiB ${round((taskGib * 1024 - fixedMB) / jobMB / taskGib)}`);
-  const budgetN = Math.min(byCpu, byMemory);
-  console.log(`  the task's budget is reached at N = ${budgetN} (${byCpu <= byMemory ? 'CPU' : 'memory'} first)`);
+  // Extrapolation from each N: per-call CPU (the worker's whole tree / N) and per-call memory (a job process's median
+  // RSS); the fixed part is the main process plus the idle processes seen. An N where turns went unanswered or the
+  // agent was still talking at a turn's end had a starved host: its CPU per call reads low (work left undone).
+  console.log(`extrapolation to a ${taskVcpu} vCPU / ${taskGib} GiB task (goal ≥ 50 calls):`);
+  console.log(
+    `  calls by CPU = floor(vCPU × ${CPU_TARGET} / CPU per call); calls by memory = ` +
+      'floor((GiB × 1024 − main RSS − idle processes × idle RSS) / job RSS)',
+  );
+  for (const result of results) {
+    const cpuPerCall = result.coresUsed / result.calls;
+    const jobMB = percentile(result.jobRssMB, 50);
+    const idleMB = result.idleRssMB.length > 0 ? percentile(result.idleRssMB, 50) : 0;
+    const idleCount = result.idleRssMB.length;
+    const byCpu = Math.floor((taskVcpu * CPU_TARGET) / cpuPerCall);
+    const byMemory = Math.floor((taskGib * 1024 - result.mainRssMB - idleCount * idleMB) / jobMB);
+    const starved = result.unanswered + result.overlapped > result.answers.length / 10;
+    console.log(
+      `  N=${result.calls}: by CPU floor(${taskVcpu} × ${CPU_TARGET} / ${round(cpuPerCall, 3)}) = ${byCpu}, by memory ` +
+        `floor((${taskGib * 1024} − ${round(result.mainRssMB, 0)} − ${idleCount} × ${round(idleMB, 0)}) / ` +
+        `${round(jobMB, 0)}) = ${byMemory} → ${Math.min(byCpu, byMemory)} calls, ${byCpu <= byMemory ? 'CPU' : 'memory'} ` +
+        `first (per vCPU ${round((taskVcpu * CPU_TARGET) / cpuPerCall / taskVcpu)}, per GiB ` +
+        `${round(byMemory / taskGib)})${starved ? '  [host starved at this N: CPU per call reads low]' : ''}`,
+    );
+  }
 }
 
 main().then(
