@@ -48,10 +48,15 @@ export const agentEnvSchema = z
    */
   AGENT_LOAD_THRESHOLD: z.coerce.number().min(0.1).max(1).default(0.7),
   /**
-   * Job processes kept started and warm (Silero loaded) for the next calls: each holds ~150 MB, and a call that finds
+   * Job processes kept started and warm (Silero loaded) for the next calls: each holds ~165 MB, and a call that finds
    * none waits the ~2 s a process takes to start. Size it to the calls arriving within that time (src/job-process.ts).
    */
-  AGENT_IDLE_PROCESSES: z.coerce.number().int().min(1, 'must be at least 1 (the framework reads 0 as its default, 4)').max(16).default(JOB_PROCESS.idleProcesses),
+  AGENT_IDLE_PROCESSES: z.coerce
+    .number()
+    .int()
+    .min(1, 'must be at least 1 (the framework reads 0 as its default, 4)')
+    .max(16)
+    .default(JOB_PROCESS.idleProcesses),
   /** A job process above this RSS is logged (a call holding far more than one should). */
   AGENT_JOB_MEMORY_WARN_MB: z.coerce.number().int().min(64).max(4096).default(JOB_PROCESS.memoryWarnMB),
   /** A job process above this RSS is killed; the call is dispatched again (src/recovery.ts). 0: never. */

@@ -7,12 +7,13 @@ import { AGENT_CALL_COST, AGENT_SIZING } from '@voice-intake/contracts';
 export const JOB_PROCESS = {
   /**
    * V8 flags every job process gets (the framework forks with the main process's execArgv). A call's young objects
-   * are audio frames that die within a frame: a 1 MB semi-space holds them and saves ~29 MB of RSS per process over
-   * V8's 16 MB default (bench:job-memory: 191 → 163 MB idle, bundle on plain node). The old-space cap is ~4× what a
-   * call's heap holds (~50 MB): a runaway call fails alone and early instead of swelling towards the task's memory.
+   * are audio frames that die within a frame: a 1 MB semi-space holds them and saves ~27 MB of RSS per process over
+   * V8's 16 MB default (bench:job-memory: 185 → 158 MB idle, bundle on plain node; 229 → 203 MB in a call, CPU the
+   * same within noise). The old-space cap is ~3× the most a call's heap held in bench:production-density (69 MB,
+   * ~43 MB typical): a runaway call fails alone and early instead of swelling towards the task's memory.
    */
   v8Flags: ['--max-semi-space-size=1', '--max-old-space-size=192'],
-  /** Warm processes waiting for calls (AGENT_SIZING, contracts): the framework's default is 4 of ~160 MB each. */
+  /** Warm processes waiting for calls (AGENT_SIZING, contracts): the framework's default is 4 of ~165 MB each. */
   idleProcesses: AGENT_SIZING.warmProcesses,
   /** A call process this far above a measured call (AGENT_CALL_COST, contracts) is logged. */
   memoryWarnMB: Math.round(AGENT_CALL_COST.jobProcessMiB * 1.25),
