@@ -1,5 +1,13 @@
 import { z } from 'zod';
-import { DEFAULT_CALLER_TRUST, callerTrustSchema, describeIssues } from '@voice-intake/contracts';
+import {
+  AGENT_CALL_COST,
+  agentScalingTarget,
+  agentTaskCapacity,
+  agentTaskMemoryMiB,
+  callerTrustSchema,
+  DEFAULT_CALLER_TRUST,
+  describeIssues,
+} from '@voice-intake/contracts';
 import { edgeSectionSchema } from '@voice-intake/edge-config';
 import { ipv4CidrSchema } from '@voice-intake/edge-config';
 
@@ -174,23 +182,26 @@ export const mcpSchema = z
     }
   });
 
-/** Measured (agent/bench/density.ts): an idle LiveKit job process with our worker module and Silero loaded. */
-export const JOB_PROCESS_MIB = 250;
-/** The worker's main process and headroom. */
-export const WORKER_BASE_MIB = 512;
+/** The default agent task (2 vCPU / 4 GiB) and the calls it holds by the measured per-call cost (contracts). */
+const AGENT_DEFAULT_CPU = 2048;
+const AGENT_DEFAULT_MEMORY_MIB = 4096;
+const AGENT_DEFAULT_CALLS = agentTaskCapacity(AGENT_DEFAULT_CPU / 1024, AGENT_DEFAULT_MEMORY_MIB).calls;
 
 export const agentServiceSchema = z
   .object({
-    cpu: z.union([z.literal(1024), z.literal(2048), z.literal(4096)]).default(2048),
-    memoryMiB: z.number().int().min(2048).max(30_720).default(4096),
+    cpu: z.union([z.literal(1024), z.literal(2048), z.literal(4096)]).default(AGENT_DEFAULT_CPU),
+    memoryMiB: z.number().int().min(2048).max(30_720).default(AGENT_DEFAULT_MEMORY_MIB),
     minTasks: z.number().int().min(1).max(200).default(2),
     maxTasks: z.number().int().min(1).max(500).default(20),
     /** Scale out above this average CPU (LiveKit's guidance: ~4 cores per 25 voice agents). */
     targetCpuPercent: z.number().int().min(20).max(90).default(60),
-    /** Calls one task takes at most: LiveKit sees the worker as full beyond (each call is a job process). */
-    maxCallsPerTask: z.number().int().min(1).max(200).default(12),
-    /** Scale out when tasks average more calls than this (keep it below maxCallsPerTask: room for bursts). */
-    targetCallsPerTask: z.number().int().min(1).max(200).default(8),
+    /**
+     * Calls one task takes at most: LiveKit sees the worker as full beyond (each call is a job process). Default:
+     * what the default task holds by the measured per-call CPU and memory (`agentTaskCapacity`, contracts).
+     */
+    maxCallsPerTask: z.number().int().min(1).max(200).default(AGENT_DEFAULT_CALLS),
+    /** Scale out when tasks average more calls than this (below maxCallsPerTask: room for bursts). */
+    targetCallsPerTask: z.number().int().min(1).max(200).default(agentScalingTarget(AGENT_DEFAULT_CALLS)),
     /** How long a task being stopped may take to finish its calls (Fargate allows at most 120 s). */
     stopTimeoutSeconds: z.number().int().min(10).max(120).default(120),
     piiRedaction: z.boolean().default(false),
@@ -201,13 +212,12 @@ export const agentServiceSchema = z
     if (service.targetCallsPerTask > service.maxCallsPerTask) {
       ctx.addIssue({ code: 'custom', path: ['targetCallsPerTask'], message: `must not exceed maxCallsPerTask (${service.maxCallsPerTask})` });
     }
-    const neededMiB = WORKER_BASE_MIB + service.maxCallsPerTask * JOB_PROCESS_MIB;
+    const neededMiB = agentTaskMemoryMiB(service.maxCallsPerTask);
     if (neededMiB > service.memoryMiB) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['maxCallsPerTask'],
-        message: `needs about ${neededMiB} MiB (${JOB_PROCESS_MIB} MiB per call process + ${WORKER_BASE_MIB}), more than memoryMiB (${service.memoryMiB})`,
-      });
+      const fixedMiB = agentTaskMemoryMiB(0);
+      const perCall = `${AGENT_CALL_COST.jobProcessMiB} MiB per call process + ${fixedMiB}`;
+      const message = `needs about ${neededMiB} MiB (${perCall}), more than memoryMiB (${service.memoryMiB})`;
+      ctx.addIssue({ code: 'custom', path: ['maxCallsPerTask'], message });
     }
   });
 

@@ -2,7 +2,7 @@ import { Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_METRICS, LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
+import { AGENT_METRICS, LIVEKIT_SIP_METRICS, agentScalingTarget, agentTaskCapacity } from '@voice-intake/contracts';
 import { openIngressRules } from './support/assertions';
 import { type SynthesizedApp, buildVoiceIntakeApp, synthVoiceIntake } from './support/synth';
 
@@ -239,7 +239,9 @@ describe('app stack: agent service', () => {
     expect(container.StopTimeout).toBe(120);
     expect((container.Secrets as { Name: string }[]).map((secret) => secret.Name).sort()).toEqual(['LIVEKIT_API_KEY', 'LIVEKIT_API_SECRET', 'MCP_TOKEN', 'REDIS_AUTH_TOKEN']);
     const env = Object.fromEntries((container.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]));
-    expect(env).toMatchObject({ LIVEKIT_AGENT_NAME: 'intake-agent', POLLY_VOICE: 'Ruth', TRANSCRIBE_LANGUAGE: 'en-US', PII_REDACTION: 'false', REDIS_PORT: '6380', AGENT_MAX_CALLS: '12' });
+    expect(env).toMatchObject({ LIVEKIT_AGENT_NAME: 'intake-agent', POLLY_VOICE: 'Ruth', TRANSCRIBE_LANGUAGE: 'en-US', PII_REDACTION: 'false', REDIS_PORT: '6380' });
+    // Calls per task from the measured per-call cost (contracts/src/agent-sizing.ts) for the default 2 vCPU / 4 GiB.
+    expect(env.AGENT_MAX_CALLS).toBe(String(agentTaskCapacity(2, 4096).calls));
     expect(JSON.stringify(env.LIVEKIT_URL)).toContain('ws://');
     expect(JSON.stringify(env.MCP_URL)).toContain(':8080/mcp');
     app.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
@@ -254,7 +256,7 @@ describe('app stack: agent service', () => {
   it('also scales on calls per task, from the ActiveCalls gauge the workers emit', () => {
     app.hasResourceProperties('AWS::ApplicationAutoScaling::ScalingPolicy', {
       TargetTrackingScalingPolicyConfiguration: Match.objectLike({
-        TargetValue: 8,
+        TargetValue: agentScalingTarget(agentTaskCapacity(2, 4096).calls),
         CustomizedMetricSpecification: Match.objectLike({
           Namespace: 'VoiceIntake/voice-intake',
           MetricName: AGENT_METRICS.activeCalls,

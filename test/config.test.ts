@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig, readConfig } from '../lib/config';
+import {
+  AGENT_CALL_COST,
+  AGENT_SIZING,
+  agentScalingTarget,
+  agentTaskCapacity,
+  agentTaskMemoryMiB,
+} from '@voice-intake/contracts';
 import { TWILIO_MEDIA_CIDRS, TWILIO_SIGNALLING_CIDRS } from '@voice-intake/edge-config';
 import { repoConfigInput } from './support/synth';
 
@@ -127,12 +134,34 @@ describe('operator config', () => {
   });
 
   it('keeps the call limits of agent tasks consistent with their memory', () => {
-    expect(errorOf({ agentService: { targetCallsPerTask: 14 } })).toContain('agentService.targetCallsPerTask: must not exceed maxCallsPerTask (12)');
+    const { maxCallsPerTask } = parseConfig(repoConfigInput({})).agentService;
+    expect(errorOf({ agentService: { targetCallsPerTask: maxCallsPerTask + 1 } })).toContain(
+      `agentService.targetCallsPerTask: must not exceed maxCallsPerTask (${maxCallsPerTask})`,
+    );
+    // 876 MiB fixed: main process 125 + 3 idle processes × 165 + 256 headroom; 210 MiB per call (AGENT_CALL_COST).
     expect(errorOf({ agentService: { maxCallsPerTask: 20, targetCallsPerTask: 10 } })).toContain(
-      'agentService.maxCallsPerTask: needs about 5512 MiB (250 MiB per call process + 512), more than memoryMiB (4096)',
+      'agentService.maxCallsPerTask: needs about 5076 MiB (210 MiB per call process + 876), more than memoryMiB (4096)',
     );
     const roomy = { agentService: { cpu: 4096, memoryMiB: 8192, maxCallsPerTask: 30, targetCallsPerTask: 20 } } as const;
     expect(parseConfig(repoConfigInput(roomy)).agentService.maxCallsPerTask).toBe(30);
+  });
+
+  it('sizes the default agent task from the measured per-call cost, bound by CPU or memory', () => {
+    const service = parseConfig(repoConfigInput({})).agentService;
+    const capacity = agentTaskCapacity(service.cpu / 1024, service.memoryMiB);
+    expect(service.maxCallsPerTask).toBe(capacity.calls);
+    expect(service.maxCallsPerTask).toBe(Math.min(capacity.byCpu, capacity.byMemory));
+    // Within both budgets: memory for every call process, CPU at the planned utilisation.
+    expect(agentTaskMemoryMiB(service.maxCallsPerTask)).toBeLessThanOrEqual(service.memoryMiB);
+    const plannedVcpu = service.maxCallsPerTask * AGENT_CALL_COST.vcpuPerCall;
+    expect(plannedVcpu).toBeLessThanOrEqual((service.cpu / 1024) * AGENT_SIZING.cpuTarget);
+    expect(service.targetCallsPerTask).toBe(agentScalingTarget(service.maxCallsPerTask));
+    expect(service.targetCallsPerTask).toBeLessThan(service.maxCallsPerTask);
+    // One more call would break a budget: the default is the most the task holds, not a guess below it.
+    const oneMore = service.maxCallsPerTask + 1;
+    const overMemory = agentTaskMemoryMiB(oneMore) > service.memoryMiB;
+    const overCpu = oneMore * AGENT_CALL_COST.vcpuPerCall > (service.cpu / 1024) * AGENT_SIZING.cpuTarget;
+    expect(overMemory || overCpu).toBe(true);
   });
 
   it('reads a JSON string given with -c voiceIntake=…', () => {

@@ -1,5 +1,6 @@
 import { envBoolean, metricsNamespace, parseEnvironment } from '@voice-intake/contracts';
 import { z } from 'zod';
+import { JOB_PROCESS } from './job-process';
 
 /** The worker's environment, validated at start; an error names the variable. */
 export const agentEnvSchema = z
@@ -42,13 +43,27 @@ export const agentEnvSchema = z
     .string()
     .regex(/^[A-Za-z0-9._/#:-]{1,255}$/, 'must be a CloudWatch namespace (letters, digits, . _ / # : -)')
     .default(metricsNamespace('local')),
-  /** Calls this worker takes at most (each is a job process of ~250 MB): LiveKit sees it as full beyond. */
+  /** Calls this worker takes at most (each a job process, AGENT_CALL_COST): LiveKit sees it as full beyond. */
   AGENT_MAX_CALLS: z.coerce.number().int().min(1).max(200).default(12),
   /**
    * CPU load (0–1, of what the worker may use) at which the worker tells LiveKit it is full. 1: full only at
    * AGENT_MAX_CALLS (a machine shared with other work, where CPU says nothing about this worker's room).
    */
   AGENT_LOAD_THRESHOLD: z.coerce.number().min(0.1).max(1).default(0.7),
+  /**
+   * Job processes kept started and warm (Silero loaded) for the next calls: each holds ~165 MB, and a call that finds
+   * none waits the ~2 s a process takes to start. Size it to the calls arriving within that time (src/job-process.ts).
+   */
+  AGENT_IDLE_PROCESSES: z.coerce
+    .number()
+    .int()
+    .min(1, 'must be at least 1 (the framework reads 0 as its default, 4)')
+    .max(16)
+    .default(JOB_PROCESS.idleProcesses),
+  /** A job process above this RSS is logged (a call holding far more than one should). */
+  AGENT_JOB_MEMORY_WARN_MB: z.coerce.number().int().min(64).max(4096).default(JOB_PROCESS.memoryWarnMB),
+  /** A job process above this RSS is killed; the call is dispatched again (src/recovery.ts). 0: never. */
+  AGENT_JOB_MEMORY_LIMIT_MB: z.coerce.number().int().min(0).max(8192).default(JOB_PROCESS.memoryLimitMB),
   /** The worker's health server (the container health check): every interface by default; give an address and port
    *  to run a second worker on one host. */
   WORKER_HEALTH_HOST: z.union([z.ipv4(), z.ipv6()], { error: 'must be an IP address' }).default('0.0.0.0'),
@@ -66,6 +81,10 @@ export const agentEnvSchema = z
         message: 'is off until the call session feeds the recorder (agent/README.md, "Recording"): ' +
           'announce and consent would record nothing',
       });
+    }
+    if (env.AGENT_JOB_MEMORY_LIMIT_MB > 0 && env.AGENT_JOB_MEMORY_LIMIT_MB <= env.AGENT_JOB_MEMORY_WARN_MB) {
+      const message = `must be above AGENT_JOB_MEMORY_WARN_MB (${env.AGENT_JOB_MEMORY_WARN_MB}), or 0`;
+      ctx.addIssue({ code: 'custom', path: ['AGENT_JOB_MEMORY_LIMIT_MB'], message });
     }
     if (!env.REDIS_URL && !env.REDIS_HOST) ctx.addIssue({ code: 'custom', path: ['REDIS_URL'], message: 'set REDIS_URL, or REDIS_HOST (with REDIS_PORT, REDIS_AUTH_TOKEN)' });
   });

@@ -3,6 +3,7 @@ import { ServerOptions, cli } from '@livekit/agents';
 import { AgentDispatchClient, RoomServiceClient, TwirpError } from 'livekit-server-sdk';
 import pino from 'pino';
 import { AgentConfigError, readAgentEnv } from './config';
+import { applyJobProcessFlags } from './job-process';
 import { workerLoad } from './load';
 import { MetricsEmitter } from './metrics';
 import { OrphanedCallRecovery } from './recovery';
@@ -47,6 +48,8 @@ const recovery = new OrphanedCallRecovery({
 
 // The job processes load the worker module: the bundle's in the image, the TypeScript source under `npm run dev`.
 const workerFile = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.mjs', import.meta.url));
+// Job processes: small V8 young generation and a heap cap that fits one call (src/job-process.ts).
+applyJobProcessFlags();
 cli.runApp(
   new ServerOptions({
     agent: workerFile,
@@ -54,6 +57,9 @@ cli.runApp(
     loadThreshold: env.AGENT_LOAD_THRESHOLD,
     host: env.WORKER_HEALTH_HOST,
     port: env.WORKER_HEALTH_PORT,
+    numIdleProcesses: env.AGENT_IDLE_PROCESSES,
+    jobMemoryWarnMB: env.AGENT_JOB_MEMORY_WARN_MB,
+    jobMemoryLimitMB: env.AGENT_JOB_MEMORY_LIMIT_MB,
     // Full at AGENT_MAX_CALLS calls or at LiveKit's CPU threshold, whichever comes first; emits ActiveCalls. The same
     // poll sees every job come and go: a call whose job died is dispatched again.
     loadFunc: async (worker) => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AgentConfigError, readAgentEnv } from '../src/config';
+import { JOB_PROCESS, applyJobProcessFlags } from '../src/job-process';
 
 const valid = {
   LIVEKIT_URL: 'ws://livekit.internal:7880',
@@ -85,5 +86,41 @@ describe('load threshold', () => {
     expect(readAgentEnv({ ...valid, AGENT_LOAD_THRESHOLD: '1' }).AGENT_LOAD_THRESHOLD).toBe(1);
     expect(() => readAgentEnv({ ...valid, AGENT_LOAD_THRESHOLD: '1.5' })).toThrow(/AGENT_LOAD_THRESHOLD/);
     expect(() => readAgentEnv({ ...valid, AGENT_LOAD_THRESHOLD: '0' })).toThrow(/AGENT_LOAD_THRESHOLD/);
+  });
+});
+
+describe('job processes', () => {
+  it('keeps the measured defaults: warm processes, memory warning and limit', () => {
+    expect(readAgentEnv(valid)).toMatchObject({
+      AGENT_IDLE_PROCESSES: JOB_PROCESS.idleProcesses,
+      AGENT_JOB_MEMORY_WARN_MB: JOB_PROCESS.memoryWarnMB,
+      AGENT_JOB_MEMORY_LIMIT_MB: JOB_PROCESS.memoryLimitMB,
+    });
+    expect(JOB_PROCESS.memoryLimitMB).toBeGreaterThan(JOB_PROCESS.memoryWarnMB);
+  });
+
+  it('refuses 0 idle processes (the framework would start its default 4) and a limit not above the warning', () => {
+    expect(() => readAgentEnv({ ...valid, AGENT_IDLE_PROCESSES: '0' })).toThrow(
+      /AGENT_IDLE_PROCESSES: must be at least 1/,
+    );
+    expect(() => readAgentEnv({ ...valid, AGENT_JOB_MEMORY_WARN_MB: '300', AGENT_JOB_MEMORY_LIMIT_MB: '300' })).toThrow(
+      /AGENT_JOB_MEMORY_LIMIT_MB: must be above AGENT_JOB_MEMORY_WARN_MB \(300\), or 0/,
+    );
+    expect(readAgentEnv({ ...valid, AGENT_JOB_MEMORY_LIMIT_MB: '0' }).AGENT_JOB_MEMORY_LIMIT_MB).toBe(0);
+  });
+
+  it('hands each job process the V8 flags unless the operator set them', () => {
+    const previous = process.env.NODE_OPTIONS;
+    delete process.env.NODE_OPTIONS;
+    try {
+      expect(applyJobProcessFlags(['--enable-source-maps'])).toEqual(['--enable-source-maps', ...JOB_PROCESS.v8Flags]);
+      const tuned = applyJobProcessFlags(['--max-old-space-size=512']);
+      expect(tuned.filter((arg) => arg.startsWith('--max-old-space-size'))).toEqual(['--max-old-space-size=512']);
+      process.env.NODE_OPTIONS = '--max-semi-space-size=4';
+      expect(applyJobProcessFlags([]).some((arg) => arg.startsWith('--max-semi-space-size'))).toBe(false);
+    } finally {
+      if (previous === undefined) delete process.env.NODE_OPTIONS;
+      else process.env.NODE_OPTIONS = previous;
+    }
   });
 });

@@ -12,3 +12,4 @@ export * from './mcp-session';
 export * from './metrics';
 export * from './backoff';
 export * from './redact';
+export * from './agent-sizing';

@@ -154,7 +154,8 @@ export class AgentService extends Construct {
       scaleInCooldown: Duration.minutes(10),
       scaleOutCooldown: Duration.minutes(1),
     });
-    // Calls, not only CPU: a task's limit is usually memory (a process per call), which CPU scaling never sees.
+    // Calls, not only CPU: a task's limit is its call count (sized from a call's measured CPU and memory, a process
+    // per call), which CPU scaling sees only late.
     scaling.scaleToTrackCustomMetric('ActiveCalls', {
       metric: new cloudwatch.Metric({
         namespace,

@@ -24,7 +24,7 @@ import {
 import { LOCAL_CREDENTIALS, LOCAL_REGION, MotoServer } from './cloud/moto';
 import { AgentWorkerProcess, McpServerProcess } from './services';
 import { REPO_ROOT } from './stack/binaries';
-import { LiveKitStack } from './stack/livekit';
+import { LiveKitStack, type LiveKitStackOptions } from './stack/livekit';
 
 const execFileAsync = promisify(execFile);
 
@@ -42,6 +42,12 @@ export interface CallStackOptions {
   readonly recordFlushMs?: number;
   readonly ports?: { moto?: number; mcp?: number; workerHealth?: number; fake?: number };
   readonly readyTimeoutMs?: number;
+  /** LiveKit stack options on top of the defaults (e.g. `edge: false` and other ports: LiveKit only). */
+  readonly livekit?: Omit<LiveKitStackOptions, 'runDir' | 'readyTimeoutMs'>;
+  /** Variables added to the worker's environment (e.g. AGENT_MAX_CALLS for a benchmark). */
+  readonly workerEnv?: Record<string, string>;
+  /** `source` (default): the TypeScript under tsx; `bundle`: agent/dist on plain node, as the image runs it. */
+  readonly workerRuntime?: 'source' | 'bundle';
 }
 
 export const DEFAULT_TRANSFER_TARGET = 'sip:front-desk@127.0.3.200:5062';
@@ -66,7 +72,11 @@ export class CallStack {
   constructor(options: CallStackOptions) {
     this.options = options;
     this.runDir = resolve(options.runDir);
-    this.livekit = new LiveKitStack({ runDir: join(this.runDir, 'livekit'), readyTimeoutMs: options.readyTimeoutMs });
+    this.livekit = new LiveKitStack({
+      ...options.livekit,
+      runDir: join(this.runDir, 'livekit'),
+      readyTimeoutMs: options.readyTimeoutMs,
+    });
     this.moto = new MotoServer({
       port: options.ports?.moto ?? 15000,
       logFile: join(this.runDir, 'moto.log'),
@@ -165,7 +175,8 @@ export class CallStack {
       await this.mcp.start();
       this.worker = new AgentWorkerProcess({
         runDir: this.runDir,
-        env: this.agentEnv(),
+        env: { ...this.agentEnv(), ...this.options.workerEnv },
+        runtime: this.options.workerRuntime,
         healthPort: this.options.ports?.workerHealth ?? 18110,
         readyTimeoutMs: this.options.readyTimeoutMs,
       });

@@ -80,6 +80,8 @@ export interface AgentWorkerOptions {
   readonly healthHost?: string;
   readonly healthPort: number;
   readonly readyTimeoutMs?: number;
+  /** `source` (default): src/main.ts under tsx; `bundle`: dist/main.mjs on plain node (`npm run build -w agent`). */
+  readonly runtime?: 'source' | 'bundle';
 }
 
 /** The worker's main process; its job processes are its children (same process group, ended with it). */
@@ -89,8 +91,9 @@ export class AgentWorkerProcess {
   constructor(readonly options: AgentWorkerOptions) {
     this.process = new ManagedProcess({
       name: 'agent-worker',
-      command: TSX,
-      args: [join(REPO_ROOT, 'agent', 'src', 'main.ts'), 'start'],
+      ...(options.runtime === 'bundle'
+        ? { command: process.execPath, args: [join(REPO_ROOT, 'agent', 'dist', 'main.mjs'), 'start'] }
+        : { command: TSX, args: [join(REPO_ROOT, 'agent', 'src', 'main.ts'), 'start'] }),
       logFile: join(options.runDir, 'agent-worker.log'),
       cwd: join(REPO_ROOT, 'agent'),
       env: {
