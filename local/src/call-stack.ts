@@ -25,6 +25,7 @@ import { LOCAL_CREDENTIALS, LOCAL_REGION, MotoServer } from './cloud/moto';
 import { AgentWorkerProcess, McpServerProcess } from './services';
 import { REPO_ROOT } from './stack/binaries';
 import { LiveKitStack } from './stack/livekit';
+import { LOOPBACK_MEDIA_SOURCE } from './caller/softphone';
 
 const execFileAsync = promisify(execFile);
 
@@ -66,7 +67,12 @@ export class CallStack {
   constructor(options: CallStackOptions) {
     this.options = options;
     this.runDir = resolve(options.runDir);
-    this.livekit = new LiveKitStack({ runDir: join(this.runDir, 'livekit'), readyTimeoutMs: options.readyTimeoutMs });
+    this.livekit = new LiveKitStack({
+      runDir: join(this.runDir, 'livekit'),
+      readyTimeoutMs: options.readyTimeoutMs,
+      // Softphones on loopback send RTP from 127.0.0.1 and say so in their SDP: a carrier media address here.
+      edge: { overrides: { mediaAllowlist: ['127.0.3.0/24', `${LOOPBACK_MEDIA_SOURCE}/32`] } },
+    });
     this.moto = new MotoServer({
       port: options.ports?.moto ?? 15000,
       logFile: join(this.runDir, 'moto.log'),
