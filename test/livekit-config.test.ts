@@ -117,6 +117,11 @@ describe('a host that is not an EC2 host (loopback, for tests)', () => {
     expect(sip.ws_url).toBe('ws://127.0.0.9:7880');
     const password = LIVEKIT_PLACEHOLDERS.redisPassword;
     expect(sip.redis).toEqual({ address: '127.0.0.1:16390', password, use_tls: false });
+    expect(sip.media_nat_1_to_1_ip).toBeUndefined();
+    // Where RTP leaves from another address than the node's (0.0.0.0 sockets on loopback), the SDP names that one.
+    const media = parse(liveKitSipYaml({ ...local, network: { ...network, sipMediaAddress: '127.0.0.1' } }));
+    expect(media.media_nat_1_to_1_ip).toBe('127.0.0.1');
+    expect(media.nat_1_to_1_ip).toBe(LIVEKIT_PLACEHOLDERS.nodeIp);
   });
 
   it('leaves a deployment config without those keys (LiveKit defaults, Redis over TLS)', () => {
@@ -124,6 +129,8 @@ describe('a host that is not an EC2 host (loopback, for tests)', () => {
     expect(server.bind_addresses).toBeUndefined();
     expect(server.rtc.enable_loopback_candidate).toBeUndefined();
     expect(server.rtc.interfaces).toBeUndefined();
-    expect(parse(liveKitSipYaml({ ...input, redisTls: undefined })).redis.use_tls).toBe(true);
+    const sip = parse(liveKitSipYaml({ ...input, redisTls: undefined }));
+    expect(sip.redis.use_tls).toBe(true);
+    expect(sip.media_nat_1_to_1_ip).toBeUndefined();
   });
 });

@@ -35,6 +35,12 @@ export interface LiveKitNetwork {
   readonly enableLoopbackCandidate?: boolean;
   /** The address LiveKit SIP reaches the server's API on (its ws_url); default 127.0.0.1, the same host. */
   readonly serverAddress?: string;
+  /**
+   * The address LiveKit SIP names for its RTP in SDP (media_nat_1_to_1_ip), where that is not the node IP: its RTP
+   * sockets bind 0.0.0.0, so on 127.0.0.0/8 packets leave from 127.0.0.1 whatever the node's address, and the edge
+   * (strict source) takes media only from the address the SDP named.
+   */
+  readonly sipMediaAddress?: string;
 }
 
 function redisSection({ redisAddress, redisTls = true }: LiveKitConfigInput) {
@@ -88,6 +94,7 @@ export function liveKitSipYaml(input: LiveKitConfigInput): string {
     use_external_ip: false,
     // Pins the address LiveKit SIP puts in Contact and SDP to the private IP, instead of the first interface it finds.
     nat_1_to_1_ip: LIVEKIT_PLACEHOLDERS.nodeIp,
+    ...(network?.sipMediaAddress ? { media_nat_1_to_1_ip: network.sipMediaAddress } : {}),
     listen_ip: LIVEKIT_PLACEHOLDERS.nodeIp,
     max_active_calls: livekit.maxActiveCalls,
     max_cpu_utilization: livekit.maxCpuUtilization,

@@ -24,6 +24,7 @@ import {
 import { LOCAL_CREDENTIALS, LOCAL_REGION, MotoServer } from './cloud/moto';
 import { AgentWorkerProcess, McpServerProcess } from './services';
 import { REPO_ROOT } from './stack/binaries';
+import { LOOPBACK_MEDIA_SOURCE } from './caller/softphone';
 import { LiveKitStack, type LiveKitStackOptions } from './stack/livekit';
 
 const execFileAsync = promisify(execFile);
@@ -73,6 +74,8 @@ export class CallStack {
     this.options = options;
     this.runDir = resolve(options.runDir);
     this.livekit = new LiveKitStack({
+      // Softphones on loopback send RTP from 127.0.0.1 and say so in their SDP: a carrier media address here.
+      edge: { overrides: { mediaAllowlist: ['127.0.3.0/24', `${LOOPBACK_MEDIA_SOURCE}/32`] } },
       ...options.livekit,
       runDir: join(this.runDir, 'livekit'),
       readyTimeoutMs: options.readyTimeoutMs,

@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { ManagedProcess, waitFor } from '../stack/process';
 import { writeSilence } from './audio';
 
+/** Where a process's unbound UDP sockets send from on 127.0.0.0/8: the kernel picks lo's own address. */
+export const LOOPBACK_MEDIA_SOURCE = '127.0.0.1';
+
 export interface SoftphoneOptions {
   /** Config, recordings and log go here. */
   readonly dir: string;
@@ -74,8 +77,9 @@ export class Softphone {
       [
         'poll_method epoll',
         `sip_listen ${this.options.ip}:${sipPort}`,
-        // Media (the SDP's address) at the caller's own address, not whatever interface comes first.
-        `net_interface ${this.options.ip}`,
+        // The SDP's media address: 127.0.0.1, where baresip's RTP really leaves from on loopback (its sockets are not
+        // bound to the caller's address). The edge takes media only from the address the SDP names (strict source).
+        `net_interface ${LOOPBACK_MEDIA_SOURCE}`,
         'sip_transports udp',
         // A player that plays nowhere and keeps time: aubridge with no matching source (ALSA's null device would
         // spin a core). What is heard is recorded by sndfile before the player.

@@ -370,7 +370,9 @@ export class LiveKitStack {
         // on a shared test machine that is everyone else's load, not the node's.
         maxCpuUtilization: 1,
       });
-      const yaml = fillPlaceholders(liveKitSipYaml({ ...base, livekit }), { ...secrets, nodeIp: spec.ip });
+      // RTP leaves every node from 127.0.0.1 (sockets on 0.0.0.0): the SDP must say so for the edge to take it.
+      const network = { sipMediaAddress: '127.0.0.1' };
+      const yaml = fillPlaceholders(liveKitSipYaml({ ...base, livekit, network }), { ...secrets, nodeIp: spec.ip });
       writeFileSync(join(this.runDir, `livekit-sip-${index + 1}.yaml`), yaml, { mode: 0o600 });
     });
   }
