@@ -23,7 +23,10 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
   const name = (tier: string) => `${config.deploymentName}-${tier}`;
   const common = { config, env };
 
-  const network = new NetworkStack(app, name('network'), { ...common, description: 'voice-intake: VPC, endpoints, flow logs' });
+  const network = new NetworkStack(app, name('network'), {
+    ...common,
+    description: 'voice-intake: VPC, endpoints, flow logs',
+  });
   const data = new DataStack(app, name('data'), {
     ...common,
     description: 'voice-intake: stateful resources (KMS, S3, Redis)',

@@ -1,4 +1,4 @@
-import { Arn, ArnFormat, Stack } from 'aws-cdk-lib';
+import { Arn, ArnFormat, type Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { wildcardResourceFinding } from './compliance';
 
@@ -12,7 +12,17 @@ const PROFILE_PREFIX = /^(us|eu|apac|au|ca|jp|us-gov|global)\.(.+)$/;
  */
 export function bedrockModelArns(stack: Stack, modelId: string): string[] {
   const foundationModel = (id: string, region: string) =>
-    Arn.format({ service: 'bedrock', region, account: '', resource: 'foundation-model', resourceName: id, arnFormat: ArnFormat.SLASH_RESOURCE_NAME }, stack);
+    Arn.format(
+      {
+        service: 'bedrock',
+        region,
+        account: '',
+        resource: 'foundation-model',
+        resourceName: id,
+        arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+      },
+      stack,
+    );
 
   if (modelId.startsWith('arn:')) {
     const parsed = Arn.split(modelId, ArnFormat.SLASH_RESOURCE_NAME);
@@ -22,7 +32,12 @@ export function bedrockModelArns(stack: Stack, modelId: string): string[] {
   const profile = PROFILE_PREFIX.exec(modelId);
   if (!profile) return [foundationModel(modelId, stack.region)];
   const profileArn = Arn.format(
-    { service: 'bedrock', resource: 'inference-profile', resourceName: modelId, arnFormat: ArnFormat.SLASH_RESOURCE_NAME },
+    {
+      service: 'bedrock',
+      resource: 'inference-profile',
+      resourceName: modelId,
+      arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
+    },
     stack,
   );
   return [profileArn, foundationModel(profile[2], '*')];

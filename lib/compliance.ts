@@ -4,11 +4,7 @@ import type { IConstruct } from 'constructs';
 
 /** The rule packs every synth is checked against; an unacknowledged error fails synth. */
 export function applyCompliancePacks(app: App): void {
-  Validations.of(app).addPlugins(
-    new AwsSolutionsChecks(app),
-    new HIPAASecurityChecks(app),
-    new NIST80053R5Checks(app),
-  );
+  Validations.of(app).addPlugins(new AwsSolutionsChecks(app), new HIPAASecurityChecks(app), new NIST80053R5Checks(app));
   Aspects.of(app).add(new CdkProviderFunctionSkips());
 }
 
@@ -71,7 +67,10 @@ export class CdkProviderFunctionSkips implements IAspect {
     const reason = 'CDK-managed custom resource provider that runs only during deployment, calling AWS APIs';
     skipCheckovChecks(node, [
       { id: 'CKV_AWS_115', comment: `${reason}; no concurrency to reserve.` },
-      { id: 'CKV_AWS_116', comment: `${reason}; CloudFormation reports its failures, a DLQ would hold nothing useful.` },
+      {
+        id: 'CKV_AWS_116',
+        comment: `${reason}; CloudFormation reports its failures, a DLQ would hold nothing useful.`,
+      },
       { id: 'CKV_AWS_117', comment: `${reason}; it needs no VPC resources.` },
     ]);
   }
@@ -82,7 +81,10 @@ export class CdkProviderFunctionSkips implements IAspect {
  * the execution role's ECR token call takes no resource. Returns the default policies (other role first) for the
  * caller's own, specific acknowledgments.
  */
-export function acknowledgeTaskRolePolicies(executionRole: IConstruct, otherRole: IConstruct): { rolePolicy: IConstruct; executionPolicy: IConstruct } {
+export function acknowledgeTaskRolePolicies(
+  executionRole: IConstruct,
+  otherRole: IConstruct,
+): { rolePolicy: IConstruct; executionPolicy: IConstruct } {
   const rolePolicy = otherRole.node.findChild('DefaultPolicy');
   const executionPolicy = executionRole.node.findChild('DefaultPolicy');
   acknowledgeRules(

@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import {
   AGENT_CALL_COST,
   agentScalingTarget,
@@ -8,8 +7,8 @@ import {
   DEFAULT_CALLER_TRUST,
   describeIssues,
 } from '@voice-intake/contracts';
-import { edgeSectionSchema } from '@voice-intake/edge-config';
-import { ipv4CidrSchema } from '@voice-intake/edge-config';
+import { edgeSectionSchema, ipv4CidrSchema } from '@voice-intake/edge-config';
+import { z } from 'zod';
 
 /** The context key that holds the operator config, in cdk.json or on the command line. */
 export const CONFIG_CONTEXT_KEY = 'voiceIntake';
@@ -35,7 +34,10 @@ export const dataSchema = z
     auditObjectLockMode: z.enum(['GOVERNANCE', 'COMPLIANCE']).default('GOVERNANCE'),
     auditObjectLockDays: retentionDays.default(365),
     accessLogRetentionDays: retentionDays.default(365),
-    redisNodeType: z.string().regex(/^cache\.[a-z0-9]+\.[a-z0-9]+$/, 'must be an ElastiCache node type such as cache.t4g.small').default('cache.t4g.small'),
+    redisNodeType: z
+      .string()
+      .regex(/^cache\.[a-z0-9]+\.[a-z0-9]+$/, 'must be an ElastiCache node type such as cache.t4g.small')
+      .default('cache.t4g.small'),
     /** Replicas per shard; at least 1 so automatic failover has somewhere to go. */
     redisReplicas: z.number().int().min(1).max(5).default(1),
     redisEngineVersion: z.string().default('7.1'),
@@ -50,7 +52,10 @@ export const agentSchema = z
     bedrockFallbackModelId: z.string().min(1).optional(),
     pollyVoice: z.string().min(1).default('Ruth'),
     pollyEngine: z.enum(['standard', 'neural', 'long-form', 'generative']).default('generative'),
-    transcribeLanguage: z.string().regex(/^[a-z]{2}-[A-Z]{2}$/, 'must be a language code such as en-US').default('en-US'),
+    transcribeLanguage: z
+      .string()
+      .regex(/^[a-z]{2}-[A-Z]{2}$/, 'must be a language code such as en-US')
+      .default('en-US'),
     /**
      * Call audio: off, announce (a notice is played first) or consent (the caller is asked; no means nothing is
      * stored). Stereo WAV parts, caller left and agent right, under recordings/ in the transcripts bucket.
@@ -63,7 +68,8 @@ export const agentSchema = z
       .strict()
       .refine((recording) => recording.mode === 'off', {
         path: ['mode'],
-        message: 'is off until the call session feeds the recorder (agent/README.md, "Recording"): ' +
+        message:
+          'is off until the call session feeds the recorder (agent/README.md, "Recording"): ' +
           'announce and consent would record nothing',
       })
       .default({ mode: 'off', sampleRate: 16_000 }),
@@ -75,7 +81,12 @@ export const enrichmentSchema = z
     /** Model for post-call insights; defaults to agent.bedrockModelId. */
     modelId: z.string().min(1).optional(),
     /** Transcripts larger than this get an error record instead of an enrichment. */
-    maxTranscriptBytes: z.number().int().min(1_024).max(10 * 1_048_576).default(1_048_576),
+    maxTranscriptBytes: z
+      .number()
+      .int()
+      .min(1_024)
+      .max(10 * 1_048_576)
+      .default(1_048_576),
     /** Concurrent enrichments at most: bounds Bedrock spend and throttling during a backlog. */
     reservedConcurrency: z.number().int().min(1).max(1_000).default(10),
     /** How long the event bus archive keeps IntakeEnriched events for replay. */
@@ -91,9 +102,18 @@ const portRange = z
 export const livekitSchema = z
   .object({
     /** Pinned images: an upgrade is a config change that shows in review, never a surprise at deploy. */
-    serverImage: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag').default('livekit/livekit-server:v1.13.5'),
-    sipImage: z.string().regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag').default('livekit/sip:v1.11.0'),
-    instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type').default('c7i.xlarge'),
+    serverImage: z
+      .string()
+      .regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag')
+      .default('livekit/livekit-server:v1.13.5'),
+    sipImage: z
+      .string()
+      .regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag')
+      .default('livekit/sip:v1.11.0'),
+    instanceType: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type')
+      .default('c7i.xlarge'),
     minHosts: z.number().int().min(1).max(50).default(2),
     maxHosts: z.number().int().min(1).max(100).default(6),
     apiPort: z.number().int().min(1024).max(65535).default(7880),
@@ -113,35 +133,56 @@ export const livekitSchema = z
     serverPrometheusPort: z.number().int().min(1024).max(65535).default(6789),
     sipPrometheusPort: z.number().int().min(1024).max(65535).default(6790),
     /** The agent dispatched into each call's room. */
-    agentName: z.string().regex(/^[a-z][a-z0-9-]{1,62}$/, 'lowercase letters, digits and "-"').default('intake-agent'),
-    roomPrefix: z.string().regex(/^[a-z][a-z0-9_-]{0,30}$/, 'lowercase letters, digits, "_" and "-"').default('call-'),
+    agentName: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{1,62}$/, 'lowercase letters, digits and "-"')
+      .default('intake-agent'),
+    roomPrefix: z
+      .string()
+      .regex(/^[a-z][a-z0-9_-]{0,30}$/, 'lowercase letters, digits, "_" and "-"')
+      .default('call-'),
     /** The numbers (DIDs) the inbound trunk answers; empty = any number arriving from the edge. */
     sipNumbers: z.array(z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be E.164')).default([]),
   })
   .strict()
   .superRefine((livekit, ctx) => {
-    if (livekit.minHosts > livekit.maxHosts) ctx.addIssue({ code: 'custom', path: ['minHosts'], message: `must not exceed maxHosts (${livekit.maxHosts})` });
+    if (livekit.minHosts > livekit.maxHosts)
+      ctx.addIssue({ code: 'custom', path: ['minHosts'], message: `must not exceed maxHosts (${livekit.maxHosts})` });
     const ranges = [
       ['rtcUdpPortRange', livekit.rtcUdpPortRange],
       ['sipRtpPortRange', livekit.sipRtpPortRange],
     ] as const;
     if (ranges[0][1].min <= ranges[1][1].max && ranges[1][1].min <= ranges[0][1].max) {
-      ctx.addIssue({ code: 'custom', path: ['sipRtpPortRange'], message: 'overlaps rtcUdpPortRange (both run on the same host)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['sipRtpPortRange'],
+        message: 'overlaps rtcUdpPortRange (both run on the same host)',
+      });
     }
-    const singles = { apiPort: livekit.apiPort, rtcTcpPort: livekit.rtcTcpPort, sipPort: livekit.sipPort, sipHealthPort: livekit.sipHealthPort, serverPrometheusPort: livekit.serverPrometheusPort, sipPrometheusPort: livekit.sipPrometheusPort };
+    const singles = {
+      apiPort: livekit.apiPort,
+      rtcTcpPort: livekit.rtcTcpPort,
+      sipPort: livekit.sipPort,
+      sipHealthPort: livekit.sipHealthPort,
+      serverPrometheusPort: livekit.serverPrometheusPort,
+      sipPrometheusPort: livekit.sipPrometheusPort,
+    };
     const seen = new Map<number, string>();
     for (const [name, port] of Object.entries(singles)) {
       const other = seen.get(port);
-      if (other) ctx.addIssue({ code: 'custom', path: [name], message: `${port} is also ${other} (one host runs both)` });
+      if (other)
+        ctx.addIssue({ code: 'custom', path: [name], message: `${port} is also ${other} (one host runs both)` });
       seen.set(port, name);
       for (const [rangeName, range] of ranges) {
-        if (port >= range.min && port <= range.max) ctx.addIssue({ code: 'custom', path: [name], message: `${port} lies in ${rangeName}` });
+        if (port >= range.min && port <= range.max)
+          ctx.addIssue({ code: 'custom', path: [name], message: `${port} lies in ${rangeName}` });
       }
     }
   });
 
 /** RFC 2606/6761 names that can never be a real PBX: a target like this deploys but fails every transfer. */
-const PLACEHOLDER_HOST = /@?(?:^|[.@:])(?:example\.(?:com|net|org)|[^;>\s]*\.(?:example|invalid|test|localhost))(?:[:;>]|$)/i;
+const PLACEHOLDER_HOST =
+  /@?(?:^|[.@:])(?:example\.(?:com|net|org)|[^;>\s]*\.(?:example|invalid|test|localhost))(?:[:;>]|$)/i;
 
 export const mcpSchema = z
   .object({
@@ -156,7 +197,10 @@ export const mcpSchema = z
       z
         .string()
         .regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI')
-        .refine((uri) => !PLACEHOLDER_HOST.test(uri), 'names a documentation host (example.com, .invalid, .test): give your PBX'),
+        .refine(
+          (uri) => !PLACEHOLDER_HOST.test(uri),
+          'names a documentation host (example.com, .invalid, .test): give your PBX',
+        ),
       {
         error: (issue) =>
           issue.input === undefined
@@ -178,7 +222,11 @@ export const mcpSchema = z
   .strict()
   .superRefine((mcp, ctx) => {
     if (mcp.defaultTransferQueue !== undefined && !(mcp.defaultTransferQueue in mcp.transferTargets)) {
-      ctx.addIssue({ code: 'custom', path: ['defaultTransferQueue'], message: `is not a queue of transferTargets (${Object.keys(mcp.transferTargets).join(', ')})` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['defaultTransferQueue'],
+        message: `is not a queue of transferTargets (${Object.keys(mcp.transferTargets).join(', ')})`,
+      });
     }
   });
 
@@ -208,9 +256,14 @@ export const agentServiceSchema = z
   })
   .strict()
   .superRefine((service, ctx) => {
-    if (service.minTasks > service.maxTasks) ctx.addIssue({ code: 'custom', path: ['minTasks'], message: `must not exceed maxTasks (${service.maxTasks})` });
+    if (service.minTasks > service.maxTasks)
+      ctx.addIssue({ code: 'custom', path: ['minTasks'], message: `must not exceed maxTasks (${service.maxTasks})` });
     if (service.targetCallsPerTask > service.maxCallsPerTask) {
-      ctx.addIssue({ code: 'custom', path: ['targetCallsPerTask'], message: `must not exceed maxCallsPerTask (${service.maxCallsPerTask})` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['targetCallsPerTask'],
+        message: `must not exceed maxCallsPerTask (${service.maxCallsPerTask})`,
+      });
     }
     const neededMiB = agentTaskMemoryMiB(service.maxCallsPerTask);
     if (neededMiB > service.memoryMiB) {
@@ -226,7 +279,10 @@ export const observabilitySchema = z
     /** Subscribe this address to the alarm topic (confirm the e-mail after deploy). */
     alarmEmail: z.email().optional(),
     /** Use an existing topic instead of creating one. */
-    alarmTopicArn: z.string().regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$/, 'must be an SNS topic ARN').optional(),
+    alarmTopicArn: z
+      .string()
+      .regex(/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$/, 'must be an SNS topic ARN')
+      .optional(),
     /** Alarm when voice-to-voice latency p95 stays above this. */
     voiceToVoiceP95ThresholdMs: z.number().int().min(200).max(10_000).default(1_500),
     /** Alarm when tool calls fail more often than this in five minutes. */
@@ -241,11 +297,20 @@ export const voiceIntakeConfigSchema = z
     /** Prefix of every stack name, so two deployments can share one account. */
     deploymentName: z
       .string()
-      .regex(/^[a-z][a-z0-9-]{0,19}$/, 'must start with a lowercase letter and hold only lowercase letters, digits and "-" (max 20: it prefixes S3 bucket names)')
+      .regex(
+        /^[a-z][a-z0-9-]{0,19}$/,
+        'must start with a lowercase letter and hold only lowercase letters, digits and "-" (max 20: it prefixes S3 bucket names)',
+      )
       .default('voice-intake'),
     /** Both or neither: with them the app is environment-specific (real AZ names, lookups). */
-    account: z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id').optional(),
-    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as us-east-1').optional(),
+    account: z
+      .string()
+      .regex(/^\d{12}$/, 'must be a 12-digit AWS account id')
+      .optional(),
+    region: z
+      .string()
+      .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region such as us-east-1')
+      .optional(),
     azCount: z.number().int().min(2, 'must be at least 2 (the edge and Redis fail over across AZs)').max(6).default(2),
     network: networkSchema.default(networkSchema.parse({})),
     data: dataSchema.default(dataSchema.parse({})),
@@ -263,13 +328,21 @@ export const voiceIntakeConfigSchema = z
   .strict()
   .superRefine((config, ctx) => {
     if ((config.account === undefined) !== (config.region === undefined)) {
-      ctx.addIssue({ code: 'custom', path: [config.account ? 'region' : 'account'], message: 'account and region go together: set both or neither' });
+      ctx.addIssue({
+        code: 'custom',
+        path: [config.account ? 'region' : 'account'],
+        message: 'account and region go together: set both or neither',
+      });
     }
     if (config.region && config.edge.amiIds && !(config.region in config.edge.amiIds)) {
       ctx.addIssue({ code: 'custom', path: ['edge', 'amiIds'], message: `has no image for region ${config.region}` });
     }
     if (config.network.natGateways !== undefined && config.network.natGateways > config.azCount) {
-      ctx.addIssue({ code: 'custom', path: ['network', 'natGateways'], message: `must not exceed azCount (${config.azCount})` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['network', 'natGateways'],
+        message: `must not exceed azCount (${config.azCount})`,
+      });
     }
   });
 
@@ -327,7 +400,9 @@ export function readConfig(context: ContextReader, allContext: Record<string, un
   }
   const merged = structuredClone(base) as Record<string, unknown>;
   const prefix = `${CONFIG_CONTEXT_KEY}.`;
-  for (const key of Object.keys(allContext).filter((k) => k.startsWith(prefix)).sort()) {
+  for (const key of Object.keys(allContext)
+    .filter((k) => k.startsWith(prefix))
+    .sort()) {
     setPath(merged, key.slice(prefix.length).split('.'), parseContextValue(key, allContext[key]), key);
   }
   return parseConfig(merged);

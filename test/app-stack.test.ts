@@ -1,10 +1,10 @@
+import { AGENT_METRICS, agentScalingTarget, agentTaskCapacity, LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
 import { Stack } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_METRICS, LIVEKIT_SIP_METRICS, agentScalingTarget, agentTaskCapacity } from '@voice-intake/contracts';
 import { openIngressRules } from './support/assertions';
-import { type SynthesizedApp, buildVoiceIntakeApp, synthVoiceIntake } from './support/synth';
+import { buildVoiceIntakeApp, type SynthesizedApp, synthVoiceIntake } from './support/synth';
 
 type Statement = { Action: string | string[]; Resource: unknown };
 
@@ -15,7 +15,10 @@ function statementsOfRole(template: Template, rolePrefix: string): Statement[] {
 }
 
 function logicalIdOf(template: Template, type: string, description: RegExp): string {
-  const [id] = Object.entries(template.findResources(type)).find(([, resource]) => description.test(String(resource.Properties.GroupDescription))) ?? [];
+  const [id] =
+    Object.entries(template.findResources(type)).find(([, resource]) =>
+      description.test(String(resource.Properties.GroupDescription)),
+    ) ?? [];
   if (!id) throw new Error(`no ${type} matching ${description}`);
   return id;
 }
@@ -37,7 +40,9 @@ describe('app stack: MCP server service', () => {
       DeploymentConfiguration: Match.objectLike({ DeploymentCircuitBreaker: { Enable: true, Rollback: true } }),
     });
     const service = Object.values(app.findResources('AWS::ECS::Service'))[0];
-    expect(JSON.stringify(service.Properties.NetworkConfiguration.AwsvpcConfiguration.Subnets)).toMatch(/privateSubnet/);
+    expect(JSON.stringify(service.Properties.NetworkConfiguration.AwsvpcConfiguration.Subnets)).toMatch(
+      /privateSubnet/,
+    );
   });
 
   it('takes the token from Secrets Manager and its backends from the data tier', () => {
@@ -45,9 +50,18 @@ describe('app stack: MCP server service', () => {
     const container = task.Properties.ContainerDefinitions[0];
     expect(container.ReadonlyRootFilesystem).toBe(true);
     expect(container.User).toBe('node');
-    expect(container.Secrets).toEqual([{ Name: 'MCP_AUTH_TOKEN', ValueFrom: { Ref: expect.stringMatching(/^McpServerToken/) } }]);
-    const env = Object.fromEntries((container.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]));
-    expect(env).toMatchObject({ CASE_STORE: 'dynamodb', KNOWLEDGE_BACKEND: 'opensearch', OPENSEARCH_SERVICE: 'aoss', MCP_PORT: '8080' });
+    expect(container.Secrets).toEqual([
+      { Name: 'MCP_AUTH_TOKEN', ValueFrom: { Ref: expect.stringMatching(/^McpServerToken/) } },
+    ]);
+    const env = Object.fromEntries(
+      (container.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]),
+    );
+    expect(env).toMatchObject({
+      CASE_STORE: 'dynamodb',
+      KNOWLEDGE_BACKEND: 'opensearch',
+      OPENSEARCH_SERVICE: 'aoss',
+      MCP_PORT: '8080',
+    });
     // The repository's cdk.json turns transfer to a person off explicitly ({}): no queue, no default queue.
     expect(JSON.parse(env.TRANSFER_TARGETS as string)).toEqual({});
     expect(env.DEFAULT_TRANSFER_QUEUE).toBeUndefined();
@@ -69,10 +83,18 @@ describe('app stack: MCP server service', () => {
     const ingress = Object.values(app.findResources('AWS::EC2::SecurityGroupIngress')).map((rule) => rule.Properties);
     const into = (group: string) => ingress.filter((rule) => JSON.stringify(rule.GroupId).includes(group));
     expect(into(lbGroup)).toEqual([
-      expect.objectContaining({ FromPort: 8080, ToPort: 8080, SourceSecurityGroupId: { 'Fn::GetAtt': [agentGroup, 'GroupId'] } }),
+      expect.objectContaining({
+        FromPort: 8080,
+        ToPort: 8080,
+        SourceSecurityGroupId: { 'Fn::GetAtt': [agentGroup, 'GroupId'] },
+      }),
     ]);
     expect(into(serviceGroup)).toEqual([
-      expect.objectContaining({ FromPort: 8080, ToPort: 8080, SourceSecurityGroupId: { 'Fn::GetAtt': [lbGroup, 'GroupId'] } }),
+      expect.objectContaining({
+        FromPort: 8080,
+        ToPort: 8080,
+        SourceSecurityGroupId: { 'Fn::GetAtt': [lbGroup, 'GroupId'] },
+      }),
     ]);
     const lbResource = app.findResources('AWS::EC2::SecurityGroup')[lbGroup];
     expect(lbResource.Properties.SecurityGroupIngress).toBeUndefined();
@@ -83,7 +105,17 @@ describe('app stack: MCP server service', () => {
     const statements = statementsOfRole(app, 'McpServerTaskRole');
     const actions = statements.flatMap((statement) => [statement.Action].flat()).sort();
     expect(actions).toEqual(
-      ['aoss:APIAccessAll', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem', 'kms:Decrypt', 'kms:GenerateDataKey', 'kms:GenerateMac', 's3:PutObject'].sort(),
+      [
+        'aoss:APIAccessAll',
+        'dynamodb:GetItem',
+        'dynamodb:PutItem',
+        'dynamodb:Query',
+        'dynamodb:UpdateItem',
+        'kms:Decrypt',
+        'kms:GenerateDataKey',
+        'kms:GenerateMac',
+        's3:PutObject',
+      ].sort(),
     );
     const put = statements.find((statement) => statement.Action === 's3:PutObject')!;
     expect(JSON.stringify(put.Resource)).toContain('/audit/mcp-server/*');
@@ -93,7 +125,9 @@ describe('app stack: MCP server service', () => {
       Type: 'data',
       Policy: Match.anyValue(),
     });
-    const accessPolicy = JSON.stringify(Object.values(app.findResources('AWS::OpenSearchServerless::AccessPolicy'))[0].Properties.Policy);
+    const accessPolicy = JSON.stringify(
+      Object.values(app.findResources('AWS::OpenSearchServerless::AccessPolicy'))[0].Properties.Policy,
+    );
     expect(accessPolicy).toContain('aoss:ReadDocument');
     expect(accessPolicy).not.toContain('aoss:WriteDocument');
     expect(accessPolicy).toMatch(/McpServerTaskRole/);
@@ -116,8 +150,13 @@ describe('data stack: MCP backends', () => {
       }),
       DeletionPolicy: 'Retain',
     });
-    templates.data.hasResourceProperties('AWS::OpenSearchServerless::Collection', { Name: 'voice-intake-knowledge', Type: 'SEARCH' });
-    const policies = Object.values(templates.data.findResources('AWS::OpenSearchServerless::SecurityPolicy')).map((policy) => policy.Properties);
+    templates.data.hasResourceProperties('AWS::OpenSearchServerless::Collection', {
+      Name: 'voice-intake-knowledge',
+      Type: 'SEARCH',
+    });
+    const policies = Object.values(templates.data.findResources('AWS::OpenSearchServerless::SecurityPolicy')).map(
+      (policy) => policy.Properties,
+    );
     const network = policies.find((policy) => policy.Type === 'network')!;
     expect(JSON.stringify(network.Policy)).toContain('\\"AllowFromPublic\\":false');
     const encryption = policies.find((policy) => policy.Type === 'encryption')!;
@@ -128,7 +167,8 @@ describe('data stack: MCP backends', () => {
     const transferTargets = { billing: 'tel:+14155550100', front_desk: 'sip:front-desk@pbx.acme-clinic.com' };
     const { templates } = synthVoiceIntake({ mcp: { knowledgeBackend: 'embedded', transferTargets } });
     templates.data.resourceCountIs('AWS::OpenSearchServerless::Collection', 0);
-    const container = Object.values(templates.app.findResources('AWS::ECS::TaskDefinition'))[0].Properties.ContainerDefinitions[0];
+    const container = Object.values(templates.app.findResources('AWS::ECS::TaskDefinition'))[0].Properties
+      .ContainerDefinitions[0];
     expect(container.Environment).toContainEqual({ Name: 'KNOWLEDGE_BACKEND', Value: 'embedded' });
     expect(container.Environment).toContainEqual({ Name: 'TRANSFER_TARGETS', Value: JSON.stringify(transferTargets) });
     // No defaultTransferQueue given: the first queue.
@@ -162,24 +202,33 @@ describe('app stack: LiveKit cluster', () => {
     expect(JSON.stringify(group.VPCZoneIdentifier)).toMatch(/privateSubnet/);
     expect(group).toMatchObject({ MinSize: '2', MaxSize: '6', HealthCheckType: 'ELB' });
     app.hasResourceProperties('AWS::IAM::Role', {
-      ManagedPolicyArns: [{ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::aws:policy/AmazonSSMManagedInstanceCore']] }],
+      ManagedPolicyArns: [
+        { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::aws:policy/AmazonSSMManagedInstanceCore']] },
+      ],
     });
   });
 
   it('runs one LiveKit Server and one LiveKit SIP per host, with host networking and pinned images', () => {
     app.hasResourceProperties('AWS::ECS::Service', { SchedulingStrategy: 'DAEMON' });
-    const task = Object.values(app.findResources('AWS::ECS::TaskDefinition')).find((definition) => definition.Properties.NetworkMode === 'host')!;
-    const containers = Object.fromEntries((task.Properties.ContainerDefinitions as any[]).map((container) => [container.Name, container]));
+    const task = Object.values(app.findResources('AWS::ECS::TaskDefinition')).find(
+      (definition) => definition.Properties.NetworkMode === 'host',
+    )!;
+    const containers = Object.fromEntries(
+      (task.Properties.ContainerDefinitions as any[]).map((container) => [container.Name, container]),
+    );
     expect(Object.keys(containers).sort()).toEqual(['config', 'livekit-server', 'livekit-sip']);
     // Copies of the pinned images in this account's ECR (what they copy: test/livekit-rollout.test.ts).
-    for (const name of ['config', 'livekit-server', 'livekit-sip']) expect(JSON.stringify(containers[name].Image)).toMatch(/container-assets/);
+    for (const name of ['config', 'livekit-server', 'livekit-sip'])
+      expect(JSON.stringify(containers[name].Image)).toMatch(/container-assets/);
     for (const name of ['livekit-server', 'livekit-sip']) {
       expect(containers[name].DependsOn).toEqual([{ ContainerName: 'config', Condition: 'SUCCESS' }]);
       expect(containers[name].User).toBe('1000');
     }
     const secretNames = (containers.config.Secrets as { Name: string }[]).map((secret) => secret.Name).sort();
     expect(secretNames).toEqual(['LIVEKIT_API_KEY', 'LIVEKIT_API_SECRET', 'REDIS_PASSWORD']);
-    const env = Object.fromEntries((containers.config.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]));
+    const env = Object.fromEntries(
+      (containers.config.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]),
+    );
     expect(JSON.stringify(env.SERVER_TEMPLATE)).toContain('node_ip: __NODE_IP__');
     // Secrets are placeholders in the template, filled from Secrets Manager at task start.
     expect(JSON.stringify(env.SERVER_TEMPLATE)).toContain('password: __REDIS_PASSWORD__');
@@ -191,7 +240,9 @@ describe('app stack: LiveKit cluster', () => {
     const host = groupId(/^LiveKit hosts/);
     const lb = groupId(/^LiveKit API load balancer/);
     const agents = groupId(/^Agent workers/);
-    const rules = ingressInto(host).map((rule) => `${rule.IpProtocol} ${rule.FromPort}-${rule.ToPort} from ${JSON.stringify(rule.SourceSecurityGroupId)}`);
+    const rules = ingressInto(host).map(
+      (rule) => `${rule.IpProtocol} ${rule.FromPort}-${rule.ToPort} from ${JSON.stringify(rule.SourceSecurityGroupId)}`,
+    );
     expect(rules.sort()).toEqual(
       [
         `tcp 7880-7880 from ${JSON.stringify(from(lb))}`,
@@ -201,7 +252,11 @@ describe('app stack: LiveKit cluster', () => {
       ].sort(),
     );
     expect(ingressInto(lb).map((rule) => rule.SourceSecurityGroupId)).toEqual([from(agents)]);
-    app.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', { Type: 'network', Scheme: 'internal', Subnets: Match.anyValue() });
+    app.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', {
+      Type: 'network',
+      Scheme: 'internal',
+      Subnets: Match.anyValue(),
+    });
     expect(openIngressRules(app)).toEqual([]);
   });
 
@@ -209,7 +264,11 @@ describe('app stack: LiveKit cluster', () => {
     const redisRules = Object.values(app.findResources('AWS::EC2::SecurityGroupIngress'))
       .map((rule) => rule.Properties)
       .filter((rule) => rule.FromPort === 6380);
-    expect(redisRules.map((rule) => rule.Description).sort()).toEqual(['LiveKit hosts to Redis', 'MCP server to Redis', 'agent workers to Redis']);
+    expect(redisRules.map((rule) => rule.Description).sort()).toEqual([
+      'LiveKit hosts to Redis',
+      'MCP server to Redis',
+      'agent workers to Redis',
+    ]);
     for (const rule of redisRules) expect(JSON.stringify(rule.GroupId)).toContain('RedisSecurityGroup');
   });
 
@@ -218,9 +277,16 @@ describe('app stack: LiveKit cluster', () => {
     const edge = new Stack(cdkApp, 'edge-under-test');
     const edgeGroup = new ec2.SecurityGroup(edge, 'EdgeHosts', { vpc: stacks.network.vpc });
     stacks.app.livekit.sipIngressFor(edgeGroup);
-    const rules = Object.values(Template.fromStack(edge).findResources('AWS::EC2::SecurityGroupIngress')).map((rule) => rule.Properties);
-    expect(rules.map((rule) => `${rule.IpProtocol} ${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp 5060-5060', 'udp 10000-20000', 'udp 5060-5060']);
-    for (const rule of rules) expect(rule.SourceSecurityGroupId).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^EdgeHosts/), 'GroupId'] });
+    const rules = Object.values(Template.fromStack(edge).findResources('AWS::EC2::SecurityGroupIngress')).map(
+      (rule) => rule.Properties,
+    );
+    expect(rules.map((rule) => `${rule.IpProtocol} ${rule.FromPort}-${rule.ToPort}`).sort()).toEqual([
+      'tcp 5060-5060',
+      'udp 10000-20000',
+      'udp 5060-5060',
+    ]);
+    for (const rule of rules)
+      expect(rule.SourceSecurityGroupId).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^EdgeHosts/), 'GroupId'] });
   });
 });
 
@@ -232,14 +298,29 @@ describe('app stack: agent service', () => {
   });
 
   const agentTask = () =>
-    Object.values(app.findResources('AWS::ECS::TaskDefinition')).find((task) => task.Properties.ContainerDefinitions[0].Name === 'agent')!;
+    Object.values(app.findResources('AWS::ECS::TaskDefinition')).find(
+      (task) => task.Properties.ContainerDefinitions[0].Name === 'agent',
+    )!;
 
   it('runs the worker on Fargate in private subnets with its secrets from Secrets Manager and a drain window', () => {
     const container = agentTask().Properties.ContainerDefinitions[0];
     expect(container.StopTimeout).toBe(120);
-    expect((container.Secrets as { Name: string }[]).map((secret) => secret.Name).sort()).toEqual(['LIVEKIT_API_KEY', 'LIVEKIT_API_SECRET', 'MCP_TOKEN', 'REDIS_AUTH_TOKEN']);
-    const env = Object.fromEntries((container.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]));
-    expect(env).toMatchObject({ LIVEKIT_AGENT_NAME: 'intake-agent', POLLY_VOICE: 'Ruth', TRANSCRIBE_LANGUAGE: 'en-US', PII_REDACTION: 'false', REDIS_PORT: '6380' });
+    expect((container.Secrets as { Name: string }[]).map((secret) => secret.Name).sort()).toEqual([
+      'LIVEKIT_API_KEY',
+      'LIVEKIT_API_SECRET',
+      'MCP_TOKEN',
+      'REDIS_AUTH_TOKEN',
+    ]);
+    const env = Object.fromEntries(
+      (container.Environment as { Name: string; Value: unknown }[]).map((entry) => [entry.Name, entry.Value]),
+    );
+    expect(env).toMatchObject({
+      LIVEKIT_AGENT_NAME: 'intake-agent',
+      POLLY_VOICE: 'Ruth',
+      TRANSCRIBE_LANGUAGE: 'en-US',
+      PII_REDACTION: 'false',
+      REDIS_PORT: '6380',
+    });
     // Calls per task from the measured per-call cost (contracts/src/agent-sizing.ts) for the default 2 vCPU / 4 GiB.
     expect(env.AGENT_MAX_CALLS).toBe(String(agentTaskCapacity(2, 4096).calls));
     expect(JSON.stringify(env.LIVEKIT_URL)).toContain('ws://');
@@ -272,9 +353,17 @@ describe('app stack: agent service', () => {
   it('counts LiveKit SIP call errors and rejections from its logs', () => {
     const filters = Object.values(app.findResources('AWS::Logs::MetricFilter')).map((filter) => filter.Properties);
     const byName = (name: string) => filters.find((filter) => filter.MetricTransformations[0].MetricName === name);
-    expect(byName(LIVEKIT_SIP_METRICS.callErrors)).toMatchObject({ FilterPattern: '"Closing inbound call with error"' });
-    expect(byName(LIVEKIT_SIP_METRICS.callsRejected)?.FilterPattern).toBe('{ ($.msg = "Rejecting inbound call*") || ($.reason = "flood") }');
-    expect(byName(LIVEKIT_SIP_METRICS.callErrors)?.MetricTransformations[0]).toMatchObject({ MetricNamespace: 'VoiceIntake/voice-intake', MetricValue: '1', DefaultValue: 0 });
+    expect(byName(LIVEKIT_SIP_METRICS.callErrors)).toMatchObject({
+      FilterPattern: '"Closing inbound call with error"',
+    });
+    expect(byName(LIVEKIT_SIP_METRICS.callsRejected)?.FilterPattern).toBe(
+      '{ ($.msg = "Rejecting inbound call*") || ($.reason = "flood") }',
+    );
+    expect(byName(LIVEKIT_SIP_METRICS.callErrors)?.MetricTransformations[0]).toMatchObject({
+      MetricNamespace: 'VoiceIntake/voice-intake',
+      MetricValue: '1',
+      DefaultValue: 0,
+    });
   });
 
   it('limits the task role to speech, the configured model, synthesis and its own record prefixes', () => {
@@ -282,11 +371,15 @@ describe('app stack: agent service', () => {
     const byAction = (action: string) => statements.filter((statement) => [statement.Action].flat().includes(action));
     const invoke = byAction('bedrock:InvokeModelWithResponseStream');
     expect(invoke).toHaveLength(1);
-    expect(JSON.stringify(invoke[0].Resource)).toContain('inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0');
-    expect(statements.flatMap((statement) => [statement.Action].flat()).filter((action) => action.startsWith('bedrock:')).sort()).toEqual([
-      'bedrock:InvokeModel',
-      'bedrock:InvokeModelWithResponseStream',
-    ]);
+    expect(JSON.stringify(invoke[0].Resource)).toContain(
+      'inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0',
+    );
+    expect(
+      statements
+        .flatMap((statement) => [statement.Action].flat())
+        .filter((action) => action.startsWith('bedrock:'))
+        .sort(),
+    ).toEqual(['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream']);
     const puts = JSON.stringify(byAction('s3:PutObject')[0].Resource);
     expect(puts).toContain('/transcripts/*');
     expect(puts).toContain('/transcript-parts/*');

@@ -55,7 +55,9 @@ describe('audit seal key (KMS HMAC) and who may use it', () => {
 
   it('refuses GenerateMac in its key policy to any principal without the writer tag, which only the writers carry', () => {
     const key = synthesized.templates.data.findResources('AWS::KMS::Key')[sealKeyId];
-    const deny = (key.Properties.KeyPolicy.Statement as Record<string, any>[]).find((statement) => statement.Effect === 'Deny');
+    const deny = (key.Properties.KeyPolicy.Statement as Record<string, any>[]).find(
+      (statement) => statement.Effect === 'Deny',
+    );
     expect(deny).toMatchObject({
       Action: 'kms:GenerateMac',
       Principal: { AWS: '*' },
@@ -63,7 +65,9 @@ describe('audit seal key (KMS HMAC) and who may use it', () => {
     });
     const tagged = Object.entries(synthesized.templates.app.findResources('AWS::IAM::Role'))
       .filter(([, role]) =>
-        (role.Properties.Tags ?? []).some((tag: { Key: string; Value: string }) => tag.Key === 'voice-intake:audit-writer'),
+        (role.Properties.Tags ?? []).some(
+          (tag: { Key: string; Value: string }) => tag.Key === 'voice-intake:audit-writer',
+        ),
       )
       .map(([id]) => id.replace(/[0-9A-F]{8}$/, ''));
     expect(tagged.sort()).toEqual(['AgentTaskRole', 'McpServerTaskRole']);
@@ -72,14 +76,18 @@ describe('audit seal key (KMS HMAC) and who may use it', () => {
   });
 
   it('gives no other role any use of the seal key, and no role a wildcard KMS action on it', () => {
-    const others = sealKeyStatements().filter(({ roles }) => !/McpServerTaskRole|AgentTaskRole|AuditVerifierRole/.test(roles));
+    const others = sealKeyStatements().filter(
+      ({ roles }) => !/McpServerTaskRole|AgentTaskRole|AuditVerifierRole/.test(roles),
+    );
     expect(others).toEqual([]);
-    for (const { statement } of sealKeyStatements()) expect(actionsOf(statement).some((action) => action.includes('*'))).toBe(false);
+    for (const { statement } of sealKeyStatements())
+      expect(actionsOf(statement).some((action) => action.includes('*'))).toBe(false);
   });
 
   it('tells both writers which key to seal with, and to mask PII in audit payloads alike', () => {
     const containers = Object.values(synthesized.templates.app.findResources('AWS::ECS::TaskDefinition')).flatMap(
-      (task) => task.Properties.ContainerDefinitions as { Name: string; Environment: { Name: string; Value: unknown }[] }[],
+      (task) =>
+        task.Properties.ContainerDefinitions as { Name: string; Environment: { Name: string; Value: unknown }[] }[],
     );
     for (const name of ['mcp-server', 'agent']) {
       const container = containers.find((candidate) => candidate.Name === name)!;
@@ -89,7 +97,10 @@ describe('audit seal key (KMS HMAC) and who may use it', () => {
     }
     const redacting = synthVoiceIntake({ agentService: { piiRedaction: true } }).templates.app;
     const mcp = Object.values(redacting.findResources('AWS::ECS::TaskDefinition'))
-      .flatMap((task) => task.Properties.ContainerDefinitions as { Name: string; Environment: { Name: string; Value: unknown }[] }[])
+      .flatMap(
+        (task) =>
+          task.Properties.ContainerDefinitions as { Name: string; Environment: { Name: string; Value: unknown }[] }[],
+      )
       .find((container) => container.Name === 'mcp-server')!;
     expect(mcp.Environment.find((entry) => entry.Name === 'PII_REDACTION')?.Value).toBe('true');
   });

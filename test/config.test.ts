@@ -1,5 +1,3 @@
-import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig, readConfig } from '../lib/config';
 import {
   AGENT_CALL_COST,
   AGENT_SIZING,
@@ -8,6 +6,8 @@ import {
   agentTaskMemoryMiB,
 } from '@voice-intake/contracts';
 import { TWILIO_MEDIA_CIDRS, TWILIO_SIGNALLING_CIDRS } from '@voice-intake/edge-config';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig, readConfig } from '../lib/config';
 import { repoConfigInput } from './support/synth';
 
 function contextOf(values: Record<string, unknown>) {
@@ -68,12 +68,16 @@ describe('operator config', () => {
   it('refuses 0.0.0.0/0 on the edge unless allowAnyCarrierSource is set', () => {
     expect(errorOf({ edge: { allowlist: ['0.0.0.0/0'] } })).toMatch(/edge\.allowlist\[0\].*allowAnyCarrierSource/);
     expect(errorOf({ edge: { mediaAllowlist: ['0.0.0.0/0'] } })).toContain('edge.mediaAllowlist[0]');
-    expect(parseConfig(repoConfigInput({ edge: { allowlist: ['0.0.0.0/0'], allowAnyCarrierSource: true } })).edge.allowlist).toEqual(['0.0.0.0/0']);
+    expect(
+      parseConfig(repoConfigInput({ edge: { allowlist: ['0.0.0.0/0'], allowAnyCarrierSource: true } })).edge.allowlist,
+    ).toEqual(['0.0.0.0/0']);
   });
 
   it('rejects a reversed RTP range and one overlapping the SIP port', () => {
     expect(errorOf({ edge: { rtpPortRange: { min: 20000, max: 10000 } } })).toMatch(/edge\.rtpPortRange: .*reversed/);
-    expect(errorOf({ edge: { rtpPortRange: { min: 5000, max: 6000 } } })).toMatch(/edge\.rtpPortRange: .*overlaps sipPort 5060/);
+    expect(errorOf({ edge: { rtpPortRange: { min: 5000, max: 6000 } } })).toMatch(
+      /edge\.rtpPortRange: .*overlaps sipPort 5060/,
+    );
   });
 
   it('bounds ringing without an answer well under a minute by default, within 5–120 s', () => {
@@ -102,35 +106,60 @@ describe('operator config', () => {
   it('checks cross-field rules', () => {
     // Cross-field rules run once every section is valid on its own.
     expect(errorOf(repoConfigInput({ account: '123456789012' }))).toContain('region: account and region go together');
-    expect(errorOf(repoConfigInput({ network: { natGateways: 3 } }))).toContain('network.natGateways: must not exceed azCount (2)');
+    expect(errorOf(repoConfigInput({ network: { natGateways: 3 } }))).toContain(
+      'network.natGateways: must not exceed azCount (2)',
+    );
   });
 
   it('requires a real transfer target or transfer turned off explicitly', () => {
-    expect(errorOf({})).toMatch(/mcp\.transferTargets: is required: map each queue to your PBX.*or set \{\} to turn transfer off/);
+    expect(errorOf({})).toMatch(
+      /mcp\.transferTargets: is required: map each queue to your PBX.*or set \{\} to turn transfer off/,
+    );
     expect(errorOf({ mcp: {} })).toContain('mcp.transferTargets: is required');
-    for (const placeholder of ['sip:front-desk@pbx.example.com', 'sip:desk@example.org:5060', 'sip:desk@pbx.acme.test;transport=tls', 'sip:x@pbx.invalid']) {
-      expect(errorOf({ mcp: { transferTargets: { front_desk: placeholder } } }), placeholder).toContain('mcp.transferTargets.front_desk: names a documentation host');
+    for (const placeholder of [
+      'sip:front-desk@pbx.example.com',
+      'sip:desk@example.org:5060',
+      'sip:desk@pbx.acme.test;transport=tls',
+      'sip:x@pbx.invalid',
+    ]) {
+      expect(errorOf({ mcp: { transferTargets: { front_desk: placeholder } } }), placeholder).toContain(
+        'mcp.transferTargets.front_desk: names a documentation host',
+      );
     }
     expect(parseConfig({ mcp: { transferTargets: {} } }).mcp.transferTargets).toEqual({});
-    const real = parseConfig({ mcp: { transferTargets: { front_desk: 'sip:desk@pbx.notexample.com', billing: 'tel:+14155550100' } } }).mcp;
+    const real = parseConfig({
+      mcp: { transferTargets: { front_desk: 'sip:desk@pbx.notexample.com', billing: 'tel:+14155550100' } },
+    }).mcp;
     expect(real.transferTargets).toEqual({ front_desk: 'sip:desk@pbx.notexample.com', billing: 'tel:+14155550100' });
     expect(real.defaultTransferQueue).toBeUndefined();
   });
 
   it('pins the edge image per region and names a region without one', () => {
     const amiIds = { 'us-east-1': 'ami-0123456789abcdef0' };
-    expect(errorOf(repoConfigInput({ account: '123456789012', region: 'eu-west-1', edge: { amiIds } }))).toContain('edge.amiIds: has no image for region eu-west-1');
-    expect(errorOf({ edge: { amiIds: { 'us-east-1': 'debian-12' } } })).toContain('edge.amiIds.us-east-1: must be an AMI id');
-    expect(parseConfig(repoConfigInput({ account: '123456789012', region: 'us-east-1', edge: { amiIds } })).edge.amiIds).toEqual(amiIds);
+    expect(errorOf(repoConfigInput({ account: '123456789012', region: 'eu-west-1', edge: { amiIds } }))).toContain(
+      'edge.amiIds: has no image for region eu-west-1',
+    );
+    expect(errorOf({ edge: { amiIds: { 'us-east-1': 'debian-12' } } })).toContain(
+      'edge.amiIds.us-east-1: must be an AMI id',
+    );
+    expect(
+      parseConfig(repoConfigInput({ account: '123456789012', region: 'us-east-1', edge: { amiIds } })).edge.amiIds,
+    ).toEqual(amiIds);
     expect(errorOf({ edge: { drainSeconds: 3600 } })).toContain('edge.drainSeconds');
   });
 
   it('checks the MCP transfer queues and backend URL', () => {
-    expect(errorOf({ mcp: { transferTargets: { support: 'sip:support@pbx.acme.com' }, defaultTransferQueue: 'front_desk' } })).toContain(
-      'mcp.defaultTransferQueue: is not a queue of transferTargets (support)',
+    expect(
+      errorOf({
+        mcp: { transferTargets: { support: 'sip:support@pbx.acme.com' }, defaultTransferQueue: 'front_desk' },
+      }),
+    ).toContain('mcp.defaultTransferQueue: is not a queue of transferTargets (support)');
+    expect(errorOf({ mcp: { transferTargets: { support: 'support@pbx' } } })).toContain(
+      'mcp.transferTargets.support: must be a sip: or tel: URI',
     );
-    expect(errorOf({ mcp: { transferTargets: { support: 'support@pbx' } } })).toContain('mcp.transferTargets.support: must be a sip: or tel: URI');
-    expect(errorOf({ mcp: { backendUrl: 'http://backend.example.com/cases' } })).toContain('mcp.backendUrl: must be an https:// URL');
+    expect(errorOf({ mcp: { backendUrl: 'http://backend.example.com/cases' } })).toContain(
+      'mcp.backendUrl: must be an https:// URL',
+    );
   });
 
   it('keeps the call limits of agent tasks consistent with their memory', () => {
@@ -142,7 +171,9 @@ describe('operator config', () => {
     expect(errorOf({ agentService: { maxCallsPerTask: 20, targetCallsPerTask: 10 } })).toContain(
       'agentService.maxCallsPerTask: needs about 5076 MiB (210 MiB per call process + 876), more than memoryMiB (4096)',
     );
-    const roomy = { agentService: { cpu: 4096, memoryMiB: 8192, maxCallsPerTask: 30, targetCallsPerTask: 20 } } as const;
+    const roomy = {
+      agentService: { cpu: 4096, memoryMiB: 8192, maxCallsPerTask: 30, targetCallsPerTask: 20 },
+    } as const;
     expect(parseConfig(repoConfigInput(roomy)).agentService.maxCallsPerTask).toBe(30);
   });
 
@@ -165,7 +196,9 @@ describe('operator config', () => {
   });
 
   it('reads a JSON string given with -c voiceIntake=…', () => {
-    const { reader, all } = contextOf({ voiceIntake: '{"deploymentName":"staging","edge":{"hostsPerAz":1},"mcp":{"transferTargets":{}}}' });
+    const { reader, all } = contextOf({
+      voiceIntake: '{"deploymentName":"staging","edge":{"hostsPerAz":1},"mcp":{"transferTargets":{}}}',
+    });
     const config = readConfig(reader, all);
     expect(config.deploymentName).toBe('staging');
     expect(config.edge.hostsPerAz).toBe(1);

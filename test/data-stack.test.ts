@@ -1,10 +1,10 @@
 import { Stack } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { REDIS_PORT } from '../lib/stacks/data-stack';
 import { openIngressRules } from './support/assertions';
-import { type SynthesizedApp, buildVoiceIntakeApp, synthVoiceIntake } from './support/synth';
+import { buildVoiceIntakeApp, type SynthesizedApp, synthVoiceIntake } from './support/synth';
 
 type Resource = { Properties: Record<string, any>; DeletionPolicy?: string };
 
@@ -33,7 +33,9 @@ describe('data stack', () => {
     expect(recordBuckets()).toHaveLength(2);
     for (const [, bucket] of recordBuckets()) {
       const props = bucket.Properties;
-      expect(props.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm).toBe('aws:kms');
+      expect(
+        props.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault.SSEAlgorithm,
+      ).toBe('aws:kms');
       expect(props.VersioningConfiguration).toEqual({ Status: 'Enabled' });
       expect(props.PublicAccessBlockConfiguration).toEqual({
         BlockPublicAcls: true,
@@ -62,7 +64,9 @@ describe('data stack', () => {
     expect(audit.Properties.ObjectLockEnabled).toBe(true);
     expect(audit.Properties.ObjectLockConfiguration.Rule.DefaultRetention).toEqual({ Mode: 'GOVERNANCE', Days: 365 });
     const [, transcripts] = recordBuckets().find(([id]) => id.startsWith('Transcripts'))!;
-    expect(transcripts.Properties.NotificationConfiguration).toEqual({ EventBridgeConfiguration: { EventBridgeEnabled: true } });
+    expect(transcripts.Properties.NotificationConfiguration).toEqual({
+      EventBridgeConfiguration: { EventBridgeEnabled: true },
+    });
     expect(transcripts.Properties.ObjectLockEnabled).not.toBe(true);
   });
 
@@ -106,7 +110,10 @@ describe('data stack, compliance-mode audit lock', () => {
   it('uses COMPLIANCE mode and the configured retention when asked', () => {
     const { templates } = synthVoiceIntake({ data: { auditObjectLockMode: 'COMPLIANCE', auditObjectLockDays: 2555 } });
     templates.data.hasResourceProperties('AWS::S3::Bucket', {
-      ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled', Rule: { DefaultRetention: { Mode: 'COMPLIANCE', Days: 2555 } } },
+      ObjectLockConfiguration: {
+        ObjectLockEnabled: 'Enabled',
+        Rule: { DefaultRetention: { Mode: 'COMPLIANCE', Days: 2555 } },
+      },
     });
   });
 });

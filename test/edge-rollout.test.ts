@@ -1,5 +1,5 @@
-import { Annotations, Match, type Template } from 'aws-cdk-lib/assertions';
 import { rmSync } from 'node:fs';
+import { Annotations, Match, type Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
 

@@ -3,10 +3,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import type { Template } from 'aws-cdk-lib/assertions';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EDGE_MEDIA_MODE_METRICS, EDGE_METRICS } from '@voice-intake/contracts';
 import { EDGE_LOG_EVENTS, EDGE_MEDIA_MODE_LOG_EVENTS, NO_NODE_ENTRY, renderEdge } from '@voice-intake/edge-config';
+import type { Template } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packedFileCommand, USER_DATA_LIMIT_BYTES } from '../lib/stacks/edge-stack';
 import { openIngressRules } from './support/assertions';
 import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
@@ -82,10 +82,16 @@ describe('edge stack', () => {
   let intoLiveKit: Rule[];
 
   beforeAll(() => {
-    synthesized = synthVoiceIntake({ deploymentName: 'voice-intake', azCount: 2, edge: { allowlist: ['192.0.2.0/30', '198.51.100.0/30'] } });
+    synthesized = synthVoiceIntake({
+      deploymentName: 'voice-intake',
+      azCount: 2,
+      edge: { allowlist: ['192.0.2.0/30', '198.51.100.0/30'] },
+    });
     edge = synthesized.templates.edge;
     const [[groupId, group]] = Object.entries(edge.findResources('AWS::EC2::SecurityGroup'));
-    const standalone = Object.values(edge.findResources('AWS::EC2::SecurityGroupIngress')).map((rule) => rule.Properties as Rule);
+    const standalone = Object.values(edge.findResources('AWS::EC2::SecurityGroupIngress')).map(
+      (rule) => rule.Properties as Rule,
+    );
     const intoEdge = (rule: Rule) => JSON.stringify(rule.GroupId).includes(groupId);
     ingress = [...(group.Properties.SecurityGroupIngress ?? []), ...standalone.filter(intoEdge)];
     intoLiveKit = standalone.filter((rule) => !intoEdge(rule));
@@ -100,18 +106,26 @@ describe('edge stack', () => {
     edge.resourceCountIs('AWS::EC2::EIP', 4);
     // The EIP goes to a host through its handover (below), never a plain association that moves it at once.
     edge.resourceCountIs('AWS::EC2::EIPAssociation', 0);
-    for (const instance of Object.values(edge.findResources('AWS::EC2::Instance'))) expect(instance.Properties.KeyName).toBeUndefined();
+    for (const instance of Object.values(edge.findResources('AWS::EC2::Instance')))
+      expect(instance.Properties.KeyName).toBeUndefined();
     const templates = Object.values(edge.findResources('AWS::EC2::LaunchTemplate'));
     expect(templates.length).toBe(4);
-    for (const template of templates) expect(template.Properties.LaunchTemplateData.MetadataOptions.HttpTokens).toBe('required');
+    for (const template of templates)
+      expect(template.Properties.LaunchTemplateData.MetadataOptions.HttpTokens).toBe('required');
   });
 
   it('opens SIP and RTP to the allowlist prefix lists only, never to the internet', () => {
     expect(openIngressRules(edge)).toEqual([]);
     expect(ingress.length).toBe(3);
     expect(ingress.every((rule) => rule.SourcePrefixListId !== undefined && rule.CidrIp === undefined)).toBe(true);
-    expect(ingress.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5060-5060', 'udp:10000-20000', 'udp:5060-5060']);
-    const lists = Object.values(edge.findResources('AWS::EC2::PrefixList')).map((list) => list.Properties.Entries.map((entry: { Cidr: string }) => entry.Cidr));
+    expect(ingress.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual([
+      'tcp:5060-5060',
+      'udp:10000-20000',
+      'udp:5060-5060',
+    ]);
+    const lists = Object.values(edge.findResources('AWS::EC2::PrefixList')).map((list) =>
+      list.Properties.Entries.map((entry: { Cidr: string }) => entry.Cidr),
+    );
     expect(lists).toContainEqual(['192.0.2.0/30', '198.51.100.0/30']);
     expect(lists).toContainEqual(['168.86.128.0/18']);
   });
@@ -120,10 +134,23 @@ describe('edge stack', () => {
     const toInternet = egress.filter((rule) => rule.CidrIp === '0.0.0.0/0');
     expect(toInternet.map((rule) => `${rule.IpProtocol}:${rule.FromPort}`).sort()).toEqual(['tcp:443', 'tcp:80']);
     const toCarrier = egress.filter((rule) => rule.DestinationPrefixListId !== undefined);
-    expect(toCarrier.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5060-5060', 'udp:1024-65535', 'udp:5060-5060']);
-    for (const rule of toCarrier) expect(JSON.stringify(rule.DestinationPrefixListId)).toMatch(rule.FromPort === 1024 ? /CarrierMediaPrefixList/ : /CarrierSignallingPrefixList/);
-    const sip = egress.filter((rule) => rule.DestinationPrefixListId === undefined && (rule.FromPort === 5060 || rule.FromPort === 10000));
-    expect(sip.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5060-5060', 'udp:10000-20000', 'udp:5060-5060']);
+    expect(toCarrier.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual([
+      'tcp:5060-5060',
+      'udp:1024-65535',
+      'udp:5060-5060',
+    ]);
+    for (const rule of toCarrier)
+      expect(JSON.stringify(rule.DestinationPrefixListId)).toMatch(
+        rule.FromPort === 1024 ? /CarrierMediaPrefixList/ : /CarrierSignallingPrefixList/,
+      );
+    const sip = egress.filter(
+      (rule) => rule.DestinationPrefixListId === undefined && (rule.FromPort === 5060 || rule.FromPort === 10000),
+    );
+    expect(sip.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual([
+      'tcp:5060-5060',
+      'udp:10000-20000',
+      'udp:5060-5060',
+    ]);
     for (const rule of sip) {
       expect(rule.CidrIp).toBeUndefined();
       expect(JSON.stringify(rule.DestinationSecurityGroupId)).toMatch(/LiveKitHostSecurityGroup/);
@@ -132,7 +159,11 @@ describe('edge stack', () => {
 
   it("opens LiveKit SIP's signalling and RTP to the edge security group, from this stack", () => {
     const sipRules = intoLiveKit.filter((rule) => rule.FromPort !== 7880);
-    expect(sipRules.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5060-5060', 'udp:10000-20000', 'udp:5060-5060']);
+    expect(sipRules.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual([
+      'tcp:5060-5060',
+      'udp:10000-20000',
+      'udp:5060-5060',
+    ]);
     for (const rule of sipRules) {
       expect(JSON.stringify(rule.GroupId)).toMatch(/LiveKitHostSecurityGroup/);
       expect(JSON.stringify(rule.SourceSecurityGroupId)).toMatch(/EdgeSecurityGroup|EdgeHost/);
@@ -142,7 +173,11 @@ describe('edge stack', () => {
   it('delivers every rendered file through one SSM association, one host at a time, never through user data', () => {
     const [association] = Object.values(edge.findResources('AWS::SSM::Association'));
     const { Parameters: parameters, MaxConcurrency, MaxErrors, ScheduleExpression, Targets } = association.Properties;
-    expect({ MaxConcurrency, MaxErrors, ScheduleExpression }).toEqual({ MaxConcurrency: '1', MaxErrors: '0', ScheduleExpression: 'rate(30 minutes)' });
+    expect({ MaxConcurrency, MaxErrors, ScheduleExpression }).toEqual({
+      MaxConcurrency: '1',
+      MaxErrors: '0',
+      ScheduleExpression: 'rate(30 minutes)',
+    });
     expect(Targets).toEqual([{ Key: 'tag:voice-intake:edge', Values: ['voice-intake'] }]);
     expect(parameters.executionTimeout).toEqual(['1500']); // drainSeconds (900) + 10 minutes
     const files = associationFiles(edge);
@@ -161,23 +196,35 @@ describe('edge stack', () => {
 
   it("keeps every host's user data within EC2's 16 KB", () => {
     for (const [id, instance] of Object.entries(edge.findResources('AWS::EC2::Instance'))) {
-      expect(Buffer.byteLength(userDataText(instance.Properties.UserData)), id).toBeLessThanOrEqual(USER_DATA_LIMIT_BYTES);
+      expect(Buffer.byteLength(userDataText(instance.Properties.UserData)), id).toBeLessThanOrEqual(
+        USER_DATA_LIMIT_BYTES,
+      );
     }
   });
 
   it('writes the rendered tree at boot byte for byte, modes included', () => {
-    const rendered = renderEdge(JSON.parse(readFileSync(resolve(__dirname, '..', 'edge-config', 'examples', 'loopback.json'), 'utf8')));
+    const rendered = renderEdge(
+      JSON.parse(readFileSync(resolve(__dirname, '..', 'edge-config', 'examples', 'loopback.json'), 'utf8')),
+    );
     rendered['odd/no-final-newline.txt'] = { content: "it's\n\n  $HOME `x` \\n end", mode: 0o600 };
     const dir = unpackInto(packedFileCommand(rendered, '/etc/voice-intake-edge'), '/etc/voice-intake-edge');
     expect(readTree(dir)).toEqual(new Map(Object.entries(rendered).map(([path, file]) => [path, file.content])));
-    expect(execFileSync('stat', ['-c', '%a', join(dir, 'bin', 'edge-reload.sh'), join(dir, 'odd', 'no-final-newline.txt')], { encoding: 'utf8' }).split('\n')).toEqual(['755', '600', '']);
-    expect(() => packedFileCommand({ 'bad.txt': { content: 'a\n__VOICE_INTAKE_EDGE_FILE_END__\nb', mode: 0o644 } }, '/x')).toThrow(/bad\.txt contains the line/);
+    expect(
+      execFileSync('stat', ['-c', '%a', join(dir, 'bin', 'edge-reload.sh'), join(dir, 'odd', 'no-final-newline.txt')], {
+        encoding: 'utf8',
+      }).split('\n'),
+    ).toEqual(['755', '600', '']);
+    expect(() =>
+      packedFileCommand({ 'bad.txt': { content: 'a\n__VOICE_INTAKE_EDGE_FILE_END__\nb', mode: 0o644 } }, '/x'),
+    ).toThrow(/bad\.txt contains the line/);
   });
 
   it('outputs one origination URI per host and recovers failed hosts', () => {
     const outputs = Object.keys(edge.toJSON().Outputs).filter((key) => key.endsWith('OriginationUri'));
     expect(outputs).toHaveLength(4);
-    const recovery = Object.values(edge.findResources('AWS::CloudWatch::Alarm')).filter((alarm) => alarm.Properties.MetricName === 'StatusCheckFailed_System');
+    const recovery = Object.values(edge.findResources('AWS::CloudWatch::Alarm')).filter(
+      (alarm) => alarm.Properties.MetricName === 'StatusCheckFailed_System',
+    );
     expect(recovery).toHaveLength(4);
     for (const alarm of recovery) expect(JSON.stringify(alarm.Properties.AlarmActions)).toContain(':ec2:recover');
   });
@@ -191,9 +238,17 @@ describe('edge stack', () => {
     const publicSubnets = synthesized.stacks.network.vpc.publicSubnets.map((subnet) => subnet.ipv4CidrBlock);
     expect(publicSubnets).toHaveLength(2);
     expect(properties.AllowedAddresses).toEqual(publicSubnets);
-    for (const privateSubnet of synthesized.stacks.network.vpc.privateSubnets) expect(properties.AllowedAddresses).not.toContain(privateSubnet.ipv4CidrBlock);
-    expect(properties).toMatchObject({ AgentName: 'intake-agent', RoomPrefix: 'call-', TrunkName: 'voice-intake-edge', DispatchRuleName: 'voice-intake-per-call' });
-    const handler = Object.values(edge.findResources('AWS::Lambda::Function')).find((fn) => fn.Properties.Handler === 'index.onEvent')!;
+    for (const privateSubnet of synthesized.stacks.network.vpc.privateSubnets)
+      expect(properties.AllowedAddresses).not.toContain(privateSubnet.ipv4CidrBlock);
+    expect(properties).toMatchObject({
+      AgentName: 'intake-agent',
+      RoomPrefix: 'call-',
+      TrunkName: 'voice-intake-edge',
+      DispatchRuleName: 'voice-intake-per-call',
+    });
+    const handler = Object.values(edge.findResources('AWS::Lambda::Function')).find(
+      (fn) => fn.Properties.Handler === 'index.onEvent',
+    )!;
     expect(handler.Properties.VpcConfig).toBeDefined();
     expect(handler.Properties.Runtime).toBe('nodejs22.x');
     const toLiveKitApi = intoLiveKit.filter((rule) => rule.FromPort === 7880);
@@ -201,12 +256,15 @@ describe('edge stack', () => {
     expect(JSON.stringify(toLiveKitApi[0].SourceSecurityGroupId)).toMatch(/LiveKitSipSecurityGroup/);
   });
 
-  it('counts what the edge refuses from the hosts\' Kamailio log lines', () => {
+  it("counts what the edge refuses from the hosts' Kamailio log lines", () => {
     const filters = Object.values(edge.findResources('AWS::Logs::MetricFilter')).map((filter) => filter.Properties);
     const counted = [...Object.values(EDGE_METRICS), ...Object.values(EDGE_MEDIA_MODE_METRICS)];
     expect(filters.map((filter) => filter.MetricTransformations[0].MetricName).sort()).toEqual(counted.sort());
     for (const [event, phrase] of Object.entries(EDGE_LOG_EVENTS)) {
-      const filter = filters.find((candidate) => candidate.MetricTransformations[0].MetricName === EDGE_METRICS[event as keyof typeof EDGE_METRICS]);
+      const filter = filters.find(
+        (candidate) =>
+          candidate.MetricTransformations[0].MetricName === EDGE_METRICS[event as keyof typeof EDGE_METRICS],
+      );
       expect(filter?.FilterPattern, event).toBe(`"${phrase}"`);
       expect(JSON.stringify(filter?.LogGroupName)).toMatch(/EdgeLogs/);
     }
@@ -233,31 +291,60 @@ describe('edge stack', () => {
     expect(pattern(EDGE_MEDIA_MODE_METRICS.userspace)).toBe(`?"${userspace}" ?"KERNEL FORWARDING DISABLED"`);
     const alarms = Object.values(edge.findResources('AWS::CloudWatch::Alarm')).map((alarm) => alarm.Properties);
     expect(alarms.find((alarm) => alarm.MetricName === EDGE_MEDIA_MODE_METRICS.userspace)).toMatchObject({
-      Statistic: 'Sum', Period: 60, Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      Statistic: 'Sum',
+      Period: 60,
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
     });
   });
 
   it('keeps the LiveKit node list current: a function on a schedule and on LiveKit group changes, Run Command to the edge hosts only', () => {
     const functions = Object.values(edge.findResources('AWS::Lambda::Function')).map((fn) => fn.Properties);
     const sync = functions.find((fn) => fn.Environment?.Variables?.NODE_SCRIPT)!;
-    expect(sync.Environment.Variables).toMatchObject({ NODE_SCRIPT: '/etc/voice-intake-edge/bin/edge-livekit-nodes.sh', EDGE_TAG_KEY: 'voice-intake:edge', EDGE_TAG_VALUE: 'voice-intake', SIP_PORT: '5060' });
+    expect(sync.Environment.Variables).toMatchObject({
+      NODE_SCRIPT: '/etc/voice-intake-edge/bin/edge-livekit-nodes.sh',
+      EDGE_TAG_KEY: 'voice-intake:edge',
+      EDGE_TAG_VALUE: 'voice-intake',
+      SIP_PORT: '5060',
+    });
     expect(JSON.stringify(sync.Environment.Variables.LIVEKIT_ASG_NAME)).toMatch(/voice-intake-app/); // the app tier's group
     expect(sync.ReservedConcurrentExecutions).toBe(1);
     expect(sync.VpcConfig).toBeDefined();
 
     const rules = Object.values(edge.findResources('AWS::Events::Rule')).map((rule) => rule.Properties);
     expect(rules.map((rule) => rule.ScheduleExpression).filter(Boolean)).toEqual(['rate(1 minute)']);
-    expect(rules.find((rule) => rule.EventPattern?.source?.[0] === 'aws.autoscaling')?.EventPattern).toMatchObject({ source: ['aws.autoscaling'], 'detail-type': ['EC2 Instance Launch Successful', 'EC2 Instance Terminate Successful'] });
+    expect(rules.find((rule) => rule.EventPattern?.source?.[0] === 'aws.autoscaling')?.EventPattern).toMatchObject({
+      source: ['aws.autoscaling'],
+      'detail-type': ['EC2 Instance Launch Successful', 'EC2 Instance Terminate Successful'],
+    });
 
-    const policies = Object.values(edge.findResources('AWS::IAM::Policy')).flatMap((policy) => policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown; Condition?: unknown }[]);
-    const syncPolicies = Object.values(edge.findResources('AWS::IAM::Policy')).filter((policy) => JSON.stringify(policy.Properties.Roles).includes('LiveKitNodeSync'));
+    const policies = Object.values(edge.findResources('AWS::IAM::Policy')).flatMap(
+      (policy) =>
+        policy.Properties.PolicyDocument.Statement as {
+          Action: string | string[];
+          Resource: unknown;
+          Condition?: unknown;
+        }[],
+    );
+    const syncPolicies = Object.values(edge.findResources('AWS::IAM::Policy')).filter((policy) =>
+      JSON.stringify(policy.Properties.Roles).includes('LiveKitNodeSync'),
+    );
     const sendCommand = syncPolicies
-      .flatMap((policy) => policy.Properties.PolicyDocument.Statement as { Action: string | string[]; Resource: unknown; Condition?: unknown }[])
+      .flatMap(
+        (policy) =>
+          policy.Properties.PolicyDocument.Statement as {
+            Action: string | string[];
+            Resource: unknown;
+            Condition?: unknown;
+          }[],
+      )
       .filter((statement) => [statement.Action].flat().includes('ssm:SendCommand'));
     expect(policies.length).toBeGreaterThan(sendCommand.length);
     expect(sendCommand).toHaveLength(2);
     expect(JSON.stringify(sendCommand.map((statement) => statement.Resource))).toContain('document/AWS-RunShellScript');
-    expect(sendCommand.find((statement) => JSON.stringify(statement.Resource).includes('instance/*'))?.Condition).toEqual({ StringEquals: { 'ssm:resourceTag/voice-intake:edge': 'voice-intake' } });
+    expect(
+      sendCommand.find((statement) => JSON.stringify(statement.Resource).includes('instance/*'))?.Condition,
+    ).toEqual({ StringEquals: { 'ssm:resourceTag/voice-intake:edge': 'voice-intake' } });
   });
 
   it('boots with an empty LiveKit node list and the node script, never a placeholder name', () => {
@@ -281,9 +368,16 @@ describe('edge stack with non-default SIP ports', () => {
   let egress: Rule[];
 
   beforeAll(() => {
-    const synthesized = synthVoiceIntake({ deploymentName: 'voice-intake', azCount: 2, edge: { sipPort: 5070 }, livekit: { sipPort: 5062 } });
+    const synthesized = synthVoiceIntake({
+      deploymentName: 'voice-intake',
+      azCount: 2,
+      edge: { sipPort: 5070 },
+      livekit: { sipPort: 5062 },
+    });
     edge = synthesized.templates.edge;
-    const [, group] = Object.entries(edge.findResources('AWS::EC2::SecurityGroup')).find(([id]) => id.startsWith('EdgeSecurityGroup'))!;
+    const [, group] = Object.entries(edge.findResources('AWS::EC2::SecurityGroup')).find(([id]) =>
+      id.startsWith('EdgeSecurityGroup'),
+    )!;
     egress = [
       ...(group.Properties.SecurityGroupEgress ?? []),
       ...Object.values(edge.findResources('AWS::EC2::SecurityGroupEgress')).map((rule) => rule.Properties as Rule),
@@ -291,25 +385,50 @@ describe('edge stack with non-default SIP ports', () => {
   });
 
   it('sends SIP to LiveKit on livekit.sipPort, never on 5060', () => {
-    const toLiveKit = egress.filter((rule) => JSON.stringify(rule.DestinationSecurityGroupId ?? '').includes('LiveKitHostSecurityGroup'));
-    expect(toLiveKit.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5062-5062', 'udp:10000-20000', 'udp:5062-5062']);
+    const toLiveKit = egress.filter((rule) =>
+      JSON.stringify(rule.DestinationSecurityGroupId ?? '').includes('LiveKitHostSecurityGroup'),
+    );
+    expect(toLiveKit.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual([
+      'tcp:5062-5062',
+      'udp:10000-20000',
+      'udp:5062-5062',
+    ]);
     const intoLiveKit = Object.values(edge.findResources('AWS::EC2::SecurityGroupIngress'))
       .map((rule) => rule.Properties as Rule)
       .filter((rule) => JSON.stringify(rule.GroupId).includes('LiveKitHostSecurityGroup') && rule.FromPort !== 7880);
-    expect(intoLiveKit.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual(['tcp:5062-5062', 'udp:10000-20000', 'udp:5062-5062']);
-    const sync = Object.values(edge.findResources('AWS::Lambda::Function')).find((fn) => fn.Properties.Environment?.Variables?.NODE_SCRIPT)!;
+    expect(intoLiveKit.map((rule) => `${rule.IpProtocol}:${rule.FromPort}-${rule.ToPort}`).sort()).toEqual([
+      'tcp:5062-5062',
+      'udp:10000-20000',
+      'udp:5062-5062',
+    ]);
+    const sync = Object.values(edge.findResources('AWS::Lambda::Function')).find(
+      (fn) => fn.Properties.Environment?.Variables?.NODE_SCRIPT,
+    )!;
     expect(sync.Properties.Environment.Variables.SIP_PORT).toBe('5062');
     expect(associationFiles(edge).get('bin/edge-livekit-nodes.sh')).toContain('node="$node:5062"');
   });
 
   it('listens for the carrier on edge.sipPort and names it in every origination URI', () => {
-    const outputs = Object.entries(edge.toJSON().Outputs as Record<string, { Value: unknown }>).filter(([key]) => key.endsWith('OriginationUri'));
+    const outputs = Object.entries(edge.toJSON().Outputs as Record<string, { Value: unknown }>).filter(([key]) =>
+      key.endsWith('OriginationUri'),
+    );
     expect(outputs).toHaveLength(4);
     for (const [, output] of outputs) expect(JSON.stringify(output.Value)).toMatch(/:5070;transport=udp/);
-    const [groupId, group] = Object.entries(edge.findResources('AWS::EC2::SecurityGroup')).find(([id]) => id.startsWith('EdgeSecurityGroup'))!;
-    const standalone = Object.values(edge.findResources('AWS::EC2::SecurityGroupIngress')).map((rule) => rule.Properties as Rule);
-    const ingress = [...(group.Properties.SecurityGroupIngress ?? []), ...standalone.filter((rule) => JSON.stringify(rule.GroupId).includes(groupId))] as Rule[];
-    expect(ingress.map((rule) => `${rule.IpProtocol}:${rule.FromPort}`).sort()).toEqual(['tcp:5070', 'udp:10000', 'udp:5070']);
+    const [groupId, group] = Object.entries(edge.findResources('AWS::EC2::SecurityGroup')).find(([id]) =>
+      id.startsWith('EdgeSecurityGroup'),
+    )!;
+    const standalone = Object.values(edge.findResources('AWS::EC2::SecurityGroupIngress')).map(
+      (rule) => rule.Properties as Rule,
+    );
+    const ingress = [
+      ...(group.Properties.SecurityGroupIngress ?? []),
+      ...standalone.filter((rule) => JSON.stringify(rule.GroupId).includes(groupId)),
+    ] as Rule[];
+    expect(ingress.map((rule) => `${rule.IpProtocol}:${rule.FromPort}`).sort()).toEqual([
+      'tcp:5070',
+      'udp:10000',
+      'udp:5070',
+    ]);
     expect(associationFiles(edge).get('kamailio/edge-host.cfg')).toMatch(/listen=udp:@EDGE_PRIVATE_IP@:5070/);
   });
 });

@@ -7,7 +7,7 @@ import { Asset } from 'aws-cdk-lib/aws-s3-assets';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../lib/config';
 import { openIngressRules } from './support/assertions';
-import { type SynthesizedApp, repoConfigInput, synthVoiceIntake } from './support/synth';
+import { repoConfigInput, type SynthesizedApp, synthVoiceIntake } from './support/synth';
 
 type Statement = { Action: string | string[]; Resource: unknown; Effect: string };
 
@@ -36,7 +36,9 @@ describe('enrichment stack', () => {
   it('reads only transcripts/ and writes only enriched/ and enrichment-errors/', () => {
     const reads = withAction('s3:GetObject');
     expect(reads).toHaveLength(1);
-    expect(resourceText(reads[0])).toMatch(/voice-intake-transcripts-",\{"Ref":"AWS::AccountId"\},"-",\{"Ref":"AWS::Region"\},"\/transcripts\/\*"/);
+    expect(resourceText(reads[0])).toMatch(
+      /voice-intake-transcripts-",\{"Ref":"AWS::AccountId"\},"-",\{"Ref":"AWS::Region"\},"\/transcripts\/\*"/,
+    );
     const writes = withAction('s3:PutObject');
     expect(writes).toHaveLength(1);
     expect(resourceText(writes[0])).toContain('/enriched/*');
@@ -52,8 +54,12 @@ describe('enrichment stack', () => {
     const resources = invoke[0].Resource as unknown[];
     expect(resources).toHaveLength(2);
     expect(JSON.stringify(resources)).toContain('inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0');
-    expect(JSON.stringify(resources)).toContain(':bedrock:*::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0');
-    expect(statements.flatMap(actionsOf).filter((action) => action.startsWith('bedrock:'))).toEqual(['bedrock:InvokeModel']);
+    expect(JSON.stringify(resources)).toContain(
+      ':bedrock:*::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0',
+    );
+    expect(statements.flatMap(actionsOf).filter((action) => action.startsWith('bedrock:'))).toEqual([
+      'bedrock:InvokeModel',
+    ]);
     const putEvents = withAction('events:PutEvents');
     expect(putEvents).toHaveLength(1);
     expect(putEvents[0].Resource).toEqual({ 'Fn::GetAtt': [expect.stringMatching(/^IntakeBus/), 'Arn'] });
@@ -97,16 +103,26 @@ describe('enrichment stack', () => {
       ReservedConcurrentExecutions: 10,
       DeadLetterConfig: { TargetArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('^DeadLetterQueue'), 'Arn'] } },
       VpcConfig: Match.objectLike({ SubnetIds: Match.anyValue() }),
-      Environment: { Variables: Match.objectLike({ MODEL_ID: 'us.anthropic.claude-haiku-4-5-20251001-v1:0', MAX_TRANSCRIPT_BYTES: '1048576' }) },
+      Environment: {
+        Variables: Match.objectLike({
+          MODEL_ID: 'us.anthropic.claude-haiku-4-5-20251001-v1:0',
+          MAX_TRANSCRIPT_BYTES: '1048576',
+        }),
+      },
     });
-    const fn = Object.values(enrichment.findResources('AWS::Lambda::Function', { Properties: { Runtime: 'nodejs22.x' } }))[0];
+    const fn = Object.values(
+      enrichment.findResources('AWS::Lambda::Function', { Properties: { Runtime: 'nodejs22.x' } }),
+    )[0];
     expect(JSON.stringify(fn.Properties.VpcConfig.SubnetIds)).toMatch(/privateSubnet/);
     enrichment.hasResourceProperties('AWS::Lambda::EventInvokeConfig', { MaximumRetryAttempts: 2 });
     expect(openIngressRules(enrichment)).toEqual([]);
   });
 
   it('encrypts the DLQ and alarms on any message in it', () => {
-    enrichment.hasResourceProperties('AWS::SQS::Queue', { KmsMasterKeyId: Match.anyValue(), MessageRetentionPeriod: 1_209_600 });
+    enrichment.hasResourceProperties('AWS::SQS::Queue', {
+      KmsMasterKeyId: Match.anyValue(),
+      MessageRetentionPeriod: 1_209_600,
+    });
     enrichment.hasResourceProperties('AWS::CloudWatch::Alarm', {
       MetricName: 'ApproximateNumberOfMessagesVisible',
       Namespace: 'AWS/SQS',
@@ -121,7 +137,10 @@ describe('enrichment stack', () => {
       SSESpecification: Match.objectLike({ SSEEnabled: true, SSEType: 'KMS' }),
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
     });
-    enrichment.hasResourceProperties('AWS::Events::EventBus', { Name: 'voice-intake-intake', KmsKeyIdentifier: Match.anyValue() });
+    enrichment.hasResourceProperties('AWS::Events::EventBus', {
+      Name: 'voice-intake-intake',
+      KmsKeyIdentifier: Match.anyValue(),
+    });
     enrichment.hasResourceProperties('AWS::Events::Archive', {
       RetentionDays: 90,
       EventPattern: { source: ['voice-intake.enrichment'] },
@@ -133,7 +152,9 @@ describe('enrichment stack', () => {
   });
 
   it('ships a bundle that loads on its own (no node_modules) and exports the handler', () => {
-    const asset = synthesized.stacks.enrichment.function.node.findAll().find((child): child is Asset => child instanceof Asset);
+    const asset = synthesized.stacks.enrichment.function.node
+      .findAll()
+      .find((child): child is Asset => child instanceof Asset);
     expect(asset).toBeDefined();
     // Outside the repository, so nothing resolves from the workspace's node_modules: only what esbuild bundled.
     const dir = mkdtempSync(join(tmpdir(), 'enrichment-bundle-'));
@@ -142,7 +163,13 @@ describe('enrichment stack', () => {
       const loaded = spawnSync(process.execPath, ['-e', 'process.stdout.write(typeof require("./index.js").handler)'], {
         cwd: dir,
         encoding: 'utf8',
-        env: { PATH: process.env.PATH, AWS_REGION: 'us-east-1', MODEL_ID: 'm', EVENT_BUS_NAME: 'b', IDEMPOTENCY_TABLE_NAME: 't' },
+        env: {
+          PATH: process.env.PATH,
+          AWS_REGION: 'us-east-1',
+          MODEL_ID: 'm',
+          EVENT_BUS_NAME: 'b',
+          IDEMPOTENCY_TABLE_NAME: 't',
+        },
       });
       expect(loaded.stderr).not.toMatch(/Cannot find module|invalid enrichment environment/);
       expect(loaded.stdout).toBe('function');
@@ -159,17 +186,36 @@ describe('enrichment stack', () => {
 describe('enrichment stack with its own foundation model', () => {
   it('scopes InvokeModel to that model in the deployment region', () => {
     const { templates } = synthVoiceIntake({ enrichment: { modelId: 'anthropic.claude-sonnet-4-5-20250929-v1:0' } });
-    const invoke = statementsOf(templates.enrichment).filter((statement) => actionsOf(statement).includes('bedrock:InvokeModel'));
+    const invoke = statementsOf(templates.enrichment).filter((statement) =>
+      actionsOf(statement).includes('bedrock:InvokeModel'),
+    );
     expect(JSON.stringify(invoke[0].Resource)).toBe(
-      JSON.stringify({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':bedrock:', { Ref: 'AWS::Region' }, '::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0']] }),
+      JSON.stringify({
+        'Fn::Join': [
+          '',
+          [
+            'arn:',
+            { Ref: 'AWS::Partition' },
+            ':bedrock:',
+            { Ref: 'AWS::Region' },
+            '::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0',
+          ],
+        ],
+      }),
     );
   });
 });
 
 describe('enrichment config', () => {
   it('has defaults (the model falls back to agent.bedrockModelId in the stack) and names a bad key', () => {
-    const config = parseConfig(repoConfigInput({ agent: { bedrockModelId: 'anthropic.claude-sonnet-4-5-20250929-v1:0' } }));
-    expect(config.enrichment).toEqual({ maxTranscriptBytes: 1_048_576, reservedConcurrency: 10, archiveRetentionDays: 90 });
+    const config = parseConfig(
+      repoConfigInput({ agent: { bedrockModelId: 'anthropic.claude-sonnet-4-5-20250929-v1:0' } }),
+    );
+    expect(config.enrichment).toEqual({
+      maxTranscriptBytes: 1_048_576,
+      reservedConcurrency: 10,
+      archiveRetentionDays: 90,
+    });
     expect(() => parseConfig({ enrichment: { maxTranscriptBytes: 100 } })).toThrow(/enrichment\.maxTranscriptBytes/);
     expect(() => parseConfig({ enrichment: { modelID: 'x' } })).toThrow(/enrichment\.modelID: unknown key/);
   });

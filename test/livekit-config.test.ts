@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseConfig } from '../lib/config';
-import { LIVEKIT_PLACEHOLDERS, fillPlaceholders, liveKitServerYaml, liveKitSipYaml } from '../lib/livekit/config-yaml';
+import { fillPlaceholders, LIVEKIT_PLACEHOLDERS, liveKitServerYaml, liveKitSipYaml } from '../lib/livekit/config-yaml';
 import { repoConfigInput } from './support/synth';
 
 const { livekit } = parseConfig(repoConfigInput());
@@ -19,7 +19,11 @@ describe('LiveKit Server config', () => {
   });
 
   it('joins the multi-node cluster through Redis over TLS with AUTH', () => {
-    expect(config.redis).toEqual({ address: input.redisAddress, password: LIVEKIT_PLACEHOLDERS.redisPassword, use_tls: true });
+    expect(config.redis).toEqual({
+      address: input.redisAddress,
+      password: LIVEKIT_PLACEHOLDERS.redisPassword,
+      use_tls: true,
+    });
   });
 
   it('takes its ports from config and its keys from the secret', () => {
@@ -31,7 +35,9 @@ describe('LiveKit Server config', () => {
   });
 
   it('follows config changes', () => {
-    const custom = parseConfig(repoConfigInput({ livekit: { apiPort: 7980, rtcUdpPortRange: { min: 40000, max: 45000 } } })).livekit;
+    const custom = parseConfig(
+      repoConfigInput({ livekit: { apiPort: 7980, rtcUdpPortRange: { min: 40000, max: 45000 } } }),
+    ).livekit;
     const changed = parse(liveKitServerYaml({ ...input, livekit: custom }));
     expect(changed.port).toBe(7980);
     expect([changed.rtc.port_range_start, changed.rtc.port_range_end]).toEqual([40000, 45000]);
@@ -53,10 +59,38 @@ describe('LiveKit SIP config', () => {
   it('uses only keys LiveKit SIP reads (a misspelt key would be ignored silently)', () => {
     // The yaml tags of LiveKit SIP's Config struct (pkg/config/config.go) that a deployment like ours may set.
     const known = [
-      'redis', 'api_key', 'api_secret', 'ws_url', 'health_port', 'prometheus_port', 'pprof_port', 'sip_port', 'sip_port_listen',
-      'sip_hostname', 'tcp', 'tls', 'rtp_port', 'logging', 'cluster_id', 'max_cpu_utilization', 'max_active_calls', 'sip_trunk_ids',
-      'use_external_ip', 'local_net', 'nat_1_to_1_ip', 'listen_ip', 'media_use_external_ip', 'media_nat_1_to_1_ip', 'media_timeout',
-      'media_timeout_initial', 'symmetric_rtp', 'hide_inbound_port', 'add_record_route', 'audio_dtmf', 'enable_jitter_buffer', 'codecs',
+      'redis',
+      'api_key',
+      'api_secret',
+      'ws_url',
+      'health_port',
+      'prometheus_port',
+      'pprof_port',
+      'sip_port',
+      'sip_port_listen',
+      'sip_hostname',
+      'tcp',
+      'tls',
+      'rtp_port',
+      'logging',
+      'cluster_id',
+      'max_cpu_utilization',
+      'max_active_calls',
+      'sip_trunk_ids',
+      'use_external_ip',
+      'local_net',
+      'nat_1_to_1_ip',
+      'listen_ip',
+      'media_use_external_ip',
+      'media_nat_1_to_1_ip',
+      'media_timeout',
+      'media_timeout_initial',
+      'symmetric_rtp',
+      'hide_inbound_port',
+      'add_record_route',
+      'audio_dtmf',
+      'enable_jitter_buffer',
+      'codecs',
     ];
     expect(Object.keys(config).filter((key) => !known.includes(key))).toEqual([]);
     // use_external_ip and nat_1_to_1_ip together make LiveKit SIP refuse to start.
@@ -64,7 +98,11 @@ describe('LiveKit SIP config', () => {
   });
 
   it('shares Redis with the server and reaches it on the same host', () => {
-    expect(config.redis).toEqual({ address: input.redisAddress, password: LIVEKIT_PLACEHOLDERS.redisPassword, use_tls: true });
+    expect(config.redis).toEqual({
+      address: input.redisAddress,
+      password: LIVEKIT_PLACEHOLDERS.redisPassword,
+      use_tls: true,
+    });
     expect(config.ws_url).toBe('ws://127.0.0.1:7880');
     expect(config.api_key).toBe(LIVEKIT_PLACEHOLDERS.apiKey);
   });
@@ -85,16 +123,26 @@ describe('placeholders', () => {
     const config = parse(filled);
     expect(config.listen_ip).toBe('10.40.16.12');
     expect(config.redis.password).toBe('p@ss:word');
-    expect(() => fillPlaceholders(liveKitServerYaml(input), { ...values, redisPassword: '' })).toThrow(/__REDIS_PASSWORD__/);
+    expect(() => fillPlaceholders(liveKitServerYaml(input), { ...values, redisPassword: '' })).toThrow(
+      /__REDIS_PASSWORD__/,
+    );
   });
 });
 
 describe('livekit config validation', () => {
   it('refuses overlapping port ranges and clashing ports, naming the key', () => {
-    expect(() => parseConfig({ livekit: { sipRtpPortRange: { min: 55000, max: 56000 } } })).toThrow(/livekit\.sipRtpPortRange: overlaps rtcUdpPortRange/);
-    expect(() => parseConfig({ livekit: { sipHealthPort: 7880 } })).toThrow(/livekit\.sipHealthPort: 7880 is also apiPort/);
-    expect(() => parseConfig({ livekit: { minHosts: 5, maxHosts: 2 } })).toThrow(/livekit\.minHosts: must not exceed maxHosts/);
-    expect(() => parseConfig({ livekit: { serverImage: 'livekit/livekit-server' } })).toThrow(/livekit\.serverImage: must be an image with a pinned tag/);
+    expect(() => parseConfig({ livekit: { sipRtpPortRange: { min: 55000, max: 56000 } } })).toThrow(
+      /livekit\.sipRtpPortRange: overlaps rtcUdpPortRange/,
+    );
+    expect(() => parseConfig({ livekit: { sipHealthPort: 7880 } })).toThrow(
+      /livekit\.sipHealthPort: 7880 is also apiPort/,
+    );
+    expect(() => parseConfig({ livekit: { minHosts: 5, maxHosts: 2 } })).toThrow(
+      /livekit\.minHosts: must not exceed maxHosts/,
+    );
+    expect(() => parseConfig({ livekit: { serverImage: 'livekit/livekit-server' } })).toThrow(
+      /livekit\.serverImage: must be an image with a pinned tag/,
+    );
   });
 });
 

@@ -18,7 +18,9 @@ describe('network stack', () => {
     expect(subnets).toHaveLength(3 * synthesized.config.azCount);
     const byType = (type: string) =>
       subnets.filter((subnet) =>
-        (subnet.Properties.Tags as { Key: string; Value: string }[]).some((tag) => tag.Key === 'aws-cdk:subnet-type' && tag.Value === type),
+        (subnet.Properties.Tags as { Key: string; Value: string }[]).some(
+          (tag) => tag.Key === 'aws-cdk:subnet-type' && tag.Value === type,
+        ),
       );
     expect(byType('Public')).toHaveLength(2);
     expect(byType('Private')).toHaveLength(2);
@@ -31,7 +33,11 @@ describe('network stack', () => {
   });
 
   it('logs all VPC traffic to an encrypted, retained log group', () => {
-    network.hasResourceProperties('AWS::EC2::FlowLog', { ResourceType: 'VPC', TrafficType: 'ALL', LogDestinationType: 'cloud-watch-logs' });
+    network.hasResourceProperties('AWS::EC2::FlowLog', {
+      ResourceType: 'VPC',
+      TrafficType: 'ALL',
+      LogDestinationType: 'cloud-watch-logs',
+    });
     network.hasResource('AWS::Logs::LogGroup', {
       Properties: { KmsKeyId: Match.anyValue(), RetentionInDays: 365 },
       DeletionPolicy: 'Retain',
@@ -51,12 +57,26 @@ describe('network stack', () => {
       VpcEndpointType: 'Gateway',
       ServiceName: Match.objectLike({ 'Fn::Join': Match.arrayWith([Match.arrayWith(['.s3'])]) }),
     });
-    const interfaceServices = Object.values(network.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } }))
-      .map((endpoint) => JSON.stringify(endpoint.Properties.ServiceName).match(/\.([a-z.-]+)"\]\]\}$/)?.[1]);
+    const interfaceServices = Object.values(
+      network.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } }),
+    ).map((endpoint) => JSON.stringify(endpoint.Properties.ServiceName).match(/\.([a-z.-]+)"\]\]\}$/)?.[1]);
     expect(interfaceServices.sort()).toEqual(
-      ['bedrock-runtime', 'ecr.api', 'ecr.dkr', 'events', 'kms', 'logs', 'polly', 'secretsmanager', 'ssm', 'transcribestreaming'].sort(),
+      [
+        'bedrock-runtime',
+        'ecr.api',
+        'ecr.dkr',
+        'events',
+        'kms',
+        'logs',
+        'polly',
+        'secretsmanager',
+        'ssm',
+        'transcribestreaming',
+      ].sort(),
     );
-    for (const endpoint of Object.values(network.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } }))) {
+    for (const endpoint of Object.values(
+      network.findResources('AWS::EC2::VPCEndpoint', { Properties: { VpcEndpointType: 'Interface' } }),
+    )) {
       expect(endpoint.Properties.PrivateDnsEnabled).toBe(true);
     }
   });

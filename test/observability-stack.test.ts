@@ -1,70 +1,137 @@
+import { AGENT_METRICS, EDGE_METRICS, LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AGENT_METRICS, EDGE_METRICS, LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
 import { synthVoiceIntake } from './support/synth';
 
 describe('observability stack', () => {
   let observability: Template;
 
   beforeAll(() => {
-    observability = synthVoiceIntake({ observability: { alarmEmail: 'oncall@example.com', voiceToVoiceP95ThresholdMs: 1200, sipCallErrorsPerFiveMinutes: 7 } }).templates.observability;
+    observability = synthVoiceIntake({
+      observability: {
+        alarmEmail: 'oncall@example.com',
+        voiceToVoiceP95ThresholdMs: 1200,
+        sipCallErrorsPerFiveMinutes: 7,
+      },
+    }).templates.observability;
   });
 
-  const alarms = () => Object.values(observability.findResources('AWS::CloudWatch::Alarm')).map((alarm) => alarm.Properties);
+  const alarms = () =>
+    Object.values(observability.findResources('AWS::CloudWatch::Alarm')).map((alarm) => alarm.Properties);
 
   it('pages an encrypted topic, with the operator subscribed', () => {
     observability.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
-    observability.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'oncall@example.com' });
+    observability.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'oncall@example.com',
+    });
     for (const alarm of alarms()) expect(JSON.stringify(alarm.AlarmActions)).toMatch(/AlarmTopic/);
   });
 
   it('alarms on voice-to-voice p95 from the agent metrics, at the configured threshold', () => {
     const latency = alarms().find((alarm) => alarm.MetricName === AGENT_METRICS.voiceToVoiceLatency)!;
-    expect(latency).toMatchObject({ Namespace: 'VoiceIntake/voice-intake', ExtendedStatistic: 'p95', Threshold: 1200, Dimensions: [{ Name: 'Service', Value: 'agent' }] });
-    expect(alarms().find((alarm) => alarm.MetricName === AGENT_METRICS.toolErrors)).toMatchObject({ Statistic: 'Sum', Period: 300 });
+    expect(latency).toMatchObject({
+      Namespace: 'VoiceIntake/voice-intake',
+      ExtendedStatistic: 'p95',
+      Threshold: 1200,
+      Dimensions: [{ Name: 'Service', Value: 'agent' }],
+    });
+    expect(alarms().find((alarm) => alarm.MetricName === AGENT_METRICS.toolErrors)).toMatchObject({
+      Statistic: 'Sum',
+      Period: 300,
+    });
   });
 
   it('watches Redis and forwards the enrichment DLQ, edge node sync and edge AZ health alarms to the topic', () => {
-    expect(alarms().map((alarm) => alarm.MetricName)).toEqual(expect.arrayContaining(['EngineCPUUtilization', 'ReplicationLag']));
-    observability.hasResourceProperties('AWS::CloudWatch::CompositeAlarm', { AlarmActions: [Match.anyValue()], AlarmRule: Match.anyValue() });
+    expect(alarms().map((alarm) => alarm.MetricName)).toEqual(
+      expect.arrayContaining(['EngineCPUUtilization', 'ReplicationLag']),
+    );
+    observability.hasResourceProperties('AWS::CloudWatch::CompositeAlarm', {
+      AlarmActions: [Match.anyValue()],
+      AlarmRule: Match.anyValue(),
+    });
     // The enrichment DLQ, the edge node sync, each AZ's edge health (edge stack: test/edge-rollout) and an edge host
     // forwarding media in userspace page through here.
     observability.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 5);
-    const rules = Object.values(observability.findResources('AWS::CloudWatch::CompositeAlarm')).map((alarm) => JSON.stringify(alarm.Properties.AlarmRule));
+    const rules = Object.values(observability.findResources('AWS::CloudWatch::CompositeAlarm')).map((alarm) =>
+      JSON.stringify(alarm.Properties.AlarmRule),
+    );
     expect(rules.filter((rule) => /EdgeAz\dUnhealthy/.test(rule))).toHaveLength(2);
     expect(rules.filter((rule) => /EdgeMediaUserspace/.test(rule))).toHaveLength(1);
   });
 
   it('pages once when Redis fails over (the primary role moves between the nodes)', () => {
     const failover = alarms().find((alarm) => /failed over/.test(alarm.AlarmDescription))!;
-    const metrics = failover.Metrics as { Id: string; Expression?: string; MetricStat?: { Metric: { MetricName: string; Dimensions: { Value: unknown }[] } } }[];
+    const metrics = failover.Metrics as {
+      Id: string;
+      Expression?: string;
+      MetricStat?: { Metric: { MetricName: string; Dimensions: { Value: unknown }[] } };
+    }[];
     expect(metrics.find((metric) => metric.Expression)?.Expression).toBe('ABS(DIFF(node1)) + ABS(DIFF(node2))');
-    const nodes = metrics.filter((metric) => metric.MetricStat?.Metric.MetricName === 'IsMaster').map((metric) => JSON.stringify(metric.MetricStat!.Metric.Dimensions[0].Value));
+    const nodes = metrics
+      .filter((metric) => metric.MetricStat?.Metric.MetricName === 'IsMaster')
+      .map((metric) => JSON.stringify(metric.MetricStat!.Metric.Dimensions[0].Value));
     expect(nodes).toHaveLength(2);
     expect(nodes[0]).toMatch(/-001/);
     expect(nodes[1]).toMatch(/-002/);
-    expect(failover).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold', TreatMissingData: 'notBreaching' });
+    expect(failover).toMatchObject({
+      Threshold: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+    });
   });
 
   it('watches every Redis node for the primary role, however many replicas there are', () => {
     const { templates } = synthVoiceIntake({ data: { redisReplicas: 2 } });
-    const failover = Object.values(templates.observability.findResources('AWS::CloudWatch::Alarm')).find((alarm) => /failed over/.test(alarm.Properties.AlarmDescription))!;
-    const metrics = failover.Properties.Metrics as { Expression?: string; MetricStat?: { Metric: { Dimensions: { Value: unknown }[] } } }[];
-    expect(metrics.find((metric) => metric.Expression)?.Expression).toBe('ABS(DIFF(node1)) + ABS(DIFF(node2)) + ABS(DIFF(node3))');
-    expect(JSON.stringify(metrics.filter((metric) => metric.MetricStat).map((metric) => metric.MetricStat!.Metric.Dimensions[0].Value))).toMatch(/-003/);
+    const failover = Object.values(templates.observability.findResources('AWS::CloudWatch::Alarm')).find((alarm) =>
+      /failed over/.test(alarm.Properties.AlarmDescription),
+    )!;
+    const metrics = failover.Properties.Metrics as {
+      Expression?: string;
+      MetricStat?: { Metric: { Dimensions: { Value: unknown }[] } };
+    }[];
+    expect(metrics.find((metric) => metric.Expression)?.Expression).toBe(
+      'ABS(DIFF(node1)) + ABS(DIFF(node2)) + ABS(DIFF(node3))',
+    );
+    expect(
+      JSON.stringify(
+        metrics.filter((metric) => metric.MetricStat).map((metric) => metric.MetricStat!.Metric.Dimensions[0].Value),
+      ),
+    ).toMatch(/-003/);
   });
 
   it('alarms on LiveKit SIP call errors at the configured rate and on calls the edge could not place (no node, no topology store)', () => {
-    expect(alarms().find((alarm) => alarm.MetricName === LIVEKIT_SIP_METRICS.callErrors)).toMatchObject({ Statistic: 'Sum', Period: 300, Threshold: 7 });
-    expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.noLiveKitNode)).toMatchObject({ Statistic: 'Sum', Period: 60, Threshold: 1 });
-    expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.topologyStoreDown)).toMatchObject({ Statistic: 'Sum', Period: 60, Threshold: 1 });
-    expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.unansweredCalls)).toMatchObject({ Statistic: 'Sum', Period: 60, Threshold: 1 });
+    expect(alarms().find((alarm) => alarm.MetricName === LIVEKIT_SIP_METRICS.callErrors)).toMatchObject({
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 7,
+    });
+    expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.noLiveKitNode)).toMatchObject({
+      Statistic: 'Sum',
+      Period: 60,
+      Threshold: 1,
+    });
+    expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.topologyStoreDown)).toMatchObject({
+      Statistic: 'Sum',
+      Period: 60,
+      Threshold: 1,
+    });
+    expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.unansweredCalls)).toMatchObject({
+      Statistic: 'Sum',
+      Period: 60,
+      Threshold: 1,
+    });
   });
 
   it('graphs every stage of the call path on one dashboard', () => {
     const [dashboard] = Object.values(observability.findResources('AWS::CloudWatch::Dashboard'));
     const body = JSON.stringify(dashboard.Properties.DashboardBody);
-    for (const name of [...Object.values(AGENT_METRICS), ...Object.values(EDGE_METRICS), ...Object.values(LIVEKIT_SIP_METRICS)]) expect(body).toContain(name);
+    for (const name of [
+      ...Object.values(AGENT_METRICS),
+      ...Object.values(EDGE_METRICS),
+      ...Object.values(LIVEKIT_SIP_METRICS),
+    ])
+      expect(body).toContain(name);
     expect(body).toContain('Calls in progress');
     expect(body).toContain('EngineCPUUtilization');
   });
@@ -74,7 +141,11 @@ describe('observability stack', () => {
     const body = JSON.stringify(dashboard.Properties.DashboardBody);
     const refused = body.slice(body.indexOf('SIP edge: refused'), body.indexOf('Calls failing at LiveKit SIP'));
     // Calls the edge could not place (no node, no topology store, rang unanswered) have their own widget and alarms.
-    const placed = [EDGE_METRICS.noLiveKitNode, EDGE_METRICS.topologyStoreDown, EDGE_METRICS.unansweredCalls] as string[];
+    const placed = [
+      EDGE_METRICS.noLiveKitNode,
+      EDGE_METRICS.topologyStoreDown,
+      EDGE_METRICS.unansweredCalls,
+    ] as string[];
     const refusals = Object.values(EDGE_METRICS).filter((metric) => !placed.includes(metric));
     for (const name of refusals) expect(refused).toContain(`\\"${name}\\"`);
     const failing = body.slice(body.indexOf('Calls failing at LiveKit SIP'), body.indexOf('Session Redis'));

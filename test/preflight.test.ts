@@ -118,13 +118,11 @@ describe('preflight with credentials (the account answers, mocked at the SDK)', 
     lambda
       .on(GetAccountSettingsCommand)
       .resolves({ AccountLimit: { ConcurrentExecutions: 10, UnreservedConcurrentExecutions: 10 } });
-    bedrock
-      .on(GetFoundationModelAvailabilityCommand)
-      .resolves({
-        authorizationStatus: 'NOT_AUTHORIZED',
-        entitlementAvailability: 'AVAILABLE',
-        regionAvailability: 'AVAILABLE',
-      });
+    bedrock.on(GetFoundationModelAvailabilityCommand).resolves({
+      authorizationStatus: 'NOT_AUTHORIZED',
+      entitlementAvailability: 'AVAILABLE',
+      regionAvailability: 'AVAILABLE',
+    });
     polly.on(DescribeVoicesCommand).resolves({ Voices: [{ Id: 'Matthew' }] });
     resolvable = false;
     const lines = formatFindings(await accountFindings(config(), 'us-east-1', clients));

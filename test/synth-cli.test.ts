@@ -40,7 +40,9 @@ describe('cdk synth from the command line', () => {
     expect(result.stderr).not.toMatch(/invalid voiceIntake/);
     expect(result.status).toBe(0);
     const templates = readdirSync(result.out).filter((file) => file.endsWith('.template.json'));
-    expect(templates).toEqual(expect.arrayContaining(['ci-override-network.template.json', 'ci-override-data.template.json']));
+    expect(templates).toEqual(
+      expect.arrayContaining(['ci-override-network.template.json', 'ci-override-data.template.json']),
+    );
     for (const template of templates) expect(template).toMatch(/^ci-override-/);
   });
 });

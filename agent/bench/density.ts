@@ -10,12 +10,12 @@
  * each job in its own process, so it also prints what one idle job process holds (worker module + Silero loaded).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as silero from '@livekit/agents-plugin-silero';
-import { localAgentEnv, openCall, type OpenCall } from '../test/support/call-harness';
+import { localAgentEnv, type OpenCall, openCall } from '../test/support/call-harness';
 import { listeningTranscribe, speakingPolly, streamingBedrock } from '../test/support/fake-aws';
 import { synthesizeSpeech } from '../test/support/speech';
 import { CALLER_LINES, percentile, round, sleep, startBenchBackends } from './support';
@@ -72,14 +72,22 @@ async function converse(call: OpenCall, index: number, running: () => boolean, c
 async function main() {
   const backends = await startBenchBackends();
   // Far more lines than any run uses: every utterance any caller says gets a transcript.
-  listeningTranscribe(backends.mocks.transcribe, { utterances: Array.from({ length: 100_000 }, (_, i) => CALLER_LINES[i % CALLER_LINES.length]), endSilenceMs: 200, finalDelayMs: 300 });
+  listeningTranscribe(backends.mocks.transcribe, {
+    utterances: Array.from({ length: 100_000 }, (_, i) => CALLER_LINES[i % CALLER_LINES.length]),
+    endSilenceMs: 200,
+    finalDelayMs: 300,
+  });
   streamingBedrock(
     backends.mocks.bedrock,
     (request) => {
       // First answer of each call looks the caller up (an MCP round trip), later ones just talk.
-      const userTurns = (request.messages ?? []).filter((message) => message.role === 'user' && message.content?.some((block) => block.text)).length;
+      const userTurns = (request.messages ?? []).filter(
+        (message) => message.role === 'user' && message.content?.some((block) => block.text),
+      ).length;
       const askedTools = JSON.stringify(request.messages ?? []).includes('lookup_caller');
-      return userTurns === 2 && !askedTools ? { toolUse: { name: 'lookup_caller', input: {} } } : { text: 'Thanks, I have noted that. What else can you tell me about it?' };
+      return userTurns === 2 && !askedTools
+        ? { toolUse: { name: 'lookup_caller', input: {} } }
+        : { text: 'Thanks, I have noted that. What else can you tell me about it?' };
     },
     { ttftMs: 400, tokenIntervalMs: 20 },
   );
@@ -97,7 +105,13 @@ async function main() {
   const open: OpenCall[] = [];
   const conversations: Promise<void>[] = [];
   for (let index = 0; index < calls; index += 1) {
-    const call = await openCall({ env, callId: `bench-density-${index}`, callerNumber: `+1415555${String(1000 + index)}`, vad, redis });
+    const call = await openCall({
+      env,
+      callId: `bench-density-${index}`,
+      callerNumber: `+1415555${String(1000 + index)}`,
+      vad,
+      redis,
+    });
     open.push(call);
     conversations.push(converse(call, index, () => running, counters));
     await sleep(200); // calls arrive spread out, not in one burst
@@ -129,17 +143,39 @@ async function main() {
   const coresUsed = (cpu.user + cpu.system) / 1000 / elapsedMs;
   const corePerCall = coresUsed / calls;
   const rssPerCall = (percentile(rssSamples, 50) - baselineRss) / calls;
-  console.log(`agent density benchmark: ${calls} concurrent calls in one process for ${seconds} s (after ${warmup} s warm-up)`);
-  console.log(`services simulated: STT final 500 ms after speech, LLM TTFT 400 ms + 20 ms/token, Polly TTFB 150 ms; real Silero VAD, MCP server, Redis`);
+  console.log(
+    `agent density benchmark: ${calls} concurrent calls in one process for ${seconds} s (after ${warmup} s warm-up)`,
+  );
+  console.log(
+    `services simulated: STT final 500 ms after speech, LLM TTFT 400 ms + 20 ms/token, Polly TTFB 150 ms; real Silero VAD, MCP server, Redis`,
+  );
   console.log(`turns answered during the window: ${turnsDone} (${round(turnsDone / calls, 1)} per call)`);
-  console.log(`process CPU: ${round(coresUsed * 100)} % of one core  →  ${round(corePerCall * 100, 2)} % of a core per call`);
+  console.log(
+    `process CPU: ${round(coresUsed * 100)} % of one core  →  ${round(corePerCall * 100, 2)} % of a core per call`,
+  );
   console.log(`calls per 4 vCPU at 80 % CPU: ${Math.floor((4 * 0.8) / corePerCall)}   (goal ≥ 50)`);
-  console.log(`RSS: ${round(baselineRss / MB)} MB with the model loaded, ${round(percentile(rssSamples, 50) / MB)} MB median with ${calls} calls  →  ${round(rssPerCall / MB)} MB per call   (goal ≤ 60)`);
-  const byThread = [...threadsAfter].map(([name, after]) => [name, (after - (threadsBefore.get(name) ?? 0)) * 10] as const).filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1]);
-  if (byThread.length > 0) console.log(`CPU by thread: ${byThread.map(([name, ms]) => `${name} ${round((ms / elapsedMs) * 100)} %`).join(', ')}`);
-  console.log(`event-loop delay: p50 ${round(lag.percentile(50) / 1e6)} ms, p99 ${round(lag.percentile(99) / 1e6)} ms, max ${round(lag.max / 1e6)} ms`);
+  console.log(
+    `RSS: ${round(baselineRss / MB)} MB with the model loaded, ${round(percentile(rssSamples, 50) / MB)} MB median with ${calls} calls  →  ${round(rssPerCall / MB)} MB per call   (goal ≤ 60)`,
+  );
+  const byThread = [...threadsAfter]
+    .map(([name, after]) => [name, (after - (threadsBefore.get(name) ?? 0)) * 10] as const)
+    .filter(([, ms]) => ms > 0)
+    .sort((a, b) => b[1] - a[1]);
+  if (byThread.length > 0)
+    console.log(
+      `CPU by thread: ${byThread.map(([name, ms]) => `${name} ${round((ms / elapsedMs) * 100)} %`).join(', ')}`,
+    );
+  console.log(
+    `event-loop delay: p50 ${round(lag.percentile(50) / 1e6)} ms, p99 ${round(lag.percentile(99) / 1e6)} ms, max ${round(lag.max / 1e6)} ms`,
+  );
   const jobProcessRss = Number(
-    execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', join(__dirname, 'job-process-rss.ts')], { cwd: join(__dirname, '..'), encoding: 'utf8' }).trim().split('\n').pop(),
+    execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', join(__dirname, 'job-process-rss.ts')], {
+      cwd: join(__dirname, '..'),
+      encoding: 'utf8',
+    })
+      .trim()
+      .split('\n')
+      .pop(),
   );
   console.log(`one idle job process (agents 1.9 runs a process per job): ${round(jobProcessRss / MB)} MB RSS`);
   if (Number.isNaN(jobProcessRss)) process.exitCode = 1;

@@ -61,7 +61,8 @@ async function main() {
   });
   const frameworkE2e: number[] = [];
   call.intake.session.on(voice.AgentSessionEventTypes.ConversationItemAdded, ({ item }) => {
-    if (item.type === 'message' && item.role === 'assistant' && item.metrics.e2eLatency !== undefined) frameworkE2e.push(item.metrics.e2eLatency * 1000);
+    if (item.type === 'message' && item.role === 'assistant' && item.metrics.e2eLatency !== undefined)
+      frameworkE2e.push(item.metrics.e2eLatency * 1000);
   });
   const lastSpeaking: number[] = [];
   call.intake.session.on(voice.AgentSessionEventTypes.MetricsCollected, ({ metrics }) => {
@@ -97,11 +98,18 @@ async function main() {
   const firstSentenceReady = sttFinalMs + ttftMs + firstSentenceTokens * tokenMs;
   const expected = Math.max(turnWait, firstSentenceReady) + ttfbMs;
   const overhead = measured.map((value) => value - expected);
-  const row = (label: string, list: number[]) => `${label.padEnd(44)} p50 ${String(round(percentile(list, 50))).padStart(7)} ms   p95 ${String(round(percentile(list, 95))).padStart(7)} ms`;
-  console.log(`agent latency benchmark: ${turns} turns (${missed} not answered), one call, real Silero VAD, simulated services`);
-  console.log(`simulated: STT final ${sttFinalMs} ms after speech end, LLM TTFT ${ttftMs} ms + ${tokenMs} ms/token, Polly TTFB ${ttfbMs} ms`);
+  const row = (label: string, list: number[]) =>
+    `${label.padEnd(44)} p50 ${String(round(percentile(list, 50))).padStart(7)} ms   p95 ${String(round(percentile(list, 95))).padStart(7)} ms`;
+  console.log(
+    `agent latency benchmark: ${turns} turns (${missed} not answered), one call, real Silero VAD, simulated services`,
+  );
+  console.log(
+    `simulated: STT final ${sttFinalMs} ms after speech end, LLM TTFT ${ttftMs} ms + ${tokenMs} ms/token, Polly TTFB ${ttfbMs} ms`,
+  );
   console.log(`configured: endpointing minDelay ${PHONE_TURN_HANDLING.endpointing.minDelay} ms (VAD turn detection)`);
-  console.log(`expected per turn: max(${turnWait}, ${sttFinalMs} + ${ttftMs} + ${firstSentenceTokens}×${tokenMs}) + ${ttfbMs} = ${expected} ms (LLM starts on the final transcript)`);
+  console.log(
+    `expected per turn: max(${turnWait}, ${sttFinalMs} + ${ttftMs} + ${firstSentenceTokens}×${tokenMs}) + ${ttfbMs} = ${expected} ms (LLM starts on the final transcript)`,
+  );
   console.log(row('end of speech → first audio frame', measured));
   console.log(row('overhead above expected', overhead));
   console.log(row("VAD's end of speech after the real one", vadLag));

@@ -2,19 +2,25 @@ import type { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
 import type { PollyClient } from '@aws-sdk/client-polly';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { TranscribeStreamingClient } from '@aws-sdk/client-transcribe-streaming';
-import { type AgentMetrics, type VAD, llm, voice } from '@livekit/agents';
-import { AGENT_METRICS, type AgentMetricName, type AttestationLevel, type CallEndReason, GENESIS_HASH } from '@voice-intake/contracts';
+import { type AgentMetrics, llm, type VAD, voice } from '@livekit/agents';
+import {
+  AGENT_METRICS,
+  type AgentMetricName,
+  type AttestationLevel,
+  type CallEndReason,
+  GENESIS_HASH,
+} from '@voice-intake/contracts';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AgentEnv } from './config';
-import { IntakeAgent, type IntakeAgentCallbacks, findTransferTarget } from './intake-agent';
+import { findTransferTarget, IntakeAgent, type IntakeAgentCallbacks } from './intake-agent';
 import { McpToolset } from './mcp/toolset';
 import type { MetricsEmitter } from './metrics';
-import { BedrockFallbackLLM, PollyTTS, TranscribeSTT, bedrockLLM } from './plugins/aws';
+import { BedrockFallbackLLM, bedrockLLM, PollyTTS, TranscribeSTT } from './plugins/aws';
 import { CallRecorder } from './records/call-recorder';
 import { redactPii } from './records/redact';
 import { auditSealKeyFor } from './records/seal-key';
-import { handleServiceFailures, HANDOVER_LINE } from './service-failures';
+import { HANDOVER_LINE, handleServiceFailures } from './service-failures';
 import { RedisSessionStore } from './state/session-store';
 
 /** The call as LiveKit SIP describes it. */
@@ -93,7 +99,8 @@ export function latencyMetricsOf(collected: AgentMetrics): Partial<Record<AgentM
 /** A worker taking over a call gives the model the last turns the previous worker stored. */
 function resumedContext(turns: { speaker: 'caller' | 'agent'; text: string }[]): llm.ChatContext {
   const chatCtx = llm.ChatContext.empty();
-  for (const turn of turns) chatCtx.addMessage({ role: turn.speaker === 'caller' ? 'user' : 'assistant', content: turn.text });
+  for (const turn of turns)
+    chatCtx.addMessage({ role: turn.speaker === 'caller' ? 'user' : 'assistant', content: turn.text });
   return chatCtx;
 }
 
@@ -142,7 +149,10 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     call: { callId: call.callId, callerNumber: call.callerNumber, attestation },
     onToolCall: (event) => {
       recorder.toolCall(event);
-      metrics.emit({ [AGENT_METRICS.toolLatency]: event.durationMs, [AGENT_METRICS.toolErrors]: event.isError ? 1 : 0 }, { ...dimensions, tool: event.name });
+      metrics.emit(
+        { [AGENT_METRICS.toolLatency]: event.durationMs, [AGENT_METRICS.toolErrors]: event.isError ? 1 : 0 },
+        { ...dimensions, tool: event.name },
+      );
     },
   });
 
@@ -262,14 +272,18 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     greet: () =>
       session
         .generateReply({
-          instructions: resumed ? 'Apologise for the interruption and pick up where the call left off.' : 'Greet the caller and offer to take their details.',
+          instructions: resumed
+            ? 'Apologise for the interruption and pick up where the call left off.'
+            : 'Greet the caller and offer to take their details.',
         })
         .waitForPlayout(),
     keyPressed: (digit) => void session.generateReply({ userInput: `(the caller pressed ${digit})` }),
     finish: () =>
       (finished ??= (async () => {
         await recorder.finish(endReason).catch((error) => log.error({ err: error }, 'final transcript not written'));
-        await sessions.update(call.callId, (current) => ({ ...current, status: 'ended', ...recorder.position })).catch(() => undefined);
+        await sessions
+          .update(call.callId, (current) => ({ ...current, status: 'ended', ...recorder.position }))
+          .catch(() => undefined);
         await toolset.close();
         metrics.emit({ [AGENT_METRICS.callsEnded]: 1 }, dimensions);
       })()),

@@ -107,7 +107,12 @@ export function offeredCallControlTools(
 export class IntakeAgent extends voice.Agent {
   readonly #exchange?: IntakeAgentCallbacks['llmExchange'];
 
-  constructor(mcpTools: Record<string, llm.AnonFunctionTool>, toolset: McpToolset, callbacks: IntakeAgentCallbacks, chatCtx?: llm.ChatContext) {
+  constructor(
+    mcpTools: Record<string, llm.AnonFunctionTool>,
+    toolset: McpToolset,
+    callbacks: IntakeAgentCallbacks,
+    chatCtx?: llm.ChatContext,
+  ) {
     super({
       instructions: INTAKE_INSTRUCTIONS,
       chatCtx,

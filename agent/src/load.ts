@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { ACTIVE_CALLS_INTERVAL_SECONDS, AGENT_METRICS } from '@voice-intake/contracts';
 import type { MetricsEmitter } from './metrics';
@@ -123,8 +123,15 @@ export interface WorkerLoadOptions {
  * this one runs out of memory. Polling is also where the main process sees every job, so it emits the ActiveCalls
  * gauge here, once a minute, which the agent service scales on. (Each job is its own process: no job could.)
  */
-export function workerLoad(options: WorkerLoadOptions): (worker: { activeJobs: readonly unknown[] }) => Promise<number> {
-  const cpuLoad = options.cpuLoad ?? ((sample) => () => sample(1_000))(containerCpuLoad());
+export function workerLoad(
+  options: WorkerLoadOptions,
+): (worker: { activeJobs: readonly unknown[] }) => Promise<number> {
+  const cpuLoad =
+    options.cpuLoad ??
+    (
+      (sample) => () =>
+        sample(1_000)
+    )(containerCpuLoad());
   const now = options.now ?? Date.now;
   let lastPeriod: number | undefined;
   return async (worker) => {

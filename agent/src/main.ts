@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { ServerOptions, cli } from '@livekit/agents';
+import { cli, ServerOptions } from '@livekit/agents';
 import { AgentDispatchClient, RoomServiceClient, TwirpError } from 'livekit-server-sdk';
 import pino from 'pino';
 import { AgentConfigError, readAgentEnv } from './config';
@@ -47,7 +47,9 @@ const recovery = new OrphanedCallRecovery({
 });
 
 // The job processes load the worker module: the bundle's in the image, the TypeScript source under `npm run dev`.
-const workerFile = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.mjs', import.meta.url));
+const workerFile = fileURLToPath(
+  new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.mjs', import.meta.url),
+);
 // Job processes: small V8 young generation and a heap cap that fits one call (src/job-process.ts).
 applyJobProcessFlags();
 cli.runApp(

@@ -45,8 +45,13 @@ export class MetricsEmitter {
   }
 
   /** One line carrying every given metric (undefined values are skipped). */
-  emit(values: Partial<Record<AgentMetricName, number | undefined>>, properties: Record<string, string | number> = {}): void {
-    const present = Object.entries(values).filter((entry): entry is [AgentMetricName, number] => typeof entry[1] === 'number' && Number.isFinite(entry[1]));
+  emit(
+    values: Partial<Record<AgentMetricName, number | undefined>>,
+    properties: Record<string, string | number> = {},
+  ): void {
+    const present = Object.entries(values).filter(
+      (entry): entry is [AgentMetricName, number] => typeof entry[1] === 'number' && Number.isFinite(entry[1]),
+    );
     if (present.length === 0) return;
     const line = {
       _aws: {

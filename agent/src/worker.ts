@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { S3Client } from '@aws-sdk/client-s3';
-import { type JobContext, type JobProcess, defineAgent } from '@livekit/agents';
+import { defineAgent, type JobContext, type JobProcess } from '@livekit/agents';
 import * as silero from '@livekit/agents-plugin-silero';
 import { RoomEvent } from '@livekit/rtc-node';
 import { Redis } from 'ioredis';
 import { RoomServiceClient, SipClient } from 'livekit-server-sdk';
 import pino from 'pino';
-import { readAgentEnv, redisConnection } from './config';
 import { prepareIntakeCall } from './call-session';
 import { callerOf } from './caller';
+import { readAgentEnv, redisConnection } from './config';
 import { MetricsEmitter } from './metrics';
 
 const WORKER_ID = `${process.env.HOSTNAME ?? 'worker'}-${randomUUID().slice(0, 8)}`;
@@ -32,7 +32,10 @@ export default defineAgent({
     const caller = callerOf(participant.attributes);
 
     const connection = redisConnection(env);
-    const redis = typeof connection === 'string' ? new Redis(connection, { maxRetriesPerRequest: 3 }) : new Redis({ ...connection, maxRetriesPerRequest: 3 });
+    const redis =
+      typeof connection === 'string'
+        ? new Redis(connection, { maxRetriesPerRequest: 3 })
+        : new Redis({ ...connection, maxRetriesPerRequest: 3 });
     const apiUrl = env.LIVEKIT_URL.replace(/^ws/, 'http');
     const sip = new SipClient(apiUrl, env.LIVEKIT_API_KEY, env.LIVEKIT_API_SECRET);
     const rooms = new RoomServiceClient(apiUrl, env.LIVEKIT_API_KEY, env.LIVEKIT_API_SECRET);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AgentConfigError, readAgentEnv } from '../src/config';
-import { JOB_PROCESS, applyJobProcessFlags } from '../src/job-process';
+import { applyJobProcessFlags, JOB_PROCESS } from '../src/job-process';
 
 const valid = {
   LIVEKIT_URL: 'ws://livekit.internal:7880',
@@ -17,7 +17,13 @@ const valid = {
 
 describe('agent environment', () => {
   it('fills defaults', () => {
-    expect(readAgentEnv(valid)).toMatchObject({ LIVEKIT_AGENT_NAME: 'intake-agent', POLLY_VOICE: 'Ruth', PII_REDACTION: false, RECORD_FLUSH_MS: 2000, AGENT_MAX_CALLS: 12 });
+    expect(readAgentEnv(valid)).toMatchObject({
+      LIVEKIT_AGENT_NAME: 'intake-agent',
+      POLLY_VOICE: 'Ruth',
+      PII_REDACTION: false,
+      RECORD_FLUSH_MS: 2000,
+      AGENT_MAX_CALLS: 12,
+    });
     expect(readAgentEnv({ ...valid, PII_REDACTION: 'true' }).PII_REDACTION).toBe(true);
   });
 
@@ -33,19 +39,30 @@ describe('agent environment', () => {
 
   it("publishes metrics under the deployment's namespace, a local one when none is set", () => {
     expect(readAgentEnv(valid).METRICS_NAMESPACE).toBe('VoiceIntake/local');
-    expect(readAgentEnv({ ...valid, METRICS_NAMESPACE: 'VoiceIntake/prod' }).METRICS_NAMESPACE).toBe('VoiceIntake/prod');
-    expect(() => readAgentEnv({ ...valid, METRICS_NAMESPACE: 'Voice Intake?' })).toThrow(/METRICS_NAMESPACE: must be a CloudWatch namespace/);
+    expect(readAgentEnv({ ...valid, METRICS_NAMESPACE: 'VoiceIntake/prod' }).METRICS_NAMESPACE).toBe(
+      'VoiceIntake/prod',
+    );
+    expect(() => readAgentEnv({ ...valid, METRICS_NAMESPACE: 'Voice Intake?' })).toThrow(
+      /METRICS_NAMESPACE: must be a CloudWatch namespace/,
+    );
   });
 
   it('takes ElastiCache host, port and token instead of a URL', async () => {
     const { redisConnection } = await import('../src/config');
-    const env = readAgentEnv({ ...valid, REDIS_URL: undefined, REDIS_HOST: 'master.cache.internal', REDIS_PORT: '6380', REDIS_AUTH_TOKEN: 'tok' });
+    const env = readAgentEnv({
+      ...valid,
+      REDIS_URL: undefined,
+      REDIS_HOST: 'master.cache.internal',
+      REDIS_PORT: '6380',
+      REDIS_AUTH_TOKEN: 'tok',
+    });
     expect(redisConnection(env)).toEqual({ host: 'master.cache.internal', port: 6380, password: 'tok', tls: {} });
     expect(() => readAgentEnv({ ...valid, REDIS_URL: undefined })).toThrow(/REDIS_URL: set REDIS_URL, or REDIS_HOST/);
   });
 
   it('names every bad variable on one line', () => {
-    const read = () => readAgentEnv({ ...valid, REDIS_URL: 'redis.internal:6380', MCP_TOKEN: undefined, POLLY_ENGINE: 'turbo' });
+    const read = () =>
+      readAgentEnv({ ...valid, REDIS_URL: 'redis.internal:6380', MCP_TOKEN: undefined, POLLY_ENGINE: 'turbo' });
     expect(read).toThrow(AgentConfigError);
     expect(read).toThrow(/REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/);
     expect(read).toThrow(/MCP_TOKEN/);
@@ -55,7 +72,9 @@ describe('agent environment', () => {
   it('needs a key to seal its audit segments: a KMS key, or a local secret of 32+ characters', () => {
     const unsealed = { ...valid, AUDIT_SEAL_KMS_KEY_ID: undefined };
     expect(() => readAgentEnv(unsealed)).toThrow(/AUDIT_SEAL_KMS_KEY_ID: or AUDIT_SEAL_SECRET is required/);
-    expect(() => readAgentEnv({ ...unsealed, AUDIT_SEAL_SECRET: 'short' })).toThrow(/AUDIT_SEAL_SECRET: must be at least 32/);
+    expect(() => readAgentEnv({ ...unsealed, AUDIT_SEAL_SECRET: 'short' })).toThrow(
+      /AUDIT_SEAL_SECRET: must be at least 32/,
+    );
     expect(readAgentEnv({ ...unsealed, AUDIT_SEAL_SECRET: 'x'.repeat(32) }).AUDIT_SEAL_SECRET).toHaveLength(32);
   });
 });

@@ -11,7 +11,11 @@ const jobs = (count: number) => ({ activeJobs: Array.from({ length: count }, (_,
 
 describe('worker load', () => {
   it('reports CPU until the worker holds maxCalls calls, then full', async () => {
-    const load = workerLoad({ maxCalls: 3, metrics: new MetricsEmitter({ write: () => undefined }), cpuLoad: async () => 0.42 });
+    const load = workerLoad({
+      maxCalls: 3,
+      metrics: new MetricsEmitter({ write: () => undefined }),
+      cpuLoad: async () => 0.42,
+    });
     expect(await load(jobs(0))).toBe(0.42);
     expect(await load(jobs(2))).toBe(0.42);
     expect(await load(jobs(3))).toBe(1);
@@ -21,14 +25,29 @@ describe('worker load', () => {
   it('emits the ActiveCalls gauge once per minute, on the first poll of each minute', async () => {
     const lines: Record<string, unknown>[] = [];
     let clock = Date.UTC(2026, 10, 24, 12, 0, 30);
-    const load = workerLoad({ maxCalls: 10, metrics: new MetricsEmitter({ write: (line) => lines.push(JSON.parse(line)) }), cpuLoad: async () => 0, now: () => clock });
-    for (const [calls, advanceMs] of [[1, 0], [2, 2_500], [3, 25_000], [4, 5_000], [5, 2_500], [6, 60_000]] as const) {
+    const load = workerLoad({
+      maxCalls: 10,
+      metrics: new MetricsEmitter({ write: (line) => lines.push(JSON.parse(line)) }),
+      cpuLoad: async () => 0,
+      now: () => clock,
+    });
+    for (const [calls, advanceMs] of [
+      [1, 0],
+      [2, 2_500],
+      [3, 25_000],
+      [4, 5_000],
+      [5, 2_500],
+      [6, 60_000],
+    ] as const) {
       clock += advanceMs;
       await load(jobs(calls));
     }
     // 12:00:30 → 1 call; 12:00:32.5 and 12:00:57.5 same minute; 12:01:02.5 → 4 calls; 12:01:05 same; 12:02:05 → 6.
     expect(lines.map((line) => line[AGENT_METRICS.activeCalls])).toEqual([1, 4, 6]);
-    expect(lines[0]).toMatchObject({ Service: 'agent', _aws: { CloudWatchMetrics: [{ Dimensions: [['Service']], Metrics: [{ Name: 'ActiveCalls', Unit: 'Count' }] }] } });
+    expect(lines[0]).toMatchObject({
+      Service: 'agent',
+      _aws: { CloudWatchMetrics: [{ Dimensions: [['Service']], Metrics: [{ Name: 'ActiveCalls', Unit: 'Count' }] }] },
+    });
   });
 });
 
@@ -52,10 +71,21 @@ describe('container CPU load', () => {
     // Main process 100 and job process 200 use 50 ms each over a ~100 ms sample on 2 cores: 50 %. Job process 300
     // appears during the sample (counts from then); whatever else runs on the machine is not in the tree.
     const samples = [
-      new Map([[100, 10], [200, 5]]),
-      new Map([[100, 10.05], [200, 5.05], [300, 7]]),
+      new Map([
+        [100, 10],
+        [200, 5],
+      ]),
+      new Map([
+        [100, 10.05],
+        [200, 5.05],
+        [300, 7],
+      ]),
     ];
-    const sample = containerCpuLoad({ cgroupRoot: join(cgroup, 'missing'), processTree: () => samples.shift()!, hostCores: 2 });
+    const sample = containerCpuLoad({
+      cgroupRoot: join(cgroup, 'missing'),
+      processTree: () => samples.shift()!,
+      hostCores: 2,
+    });
     const load = await sample(100);
     expect(load).toBeGreaterThan(0.1);
     expect(load).toBeLessThanOrEqual(0.51);
@@ -79,7 +109,10 @@ describe('container CPU load', () => {
     const stat = (pid: number, comm: string, ppid: number, utime: number, stime: number) => {
       mkdirSync(join(proc, String(pid)));
       const middle = Array.from({ length: 9 }, () => '0').join(' ');
-      writeFileSync(join(proc, String(pid), 'stat'), `${pid} (${comm}) S ${ppid} ${middle} ${utime} ${stime} 0 0 20 0\n`);
+      writeFileSync(
+        join(proc, String(pid), 'stat'),
+        `${pid} (${comm}) S ${ppid} ${middle} ${utime} ${stime} 0 0 20 0\n`,
+      );
     };
     stat(1, 'init', 0, 500, 500);
     stat(40, 'node', 1, 100, 50); // the worker

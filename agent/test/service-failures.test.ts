@@ -4,7 +4,7 @@ import { AGENT_METRICS } from '@voice-intake/contracts';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { MetricsEmitter } from '../src/metrics';
-import { HANDOVER_LINE, UNANSWERED_AGAIN, UNANSWERED_APOLOGY, handleServiceFailures } from '../src/service-failures';
+import { HANDOVER_LINE, handleServiceFailures, UNANSWERED_AGAIN, UNANSWERED_APOLOGY } from '../src/service-failures';
 
 /** The parts of an AgentSession the handler uses: its events and `say`, which records what the caller would hear. */
 class SessionStandIn extends EventEmitter {
@@ -98,7 +98,9 @@ describe('handleServiceFailures', () => {
   it('hands the call over silently when speech synthesis failed twice with no audio in between', async () => {
     const { session, handOvers, settled } = setUp(true);
     session.fail('tts_error', false);
-    session.emit(voice.AgentSessionEventTypes.MetricsCollected, { metrics: { type: 'tts_metrics', audioDurationMs: 800 } });
+    session.emit(voice.AgentSessionEventTypes.MetricsCollected, {
+      metrics: { type: 'tts_metrics', audioDurationMs: 800 },
+    });
     session.fail('tts_error', false);
     await settled();
     expect(handOvers).toEqual([]);

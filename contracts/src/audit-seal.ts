@@ -1,18 +1,18 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import {
-  AuditChain,
   type AuditActor,
+  AuditChain,
   type AuditRecord,
-  GENESIS_HASH,
-  type UnsealedAuditRecord,
   auditActorSchema,
   auditChainIdSchema,
   auditRecordSchema,
   canonicalJson,
+  GENESIS_HASH,
   hashAuditRecord,
+  type UnsealedAuditRecord,
 } from './audit';
-import { SCHEMA_VERSION, callIdSchema, isoTimestampSchema } from './common';
+import { callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
 import { auditSegmentKey } from './keys';
 
 /**
@@ -291,8 +291,7 @@ export async function verifyAuditTrail(
     }
     chainKey = identity;
     if (seal.keyId !== verifier.keyId) {
-      const reason =
-        `seal of segment ${seal.segment} was made with key ${seal.keyId}, not the trusted ${verifier.keyId}`;
+      const reason = `seal of segment ${seal.segment} was made with key ${seal.keyId}, not the trusted ${verifier.keyId}`;
       return fail(`${reason}; records from ${records.length} on are not vouched for`, unvouched);
     }
     const macOk = await verifier.verify(auditSealMessage(seal), Buffer.from(seal.mac, 'base64'));

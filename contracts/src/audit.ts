@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { SCHEMA_VERSION, callIdSchema, isoTimestampSchema } from './common';
+import { callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
 
 /** Who wrote the record. Each actor keeps its own hash chain per call (several, told apart by `chainId`). */
 export const auditActorSchema = z.enum(['agent', 'mcp-server', 'enrichment']);
@@ -109,7 +109,12 @@ export class AuditChain {
 
   seal(entry: UnsealedAuditRecord): AuditRecord {
     // Chain fields come only from the chain, even if the caller passed a record that already had them.
-    const { hash: _hash, prevHash: _prevHash, seq: _seq, ...content } = entry as UnsealedAuditRecord & Partial<AuditRecord>;
+    const {
+      hash: _hash,
+      prevHash: _prevHash,
+      seq: _seq,
+      ...content
+    } = entry as UnsealedAuditRecord & Partial<AuditRecord>;
     const withoutHash: Omit<AuditRecord, 'hash'> = {
       ...content,
       seq: this.nextSeq,
@@ -141,7 +146,11 @@ export function verifyAuditChain(records: readonly unknown[]): ChainVerdict {
   for (let index = 0; index < records.length; index += 1) {
     const parsed = auditRecordSchema.safeParse(records[index]);
     if (!parsed.success) {
-      return { ok: false, seq: index, reason: `record ${index} does not match the schema: ${parsed.error.issues[0]?.message}` };
+      return {
+        ok: false,
+        seq: index,
+        reason: `record ${index} does not match the schema: ${parsed.error.issues[0]?.message}`,
+      };
     }
     // As stored, not as parsed: parsing would drop a "__proto__" key from the payload and break its hash.
     const record = records[index] as AuditRecord;
@@ -150,10 +159,13 @@ export function verifyAuditChain(records: readonly unknown[]): ChainVerdict {
       return { ok: false, seq: record.seq, reason: `record ${index} belongs to chain ${key}, not ${chainKey}` };
     }
     chainKey = key;
-    if (record.seq !== index) return { ok: false, seq: record.seq, reason: `expected seq ${index}, found ${record.seq}` };
-    if (record.prevHash !== prevHash) return { ok: false, seq: record.seq, reason: 'prevHash does not match the previous record' };
+    if (record.seq !== index)
+      return { ok: false, seq: record.seq, reason: `expected seq ${index}, found ${record.seq}` };
+    if (record.prevHash !== prevHash)
+      return { ok: false, seq: record.seq, reason: 'prevHash does not match the previous record' };
     const { hash, ...rest } = record;
-    if (hashAuditRecord(rest) !== hash) return { ok: false, seq: record.seq, reason: 'hash does not match the record content' };
+    if (hashAuditRecord(rest) !== hash)
+      return { ok: false, seq: record.seq, reason: 'hash does not match the record content' };
     prevHash = hash;
   }
   return { ok: true, count: records.length };

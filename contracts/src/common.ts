@@ -4,9 +4,7 @@ import { z } from 'zod';
 export const SCHEMA_VERSION = 1 as const;
 
 /** E.164: '+', country code, up to 15 digits in all, no leading zero. */
-export const e164Schema = z
-  .string()
-  .regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 number such as +14155550123');
+export const e164Schema = z.string().regex(/^\+[1-9]\d{6,14}$/, 'must be an E.164 number such as +14155550123');
 
 /** What the carrier gives us when the caller withheld their number. */
 export const ANONYMOUS_CALLER = 'anonymous' as const;
@@ -62,6 +60,7 @@ export function describeIssues(issues: readonly DescribableIssue[]): string {
  * line breaks (terminal escapes such as ESC[31m), DEL, and the bidi embeddings, overrides and isolates that make text
  * display in another order than it is stored (U+202A-U+202E, U+2066-U+2069).
  */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is this pattern's purpose
 const UNSAFE_TEXT = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/u;
 
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;

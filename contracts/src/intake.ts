@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SCHEMA_VERSION, callIdSchema, callerNumberSchema, isoTimestampSchema } from './common';
+import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
 
 export const intakeCaseStatusSchema = z.enum(['draft', 'submitted', 'forwarded', 'closed']);
 

@@ -42,7 +42,9 @@ export function enrichedKeyForTranscript(transcriptObjectKey: string): string {
 
 /** Where the error record for a transcript that could not be enriched goes. */
 export function enrichmentErrorKeyForTranscript(transcriptObjectKey: string): string {
-  return S3_PREFIXES.enrichmentErrors + enrichedKeyForTranscript(transcriptObjectKey).slice(S3_PREFIXES.enriched.length);
+  return (
+    S3_PREFIXES.enrichmentErrors + enrichedKeyForTranscript(transcriptObjectKey).slice(S3_PREFIXES.enriched.length)
+  );
 }
 
 /** One object per chain segment; a chain id (an actor writing several chains for one call) gets its own folder. */

@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import { attestationLevelSchema } from './caller';
-import { callIdSchema, callerNumberSchema } from './common';
+import { callerNumberSchema, callIdSchema } from './common';
 
 /**
  * The agent binds each MCP request to the call it serves with this header, signed with a secret the model never sees.
@@ -51,7 +51,8 @@ export function verifySessionHeader(value: string | undefined, secret: string, n
   if (!encoded || !sent || extra !== undefined) return { ok: false, reason: 'malformed' };
   const expected = signature(encoded, secret);
   const given = Buffer.from(sent, 'base64url');
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, reason: 'bad signature' };
+  if (given.length !== expected.length || !timingSafeEqual(given, expected))
+    return { ok: false, reason: 'bad signature' };
   let payload: unknown;
   try {
     payload = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { auditTrailPositionSchema } from './audit-seal';
-import { SCHEMA_VERSION, callIdSchema, callerNumberSchema, isoTimestampSchema } from './common';
+import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
 import { transcriptTurnSchema } from './transcript';
 
 export const sessionStatusSchema = z.enum(['active', 'transferring', 'ended']);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SCHEMA_VERSION, callIdSchema, callerNumberSchema, isoTimestampSchema } from './common';
+import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
 
 export const speakerSchema = z.enum(['caller', 'agent']);
 
@@ -20,13 +20,7 @@ export const transcriptTurnSchema = z.object({
   language: z.string().optional(),
 });
 
-export const callEndReasonSchema = z.enum([
-  'caller_hangup',
-  'agent_hangup',
-  'transferred',
-  'error',
-  'worker_shutdown',
-]);
+export const callEndReasonSchema = z.enum(['caller_hangup', 'agent_hangup', 'transferred', 'error', 'worker_shutdown']);
 
 /** The final transcript of one call: the object whose creation triggers enrichment. */
 export const transcriptSchema = z.object({

@@ -1,20 +1,20 @@
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import {
   AuditChain,
   type AuditRecord,
   type AuditSeal,
   type AuditSegmentObject,
   AuditTrailWriter,
-  LocalHmacSealKey,
   auditSealMessage,
   callIdSchema,
   canonicalJson,
   hashAuditRecord,
+  LocalHmacSealKey,
   storedText,
   verifyAuditChain,
   verifyAuditTrail,
 } from '../src';
-import { z } from 'zod';
 
 const key = new LocalHmacSealKey('an-audit-seal-secret-of-32-chars!!');
 const otherKey = new LocalHmacSealKey('another-secret-the-writer-does-not-hold');
@@ -31,8 +31,18 @@ function memoryStore() {
   };
 }
 
-function writer(store: ReturnType<typeof memoryStore>, options: Partial<ConstructorParameters<typeof AuditTrailWriter>[0]> = {}) {
-  return new AuditTrailWriter({ actor: 'mcp-server', callId: 'call-7', chainId: 'chain-a', key, put: store.put, ...options });
+function writer(
+  store: ReturnType<typeof memoryStore>,
+  options: Partial<ConstructorParameters<typeof AuditTrailWriter>[0]> = {},
+) {
+  return new AuditTrailWriter({
+    actor: 'mcp-server',
+    callId: 'call-7',
+    chainId: 'chain-a',
+    key,
+    put: store.put,
+    ...options,
+  });
 }
 
 function append(trail: AuditTrailWriter, index: number): AuditRecord {
@@ -58,7 +68,11 @@ async function sealedTrail() {
   return store;
 }
 
-const linesOf = (body: string) => body.trim().split('\n').map((line) => JSON.parse(line));
+const linesOf = (body: string) =>
+  body
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line));
 const bodyOf = (lines: unknown[]) => `${lines.map((line) => JSON.stringify(line)).join('\n')}\n`;
 
 /** Rewrites record `seq` and re-hashes it and every record after it, as a writer covering its tracks would. */
@@ -108,27 +122,41 @@ describe('sealed audit trail', () => {
     await trail.close();
     await trail.close();
     expect([...store.objects.keys()].at(-1)).toBe('audit/mcp-server/call-7/chain-a/00000001.jsonl');
-    expect(linesOf([...store.objects.values()].at(-1)!)).toMatchObject([{ type: 'audit_seal', final: true, firstSeq: 1, recordHashes: [] }]);
+    expect(linesOf([...store.objects.values()].at(-1)!)).toMatchObject([
+      { type: 'audit_seal', final: true, firstSeq: 1, recordHashes: [] },
+    ]);
     expect(await verifyAuditTrail(store.list(), key)).toMatchObject({ ok: true });
     expect(() => append(trail, 1)).toThrow(/closed/);
   });
 
   it('detects truncation: the last segment dropped (no closing seal), naming the first missing record', async () => {
     const objects = (await sealedTrail()).list().slice(0, 2);
-    expect(await verifyAuditTrail(objects, key)).toMatchObject({ ok: false, seq: 5, reason: expect.stringMatching(/no closing seal after record 4/) });
+    expect(await verifyAuditTrail(objects, key)).toMatchObject({
+      ok: false,
+      seq: 5,
+      reason: expect.stringMatching(/no closing seal after record 4/),
+    });
   });
 
   it('detects truncation inside a segment: trailing records cut and the seal kept', async () => {
     const objects = (await sealedTrail()).list();
     const lines = linesOf(objects[0].body);
     objects[0] = { key: objects[0].key, body: bodyOf([lines[0], lines[3]]) };
-    expect(await verifyAuditTrail(objects, key)).toMatchObject({ ok: false, seq: 1, reason: expect.stringMatching(/record 1 is missing/) });
+    expect(await verifyAuditTrail(objects, key)).toMatchObject({
+      ok: false,
+      seq: 1,
+      reason: expect.stringMatching(/record 1 is missing/),
+    });
   });
 
   it('detects truncation that cut the seal off a segment', async () => {
     const objects = (await sealedTrail()).list();
     objects[2] = { key: objects[2].key, body: bodyOf(linesOf(objects[2].body).slice(0, 1)) };
-    expect(await verifyAuditTrail(objects, key)).toMatchObject({ ok: false, seq: 5, reason: expect.stringMatching(/does not end with a seal/) });
+    expect(await verifyAuditTrail(objects, key)).toMatchObject({
+      ok: false,
+      seq: 5,
+      reason: expect.stringMatching(/does not end with a seal/),
+    });
   });
 
   it('detects a record rewritten and every later record re-hashed, naming the rewritten record', async () => {
@@ -145,14 +173,22 @@ describe('sealed audit trail', () => {
     const lines = linesOf(objects[1].body);
     lines[1].payload = { index: 'edited' };
     objects[1] = { key: objects[1].key, body: bodyOf(lines) };
-    expect(await verifyAuditTrail(objects, key)).toMatchObject({ ok: false, seq: 4, reason: expect.stringMatching(/hash does not match/) });
+    expect(await verifyAuditTrail(objects, key)).toMatchObject({
+      ok: false,
+      seq: 4,
+      reason: expect.stringMatching(/hash does not match/),
+    });
   });
 
   it('detects records reordered within a segment', async () => {
     const objects = (await sealedTrail()).list();
     const lines = linesOf(objects[0].body);
     objects[0] = { key: objects[0].key, body: bodyOf([lines[0], lines[2], lines[1], lines[3]]) };
-    expect(await verifyAuditTrail(objects, key)).toMatchObject({ ok: false, seq: 1, reason: expect.stringMatching(/expected record 1 here, found record 2/) });
+    expect(await verifyAuditTrail(objects, key)).toMatchObject({
+      ok: false,
+      seq: 1,
+      reason: expect.stringMatching(/expected record 1 here, found record 2/),
+    });
   });
 
   it('detects segments reordered (objects renamed into each other)', async () => {
@@ -162,7 +198,11 @@ describe('sealed audit trail', () => {
       { key: objects[1].key, body: objects[0].body },
       objects[2],
     ];
-    expect(await verifyAuditTrail(swapped, key)).toMatchObject({ ok: false, seq: 0, reason: expect.stringMatching(/segment 0 is missing/) });
+    expect(await verifyAuditTrail(swapped, key)).toMatchObject({
+      ok: false,
+      seq: 0,
+      reason: expect.stringMatching(/segment 0 is missing/),
+    });
   });
 
   it('detects a dropped middle segment, naming the first missing record', async () => {
@@ -199,7 +239,10 @@ describe('sealed audit trail', () => {
     const trail = writer(store, { key: otherKey });
     for (const index of [0, 1, 2, 3, 4, 5]) append(trail, index);
     await trail.close();
-    expect(await verifyAuditTrail(store.list(), key)).toMatchObject({ ok: false, reason: expect.stringMatching(/not the trusted/) });
+    expect(await verifyAuditTrail(store.list(), key)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/not the trusted/),
+    });
     expect(await verifyAuditTrail(foreign, key)).toMatchObject({ ok: true });
   });
 
@@ -208,14 +251,22 @@ describe('sealed audit trail', () => {
     const lines = linesOf(objects[0].body);
     lines.at(-1).recordHashes = [...lines.at(-1).recordHashes].reverse();
     objects[0] = { key: objects[0].key, body: bodyOf(lines) };
-    expect(await verifyAuditTrail(objects, key)).toMatchObject({ ok: false, segment: 0, seq: 0, reason: expect.stringMatching(/does not cover/) });
+    expect(await verifyAuditTrail(objects, key)).toMatchObject({
+      ok: false,
+      segment: 0,
+      seq: 0,
+      reason: expect.stringMatching(/does not cover/),
+    });
   });
 
   it('detects a segment appended after the closing seal', async () => {
     const store = await sealedTrail();
     const objects = store.list();
     objects.push({ key: 'audit/mcp-server/call-7/chain-a/00000006.jsonl', body: objects[2].body });
-    expect(await verifyAuditTrail(objects, key)).toMatchObject({ ok: false, reason: expect.stringMatching(/follows the closing seal/) });
+    expect(await verifyAuditTrail(objects, key)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/follows the closing seal/),
+    });
   });
 
   it('continues one sealed chain across writers (a worker taking a call over) from the saved position', async () => {
@@ -227,7 +278,10 @@ describe('sealed audit trail', () => {
     const second = writer(store, { actor: 'agent', chainId: undefined, resume: first.position });
     append(second, 2);
     await second.close();
-    expect(await verifyAuditTrail(store.list(), key)).toMatchObject({ ok: true, records: [{ seq: 0 }, { seq: 1 }, { seq: 2 }] });
+    expect(await verifyAuditTrail(store.list(), key)).toMatchObject({
+      ok: true,
+      records: [{ seq: 0 }, { seq: 1 }, { seq: 2 }],
+    });
   });
 
   it('names the records a dead writer never flushed when its successor resumes past them', async () => {
@@ -239,7 +293,11 @@ describe('sealed audit trail', () => {
     const second = writer(store, { actor: 'agent', chainId: undefined, resume: first.position });
     append(second, 2);
     await second.close();
-    expect(await verifyAuditTrail(store.list(), key)).toMatchObject({ ok: false, seq: 1, reason: expect.stringMatching(/records 1\.\.1 are missing/) });
+    expect(await verifyAuditTrail(store.list(), key)).toMatchObject({
+      ok: false,
+      seq: 1,
+      reason: expect.stringMatching(/records 1\.\.1 are missing/),
+    });
   });
 
   it('keeps records pending when a put fails and writes them, sealed once, on the next flush', async () => {
@@ -275,12 +333,22 @@ describe('inputs that name paths or hide text', () => {
 
   it('refuses control, bidi-override and lone-surrogate characters in stored text and normalises the rest to NFC', () => {
     const schema = z.object({ name: storedText(z.string()) });
-    for (const bad of ['a\u0000b', '\u001b[31mred', 'abc\u202eevil', 'x\u2066y', 'lone \ud800 high', 'lone \udc00 low', '\u0085']) {
+    for (const bad of [
+      'a\u0000b',
+      '\u001b[31mred',
+      'abc\u202eevil',
+      'x\u2066y',
+      'lone \ud800 high',
+      'lone \udc00 low',
+      '\u0085',
+    ]) {
       const result = schema.safeParse({ name: bad });
       expect(result.success, JSON.stringify(bad)).toBe(false);
       expect(result.error?.issues[0]).toMatchObject({ path: ['name'] });
     }
-    expect(schema.parse({ name: 'Cafe\u0301 \ud83d\ude00\tline\nnext' }).name).toBe('Caf\u00e9 \ud83d\ude00\tline\nnext');
+    expect(schema.parse({ name: 'Cafe\u0301 \ud83d\ude00\tline\nnext' }).name).toBe(
+      'Caf\u00e9 \ud83d\ude00\tline\nnext',
+    );
   });
 
   it('keeps a "__proto__" key in canonical JSON instead of losing it', () => {
@@ -293,7 +361,13 @@ describe('inputs that name paths or hide text', () => {
     const store = memoryStore();
     const trail = writer(store, { actor: 'agent', chainId: undefined });
     const payload = JSON.parse('{"arguments":{"fields":{"__proto__":{"full_name":"x"},"topic":"billing"}}}');
-    trail.append({ at: new Date(0).toISOString(), kind: 'tool_call', subject: 'save_intake_progress', payload, redacted: false });
+    trail.append({
+      at: new Date(0).toISOString(),
+      kind: 'tool_call',
+      subject: 'save_intake_progress',
+      payload,
+      redacted: false,
+    });
     await trail.close();
     const verdict = await verifyAuditTrail(store.list(), key);
     expect(verdict).toMatchObject({ ok: true });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AuditChain, GENESIS_HASH, type AuditRecord, canonicalJson, verifyAuditChain } from '../src';
+import { AuditChain, type AuditRecord, canonicalJson, GENESIS_HASH, verifyAuditChain } from '../src';
 
 function chainOf(count: number, chain = new AuditChain()): AuditRecord[] {
   return Array.from({ length: count }, (_, index) =>
@@ -41,8 +41,15 @@ describe('audit hash chain', () => {
 
   it('detects a record re-hashed after editing, by the broken link to the next one', () => {
     const records = chainOf(3);
-    const forged = new AuditChain({ seq: 1, prevHash: records[0].hash }).seal({ ...records[1], payload: { forged: true } });
-    expect(verifyAuditChain([records[0], forged, records[2]])).toMatchObject({ ok: false, seq: 2, reason: expect.stringMatching(/prevHash/) });
+    const forged = new AuditChain({ seq: 1, prevHash: records[0].hash }).seal({
+      ...records[1],
+      payload: { forged: true },
+    });
+    expect(verifyAuditChain([records[0], forged, records[2]])).toMatchObject({
+      ok: false,
+      seq: 2,
+      reason: expect.stringMatching(/prevHash/),
+    });
   });
 
   it('continues a chain from a saved position (worker takeover) without a break', () => {
@@ -64,16 +71,28 @@ describe('audit hash chain', () => {
     expect(a[0].hash).not.toBe(b[0].hash); // the id is covered by the hash
     expect(verifyAuditChain(a)).toEqual({ ok: true, count: 2 });
     expect(verifyAuditChain(b)).toEqual({ ok: true, count: 2 });
-    expect(verifyAuditChain([a[0], b[1]])).toMatchObject({ ok: false, seq: 1, reason: expect.stringMatching(/belongs to chain agent\/call-1\/task-b/) });
-    expect(verifyAuditChain([{ ...a[0], chainId: 'no/slash' }])).toMatchObject({ ok: false, reason: expect.stringMatching(/schema/) });
+    expect(verifyAuditChain([a[0], b[1]])).toMatchObject({
+      ok: false,
+      seq: 1,
+      reason: expect.stringMatching(/belongs to chain agent\/call-1\/task-b/),
+    });
+    expect(verifyAuditChain([{ ...a[0], chainId: 'no/slash' }])).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/schema/),
+    });
   });
 
   it('rejects records that do not fit the schema', () => {
     const [record] = chainOf(1);
-    expect(verifyAuditChain([{ ...record, hash: 'nope' }])).toMatchObject({ ok: false, reason: expect.stringMatching(/schema/) });
+    expect(verifyAuditChain([{ ...record, hash: 'nope' }])).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/schema/),
+    });
   });
 
   it('hashes canonical JSON: key order never changes the bytes', () => {
-    expect(canonicalJson({ b: 1, a: { d: [2, { z: 1, y: 0 }], c: null } })).toBe('{"a":{"c":null,"d":[2,{"y":0,"z":1}]},"b":1}');
+    expect(canonicalJson({ b: 1, a: { d: [2, { z: 1, y: 0 }], c: null } })).toBe(
+      '{"a":{"c":null,"d":[2,{"y":0,"z":1}]},"b":1}',
+    );
   });
 });

@@ -11,9 +11,15 @@ import {
 
 describe('enrichment contracts', () => {
   it('converts the insights schema to a JSON Schema a model tool can take', () => {
-    const jsonSchema = z.toJSONSchema(callInsightsSchema) as { type: string; required: string[]; properties: Record<string, unknown> };
+    const jsonSchema = z.toJSONSchema(callInsightsSchema) as {
+      type: string;
+      required: string[];
+      properties: Record<string, unknown>;
+    };
     expect(jsonSchema.type).toBe('object');
-    expect(jsonSchema.required).toEqual(expect.arrayContaining(['summary', 'intent', 'intakeFields', 'urgency', 'sentiment', 'followUpActions']));
+    expect(jsonSchema.required).toEqual(
+      expect.arrayContaining(['summary', 'intent', 'intakeFields', 'urgency', 'sentiment', 'followUpActions']),
+    );
   });
 
   it('rejects model output with out-of-range confidence and unknown keys', () => {
@@ -32,7 +38,9 @@ describe('enrichment contracts', () => {
   });
 
   it('keeps error records beside, not inside, the enriched prefix', () => {
-    expect(enrichmentErrorKeyForTranscript('transcripts/2026/11/24/c1.json')).toBe('enrichment-errors/2026/11/24/c1.json');
+    expect(enrichmentErrorKeyForTranscript('transcripts/2026/11/24/c1.json')).toBe(
+      'enrichment-errors/2026/11/24/c1.json',
+    );
     expect(intakeEnrichedDetailSchema.safeParse({}).success).toBe(false);
   });
 
@@ -58,7 +66,17 @@ describe('enrichment contracts', () => {
     });
     expect(record.insights.urgency).toBe('high');
 
-    const detail = { schemaVersion: 1, callId: 'call-42', bucket: 'b', enrichedKey: enrichedKeyForTranscript(key), transcriptKey: key, callerNumber: '+14155550123', intent: insights.intent, urgency: 'high', sentiment: 'negative' };
+    const detail = {
+      schemaVersion: 1,
+      callId: 'call-42',
+      bucket: 'b',
+      enrichedKey: enrichedKeyForTranscript(key),
+      transcriptKey: key,
+      callerNumber: '+14155550123',
+      intent: insights.intent,
+      urgency: 'high',
+      sentiment: 'negative',
+    };
     expect(intakeEnrichedDetailSchema.parse(detail).enrichedKey).toBe('enriched/2026/11/24/call-42.json');
     const wrong = intakeEnrichedDetailSchema.safeParse({ ...detail, urgency: 'critical', callId: 'bad id' });
     expect(wrong.success).toBe(false);

@@ -20,14 +20,23 @@ describe('describeIssues', () => {
 
 describe('parseEnvironment', () => {
   class ThingError extends Error {}
-  const schema = z.object({ PORT: z.coerce.number().int().max(65535), ON: envBoolean, MAP: envJson(z.record(z.string(), z.string())) });
+  const schema = z.object({
+    PORT: z.coerce.number().int().max(65535),
+    ON: envBoolean,
+    MAP: envJson(z.record(z.string(), z.string())),
+  });
 
   it('returns the parsed values', () => {
-    expect(parseEnvironment(schema, { PORT: '80', ON: 'true', MAP: '{"a":"b"}' }, 'thing')).toEqual({ PORT: 80, ON: true, MAP: { a: 'b' } });
+    expect(parseEnvironment(schema, { PORT: '80', ON: 'true', MAP: '{"a":"b"}' }, 'thing')).toEqual({
+      PORT: 80,
+      ON: true,
+      MAP: { a: 'b' },
+    });
   });
 
   it('throws the given error class naming every bad variable, a non-JSON value included', () => {
-    const parse = () => parseEnvironment(schema, { PORT: '70000', ON: 'yes', MAP: '{oops' }, 'thing environment', ThingError);
+    const parse = () =>
+      parseEnvironment(schema, { PORT: '70000', ON: 'yes', MAP: '{oops' }, 'thing environment', ThingError);
     expect(parse).toThrow(ThingError);
     expect(parse).toThrow(/^invalid thing environment: PORT: .*; ON: .*; MAP: /);
   });

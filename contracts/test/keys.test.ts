@@ -25,7 +25,15 @@ describe('transcript schema', () => {
     startedAt: '2026-11-24T10:00:00.000Z',
     endedAt: '2026-11-24T10:03:00.000Z',
     endReason: 'caller_hangup',
-    turns: [{ seq: 0, speaker: 'agent', text: 'Hello', startedAt: '2026-11-24T10:00:01.000Z', endedAt: '2026-11-24T10:00:02.000Z' }],
+    turns: [
+      {
+        seq: 0,
+        speaker: 'agent',
+        text: 'Hello',
+        startedAt: '2026-11-24T10:00:01.000Z',
+        endedAt: '2026-11-24T10:00:02.000Z',
+      },
+    ],
   };
 
   it('accepts a transcript and fills turn defaults', () => {

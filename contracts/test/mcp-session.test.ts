@@ -7,7 +7,10 @@ const NOW = Date.UTC(2026, 10, 24, 12);
 describe('signed MCP session header', () => {
   it('round-trips a binding', () => {
     const header = issueSessionHeader({ callId: 'call-1', callerNumber: '+14155550123' }, SECRET, 600, NOW);
-    expect(verifySessionHeader(header, SECRET, NOW + 1000)).toMatchObject({ ok: true, session: { callId: 'call-1', callerNumber: '+14155550123' } });
+    expect(verifySessionHeader(header, SECRET, NOW + 1000)).toMatchObject({
+      ok: true,
+      session: { callId: 'call-1', callerNumber: '+14155550123' },
+    });
   });
 
   it('refuses a header whose payload was changed (another caller number)', () => {

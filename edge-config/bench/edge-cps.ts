@@ -13,8 +13,9 @@
  *
  *   npm run bench -w edge-config [-- --rates 100,200,400 --seconds 4]
  */
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -39,13 +40,22 @@ const ROOT = resolve(__dirname, '..');
 const DIR = resolve(ROOT, '.local', 'bench');
 const CALLER = '127.0.3.1';
 
-const { values } = parseArgs({ options: { rates: { type: 'string' }, seconds: { type: 'string' }, workers: { type: 'string' } } });
-const RATES = (values.rates ?? '400,600,800,1000,1200,1400,1600,1800,2000,2200,2500,3000,3500,4000').split(',').map(Number);
+const { values } = parseArgs({
+  options: { rates: { type: 'string' }, seconds: { type: 'string' }, workers: { type: 'string' } },
+});
+const RATES = (values.rates ?? '400,600,800,1000,1200,1400,1600,1800,2000,2200,2500,3000,3500,4000')
+  .split(',')
+  .map(Number);
 const SECONDS = Number(values.seconds ?? 4);
 
 const loopback = JSON.parse(readFileSync(join(ROOT, 'examples', 'loopback.json'), 'utf8'));
 // Both configs run with the same number of UDP workers (the example's unless --workers says otherwise).
-const example = values.workers ? { ...loopback, edge: { ...loopback.edge, kamailio: { ...loopback.edge.kamailio, workers: Number(values.workers) } } } : loopback;
+const example = values.workers
+  ? {
+      ...loopback,
+      edge: { ...loopback.edge, kamailio: { ...loopback.edge.kamailio, workers: Number(values.workers) } },
+    }
+  : loopback;
 // One sipp source carries the whole load: pike's per-source limit is raised so it measures cost, not blocking.
 // Every call holds RTPEngine ports through its delete delay (5 s): the range is as wide as the loopback allows, the
 // sipp peers' own media ports sit below it, and each rate starts once the previous rate's ports are free again —
@@ -87,17 +97,27 @@ function cpuMsByProgram(marker: string): Record<string, number> {
   return used;
 }
 
-function cpuPerCall(before: Record<string, number>, after: Record<string, number>, calls: number): Record<string, number> {
-  return Object.fromEntries(Object.entries(after).map(([name, ms]) => [name, Math.round(((ms - (before[name] ?? 0)) * 1000) / calls)]));
+function cpuPerCall(
+  before: Record<string, number>,
+  after: Record<string, number>,
+  calls: number,
+): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(after).map(([name, ms]) => [name, Math.round(((ms - (before[name] ?? 0)) * 1000) / calls)]),
+  );
 }
 
 function describeCpu(cpu: Record<string, number>): string {
   const total = Object.values(cpu).reduce((sum, us) => sum + us, 0);
-  return `${Object.entries(cpu).map(([name, us]) => `${name} ${us}`).join(', ')}; total ${total} µs`;
+  return `${Object.entries(cpu)
+    .map(([name, us]) => `${name} ${us}`)
+    .join(', ')}; total ${total} µs`;
 }
 
 function describeCounts(counts: Record<string, number>): string {
-  return Object.entries(counts).map(([name, n]) => `${name} ${n}`).join(', ');
+  return Object.entries(counts)
+    .map(([name, n]) => `${name} ${n}`)
+    .join(', ');
 }
 
 function readLog(logFile: string): string {
@@ -120,7 +140,10 @@ function edgeLimits(runDir: string): string[] {
         ' node out of the rotation until it answered a probe (503 when both were out)',
     );
   }
-  if (log.includes('Too many open files')) limits.push(`RTPEngine ran out of file descriptors (this shell's limit: ${openFileLimit()}; the edge's systemd unit sets 65536)`);
+  if (log.includes('Too many open files'))
+    limits.push(
+      `RTPEngine ran out of file descriptors (this shell's limit: ${openFileLimit()}; the edge's systemd unit sets 65536)`,
+    );
   if (log.includes('Ran out of ports')) limits.push('RTPEngine ran out of RTP ports');
   return limits;
 }
@@ -148,7 +171,17 @@ async function ramp(
     const cpuBefore = cpuMsByProgram(marker);
     const countedBefore = counters?.();
     const result = await runSippCaller(
-      { scenario: 'uac-call.xml', from: CALLER, to: { ip: '127.0.0.1', port: 5060 }, calls, rate, durationMs: 100, timeoutSeconds: SECONDS + 30, mediaPort: 11000, extraArgs: ['-l', String(rate * 3)] },
+      {
+        scenario: 'uac-call.xml',
+        from: CALLER,
+        to: { ip: '127.0.0.1', port: 5060 },
+        calls,
+        rate,
+        durationMs: 100,
+        timeoutSeconds: SECONDS + 30,
+        mediaPort: 11000,
+        extraArgs: ['-l', String(rate * 3)],
+      },
       join(dir, 'calls'),
     );
     const cpuPerCallUs = cpuPerCall(cpuBefore, cpuMsByProgram(marker), calls);
@@ -163,7 +196,9 @@ async function ramp(
       );
     }
     steps.push({ rate, ok, successful: result.successful, failed: result.failed, cpuPerCallUs, countedPerCall });
-    console.log(`  ${label}: ${rate} calls/s × ${SECONDS} s → ${result.successful} ok, ${result.failed} failed${ok ? '' : '  (stop)'}; CPU µs per call: ${describeCpu(cpuPerCallUs)}`);
+    console.log(
+      `  ${label}: ${rate} calls/s × ${SECONDS} s → ${result.successful} ok, ${result.failed} failed${ok ? '' : '  (stop)'}; CPU µs per call: ${describeCpu(cpuPerCallUs)}`,
+    );
     if (countedPerCall) console.log(`      per call: ${describeCounts(countedPerCall)}`);
     if (!ok) break;
     best = rate;
@@ -174,7 +209,12 @@ async function ramp(
 async function standIns(runDir: string, count: number): Promise<StandIn[]> {
   const started: StandIn[] = [];
   for (const [index, destination] of example.livekitSip.destinations.slice(0, count).entries()) {
-    const standIn = new StandIn({ ip: destination.host, port: destination.port, mediaPort: 12000 + index * 100, runDir });
+    const standIn = new StandIn({
+      ip: destination.host,
+      port: destination.port,
+      mediaPort: 12000 + index * 100,
+      runDir,
+    });
     await standIn.start();
     started.push(standIn);
   }
@@ -261,7 +301,12 @@ async function kamailioOnly(
     const cfgPath = benchConfig(file, dir, ctl, topologyHiding);
     const memory = kamailioMemoryArgs(example.edge.kamailio.sharedMemoryMb);
     daemons.push(spawn('kamailio', ['-DD', '-E', '-f', cfgPath, ...memory], { stdio: 'ignore' }));
-    await waitUntil(`${label} kamailio`, () => kamcmd(ctl, 'core.uptime').then(() => true, () => false));
+    await waitUntil(`${label} kamailio`, () =>
+      kamcmd(ctl, 'core.uptime').then(
+        () => true,
+        () => false,
+      ),
+    );
     peers = await standIns(runDir, 1);
     return await ramp(label, dir);
   } finally {
@@ -306,8 +351,14 @@ async function main(): Promise<void> {
   console.log(`(b) rendered edge (allowlist + pike + bounds + dispatcher + rtpengine + topos): ${b} calls/s`);
   for (const limit of limits) console.log(`    (b) stopped because ${limit}`);
   const top = RATES[RATES.length - 1];
-  for (const [label, best] of [['(a)', a], ['(c)', c], ['(d)', d], ['(b)', b]] as const) {
-    if (best === top) console.log(`    ${label} passed the top rate (${top}): its figure is a lower bound; extend --rates`);
+  for (const [label, best] of [
+    ['(a)', a],
+    ['(c)', c],
+    ['(d)', d],
+    ['(b)', b],
+  ] as const) {
+    if (best === top)
+      console.log(`    ${label} passed the top rate (${top}): its figure is a lower bound; extend --rates`);
   }
   const ratio = (x: number, y: number) => (y > 0 ? (x / y).toFixed(2) : 'n/a');
   console.log(`ratio (b)/(c): ${ratio(b, c)}   (goal ≥ 0.8)`);

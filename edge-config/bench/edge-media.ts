@@ -51,7 +51,10 @@ function bencode(value: Bencoded): string {
   if (typeof value === 'number') return `i${value}e`;
   if (typeof value === 'string') return `${Buffer.byteLength(value)}:${value}`;
   if (Array.isArray(value)) return `l${value.map(bencode).join('')}e`;
-  return `d${Object.keys(value).sort().map((key) => bencode(key) + bencode(value[key])).join('')}e`;
+  return `d${Object.keys(value)
+    .sort()
+    .map((key) => bencode(key) + bencode(value[key]))
+    .join('')}e`;
 }
 
 function bdecode(text: Buffer, at = { i: 0 }): Bencoded {
@@ -112,8 +115,15 @@ const edgeFlags = (from: 'carrier' | 'internal') => ({
 
 function sdp(ip: string, port: number): string {
   return [
-    'v=0', `o=peer 1 1 IN IP4 ${ip}`, 's=-', `c=IN IP4 ${ip}`, 't=0 0',
-    `m=audio ${port} RTP/AVP 8`, 'a=rtpmap:8 PCMA/8000', 'a=ptime:20', '',
+    'v=0',
+    `o=peer 1 1 IN IP4 ${ip}`,
+    's=-',
+    `c=IN IP4 ${ip}`,
+    't=0 0',
+    `m=audio ${port} RTP/AVP 8`,
+    'a=rtpmap:8 PCMA/8000',
+    'a=ptime:20',
+    '',
   ].join('\r\n');
 }
 
@@ -159,8 +169,13 @@ async function openCalls(count: number, viaRtpengine: boolean): Promise<{ calls:
     let toCarrier = { ip: CARRIER_PEER, port: carrier.address().port };
     if (viaRtpengine) {
       const offerSdp = sdp(CARRIER_PEER, toCarrier.port);
-      const offer = await ng({ command: 'offer', 'call-id': id, 'from-tag': 'carrier',
-        sdp: offerSdp, ...edgeFlags('carrier') });
+      const offer = await ng({
+        command: 'offer',
+        'call-id': id,
+        'from-tag': 'carrier',
+        sdp: offerSdp,
+        ...edgeFlags('carrier'),
+      });
       toLiveKit = mediaOf(offer.sdp as string); // RTPEngine's LiveKit-side port: the carrier's packets go in there
       const answerSdp = sdp(LIVEKIT_PEER, livekit.address().port);
       const tags = { 'from-tag': 'carrier', 'to-tag': 'livekit' };

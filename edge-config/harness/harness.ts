@@ -9,7 +9,14 @@ import { createSocket } from 'node:dgram';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { edgeLayout, parseRenderInput, type RenderInput, type RenderInputData, renderEdge, writeRendered } from '../src/render';
+import {
+  edgeLayout,
+  parseRenderInput,
+  type RenderInput,
+  type RenderInputData,
+  renderEdge,
+  writeRendered,
+} from '../src/render';
 import { acquireLoopbackLock, releaseLoopbackLock } from './loopback-lock';
 
 const execFileAsync = promisify(execFile);
@@ -24,7 +31,12 @@ export const SIPP_PCAP_DIR = '/usr/share/sip-tester';
 
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
-async function waitFor<T>(what: string, timeoutMs: number, attempt: () => Promise<T | undefined>, alive?: () => string | undefined): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  attempt: () => Promise<T | undefined>,
+  alive?: () => string | undefined,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const dead = alive?.();
@@ -132,7 +144,9 @@ export async function kamcmd(ctlSocket: string, ...args: string[]): Promise<stri
 
 /** RTPEngine's running totals ("list totals" on its CLI port) as name → number. */
 export async function rtpengineTotals(ip: string, cliPort: number): Promise<Record<string, number>> {
-  const { stdout } = await execFileAsync('rtpengine-ctl', ['-ip', ip, '-port', String(cliPort), 'list', 'totals'], { timeout: 10_000 });
+  const { stdout } = await execFileAsync('rtpengine-ctl', ['-ip', ip, '-port', String(cliPort), 'list', 'totals'], {
+    timeout: 10_000,
+  });
   const totals: Record<string, number> = {};
   for (const line of stdout.split('\n')) {
     const match = /^\s*([A-Za-z][^:]*?)\s*:\s*([\d.]+)\s*$/.exec(line);
@@ -178,7 +192,13 @@ export function sendUdp(payload: string | Buffer, options: SipExchangeOptions): 
 }
 
 /** A minimal out-of-dialog request; `{{LOCAL_PORT}}` is filled with the sending port by sendUdp. */
-export function sipRequest(method: string, from: string, to: { ip: string; port: number }, extraHeaders: string[] = [], callId = `${method.toLowerCase()}-${Math.random().toString(36).slice(2)}`): string {
+export function sipRequest(
+  method: string,
+  from: string,
+  to: { ip: string; port: number },
+  extraHeaders: string[] = [],
+  callId = `${method.toLowerCase()}-${Math.random().toString(36).slice(2)}`,
+): string {
   return [
     `${method} sip:edge@${to.ip}:${to.port} SIP/2.0`,
     `Via: SIP/2.0/UDP ${from}:{{LOCAL_PORT}};branch=z9hG4bK${Math.random().toString(36).slice(2)}`,
@@ -252,7 +272,7 @@ export class EdgeHarness {
       await acquireLoopbackLock();
       this.holdsLoopbackLock = true;
     }
-    await endProcessesMentioning(this.configDir + '/');
+    await endProcessesMentioning(`${this.configDir}/`);
     rmSync(this.runDir, { recursive: true, force: true });
     mkdirSync(this.runDir, { recursive: true });
     writeRendered(this.configDir, renderEdge(this.input));
@@ -261,23 +281,54 @@ export class EdgeHarness {
 
     const rtpLog = join(this.runDir, 'rtpengine.log');
     const { ip, port } = this.layout.rtpengineControl;
-    this.rtpengine = spawnLogged('rtpengine', [`--config-file=${this.layout.rtpengineConf}`, '--foreground', '--log-stderr'], rtpLog);
+    this.rtpengine = spawnLogged(
+      'rtpengine',
+      [`--config-file=${this.layout.rtpengineConf}`, '--foreground', '--log-stderr'],
+      rtpLog,
+    );
     const rtpengine = this.rtpengine;
-    await waitFor('rtpengine control port', 30_000, async () => ((await pingRtpengine(ip, port)) ? true : undefined), () => exitDescription(rtpengine, rtpLog));
+    await waitFor(
+      'rtpengine control port',
+      30_000,
+      async () => ((await pingRtpengine(ip, port)) ? true : undefined),
+      () => exitDescription(rtpengine, rtpLog),
+    );
 
     this.kamailio = spawnLogged(
       'kamailio',
-      ['-DD', '-E', '-f', this.layout.kamailioCfg, '-P', this.layout.kamailioPidFile, ...this.layout.kamailioMemoryArgs],
+      [
+        '-DD',
+        '-E',
+        '-f',
+        this.layout.kamailioCfg,
+        '-P',
+        this.layout.kamailioPidFile,
+        ...this.layout.kamailioMemoryArgs,
+      ],
       this.kamailioLog,
     );
     const kamailio = this.kamailio;
-    await waitFor('kamcmd', 30_000, () => kamcmd(this.layout.ctlSocket, 'core.uptime'), () => exitDescription(kamailio, this.kamailioLog));
+    await waitFor(
+      'kamcmd',
+      30_000,
+      () => kamcmd(this.layout.ctlSocket, 'core.uptime'),
+      () => exitDescription(kamailio, this.kamailioLog),
+    );
     if (this.options.probeFrom) {
       const probeFrom = this.options.probeFrom;
-      await waitFor('kamailio SIP', 30_000, async () => {
-        const replies = await sendUdp(sipRequest('OPTIONS', probeFrom, this.layout.carrierSip), { from: probeFrom, to: this.layout.carrierSip, waitMs: 500 });
-        return replies.some((reply) => reply.startsWith('SIP/2.0 200')) ? true : undefined;
-      }, () => exitDescription(kamailio, this.kamailioLog));
+      await waitFor(
+        'kamailio SIP',
+        30_000,
+        async () => {
+          const replies = await sendUdp(sipRequest('OPTIONS', probeFrom, this.layout.carrierSip), {
+            from: probeFrom,
+            to: this.layout.carrierSip,
+            waitMs: 500,
+          });
+          return replies.some((reply) => reply.startsWith('SIP/2.0 200')) ? true : undefined;
+        },
+        () => exitDescription(kamailio, this.kamailioLog),
+      );
     }
   }
 
@@ -287,10 +338,17 @@ export class EdgeHarness {
     mkdirSync(dirname(this.layout.toposRedisSocket), { recursive: true });
     this.toposRedis = spawnLogged('redis-server', [this.layout.toposRedisConf], redisLog);
     const toposRedis = this.toposRedis;
-    await waitFor('topos redis', 30_000, async () => {
-      const { stdout } = await execFileAsync('redis-cli', ['-s', this.layout.toposRedisSocket, 'ping'], { timeout: 2000 });
-      return stdout.trim() === 'PONG' ? true : undefined;
-    }, () => exitDescription(toposRedis, redisLog));
+    await waitFor(
+      'topos redis',
+      30_000,
+      async () => {
+        const { stdout } = await execFileAsync('redis-cli', ['-s', this.layout.toposRedisSocket, 'ping'], {
+          timeout: 2000,
+        });
+        return stdout.trim() === 'PONG' ? true : undefined;
+      },
+      () => exitDescription(toposRedis, redisLog),
+    );
   }
 
   /** Kills the topology-hiding Redis (as a crash would), leaving Kamailio running. */
@@ -303,7 +361,7 @@ export class EdgeHarness {
     await stopChild(this.rtpengine);
     await stopChild(this.toposRedis);
     // Anything they left (Kamailio children of a killed parent) or a stand-in started against this directory.
-    await endProcessesMentioning(this.configDir + '/');
+    await endProcessesMentioning(`${this.configDir}/`);
     if (this.holdsLoopbackLock) {
       this.holdsLoopbackLock = false;
       releaseLoopbackLock();
@@ -383,14 +441,44 @@ export class StandIn {
     mkdirSync(this.options.runDir, { recursive: true });
     this.child = spawnLogged(
       'sipp',
-      ['-sf', join(SCENARIO_DIR, 'standin-uas.xml'), '-i', ip, '-p', String(port), '-mi', ip, '-mp', String(mediaPort), '-rtp_echo', '-nostdin', '-trace_msg', '-message_file', this.messageFile, '-trace_err', '-error_file', join(this.options.runDir, `standin-${ip}-errors.log`), '-max_recv_loops', '10000'],
+      [
+        '-sf',
+        join(SCENARIO_DIR, 'standin-uas.xml'),
+        '-i',
+        ip,
+        '-p',
+        String(port),
+        '-mi',
+        ip,
+        '-mp',
+        String(mediaPort),
+        '-rtp_echo',
+        '-nostdin',
+        '-trace_msg',
+        '-message_file',
+        this.messageFile,
+        '-trace_err',
+        '-error_file',
+        join(this.options.runDir, `standin-${ip}-errors.log`),
+        '-max_recv_loops',
+        '10000',
+      ],
       this.logFile,
     );
     const child = this.child;
-    await waitFor(`stand-in ${ip}:${port}`, 30_000, async () => {
-      const replies = await sendUdp(sipRequest('OPTIONS', '127.0.0.1', { ip, port }), { from: '127.0.0.1', to: { ip, port }, waitMs: 500 });
-      return replies.some((reply) => reply.startsWith('SIP/2.0 200')) ? true : undefined;
-    }, () => exitDescription(child, this.logFile));
+    await waitFor(
+      `stand-in ${ip}:${port}`,
+      30_000,
+      async () => {
+        const replies = await sendUdp(sipRequest('OPTIONS', '127.0.0.1', { ip, port }), {
+          from: '127.0.0.1',
+          to: { ip, port },
+          waitMs: 500,
+        });
+        return replies.some((reply) => reply.startsWith('SIP/2.0 200')) ? true : undefined;
+      },
+      () => exitDescription(child, this.logFile),
+    );
   }
 
   async stop(): Promise<void> {
@@ -463,23 +551,40 @@ export async function runSippCaller(options: SippCallOptions, workDir: string): 
   const messageFile = join(workDir, `sipp-${tag}-messages.log`);
   const args = [
     `${options.to.ip}:${options.to.port}`,
-    '-sf', join(SCENARIO_DIR, options.scenario),
-    '-i', options.from,
-    '-p', String(options.localPort ?? 5070),
-    '-mi', options.from,
-    '-mp', String(options.mediaPort ?? 36000),
-    '-m', String(options.calls ?? 1),
-    '-r', String(options.rate ?? 10),
-    '-d', String(options.durationMs ?? 500),
-    '-s', options.service ?? INTAKE_NUMBER,
+    '-sf',
+    join(SCENARIO_DIR, options.scenario),
+    '-i',
+    options.from,
+    '-p',
+    String(options.localPort ?? 5070),
+    '-mi',
+    options.from,
+    '-mp',
+    String(options.mediaPort ?? 36000),
+    '-m',
+    String(options.calls ?? 1),
+    '-r',
+    String(options.rate ?? 10),
+    '-d',
+    String(options.durationMs ?? 500),
+    '-s',
+    options.service ?? INTAKE_NUMBER,
     '-nostdin',
-    '-timeout', `${options.timeoutSeconds ?? 30}s`,
+    '-timeout',
+    `${options.timeoutSeconds ?? 30}s`,
     '-timeout_error',
-    '-trace_stat', '-stf', statFile,
-    '-trace_msg', '-message_file', messageFile,
+    '-trace_stat',
+    '-stf',
+    statFile,
+    '-trace_msg',
+    '-message_file',
+    messageFile,
     ...(options.extraArgs ?? []),
   ];
-  const child = spawn('sipp', args, { cwd: options.scenario === 'uac-call-rtp.xml' ? SIPP_PCAP_DIR : workDir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('sipp', args, {
+    cwd: options.scenario === 'uac-call-rtp.xml' ? SIPP_PCAP_DIR : workDir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout?.on('data', (chunk) => {
     output = (output + chunk.toString()).slice(-20_000);
@@ -487,7 +592,9 @@ export async function runSippCaller(options: SippCallOptions, workDir: string): 
   child.stderr?.on('data', (chunk) => {
     output = (output + chunk.toString()).slice(-20_000);
   });
-  const exitCode = await new Promise<number>((done) => child.on('exit', (code, signal) => done(code ?? (signal ? 128 : 1))));
+  const exitCode = await new Promise<number>((done) =>
+    child.on('exit', (code, signal) => done(code ?? (signal ? 128 : 1))),
+  );
   const stats = existsSync(statFile) ? readFileSync(statFile, 'utf8').trim().split('\n') : [];
   let successful = 0;
   let failed = 0;

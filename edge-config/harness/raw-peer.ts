@@ -22,7 +22,10 @@ export interface Datagram {
 export class UdpPeer {
   readonly received: Datagram[] = [];
 
-  private constructor(private readonly socket: Socket, readonly address: Address) {
+  private constructor(
+    private readonly socket: Socket,
+    readonly address: Address,
+  ) {
     socket.on('message', (data, rinfo) => {
       this.received.push({ from: { ip: rinfo.address, port: rinfo.port }, data, text: data.toString('latin1') });
     });

@@ -15,7 +15,12 @@ function main(argv: string[]): number {
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: { config: { type: 'string' }, out: { type: 'string' }, local: { type: 'boolean' }, help: { type: 'boolean' } },
+      options: {
+        config: { type: 'string' },
+        out: { type: 'string' },
+        local: { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
     }));
   } catch (error) {
     console.error(`${(error as Error).message}\n${USAGE}`);

@@ -1,4 +1,4 @@
 export * from './cidr';
-export * from './schema';
-export * from './render';
 export * from './log-events';
+export * from './render';
+export * from './schema';

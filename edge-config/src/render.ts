@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { z } from 'zod';
 import { describeIssues } from '@voice-intake/contracts';
+import { z } from 'zod';
 import { ipv4Schema, parseIpv4Cidr } from './cidr';
 import { EDGE_MEDIA_MODE_LOG_EVENTS } from './log-events';
 import { type CallerPolicy, edgeSectionSchema } from './schema';
@@ -19,11 +19,25 @@ const hostAddressSchema = z.union([ipv4Schema, z.enum([HOST_PLACEHOLDERS.private
 const portSchema = z.number().int().min(1).max(65535);
 const hostnameSchema = z
   .string()
-  .regex(/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/, 'must be an IPv4 address or a DNS name');
+  .regex(
+    /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/,
+    'must be an IPv4 address or a DNS name',
+  );
 const absolutePathSchema = z.string().regex(/^\/[^\s"]*$/, 'must be an absolute path without spaces or quotes');
 
 /** The scanner User-Agents dropped without an answer (a regular expression, as Kamailio's =~ reads it). */
-export const SCANNER_USER_AGENTS = ['friendly-scanner', 'sipvicious', 'sipcli', 'sip-scan', 'sundayddr', 'iWar', 'VaxSIPUserAgent', 'pplsip', 'SIPScan', 'smap'];
+export const SCANNER_USER_AGENTS = [
+  'friendly-scanner',
+  'sipvicious',
+  'sipcli',
+  'sip-scan',
+  'sundayddr',
+  'iWar',
+  'VaxSIPUserAgent',
+  'pplsip',
+  'SIPScan',
+  'smap',
+];
 
 export const hostFactsSchema = z
   .object({
@@ -47,7 +61,11 @@ export const hostFactsSchema = z
     mediaForwarding: z.enum(['kernel', 'userspace']).default('kernel'),
     /** RTPEngine's control (ng) socket; Kamailio is its only client, so keep it on loopback. */
     rtpengineControl: z
-      .object({ ip: ipv4Schema.default('127.0.0.1'), port: portSchema.default(2223), cliPort: portSchema.default(9900) })
+      .object({
+        ip: ipv4Schema.default('127.0.0.1'),
+        port: portSchema.default(2223),
+        cliPort: portSchema.default(9900),
+      })
       .strict()
       .default({ ip: '127.0.0.1', port: 2223, cliPort: 9900 }),
   })
@@ -105,11 +123,19 @@ export const renderInputSchema = z
     // sun_path holds 107 bytes: a longer socket path would fail only when Kamailio starts.
     const toposSocket = toposRedisSocket(input.paths.runDir);
     if (Buffer.byteLength(toposSocket) > 107) {
-      ctx.addIssue({ code: 'custom', path: ['paths', 'runDir'], message: `is too long for a unix socket path (${toposSocket})` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['paths', 'runDir'],
+        message: `is too long for a unix socket path (${toposSocket})`,
+      });
     }
     const control = host.rtpengineControl.port;
     if (control >= edge.rtpPortRange.min && control <= edge.rtpPortRange.max) {
-      ctx.addIssue({ code: 'custom', path: ['host', 'rtpengineControl', 'port'], message: `${control} lies inside edge.rtpPortRange` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['host', 'rtpengineControl', 'port'],
+        message: `${control} lies inside edge.rtpPortRange`,
+      });
     }
   });
 
@@ -265,13 +291,17 @@ export function rtpFlags(from: 'carrier' | 'internal'): string {
 
 function listenLines(input: RenderInput): string {
   const { host, edge } = input;
-  const carrierAdvertise = (port: number) => (host.carrierAdvertisedIp ? ` advertise ${host.carrierAdvertisedIp}:${port}` : '');
+  const carrierAdvertise = (port: number) =>
+    host.carrierAdvertisedIp ? ` advertise ${host.carrierAdvertisedIp}:${port}` : '';
   const lines = [
     `listen=udp:${host.carrierSipIp}:${edge.sipPort}${carrierAdvertise(edge.sipPort)}`,
     `listen=tcp:${host.carrierSipIp}:${edge.sipPort}${carrierAdvertise(edge.sipPort)}`,
   ];
   if (edge.tls) lines.push(`listen=tls:${host.carrierSipIp}:${edge.tlsPort}${carrierAdvertise(edge.tlsPort)}`);
-  lines.push(`listen=udp:${host.internalSipIp}:${host.internalSipPort}`, `listen=tcp:${host.internalSipIp}:${host.internalSipPort}`);
+  lines.push(
+    `listen=udp:${host.internalSipIp}:${host.internalSipPort}`,
+    `listen=tcp:${host.internalSipIp}:${host.internalSipPort}`,
+  );
   return lines.join('\n');
 }
 
@@ -295,8 +325,12 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
   const internalSocket = `udp:${host.internalSipIp}:${host.internalSipPort}`;
 
   const options = [
-    edge.rejectWith === '403' ? '#!define EDGE_REJECT_403' : '# sources outside the allowlist are dropped without an answer',
-    edge.tls ? `#!define WITH_TLS\n#!define EDGE_TLS_CONFIG "${kamailioDir}/tls.cfg"` : '# TLS off: no certificate configured',
+    edge.rejectWith === '403'
+      ? '#!define EDGE_REJECT_403'
+      : '# sources outside the allowlist are dropped without an answer',
+    edge.tls
+      ? `#!define WITH_TLS\n#!define EDGE_TLS_CONFIG "${kamailioDir}/tls.cfg"`
+      : '# TLS off: no certificate configured',
   ].join('\n');
 
   const files: Record<string, string> = {
@@ -344,7 +378,10 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
     'kamailio/dispatcher.list': fillTemplate('kamailio/dispatcher.list', {
       ENTRIES:
         livekitSip.destinations
-          .map((d) => `1 sip:${d.host}:${d.port};transport=${d.transport} 0 0 socket=${d.transport}:${host.internalSipIp}:${host.internalSipPort}`)
+          .map(
+            (d) =>
+              `1 sip:${d.host}:${d.port};transport=${d.transport} 0 0 socket=${d.transport}:${host.internalSipIp}:${host.internalSipPort}`,
+          )
           .join('\n') || NO_NODE_ENTRY,
     }),
     'kamailio/db/address': fillTemplate('kamailio/address', {
@@ -372,7 +409,9 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       DIR: dirname(layout.toposRedisSocket),
       MAX_MEMORY_MB: edge.kamailio.toposStoreMb,
     }),
-    'systemd/voice-intake-topos-redis.service': fillTemplate('systemd/voice-intake-topos-redis.service', { CONFIG_DIR: paths.configDir }),
+    'systemd/voice-intake-topos-redis.service': fillTemplate('systemd/voice-intake-topos-redis.service', {
+      CONFIG_DIR: paths.configDir,
+    }),
     'systemd/voice-intake-rtpengine.service': fillTemplate('systemd/voice-intake-rtpengine.service', {
       CONFIG_DIR: paths.configDir,
       MODE_FILE: layout.mediaModeFile,
@@ -438,19 +477,30 @@ export function withoutCommentLines(rendered: RenderedEdge): RenderedEdge {
   return Object.fromEntries(
     Object.entries(rendered).map(([path, file]) => [
       path,
-      { ...file, content: file.content.split('\n').filter((line) => !comment.test(line)).join('\n') },
+      {
+        ...file,
+        content: file.content
+          .split('\n')
+          .filter((line) => !comment.test(line))
+          .join('\n'),
+      },
     ]),
   );
 }
 
 /** Replaces the host placeholders the way the boot script does (sed over the tree) — for tests and local use. */
-export function fillHostPlaceholders(rendered: RenderedEdge, facts: { privateIp: string; publicIp: string }): RenderedEdge {
+export function fillHostPlaceholders(
+  rendered: RenderedEdge,
+  facts: { privateIp: string; publicIp: string },
+): RenderedEdge {
   return Object.fromEntries(
     Object.entries(rendered).map(([path, file]) => [
       path,
       {
         ...file,
-        content: file.content.replaceAll(HOST_PLACEHOLDERS.privateIp, facts.privateIp).replaceAll(HOST_PLACEHOLDERS.publicIp, facts.publicIp),
+        content: file.content
+          .replaceAll(HOST_PLACEHOLDERS.privateIp, facts.privateIp)
+          .replaceAll(HOST_PLACEHOLDERS.publicIp, facts.publicIp),
       },
     ]),
   );

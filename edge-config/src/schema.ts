@@ -1,5 +1,5 @@
-import { z } from 'zod';
 import { ATTESTATION_LEVELS } from '@voice-intake/contracts';
+import { z } from 'zod';
 import { ipv4CidrSchema } from './cidr';
 
 /** Twilio Elastic SIP Trunking signalling sources, one /30 per Twilio edge (all of them: Twilio fails over). */
@@ -68,13 +68,22 @@ export type CallerPolicy = z.infer<typeof callerPolicySchema>;
 export const edgeSectionSchema = z
   .object({
     /** Carrier signalling sources allowed to reach SIP (5060 UDP/TCP, 5061 TLS) and Kamailio's allowlist. */
-    allowlist: z.array(ipv4CidrSchema).min(1).default([...TWILIO_SIGNALLING_CIDRS]),
+    allowlist: z
+      .array(ipv4CidrSchema)
+      .min(1)
+      .default([...TWILIO_SIGNALLING_CIDRS]),
     /** Carrier media sources allowed to reach the RTP range. */
-    mediaAllowlist: z.array(ipv4CidrSchema).min(1).default([...TWILIO_MEDIA_CIDRS]),
+    mediaAllowlist: z
+      .array(ipv4CidrSchema)
+      .min(1)
+      .default([...TWILIO_MEDIA_CIDRS]),
     /** 0.0.0.0/0 in either list is refused unless this is true. */
     allowAnyCarrierSource: z.boolean().default(false),
     hostsPerAz: z.number().int().min(1).max(4).default(2),
-    instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type such as c7i.large').default('c7i.large'),
+    instanceType: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type such as c7i.large')
+      .default('c7i.large'),
     /**
      * The edge image, pinned: region → AMI id. Without it, a deployment with account and region looks up
      * `amiSsmParameter` once and keeps the answer in cdk.context.json (commit it); upgrading is then
@@ -149,7 +158,10 @@ export const edgeSectionSchema = z
       });
     }
     const { min, max } = edge.rtpPortRange;
-    for (const [name, port] of [['sipPort', edge.sipPort], ['tlsPort', edge.tlsPort]] as const) {
+    for (const [name, port] of [
+      ['sipPort', edge.sipPort],
+      ['tlsPort', edge.tlsPort],
+    ] as const) {
       if (port >= min && port <= max) {
         ctx.addIssue({ code: 'custom', path: ['rtpPortRange'], message: `${min}-${max} overlaps ${name} ${port}` });
       }

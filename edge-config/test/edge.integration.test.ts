@@ -14,9 +14,9 @@ import {
   INTAKE_NUMBER,
   receivedInTrace,
   runSippCaller,
+  StandIn,
   sendUdp,
   sipRequest,
-  StandIn,
 } from '../harness/harness';
 import {
   type Address,
@@ -42,7 +42,8 @@ const CARRIER = '127.0.3.1';
 
 const edge = new EdgeHarness({ dir: DIR, input: EXAMPLE, probeFrom: CARRIER });
 const standIns = EXAMPLE.livekitSip.destinations.map(
-  (d: { host: string; port: number }, index: number) => new StandIn({ ip: d.host, port: d.port, mediaPort: 40000 + index * 100, runDir: join(DIR, 'run') }),
+  (d: { host: string; port: number }, index: number) =>
+    new StandIn({ ip: d.host, port: d.port, mediaPort: 40000 + index * 100, runDir: join(DIR, 'run') }),
 ) as StandIn[];
 const callsDir = join(DIR, 'run', 'calls');
 const carrierSip = () => edge.layout.carrierSip;
@@ -109,7 +110,10 @@ afterAll(async () => {
 describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
   it('completes an allowlisted call with RTP anchored by RTPEngine on both sides', async () => {
     const before = (await edge.rtpengineTotals())['Total relayed packets'] ?? 0;
-    const call = await runSippCaller({ scenario: 'uac-call-rtp.xml', from: CARRIER, to: carrierSip(), durationMs: 2500 }, callsDir);
+    const call = await runSippCaller(
+      { scenario: 'uac-call-rtp.xml', from: CARRIER, to: carrierSip(), durationMs: 2500 },
+      callsDir,
+    );
     expect(call.exitCode, call.output).toBe(0);
     expect(call.successful).toBe(1);
 
@@ -132,9 +136,20 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     // Carrier side: edge 127.0.0.1 (the EIP on AWS), carrier 127.0.3.x. LiveKit side: edge 127.0.1.1, nodes 127.0.2.x.
     // From, To and Call-ID are the carrier's end-to-end identity (RFC 3261 §16.6: a proxy leaves them alone); what
     // routes and carries media (Request-URI, Via, Contact, Route, Record-Route, SDP) shows only the edge's side.
-    const withoutIdentity = (message: string) => message.split('\n').filter((line) => !/^\s*(From|To|Call-ID|f|t|i)\s*:/i.test(line)).join('\n');
-    const routingHeaders = (message: string) => message.split('\n').filter((line) => /^\s*(Via|v|Contact|m|Route|Record-Route)\s*:/i.test(line)).join('\n');
-    const calls = [['uac-call.xml', INTAKE_NUMBER], ['uac-call-hung-up.xml', HANGS_UP_NUMBER]] as const;
+    const withoutIdentity = (message: string) =>
+      message
+        .split('\n')
+        .filter((line) => !/^\s*(From|To|Call-ID|f|t|i)\s*:/i.test(line))
+        .join('\n');
+    const routingHeaders = (message: string) =>
+      message
+        .split('\n')
+        .filter((line) => /^\s*(Via|v|Contact|m|Route|Record-Route)\s*:/i.test(line))
+        .join('\n');
+    const calls = [
+      ['uac-call.xml', INTAKE_NUMBER],
+      ['uac-call-hung-up.xml', HANGS_UP_NUMBER],
+    ] as const;
     for (const [scenario, service] of calls) {
       const call = await runSippCaller({ scenario, service, from: '127.0.3.8', to: carrierSip() }, callsDir);
       expect(call.exitCode, `${scenario}: ${call.output}`).toBe(0);
@@ -143,10 +158,15 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       const atCarrier = receivedInTrace(call.messages);
       expect(atCarrier.some((m) => /^\s*SIP\/2\.0 200 /m.test(m))).toBe(true);
       for (const message of atCarrier) expect(message, scenario).not.toMatch(/127\.0\.[12]\./);
-      expect(atCarrier.find((m) => /^\s*SIP\/2\.0 200 /m.test(m) && /^CSeq: 1 INVITE/m.test(m))).toMatch(/^Contact: <sip:[^@>]+@127\.0\.0\.1[:;>]/m);
+      expect(atCarrier.find((m) => /^\s*SIP\/2\.0 200 /m.test(m) && /^CSeq: 1 INVITE/m.test(m))).toMatch(
+        /^Contact: <sip:[^@>]+@127\.0\.0\.1[:;>]/m,
+      );
 
       const atLiveKit = standIns.flatMap((standIn) => standIn.receivedMessages()).filter((m) => m.includes(callId));
-      expect(atLiveKit.some((m) => /^\s*INVITE sip:[^@]+@127\.0\.2\.[12]:5060/m.test(m)), 'the Request-URI names the node').toBe(true);
+      expect(
+        atLiveKit.some((m) => /^\s*INVITE sip:[^@]+@127\.0\.2\.[12]:5060/m.test(m)),
+        'the Request-URI names the node',
+      ).toBe(true);
       for (const message of atLiveKit) {
         expect(withoutIdentity(message), scenario).not.toContain('127.0.0.1'); // the EIP
         expect(routingHeaders(message), scenario).not.toContain('127.0.3.'); // the carrier's own hosts
@@ -162,8 +182,12 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
 
       const carrierHungUp = service === INTAKE_NUMBER;
       const byeAtLiveKit = atLiveKit.some((m) => /^\s*BYE /m.test(m));
-      if (carrierHungUp) expect(byeAtLiveKit, 'the carrier\'s BYE reached LiveKit').toBe(true);
-      else expect(atCarrier.some((m) => /^\s*BYE sip:carrier@127\.0\.3\.8/m.test(m)), 'LiveKit\'s BYE reached the carrier').toBe(true);
+      if (carrierHungUp) expect(byeAtLiveKit, "the carrier's BYE reached LiveKit").toBe(true);
+      else
+        expect(
+          atCarrier.some((m) => /^\s*BYE sip:carrier@127\.0\.3\.8/m.test(m)),
+          "LiveKit's BYE reached the carrier",
+        ).toBe(true);
     }
   });
 
@@ -171,10 +195,15 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     const pid = edge.kamailioPid;
     const from = '127.0.3.11';
     await edge.killToposStore();
-    const refused = await runSippCaller({ scenario: 'uac-expect-503.xml', from, to: carrierSip(), timeoutSeconds: 10 }, callsDir);
+    const refused = await runSippCaller(
+      { scenario: 'uac-expect-503.xml', from, to: carrierSip(), timeoutSeconds: 10 },
+      callsDir,
+    );
     expect(refused.exitCode, refused.output).toBe(0);
     expect(invitesWithCallId(refused.callIds[0])).toEqual([]);
-    expect(readFileSync(edge.kamailioLog, 'utf8')).toContain(`topology store unreachable, ${refused.callIds[0]} refused`);
+    expect(readFileSync(edge.kamailioLog, 'utf8')).toContain(
+      `topology store unreachable, ${refused.callIds[0]} refused`,
+    );
 
     await edge.startToposStore();
     const call = await runSippCaller({ scenario: 'uac-call.xml', from, to: carrierSip() }, callsDir);
@@ -186,7 +215,10 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
   it('never forwards anything from a source outside the allowlist (silent drop)', async () => {
     const hostile = '127.0.4.1';
     expect(await options(hostile)).toEqual([]);
-    const call = await runSippCaller({ scenario: 'uac-call.xml', from: hostile, to: carrierSip(), timeoutSeconds: 4 }, callsDir);
+    const call = await runSippCaller(
+      { scenario: 'uac-call.xml', from: hostile, to: carrierSip(), timeoutSeconds: 4 },
+      callsDir,
+    );
     expect(call.exitCode).not.toBe(0);
     expect(call.successful).toBe(0);
     for (const standIn of standIns) expect(standIn.receivedMessages().join('\n')).not.toContain(hostile);
@@ -228,20 +260,30 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
   it('fails over to the second LiveKit node and answers 503 when none is up', async () => {
     const [first, second] = standIns;
     await first.stop();
-    const calls = await runSippCaller({ scenario: 'uac-call.xml', from: '127.0.3.3', to: carrierSip(), calls: 3, rate: 5 }, callsDir);
+    const calls = await runSippCaller(
+      { scenario: 'uac-call.xml', from: '127.0.3.3', to: carrierSip(), calls: 3, rate: 5 },
+      callsDir,
+    );
     expect(calls.exitCode, calls.output).toBe(0);
     expect(calls.successful).toBe(3);
-    for (const callId of calls.callIds) expect(second.receivedInvites().some((invite) => invite.includes(callId))).toBe(true);
+    for (const callId of calls.callIds)
+      expect(second.receivedInvites().some((invite) => invite.includes(callId))).toBe(true);
 
     await second.stop();
-    const refused = await runSippCaller({ scenario: 'uac-expect-503.xml', from: '127.0.3.3', to: carrierSip(), timeoutSeconds: 20 }, callsDir);
+    const refused = await runSippCaller(
+      { scenario: 'uac-expect-503.xml', from: '127.0.3.3', to: carrierSip(), timeoutSeconds: 20 },
+      callsDir,
+    );
     expect(refused.exitCode, refused.output).toBe(0);
     expect(refused.messages).toMatch(/^SIP\/2\.0 503 No LiveKit SIP node available/m);
 
     await first.start();
     await second.start();
     await waitForDispatcherActive(2);
-    const recovered = await runSippCaller({ scenario: 'uac-call.xml', from: '127.0.3.3', to: carrierSip(), calls: 2, rate: 5 }, callsDir);
+    const recovered = await runSippCaller(
+      { scenario: 'uac-call.xml', from: '127.0.3.3', to: carrierSip(), calls: 2, rate: 5 },
+      callsDir,
+    );
     expect(recovered.exitCode, recovered.output).toBe(0);
   });
 
@@ -263,7 +305,10 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       seen.add(flags);
       await sleep(100);
     }
-    expect([...seen].filter((flags) => flags.startsWith('I')), 'never inactive over a blip').toEqual([]);
+    expect(
+      [...seen].filter((flags) => flags.startsWith('I')),
+      'never inactive over a blip',
+    ).toEqual([]);
     const calls = (count: number, rate: number) =>
       runSippCaller({ scenario: 'uac-call.xml', from: '127.0.3.3', to: carrierSip(), calls: count, rate }, callsDir);
     const afterBlip = await calls(4, 4);
@@ -275,12 +320,17 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     // LIVEKIT_PROBING_THRESHOLD failures (calls or pings) calls go straight to the live node.
     await first.stop();
     const detours = (callId: string) =>
-      readFileSync(edge.kamailioLog, 'utf8').split('\n').filter((line) => line.includes(`did not answer ${callId}`));
+      readFileSync(edge.kamailioLog, 'utf8')
+        .split('\n')
+        .filter((line) => line.includes(`did not answer ${callId}`));
     const whileDying = await calls(6, 2);
     expect(whileDying.exitCode, whileDying.output).toBe(0);
     expect(whileDying.successful).toBe(6);
     for (const callId of whileDying.callIds) {
-      expect(second.receivedInvites().some((invite) => invite.includes(callId)), callId).toBe(true);
+      expect(
+        second.receivedInvites().some((invite) => invite.includes(callId)),
+        callId,
+      ).toBe(true);
       expect(detours(callId).length, callId).toBeLessThanOrEqual(1);
     }
     expect(whileDying.callIds.flatMap(detours).length).toBeLessThanOrEqual(LIVEKIT_PROBING_THRESHOLD);
@@ -295,14 +345,19 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
 
   it('bans a flooding allowlisted source while another allowlisted carrier keeps calling', async () => {
     const flooder = '127.0.3.9';
-    const flood = Array.from({ length: 800 }, () => sendUdp(sipRequest('OPTIONS', flooder, carrierSip()), { from: flooder, to: carrierSip(), waitMs: 1500 }));
+    const flood = Array.from({ length: 800 }, () =>
+      sendUdp(sipRequest('OPTIONS', flooder, carrierSip()), { from: flooder, to: carrierSip(), waitMs: 1500 }),
+    );
     const answered = (await Promise.all(flood)).filter((replies) => replies.length > 0).length;
     expect(answered).toBeLessThan(800);
     const banned = (await edge.counters()).bannedDrops;
     expect(await options(flooder)).toEqual([]); // banned
     expect((await edge.counters()).bannedDrops).toBe(banned + 1);
 
-    const call = await runSippCaller({ scenario: 'uac-call.xml', from: CARRIER, to: carrierSip(), calls: 3, rate: 5 }, callsDir);
+    const call = await runSippCaller(
+      { scenario: 'uac-call.xml', from: CARRIER, to: carrierSip(), calls: 3, rate: 5 },
+      callsDir,
+    );
     expect(call.exitCode, call.output).toBe(0);
     // The ban's length as a number (the config once printed the name of its define).
     expect(readFileSync(edge.kamailioLog, 'utf8')).toContain(`pike flood from ${flooder}`);
@@ -315,7 +370,10 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     const newCarrier = '127.0.5.1';
     expect(await options(newCarrier)).toEqual([]);
 
-    const inProgress = runSippCaller({ scenario: 'uac-call-rtp.xml', from: '127.0.3.4', to: carrierSip(), durationMs: 6000 }, callsDir);
+    const inProgress = runSippCaller(
+      { scenario: 'uac-call-rtp.xml', from: '127.0.3.4', to: carrierSip(), durationMs: 6000 },
+      callsDir,
+    );
     await new Promise((done) => setTimeout(done, 1500));
 
     // What the SSM association does: rewrite the address table, then run the reload script.
@@ -343,7 +401,10 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     const pid = edge.kamailioPid;
     const script = join(DIR, 'bin', 'edge-livekit-nodes.sh');
     const setNodes = (...nodes: string[]) => spawnSync(script, nodes, { encoding: 'utf8' });
-    const inProgress = runSippCaller({ scenario: 'uac-call-rtp.xml', from: '127.0.3.7', to: carrierSip(), durationMs: 6000 }, callsDir);
+    const inProgress = runSippCaller(
+      { scenario: 'uac-call-rtp.xml', from: '127.0.3.7', to: carrierSip(), durationMs: 6000 },
+      callsDir,
+    );
     await new Promise((done) => setTimeout(done, 1500));
 
     expect(setNodes('127.0.2.2').status).toBe(0);
@@ -351,9 +412,13 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     expect(list).toContain('sip:127.0.2.2:5060;transport=udp');
     expect(list).not.toContain('127.0.2.1');
     const firstBefore = first.receivedInvites().length;
-    const calls = await runSippCaller({ scenario: 'uac-call.xml', from: '127.0.3.6', to: carrierSip(), calls: 3, rate: 5 }, callsDir);
+    const calls = await runSippCaller(
+      { scenario: 'uac-call.xml', from: '127.0.3.6', to: carrierSip(), calls: 3, rate: 5 },
+      callsDir,
+    );
     expect(calls.exitCode, calls.output).toBe(0);
-    for (const callId of calls.callIds) expect(second.receivedInvites().some((invite) => invite.includes(callId))).toBe(true);
+    for (const callId of calls.callIds)
+      expect(second.receivedInvites().some((invite) => invite.includes(callId))).toBe(true);
     expect(first.receivedInvites().length).toBe(firstBefore);
 
     // Anything but an address is refused before the list is touched.
@@ -363,7 +428,10 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     expect(await edge.kamcmd('dispatcher.list')).toContain('sip:127.0.2.2:5060;transport=udp');
 
     expect(setNodes().status).toBe(0);
-    const refused = await runSippCaller({ scenario: 'uac-expect-503.xml', from: '127.0.3.6', to: carrierSip(), timeoutSeconds: 20 }, callsDir);
+    const refused = await runSippCaller(
+      { scenario: 'uac-expect-503.xml', from: '127.0.3.6', to: carrierSip(), timeoutSeconds: 20 },
+      callsDir,
+    );
     expect(refused.exitCode, refused.output).toBe(0);
 
     expect(setNodes('127.0.2.1:5060', '127.0.2.2').status).toBe(0);
@@ -414,7 +482,10 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       await sleep(1000); // anything else the edge would send for this request
       const replies = peer.received.filter((d) => d.text.includes(`Call-ID: ${call.callId}`));
       const statusLine = expect.stringMatching(new RegExp(`^SIP/2\\.0 ${status} `));
-      expect(replies.map((d) => d.text.split('\r\n')[0]), name).toEqual([statusLine]);
+      expect(
+        replies.map((d) => d.text.split('\r\n')[0]),
+        name,
+      ).toEqual([statusLine]);
       expect(replies[0].from, name).toEqual(carrierSip());
       expect(replies[0].text, name).not.toMatch(/127\.0\.[12]\./);
       expect(invitesWithCallId(call.callId), name).toEqual([]);
@@ -464,8 +535,11 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       ['a level with a tail', verstat('TN-Validation-Passed-A;x=1'), 'none'],
       // The carrier's caller may have put our headers in; each of ours arrives once, with the edge's value.
       ['spoofed (none)', ['X-Voice-Intake-Attestation: A', 'x-voice-intake-caller: +15550100001'], 'none'],
-      ['spoofed (C)', [...verstat('TN-Validation-Passed-C'), 'X-VOICE-INTAKE-ATTESTATION:A', 'X-Voice-Intake-X: 1'],
-        'C'],
+      [
+        'spoofed (C)',
+        [...verstat('TN-Validation-Passed-C'), 'X-VOICE-INTAKE-ATTESTATION:A', 'X-Voice-Intake-X: 1'],
+        'C',
+      ],
     ];
     for (const [name, extraHeaders, level] of passing) {
       const { status, callerHeaders } = await placeCall(peer, { extraHeaders, fromUser: caller });

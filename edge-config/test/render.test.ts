@@ -10,23 +10,25 @@ import {
   RTPENGINE_LOG_EVENTS,
   UNCOUNTED_LOG_EVENTS,
 } from '../src/log-events';
-import { edgeSectionSchema } from '../src/schema';
 import {
   ackWaitSeconds,
   CALLERS_TABLE_HEADER,
   fillHostPlaceholders,
   HOST_PLACEHOLDERS,
   parseRenderInput,
+  type RenderInputData,
   rejectAttestationPattern,
   renderCallerRows,
-  type RenderInputData,
   renderEdge,
   SIP_LIMITS,
   withoutCommentLines,
   writeRendered,
 } from '../src/render';
+import { edgeSectionSchema } from '../src/schema';
 
-const LOOPBACK: RenderInputData = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
+const LOOPBACK: RenderInputData = JSON.parse(
+  readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'),
+);
 const scratch = mkdtempSync(join(tmpdir(), 'edge-render-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -44,10 +46,17 @@ const CDK_DEFAULT: RenderInputData = {
   livekitSip: { destinations: [{ host: 'livekit-sip.voice-intake.internal' }] },
 };
 
-function kamailioCheck(input: RenderInputData, name: string, facts = { privateIp: '127.0.0.1', publicIp: '192.0.2.10' }) {
+function kamailioCheck(
+  input: RenderInputData,
+  name: string,
+  facts = { privateIp: '127.0.0.1', publicIp: '192.0.2.10' },
+) {
   const dir = join(scratch, name);
   mkdirSync(join(dir, 'run'), { recursive: true });
-  const rendered = fillHostPlaceholders(renderEdge({ ...input, paths: { configDir: dir, runDir: join(dir, 'run') } }), facts);
+  const rendered = fillHostPlaceholders(
+    renderEdge({ ...input, paths: { configDir: dir, runDir: join(dir, 'run') } }),
+    facts,
+  );
   writeRendered(dir, rendered);
   const result = spawnSync('kamailio', ['-c', '-f', join(dir, 'kamailio', 'kamailio.cfg')], { encoding: 'utf8' });
   // A missing kamailio is a broken test machine, not a config verdict ("npm run setup" installs it).
@@ -57,14 +66,28 @@ function kamailioCheck(input: RenderInputData, name: string, facts = { privateIp
 
 describe('renderer input', () => {
   it('names the offending key', () => {
-    expect(() => parseRenderInput({ ...LOOPBACK, host: { ...LOOPBACK.host, internalSipIp: '127.0.1.300' } })).toThrow(/host\.internalSipIp: is not a valid IPv4 address/);
-    expect(() => parseRenderInput({ ...LOOPBACK, edge: { ...LOOPBACK.edge, allowlist: ['0.0.0.0/0'] } })).toThrow(/edge\.allowlist\[0\]: opens the edge/);
-    expect(() => parseRenderInput({ ...LOOPBACK, livekitSip: { destinations: [{ host: 'bad host' }] } })).toThrow(/livekitSip\.destinations\[0\]\.host/);
-    expect(() => parseRenderInput({ ...LOOPBACK, livekitSip: { destinations: [], nodeTransport: 'tls' } })).toThrow(/livekitSip\.nodeTransport/);
-    expect(() => parseRenderInput({ ...LOOPBACK, host: { ...LOOPBACK.host, internalSipIp: '127.0.0.1' } })).toThrow(/host\.internalSipPort: 5060 is taken/);
+    expect(() => parseRenderInput({ ...LOOPBACK, host: { ...LOOPBACK.host, internalSipIp: '127.0.1.300' } })).toThrow(
+      /host\.internalSipIp: is not a valid IPv4 address/,
+    );
+    expect(() => parseRenderInput({ ...LOOPBACK, edge: { ...LOOPBACK.edge, allowlist: ['0.0.0.0/0'] } })).toThrow(
+      /edge\.allowlist\[0\]: opens the edge/,
+    );
+    expect(() => parseRenderInput({ ...LOOPBACK, livekitSip: { destinations: [{ host: 'bad host' }] } })).toThrow(
+      /livekitSip\.destinations\[0\]\.host/,
+    );
+    expect(() => parseRenderInput({ ...LOOPBACK, livekitSip: { destinations: [], nodeTransport: 'tls' } })).toThrow(
+      /livekitSip\.nodeTransport/,
+    );
+    expect(() => parseRenderInput({ ...LOOPBACK, host: { ...LOOPBACK.host, internalSipIp: '127.0.0.1' } })).toThrow(
+      /host\.internalSipPort: 5060 is taken/,
+    );
     expect(() => parseRenderInput({ ...LOOPBACK, extra: 1 })).toThrow(/extra: unknown key/);
-    expect(() => parseRenderInput({ ...LOOPBACK, edge: { ...LOOPBACK.edge, maxCallSeconds: 60 } })).toThrow(/edge\.maxCallSeconds/);
-    expect(() => parseRenderInput({ ...LOOPBACK, paths: { configDir: '/opt/edge', runDir: `/run/${'x'.repeat(100)}` } })).toThrow(/paths\.runDir: is too long for a unix socket path/);
+    expect(() => parseRenderInput({ ...LOOPBACK, edge: { ...LOOPBACK.edge, maxCallSeconds: 60 } })).toThrow(
+      /edge\.maxCallSeconds/,
+    );
+    expect(() =>
+      parseRenderInput({ ...LOOPBACK, paths: { configDir: '/opt/edge', runDir: `/run/${'x'.repeat(100)}` } }),
+    ).toThrow(/paths\.runDir: is too long for a unix socket path/);
   });
 
   it('takes only E.164 numbers and prefixes in the caller lists, and known attestation levels', () => {
@@ -149,7 +172,14 @@ describe('rendered edge', () => {
   });
 
   it('feeds pike, failover and rejection from the edge section', () => {
-    const host = renderEdge({ ...LOOPBACK, edge: { ...LOOPBACK.edge, rejectWith: '403', pike: { reqsDensityPerUnit: 77, samplingTimeUnitSeconds: 3, banSeconds: 600 } } })['kamailio/edge-host.cfg'].content;
+    const host = renderEdge({
+      ...LOOPBACK,
+      edge: {
+        ...LOOPBACK.edge,
+        rejectWith: '403',
+        pike: { reqsDensityPerUnit: 77, samplingTimeUnitSeconds: 3, banSeconds: 600 },
+      },
+    })['kamailio/edge-host.cfg'].content;
     expect(host).toMatch(/^#!define EDGE_PIKE_DENSITY 77$/m);
     expect(host).toMatch(/^#!define EDGE_PIKE_SAMPLING_SECONDS 3$/m);
     expect(host).toContain('autoexpire=600;');
@@ -180,19 +210,27 @@ describe('rendered edge', () => {
 
   it('splits RTPEngine into a carrier side advertising the EIP and a private internal side', () => {
     const conf = renderEdge(CDK_DEFAULT)['rtpengine/rtpengine.conf'].content;
-    expect(conf).toContain(`interface = carrier/${HOST_PLACEHOLDERS.privateIp}!${HOST_PLACEHOLDERS.publicIp};internal/${HOST_PLACEHOLDERS.privateIp}`);
+    expect(conf).toContain(
+      `interface = carrier/${HOST_PLACEHOLDERS.privateIp}!${HOST_PLACEHOLDERS.publicIp};internal/${HOST_PLACEHOLDERS.privateIp}`,
+    );
     expect(conf).toMatch(/^table = 0$/m);
     expect(conf).toMatch(/^port-min = 10000$/m);
   });
 
   it('advertises the EIP on carrier sockets only', () => {
     const host = renderEdge(CDK_DEFAULT)['kamailio/edge-host.cfg'].content;
-    expect(host).toContain(`listen=udp:${HOST_PLACEHOLDERS.privateIp}:5060 advertise ${HOST_PLACEHOLDERS.publicIp}:5060`);
+    expect(host).toContain(
+      `listen=udp:${HOST_PLACEHOLDERS.privateIp}:5060 advertise ${HOST_PLACEHOLDERS.publicIp}:5060`,
+    );
     expect(host).toMatch(new RegExp(`^listen=udp:${HOST_PLACEHOLDERS.privateIp}:5080$`, 'm'));
   });
 
   it('keeps topology-hiding records in a host-local Redis on a unix socket, as long as the longest call', () => {
-    const input = { ...LOOPBACK, edge: { ...LOOPBACK.edge, maxCallSeconds: 7200, kamailio: { toposStoreMb: 64 } }, paths: { configDir: '/opt/edge', runDir: '/run/edge' } };
+    const input = {
+      ...LOOPBACK,
+      edge: { ...LOOPBACK.edge, maxCallSeconds: 7200, kamailio: { toposStoreMb: 64 } },
+      paths: { configDir: '/opt/edge', runDir: '/run/edge' },
+    };
     const rendered = renderEdge(input);
     const redis = rendered['redis/topos-redis.conf'].content;
     expect(redis).toMatch(/^port 0$/m); // nothing on the network
@@ -205,14 +243,24 @@ describe('rendered edge', () => {
     expect(host).toMatch(/^#!define EDGE_TOPOS_DIALOG_EXPIRE 7200$/m);
     expect(rendered['rtpengine/rtpengine.conf'].content).toMatch(/^final-timeout = 7200$/m);
     expect(rendered['kamailio/kamailio.cfg'].content).toMatch(/^loadmodule "topos_redis\.so"$/m);
-    expect(rendered['systemd/voice-intake-kamailio.service'].content).toMatch(/^Requires=.*voice-intake-topos-redis\.service/m);
-    expect(rendered['systemd/voice-intake-topos-redis.service'].content).toContain('ExecStart=/usr/bin/redis-server /opt/edge/redis/topos-redis.conf');
+    expect(rendered['systemd/voice-intake-kamailio.service'].content).toMatch(
+      /^Requires=.*voice-intake-topos-redis\.service/m,
+    );
+    expect(rendered['systemd/voice-intake-topos-redis.service'].content).toContain(
+      'ExecStart=/usr/bin/redis-server /opt/edge/redis/topos-redis.conf',
+    );
   });
 
   it('runs Kamailio with the TLSF allocator and the configured memory pools', () => {
-    const rendered = renderEdge({ ...LOOPBACK, edge: { ...LOOPBACK.edge, kamailio: { sharedMemoryMb: 512 } }, paths: { configDir: '/opt/edge', runDir: '/run/edge' } });
+    const rendered = renderEdge({
+      ...LOOPBACK,
+      edge: { ...LOOPBACK.edge, kamailio: { sharedMemoryMb: 512 } },
+      paths: { configDir: '/opt/edge', runDir: '/run/edge' },
+    });
     const unit = rendered['systemd/voice-intake-kamailio.service'].content;
-    expect(unit).toMatch(/^ExecStart=\/usr\/sbin\/kamailio -DD -E -f \/opt\/edge\/kamailio\/kamailio\.cfg -P \/run\/edge\/kamailio\.pid -x tlsf -X tlsf -m 512 -M 16$/m);
+    expect(unit).toMatch(
+      /^ExecStart=\/usr\/sbin\/kamailio -DD -E -f \/opt\/edge\/kamailio\/kamailio\.cfg -P \/run\/edge\/kamailio\.pid -x tlsf -X tlsf -m 512 -M 16$/m,
+    );
   });
 
   it('logs every counted event with the phrase its CloudWatch metric filter looks for, and counts it', () => {
@@ -228,9 +276,23 @@ describe('rendered edge', () => {
 
   it('renders through the CLI with --local', () => {
     const out = join(scratch, 'cli');
-    const stdout = execFileSync('npx', ['tsx', resolve(__dirname, '..', 'src', 'cli.ts'), '--config', resolve(__dirname, '..', 'examples', 'loopback.json'), '--out', out, '--local'], { encoding: 'utf8' });
+    const stdout = execFileSync(
+      'npx',
+      [
+        'tsx',
+        resolve(__dirname, '..', 'src', 'cli.ts'),
+        '--config',
+        resolve(__dirname, '..', 'examples', 'loopback.json'),
+        '--out',
+        out,
+        '--local',
+      ],
+      { encoding: 'utf8' },
+    );
     expect(stdout).toContain(`into ${out}`);
-    expect(readFileSync(join(out, 'kamailio', 'kamailio.cfg'), 'utf8')).toContain(`import_file "${out}/kamailio/edge-host.cfg"`);
+    expect(readFileSync(join(out, 'kamailio', 'kamailio.cfg'), 'utf8')).toContain(
+      `import_file "${out}/kamailio/edge-host.cfg"`,
+    );
   });
 });
 
@@ -249,19 +311,41 @@ describe('kamailio -c', () => {
     expect(check.status, check.output).toBe(0);
   });
 
-
   it('accepts the loopback example', () => {
     const check = kamailioCheck(LOOPBACK, 'loopback');
     expect(check.status, check.output).toBe(0);
   });
 
   it('accepts TLS on 5061 when a certificate is configured', () => {
-    const input = { ...CDK_DEFAULT, edge: edgeSectionSchema.parse({ tls: { certificateSecretName: 'edge/cert', privateKeySecretName: 'edge/key' } }) };
+    const input = {
+      ...CDK_DEFAULT,
+      edge: edgeSectionSchema.parse({ tls: { certificateSecretName: 'edge/cert', privateKeySecretName: 'edge/key' } }),
+    };
     const dir = join(scratch, 'tls');
     mkdirSync(join(dir, 'tls'), { recursive: true });
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=edge.test', '-keyout', join(dir, 'tls', 'edge.key'), '-out', join(dir, 'tls', 'edge.crt')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=edge.test',
+        '-keyout',
+        join(dir, 'tls', 'edge.key'),
+        '-out',
+        join(dir, 'tls', 'edge.crt'),
+      ],
+      { stdio: 'ignore' },
+    );
     const check = kamailioCheck(input, 'tls');
-    expect(check.rendered['kamailio/edge-host.cfg'].content).toContain('listen=tls:127.0.0.1:5061 advertise 192.0.2.10:5061');
+    expect(check.rendered['kamailio/edge-host.cfg'].content).toContain(
+      'listen=tls:127.0.0.1:5061 advertise 192.0.2.10:5061',
+    );
     expect(check.status, check.output).toBe(0);
     expect(check.output).toMatch(/tls: 127\.0\.0\.1 \[127\.0\.0\.1\]:5061/);
   });

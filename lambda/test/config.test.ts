@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { readEnrichmentEnv } from '../src/enrichment/config';
 
-const REQUIRED = { MODEL_ID: 'us.anthropic.claude-haiku-4-5-20251001-v1:0', EVENT_BUS_NAME: 'intake-bus', IDEMPOTENCY_TABLE_NAME: 'idempotency' };
+const REQUIRED = {
+  MODEL_ID: 'us.anthropic.claude-haiku-4-5-20251001-v1:0',
+  EVENT_BUS_NAME: 'intake-bus',
+  IDEMPOTENCY_TABLE_NAME: 'idempotency',
+};
 
 describe('enrichment environment', () => {
   it('fills the defaults the README documents', () => {
@@ -21,7 +25,12 @@ describe('enrichment environment', () => {
     } catch (error) {
       message = (error as Error).message;
     }
-    for (const variable of ['EVENT_BUS_NAME', 'IDEMPOTENCY_TABLE_NAME', 'MAX_TRANSCRIPT_BYTES', 'BEDROCK_MAX_ATTEMPTS']) {
+    for (const variable of [
+      'EVENT_BUS_NAME',
+      'IDEMPOTENCY_TABLE_NAME',
+      'MAX_TRANSCRIPT_BYTES',
+      'BEDROCK_MAX_ATTEMPTS',
+    ]) {
       expect(message).toContain(variable);
     }
     expect(message).toMatch(/^invalid enrichment environment: /);

@@ -1,7 +1,18 @@
 import { AutoScalingClient, DescribeAutoScalingGroupsCommand } from '@aws-sdk/client-auto-scaling';
 import { DescribeInstancesCommand, type DescribeInstancesCommandInput, EC2Client } from '@aws-sdk/client-ec2';
-import { DescribeContainerInstancesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
-import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SendCommandCommand, SSMClient } from '@aws-sdk/client-ssm';
+import {
+  DescribeContainerInstancesCommand,
+  DescribeTasksCommand,
+  ECSClient,
+  ListTasksCommand,
+} from '@aws-sdk/client-ecs';
+import {
+  GetParameterCommand,
+  ParameterNotFound,
+  PutParameterCommand,
+  SendCommandCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { settingsFromEnv } from '../src/edge-sync/handler';
@@ -42,14 +53,28 @@ beforeEach(() => {
   parameter = undefined;
   commandIds = 0;
   autoScaling.on(DescribeAutoScalingGroupsCommand).callsFake(({ AutoScalingGroupNames }) => ({
-    AutoScalingGroups: AutoScalingGroupNames?.[0] === settings.livekitAutoScalingGroup
-      ? [{ AutoScalingGroupName: settings.livekitAutoScalingGroup, Instances: livekit.map((node) => ({ InstanceId: node.id, LifecycleState: node.lifecycle ?? 'InService', HealthStatus: node.health ?? 'Healthy' })) }]
-      : [],
+    AutoScalingGroups:
+      AutoScalingGroupNames?.[0] === settings.livekitAutoScalingGroup
+        ? [
+            {
+              AutoScalingGroupName: settings.livekitAutoScalingGroup,
+              Instances: livekit.map((node) => ({
+                InstanceId: node.id,
+                LifecycleState: node.lifecycle ?? 'InService',
+                HealthStatus: node.health ?? 'Healthy',
+              })),
+            },
+          ]
+        : [],
   }));
   ec2.on(DescribeInstancesCommand).callsFake((input: DescribeInstancesCommandInput) => {
     const byTag = input.Filters?.some((filter) => filter.Name === `tag:${settings.edgeTag.key}`);
     const pool = byTag ? edgeHosts : livekit.filter((node) => input.InstanceIds?.includes(node.id));
-    return { Reservations: [{ Instances: pool.map((instance) => ({ InstanceId: instance.id, PrivateIpAddress: instance.address })) }] };
+    return {
+      Reservations: [
+        { Instances: pool.map((instance) => ({ InstanceId: instance.id, PrivateIpAddress: instance.address })) },
+      ],
+    };
   });
   ssm.on(GetParameterCommand).callsFake(() => {
     if (parameter === undefined) throw new ParameterNotFound({ message: 'not found', $metadata: {} });
@@ -67,9 +92,17 @@ const at = (minutes: number) => new Date(Date.UTC(2026, 10, 24, 12, minutes));
 
 describe('edge node sync', () => {
   it('sends every edge host the in-service LiveKit addresses, then remembers what it sent', async () => {
-    livekit.push({ id: 'i-lk3', address: '10.0.3.30', lifecycle: 'Pending' }, { id: 'i-lk4', address: '10.0.4.40', health: 'Unhealthy' });
+    livekit.push(
+      { id: 'i-lk3', address: '10.0.3.30', lifecycle: 'Pending' },
+      { id: 'i-lk4', address: '10.0.4.40', health: 'Unhealthy' },
+    );
     const outcome = await syncEdgeNodes(clients, settings, at(0));
-    expect(outcome).toMatchObject({ action: 'sent', reason: 'first sync', nodes: ['10.0.1.10', '10.0.2.20'], edgeHosts: ['i-edge-a', 'i-edge-b'] });
+    expect(outcome).toMatchObject({
+      action: 'sent',
+      reason: 'first sync',
+      nodes: ['10.0.1.10', '10.0.2.20'],
+      edgeHosts: ['i-edge-a', 'i-edge-b'],
+    });
     expect(sentCommands()).toEqual([
       expect.objectContaining({
         DocumentName: 'AWS-RunShellScript',
@@ -77,25 +110,41 @@ describe('edge node sync', () => {
         Parameters: { commands: ['/etc/voice-intake-edge/bin/edge-livekit-nodes.sh 10.0.1.10:5060 10.0.2.20:5060'] },
       }),
     ]);
-    expect(JSON.parse(parameter!)).toEqual({ nodes: ['10.0.1.10', '10.0.2.20'], edgeHosts: ['i-edge-a', 'i-edge-b'], commandId: 'cmd-1', appliedAt: at(0).toISOString() });
+    expect(JSON.parse(parameter!)).toEqual({
+      nodes: ['10.0.1.10', '10.0.2.20'],
+      edgeHosts: ['i-edge-a', 'i-edge-b'],
+      commandId: 'cmd-1',
+      appliedAt: at(0).toISOString(),
+    });
   });
 
   it('does nothing while nothing changed, and re-applies after the interval', async () => {
     await syncEdgeNodes(clients, settings, at(0));
     expect(await syncEdgeNodes(clients, settings, at(1))).toMatchObject({ action: 'unchanged' });
     expect(await syncEdgeNodes(clients, settings, at(9))).toMatchObject({ action: 'unchanged' });
-    expect(await syncEdgeNodes(clients, settings, at(10))).toMatchObject({ action: 'sent', reason: 're-apply interval elapsed' });
+    expect(await syncEdgeNodes(clients, settings, at(10))).toMatchObject({
+      action: 'sent',
+      reason: 're-apply interval elapsed',
+    });
     expect(sentCommands()).toHaveLength(2);
   });
 
   it('sends again when a LiveKit host comes or goes, or an edge host is replaced', async () => {
     await syncEdgeNodes(clients, settings, at(0));
     livekit = livekit.filter((node) => node.id !== 'i-lk1');
-    expect(await syncEdgeNodes(clients, settings, at(1))).toMatchObject({ action: 'sent', reason: 'LiveKit nodes changed: [10.0.1.10, 10.0.2.20] → [10.0.2.20]' });
-    expect(sentCommands()[1].Parameters).toEqual({ commands: ['/etc/voice-intake-edge/bin/edge-livekit-nodes.sh 10.0.2.20:5060'] });
+    expect(await syncEdgeNodes(clients, settings, at(1))).toMatchObject({
+      action: 'sent',
+      reason: 'LiveKit nodes changed: [10.0.1.10, 10.0.2.20] → [10.0.2.20]',
+    });
+    expect(sentCommands()[1].Parameters).toEqual({
+      commands: ['/etc/voice-intake-edge/bin/edge-livekit-nodes.sh 10.0.2.20:5060'],
+    });
 
     edgeHosts[0] = { id: 'i-edge-c', address: '10.0.0.13' };
-    expect(await syncEdgeNodes(clients, settings, at(2))).toMatchObject({ action: 'sent', reason: expect.stringContaining('edge hosts changed') });
+    expect(await syncEdgeNodes(clients, settings, at(2))).toMatchObject({
+      action: 'sent',
+      reason: expect.stringContaining('edge hosts changed'),
+    });
     expect(sentCommands()[2].InstanceIds).toEqual(['i-edge-a', 'i-edge-c']);
   });
 
@@ -109,7 +158,9 @@ describe('edge node sync', () => {
   });
 
   it('keeps the state untouched when the command cannot be sent, so the next run tries again', async () => {
-    ssm.on(SendCommandCommand).rejects(Object.assign(new Error('Instances not in a valid state for account'), { name: 'InvalidInstanceId' }));
+    ssm
+      .on(SendCommandCommand)
+      .rejects(Object.assign(new Error('Instances not in a valid state for account'), { name: 'InvalidInstanceId' }));
     await expect(syncEdgeNodes(clients, settings, at(0))).rejects.toThrow(/valid state/);
     expect(parameter).toBeUndefined();
   });
@@ -117,7 +168,9 @@ describe('edge node sync', () => {
   it('starts over from an unreadable state parameter, and fails clearly for an unknown group', async () => {
     parameter = '{"nodes":"garbage"}';
     expect(await syncEdgeNodes(clients, settings, at(0))).toMatchObject({ action: 'sent', reason: 'first sync' });
-    await expect(syncEdgeNodes(clients, { ...settings, livekitAutoScalingGroup: 'missing' }, at(1))).rejects.toThrow(/Auto Scaling group missing not found/);
+    await expect(syncEdgeNodes(clients, { ...settings, livekitAutoScalingGroup: 'missing' }, at(1))).rejects.toThrow(
+      /Auto Scaling group missing not found/,
+    );
   });
 
   it('never puts anything but addresses on the command line', () => {
@@ -156,10 +209,15 @@ describe('edge node sync with the LiveKit ECS service', () => {
       return { taskArns: tasks.filter((task) => task.desiredStatus === 'RUNNING').map((task) => `task/${task.host}`) };
     });
     ecs.on(DescribeTasksCommand).callsFake((input) => ({
-      tasks: tasks.filter((task) => input.tasks.includes(`task/${task.host}`)).map((task) => ({ ...task, containerInstanceArn: `ci/${task.host}` })),
+      tasks: tasks
+        .filter((task) => input.tasks.includes(`task/${task.host}`))
+        .map((task) => ({ ...task, containerInstanceArn: `ci/${task.host}` })),
     }));
     ecs.on(DescribeContainerInstancesCommand).callsFake((input) => ({
-      containerInstances: input.containerInstances.map((arn: string) => ({ containerInstanceArn: arn, ec2InstanceId: arn.slice(3) })),
+      containerInstances: input.containerInstances.map((arn: string) => ({
+        containerInstanceArn: arn,
+        ec2InstanceId: arn.slice(3),
+      })),
     }));
   });
 
@@ -177,12 +235,25 @@ describe('edge node sync with the LiveKit ECS service', () => {
     tasks[0] = { host: 'i-lk1', lastStatus: 'PENDING', desiredStatus: 'RUNNING' };
     expect((await syncEdgeNodes(withEcs, settingsWithService, at(2))).action).toBe('unchanged');
     tasks[0].lastStatus = 'RUNNING';
-    expect(await syncEdgeNodes(withEcs, settingsWithService, at(3))).toMatchObject({ action: 'sent', nodes: ['10.0.1.10', '10.0.2.20'] });
+    expect(await syncEdgeNodes(withEcs, settingsWithService, at(3))).toMatchObject({
+      action: 'sent',
+      nodes: ['10.0.1.10', '10.0.2.20'],
+    });
   });
 
   it('reads the service from the environment', () => {
-    const env = { LIVEKIT_ASG_NAME: 'g', EDGE_TAG_KEY: 'k', EDGE_TAG_VALUE: 'v', STATE_PARAMETER: '/a/b', NODE_SCRIPT: '/x/y.sh', SIP_PORT: '5060' };
+    const env = {
+      LIVEKIT_ASG_NAME: 'g',
+      EDGE_TAG_KEY: 'k',
+      EDGE_TAG_VALUE: 'v',
+      STATE_PARAMETER: '/a/b',
+      NODE_SCRIPT: '/x/y.sh',
+      SIP_PORT: '5060',
+    };
     expect(settingsFromEnv(env).livekitService).toBeUndefined();
-    expect(settingsFromEnv({ ...env, LIVEKIT_ECS_CLUSTER: 'c', LIVEKIT_ECS_SERVICE: 's' }).livekitService).toEqual({ cluster: 'c', service: 's' });
+    expect(settingsFromEnv({ ...env, LIVEKIT_ECS_CLUSTER: 'c', LIVEKIT_ECS_SERVICE: 's' }).livekitService).toEqual({
+      cluster: 'c',
+      service: 's',
+    });
   });
 });

@@ -32,9 +32,15 @@ export function fakeIdempotencyTable(keyAttr = 'id') {
       const expired = expiry !== undefined && expiry < Number(values[':now'].N);
       const lockExpiry = numberIn(existing, names['#in_progress_expiry']);
       const lockExpired =
-        existing[names['#status']]?.S === values[':inprogress'].S && lockExpiry !== undefined && lockExpiry < Number(values[':now_in_millis'].N);
+        existing[names['#status']]?.S === values[':inprogress'].S &&
+        lockExpiry !== undefined &&
+        lockExpiry < Number(values[':now_in_millis'].N);
       if (!expired && !lockExpired) {
-        throw new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {}, Item: existing });
+        throw new ConditionalCheckFailedException({
+          message: 'The conditional request failed',
+          $metadata: {},
+          Item: existing,
+        });
       }
     }
     items.set(id, { ...input.Item });
@@ -43,7 +49,9 @@ export function fakeIdempotencyTable(keyAttr = 'id') {
   mock.on(UpdateItemCommand).callsFake((input) => {
     const id = keyOf(input.Key);
     const item = { ...(items.get(id) ?? input.Key) };
-    const assignments = input.UpdateExpression.replace(/^SET\s+/, '').split(',').map((part: string) => part.trim());
+    const assignments = input.UpdateExpression.replace(/^SET\s+/, '')
+      .split(',')
+      .map((part: string) => part.trim());
     for (const assignment of assignments) {
       const [name, value] = assignment.split('=').map((side: string) => side.trim());
       item[input.ExpressionAttributeNames[name]] = input.ExpressionAttributeValues[value];

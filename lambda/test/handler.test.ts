@@ -1,13 +1,18 @@
 import { Readable } from 'node:stream';
-import { BedrockRuntimeClient, ConverseCommand, type ConverseCommandOutput, ThrottlingException } from '@aws-sdk/client-bedrock-runtime';
+import {
+  BedrockRuntimeClient,
+  ConverseCommand,
+  type ConverseCommandOutput,
+  ThrottlingException,
+} from '@aws-sdk/client-bedrock-runtime';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { sdkStreamMixin } from '@smithy/util-stream';
 import {
-  type Transcript,
   enrichedRecordSchema,
   enrichmentErrorRecordSchema,
   intakeEnrichedDetailSchema,
+  type Transcript,
   transcriptKey,
   transcriptSchema,
 } from '@voice-intake/contracts';
@@ -65,8 +70,21 @@ function agentTranscript(callId = 'call-7f3a'): Transcript {
     caseId: 'CASE-1042',
     turns: [
       { seq: 0, speaker: 'agent', text: 'Thanks for calling. How can I help?', startedAt: at(1), endedAt: at(3) },
-      { seq: 1, speaker: 'caller', text: 'A pipe burst in my kitchen, water everywhere. My name is Ada Lovelace.', startedAt: at(4), endedAt: at(9), confidence: 0.93 },
-      { seq: 2, speaker: 'agent', text: 'I am sorry. I have filed case 1042 and someone will call you today.', startedAt: at(10), endedAt: at(14) },
+      {
+        seq: 1,
+        speaker: 'caller',
+        text: 'A pipe burst in my kitchen, water everywhere. My name is Ada Lovelace.',
+        startedAt: at(4),
+        endedAt: at(9),
+        confidence: 0.93,
+      },
+      {
+        seq: 2,
+        speaker: 'agent',
+        text: 'I am sorry. I have filed case 1042 and someone will call you today.',
+        startedAt: at(10),
+        endedAt: at(14),
+      },
     ],
   });
 }
@@ -122,7 +140,12 @@ function toolUseResponse(input: unknown, id = 'tool-1'): ConverseCommandOutput {
   return {
     $metadata: {},
     stopReason: 'tool_use',
-    output: { message: { role: 'assistant', content: [{ toolUse: { toolUseId: id, name: 'record_call_insights', input: input as never } }] } },
+    output: {
+      message: {
+        role: 'assistant',
+        content: [{ toolUse: { toolUseId: id, name: 'record_call_insights', input: input as never } }],
+      },
+    },
     usage: { inputTokens: 400, outputTokens: 120, totalTokens: 520 },
     metrics: { latencyMs: 900 },
   };
@@ -146,10 +169,21 @@ describe('enrichment handler', () => {
 
     const outcome = await handler(objectCreated(key, body.length), lambdaContext());
 
-    expect(outcome).toEqual({ status: 'enriched', enrichedKey: 'enriched/2026/11/24/call-7f3a.json', callId: 'call-7f3a', modelAttempts: 1 });
+    expect(outcome).toEqual({
+      status: 'enriched',
+      enrichedKey: 'enriched/2026/11/24/call-7f3a.json',
+      callId: 'call-7f3a',
+      modelAttempts: 1,
+    });
     expect(putKeys()).toEqual(['enriched/2026/11/24/call-7f3a.json']);
     const record = enrichedRecordSchema.parse(putBody());
-    expect(record).toMatchObject({ callId: 'call-7f3a', transcriptKey: key, modelId: MODEL_ID, caseId: 'CASE-1042', insights: VALID_INSIGHTS });
+    expect(record).toMatchObject({
+      callId: 'call-7f3a',
+      transcriptKey: key,
+      modelId: MODEL_ID,
+      caseId: 'CASE-1042',
+      insights: VALID_INSIGHTS,
+    });
 
     const converse = bedrock.commandCalls(ConverseCommand)[0].args[0].input;
     expect(converse.modelId).toBe(MODEL_ID);
@@ -159,9 +193,18 @@ describe('enrichment handler', () => {
     const events = eventBridge.commandCalls(PutEventsCommand);
     expect(events).toHaveLength(1);
     const entry = events[0].args[0].input.Entries![0];
-    expect(entry).toMatchObject({ EventBusName: 'intake-bus', DetailType: 'IntakeEnriched', Source: 'voice-intake.enrichment' });
+    expect(entry).toMatchObject({
+      EventBusName: 'intake-bus',
+      DetailType: 'IntakeEnriched',
+      Source: 'voice-intake.enrichment',
+    });
     const detail = intakeEnrichedDetailSchema.parse(JSON.parse(entry.Detail!));
-    expect(detail).toMatchObject({ bucket: BUCKET, enrichedKey: 'enriched/2026/11/24/call-7f3a.json', urgency: 'high', intent: 'report water damage' });
+    expect(detail).toMatchObject({
+      bucket: BUCKET,
+      enrichedKey: 'enriched/2026/11/24/call-7f3a.json',
+      urgency: 'high',
+      intent: 'report water damage',
+    });
   });
 
   it('gives the model one corrective turn with the validation errors when its output does not fit', async () => {
@@ -170,10 +213,18 @@ describe('enrichment handler', () => {
     putTranscript(body);
     bedrock
       .on(ConverseCommand)
-      .resolvesOnce(toolUseResponse({ ...VALID_INSIGHTS, urgency: 'critical', intakeFields: [{ name: 'x', value: 'y', confidence: 3 }] }, 'bad-1'))
+      .resolvesOnce(
+        toolUseResponse(
+          { ...VALID_INSIGHTS, urgency: 'critical', intakeFields: [{ name: 'x', value: 'y', confidence: 3 }] },
+          'bad-1',
+        ),
+      )
       .resolves(toolUseResponse(VALID_INSIGHTS, 'good-2'));
 
-    const outcome = await handler(objectCreated(transcriptKey('call-retry', new Date(transcript.startedAt)), body.length), lambdaContext());
+    const outcome = await handler(
+      objectCreated(transcriptKey('call-retry', new Date(transcript.startedAt)), body.length),
+      lambdaContext(),
+    );
 
     expect(outcome).toMatchObject({ status: 'enriched', modelAttempts: 2 });
     const calls = bedrock.commandCalls(ConverseCommand);
@@ -196,7 +247,10 @@ describe('enrichment handler', () => {
     putTranscript(body);
     bedrock.on(ConverseCommand).resolves(toolUseResponse({ summary: '' }));
 
-    const outcome = await handler(objectCreated(transcriptKey('call-badmodel', new Date(transcript.startedAt)), body.length), lambdaContext());
+    const outcome = await handler(
+      objectCreated(transcriptKey('call-badmodel', new Date(transcript.startedAt)), body.length),
+      lambdaContext(),
+    );
 
     expect(outcome).toMatchObject({ status: 'rejected', reason: 'model_output_invalid' });
     expect(bedrock.commandCalls(ConverseCommand)).toHaveLength(2);
@@ -238,7 +292,9 @@ describe('enrichment handler', () => {
 
     const first = handler(event, lambdaContext());
     await vi.waitFor(() => expect(bedrock.commandCalls(ConverseCommand)).toHaveLength(1));
-    await expect(handler({ ...event, id: 'evt-concurrent' }, lambdaContext())).rejects.toMatchObject({ name: 'IdempotencyAlreadyInProgressError' });
+    await expect(handler({ ...event, id: 'evt-concurrent' }, lambdaContext())).rejects.toMatchObject({
+      name: 'IdempotencyAlreadyInProgressError',
+    });
     releaseModel();
 
     await expect(first).resolves.toMatchObject({ status: 'enriched' });
@@ -251,7 +307,11 @@ describe('enrichment handler', () => {
     const body = JSON.stringify(transcript);
     putTranscript(body);
     bedrock.on(ConverseCommand).resolves(toolUseResponse(VALID_INSIGHTS));
-    const event = objectCreated(transcriptKey('call-crashed', new Date(transcript.startedAt)), body.length, 'etag-crashed');
+    const event = objectCreated(
+      transcriptKey('call-crashed', new Date(transcript.startedAt)),
+      body.length,
+      'etag-crashed',
+    );
     // An invocation that timed out leaves its in-progress item behind; its lock lasts the time that invocation had left.
     s3.on(PutObjectCommand).rejectsOnce(Object.assign(new Error('socket hang up'), { name: 'TimeoutError' }));
     idempotency.keepLocksOnDelete = true;
@@ -265,7 +325,9 @@ describe('enrichment handler', () => {
     await new Promise((resolve) => setTimeout(resolve, 5));
 
     s3.on(PutObjectCommand).resolves({});
-    await expect(handler({ ...event, id: 'evt-retry' }, lambdaContext())).resolves.toMatchObject({ status: 'enriched' });
+    await expect(handler({ ...event, id: 'evt-retry' }, lambdaContext())).resolves.toMatchObject({
+      status: 'enriched',
+    });
     expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(1);
   });
 
@@ -287,7 +349,10 @@ describe('enrichment handler', () => {
     const body = JSON.stringify(broken);
     putTranscript(body);
 
-    const outcome = await handler(objectCreated('transcripts/2026/11/24/call-broken.json', body.length), lambdaContext());
+    const outcome = await handler(
+      objectCreated('transcripts/2026/11/24/call-broken.json', body.length),
+      lambdaContext(),
+    );
 
     expect(outcome).toMatchObject({ status: 'rejected', reason: 'transcript_malformed' });
     const error = enrichmentErrorRecordSchema.parse(putBody());
@@ -313,7 +378,10 @@ describe('enrichment handler', () => {
   });
 
   it('ignores an event that is not an S3 Object Created event, without failing (nothing to retry)', async () => {
-    const outcome = await handler({ version: '0', id: 'evt-x', 'detail-type': 'Scheduled Event', source: 'aws.events', detail: {} }, lambdaContext());
+    const outcome = await handler(
+      { version: '0', id: 'evt-x', 'detail-type': 'Scheduled Event', source: 'aws.events', detail: {} },
+      lambdaContext(),
+    );
     expect(outcome).toMatchObject({ status: 'ignored' });
     expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
   });
@@ -329,9 +397,16 @@ describe('enrichment handler', () => {
     const body = JSON.stringify(transcript);
     putTranscript(body);
     const throttled = () => new ThrottlingException({ message: 'Too many requests', $metadata: {} });
-    bedrock.on(ConverseCommand).rejectsOnce(throttled()).rejectsOnce(throttled()).resolves(toolUseResponse(VALID_INSIGHTS));
+    bedrock
+      .on(ConverseCommand)
+      .rejectsOnce(throttled())
+      .rejectsOnce(throttled())
+      .resolves(toolUseResponse(VALID_INSIGHTS));
 
-    const outcome = await handler(objectCreated(transcriptKey('call-throttled', new Date(transcript.startedAt)), body.length), lambdaContext());
+    const outcome = await handler(
+      objectCreated(transcriptKey('call-throttled', new Date(transcript.startedAt)), body.length),
+      lambdaContext(),
+    );
 
     expect(outcome).toMatchObject({ status: 'enriched' });
     expect(bedrock.commandCalls(ConverseCommand)).toHaveLength(3);
@@ -360,10 +435,12 @@ describe('enrichment handler', () => {
     const body = JSON.stringify(transcript);
     putTranscript(body);
     bedrock.on(ConverseCommand).resolves(toolUseResponse(VALID_INSIGHTS));
-    eventBridge.on(PutEventsCommand).resolves({ FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] });
+    eventBridge
+      .on(PutEventsCommand)
+      .resolves({ FailedEntryCount: 1, Entries: [{ ErrorCode: 'InternalFailure', ErrorMessage: 'try again' }] });
 
-    await expect(handler(objectCreated(transcriptKey('call-bus', new Date(transcript.startedAt)), body.length), lambdaContext())).rejects.toThrow(
-      /PutEvents rejected the IntakeEnriched event: InternalFailure/,
-    );
+    await expect(
+      handler(objectCreated(transcriptKey('call-bus', new Date(transcript.startedAt)), body.length), lambdaContext()),
+    ).rejects.toThrow(/PutEvents rejected the IntakeEnriched event: InternalFailure/);
   });
 });

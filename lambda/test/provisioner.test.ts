@@ -1,8 +1,8 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { CALLER_HEADERS_TO_ATTRIBUTES } from '@voice-intake/contracts';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CALLER_HEADERS_TO_ATTRIBUTES } from '@voice-intake/contracts';
 import { LiveKitTwirpStandIn } from './support/livekit-twirp';
 
 const API_KEY = 'APIprovisioner';
@@ -10,7 +10,9 @@ const API_SECRET = 'a-long-livekit-api-secret-for-tests-0123456789';
 const secrets = mockClient(SecretsManagerClient);
 const livekit = new LiveKitTwirpStandIn(API_KEY, API_SECRET);
 let url: string;
-let onEvent: (event: CloudFormationCustomResourceEvent) => Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }>;
+let onEvent: (
+  event: CloudFormationCustomResourceEvent,
+) => Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }>;
 
 const baseProperties = {
   ServiceToken: 'arn:aws:lambda:us-east-1:123456789012:function:provider',
@@ -23,7 +25,11 @@ const baseProperties = {
   RoomPrefix: 'call-',
 };
 
-function event(requestType: 'Create' | 'Update' | 'Delete', properties: Record<string, unknown>, physicalId?: string): CloudFormationCustomResourceEvent {
+function event(
+  requestType: 'Create' | 'Update' | 'Delete',
+  properties: Record<string, unknown>,
+  physicalId?: string,
+): CloudFormationCustomResourceEvent {
   const common = {
     ServiceToken: baseProperties.ServiceToken,
     ResponseURL: 'https://cloudformation-custom-resource-response.example/',
@@ -34,7 +40,13 @@ function event(requestType: 'Create' | 'Update' | 'Delete', properties: Record<s
     ResourceProperties: { ...properties, LiveKitUrl: url } as never,
   };
   if (requestType === 'Create') return { ...common, RequestType: 'Create' };
-  if (requestType === 'Update') return { ...common, RequestType: 'Update', PhysicalResourceId: physicalId!, OldResourceProperties: { ServiceToken: baseProperties.ServiceToken } };
+  if (requestType === 'Update')
+    return {
+      ...common,
+      RequestType: 'Update',
+      PhysicalResourceId: physicalId!,
+      OldResourceProperties: { ServiceToken: baseProperties.ServiceToken },
+    };
   return { ...common, RequestType: 'Delete', PhysicalResourceId: physicalId! };
 }
 
@@ -52,7 +64,9 @@ afterAll(async () => {
 
 beforeEach(() => {
   secrets.reset();
-  secrets.on(GetSecretValueCommand).resolves({ SecretString: JSON.stringify({ apiKey: API_KEY, apiSecret: API_SECRET }) });
+  secrets
+    .on(GetSecretValueCommand)
+    .resolves({ SecretString: JSON.stringify({ apiKey: API_KEY, apiSecret: API_SECRET }) });
 });
 
 describe('LiveKit SIP provisioning custom resource', () => {
@@ -63,7 +77,11 @@ describe('LiveKit SIP provisioning custom resource', () => {
     physicalId = result.PhysicalResourceId;
     expect(physicalId).toBe('livekit-sip:voice-intake-edge:voice-intake-per-call');
     const [trunk] = livekit.trunks.values();
-    expect(trunk).toMatchObject({ name: 'voice-intake-edge', numbers: ['+14155550100'], allowedAddresses: ['10.40.0.10', '10.40.1.10'] });
+    expect(trunk).toMatchObject({
+      name: 'voice-intake-edge',
+      numbers: ['+14155550100'],
+      allowedAddresses: ['10.40.0.10', '10.40.1.10'],
+    });
     // The edge's caller headers, and only they, become the caller's participant attributes.
     expect(trunk.headersToAttributes).toEqual({
       'X-Voice-Intake-Attestation': 'voiceintake.attestation',
@@ -89,7 +107,13 @@ describe('LiveKit SIP provisioning custom resource', () => {
 
   it('updates the trunk in place when the edge addresses or numbers change', async () => {
     const [before] = livekit.trunks.values();
-    await onEvent(event('Update', { ...baseProperties, AllowedAddresses: ['10.40.0.10', '10.40.1.10', '10.40.0.11'], Numbers: [] }, physicalId));
+    await onEvent(
+      event(
+        'Update',
+        { ...baseProperties, AllowedAddresses: ['10.40.0.10', '10.40.1.10', '10.40.0.11'], Numbers: [] },
+        physicalId,
+      ),
+    );
     expect(livekit.trunks.size).toBe(1);
     const [after] = livekit.trunks.values();
     expect(after.sipTrunkId).toBe(before.sipTrunkId);
@@ -134,10 +158,14 @@ describe('LiveKit SIP provisioning custom resource', () => {
     await onEvent(event('Delete', baseProperties, physicalId));
     expect(livekit.trunks.size).toBe(0);
     expect(livekit.rules.size).toBe(0);
-    await expect(onEvent(event('Delete', baseProperties, physicalId))).resolves.toEqual({ PhysicalResourceId: physicalId });
+    await expect(onEvent(event('Delete', baseProperties, physicalId))).resolves.toEqual({
+      PhysicalResourceId: physicalId,
+    });
   });
 
   it('names the bad property', async () => {
-    await expect(onEvent(event('Create', { ...baseProperties, Numbers: ['4155550100'] }))).rejects.toThrow(/Numbers\[0\]: must be E\.164/);
+    await expect(onEvent(event('Create', { ...baseProperties, Numbers: ['4155550100'] }))).rejects.toThrow(
+      /Numbers\[0\]: must be E\.164/,
+    );
   });
 });

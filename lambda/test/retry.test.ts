@@ -1,5 +1,10 @@
 import { Readable } from 'node:stream';
-import { BedrockRuntimeClient, ConverseCommand, ThrottlingException, ValidationException } from '@aws-sdk/client-bedrock-runtime';
+import {
+  BedrockRuntimeClient,
+  ConverseCommand,
+  ThrottlingException,
+  ValidationException,
+} from '@aws-sdk/client-bedrock-runtime';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { sdkStreamMixin } from '@smithy/util-stream';
@@ -35,7 +40,12 @@ describe('withBackoff', () => {
 
     const half = recordingSleep();
     await expect(
-      withBackoff(() => Promise.reject(throttled()), { maxAttempts: 3, baseDelayMs: 100, sleep: half.sleep, random: () => 0.5 }),
+      withBackoff(() => Promise.reject(throttled()), {
+        maxAttempts: 3,
+        baseDelayMs: 100,
+        sleep: half.sleep,
+        random: () => 0.5,
+      }),
     ).rejects.toBeInstanceOf(ServiceBusyError);
     expect(half.delays).toEqual([50, 100]);
   });
@@ -43,9 +53,12 @@ describe('withBackoff', () => {
   it('gives up after the last attempt with an error that keeps the service error as its cause', async () => {
     const { delays, sleep } = recordingSleep();
     const last = throttled();
-    const error = await withBackoff(() => Promise.reject(last), { maxAttempts: 3, baseDelayMs: 10, sleep, random: () => 1 }).catch(
-      (caught: unknown) => caught,
-    );
+    const error = await withBackoff(() => Promise.reject(last), {
+      maxAttempts: 3,
+      baseDelayMs: 10,
+      sleep,
+      random: () => 1,
+    }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ServiceBusyError);
     expect((error as Error).message).toBe('still busy after 3 attempts: ThrottlingException: Too many requests');
     expect((error as Error).cause).toBe(last);
@@ -84,8 +97,20 @@ describe('Enricher backoff around Bedrock', () => {
     endedAt: '2026-11-24T15:00:30.000Z',
     endReason: 'caller_hangup',
     turns: [
-      { seq: 0, speaker: 'agent', text: 'How can I help?', startedAt: '2026-11-24T15:00:01.000Z', endedAt: '2026-11-24T15:00:02.000Z' },
-      { seq: 1, speaker: 'caller', text: 'My roof leaks.', startedAt: '2026-11-24T15:00:03.000Z', endedAt: '2026-11-24T15:00:05.000Z' },
+      {
+        seq: 0,
+        speaker: 'agent',
+        text: 'How can I help?',
+        startedAt: '2026-11-24T15:00:01.000Z',
+        endedAt: '2026-11-24T15:00:02.000Z',
+      },
+      {
+        seq: 1,
+        speaker: 'caller',
+        text: 'My roof leaks.',
+        startedAt: '2026-11-24T15:00:03.000Z',
+        endedAt: '2026-11-24T15:00:05.000Z',
+      },
     ],
   });
   const key = transcriptKey(transcript.callId, new Date(transcript.startedAt));
@@ -95,7 +120,10 @@ describe('Enricher backoff around Bedrock', () => {
     bedrock.reset();
     eventBridge.reset();
     const body = JSON.stringify(transcript);
-    s3.on(GetObjectCommand).callsFake(() => ({ Body: sdkStreamMixin(Readable.from([Buffer.from(body)])), ContentLength: Buffer.byteLength(body) }));
+    s3.on(GetObjectCommand).callsFake(() => ({
+      Body: sdkStreamMixin(Readable.from([Buffer.from(body)])),
+      ContentLength: Buffer.byteLength(body),
+    }));
     s3.on(PutObjectCommand).resolves({});
     eventBridge.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: 'e-1' }] });
   });
@@ -131,7 +159,14 @@ describe('Enricher backoff around Bedrock', () => {
                 toolUse: {
                   toolUseId: 't-1',
                   name: 'record_call_insights',
-                  input: { summary: 'Roof leak reported.', intent: 'report roof leak', intakeFields: [], urgency: 'normal', sentiment: 'neutral', followUpActions: [] },
+                  input: {
+                    summary: 'Roof leak reported.',
+                    intent: 'report roof leak',
+                    intakeFields: [],
+                    urgency: 'normal',
+                    sentiment: 'neutral',
+                    followUpActions: [],
+                  },
                 },
               },
             ],

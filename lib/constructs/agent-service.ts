@@ -1,3 +1,4 @@
+import { ACTIVE_CALLS_INTERVAL_SECONDS, AGENT_METRICS, metricsNamespace, S3_PREFIXES } from '@voice-intake/contracts';
 import { Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -6,12 +7,11 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { ACTIVE_CALLS_INTERVAL_SECONDS, AGENT_METRICS, S3_PREFIXES, metricsNamespace } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
 import { bedrockInvokeGrant } from '../bedrock';
-import { workspaceImage } from '../image-context';
 import { acknowledgeRules, acknowledgeTaskRolePolicies } from '../compliance';
 import type { VoiceIntakeConfig } from '../config';
+import { workspaceImage } from '../image-context';
 import {
   AUDIT_WRITER_TAG,
   type RecordBucketPurpose,
@@ -19,7 +19,6 @@ import {
   recordObjectsArn,
   recordObjectsNagResource,
 } from '../naming';
-
 
 export interface AgentServiceProps {
   readonly vpc: ec2.IVpc;
@@ -58,7 +57,8 @@ export class AgentService extends Construct {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description: 'Agent worker: speech, model, synthesis, its record prefixes',
     });
-    const allow = (actions: string[], resources: string[]) => this.taskRole.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources }));
+    const allow = (actions: string[], resources: string[]) =>
+      this.taskRole.addToPrincipalPolicy(new iam.PolicyStatement({ actions, resources }));
     allow(['transcribe:StartStreamTranscriptionWebSocket', 'transcribe:StartStreamTranscription'], ['*']);
     const models = [agent.bedrockModelId, ...(agent.bedrockFallbackModelId ? [agent.bedrockFallbackModelId] : [])];
     const invoke = ['bedrock:InvokeModel', 'bedrock:InvokeModelWithResponseStream'];
@@ -72,7 +72,10 @@ export class AgentService extends Construct {
       ['transcripts', S3_PREFIXES.transcriptParts],
       ['audit', `${S3_PREFIXES.audit}agent/`],
     ];
-    allow(['s3:PutObject'], writablePrefixes.map(([purpose, prefix]) => recordObjectsArn(deploymentName, purpose, prefix)));
+    allow(
+      ['s3:PutObject'],
+      writablePrefixes.map(([purpose, prefix]) => recordObjectsArn(deploymentName, purpose, prefix)),
+    );
     // A worker taking over a call reads back the transcript parts written before it.
     allow(['s3:GetObject'], [recordObjectsArn(deploymentName, 'transcripts', S3_PREFIXES.transcriptParts)]);
     allow(['kms:Decrypt', 'kms:GenerateDataKey'], [props.dataKey.keyArn]);
@@ -80,11 +83,18 @@ export class AgentService extends Construct {
     // The audit seal key's policy admits GenerateMac only from roles with this tag.
     Tags.of(this.taskRole).add(AUDIT_WRITER_TAG, deploymentName);
 
-    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.appKey, removalPolicy: RemovalPolicy.RETAIN });
+    const logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.ONE_YEAR,
+      encryptionKey: props.appKey,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
     const task = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: agentService.cpu,
       memoryLimitMiB: agentService.memoryMiB,
-      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      runtimePlatform: {
+        cpuArchitecture: ecs.CpuArchitecture.ARM64,
+        operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
+      },
       taskRole: this.taskRole,
     });
     // Imported by ARN: the grant stays an identity policy here instead of editing the data stack's key policy.
@@ -127,7 +137,12 @@ export class AgentService extends Construct {
         REDIS_AUTH_TOKEN: ecs.Secret.fromSecretsManager(redisAuth),
       },
       healthCheck: {
-        command: ['CMD', 'node', '-e', "fetch('http://127.0.0.1:8081/').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"],
+        command: [
+          'CMD',
+          'node',
+          '-e',
+          "fetch('http://127.0.0.1:8081/').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))",
+        ],
         interval: Duration.seconds(15),
         startPeriod: Duration.seconds(30),
         timeout: Duration.seconds(5),
@@ -147,7 +162,10 @@ export class AgentService extends Construct {
       minHealthyPercent: 100,
       maxHealthyPercent: 200,
     });
-    const scaling = this.service.autoScaleTaskCount({ minCapacity: agentService.minTasks, maxCapacity: agentService.maxTasks });
+    const scaling = this.service.autoScaleTaskCount({
+      minCapacity: agentService.minTasks,
+      maxCapacity: agentService.maxTasks,
+    });
     scaling.scaleOnCpuUtilization('Cpu', {
       targetUtilizationPercent: agentService.targetCpuPercent,
       // Scale in slowly: a task going away must first finish its calls.
@@ -174,11 +192,17 @@ export class AgentService extends Construct {
       taskPolicy,
       [
         'AwsSolutions-IAM5[Resource::*]',
-        ...writablePrefixes.map(([purpose, prefix]) => `AwsSolutions-IAM5[${recordObjectsNagResource(deploymentName, purpose, prefix)}]`),
+        ...writablePrefixes.map(
+          ([purpose, prefix]) => `AwsSolutions-IAM5[${recordObjectsNagResource(deploymentName, purpose, prefix)}]`,
+        ),
       ],
       "Transcribe streaming and Polly synthesis take no resource ARNs; record writes are object wildcards under the worker's own prefixes.",
     );
     for (const grant of modelGrants) acknowledgeRules(taskPolicy, grant.wildcardFindings, grant.reason);
-    acknowledgeRules(task, ['AwsSolutions-ECS2'], 'Environment holds non-secret settings (endpoints, buckets, model); tokens come from Secrets Manager.');
+    acknowledgeRules(
+      task,
+      ['AwsSolutions-ECS2'],
+      'Environment holds non-secret settings (endpoints, buckets, model); tokens come from Secrets Manager.',
+    );
   }
 }

@@ -6,7 +6,12 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
  * owns the target (stateful, deployed first) never depends on the tiers that use it, and removing a tier removes its
  * rule with it.
  */
-export function allowClientIngress(target: ec2.ISecurityGroup, client: ec2.ISecurityGroup, port: number, description: string): ec2.CfnSecurityGroupIngress {
+export function allowClientIngress(
+  target: ec2.ISecurityGroup,
+  client: ec2.ISecurityGroup,
+  port: number,
+  description: string,
+): ec2.CfnSecurityGroupIngress {
   const scope = Stack.of(client);
   const id = `${target.node.id}From${client.node.id}Port${port}`;
   return new ec2.CfnSecurityGroupIngress(scope, id, {

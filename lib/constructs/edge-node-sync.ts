@@ -9,8 +9,8 @@ import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
-import { lambdaWorkspaceFunction } from '../lambda-bundling';
 import { acknowledgeRules, skipCheckovChecks, wildcardResourceFinding } from '../compliance';
+import { lambdaWorkspaceFunction } from '../lambda-bundling';
 
 export interface EdgeNodeSyncProps {
   readonly vpc: ec2.IVpc;
@@ -82,13 +82,27 @@ export class EdgeNodeSync extends Construct {
             }
           : {}),
       },
-      logGroup: new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.logKey, removalPolicy: RemovalPolicy.RETAIN }),
+      logGroup: new logs.LogGroup(this, 'Logs', {
+        retention: logs.RetentionDays.ONE_YEAR,
+        encryptionKey: props.logKey,
+        removalPolicy: RemovalPolicy.RETAIN,
+      }),
     });
 
     // Describe calls take no resource ARNs; SendCommand only with the shell document, only on the edge hosts.
-    this.function.addToRolePolicy(new iam.PolicyStatement({ actions: ['autoscaling:DescribeAutoScalingGroups', 'ec2:DescribeInstances'], resources: ['*'] }));
     this.function.addToRolePolicy(
-      new iam.PolicyStatement({ actions: ['ssm:SendCommand'], resources: [stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' })] }),
+      new iam.PolicyStatement({
+        actions: ['autoscaling:DescribeAutoScalingGroups', 'ec2:DescribeInstances'],
+        resources: ['*'],
+      }),
+    );
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['ssm:SendCommand'],
+        resources: [
+          stack.formatArn({ service: 'ssm', account: '', resource: 'document', resourceName: 'AWS-RunShellScript' }),
+        ],
+      }),
     );
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
@@ -132,7 +146,11 @@ export class EdgeNodeSync extends Construct {
         targets: [target],
       });
     }
-    new events.Rule(this, 'EveryMinute', { description: 'Edge node sync: reconcile every minute', schedule: events.Schedule.rate(Duration.minutes(1)), targets: [target] });
+    new events.Rule(this, 'EveryMinute', {
+      description: 'Edge node sync: reconcile every minute',
+      schedule: events.Schedule.rate(Duration.minutes(1)),
+      targets: [target],
+    });
     new events.Rule(this, 'LiveKitHostsChanged', {
       description: 'Edge node sync: a LiveKit host was launched or terminated',
       eventPattern: {
@@ -171,21 +189,32 @@ export class EdgeNodeSync extends Construct {
       'AWS-maintained execution policies for logs and VPC network interfaces; their scope is what Lambda itself needs.',
     );
     const policy = fn.role!.node.findChild('DefaultPolicy');
-    acknowledgeRules(policy, ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'], 'Least-privilege statements generated for this one function role.');
+    acknowledgeRules(
+      policy,
+      ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'],
+      'Least-privilege statements generated for this one function role.',
+    );
     acknowledgeRules(
       policy,
       [
         'AwsSolutions-IAM5[Resource::*]',
-        wildcardResourceFinding(this, Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' })),
+        wildcardResourceFinding(
+          this,
+          Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' }),
+        ),
       ],
-      'DescribeAutoScalingGroups and DescribeInstances take no resource ARNs; the ECS reads are limited to the LiveKit cluster (ecs:cluster); SendCommand on instances is limited by condition to those tagged as this deployment\'s edge hosts.',
+      "DescribeAutoScalingGroups and DescribeInstances take no resource ARNs; the ECS reads are limited to the LiveKit cluster (ecs:cluster); SendCommand on instances is limited by condition to those tagged as this deployment's edge hosts.",
     );
     acknowledgeRules(
       fn,
       ['HIPAA.Security-LambdaDLQ', 'NIST.800.53.R5-LambdaDLQ'],
       'A scheduled reconcile: a failed run is redone by the next one a minute later, and repeated failures raise an alarm; a dead-letter queue would hold only stale triggers.',
     );
-    acknowledgeRules(fn, ['AwsSolutions-L1'], 'NODEJS_22_X is the newest runtime this codebase targets (Node 22 across images and functions).');
+    acknowledgeRules(
+      fn,
+      ['AwsSolutions-L1'],
+      'NODEJS_22_X is the newest runtime this codebase targets (Node 22 across images and functions).',
+    );
     skipCheckovChecks(fn, [
       { id: 'CKV_AWS_116', comment: 'Scheduled reconcile: the next run redoes a failed one; failures alarm.' },
       { id: 'CKV_AWS_173', comment: 'Environment holds names and paths only, no secrets.' },

@@ -29,7 +29,11 @@ export class KnowledgeCollection extends Construct {
     const encryption = new aoss.CfnSecurityPolicy(this, 'EncryptionPolicy', {
       name: `${props.collectionName}-enc`,
       type: 'encryption',
-      policy: Stack.of(this).toJsonString({ Rules: [{ ResourceType: 'collection', Resource: resource }], AWSOwnedKey: false, KmsARN: props.encryptionKey.keyArn }),
+      policy: Stack.of(this).toJsonString({
+        Rules: [{ ResourceType: 'collection', Resource: resource }],
+        AWSOwnedKey: false,
+        KmsARN: props.encryptionKey.keyArn,
+      }),
     });
 
     this.endpointSecurityGroup = new ec2.SecurityGroup(this, 'EndpointSecurityGroup', {
@@ -47,7 +51,13 @@ export class KnowledgeCollection extends Construct {
     const network = new aoss.CfnSecurityPolicy(this, 'NetworkPolicy', {
       name: `${props.collectionName}-net`,
       type: 'network',
-      policy: Stack.of(this).toJsonString([{ Rules: [{ ResourceType: 'collection', Resource: resource }], AllowFromPublic: false, SourceVPCEs: [endpoint.attrId] }]),
+      policy: Stack.of(this).toJsonString([
+        {
+          Rules: [{ ResourceType: 'collection', Resource: resource }],
+          AllowFromPublic: false,
+          SourceVPCEs: [endpoint.attrId],
+        },
+      ]),
     });
 
     this.collection = new aoss.CfnCollection(this, 'Collection', {
@@ -68,14 +78,24 @@ export class KnowledgeCollection extends Construct {
       policy: Stack.of(scope).toJsonString([
         {
           Rules: [
-            { ResourceType: 'index', Resource: [`index/${this.collectionName}/*`], Permission: ['aoss:ReadDocument', 'aoss:DescribeIndex'] },
-            { ResourceType: 'collection', Resource: [`collection/${this.collectionName}`], Permission: ['aoss:DescribeCollectionItems'] },
+            {
+              ResourceType: 'index',
+              Resource: [`index/${this.collectionName}/*`],
+              Permission: ['aoss:ReadDocument', 'aoss:DescribeIndex'],
+            },
+            {
+              ResourceType: 'collection',
+              Resource: [`collection/${this.collectionName}`],
+              Permission: ['aoss:DescribeCollectionItems'],
+            },
           ],
           Principal: [role.roleArn],
         },
       ]),
     });
-    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['aoss:APIAccessAll'], resources: [this.collection.attrArn] }));
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ actions: ['aoss:APIAccessAll'], resources: [this.collection.attrArn] }),
+    );
   }
 
   /** Lets one role create the index and write passages (the in-VPC knowledge loader): data access policy + IAM. */

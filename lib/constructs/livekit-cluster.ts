@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
 import { Annotations, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -11,7 +12,6 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
 import { acknowledgeRules, acknowledgeTaskRolePolicies, skipCheckovChecks } from '../compliance';
 import type { VoiceIntakeConfig } from '../config';
@@ -76,7 +76,11 @@ export class LiveKitCluster extends Construct {
     });
     acknowledgeRules(
       this.apiSecret,
-      ['AwsSolutions-SMG4', 'HIPAA.Security-SecretsManagerRotationEnabled', 'NIST.800.53.R5-SecretsManagerRotationEnabled'],
+      [
+        'AwsSolutions-SMG4',
+        'HIPAA.Security-SecretsManagerRotationEnabled',
+        'NIST.800.53.R5-SecretsManagerRotationEnabled',
+      ],
       'LiveKit reads its keys at start; rotation is a coordinated redeploy of LiveKit, agents and the provisioner, not a rotation Lambda.',
     );
 
@@ -105,7 +109,12 @@ export class LiveKitCluster extends Construct {
         requireImdsv2: true,
         httpPutResponseHopLimit: 1,
         userData: hostUserData,
-        blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(30, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
+        blockDevices: [
+          {
+            deviceName: '/dev/xvda',
+            volume: ec2.BlockDeviceVolume.ebs(30, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }),
+          },
+        ],
         detailedMonitoring: true,
       }),
       minCapacity: livekit.minHosts,
@@ -124,20 +133,34 @@ export class LiveKitCluster extends Construct {
     });
     props.cluster.addAsgCapacityProvider(capacity);
 
-    const logGroup = new logs.LogGroup(this, 'Logs', { retention: logs.RetentionDays.ONE_YEAR, encryptionKey: props.appKey, removalPolicy: RemovalPolicy.RETAIN });
+    const logGroup = new logs.LogGroup(this, 'Logs', {
+      retention: logs.RetentionDays.ONE_YEAR,
+      encryptionKey: props.appKey,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
     // LiveKit SIP's own words for a failed or refused inbound call (pkg/sip/inbound.go); the server logs neither.
     this.sipMetrics = new LogLineMetrics(this, 'SipCallEvents', logGroup, props.metricsNamespace, {
-      callErrors: { metricName: LIVEKIT_SIP_METRICS.callErrors, pattern: logs.FilterPattern.allTerms('Closing inbound call with error') },
+      callErrors: {
+        metricName: LIVEKIT_SIP_METRICS.callErrors,
+        pattern: logs.FilterPattern.allTerms('Closing inbound call with error'),
+      },
       callsRejected: {
         metricName: LIVEKIT_SIP_METRICS.callsRejected,
         // LiveKit logs JSON (logging.json in its config): a refusal's message, or a call closed for flooding.
-        pattern: logs.FilterPattern.any(logs.FilterPattern.stringValue('$.msg', '=', 'Rejecting inbound call*'), logs.FilterPattern.stringValue('$.reason', '=', 'flood')),
+        pattern: logs.FilterPattern.any(
+          logs.FilterPattern.stringValue('$.msg', '=', 'Rejecting inbound call*'),
+          logs.FilterPattern.stringValue('$.reason', '=', 'flood'),
+        ),
       },
     }).metrics as Record<keyof typeof LIVEKIT_SIP_METRICS, cloudwatch.Metric>;
     const task = new ecs.Ec2TaskDefinition(this, 'Task', { networkMode: ecs.NetworkMode.HOST });
     task.addVolume({ name: 'config' });
     // Imported by ARN so the grant stays an identity policy here, not an edit of the data stack's key policy.
-    const redisAuth = secretsmanager.Secret.fromSecretCompleteArn(this, 'RedisAuthToken', props.redisAuthSecret.secretArn);
+    const redisAuth = secretsmanager.Secret.fromSecretCompleteArn(
+      this,
+      'RedisAuthToken',
+      props.redisAuthSecret.secretArn,
+    );
     const secrets = {
       LIVEKIT_API_KEY: ecs.Secret.fromSecretsManager(this.apiSecret, 'apiKey'),
       LIVEKIT_API_SECRET: ecs.Secret.fromSecretsManager(this.apiSecret, 'apiSecret'),
@@ -220,15 +243,13 @@ export class LiveKitCluster extends Construct {
     this.apiLoadBalancer = internal.loadBalancer;
     this.apiLoadBalancerSecurityGroup = internal.securityGroup;
     internal.forwardTo(this.hostSecurityGroup, livekit.apiPort, 'LiveKit API');
-    internal
-      .addTcpListener('Listener', livekit.apiPort)
-      .addTargets('Hosts', {
-        port: livekit.apiPort,
-        protocol: elbv2.Protocol.TCP,
-        targets: [this.autoScalingGroup],
-        healthCheck: { protocol: elbv2.Protocol.HTTP, path: '/', interval: Duration.seconds(10) },
-        deregistrationDelay: Duration.seconds(30),
-      });
+    internal.addTcpListener('Listener', livekit.apiPort).addTargets('Hosts', {
+      port: livekit.apiPort,
+      protocol: elbv2.Protocol.TCP,
+      targets: [this.autoScalingGroup],
+      healthCheck: { protocol: elbv2.Protocol.HTTP, path: '/', interval: Duration.seconds(10) },
+      deregistrationDelay: Duration.seconds(30),
+    });
     this.url = `http://${this.apiLoadBalancer.loadBalancerDnsName}:${livekit.apiPort}`;
     this.acknowledgeFindings(task, role);
     Annotations.of(this.service).acknowledgeWarning(
@@ -240,10 +261,22 @@ export class LiveKitCluster extends Construct {
   /** Agents reach the API and carry WebRTC media to the hosts. */
   allowAgents(agents: ec2.ISecurityGroup): void {
     const { livekit } = this;
-    this.apiLoadBalancerSecurityGroup.addIngressRule(agents, ec2.Port.tcp(livekit.apiPort), 'agents to the LiveKit API');
-    this.hostSecurityGroup.addIngressRule(agents, ec2.Port.tcp(livekit.apiPort), 'agents to the LiveKit API (node-direct)');
+    this.apiLoadBalancerSecurityGroup.addIngressRule(
+      agents,
+      ec2.Port.tcp(livekit.apiPort),
+      'agents to the LiveKit API',
+    );
+    this.hostSecurityGroup.addIngressRule(
+      agents,
+      ec2.Port.tcp(livekit.apiPort),
+      'agents to the LiveKit API (node-direct)',
+    );
     this.hostSecurityGroup.addIngressRule(agents, ec2.Port.tcp(livekit.rtcTcpPort), 'agents WebRTC over TCP');
-    this.hostSecurityGroup.addIngressRule(agents, ec2.Port.udpRange(livekit.rtcUdpPortRange.min, livekit.rtcUdpPortRange.max), 'agents WebRTC media');
+    this.hostSecurityGroup.addIngressRule(
+      agents,
+      ec2.Port.udpRange(livekit.rtcUdpPortRange.min, livekit.rtcUdpPortRange.max),
+      'agents WebRTC media',
+    );
   }
 
   /** The SIP provisioner calls the API through the load balancer. */
@@ -284,7 +317,11 @@ export class LiveKitCluster extends Construct {
       'LiveKit Server and SIP run as uid 1000; only the config step runs as root, to write the shared config volume, and exits.',
     );
 
-    acknowledgeRules(task, ['AwsSolutions-ECS2'], 'Environment holds generated config templates with placeholders; secrets come from Secrets Manager.');
+    acknowledgeRules(
+      task,
+      ['AwsSolutions-ECS2'],
+      'Environment holds generated config templates with placeholders; secrets come from Secrets Manager.',
+    );
     acknowledgeRules(
       role,
       ['AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]'],
@@ -296,7 +333,11 @@ export class LiveKitCluster extends Construct {
       'Scaling activity shows in ECS capacity provider events and CloudWatch; no separate SNS notification topic.',
     );
     skipCheckovChecks(hostPolicy, [
-      { id: 'CKV_AWS_111', comment: 'ECS container agent permissions on an ECS host; the agent APIs (Submit*, Poll) take no resource scoping.' },
+      {
+        id: 'CKV_AWS_111',
+        comment:
+          'ECS container agent permissions on an ECS host; the agent APIs (Submit*, Poll) take no resource scoping.',
+      },
     ]);
   }
 }

@@ -11,7 +11,9 @@ export function grantKeyToLogGroups(key: kms.IKey): void {
   const logs = new iam.ServicePrincipal(`logs.${stack.region}.amazonaws.com`);
   key.grantEncryptDecrypt(
     new iam.PrincipalWithConditions(logs, {
-      ArnLike: { 'kms:EncryptionContext:aws:logs:arn': `arn:${stack.partition}:logs:${stack.region}:${stack.account}:log-group:*` },
+      ArnLike: {
+        'kms:EncryptionContext:aws:logs:arn': `arn:${stack.partition}:logs:${stack.region}:${stack.account}:log-group:*`,
+      },
     }),
   );
 }

@@ -18,7 +18,13 @@ export class LogLineMetrics extends Construct {
   readonly metrics: Record<string, cloudwatch.Metric> = {};
 
   /** `namespace`: the deployment's metric namespace (`metricsNamespace`). */
-  constructor(scope: Construct, id: string, logGroup: logs.ILogGroup, namespace: string, counted: Record<string, LogLineMetric>) {
+  constructor(
+    scope: Construct,
+    id: string,
+    logGroup: logs.ILogGroup,
+    namespace: string,
+    counted: Record<string, LogLineMetric>,
+  ) {
     super(scope, id);
     for (const [key, { metricName, pattern }] of Object.entries(counted)) {
       const filter = new logs.MetricFilter(this, metricName, {

@@ -1,5 +1,6 @@
+import { S3_PREFIXES } from '@voice-intake/contracts';
 import { Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
-import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
@@ -8,16 +9,14 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { S3_PREFIXES } from '@voice-intake/contracts';
 import { Construct } from 'constructs';
-import { workspaceImage } from '../image-context';
 import { acknowledgeRules, acknowledgeTaskRolePolicies } from '../compliance';
-import { AUDIT_WRITER_TAG, recordObjectsArn, recordObjectsNagResource } from '../naming';
 import type { VoiceIntakeConfig } from '../config';
+import { workspaceImage } from '../image-context';
+import { AUDIT_WRITER_TAG, recordObjectsArn, recordObjectsNagResource } from '../naming';
 import { allowClientIngress } from './client-ingress';
 import { InternalLoadBalancer } from './internal-load-balancer';
 import type { KnowledgeCollection } from './knowledge-collection';
-
 
 export interface McpServerServiceProps {
   readonly vpc: ec2.IVpc;
@@ -68,7 +67,11 @@ export class McpServerService extends Construct {
     });
     acknowledgeRules(
       this.tokenSecret,
-      ['AwsSolutions-SMG4', 'HIPAA.Security-SecretsManagerRotationEnabled', 'NIST.800.53.R5-SecretsManagerRotationEnabled'],
+      [
+        'AwsSolutions-SMG4',
+        'HIPAA.Security-SecretsManagerRotationEnabled',
+        'NIST.800.53.R5-SecretsManagerRotationEnabled',
+      ],
       'Rotating the token means redeploying the agent and MCP tasks together (both read it at start); done as a coordinated deploy, not a rotation Lambda.',
     );
 
@@ -84,7 +87,10 @@ export class McpServerService extends Construct {
     );
     const auditPrefix = `${S3_PREFIXES.audit}mcp-server/`;
     this.taskRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [recordObjectsArn(props.deploymentName, 'audit', auditPrefix)] }),
+      new iam.PolicyStatement({
+        actions: ['s3:PutObject'],
+        resources: [recordObjectsArn(props.deploymentName, 'audit', auditPrefix)],
+      }),
     );
     this.taskRole.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.dataKey.keyArn] }),
@@ -105,7 +111,10 @@ export class McpServerService extends Construct {
     const taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: mcp.cpu,
       memoryLimitMiB: mcp.memoryMiB,
-      runtimePlatform: { cpuArchitecture: ecs.CpuArchitecture.ARM64, operatingSystemFamily: ecs.OperatingSystemFamily.LINUX },
+      runtimePlatform: {
+        cpuArchitecture: ecs.CpuArchitecture.ARM64,
+        operatingSystemFamily: ecs.OperatingSystemFamily.LINUX,
+      },
       taskRole: this.taskRole,
     });
     taskDefinition.addVolume({ name: 'data' });
@@ -125,7 +134,11 @@ export class McpServerService extends Construct {
         PII_REDACTION: String(props.piiRedaction),
         KNOWLEDGE_BACKEND: props.knowledge ? 'opensearch' : 'embedded',
         ...(props.knowledge
-          ? { OPENSEARCH_ENDPOINT: props.knowledge.collection.attrCollectionEndpoint, OPENSEARCH_SERVICE: 'aoss', OPENSEARCH_INDEX: 'knowledge' }
+          ? {
+              OPENSEARCH_ENDPOINT: props.knowledge.collection.attrCollectionEndpoint,
+              OPENSEARCH_SERVICE: 'aoss',
+              OPENSEARCH_INDEX: 'knowledge',
+            }
           : {}),
         // {} = transfer to a person turned off: the server then offers no transfer tool.
         TRANSFER_TARGETS: JSON.stringify(mcp.transferTargets),
@@ -136,7 +149,12 @@ export class McpServerService extends Construct {
       },
       secrets: { MCP_AUTH_TOKEN: ecs.Secret.fromSecretsManager(this.tokenSecret) },
       healthCheck: {
-        command: ['CMD', 'node', '-e', `fetch('http://127.0.0.1:${mcp.port}/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))`],
+        command: [
+          'CMD',
+          'node',
+          '-e',
+          `fetch('http://127.0.0.1:${mcp.port}/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))`,
+        ],
         interval: Duration.seconds(15),
         timeout: Duration.seconds(5),
         startPeriod: Duration.seconds(15),
@@ -153,8 +171,18 @@ export class McpServerService extends Construct {
       description: 'MCP server tasks: from their load balancer only; HTTPS out to AWS APIs and the backend',
       allowAllOutbound: false,
     });
-    this.serviceSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs, knowledge collection, enterprise backend (HTTPS)');
-    if (props.knowledge) allowClientIngress(props.knowledge.endpointSecurityGroup, this.serviceSecurityGroup, 443, 'MCP server reads knowledge');
+    this.serviceSecurityGroup.addEgressRule(
+      ec2.Peer.anyIpv4(),
+      ec2.Port.tcp(443),
+      'AWS APIs, knowledge collection, enterprise backend (HTTPS)',
+    );
+    if (props.knowledge)
+      allowClientIngress(
+        props.knowledge.endpointSecurityGroup,
+        this.serviceSecurityGroup,
+        443,
+        'MCP server reads knowledge',
+      );
 
     this.service = new ecs.FargateService(this, 'Service', {
       cluster: props.cluster,
@@ -182,7 +210,13 @@ export class McpServerService extends Construct {
       port: mcp.port,
       protocol: elbv2.Protocol.TCP,
       targets: [this.service.loadBalancerTarget({ containerName: 'mcp-server', containerPort: mcp.port })],
-      healthCheck: { protocol: elbv2.Protocol.HTTP, path: '/healthz', interval: Duration.seconds(10), healthyThresholdCount: 2, unhealthyThresholdCount: 2 },
+      healthCheck: {
+        protocol: elbv2.Protocol.HTTP,
+        path: '/healthz',
+        interval: Duration.seconds(10),
+        healthyThresholdCount: 2,
+        unhealthyThresholdCount: 2,
+      },
       deregistrationDelay: Duration.seconds(20),
     });
 
@@ -195,12 +229,16 @@ export class McpServerService extends Construct {
     this.loadBalancerSecurityGroup.addIngressRule(client, ec2.Port.tcp(this.port), description);
   }
 
-  private acknowledgeFindings(taskDefinition: ecs.FargateTaskDefinition, deploymentName: string, auditPrefix: string): void {
+  private acknowledgeFindings(
+    taskDefinition: ecs.FargateTaskDefinition,
+    deploymentName: string,
+    auditPrefix: string,
+  ): void {
     const { rolePolicy: taskPolicy } = acknowledgeTaskRolePolicies(taskDefinition.obtainExecutionRole(), this.taskRole);
     acknowledgeRules(
       taskPolicy,
       [`AwsSolutions-IAM5[${recordObjectsNagResource(deploymentName, 'audit', auditPrefix)}]`],
-      'Each audit record is a new object under the server\'s own audit prefix (Object Lock: never overwritten).',
+      "Each audit record is a new object under the server's own audit prefix (Object Lock: never overwritten).",
     );
 
     acknowledgeRules(

@@ -107,7 +107,10 @@ export function liveKitSipYaml(input: LiveKitConfigInput): string {
 /** Replaces every placeholder; throws naming any that has no value, so a half-rendered config never starts. */
 export function fillPlaceholders(template: string, values: Record<keyof typeof LIVEKIT_PLACEHOLDERS, string>): string {
   let filled = template;
-  for (const [key, placeholder] of Object.entries(LIVEKIT_PLACEHOLDERS) as [keyof typeof LIVEKIT_PLACEHOLDERS, string][]) {
+  for (const [key, placeholder] of Object.entries(LIVEKIT_PLACEHOLDERS) as [
+    keyof typeof LIVEKIT_PLACEHOLDERS,
+    string,
+  ][]) {
     const value = values[key];
     if (!value) throw new Error(`no value for ${placeholder}`);
     filled = filled.split(placeholder).join(value);

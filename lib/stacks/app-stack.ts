@@ -1,10 +1,10 @@
+import { metricsNamespace } from '@voice-intake/contracts';
 import { CfnOutput, RemovalPolicy } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
-import { metricsNamespace } from '@voice-intake/contracts';
 import type { Construct } from 'constructs';
 import { AgentService } from '../constructs/agent-service';
 import type { KnowledgeCollection } from '../constructs/knowledge-collection';

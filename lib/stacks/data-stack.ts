@@ -1,6 +1,7 @@
+import { S3_PREFIXES } from '@voice-intake/contracts';
 import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -11,7 +12,6 @@ import { acknowledgeRules, skipCheckovChecks } from '../compliance';
 import { allowClientIngress } from '../constructs/client-ingress';
 import { KnowledgeCollection } from '../constructs/knowledge-collection';
 import { SecureBucket } from '../constructs/secure-bucket';
-import { S3_PREFIXES } from '@voice-intake/contracts';
 import { AUDIT_WRITER_TAG, recordBucketName } from '../naming';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
@@ -71,7 +71,11 @@ export class DataStack extends VoiceIntakeStack {
     });
     acknowledgeRules(
       this.auditSealKey,
-      ['AwsSolutions-KMS5', 'HIPAA.Security-KMSBackingKeyRotationEnabled', 'NIST.800.53.R5-KMSBackingKeyRotationEnabled'],
+      [
+        'AwsSolutions-KMS5',
+        'HIPAA.Security-KMSBackingKeyRotationEnabled',
+        'NIST.800.53.R5-KMSBackingKeyRotationEnabled',
+      ],
       'KMS does not rotate HMAC keys automatically; a seal must stay verifiable for the audit retention, so the key is kept, not replaced.',
     );
     // Only the tagged writer roles may make seals, even if an IAM policy elsewhere in the account allows kms:*.
@@ -86,7 +90,10 @@ export class DataStack extends VoiceIntakeStack {
       }),
     );
     skipCheckovChecks(this.auditSealKey, [
-      { id: 'CKV_AWS_7', comment: 'HMAC_256 key: KMS supports no automatic rotation for HMAC keys; seals must stay verifiable.' },
+      {
+        id: 'CKV_AWS_7',
+        comment: 'HMAC_256 key: KMS supports no automatic rotation for HMAC keys; seals must stay verifiable.',
+      },
     ]);
 
     // S3 server access logs can be delivered only to an SSE-S3 bucket, so this one bucket is not KMS-encrypted.
@@ -98,7 +105,13 @@ export class DataStack extends VoiceIntakeStack {
       versioned: true,
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      lifecycleRules: [{ id: 'retention', expiration: Duration.days(data.accessLogRetentionDays), noncurrentVersionExpiration: Duration.days(30) }],
+      lifecycleRules: [
+        {
+          id: 'retention',
+          expiration: Duration.days(data.accessLogRetentionDays),
+          noncurrentVersionExpiration: Duration.days(30),
+        },
+      ],
       removalPolicy: RemovalPolicy.RETAIN,
     });
     acknowledgeRules(
@@ -106,7 +119,9 @@ export class DataStack extends VoiceIntakeStack {
       ['AwsSolutions-S1', 'HIPAA.Security-S3BucketLoggingEnabled', 'NIST.800.53.R5-S3BucketLoggingEnabled'],
       'This is the access-log target bucket; logging it into itself would loop.',
     );
-    skipCheckovChecks(this.accessLogsBucket, [{ id: 'CKV_AWS_18', comment: 'Access-log target bucket; logging it into itself would loop.' }]);
+    skipCheckovChecks(this.accessLogsBucket, [
+      { id: 'CKV_AWS_18', comment: 'Access-log target bucket; logging it into itself would loop.' },
+    ]);
     acknowledgeRules(
       this.accessLogsBucket,
       ['HIPAA.Security-S3DefaultEncryptionKMS', 'NIST.800.53.R5-S3DefaultEncryptionKMS'],
@@ -172,7 +187,10 @@ export class DataStack extends VoiceIntakeStack {
       new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [this.auditBucket.bucketArn] }),
     );
     this.auditVerifierRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [this.auditBucket.arnForObjects(`${S3_PREFIXES.audit}*`)] }),
+      new iam.PolicyStatement({
+        actions: ['s3:GetObject'],
+        resources: [this.auditBucket.arnForObjects(`${S3_PREFIXES.audit}*`)],
+      }),
     );
     this.auditVerifierRole.addToPrincipalPolicy(
       new iam.PolicyStatement({ actions: ['kms:Decrypt'], resources: [this.dataKey.keyArn] }),
@@ -201,7 +219,11 @@ export class DataStack extends VoiceIntakeStack {
     });
     acknowledgeRules(
       this.redisAuthSecret,
-      ['AwsSolutions-SMG4', 'HIPAA.Security-SecretsManagerRotationEnabled', 'NIST.800.53.R5-SecretsManagerRotationEnabled'],
+      [
+        'AwsSolutions-SMG4',
+        'HIPAA.Security-SecretsManagerRotationEnabled',
+        'NIST.800.53.R5-SecretsManagerRotationEnabled',
+      ],
       'Redis AUTH rotation must run ModifyReplicationGroup ROTATE then SET against the live group while clients reconnect; it is an operator runbook (README), not a generic rotation Lambda.',
     );
 
@@ -238,7 +260,10 @@ export class DataStack extends VoiceIntakeStack {
     });
     acknowledgeRules(
       this.redisReplicationGroup,
-      ['HIPAA.Security-ElastiCacheRedisClusterAutomaticBackup', 'NIST.800.53.R5-ElastiCacheRedisClusterAutomaticBackup'],
+      [
+        'HIPAA.Security-ElastiCacheRedisClusterAutomaticBackup',
+        'NIST.800.53.R5-ElastiCacheRedisClusterAutomaticBackup',
+      ],
       'Redis holds transient per-call session state (TTL of hours); durable records live in S3. Seven days of snapshots cover recovery without keeping caller data longer than needed.',
     );
 
@@ -280,12 +305,12 @@ export class DataStack extends VoiceIntakeStack {
     new CfnOutput(this, 'AuditVerifierRoleArn', { value: this.auditVerifierRole.roleArn });
     new CfnOutput(this, 'RedisPrimaryEndpoint', { value: this.redisEndpoint.host });
     new CfnOutput(this, 'CasesTableName', { value: this.casesTable.tableName });
-    if (this.knowledge) new CfnOutput(this, 'KnowledgeCollectionEndpoint', { value: this.knowledge.collection.attrCollectionEndpoint });
+    if (this.knowledge)
+      new CfnOutput(this, 'KnowledgeCollectionEndpoint', { value: this.knowledge.collection.attrCollectionEndpoint });
   }
 
   /** Lets one client security group reach Redis (the rule lives in the client's stack). */
   allowRedisFrom(client: ec2.ISecurityGroup, description: string): ec2.CfnSecurityGroupIngress {
     return allowClientIngress(this.redisSecurityGroup, client, REDIS_PORT, description);
   }
-
 }

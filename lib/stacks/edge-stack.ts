@@ -1,11 +1,4 @@
 import { gzipSync } from 'node:zlib';
-import { Annotations, CfnOutput, type CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
-import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
-import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
-import * as logs from 'aws-cdk-lib/aws-logs';
-import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { EDGE_MEDIA_MODE_METRICS, EDGE_METRICS, metricsNamespace } from '@voice-intake/contracts';
 import {
   EDGE_LOG_EVENTS,
@@ -15,6 +8,13 @@ import {
   renderEdge,
   withoutCommentLines,
 } from '@voice-intake/edge-config';
+import { Annotations, CfnOutput, type CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
 import { EdgeHostHandover } from '../constructs/edge-host-handover';
@@ -102,7 +102,11 @@ export class EdgeStack extends VoiceIntakeStack {
     this.securityGroup.addIngressRule(signalling, ec2.Port.udp(edge.sipPort), 'SIP/UDP from carrier');
     this.securityGroup.addIngressRule(signalling, ec2.Port.tcp(edge.sipPort), 'SIP/TCP from carrier');
     if (edge.tls) this.securityGroup.addIngressRule(signalling, ec2.Port.tcp(edge.tlsPort), 'SIP/TLS from carrier');
-    this.securityGroup.addIngressRule(media, ec2.Port.udpRange(edge.rtpPortRange.min, edge.rtpPortRange.max), 'RTP from carrier media');
+    this.securityGroup.addIngressRule(
+      media,
+      ec2.Port.udpRange(edge.rtpPortRange.min, edge.rtpPortRange.max),
+      'RTP from carrier media',
+    );
 
     const livekitPeers: ec2.IPeer[] = props.livekitSip?.securityGroup
       ? [props.livekitSip.securityGroup]
@@ -115,24 +119,60 @@ export class EdgeStack extends VoiceIntakeStack {
     // Towards the carrier: a flow the carrier opened is answered through connection tracking, but tracking ends after
     // minutes of silence, and LiveKit's BYE at the end of a long call (or the first RTP the edge sends, when the agent
     // speaks first) starts a new flow: without these it would be dropped.
-    this.securityGroup.addEgressRule(signalling, ec2.Port.udp(CARRIER_SIP_PORT), 'SIP/UDP to carrier (in-dialog requests)');
-    this.securityGroup.addEgressRule(signalling, ec2.Port.tcp(CARRIER_SIP_PORT), 'SIP/TCP to carrier (in-dialog requests)');
-    if (edge.tls) this.securityGroup.addEgressRule(signalling, ec2.Port.tcp(CARRIER_TLS_PORT), 'SIP/TLS to carrier (in-dialog requests)');
-    this.securityGroup.addEgressRule(media, ec2.Port.udpRange(1024, 65535), 'RTP to carrier media (the port its SDP names)');
+    this.securityGroup.addEgressRule(
+      signalling,
+      ec2.Port.udp(CARRIER_SIP_PORT),
+      'SIP/UDP to carrier (in-dialog requests)',
+    );
+    this.securityGroup.addEgressRule(
+      signalling,
+      ec2.Port.tcp(CARRIER_SIP_PORT),
+      'SIP/TCP to carrier (in-dialog requests)',
+    );
+    if (edge.tls)
+      this.securityGroup.addEgressRule(
+        signalling,
+        ec2.Port.tcp(CARRIER_TLS_PORT),
+        'SIP/TLS to carrier (in-dialog requests)',
+      );
+    this.securityGroup.addEgressRule(
+      media,
+      ec2.Port.udpRange(1024, 65535),
+      'RTP to carrier media (the port its SDP names)',
+    );
     // Distro packages at boot, SSM and CloudWatch Logs (interface endpoints in the VPC, package mirrors outside).
-    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'HTTPS: SSM, CloudWatch Logs, package mirrors');
-    this.securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(80), 'HTTP: Debian package mirrors (signed packages)');
+    this.securityGroup.addEgressRule(
+      ec2.Peer.anyIpv4(),
+      ec2.Port.tcp(443),
+      'HTTPS: SSM, CloudWatch Logs, package mirrors',
+    );
+    this.securityGroup.addEgressRule(
+      ec2.Peer.anyIpv4(),
+      ec2.Port.tcp(80),
+      'HTTP: Debian package mirrors (signed packages)',
+    );
 
-    const logKey = new kms.Key(this, 'EdgeLogKey', { description: 'Encrypts SIP edge logs', enableKeyRotation: true, removalPolicy: RemovalPolicy.RETAIN });
+    const logKey = new kms.Key(this, 'EdgeLogKey', {
+      description: 'Encrypts SIP edge logs',
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
     grantKeyToLogGroups(logKey);
-    const logGroup = new logs.LogGroup(this, 'EdgeLogs', { encryptionKey: logKey, retention: logs.RetentionDays.ONE_YEAR, removalPolicy: RemovalPolicy.RETAIN });
+    const logGroup = new logs.LogGroup(this, 'EdgeLogs', {
+      encryptionKey: logKey,
+      retention: logs.RetentionDays.ONE_YEAR,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
     this.metrics = new LogLineMetrics(
       this,
       'EdgeEvents',
       logGroup,
       metricsNamespace(props.config.deploymentName),
       Object.fromEntries(
-        (Object.keys(EDGE_METRICS) as (keyof typeof EDGE_METRICS)[]).map((event) => [event, { metricName: EDGE_METRICS[event], pattern: logs.FilterPattern.allTerms(EDGE_LOG_EVENTS[event]) }]),
+        (Object.keys(EDGE_METRICS) as (keyof typeof EDGE_METRICS)[]).map((event) => [
+          event,
+          { metricName: EDGE_METRICS[event], pattern: logs.FilterPattern.allTerms(EDGE_LOG_EVENTS[event]) },
+        ]),
       ),
     ).metrics as Record<keyof typeof EDGE_METRICS, cloudwatch.Metric>;
     const namespace = metricsNamespace(props.config.deploymentName);
@@ -168,9 +208,17 @@ export class EdgeStack extends VoiceIntakeStack {
     logGroup.grantWrite(role);
     const defaultPolicy = role.node.tryFindChild('DefaultPolicy');
     if (defaultPolicy) {
-      acknowledgeRules(defaultPolicy, ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'], 'CDK-generated grant: write to this stack\'s one edge log group, nothing else.');
+      acknowledgeRules(
+        defaultPolicy,
+        ['HIPAA.Security-IAMNoInlinePolicy', 'NIST.800.53.R5-IAMNoInlinePolicy'],
+        "CDK-generated grant: write to this stack's one edge log group, nothing else.",
+      );
     }
-    acknowledgeRules(role, ['AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]'], 'The AWS-maintained SSM core policy is what Session Manager and State Manager need; it replaces SSH.');
+    acknowledgeRules(
+      role,
+      ['AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonSSMManagedInstanceCore]'],
+      'The AWS-maintained SSM core policy is what Session Manager and State Manager need; it replaces SSH.',
+    );
 
     const rendered = renderEdge({
       edge,
@@ -225,10 +273,18 @@ export class EdgeStack extends VoiceIntakeStack {
           userDataCausesReplacement: true,
           requireImdsv2: true,
           detailedMonitoring: true,
-          blockDevices: [{ deviceName: '/dev/xvda', volume: ec2.BlockDeviceVolume.ebs(16, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }) }],
+          blockDevices: [
+            {
+              deviceName: '/dev/xvda',
+              volume: ec2.BlockDeviceVolume.ebs(16, { encrypted: true, volumeType: ec2.EbsDeviceVolumeType.GP3 }),
+            },
+          ],
           sourceDestCheck: true,
         });
-        instance.instance.addPropertyOverride('Tags', [{ Key: tagKey, Value: tagValue }, { Key: 'Name', Value: `${props.config.deploymentName}-${name}` }]);
+        instance.instance.addPropertyOverride('Tags', [
+          { Key: tagKey, Value: tagValue },
+          { Key: 'Name', Value: `${props.config.deploymentName}-${name}` },
+        ]);
         previousHandover = handover.handOver(`${name}Handover`, eip.attrAllocationId, instance, previousHandover);
         this.instances.push(instance);
         statusMetrics[`h${hostIndex}`] = new cloudwatch.Metric({
@@ -241,20 +297,36 @@ export class EdgeStack extends VoiceIntakeStack {
 
         // EC2 auto-recovery: a failed system status check moves the instance to healthy hardware, EIP and all.
         new cloudwatch.Alarm(this, `${name}Recovery`, {
-          metric: new cloudwatch.Metric({ namespace: 'AWS/EC2', metricName: 'StatusCheckFailed_System', dimensionsMap: { InstanceId: instance.instanceId }, statistic: 'Maximum', period: Duration.minutes(1) }),
+          metric: new cloudwatch.Metric({
+            namespace: 'AWS/EC2',
+            metricName: 'StatusCheckFailed_System',
+            dimensionsMap: { InstanceId: instance.instanceId },
+            statistic: 'Maximum',
+            period: Duration.minutes(1),
+          }),
           threshold: 0,
           comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
           evaluationPeriods: 2,
           alarmDescription: `Recover ${name} on a failed system status check`,
-        }).addAlarmAction({ bind: () => ({ alarmActionArn: `arn:${Stack.of(this).partition}:automate:${this.region}:ec2:recover` }) });
+        }).addAlarmAction({
+          bind: () => ({ alarmActionArn: `arn:${Stack.of(this).partition}:automate:${this.region}:ec2:recover` }),
+        });
 
-        acknowledgeRules(instance, ['AwsSolutions-EC26', 'HIPAA.Security-EC2EBSOptimizedInstance', 'NIST.800.53.R5-EC2EBSOptimizedInstance'], 'Root volume is encrypted (gp3, encrypted: true); the host keeps no call data on disk and modern types are EBS-optimized by default.');
+        acknowledgeRules(
+          instance,
+          ['AwsSolutions-EC26', 'HIPAA.Security-EC2EBSOptimizedInstance', 'NIST.800.53.R5-EC2EBSOptimizedInstance'],
+          'Root volume is encrypted (gp3, encrypted: true); the host keeps no call data on disk and modern types are EBS-optimized by default.',
+        );
         acknowledgeRules(
           instance,
           ['AwsSolutions-EC29'],
           'Replaced by CloudFormation (new image, type or boot config) after a drained handover; API termination protection would make that replacement, and cdk destroy, fail.',
         );
-        acknowledgeRules(instance, ['HIPAA.Security-EC2InstanceNoPublicIp', 'NIST.800.53.R5-EC2InstanceNoPublicIp'], 'The SIP edge is the internet-facing tier: carriers reach it on its EIP, restricted to the allowlist prefix lists.');
+        acknowledgeRules(
+          instance,
+          ['HIPAA.Security-EC2InstanceNoPublicIp', 'NIST.800.53.R5-EC2InstanceNoPublicIp'],
+          'The SIP edge is the internet-facing tier: carriers reach it on its EIP, restricted to the allowlist prefix lists.',
+        );
 
         const originationUri = `sip:${eip.attrPublicIp}:${edge.sipPort};transport=udp`;
         originationUris.push({ uri: originationUri, priority: 10, weight: 10 });
@@ -298,7 +370,9 @@ export class EdgeStack extends VoiceIntakeStack {
         livekitEcsService: props.livekitSip.ecsService,
       });
     } else {
-      Annotations.of(this).addWarning('No LiveKit Auto Scaling group given: the edge has no LiveKit SIP node and answers every call with 503.');
+      Annotations.of(this).addWarning(
+        'No LiveKit Auto Scaling group given: the edge has no LiveKit SIP node and answers every call with 503.',
+      );
     }
 
     // Every rendered file reaches the hosts here, never through user data: edge-apply.sh installs what changed and
@@ -315,11 +389,21 @@ export class EdgeStack extends VoiceIntakeStack {
       applyOnlyAtCronInterval: false,
     });
 
-    acknowledgeRules(this.securityGroup, ['HIPAA.Security-EC2RestrictedCommonPorts', 'NIST.800.53.R5-EC2RestrictedCommonPorts', 'HIPAA.Security-EC2RestrictedSSH', 'NIST.800.53.R5-EC2RestrictedSSH'], 'Ingress only from the carrier prefix lists on SIP and RTP ports; no SSH rule exists.');
+    acknowledgeRules(
+      this.securityGroup,
+      [
+        'HIPAA.Security-EC2RestrictedCommonPorts',
+        'NIST.800.53.R5-EC2RestrictedCommonPorts',
+        'HIPAA.Security-EC2RestrictedSSH',
+        'NIST.800.53.R5-EC2RestrictedSSH',
+      ],
+      'Ingress only from the carrier prefix lists on SIP and RTP ports; no SSH rule exists.',
+    );
 
     new CfnOutput(this, 'OriginationUris', {
       value: this.toJsonString(originationUris),
-      description: 'Every origination URI for the Twilio trunk, with priority and weight (equal: calls spread, Twilio fails over between them)',
+      description:
+        'Every origination URI for the Twilio trunk, with priority and weight (equal: calls spread, Twilio fails over between them)',
     });
     new CfnOutput(this, 'EdgeSecurityGroupId', {
       value: this.securityGroup.securityGroupId,
@@ -343,7 +427,8 @@ const FILE_END = '__VOICE_INTAKE_EDGE_FILE_END__';
 export function packedFileCommand(files: RenderedEdge, targetDir: string): string {
   const script = ['set -eu'];
   for (const [path, file] of Object.entries(files)) {
-    if (file.content.split('\n').includes(FILE_END)) throw new Error(`rendered file ${path} contains the line ${FILE_END}`);
+    if (file.content.split('\n').includes(FILE_END))
+      throw new Error(`rendered file ${path} contains the line ${FILE_END}`);
     const target = `${targetDir}/${path}`;
     script.push(
       `mkdir -p "$(dirname '${target}')"`,
@@ -353,7 +438,7 @@ export function packedFileCommand(files: RenderedEdge, targetDir: string): strin
       `chmod ${file.mode.toString(8)} '${target}'`,
     );
   }
-  return `echo '${gzipSync(script.join('\n') + '\n', { level: 9 }).toString('base64')}' | base64 -d | gunzip | bash`;
+  return `echo '${gzipSync(`${script.join('\n')}\n`, { level: 9 }).toString('base64')}' | base64 -d | gunzip | bash`;
 }
 
 /**
@@ -388,8 +473,8 @@ function bootScript(logGroupName: string, region: string, publicIp: string): str
     // redis-server + kamailio-redis-modules: the host-local store of topology hiding (topos).
     'apt-get install -y -q --no-install-recommends kamailio kamailio-tls-modules kamailio-extra-modules kamailio-redis-modules rtpengine-daemon rtpengine-utils redis-server curl ca-certificates',
     // In-kernel media forwarding (xt_RTPENGINE, built for the running kernel); without it RTPEngine runs in userspace.
-    'apt-get install -y -q --no-install-recommends "linux-headers-$(uname -r)" rtpengine-kernel-dkms'
-      + ' rtpengine-iptables iptables || echo "edge: kernel module packages not installed"',
+    'apt-get install -y -q --no-install-recommends "linux-headers-$(uname -r)" rtpengine-kernel-dkms' +
+      ' rtpengine-iptables iptables || echo "edge: kernel module packages not installed"',
     'rm -f /usr/sbin/policy-rc.d',
     'systemctl disable --now kamailio rtpengine-daemon ngcp-rtpengine-daemon redis-server 2>/dev/null || true',
     'TOKEN=$(curl -fsS -X PUT http://169.254.169.254/latest/api/token -H "X-aws-ec2-metadata-token-ttl-seconds: 300")',
@@ -398,7 +483,18 @@ function bootScript(logGroupName: string, region: string, publicIp: string): str
     `mkdir -p ${CONFIG_DIR} ${LOG_DIR}`,
     `printf 'PRIVATE_IP=%s\\nPUBLIC_IP=%s\\n' "$PRIVATE_IP" '${publicIp}' > ${CONFIG_DIR}/host.env`,
     `curl -fsSLo /tmp/cwa.deb https://s3.${region}.amazonaws.com/amazoncloudwatch-agent-${region}/debian/amd64/latest/amazon-cloudwatch-agent.deb && dpkg -i /tmp/cwa.deb`,
-    `cat > /opt/aws/amazon-cloudwatch-agent/etc/edge.json <<'EOF'\n${JSON.stringify({ logs: { logs_collected: { files: { collect_list: [{ file_path: '/var/log/syslog', log_group_name: logGroupName, log_stream_name: '{instance_id}/syslog' }, { file_path: `${LOG_DIR}/*.log`, log_group_name: logGroupName, log_stream_name: '{instance_id}/edge' }] } } } })}\nEOF`,
+    `cat > /opt/aws/amazon-cloudwatch-agent/etc/edge.json <<'EOF'\n${JSON.stringify({
+      logs: {
+        logs_collected: {
+          files: {
+            collect_list: [
+              { file_path: '/var/log/syslog', log_group_name: logGroupName, log_stream_name: '{instance_id}/syslog' },
+              { file_path: `${LOG_DIR}/*.log`, log_group_name: logGroupName, log_stream_name: '{instance_id}/edge' },
+            ],
+          },
+        },
+      },
+    })}\nEOF`,
     '/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s -c file:/opt/aws/amazon-cloudwatch-agent/etc/edge.json',
     `curl -fsSLo /tmp/ssm.deb https://s3.${region}.amazonaws.com/amazon-ssm-${region}/latest/debian_amd64/amazon-ssm-agent.deb && dpkg -i /tmp/ssm.deb`,
   ];

@@ -1,3 +1,9 @@
+import {
+  ENRICHMENT_EVENT_SOURCE,
+  INTAKE_ENRICHED_DETAIL_TYPE,
+  metricsNamespace,
+  S3_PREFIXES,
+} from '@voice-intake/contracts';
 import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
@@ -10,7 +16,6 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
-import { ENRICHMENT_EVENT_SOURCE, INTAKE_ENRICHED_DETAIL_TYPE, S3_PREFIXES, metricsNamespace } from '@voice-intake/contracts';
 import type { Construct } from 'constructs';
 import { bedrockInvokeGrant } from '../bedrock';
 import { acknowledgeRules, skipCheckovChecks } from '../compliance';
@@ -56,7 +61,11 @@ export class EnrichmentStack extends VoiceIntakeStack {
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
     });
-    acknowledgeRules(this.deadLetterQueue, ['AwsSolutions-SQS3'], 'This queue is the dead-letter queue; it needs none of its own.');
+    acknowledgeRules(
+      this.deadLetterQueue,
+      ['AwsSolutions-SQS3'],
+      'This queue is the dead-letter queue; it needs none of its own.',
+    );
 
     const busName = `${deploymentName}-intake`;
     this.bus = new events.EventBus(this, 'IntakeBus', { eventBusName: busName, kmsKey: key });
@@ -88,7 +97,11 @@ export class EnrichmentStack extends VoiceIntakeStack {
       description: 'Enrichment function: HTTPS out to AWS APIs (endpoints), nothing in',
       allowAllOutbound: false,
     });
-    securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'AWS APIs over HTTPS (VPC endpoints, NAT for X-Ray)');
+    securityGroup.addEgressRule(
+      ec2.Peer.anyIpv4(),
+      ec2.Port.tcp(443),
+      'AWS APIs over HTTPS (VPC endpoints, NAT for X-Ray)',
+    );
 
     const logGroup = new logs.LogGroup(this, 'FunctionLogs', {
       retention: logs.RetentionDays.ONE_YEAR,
@@ -100,7 +113,11 @@ export class EnrichmentStack extends VoiceIntakeStack {
       ...lambdaWorkspaceFunction('enrichment/handler.ts', 'handler'),
       memorySize: 512,
       timeout: Duration.minutes(3),
-      bundling: { ...lambdaWorkspaceFunction('enrichment/handler.ts', 'handler').bundling, sourceMap: true, format: nodejs.OutputFormat.CJS },
+      bundling: {
+        ...lambdaWorkspaceFunction('enrichment/handler.ts', 'handler').bundling,
+        sourceMap: true,
+        format: nodejs.OutputFormat.CJS,
+      },
       vpc: props.vpc,
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       securityGroups: [securityGroup],
@@ -124,7 +141,9 @@ export class EnrichmentStack extends VoiceIntakeStack {
 
     // Least privilege: read transcripts, write enriched records and error records, nothing else in the bucket.
     const objects = (prefix: string) => recordObjectsArn(deploymentName, 'transcripts', prefix);
-    this.function.addToRolePolicy(new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [objects(S3_PREFIXES.transcripts)] }));
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [objects(S3_PREFIXES.transcripts)] }),
+    );
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['s3:PutObject'],
@@ -161,7 +180,10 @@ export class EnrichmentStack extends VoiceIntakeStack {
 
     this.deadLetterAlarm = new cloudwatch.Alarm(this, 'DeadLetterAlarm', {
       alarmDescription: 'Transcripts that could not be enriched after every retry are waiting in the DLQ',
-      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1), statistic: 'Maximum' }),
+      metric: this.deadLetterQueue.metricApproximateNumberOfMessagesVisible({
+        period: Duration.minutes(1),
+        statistic: 'Maximum',
+      }),
       threshold: 0,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
       evaluationPeriods: 1,
@@ -218,12 +240,17 @@ export class EnrichmentStack extends VoiceIntakeStack {
     );
     acknowledgeRules(
       role,
-      ['AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
-        'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]'],
+      [
+        'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]',
+        'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
+      ],
       'AWS-maintained execution policies for logs and VPC network interfaces; their scope is what Lambda itself needs.',
     );
     skipCheckovChecks(this.function, [
-      { id: 'CKV_AWS_173', comment: 'Environment variables are encrypted with the enrichment KMS key (environmentEncryption).' },
+      {
+        id: 'CKV_AWS_173',
+        comment: 'Environment variables are encrypted with the enrichment KMS key (environmentEncryption).',
+      },
     ]);
   }
 }

@@ -1,3 +1,4 @@
+import { AGENT_METRICS, type EDGE_METRICS, type LIVEKIT_SIP_METRICS, metricsNamespace } from '@voice-intake/contracts';
 import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -5,7 +6,6 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
-import { AGENT_METRICS, type EDGE_METRICS, type LIVEKIT_SIP_METRICS, metricsNamespace } from '@voice-intake/contracts';
 import type { Construct } from 'constructs';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
@@ -32,18 +32,34 @@ export class ObservabilityStack extends VoiceIntakeStack {
 
   constructor(scope: Construct, id: string, props: ObservabilityStackProps) {
     super(scope, id, props);
-    const { observability, edge, deploymentName } = props.config;
+    const { observability, deploymentName } = props.config;
     const namespace = metricsNamespace(deploymentName);
     const agentMetric = (name: string, statistic: string, label?: string) =>
-      new cloudwatch.Metric({ namespace, metricName: name, dimensionsMap: { Service: 'agent' }, statistic, period: Duration.minutes(1), label });
+      new cloudwatch.Metric({
+        namespace,
+        metricName: name,
+        dimensionsMap: { Service: 'agent' },
+        statistic,
+        period: Duration.minutes(1),
+        label,
+      });
 
     if (observability.alarmTopicArn) {
       this.topic = sns.Topic.fromTopicArn(this, 'AlarmTopic', observability.alarmTopicArn);
     } else {
-      const key = new kms.Key(this, 'AlarmTopicKey', { description: 'Encrypts the alarm topic', enableKeyRotation: true, removalPolicy: RemovalPolicy.RETAIN });
+      const key = new kms.Key(this, 'AlarmTopicKey', {
+        description: 'Encrypts the alarm topic',
+        enableKeyRotation: true,
+        removalPolicy: RemovalPolicy.RETAIN,
+      });
       key.grantEncryptDecrypt(new iam.ServicePrincipal('cloudwatch.amazonaws.com'));
-      const topic = new sns.Topic(this, 'AlarmTopic', { displayName: `${deploymentName} alarms`, masterKey: key, enforceSSL: true });
-      if (observability.alarmEmail) topic.addSubscription(new subscriptions.EmailSubscription(observability.alarmEmail));
+      const topic = new sns.Topic(this, 'AlarmTopic', {
+        displayName: `${deploymentName} alarms`,
+        masterKey: key,
+        enforceSSL: true,
+      });
+      if (observability.alarmEmail)
+        topic.addSubscription(new subscriptions.EmailSubscription(observability.alarmEmail));
       this.topic = topic;
     }
     const page = new actions.SnsAction(this.topic);
@@ -85,15 +101,24 @@ export class ObservabilityStack extends VoiceIntakeStack {
       });
     alarms.push(
       new cloudwatch.Alarm(this, 'LiveKitSipCallErrors', {
-        alarmDescription: 'LiveKit SIP is closing inbound calls with errors (media, room join, participant): callers are dropped',
+        alarmDescription:
+          'LiveKit SIP is closing inbound calls with errors (media, room join, participant): callers are dropped',
         metric: livekitSipMetrics.callErrors.with({ period: Duration.minutes(5) }),
         threshold: observability.sipCallErrorsPerFiveMinutes,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
-      edgeRefusedCalls('EdgeNoLiveKitNode', 'The SIP edge found no LiveKit SIP node up and answered calls with 503', edgeMetrics.noLiveKitNode),
-      edgeRefusedCalls('EdgeTopologyStoreDown', "An edge host's topology-hiding Redis did not answer and the host answered calls with 503", edgeMetrics.topologyStoreDown),
+      edgeRefusedCalls(
+        'EdgeNoLiveKitNode',
+        'The SIP edge found no LiveKit SIP node up and answered calls with 503',
+        edgeMetrics.noLiveKitNode,
+      ),
+      edgeRefusedCalls(
+        'EdgeTopologyStoreDown',
+        "An edge host's topology-hiding Redis did not answer and the host answered calls with 503",
+        edgeMetrics.topologyStoreDown,
+      ),
       // Each one is a caller who rang out and heard no one: no agent joined in time, or the number is on no trunk.
       edgeRefusedCalls(
         'EdgeUnansweredCalls',
@@ -102,10 +127,19 @@ export class ObservabilityStack extends VoiceIntakeStack {
       ),
     );
 
-    const redisNodes = Array.from({ length: props.redisNodeCount }, (_, index) => `${props.redisReplicationGroupId}-${String(index + 1).padStart(3, '0')}`);
+    const redisNodes = Array.from(
+      { length: props.redisNodeCount },
+      (_, index) => `${props.redisReplicationGroupId}-${String(index + 1).padStart(3, '0')}`,
+    );
     const redisPrimary = redisNodes[0];
     const redisNodeMetric = (name: string, node: string, statistic = 'Maximum') =>
-      new cloudwatch.Metric({ namespace: 'AWS/ElastiCache', metricName: name, dimensionsMap: { CacheClusterId: node }, statistic, period: Duration.minutes(1) });
+      new cloudwatch.Metric({
+        namespace: 'AWS/ElastiCache',
+        metricName: name,
+        dimensionsMap: { CacheClusterId: node },
+        statistic,
+        period: Duration.minutes(1),
+      });
     const redisMetric = (name: string, statistic = 'Maximum') => redisNodeMetric(name, redisPrimary, statistic);
     alarms.push(
       new cloudwatch.Alarm(this, 'RedisEngineCpu', {
@@ -117,7 +151,13 @@ export class ObservabilityStack extends VoiceIntakeStack {
       }),
       new cloudwatch.Alarm(this, 'RedisReplicationLag', {
         alarmDescription: 'Session Redis replica lagging: a failover now would lose recent call state',
-        metric: new cloudwatch.Metric({ namespace: 'AWS/ElastiCache', metricName: 'ReplicationLag', dimensionsMap: { CacheClusterId: `${props.redisReplicationGroupId}-002` }, statistic: 'Maximum', period: Duration.minutes(1) }),
+        metric: new cloudwatch.Metric({
+          namespace: 'AWS/ElastiCache',
+          metricName: 'ReplicationLag',
+          dimensionsMap: { CacheClusterId: `${props.redisReplicationGroupId}-002` },
+          statistic: 'Maximum',
+          period: Duration.minutes(1),
+        }),
         threshold: 5,
         evaluationPeriods: 5,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -125,10 +165,13 @@ export class ObservabilityStack extends VoiceIntakeStack {
       }),
       // A failover moves the primary role: IsMaster changes on both nodes. It pages once and clears by itself.
       new cloudwatch.Alarm(this, 'RedisFailover', {
-        alarmDescription: 'Session Redis failed over to its replica: calls in flight may have lost their last state writes',
+        alarmDescription:
+          'Session Redis failed over to its replica: calls in flight may have lost their last state writes',
         metric: new cloudwatch.MathExpression({
           expression: redisNodes.map((_, index) => `ABS(DIFF(node${index + 1}))`).join(' + '),
-          usingMetrics: Object.fromEntries(redisNodes.map((node, index) => [`node${index + 1}`, redisNodeMetric('IsMaster', node)])),
+          usingMetrics: Object.fromEntries(
+            redisNodes.map((node, index) => [`node${index + 1}`, redisNodeMetric('IsMaster', node)]),
+          ),
           period: Duration.minutes(1),
           label: 'primary role changes',
         }),
@@ -156,7 +199,10 @@ export class ObservabilityStack extends VoiceIntakeStack {
         title: 'Calls in progress',
         // One ActiveCalls point per task per minute: the Sum is every call the agents hold.
         left: [agentMetric(AGENT_METRICS.activeCalls, 'Sum', 'in progress')],
-        right: [agentMetric(AGENT_METRICS.callsStarted, 'Sum', 'started / min'), agentMetric(AGENT_METRICS.callsEnded, 'Sum', 'ended / min')],
+        right: [
+          agentMetric(AGENT_METRICS.callsStarted, 'Sum', 'started / min'),
+          agentMetric(AGENT_METRICS.callsEnded, 'Sum', 'ended / min'),
+        ],
         width: 8,
       }),
       new cloudwatch.GraphWidget({
@@ -167,7 +213,12 @@ export class ObservabilityStack extends VoiceIntakeStack {
       }),
       new cloudwatch.GraphWidget({
         title: 'Per-stage latency p50/p95 (ms)',
-        left: [AGENT_METRICS.endOfUtteranceDelay, AGENT_METRICS.sttFinalDelay, AGENT_METRICS.llmTimeToFirstToken, AGENT_METRICS.ttsTimeToFirstByte].flatMap((name) => [p50(name), p95(name)]),
+        left: [
+          AGENT_METRICS.endOfUtteranceDelay,
+          AGENT_METRICS.sttFinalDelay,
+          AGENT_METRICS.llmTimeToFirstToken,
+          AGENT_METRICS.ttsTimeToFirstByte,
+        ].flatMap((name) => [p50(name), p95(name)]),
         width: 8,
       }),
       new cloudwatch.GraphWidget({
@@ -220,7 +271,10 @@ export class ObservabilityStack extends VoiceIntakeStack {
       new cloudwatch.GraphWidget({
         title: 'Session Redis',
         left: [redisMetric('EngineCPUUtilization'), redisMetric('CurrConnections')],
-        right: [redisMetric('DatabaseMemoryUsagePercentage'), redisMetric('IsMaster').with({ label: 'node 001 is primary' })],
+        right: [
+          redisMetric('DatabaseMemoryUsagePercentage'),
+          redisMetric('IsMaster').with({ label: 'node 001 is primary' }),
+        ],
         width: 8,
       }),
       new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms, width: 8 }),

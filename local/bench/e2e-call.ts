@@ -12,9 +12,9 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AGENT_METRICS } from '@voice-intake/contracts';
 import { CallStack } from '../src/call-stack';
-import { type CapturedRtp, CarrierCapture } from '../src/caller/capture';
+import { rms, SPEECH_RMS } from '../src/caller/audio';
 import { Caller } from '../src/caller/caller';
-import { SPEECH_RMS, rms } from '../src/caller/audio';
+import { type CapturedRtp, CarrierCapture } from '../src/caller/capture';
 import { Softphone } from '../src/caller/softphone';
 import { UsageSampler } from './process-usage';
 
@@ -124,7 +124,10 @@ async function main(): Promise<void> {
 
     // The agent's own view of each turn, from its metrics lines (EMF in the worker log).
     const metric = (name: string) =>
-      stack.worker!.logLines().map((line) => line[name]).filter((value): value is number => typeof value === 'number');
+      stack
+        .worker!.logLines()
+        .map((line) => line[name])
+        .filter((value): value is number => typeof value === 'number');
     const agentV2V = metric(AGENT_METRICS.voiceToVoiceLatency);
     console.log(`\nvoice-to-voice at the caller, ${voiceToVoice.length} turns, fake service latencies 0\n`);
     console.log('| figure | p50 | p95 | n |\n|---|---|---|---|');

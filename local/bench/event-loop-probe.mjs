@@ -11,24 +11,27 @@ if (dir) {
   const delay = monitorEventLoopDelay({ resolution: 10 });
   delay.enable();
   const ms = (ns) => Math.round(ns / 1e4) / 100;
-  setInterval(() => {
-    const memory = process.memoryUsage();
-    const sample = {
-      at: Date.now(),
-      pid: process.pid,
-      p50: ms(delay.percentile(50)),
-      p99: ms(delay.percentile(99)),
-      max: ms(delay.max),
-      rss: memory.rss,
-      heapUsed: memory.heapUsed,
-    };
-    delay.reset();
-    try {
-      appendFileSync(file, `${JSON.stringify(sample)}\n`);
-    } catch {
-      // the benchmark removed its directory: nothing left to report to
-    }
-  }, Number(process.env.PROBE_INTERVAL_MS ?? 2000)).unref();
+  setInterval(
+    () => {
+      const memory = process.memoryUsage();
+      const sample = {
+        at: Date.now(),
+        pid: process.pid,
+        p50: ms(delay.percentile(50)),
+        p99: ms(delay.percentile(99)),
+        max: ms(delay.max),
+        rss: memory.rss,
+        heapUsed: memory.heapUsed,
+      };
+      delay.reset();
+      try {
+        appendFileSync(file, `${JSON.stringify(sample)}\n`);
+      } catch {
+        // the benchmark removed its directory: nothing left to report to
+      }
+    },
+    Number(process.env.PROBE_INTERVAL_MS ?? 2000),
+  ).unref();
 }
 
 // With DENSITY_CPU_PROFILE_MS, each process also records a CPU profile of its first that many milliseconds and

@@ -26,7 +26,9 @@ function percentile(values: number[], p: number): number {
 function summary(name: string, values: number[]): string {
   if (values.length === 0) return `${name.padEnd(34)} no samples`;
   const figures = [50, 95].map((p) => `p${p} ${percentile(values, p).toFixed(0).padStart(5)} ms`).join('  ');
-  return `${name.padEnd(34)} ${figures}  max ${Math.max(...values).toFixed(0).padStart(5)} ms  (n=${values.length})`;
+  return `${name.padEnd(34)} ${figures}  max ${Math.max(...values)
+    .toFixed(0)
+    .padStart(5)} ms  (n=${values.length})`;
 }
 
 async function main(): Promise<void> {

@@ -2,7 +2,7 @@
  * CPU and memory of each component of the loopback stack, from /proc: every process below this one (the bench
  * starts them all) is sorted into a component by its command line, sampled every `intervalMs`.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100;
 const PAGE_BYTES = 4096;

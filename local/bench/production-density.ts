@@ -13,7 +13,7 @@
  * a task's CPU and memory would hold, with the formula. Prints figures; no pass/fail.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -30,8 +30,8 @@ import {
   TrackSource,
 } from '@livekit/rtc-node';
 import { AccessToken, AgentDispatchClient } from 'livekit-server-sdk';
-import { SPEECH_SAMPLE_RATE, rms, speechEndMs, synthesizeSpeech } from '../../agent/test/support/speech';
 import { JOB_PROCESS } from '../../agent/src/job-process';
+import { rms, SPEECH_SAMPLE_RATE, speechEndMs, synthesizeSpeech } from '../../agent/test/support/speech';
 import { CallStack } from '../src/call-stack';
 import { REPO_ROOT } from '../src/stack/binaries';
 

@@ -8,23 +8,23 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBClient, ScanCommand } from '@aws-sdk/client-dynamodb';
+import { GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { DeleteMessageCommand, ReceiveMessageCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { Redis } from 'ioredis';
 import type { SessionState } from '@voice-intake/contracts';
+import { Redis } from 'ioredis';
 import { RedisSessionStore } from '../../agent/src/state/session-store';
 import { AwsFake, type Latency, type ScenarioInput } from './aws-fake';
+import { LOOPBACK_MEDIA_SOURCE } from './caller/softphone';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, MotoServer } from './cloud/moto';
 import {
   type CloudDefinition,
   type CreatedCloud,
   cloudDefinitionFromCdk,
   createCloudResources,
 } from './cloud/resources';
-import { LOCAL_CREDENTIALS, LOCAL_REGION, MotoServer } from './cloud/moto';
 import { AgentWorkerProcess, McpServerProcess } from './services';
 import { REPO_ROOT } from './stack/binaries';
-import { LOOPBACK_MEDIA_SOURCE } from './caller/softphone';
 import { LiveKitStack, type LiveKitStackOptions } from './stack/livekit';
 
 const execFileAsync = promisify(execFile);

@@ -4,20 +4,20 @@ import http2 from 'node:http2';
 import { fileURLToPath } from 'node:url';
 import {
   BedrockRuntimeClient,
+  ThrottlingException as BedrockThrottling,
+  ValidationException as BedrockValidation,
   ConverseCommand,
   ConverseStreamCommand,
   type ConverseStreamOutput,
   type Message,
-  ThrottlingException as BedrockThrottling,
-  ValidationException as BedrockValidation,
 } from '@aws-sdk/client-bedrock-runtime';
 import {
   PollyClient,
-  StartSpeechSynthesisStreamCommand,
-  type StartSpeechSynthesisStreamActionStream,
-  SynthesizeSpeechCommand,
   ThrottlingException as PollyThrottling,
   ValidationException as PollyValidation,
+  type StartSpeechSynthesisStreamActionStream,
+  StartSpeechSynthesisStreamCommand,
+  SynthesizeSpeechCommand,
 } from '@aws-sdk/client-polly';
 import {
   type AudioStream,
@@ -29,10 +29,10 @@ import {
 } from '@aws-sdk/client-transcribe-streaming';
 import { APIError, initializeLogger, llm, stt, tts } from '@livekit/agents';
 import { AudioFrame } from '@livekit/rtc-node';
-import { type Transcript, callInsightsSchema, transcriptSchema } from '@voice-intake/contracts';
+import { callInsightsSchema, type Transcript, transcriptSchema } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SPEECH_RMS_LEVEL, rms, speechEndMs, synthesizeSpeech } from '../../agent/test/support/speech';
 import { BedrockLLM, PollyTTS, TranscribeSTT } from '../../agent/src/plugins/aws';
+import { rms, SPEECH_RMS_LEVEL, speechEndMs, synthesizeSpeech } from '../../agent/test/support/speech';
 import { requestInsights } from '../../lambda/src/enrichment/insights';
 import { AwsFake, DEFAULT_SCENARIO, SESSION_HEADER } from '../src/aws-fake';
 import { codec } from '../src/aws-fake/event-stream';

@@ -8,18 +8,18 @@
 import { join, resolve } from 'node:path';
 import {
   AGENT_METRICS,
-  S3_PREFIXES,
   enrichedKeyForTranscript,
-  transcriptPartSchema,
   LocalHmacSealKey,
+  S3_PREFIXES,
+  transcriptPartSchema,
   transcriptSchema,
 } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Source } from '../../records/src/source';
 import { type CallVerification, describeVerification, verifyCall } from '../../records/src/verify';
 import { CallStack } from '../src/call-stack';
-import { CarrierCapture } from '../src/caller/capture';
 import { Caller } from '../src/caller/caller';
+import { CarrierCapture } from '../src/caller/capture';
 import { Softphone } from '../src/caller/softphone';
 
 const RUN_DIR = resolve(__dirname, '..', '.local', 'call-e2e');
@@ -400,7 +400,9 @@ describe('more calls on the same stack', () => {
     expect(turns.some((turn) => turn.speaker === 'agent' && /reached the intake line/.test(turn.text))).toBe(true);
     expect(turns.some((turn) => turn.speaker === 'caller' && /Jane Doe/.test(turn.text))).toBe(true);
     // Up to the kill: every segment the killed job flushed is sealed; only the closing seal is missing.
-    const killed = (await verifyCall(recordSource(), callId!, sealKey())).chains.find((chain) => chain.actor === 'agent');
+    const killed = (await verifyCall(recordSource(), callId!, sealKey())).chains.find(
+      (chain) => chain.actor === 'agent',
+    );
     expect(killed?.verdict).toMatchObject({ ok: false, reason: expect.stringMatching(/no closing seal/) });
     const audit = killed!.records;
     expect(audit.map((record) => record.kind)).toEqual(expect.arrayContaining(['session_start', 'tool_call']));
@@ -420,7 +422,12 @@ describe('more calls on the same stack', () => {
     expect(final?.endReason).toBe('agent_hangup');
     expect(final!.turns.some((turn) => turn.speaker === 'caller' && /Jane Doe/.test(turn.text))).toBe(true);
     const resumed = (await verifiedCall(callId!)).chains.find((chain) => chain.actor === 'agent');
-    expect(resumed?.verdict.ok, resumed && describeVerification({ callId: callId!, chains: [resumed], ok: false }).join('')).toBe(true);
-    expect(resumed!.records.some((record) => record.kind === 'session_start' && record.subject === 'resumed')).toBe(true);
+    expect(
+      resumed?.verdict.ok,
+      resumed && describeVerification({ callId: callId!, chains: [resumed], ok: false }).join(''),
+    ).toBe(true);
+    expect(resumed!.records.some((record) => record.kind === 'session_start' && record.subject === 'resumed')).toBe(
+      true,
+    );
   }, 300_000);
 });

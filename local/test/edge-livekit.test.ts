@@ -7,9 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { dispose } from '@livekit/rtc-node';
+import { CALLER_ATTRIBUTES, callerFromAttributes } from '@voice-intake/contracts';
 import { EDGE_LOG_EVENTS } from '@voice-intake/edge-config';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CALLER_ATTRIBUTES, callerFromAttributes } from '@voice-intake/contracts';
 import { runSippCaller, type SippCallOptions, sendUdp } from '../../edge-config/harness/harness';
 import { inDialogRequest, inviteRequest, sdp, statusOf, UdpPeer } from '../../edge-config/harness/raw-peer';
 import { LiveKitStack, loopbackEdgeExample } from '../src/stack/livekit';
@@ -209,7 +209,10 @@ describe('the trunk admits only the edge', () => {
       expect([...answerer.members.keys()].filter(isNew)).toEqual([]);
       const rooms = await stack.roomService.listRooms();
       expect(rooms.map((room) => room.name).filter(isNew)).toEqual([]);
-      const seen = stack.sipNodes[0].log().split('\n').filter((line) => line.includes(callId));
+      const seen = stack.sipNodes[0]
+        .log()
+        .split('\n')
+        .filter((line) => line.includes(callId));
       expect(seen.some((line) => line.includes('"status":486') || line.includes('"reason":"flood"'))).toBe(true);
     } finally {
       await answerer.stop();
@@ -287,7 +290,10 @@ describe('a dead LiveKit SIP node leaves the rotation', () => {
       await dead.start();
       await stack.waitForDispatcher([dead.spec], 'A', 30_000);
       const afterRestart = await call({
-        scenario: 'uac-call.xml', calls: 4, rate: 2, durationMs: 500,
+        scenario: 'uac-call.xml',
+        calls: 4,
+        rate: 2,
+        durationMs: 500,
         localPort: 5074,
       });
       expect(afterRestart.exitCode, afterRestart.output).toBe(0);

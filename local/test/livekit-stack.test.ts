@@ -23,8 +23,8 @@ afterEach(() => {
 });
 
 afterAll(async () => {
-  await endProcessesMentioning(RUN_DIR + '/');
-  await endProcessesMentioning(scratch + '/');
+  await endProcessesMentioning(`${RUN_DIR}/`);
+  await endProcessesMentioning(`${scratch}/`);
   rmSync(scratch, { recursive: true, force: true });
 });
 
@@ -111,7 +111,7 @@ describe('a LiveKit stack that fails to start', () => {
     });
     await expect(stack.start()).rejects.toThrow(/livekit-sip-1: health: exited \(3\)[\s\S]*refusing to start/);
     await leftoverExited;
-    expect(processesMentioning(RUN_DIR + '/')).toEqual([]);
+    expect(processesMentioning(`${RUN_DIR}/`)).toEqual([]);
     expect(await portOpen(16395)).toBe(false);
     expect(await portOpen(17980)).toBe(false);
     // The configs it wrote came from our generator and stay for a look.

@@ -35,7 +35,9 @@ async function main(): Promise<void> {
   for (const size of sizes) {
     const dir = mkdtempSync(join(tmpdir(), 'store-bench-'));
     try {
-      const cases = Object.fromEntries(Array.from({ length: size }, (_, index) => [sampleCase(index).caseId, sampleCase(index)]));
+      const cases = Object.fromEntries(
+        Array.from({ length: size }, (_, index) => [sampleCase(index).caseId, sampleCase(index)]),
+      );
       writeFileSync(join(dir, 'cases.json'), JSON.stringify({ cases, callbacks: [], transfers: [] }, null, 2));
       const store = new EmbeddedCaseStore(dir);
       const times: number[] = [];
@@ -49,7 +51,9 @@ async function main(): Promise<void> {
       const kb = Math.round(statSync(join(dir, 'cases.json')).size / 1024);
       const median = times[Math.floor(times.length / 2)].toFixed(1);
       const p95 = times[Math.floor(times.length * 0.95)].toFixed(1);
-      console.log(`${String(size).padStart(5)}  ${String(kb).padStart(7)}  ${median.padStart(14)}  ${p95.padStart(11)}`);
+      console.log(
+        `${String(size).padStart(5)}  ${String(kb).padStart(7)}  ${median.padStart(14)}  ${p95.padStart(11)}`,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

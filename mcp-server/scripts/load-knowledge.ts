@@ -17,7 +17,9 @@ async function main(): Promise<void> {
     timeoutMs: 30_000,
   });
   const passages = readMarkdownPassages(directory);
-  console.log(`index ${await search.ensureIndex()}; ${await search.indexPassages(passages)} passages loaded from ${directory}`);
+  console.log(
+    `index ${await search.ensureIndex()}; ${await search.indexPassages(passages)} passages loaded from ${directory}`,
+  );
 }
 
 main().catch((error) => {

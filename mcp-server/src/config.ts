@@ -1,5 +1,5 @@
-import { DEFAULT_CALLER_TRUST, callerTrustSchema, envJson, parseEnvironment } from '@voice-intake/contracts';
 import { resolve } from 'node:path';
+import { callerTrustSchema, DEFAULT_CALLER_TRUST, envJson, parseEnvironment } from '@voice-intake/contracts';
 import { z } from 'zod';
 
 const HERE = resolve(__dirname, '..');
@@ -19,7 +19,12 @@ export const serverEnvSchema = z
     MCP_AUTH_TOKEN: z.string().min(16, 'must be at least 16 characters'),
     /** HMAC secret of the signed session header; defaults to the bearer token. */
     MCP_SESSION_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
-    MCP_MAX_BODY_BYTES: z.coerce.number().int().min(1_024).max(10 * 1_048_576).default(65_536),
+    MCP_MAX_BODY_BYTES: z.coerce
+      .number()
+      .int()
+      .min(1_024)
+      .max(10 * 1_048_576)
+      .default(65_536),
     /** Grace period for in-flight calls on SIGTERM. */
     MCP_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(120_000).default(20_000),
     CASE_STORE: z.enum(['embedded', 'dynamodb']).default('embedded'),
@@ -50,7 +55,10 @@ export const serverEnvSchema = z
     /** Embedded mode: the secret that seals audit segments when no KMS key is set (keep it from the writer's code). */
     AUDIT_SEAL_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
     /** Mask PII (e-mail, card, SSN, phone patterns) in audit payloads, as the agent's PII_REDACTION does. */
-    PII_REDACTION: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
+    PII_REDACTION: z
+      .enum(['true', 'false'])
+      .default('false')
+      .transform((value) => value === 'true'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .superRefine((env, ctx) => {
@@ -58,7 +66,11 @@ export const serverEnvSchema = z
       ctx.addIssue({ code: 'custom', path: ['CASE_TABLE_NAME'], message: 'is required when CASE_STORE=dynamodb' });
     }
     if (env.KNOWLEDGE_BACKEND === 'opensearch' && !env.OPENSEARCH_ENDPOINT) {
-      ctx.addIssue({ code: 'custom', path: ['OPENSEARCH_ENDPOINT'], message: 'is required when KNOWLEDGE_BACKEND=opensearch' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['OPENSEARCH_ENDPOINT'],
+        message: 'is required when KNOWLEDGE_BACKEND=opensearch',
+      });
     }
     if (!env.AUDIT_SEAL_KMS_KEY_ID && !env.AUDIT_SEAL_SECRET) {
       ctx.addIssue({
@@ -68,7 +80,11 @@ export const serverEnvSchema = z
       });
     }
     if (Object.keys(env.TRANSFER_TARGETS).length > 0 && !(env.DEFAULT_TRANSFER_QUEUE in env.TRANSFER_TARGETS)) {
-      ctx.addIssue({ code: 'custom', path: ['DEFAULT_TRANSFER_QUEUE'], message: `is not one of TRANSFER_TARGETS (${Object.keys(env.TRANSFER_TARGETS).join(', ')})` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['DEFAULT_TRANSFER_QUEUE'],
+        message: `is not one of TRANSFER_TARGETS (${Object.keys(env.TRANSFER_TARGETS).join(', ')})`,
+      });
     }
   });
 

@@ -30,7 +30,10 @@ export interface FieldError {
 interface FormSchema {
   title?: string;
   description?: string;
-  properties: Record<string, { description?: string; enum?: string[]; format?: string; maxLength?: number; 'x-voice-prompt'?: string }>;
+  properties: Record<
+    string,
+    { description?: string; enum?: string[]; format?: string; maxLength?: number; 'x-voice-prompt'?: string }
+  >;
   required?: string[];
 }
 
@@ -44,7 +47,10 @@ const INTAKE_TYPE = /^[a-z][a-z0-9_]{0,63}$/;
 
 /** Plain-language reason for one ajv error, for the agent to read back to the caller. */
 function explain(error: ErrorObject, fieldOf: (name: string) => FormField | undefined): FieldError {
-  const field = error.keyword === 'required' ? String(error.params.missingProperty) : error.instancePath.replace(/^\//, '') || '(form)';
+  const field =
+    error.keyword === 'required'
+      ? String(error.params.missingProperty)
+      : error.instancePath.replace(/^\//, '') || '(form)';
   const property = fieldOf(field);
   switch (error.keyword) {
     case 'required':
@@ -52,7 +58,10 @@ function explain(error: ErrorObject, fieldOf: (name: string) => FormField | unde
     case 'enum':
       return { field, message: `must be one of: ${(property?.allowedValues ?? []).join(', ')}` };
     case 'format':
-      return { field, message: `must be a valid ${error.params.format}${error.params.format === 'date' ? ' (YYYY-MM-DD)' : ''}` };
+      return {
+        field,
+        message: `must be a valid ${error.params.format}${error.params.format === 'date' ? ' (YYYY-MM-DD)' : ''}`,
+      };
     case 'pattern':
       return { field, message: `is not in the expected form (${property?.label ?? 'see the form'})` };
     case 'minLength':
@@ -79,11 +88,14 @@ export class FormCatalog {
   ) {
     const ajv = new Ajv2020({ allErrors: true, strict: false });
     addFormats(ajv);
-    for (const file of readdirSync(directory).filter((name) => name.endsWith('.json')).sort()) {
+    for (const file of readdirSync(directory)
+      .filter((name) => name.endsWith('.json'))
+      .sort()) {
       const intakeType = basename(file, '.json');
       if (!INTAKE_TYPE.test(intakeType)) throw new Error(`form file ${file}: the name must be a lowercase intake type`);
       const schema = JSON.parse(readFileSync(join(directory, file), 'utf8')) as FormSchema;
-      if (!schema.properties || typeof schema.properties !== 'object') throw new Error(`form file ${file}: no properties`);
+      if (!schema.properties || typeof schema.properties !== 'object')
+        throw new Error(`form file ${file}: no properties`);
       const required = new Set(schema.required ?? []);
       const fields = Object.entries(schema.properties).map(([name, property]) => ({
         name,
@@ -102,7 +114,10 @@ export class FormCatalog {
         throw new Error(`form file ${file}: ${(error as Error).message}`);
       }
       const validateField = new Map(
-        Object.entries(schema.properties).map(([name, property]) => [name, ajv.compile({ ...property, $schema: undefined })]),
+        Object.entries(schema.properties).map(([name, property]) => [
+          name,
+          ajv.compile({ ...property, $schema: undefined }),
+        ]),
       );
       this.forms.set(intakeType, {
         form: { intakeType, title: schema.title ?? intakeType, description: schema.description ?? '', fields },
@@ -147,7 +162,9 @@ export class FormCatalog {
   }
 
   missingRequired(intakeType: string, fields: Record<string, string>): string[] {
-    return this.require(intakeType).form.fields.filter((field) => field.required && !(field.name in fields)).map((field) => field.name);
+    return this.require(intakeType)
+      .form.fields.filter((field) => field.required && !(field.name in fields))
+      .map((field) => field.name);
   }
 
   private fieldOf(loaded: LoadedForm, name: string): FormField | undefined {

@@ -1,5 +1,5 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
@@ -39,7 +39,12 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(JSON.stringify(body));
 }
 
-function jsonRpcError(res: ServerResponse, status: number, message: string, headers: Record<string, string> = {}): void {
+function jsonRpcError(
+  res: ServerResponse,
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+): void {
   sendJson(res, status, { jsonrpc: '2.0', error: { code: -32000, message }, id: null }, headers);
 }
 
@@ -94,7 +99,7 @@ export function refusalOf(body: unknown): string | undefined {
     if (value === null || typeof value !== 'object') continue;
     if (depth >= MAX_REQUEST_DEPTH) return `request nested deeper than ${MAX_REQUEST_DEPTH} levels (at ${path})`;
     if (Array.isArray(value)) {
-      value.forEach((item, index) => pending.push([item, `${path}[${index}]`, depth + 1]));
+      for (const [index, item] of value.entries()) pending.push([item, `${path}[${index}]`, depth + 1]);
       continue;
     }
     for (const key of Object.keys(value)) {
@@ -161,7 +166,9 @@ export class McpHttpServer {
     }
     // Authenticate before anything else is read or run.
     if (!tokenMatches(req.headers.authorization, this.options.authToken)) {
-      jsonRpcError(res, 401, 'missing or invalid bearer token', { 'www-authenticate': 'Bearer realm="voice-intake-mcp"' });
+      jsonRpcError(res, 401, 'missing or invalid bearer token', {
+        'www-authenticate': 'Bearer realm="voice-intake-mcp"',
+      });
       return;
     }
     if (this.draining) {

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
-import { S3Client } from '@aws-sdk/client-s3';
-import pino from 'pino';
 import { KMSClient } from '@aws-sdk/client-kms';
+import { S3Client } from '@aws-sdk/client-s3';
 import { type AuditSealKey, LocalHmacSealKey } from '@voice-intake/contracts';
 import { KmsSealKey } from '@voice-intake/contracts/audit-kms';
+import pino from 'pino';
 import { AuditLog, type AuditSegmentStore, FileAuditStore, S3AuditStore } from './audit';
 import { HttpCaseForwarder } from './backend/http-forwarder';
 import { readServerEnv, ServerConfigError } from './config';
@@ -30,10 +30,16 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: env.LOG_LEVEL, base: { service: 'voice-intake-mcp' } });
 
-  const cases: CaseStore = env.CASE_STORE === 'dynamodb' ? new DynamoDbCaseStore(env.CASE_TABLE_NAME!) : new EmbeddedCaseStore(env.DATA_DIR);
+  const cases: CaseStore =
+    env.CASE_STORE === 'dynamodb' ? new DynamoDbCaseStore(env.CASE_TABLE_NAME!) : new EmbeddedCaseStore(env.DATA_DIR);
   const knowledge: KnowledgeSearch =
     env.KNOWLEDGE_BACKEND === 'opensearch'
-      ? new OpenSearchKnowledge({ endpoint: env.OPENSEARCH_ENDPOINT!, index: env.OPENSEARCH_INDEX, region: env.AWS_REGION ?? 'us-east-1', service: env.OPENSEARCH_SERVICE })
+      ? new OpenSearchKnowledge({
+          endpoint: env.OPENSEARCH_ENDPOINT!,
+          index: env.OPENSEARCH_INDEX,
+          region: env.AWS_REGION ?? 'us-east-1',
+          service: env.OPENSEARCH_SERVICE,
+        })
       : new EmbeddedKnowledge(env.KNOWLEDGE_DIR);
   const auditStore: AuditSegmentStore = env.AUDIT_BUCKET
     ? new S3AuditStore(new S3Client({}), env.AUDIT_BUCKET)
@@ -79,7 +85,16 @@ async function main(): Promise<void> {
   });
   const address = await http.listen();
   // One parseable line that says where the server listens (tests and scripts wait for it).
-  logger.info({ event: 'listening', host: address.address, port: address.port, caseStore: env.CASE_STORE, knowledge: env.KNOWLEDGE_BACKEND }, 'MCP server listening');
+  logger.info(
+    {
+      event: 'listening',
+      host: address.address,
+      port: address.port,
+      caseStore: env.CASE_STORE,
+      knowledge: env.KNOWLEDGE_BACKEND,
+    },
+    'MCP server listening',
+  );
 
   let redrive: NodeJS.Timeout | undefined;
   if (forwarder) {

@@ -1,20 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { Protocol } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { type CallToolResult, CallToolRequestSchema, ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
 import {
+  type CallToolRequestSchema,
+  type CallToolResult,
+  ErrorCode,
+  McpError,
+} from '@modelcontextprotocol/sdk/types.js';
+import {
+  attestationMeets,
   type CallerTrust,
   DEFAULT_CALLER_TRUST,
-  attestationMeets,
+  describeIssues,
+  e164Schema,
   type IntakeCase,
   MCP_SESSION_HEADER,
   type McpSession,
   SCHEMA_VERSION,
+  storedText,
   TOOL_OUTCOME_META_KEY,
   type ToolCallOutcome,
-  describeIssues,
-  e164Schema,
-  storedText,
   verifySessionHeader,
 } from '@voice-intake/contracts';
 import type { Logger } from 'pino';
@@ -47,9 +52,15 @@ type Extra = { requestInfo?: { headers?: Headers } };
 const UNBOUND_CALL = 'unbound';
 
 const fieldValues = z
-  .record(z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'field names are snake_case'), storedText(z.string().max(2_000, 'at most 2000 characters')))
+  .record(
+    z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'field names are snake_case'),
+    storedText(z.string().max(2_000, 'at most 2000 characters')),
+  )
   .refine((fields) => Object.keys(fields).length <= 50, 'at most 50 fields');
-const intakeType = z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'an intake type from get_intake_form').describe('Intake type, as get_intake_form lists');
+const intakeType = z
+  .string()
+  .regex(/^[a-z][a-z0-9_]{0,63}$/, 'an intake type from get_intake_form')
+  .describe('Intake type, as get_intake_form lists');
 const fieldErrorShape = z.object({ field: z.string(), message: z.string() });
 
 class ToolFailure extends Error {
@@ -175,7 +186,12 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
           : undefined;
     if (malformed) {
       scope.record(callId, 'tool_call', subject, { tool: name ?? null, arguments: rawArguments ?? null, ...who });
-      scope.record(callId, 'tool_result', subject, { outcome: 'rejected', isError: true, code: -32602, error: malformed });
+      scope.record(callId, 'tool_result', subject, {
+        outcome: 'rejected',
+        isError: true,
+        code: -32602,
+        error: malformed,
+      });
       await scope.flush(callId).catch((error) => deps.logger.error({ err: error }, 'audit segment not stored'));
       throw new McpError(ErrorCode.InvalidParams, `Invalid tools/call: ${malformed}`);
     }
@@ -213,8 +229,14 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       } catch (error) {
         deps.logger.error({ err: error, tool: toolName }, 'audit segment not stored: the tool does not run');
         // Both records stay pending and go out with the next segment that can be stored.
-        const message = 'The system could not record this request, so it was not carried out. Please try again shortly.';
-        scope.record(callId, 'tool_result', toolName, { outcome: 'failed', isError: true, result: null, error: message });
+        const message =
+          'The system could not record this request, so it was not carried out. Please try again shortly.';
+        scope.record(callId, 'tool_result', toolName, {
+          outcome: 'failed',
+          isError: true,
+          result: null,
+          error: message,
+        });
         return { ...failure(message, {}), _meta: { [TOOL_OUTCOME_META_KEY]: 'failed' } };
       }
       ({ result, outcome } = await execute(tool, toolName, parsed!.data, session));
@@ -223,9 +245,13 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       outcome,
       isError: result.isError === true,
       result: result.structuredContent ?? null,
-      ...(result.isError ? { error: result.content.map((block) => (block.type === 'text' ? block.text : '')).join('\n') } : {}),
+      ...(result.isError
+        ? { error: result.content.map((block) => (block.type === 'text' ? block.text : '')).join('\n') }
+        : {}),
     });
-    await scope.flush(callId).catch((error) => deps.logger.error({ err: error, tool: toolName }, 'audit segment not stored'));
+    await scope
+      .flush(callId)
+      .catch((error) => deps.logger.error({ err: error, tool: toolName }, 'audit segment not stored'));
     return { ...result, _meta: { ...result._meta, [TOOL_OUTCOME_META_KEY]: outcome } };
   }
 
@@ -235,12 +261,16 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       title: 'Look up the caller',
       description:
         "Finds the caller on this call by their phone number: whether we know them, their name, and their open cases. Use it at the start of the call. It only works for this call's caller.",
-      inputSchema: { phoneNumber: e164Schema.optional().describe("Leave empty to use the caller's own number (the usual case).") },
+      inputSchema: {
+        phoneNumber: e164Schema.optional().describe("Leave empty to use the caller's own number (the usual case)."),
+      },
       outputSchema: {
         phoneNumber: z.string(),
         known: z.boolean(),
         name: z.string().optional(),
-        openCases: z.array(z.object({ caseId: z.string(), intakeType: z.string(), status: z.string(), updatedAt: z.string() })),
+        openCases: z.array(
+          z.object({ caseId: z.string(), intakeType: z.string(), status: z.string(), updatedAt: z.string() }),
+        ),
         /** False when the caller's attestation is below callerTrust.revealCasesAt and no identity proof was given. */
         verified: z.boolean(),
       },
@@ -361,7 +391,12 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
     },
   );
 
-  function draftFor(session: McpSession, type: string, fields: Record<string, string>, existing?: IntakeCase): IntakeCase {
+  function draftFor(
+    session: McpSession,
+    type: string,
+    fields: Record<string, string>,
+    existing?: IntakeCase,
+  ): IntakeCase {
     const at = now().toISOString();
     return {
       schemaVersion: SCHEMA_VERSION,
@@ -398,19 +433,23 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       const accepted = Object.fromEntries(Object.entries(fields).filter(([name]) => !rejected.has(name)));
       const caseId = caseIdForCall(session!.callId);
       const existing = await deps.cases.getCase(caseId);
-      if (existing && existing.status !== 'draft') throw new ToolFailure(`This call's intake was already submitted as case ${caseId}.`, { caseId });
+      if (existing && existing.status !== 'draft')
+        throw new ToolFailure(`This call's intake was already submitted as case ${caseId}.`, { caseId });
       const merged = { ...(existing?.intakeType === type ? existing.fields : {}), ...accepted };
       try {
         await deps.cases.saveDraft(draftFor(session!, type, merged, existing));
       } catch (error) {
-        if (error instanceof CaseAlreadySubmittedError) throw new ToolFailure(`This call's intake was already submitted as case ${caseId}.`, { caseId });
+        if (error instanceof CaseAlreadySubmittedError)
+          throw new ToolFailure(`This call's intake was already submitted as case ${caseId}.`, { caseId });
         throw error;
       }
       const missingRequired = deps.forms.missingRequired(type, merged);
       const text = [
         Object.keys(accepted).length ? `Saved ${Object.keys(accepted).join(', ')}.` : 'Nothing saved.',
         errors.length ? `Please ask again: ${describeErrors(errors)}.` : '',
-        missingRequired.length ? `Still needed: ${missingRequired.join(', ')}.` : 'All required fields are collected: confirm them with the caller, then submit.',
+        missingRequired.length
+          ? `Still needed: ${missingRequired.join(', ')}.`
+          : 'All required fields are collected: confirm them with the caller, then submit.',
       ]
         .filter(Boolean)
         .join(' ');
@@ -423,7 +462,7 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
     {
       title: 'Submit the intake',
       description:
-        'Submits this call\'s intake once the caller has confirmed the details. Fields given here are added to those already saved. Submitting twice returns the same case; it never creates a duplicate.',
+        "Submits this call's intake once the caller has confirmed the details. Fields given here are added to those already saved. Submitting twice returns the same case; it never creates a duplicate.",
       inputSchema: { intakeType, fields: fieldValues.optional() },
       outputSchema: {
         caseId: z.string(),
@@ -438,23 +477,37 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       const existing = await deps.cases.getCase(caseId);
       if (existing && existing.status !== 'draft') {
         return ok(
-          { caseId, status: existing.status, alreadySubmitted: true, forwarded: deps.forwarder ? 'delivered' : 'not_configured' },
+          {
+            caseId,
+            status: existing.status,
+            alreadySubmitted: true,
+            forwarded: deps.forwarder ? 'delivered' : 'not_configured',
+          },
           `Already submitted as case ${caseId}.`,
         );
       }
       const merged = { ...(existing?.intakeType === type ? existing.fields : {}), ...fields };
       const errors = deps.forms.validateComplete(type, merged);
       if (errors.length) {
-        throw new ToolFailure(`The intake cannot be submitted yet: ${describeErrors(errors)}.`, { fieldErrors: errors });
+        throw new ToolFailure(`The intake cannot be submitted yet: ${describeErrors(errors)}.`, {
+          fieldErrors: errors,
+        });
       }
       const at = now().toISOString();
-      const { case: stored, created } = await deps.cases.submit({ ...draftFor(session!, type, merged, existing), status: 'submitted', submittedAt: at });
+      const { case: stored, created } = await deps.cases.submit({
+        ...draftFor(session!, type, merged, existing),
+        status: 'submitted',
+        submittedAt: at,
+      });
       let forwarded: 'delivered' | 'queued' | 'not_configured' = 'not_configured';
-      if (deps.forwarder && created) forwarded = (await deps.forwarder.forward(stored)).delivered ? 'delivered' : 'queued';
+      if (deps.forwarder && created)
+        forwarded = (await deps.forwarder.forward(stored)).delivered ? 'delivered' : 'queued';
       else if (deps.forwarder) forwarded = 'delivered';
       return ok(
         { caseId: stored.caseId, status: stored.status, alreadySubmitted: !created, forwarded },
-        created ? `Submitted as case ${stored.caseId}. Read the case number to the caller.` : `Already submitted as case ${stored.caseId}.`,
+        created
+          ? `Submitted as case ${stored.caseId}. Read the case number to the caller.`
+          : `Already submitted as case ${stored.caseId}.`,
       );
     },
   );
@@ -469,7 +522,9 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         query: z.string().min(2, 'at least 2 characters').max(300, 'at most 300 characters'),
         limit: z.number().int().min(1).max(5).default(3),
       },
-      outputSchema: { passages: z.array(z.object({ sourceId: z.string(), title: z.string(), text: z.string(), score: z.number() })) },
+      outputSchema: {
+        passages: z.array(z.object({ sourceId: z.string(), title: z.string(), text: z.string(), score: z.number() })),
+      },
     },
     false,
     async ({ query, limit }) => {
@@ -488,23 +543,42 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       description:
         "Books a call back to this caller's number within a time window (ISO 8601 with time zone offset, e.g. 2026-11-25T14:00:00-05:00). The window must start in the future, last at least 15 minutes and start within 14 days.",
       inputSchema: {
-        windowStart: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time with offset, e.g. 2026-11-25T14:00:00-05:00' }),
-        windowEnd: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time with offset, e.g. 2026-11-25T16:00:00-05:00' }),
+        windowStart: z.iso.datetime({
+          offset: true,
+          message: 'must be an ISO 8601 date-time with offset, e.g. 2026-11-25T14:00:00-05:00',
+        }),
+        windowEnd: z.iso.datetime({
+          offset: true,
+          message: 'must be an ISO 8601 date-time with offset, e.g. 2026-11-25T16:00:00-05:00',
+        }),
         reason: storedText(z.string().max(300, 'at most 300 characters')).optional(),
       },
-      outputSchema: { callbackId: z.string(), callerNumber: z.string(), windowStart: z.string(), windowEnd: z.string() },
+      outputSchema: {
+        callbackId: z.string(),
+        callerNumber: z.string(),
+        windowStart: z.string(),
+        windowEnd: z.string(),
+      },
     },
     true,
     async ({ windowStart, windowEnd, reason }, session) => {
-      if (session!.callerNumber === 'anonymous') throw new ToolFailure('The caller withheld their number: ask for a callback number and use an intake form instead.');
+      if (session!.callerNumber === 'anonymous')
+        throw new ToolFailure(
+          'The caller withheld their number: ask for a callback number and use an intake form instead.',
+        );
       const start = Date.parse(windowStart);
       const end = Date.parse(windowEnd);
       const current = now().getTime();
       const errors: FieldError[] = [];
       if (start <= current) errors.push({ field: 'windowStart', message: 'must be in the future' });
-      if (start > current + 14 * 24 * 3_600_000) errors.push({ field: 'windowStart', message: 'must be within the next 14 days' });
-      if (end - start < 15 * 60_000) errors.push({ field: 'windowEnd', message: 'must be at least 15 minutes after windowStart' });
-      if (errors.length) throw new ToolFailure(`That callback window does not work: ${describeErrors(errors)}.`, { fieldErrors: errors });
+      if (start > current + 14 * 24 * 3_600_000)
+        errors.push({ field: 'windowStart', message: 'must be within the next 14 days' });
+      if (end - start < 15 * 60_000)
+        errors.push({ field: 'windowEnd', message: 'must be at least 15 minutes after windowStart' });
+      if (errors.length)
+        throw new ToolFailure(`That callback window does not work: ${describeErrors(errors)}.`, {
+          fieldErrors: errors,
+        });
       const request = {
         callbackId: `CB-${randomUUID().slice(0, 8).toUpperCase()}`,
         callId: session!.callId,
@@ -516,7 +590,12 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       };
       await deps.cases.saveCallback(request);
       return ok(
-        { callbackId: request.callbackId, callerNumber: request.callerNumber, windowStart: request.windowStart, windowEnd: request.windowEnd },
+        {
+          callbackId: request.callbackId,
+          callerNumber: request.callerNumber,
+          windowStart: request.windowStart,
+          windowEnd: request.windowEnd,
+        },
         `Callback ${request.callbackId} booked to ${request.callerNumber} between ${windowStart} and ${windowEnd}.`,
       );
     },
@@ -524,27 +603,38 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
 
   const queues = Object.keys(deps.transferTargets) as [string, ...string[]];
   // No queue configured = transfer to a person is turned off: the model is not offered a tool it cannot use.
-  if (queues.length > 0) define(
-    'request_human_transfer',
-    {
-      title: 'Transfer to a person',
-      description: `Hands the call to a person when the caller asks for one, is in distress, or the request is outside what you can do. Say why in a few words. Queues: ${queues.join(', ')}.`,
-      inputSchema: {
-        reason: storedText(z.string().min(3, 'say why in a few words').max(300, 'at most 300 characters')),
-        queue: z.enum(queues).optional(),
+  if (queues.length > 0)
+    define(
+      'request_human_transfer',
+      {
+        title: 'Transfer to a person',
+        description: `Hands the call to a person when the caller asks for one, is in distress, or the request is outside what you can do. Say why in a few words. Queues: ${queues.join(', ')}.`,
+        inputSchema: {
+          reason: storedText(z.string().min(3, 'say why in a few words').max(300, 'at most 300 characters')),
+          queue: z.enum(queues).optional(),
+        },
+        outputSchema: { queue: z.string(), target: z.string(), reason: z.string() },
       },
-      outputSchema: { queue: z.string(), target: z.string(), reason: z.string() },
-    },
-    true,
-    async ({ reason, queue }, session) => {
-      const chosen = queue ?? deps.defaultTransferQueue;
-      const target = deps.transferTargets[chosen];
-      const at = now().toISOString();
-      await deps.cases.saveTransfer({ callId: session!.callId, callerNumber: session!.callerNumber, queue: chosen, target, reason, at });
-      scope.record(session!.callId, 'transfer', chosen, { target, reason });
-      return ok({ queue: chosen, target, reason }, `Transfer to ${chosen} (${target}). Tell the caller you are connecting them now.`);
-    },
-  );
+      true,
+      async ({ reason, queue }, session) => {
+        const chosen = queue ?? deps.defaultTransferQueue;
+        const target = deps.transferTargets[chosen];
+        const at = now().toISOString();
+        await deps.cases.saveTransfer({
+          callId: session!.callId,
+          callerNumber: session!.callerNumber,
+          queue: chosen,
+          target,
+          reason,
+          at,
+        });
+        scope.record(session!.callId, 'transfer', chosen, { target, reason });
+        return ok(
+          { queue: chosen, target, reason },
+          `Transfer to ${chosen} (${target}). Tell the caller you are connecting them now.`,
+        );
+      },
+    );
 
   // The SDK's own tools/call handling validates first and records nothing of a refused call (and answers a malformed
   // request with a zod dump): every call goes through handleToolCall instead. Server.setRequestHandler would wrap it
@@ -584,6 +674,10 @@ export async function auditRefusedToolCall(
   };
   await deps.audit.recordClosed(binding.ok ? binding.session.callId : UNBOUND_CALL, [
     { kind: 'tool_call', subject: name, payload: received },
-    { kind: 'tool_result', subject: name, payload: { outcome: 'rejected', isError: true, code: -32602, error: reason } },
+    {
+      kind: 'tool_result',
+      subject: name,
+      payload: { outcome: 'rejected', isError: true, code: -32602, error: reason },
+    },
   ]);
 }

@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { type IncomingHttpHeaders, createServer } from 'node:http';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
@@ -50,22 +50,35 @@ describe('DynamoDB case store', () => {
 
   it('returns the existing case, not a duplicate, when the conditional write fails', async () => {
     const first = intakeCase({ fields: { full_name: 'Ada Lovelace', topic: 'billing', details: 'first submit' } });
-    ddb.on(UpdateCommand).rejects(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }));
+    ddb
+      .on(UpdateCommand)
+      .rejects(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }));
     ddb.on(GetCommand).resolves({ Item: { pk: `CASE#${first.caseId}`, sk: 'CASE', ...first } });
-    const result = await store().submit(intakeCase({ fields: { full_name: 'Ada Lovelace', topic: 'billing', details: 'second submit' } }));
+    const result = await store().submit(
+      intakeCase({ fields: { full_name: 'Ada Lovelace', topic: 'billing', details: 'second submit' } }),
+    );
     expect(result.created).toBe(false);
     expect(result.case.fields.details).toBe('first submit');
-    expect(ddb.commandCalls(GetCommand)[0].args[0].input).toMatchObject({ ConsistentRead: true, Key: { pk: `CASE#${first.caseId}`, sk: 'CASE' } });
+    expect(ddb.commandCalls(GetCommand)[0].args[0].input).toMatchObject({
+      ConsistentRead: true,
+      Key: { pk: `CASE#${first.caseId}`, sk: 'CASE' },
+    });
   });
 
   it('refuses to overwrite a submitted case with a draft', async () => {
-    ddb.on(UpdateCommand).rejects(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }));
+    ddb
+      .on(UpdateCommand)
+      .rejects(new ConditionalCheckFailedException({ message: 'The conditional request failed', $metadata: {} }));
     ddb.on(GetCommand).resolves({ Item: intakeCase() });
-    await expect(store().saveDraft(intakeCase({ status: 'draft', submittedAt: undefined }))).rejects.toThrow(/already submitted/);
+    await expect(store().saveDraft(intakeCase({ status: 'draft', submittedAt: undefined }))).rejects.toThrow(
+      /already submitted/,
+    );
   });
 
   it("lists a caller's cases newest first through the by-phone index", async () => {
-    ddb.on(QueryCommand).resolves({ Items: [{ pk: 'CASE#x', sk: 'CASE', gsi1pk: 'PHONE#+14155550123', ...intakeCase() }] });
+    ddb
+      .on(QueryCommand)
+      .resolves({ Items: [{ pk: 'CASE#x', sk: 'CASE', gsi1pk: 'PHONE#+14155550123', ...intakeCase() }] });
     const cases = await store().listCasesByPhone('+14155550123');
     expect(cases).toEqual([intakeCase()]);
     expect(ddb.commandCalls(QueryCommand)[0].args[0].input).toMatchObject({
@@ -85,17 +98,43 @@ describe('OpenSearch knowledge search', () => {
       for await (const chunk of req) body += chunk;
       Object.assign(seen, { url: req.url, headers: req.headers, body: JSON.parse(body) });
       res.writeHead(200, { 'content-type': 'application/json' }).end(
-        JSON.stringify({ hits: { hits: [{ _id: 'd1', _score: 7.5, _source: { source_id: 'claims#2', title: 'Timelines', text: 'Most water damage claims are settled within 30 days.' } }] } }),
+        JSON.stringify({
+          hits: {
+            hits: [
+              {
+                _id: 'd1',
+                _score: 7.5,
+                _source: {
+                  source_id: 'claims#2',
+                  title: 'Timelines',
+                  text: 'Most water damage claims are settled within 30 days.',
+                },
+              },
+            ],
+          },
+        }),
       );
     });
     const baseUrl = await listenOnLoopback(server);
     try {
       const search = openSearchAt(baseUrl, 'es');
       const passages = await search.search('water claim timeline', 2);
-      expect(passages).toEqual([{ sourceId: 'claims#2', title: 'Timelines', text: 'Most water damage claims are settled within 30 days.', score: 7.5 }]);
+      expect(passages).toEqual([
+        {
+          sourceId: 'claims#2',
+          title: 'Timelines',
+          text: 'Most water damage claims are settled within 30 days.',
+          score: 7.5,
+        },
+      ]);
       expect(seen.url).toBe('/knowledge/_search');
-      expect(seen.headers!.authorization).toMatch(/^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/us-east-1\/es\/aws4_request/);
-      expect(seen.body).toMatchObject({ size: 2, query: { multi_match: { query: 'water claim timeline', fields: ['title^2', 'text'] } } });
+      expect(seen.headers!.authorization).toMatch(
+        /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/us-east-1\/es\/aws4_request/,
+      );
+      expect(seen.body).toMatchObject({
+        size: 2,
+        query: { multi_match: { query: 'water claim timeline', fields: ['title^2', 'text'] } },
+      });
     } finally {
       await closeServer(server);
     }
@@ -148,7 +187,10 @@ describe('OpenSearch knowledge loading', () => {
       expect(await search.indexPassages(passages)).toBe(passages.length);
       const bulk = requests.at(-1)!;
       expect(bulk.url).toBe('/_bulk');
-      const lines = bulk.body.trim().split('\n').map((line) => JSON.parse(line));
+      const lines = bulk.body
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line));
       expect(lines).toHaveLength(passages.length * 2);
       expect(lines[0]).toEqual({ index: { _index: 'knowledge', _id: passages[0].sourceId } });
       expect(lines[1]).toEqual({ source_id: passages[0].sourceId, title: passages[0].title, text: passages[0].text });

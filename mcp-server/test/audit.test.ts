@@ -59,7 +59,10 @@ describe('MCP audit log', () => {
     const record = scope.record('call-8', 'tool_call', 'save_intake_progress', {
       arguments: { fields: { email: 'ada@example.com', phone: '+1 415 555 0123' } },
     });
-    expect(record).toMatchObject({ redacted: true, payload: { arguments: { fields: { email: '[EMAIL]', phone: '[PHONE]' } } } });
+    expect(record).toMatchObject({
+      redacted: true,
+      payload: { arguments: { fields: { email: '[EMAIL]', phone: '[PHONE]' } } },
+    });
     await scope.close();
   });
 
@@ -68,7 +71,8 @@ describe('MCP audit log', () => {
     const log = new AuditLog(new S3AuditStore(new S3Client({}), 'audit-bucket'), key);
     for (const callId of ['call-1', 'call-2']) log.openScope().record(callId, 'tool_call', 'lookup_caller', {});
     await log.closeAll();
-    for (const objects of chainsInBucket().values()) expect(await verifyAuditTrail(objects, key)).toMatchObject({ ok: true });
+    for (const objects of chainsInBucket().values())
+      expect(await verifyAuditTrail(objects, key)).toMatchObject({ ok: true });
     expect(log.openScopes).toBe(0);
   });
 
@@ -102,7 +106,7 @@ describe('a tool call that cannot be recorded', () => {
       const written: string[] = [];
       let storeUp = false;
       const store = {
-        put: async (objectKey: string, body: string) => {
+        put: async (_objectKey: string, body: string) => {
           if (!storeUp) throw new Error('audit bucket unreachable');
           written.push(body);
         },
@@ -129,7 +133,10 @@ describe('a tool call that cannot be recorded', () => {
       const client = new Client({ name: 'test', version: '0' });
       await client.connect(clientSide);
 
-      const refused = (await client.callTool({ name: 'request_human_transfer', arguments: { reason: 'caller asked' } })) as {
+      const refused = (await client.callTool({
+        name: 'request_human_transfer',
+        arguments: { reason: 'caller asked' },
+      })) as {
         isError?: boolean;
         content: { text: string }[];
         _meta?: Record<string, unknown>;
@@ -142,7 +149,14 @@ describe('a tool call that cannot be recorded', () => {
 
       storeUp = true;
       await client.callTool({ name: 'lookup_caller', arguments: {} });
-      const records = written.flatMap((body) => body.trim().split('\n').map((line) => JSON.parse(line))).filter((line) => !line.type);
+      const records = written
+        .flatMap((body) =>
+          body
+            .trim()
+            .split('\n')
+            .map((line) => JSON.parse(line)),
+        )
+        .filter((line) => !line.type);
       expect(records.map((record) => [record.kind, record.subject, record.payload.outcome])).toEqual([
         ['tool_call', 'request_human_transfer', undefined],
         ['tool_result', 'request_human_transfer', 'failed'],
@@ -161,10 +175,16 @@ describe('audit seal settings', () => {
     const { readServerEnv } = await import('../src/config');
     const base = { MCP_AUTH_TOKEN: 'a-token-of-enough-length' };
     expect(() => readServerEnv(base)).toThrow(/AUDIT_SEAL_KMS_KEY_ID: or AUDIT_SEAL_SECRET is required/);
-    expect(() => readServerEnv({ ...base, AUDIT_SEAL_SECRET: 'short' })).toThrow(/AUDIT_SEAL_SECRET: must be at least 32/);
-    expect(readServerEnv({ ...base, AUDIT_SEAL_KMS_KEY_ID: 'arn:aws:kms:us-east-1:123456789012:key/k' })).toMatchObject({
-      PII_REDACTION: false,
-    });
-    expect(readServerEnv({ ...base, AUDIT_SEAL_SECRET: 'x'.repeat(32), PII_REDACTION: 'true' }).PII_REDACTION).toBe(true);
+    expect(() => readServerEnv({ ...base, AUDIT_SEAL_SECRET: 'short' })).toThrow(
+      /AUDIT_SEAL_SECRET: must be at least 32/,
+    );
+    expect(readServerEnv({ ...base, AUDIT_SEAL_KMS_KEY_ID: 'arn:aws:kms:us-east-1:123456789012:key/k' })).toMatchObject(
+      {
+        PII_REDACTION: false,
+      },
+    );
+    expect(readServerEnv({ ...base, AUDIT_SEAL_SECRET: 'x'.repeat(32), PII_REDACTION: 'true' }).PII_REDACTION).toBe(
+      true,
+    );
   });
 });

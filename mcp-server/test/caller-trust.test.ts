@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { AttestationLevel, CallerTrust } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningServer, connectClient, startServer } from './support/server-process';
+import { connectClient, type RunningServer, startServer } from './support/server-process';
 
 type ToolResult = {
   isError?: boolean;

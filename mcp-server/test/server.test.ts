@@ -1,5 +1,5 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { type Server, createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -8,9 +8,13 @@ import { verifyAuditTrail } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localChains, testSealKey, waitForSealedChains } from './support/audit-files';
 import { closeServer, listenOnLoopback } from './support/local-http';
-import { type RunningServer, TEST_TOKEN, connectClient, startServer } from './support/server-process';
+import { connectClient, type RunningServer, startServer, TEST_TOKEN } from './support/server-process';
 
-type ToolResult = { isError?: boolean; content: { type: string; text: string }[]; structuredContent?: Record<string, any> };
+type ToolResult = {
+  isError?: boolean;
+  content: { type: string; text: string }[];
+  structuredContent?: Record<string, any>;
+};
 
 const CALLER = '+14155550123';
 const RESTART_BINDING = { callId: 'call-restart', callerNumber: '+13125550100', attestation: 'A' as const };
@@ -56,7 +60,12 @@ describe('MCP server over Streamable HTTP', () => {
   beforeAll(async () => {
     backend = backendStandIn(2);
     const backendUrl = await backend.start();
-    server = await startServer({ DATA_DIR: dataDir, BACKEND_URL: backendUrl, BACKEND_RETRY_BASE_MS: '5', MCP_MAX_BODY_BYTES: '8192' });
+    server = await startServer({
+      DATA_DIR: dataDir,
+      BACKEND_URL: backendUrl,
+      BACKEND_RETRY_BASE_MS: '5',
+      MCP_MAX_BODY_BYTES: '8192',
+    });
     // Full attestation: the default trust policy reveals this caller's own cases.
     const binding = { callId: 'call-100', callerNumber: CALLER, attestation: 'A' as const };
     caller = await connectClient(server.url, { session: binding });
@@ -73,8 +82,14 @@ describe('MCP server over Streamable HTTP', () => {
     const { tools } = await caller.listTools();
     expect(tools.map((tool) => tool.name).sort()).toEqual(
       [
-        'get_intake_form', 'lookup_caller', 'request_human_transfer', 'save_intake_progress', 'schedule_callback',
-        'search_knowledge', 'submit_intake', 'verify_caller',
+        'get_intake_form',
+        'lookup_caller',
+        'request_human_transfer',
+        'save_intake_progress',
+        'schedule_callback',
+        'search_knowledge',
+        'submit_intake',
+        'verify_caller',
       ].sort(),
     );
     const submit = tools.find((tool) => tool.name === 'submit_intake')!;
@@ -90,16 +105,34 @@ describe('MCP server over Streamable HTTP', () => {
   });
 
   it('refuses a missing or wrong bearer token with 401 and runs nothing', async () => {
-    const initialize = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } };
+    const initialize = {
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+    };
     const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     const missing = await fetch(`${server.url}/mcp`, { method: 'POST', headers, body: JSON.stringify(initialize) });
     expect(missing.status).toBe(401);
     expect(missing.headers.get('www-authenticate')).toMatch(/^Bearer/);
-    const wrong = await fetch(`${server.url}/mcp`, { method: 'POST', headers: { ...headers, authorization: 'Bearer not-the-token-at-all!' }, body: JSON.stringify(initialize) });
+    const wrong = await fetch(`${server.url}/mcp`, {
+      method: 'POST',
+      headers: { ...headers, authorization: 'Bearer not-the-token-at-all!' },
+      body: JSON.stringify(initialize),
+    });
     expect(wrong.status).toBe(401);
     await expect(connectClient(server.url, { token: 'wrong-token-wrong-token' })).rejects.toThrow();
-    const toolCall = { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'request_human_transfer', arguments: { reason: 'sneaky' } } };
-    const unauthenticatedCall = await fetch(`${server.url}/mcp`, { method: 'POST', headers, body: JSON.stringify(toolCall) });
+    const toolCall = {
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'tools/call',
+      params: { name: 'request_human_transfer', arguments: { reason: 'sneaky' } },
+    };
+    const unauthenticatedCall = await fetch(`${server.url}/mcp`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(toolCall),
+    });
     expect(unauthenticatedCall.status).toBe(401);
     expect(existsSync(join(dataDir, 'cases.json'))).toBe(false);
     expect(existsSync(join(dataDir, 'audit'))).toBe(false);
@@ -108,7 +141,11 @@ describe('MCP server over Streamable HTTP', () => {
   it('refuses an oversized request with 413', async () => {
     const response = await fetch(`${server.url}/mcp`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${TEST_TOKEN}` },
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        authorization: `Bearer ${TEST_TOKEN}`,
+      },
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { padding: 'x'.repeat(20_000) } }),
     });
     expect(response.status).toBe(413);
@@ -139,7 +176,10 @@ describe('MCP server over Streamable HTTP', () => {
       const result = await call(unbound, 'lookup_caller');
       expect(result.isError).toBe(true);
       expect(result.content[0].text).toMatch(/x-voice-intake-session: missing/);
-      const forged = await connectClient(server.url, { session: { callId: 'call-x', callerNumber: CALLER }, secret: 'attacker-secret-0000' });
+      const forged = await connectClient(server.url, {
+        session: { callId: 'call-x', callerNumber: CALLER },
+        secret: 'attacker-secret-0000',
+      });
       expect((await call(forged, 'lookup_caller')).content[0].text).toMatch(/bad signature/);
       await forged.close();
     } finally {
@@ -149,13 +189,21 @@ describe('MCP server over Streamable HTTP', () => {
 
   it('serves intake forms from configuration', async () => {
     const byDefault = await call(caller, 'get_intake_form');
-    expect(byDefault.structuredContent).toMatchObject({ intakeType: 'general_inquiry', availableTypes: ['general_inquiry', 'property_damage'] });
+    expect(byDefault.structuredContent).toMatchObject({
+      intakeType: 'general_inquiry',
+      availableTypes: ['general_inquiry', 'property_damage'],
+    });
     const damage = await call(caller, 'get_intake_form', { intakeType: 'property_damage' });
     const fields = damage.structuredContent!.fields as { name: string; required: boolean; allowedValues?: string[] }[];
-    expect(fields.find((field) => field.name === 'damage_type')).toMatchObject({ required: true, allowedValues: ['water', 'fire', 'storm', 'theft', 'other'] });
+    expect(fields.find((field) => field.name === 'damage_type')).toMatchObject({
+      required: true,
+      allowedValues: ['water', 'fire', 'storm', 'theft', 'other'],
+    });
     const unknown = await call(caller, 'get_intake_form', { intakeType: 'spaceship' });
     expect(unknown.isError).toBe(true);
-    expect(unknown.content[0].text).toMatch(/unknown intake type "spaceship"; known types: general_inquiry, property_damage/);
+    expect(unknown.content[0].text).toMatch(
+      /unknown intake type "spaceship"; known types: general_inquiry, property_damage/,
+    );
   });
 
   it('saves valid progress and returns precise field errors for the rest', async () => {
@@ -173,14 +221,25 @@ describe('MCP server over Streamable HTTP', () => {
         { field: 'shoe_size', message: 'is not a field of this form' },
       ]),
     );
-    expect(missingRequired).toEqual(['property_address', 'incident_date', 'damage_type', 'anyone_injured', 'description']);
+    expect(missingRequired).toEqual([
+      'property_address',
+      'incident_date',
+      'damage_type',
+      'anyone_injured',
+      'description',
+    ]);
   });
 
   it('refuses to submit an incomplete intake, naming what is missing', async () => {
-    const result = await call(caller, 'submit_intake', { intakeType: 'property_damage', fields: { damage_type: 'water' } });
+    const result = await call(caller, 'submit_intake', {
+      intakeType: 'property_damage',
+      fields: { damage_type: 'water' },
+    });
     expect(result.isError).toBe(true);
     expect(result.content[0].text).toContain('property_address is required');
-    expect(detailsOf(result).fieldErrors).toEqual(expect.arrayContaining([{ field: 'anyone_injured', message: 'is required' }]));
+    expect(detailsOf(result).fieldErrors).toEqual(
+      expect.arrayContaining([{ field: 'anyone_injured', message: 'is required' }]),
+    );
   });
 
   it('submits once: a second submit returns the same case, and the backend got it through its retries', async () => {
@@ -193,12 +252,19 @@ describe('MCP server over Streamable HTTP', () => {
     };
     const first = await call(caller, 'submit_intake', { intakeType: 'property_damage', fields });
     expect(first.isError).toBeFalsy();
-    expect(first.structuredContent).toMatchObject({ status: 'submitted', alreadySubmitted: false, forwarded: 'delivered' });
+    expect(first.structuredContent).toMatchObject({
+      status: 'submitted',
+      alreadySubmitted: false,
+      forwarded: 'delivered',
+    });
     const caseId = first.structuredContent!.caseId as string;
     const second = await call(caller, 'submit_intake', { intakeType: 'property_damage', fields });
     expect(second.structuredContent).toMatchObject({ caseId, alreadySubmitted: true });
 
-    const stored = Object.values(JSON.parse(readFileSync(join(dataDir, 'cases.json'), 'utf8')).cases) as { caseId: string; fields: Record<string, string> }[];
+    const stored = Object.values(JSON.parse(readFileSync(join(dataDir, 'cases.json'), 'utf8')).cases) as {
+      caseId: string;
+      fields: Record<string, string>;
+    }[];
     expect(stored).toHaveLength(1);
     expect(stored[0].fields.full_name).toBe('Ada Lovelace');
     // Two 503s, then accepted: three deliveries of the same case, each with the case id as idempotency key.
@@ -206,14 +272,21 @@ describe('MCP server over Streamable HTTP', () => {
     expect(new Set(backend.received.map((request) => request.idempotencyKey))).toEqual(new Set([caseId]));
     expect(backend.received[2].body).toMatchObject({ caseId, status: 'submitted', callerNumber: CALLER });
 
-    const saveAfter = await call(caller, 'save_intake_progress', { intakeType: 'property_damage', fields: { full_name: 'Someone Else' } });
+    const saveAfter = await call(caller, 'save_intake_progress', {
+      intakeType: 'property_damage',
+      fields: { full_name: 'Someone Else' },
+    });
     expect(saveAfter.isError).toBe(true);
     expect(saveAfter.content[0].text).toContain(`already submitted as case ${caseId}`);
   });
 
   it('knows the caller afterwards', async () => {
     const result = await call(caller, 'lookup_caller');
-    expect(result.structuredContent).toMatchObject({ known: true, name: 'Ada Lovelace', openCases: [expect.objectContaining({ intakeType: 'property_damage', status: 'submitted' })] });
+    expect(result.structuredContent).toMatchObject({
+      known: true,
+      name: 'Ada Lovelace',
+      openCases: [expect.objectContaining({ intakeType: 'property_damage', status: 'submitted' })],
+    });
   });
 
   it('finds knowledge passages with source ids', async () => {
@@ -230,33 +303,52 @@ describe('MCP server over Streamable HTTP', () => {
   it('books a callback within a valid window and explains an invalid one', async () => {
     const start = new Date(Date.now() + 24 * 3_600_000);
     const end = new Date(start.getTime() + 2 * 3_600_000);
-    const booked = await call(caller, 'schedule_callback', { windowStart: start.toISOString(), windowEnd: end.toISOString(), reason: 'adjuster visit' });
+    const booked = await call(caller, 'schedule_callback', {
+      windowStart: start.toISOString(),
+      windowEnd: end.toISOString(),
+      reason: 'adjuster visit',
+    });
     expect(booked.structuredContent).toMatchObject({ callbackId: expect.stringMatching(/^CB-/), callerNumber: CALLER });
-    const past = await call(caller, 'schedule_callback', { windowStart: '2020-01-01T10:00:00Z', windowEnd: '2020-01-01T10:05:00Z' });
+    const past = await call(caller, 'schedule_callback', {
+      windowStart: '2020-01-01T10:00:00Z',
+      windowEnd: '2020-01-01T10:05:00Z',
+    });
     expect(past.isError).toBe(true);
     expect(detailsOf(past).fieldErrors).toEqual([
       { field: 'windowStart', message: 'must be in the future' },
       { field: 'windowEnd', message: 'must be at least 15 minutes after windowStart' },
     ]);
-    const noOffset = await call(caller, 'schedule_callback', { windowStart: 'tomorrow at 3', windowEnd: '2026-11-25T16:00:00' });
+    const noOffset = await call(caller, 'schedule_callback', {
+      windowStart: 'tomorrow at 3',
+      windowEnd: '2026-11-25T16:00:00',
+    });
     expect(noOffset.isError).toBe(true);
     expect(noOffset.content[0].text).toContain('windowStart');
   });
 
   it('picks the transfer target from configuration and records why', async () => {
     const result = await call(caller, 'request_human_transfer', { reason: 'caller asked for a person' });
-    expect(result.structuredContent).toEqual({ queue: 'front_desk', target: 'sip:front-desk@pbx.example.com', reason: 'caller asked for a person' });
+    expect(result.structuredContent).toEqual({
+      queue: 'front_desk',
+      target: 'sip:front-desk@pbx.example.com',
+      reason: 'caller asked for a person',
+    });
     const unknownQueue = await call(caller, 'request_human_transfer', { reason: 'x y z', queue: 'ceo' });
     expect(unknownQueue.isError).toBe(true);
     const stored = JSON.parse(readFileSync(join(dataDir, 'cases.json'), 'utf8'));
-    expect(stored.transfers).toEqual([expect.objectContaining({ callId: 'call-100', queue: 'front_desk', reason: 'caller asked for a person' })]);
+    expect(stored.transfers).toEqual([
+      expect.objectContaining({ callId: 'call-100', queue: 'front_desk', reason: 'caller asked for a person' }),
+    ]);
   });
 
   it('audits every call and result in a sealed chain, closed when the MCP session ends', async () => {
     // One MCP session: one chain for the call, in its own folder; open until the session ends.
     const [chainId, objects] = [...localChains(dataDir, 'call-100')][0];
     expect(localChains(dataDir, 'call-100').size).toBe(1);
-    expect(await verifyAuditTrail(objects, testSealKey)).toMatchObject({ ok: false, reason: expect.stringMatching(/no closing seal/) });
+    expect(await verifyAuditTrail(objects, testSealKey)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/no closing seal/),
+    });
     await (caller.transport as StreamableHTTPClientTransport).terminateSession();
     await waitForSealedChains(dataDir, 'call-100');
     const verdict = await verifyAuditTrail(localChains(dataDir, 'call-100').get(chainId)!, testSealKey);
@@ -264,10 +356,17 @@ describe('MCP server over Streamable HTTP', () => {
     const records = verdict.records;
     expect(records.length).toBeGreaterThan(10);
     expect(records.every((record) => record.actor === 'mcp-server' && record.chainId === chainId)).toBe(true);
-    expect(records.filter((record) => record.kind === 'tool_call').map((record) => record.subject)).toContain('submit_intake');
+    expect(records.filter((record) => record.kind === 'tool_call').map((record) => record.subject)).toContain(
+      'submit_intake',
+    );
     // The refused lookup of another number is on the record, outcome and all.
-    const refusedLookup = records.findIndex((record) => record.kind === 'tool_call' && (record.payload as any).arguments.phoneNumber === '+14155550999');
-    expect(records[refusedLookup + 1]).toMatchObject({ kind: 'tool_result', payload: { outcome: 'tool_error', isError: true } });
+    const refusedLookup = records.findIndex(
+      (record) => record.kind === 'tool_call' && (record.payload as any).arguments.phoneNumber === '+14155550999',
+    );
+    expect(records[refusedLookup + 1]).toMatchObject({
+      kind: 'tool_result',
+      payload: { outcome: 'tool_error', isError: true },
+    });
   });
 });
 
@@ -286,8 +385,14 @@ describe('MCP server restarts', () => {
       server = await startServer({ DATA_DIR: dir });
       client = await connectClient(server.url, { session: RESTART_BINDING });
       const again = await call(client, 'submit_intake', { intakeType: 'general_inquiry', fields });
-      expect(again.structuredContent).toMatchObject({ caseId: first.structuredContent!.caseId, alreadySubmitted: true });
-      expect((await call(client, 'lookup_caller')).structuredContent).toMatchObject({ known: true, name: 'Grace Hopper' });
+      expect(again.structuredContent).toMatchObject({
+        caseId: first.structuredContent!.caseId,
+        alreadySubmitted: true,
+      });
+      expect((await call(client, 'lookup_caller')).structuredContent).toMatchObject({
+        known: true,
+        name: 'Grace Hopper',
+      });
       await client.close();
     } finally {
       await server.stop();
@@ -309,7 +414,9 @@ describe('MCP server restarts', () => {
     });
     const server = await startServer({ DATA_DIR: dir, BACKEND_URL: `${await listenOnLoopback(slow)}/cases` });
     try {
-      const client = await connectClient(server.url, { session: { callId: 'call-drain', callerNumber: '+13125550101' } });
+      const client = await connectClient(server.url, {
+        session: { callId: 'call-drain', callerNumber: '+13125550101' },
+      });
       const inFlight = call(client, 'submit_intake', {
         intakeType: 'general_inquiry',
         fields: { full_name: 'Alan Turing', topic: 'account', details: 'Please update my address.' },

@@ -4,15 +4,20 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { MCP_SESSION_HEADER, issueSessionHeader, verifyAuditTrail } from '@voice-intake/contracts';
+import { issueSessionHeader, MCP_SESSION_HEADER, verifyAuditTrail } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localChains, recordsOf as sealedRecordsOf, testSealKey, waitForSealedChains } from './support/audit-files';
-import { type RunningServer, TEST_TOKEN, connectClient, startServer } from './support/server-process';
+import { connectClient, type RunningServer, startServer, TEST_TOKEN } from './support/server-process';
 
 /** Records with their payloads as plain objects, for the assertions. */
-const recordsOf = (dir: string, callId: string) => sealedRecordsOf(dir, callId) as (ReturnType<typeof sealedRecordsOf>[number] & { payload: any })[];
+const recordsOf = (dir: string, callId: string) =>
+  sealedRecordsOf(dir, callId) as (ReturnType<typeof sealedRecordsOf>[number] & { payload: any })[];
 
-type ToolResult = { isError?: boolean; content: { type: string; text: string }[]; structuredContent?: Record<string, any> };
+type ToolResult = {
+  isError?: boolean;
+  content: { type: string; text: string }[];
+  structuredContent?: Record<string, any>;
+};
 
 const CALLER = '+14155550123';
 const root = mkdtempSync(join(tmpdir(), 'mcp-hostile-'));
@@ -44,7 +49,9 @@ async function messageOf(response: Response): Promise<any> {
 /** A session header the server's secret signed, carrying a call id the contract refuses (no client would make one). */
 function headerWithCallId(callId: string): string {
   const now = Math.floor(Date.now() / 1000);
-  const payload = Buffer.from(JSON.stringify({ callId, callerNumber: CALLER, issuedAt: now, expiresAt: now + 600 })).toString('base64url');
+  const payload = Buffer.from(
+    JSON.stringify({ callId, callerNumber: CALLER, issuedAt: now, expiresAt: now + 600 }),
+  ).toString('base64url');
   return `${payload}.${createHmac('sha256', TEST_TOKEN).update(payload).digest('base64url')}`;
 }
 
@@ -63,23 +70,37 @@ describe('every tools/call is on the record, refused ones included', () => {
     rmSync(root, { recursive: true, force: true });
   });
 
-  const call = async (name: string, args: Record<string, unknown>) => (await client.callTool({ name, arguments: args })) as ToolResult;
+  const call = async (name: string, args: Record<string, unknown>) =>
+    (await client.callTool({ name, arguments: args })) as ToolResult;
 
   it('records a call the input schema rejects, with its arguments as received and the outcome', async () => {
     const result = await call('request_human_transfer', { reason: 'caller wants billing', queue: '+19005550199' });
     expect(result.isError).toBe(true);
     expect(result.content[0].text).toMatch(/Invalid arguments for request_human_transfer: queue/);
     const records = recordsOf(dataDir, 'call-hostile');
-    const index = records.findIndex((record) => record.kind === 'tool_call' && record.payload.arguments?.queue === '+19005550199');
-    expect(records[index]).toMatchObject({ subject: 'request_human_transfer', payload: { callerNumber: CALLER, binding: 'bound' } });
-    expect(records[index + 1]).toMatchObject({ kind: 'tool_result', payload: { outcome: 'rejected', isError: true, error: expect.stringMatching(/queue/) } });
+    const index = records.findIndex(
+      (record) => record.kind === 'tool_call' && record.payload.arguments?.queue === '+19005550199',
+    );
+    expect(records[index]).toMatchObject({
+      subject: 'request_human_transfer',
+      payload: { callerNumber: CALLER, binding: 'bound' },
+    });
+    expect(records[index + 1]).toMatchObject({
+      kind: 'tool_result',
+      payload: { outcome: 'rejected', isError: true, error: expect.stringMatching(/queue/) },
+    });
   });
 
   it('records arguments the schema strips, and names them', async () => {
-    const result = await call('request_human_transfer', { reason: 'caller asked for a person', target: 'tel:+19005550199' });
+    const result = await call('request_human_transfer', {
+      reason: 'caller asked for a person',
+      target: 'tel:+19005550199',
+    });
     expect(result.structuredContent).toMatchObject({ target: 'sip:front-desk@pbx.example.com' });
     const records = recordsOf(dataDir, 'call-hostile');
-    const callRecord = records.find((record) => record.kind === 'tool_call' && record.payload.arguments?.target === 'tel:+19005550199');
+    const callRecord = records.find(
+      (record) => record.kind === 'tool_call' && record.payload.arguments?.target === 'tel:+19005550199',
+    );
     expect(callRecord?.payload).toMatchObject({ strippedArguments: ['target'] });
     const outcome = records[records.indexOf(callRecord!) + 1];
     // The transfer the tool made sits between the call and its result.
@@ -90,15 +111,31 @@ describe('every tools/call is on the record, refused ones included', () => {
     const result = await call('wire_money', { amount: 1_000_000 });
     expect(result).toMatchObject({ isError: true, content: [{ text: 'Tool wire_money not found' }] });
     const records = recordsOf(dataDir, 'call-hostile');
-    expect(records.find((record) => record.subject === 'wire_money' && record.kind === 'tool_call')?.payload).toMatchObject({ arguments: { amount: 1_000_000 } });
-    expect(records.find((record) => record.subject === 'wire_money' && record.kind === 'tool_result')?.payload).toMatchObject({ outcome: 'rejected' });
+    expect(
+      records.find((record) => record.subject === 'wire_money' && record.kind === 'tool_call')?.payload,
+    ).toMatchObject({ arguments: { amount: 1_000_000 } });
+    expect(
+      records.find((record) => record.subject === 'wire_money' && record.kind === 'tool_result')?.payload,
+    ).toMatchObject({ outcome: 'rejected' });
   });
 
   it('answers arguments: null with -32602 (not -32603 and a zod dump) and records it', async () => {
     const sessionId = (client.transport as StreamableHTTPClientTransport).sessionId!;
-    const response = await rawPost(server.url, sessionId, JSON.stringify({ jsonrpc: '2.0', id: 41, method: 'tools/call', params: { name: 'lookup_caller', arguments: null } }));
+    const response = await rawPost(
+      server.url,
+      sessionId,
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 41,
+        method: 'tools/call',
+        params: { name: 'lookup_caller', arguments: null },
+      }),
+    );
     const message = await messageOf(response);
-    expect(message).toMatchObject({ id: 41, error: { code: -32602, message: expect.stringMatching(/arguments must be an object, not null/) } });
+    expect(message).toMatchObject({
+      id: 41,
+      error: { code: -32602, message: expect.stringMatching(/arguments must be an object, not null/) },
+    });
     expect(JSON.stringify(message)).not.toMatch(/invalid_type|expected/);
     const records = recordsOf(dataDir, 'call-raw');
     expect(records.map((record) => [record.kind, record.subject, record.payload.outcome])).toEqual([
@@ -110,12 +147,21 @@ describe('every tools/call is on the record, refused ones included', () => {
 
   it('refuses a "__proto__" field by name, creates no draft, and records the call as received', async () => {
     const sessionId = (client.transport as StreamableHTTPClientTransport).sessionId!;
-    const body = '{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"save_intake_progress","arguments":'
-      + '{"intakeType":"general_inquiry","fields":{"__proto__":{"full_name":"x"},"topic":"billing"}}}}';
+    const body =
+      '{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"save_intake_progress","arguments":' +
+      '{"intakeType":"general_inquiry","fields":{"__proto__":{"full_name":"x"},"topic":"billing"}}}}';
     const response = await rawPost(server.url, sessionId, body, 'call-proto');
     expect(response.status).toBe(200);
-    expect(await response.json()).toMatchObject({ id: 42, error: { code: -32602, message: expect.stringMatching(/"__proto__" is not allowed \(at params\.arguments\.fields\.__proto__\)/) } });
-    const cases = existsSync(join(dataDir, 'cases.json')) ? JSON.parse(readFileSync(join(dataDir, 'cases.json'), 'utf8')).cases : {};
+    expect(await response.json()).toMatchObject({
+      id: 42,
+      error: {
+        code: -32602,
+        message: expect.stringMatching(/"__proto__" is not allowed \(at params\.arguments\.fields\.__proto__\)/),
+      },
+    });
+    const cases = existsSync(join(dataDir, 'cases.json'))
+      ? JSON.parse(readFileSync(join(dataDir, 'cases.json'), 'utf8')).cases
+      : {};
     expect(Object.values(cases).filter((stored: any) => stored.callId === 'call-proto')).toEqual([]);
     await waitForSealedChains(dataDir, 'call-proto');
     const records = recordsOf(dataDir, 'call-proto');
@@ -158,12 +204,17 @@ describe('every tools/call is on the record, refused ones included', () => {
     for (const bad of ['Ada\u0000', '\u001b[31mAda', 'Ada \u202eecalevol', 'Ada \ud800']) {
       const result = await call('save_intake_progress', { intakeType: 'general_inquiry', fields: { full_name: bad } });
       expect(result.isError, JSON.stringify(bad)).toBe(true);
-      expect(result.content[0].text).toMatch(/fields\.full_name: must not contain (control or bidi-override characters|a lone surrogate)/);
+      expect(result.content[0].text).toMatch(
+        /fields\.full_name: must not contain (control or bidi-override characters|a lone surrogate)/,
+      );
     }
     const transfer = await call('request_human_transfer', { reason: 'needs \u202eperson' });
     expect(transfer.content[0].text).toMatch(/reason: must not contain/);
     // Decomposed text is stored composed (NFC), so it reads back as one form.
-    const saved = await call('save_intake_progress', { intakeType: 'general_inquiry', fields: { full_name: 'Rene\u0301e' } });
+    const saved = await call('save_intake_progress', {
+      intakeType: 'general_inquiry',
+      fields: { full_name: 'Rene\u0301e' },
+    });
     expect(saved.isError).toBeFalsy();
     const stored = Object.values(JSON.parse(readFileSync(join(dataDir, 'cases.json'), 'utf8')).cases) as any[];
     expect(stored.find((entry) => entry.callId === 'call-hostile').fields.full_name).toBe('Ren\u00e9e');
@@ -188,7 +239,10 @@ describe('every tools/call is on the record, refused ones included', () => {
     expect(readdirSync(root)).toEqual(['data']);
     expect(readdirSync(join(dataDir, 'audit'))).toEqual(['mcp-server']);
     const unbound = recordsOf(dataDir, 'unbound').filter((record) => record.subject === 'lookup_caller');
-    expect(unbound.filter((record) => record.kind === 'tool_call').map((record) => record.payload.binding)).toEqual(['malformed', 'malformed']);
+    expect(unbound.filter((record) => record.kind === 'tool_call').map((record) => record.payload.binding)).toEqual([
+      'malformed',
+      'malformed',
+    ]);
   });
 
   it('shows no session count on the unauthenticated health check', async () => {
@@ -213,7 +267,11 @@ describe('a server killed mid-call', () => {
       await server.stop('SIGKILL');
       const [objects] = [...localChains(dir, 'call-killed').values()];
       const verdict = await verifyAuditTrail(objects, testSealKey);
-      expect(verdict).toMatchObject({ ok: false, seq: 2, reason: expect.stringMatching(/no closing seal after record 1/) });
+      expect(verdict).toMatchObject({
+        ok: false,
+        seq: 2,
+        reason: expect.stringMatching(/no closing seal after record 1/),
+      });
       expect(dirname(objects[0].key)).toMatch(/^audit\/mcp-server\/call-killed\//);
     } finally {
       await server.stop();

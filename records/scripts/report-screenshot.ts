@@ -14,7 +14,10 @@ function rewriteRejectedTransfer(chainFolder: string): void {
   let rewritten = false;
   for (const name of readdirSync(chainFolder).sort()) {
     const path = join(chainFolder, name);
-    const lines = readFileSync(path, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    const lines = readFileSync(path, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     for (const line of lines) {
       if (line.type === 'audit_seal') continue;
       const record = line as AuditRecord & { payload: Record<string, unknown> };

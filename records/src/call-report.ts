@@ -2,12 +2,12 @@ import {
   type AuditRecord,
   type AuditSealVerifier,
   type EnrichedRecord,
-  type Transcript,
-  type TranscriptTurn,
   enrichedKeyForTranscript,
   enrichedRecordSchema,
   enrichmentErrorKeyForTranscript,
   enrichmentErrorRecordSchema,
+  type Transcript,
+  type TranscriptTurn,
   transcriptKey,
   transcriptPartKey,
   transcriptPartSchema,
@@ -264,7 +264,11 @@ function toolTable(chain: ChainReport): string {
   if (exchanges.length === 0) return '<p class="muted">No tool calls on this chain.</p>';
   const suspect = suspectFrom(chain);
   const headers = ['At', 'Tool', 'Arguments (as received)', 'Outcome', 'Result'];
-  return table(headers, exchanges.map((exchange) => toolRow(exchange, suspect)), 'tools');
+  return table(
+    headers,
+    exchanges.map((exchange) => toolRow(exchange, suspect)),
+    'tools',
+  );
 }
 
 function modelExchanges(chain: ChainReport | undefined): string {
@@ -302,9 +306,10 @@ function transcriptSection(data: CallReportData, latencies: TurnLatency[]): stri
     const time = `<td>${clock(turn.startedAt, origin)}</td>`;
     return `<tr class="turn ${turn.speaker}">${time}${speaker}<td>${text}</td>${latency}</tr>`;
   });
-  const note = data.transcriptSource === 'parts'
-    ? '<p class="warn">No final transcript: turns read from the in-call parts.</p>'
-    : '';
+  const note =
+    data.transcriptSource === 'parts'
+      ? '<p class="warn">No final transcript: turns read from the in-call parts.</p>'
+      : '';
   return `${note}${table(['Time', 'Speaker', 'Text', 'Response latency'], rows, 'transcript')}`;
 }
 

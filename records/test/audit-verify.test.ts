@@ -2,11 +2,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { type AuditRecord, LocalHmacSealKey, hashAuditRecord } from '@voice-intake/contracts';
-import { sdkStreamMixin } from '@smithy/util-stream';
-import { mockClient } from 'aws-sdk-client-mock';
 import { Readable } from 'node:stream';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { sdkStreamMixin } from '@smithy/util-stream';
+import { type AuditRecord, hashAuditRecord, LocalHmacSealKey } from '@voice-intake/contracts';
+import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DirectorySource, S3Source } from '../src/source';
 import { describeVerification, verifyCall } from '../src/verify';
@@ -28,7 +28,10 @@ function runVerify(args: string[], env: Record<string, string> = { AUDIT_SEAL_SE
 function rewriteAndRehash(folder: string, seq: number): void {
   let prevHash: string | undefined;
   for (const name of readdirSync(folder).sort()) {
-    const lines = readFileSync(join(folder, name), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    const lines = readFileSync(join(folder, name), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     for (const line of lines) {
       if (line.type === 'audit_seal') continue;
       const record = line as AuditRecord;
@@ -74,13 +77,17 @@ describe('npm run audit:verify', () => {
   it('prints the first bad record and why, and exits 1, for a chain rewritten and re-hashed', () => {
     const cli = runVerify(['--call', SAMPLE_CALL, '--dir', tampered]);
     expect(cli.status, cli.out).toBe(1);
-    expect(cli.out).toMatch(/^FAIL agent: record 11 \(audit\/agent\/call-2026-11-30-0042\/00000008\.jsonl\): record 11 differs from the sealed record \(rewritten and re-hashed\)$/m);
+    expect(cli.out).toMatch(
+      /^FAIL agent: record 11 \(audit\/agent\/call-2026-11-30-0042\/00000008\.jsonl\): record 11 differs from the sealed record \(rewritten and re-hashed\)$/m,
+    );
     expect(cli.out).toMatch(/^OK {3}mcp-server\//m);
     expect(cli.out).toMatch(/^FAIL call /m);
   });
 
   it('fails a call whose chains were sealed with another key, or that has no agent chain', async () => {
-    const wrongKey = runVerify(['--call', SAMPLE_CALL, '--dir', clean], { AUDIT_SEAL_SECRET: 'a-different-secret-of-enough-length-000' });
+    const wrongKey = runVerify(['--call', SAMPLE_CALL, '--dir', clean], {
+      AUDIT_SEAL_SECRET: 'a-different-secret-of-enough-length-000',
+    });
     expect(wrongKey.status).toBe(1);
     expect(wrongKey.out).toMatch(/not the trusted local:/);
     const nothing = await verifyCall(new DirectorySource(clean), 'call-unknown', sampleKey);
@@ -89,8 +96,14 @@ describe('npm run audit:verify', () => {
   });
 
   it('refuses a path-segment call id and a missing key, with exit 2 and the reason', async () => {
-    expect(runVerify(['--call', '..', '--dir', clean])).toMatchObject({ status: 2, out: expect.stringMatching(/--call: must not be "\." or "\.\."/) });
-    expect(runVerify(['--call', SAMPLE_CALL, '--dir', clean], {})).toMatchObject({ status: 2, out: expect.stringMatching(/trusted seal key/) });
+    expect(runVerify(['--call', '..', '--dir', clean])).toMatchObject({
+      status: 2,
+      out: expect.stringMatching(/--call: must not be "\." or "\.\."/),
+    });
+    expect(runVerify(['--call', SAMPLE_CALL, '--dir', clean], {})).toMatchObject({
+      status: 2,
+      out: expect.stringMatching(/trusted seal key/),
+    });
     await expect(new DirectorySource(clean).get('../../etc/passwd')).rejects.toThrow(/leaves its folder/);
     symlinkSync('/etc/hostname', join(clean, 'linked.json'));
     await expect(new DirectorySource(clean).get('linked.json')).rejects.toThrow(/not a plain file/);
@@ -108,7 +121,11 @@ describe('npm run audit:verify', () => {
         const start = input.ContinuationToken ? Number(input.ContinuationToken) : 0;
         const page = matching.slice(start, start + 2);
         const more = start + 2 < matching.length;
-        return { Contents: page.map((Key) => ({ Key })), IsTruncated: more, NextContinuationToken: more ? String(start + 2) : undefined };
+        return {
+          Contents: page.map((Key) => ({ Key })),
+          IsTruncated: more,
+          NextContinuationToken: more ? String(start + 2) : undefined,
+        };
       });
       s3.on(GetObjectCommand).callsFake(async (input) => {
         const body = await local.get(input.Key);

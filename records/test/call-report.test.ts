@@ -23,7 +23,10 @@ async function reportFile(folder: string, name: string): Promise<string> {
 function rewriteAndRehash(folder: string, seq: number): void {
   let prevHash: string | undefined;
   for (const name of readdirSync(folder).sort()) {
-    const lines = readFileSync(join(folder, name), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    const lines = readFileSync(join(folder, name), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     for (const line of lines) {
       if (line.type === 'audit_seal') continue;
       const record = line as AuditRecord;
@@ -71,7 +74,9 @@ describe('call report in headless Chromium', () => {
     expect(await page.title()).toBe(`Call report ${SAMPLE_CALL}`);
     expect(await page.getAttribute('#verification-status', 'data-ok')).toBe('true');
     expect(await page.locator('#verification tbody tr[data-verified="true"]').count()).toBe(2);
-    const banner = await page.locator('#verification-status').evaluate((node) => getComputedStyle(node).backgroundColor);
+    const banner = await page
+      .locator('#verification-status')
+      .evaluate((node) => getComputedStyle(node).backgroundColor);
     expect(banner).toBe('rgb(220, 252, 231)');
 
     const turns = page.locator('#transcript tr.turn');
@@ -83,18 +88,26 @@ describe('call report in headless Chromium', () => {
     expect(await agentTools.count()).toBe(4);
     const rejected = page.locator('#tools table').first().locator('tr.outcome-rejected');
     expect(await rejected.innerText()).toMatch(/request_human_transfer[\s\S]*\+19005550199[\s\S]*rejected/);
-    expect(await rejected.locator('.outcome').evaluate((node) => getComputedStyle(node).color)).toBe('rgb(185, 28, 28)');
+    expect(await rejected.locator('.outcome').evaluate((node) => getComputedStyle(node).color)).toBe(
+      'rgb(185, 28, 28)',
+    );
     expect(await page.locator('#tools').innerText()).toContain("not in the tool's schema: target");
 
     const model = page.locator('details.model');
     expect(await model.count()).toBe(7);
-    expect(await model.evaluateAll((nodes) => nodes.filter((node) => (node as HTMLDetailsElement).open).length)).toBe(0);
+    expect(await model.evaluateAll((nodes) => nodes.filter((node) => (node as HTMLDetailsElement).open).length)).toBe(
+      0,
+    );
     expect(await model.first().locator('pre').first().isVisible()).toBe(false);
     await model.first().locator('summary').click();
     expect(await model.first().locator('pre').first().isVisible()).toBe(true);
 
-    expect(await page.locator('#enrichment').innerText()).toMatch(/burst kitchen pipe[\s\S]*Urgency\s+high[\s\S]*property_address/);
-    expect(await page.locator('#latency').innerText()).toMatch(/Median response latency: 1150 ms over 3 answered turns/);
+    expect(await page.locator('#enrichment').innerText()).toMatch(
+      /burst kitchen pipe[\s\S]*Urgency\s+high[\s\S]*property_address/,
+    );
+    expect(await page.locator('#latency').innerText()).toMatch(
+      /Median response latency: 1150 ms over 3 answered turns/,
+    );
 
     const png = join(root, 'clean.png');
     await page.screenshot({ path: png, fullPage: true });
@@ -118,8 +131,15 @@ describe('call report in headless Chromium', () => {
     expect(await status.evaluate((node) => getComputedStyle(node).backgroundColor)).toBe('rgb(220, 38, 38)');
     const failed = page.locator('#verification tbody tr[data-verified="false"]');
     expect(await failed.count()).toBe(1);
-    expect(await failed.innerText()).toMatch(/mcp-server\/.*verification failed.*record 3: record 3 differs from the sealed record/s);
-    expect(await failed.locator('td').first().evaluate((node) => getComputedStyle(node).backgroundColor)).toBe('rgb(254, 226, 226)');
+    expect(await failed.innerText()).toMatch(
+      /mcp-server\/.*verification failed.*record 3: record 3 differs from the sealed record/s,
+    );
+    expect(
+      await failed
+        .locator('td')
+        .first()
+        .evaluate((node) => getComputedStyle(node).backgroundColor),
+    ).toBe('rgb(254, 226, 226)');
     expect(await page.locator('#verification tbody tr[data-verified="true"]').innerText()).toMatch(/^agent/);
     // The records from the bad one on are marked as not vouched for.
     expect(await page.locator('#tools table').nth(1).locator('tr.suspect').count()).toBeGreaterThan(0);

@@ -22,7 +22,8 @@ export function openIngressRules(template: Template): string[] {
   };
   for (const [id, resource] of Object.entries(resourcesOf(template))) {
     if (resource.Type === 'AWS::EC2::SecurityGroup') {
-      for (const rule of (resource.Properties?.SecurityGroupIngress ?? []) as Record<string, unknown>[]) check(id, rule);
+      for (const rule of (resource.Properties?.SecurityGroupIngress ?? []) as Record<string, unknown>[])
+        check(id, rule);
     }
     if (resource.Type === 'AWS::EC2::SecurityGroupIngress') check(id, resource.Properties ?? {});
   }

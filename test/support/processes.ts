@@ -36,7 +36,11 @@ async function endGroup(pgid: number, signal: NodeJS.Signals, graceMs: number): 
 }
 
 /** Ends `child` and everything in its process group; resolves with the child's exit code (null when signalled). */
-export async function stopTracked(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5_000): Promise<number | null> {
+export async function stopTracked(
+  child: ChildProcess,
+  signal: NodeJS.Signals = 'SIGTERM',
+  graceMs = 5_000,
+): Promise<number | null> {
   const exited =
     child.exitCode !== null || child.signalCode !== null
       ? Promise.resolve(child.exitCode)

@@ -17,11 +17,13 @@ type Json = Record<string, unknown>;
 type DeepPartial<T> = T extends readonly unknown[] ? T : T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;
 /** A test's config: any part of it, laid over cdk.json's (which supplies what the schema requires). */
 export type TestConfigInput = DeepPartial<VoiceIntakeConfigInput>;
-const isObject = (value: unknown): value is Json => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isObject = (value: unknown): value is Json =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 function deepMerge(base: Json, overrides: Json): Json {
   const merged: Json = { ...base };
-  for (const [key, value] of Object.entries(overrides)) merged[key] = isObject(value) && isObject(base[key]) ? deepMerge(base[key], value) : value;
+  for (const [key, value] of Object.entries(overrides))
+    merged[key] = isObject(value) && isObject(base[key]) ? deepMerge(base[key], value) : value;
   return merged;
 }
 
@@ -65,7 +67,10 @@ export function synthVoiceIntake(
   applyCompliancePacks(app);
   app.synth();
   const templates = Object.fromEntries(
-    Object.entries(stacks).map(([key, stack]) => [key, Template.fromStack(stack as Stack, { skipCyclicalDependenciesCheck: true })]),
+    Object.entries(stacks).map(([key, stack]) => [
+      key,
+      Template.fromStack(stack as Stack, { skipCyclicalDependenciesCheck: true }),
+    ]),
   ) as Record<keyof VoiceIntakeStacks, Template>;
   // The templates are in memory now; the cloud assembly (staged assets: gigabytes over a test run) is not needed,
   // unless the test reads an asset (then it removes `app.outdir` itself).

@@ -4,10 +4,10 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { type CallToolResult, McpError, type Tool as McpTool } from '@modelcontextprotocol/sdk/types.js';
 import {
   type AttestationLevel,
+  issueSessionHeader,
   MCP_SESSION_HEADER,
   TOOL_OUTCOME_META_KEY,
   type ToolCallOutcome,
-  issueSessionHeader,
   toolCallOutcomeSchema,
 } from '@voice-intake/contracts';
 
@@ -89,7 +89,9 @@ export class McpToolset {
     if (this.client) return this.client;
     this.connecting ??= (async () => {
       const client = new Client({ name: 'voice-intake-agent', version: '0.1.0' });
-      const transport = new StreamableHTTPClientTransport(new URL(this.options.url), { requestInit: { headers: this.headers() } });
+      const transport = new StreamableHTTPClientTransport(new URL(this.options.url), {
+        requestInit: { headers: this.headers() },
+      });
       try {
         await client.connect(transport);
       } catch (error) {
@@ -117,7 +119,8 @@ export class McpToolset {
   async tools(): Promise<Record<string, llm.AnonFunctionTool>> {
     const client = await this.connect();
     const { tools } = await client.listTools();
-    for (const tool of tools) this.argumentNames.set(tool.name, new Set(Object.keys(tool.inputSchema.properties ?? {})));
+    for (const tool of tools)
+      this.argumentNames.set(tool.name, new Set(Object.keys(tool.inputSchema.properties ?? {})));
     return Object.fromEntries(tools.map((tool) => [tool.name, this.wrap(tool)]));
   }
 
@@ -176,7 +179,10 @@ export class McpToolset {
         // One reconnect for a server that restarted (its sessions are gone); a timeout or abort is not retried.
         const message = (error as Error).message ?? String(error);
         if (attempt === 1 && !/timed out|abort/i.test(message)) continue;
-        return finish(`The ${name} tool is not available right now (${/timed out/i.test(message) ? 'it took too long' : 'connection failed'}). Apologise briefly and offer another way to help.`, 'failed');
+        return finish(
+          `The ${name} tool is not available right now (${/timed out/i.test(message) ? 'it took too long' : 'connection failed'}). Apologise briefly and offer another way to help.`,
+          'failed',
+        );
       }
     }
     return finish(`The ${name} tool is not available right now.`, 'failed');

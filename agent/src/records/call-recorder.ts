@@ -3,8 +3,8 @@ import {
   type AuditKind,
   type AuditRecord,
   type AuditSealKey,
-  AuditTrailWriter,
   type AuditTrailPosition,
+  AuditTrailWriter,
   type CallEndReason,
   SCHEMA_VERSION,
   type ToolCallOutcome,
@@ -163,7 +163,12 @@ export class CallRecorder {
       // A copy: turns added while the PUT is in flight stay pending for the next flush (the same array would
       // grow under us, and slicing its new length off after the PUT would drop them unwritten).
       const turns = [...this.pendingTurns];
-      const part = transcriptPartSchema.parse({ schemaVersion: SCHEMA_VERSION, callId: call.callId, part: this.nextPart, turns });
+      const part = transcriptPartSchema.parse({
+        schemaVersion: SCHEMA_VERSION,
+        callId: call.callId,
+        part: this.nextPart,
+        turns,
+      });
       await s3.send(
         new PutObjectCommand({
           Bucket: this.options.transcriptsBucket,
@@ -183,7 +188,10 @@ export class CallRecorder {
     const earlier: TranscriptTurn[] = [];
     for (let part = 0; part < this.firstPartOfThisWorker; part += 1) {
       const object = await this.options.s3.send(
-        new GetObjectCommand({ Bucket: this.options.transcriptsBucket, Key: transcriptPartKey(this.options.call.callId, part) }),
+        new GetObjectCommand({
+          Bucket: this.options.transcriptsBucket,
+          Key: transcriptPartKey(this.options.call.callId, part),
+        }),
       );
       earlier.push(...transcriptPartSchema.parse(JSON.parse((await object.Body?.transformToString()) ?? '{}')).turns);
     }

@@ -1,4 +1,4 @@
-import { SCHEMA_VERSION, type SessionState, type TranscriptTurn, sessionStateSchema } from '@voice-intake/contracts';
+import { SCHEMA_VERSION, type SessionState, sessionStateSchema, type TranscriptTurn } from '@voice-intake/contracts';
 import type { Redis } from 'ioredis';
 
 export interface SessionStoreOptions {
@@ -52,9 +52,21 @@ export class RedisSessionStore {
   }
 
   /** Starts a call's state, unless one exists (then the existing one is returned: the call is being resumed). */
-  async start(initial: Omit<SessionState, 'schemaVersion' | 'updatedAt'>): Promise<{ state: SessionState; resumed: boolean }> {
-    const state = sessionStateSchema.parse({ ...initial, schemaVersion: SCHEMA_VERSION, updatedAt: new Date().toISOString() });
-    const created = await this.redis.set(this.key(state.callId), JSON.stringify(state), 'EX', this.options.ttlSeconds, 'NX');
+  async start(
+    initial: Omit<SessionState, 'schemaVersion' | 'updatedAt'>,
+  ): Promise<{ state: SessionState; resumed: boolean }> {
+    const state = sessionStateSchema.parse({
+      ...initial,
+      schemaVersion: SCHEMA_VERSION,
+      updatedAt: new Date().toISOString(),
+    });
+    const created = await this.redis.set(
+      this.key(state.callId),
+      JSON.stringify(state),
+      'EX',
+      this.options.ttlSeconds,
+      'NX',
+    );
     if (created === 'OK') return { state, resumed: false };
     const existing = await this.load(state.callId);
     if (!existing) return this.start(initial);
@@ -67,8 +79,18 @@ export class RedisSessionStore {
     for (let attempt = 0; attempt < attempts; attempt += 1) {
       const raw = await this.redis.get(key);
       if (raw === null) throw new Error(`no session state for call ${callId}`);
-      const next = sessionStateSchema.parse({ ...change(sessionStateSchema.parse(JSON.parse(raw))), updatedAt: new Date().toISOString() });
-      const written = await this.redis.eval(COMPARE_AND_SET, 1, key, raw, JSON.stringify(next), this.options.ttlSeconds);
+      const next = sessionStateSchema.parse({
+        ...change(sessionStateSchema.parse(JSON.parse(raw))),
+        updatedAt: new Date().toISOString(),
+      });
+      const written = await this.redis.eval(
+        COMPARE_AND_SET,
+        1,
+        key,
+        raw,
+        JSON.stringify(next),
+        this.options.ttlSeconds,
+      );
       if (written === 1) return next;
     }
     throw new SessionConflictError(`session ${callId} kept changing under ${attempts} attempts`);
@@ -76,7 +98,11 @@ export class RedisSessionStore {
 
   /** A worker takes over a call (after the previous one died). */
   claim(callId: string, workerId: string): Promise<SessionState> {
-    return this.update(callId, (state) => ({ ...state, workerId, status: state.status === 'ended' ? 'ended' : 'active' }));
+    return this.update(callId, (state) => ({
+      ...state,
+      workerId,
+      status: state.status === 'ended' ? 'ended' : 'active',
+    }));
   }
 
   /** Records a turn: kept among the last `maxTurns`, and the next sequence number moves on. */

@@ -6,7 +6,7 @@ import { type AuditRecord, LocalHmacSealKey, verifyAuditTrail } from '@voice-int
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localChains, testSealKey, waitForSealedChains } from '../../../mcp-server/test/support/audit-files';
-import { type RunningServer, TEST_TOKEN, startServer } from '../../../mcp-server/test/support/server-process';
+import { type RunningServer, startServer, TEST_TOKEN } from '../../../mcp-server/test/support/server-process';
 import { McpToolset, type ToolCallEvent } from '../../src/mcp/toolset';
 import { CallRecorder } from '../../src/records/call-recorder';
 import { inMemoryS3 } from '../support/fake-aws';
@@ -16,9 +16,13 @@ const agentKey = new LocalHmacSealKey('agent-chain-test-secret-0123456789abcdef'
 
 /** A tool call's two records (call, then its result) on a chain, found by the call's arguments. */
 function exchange(records: AuditRecord[], matches: (args: any) => boolean): [any, any] {
-  const index = records.findIndex((record) => record.kind === 'tool_call' && matches((record.payload as any).arguments));
+  const index = records.findIndex(
+    (record) => record.kind === 'tool_call' && matches((record.payload as any).arguments),
+  );
   expect(index, 'tool call on the chain').toBeGreaterThanOrEqual(0);
-  const result = records.slice(index + 1).find((record) => record.kind === 'tool_result' && record.subject === records[index].subject);
+  const result = records
+    .slice(index + 1)
+    .find((record) => record.kind === 'tool_result' && record.subject === records[index].subject);
   return [records[index].payload, result?.payload];
 }
 
@@ -61,7 +65,10 @@ describe('a refused or trimmed tool call is on both chains, the agent’s and th
   });
 
   it('reports a call the input schema rejects as rejected, not as a tool that broke', async () => {
-    const text = await toolset.call('request_human_transfer', { reason: 'caller wants billing', queue: '+19005550199' });
+    const text = await toolset.call('request_human_transfer', {
+      reason: 'caller wants billing',
+      queue: '+19005550199',
+    });
     expect(text).toMatch(/reported a problem: Invalid arguments for request_human_transfer: queue/);
     expect(events.at(-1)).toMatchObject({ outcome: 'rejected', isError: true });
   });
@@ -80,9 +87,13 @@ describe('a refused or trimmed tool call is on both chains, the agent’s and th
   });
 
   it('reports a "__proto__" field the server refuses by name as rejected, and keeps working', async () => {
-    const args = JSON.parse('{"intakeType":"general_inquiry","fields":{"__proto__":{"full_name":"x"},"topic":"billing"}}');
+    const args = JSON.parse(
+      '{"intakeType":"general_inquiry","fields":{"__proto__":{"full_name":"x"},"topic":"billing"}}',
+    );
     const text = await toolset.call('save_intake_progress', args);
-    expect(text).toMatch(/refused the request: .*"__proto__" is not allowed \(at params\.arguments\.fields\.__proto__\)/);
+    expect(text).toMatch(
+      /refused the request: .*"__proto__" is not allowed \(at params\.arguments\.fields\.__proto__\)/,
+    );
     expect(events.at(-1)).toMatchObject({ outcome: 'rejected', errorCode: -32602 });
     expect(await toolset.call('lookup_caller', {})).toBe('No record for this number: a new caller.');
   });
@@ -103,7 +114,9 @@ describe('a refused or trimmed tool call is on both chains, the agent’s and th
     expect(verdicts.every((verdict) => verdict.ok)).toBe(true);
     const session = verdicts.find((verdict) => verdict.records.length > 2)!;
     const refused = verdicts.find((verdict) => verdict !== session)!;
-    expect(refused.records[0].payload).toMatchObject({ rawRequest: expect.stringContaining('"__proto__":{"full_name":"x"}') });
+    expect(refused.records[0].payload).toMatchObject({
+      rawRequest: expect.stringContaining('"__proto__":{"full_name":"x"}'),
+    });
     const agentProto = agent.records.find((record) => JSON.stringify(record.payload).includes('__proto__'));
     expect(agentProto).toMatchObject({ kind: 'tool_call', subject: 'save_intake_progress' });
 

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeServer, listenOnLoopback } from '../../../mcp-server/test/support/local-http';
-import { type RunningServer, TEST_TOKEN, startServer } from '../../../mcp-server/test/support/server-process';
+import { type RunningServer, startServer, TEST_TOKEN } from '../../../mcp-server/test/support/server-process';
 import { callControlTools, offeredCallControlTools } from '../../src/intake-agent';
-import { type ToolCallEvent, McpToolset } from '../../src/mcp/toolset';
+import { McpToolset, type ToolCallEvent } from '../../src/mcp/toolset';
 
 const CALL = { callId: 'call-agent-1', callerNumber: '+14155550123' };
 
@@ -25,7 +25,13 @@ describe('MCP toolset against the real MCP server', () => {
     const backendUrl = `${await listenOnLoopback(slowBackend)}/cases`;
     server = await startServer({ DATA_DIR: dataDir, BACKEND_URL: backendUrl });
     port = Number(new URL(server.url).port);
-    toolset = new McpToolset({ url: `${server.url}/mcp`, token: TEST_TOKEN, call: CALL, callTimeoutMs: 1_000, onToolCall: (event) => events.push(event) });
+    toolset = new McpToolset({
+      url: `${server.url}/mcp`,
+      token: TEST_TOKEN,
+      call: CALL,
+      callTimeoutMs: 1_000,
+      onToolCall: (event) => events.push(event),
+    });
   });
 
   afterAll(async () => {
@@ -39,11 +45,20 @@ describe('MCP toolset against the real MCP server', () => {
     const tools = await toolset.tools();
     expect(Object.keys(tools).sort()).toEqual(
       [
-        'get_intake_form', 'lookup_caller', 'request_human_transfer', 'save_intake_progress', 'schedule_callback',
-        'search_knowledge', 'submit_intake', 'verify_caller',
+        'get_intake_form',
+        'lookup_caller',
+        'request_human_transfer',
+        'save_intake_progress',
+        'schedule_callback',
+        'search_knowledge',
+        'submit_intake',
+        'verify_caller',
       ].sort(),
     );
-    const save = tools.save_intake_progress as unknown as { description: string; parameters: { type: string; required: string[] } };
+    const save = tools.save_intake_progress as unknown as {
+      description: string;
+      parameters: { type: string; required: string[] };
+    };
     expect(save.description).toMatch(/Saves the fields collected/);
     expect(save.parameters.type).toBe('object');
     expect(save.parameters.required).toEqual(['intakeType', 'fields']);
@@ -80,8 +95,11 @@ describe('MCP toolset against the real MCP server', () => {
     const playedOut: string[] = [];
     // A run context whose speech has played out: the tools wait for it before acting on the call.
     const ctx = { waitForPlayout: async () => void playedOut.push('played') };
-    const run = (tool: { execute: (args: never, opts: never) => Promise<unknown> }, args: object) => tool.execute(args as never, { toolCallId: 't1', ctx } as never);
-    expect(await run(tools.transfer_to_human, { reason: 'caller asked for a person' })).toBe('Transferring to sip:front-desk@pbx.example.com.');
+    const run = (tool: { execute: (args: never, opts: never) => Promise<unknown> }, args: object) =>
+      tool.execute(args as never, { toolCallId: 't1', ctx } as never);
+    expect(await run(tools.transfer_to_human, { reason: 'caller asked for a person' })).toBe(
+      'Transferring to sip:front-desk@pbx.example.com.',
+    );
     expect(transfers).toEqual([['sip:front-desk@pbx.example.com', 'caller asked for a person']]);
     expect(await run(tools.end_call, { reason: 'caller is done' })).toBe('Call ended.');
     expect(hangUps).toEqual(['caller is done']);

@@ -9,8 +9,8 @@ import { initializeLogger } from '@livekit/agents';
 import * as silero from '@livekit/agents-plugin-silero';
 import {
   AGENT_METRICS,
-  LocalHmacSealKey,
   auditChainPrefix,
+  LocalHmacSealKey,
   transcriptKey,
   transcriptSchema,
   verifyAuditTrail,
@@ -22,7 +22,7 @@ import type { IntakeCall } from '../../src/call-session';
 import { RedisSessionStore } from '../../src/state/session-store';
 import type { EarpieceOutput, PlayedSegment } from '../support/audio-io';
 import { localAgentEnv, openCall } from '../support/call-harness';
-import { type ModelTurn, inMemoryS3, listeningTranscribe, speakingPolly, streamingBedrock } from '../support/fake-aws';
+import { inMemoryS3, listeningTranscribe, type ModelTurn, speakingPolly, streamingBedrock } from '../support/fake-aws';
 import { startRedis } from '../support/redis-server';
 import { synthesizeSpeech } from '../support/speech';
 
@@ -59,10 +59,17 @@ function lastUserContent(request: ConverseStreamCommandInput) {
 function intakeModel(request: ConverseStreamCommandInput): ModelTurn {
   const content = lastUserContent(request);
   const toolResult = content.find((block) => block.toolResult)?.toolResult;
-  if (toolResult) return toolResult.toolUseId?.endsWith('-end') || /Call ended/.test(JSON.stringify(toolResult)) ? {} : { text: EXPLANATION };
-  const said = content.map((block) => block.text ?? '').join(' ').toLowerCase();
+  if (toolResult)
+    return toolResult.toolUseId?.endsWith('-end') || /Call ended/.test(JSON.stringify(toolResult))
+      ? {}
+      : { text: EXPLANATION };
+  const said = content
+    .map((block) => block.text ?? '')
+    .join(' ')
+    .toLowerCase();
   if (said.includes('water pipe')) return { toolUse: { name: 'lookup_caller', input: {} } };
-  if (said.includes('goodbye')) return { text: FAREWELL, toolUse: { name: 'end_call', input: { reason: 'caller is done' } } };
+  if (said.includes('goodbye'))
+    return { text: FAREWELL, toolUse: { name: 'end_call', input: { reason: 'caller is done' } } };
   return { text: GREETING };
 }
 
@@ -130,17 +137,23 @@ describe('intake call pipeline, in process', () => {
 
   it('hears the caller through the real VAD and the Transcribe plugin', () => {
     expect(heard.finals.map((final) => final.text)).toEqual([SAYS.problem, SAYS.goodbye]);
-    const userTurns = intake.agent.chatCtx.items.filter((item) => item.type === 'message' && item.role === 'user').map((item) => (item as { textContent?: string }).textContent);
+    const userTurns = intake.agent.chatCtx.items
+      .filter((item) => item.type === 'message' && item.role === 'user')
+      .map((item) => (item as { textContent?: string }).textContent);
     expect(userTurns).toEqual([SAYS.problem, SAYS.goodbye]);
   });
 
   it('calls an MCP tool on the real server and gives its result back to the model', () => {
-    const toolUseRequest = model.requests.findIndex((request) => JSON.stringify(request.messages).includes('"name":"lookup_caller"'));
+    const toolUseRequest = model.requests.findIndex((request) =>
+      JSON.stringify(request.messages).includes('"name":"lookup_caller"'),
+    );
     expect(toolUseRequest).toBeGreaterThan(0);
     const toolResult = lastUserContent(model.requests[toolUseRequest]).find((block) => block.toolResult)?.toolResult;
     // The server's own words for a number it does not know: the result came from the MCP process, not from us.
     expect(JSON.stringify(toolResult?.content)).toContain('a new caller');
-    expect(model.requests[0].toolConfig?.tools?.map((tool) => tool.toolSpec?.name)).toEqual(expect.arrayContaining(['lookup_caller', 'submit_intake', 'end_call']));
+    expect(model.requests[0].toolConfig?.tools?.map((tool) => tool.toolSpec?.name)).toEqual(
+      expect.arrayContaining(['lookup_caller', 'submit_intake', 'end_call']),
+    );
   });
 
   it('speaks through Polly: real audio frames reach the earpiece', () => {
@@ -156,7 +169,12 @@ describe('intake call pipeline, in process', () => {
     expect(explanation.finishedAt! - bargeInAt).toBeLessThan(3_000);
     expect(explanation.playedMs!).toBeLessThan(explanation.capturedMs);
     expect(earpiece.clearCalls).toBeGreaterThanOrEqual(1);
-    const reply = intake.agent.chatCtx.items.find((item) => item.type === 'message' && item.role === 'assistant' && (item.textContent ?? '').startsWith('Thank you. I could not find'));
+    const reply = intake.agent.chatCtx.items.find(
+      (item) =>
+        item.type === 'message' &&
+        item.role === 'assistant' &&
+        (item.textContent ?? '').startsWith('Thank you. I could not find'),
+    );
     expect(reply && reply.type === 'message' && reply.interrupted).toBe(true);
     expect(hangUpReason).toBe('caller is done');
   });
@@ -173,18 +191,28 @@ describe('intake call pipeline, in process', () => {
     const segments = [...objects.entries()]
       .filter(([key]) => key.startsWith(`audit/${auditChainPrefix('agent', CALL_ID)}`))
       .map(([key, body]) => ({ key: key.slice('audit/'.length), body }));
-    const verdict = await verifyAuditTrail(segments, new LocalHmacSealKey(localAgentEnv(0, 'http://127.0.0.1').AUDIT_SEAL_SECRET!));
+    const verdict = await verifyAuditTrail(
+      segments,
+      new LocalHmacSealKey(localAgentEnv(0, 'http://127.0.0.1').AUDIT_SEAL_SECRET!),
+    );
     expect(verdict).toMatchObject({ ok: true });
     const records = verdict.records;
     const kinds = records.map((record) => record.kind);
     expect(kinds[0]).toBe('session_start');
     expect(kinds[kinds.length - 1]).toBe('session_end');
-    for (const kind of ['llm_request', 'llm_response', 'tool_call', 'tool_result'] as const) expect(kinds).toContain(kind);
+    for (const kind of ['llm_request', 'llm_response', 'tool_call', 'tool_result'] as const)
+      expect(kinds).toContain(kind);
     const toolCall = records.find((record) => record.kind === 'tool_call');
     expect(toolCall?.subject).toBe('lookup_caller');
-    const prompt = records.find((record) => record.kind === 'llm_request' && JSON.stringify(record.payload).includes('water pipe'));
+    const prompt = records.find(
+      (record) => record.kind === 'llm_request' && JSON.stringify(record.payload).includes('water pipe'),
+    );
     expect(prompt).toBeDefined();
-    expect(records.some((record) => record.kind === 'llm_response' && JSON.stringify(record.payload).includes('lookup_caller'))).toBe(true);
+    expect(
+      records.some(
+        (record) => record.kind === 'llm_response' && JSON.stringify(record.payload).includes('lookup_caller'),
+      ),
+    ).toBe(true);
   });
 
   it('keeps the session state in Redis and emits the latency metrics', async () => {
@@ -192,9 +220,17 @@ describe('intake call pipeline, in process', () => {
     expect(state?.status).toBe('ended');
     expect(state?.lastTurns.map((turn) => turn.speaker)).toContain('caller');
     const emitted = metricLines.map((line) => JSON.parse(line) as Record<string, unknown>);
-    for (const name of [AGENT_METRICS.voiceToVoiceLatency, AGENT_METRICS.llmTimeToFirstToken, AGENT_METRICS.ttsTimeToFirstByte, AGENT_METRICS.toolLatency, AGENT_METRICS.endOfUtteranceDelay]) {
-      expect(emitted.some((line) => typeof line[name] === 'number'), name).toBe(true);
+    for (const name of [
+      AGENT_METRICS.voiceToVoiceLatency,
+      AGENT_METRICS.llmTimeToFirstToken,
+      AGENT_METRICS.ttsTimeToFirstByte,
+      AGENT_METRICS.toolLatency,
+      AGENT_METRICS.endOfUtteranceDelay,
+    ]) {
+      expect(
+        emitted.some((line) => typeof line[name] === 'number'),
+        name,
+      ).toBe(true);
     }
   });
 });
-

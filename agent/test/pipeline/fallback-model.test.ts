@@ -12,7 +12,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningServer, startServer } from '../../../mcp-server/test/support/server-process';
 import type { PlayedSegment } from '../support/audio-io';
-import { AwsWire, type WireExchange, eventFrame } from '../support/aws-wire';
+import { AwsWire, eventFrame, type WireExchange } from '../support/aws-wire';
 import { localAgentEnv, openCall } from '../support/call-harness';
 import { inMemoryS3, listeningTranscribe, speakingPolly } from '../support/fake-aws';
 import { startRedis } from '../support/redis-server';
@@ -26,7 +26,7 @@ import { synthesizeSpeech } from '../support/speech';
 
 initializeLogger({ pretty: false, level: 'silent' });
 
-const CONVERSE = /\/converse-stream$/;
+const _CONVERSE = /\/converse-stream$/;
 const PRIMARY = /\/model\/primary-model\//;
 const FALLBACK = /\/model\/fallback-model\//;
 const SAYS = 'Hello, I would like to report a broken water pipe in my kitchen.';
@@ -131,13 +131,20 @@ describe('intake call on the fallback model', () => {
   });
 
   function audit(): AuditRecord[] {
-    return [...objects.entries()]
-      .filter(([key]) => key.startsWith('audit/'))
-      .sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))
-      .flatMap(([, body]) => body.trim().split('\n').map((line) => JSON.parse(line)))
-      // Each flushed segment ends with its seal (contracts/audit-seal.ts): the records are the rest.
-      .filter((entry) => entry.type !== 'audit_seal')
-      .map((entry) => auditRecordSchema.parse(entry));
+    return (
+      [...objects.entries()]
+        .filter(([key]) => key.startsWith('audit/'))
+        .sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))
+        .flatMap(([, body]) =>
+          body
+            .trim()
+            .split('\n')
+            .map((line) => JSON.parse(line)),
+        )
+        // Each flushed segment ends with its seal (contracts/audit-seal.ts): the records are the rest.
+        .filter((entry) => entry.type !== 'audit_seal')
+        .map((entry) => auditRecordSchema.parse(entry))
+    );
   }
 
   it('answers from the fallback and does not ask the throttled primary again on the next turn', () => {

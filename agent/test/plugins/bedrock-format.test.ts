@@ -1,8 +1,8 @@
 import { llm } from '@livekit/agents';
 import { describe, expect, it } from 'vitest';
 import {
-  LEADING_USER_PLACEHOLDER,
   hasToolHistory,
+  LEADING_USER_PLACEHOLDER,
   toBedrockConversation,
   toBedrockToolConfig,
 } from '../../src/plugins/aws/bedrock-format.js';
@@ -173,7 +173,10 @@ describe('toBedrockConversation', () => {
     ctx.insert(llm.AgentHandoffItem.create({ newAgentId: 'intake' }));
     ctx.addMessage({
       role: 'user',
-      content: ['See this', llm.createImageContent({ image: `data:image/png;base64,${Buffer.from('png!').toString('base64')}` })],
+      content: [
+        'See this',
+        llm.createImageContent({ image: `data:image/png;base64,${Buffer.from('png!').toString('base64')}` }),
+      ],
     });
     const { messages } = toBedrockConversation(ctx);
     expect(messages).toHaveLength(1);

@@ -2,7 +2,7 @@ import { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
 import { type APIError, DEFAULT_API_CONNECT_OPTIONS, initializeLogger, llm, type metrics } from '@livekit/agents';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BEDROCK_MODEL_EXTRA, BedrockFallbackLLM, BedrockLLM } from '../../src/plugins/aws/llm.js';
-import { AwsWire, type WireExchange, type WireHandler, eventFrame, exceptionFrame } from '../support/aws-wire.js';
+import { AwsWire, eventFrame, exceptionFrame, type WireExchange, type WireHandler } from '../support/aws-wire.js';
 
 /**
  * BedrockLLM against Bedrock on the wire (the real SDK client, event-stream frames from the SDK's codec), under the
@@ -89,13 +89,16 @@ describe('BedrockLLM on the wire, framework defaults', () => {
     let stalled: WireExchange | undefined;
     wire.on(
       CONVERSE,
-      script(async (exchange) => {
-        stalled = exchange;
-        await exchange.json();
-        exchange.respond(EVENT_STREAM);
-        await exchange.write(eventFrame('messageStart', { role: 'assistant' }));
-        await exchange.closed; // says nothing more
-      }, answer('After ', 'the stall.')),
+      script(
+        async (exchange) => {
+          stalled = exchange;
+          await exchange.json();
+          exchange.respond(EVENT_STREAM);
+          await exchange.write(eventFrame('messageStart', { role: 'assistant' }));
+          await exchange.closed; // says nothing more
+        },
+        answer('After ', 'the stall.'),
+      ),
     );
     const timeoutMs = 300;
     const model = newLLM();
@@ -148,13 +151,16 @@ describe('BedrockLLM on the wire, framework defaults', () => {
   it('retries a stream exception thrown before any text, and says nothing twice', async () => {
     wire.on(
       CONVERSE,
-      script(async (exchange) => {
-        await exchange.json();
-        exchange.respond(EVENT_STREAM);
-        await exchange.write(eventFrame('messageStart', { role: 'assistant' }));
-        await exchange.write(exceptionFrame('modelStreamErrorException', 'the model stream broke'));
-        exchange.end();
-      }, answer('Clean ', 'answer.')),
+      script(
+        async (exchange) => {
+          await exchange.json();
+          exchange.respond(EVENT_STREAM);
+          await exchange.write(eventFrame('messageStart', { role: 'assistant' }));
+          await exchange.write(exceptionFrame('modelStreamErrorException', 'the model stream broke'));
+          exchange.end();
+        },
+        answer('Clean ', 'answer.'),
+      ),
     );
     const model = newLLM();
     const errors = errorsOf(model);

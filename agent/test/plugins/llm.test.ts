@@ -5,7 +5,7 @@ import {
   type ConverseStreamOutput,
   ValidationException,
 } from '@aws-sdk/client-bedrock-runtime';
-import { APIError, initializeLogger, llm, type metrics } from '@livekit/agents';
+import { type APIError, initializeLogger, llm, type metrics } from '@livekit/agents';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BedrockLLM, type BedrockLLMOptions, toCompletionUsage } from '../../src/plugins/aws/llm.js';
@@ -29,7 +29,13 @@ function textEvents(...parts: string[]): ConverseStreamOutput[] {
     { messageStop: { stopReason: 'end_turn' } },
     {
       metadata: {
-        usage: { inputTokens: 12, outputTokens: 5, totalTokens: 17, cacheReadInputTokens: 100, cacheWriteInputTokens: 0 },
+        usage: {
+          inputTokens: 12,
+          outputTokens: 5,
+          totalTokens: 17,
+          cacheReadInputTokens: 100,
+          cacheWriteInputTokens: 0,
+        },
         metrics: { latencyMs: 80 },
       },
     },
@@ -85,7 +91,11 @@ describe('BedrockLLM', () => {
     expect(input.system).toEqual([{ text: 'You are the intake agent.' }, { cachePoint: { type: 'default' } }]);
     expect(input.toolConfig).toBeUndefined();
     await new Promise((r) => setImmediate(r));
-    expect(collectedMetrics[0]).toMatchObject({ promptCachedTokens: 100, completionTokens: 5, label: 'aws.BedrockLLM' });
+    expect(collectedMetrics[0]).toMatchObject({
+      promptCachedTokens: 100,
+      completionTokens: 5,
+      label: 'aws.BedrockLLM',
+    });
   });
 
   it('accumulates tool-use input across deltas and emits the call at block stop', async () => {
@@ -101,7 +111,12 @@ describe('BedrockLLM', () => {
       { messageStart: { role: 'assistant' } },
       { contentBlockDelta: { contentBlockIndex: 0, delta: { text: 'Let me check.' } } },
       { contentBlockStop: { contentBlockIndex: 0 } },
-      { contentBlockStart: { contentBlockIndex: 1, start: { toolUse: { toolUseId: 'tooluse_1', name: 'lookup_caller' } } } },
+      {
+        contentBlockStart: {
+          contentBlockIndex: 1,
+          start: { toolUse: { toolUseId: 'tooluse_1', name: 'lookup_caller' } },
+        },
+      },
       { contentBlockDelta: { contentBlockIndex: 1, delta: { toolUse: { input: '{"pho' } } } },
       { contentBlockDelta: { contentBlockIndex: 1, delta: { toolUse: { input: 'ne":"+1555' } } } },
       { contentBlockDelta: { contentBlockIndex: 1, delta: { toolUse: { input: '0100"}' } } } },
@@ -141,7 +156,12 @@ describe('BedrockLLM', () => {
 
     await model.chat({ chatCtx: userCtx(), toolCtx: [hangUp], connOptions: noRetry }).collect();
     await model
-      .chat({ chatCtx: userCtx(), toolCtx: [hangUp], toolChoice: { type: 'function', function: { name: 'hang_up' } }, connOptions: noRetry })
+      .chat({
+        chatCtx: userCtx(),
+        toolCtx: [hangUp],
+        toolChoice: { type: 'function', function: { name: 'hang_up' } },
+        connOptions: noRetry,
+      })
       .collect();
     await model.chat({ chatCtx: userCtx(), toolCtx: [hangUp], toolChoice: 'none', connOptions: noRetry }).collect();
 
@@ -168,7 +188,8 @@ describe('BedrockLLM', () => {
   });
 
   it('aborts the in-flight request when the stream is closed (barge-in)', async () => {
-    const sentSignal = () => ((bedrock.send.getCall(0).args as unknown[])[1] as { abortSignal?: AbortSignal } | undefined)?.abortSignal;
+    const sentSignal = () =>
+      ((bedrock.send.getCall(0).args as unknown[])[1] as { abortSignal?: AbortSignal } | undefined)?.abortSignal;
     bedrock.on(ConverseStreamCommand).callsFake(async () => ({
       stream: (async function* () {
         yield { contentBlockDelta: { contentBlockIndex: 0, delta: { text: 'Well' } } } as ConverseStreamOutput;
@@ -206,7 +227,19 @@ describe('BedrockLLM', () => {
 describe('helpers', () => {
   it('counts cache reads and writes as prompt tokens', () => {
     expect(
-      toCompletionUsage({ inputTokens: 10, outputTokens: 4, totalTokens: 14, cacheReadInputTokens: 0, cacheWriteInputTokens: 900 }),
-    ).toEqual({ promptTokens: 910, completionTokens: 4, promptCachedTokens: 0, cacheCreationTokens: 900, totalTokens: 914 });
+      toCompletionUsage({
+        inputTokens: 10,
+        outputTokens: 4,
+        totalTokens: 14,
+        cacheReadInputTokens: 0,
+        cacheWriteInputTokens: 900,
+      }),
+    ).toEqual({
+      promptTokens: 910,
+      completionTokens: 4,
+      promptCachedTokens: 0,
+      cacheCreationTokens: 900,
+      totalTokens: 914,
+    });
   });
 });

@@ -5,11 +5,11 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { TranscribeSTT, type TranscribeSTTOptions } from '../../src/plugins/aws/stt.js';
 import {
   AwsWire,
-  type WireExchange,
-  type WireHandler,
   eventFrame,
   exceptionFrame,
   requestEvents,
+  type WireExchange,
+  type WireHandler,
 } from '../support/aws-wire.js';
 
 /**
@@ -159,19 +159,22 @@ describe('TranscribeSTT on the wire, framework defaults', () => {
   it('keeps word timestamps exact and increasing across a reconnect', async () => {
     wire.on(
       TRANSCRIBE,
-      sessions(async (exchange) => {
-        open(exchange, 'first');
-        let chunk = 0;
-        for await (const _ of requestEvents(exchange.stream)) {
-          // Still a partial when the session drops: the plugin finalises it as the dead session is torn down.
-          if (chunk === 1) await exchange.write(finalWord('alpha', 0.05, 0.1, true));
-          if (++chunk === 3) {
-            await exchange.write(exceptionFrame('InternalFailureException', 'dropped'));
-            exchange.end();
-            return;
+      sessions(
+        async (exchange) => {
+          open(exchange, 'first');
+          let chunk = 0;
+          for await (const _ of requestEvents(exchange.stream)) {
+            // Still a partial when the session drops: the plugin finalises it as the dead session is torn down.
+            if (chunk === 1) await exchange.write(finalWord('alpha', 0.05, 0.1, true));
+            if (++chunk === 3) {
+              await exchange.write(exceptionFrame('InternalFailureException', 'dropped'));
+              exchange.end();
+              return;
+            }
           }
-        }
-      }, listening({ 1: 'beta' })),
+        },
+        listening({ 1: 'beta' }),
+      ),
     );
     const sttPlugin = newSTT();
     errorsOf(sttPlugin);
@@ -202,12 +205,15 @@ describe('TranscribeSTT on the wire, framework defaults', () => {
   it('detects a session that stops answering while audio flows, within the timeout, and reconnects', async () => {
     wire.on(
       TRANSCRIBE,
-      sessions(async (exchange) => {
-        open(exchange, 'stalled');
-        for await (const _ of requestEvents(exchange.stream)) {
-          // reads the audio, answers nothing
-        }
-      }, listening({ 0: 'back' })),
+      sessions(
+        async (exchange) => {
+          open(exchange, 'stalled');
+          for await (const _ of requestEvents(exchange.stream)) {
+            // reads the audio, answers nothing
+          }
+        },
+        listening({ 0: 'back' }),
+      ),
     );
     const timeoutMs = 300;
     const plugin = newSTT({ reconnectBackoff: { baseDelayMs: 200, maxDelayMs: 2_000 } });
@@ -253,15 +259,18 @@ describe('TranscribeSTT on the wire, framework defaults', () => {
   it('reconnects for free after the idle timeout, thrown by the SDK as BadRequestException', async () => {
     wire.on(
       TRANSCRIBE,
-      sessions(async (exchange) => {
-        open(exchange, 'idle');
-        for await (const _ of requestEvents(exchange.stream)) {
-          const idle = 'Your request timed out because no new audio was received for 15 seconds.';
-          await exchange.write(exceptionFrame('BadRequestException', idle));
-          exchange.end();
-          return;
-        }
-      }, listening({ 0: 'again' })),
+      sessions(
+        async (exchange) => {
+          open(exchange, 'idle');
+          for await (const _ of requestEvents(exchange.stream)) {
+            const idle = 'Your request timed out because no new audio was received for 15 seconds.';
+            await exchange.write(exceptionFrame('BadRequestException', idle));
+            exchange.end();
+            return;
+          }
+        },
+        listening({ 0: 'again' }),
+      ),
     );
     const plugin = newSTT({ maxReconnectAttempts: 0 });
     const errors = errorsOf(plugin);

@@ -41,7 +41,16 @@ function transcriptEvent(text: string, partial: boolean, start: number, end: num
             Alternatives: [
               {
                 Transcript: text,
-                Items: [{ Content: text, Type: 'pronunciation', Confidence: 0.9, Stable: !partial, StartTime: start, EndTime: end }],
+                Items: [
+                  {
+                    Content: text,
+                    Type: 'pronunciation',
+                    Confidence: 0.9,
+                    Stable: !partial,
+                    StartTime: start,
+                    EndTime: end,
+                  },
+                ],
               },
             ],
           },
@@ -98,7 +107,10 @@ describe('TranscribeSTT', () => {
     const events = await done;
 
     expect(finals(events)).toEqual(['w0', 'w1', 'w2']);
-    const types = events.filter((e) => e.type !== stt.SpeechEventType.RECOGNITION_USAGE).slice(0, 4).map((e) => e.type);
+    const types = events
+      .filter((e) => e.type !== stt.SpeechEventType.RECOGNITION_USAGE)
+      .slice(0, 4)
+      .map((e) => e.type);
     expect(types).toEqual([
       stt.SpeechEventType.START_OF_SPEECH,
       stt.SpeechEventType.INTERIM_TRANSCRIPT,
@@ -157,7 +169,10 @@ describe('TranscribeSTT', () => {
         if (++received === 3) break;
       }
       firstSessionEnded();
-      throw new BadRequestException({ message: 'Your request timed out because no new audio was received for 15 seconds.', $metadata: {} });
+      throw new BadRequestException({
+        message: 'Your request timed out because no new audio was received for 15 seconds.',
+        $metadata: {},
+      });
     }, transcribeEveryFrame);
 
     const stream = newSTT().stream({ connOptions: noRetry });
@@ -173,7 +188,9 @@ describe('TranscribeSTT', () => {
     expect(stream.sessionsStarted).toBe(2);
     expect(transcribe.commandCalls(StartStreamTranscriptionCommand)).toHaveLength(2);
     // Times keep increasing across the reconnect (the second session's clock restarts at 0).
-    const ends = events.filter((e) => e.type === stt.SpeechEventType.FINAL_TRANSCRIPT).map((e) => e.alternatives![0].endTime);
+    const ends = events
+      .filter((e) => e.type === stt.SpeechEventType.FINAL_TRANSCRIPT)
+      .map((e) => e.alternatives![0].endTime);
     expect(ends[3]).toBeGreaterThan(ends[2]);
   });
 
@@ -200,6 +217,7 @@ describe('TranscribeSTT', () => {
   });
 
   it('fails with a non-retryable APIError on a bad request', async () => {
+    // biome-ignore lint/correctness/useYield: a session that fails before its first event
     serveSessions(async function* () {
       throw new BadRequestException({ message: 'Vocabulary "med" not found', $metadata: { httpStatusCode: 400 } });
     });
@@ -218,6 +236,7 @@ describe('TranscribeSTT', () => {
   });
 
   it('gives up after maxReconnectAttempts drops in a row', async () => {
+    // biome-ignore lint/correctness/useYield: a session that fails before its first event
     serveSessions(async function* () {
       throw new InternalFailureException({ message: 'down', $metadata: {} });
     });

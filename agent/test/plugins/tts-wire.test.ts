@@ -4,11 +4,11 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { PollyTTS } from '../../src/plugins/aws/tts.js';
 import {
   AwsWire,
-  type WireExchange,
-  type WireHandler,
   eventFrame,
   exceptionFrame,
   requestEvents,
+  type WireExchange,
+  type WireHandler,
 } from '../support/aws-wire.js';
 
 /** PollyTTS against Polly on the wire (the real SDK client over HTTP/2), under the framework's default connOptions. */
@@ -90,7 +90,10 @@ const firstSample = (audio: tts.SynthesizedAudio) => audio.frame.data[0];
 
 describe('PollyTTS on the wire, framework defaults', () => {
   it('never repeats a frame when Polly fails mid-audio: the failure is final once audio went out', async () => {
-    wire.on(SPEECH, speaking(1, 6, (exchange) => exchange.drop()));
+    wire.on(
+      SPEECH,
+      speaking(1, 6, (exchange) => exchange.drop()),
+    );
     const plugin = newTTS();
     const errors = errorsOf(plugin);
 
@@ -110,10 +113,13 @@ describe('PollyTTS on the wire, framework defaults', () => {
   it('retries a failure before any audio, and plays the new attempt from its start', async () => {
     wire.on(
       SPEECH,
-      script(async (exchange) => {
-        await exchange.json();
-        exchange.fail(503, 'ServiceUnavailableException', 'try again');
-      }, speaking(100, 4)),
+      script(
+        async (exchange) => {
+          await exchange.json();
+          exchange.fail(503, 'ServiceUnavailableException', 'try again');
+        },
+        speaking(100, 4),
+      ),
     );
     const plugin = newTTS();
     const errors = errorsOf(plugin);
@@ -128,12 +134,15 @@ describe('PollyTTS on the wire, framework defaults', () => {
     let stalled: WireExchange | undefined;
     wire.on(
       SPEECH,
-      script(async (exchange) => {
-        stalled = exchange;
-        await exchange.json();
-        exchange.respond('audio/pcm');
-        await exchange.closed;
-      }, speaking(7, 3)),
+      script(
+        async (exchange) => {
+          stalled = exchange;
+          await exchange.json();
+          exchange.respond('audio/pcm');
+          await exchange.closed;
+        },
+        speaking(7, 3),
+      ),
     );
     const timeoutMs = 300;
     const plugin = newTTS();
@@ -169,7 +178,9 @@ describe('PollyTTS streaming synthesis on the wire', () => {
   const STREAM = /\/v1\/synthesisStream$/;
   /** The text each Polly stream received, by request. */
   const received: string[] = [];
-  beforeEach(() => void (received.length = 0));
+  beforeEach(() => {
+    received.length = 0;
+  });
 
   /**
    * Polly's bidirectional stream: each text event is answered with `framesPerText` numbered frames of audio. `then`:
@@ -267,7 +278,10 @@ describe('PollyTTS streaming synthesis on the wire', () => {
     wire.on(STREAM, streamingPolly(1, 'throttle'));
     const plugin = streamingTTS();
     const errors = errorsOf(plugin);
-    const heard = await speak(plugin.stream({ connOptions: { ...DEFAULT_API_CONNECT_OPTIONS, retryIntervalMs: 10 } }), 'Hi.');
+    const heard = await speak(
+      plugin.stream({ connOptions: { ...DEFAULT_API_CONNECT_OPTIONS, retryIntervalMs: 10 } }),
+      'Hi.',
+    );
     expect(heard).toEqual([]);
     expect(wire.count(STREAM)).toBe(4);
     expect(errors.map((e) => [e.recoverable, e.error.retryable])).toEqual([[false, false]]);

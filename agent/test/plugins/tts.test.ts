@@ -1,8 +1,8 @@
 import { PassThrough, Readable } from 'node:stream';
 import {
   PollyClient,
-  StartSpeechSynthesisStreamCommand,
   type StartSpeechSynthesisStreamActionStream,
+  StartSpeechSynthesisStreamCommand,
   type StartSpeechSynthesisStreamEventStream,
   SynthesizeSpeechCommand,
   ThrottlingException,
@@ -61,8 +61,17 @@ describe('PollyTTS (SynthesizeSpeech)', () => {
   });
 
   it('sends voice, engine, PCM format, language, lexicons and SSML', async () => {
-    polly.on(SynthesizeSpeechCommand).resolves({ AudioStream: sdkStreamMixin(Readable.from([Buffer.from(pcm(640))])), $metadata: {} });
-    const plugin = newTTS({ voice: 'Matthew', engine: 'neural', textType: 'ssml', language: 'en-US', lexiconNames: ['claims'], sampleRate: 8000 });
+    polly
+      .on(SynthesizeSpeechCommand)
+      .resolves({ AudioStream: sdkStreamMixin(Readable.from([Buffer.from(pcm(640))])), $metadata: {} });
+    const plugin = newTTS({
+      voice: 'Matthew',
+      engine: 'neural',
+      textType: 'ssml',
+      language: 'en-US',
+      lexiconNames: ['claims'],
+      sampleRate: 8000,
+    });
     await plugin.synthesize('<speak>Hello</speak>', noRetry).collect();
     expect(polly.commandCalls(SynthesizeSpeechCommand)[0].args[0].input).toEqual({
       Text: '<speak>Hello</speak>',
@@ -104,7 +113,11 @@ describe('PollyTTS (SynthesizeSpeech)', () => {
     expect(errors).toHaveLength(0);
 
     polly.reset();
-    polly.on(SynthesizeSpeechCommand).rejects(new ValidationException({ message: 'Voice Nope not found', $metadata: { httpStatusCode: 400 } } as never));
+    polly
+      .on(SynthesizeSpeechCommand)
+      .rejects(
+        new ValidationException({ message: 'Voice Nope not found', $metadata: { httpStatusCode: 400 } } as never),
+      );
     // LiveKit 1.9's ChunkedStream re-throws a non-retryable error after emitting it, as an
     // unhandled rejection of its internal task: catch that here so only the error event is judged.
     const vitestHandlers = process.listeners('unhandledRejection');
@@ -181,9 +194,13 @@ describe('PollyTTS streaming (StartSpeechSynthesisStream)', () => {
     for await (const audio of stream) rest.push(audio);
 
     expect(received.map((a) => a.TextEvent?.Text).slice(2, 4)).toEqual(['are ', 'you?']);
-    expect(received.at(-2)).toEqual({ TextEvent: { Text: 'you?', TextType: 'text', FlushStreamConfiguration: { Force: true } } });
+    expect(received.at(-2)).toEqual({
+      TextEvent: { Text: 'you?', TextType: 'text', FlushStreamConfiguration: { Force: true } },
+    });
     expect(received.at(-1)).toEqual({ CloseStreamEvent: {} });
-    const frames = [first.value, ...rest].filter((a): a is tts.SynthesizedAudio => a !== tts.SynthesizeStream.END_OF_STREAM);
+    const frames = [first.value, ...rest].filter(
+      (a): a is tts.SynthesizedAudio => a !== tts.SynthesizeStream.END_OF_STREAM,
+    );
     expect(frames).toHaveLength(8); // two frames per text event
     expect(frames.at(-1)?.final).toBe(true);
     expect(rest.at(-1)).toBe(tts.SynthesizeStream.END_OF_STREAM);

@@ -50,7 +50,12 @@ function auditRecordsOf(prefix: string): AuditRecord[] {
   return [...objects.entries()]
     .filter(([key]) => key.startsWith(prefix))
     .sort(([a], [b]) => a.localeCompare(b))
-    .flatMap(([, body]) => body.trim().split('\n').map((line) => JSON.parse(line)))
+    .flatMap(([, body]) =>
+      body
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line)),
+    )
     .filter((line) => line.type !== 'audit_seal') as AuditRecord[];
 }
 
@@ -60,7 +65,10 @@ describe('call recorder', () => {
     rec.addTurn({ speaker: 'agent', text: 'Thanks for calling.', startedAt: at(1), endedAt: at(2) });
     rec.audit('llm_request', 'model', { messages: ['hello'] });
     await rec.flush();
-    expect([...objects.keys()].sort()).toEqual(['audit/audit/agent/call-rec/00000000.jsonl', 'transcripts/transcript-parts/call-rec/000000.json']);
+    expect([...objects.keys()].sort()).toEqual([
+      'audit/audit/agent/call-rec/00000000.jsonl',
+      'transcripts/transcript-parts/call-rec/000000.json',
+    ]);
 
     rec.addTurn({ speaker: 'caller', text: 'My pipe burst.', startedAt: at(3), endedAt: at(5), confidence: 0.92 });
     rec.audit('tool_call', 'lookup_caller', {});
@@ -68,11 +76,17 @@ describe('call recorder', () => {
     await rec.flush();
     await rec.flush(); // nothing pending: writes nothing
     expect(objects.size).toBe(4);
-    const part1 = transcriptPartSchema.parse(JSON.parse(objects.get('transcripts/transcript-parts/call-rec/000001.json')!));
+    const part1 = transcriptPartSchema.parse(
+      JSON.parse(objects.get('transcripts/transcript-parts/call-rec/000001.json')!),
+    );
     expect(part1.turns).toMatchObject([{ seq: 1, speaker: 'caller', confidence: 0.92 }]);
     expect(objects.has('audit/audit/agent/call-rec/00000001.jsonl')).toBe(true);
     // Every record so far verifies, sealed; only the closing seal is missing while the call runs.
-    expect(await verifyAuditTrail(auditObjects(), sealKey)).toMatchObject({ ok: false, seq: 3, reason: expect.stringMatching(/no closing seal after record 2/) });
+    expect(await verifyAuditTrail(auditObjects(), sealKey)).toMatchObject({
+      ok: false,
+      seq: 3,
+      reason: expect.stringMatching(/no closing seal after record 2/),
+    });
   });
 
   it('keeps what arrives while a flush is in flight for the next flush, losing nothing', async () => {
@@ -112,7 +126,9 @@ describe('call recorder', () => {
     failNextPuts(1);
     await expect(rec.flush()).rejects.toThrow(/Service Unavailable/);
     await rec.flush();
-    expect(transcriptPartSchema.parse(JSON.parse(objects.get('transcripts/transcript-parts/call-rec/000000.json')!)).turns).toHaveLength(1);
+    expect(
+      transcriptPartSchema.parse(JSON.parse(objects.get('transcripts/transcript-parts/call-rec/000000.json')!)).turns,
+    ).toHaveLength(1);
   });
 
   it('writes the final transcript with every turn and closes the chain', async () => {
@@ -159,7 +175,11 @@ describe('call recorder', () => {
     const second = recorder({ resume: first.position });
     second.audit('llm_request', 'model', { n: 2 });
     await second.finish('caller_hangup');
-    expect(await verifyAuditTrail(auditObjects(), sealKey)).toMatchObject({ ok: false, seq: 1, reason: expect.stringMatching(/records 1\.\.1 are missing/) });
+    expect(await verifyAuditTrail(auditObjects(), sealKey)).toMatchObject({
+      ok: false,
+      seq: 1,
+      reason: expect.stringMatching(/records 1\.\.1 are missing/),
+    });
   });
 
   it('records a tool call and its outcome in the shape the MCP server uses', async () => {
@@ -173,12 +193,27 @@ describe('call recorder', () => {
       resultText: 'Transfer to front_desk.',
       durationMs: 12.4,
     });
-    rec.toolCall({ name: 'lookup_caller', arguments: null, outcome: 'rejected', isError: true, errorCode: -32602, durationMs: 3 });
+    rec.toolCall({
+      name: 'lookup_caller',
+      arguments: null,
+      outcome: 'rejected',
+      isError: true,
+      errorCode: -32602,
+      durationMs: 3,
+    });
     await rec.finish('caller_hangup');
     const records = (await verifyAuditTrail(auditObjects(), sealKey)).records;
     expect(records.map((record) => [record.kind, record.subject, record.payload])).toEqual([
-      ['tool_call', 'request_human_transfer', { arguments: { reason: 'billing', target: 'tel:+19005550199' }, strippedArguments: ['target'] }],
-      ['tool_result', 'request_human_transfer', { outcome: 'ok', isError: false, text: 'Transfer to front_desk.', durationMs: 12 }],
+      [
+        'tool_call',
+        'request_human_transfer',
+        { arguments: { reason: 'billing', target: 'tel:+19005550199' }, strippedArguments: ['target'] },
+      ],
+      [
+        'tool_result',
+        'request_human_transfer',
+        { outcome: 'ok', isError: false, text: 'Transfer to front_desk.', durationMs: 12 },
+      ],
       ['tool_call', 'lookup_caller', { arguments: null }],
       ['tool_result', 'lookup_caller', { outcome: 'rejected', isError: true, text: null, code: -32602, durationMs: 3 }],
       ['session_end', 'caller_hangup', { endReason: 'caller_hangup' }],
@@ -187,9 +222,16 @@ describe('call recorder', () => {
 
   it('redacts PII from turns and audit payloads when configured', async () => {
     const rec = recorder({ redact: redactPii });
-    const turn = rec.addTurn({ speaker: 'caller', text: 'Call me on +1 415 555 0123 or ada@example.com', startedAt: at(1), endedAt: at(3) });
+    const turn = rec.addTurn({
+      speaker: 'caller',
+      text: 'Call me on +1 415 555 0123 or ada@example.com',
+      startedAt: at(1),
+      endedAt: at(3),
+    });
     expect(turn).toMatchObject({ text: 'Call me on [PHONE] or [EMAIL]', redacted: true });
-    const record = rec.audit('tool_call', 'save_intake_progress', { fields: { email: 'ada@example.com', card: '4111 1111 1111 1111' } });
+    const record = rec.audit('tool_call', 'save_intake_progress', {
+      fields: { email: 'ada@example.com', card: '4111 1111 1111 1111' },
+    });
     expect(record.payload).toEqual({ fields: { email: '[EMAIL]', card: '[CARD]' } });
     expect(record.redacted).toBe(true);
     await rec.flush();

@@ -21,7 +21,15 @@ function newCall(callId: string) {
 }
 
 function turn(seq: number, text: string): TranscriptTurn {
-  return { seq, speaker: seq % 2 ? 'caller' : 'agent', text, startedAt: '2026-11-24T10:00:01.000Z', endedAt: '2026-11-24T10:00:02.000Z', interrupted: false, redacted: false };
+  return {
+    seq,
+    speaker: seq % 2 ? 'caller' : 'agent',
+    text,
+    startedAt: '2026-11-24T10:00:01.000Z',
+    endedAt: '2026-11-24T10:00:02.000Z',
+    interrupted: false,
+    redacted: false,
+  };
 }
 
 describe('session state in a real Redis', () => {
@@ -41,7 +49,10 @@ describe('session state in a real Redis', () => {
     const first = await store.start(newCall('c1'));
     expect(first.resumed).toBe(false);
     expect(await store.ttl('c1')).toBeGreaterThan(590);
-    await store.update('c1', (state) => ({ ...state, intake: { ...state.intake, intakeType: 'general_inquiry', fields: { full_name: 'Ada' } } }));
+    await store.update('c1', (state) => ({
+      ...state,
+      intake: { ...state.intake, intakeType: 'general_inquiry', fields: { full_name: 'Ada' } },
+    }));
     const again = await store.start(newCall('c1'));
     expect(again.resumed).toBe(true);
     expect(again.state.intake.fields).toEqual({ full_name: 'Ada' });
@@ -77,11 +88,29 @@ describe('session state in a real Redis', () => {
     await a.start(newCall('c4'));
     await Promise.all(
       Array.from({ length: 10 }, (_, index) =>
-        (index % 2 ? a : b).update('c4', (state) => ({ ...state, intake: { ...state.intake, fields: { ...state.intake.fields, [`f${index}`]: String(index) } } }), 50),
+        (index % 2 ? a : b).update(
+          'c4',
+          (state) => ({
+            ...state,
+            intake: { ...state.intake, fields: { ...state.intake.fields, [`f${index}`]: String(index) } },
+          }),
+          50,
+        ),
       ),
     );
     const state = await a.load('c4');
-    expect(Object.keys(state!.intake.fields).sort()).toEqual(['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7', 'f8', 'f9']);
+    expect(Object.keys(state!.intake.fields).sort()).toEqual([
+      'f0',
+      'f1',
+      'f2',
+      'f3',
+      'f4',
+      'f5',
+      'f6',
+      'f7',
+      'f8',
+      'f9',
+    ]);
   });
 
   it('refuses state that does not fit the schema, naming the field', async () => {

@@ -11,7 +11,13 @@ const FRAME_MS = 20;
 export class PhoneLineInput extends voice.AudioInput {
   readonly #controller: ReadableStreamDefaultController<AudioFrame>;
   readonly #samplesPerFrame: number;
-  #queue: { samples: Int16Array; offset: number; done: () => void; startedAt?: number; onStart?: (at: number) => void }[] = [];
+  #queue: {
+    samples: Int16Array;
+    offset: number;
+    done: () => void;
+    startedAt?: number;
+    onStart?: (at: number) => void;
+  }[] = [];
   #timer?: NodeJS.Timeout;
   #closed = false;
 
@@ -19,7 +25,13 @@ export class PhoneLineInput extends voice.AudioInput {
     super();
     this.#samplesPerFrame = (sampleRate * FRAME_MS) / 1000;
     let controller!: ReadableStreamDefaultController<AudioFrame>;
-    this.multiStream.addInputStream(new ReadableStream<AudioFrame>({ start: (c) => void (controller = c) }));
+    this.multiStream.addInputStream(
+      new ReadableStream<AudioFrame>({
+        start: (c) => {
+          controller = c;
+        },
+      }),
+    );
     this.#controller = controller;
   }
 

@@ -6,8 +6,8 @@ import type { VAD } from '@livekit/agents';
 import type { Redis } from 'ioredis';
 import pino from 'pino';
 import { TEST_TOKEN } from '../../../mcp-server/test/support/server-process';
-import { type AgentEnv, agentEnvSchema } from '../../src/config';
 import { type IntakeCall, prepareIntakeCall } from '../../src/call-session';
+import { type AgentEnv, agentEnvSchema } from '../../src/config';
 import { MetricsEmitter } from '../../src/metrics';
 import { EarpieceOutput, PhoneLineInput } from './audio-io';
 
@@ -66,7 +66,12 @@ export async function openCall(options: OpenCallOptions): Promise<OpenCall> {
   const hungUp = new Promise<string>((resolve) => (hangUp = resolve));
   const intake = await prepareIntakeCall({
     env: options.env,
-    call: { callId: options.callId, roomName: `room-${options.callId}`, callerNumber: options.callerNumber, startedAt: options.startedAt ?? new Date() },
+    call: {
+      callId: options.callId,
+      roomName: `room-${options.callId}`,
+      callerNumber: options.callerNumber,
+      startedAt: options.startedAt ?? new Date(),
+    },
     workerId: 'worker-local',
     vad: options.vad,
     redis: options.redis,
@@ -76,7 +81,9 @@ export async function openCall(options: OpenCallOptions): Promise<OpenCall> {
       bedrock: options.aws?.bedrock ?? new BedrockRuntimeClient({ region: 'us-east-1' }),
       polly: options.aws?.polly ?? new PollyClient({ region: 'us-east-1' }),
     },
-    metrics: new MetricsEmitter({ write: options.metricLines ? (line) => options.metricLines!.push(line) : () => undefined }),
+    metrics: new MetricsEmitter({
+      write: options.metricLines ? (line) => options.metricLines!.push(line) : () => undefined,
+    }),
     logger: options.logLines
       ? pino({ level: 'info' }, { write: (line: string) => void options.logLines!.push(line) })
       : pino({ level: 'silent' }),

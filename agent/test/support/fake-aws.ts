@@ -6,8 +6,8 @@ import {
   type ConverseStreamCommandInput,
   type ConverseStreamOutput,
 } from '@aws-sdk/client-bedrock-runtime';
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { type PollyClient, SynthesizeSpeechCommand, type SynthesizeSpeechCommandInput } from '@aws-sdk/client-polly';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
   StartStreamTranscriptionCommand,
   type StartStreamTranscriptionCommandInput,
@@ -16,7 +16,7 @@ import {
 } from '@aws-sdk/client-transcribe-streaming';
 import { sdkStreamMixin } from '@smithy/util-stream';
 import type { AwsClientStub } from 'aws-sdk-client-mock';
-import { SPEECH_RMS_LEVEL, rms } from './speech';
+import { rms, SPEECH_RMS_LEVEL } from './speech';
 
 /**
  * Stand-ins for the AWS voice services at the SDK boundary, in the SDK's own shapes (event streams in, event streams
@@ -90,7 +90,13 @@ export interface TranscribeLog {
   audioMs: number;
 }
 
-function transcriptEvent(resultId: string, text: string, partial: boolean, start: number, end: number): TranscriptResultStream {
+function transcriptEvent(
+  resultId: string,
+  text: string,
+  partial: boolean,
+  start: number,
+  end: number,
+): TranscriptResultStream {
   const words = text.split(/\s+/).filter(Boolean);
   const step = (end - start) / Math.max(words.length, 1);
   return {
@@ -126,7 +132,10 @@ function transcriptEvent(resultId: string, text: string, partial: boolean, start
  * Transcribe that listens: it reads the AudioStream the plugin sends, finds utterances by their energy, sends growing
  * partials while one is spoken and the scripted text as a final once it ends (after the simulated finalisation delay).
  */
-export function listeningTranscribe(mock: AwsClientStub<TranscribeStreamingClient>, options: ListeningTranscribeOptions): TranscribeLog {
+export function listeningTranscribe(
+  mock: AwsClientStub<TranscribeStreamingClient>,
+  options: ListeningTranscribeOptions,
+): TranscribeLog {
   const { endSilenceMs = 300, finalDelayMs = 100, speechLevel = SPEECH_RMS_LEVEL } = options;
   const log: TranscribeLog = { sessions: 0, finals: [], unscripted: 0, audioMs: 0 };
   let next = 0;
@@ -143,7 +152,9 @@ export function listeningTranscribe(mock: AwsClientStub<TranscribeStreamingClien
       for await (const event of input.AudioStream!) {
         const chunk = event.AudioEvent?.AudioChunk;
         if (!chunk || chunk.byteLength < 2) continue;
-        const pcm = new Int16Array(chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength - (chunk.byteLength % 2)));
+        const pcm = new Int16Array(
+          chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength - (chunk.byteLength % 2)),
+        );
         const chunkMs = (pcm.length / sampleRate) * 1000;
         // Listen in 10 ms windows, so speech boundaries do not depend on how the plugin chunks its audio.
         const window = sampleRate / 100;
@@ -184,14 +195,27 @@ export function listeningTranscribe(mock: AwsClientStub<TranscribeStreamingClien
           // A partial every 400 ms of speech, growing a word at a time, as Transcribe's do.
           partials += 1;
           const words = text.split(/\s+/);
-          results.push(transcriptEvent(resultId, words.slice(0, Math.min(words.length, partials * 2)).join(' '), true, speechStartedMs / 1000, streamMs / 1000));
+          results.push(
+            transcriptEvent(
+              resultId,
+              words.slice(0, Math.min(words.length, partials * 2)).join(' '),
+              true,
+              speechStartedMs / 1000,
+              streamMs / 1000,
+            ),
+          );
         }
       }
       // The plugin ended the audio stream: finish after any pending final.
       await sleep(finalDelayMs + 10);
       results.end();
     })().catch((error: unknown) => results.end(error));
-    return { SessionId: `session-${session}`, MediaSampleRateHertz: sampleRate, TranscriptResultStream: results, $metadata: {} };
+    return {
+      SessionId: `session-${session}`,
+      MediaSampleRateHertz: sampleRate,
+      TranscriptResultStream: results,
+      $metadata: {},
+    };
   });
   return log;
 }
@@ -241,7 +265,12 @@ export function streamingBedrock(
       if (turn.toolUse) {
         const json = JSON.stringify(turn.toolUse.input);
         const half = Math.floor(json.length / 2);
-        yield { contentBlockStart: { contentBlockIndex: block, start: { toolUse: { toolUseId: `tooluse-${index}`, name: turn.toolUse.name } } } };
+        yield {
+          contentBlockStart: {
+            contentBlockIndex: block,
+            start: { toolUse: { toolUseId: `tooluse-${index}`, name: turn.toolUse.name } },
+          },
+        };
         // Tool input arrives in pieces: the plugin must put them back together.
         yield { contentBlockDelta: { contentBlockIndex: block, delta: { toolUse: { input: json.slice(0, half) } } } };
         yield { contentBlockDelta: { contentBlockIndex: block, delta: { toolUse: { input: json.slice(half) } } } };
@@ -249,7 +278,12 @@ export function streamingBedrock(
         outputTokens += 10;
       }
       yield { messageStop: { stopReason: turn.toolUse ? 'tool_use' : 'end_turn' } };
-      yield { metadata: { usage: { inputTokens: 900, outputTokens, totalTokens: 900 + outputTokens }, metrics: { latencyMs: ttftMs } } };
+      yield {
+        metadata: {
+          usage: { inputTokens: 900, outputTokens, totalTokens: 900 + outputTokens },
+          metrics: { latencyMs: ttftMs },
+        },
+      };
     }
     return { stream: events(), $metadata: {} };
   });
@@ -267,7 +301,10 @@ export interface SpeakingPollyOptions {
  * Polly SynthesizeSpeech returning 16-bit PCM (a voiced tone as long as the text would take to say), streamed in
  * 100 ms pieces after the simulated first-byte delay, as an SDK stream.
  */
-export function speakingPolly(mock: AwsClientStub<PollyClient>, options: SpeakingPollyOptions = {}): { texts: string[] } {
+export function speakingPolly(
+  mock: AwsClientStub<PollyClient>,
+  options: SpeakingPollyOptions = {},
+): { texts: string[] } {
   const { ttfbMs = 0, msPerCharacter = 60 } = options;
   const texts: string[] = [];
   // One second of a voiced tone, copied out as needed: Polly's work is not ours to spend CPU on.
@@ -276,7 +313,8 @@ export function speakingPolly(mock: AwsClientStub<PollyClient>, options: Speakin
     let tone = tones.get(sampleRate);
     if (!tone) {
       tone = new Int16Array(sampleRate);
-      for (let i = 0; i < tone.length; i += 1) tone[i] = Math.round(6_000 * Math.sin((2 * Math.PI * 180 * i) / sampleRate));
+      for (let i = 0; i < tone.length; i += 1)
+        tone[i] = Math.round(6_000 * Math.sin((2 * Math.PI * 180 * i) / sampleRate));
       tones.set(sampleRate, tone);
     }
     return tone;
@@ -295,13 +333,21 @@ export function speakingPolly(mock: AwsClientStub<PollyClient>, options: Speakin
         yield Buffer.from(piece.buffer);
       }
     }
-    return { AudioStream: sdkStreamMixin(Readable.from(pcm())), ContentType: 'audio/pcm', RequestCharacters: (input.Text ?? '').length, $metadata: {} };
+    return {
+      AudioStream: sdkStreamMixin(Readable.from(pcm())),
+      ContentType: 'audio/pcm',
+      RequestCharacters: (input.Text ?? '').length,
+      $metadata: {},
+    };
   });
   return { texts };
 }
 
 /** S3 as an in-memory map of `bucket/key` → body: objects are never overwritten (the audit bucket's Object Lock). */
-export function inMemoryS3(mock: AwsClientStub<S3Client>): { objects: Map<string, string>; failNextPuts: (count: number) => void } {
+export function inMemoryS3(mock: AwsClientStub<S3Client>): {
+  objects: Map<string, string>;
+  failNextPuts: (count: number) => void;
+} {
   const objects = new Map<string, string>();
   let failPuts = 0;
   mock.on(PutObjectCommand).callsFake((input) => {
@@ -319,5 +365,10 @@ export function inMemoryS3(mock: AwsClientStub<S3Client>): { objects: Map<string
     if (body === undefined) throw Object.assign(new Error('NoSuchKey'), { name: 'NoSuchKey' });
     return { Body: sdkStreamMixin(Readable.from([Buffer.from(body)])) };
   });
-  return { objects, failNextPuts: (count) => void (failPuts = count) };
+  return {
+    objects,
+    failNextPuts: (count) => {
+      failPuts = count;
+    },
+  };
 }

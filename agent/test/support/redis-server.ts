@@ -17,14 +17,24 @@ async function freePort(): Promise<number> {
 /** A real redis-server on a free loopback port, without persistence, for one test file. */
 export async function startRedis(): Promise<{ port: number; client: () => Redis; stop: () => Promise<void> }> {
   const port = await freePort();
-  const child: ChildProcess = spawnTracked('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const child: ChildProcess = spawnTracked(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    { stdio: 'ignore' },
+  );
   const clients: Redis[] = [];
   const client = () => {
     const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: false, maxRetriesPerRequest: 2 });
     clients.push(redis);
     return redis;
   };
-  const probe = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const probe = new Redis({
+    host: '127.0.0.1',
+    port,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   probe.on('error', () => undefined); // refused until the server listens: the loop below retries
   for (let attempt = 0; ; attempt += 1) {
     try {
@@ -32,7 +42,8 @@ export async function startRedis(): Promise<{ port: number; client: () => Redis;
       await probe.ping();
       break;
     } catch (error) {
-      if (attempt > 100 || child.exitCode !== null) throw new Error(`redis-server did not start: ${(error as Error).message}`);
+      if (attempt > 100 || child.exitCode !== null)
+        throw new Error(`redis-server did not start: ${(error as Error).message}`);
       probe.disconnect();
       await new Promise((resolve) => setTimeout(resolve, 50));
     }

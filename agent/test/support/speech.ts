@@ -12,14 +12,21 @@ export function synthesizeSpeech(text: string): Int16Array {
   if (cached) return cached;
   const result = spawnSync(
     'sh',
-    ['-c', 'espeak-ng -s 165 --stdout "$1" | sox -t wav - -r 16000 -c 1 -b 16 -e signed-integer -t raw -', 'speech', text],
+    [
+      '-c',
+      'espeak-ng -s 165 --stdout "$1" | sox -t wav - -r 16000 -c 1 -b 16 -e signed-integer -t raw -',
+      'speech',
+      text,
+    ],
     { maxBuffer: 64 * 1024 * 1024 },
   );
   if (result.status !== 0 || result.stdout.length === 0) {
     throw new Error(`espeak-ng/sox failed (${result.status}): ${result.stderr.toString()}`);
   }
   const bytes = result.stdout;
-  const samples = new Int16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength - (bytes.byteLength % 2)));
+  const samples = new Int16Array(
+    bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength - (bytes.byteLength % 2)),
+  );
   cache.set(text, samples);
   return samples;
 }
@@ -39,7 +46,8 @@ export const SPEECH_RMS_LEVEL = 400;
 export function speechEndMs(samples: Int16Array, sampleRate = SPEECH_SAMPLE_RATE): number {
   const window = sampleRate / 100;
   for (let end = Math.ceil(samples.length / window) * window; end > 0; end -= window) {
-    if (rms(samples.subarray(end - window, end)) > SPEECH_RMS_LEVEL) return (Math.min(end, samples.length) / sampleRate) * 1000;
+    if (rms(samples.subarray(end - window, end)) > SPEECH_RMS_LEVEL)
+      return (Math.min(end, samples.length) / sampleRate) * 1000;
   }
   return 0;
 }

@@ -1,6 +1,6 @@
+import { Logger } from '@aws-lambda-powertools/logger';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import { Logger } from '@aws-lambda-powertools/logger';
 import { describeIssues } from '@voice-intake/contracts';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { z } from 'zod';

@@ -1,8 +1,8 @@
+import { Logger } from '@aws-lambda-powertools/logger';
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { SSMClient } from '@aws-sdk/client-ssm';
-import { Logger } from '@aws-lambda-powertools/logger';
 import { parseEnvironment } from '@voice-intake/contracts';
 import { z } from 'zod';
 import { type EdgeSyncSettings, syncEdgeNodes } from './sync';

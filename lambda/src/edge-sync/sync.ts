@@ -6,7 +6,13 @@ import {
   type ECSClient,
   ListTasksCommand,
 } from '@aws-sdk/client-ecs';
-import { GetParameterCommand, ParameterNotFound, PutParameterCommand, SendCommandCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import {
+  GetParameterCommand,
+  ParameterNotFound,
+  PutParameterCommand,
+  SendCommandCommand,
+  type SSMClient,
+} from '@aws-sdk/client-ssm';
 import { z } from 'zod';
 
 /**
@@ -67,7 +73,12 @@ export async function hostsServing(
   let nextToken: string | undefined;
   do {
     const page = await ecs.send(
-      new ListTasksCommand({ cluster: service.cluster, serviceName: service.service, desiredStatus: 'RUNNING', nextToken }),
+      new ListTasksCommand({
+        cluster: service.cluster,
+        serviceName: service.service,
+        desiredStatus: 'RUNNING',
+        nextToken,
+      }),
     );
     taskArns.push(...(page.taskArns ?? []));
     nextToken = page.nextToken;
@@ -85,7 +96,9 @@ export async function hostsServing(
   const arns = [...containerInstances];
   for (let start = 0; start < arns.length; start += 100) {
     const batch = arns.slice(start, start + 100);
-    const page = await ecs.send(new DescribeContainerInstancesCommand({ cluster: service.cluster, containerInstances: batch }));
+    const page = await ecs.send(
+      new DescribeContainerInstancesCommand({ cluster: service.cluster, containerInstances: batch }),
+    );
     for (const instance of page.containerInstances ?? []) if (instance.ec2InstanceId) hosts.add(instance.ec2InstanceId);
   }
   return hosts;
@@ -100,7 +113,9 @@ export async function livekitNodeAddresses(
   groupName: string,
   livekitService?: EdgeSyncSettings['livekitService'],
 ): Promise<string[]> {
-  const { AutoScalingGroups = [] } = await clients.autoScaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [groupName] }));
+  const { AutoScalingGroups = [] } = await clients.autoScaling.send(
+    new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [groupName] }),
+  );
   const group = AutoScalingGroups[0];
   if (!group) throw new Error(`Auto Scaling group ${groupName} not found`);
   const ids = (group.Instances ?? [])
@@ -123,16 +138,25 @@ export async function edgeHostIds(clients: EdgeSyncClients, tag: { key: string; 
   return (await describeRunning(clients, [{ Name: `tag:${tag.key}`, Values: [tag.value] }])).map(({ id }) => id).sort();
 }
 
-async function describeRunning(clients: EdgeSyncClients, filters: Filter[], ids?: string[]): Promise<{ id: string; address: string }[]> {
+async function describeRunning(
+  clients: EdgeSyncClients,
+  filters: Filter[],
+  ids?: string[],
+): Promise<{ id: string; address: string }[]> {
   const found: { id: string; address: string }[] = [];
   let NextToken: string | undefined;
   do {
     const page = await clients.ec2.send(
-      new DescribeInstancesCommand({ InstanceIds: ids, Filters: [...filters, { Name: 'instance-state-name', Values: ['running'] }], NextToken }),
+      new DescribeInstancesCommand({
+        InstanceIds: ids,
+        Filters: [...filters, { Name: 'instance-state-name', Values: ['running'] }],
+        NextToken,
+      }),
     );
     for (const reservation of page.Reservations ?? []) {
       for (const instance of reservation.Instances ?? []) {
-        if (instance.InstanceId && instance.PrivateIpAddress) found.push({ id: instance.InstanceId, address: instance.PrivateIpAddress });
+        if (instance.InstanceId && instance.PrivateIpAddress)
+          found.push({ id: instance.InstanceId, address: instance.PrivateIpAddress });
       }
     }
     NextToken = page.NextToken;
@@ -151,13 +175,22 @@ async function readState(clients: EdgeSyncClients, name: string): Promise<Applie
   }
 }
 
-const sameList = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((value, index) => value === b[index]);
+const sameList = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && a.every((value, index) => value === b[index]);
 
 /** Why the edge hosts need the list again, or undefined when they have it. */
-export function changeReason(previous: AppliedState | undefined, nodes: string[], edgeHosts: string[], now: Date, reapplyAfterMs: number): string | undefined {
+export function changeReason(
+  previous: AppliedState | undefined,
+  nodes: string[],
+  edgeHosts: string[],
+  now: Date,
+  reapplyAfterMs: number,
+): string | undefined {
   if (!previous) return 'first sync';
-  if (!sameList(previous.nodes, nodes)) return `LiveKit nodes changed: [${previous.nodes.join(', ')}] → [${nodes.join(', ')}]`;
-  if (!sameList(previous.edgeHosts, edgeHosts)) return `edge hosts changed: [${previous.edgeHosts.join(', ')}] → [${edgeHosts.join(', ')}]`;
+  if (!sameList(previous.nodes, nodes))
+    return `LiveKit nodes changed: [${previous.nodes.join(', ')}] → [${nodes.join(', ')}]`;
+  if (!sameList(previous.edgeHosts, edgeHosts))
+    return `edge hosts changed: [${previous.edgeHosts.join(', ')}] → [${edgeHosts.join(', ')}]`;
   if (now.getTime() - Date.parse(previous.appliedAt) >= reapplyAfterMs) return 're-apply interval elapsed';
   return undefined;
 }
@@ -168,7 +201,11 @@ export function nodeScriptCommand(script: string, nodes: string[], sipPort: numb
   return [script, ...nodes.map((node) => `${node}:${sipPort}`)].join(' ');
 }
 
-export async function syncEdgeNodes(clients: EdgeSyncClients, settings: EdgeSyncSettings, now = new Date()): Promise<SyncOutcome> {
+export async function syncEdgeNodes(
+  clients: EdgeSyncClients,
+  settings: EdgeSyncSettings,
+  now = new Date(),
+): Promise<SyncOutcome> {
   const [nodes, edgeHosts, previous] = await Promise.all([
     livekitNodeAddresses(clients, settings.livekitAutoScalingGroup, settings.livekitService),
     edgeHostIds(clients, settings.edgeTag),
@@ -189,6 +226,13 @@ export async function syncEdgeNodes(clients: EdgeSyncClients, settings: EdgeSync
   );
   const commandId = Command?.CommandId ?? 'unknown';
   const state: AppliedState = { nodes, edgeHosts, commandId, appliedAt: now.toISOString() };
-  await clients.ssm.send(new PutParameterCommand({ Name: settings.stateParameter, Value: JSON.stringify(state), Type: 'String', Overwrite: true }));
+  await clients.ssm.send(
+    new PutParameterCommand({
+      Name: settings.stateParameter,
+      Value: JSON.stringify(state),
+      Type: 'String',
+      Overwrite: true,
+    }),
+  );
   return { action: 'sent', reason, nodes, edgeHosts, commandId };
 }

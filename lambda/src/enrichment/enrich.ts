@@ -2,17 +2,17 @@ import type { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
 import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
+  describeIssues,
   ENRICHMENT_EVENT_SOURCE,
   type EnrichedRecord,
   type EnrichmentErrorRecord,
+  enrichedKeyForTranscript,
+  enrichmentErrorKeyForTranscript,
   INTAKE_ENRICHED_DETAIL_TYPE,
   type IntakeEnrichedDetail,
   S3_PREFIXES,
   SCHEMA_VERSION,
   type Transcript,
-  enrichedKeyForTranscript,
-  describeIssues,
-  enrichmentErrorKeyForTranscript,
   transcriptSchema,
 } from '@voice-intake/contracts';
 import { requestInsights } from './insights';
@@ -80,7 +80,10 @@ export class Enricher {
     }
     const response = await this.deps.s3.send(new GetObjectCommand({ Bucket: object.bucket, Key: object.key }));
     if (response.ContentLength !== undefined && response.ContentLength > limit) {
-      throw new RejectedTranscript('transcript_too_large', `${response.ContentLength} bytes exceeds the ${limit}-byte limit`);
+      throw new RejectedTranscript(
+        'transcript_too_large',
+        `${response.ContentLength} bytes exceeds the ${limit}-byte limit`,
+      );
     }
     const body = (await response.Body?.transformToString('utf-8')) ?? '';
     let json: unknown;
@@ -90,7 +93,8 @@ export class Enricher {
       throw new RejectedTranscript('transcript_malformed', `not JSON: ${(error as Error).message}`);
     }
     const parsed = transcriptSchema.safeParse(json);
-    if (!parsed.success) throw new RejectedTranscript('transcript_malformed', describeIssues(parsed.error.issues.slice(0, 10)));
+    if (!parsed.success)
+      throw new RejectedTranscript('transcript_malformed', describeIssues(parsed.error.issues.slice(0, 10)));
     return parsed.data;
   }
 
@@ -142,13 +146,23 @@ export class Enricher {
     if ((published.FailedEntryCount ?? 0) > 0) {
       const entry = published.Entries?.[0];
       // Retryable: the invocation fails, idempotency releases the key, the redelivery publishes again.
-      throw new Error(`PutEvents rejected the IntakeEnriched event: ${entry?.ErrorCode ?? 'unknown'} ${entry?.ErrorMessage ?? ''}`.trim());
+      throw new Error(
+        `PutEvents rejected the IntakeEnriched event: ${entry?.ErrorCode ?? 'unknown'} ${entry?.ErrorMessage ?? ''}`.trim(),
+      );
     }
-    this.deps.log?.('info', 'transcript enriched', { callId: transcript.callId, enrichedKey, modelAttempts: result.attempts });
+    this.deps.log?.('info', 'transcript enriched', {
+      callId: transcript.callId,
+      enrichedKey,
+      modelAttempts: result.attempts,
+    });
     return { status: 'enriched', enrichedKey, callId: transcript.callId, modelAttempts: result.attempts };
   }
 
-  private async reject(object: TranscriptObject, reason: EnrichmentErrorRecord['reason'], detail: string): Promise<EnrichmentOutcome> {
+  private async reject(
+    object: TranscriptObject,
+    reason: EnrichmentErrorRecord['reason'],
+    detail: string,
+  ): Promise<EnrichmentOutcome> {
     const errorKey = enrichmentErrorKeyForTranscript(object.key);
     const record: EnrichmentErrorRecord = {
       schemaVersion: SCHEMA_VERSION,
@@ -158,7 +172,12 @@ export class Enricher {
       detail: detail.slice(0, 4_000),
     };
     await this.putJson(object.bucket, errorKey, record);
-    this.deps.log?.('error', 'transcript rejected', { transcriptKey: object.key, errorKey, reason, detail: record.detail });
+    this.deps.log?.('error', 'transcript rejected', {
+      transcriptKey: object.key,
+      errorKey,
+      reason,
+      detail: record.detail,
+    });
     return { status: 'rejected', errorKey, reason };
   }
 

@@ -1,11 +1,11 @@
-import { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
-import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
-import { S3Client } from '@aws-sdk/client-s3';
 import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempotency';
 import { DynamoDBPersistenceLayer } from '@aws-lambda-powertools/idempotency/dynamodb';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { MetricUnit, Metrics } from '@aws-lambda-powertools/metrics';
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import { Tracer } from '@aws-lambda-powertools/tracer';
+import { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
+import { S3Client } from '@aws-sdk/client-s3';
 import type { Context } from 'aws-lambda';
 import { z } from 'zod';
 import { readEnrichmentEnv } from './config';
@@ -43,7 +43,11 @@ const objectCreatedEventSchema = z.object({
   'detail-type': z.literal('Object Created'),
   detail: z.object({
     bucket: z.object({ name: z.string().min(1) }),
-    object: z.object({ key: z.string().min(1), size: z.number().int().nonnegative().optional(), etag: z.string().optional() }),
+    object: z.object({
+      key: z.string().min(1),
+      size: z.number().int().nonnegative().optional(),
+      etag: z.string().optional(),
+    }),
   }),
 });
 
@@ -63,14 +67,21 @@ async function enrichObject(event: ObjectCreatedEvent, _context: Context): Promi
   try {
     const outcome = await enricher.enrich({ bucket: bucket.name, key: object.key, size: object.size });
     metrics.addMetric(
-      outcome.status === 'enriched' ? 'TranscriptsEnriched' : outcome.status === 'rejected' ? 'TranscriptsRejected' : 'EventsIgnored',
+      outcome.status === 'enriched'
+        ? 'TranscriptsEnriched'
+        : outcome.status === 'rejected'
+          ? 'TranscriptsRejected'
+          : 'EventsIgnored',
       MetricUnit.Count,
       1,
     );
     return outcome;
   } catch (error) {
     metrics.addMetric('EnrichmentFailures', MetricUnit.Count, 1);
-    logger.error('enrichment failed; the invocation will be retried or dead-lettered', { error: error as Error, key: object.key });
+    logger.error('enrichment failed; the invocation will be retried or dead-lettered', {
+      error: error as Error,
+      key: object.key,
+    });
     throw error;
   } finally {
     metrics.publishStoredMetrics();

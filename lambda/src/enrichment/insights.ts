@@ -5,7 +5,7 @@ import {
   type Message,
   type ToolConfiguration,
 } from '@aws-sdk/client-bedrock-runtime';
-import { type CallInsights, type Transcript, callInsightsSchema, describeIssues } from '@voice-intake/contracts';
+import { type CallInsights, callInsightsSchema, describeIssues, type Transcript } from '@voice-intake/contracts';
 import { z } from 'zod';
 import { type BackoffOptions, withBackoff } from './retry';
 
@@ -29,7 +29,8 @@ const TOOL_CONFIG: ToolConfiguration = {
     {
       toolSpec: {
         name: INSIGHTS_TOOL_NAME,
-        description: 'Records the summary, intent, intake fields, urgency, sentiment and follow-up actions of one call.',
+        description:
+          'Records the summary, intent, intake fields, urgency, sentiment and follow-up actions of one call.',
         inputSchema: { json: toolInputSchema() as never },
       },
     },
@@ -53,7 +54,9 @@ export type InsightsResult =
   | { ok: false; detail: string; attempts: 2 };
 
 function toolUseOf(message: Message | undefined): { toolUseId: string; input: unknown } | undefined {
-  const block = message?.content?.find((content): content is ContentBlock.ToolUseMember => 'toolUse' in content && !!content.toolUse);
+  const block = message?.content?.find(
+    (content): content is ContentBlock.ToolUseMember => 'toolUse' in content && !!content.toolUse,
+  );
   if (!block?.toolUse?.toolUseId) return undefined;
   return { toolUseId: block.toolUse.toolUseId, input: block.toolUse.input };
 }
@@ -102,7 +105,11 @@ export async function requestInsights(
           toolResult: {
             toolUseId: toolUse.toolUseId,
             status: 'error',
-            content: [{ text: `The input did not match the tool schema: ${lastProblem}. Call the tool again with corrected input.` }],
+            content: [
+              {
+                text: `The input did not match the tool schema: ${lastProblem}. Call the tool again with corrected input.`,
+              },
+            ],
           },
         },
       ],

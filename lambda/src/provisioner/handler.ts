@@ -1,5 +1,5 @@
-import { describeIssues } from '@voice-intake/contracts';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { describeIssues } from '@voice-intake/contracts';
 import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { SipClient } from 'livekit-server-sdk';
 import { z } from 'zod';
@@ -23,7 +23,10 @@ const propertiesSchema = z.object({
 const apiKeySchema = z.object({ apiKey: z.string().min(1), apiSecret: z.string().min(1) });
 
 /** LiveKit may still be starting when CloudFormation creates this resource: retry 5xx and connection errors. */
-const RETRY: RetryOptions = { attempts: Number(process.env.LIVEKIT_RETRY_ATTEMPTS ?? 6), baseDelayMs: Number(process.env.LIVEKIT_RETRY_BASE_MS ?? 2_000) };
+const RETRY: RetryOptions = {
+  attempts: Number(process.env.LIVEKIT_RETRY_ATTEMPTS ?? 6),
+  baseDelayMs: Number(process.env.LIVEKIT_RETRY_BASE_MS ?? 2_000),
+};
 
 async function clientFor(url: string, secretArn: string): Promise<SipClient> {
   const { SecretString } = await secrets.send(new GetSecretValueCommand({ SecretId: secretArn }));
@@ -46,7 +49,9 @@ function desiredFrom(properties: z.infer<typeof propertiesSchema>): DesiredSipSe
  * Custom resource (CDK provider framework `onEvent`): Create/Update reconcile the LiveKit inbound trunk and dispatch
  * rule to the desired state; Delete removes them. Idempotent, so CloudFormation retries and rollbacks are safe.
  */
-export async function onEvent(event: CloudFormationCustomResourceEvent): Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }> {
+export async function onEvent(
+  event: CloudFormationCustomResourceEvent,
+): Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }> {
   const parsed = propertiesSchema.safeParse(event.ResourceProperties);
   if (!parsed.success) {
     throw new Error(`invalid LiveKit SIP properties: ${describeIssues(parsed.error.issues)}`);

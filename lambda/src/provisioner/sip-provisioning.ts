@@ -1,4 +1,4 @@
-import { retryWithBackoff } from '@voice-intake/contracts';
+import { CALLER_HEADERS_TO_ATTRIBUTES, retryWithBackoff } from '@voice-intake/contracts';
 import {
   RoomAgentDispatch,
   RoomConfiguration,
@@ -8,7 +8,6 @@ import {
   SIPInboundTrunkInfo,
   type SipClient,
 } from 'livekit-server-sdk';
-import { CALLER_HEADERS_TO_ATTRIBUTES } from '@voice-intake/contracts';
 
 /** What LiveKit must hold for calls from the edge to reach our agent: one inbound trunk, one dispatch rule. */
 export interface DesiredSipSetup {
@@ -80,7 +79,10 @@ function desiredRule(desired: DesiredSipSetup, trunkId: string, sipDispatchRuleI
     name: desired.dispatchRuleName,
     trunkIds: [trunkId],
     rule: new SIPDispatchRule({
-      rule: { case: 'dispatchRuleIndividual', value: new SIPDispatchRuleIndividual({ roomPrefix: desired.roomPrefix }) },
+      rule: {
+        case: 'dispatchRuleIndividual',
+        value: new SIPDispatchRuleIndividual({ roomPrefix: desired.roomPrefix }),
+      },
     }),
     roomConfig: new RoomConfiguration({ agents: [new RoomAgentDispatch({ agentName: desired.agentName })] }),
   });
@@ -89,14 +91,22 @@ function desiredRule(desired: DesiredSipSetup, trunkId: string, sipDispatchRuleI
 function ruleMatches(rule: SIPDispatchRuleInfo, desired: DesiredSipSetup, trunkId: string): boolean {
   const individual = rule.rule?.rule.case === 'dispatchRuleIndividual' ? rule.rule.rule.value : undefined;
   const agents = rule.roomConfig?.agents.map((agent) => agent.agentName) ?? [];
-  return individual?.roomPrefix === desired.roomPrefix && sameSet(rule.trunkIds, [trunkId]) && sameSet(agents, [desired.agentName]);
+  return (
+    individual?.roomPrefix === desired.roomPrefix &&
+    sameSet(rule.trunkIds, [trunkId]) &&
+    sameSet(agents, [desired.agentName])
+  );
 }
 
 /**
  * Makes LiveKit hold exactly the desired trunk and dispatch rule: creates what is missing, replaces what differs,
  * leaves what matches alone. Safe to run any number of times.
  */
-export async function reconcileSip(client: SipClient, desired: DesiredSipSetup, retry: RetryOptions): Promise<ProvisionedSip & { changed: string[] }> {
+export async function reconcileSip(
+  client: SipClient,
+  desired: DesiredSipSetup,
+  retry: RetryOptions,
+): Promise<ProvisionedSip & { changed: string[] }> {
   const changed: string[] = [];
   const trunks = await withRetries(() => client.listSipInboundTrunk(), retry);
   let trunk = trunks.find((candidate) => candidate.name === desired.trunkName);
@@ -142,7 +152,11 @@ export async function reconcileSip(client: SipClient, desired: DesiredSipSetup, 
 }
 
 /** Removes our dispatch rule and trunk if they exist (found by name); nothing else is touched. */
-export async function removeSip(client: SipClient, desired: Pick<DesiredSipSetup, 'trunkName' | 'dispatchRuleName'>, retry: RetryOptions): Promise<string[]> {
+export async function removeSip(
+  client: SipClient,
+  desired: Pick<DesiredSipSetup, 'trunkName' | 'dispatchRuleName'>,
+  retry: RetryOptions,
+): Promise<string[]> {
   const removed: string[] = [];
   const rules = await withRetries(() => client.listSipDispatchRule(), retry);
   for (const rule of rules.filter((candidate) => candidate.name === desired.dispatchRuleName)) {

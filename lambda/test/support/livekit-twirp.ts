@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { type Server, createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 type Json = Record<string, any>;
@@ -31,9 +31,11 @@ export class LiveKitTwirpStandIn {
       let body = '';
       for await (const chunk of req) body += chunk;
       const method = /^\/twirp\/livekit\.SIP\/(\w+)$/.exec(req.url ?? '')?.[1];
-      const reply = (status: number, payload: Json) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(payload));
+      const reply = (status: number, payload: Json) =>
+        res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(payload));
       if (!method || req.method !== 'POST') return reply(404, { code: 'bad_route', msg: `no route ${req.url}` });
-      if (!this.isAdmin(req.headers.authorization)) return reply(401, { code: 'unauthenticated', msg: 'invalid token' });
+      if (!this.isAdmin(req.headers.authorization))
+        return reply(401, { code: 'unauthenticated', msg: 'invalid token' });
       this.calls.push(method);
       if (this.failures > 0) {
         this.failures -= 1;

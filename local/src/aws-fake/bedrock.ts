@@ -11,12 +11,12 @@ import {
 } from './context';
 import {
   ConverseValidationError,
-  type ModelTurn,
-  type WireConverseRequest,
   decideTurn,
   intakeFieldsFrom,
+  type ModelTurn,
   readConversation,
   validateConversation,
+  type WireConverseRequest,
 } from './conversation';
 import { EventStreamProtocolError, encodeEvent, readBody, respondEventStream, writeMessage } from './event-stream';
 import type { FakeSession } from './sessions';

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { encodeException, respondError, writeMessage } from './event-stream';
-import { type Fault, type FakeService, type Latency, STREAM_EXCEPTIONS, errorTypeName } from './scenario';
+import { errorTypeName, type FakeService, type Fault, type Latency, STREAM_EXCEPTIONS } from './scenario';
 import { SESSION_HEADER, type SessionDirectory } from './sessions';
 
 /** What every service handler shares: the sessions, the current latency knobs, how to listen, the log. */

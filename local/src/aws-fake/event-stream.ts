@@ -55,7 +55,7 @@ export async function* inboundEvents(
 }
 
 function unwrap(frame: Uint8Array): InboundEvent | undefined {
-  let outer;
+  let outer: ReturnType<typeof codec.decode>;
   try {
     outer = codec.decode(frame);
   } catch (error) {
@@ -66,7 +66,7 @@ function unwrap(frame: Uint8Array): InboundEvent | undefined {
   }
   // The signed empty frame marks the end of the client's stream.
   if (outer.body.byteLength === 0) return undefined;
-  let inner;
+  let inner: ReturnType<typeof codec.decode>;
   try {
     inner = codec.decode(outer.body);
   } catch (error) {

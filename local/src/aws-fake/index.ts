@@ -1,4 +1,3 @@
-export { AwsFake, type AwsFakeOptions, endpointEnv } from './server';
 export {
   DEFAULT_LATENCY,
   DEFAULT_SCENARIO,
@@ -7,4 +6,5 @@ export {
   type ScenarioInput,
   STREAM_EXCEPTIONS,
 } from './scenario';
+export { AwsFake, type AwsFakeOptions, endpointEnv } from './server';
 export { SESSION_HEADER, type SessionRecord } from './sessions';

@@ -10,9 +10,9 @@ import {
   DEFAULT_LATENCY,
   type FakeService,
   type Latency,
+  parseLatency,
   ScenarioError,
   type ScenarioInput,
-  parseLatency,
 } from './scenario';
 import { SessionDirectory, type SessionRecord } from './sessions';
 import { SPEECH_RMS_LEVEL } from './speech';

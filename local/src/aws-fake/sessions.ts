@@ -3,9 +3,9 @@ import {
   DEFAULT_SCENARIO,
   type FakeService,
   type Fault,
+  parseScenario,
   type Scenario,
   ScenarioError,
-  parseScenario,
 } from './scenario';
 
 /** What one session's services received and answered, for a test's assertions. */

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 // One definition of "speech" for every fake that listens: the agent's test support owns it.
-import { SPEECH_RMS_LEVEL, rms } from '../../../agent/test/support/speech';
+import { rms, SPEECH_RMS_LEVEL } from '../../../agent/test/support/speech';
 
-export { SPEECH_RMS_LEVEL, rms };
+export { rms, SPEECH_RMS_LEVEL };
 
 /** A stretch of speech found in the audio, in seconds of stream time. */
 export interface HeardUtterance {

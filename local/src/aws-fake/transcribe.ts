@@ -10,9 +10,9 @@ import {
   waitUntil,
 } from './context';
 import { EventStreamProtocolError, encodeEvent, inboundEvents, respondEventStream, writeMessage } from './event-stream';
+import { findPii, type PiiSpan, piiTypesOf, redactPii } from './pii';
 import type { FakeSession } from './sessions';
-import { type PiiSpan, findPii, piiTypesOf, redactPii } from './pii';
-import { UtteranceDetector, samplesOf } from './speech';
+import { samplesOf, UtteranceDetector } from './speech';
 
 const SAMPLE_RATES = new Set([8000, 16000, 22050, 24000, 32000, 44100, 48000]);
 const UUID = /^[a-fA-F0-9]{8}(-[a-fA-F0-9]{4}){3}-[a-fA-F0-9]{12}$/;

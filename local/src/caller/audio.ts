@@ -3,7 +3,7 @@
  * what the softphone recorded read back as samples, split into speech and silence.
  */
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, readSync, fstatSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
 export const PHONE_SAMPLE_RATE = 8_000;
 const WAV_HEADER_BYTES = 44;

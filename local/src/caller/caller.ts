@@ -3,7 +3,7 @@
  * says its next line (espeak-ng speech through the softphone's microphone), presses keys, waits for the hang-up.
  */
 import { join } from 'node:path';
-import { durationMs, readWavSamples, speechSegments, writeUtterance, type SpeechSegment } from './audio';
+import { durationMs, readWavSamples, type SpeechSegment, speechSegments, writeUtterance } from './audio';
 import type { Softphone } from './softphone';
 
 export interface SaidLine {

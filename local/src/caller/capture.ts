@@ -119,8 +119,26 @@ export class CarrierCapture {
   async read(): Promise<{ sip: CapturedSip[]; rtp: CapturedRtp[] }> {
     const { stdout } = await execFileAsync(
       'tshark',
-      ['-r', this.options.pcapPath, '-T', 'fields', '-E', 'separator=|', '-e', 'frame.time_epoch', '-e', 'ip.src',
-        '-e', 'udp.srcport', '-e', 'ip.dst', '-e', 'udp.dstport', '-e', 'udp.payload'],
+      [
+        '-r',
+        this.options.pcapPath,
+        '-T',
+        'fields',
+        '-E',
+        'separator=|',
+        '-e',
+        'frame.time_epoch',
+        '-e',
+        'ip.src',
+        '-e',
+        'udp.srcport',
+        '-e',
+        'ip.dst',
+        '-e',
+        'udp.dstport',
+        '-e',
+        'udp.payload',
+      ],
       { maxBuffer: 512 * 1024 * 1024 },
     );
     const sip: CapturedSip[] = [];

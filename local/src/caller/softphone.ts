@@ -5,7 +5,7 @@
  * nothing on a sound card: the player is an `aubridge` device nothing reads.
  */
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { type Socket, connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { ManagedProcess, waitFor } from '../stack/process';
 import { writeSilence } from './audio';

@@ -24,8 +24,8 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { CreateQueueCommand, GetQueueAttributesCommand, SQSClient } from '@aws-sdk/client-sqs';
-import { App } from 'aws-cdk-lib';
 import { ENRICHMENT_EVENT_SOURCE } from '@voice-intake/contracts';
+import { App } from 'aws-cdk-lib';
 import { CONFIG_CONTEXT_KEY, parseConfig } from '../../../lib/config';
 import { DataStack } from '../../../lib/stacks/data-stack';
 import { EnrichmentStack } from '../../../lib/stacks/enrichment-stack';

@@ -10,8 +10,7 @@ export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
 
 /** The LiveKit Server release the stack is proven with (README: the tested pair). */
 export const LIVEKIT_SERVER_VERSION = 'v1.13.5';
-export const LIVEKIT_SERVER_INSTALL =
-  `go install github.com/livekit/livekit-server/cmd/server@${LIVEKIT_SERVER_VERSION}`;
+export const LIVEKIT_SERVER_INSTALL = `go install github.com/livekit/livekit-server/cmd/server@${LIVEKIT_SERVER_VERSION}`;
 export const LIVEKIT_SIP_BINARY = resolve(REPO_ROOT, '../shared/tools/livekit-sip/livekit-sip');
 
 function executable(path: string): boolean {

@@ -7,22 +7,23 @@
  * Every process runs in its own process group with its log in the run directory; start() ends leftovers of an
  * earlier run in the same directory first, and ends everything it started when any step fails.
  */
-import { randomBytes } from 'node:crypto';
+
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { AccessToken, RoomServiceClient, SipClient, type VideoGrant } from 'livekit-server-sdk';
 import type { EdgeSectionInput, RenderInputData } from '@voice-intake/edge-config';
+import { AccessToken, RoomServiceClient, SipClient, type VideoGrant } from 'livekit-server-sdk';
 import { EdgeHarness, endProcessesMentioning, sendUdp, sipRequest } from '../../../edge-config/harness/harness';
 import { acquireLoopbackLock, releaseLoopbackLock } from '../../../edge-config/harness/loopback-lock';
-import { livekitSchema } from '../../../lib/config';
-import { fillPlaceholders, liveKitServerYaml, liveKitSipYaml } from '../../../lib/livekit/config-yaml';
 import {
   type DesiredSipSetup,
   type ProvisionedSip,
   reconcileSip,
 } from '../../../lambda/src/provisioner/sip-provisioning';
+import { livekitSchema } from '../../../lib/config';
+import { fillPlaceholders, liveKitServerYaml, liveKitSipYaml } from '../../../lib/livekit/config-yaml';
 import { liveKitServerBinary, liveKitSipBinary, REPO_ROOT } from './binaries';
 import { ManagedProcess, waitFor } from './process';
 
@@ -258,7 +259,7 @@ export class LiveKitStack {
         await acquireLoopbackLock({ timeoutMs: lockTimeoutMs });
         this.holdsLoopbackLock = true;
       }
-      await endProcessesMentioning(this.runDir + '/');
+      await endProcessesMentioning(`${this.runDir}/`);
       rmSync(this.runDir, { recursive: true, force: true });
       mkdirSync(this.runDir, { recursive: true });
       this.writeConfigs();
@@ -268,7 +269,10 @@ export class LiveKitStack {
       this.provisioned = await this.provision();
       if (this.edge) {
         await this.edge.start();
-        await this.waitForDispatcher(this.sipNodes.map((node) => node.spec), 'AP');
+        await this.waitForDispatcher(
+          this.sipNodes.map((node) => node.spec),
+          'AP',
+        );
       }
     } catch (error) {
       await this.stop().catch(() => undefined);
@@ -291,7 +295,7 @@ export class LiveKitStack {
     await attempt(() => this.server?.stop());
     await attempt(() => this.redis?.stop());
     // Anything else that names the run directory (a process of an earlier, crashed run).
-    await attempt(async () => void (await endProcessesMentioning(this.runDir + '/')));
+    await attempt(async () => void (await endProcessesMentioning(`${this.runDir}/`)));
     if (this.holdsLoopbackLock) {
       this.holdsLoopbackLock = false;
       releaseLoopbackLock();
@@ -339,7 +343,7 @@ export class LiveKitStack {
     const secrets = { apiKey: this.apiKey, apiSecret: this.apiSecret, redisPassword: this.redisPassword };
     writeFileSync(
       join(this.runDir, 'redis.conf'),
-      [
+      `${[
         `port ${this.redisPort}`,
         'bind 127.0.0.1',
         `requirepass ${this.redisPassword}`,
@@ -347,7 +351,7 @@ export class LiveKitStack {
         'appendonly no',
         `dir ${this.runDir}`,
         'daemonize no',
-      ].join('\n') + '\n',
+      ].join('\n')}\n`,
       { mode: 0o600 },
     );
     const serverYaml = liveKitServerYaml({

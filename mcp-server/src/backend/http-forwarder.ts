@@ -13,7 +13,9 @@ export interface HttpForwarderOptions {
   logger?: Logger;
 }
 
-export type ForwardResult = { delivered: true; attempts: number } | { delivered: false; attempts: number; deadLetter: string; error: string };
+export type ForwardResult =
+  | { delivered: true; attempts: number }
+  | { delivered: false; attempts: number; deadLetter: string; error: string };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -55,12 +57,22 @@ export class HttpCaseForwarder {
       const result = await this.postOnce(intakeCase);
       if (result.ok) return { delivered: true, attempts: attempt };
       lastError = result.error;
-      this.options.logger?.warn({ caseId: intakeCase.caseId, attempt, error: result.error }, 'backend did not take the case');
+      this.options.logger?.warn(
+        { caseId: intakeCase.caseId, attempt, error: result.error },
+        'backend did not take the case',
+      );
       if (!result.retryable) break;
       if (attempt < this.options.maxAttempts) await sleep(this.options.retryBaseMs * 2 ** (attempt - 1));
     }
     const deadLetter = resolveUnder(this.options.deadLetterDir, `${intakeCase.caseId}.json`);
-    writeFileSync(deadLetter, JSON.stringify({ failedAt: new Date().toISOString(), error: lastError, attempts: attempt, case: intakeCase }, null, 2));
+    writeFileSync(
+      deadLetter,
+      JSON.stringify(
+        { failedAt: new Date().toISOString(), error: lastError, attempts: attempt, case: intakeCase },
+        null,
+        2,
+      ),
+    );
     this.options.logger?.error({ caseId: intakeCase.caseId, deadLetter, error: lastError }, 'case dead-lettered');
     return { delivered: false, attempts: attempt, deadLetter, error: lastError };
   }

@@ -12,7 +12,9 @@ export interface SourcePassage {
 /** Splits every markdown file of a folder into passages; shared by the embedded index and the OpenSearch loader. */
 export function readMarkdownPassages(directory: string): SourcePassage[] {
   const passages: SourcePassage[] = [];
-  for (const file of readdirSync(directory).filter((name) => name.endsWith('.md')).sort()) {
+  for (const file of readdirSync(directory)
+    .filter((name) => name.endsWith('.md'))
+    .sort()) {
     const source = basename(file, '.md');
     const sections = readFileSync(join(directory, file), 'utf8').split(/^(?=#{1,2} )/m);
     sections.forEach((section, index) => {
@@ -32,10 +34,43 @@ interface IndexedPassage {
   length: number;
 }
 
-const STOP_WORDS = new Set(['a', 'an', 'and', 'are', 'as', 'at', 'be', 'by', 'do', 'for', 'from', 'how', 'i', 'in', 'is', 'it', 'my', 'of', 'on', 'or', 'the', 'to', 'what', 'when', 'with', 'you', 'your']);
+const STOP_WORDS = new Set([
+  'a',
+  'an',
+  'and',
+  'are',
+  'as',
+  'at',
+  'be',
+  'by',
+  'do',
+  'for',
+  'from',
+  'how',
+  'i',
+  'in',
+  'is',
+  'it',
+  'my',
+  'of',
+  'on',
+  'or',
+  'the',
+  'to',
+  'what',
+  'when',
+  'with',
+  'you',
+  'your',
+]);
 
 export function tokenize(text: string): string[] {
-  return (text.toLowerCase().normalize('NFKD').match(/[a-z0-9]+/g) ?? []).filter((term) => !STOP_WORDS.has(term));
+  return (
+    text
+      .toLowerCase()
+      .normalize('NFKD')
+      .match(/[a-z0-9]+/g) ?? []
+  ).filter((term) => !STOP_WORDS.has(term));
 }
 
 /**
@@ -52,10 +87,12 @@ export class EmbeddedKnowledge implements KnowledgeSearch {
       const terms = tokenize(`${title} ${text}`);
       const termCounts = new Map<string, number>();
       for (const term of terms) termCounts.set(term, (termCounts.get(term) ?? 0) + 1);
-      for (const term of termCounts.keys()) this.documentFrequency.set(term, (this.documentFrequency.get(term) ?? 0) + 1);
+      for (const term of termCounts.keys())
+        this.documentFrequency.set(term, (this.documentFrequency.get(term) ?? 0) + 1);
       this.passages.push({ sourceId, title, text, termCounts, length: terms.length });
     }
-    this.averageLength = this.passages.reduce((sum, passage) => sum + passage.length, 0) / Math.max(1, this.passages.length);
+    this.averageLength =
+      this.passages.reduce((sum, passage) => sum + passage.length, 0) / Math.max(1, this.passages.length);
   }
 
   get size(): number {
@@ -75,9 +112,15 @@ export class EmbeddedKnowledge implements KnowledgeSearch {
           if (frequency === 0) continue;
           const df = this.documentFrequency.get(term) ?? 0;
           const idf = Math.log(1 + (count - df + 0.5) / (df + 0.5));
-          score += (idf * frequency * (k1 + 1)) / (frequency + k1 * (1 - b + (b * passage.length) / this.averageLength));
+          score +=
+            (idf * frequency * (k1 + 1)) / (frequency + k1 * (1 - b + (b * passage.length) / this.averageLength));
         }
-        return { sourceId: passage.sourceId, title: passage.title, text: passage.text, score: Number(score.toFixed(4)) };
+        return {
+          sourceId: passage.sourceId,
+          title: passage.title,
+          text: passage.text,
+          score: Number(score.toFixed(4)),
+        };
       })
       .filter((passage) => passage.score > 0)
       .sort((a, b2) => b2.score - a.score)

@@ -38,7 +38,12 @@ export class OpenSearchKnowledge implements KnowledgeSearch {
   }
 
   /** One signed JSON request to the collection or domain. */
-  private async request(method: string, path: string, payload: unknown, contentType = 'application/json'): Promise<Response> {
+  private async request(
+    method: string,
+    path: string,
+    payload: unknown,
+    contentType = 'application/json',
+  ): Promise<Response> {
     const url = new URL(path, this.options.endpoint);
     const body = typeof payload === 'string' ? payload : JSON.stringify(payload);
     const request = new HttpRequest({
@@ -51,7 +56,12 @@ export class OpenSearchKnowledge implements KnowledgeSearch {
       body,
     });
     const signed = await this.signer.sign(request);
-    return fetch(url, { method, headers: signed.headers, body, signal: AbortSignal.timeout(this.options.timeoutMs ?? 3_000) });
+    return fetch(url, {
+      method,
+      headers: signed.headers,
+      body,
+      signal: AbortSignal.timeout(this.options.timeoutMs ?? 3_000),
+    });
   }
 
   /**
@@ -87,7 +97,9 @@ export class OpenSearchKnowledge implements KnowledgeSearch {
     const result = (await response.json()) as { errors?: boolean; items?: { index?: { error?: unknown } }[] };
     if (!response.ok || result.errors) {
       const firstError = result.items?.find((item) => item.index?.error)?.index?.error;
-      throw new Error(`OpenSearch bulk index failed: HTTP ${response.status} ${JSON.stringify(firstError ?? result).slice(0, 200)}`);
+      throw new Error(
+        `OpenSearch bulk index failed: HTTP ${response.status} ${JSON.stringify(firstError ?? result).slice(0, 200)}`,
+      );
     }
     return passages.length;
   }

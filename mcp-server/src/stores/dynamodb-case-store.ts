@@ -1,7 +1,13 @@
 import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { type IntakeCase, intakeCaseSchema } from '@voice-intake/contracts';
-import { type CallbackRequest, CaseAlreadySubmittedError, type CaseStore, type SubmitResult, type TransferRecord } from './case-store';
+import {
+  type CallbackRequest,
+  CaseAlreadySubmittedError,
+  type CaseStore,
+  type SubmitResult,
+  type TransferRecord,
+} from './case-store';
 
 /** The sparse index that finds a caller's cases, newest first. */
 export const BY_PHONE_INDEX = 'byPhone';
@@ -25,18 +31,26 @@ export class DynamoDbCaseStore implements CaseStore {
     private readonly tableName: string,
     client?: DynamoDBDocumentClient,
   ) {
-    this.client = client ?? DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
+    this.client =
+      client ??
+      DynamoDBDocumentClient.from(new DynamoDBClient({}), { marshallOptions: { removeUndefinedValues: true } });
   }
 
   async getCase(caseId: string): Promise<IntakeCase | undefined> {
-    const { Item } = await this.client.send(new GetCommand({ TableName: this.tableName, Key: caseKey(caseId), ConsistentRead: true }));
+    const { Item } = await this.client.send(
+      new GetCommand({ TableName: this.tableName, Key: caseKey(caseId), ConsistentRead: true }),
+    );
     return toCase(Item);
   }
 
   /** Writes the case unless it exists and is no longer a draft; keeps the first createdAt. */
   private async writeUnlessSubmitted(intakeCase: IntakeCase): Promise<IntakeCase> {
     const { createdAt, ...rest } = intakeCase;
-    const attributes: Record<string, unknown> = { ...rest, gsi1pk: `PHONE#${intakeCase.callerNumber}`, gsi1sk: intakeCase.updatedAt };
+    const attributes: Record<string, unknown> = {
+      ...rest,
+      gsi1pk: `PHONE#${intakeCase.callerNumber}`,
+      gsi1sk: intakeCase.updatedAt,
+    };
     const names: Record<string, string> = { '#createdAt': 'createdAt', '#status': 'status', '#pk': 'pk' };
     const values: Record<string, unknown> = { ':createdAt': createdAt, ':draft': 'draft' };
     const sets = Object.entries(attributes).map(([name, value], index) => {
@@ -107,6 +121,11 @@ export class DynamoDbCaseStore implements CaseStore {
   }
 
   async saveTransfer(record: TransferRecord): Promise<void> {
-    await this.client.send(new PutCommand({ TableName: this.tableName, Item: { pk: `CALL#${record.callId}`, sk: `TRANSFER#${record.at}`, ...record } }));
+    await this.client.send(
+      new PutCommand({
+        TableName: this.tableName,
+        Item: { pk: `CALL#${record.callId}`, sk: `TRANSFER#${record.at}`, ...record },
+      }),
+    );
   }
 }

@@ -1,7 +1,13 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type IntakeCase, intakeCaseSchema } from '@voice-intake/contracts';
-import { type CallbackRequest, CaseAlreadySubmittedError, type CaseStore, type SubmitResult, type TransferRecord } from './case-store';
+import {
+  type CallbackRequest,
+  CaseAlreadySubmittedError,
+  type CaseStore,
+  type SubmitResult,
+  type TransferRecord,
+} from './case-store';
 
 interface StoreFile {
   cases: Record<string, IntakeCase>;

@@ -16,7 +16,10 @@ export function localChains(dataDir: string, callId: string): Map<string, AuditS
       chainId,
       readdirSync(folder)
         .sort()
-        .map((name) => ({ key: relative(dataDir, join(folder, name)), body: readFileSync(join(folder, name), 'utf8') })),
+        .map((name) => ({
+          key: relative(dataDir, join(folder, name)),
+          body: readFileSync(join(folder, name), 'utf8'),
+        })),
     );
   }
   return chains;
@@ -26,7 +29,12 @@ export function localChains(dataDir: string, callId: string): Map<string, AuditS
 export function recordsOf(dataDir: string, callId: string): AuditRecord[] {
   return [...localChains(dataDir, callId).values()]
     .flat()
-    .flatMap((object) => object.body.trim().split('\n').map((line) => JSON.parse(line)))
+    .flatMap((object) =>
+      object.body
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line)),
+    )
     .filter((line) => line.type !== 'audit_seal');
 }
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { type AttestationLevel, MCP_SESSION_HEADER, issueSessionHeader } from '@voice-intake/contracts';
+import { type AttestationLevel, issueSessionHeader, MCP_SESSION_HEADER } from '@voice-intake/contracts';
 import { spawnTracked, stopTracked } from '../../../test/support/processes';
 
 const WORKSPACE = join(__dirname, '..', '..');
@@ -25,7 +25,15 @@ export async function startServer(env: Record<string, string>): Promise<RunningS
   // the group reaches the server once.
   const child = spawnTracked(process.execPath, ['--import', 'tsx', join(WORKSPACE, 'src', 'main.ts')], {
     cwd: WORKSPACE,
-    env: { ...process.env, MCP_HOST: '127.0.0.1', MCP_PORT: '0', MCP_AUTH_TOKEN: TEST_TOKEN, AUDIT_SEAL_SECRET: TEST_SEAL_SECRET, LOG_LEVEL: 'info', ...env },
+    env: {
+      ...process.env,
+      MCP_HOST: '127.0.0.1',
+      MCP_PORT: '0',
+      MCP_AUTH_TOKEN: TEST_TOKEN,
+      AUDIT_SEAL_SECRET: TEST_SEAL_SECRET,
+      LOG_LEVEL: 'info',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];

@@ -1,10 +1,10 @@
 import type {
+  ToolChoice as BedrockToolChoice,
   ContentBlock,
   ImageFormat,
   Message,
   SystemContentBlock,
   Tool,
-  ToolChoice as BedrockToolChoice,
   ToolConfiguration,
   ToolUseBlock,
 } from '@aws-sdk/client-bedrock-runtime';
@@ -93,10 +93,20 @@ export function toBedrockConversation(
         if (options.toolHistoryAsText) {
           flushResults();
           append('assistant', [{ text: `[called tool ${item.name} with ${item.args || '{}'}]` }]);
-          pendingResults.push({ text: `[tool ${item.name} ${output.isError ? 'failed' : 'returned'}: ${output.output}]` });
+          pendingResults.push({
+            text: `[tool ${item.name} ${output.isError ? 'failed' : 'returned'}: ${output.output}]`,
+          });
           break;
         }
-        append('assistant', [{ toolUse: { toolUseId: item.callId, name: item.name, input: parseToolInput(item.args) as ToolUseBlock['input'] } }]);
+        append('assistant', [
+          {
+            toolUse: {
+              toolUseId: item.callId,
+              name: item.name,
+              input: parseToolInput(item.args) as ToolUseBlock['input'],
+            },
+          },
+        ]);
         pendingResults.push({
           toolResult: {
             toolUseId: item.callId,
@@ -160,7 +170,7 @@ function imageBlock(content: llm.ImageContent): ContentBlock | undefined {
 
 /** Bedrock wants the tool input as a JSON object; LiveKit keeps it as the raw argument string. */
 function parseToolInput(args: string): Record<string, unknown> {
-  if (!args || !args.trim()) return {};
+  if (!args?.trim()) return {};
   try {
     const parsed: unknown = JSON.parse(args);
     return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)

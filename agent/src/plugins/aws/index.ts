@@ -2,16 +2,18 @@
  * Amazon Web Services plugins for LiveKit Agents (Node): Transcribe streaming STT, Bedrock
  * ConverseStream LLM and Polly TTS.
  */
+
+export type { BackoffOptions } from '@voice-intake/contracts';
+export { toBedrockConversation, toBedrockToolConfig } from './bedrock-format.js';
 export {
   BEDROCK_MODEL_EXTRA,
   BedrockFallbackLLM,
   BedrockLLM,
-  BedrockLLMStream,
-  DEFAULT_BEDROCK_LLM_OPTIONS,
-  bedrockLLM,
   type BedrockLLMOptions,
+  BedrockLLMStream,
+  bedrockLLM,
+  DEFAULT_BEDROCK_LLM_OPTIONS,
 } from './llm.js';
-export { toBedrockConversation, toBedrockToolConfig } from './bedrock-format.js';
 export {
   DEFAULT_TRANSCRIBE_STT_OPTIONS,
   TranscribeSpeechStream,
@@ -25,4 +27,3 @@ export {
   PollyTTS,
   type PollyTTSOptions,
 } from './tts.js';
-export type { BackoffOptions } from '@voice-intake/contracts';

@@ -6,8 +6,8 @@ import {
   type TokenUsage,
 } from '@aws-sdk/client-bedrock-runtime';
 import {
-  type APIConnectOptions,
   APIConnectionError,
+  type APIConnectOptions,
   APIError,
   DEFAULT_API_CONNECT_OPTIONS,
   llm,
@@ -120,7 +120,10 @@ export class BedrockLLM extends llm.LLM {
  * the adapter is turned off (`maxRetry: 0`), or each turn would walk the whole list up to four times.
  */
 export class BedrockFallbackLLM extends llm.FallbackAdapter {
-  constructor(readonly models: BedrockLLM[], options: Omit<llm.FallbackAdapterOptions, 'llms'> = {}) {
+  constructor(
+    readonly models: BedrockLLM[],
+    options: Omit<llm.FallbackAdapterOptions, 'llms'> = {},
+  ) {
     super({ ...options, llms: models });
   }
 

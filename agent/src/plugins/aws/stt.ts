@@ -1,9 +1,9 @@
 import {
   type AudioStream,
-  type LanguageCode as TranscribeLanguageCode,
   type Result,
   StartStreamTranscriptionCommand,
   type StartStreamTranscriptionCommandInput,
+  type LanguageCode as TranscribeLanguageCode,
   TranscribeStreamingClient,
   type TranscriptResultStream,
   type VocabularyFilterMethod,
@@ -11,14 +11,14 @@ import {
 import {
   type APIConnectOptions,
   type AudioBuffer,
-  DEFAULT_API_CONNECT_OPTIONS,
   asLanguageCode,
+  DEFAULT_API_CONNECT_OPTIONS,
   log,
   stt,
   voice,
 } from '@livekit/agents';
 import type { AudioFrame } from '@livekit/rtc-node';
-import { type BackoffOptions, DEFAULT_BACKOFF, backoffDelayMs, sleep } from '@voice-intake/contracts';
+import { type BackoffOptions, backoffDelayMs, DEFAULT_BACKOFF, sleep } from '@voice-intake/contracts';
 import { isRetryableAwsError, toAPIError } from './errors.js';
 import { StallWatch } from './stall.js';
 import { stripUndefined, warmUpClient } from './util.js';
@@ -134,7 +134,9 @@ export class TranscribeSTT extends stt.STT {
 }
 
 /** The request fields that stay the same for every session of a stream. */
-export function transcribeRequest(opts: TranscribeSTTOptions): Omit<StartStreamTranscriptionCommandInput, 'AudioStream'> {
+export function transcribeRequest(
+  opts: TranscribeSTTOptions,
+): Omit<StartStreamTranscriptionCommandInput, 'AudioStream'> {
   const stabilise = opts.partialResultsStability !== 'off';
   return stripUndefined({
     LanguageCode: opts.language as TranscribeLanguageCode,
@@ -490,7 +492,9 @@ function concat(parts: Uint8Array[], total: number): Uint8Array {
 
 function validateSTTOptions(opts: TranscribeSTTOptions): void {
   if (!/^[a-z]{2,3}-[A-Z]{2}$/.test(opts.language)) {
-    throw new Error(`TranscribeSTT options.language: must be a Transcribe language code such as en-US, got "${opts.language}"`);
+    throw new Error(
+      `TranscribeSTT options.language: must be a Transcribe language code such as en-US, got "${opts.language}"`,
+    );
   }
   if (![8000, 16000, 22050, 24000, 32000, 44100, 48000].includes(opts.sampleRate)) {
     throw new Error(`TranscribeSTT options.sampleRate: unsupported PCM sample rate ${opts.sampleRate}`);

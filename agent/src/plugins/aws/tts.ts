@@ -1,15 +1,15 @@
 import {
   type Engine,
-  type LanguageCode as PollyLanguageCode,
   PollyClient,
-  StartSpeechSynthesisStreamCommand,
+  type LanguageCode as PollyLanguageCode,
   type StartSpeechSynthesisStreamActionStream,
+  StartSpeechSynthesisStreamCommand,
   SynthesizeSpeechCommand,
   type VoiceId,
 } from '@aws-sdk/client-polly';
 import {
-  type APIConnectOptions,
   APIConnectionError,
+  type APIConnectOptions,
   APIError,
   AudioByteStream,
   DEFAULT_API_CONNECT_OPTIONS,
@@ -80,7 +80,10 @@ export class PollyTTS extends tts.TTS {
     super(merged.sampleRate, 1, { streaming: merged.streaming && merged.engine === 'generative' });
     this.#opts = merged;
     if (merged.streaming && merged.engine !== 'generative') {
-      log().warn({ engine: merged.engine }, 'Polly streaming synthesis needs the generative engine; using sentence chunking');
+      log().warn(
+        { engine: merged.engine },
+        'Polly streaming synthesis needs the generative engine; using sentence chunking',
+      );
     }
     this.#ownsClient = !opts.client;
     // One retry owner: the framework's (connOptions). SDK retries would multiply its attempts.
@@ -310,7 +313,10 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
           throw toAPIError(failure, what, { retryable: false });
         }
         const delayMs = attempt === 0 ? 100 : this.connOptions.retryIntervalMs;
-        log().warn({ attempt: attempt + 1, delayMs, error: failure.message }, 'polly stream failed before audio, retrying');
+        log().warn(
+          { attempt: attempt + 1, delayMs, error: failure.message },
+          'polly stream failed before audio, retrying',
+        );
         try {
           await sleep(delayMs, this.abortSignal);
         } catch {
@@ -343,7 +349,8 @@ export class PollySynthesizeStream extends tts.SynthesizeStream {
       // Polly owes no audio while the LLM has not written more: the stall clock waits with it.
       watch.pause();
       // Shared by the attempts: the item a failed attempt was waiting for belongs to the one that replaced it.
-      const next = await (segment.pending ??= this.input.next());
+      segment.pending ??= this.input.next();
+      const next = await segment.pending;
       if (segment.attempts !== attempt) return;
       segment.pending = undefined;
       watch.resume();
