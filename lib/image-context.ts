@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IgnoreMode } from 'aws-cdk-lib';
 import * as ecrAssets from 'aws-cdk-lib/aws-ecr-assets';
@@ -6,10 +7,12 @@ import * as ecs from 'aws-cdk-lib/aws-ecs';
 /** The repository root: the images build from it, but each sees only what its Dockerfile copies. */
 export const REPO_ROOT = join(__dirname, '..');
 
-/** Workspaces whose package.json every image build needs: `npm ci` checks them against the shared lockfile. */
-const WORKSPACE_MANIFESTS = ['contracts', 'edge-config', 'agent', 'mcp-server', 'lambda'].map(
-  (workspace) => `${workspace}/package.json`,
-);
+/** Every workspace of the root package.json: `npm ci` in an image checks each manifest against the shared lockfile. */
+export const WORKSPACES: readonly string[] = JSON.parse(
+  readFileSync(join(REPO_ROOT, 'package.json'), 'utf8'),
+).workspaces;
+
+const WORKSPACE_MANIFESTS = WORKSPACES.map((workspace) => `${workspace}/package.json`);
 
 export type ImageWorkspace = 'agent' | 'mcp-server';
 

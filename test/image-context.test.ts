@@ -1,9 +1,9 @@
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { FileSystem, IgnoreMode } from 'aws-cdk-lib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ImageWorkspace, imageContextExcludes, REPO_ROOT } from '../lib/image-context';
+import { type ImageWorkspace, imageContextExcludes, REPO_ROOT, WORKSPACES } from '../lib/image-context';
 import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
 
 function filesUnder(dir: string): string[] {
@@ -43,16 +43,18 @@ describe('image build contexts (what each image is built from)', () => {
           `${workspace}/Dockerfile`,
           `${workspace}/package.json`,
           `${other}/package.json`,
-          'lambda/package.json',
-          'edge-config/package.json',
-          'contracts/package.json',
+          ...WORKSPACES.map((name) => `${name}/package.json`),
         ]),
       );
+      // npm ci checks every workspace of the lockfile: the Dockerfile copies each manifest the context holds.
+      const dockerfile = readFileSync(join(REPO_ROOT, workspace, 'Dockerfile'), 'utf8');
+      for (const name of WORKSPACES)
+        expect(dockerfile, name).toContain(`COPY ${name}/package.json ${name}/package.json`);
       expect(files.some((file) => file.startsWith(`${workspace}/src/`))).toBe(true);
       expect(files.some((file) => file.startsWith('contracts/src/'))).toBe(true);
       const outside = files.filter(
         (file) =>
-          !/^(contracts|agent|mcp-server|edge-config|lambda)\//.test(file) &&
+          !WORKSPACES.some((name) => file.startsWith(`${name}/`)) &&
           !['package.json', 'package-lock.json', '.npmrc', 'tsconfig.base.json', '.dockerignore'].includes(file),
       );
       expect(outside).toEqual([]);
@@ -60,7 +62,9 @@ describe('image build contexts (what each image is built from)', () => {
         expect(file).not.toMatch(/(^|\/)(node_modules|dist|test|bench)\//);
         expect(file.startsWith(`${other}/`) ? file : `${other}/package.json`).toBe(`${other}/package.json`);
         expect(
-          file.startsWith('lambda/') || file.startsWith('edge-config/') ? file.split('/')[1] : 'package.json',
+          WORKSPACES.some((name) => ![workspace, 'contracts'].includes(name) && file.startsWith(`${name}/`))
+            ? file.split('/')[1]
+            : 'package.json',
         ).toBe('package.json');
       }
       expect(files).not.toContain(`${workspace}/README.md`);
