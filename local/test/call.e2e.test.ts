@@ -346,12 +346,16 @@ describe('more calls on the same stack', () => {
     });
     await transferCapture.start({ ip: CALLER_IP, port: 5062 });
     const eventsBefore = phone.events.length;
-    await caller.call(stack.dialUri, 60_000);
-    await caller.listen({ quietMs: 2_500, timeoutMs: 60_000 });
-    await caller.say('I would like to speak to a person please');
-    const transfer = await phone.waitForEvent('TRANSFER', 60_000, eventsBefore);
-    expect(transfer.param).toContain(stack.transferTarget.replace(/^sip:/, ''));
-    await transferCapture.stop();
+    // Stopped whatever happens: a failed wait would otherwise leave tshark (and its dumpcap) capturing.
+    try {
+      await caller.call(stack.dialUri, 60_000);
+      await caller.listen({ quietMs: 2_500, timeoutMs: 60_000 });
+      await caller.say('I would like to speak to a person please');
+      const transfer = await phone.waitForEvent('TRANSFER', 60_000, eventsBefore);
+      expect(transfer.param).toContain(stack.transferTarget.replace(/^sip:/, ''));
+    } finally {
+      await transferCapture.stop();
+    }
     const { sip } = await transferCapture.read();
     const refer = sip.find((message) => message.firstLine === 'REFER');
     const edge = stack.livekit.edge!.layout.carrierSip;
