@@ -165,6 +165,8 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     model: env.BEDROCK_MODEL_ID,
     fallbackModel: env.BEDROCK_FALLBACK_MODEL_ID,
     client: options.aws?.bedrock,
+    // Bedrock's invocation logs then name the call each request served.
+    requestMetadata: { callId: call.callId },
   });
   const tts = new PollyTTS({
     voice: env.POLLY_VOICE,

@@ -212,6 +212,21 @@ describe('BedrockLLM', () => {
     expect(() => newLLM({ temperature: 3 })).toThrow(/options\.temperature/);
     expect(() => newLLM({ maxTokens: 0 })).toThrow(/options\.maxTokens/);
     expect(() => newLLM({ model: ' ' })).toThrow(/options\.model/);
+    expect(() => newLLM({ requestMetadata: { callId: 'call<script>' } })).toThrow(/options\.requestMetadata\.callId/);
+    expect(() => newLLM({ requestMetadata: { '': 'x' } })).toThrow(/options\.requestMetadata: key ""/);
+    const tooMany = Object.fromEntries(Array.from({ length: 17 }, (_, index) => [`k${index}`, 'v']));
+    expect(() => newLLM({ requestMetadata: tooMany })).toThrow(/options\.requestMetadata: at most 16/);
+  });
+
+  it('tags every request with its request metadata (the call ID in invocation logs)', async () => {
+    bedrock.on(ConverseStreamCommand).resolves({ stream: eventStream(textEvents('ok')), $metadata: {} });
+    await newLLM({ requestMetadata: { callId: 'call-42.a_b:c' } })
+      .chat({ chatCtx: userCtx(), connOptions: noRetry })
+      .collect();
+    await newLLM().chat({ chatCtx: userCtx(), connOptions: noRetry }).collect();
+    const [tagged, untagged] = sentInputs();
+    expect(tagged.requestMetadata).toEqual({ callId: 'call-42.a_b:c' });
+    expect(untagged).not.toHaveProperty('requestMetadata');
   });
 
   it('accepts an inference-profile ARN as the model', async () => {

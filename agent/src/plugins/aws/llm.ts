@@ -42,6 +42,12 @@ export interface BedrockLLMOptions {
   cacheTools: boolean;
   /** Passed through as `additionalModelRequestFields` (model-specific parameters). Default none. */
   additionalModelRequestFields?: Record<string, unknown>;
+  /**
+   * Key-value pairs Bedrock writes beside each request in its model invocation logs (e.g. the call ID, so a call's
+   * invocations can be found and billed). At most 16; keys 1–256 and values 0–256 characters of letters, digits,
+   * spaces and `:_@$#=/+,-.`. Default none.
+   */
+  requestMetadata?: Record<string, string>;
 }
 
 export const DEFAULT_BEDROCK_LLM_OPTIONS: BedrockLLMOptions = {
@@ -199,6 +205,7 @@ export class BedrockLLMStream extends llm.LLMStream {
         topP: this.#opts.topP,
       }),
       additionalModelRequestFields: this.#opts.additionalModelRequestFields as never,
+      requestMetadata: this.#opts.requestMetadata,
     });
   }
 
@@ -328,5 +335,28 @@ function validateLLMOptions(opts: BedrockLLMOptions): void {
   }
   if (!Number.isInteger(opts.maxTokens) || opts.maxTokens < 1) {
     throw new Error(`BedrockLLM options.maxTokens: must be a positive integer, got ${opts.maxTokens}`);
+  }
+  validateRequestMetadata(opts.requestMetadata);
+}
+
+/** Bedrock's own limits on `requestMetadata`: checked here so a bad pair fails at start-up, not on every turn. */
+const REQUEST_METADATA_TEXT = /^[a-zA-Z0-9\s:_@$#=/+,.-]*$/;
+function validateRequestMetadata(metadata: Record<string, string> | undefined): void {
+  if (metadata === undefined) return;
+  const entries = Object.entries(metadata);
+  if (entries.length > 16) {
+    throw new Error(`BedrockLLM options.requestMetadata: at most 16 pairs, got ${entries.length}`);
+  }
+  for (const [key, value] of entries) {
+    if (key.length < 1 || key.length > 256 || !REQUEST_METADATA_TEXT.test(key)) {
+      throw new Error(
+        `BedrockLLM options.requestMetadata: key ${JSON.stringify(key)} must be 1–256 letters, digits, spaces or :_@$#=/+,-.`,
+      );
+    }
+    if (typeof value !== 'string' || value.length > 256 || !REQUEST_METADATA_TEXT.test(value)) {
+      throw new Error(
+        `BedrockLLM options.requestMetadata.${key}: must be at most 256 letters, digits, spaces or :_@$#=/+,-.`,
+      );
+    }
   }
 }
