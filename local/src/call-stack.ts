@@ -26,6 +26,7 @@ import {
 import { AgentWorkerProcess, McpServerProcess } from './services';
 import { REPO_ROOT } from './stack/binaries';
 import { LiveKitStack, type LiveKitStackOptions } from './stack/livekit';
+import { stopInOrder } from './stack/process';
 
 const execFileAsync = promisify(execFile);
 
@@ -192,20 +193,13 @@ export class CallStack {
 
   /** Ends everything it started (worker first: calls end before their services go), keeps logs and records. */
   async stop(): Promise<void> {
-    const failures: unknown[] = [];
-    const attempt = async (step: () => Promise<void> | undefined) => {
-      try {
-        await step();
-      } catch (error) {
-        failures.push(error);
-      }
-    };
-    await attempt(() => this.worker?.stop());
-    await attempt(() => this.mcp?.stop());
-    await attempt(() => this.livekit.stop());
-    await attempt(() => this.fake?.stop());
-    await attempt(() => this.moto.stop());
-    if (failures.length > 0) throw new AggregateError(failures, 'stopping the call stack');
+    await stopInOrder('the call stack', [
+      () => this.worker?.stop(),
+      () => this.mcp?.stop(),
+      () => this.livekit.stop(),
+      () => this.fake?.stop(),
+      () => this.moto.stop(),
+    ]);
   }
 
   /** An S3 client on moto. */

@@ -25,7 +25,7 @@ import {
 import { livekitSchema } from '../../../lib/config';
 import { fillPlaceholders, liveKitServerYaml, liveKitSipYaml } from '../../../lib/livekit/config-yaml';
 import { liveKitServerBinary, liveKitSipBinary, REPO_ROOT } from './binaries';
-import { ManagedProcess, waitFor } from './process';
+import { ManagedProcess, stopInOrder, waitFor } from './process';
 
 const execFileAsync = promisify(execFile);
 
@@ -282,25 +282,19 @@ export class LiveKitStack {
 
   /** Ends every process, edge first (no new calls), Redis last; keeps the logs. */
   async stop(): Promise<void> {
-    const failures: unknown[] = [];
-    const attempt = async (step: () => Promise<void> | undefined) => {
-      try {
-        await step();
-      } catch (error) {
-        failures.push(error);
-      }
-    };
-    await attempt(() => this.edge?.stop());
-    for (const node of this.sipNodes) await attempt(() => node.stop());
-    await attempt(() => this.server?.stop());
-    await attempt(() => this.redis?.stop());
-    // Anything else that names the run directory (a process of an earlier, crashed run).
-    await attempt(async () => void (await endProcessesMentioning(`${this.runDir}/`)));
-    if (this.holdsLoopbackLock) {
-      this.holdsLoopbackLock = false;
-      releaseLoopbackLock();
-    }
-    if (failures.length > 0) throw new AggregateError(failures, 'stopping the LiveKit stack');
+    await stopInOrder('the LiveKit stack', [
+      () => this.edge?.stop(),
+      ...this.sipNodes.map((node) => () => node.stop()),
+      () => this.server?.stop(),
+      () => this.redis?.stop(),
+      // Anything else that names the run directory (a process of an earlier, crashed run).
+      () => endProcessesMentioning(`${this.runDir}/`),
+      async () => {
+        if (!this.holdsLoopbackLock) return;
+        this.holdsLoopbackLock = false;
+        releaseLoopbackLock();
+      },
+    ]);
   }
 
   /** Re-applies the trunk and rule with our provisioning logic (idempotent: changes nothing when they match). */

@@ -52,6 +52,25 @@ export async function waitFor<T>(
   }
 }
 
+/**
+ * Runs every stop step in order, each even when an earlier one failed (a stack half torn down would leave processes
+ * behind), then throws the failures together.
+ */
+export async function stopInOrder(
+  what: string,
+  steps: ReadonlyArray<() => Promise<unknown> | undefined>,
+): Promise<void> {
+  const failures: unknown[] = [];
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (error) {
+      failures.push(error);
+    }
+  }
+  if (failures.length > 0) throw new AggregateError(failures, `stopping ${what}`);
+}
+
 export interface ManagedProcessOptions {
   readonly name: string;
   readonly command: string;
