@@ -289,6 +289,11 @@ export const observabilitySchema = z
     toolErrorsPerFiveMinutes: z.number().int().min(1).max(10_000).default(10),
     /** Alarm when LiveKit SIP closes more inbound calls with an error than this in five minutes. */
     sipCallErrorsPerFiveMinutes: z.number().int().min(1).max(10_000).default(5),
+    /**
+     * Alarm when more caller turns than this in five minutes got no answer after every retry and the fallback model
+     * (each one a caller who heard an apology instead); 0 pages on the first.
+     */
+    unansweredTurnsPerFiveMinutes: z.number().int().min(0).max(10_000).default(0),
   })
   .strict();
 

@@ -12,6 +12,7 @@ describe('observability stack', () => {
         alarmEmail: 'oncall@example.com',
         voiceToVoiceP95ThresholdMs: 1200,
         sipCallErrorsPerFiveMinutes: 7,
+        unansweredTurnsPerFiveMinutes: 2,
       },
     }).templates.observability;
   });
@@ -39,6 +40,18 @@ describe('observability stack', () => {
     expect(alarms().find((alarm) => alarm.MetricName === AGENT_METRICS.toolErrors)).toMatchObject({
       Statistic: 'Sum',
       Period: 300,
+    });
+  });
+
+  it('pages when caller turns go unanswered after every retry and the fallback model', () => {
+    expect(alarms().find((alarm) => alarm.MetricName === AGENT_METRICS.unansweredTurns)).toMatchObject({
+      Namespace: 'VoiceIntake/voice-intake',
+      Dimensions: [{ Name: 'Service', Value: 'agent' }],
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 2,
+      ComparisonOperator: 'GreaterThanThreshold',
+      AlarmActions: [{ Ref: expect.stringMatching(/^AlarmTopic/) }],
     });
   });
 

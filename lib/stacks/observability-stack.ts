@@ -86,6 +86,15 @@ export class ObservabilityStack extends VoiceIntakeStack {
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
+      new cloudwatch.Alarm(this, 'UnansweredTurns', {
+        alarmDescription:
+          'Caller turns went unanswered after every retry and the fallback model (Bedrock failing or throttled): callers hear an apology and are offered a person',
+        metric: agentMetric(AGENT_METRICS.unansweredTurns, 'Sum').with({ period: Duration.minutes(5) }),
+        threshold: observability.unansweredTurnsPerFiveMinutes,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
     );
 
     const { edgeMetrics, livekitSipMetrics } = props;
