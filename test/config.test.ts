@@ -169,7 +169,7 @@ describe('operator config', () => {
     );
     // 876 MiB fixed: main process 125 + 3 idle processes × 165 + 256 headroom; 210 MiB per call (AGENT_CALL_COST).
     expect(errorOf({ agentService: { maxCallsPerTask: 20, targetCallsPerTask: 10 } })).toContain(
-      'agentService.maxCallsPerTask: needs about 5076 MiB (210 MiB per call process + 876), more than memoryMiB (4096)',
+      'agentService.maxCallsPerTask: needs about 5176 MiB (215 MiB per call process + 876), more than memoryMiB (4096)',
     );
     const roomy = {
       agentService: { cpu: 4096, memoryMiB: 8192, maxCallsPerTask: 30, targetCallsPerTask: 20 },

@@ -6,17 +6,19 @@
  * and change them here.
  */
 export const AGENT_CALL_COST = {
-  /** RSS of a job process holding a call (median at N = 6: 209 MB; 199–217 MB across processes). */
-  jobProcessMiB: 210,
+  /** RSS of a job process holding a call (medians 205–214 MB at N = 1…6 on an idle host; at most 214 MB). */
+  jobProcessMiB: 215,
   /** RSS of a warm job process waiting for a call (worker module and Silero loaded): 160–164 MB. */
   idleProcessMiB: 165,
   /** RSS of the worker's main process (registration, load reports, recovery): 114–124 MB. */
   mainProcessMiB: 125,
   /**
-   * CPU of the worker's whole process tree per call, in vCPUs (main, idle and call processes, over N calls): 0.234 at
-   * N = 4, 0.237 at N = 6. Three quarters of it is each process's JavaScript thread (framework, FFI, streams, GC).
+   * CPU of the worker's whole process tree per call, in vCPUs (main, idle and call processes, over N calls), on an
+   * idle host: 0.169 at N = 1 (the dearest), 0.137–0.161 at N = 2…6. Three quarters of it is each process's
+   * JavaScript thread (framework, FFI, streams, GC). A host shared with other work measured 0.24: size for a task
+   * that has its vCPUs to itself, as Fargate gives.
    */
-  vcpuPerCall: 0.24,
+  vcpuPerCall: 0.17,
 } as const;
 
 export const AGENT_SIZING = {
