@@ -167,7 +167,7 @@ describe('operator config', () => {
     expect(errorOf({ agentService: { targetCallsPerTask: maxCallsPerTask + 1 } })).toContain(
       `agentService.targetCallsPerTask: must not exceed maxCallsPerTask (${maxCallsPerTask})`,
     );
-    // 876 MiB fixed: main process 125 + 3 idle processes × 165 + 256 headroom; 210 MiB per call (AGENT_CALL_COST).
+    // 876 MiB fixed: main process 125 + 3 idle processes × 165 + 256 headroom; 215 MiB per call (AGENT_CALL_COST).
     expect(errorOf({ agentService: { maxCallsPerTask: 20, targetCallsPerTask: 10 } })).toContain(
       'agentService.maxCallsPerTask: needs about 5176 MiB (215 MiB per call process + 876), more than memoryMiB (4096)',
     );
