@@ -277,7 +277,13 @@ describe('a phone call through the edge, LiveKit and the agent', () => {
       sessions = await rtpengineSessions();
     }
     expect(sessions).toBe(0);
-    const errors = stack.worker!.logLines().filter((line) => typeof line.level === 'number' && line.level >= 50);
+    // One framework error is not ours and loses nothing: LiveKit Agents publishes each agent state change as a room
+    // attribute without awaiting it, and a change racing the job's room disconnect is aborted and logged as an error.
+    const frameworkStateRace = (line: Record<string, unknown>) =>
+      line.msg === 'Failed to update agent state attributes' && (line.err as { name?: string })?.name === 'AbortError';
+    const errors = stack
+      .worker!.logLines()
+      .filter((line) => typeof line.level === 'number' && line.level >= 50 && !frameworkStateRace(line));
     expect(errors, JSON.stringify(errors.slice(0, 3))).toEqual([]);
     // The worker's latency metrics (EMF lines): present, and never LiveKit's -1 for a reply cancelled early.
     const { llmTimeToFirstToken, ttsTimeToFirstByte, endOfUtteranceDelay } = AGENT_METRICS;
