@@ -173,6 +173,9 @@ export class CallAudio {
   readonly #silenced = new Set<string>();
   #segment?: AgentSegment;
   #lastAgentFrame?: AudioFrame;
+  /** The output is paused (a possible barge-in): frames handed over meanwhile play once it resumes. */
+  #paused = false;
+  #parked: AudioFrame[] = [];
   #untap?: () => void;
   #consentTimer?: NodeJS.Timeout;
   #stopped?: Promise<TranscriptRecording>;
@@ -294,12 +297,25 @@ export class CallAudio {
       this.#agentFrame(frame);
       return original.call(output, frame);
     };
+    const pause = output.pause;
+    const resume = output.resume;
+    output.pause = () => {
+      this.#commitDue();
+      this.#paused = true;
+      pause.call(output);
+    };
+    output.resume = () => {
+      this.#agentResumed();
+      resume.call(output);
+    };
     const onStarted = () => this.#agentSegmentStarted();
     const onFinished = (event: voice.PlaybackFinishedEvent) => this.#agentSegmentFinished(event);
     output.on(voice.AudioOutput.EVENT_PLAYBACK_STARTED, onStarted);
     output.on(voice.AudioOutput.EVENT_PLAYBACK_FINISHED, onFinished);
     this.#untap = () => {
       output.captureFrame = original;
+      output.pause = pause;
+      output.resume = resume;
       output.off(voice.AudioOutput.EVENT_PLAYBACK_STARTED, onStarted);
       output.off(voice.AudioOutput.EVENT_PLAYBACK_FINISHED, onFinished);
     };
@@ -307,8 +323,19 @@ export class CallAudio {
 
   #agentFrame(frame: AudioFrame): void {
     this.#lastAgentFrame = frame;
-    if (this.#segment) this.#append(this.#segment, frame);
+    if (this.#segment && this.#paused) this.#parked.push(frame);
+    else if (this.#segment) this.#append(this.#segment, frame);
     this.#commitDue();
+  }
+
+  /**
+   * Frames parked while paused play from now. What the output still held when it paused (at most its queue, 200 ms
+   * in a room) stays where it was scheduled: the output may play it out or drop it, and does not say which.
+   */
+  #agentResumed(): void {
+    this.#paused = false;
+    const parked = this.#parked.splice(0);
+    if (this.#segment) for (const frame of parked) this.#append(this.#segment, frame);
   }
 
   #append(segment: AgentSegment, frame: AudioFrame): void {
@@ -338,6 +365,7 @@ export class CallAudio {
   #agentSegmentFinished(event: voice.PlaybackFinishedEvent): void {
     const segment = this.#segment;
     this.#lastAgentFrame = undefined;
+    this.#parked = [];
     if (!segment) return;
     this.#segment = undefined;
     const playedMs = event.playbackPosition * 1000;

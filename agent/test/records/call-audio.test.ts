@@ -100,6 +100,28 @@ describe('CallAudio', () => {
     await output.captureFrame(tone(3_000));
   });
 
+  it('places audio handed over while the output was paused (a possible barge-in) where it plays: after the resume', async () => {
+    const { clock, stored, audio } = recorder();
+    const output = new ClockOutput(clock);
+    audio.tapOutput(output);
+    clock.now = 1_200;
+    for (let i = 0; i < 25; i += 1) await output.captureFrame(tone(3_000)); // 200–700 ms
+    clock.now = 1_400;
+    output.pause(); // the caller made a noise
+    for (let i = 0; i < 10; i += 1) await output.captureFrame(tone(3_000)); // parked by the output
+    clock.now = 2_400;
+    output.resume(); // a false interruption: playback carries on, 1.4–1.6 s
+    clock.now = 3_000;
+    output.onPlaybackFinished({ playbackPosition: 0.7, interrupted: false });
+    await audio.stop();
+    const { right } = channels(stored);
+    expect(silent(span(right, 0, 200))).toBe(true);
+    expect(loud(span(right, 200, 700))).toBe(true);
+    expect(silent(span(right, 700, 1_400))).toBe(true);
+    expect(loud(span(right, 1_400, 1_600))).toBe(true);
+    expect(silent(span(right, 1_600, 2_000))).toBe(true);
+  });
+
   it('maps PII times through a gap in the caller audio, so the right words are silenced', async () => {
     const { clock, stored, audio } = recorder();
     let audioIn!: ReadableStreamDefaultController<AudioFrame>;
