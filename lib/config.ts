@@ -6,6 +6,7 @@ import {
   callerTrustSchema,
   DEFAULT_CALLER_TRUST,
   describeIssues,
+  recordingSentenceSchema,
 } from '@voice-intake/contracts';
 import { edgeSectionSchema, ipv4CidrSchema } from '@voice-intake/edge-config';
 import { z } from 'zod';
@@ -63,14 +64,21 @@ export const agentSchema = z
     recording: z
       .object({
         mode: z.enum(['off', 'announce', 'consent']).default('off'),
-        sampleRate: z.union([z.literal(8_000), z.literal(16_000)]).default(16_000),
+        sampleRate: z
+          .union([z.literal(8_000), z.literal(16_000)], { error: 'must be 8000 or 16000 (Hz)' })
+          .default(16_000),
+        /** announce: what the caller hears first (default in agent/src/records/call-audio.ts). */
+        notice: recordingSentenceSchema.optional(),
+        /** consent: the question that opens the call; the caller's answer decides. */
+        consentQuestion: recordingSentenceSchema.optional(),
       })
       .strict()
-      .refine((recording) => recording.mode === 'off', {
-        path: ['mode'],
-        message:
-          'is off until the call session feeds the recorder (agent/README.md, "Recording"): ' +
-          'announce and consent would record nothing',
+      .superRefine((recording, ctx) => {
+        // A sentence for the other mode would be ignored without a word: say so at synth.
+        if (recording.notice !== undefined && recording.mode !== 'announce')
+          ctx.addIssue({ code: 'custom', path: ['notice'], message: 'is spoken only with mode "announce"' });
+        if (recording.consentQuestion !== undefined && recording.mode !== 'consent')
+          ctx.addIssue({ code: 'custom', path: ['consentQuestion'], message: 'is asked only with mode "consent"' });
       })
       .default({ mode: 'off', sampleRate: 16_000 }),
   })

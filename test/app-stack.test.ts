@@ -385,8 +385,54 @@ describe('app stack: agent service', () => {
     expect(puts).toContain('/transcript-parts/*');
     expect(puts).toContain('/audit/agent/*');
     expect(puts).not.toContain('/enriched/');
+    // Recording is off in this config: no write to recordings/ either.
+    expect(puts).not.toContain('/recordings/');
     expect(JSON.stringify(byAction('s3:GetObject')[0].Resource)).toContain('/transcript-parts/*');
     expect(byAction('polly:SynthesizeSpeech')).toHaveLength(1);
     expect(byAction('transcribe:StartStreamTranscription')).toHaveLength(1);
+  });
+});
+
+describe('app stack: agent service recording calls', () => {
+  let app: Template;
+  const question = 'May we record this call for our records? Please say yes or no.';
+
+  beforeAll(() => {
+    app = synthVoiceIntake({ agent: { recording: { mode: 'consent', sampleRate: 8_000, consentQuestion: question } } })
+      .templates.app;
+  });
+
+  it('lets the worker put recording parts under recordings/ only, and read none of them back', () => {
+    const statements = statementsOfRole(app, 'AgentTaskRole');
+    const withAction = (action: string) => statements.filter((statement) => [statement.Action].flat().includes(action));
+    const puts = withAction('s3:PutObject');
+    expect(puts).toHaveLength(1);
+    expect([puts[0].Action].flat()).toEqual(['s3:PutObject']);
+    const resources = JSON.stringify(puts[0].Resource);
+    expect(resources).toContain('/recordings/*');
+    // The four prefixes and nothing wider: final transcripts, transcript parts, the agent's audit chain, recordings.
+    expect(resources.match(/\/\*/g)).toHaveLength(4);
+    const reads = JSON.stringify(
+      statements.filter((statement) => [statement.Action].flat().some((a) => /Get|List/.test(a))),
+    );
+    expect(reads).not.toContain('recordings');
+  });
+
+  it('passes the mode, rate and question to the worker', () => {
+    const task = Object.values(app.findResources('AWS::ECS::TaskDefinition')).find(
+      (resource) => resource.Properties.ContainerDefinitions[0].Name === 'agent',
+    )!;
+    const environment = Object.fromEntries(
+      (task.Properties.ContainerDefinitions[0].Environment as { Name: string; Value: string }[]).map((entry) => [
+        entry.Name,
+        entry.Value,
+      ]),
+    );
+    expect(environment).toMatchObject({
+      RECORDING_MODE: 'consent',
+      RECORDING_SAMPLE_RATE: '8000',
+      RECORDING_CONSENT_QUESTION: question,
+    });
+    expect(environment.RECORDING_NOTICE).toBeUndefined();
   });
 });

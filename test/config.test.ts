@@ -56,9 +56,19 @@ describe('operator config', () => {
     expect(tools).toContain('mcp.callerTrust.tools.lookup_caller');
   });
 
-  it('refuses agent.recording announce and consent until call audio reaches the recorder', () => {
-    expect(errorOf({ agent: { recording: { mode: 'consent' } } })).toContain('agent.recording.mode');
+  it('accepts agent.recording announce and consent, and names the key of a bad rate or sentence', () => {
+    const recordingOf = (recording: object) => parseConfig(repoConfigInput({ agent: { recording } })).agent.recording;
+    expect(recordingOf({ mode: 'consent' }).mode).toBe('consent');
+    const notice = 'Calls to this line are recorded for training.';
+    expect(recordingOf({ mode: 'announce', notice }).notice).toBe(notice);
     expect(errorOf({ agent: { recording: { sampleRate: 44_100 } } })).toContain('agent.recording.sampleRate');
+    expect(errorOf({ agent: { recording: { mode: 'sometimes' } } })).toContain('agent.recording.mode');
+    expect(errorOf({ agent: { recording: { mode: 'announce', notice: 'Hi' } } })).toContain('agent.recording.notice');
+    // A sentence for the other mode would never be spoken.
+    expect(
+      errorOf({ agent: { recording: { mode: 'announce', consentQuestion: 'May I record this call?' } } }),
+    ).toContain('agent.recording.consentQuestion');
+    expect(errorOf({ agent: { recording: { mode: 'off', notice } } })).toContain('agent.recording.notice');
   });
 
   it('rejects a CIDR with host bits set', () => {

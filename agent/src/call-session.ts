@@ -17,6 +17,7 @@ import { findTransferTarget, IntakeAgent, type IntakeAgentCallbacks } from './in
 import { McpToolset } from './mcp/toolset';
 import type { MetricsEmitter } from './metrics';
 import { BedrockFallbackLLM, bedrockLLM, PollyTTS, TranscribeSTT } from './plugins/aws';
+import { type CallAudio, callAudioFor } from './records/call-audio';
 import { CallRecorder } from './records/call-recorder';
 import { redactPii } from './records/redact';
 import { auditSealKeyFor } from './records/seal-key';
@@ -66,6 +67,8 @@ export interface IntakeCall {
   readonly session: voice.AgentSession;
   readonly agent: IntakeAgent;
   readonly recorder: CallRecorder;
+  /** The call's audio recording (RECORDING_MODE announce/consent, not on a call taken over). */
+  readonly audio?: CallAudio;
   readonly resumed: boolean;
   /** Opens the conversation: a greeting, or an apology when this worker took the call over. */
   greet(): Promise<void>;
@@ -141,6 +144,14 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   const attestation = call.attestation ?? 'none';
   const started = { workerId, callerNumber: call.callerNumber, attestation };
   recorder.audit('session_start', resumed ? 'resumed' : 'started', started);
+  const audio = callAudioFor({
+    env,
+    callId: call.callId,
+    s3: options.s3,
+    audit: (subject, payload) => recorder.audit('recording', subject, payload),
+    resumed,
+  });
+  if (audio) recorder.alsoFlush(() => audio.flush());
 
   const toolset = new McpToolset({
     url: env.MCP_URL,
@@ -260,6 +271,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
         // Names the model that answered: with a fallback, not always the configured one.
         response: (response) => recorder.audit('llm_response', response.model ?? env.BEDROCK_MODEL_ID, response),
       },
+      recording: audio?.agentHooks(),
     },
     resumed ? resumedContext(state.lastTurns) : undefined,
   );
@@ -270,19 +282,28 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     session,
     agent,
     recorder,
+    audio,
     resumed,
-    greet: () =>
-      session
+    greet: async () => {
+      // The recording notice comes first; in consent mode the question is the opening and the answer comes next.
+      await audio?.open(session);
+      if (audio?.mode === 'consent') return;
+      await session
         .generateReply({
           instructions: resumed
             ? 'Apologise for the interruption and pick up where the call left off.'
             : 'Greet the caller and offer to take their details.',
         })
-        .waitForPlayout(),
+        .waitForPlayout();
+    },
     keyPressed: (digit) => void session.generateReply({ userInput: `(the caller pressed ${digit})` }),
     finish: () =>
       (finished ??= (async () => {
-        await recorder.finish(endReason).catch((error) => log.error({ err: error }, 'final transcript not written'));
+        // The recording stops first: its last parts and its stop record belong in the transcript and the chain.
+        const recording = await audio?.stop().catch((error) => void log.error({ err: error }, 'recording not stopped'));
+        await recorder
+          .finish(endReason, recording ? { recording } : {})
+          .catch((error) => log.error({ err: error }, 'final transcript not written'));
         await sessions
           .update(call.callId, (current) => ({ ...current, status: 'ended', ...recorder.position }))
           .catch(() => undefined);

@@ -1,4 +1,4 @@
-import { envBoolean, metricsNamespace, parseEnvironment } from '@voice-intake/contracts';
+import { envBoolean, metricsNamespace, parseEnvironment, recordingSentenceSchema } from '@voice-intake/contracts';
 import { z } from 'zod';
 import { JOB_PROCESS } from './job-process';
 
@@ -48,8 +48,12 @@ export const agentEnvSchema = z
     RECORDING_MODE: z.enum(['off', 'announce', 'consent']).default('off'),
     RECORDING_SAMPLE_RATE: z.coerce
       .number()
-      .pipe(z.union([z.literal(8_000), z.literal(16_000)]))
+      .pipe(z.union([z.literal(8_000), z.literal(16_000)], { error: 'must be 8000 or 16000 (Hz)' }))
       .default(16_000),
+    /** Announce mode: what the caller hears before anything else (default: records/call-audio.ts). */
+    RECORDING_NOTICE: recordingSentenceSchema.optional(),
+    /** Consent mode: the question that opens the call; the caller's answer decides (record_consent). */
+    RECORDING_CONSENT_QUESTION: recordingSentenceSchema.optional(),
     /** CloudWatch namespace of the agent's metrics: the deployment's own (set by the app stack). */
     METRICS_NAMESPACE: z
       .string()
@@ -87,16 +91,6 @@ export const agentEnvSchema = z
         code: 'custom',
         path: ['AUDIT_SEAL_KMS_KEY_ID'],
         message: 'or AUDIT_SEAL_SECRET is required: audit segments are sealed',
-      });
-    }
-    // The recorder exists (records/recording.ts) but no call audio reaches it yet: refuse rather than pretend.
-    if (env.RECORDING_MODE !== 'off') {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['RECORDING_MODE'],
-        message:
-          'is off until the call session feeds the recorder (agent/README.md, "Recording"): ' +
-          'announce and consent would record nothing',
       });
     }
     if (env.AGENT_JOB_MEMORY_LIMIT_MB > 0 && env.AGENT_JOB_MEMORY_LIMIT_MB <= env.AGENT_JOB_MEMORY_WARN_MB) {

@@ -1,7 +1,10 @@
+import type { ReadableStream as AudioStream } from 'node:stream/web';
 import { llm, voice } from '@livekit/agents';
+import type { AudioFrame } from '@livekit/rtc-node';
 import { z } from 'zod';
 import type { McpToolset } from './mcp/toolset';
 import { BEDROCK_MODEL_EXTRA } from './plugins/aws';
+import type { AgentRecordingHooks } from './records/call-audio';
 
 /** How the agent runs an enterprise intake call; the fields themselves come from the MCP server's form. */
 export const INTAKE_INSTRUCTIONS = `You answer the phone for an organisation's intake line. You are speaking, not writing:
@@ -35,6 +38,8 @@ export interface IntakeAgentCallbacks {
     request: (request: { messages: unknown; tools: string[] }) => void;
     response: (response: LlmResponseRecord) => void;
   };
+  /** The call's recording: it hears the caller's audio as the STT does; consent mode adds its tool and instructions. */
+  recording?: AgentRecordingHooks;
 }
 
 /** What the model answered, as the compliance log keeps it. */
@@ -106,6 +111,7 @@ export function offeredCallControlTools(
 /** The intake agent: our instructions, the MCP server's tools and the call-control tools. */
 export class IntakeAgent extends voice.Agent {
   readonly #exchange?: IntakeAgentCallbacks['llmExchange'];
+  readonly #recording?: AgentRecordingHooks;
 
   constructor(
     mcpTools: Record<string, llm.AnonFunctionTool>,
@@ -113,12 +119,26 @@ export class IntakeAgent extends voice.Agent {
     callbacks: IntakeAgentCallbacks,
     chatCtx?: llm.ChatContext,
   ) {
+    const recording = callbacks.recording;
     super({
-      instructions: INTAKE_INSTRUCTIONS,
+      instructions: recording?.instructions
+        ? `${INTAKE_INSTRUCTIONS}\n\n${recording.instructions}`
+        : INTAKE_INSTRUCTIONS,
       chatCtx,
-      tools: { ...mcpTools, ...offeredCallControlTools(mcpTools, toolset, callbacks) },
+      tools: { ...mcpTools, ...offeredCallControlTools(mcpTools, toolset, callbacks), ...recording?.tools },
     });
     this.#exchange = callbacks.llmExchange;
+    this.#recording = recording;
+  }
+
+  /** The default STT node; with a recording, the audio it hears is recorded and its PII spans silenced. */
+  override async sttNode(
+    audio: AudioStream<AudioFrame> | AsyncIterable<AudioFrame>,
+    modelSettings: voice.ModelSettings,
+  ) {
+    const recording = this.#recording;
+    if (!recording) return voice.Agent.default.sttNode(this, audio, modelSettings);
+    return recording.sttNode(audio, (heard) => voice.Agent.default.sttNode(this, heard, modelSettings));
   }
 
   /**

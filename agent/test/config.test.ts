@@ -27,14 +27,22 @@ describe('agent environment', () => {
     expect(readAgentEnv({ ...valid, PII_REDACTION: 'true' }).PII_REDACTION).toBe(true);
   });
 
-  it('refuses a recording mode the call session cannot honour yet, and a rate other than 8 or 16 kHz', () => {
+  it('accepts announce and consent recording, and refuses a rate or a sentence it cannot use, naming the variable', () => {
     expect(readAgentEnv(valid)).toMatchObject({ RECORDING_MODE: 'off', RECORDING_SAMPLE_RATE: 16_000 });
     expect(readAgentEnv({ ...valid, RECORDING_SAMPLE_RATE: '8000' }).RECORDING_SAMPLE_RATE).toBe(8_000);
-    for (const mode of ['announce', 'consent']) {
-      const read = () => readAgentEnv({ ...valid, RECORDING_MODE: mode });
-      expect(read).toThrow(/RECORDING_MODE: is off until the call session/);
+    for (const mode of ['announce', 'consent'] as const) {
+      expect(readAgentEnv({ ...valid, RECORDING_MODE: mode }).RECORDING_MODE).toBe(mode);
     }
-    expect(() => readAgentEnv({ ...valid, RECORDING_SAMPLE_RATE: '44100' })).toThrow(/RECORDING_SAMPLE_RATE/);
+    expect(() => readAgentEnv({ ...valid, RECORDING_MODE: 'always' })).toThrow(/RECORDING_MODE/);
+    expect(() => readAgentEnv({ ...valid, RECORDING_SAMPLE_RATE: '44100' })).toThrow(
+      /RECORDING_SAMPLE_RATE: must be 8000 or 16000/,
+    );
+    const notice = 'Calls to this line are recorded.';
+    expect(readAgentEnv({ ...valid, RECORDING_NOTICE: `  ${notice} ` }).RECORDING_NOTICE).toBe(notice);
+    expect(() => readAgentEnv({ ...valid, RECORDING_NOTICE: 'Rec.' })).toThrow(/RECORDING_NOTICE: must be a sentence/);
+    expect(() =>
+      readAgentEnv({ ...valid, RECORDING_CONSENT_QUESTION: '<speak>May I record this call?</speak>' }),
+    ).toThrow(/RECORDING_CONSENT_QUESTION: must be plain text/);
   });
 
   it("publishes metrics under the deployment's namespace, a local one when none is set", () => {

@@ -15,6 +15,8 @@ export const S3_PREFIXES = {
   enrichmentErrors: 'enrichment-errors/',
   /** Audit chain segments: `audit/<actor>/<callId>/[<chainId>/]<firstSeq>.jsonl` in the audit bucket. */
   audit: 'audit/',
+  /** Call audio in the transcripts bucket: `recordings/<callId>/part-<n>.wav`, its own lifecycle rule. */
+  recordings: 'recordings/',
 } as const;
 
 function datePath(at: Date): string {
@@ -26,6 +28,11 @@ function datePath(at: Date): string {
 
 export function transcriptKey(callId: string, startedAt: Date): string {
   return `${S3_PREFIXES.transcripts}${datePath(startedAt)}/${callId}.json`;
+}
+
+/** One part of a call's stereo recording (numbered from 1, in call order). */
+export function recordingPartKey(callId: string, part: number): string {
+  return `${S3_PREFIXES.recordings}${callId}/part-${String(part).padStart(6, '0')}.wav`;
 }
 
 export function transcriptPartKey(callId: string, part: number): string {

@@ -20,6 +20,31 @@ export const transcriptTurnSchema = z.object({
   language: z.string().optional(),
 });
 
+/**
+ * The call's audio recording, when one was made or asked for: stereo WAV parts (caller left, agent right) in call
+ * order. Absent when recording is off; `parts` is empty when the caller refused or never answered.
+ */
+export const transcriptRecordingSchema = z.object({
+  mode: z.enum(['announce', 'consent']),
+  sampleRate: z.union([z.literal(8_000), z.literal(16_000)]),
+  /** When the recording's clock started: sample 0 of the first part. */
+  startedAt: isoTimestampSchema,
+  /** Consent mode: what the caller answered (absent: never answered, nothing stored). */
+  consent: z.boolean().optional(),
+  /** Object keys in the transcripts bucket, `recordings/<callId>/part-<n>.wav`, in order. */
+  parts: z.array(z.string().regex(/^recordings\/[^/]+\/part-\d{6}\.wav$/)).max(100_000),
+  /** Parts that could not be stored (named so a gap in the audio is explained, not silent). */
+  failedParts: z.array(z.string()).default([]),
+});
+
+/** A sentence the caller hears about the recording (notice or consent question): spoken words, not markup. */
+export const recordingSentenceSchema = z
+  .string()
+  .trim()
+  .min(10, 'must be a sentence the caller hears (at least 10 characters)')
+  .max(400, 'must be at most 400 characters (it is spoken before anything else)')
+  .regex(/^[^<>{}]*$/, 'must be plain text (no markup)');
+
 export const callEndReasonSchema = z.enum(['caller_hangup', 'agent_hangup', 'transferred', 'error', 'worker_shutdown']);
 
 /** The final transcript of one call: the object whose creation triggers enrichment. */
@@ -36,6 +61,7 @@ export const transcriptSchema = z.object({
   intakeType: z.string().optional(),
   caseId: z.string().optional(),
   turns: z.array(transcriptTurnSchema).max(5_000),
+  recording: transcriptRecordingSchema.optional(),
 });
 
 /**
@@ -54,4 +80,5 @@ export type TranscriptTurn = z.infer<typeof transcriptTurnSchema>;
 export type TranscriptTurnInput = z.input<typeof transcriptTurnSchema>;
 export type CallEndReason = z.infer<typeof callEndReasonSchema>;
 export type Transcript = z.infer<typeof transcriptSchema>;
+export type TranscriptRecording = z.infer<typeof transcriptRecordingSchema>;
 export type TranscriptPart = z.infer<typeof transcriptPartSchema>;

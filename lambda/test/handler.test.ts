@@ -207,6 +207,31 @@ describe('enrichment handler', () => {
     });
   });
 
+  it('enriches a transcript that references its call recording, and keeps the recording out of the prompt', async () => {
+    const transcript = transcriptSchema.parse({
+      ...agentTranscript('call-recorded'),
+      recording: {
+        mode: 'consent',
+        sampleRate: 8_000,
+        startedAt: '2026-11-24T15:00:00.000Z',
+        consent: true,
+        parts: ['recordings/call-recorded/part-000001.wav', 'recordings/call-recorded/part-000002.wav'],
+      },
+    });
+    expect(transcript.recording?.parts).toHaveLength(2);
+    const body = JSON.stringify(transcript);
+    putTranscript(body);
+    bedrock.on(ConverseCommand).resolves(toolUseResponse(VALID_INSIGHTS));
+
+    const key = transcriptKey(transcript.callId, new Date(transcript.startedAt));
+    const outcome = await handler(objectCreated(key, body.length), lambdaContext());
+
+    expect(outcome).toMatchObject({ status: 'enriched', callId: 'call-recorded' });
+    expect(JSON.stringify(bedrock.commandCalls(ConverseCommand)[0].args[0].input.messages)).not.toContain(
+      'recordings/',
+    );
+  });
+
   it('gives the model one corrective turn with the validation errors when its output does not fit', async () => {
     const transcript = agentTranscript('call-retry');
     const body = JSON.stringify(transcript);

@@ -70,6 +70,10 @@ export class AgentService extends Construct {
     const writablePrefixes: [RecordBucketPurpose, string][] = [
       ['transcripts', S3_PREFIXES.transcripts],
       ['transcripts', S3_PREFIXES.transcriptParts],
+      // Call audio parts (re-put when a late PII span silences one): written only when recording is on.
+      ...(agent.recording.mode === 'off'
+        ? []
+        : [['transcripts', S3_PREFIXES.recordings] as [RecordBucketPurpose, string]]),
       ['audit', `${S3_PREFIXES.audit}agent/`],
     ];
     allow(
@@ -128,6 +132,8 @@ export class AgentService extends Construct {
         PII_REDACTION: String(agentService.piiRedaction),
         RECORDING_MODE: agent.recording.mode,
         RECORDING_SAMPLE_RATE: String(agent.recording.sampleRate),
+        ...(agent.recording.notice ? { RECORDING_NOTICE: agent.recording.notice } : {}),
+        ...(agent.recording.consentQuestion ? { RECORDING_CONSENT_QUESTION: agent.recording.consentQuestion } : {}),
         AGENT_MAX_CALLS: String(agentService.maxCallsPerTask),
       },
       secrets: {

@@ -158,7 +158,7 @@ export class DataStack extends VoiceIntakeStack {
     // Recordings keep their own, usually shorter, retention (S3 applies the earliest expiration of matching rules).
     this.transcriptsBucket.addLifecycleRule({
       id: 'recordings',
-      prefix: 'recordings/',
+      prefix: S3_PREFIXES.recordings,
       expiration: Duration.days(Math.min(data.recordingRetentionDays, data.transcriptRetentionDays)),
     });
 

@@ -6,6 +6,7 @@
  * it in afterAll, which also runs when beforeAll failed.
  */
 import { join, resolve } from 'node:path';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
 import {
   AGENT_METRICS,
   enrichedKeyForTranscript,
@@ -15,6 +16,7 @@ import {
   transcriptSchema,
 } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_RECORDING_NOTICE } from '../../agent/src/records/call-audio';
 import { S3Source } from '../../records/src/source';
 import { type CallVerification, describeVerification, verifyCall } from '../../records/src/verify';
 import { CallStack } from '../src/call-stack';
@@ -46,6 +48,8 @@ const stack = new CallStack({
     callerSays: INTAKE_SCRIPT,
   },
   readyTimeoutMs: 120_000,
+  // Calls are recorded as an operator would announce it: the notice first, stereo parts under recordings/.
+  workerEnv: { RECORDING_MODE: 'announce', RECORDING_SAMPLE_RATE: '8000' },
 });
 const capture = new CarrierCapture({
   pcapPath: join(RUN_DIR, 'carrier-side.pcap'),
@@ -221,6 +225,38 @@ describe('a phone call through the edge, LiveKit and the agent', () => {
 
     const state = await stack.sessionState(transcript.callId);
     expect(state?.status).toBe('ended');
+  });
+
+  it('recorded the call: the notice first, stereo parts in S3 with the caller left and the agent right', async () => {
+    const bucket = stack.cloud!.transcriptsBucket.name;
+    const [final] = await waitForObjects(bucket, S3_PREFIXES.transcripts, 1);
+    const transcript = transcriptSchema.parse(JSON.parse(final.body));
+    expect(transcript.turns[0]).toMatchObject({ speaker: 'agent', text: DEFAULT_RECORDING_NOTICE });
+    const recording = transcript.recording!;
+    expect(recording).toMatchObject({ mode: 'announce', sampleRate: 8_000, failedParts: [] });
+    const stored = await stack.objects(bucket, `${S3_PREFIXES.recordings}${transcript.callId}/`);
+    expect(stored.map((object) => object.key).sort()).toEqual(recording.parts);
+    // The parts read back as one stereo track: 100 ms windows where only the caller, and where only the agent, is heard.
+    const windows = { callerOnly: 0, agentOnly: 0 };
+    for (const key of recording.parts) {
+      const object = await stack.s3().send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const wav = Buffer.from(await object.Body!.transformToByteArray());
+      expect(wav.toString('ascii', 0, 4)).toBe('RIFF');
+      expect(wav.readUInt16LE(22)).toBe(2);
+      const step = 800 * 4; // 100 ms of stereo frames at 8 kHz
+      for (let at = 44; at + step <= wav.length; at += step) {
+        let left = 0;
+        let right = 0;
+        for (let i = at; i < at + step; i += 4) {
+          left = Math.max(left, Math.abs(wav.readInt16LE(i)));
+          right = Math.max(right, Math.abs(wav.readInt16LE(i + 2)));
+        }
+        if (left > 1_000 && right < 50) windows.callerOnly += 1;
+        if (right > 1_000 && left < 300) windows.agentOnly += 1;
+      }
+    }
+    expect(windows.callerOnly).toBeGreaterThan(10);
+    expect(windows.agentOnly).toBeGreaterThan(10);
   });
 
   it('enrichment runs on the final transcript: the enriched record is in S3, its event reached the bus', async () => {

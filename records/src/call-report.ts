@@ -328,6 +328,30 @@ function latencySection(latencies: TurnLatency[]): string {
 (caller turn end → agent turn start, as recorded).</p>${table(headers, rows)}`;
 }
 
+/** The call's audio: where its parts are (the transcripts bucket), or why there are none. */
+function recordingSection(transcript: Transcript | undefined): string {
+  const recording = transcript?.recording;
+  if (!recording) return '<p class="muted">Not recorded (recording off, or no final transcript).</p>';
+  const consent =
+    recording.mode === 'consent'
+      ? recording.consent === true
+        ? 'the caller agreed'
+        : recording.consent === false
+          ? 'the caller refused'
+          : 'the caller never answered'
+      : 'announced';
+  const about = `<p>${escapeHtml(
+    `${recording.mode}: ${consent} · stereo WAV, caller left, agent right, ${recording.sampleRate} Hz · ` +
+      `starts ${recording.startedAt} · ${recording.parts.length} parts`,
+  )}</p>`;
+  const failed = recording.failedParts.length
+    ? `<p class="fail-text">Parts not stored: ${escapeHtml(recording.failedParts.join(', '))}</p>`
+    : '';
+  if (recording.parts.length === 0) return `${about}<p class="muted">No audio stored.</p>${failed}`;
+  const rows = recording.parts.map((key, index) => `<tr>${cells([String(index + 1), escapeHtml(key)])}</tr>`);
+  return `${about}${failed}${table(['Part', 'Object (transcripts bucket)'], rows, 'recording')}`;
+}
+
 function enrichmentSection(data: CallReportData): string {
   const failure = data.enrichmentError;
   if (failure) {
@@ -430,6 +454,7 @@ export function renderCallReport(data: CallReportData): string {
 ${table(['Chain', 'Status', 'Detail'], chains.map(chainRow))}
 ${unreadable}</section>
 <section id="transcript"><h2>Transcript</h2>${transcriptSection(data, latencies)}</section>
+<section id="recording"><h2>Recording</h2>${recordingSection(transcript)}</section>
 <section id="latency"><h2>Turn latency</h2>${latencySection(latencies)}</section>
 <section id="tools"><h2>Tool calls — agent</h2>${agentTools}
 ${serverTools}</section>

@@ -105,6 +105,14 @@ describe('call report in headless Chromium', () => {
     expect(await page.locator('#enrichment').innerText()).toMatch(
       /burst kitchen pipe[\s\S]*Urgency\s+high[\s\S]*property_address/,
     );
+    const recording = page.locator('#recording');
+    expect(await recording.locator('tbody tr').count()).toBe(2);
+    expect(await recording.innerText()).toMatch(
+      new RegExp(
+        `announced[\\s\\S]*caller left, agent right, 8000 Hz[\\s\\S]*recordings/${SAMPLE_CALL}/part-000002\\.wav`,
+      ),
+    );
+    expect(await recording.locator('.fail-text').innerText()).toContain('part-000003.wav');
     expect(await page.locator('#latency').innerText()).toMatch(
       /Median response latency: 1150 ms over 3 answered turns/,
     );

@@ -9,6 +9,7 @@ import {
   SCHEMA_VERSION,
   type ToolCallOutcome,
   type Transcript,
+  type TranscriptRecording,
   type TranscriptTurn,
   type TranscriptTurnInput,
   transcriptKey,
@@ -71,6 +72,7 @@ export class CallRecorder {
   private readonly firstPartOfThisWorker: number;
   private timer?: NodeJS.Timeout;
   private flushing: Promise<void> = Promise.resolve();
+  private readonly flushTasks: (() => Promise<void>)[] = [];
 
   constructor(private readonly options: CallRecorderOptions) {
     const resume = options.resume;
@@ -151,6 +153,11 @@ export class CallRecorder {
     return { nextTurnSeq: this.nextTurnSeq, nextTranscriptPart: this.nextPart, audit: this.trail.position };
   }
 
+  /** Runs `task` with every flush (the call's audio parts go out on the transcript's timer). */
+  alsoFlush(task: () => Promise<void>): void {
+    this.flushTasks.push(task);
+  }
+
   /** Writes what is pending; on failure the records stay pending for the next flush. Flushes never overlap. */
   flush(): Promise<void> {
     this.flushing = this.flushing.catch(() => undefined).then(() => this.flushNow());
@@ -159,6 +166,8 @@ export class CallRecorder {
 
   private async flushNow(): Promise<void> {
     const { s3, call } = this.options;
+    // Their failures are their own (a part that could not be stored is named at its stop): never the transcript's.
+    const others = Promise.all(this.flushTasks.map((task) => task().catch(() => undefined)));
     if (this.pendingTurns.length > 0) {
       // A copy: turns added while the PUT is in flight stay pending for the next flush (the same array would
       // grow under us, and slicing its new length off after the PUT would drop them unwritten).
@@ -181,6 +190,7 @@ export class CallRecorder {
       this.pendingTurns = this.pendingTurns.slice(turns.length);
     }
     await this.trail.flush();
+    await others;
   }
 
   /** Turns written by workers that held the call before this one, read back from their transcript parts. */
@@ -199,7 +209,10 @@ export class CallRecorder {
   }
 
   /** Flushes everything and writes the final transcript (its creation starts enrichment). */
-  async finish(endReason: CallEndReason, extra: { intakeType?: string; caseId?: string } = {}): Promise<Transcript> {
+  async finish(
+    endReason: CallEndReason,
+    extra: { intakeType?: string; caseId?: string; recording?: TranscriptRecording } = {},
+  ): Promise<Transcript> {
     if (this.timer) clearInterval(this.timer);
     this.audit('session_end', endReason, { endReason, ...extra });
     await this.flush();

@@ -7,6 +7,8 @@
  * In consent mode nothing is written until the caller agreed; refused (or never answered): nothing is ever stored.
  */
 
+import { recordingPartKey, S3_PREFIXES } from '@voice-intake/contracts';
+
 export type RecordingMode = 'off' | 'announce' | 'consent';
 export type RecordingSampleRate = 8_000 | 16_000;
 export type RecordingState = 'awaiting_consent' | 'recording' | 'refused' | 'stopped';
@@ -21,15 +23,19 @@ export interface CallRecordingOptions {
   readonly audit: (subject: string, payload: Record<string, unknown>) => void;
   /** Default 3000 ms. */
   readonly holdbackMs?: number;
+  /** How far back a late PII span can still rewrite stored parts. Default 30 s. */
+  readonly rewriteWindowMs?: number;
 }
 
 /** Where a call's parts live in the transcripts bucket (its own prefix: its own lifecycle rule). */
-export const RECORDINGS_PREFIX = 'recordings/';
-export const recordingPartKey = (callId: string, part: number) =>
-  `${RECORDINGS_PREFIX}${callId}/part-${String(part).padStart(6, '0')}.wav`;
+export const RECORDINGS_PREFIX = S3_PREFIXES.recordings;
+export { recordingPartKey };
 
-/** Parts kept in memory after they were written, so a late PII span can still silence them. */
-const PARTS_KEPT = 3;
+/**
+ * Audio kept in memory after it was written, so a late PII span can still silence it: Transcribe finalises an
+ * utterance (with its entities) after it ends, and utterances run for many seconds. 30 s stereo at 16 kHz is ~2 MB.
+ */
+const DEFAULT_REWRITE_WINDOW_MS = 30_000;
 
 interface WrittenPart {
   readonly key: string;
@@ -127,6 +133,9 @@ export class CallRecording {
   private readonly silenced: { start: number; end: number }[] = [];
   private writing: Promise<void> = Promise.resolve();
   private readonly failed: string[] = [];
+  private answer?: boolean;
+  /** Spans that reached back past the rewrite window: stored unsilenced, so named in the stop record. */
+  private readonly missed: { startMs: number; endMs: number }[] = [];
 
   constructor(private readonly options: CallRecordingOptions) {
     this.stateNow = options.mode === 'consent' ? 'awaiting_consent' : 'recording';
@@ -145,6 +154,16 @@ export class CallRecording {
   /** Keys of the parts written so far, in order (for the transcript and the call report). */
   get partKeys(): readonly string[] {
     return [...this.parts];
+  }
+
+  /** The caller's answer in consent mode; undefined while (or if never) answered. */
+  get consentGiven(): boolean | undefined {
+    return this.answer;
+  }
+
+  /** Parts whose write failed (named at stop, and in the transcript). */
+  get failedPartKeys(): readonly string[] {
+    return [...this.failed];
   }
 
   private accepts(): boolean {
@@ -170,6 +189,7 @@ export class CallRecording {
   /** The caller's answer to the recording question (consent mode). Refused: everything held is dropped, for good. */
   consent(granted: boolean): void {
     if (this.stateNow !== 'awaiting_consent') return;
+    this.answer = granted;
     this.options.audit('consent', { granted });
     if (granted) {
       this.stateNow = 'recording';
@@ -188,6 +208,8 @@ export class CallRecording {
     const span = { start: this.sampleAt(startMs), end: this.sampleAt(endMs) };
     if (span.end <= span.start) return this.writing;
     this.silenced.push(span);
+    const kept = this.recent[0]?.start ?? this.written;
+    if (span.start < Math.min(kept, this.written)) this.missed.push({ startMs, endMs });
     for (const part of this.recent) {
       const from = Math.max(span.start, part.start) - part.start;
       const to = Math.min(span.end, part.start + part.left.length) - part.start;
@@ -218,6 +240,7 @@ export class CallRecording {
       parts: this.partKeys,
       failedParts: [...this.failed],
       consentRefused: state === 'refused',
+      ...(this.missed.length ? { unsilencedSpans: [...this.missed] } : {}),
     });
     return this.partKeys;
   }
@@ -241,7 +264,8 @@ export class CallRecording {
     this.nextPart += 1;
     this.parts.push(key);
     this.recent.push({ key, start, left, right });
-    if (this.recent.length > PARTS_KEPT) this.recent.shift();
+    const keepFrom = end - this.sampleAt(this.options.rewriteWindowMs ?? DEFAULT_REWRITE_WINDOW_MS);
+    while (this.recent.length > 1 && this.recent[0].start + this.recent[0].left.length <= keepFrom) this.recent.shift();
     this.enqueue(key, encodeStereoWav(left, right, this.options.sampleRate));
   }
 

@@ -132,6 +132,33 @@ describe('call recording', () => {
     expect(writes.filter((key) => key === recordingPartKey('call-rec-1', 1))).toHaveLength(2);
   });
 
+  it('rewrites parts as far back as its rewrite window, and names a span older than that in the stop record', async () => {
+    const { recording, stored, audit } = harness({ rewriteWindowMs: 3_000 });
+    for (let second = 0; second < 6; second += 1) {
+      recording.callerAudio(level(1000, 1000), 8_000, second * 1000);
+      await recording.flush(second * 1000 + 2_000); // a part per second: 0–1, 1–2, … 5–6 s
+    }
+    // 1.2–1.4 s: its part is out of the window (no longer held); 3.2–3.4 s: still held, rewritten.
+    await recording.silence(1200, 1400);
+    await recording.silence(3200, 3400);
+    await recording.stop(6_000);
+    const part = (n: number) => readWav(stored.get(recordingPartKey('call-rec-1', n))!).left;
+    expect(
+      part(2)
+        .slice(1_600, 3_200)
+        .every((sample) => sample !== 0),
+    ).toBe(true);
+    expect(
+      part(4)
+        .slice(1_600, 3_200)
+        .every((sample) => sample === 0),
+    ).toBe(true);
+    expect(audit.at(-1)).toEqual([
+      'stopped',
+      expect.objectContaining({ unsilencedSpans: [{ startMs: 1200, endMs: 1400 }] }),
+    ]);
+  });
+
   it('names a part it could not store, and keeps writing the next ones', async () => {
     let failNext = true;
     const { recording, audit } = harness({

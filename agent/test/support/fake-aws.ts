@@ -79,12 +79,19 @@ export interface ListeningTranscribeOptions {
   finalDelayMs?: number;
   /** RMS over 10 ms above which audio counts as speech. Default SPEECH_RMS_LEVEL. */
   speechLevel?: number;
+  /**
+   * PII in an utterance (index → [first word, end word)): its final carries an Entity over those words' times and,
+   * as with ContentRedactionType, `[PII]` in their place.
+   */
+  pii?: Record<number, [number, number]>;
 }
 
 export interface TranscribeLog {
   sessions: number;
   /** Finals sent, with the stream time they cover. */
   finals: { text: string; at: number }[];
+  /** PII spans reported (seconds of the session's audio) with the utterance's own span. */
+  piiSpans: { utterance: number; start: number; end: number; speechStart: number; speechEnd: number }[];
   /** Utterances heard after the script ran out. */
   unscripted: number;
   audioMs: number;
@@ -137,7 +144,7 @@ export function listeningTranscribe(
   options: ListeningTranscribeOptions,
 ): TranscribeLog {
   const { endSilenceMs = 300, finalDelayMs = 100, speechLevel = SPEECH_RMS_LEVEL } = options;
-  const log: TranscribeLog = { sessions: 0, finals: [], unscripted: 0, audioMs: 0 };
+  const log: TranscribeLog = { sessions: 0, finals: [], piiSpans: [], unscripted: 0, audioMs: 0 };
   let next = 0;
   mock.on(StartStreamTranscriptionCommand).callsFake(async (input: StartStreamTranscriptionCommandInput) => {
     const session = log.sessions++;
@@ -186,10 +193,27 @@ export function listeningTranscribe(
             log.unscripted += 1;
             continue;
           }
+          const utterance = next;
           next += 1;
           void sleep(Math.max(0, finalAt - Date.now())).then(() => {
             log.finals.push({ text, at: end });
-            results.push(transcriptEvent(resultId, text, false, start, end));
+            const event = transcriptEvent(resultId, text, false, start, end);
+            const pii = options.pii?.[utterance];
+            if (pii) {
+              const alternative = event.TranscriptEvent!.Transcript!.Results![0].Alternatives![0];
+              const items = alternative.Items!.slice(pii[0], pii[1]);
+              const span = { StartTime: items[0].StartTime!, EndTime: items.at(-1)!.EndTime! };
+              for (const item of items) item.Content = '[PII]';
+              alternative.Entities = [{ Category: 'PII', Type: 'NAME', Content: '[PII]', Confidence: 0.99, ...span }];
+              log.piiSpans.push({
+                utterance,
+                start: span.StartTime,
+                end: span.EndTime,
+                speechStart: start,
+                speechEnd: end,
+              });
+            }
+            results.push(event);
           });
         } else if (text !== undefined && streamMs - speechStartedMs >= (partials + 1) * 400) {
           // A partial every 400 ms of speech, growing a word at a time, as Transcribe's do.
@@ -343,12 +367,19 @@ export function speakingPolly(
   return { texts };
 }
 
-/** S3 as an in-memory map of `bucket/key` → body: objects are never overwritten (the audit bucket's Object Lock). */
+/**
+ * S3 as an in-memory map of `bucket/key` → body: objects are never overwritten (the audit bucket's Object Lock), except
+ * call recording parts, which a late PII span rewrites (kept as bytes in `recordings`, with every version put).
+ */
 export function inMemoryS3(mock: AwsClientStub<S3Client>): {
   objects: Map<string, string>;
+  recordings: Map<string, Buffer>;
+  recordingPuts: string[];
   failNextPuts: (count: number) => void;
 } {
   const objects = new Map<string, string>();
+  const recordings = new Map<string, Buffer>();
+  const recordingPuts: string[] = [];
   let failPuts = 0;
   mock.on(PutObjectCommand).callsFake((input) => {
     if (failPuts > 0) {
@@ -356,6 +387,11 @@ export function inMemoryS3(mock: AwsClientStub<S3Client>): {
       throw Object.assign(new Error('Service Unavailable'), { name: 'ServiceUnavailable' });
     }
     const key = `${input.Bucket}/${input.Key}`;
+    if (input.Key?.startsWith('recordings/')) {
+      recordings.set(key, Buffer.from(input.Body as Uint8Array));
+      recordingPuts.push(key);
+      return {};
+    }
     if (objects.has(key)) throw new Error(`overwrite of ${key}`);
     objects.set(key, String(input.Body));
     return {};
@@ -367,6 +403,8 @@ export function inMemoryS3(mock: AwsClientStub<S3Client>): {
   });
   return {
     objects,
+    recordings,
+    recordingPuts,
     failNextPuts: (count) => {
       failPuts = count;
     },

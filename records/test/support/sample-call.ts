@@ -139,6 +139,13 @@ export async function writeSampleCall(root: string, key: AuditSealKey = sampleKe
     intakeType: 'property_damage',
     caseId: 'C-4F1A09B2E7D3',
     turns,
+    recording: {
+      mode: 'announce',
+      sampleRate: 8_000,
+      startedAt: at(0),
+      parts: [1, 2].map((part) => `recordings/${SAMPLE_CALL}/part-00000${part}.wav`),
+      failedParts: [`recordings/${SAMPLE_CALL}/part-000003.wav`],
+    },
   };
   const model = 'us.anthropic.claude-haiku-4-5-20251001-v1:0';
   const request = (text: string) => ({ messages: [{ role: 'user', content: [{ text }] }], toolConfig: { tools: 7 } });

@@ -1,4 +1,5 @@
 import {
+  type Alternative,
   type AudioStream,
   type Result,
   StartStreamTranscriptionCommand,
@@ -428,6 +429,7 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
           .join(' ')
           .replace(/ ([.,?!])/g, '$1'),
         ...(alternative?.Entities?.length ? { piiEntities: alternative.Entities } : {}),
+        ...piiAudioSpans(alternative, result, session.timeOffset),
       },
     };
     if (!this.#speaking) {
@@ -473,6 +475,35 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
   get stt(): TranscribeSTT {
     return this.#owner;
   }
+}
+
+type TimedSpan = { StartTime?: number; EndTime?: number };
+
+/** A PII span in seconds of the stream's own audio: from its first frame, across reconnects, not startTimeOffset. */
+export interface PiiAudioSpan {
+  start: number;
+  end: number;
+}
+
+/**
+ * `metadata.piiAudioSpans`: where Transcribe found PII, on the clock of the audio this stream was given (each
+ * session's times shifted by the audio earlier sessions took), so a recording of that audio can silence it exactly.
+ * The entities, and the words redaction replaced with `[PII]`. An entity without usable times stands for the whole
+ * result: PII that cannot be placed is silenced wider, not kept.
+ */
+export function piiAudioSpans(
+  alternative: Pick<Alternative, 'Entities' | 'Items'> | undefined,
+  result: TimedSpan,
+  sessionOffset: number,
+): { piiAudioSpans?: PiiAudioSpan[] } {
+  const usable = (span: TimedSpan) =>
+    Number.isFinite(span.StartTime) && Number.isFinite(span.EndTime) && span.EndTime! >= span.StartTime!;
+  const redactedWords = (alternative?.Items ?? []).filter((item) => item.Content === '[PII]');
+  const spans = [...(alternative?.Entities ?? []), ...redactedWords]
+    .map((entity) => (usable(entity) ? entity : result))
+    .filter(usable)
+    .map((span) => ({ start: span.StartTime! + sessionOffset, end: span.EndTime! + sessionOffset }));
+  return spans.length ? { piiAudioSpans: spans } : {};
 }
 
 function frameBytes(frame: AudioFrame): Uint8Array {
