@@ -40,6 +40,8 @@ interface Sight {
   readonly masked: string[];
   /** The most Via headers a request this side received carried (the path it is shown, the edge's Via included). */
   readonly requestVias: number;
+  /** The first line seen for each header in plain or masked (cut to 80 characters): the record's evidence. */
+  readonly lines: string[];
 }
 interface ClassResult {
   readonly carrier: Sight;
@@ -52,6 +54,7 @@ interface ClassResult {
 function sight(messages: readonly string[], side: RegExp, skipIdentity: boolean): Sight {
   const plain = new Set<string>();
   const masked = new Set<string>();
+  const lines = new Map<string, string>();
   let requestVias = 0;
   for (const message of messages) {
     if (!message.startsWith('SIP/2.0')) requestVias = Math.max(requestVias, headerValues(message, 'Via').length);
@@ -62,12 +65,20 @@ function sight(messages: readonly string[], side: RegExp, skipIdentity: boolean)
       if (skipIdentity && IDENTITY.test(line)) continue;
       if (side.test(line)) plain.add(name);
       if (line.includes(TOPOH_MASK.ip)) masked.add(name);
+      if ((side.test(line) || line.includes(TOPOH_MASK.ip)) && !lines.has(name)) lines.set(name, line.slice(0, 80));
     }
     const requestLine = head.split('\r\n')[0];
-    if (side.test(requestLine)) plain.add('Request-URI');
-    for (const line of body.split('\r\n')) if (side.test(line)) plain.add(`sdp ${line.slice(0, 2)}`);
+    if (side.test(requestLine)) {
+      plain.add('Request-URI');
+      lines.set('Request-URI', requestLine.slice(0, 80));
+    }
+    for (const line of body.split('\r\n')) {
+      if (!side.test(line)) continue;
+      plain.add(`sdp ${line.slice(0, 2)}`);
+      lines.set(`sdp ${line.slice(0, 2)}`, line.slice(0, 80));
+    }
   }
-  return { plain: [...plain], masked: [...masked], requestVias };
+  return { plain: [...plain], masked: [...masked], requestVias, lines: [...lines.values()] };
 }
 
 function headerValues(message: string, name: string): string[] {
@@ -322,6 +333,12 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
     await carrierAcks(call);
     await carrierHangsUp(call);
     verify('carrier hangs up', call);
+    // The double Record-Route (one entry per socket): topos shows the carrier none; topoh masks the internal entry and
+    // leaves the carrier-side one, which is what the carrier's in-dialog requests follow.
+    const answerAtCarrier = call.seen().carrier.find((m) => statusOf(m) === 200 && /INVITE/.test(cseqOf(m))) ?? '';
+    expect(headerValues(answerAtCarrier, 'Record-Route')).toEqual(
+      module === 'topos' ? [] : [expect.stringMatching(/^<sip:192\.0\.2\.8;line=sr-/), '<sip:127.0.0.1;r2=on;lr>'],
+    );
     if (module === 'topoh') {
       // Masking is a keyed shuffle of the base64 alphabet, the same for every message: the internal Record-Route the
       // carrier gets (sip:127.0.1.1;r2=on;lr) and the carrier-side one LiveKit gets (sip:127.0.0.1;r2=on;lr) differ
