@@ -323,7 +323,7 @@ export const NO_NODE_ENTRY = '0 sip:192.0.2.1:5060;transport=udp 4 0';
 
 /**
  * What topoh writes as the host of every masked Via, Contact and Record-Route: it has one for both sides, so neither
- * side's address (TEST-NET-1, nothing answers there). Its key only shuffles a base64 alphabet: no secret is made one.
+ * side's address (TEST-NET-1, nothing answers there). The key only shuffles a base64 alphabet: nothing to keep secret.
  */
 export const TOPOH_MASK = { ip: '192.0.2.8', key: 'voice-intake-edge' } as const;
 
@@ -344,7 +344,9 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       : '# TLS off: no certificate configured',
     ...(input.topologyHiding === 'topoh'
       ? [
-          `#!define EDGE_TOPOH\n#!define EDGE_TOPOH_MASK_IP "${TOPOH_MASK.ip}"\n#!define EDGE_TOPOH_MASK_KEY "${TOPOH_MASK.key}"`,
+          '#!define EDGE_TOPOH',
+          `#!define EDGE_TOPOH_MASK_IP "${TOPOH_MASK.ip}"`,
+          `#!define EDGE_TOPOH_MASK_KEY "${TOPOH_MASK.key}"`,
         ]
       : []),
   ].join('\n');

@@ -498,7 +498,7 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
     const answeredAt = Date.now();
     await carrierAcks(call);
     await carrierHangsUp(call);
-    // Within its lifetime the INVITE transaction relays a 2xx retransmission (statefully, hidden); after it, nothing may.
+    // While it lives, the INVITE transaction relays a 2xx retransmission (statefully, hidden); after it, nothing may.
     await sleep(Math.max(0, answeredAt + 13_000 - Date.now()));
     const before = await edge.counters();
     const answers = (peer: UdpPeer, status: number) =>
