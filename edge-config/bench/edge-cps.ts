@@ -4,14 +4,16 @@
  *   (c) a reference SBC (reference-sbc.cfg): (a) plus media anchored by the same RTPEngine (rtpengine_manage), what
  *       an operator would otherwise run,
  *   (d) (c) plus topoh, stateless topology hiding, to price it against the edge's topos, and
- *   (b) our rendered edge (allowlist + pike + bounds + dispatcher + rtpengine_manage + topos), from loopback.json.
+ *   (b) our rendered edge (allowlist + pike + bounds + dispatcher + rtpengine_manage + topos), from loopback.json,
+ *   (e) with --edge-topoh: (b) rendered with topoh instead of topos (what switching would save; it does not keep the
+ *       edge's guarantees, README "topos, not topoh").
  * Each is driven by a sipp caller at rising rates; the figure is the highest rate whose calls all completed.
  * Prints each, (b)/(c) and (b)/(a), what each call cost in CPU per program (Kamailio, RTPEngine, the topos
  * Redis, the sipp stand-ins) at the highest rate all passed, and the topos Redis commands per call. On a machine
  * where all of them share the cores, that cost is what bounds the rate. A script, not a test: figures depend on the
  * machine and its load.
  *
- *   npm run bench -w edge-config [-- --rates 100,200,400 --seconds 4]
+ *   npm run bench -w edge-config [-- --rates 100,200,400 --seconds 4 --edge-topoh]
  */
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -41,7 +43,12 @@ const DIR = resolve(ROOT, '.local', 'bench');
 const CALLER = '127.0.3.1';
 
 const { values } = parseArgs({
-  options: { rates: { type: 'string' }, seconds: { type: 'string' }, workers: { type: 'string' } },
+  options: {
+    rates: { type: 'string' },
+    seconds: { type: 'string' },
+    workers: { type: 'string' },
+    'edge-topoh': { type: 'boolean' },
+  },
 });
 const RATES = (values.rates ?? '400,600,800,1000,1200,1400,1600,1800,2000,2200,2500,3000,3500,4000')
   .split(',')
@@ -199,7 +206,9 @@ async function ramp(
     console.log(
       `  ${label}: ${rate} calls/s × ${SECONDS} s → ${result.successful} ok, ${result.failed} failed${ok ? '' : '  (stop)'}; CPU µs per call: ${describeCpu(cpuPerCallUs)}`,
     );
-    if (countedPerCall) console.log(`      per call: ${describeCounts(countedPerCall)}`);
+    // (e) leaves the store idle: nothing to print.
+    if (countedPerCall && Object.keys(countedPerCall).length > 0)
+      console.log(`      per call: ${describeCounts(countedPerCall)}`);
     if (!ok) break;
     best = rate;
   }
@@ -324,13 +333,17 @@ function toposRedisCommands(socket: string): Record<string, number> {
   return commands;
 }
 
-async function edge(): Promise<{ best: number; steps: Step[]; limits: string[] }> {
-  const harness = new EdgeHarness({ dir: join(DIR, 'edge'), input: benchInput, probeFrom: CALLER });
+async function edge(
+  label = '(b) edge',
+  topologyHiding: 'topos' | 'topoh' = 'topos',
+): Promise<{ best: number; steps: Step[]; limits: string[] }> {
+  const input = { ...benchInput, topologyHiding };
+  const harness = new EdgeHarness({ dir: join(DIR, `edge-${topologyHiding}`), input, probeFrom: CALLER });
   await harness.start();
   const peers = await standIns(harness.runDir, 2);
   try {
     const toposCommands = () => toposRedisCommands(harness.layout.toposRedisSocket);
-    const { best, steps } = await ramp('(b) edge', harness.configDir, toposCommands);
+    const { best, steps } = await ramp(label, harness.configDir, toposCommands);
     return { best, steps, limits: edgeLimits(harness.runDir) };
   } finally {
     for (const peer of peers) await peer.stop();
@@ -344,18 +357,24 @@ async function main(): Promise<void> {
   const reference = await kamailioOnly('(c) reference SBC', 'reference', 'reference-sbc.cfg', true);
   const topoh = await kamailioOnly('(d) reference + topoh', 'topoh', 'reference-sbc.cfg', true, TOPOH);
   const { best: b, steps: edgeSteps, limits } = await edge();
+  const edgeTopoh = values['edge-topoh'] ? await edge('(e) edge + topoh', 'topoh') : undefined;
   const [a, c, d] = [bare.best, reference.best, topoh.best];
   console.log(`\n(a) bare forwarding Kamailio: ${a} calls/s`);
   console.log(`(c) reference SBC (stateful record-routing Kamailio + RTPEngine via rtpengine_manage): ${c} calls/s`);
   console.log(`(d) reference SBC + topoh (stateless topology hiding): ${d} calls/s`);
   console.log(`(b) rendered edge (allowlist + pike + bounds + dispatcher + rtpengine + topos): ${b} calls/s`);
   for (const limit of limits) console.log(`    (b) stopped because ${limit}`);
+  if (edgeTopoh) {
+    console.log(`(e) rendered edge with topoh instead of topos: ${edgeTopoh.best} calls/s`);
+    for (const limit of edgeTopoh.limits) console.log(`    (e) stopped because ${limit}`);
+  }
   const top = RATES[RATES.length - 1];
   for (const [label, best] of [
     ['(a)', a],
     ['(c)', c],
     ['(d)', d],
     ['(b)', b],
+    ...(edgeTopoh ? ([['(e)', edgeTopoh.best]] as const) : []),
   ] as const) {
     if (best === top)
       console.log(`    ${label} passed the top rate (${top}): its figure is a lower bound; extend --rates`);
@@ -363,13 +382,14 @@ async function main(): Promise<void> {
   const ratio = (x: number, y: number) => (y > 0 ? (x / y).toFixed(2) : 'n/a');
   console.log(`ratio (b)/(c): ${ratio(b, c)}   (goal ≥ 0.8)`);
   console.log(`ratio (b)/(a): ${ratio(b, a)}`);
-  const common = Math.min(a, b, c, d);
+  const common = Math.min(a, b, c, d, edgeTopoh?.best ?? b);
   const at = (steps: Step[]) => steps.find((step) => step.rate === common);
   const rows = [
     ['(a)', at(bare.steps)],
     ['(c)', at(reference.steps)],
     ['(d)', at(topoh.steps)],
     ['(b)', at(edgeSteps)],
+    ...(edgeTopoh ? ([['(e)', at(edgeTopoh.steps)]] as const) : []),
   ] as const;
   if (common > 0 && rows.every(([, step]) => step)) {
     console.log(`CPU µs per call at ${common} calls/s, the highest rate all passed (the sipp caller not counted):`);

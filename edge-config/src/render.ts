@@ -109,6 +109,11 @@ export const renderInputSchema = z
       })
       .strict(),
     paths: renderPathsSchema.default({ configDir: '/etc/voice-intake-edge', runDir: '/run/voice-intake-edge' }),
+    /**
+     * Not operator config: `topoh` (stateless masking) exists only to measure it against `topos` with the leak classes
+     * (test/edge-topology.integration.test.ts, README "topos, not topoh").
+     */
+    topologyHiding: z.enum(['topos', 'topoh']).default('topos'),
   })
   .strict()
   .superRefine((input, ctx) => {
@@ -316,6 +321,12 @@ function mediaInterface(ip: string, advertised: string | undefined): string {
  */
 export const NO_NODE_ENTRY = '0 sip:192.0.2.1:5060;transport=udp 4 0';
 
+/**
+ * What topoh writes as the host of every masked Via, Contact and Record-Route: it has one for both sides, so neither
+ * side's address (TEST-NET-1, nothing answers there). The key only shuffles a base64 alphabet: nothing to keep secret.
+ */
+export const TOPOH_MASK = { ip: '192.0.2.8', key: 'voice-intake-edge' } as const;
+
 /** Renders every file of one edge host (Kamailio, RTPEngine, topos Redis, systemd units, scripts). Pure: no I/O but templates. */
 export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
   const input = parseRenderInput(raw);
@@ -331,6 +342,13 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
     edge.tls
       ? `#!define WITH_TLS\n#!define EDGE_TLS_CONFIG "${kamailioDir}/tls.cfg"`
       : '# TLS off: no certificate configured',
+    ...(input.topologyHiding === 'topoh'
+      ? [
+          '#!define EDGE_TOPOH',
+          `#!define EDGE_TOPOH_MASK_IP "${TOPOH_MASK.ip}"`,
+          `#!define EDGE_TOPOH_MASK_KEY "${TOPOH_MASK.key}"`,
+        ]
+      : []),
   ].join('\n');
 
   const files: Record<string, string> = {

@@ -88,6 +88,7 @@ describe('renderer input', () => {
     expect(() =>
       parseRenderInput({ ...LOOPBACK, paths: { configDir: '/opt/edge', runDir: `/run/${'x'.repeat(100)}` } }),
     ).toThrow(/paths\.runDir: is too long for a unix socket path/);
+    expect(() => parseRenderInput({ ...LOOPBACK, topologyHiding: 'none' })).toThrow(/topologyHiding/);
   });
 
   it('takes only E.164 numbers and prefixes in the caller lists, and known attestation levels', () => {
@@ -314,6 +315,23 @@ describe('kamailio -c', () => {
   it('accepts the loopback example', () => {
     const check = kamailioCheck(LOOPBACK, 'loopback');
     expect(check.status, check.output).toBe(0);
+  });
+
+  it('swaps topos for topoh only when the renderer is told to (comparison runs), and both load', () => {
+    const topos = kamailioCheck(LOOPBACK, 'topos');
+    expect(topos.rendered['kamailio/edge-host.cfg'].content).not.toMatch(/EDGE_TOPOH/);
+    const topoh = kamailioCheck({ ...LOOPBACK, topologyHiding: 'topoh' }, 'topoh');
+    expect(topoh.status, topoh.output).toBe(0);
+    const host = topoh.rendered['kamailio/edge-host.cfg'].content;
+    expect(host).toMatch(/^#!define EDGE_TOPOH$/m);
+    expect(host).toMatch(/^#!define EDGE_TOPOH_MASK_IP "192\.0\.2\.8"$/m);
+    // The config as Kamailio reads it (#!ifdef applied): one module or the other, never both.
+    const loaded = (dir: string) =>
+      execFileSync('kamailio', ['--cfg-print', '-f', join(dir, 'kamailio', 'kamailio.cfg')], { encoding: 'utf8' })
+        .split('\n')
+        .filter((line) => /^loadmodule "topo/.test(line));
+    expect(loaded(topoh.dir)).toEqual(['loadmodule "topoh.so"']);
+    expect(loaded(topos.dir)).toEqual(['loadmodule "topos.so"', 'loadmodule "topos_redis.so"']);
   });
 
   it('accepts TLS on 5061 when a certificate is configured', () => {
