@@ -49,7 +49,12 @@ export const PHONE_TURN_HANDLING = {
 } as const;
 
 /** Endpointing delay by how the caller's words end (see agent/README.md, "Speculative turn-taking"). */
-export const PHONE_ENDPOINTING_BY_TEXT: EndpointingByText = { completeMs: 500, defaultMs: 500, openMs: 1_200 };
+export const PHONE_ENDPOINTING_BY_TEXT: EndpointingByText = {
+  completeMs: 500,
+  defaultMs: 500,
+  openMs: 1_200,
+  pendingMs: PHONE_TURN_HANDLING.endpointing.maxDelay,
+};
 
 /** The session's turn handling options, as `voice.AgentSession` takes them. */
 export type SessionTurnHandling = NonNullable<ConstructorParameters<typeof voice.AgentSession>[0]>['turnHandling'];

@@ -1,7 +1,10 @@
 /**
  * Endpointing that reads the words: how long to wait after the caller's speech stops depends on how what they said so
  * far ends. A sentence that ends ("…my kitchen.", "…tomorrow?") can be answered soon; one that trails off on "and",
- * a comma (where a dropped "um" was) or a number being read out digit by digit usually goes on after a breath.
+ * a comma (where a dropped "um" was) or a number being read out digit by digit usually goes on after a breath. And
+ * while Transcribe still has words in flight (a partial newer than the last final), the turn is not over: LiveKit
+ * commits a turn once it holds any final, so after a pause mid-turn it would otherwise answer the first half alone
+ * while the second half's final is on its way.
  */
 
 /** Delays (ms after the VAD's end of speech) that LiveKit's endpointing waits before it commits the turn. */
@@ -12,6 +15,11 @@ export interface EndpointingByText {
   defaultMs: number;
   /** After a comma, a word that joins to more ("and", "the", "my"…) or a number. */
   openMs: number;
+  /**
+   * While a partial is newer than the last final. LiveKit restarts its wait when that final arrives, with the delay
+   * then set, so this only bounds how long a final that never comes can hold the turn.
+   */
+  pendingMs: number;
 }
 
 /** Words after which a sentence cannot end: conjunctions, articles, possessives, prepositions. */
@@ -93,9 +101,13 @@ export class TextAwareEndpointing {
 
   /** A transcript of the caller's current turn: interim (latest words of the utterance) or final. */
   transcribed(text: string, isFinal: boolean): void {
-    const soFar = `${this.#finals} ${text}`.trim();
-    if (isFinal) this.#finals = soFar;
-    this.#set(endpointingDelayFor(soFar, this.#delays));
+    if (!text.trim()) return;
+    if (!isFinal) {
+      this.#set(this.#delays.pendingMs);
+      return;
+    }
+    this.#finals = `${this.#finals} ${text}`.trim();
+    this.#set(endpointingDelayFor(this.#finals, this.#delays));
   }
 
   /** The turn was committed: the next one starts from the default. */

@@ -57,7 +57,7 @@ describe('SpeculationLedger', () => {
 });
 
 describe('endpointing by text', () => {
-  const delays = { completeMs: 300, defaultMs: 500, openMs: 1_200 };
+  const delays = { completeMs: 300, defaultMs: 500, openMs: 1_200, pendingMs: 3_000 };
 
   it('classifies how the words so far end', () => {
     expect(textEnding('I would like to report a burst pipe.')).toBe('complete');
@@ -71,17 +71,18 @@ describe('endpointing by text', () => {
     expect(endpointingDelayFor('Thanks.', delays)).toBe(300);
   });
 
-  it('sets the delay only when the ending class changes, and back to the default once the turn commits', () => {
+  it('holds the turn while words are in flight, then sets the delay from how the finals end', () => {
     const applied: number[] = [];
     const endpointing = new TextAwareEndpointing(delays, (minDelay) => applied.push(minDelay));
     endpointing.transcribed('My name is', false);
-    endpointing.transcribed('My name is Alex', false);
     endpointing.transcribed('My name is Alex and', false);
-    endpointing.transcribed('My name is Alex and my number is', true);
-    // The next utterance of the same turn continues the finals so far.
-    endpointing.transcribed('555 0100.', false);
-    endpointing.transcribed('Thanks.', true);
+    endpointing.transcribed('My name is Alex and', true);
+    // After a pause the caller goes on: the next utterance's partials hold the turn until its final is in.
+    endpointing.transcribed('my number', false);
+    endpointing.transcribed('', false);
+    endpointing.transcribed('my number is 555 0100.', true);
+    endpointing.transcribed('Yes that is right', true);
     endpointing.turnCommitted();
-    expect(applied).toEqual([1_200, 500, 1_200, 300, 500]);
+    expect(applied).toEqual([3_000, 1_200, 3_000, 1_200, 500]);
   });
 });

@@ -170,6 +170,7 @@ export function listeningTranscribe(
       let lastLoudMs = 0;
       let partials = 0;
       let lastEventMs = 0;
+      let lastFinalSent: Promise<unknown> = Promise.resolve();
       for await (const event of input.AudioStream!) {
         const chunk = event.AudioEvent?.AudioChunk;
         if (!chunk || chunk.byteLength < 2) continue;
@@ -204,7 +205,10 @@ export function listeningTranscribe(
           speechStartedMs = undefined;
           partials = 0;
           next += 1;
-          const at = (afterMs: number) => sleep(Math.max(0, endedAt + afterMs - performance.now()));
+          // Results come in order, as Transcribe's do: nothing of this utterance before the previous one's final.
+          const previous = lastFinalSent;
+          const at = (afterMs: number) =>
+            previous.then(() => sleep(Math.max(0, endedAt + afterMs - performance.now())));
           if (scripted.stableAfterMs !== undefined) {
             const stableText = scripted.stableText ?? scripted.text;
             void at(scripted.stableAfterMs).then(() => {
@@ -212,7 +216,7 @@ export function listeningTranscribe(
               results.push(transcriptEvent(resultId, stableText, true, start, end, true));
             });
           }
-          void at(scripted.finalAfterMs).then(() => {
+          lastFinalSent = at(scripted.finalAfterMs).then(() => {
             log.finals.push({ text: scripted.text, at: end, sentAt: Date.now() });
             results.push(transcriptEvent(resultId, scripted.text, false, start, end));
           });
