@@ -9,7 +9,7 @@ import {
   TranscribeSTT,
   type TranscribeSTTOptions,
 } from '../../src/plugins/aws/stt.js';
-import { AwsWire, eventFrame, requestEvents, type WireExchange } from '../support/aws-wire.js';
+import { AwsWire, eventFrame, exceptionFrame, requestEvents, type WireExchange } from '../support/aws-wire.js';
 
 /**
  * Preflight transcripts on the wire: the real SDK client streams audio to a fake Transcribe that answers each audio
@@ -215,6 +215,55 @@ describe('TranscribeSTT preflight transcripts (stable partials)', () => {
   it('keeps the transcript verbatim with no filler words configured', async () => {
     const heard = await transcribe([{ text: 'Um, I want a refund.', partial: false }], { fillerWords: [] });
     expect(heard.finals).toEqual(['Um, I want a refund.']);
+  });
+
+  it('finalises an utterance cut off after its preflight in the preflight’s words, once', async () => {
+    let served = 0;
+    wire.on(TRANSCRIBE, async (exchange) => {
+      served += 1;
+      exchange.respond(EVENT_STREAM, { 'x-amzn-transcribe-session-id': `s${served}`, 'x-amzn-request-id': 'req' });
+      let chunk = 0;
+      for await (const _ of requestEvents(exchange.stream)) {
+        if (served > 1) {
+          await exchange.write(EMPTY);
+          continue;
+        }
+        if (chunk === 0) await exchange.write(result({ text: 'Send someone tomorrow' }));
+        if (chunk === 1) await exchange.write(result({ text: 'Send someone tomorrow.', stableWords: 3 }));
+        if (chunk === 2) {
+          // The session drops before Transcribe sent the final.
+          await exchange.write(exceptionFrame('InternalFailureException', 'dropped'));
+          exchange.end();
+          return;
+        }
+        chunk += 1;
+      }
+      exchange.end();
+    });
+    const outcomes: PreflightOutcome[] = [];
+    const plugin = new TranscribeSTT({
+      client,
+      reconnectBackoff: { baseDelayMs: 1, maxDelayMs: 1 },
+      onPreflightSettled: (outcome) => outcomes.push(outcome),
+    });
+    const stream = plugin.stream({ connOptions: DEFAULT_API_CONNECT_OPTIONS });
+    const events: stt.SpeechEvent[] = [];
+    const done = (async () => {
+      for await (const event of stream) events.push(event);
+    })();
+    for (let i = 0; i < 6; i += 1) {
+      stream.pushFrame(frame(i));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    stream.endInput();
+    await done;
+    await plugin.close();
+    const of = (type: stt.SpeechEventType) =>
+      events.filter((event) => event.type === type).map((event) => event.alternatives![0].text);
+    expect(of(stt.SpeechEventType.PREFLIGHT_TRANSCRIPT)).toEqual(['Send someone tomorrow']);
+    expect(of(stt.SpeechEventType.FINAL_TRANSCRIPT)).toEqual(['Send someone tomorrow']);
+    expect(outcomes.map((outcome) => outcome.confirmed)).toEqual([true]);
+    expect(stream.sessionsStarted).toBeGreaterThanOrEqual(2);
   });
 
   it('rejects bad filler words naming the key', () => {
