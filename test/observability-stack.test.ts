@@ -149,6 +149,22 @@ describe('observability stack', () => {
     expect(body).toContain('EngineCPUUtilization');
   });
 
+  it('graphs speculative turn-taking: kept, cancelled, hit rate and the wait for the final', () => {
+    const [dashboard] = Object.values(observability.findResources('AWS::CloudWatch::Dashboard'));
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    const start = body.indexOf('Speculative turn-taking');
+    expect(start).toBeGreaterThan(0);
+    const widget = body.slice(start, body.indexOf('SIP edge: refused'));
+    for (const name of [
+      AGENT_METRICS.speculationHits,
+      AGENT_METRICS.speculationCancels,
+      AGENT_METRICS.finalAfterPreflightWait,
+    ])
+      expect(widget).toContain(`\\"${name}\\"`);
+    expect(widget).toContain('100 * hits / (hits + cancels)');
+    expect(widget).toContain('FinalAfterPreflightWait p95');
+  });
+
   it('graphs every refusal class of the edge in its "refused" widget', () => {
     const [dashboard] = Object.values(observability.findResources('AWS::CloudWatch::Dashboard'));
     const body = JSON.stringify(dashboard.Properties.DashboardBody);

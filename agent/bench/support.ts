@@ -54,3 +54,27 @@ export const CALLER_LINES = [
   'Yes, that is correct, please go ahead.',
   'Can somebody come tomorrow morning?',
 ];
+
+/** A seeded pseudo-random source (mulberry32): the same seed draws the same latencies, run after run. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Standard normal draw (Box–Muller). */
+function normal(random: () => number): number {
+  const u = Math.max(random(), Number.EPSILON);
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
+}
+
+/** A lognormal latency with the given median and 99th percentile (a service's long tail). */
+export function lognormal(random: () => number, p50: number, p99: number): number {
+  const sigma = Math.log(p99 / p50) / 2.3263;
+  return p50 * Math.exp(sigma * normal(random));
+}

@@ -13,6 +13,7 @@ import {
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { AgentEnv } from './config';
+import { type EndpointingByText, TextAwareEndpointing } from './endpointing';
 import { findTransferTarget, IntakeAgent, type IntakeAgentCallbacks } from './intake-agent';
 import { McpToolset } from './mcp/toolset';
 import type { MetricsEmitter } from './metrics';
@@ -22,6 +23,7 @@ import { CallRecorder } from './records/call-recorder';
 import { redactPii } from './records/redact';
 import { auditSealKeyFor } from './records/seal-key';
 import { HANDOVER_LINE, handleServiceFailures } from './service-failures';
+import { SpeculationLedger } from './speculation';
 import { RedisSessionStore } from './state/session-store';
 
 /** The call as LiveKit SIP describes it. */
@@ -35,12 +37,28 @@ export interface CallIdentity {
   startedAt: Date;
 }
 
-/** Phone audio: endpoint a little later than for a headset (line noise, slower turn-taking); barge-in by VAD. */
+/**
+ * Phone audio: endpoint a little later than for a headset (line noise, slower turn-taking); barge-in by VAD. The LLM
+ * starts before the turn is committed (preemptive generation: on Transcribe's stable words, then on the final), the
+ * TTS only once it is, so nothing is said to words the final does not confirm.
+ */
 export const PHONE_TURN_HANDLING = {
   turnDetection: 'vad',
   endpointing: { minDelay: 500, maxDelay: 3_000 },
   interruption: { enabled: true, mode: 'vad', minDuration: 400 },
+  preemptiveGeneration: { enabled: true, preemptiveTts: false, maxSpeechDuration: 10_000, maxRetries: 3 },
 } as const;
+
+/** Endpointing delay by how the caller's words end (see agent/README.md, "Speculative turn-taking"). */
+export const PHONE_ENDPOINTING_BY_TEXT: EndpointingByText = {
+  completeMs: 500,
+  defaultMs: 500,
+  openMs: 1_200,
+  pendingMs: PHONE_TURN_HANDLING.endpointing.maxDelay,
+};
+
+/** The session's turn handling options, as `voice.AgentSession` takes them. */
+export type SessionTurnHandling = NonNullable<ConstructorParameters<typeof voice.AgentSession>[0]>['turnHandling'];
 
 export interface IntakeCallOptions {
   env: AgentEnv;
@@ -59,7 +77,11 @@ export interface IntakeCallOptions {
   /** Ends the call after the goodbye (disconnects the room / shuts the job down). */
   hangUp: (reason: string) => void;
   /** Overrides for the session (tests shorten endpointing; production keeps the phone defaults). */
-  turnHandling?: typeof PHONE_TURN_HANDLING;
+  turnHandling?: SessionTurnHandling;
+  /** Endpointing delay by the caller's words; `false`: `turnHandling`'s fixed minDelay. Default the phone's. */
+  endpointingByText?: EndpointingByText | false;
+  /** Answer on Transcribe's stable words before the final (PREFLIGHT_TRANSCRIPT). Default true. */
+  speculate?: boolean;
 }
 
 /** One intake call, wired: session state, records, MCP tools, the AWS pipeline and the agent. */
@@ -171,6 +193,8 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     language: env.TRANSCRIBE_LANGUAGE,
     pii: env.PII_REDACTION ? 'redact' : undefined,
     client: options.aws?.transcribe,
+    preflight: options.speculate ?? true,
+    onPreflightSettled: ({ waitMs }) => metrics.emit({ [AGENT_METRICS.finalAfterPreflightWait]: waitMs }, dimensions),
   });
   const model = bedrockLLM({
     model: env.BEDROCK_MODEL_ID,
@@ -201,10 +225,31 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   }
   const turnHandling = options.turnHandling ?? PHONE_TURN_HANDLING;
   const session = new voice.AgentSession({ vad: options.vad, stt, llm: model, tts, turnHandling });
+  const speculation = new SpeculationLedger({
+    kept: () => metrics.emit({ [AGENT_METRICS.speculationHits]: 1 }, dimensions),
+    cancelled: (count) => metrics.emit({ [AGENT_METRICS.speculationCancels]: count }, dimensions),
+  });
+  // Overridden turn handling (tests) keeps its own fixed delay unless told otherwise.
+  const byText = options.endpointingByText ?? (options.turnHandling ? false : PHONE_ENDPOINTING_BY_TEXT);
+  const endpointing = byText
+    ? new TextAwareEndpointing(byText, (minDelay) =>
+        session.updateOptions({ turnHandling: { endpointing: { minDelay } } }),
+      )
+    : undefined;
+  if (endpointing) {
+    session.on(voice.AgentSessionEventTypes.UserInputTranscribed, ({ transcript, isFinal }) =>
+      endpointing.transcribed(transcript, isFinal),
+    );
+  }
 
   // Every turn goes to the transcript and the session state as it happens.
   session.on(voice.AgentSessionEventTypes.ConversationItemAdded, (event) => {
     const item = event.item;
+    if (item.type === 'message' && item.role === 'user') {
+      // The caller's turn is committed: a reply started on these words may be recorded now, others never.
+      speculation.committed(item);
+      endpointing?.turnCommitted();
+    }
     if (item.type !== 'message' || (item.role !== 'user' && item.role !== 'assistant')) return;
     const text = item.textContent ?? '';
     if (!text) return;
@@ -272,6 +317,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
         response: (response) => recorder.audit('llm_response', response.model ?? env.BEDROCK_MODEL_ID, response),
       },
       recording: audio?.agentHooks(),
+      speculation,
     },
     resumed ? resumedContext(state.lastTurns) : undefined,
   );
@@ -296,7 +342,12 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
         })
         .waitForPlayout();
     },
-    keyPressed: (digit) => void session.generateReply({ userInput: `(the caller pressed ${digit})` }),
+    keyPressed: (digit) => {
+      // Answered at once, never speculatively: its records need no confirmation.
+      const userInput = llm.ChatMessage.create({ role: 'user', content: `(the caller pressed ${digit})` });
+      speculation.seed([userInput.id]);
+      void session.generateReply({ userInput });
+    },
     finish: () =>
       (finished ??= (async () => {
         // The recording stops first: its last parts and its stop record belong in the transcript and the chain.
@@ -308,6 +359,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
           .update(call.callId, (current) => ({ ...current, status: 'ended', ...recorder.position }))
           .catch(() => undefined);
         await toolset.close();
+        speculation.close();
         metrics.emit({ [AGENT_METRICS.callsEnded]: 1 }, dimensions);
       })()),
   };

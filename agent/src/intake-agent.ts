@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { McpToolset } from './mcp/toolset';
 import { BEDROCK_MODEL_EXTRA } from './plugins/aws';
 import type { AgentRecordingHooks } from './records/call-audio';
+import type { SpeculationLedger } from './speculation';
 
 /** How the agent runs an enterprise intake call; the fields themselves come from the MCP server's form. */
 export const INTAKE_INSTRUCTIONS = `You answer the phone for an organisation's intake line. You are speaking, not writing:
@@ -35,11 +36,24 @@ export interface IntakeAgentCallbacks {
   defaultTransferTarget?: string;
   /** Sees every LLM request (the whole prompt) and its response (text and tool calls): the compliance log. */
   llmExchange?: {
-    request: (request: { messages: unknown; tools: string[] }) => void;
+    request: (request: LlmRequestRecord) => void;
     response: (response: LlmResponseRecord) => void;
   };
   /** The call's recording: it hears the caller's audio as the STT does; consent mode adds its tool and instructions. */
   recording?: AgentRecordingHooks;
+  /**
+   * Holds the records of a reply started before its turn was committed (preemptive generation) until the turn
+   * commits with the same words, and drops them when it does not. Without it every exchange is recorded at once.
+   */
+  speculation?: SpeculationLedger;
+}
+
+/** What went to the model, as the compliance log keeps it. */
+export interface LlmRequestRecord {
+  messages: unknown;
+  tools: string[];
+  /** Sent before the caller's turn was committed, on the words it had then (confirmed since, or not recorded). */
+  speculative?: boolean;
 }
 
 /** What the model answered, as the compliance log keeps it. */
@@ -112,6 +126,7 @@ export function offeredCallControlTools(
 export class IntakeAgent extends voice.Agent {
   readonly #exchange?: IntakeAgentCallbacks['llmExchange'];
   readonly #recording?: AgentRecordingHooks;
+  readonly #speculation?: SpeculationLedger;
 
   constructor(
     mcpTools: Record<string, llm.AnonFunctionTool>,
@@ -129,6 +144,7 @@ export class IntakeAgent extends voice.Agent {
     });
     this.#exchange = callbacks.llmExchange;
     this.#recording = recording;
+    this.#speculation = callbacks.speculation;
   }
 
   /** The default STT node; with a recording, the audio it hears is recorded and its PII spans silenced. */
@@ -142,32 +158,54 @@ export class IntakeAgent extends voice.Agent {
   }
 
   /**
+   * The newest user message of a request, when that request was made before the caller's turn was committed: LiveKit
+   * sets a message's turn metrics when it commits the turn, and a message already in the agent's conversation (or a
+   * reply to none, such as the greeting) is committed too.
+   */
+  #speculativeMessage(chatCtx: llm.ChatContext): llm.ChatMessage | undefined {
+    let newest: llm.ChatMessage | undefined;
+    for (const item of chatCtx.items) if (item.type === 'message' && item.role === 'user') newest = item;
+    if (!newest || newest.metrics.onUserTurnCompletedDelay !== undefined) return undefined;
+    if (this.chatCtx.getById(newest.id) !== undefined) return undefined;
+    return newest;
+  }
+
+  /**
    * The default LLM node, with the prompt recorded as the request goes out and the response once it is complete, or
    * once it was cut off (barge-in cancels the stream: what the model had said by then is recorded, marked so).
    */
   override async llmNode(chatCtx: llm.ChatContext, toolCtx: llm.ToolContext, modelSettings: voice.ModelSettings) {
     const exchange = this.#exchange;
     if (!exchange) return voice.Agent.default.llmNode(this, chatCtx, toolCtx, modelSettings);
+    const speculative = this.#speculativeMessage(chatCtx);
+    if (speculative) this.#speculation?.started(speculative);
     const output = await voice.Agent.default.llmNode(this, chatCtx, toolCtx, modelSettings);
     if (!output) return output;
+    // A speculative reply's records wait for its turn to commit, and go nowhere if it commits with other words.
+    const afterCommit = (record: () => void) =>
+      this.#speculation && speculative ? this.#speculation.whenCommitted(speculative, record) : record();
     let requestRecorded = false;
     const recordRequest = () => {
       if (requestRecorded) return;
       requestRecorded = true;
       const messages = chatCtx.toJSON({ excludeImage: true, excludeAudio: true }).items;
-      exchange.request({ messages, tools: llm.sortedToolNames(toolCtx) });
+      const tools = llm.sortedToolNames(toolCtx);
+      exchange.request(speculative ? { messages, tools, speculative: true } : { messages, tools });
     };
     // The LLM stream starts its request on a timer queued when it was made; this one runs right after it, so hashing
     // the whole prompt into the audit chain happens while the request is on its way, not before it leaves.
-    setTimeout(recordRequest, 0);
+    setTimeout(() => afterCommit(recordRequest), 0);
     const reader = output.getReader();
     const response: LlmResponseRecord = { text: '', toolCalls: [], interrupted: false };
     let recorded = false;
     const record = (interrupted: boolean) => {
       if (recorded) return;
       recorded = true;
-      recordRequest(); // the prompt always comes before its response in the chain
-      exchange.response({ ...response, interrupted });
+      const settled = { ...response, interrupted };
+      afterCommit(() => {
+        recordRequest(); // the prompt always comes before its response in the chain
+        exchange.response(settled);
+      });
     };
     return new ReadableStream<llm.ChatChunk | string>({
       async pull(controller) {

@@ -25,6 +25,12 @@ export const AGENT_METRICS = {
   serviceErrors: 'ServiceErrors',
   /** A caller turn the agent could not answer (the LLM failed every attempt): the caller heard an apology. */
   unansweredTurns: 'UnansweredTurns',
+  /** A reply started before the caller's turn was committed (on Transcribe's stable words or its final) was kept. */
+  speculationHits: 'SpeculationHits',
+  /** Replies started on words the committed turn did not say: cancelled unheard, their LLM tokens wasted. */
+  speculationCancels: 'SpeculationCancels',
+  /** How long Transcribe's final came after the stable words of the same utterance (what speculation can hide). */
+  finalAfterPreflightWait: 'FinalAfterPreflightWait',
   callsStarted: 'CallsStarted',
   callsEnded: 'CallsEnded',
   /** Gauge, once a minute per worker task: calls the task holds now (Average = per task, Sum = in progress). */

@@ -242,6 +242,26 @@ export class ObservabilityStack extends VoiceIntakeStack {
         width: 8,
       }),
       new cloudwatch.GraphWidget({
+        title: 'Speculative turn-taking',
+        // Replies started before the caller's turn committed: kept (the caller heard them sooner) or cancelled unheard.
+        left: [
+          agentMetric(AGENT_METRICS.speculationHits, 'Sum', 'kept'),
+          agentMetric(AGENT_METRICS.speculationCancels, 'Sum', 'cancelled'),
+          new cloudwatch.MathExpression({
+            expression: '100 * hits / (hits + cancels)',
+            usingMetrics: {
+              hits: agentMetric(AGENT_METRICS.speculationHits, 'Sum'),
+              cancels: agentMetric(AGENT_METRICS.speculationCancels, 'Sum'),
+            },
+            label: 'hit rate %',
+            period: Duration.minutes(1),
+          }),
+        ],
+        // What the stable words gain: how long Transcribe's final came after them.
+        right: [p50(AGENT_METRICS.finalAfterPreflightWait), p95(AGENT_METRICS.finalAfterPreflightWait)],
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
         title: 'SIP edge: refused (per minute)',
         left: [
           edgeMetrics.allowlistRejects.with({ label: 'not in allowlist' }),

@@ -6,7 +6,7 @@ import type { VAD } from '@livekit/agents';
 import type { Redis } from 'ioredis';
 import pino from 'pino';
 import { TEST_TOKEN } from '../../../mcp-server/test/support/server-process';
-import { type IntakeCall, prepareIntakeCall } from '../../src/call-session';
+import { type IntakeCall, type IntakeCallOptions, prepareIntakeCall } from '../../src/call-session';
 import { type AgentEnv, agentEnvSchema } from '../../src/config';
 import { MetricsEmitter } from '../../src/metrics';
 import { EarpieceOutput, PhoneLineInput } from './audio-io';
@@ -43,6 +43,8 @@ export interface OpenCallOptions {
   logLines?: string[];
   /** Collects the targets the call was transferred to. */
   transfers?: string[];
+  /** Turn-taking choices of the call (speculation, endpointing by text). Default: production's. */
+  turnTaking?: Pick<IntakeCallOptions, 'speculate' | 'endpointingByText' | 'turnHandling'>;
   /** Clients to use instead of the SDK-mocked ones (e.g. one pointed at a fake on the wire). */
   aws?: { transcribe?: TranscribeStreamingClient; bedrock?: BedrockRuntimeClient; polly?: PollyClient };
 }
@@ -89,6 +91,7 @@ export async function openCall(options: OpenCallOptions): Promise<OpenCall> {
       : pino({ level: 'silent' }),
     transfer: async (target) => void options.transfers?.push(target),
     hangUp,
+    ...options.turnTaking,
   });
   const line = new PhoneLineInput();
   const earpiece = new EarpieceOutput();

@@ -70,9 +70,27 @@ class EventQueue<T> implements AsyncIterable<T> {
   }
 }
 
+/**
+ * One utterance as Transcribe would report it, with its own timing (all ms after the utterance's real end): a stable
+ * partial covering it (every word Stable) and the final. Timed from the end of the caller's speech, not from a
+ * silence threshold, so the fake needs to know how long the utterance's speech is.
+ */
+export interface ScriptedUtterance {
+  /** What the final says. */
+  text: string;
+  /** Length of the utterance's speech (first to last loud 10 ms window, as `speechSpanMs` measures it). */
+  speechMs: number;
+  /** When the final goes out. */
+  finalAfterMs: number;
+  /** When a partial with every word stable goes out; none when absent. */
+  stableAfterMs?: number;
+  /** What that stable partial says (Transcribe revised it in the final when it differs from `text`). Default text. */
+  stableText?: string;
+}
+
 export interface ListeningTranscribeOptions {
   /** What the caller says, in order: each detected utterance is transcribed as the next entry. */
-  utterances: string[];
+  utterances: Array<string | ScriptedUtterance>;
   /** Silence that ends an utterance. Default 300 ms. */
   endSilenceMs?: number;
   /** Simulated finalisation latency after the utterance ends (real Transcribe: hundreds of ms). Default 100 ms. */
@@ -88,8 +106,10 @@ export interface ListeningTranscribeOptions {
 
 export interface TranscribeLog {
   sessions: number;
-  /** Finals sent, with the stream time they cover. */
-  finals: { text: string; at: number }[];
+  /** Finals sent, with the stream time they cover and when they went out (`performance.now()`). */
+  finals: { text: string; at: number; sentAt: number }[];
+  /** Stable partials sent (scripted utterances), when they went out. */
+  stables: { text: string; sentAt: number }[];
   /** PII spans reported (seconds of the session's audio) with the utterance's own span. */
   piiSpans: { utterance: number; start: number; end: number; speechStart: number; speechEnd: number }[];
   /** Utterances heard after the script ran out. */
@@ -103,6 +123,7 @@ function transcriptEvent(
   partial: boolean,
   start: number,
   end: number,
+  stable = !partial,
 ): TranscriptResultStream {
   const words = text.split(/\s+/).filter(Boolean);
   const step = (end - start) / Math.max(words.length, 1);
@@ -122,7 +143,7 @@ function transcriptEvent(
                   Content: word,
                   Type: 'pronunciation',
                   Confidence: 0.93,
-                  Stable: !partial,
+                  Stable: stable,
                   StartTime: start + index * step,
                   EndTime: start + (index + 1) * step,
                 })),
@@ -144,7 +165,7 @@ export function listeningTranscribe(
   options: ListeningTranscribeOptions,
 ): TranscribeLog {
   const { endSilenceMs = 300, finalDelayMs = 100, speechLevel = SPEECH_RMS_LEVEL } = options;
-  const log: TranscribeLog = { sessions: 0, finals: [], piiSpans: [], unscripted: 0, audioMs: 0 };
+  const log: TranscribeLog = { sessions: 0, finals: [], stables: [], piiSpans: [], unscripted: 0, audioMs: 0 };
   let next = 0;
   mock.on(StartStreamTranscriptionCommand).callsFake(async (input: StartStreamTranscriptionCommandInput) => {
     const session = log.sessions++;
@@ -156,6 +177,7 @@ export function listeningTranscribe(
       let lastLoudMs = 0;
       let partials = 0;
       let lastEventMs = 0;
+      let lastFinalSent: Promise<unknown> = Promise.resolve();
       for await (const event of input.AudioStream!) {
         const chunk = event.AudioEvent?.AudioChunk;
         if (!chunk || chunk.byteLength < 2) continue;
@@ -180,9 +202,34 @@ export function listeningTranscribe(
           results.push({ TranscriptEvent: { Transcript: { Results: [] } } });
         }
         if (speechStartedMs === undefined) continue;
-        const text = options.utterances[next];
+        const scripted = options.utterances[next];
+        const text = typeof scripted === 'string' ? scripted : scripted?.text;
         const resultId = `s${session}-u${next}`;
-        if (!loud && streamMs - lastLoudMs >= endSilenceMs) {
+        if (typeof scripted === 'object' && !loud && lastLoudMs - speechStartedMs >= scripted.speechMs - 60) {
+          // A scripted utterance has all its speech: its stable partial and final go out at their times after its end.
+          const [start, end] = [speechStartedMs / 1000, lastLoudMs / 1000];
+          const endedAt = performance.now() - (streamMs - lastLoudMs);
+          speechStartedMs = undefined;
+          partials = 0;
+          next += 1;
+          // Results come in order, as Transcribe's do: nothing of this utterance before the previous one's final.
+          const previous = lastFinalSent;
+          const at = (afterMs: number) =>
+            previous.then(() => sleep(Math.max(0, endedAt + afterMs - performance.now())));
+          if (scripted.stableAfterMs !== undefined) {
+            const stableText = scripted.stableText ?? scripted.text;
+            void at(scripted.stableAfterMs).then(() => {
+              log.stables.push({ text: stableText, sentAt: Date.now() });
+              results.push(transcriptEvent(resultId, stableText, true, start, end, true));
+            });
+          }
+          lastFinalSent = at(scripted.finalAfterMs).then(() => {
+            log.finals.push({ text: scripted.text, at: end, sentAt: Date.now() });
+            results.push(transcriptEvent(resultId, scripted.text, false, start, end));
+          });
+          continue;
+        }
+        if (typeof scripted !== 'object' && !loud && streamMs - lastLoudMs >= endSilenceMs) {
           // The chunk just arrived, so stream time `streamMs` is now: the final goes out `finalDelayMs` after the
           // utterance's silence threshold was crossed, however the audio happened to be chunked.
           const finalAt = Date.now() + Math.max(0, lastLoudMs + endSilenceMs + finalDelayMs - streamMs);
@@ -196,7 +243,7 @@ export function listeningTranscribe(
           const utterance = next;
           next += 1;
           void sleep(Math.max(0, finalAt - Date.now())).then(() => {
-            log.finals.push({ text, at: end });
+            log.finals.push({ text, at: end, sentAt: Date.now() });
             const event = transcriptEvent(resultId, text, false, start, end);
             const pii = options.pii?.[utterance];
             if (pii) {
@@ -231,7 +278,11 @@ export function listeningTranscribe(
         }
       }
       // The plugin ended the audio stream: finish after any pending final.
-      await sleep(finalDelayMs + 10);
+      const longest = Math.max(
+        finalDelayMs,
+        ...options.utterances.map((utterance) => (typeof utterance === 'object' ? utterance.finalAfterMs : 0)),
+      );
+      await sleep(longest + 10);
       results.end();
     })().catch((error: unknown) => results.end(error));
     return {
@@ -251,10 +302,19 @@ export interface ModelTurn {
 }
 
 export interface StreamingBedrockOptions {
-  /** Simulated time to first token. Default 0. */
-  ttftMs?: number;
+  /** Simulated time to first token, or a draw per request (its index). Default 0. */
+  ttftMs?: number | ((index: number) => number);
   /** Simulated time between tokens (a token = a word here). Default 0. */
   tokenIntervalMs?: number;
+}
+
+/** One ConverseStream request as the fake served it. */
+export interface BedrockCall {
+  /** When it came (Date.now()). */
+  startedAt: number;
+  ttftMs: number;
+  /** Tokens produced before the reply was done or dropped. */
+  outputTokens: number;
 }
 
 /** Bedrock ConverseStream that answers each request with `decide(request)`, streamed token by token. */
@@ -262,11 +322,16 @@ export function streamingBedrock(
   mock: AwsClientStub<BedrockRuntimeClient>,
   decide: (request: ConverseStreamCommandInput, index: number) => ModelTurn,
   options: StreamingBedrockOptions = {},
-): { requests: ConverseStreamCommandInput[] } {
-  const { ttftMs = 0, tokenIntervalMs = 0 } = options;
+): { requests: ConverseStreamCommandInput[]; calls: BedrockCall[] } {
+  const { tokenIntervalMs = 0 } = options;
   const requests: ConverseStreamCommandInput[] = [];
+  // When each request came (Date.now()) and how many tokens the model produced for it before it was done or dropped.
+  const calls: BedrockCall[] = [];
   mock.on(ConverseStreamCommand).callsFake(async (input: ConverseStreamCommandInput) => {
     const index = requests.push(structuredClone(input)) - 1;
+    const ttftMs = typeof options.ttftMs === 'function' ? options.ttftMs(index) : (options.ttftMs ?? 0);
+    const call: BedrockCall = { startedAt: Date.now(), ttftMs, outputTokens: 0 };
+    calls.push(call);
     const turn = decide(input, index);
     const sentAt = performance.now();
     // Paced against the request time, not token to token, so timer slack does not accumulate into the figures.
@@ -282,6 +347,7 @@ export function streamingBedrock(
           if (position > 0 && tokenIntervalMs > 0) await until(ttftMs + position * tokenIntervalMs);
           yield { contentBlockDelta: { contentBlockIndex: block, delta: { text: token } } };
           outputTokens += 1;
+          call.outputTokens = outputTokens;
         }
         yield { contentBlockStop: { contentBlockIndex: block } };
         block += 1;
@@ -311,12 +377,12 @@ export function streamingBedrock(
     }
     return { stream: events(), $metadata: {} };
   });
-  return { requests };
+  return { requests, calls };
 }
 
 export interface SpeakingPollyOptions {
-  /** Simulated time to first byte. Default 0. */
-  ttfbMs?: number;
+  /** Simulated time to first byte, or a draw per request (its index). Default 0. */
+  ttfbMs?: number | ((index: number) => number);
   /** Audio length per character of text (speech is about 60 ms a character). Default 60. */
   msPerCharacter?: number;
 }
@@ -328,9 +394,10 @@ export interface SpeakingPollyOptions {
 export function speakingPolly(
   mock: AwsClientStub<PollyClient>,
   options: SpeakingPollyOptions = {},
-): { texts: string[] } {
-  const { ttfbMs = 0, msPerCharacter = 60 } = options;
+): { texts: string[]; calls: { requestedAt: number; ttfbMs: number }[] } {
+  const { msPerCharacter = 60 } = options;
   const texts: string[] = [];
+  const calls: { requestedAt: number; ttfbMs: number }[] = [];
   // One second of a voiced tone, copied out as needed: Polly's work is not ours to spend CPU on.
   const tones = new Map<number, Int16Array>();
   const toneAt = (sampleRate: number) => {
@@ -344,7 +411,9 @@ export function speakingPolly(
     return tone;
   };
   mock.on(SynthesizeSpeechCommand).callsFake(async (input: SynthesizeSpeechCommandInput) => {
+    const ttfbMs = typeof options.ttfbMs === 'function' ? options.ttfbMs(texts.length) : (options.ttfbMs ?? 0);
     texts.push(input.Text ?? '');
+    calls.push({ requestedAt: Date.now(), ttfbMs });
     const sampleRate = Number(input.SampleRate ?? 16_000);
     const totalSamples = Math.round(((input.Text ?? '').length * msPerCharacter * sampleRate) / 1000);
     const pieceSamples = sampleRate / 10; // 180 Hz repeats every 1/180 s: a 100 ms piece starts in phase
@@ -364,7 +433,7 @@ export function speakingPolly(
       $metadata: {},
     };
   });
-  return { texts };
+  return { texts, calls };
 }
 
 /**

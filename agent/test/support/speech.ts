@@ -5,16 +5,19 @@ const cache = new Map<string, Int16Array>();
 
 /**
  * Real speech for the pipeline: espeak-ng says `text`, sox turns it into 16 kHz mono 16-bit PCM. (Installed by the
- * CI script; the VAD under test is a neural model, so synthetic tones would not exercise it.)
+ * CI script; the VAD under test is a neural model, so synthetic tones would not exercise it.) `narrowband`: through
+ * an 8 kHz telephone channel first (band-limited to 4 kHz, as a carrier's G.711 leg delivers it), then back to 16 kHz.
  */
-export function synthesizeSpeech(text: string): Int16Array {
-  const cached = cache.get(text);
+export function synthesizeSpeech(text: string, { narrowband = false }: { narrowband?: boolean } = {}): Int16Array {
+  const key = `${narrowband ? 'nb' : 'wb'}:${text}`;
+  const cached = cache.get(key);
   if (cached) return cached;
+  const channel = narrowband ? 'sox -t wav - -r 8000 -c 1 -t wav - | ' : '';
   const result = spawnSync(
     'sh',
     [
       '-c',
-      'espeak-ng -s 165 --stdout "$1" | sox -t wav - -r 16000 -c 1 -b 16 -e signed-integer -t raw -',
+      `espeak-ng -s 165 --stdout "$1" | ${channel}sox -t wav - -r 16000 -c 1 -b 16 -e signed-integer -t raw -`,
       'speech',
       text,
     ],
@@ -27,7 +30,7 @@ export function synthesizeSpeech(text: string): Int16Array {
   const samples = new Int16Array(
     bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength - (bytes.byteLength % 2)),
   );
-  cache.set(text, samples);
+  cache.set(key, samples);
   return samples;
 }
 
@@ -50,4 +53,18 @@ export function speechEndMs(samples: Int16Array, sampleRate = SPEECH_SAMPLE_RATE
       return (Math.min(end, samples.length) / sampleRate) * 1000;
   }
   return 0;
+}
+
+/** Where the speech in `samples` starts, in ms: the start of its first 10 ms window above the speech level. */
+export function speechStartMs(samples: Int16Array, sampleRate = SPEECH_SAMPLE_RATE): number {
+  const window = sampleRate / 100;
+  for (let start = 0; start < samples.length; start += window) {
+    if (rms(samples.subarray(start, start + window)) > SPEECH_RMS_LEVEL) return (start / sampleRate) * 1000;
+  }
+  return 0;
+}
+
+/** How long the speech in `samples` lasts, first to last loud window (what a listening Transcribe fake measures). */
+export function speechSpanMs(samples: Int16Array, sampleRate = SPEECH_SAMPLE_RATE): number {
+  return speechEndMs(samples, sampleRate) - speechStartMs(samples, sampleRate);
 }

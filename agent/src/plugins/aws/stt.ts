@@ -65,7 +65,33 @@ export interface TranscribeSTTOptions {
   maxReconnectAttempts: number;
   /** Backoff between reconnects after a drop. Default up to 200 ms doubling to 2 s (full jitter). */
   reconnectBackoff: BackoffOptions;
+  /**
+   * Emit a PREFLIGHT_TRANSCRIPT when Transcribe has stabilised every word of the utterance so far (needs
+   * `partialResultsStability`), so the session can start answering before the final arrives. Default true.
+   */
+  preflight: boolean;
+  /**
+   * Hesitations left out of every transcript (partials, preflights and finals alike), so that a final that only adds
+   * or drops an "um" still confirms the answer started on its stable partial. Matched as whole words, any case.
+   * `[]` keeps the transcript verbatim. Default {@link DEFAULT_FILLER_WORDS}.
+   */
+  fillerWords: readonly string[];
+  /**
+   * Called when the final of an utterance arrives whose words were stabilised earlier (a preflight went out): how
+   * long the final came after that preflight, and whether it says the same (normalised) thing.
+   */
+  onPreflightSettled?: (outcome: PreflightOutcome) => void;
 }
+
+export interface PreflightOutcome {
+  /** From the last preflight of the utterance to its final, in ms. */
+  waitMs: number;
+  /** The final's normalised words equal the preflight's. */
+  confirmed: boolean;
+}
+
+/** Hesitation sounds Transcribe writes out; never words that carry meaning ("like", "mm-hmm", "uh-huh"). */
+export const DEFAULT_FILLER_WORDS: readonly string[] = ['um', 'umm', 'uh', 'uhh', 'uhm', 'er', 'erm', 'ah', 'hmm'];
 
 export const DEFAULT_TRANSCRIBE_STT_OPTIONS: TranscribeSTTOptions = {
   language: 'en-US',
@@ -75,7 +101,42 @@ export const DEFAULT_TRANSCRIBE_STT_OPTIONS: TranscribeSTTOptions = {
   usageIntervalSeconds: 5,
   maxReconnectAttempts: 3,
   reconnectBackoff: DEFAULT_BACKOFF,
+  preflight: true,
+  fillerWords: DEFAULT_FILLER_WORDS,
 };
+
+const PUNCTUATION = /[\p{P}\p{S}]+/gu;
+
+/**
+ * A transcript reduced to what it says: lower case, no punctuation, no fillers, single spaces. Two transcripts say
+ * the same thing when their normalised forms are equal (the comparison LiveKit makes before it keeps a preemptive
+ * reply is the same, minus the fillers, which the plugin drops from everything it emits).
+ */
+export function normaliseTranscript(text: string, fillerWords: readonly string[] = DEFAULT_FILLER_WORDS): string {
+  const fillers = new Set(fillerWords.map((word) => word.toLowerCase()));
+  return text
+    .split(/\s+/)
+    .map((word) => word.replace(PUNCTUATION, '').toLowerCase())
+    .filter((word) => word && !fillers.has(word))
+    .join(' ');
+}
+
+/** A matcher for filler words as whole tokens, with the punctuation Transcribe attaches to them ("Um," "uh..."). */
+function fillerPattern(fillerWords: readonly string[]): RegExp | undefined {
+  if (fillerWords.length === 0) return undefined;
+  const alternatives = fillerWords.map((word) => word.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
+  return new RegExp(`(^|\\s)(?:${alternatives})[,.!?;:…-]*(?=\\s|$)`, 'giu');
+}
+
+/** `text` without its filler words, tidied (no doubled spaces, no comma left leading). */
+export function dropFillers(text: string, pattern: RegExp | undefined): string {
+  if (!pattern) return text;
+  return text
+    .replace(pattern, '$1')
+    .replace(/\s{2,}/g, ' ')
+    .replace(/^[\s,;:]+/, '')
+    .trim();
+}
 
 /** Transcribe closes a stream that received no audio for ~15 s with this BadRequestException. */
 export function isIdleTimeout(error: unknown): boolean {
@@ -253,6 +314,12 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
   #requestId = '';
   #sessionsStarted = 0;
   readonly #timeoutMs: number;
+  /** Preflights on: stabilisation is on, and partials carry no PII Transcribe would redact only in the final. */
+  readonly #preflight: boolean;
+  readonly #fillers: RegExp | undefined;
+  readonly #fillerSet: ReadonlySet<string>;
+  /** The utterance's last preflight: its text, its normalised words and when it went out. */
+  #preflightSent: { text: string; wording: string; at: number } | undefined;
 
   constructor(
     owner: TranscribeSTT,
@@ -266,6 +333,9 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
     this.#opts = opts;
     this.#bytesPerSecond = opts.sampleRate * 2;
     this.#timeoutMs = connOptions.timeoutMs;
+    this.#preflight = opts.preflight && opts.partialResultsStability !== 'off' && opts.pii !== 'redact';
+    this.#fillers = fillerPattern(opts.fillerWords);
+    this.#fillerSet = new Set(opts.fillerWords.map((word) => word.toLowerCase()));
   }
 
   /** How many Transcribe sessions this stream opened (1 + reconnects). */
@@ -399,35 +469,46 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
 
   #handleResult(result: Result, session: Session): void {
     const alternative = result.Alternatives?.[0];
-    const text = alternative?.Transcript ?? '';
-    if (!text.trim()) return;
-    const items = alternative?.Items ?? [];
+    const text = dropFillers(alternative?.Transcript ?? '', this.#fillers);
+    if (!text.trim()) {
+      // Nothing but hesitation (or nothing at all): no words to answer. A final still closes the utterance.
+      if (!result.IsPartial) this.#endUtterance();
+      return;
+    }
+    const isFiller = (content: string | undefined) =>
+      this.#fillerSet.has((content ?? '').replace(PUNCTUATION, '').toLowerCase());
+    const items = (alternative?.Items ?? []).filter(
+      (item) => !(item.Type === 'pronunciation' && isFiller(item.Content)),
+    );
     const confidences = items.map((i) => i.Confidence).filter((c): c is number => typeof c === 'number');
     // Transcribe's times restart at 0 with each session: the audio earlier sessions took comes first.
     const offset = session.timeOffset + this.startTimeOffset;
+    const spoken = items.filter((item) => item.Type === 'pronunciation' && item.Content);
+    const stableText = dropFillers(
+      items
+        .filter((i) => i.Stable)
+        .map((i) => i.Content)
+        .join(' ')
+        .replace(/ ([.,?!])/g, '$1'),
+      this.#fillers,
+    );
     const data: stt.SpeechData = {
       language: asLanguageCode(result.LanguageCode ?? this.#opts.language),
       text,
       startTime: (result.StartTime ?? 0) + offset,
       endTime: (result.EndTime ?? 0) + offset,
       confidence: confidences.length ? confidences.reduce((a, b) => a + b, 0) / confidences.length : 0,
-      words: items
-        .filter((item) => item.Type === 'pronunciation' && item.Content)
-        .map((item) =>
-          voice.createTimedString({
-            text: item.Content!,
-            startTime: (item.StartTime ?? 0) + offset,
-            endTime: (item.EndTime ?? 0) + offset,
-            confidence: item.Confidence,
-          }),
-        ),
+      words: spoken.map((item) =>
+        voice.createTimedString({
+          text: item.Content!,
+          startTime: (item.StartTime ?? 0) + offset,
+          endTime: (item.EndTime ?? 0) + offset,
+          confidence: item.Confidence,
+        }),
+      ),
       metadata: {
         resultId: result.ResultId,
-        stableText: items
-          .filter((i) => i.Stable)
-          .map((i) => i.Content)
-          .join(' ')
-          .replace(/ ([.,?!])/g, '$1'),
+        stableText,
         ...(alternative?.Entities?.length ? { piiEntities: alternative.Entities } : {}),
         ...piiAudioSpans(alternative, result, session.timeOffset),
       },
@@ -438,24 +519,61 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
     }
     if (result.IsPartial) {
       this.#pendingPartial = data;
+      // Covered: Transcribe has stabilised every word of the utterance so far, so they will not change before the
+      // final (which may still add words, if the caller goes on). Sent once per new wording, in place of the
+      // interim it also is to LiveKit.
+      const covered = this.#preflight && spoken.length > 0 && spoken.every((item) => item.Stable);
+      const wording = covered ? normaliseTranscript(stableText, this.#opts.fillerWords) : '';
+      if (covered && wording && wording !== this.#preflightSent?.wording) {
+        this.#preflightSent = { text: stableText, wording, at: performance.now() };
+        this.#put({ type: stt.SpeechEventType.PREFLIGHT_TRANSCRIPT, alternatives: [{ ...data, text: stableText }] });
+        return;
+      }
       this.#put({ type: stt.SpeechEventType.INTERIM_TRANSCRIPT, alternatives: [data] });
       return;
     }
     this.#pendingPartial = undefined;
-    this.#put({ type: stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives: [data] });
-    this.#speaking = false;
-    this.#put({ type: stt.SpeechEventType.END_OF_SPEECH });
+    const confirmed = this.#settlePreflight(text);
+    // A final that says what the preflight said is sent in the preflight's very words: LiveKit starts another
+    // preemptive reply when the final's text differs from the preflight's at all (a full stop added), and it keeps
+    // the one it has only for the same words. The final's own spelling stays in the metadata.
+    const final = confirmed ? { ...data, text: confirmed.text, metadata: { ...data.metadata, finalText: text } } : data;
+    this.#put({ type: stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives: [final] });
+    this.#endUtterance();
+  }
+
+  /**
+   * Tells the owner how long the final took after the utterance's last preflight, and whether it confirmed it;
+   * returns the confirmed preflight.
+   */
+  #settlePreflight(finalText: string): { text: string } | undefined {
+    const sent = this.#preflightSent;
+    this.#preflightSent = undefined;
+    if (!sent) return undefined;
+    const confirmed = normaliseTranscript(finalText, this.#opts.fillerWords) === sent.wording;
+    this.#opts.onPreflightSettled?.({ waitMs: performance.now() - sent.at, confirmed });
+    return confirmed ? sent : undefined;
+  }
+
+  #endUtterance(): void {
+    this.#pendingPartial = undefined;
+    this.#preflightSent = undefined;
+    if (this.#speaking) {
+      this.#speaking = false;
+      this.#put({ type: stt.SpeechEventType.END_OF_SPEECH });
+    }
   }
 
   /** A session that dies mid-utterance never finalises it: keep what was heard rather than lose it. */
   #finishPendingUtterance(_session: Session): void {
     const partial = this.#pendingPartial;
     this.#pendingPartial = undefined;
-    if (partial) this.#put({ type: stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives: [partial] });
-    if (this.#speaking) {
-      this.#speaking = false;
-      this.#put({ type: stt.SpeechEventType.END_OF_SPEECH });
+    if (partial) {
+      const confirmed = this.#settlePreflight(partial.text);
+      const final = confirmed ? { ...partial, text: confirmed.text } : partial;
+      this.#put({ type: stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives: [final] });
     }
+    this.#endUtterance();
   }
 
   /** RECOGNITION_USAGE every `usageIntervalSeconds` of audio sent, and the remainder at the end. */
@@ -550,5 +668,11 @@ function validateSTTOptions(opts: TranscribeSTTOptions): void {
   }
   if (!Number.isInteger(opts.maxReconnectAttempts) || opts.maxReconnectAttempts < 0) {
     throw new Error('TranscribeSTT options.maxReconnectAttempts: must be a non-negative integer');
+  }
+  if (typeof opts.preflight !== 'boolean') {
+    throw new Error('TranscribeSTT options.preflight: must be true or false');
+  }
+  if (!Array.isArray(opts.fillerWords) || !opts.fillerWords.every((word) => /^[\p{L}'-]+$/u.test(word))) {
+    throw new Error('TranscribeSTT options.fillerWords: must be a list of single words (letters only)');
   }
 }
