@@ -58,6 +58,11 @@ export const agentSchema = z
       .regex(/^[a-z]{2}-[A-Z]{2}$/, 'must be a language code such as en-US')
       .default('en-US'),
     /**
+     * Answer on Transcribe's stable words before its final arrives, keeping the answer only when the final confirms
+     * them (agent/README.md, "Speculative turn-taking"). Off: every answer starts from the final.
+     */
+    speculativeTurns: z.boolean().default(true),
+    /**
      * Call audio: off, announce (a notice is played first) or consent (the caller is asked; no means nothing is
      * stored). Stereo WAV parts, caller left and agent right, under recordings/ in the transcripts bucket.
      */

@@ -319,6 +319,7 @@ describe('app stack: agent service', () => {
       POLLY_VOICE: 'Ruth',
       TRANSCRIBE_LANGUAGE: 'en-US',
       PII_REDACTION: 'false',
+      SPECULATIVE_TURNS: 'true',
       REDIS_PORT: '6380',
     });
     // Calls per task from the measured per-call cost (contracts/src/agent-sizing.ts) for the default 2 vCPU / 4 GiB.

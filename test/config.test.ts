@@ -47,6 +47,12 @@ describe('operator config', () => {
     expect(message).not.toContain('\n');
   });
 
+  it('turns speculative turns off when asked, and names the key of a value that is not a boolean', () => {
+    expect(parseConfig(repoConfigInput({})).agent.speculativeTurns).toBe(true);
+    expect(parseConfig(repoConfigInput({ agent: { speculativeTurns: false } })).agent.speculativeTurns).toBe(false);
+    expect(errorOf({ agent: { speculativeTurns: 'no' } })).toContain('agent.speculativeTurns');
+  });
+
   it('names the bad key of the caller policy and the caller trust policy', () => {
     expect(errorOf({ edge: { callerPolicy: { deny: ['+1555', '555'] } } })).toContain('edge.callerPolicy.deny[1]');
     const levels = errorOf({ edge: { callerPolicy: { rejectAttestation: ['D'] } } });

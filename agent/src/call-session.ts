@@ -193,7 +193,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     language: env.TRANSCRIBE_LANGUAGE,
     pii: env.PII_REDACTION ? 'redact' : undefined,
     client: options.aws?.transcribe,
-    preflight: options.speculate ?? true,
+    preflight: options.speculate ?? env.SPECULATIVE_TURNS,
     onPreflightSettled: ({ waitMs }) => metrics.emit({ [AGENT_METRICS.finalAfterPreflightWait]: waitMs }, dimensions),
   });
   const model = bedrockLLM({

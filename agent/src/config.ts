@@ -35,6 +35,8 @@ export const agentEnvSchema = z
     AUDIT_SEAL_KMS_KEY_ID: z.string().min(1).optional(),
     /** Local runs without KMS: the secret that seals audit segments. */
     AUDIT_SEAL_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+    /** Answer on Transcribe's stable words, kept only when the final confirms them (README, speculative turns). */
+    SPECULATIVE_TURNS: envBoolean.default(true),
     /** Redact PII from what is logged (transcripts, audit payloads) and ask Transcribe to redact too. */
     PII_REDACTION: envBoolean.default(false),
     /** Where a transfer goes when the MCP server offers no target (sip: or tel: URI). */

@@ -27,6 +27,12 @@ describe('agent environment', () => {
     expect(readAgentEnv({ ...valid, PII_REDACTION: 'true' }).PII_REDACTION).toBe(true);
   });
 
+  it('answers on stable words unless SPECULATIVE_TURNS says false; refuses a value it cannot read', () => {
+    expect(readAgentEnv(valid).SPECULATIVE_TURNS).toBe(true);
+    expect(readAgentEnv({ ...valid, SPECULATIVE_TURNS: 'false' }).SPECULATIVE_TURNS).toBe(false);
+    expect(() => readAgentEnv({ ...valid, SPECULATIVE_TURNS: 'sometimes' })).toThrow(/SPECULATIVE_TURNS/);
+  });
+
   it('accepts announce and consent recording, and refuses a rate or a sentence it cannot use, naming the variable', () => {
     expect(readAgentEnv(valid)).toMatchObject({ RECORDING_MODE: 'off', RECORDING_SAMPLE_RATE: 16_000 });
     expect(readAgentEnv({ ...valid, RECORDING_SAMPLE_RATE: '8000' }).RECORDING_SAMPLE_RATE).toBe(8_000);

@@ -129,6 +129,7 @@ export class AgentService extends Construct {
         POLLY_VOICE: agent.pollyVoice,
         POLLY_ENGINE: agent.pollyEngine,
         TRANSCRIBE_LANGUAGE: agent.transcribeLanguage,
+        SPECULATIVE_TURNS: String(agent.speculativeTurns),
         PII_REDACTION: String(agentService.piiRedaction),
         RECORDING_MODE: agent.recording.mode,
         RECORDING_SAMPLE_RATE: String(agent.recording.sampleRate),
