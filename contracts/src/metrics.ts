@@ -59,6 +59,7 @@ export const EDGE_METRICS = {
   mediaAnchorFailures: 'EdgeMediaAnchorFailures',
   strayReplies: 'EdgeStrayReplies',
   unknownLiveKitPeers: 'EdgeUnknownLiveKitPeers',
+  foreignNextHops: 'EdgeForeignNextHops',
   unconfirmedCalls: 'EdgeUnconfirmedCalls',
   mediaSourceDrops: 'EdgeMediaSourceDrops',
   attestationRefusals: 'EdgeAttestationRefusals',

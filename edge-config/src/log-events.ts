@@ -27,6 +27,8 @@ export const EDGE_LOG_EVENTS = {
   strayReplies: 'reply without transaction',
   /** A request on the LiveKit-side socket from an address outside the current dispatcher set (dropped). */
   unknownLiveKitPeers: 'is not a LiveKit SIP node',
+  /** An in-dialog request from the carrier whose next hop (Route or Request-URI) is no LiveKit SIP node (403). */
+  foreignNextHops: 'outside the LiveKit set',
   /** A 2xx the carrier never ACKed: the call never became established, its media is freed. */
   unconfirmedCalls: 'not confirmed by ACK',
   /** A new call whose attestation level (from X-Twilio-VerStat) edge.callerPolicy.rejectAttestation names (603). */

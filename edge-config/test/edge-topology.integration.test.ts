@@ -20,6 +20,8 @@ import { TOPOH_MASK } from '../src/render';
 const LOOPBACK = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
 const CARRIER_IP = '127.0.3.40';
 const NODE: Address = { ip: '127.0.2.1', port: 5060 };
+/** On the LiveKit side, but no dispatcher node: forged in-dialog requests aim here. */
+const NOT_A_NODE: Address = { ip: '127.0.2.9', port: 5099 };
 const INTERNAL_SIP: Address = { ip: LOOPBACK.host.internalSipIp, port: LOOPBACK.host.internalSipPort };
 const NUMBER = '+15550100100';
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
@@ -528,5 +530,55 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
     if (bye) await call.nodeSends(replyTo(bye.text, '200 OK'));
     else await nodeHangsUp(call);
     verify('carrier ACK to the Contact', call);
+  });
+
+  it('refuses in-dialog requests from the carrier whose next hop is no LiveKit node', async () => {
+    const victim = await UdpPeer.open(NOT_A_NODE.ip, NOT_A_NODE.port);
+    try {
+      const call = await openCall();
+      await carrierAcks(call);
+      const before = await edge.counters();
+      // The edge's own two Route entries (its double Record-Route, carrier side first), then wherever the forger likes.
+      const edgeRoutes = [
+        `<sip:${carrierSip().ip}:${carrierSip().port};r2=on;lr>`,
+        `<sip:${INTERNAL_SIP.ip}:${INTERNAL_SIP.port};r2=on;lr>`,
+      ];
+      const victimUri = `sip:victim@${NOT_A_NODE.ip}:${NOT_A_NODE.port}`;
+      const nodeUri = `sip:lk-node@${NODE.ip}:${NODE.port}`;
+      const forgeries = [
+        { method: 'BYE', target: victimUri, routes: edgeRoutes },
+        { method: 'INVITE', target: victimUri, routes: edgeRoutes, body: sdp(CARRIER_IP, 41100) },
+        { method: 'INFO', target: victimUri, routes: edgeRoutes },
+        { method: 'ACK', target: victimUri, routes: edgeRoutes },
+        // A real node in the Request-URI, the victim in a Route after the edge's: the next hop is the Route.
+        { method: 'BYE', target: nodeUri, routes: [...edgeRoutes, `<sip:${NOT_A_NODE.ip}:${NOT_A_NODE.port};lr>`] },
+      ];
+      for (const { method, target, routes, body } of forgeries) {
+        const side = { ...call.carrierSide, remoteTarget: target, routeSet: routes };
+        const request = inDialog(method, side, call.callId, carrierVia(), [], body);
+        call.carrierSide.cseq = side.cseq;
+        await carrier.send(request, carrierSip());
+        if (method === 'ACK') continue;
+        const cseq = `${side.cseq} ${method}`;
+        const refused = await carrier.waitFor(
+          (d) => d.text.includes(call.callId) && cseqOf(d.text) === cseq && statusOf(d.text) !== 100,
+          5000,
+        );
+        expect(refused && statusOf(refused.text), `the forged ${method}`).toBe(403);
+      }
+      const counted = async () => (await edge.counters()).foreignNextHops - (before.foreignNextHops ?? 0);
+      const deadline = Date.now() + 5000;
+      while ((await counted()) < forgeries.length && Date.now() < deadline) await sleep(100);
+      expect(await counted()).toBe(forgeries.length);
+      // Past tm's first retransmission (T1 = 500 ms): a relayed request would have arrived by now, twice.
+      await sleep(1500);
+      expect(victim.received.map((d) => d.text.split('\r\n')[0])).toEqual([]);
+      expect(node.received.filter((d) => d.text.includes(call.callId) && /^(BYE|INFO) /.test(d.text))).toEqual([]);
+      // The call itself is untouched: its real BYE still goes through.
+      await carrierHangsUp(call);
+      expect(call.failures).toEqual([]);
+    } finally {
+      victim.close();
+    }
   });
 });

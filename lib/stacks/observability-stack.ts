@@ -276,6 +276,7 @@ export class ObservabilityStack extends VoiceIntakeStack {
           edgeMetrics.mediaAnchorFailures.with({ label: 'media not anchored' }),
           edgeMetrics.strayReplies.with({ label: 'replies without transaction' }),
           edgeMetrics.unknownLiveKitPeers.with({ label: 'not a LiveKit node' }),
+          edgeMetrics.foreignNextHops.with({ label: 'in-dialog next hop not a LiveKit node' }),
           edgeMetrics.unconfirmedCalls.with({ label: 'never ACKed (media freed)' }),
           edgeMetrics.mediaSourceDrops.with({ label: 'RTP from wrong source' }),
           edgeMetrics.attestationRefusals.with({ label: 'caller attestation refused' }),
