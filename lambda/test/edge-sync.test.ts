@@ -112,6 +112,7 @@ describe('edge node sync', () => {
     ]);
     expect(JSON.parse(parameter!)).toEqual({
       nodes: ['10.0.1.10', '10.0.2.20'],
+      draining: [],
       edgeHosts: ['i-edge-a', 'i-edge-b'],
       commandId: 'cmd-1',
       appliedAt: at(0).toISOString(),
@@ -153,7 +154,11 @@ describe('edge node sync', () => {
     expect(await syncEdgeNodes(clients, settings, at(0))).toMatchObject({ action: 'sent', nodes: [] });
     expect(sentCommands()[0].Parameters).toEqual({ commands: ['/etc/voice-intake-edge/bin/edge-livekit-nodes.sh'] });
     edgeHosts = [];
-    expect(await syncEdgeNodes(clients, settings, at(20))).toEqual({ action: 'no-edge-hosts', nodes: [] });
+    expect(await syncEdgeNodes(clients, settings, at(20))).toEqual({
+      action: 'no-edge-hosts',
+      nodes: [],
+      draining: [],
+    });
     expect(sentCommands()).toHaveLength(1);
   });
 
@@ -175,6 +180,22 @@ describe('edge node sync', () => {
 
   it('never puts anything but addresses on the command line', () => {
     expect(() => nodeScriptCommand('/x.sh', ['10.0.0.1; reboot'], 5060)).toThrow(/not an IPv4 address/);
+    expect(() => nodeScriptCommand('/x.sh', ['10.0.0.1'], 5060, ["10.0.0.2'; reboot; '"])).toThrow(
+      /not an IPv4 address/,
+    );
+    expect(nodeScriptCommand('/x.sh', ['10.0.0.1'], 5060, ['10.0.0.2', '10.0.0.3'])).toBe(
+      "/x.sh 10.0.0.1:5060 '~10.0.0.2:5060' '~10.0.0.3:5060'",
+    );
+  });
+
+  it('reads a state written before draining nodes existed as none draining', async () => {
+    parameter = JSON.stringify({
+      nodes: ['10.0.1.10', '10.0.2.20'],
+      edgeHosts: ['i-edge-a', 'i-edge-b'],
+      commandId: 'cmd-0',
+      appliedAt: at(0).toISOString(),
+    });
+    expect(await syncEdgeNodes(clients, settings, at(1))).toMatchObject({ action: 'unchanged', draining: [] });
   });
 
   it('reads its settings from the environment, naming a bad variable', () => {
@@ -195,8 +216,9 @@ describe('edge node sync with the LiveKit ECS service', () => {
   const ecs = mockClient(ECSClient);
   const withEcs = { ...clients, ecs: new ECSClient({}) };
   const service = { cluster: 'voice-intake-cluster', service: 'livekit' };
-  /** LiveKit tasks: host → (last status, desired status). */
-  let tasks: { host: string; lastStatus: string; desiredStatus: string }[];
+  /** LiveKit tasks: host → (last status, desired status); `id` tells two tasks on one host apart. */
+  let tasks: { host: string; lastStatus: string; desiredStatus: string; id?: string }[];
+  const arnOf = (task: (typeof tasks)[number]) => `task/${task.host}${task.id ?? ''}`;
 
   beforeEach(() => {
     ecs.reset();
@@ -205,12 +227,12 @@ describe('edge node sync with the LiveKit ECS service', () => {
       { host: 'i-lk2', lastStatus: 'RUNNING', desiredStatus: 'RUNNING' },
     ];
     ecs.on(ListTasksCommand).callsFake((input) => {
-      expect(input).toMatchObject({ cluster: service.cluster, serviceName: service.service, desiredStatus: 'RUNNING' });
-      return { taskArns: tasks.filter((task) => task.desiredStatus === 'RUNNING').map((task) => `task/${task.host}`) };
+      expect(input).toMatchObject({ cluster: service.cluster, serviceName: service.service });
+      return { taskArns: tasks.filter((task) => task.desiredStatus === input.desiredStatus).map(arnOf) };
     });
     ecs.on(DescribeTasksCommand).callsFake((input) => ({
       tasks: tasks
-        .filter((task) => input.tasks.includes(`task/${task.host}`))
+        .filter((task) => input.tasks.includes(arnOf(task)))
         .map((task) => ({ ...task, containerInstanceArn: `ci/${task.host}` })),
     }));
     ecs.on(DescribeContainerInstancesCommand).callsFake((input) => ({
@@ -221,23 +243,56 @@ describe('edge node sync with the LiveKit ECS service', () => {
     }));
   });
 
-  it('takes a host off the edge list while ECS stops its LiveKit task (an upgrade), and puts it back once replaced', async () => {
+  it('lists a host as draining while ECS stops its LiveKit task (an upgrade), and as a node again once replaced', async () => {
     const settingsWithService = { ...settings, livekitService: service };
-    expect((await syncEdgeNodes(withEcs, settingsWithService, at(0))).nodes).toEqual(['10.0.1.10', '10.0.2.20']);
+    expect(await syncEdgeNodes(withEcs, settingsWithService, at(0))).toMatchObject({
+      nodes: ['10.0.1.10', '10.0.2.20'],
+      draining: [],
+    });
 
     // ECS is replacing i-lk1's task: still running (finishing its calls) but desired STOPPED.
     tasks[0].desiredStatus = 'STOPPED';
-    const draining = await syncEdgeNodes(withEcs, settingsWithService, at(1));
-    expect(draining).toMatchObject({ action: 'sent', nodes: ['10.0.2.20'] });
-    expect(sentCommands().at(-1)?.Parameters?.commands).toEqual([`${settings.nodeScript} 10.0.2.20:5060`]);
+    expect(await syncEdgeNodes(withEcs, settingsWithService, at(1))).toMatchObject({
+      action: 'sent',
+      reason: 'LiveKit nodes changed: [10.0.1.10, 10.0.2.20] → [10.0.2.20]',
+      nodes: ['10.0.2.20'],
+      draining: ['10.0.1.10'],
+    });
+    expect(sentCommands().at(-1)?.Parameters?.commands).toEqual([
+      `${settings.nodeScript} 10.0.2.20:5060 '~10.0.1.10:5060'`,
+    ]);
+    expect(JSON.parse(parameter!)).toMatchObject({ nodes: ['10.0.2.20'], draining: ['10.0.1.10'] });
 
-    // The new task is starting (PENDING): not yet a node.
-    tasks[0] = { host: 'i-lk1', lastStatus: 'PENDING', desiredStatus: 'RUNNING' };
-    expect((await syncEdgeNodes(withEcs, settingsWithService, at(2))).action).toBe('unchanged');
-    tasks[0].lastStatus = 'RUNNING';
+    // The old task is gone (listed STOPPED for a while: no longer a node at all), the new one starting: not yet one.
+    tasks[0] = { host: 'i-lk1', lastStatus: 'STOPPED', desiredStatus: 'STOPPED' };
+    tasks.push({ host: 'i-lk1', lastStatus: 'PENDING', desiredStatus: 'RUNNING', id: '-new' });
+    expect(await syncEdgeNodes(withEcs, settingsWithService, at(2))).toMatchObject({
+      action: 'sent',
+      reason: 'draining LiveKit nodes changed: [10.0.1.10] → []',
+      nodes: ['10.0.2.20'],
+      draining: [],
+    });
+    expect(sentCommands().at(-1)?.Parameters?.commands).toEqual([`${settings.nodeScript} 10.0.2.20:5060`]);
+    tasks[2].lastStatus = 'RUNNING';
     expect(await syncEdgeNodes(withEcs, settingsWithService, at(3))).toMatchObject({
       action: 'sent',
       nodes: ['10.0.1.10', '10.0.2.20'],
+      draining: [],
+    });
+  });
+
+  it('keeps a draining host listed while its instance leaves the group, and never a serving host as draining', async () => {
+    const settingsWithService = { ...settings, livekitService: service };
+    // Scale-in: the instance waits in Terminating:Wait while its task finishes its calls.
+    livekit[1].lifecycle = 'Terminating:Wait';
+    tasks[0].desiredStatus = 'STOPPED';
+    // A replacement task already serves on i-lk2 next to its stopping one: i-lk2 serves.
+    tasks.push({ host: 'i-lk2', lastStatus: 'RUNNING', desiredStatus: 'STOPPED', id: '-old' });
+    livekit.push({ id: 'i-lk3', address: '10.0.3.30' });
+    tasks.push({ host: 'i-lk3', lastStatus: 'RUNNING', desiredStatus: 'RUNNING' });
+    expect(await syncEdgeNodes(withEcs, settingsWithService, at(0))).toMatchObject({
+      nodes: ['10.0.2.20', '10.0.3.30'],
+      draining: ['10.0.1.10'],
     });
   });
 

@@ -3,6 +3,7 @@ import { DescribeInstancesCommand, type EC2Client, type Filter } from '@aws-sdk/
 import {
   DescribeContainerInstancesCommand,
   DescribeTasksCommand,
+  type DesiredStatus,
   type ECSClient,
   ListTasksCommand,
 } from '@aws-sdk/client-ecs';
@@ -35,8 +36,9 @@ export interface EdgeSyncSettings {
   /** Re-send even without a change after this long. */
   reapplyAfterMs: number;
   /**
-   * The LiveKit ECS service: a host counts only while its LiveKit task runs and is not being stopped, so a node that
-   * ECS is replacing (an upgrade) leaves the edge's list before LiveKit SIP stops and gets no new call meanwhile.
+   * The LiveKit ECS service: a host takes new calls only while its LiveKit task runs and is not being stopped. A node
+   * ECS is replacing (an upgrade) stays on the edge's list as draining while its task still runs: it gets no new call,
+   * but its calls in progress can still be hung up from either side.
    */
   livekitService?: { cluster: string; service: string };
 }
@@ -50,6 +52,8 @@ export interface EdgeSyncClients {
 
 const appliedStateSchema = z.object({
   nodes: z.array(z.string()),
+  /** Listed but never chosen for a new call (a state written before draining existed has none). */
+  draining: z.array(z.string()).default([]),
   edgeHosts: z.array(z.string()),
   commandId: z.string(),
   appliedAt: z.iso.datetime(),
@@ -57,18 +61,17 @@ const appliedStateSchema = z.object({
 export type AppliedState = z.infer<typeof appliedStateSchema>;
 
 export type SyncOutcome =
-  | { action: 'unchanged'; nodes: string[]; edgeHosts: string[] }
-  | { action: 'sent'; reason: string; nodes: string[]; edgeHosts: string[]; commandId: string }
-  | { action: 'no-edge-hosts'; nodes: string[] };
+  | { action: 'unchanged'; nodes: string[]; draining: string[]; edgeHosts: string[] }
+  | { action: 'sent'; reason: string; nodes: string[]; draining: string[]; edgeHosts: string[]; commandId: string }
+  | { action: 'no-edge-hosts'; nodes: string[]; draining: string[] };
 
-/**
- * EC2 instances that run a task of `service` which is running and meant to keep running (desired RUNNING): a task
- * ECS is stopping (a deployment, a drain) has desired status STOPPED while its calls finish.
- */
-export async function hostsServing(
-  ecs: ECSClient,
-  service: { cluster: string; service: string },
-): Promise<Set<string>> {
+/** The LiveKit nodes: those taking new calls, and those draining (their task is being stopped), addresses sorted. */
+export interface LiveKitNodes {
+  nodes: string[];
+  draining: string[];
+}
+
+async function taskArnsOf(ecs: ECSClient, service: { cluster: string; service: string }, desired: DesiredStatus) {
   const taskArns: string[] = [];
   let nextToken: string | undefined;
   do {
@@ -76,61 +79,85 @@ export async function hostsServing(
       new ListTasksCommand({
         cluster: service.cluster,
         serviceName: service.service,
-        desiredStatus: 'RUNNING',
+        desiredStatus: desired,
         nextToken,
       }),
     );
     taskArns.push(...(page.taskArns ?? []));
     nextToken = page.nextToken;
   } while (nextToken);
-  const containerInstances = new Set<string>();
+  return taskArns;
+}
+
+/**
+ * EC2 instances that run a task of `service`: serving (running and meant to keep running), or draining (still
+ * running, but ECS is stopping it — a deployment, a drain — with desired status STOPPED while its calls finish). A
+ * host with a serving task counts as serving whatever else it runs.
+ */
+export async function hostsServing(
+  ecs: ECSClient,
+  service: { cluster: string; service: string },
+): Promise<{ serving: Set<string>; draining: Set<string> }> {
+  // Tasks desired STOPPED include those already stopped (listed for a while): only running ones count.
+  const taskArns = [...(await taskArnsOf(ecs, service, 'RUNNING')), ...(await taskArnsOf(ecs, service, 'STOPPED'))];
+  const byContainerInstance = new Map<string, 'serving' | 'draining'>();
   for (let start = 0; start < taskArns.length; start += 100) {
     const batch = taskArns.slice(start, start + 100);
     const { tasks = [] } = await ecs.send(new DescribeTasksCommand({ cluster: service.cluster, tasks: batch }));
     for (const task of tasks) {
-      const serving = task.lastStatus === 'RUNNING' && task.desiredStatus === 'RUNNING';
-      if (serving && task.containerInstanceArn) containerInstances.add(task.containerInstanceArn);
+      if (task.lastStatus !== 'RUNNING' || !task.containerInstanceArn) continue;
+      if (task.desiredStatus === 'RUNNING') byContainerInstance.set(task.containerInstanceArn, 'serving');
+      else if (task.desiredStatus === 'STOPPED' && !byContainerInstance.has(task.containerInstanceArn))
+        byContainerInstance.set(task.containerInstanceArn, 'draining');
     }
   }
-  const hosts = new Set<string>();
-  const arns = [...containerInstances];
+  const serving = new Set<string>();
+  const draining = new Set<string>();
+  const arns = [...byContainerInstance.keys()];
   for (let start = 0; start < arns.length; start += 100) {
     const batch = arns.slice(start, start + 100);
     const page = await ecs.send(
       new DescribeContainerInstancesCommand({ cluster: service.cluster, containerInstances: batch }),
     );
-    for (const instance of page.containerInstances ?? []) if (instance.ec2InstanceId) hosts.add(instance.ec2InstanceId);
+    for (const instance of page.containerInstances ?? []) {
+      if (!instance.ec2InstanceId || !instance.containerInstanceArn) continue;
+      const role = byContainerInstance.get(instance.containerInstanceArn);
+      (role === 'serving' ? serving : draining).add(instance.ec2InstanceId);
+    }
   }
-  return hosts;
+  for (const host of serving) draining.delete(host);
+  return { serving, draining };
 }
 
 /**
  * Private addresses of the group's instances that are in service and healthy (and, given the LiveKit service, run a
- * LiveKit task that is not being stopped), sorted.
+ * LiveKit task that is not being stopped), sorted; given the service, also the draining ones: any running instance
+ * of the group (a scale-in waits in Terminating:Wait) whose LiveKit task is being stopped.
  */
 export async function livekitNodeAddresses(
   clients: EdgeSyncClients,
   groupName: string,
   livekitService?: EdgeSyncSettings['livekitService'],
-): Promise<string[]> {
+): Promise<LiveKitNodes> {
   const { AutoScalingGroups = [] } = await clients.autoScaling.send(
     new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [groupName] }),
   );
   const group = AutoScalingGroups[0];
   if (!group) throw new Error(`Auto Scaling group ${groupName} not found`);
-  const ids = (group.Instances ?? [])
+  const members = (group.Instances ?? []).filter((instance) => instance.InstanceId);
+  const ids = members
     .filter((instance) => instance.LifecycleState === 'InService' && instance.HealthStatus === 'Healthy')
-    .map((instance) => instance.InstanceId!)
-    .filter(Boolean);
-  if (ids.length === 0) return [];
+    .map((instance) => instance.InstanceId!);
+  const addresses = async (chosen: string[]) =>
+    chosen.length === 0 ? [] : (await describeRunning(clients, [], chosen)).map(({ address }) => address).sort();
   if (livekitService) {
     if (!clients.ecs) throw new Error('an ECS client is needed to check the LiveKit tasks');
-    const serving = await hostsServing(clients.ecs, livekitService);
-    const servingIds = ids.filter((id) => serving.has(id));
-    if (servingIds.length === 0) return [];
-    return (await describeRunning(clients, [], servingIds)).map(({ address }) => address).sort();
+    const { serving, draining } = await hostsServing(clients.ecs, livekitService);
+    const nodes = await addresses(ids.filter((id) => serving.has(id)));
+    const drainingIds = members.map((instance) => instance.InstanceId!).filter((id) => draining.has(id));
+    return { nodes, draining: (await addresses(drainingIds)).filter((address) => !nodes.includes(address)) };
   }
-  return (await describeRunning(clients, [], ids)).map(({ address }) => address).sort();
+  return { nodes: await addresses(ids), draining: [] };
 }
 
 /** The edge hosts (running, by tag): their instance ids, sorted. */
@@ -181,7 +208,7 @@ const sameList = (a: readonly string[], b: readonly string[]) =>
 /** Why the edge hosts need the list again, or undefined when they have it. */
 export function changeReason(
   previous: AppliedState | undefined,
-  nodes: string[],
+  { nodes, draining }: LiveKitNodes,
   edgeHosts: string[],
   now: Date,
   reapplyAfterMs: number,
@@ -189,16 +216,26 @@ export function changeReason(
   if (!previous) return 'first sync';
   if (!sameList(previous.nodes, nodes))
     return `LiveKit nodes changed: [${previous.nodes.join(', ')}] → [${nodes.join(', ')}]`;
+  if (!sameList(previous.draining, draining))
+    return `draining LiveKit nodes changed: [${previous.draining.join(', ')}] → [${draining.join(', ')}]`;
   if (!sameList(previous.edgeHosts, edgeHosts))
     return `edge hosts changed: [${previous.edgeHosts.join(', ')}] → [${edgeHosts.join(', ')}]`;
   if (now.getTime() - Date.parse(previous.appliedAt) >= reapplyAfterMs) return 're-apply interval elapsed';
   return undefined;
 }
 
-/** The command the edge hosts run: the node script with one `address:port` argument per LiveKit node. */
-export function nodeScriptCommand(script: string, nodes: string[], sipPort: number): string {
-  for (const node of nodes) if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(node)) throw new Error(`not an IPv4 address: ${node}`);
-  return [script, ...nodes.map((node) => `${node}:${sipPort}`)].join(' ');
+/**
+ * The command the edge hosts run: the node script with one `address:port` argument per LiveKit node, and one
+ * `'~address:port'` per draining node (quoted: a leading ~ is the shell's home directory expansion).
+ */
+export function nodeScriptCommand(script: string, nodes: string[], sipPort: number, draining: string[] = []): string {
+  for (const node of [...nodes, ...draining])
+    if (!/^(\d{1,3}\.){3}\d{1,3}$/.test(node)) throw new Error(`not an IPv4 address: ${node}`);
+  return [
+    script,
+    ...nodes.map((node) => `${node}:${sipPort}`),
+    ...draining.map((node) => `'~${node}:${sipPort}'`),
+  ].join(' ');
 }
 
 export async function syncEdgeNodes(
@@ -206,14 +243,14 @@ export async function syncEdgeNodes(
   settings: EdgeSyncSettings,
   now = new Date(),
 ): Promise<SyncOutcome> {
-  const [nodes, edgeHosts, previous] = await Promise.all([
+  const [{ nodes, draining }, edgeHosts, previous] = await Promise.all([
     livekitNodeAddresses(clients, settings.livekitAutoScalingGroup, settings.livekitService),
     edgeHostIds(clients, settings.edgeTag),
     readState(clients, settings.stateParameter),
   ]);
-  if (edgeHosts.length === 0) return { action: 'no-edge-hosts', nodes };
-  const reason = changeReason(previous, nodes, edgeHosts, now, settings.reapplyAfterMs);
-  if (!reason) return { action: 'unchanged', nodes, edgeHosts };
+  if (edgeHosts.length === 0) return { action: 'no-edge-hosts', nodes, draining };
+  const reason = changeReason(previous, { nodes, draining }, edgeHosts, now, settings.reapplyAfterMs);
+  if (!reason) return { action: 'unchanged', nodes, draining, edgeHosts };
 
   const { Command } = await clients.ssm.send(
     new SendCommandCommand({
@@ -221,11 +258,11 @@ export async function syncEdgeNodes(
       InstanceIds: edgeHosts,
       Comment: 'voice-intake: LiveKit SIP node list for the edge',
       TimeoutSeconds: 60,
-      Parameters: { commands: [nodeScriptCommand(settings.nodeScript, nodes, settings.sipPort)] },
+      Parameters: { commands: [nodeScriptCommand(settings.nodeScript, nodes, settings.sipPort, draining)] },
     }),
   );
   const commandId = Command?.CommandId ?? 'unknown';
-  const state: AppliedState = { nodes, edgeHosts, commandId, appliedAt: now.toISOString() };
+  const state: AppliedState = { nodes, draining, edgeHosts, commandId, appliedAt: now.toISOString() };
   await clients.ssm.send(
     new PutParameterCommand({
       Name: settings.stateParameter,
@@ -234,5 +271,5 @@ export async function syncEdgeNodes(
       Overwrite: true,
     }),
   );
-  return { action: 'sent', reason, nodes, edgeHosts, commandId };
+  return { action: 'sent', reason, nodes, draining, edgeHosts, commandId };
 }
