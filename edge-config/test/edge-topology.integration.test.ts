@@ -10,8 +10,9 @@
  * To and Call-ID. The edge with topos keeps both in every class (asserted); what topoh does is asserted as measured,
  * so a change in either module's behaviour fails here. README "Topology hiding" has the table.
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EdgeHarness } from '../harness/harness';
 import { type Address, answerOptions, replyTo, sdp, statusOf, UdpPeer } from '../harness/raw-peer';
@@ -552,6 +553,9 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
         { method: 'ACK', target: victimUri, routes: edgeRoutes },
         // A real node in the Request-URI, the victim in a Route after the edge's: the next hop is the Route.
         { method: 'BYE', target: nodeUri, routes: [...edgeRoutes, `<sip:${NOT_A_NODE.ip}:${NOT_A_NODE.port};lr>`] },
+        // A host name: refused without a lookup (nodes are addresses).
+        { method: 'BYE', target: 'sip:victim@livekit-node.invalid:5060', routes: edgeRoutes },
+        { method: 'INFO', target: 'tel:+15550100100', routes: edgeRoutes },
       ];
       for (const { method, target, routes, body } of forgeries) {
         const side = { ...call.carrierSide, remoteTarget: target, routeSet: routes };
@@ -579,6 +583,47 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
       expect(call.failures).toEqual([]);
     } finally {
       victim.close();
+    }
+  });
+
+  it('a draining node takes no new call, yet its calls hang up from either side', async () => {
+    const nodeList = (...nodes: string[]) => {
+      const run = spawnSync(join(dir, 'bin', 'edge-livekit-nodes.sh'), nodes, { encoding: 'utf8' });
+      expect(run.status, run.stderr).toBe(0);
+    };
+    const nodeFlags = async (pattern: RegExp) => {
+      const deadline = Date.now() + 30_000;
+      while (!pattern.test(await edge.kamcmd('dispatcher.list'))) {
+        if (Date.now() > deadline) throw new Error(`the node list never showed ${pattern}`);
+        await sleep(200);
+      }
+    };
+    const hungUpByCarrier = await openCall();
+    await carrierAcks(hungUpByCarrier);
+    const hungUpByNode = await openCall();
+    await carrierAcks(hungUpByNode);
+    try {
+      // Not a valid argument: only a leading ~ marks a draining node.
+      expect(spawnSync(join(dir, 'bin', 'edge-livekit-nodes.sh'), [`${NODE.ip}~:${NODE.port}`]).status).toBe(2);
+      nodeList(`~${NODE.ip}:${NODE.port}`);
+      // Disabled (D), not probed (X): pings cannot bring it back into the rotation.
+      await nodeFlags(/FLAGS: DX/);
+      await sleep(3000); // past a ping interval (2 s): still disabled
+      expect(await edge.kamcmd('dispatcher.list')).toMatch(/FLAGS: DX/);
+
+      const seen = carrier.received.length;
+      const refused = await openCall({ answer: false }).catch((error: Error) => error);
+      expect(String(refused)).toMatch(/never reached the LiveKit node/);
+      const answers = carrier.received.slice(seen).filter((d) => / INVITE$/.test(cseqOf(d.text)));
+      expect(answers.map((d) => d.text.split('\r\n')[0])).toContain('SIP/2.0 503 No LiveKit SIP node available');
+
+      await carrierHangsUp(hungUpByCarrier);
+      expect(hungUpByCarrier.failures).toEqual([]);
+      await nodeHangsUp(hungUpByNode);
+      expect(hungUpByNode.failures).toEqual([]);
+    } finally {
+      nodeList(`${NODE.ip}:${NODE.port}`);
+      await nodeFlags(/FLAGS: AP/);
     }
   });
 });

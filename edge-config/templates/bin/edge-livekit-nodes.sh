@@ -2,12 +2,17 @@
 # Replaces the LiveKit SIP node list (dispatcher set 1) with the nodes given, then reloads it in the running Kamailio:
 # no restart, calls in progress keep going. Run by the node sync (SSM Run Command) whenever LiveKit's hosts change.
 #
-#   edge-livekit-nodes.sh <ipv4>[:<port>] ...     no argument: no node (new calls get 503 until nodes come back)
+#   edge-livekit-nodes.sh [~]<ipv4>[:<port>] ...  no argument: no node (new calls get 503 until nodes come back)
+#
+# A node given with a leading ~ is draining: listed disabled (flag 4), so it is never chosen for a new call nor
+# probed back into the rotation, yet its calls can still be hung up from either side.
 set -eu
 LIST="{{DISPATCHER_LIST}}"
 NEW="$LIST.new"
 : > "$NEW"
 for node in "$@"; do
+  flags=0
+  case "$node" in "~"*) flags=4; node=${node#"~"} ;; esac
   # Only addresses reach the list: anything else would be a config injection.
   if ! printf '%s' "$node" | grep -Eq '^([0-9]{1,3}\.){3}[0-9]{1,3}(:[0-9]{1,5})?$'; then
     echo "edge-livekit-nodes: not an IPv4 address[:port]: $node" >&2
@@ -15,7 +20,7 @@ for node in "$@"; do
     exit 2
   fi
   case "$node" in *:*) ;; *) node="$node:{{DEFAULT_PORT}}" ;; esac
-  echo "1 sip:$node;transport={{TRANSPORT}} 0 0 socket={{SOCKET}}" >> "$NEW"
+  echo "1 sip:$node;transport={{TRANSPORT}} $flags 0 socket={{SOCKET}}" >> "$NEW"
 done
 # Kamailio keeps its old list when given an empty one: "no node" is a disabled entry outside the LiveKit set.
 [ $# -gt 0 ] || echo "{{NO_NODE_ENTRY}}" > "$NEW"
