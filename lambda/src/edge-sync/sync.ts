@@ -99,7 +99,9 @@ export async function hostsServing(
   service: { cluster: string; service: string },
 ): Promise<{ serving: Set<string>; draining: Set<string> }> {
   // Tasks desired STOPPED include those already stopped (listed for a while): only running ones count.
-  const taskArns = [...(await taskArnsOf(ecs, service, 'RUNNING')), ...(await taskArnsOf(ecs, service, 'STOPPED'))];
+  const taskArns = (
+    await Promise.all([taskArnsOf(ecs, service, 'RUNNING'), taskArnsOf(ecs, service, 'STOPPED')])
+  ).flat();
   const byContainerInstance = new Map<string, 'serving' | 'draining'>();
   for (let start = 0; start < taskArns.length; start += 100) {
     const batch = taskArns.slice(start, start + 100);
@@ -155,7 +157,7 @@ export async function livekitNodeAddresses(
     const { serving, draining } = await hostsServing(clients.ecs, livekitService);
     const nodes = await addresses(ids.filter((id) => serving.has(id)));
     const drainingIds = members.map((instance) => instance.InstanceId!).filter((id) => draining.has(id));
-    return { nodes, draining: (await addresses(drainingIds)).filter((address) => !nodes.includes(address)) };
+    return { nodes, draining: await addresses(drainingIds) };
   }
   return { nodes: await addresses(ids), draining: [] };
 }
