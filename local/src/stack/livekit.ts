@@ -55,7 +55,7 @@ export interface LiveKitStackOptions {
   readonly rtcTcpPort?: number;
   readonly rtcUdpPortRange?: PortRange;
   readonly serverPrometheusPort?: number;
-  /** Default: the loopback example's LiveKit destinations, RTP 22000–22099, 22100–22199, … */
+  /** Default: the loopback example's LiveKit destinations, RTP 22000–22099, 22100–22199, …; [] with `edge: false`. */
   readonly sipNodes?: readonly SipNodeSpec[];
   /** The edge from the loopback example with these `edge` keys on top; false: no edge (LiveKit only). */
   readonly edge?: false | { readonly overrides?: Partial<EdgeSectionInput> };
@@ -177,10 +177,11 @@ export class LiveKitStack {
     this.apiPort = options.apiPort ?? 17880;
     this.numbers = options.numbers ?? [DEFAULT_TRUNK_NUMBER];
     const specs = options.sipNodes ?? defaultSipNodes();
-    if (specs.length === 0) throw new Error('the stack needs at least one LiveKit SIP node');
+    // No SIP nodes: LiveKit Server alone (rooms and agents without phone calls); the edge needs a node to send to.
+    if (specs.length === 0 && options.edge !== false) throw new Error('the edge needs at least one LiveKit SIP node');
     // Validated by the operator schema: the same port rules as a deployment (no overlaps, no clashes).
     this.livekit = livekitSchema.parse({
-      sipRtpPortRange: specs[0].rtpPortRange,
+      sipRtpPortRange: specs[0]?.rtpPortRange,
       apiPort: this.apiPort,
       rtcTcpPort: options.rtcTcpPort ?? 17881,
       rtcUdpPortRange: options.rtcUdpPortRange ?? { min: 21000, max: 21099 },
@@ -266,7 +267,7 @@ export class LiveKitStack {
       await this.startRedis();
       await this.startServer();
       for (const node of this.sipNodes) await node.start();
-      this.provisioned = await this.provision();
+      if (this.sipNodes.length > 0) this.provisioned = await this.provision();
       if (this.edge) {
         await this.edge.start();
         await this.waitForDispatcher(

@@ -45,34 +45,61 @@ export class AudioPublishingMember {
   readonly heard: HeardAudio = { frames: 0, audibleFrames: 0 };
   readonly joinedAt = Date.now();
   publishedAt?: number;
-  private readonly source = new AudioSource(SAMPLE_RATE, 1);
+  private source = new AudioSource(SAMPLE_RATE, 1);
   private playing = true;
   private player?: Promise<void>;
+  private trackSid?: string;
 
-  private constructor(readonly roomName: string) {}
+  private constructor(
+    readonly roomName: string,
+    private toneHz: number,
+  ) {}
 
-  static async join(url: string, token: string, roomName: string): Promise<AudioPublishingMember> {
-    const member = new AudioPublishingMember(roomName);
+  /** Joins and publishes a microphone track playing a `toneHz` tone (default 440 Hz). */
+  static async join(
+    url: string,
+    token: string,
+    roomName: string,
+    options: { toneHz?: number } = {},
+  ): Promise<AudioPublishingMember> {
+    const member = new AudioPublishingMember(roomName, options.toneHz ?? 440);
     member.room.on(RoomEvent.TrackSubscribed, (track: RemoteTrack) => {
       if (track.kind === TrackKind.KIND_AUDIO) void member.listen(track);
     });
     await member.room.connect(url, token, { autoSubscribe: true, dynacast: false });
-    const track = LocalAudioTrack.createAudioTrack('answer-tone', member.source);
-    const options = new TrackPublishOptions();
-    options.source = TrackSource.SOURCE_MICROPHONE;
-    await member.room.localParticipant?.publishTrack(track, options);
+    await member.publish();
     member.publishedAt = Date.now();
     member.player = member.play();
     return member;
+  }
+
+  private async publish(): Promise<void> {
+    const track = LocalAudioTrack.createAudioTrack('answer-tone', this.source);
+    const options = new TrackPublishOptions();
+    options.source = TrackSource.SOURCE_MICROPHONE;
+    const publication = await this.room.localParticipant?.publishTrack(track, options);
+    this.trackSid = publication?.sid;
+  }
+
+  /** Unpublishes the microphone track and publishes a new one (a new track id) playing `toneHz` from then on. */
+  async republish(toneHz = this.toneHz): Promise<void> {
+    if (this.trackSid) await this.room.localParticipant?.unpublishTrack(this.trackSid);
+    // A new source too: the old one's queue still holds the previous tone.
+    const previous = this.source;
+    this.source = new AudioSource(SAMPLE_RATE, 1);
+    this.toneHz = toneHz;
+    await previous.close().catch(() => undefined);
+    await this.publish();
   }
 
   /** captureFrame waits while the source's queue is full, so this loop runs at real time. */
   private async play(): Promise<void> {
     for (let index = 0; this.playing; index += 1) {
       try {
-        await this.source.captureFrame(toneFrame(index));
+        await this.source.captureFrame(toneFrame(index, this.toneHz));
       } catch {
-        return;
+        // The source was closed: by leave(), or replaced by republish() (then go on with the new one).
+        if (!this.playing) return;
       }
     }
   }
