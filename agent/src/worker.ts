@@ -8,6 +8,7 @@ import { RoomServiceClient, SipClient } from 'livekit-server-sdk';
 import pino from 'pino';
 import { prepareIntakeCall } from './call-session';
 import { callerOf } from './caller';
+import { CallerAudioInput } from './caller-audio-input';
 import { readAgentEnv, redisConnection } from './config';
 import { MetricsEmitter } from './metrics';
 
@@ -71,7 +72,11 @@ export default defineAgent({
     });
 
     ctx.room.on(RoomEvent.DtmfReceived, (_code, digit) => intake.keyPressed(digit));
-    await intake.session.start({ agent: intake.agent, room: ctx.room });
+    // The caller is read through our input (40 ms frames, the caller only) instead of the room IO's own (10 ms).
+    const callerAudio = new CallerAudioInput({ room: ctx.room, participantIdentity: participant.identity });
+    ctx.addShutdownCallback(() => callerAudio.close());
+    intake.session.input.audio = callerAudio;
+    await intake.session.start({ agent: intake.agent, room: ctx.room, inputOptions: { audioEnabled: false } });
     await intake.greet();
   },
 });
