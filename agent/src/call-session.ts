@@ -172,8 +172,20 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     s3: options.s3,
     audit: (subject, payload) => recorder.audit('recording', subject, payload),
     resumed,
+    resumeFrom: state.recording,
+    callStartedAt: state.startedAt,
   });
-  if (audio) recorder.alsoFlush(() => audio.flush());
+  /** What the session state keeps of this worker's records: a worker taking the call over goes on from there. */
+  const position = () => ({ ...recorder.position, ...(audio ? { recording: audio.position } : {}) });
+  if (audio) {
+    // Parts are written on the transcript's timer: saved with them, a takeover names every part stored so far.
+    recorder.alsoFlush(async () => {
+      await audio.flush();
+      await sessions
+        .update(call.callId, (current) => ({ ...current, recording: audio.position }))
+        .catch((error) => log.warn({ err: error }, 'recording position not saved'));
+    });
+  }
 
   const toolset = new McpToolset({
     url: env.MCP_URL,
@@ -267,7 +279,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     }
     void sessions
       .appendTurn(call.callId, turn)
-      .then(() => sessions.update(call.callId, (current) => ({ ...current, ...recorder.position })))
+      .then(() => sessions.update(call.callId, (current) => ({ ...current, ...position() })))
       .catch((error) => log.warn({ err: error }, 'session state not updated'));
   });
   session.on(voice.AgentSessionEventTypes.MetricsCollected, ({ metrics: collected }) => {
@@ -333,7 +345,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     greet: async () => {
       // The recording notice comes first; in consent mode the question is the opening and the answer comes next.
       await audio?.open(session);
-      if (audio?.mode === 'consent') return;
+      if (audio?.awaitsConsent) return;
       await session
         .generateReply({
           instructions: resumed
@@ -356,7 +368,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
           .finish(endReason, recording ? { recording } : {})
           .catch((error) => log.error({ err: error }, 'final transcript not written'));
         await sessions
-          .update(call.callId, (current) => ({ ...current, status: 'ended', ...recorder.position }))
+          .update(call.callId, (current) => ({ ...current, status: 'ended', ...position() }))
           .catch(() => undefined);
         await toolset.close();
         speculation.close();

@@ -30,9 +30,20 @@ export function transcriptKey(callId: string, startedAt: Date): string {
   return `${S3_PREFIXES.transcripts}${datePath(startedAt)}/${callId}.json`;
 }
 
-/** One part of a call's stereo recording (numbered from 1, in call order). */
-export function recordingPartKey(callId: string, part: number): string {
-  return `${S3_PREFIXES.recordings}${callId}/part-${String(part).padStart(6, '0')}.wav`;
+/** Takeovers of one call a recording may continue through (`segment` of recordingPartKey). */
+export const MAX_RECORDING_SEGMENT = 999;
+
+/**
+ * One part of a call's stereo recording (numbered from 1, in call order). `segment` counts the workers that took the
+ * call over and went on recording (0: the first): each numbers its parts afresh under its own name, so a part the
+ * previous worker wrote after it last saved its state is never overwritten.
+ */
+export function recordingPartKey(callId: string, part: number, segment = 0): string {
+  if (!Number.isInteger(segment) || segment < 0 || segment > MAX_RECORDING_SEGMENT) {
+    throw new Error(`recordingPartKey segment: must be an integer from 0 to ${MAX_RECORDING_SEGMENT}, got ${segment}`);
+  }
+  const name = segment === 0 ? '' : `r${segment}-`;
+  return `${S3_PREFIXES.recordings}${callId}/part-${name}${String(part).padStart(6, '0')}.wav`;
 }
 
 export function transcriptPartKey(callId: string, part: number): string {

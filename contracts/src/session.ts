@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { auditTrailPositionSchema } from './audit-seal';
 import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
-import { transcriptTurnSchema } from './transcript';
+import { MAX_RECORDING_SEGMENT } from './keys';
+import { recordingPartKeySchema, transcriptTurnSchema } from './transcript';
 
 export const sessionStatusSchema = z.enum(['active', 'transferring', 'ended']);
 
@@ -12,6 +13,20 @@ export const intakeProgressSchema = z.object({
   /** The caller confirmed the collected fields when they were read back. */
   confirmed: z.boolean().default(false),
   caseId: z.string().optional(),
+});
+
+/** Where a call's recording stands (see the transcript's `recording`). */
+export const sessionRecordingSchema = z.object({
+  mode: z.enum(['announce', 'consent']),
+  /** The worker's recording segment: 0 for the first, one more for each takeover that went on recording. */
+  segment: z.number().int().min(0).max(MAX_RECORDING_SEGMENT),
+  /** The first segment's clock start, and each later one's. */
+  startedAt: isoTimestampSchema,
+  resumedAt: z.array(isoTimestampSchema).max(MAX_RECORDING_SEGMENT).default([]),
+  /** Consent mode: the caller's answer (absent: not answered yet). */
+  consent: z.boolean().optional(),
+  /** Parts written so far, every segment's, in order. */
+  parts: z.array(recordingPartKeySchema).max(100_000),
 });
 
 /**
@@ -37,8 +52,11 @@ export const sessionStateSchema = z.object({
   nextTranscriptPart: z.number().int().nonnegative(),
   /** Where the agent's audit chain and its seals stand, so a resuming worker continues them unbroken. */
   audit: auditTrailPositionSchema,
+  /** The call's recording so far, so a worker taking the call over can go on with it (absent: not recording). */
+  recording: sessionRecordingSchema.optional(),
 });
 
 export type SessionStatus = z.infer<typeof sessionStatusSchema>;
 export type IntakeProgress = z.infer<typeof intakeProgressSchema>;
 export type SessionState = z.infer<typeof sessionStateSchema>;
+export type SessionRecording = z.infer<typeof sessionRecordingSchema>;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
+import { MAX_RECORDING_SEGMENT } from './keys';
 
 export const speakerSchema = z.enum(['caller', 'agent']);
 
@@ -20,6 +21,8 @@ export const transcriptTurnSchema = z.object({
   language: z.string().optional(),
 });
 
+export const recordingPartKeySchema = z.string().regex(/^recordings\/[^/]+\/part-(?:r\d{1,3}-)?\d{6}\.wav$/);
+
 /**
  * The call's audio recording, when one was made or asked for: stereo WAV parts (caller left, agent right) in call
  * order. Absent when recording is off; `parts` is empty when the caller refused or never answered.
@@ -31,8 +34,13 @@ export const transcriptRecordingSchema = z.object({
   startedAt: isoTimestampSchema,
   /** Consent mode: what the caller answered (absent: never answered, nothing stored). */
   consent: z.boolean().optional(),
-  /** Object keys in the transcripts bucket, `recordings/<callId>/part-<n>.wav`, in order. */
-  parts: z.array(z.string().regex(/^recordings\/[^/]+\/part-\d{6}\.wav$/)).max(100_000),
+  /**
+   * Object keys in the transcripts bucket, in order: `recordings/<callId>/part-<n>.wav`, then, for each worker that
+   * took the call over and went on recording, `part-r<segment>-<n>.wav`.
+   */
+  parts: z.array(recordingPartKeySchema).max(100_000),
+  /** When each takeover's recording clock started (sample 0 of its first part), in order; absent: none. */
+  resumedAt: z.array(isoTimestampSchema).max(MAX_RECORDING_SEGMENT).optional(),
   /** Parts that could not be stored (named so a gap in the audio is explained, not silent). */
   failedParts: z.array(z.string()).default([]),
 });

@@ -2,7 +2,7 @@ import { ReadableStream, TransformStream } from 'node:stream/web';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { llm, stt, voice } from '@livekit/agents';
 import type { AudioFrame } from '@livekit/rtc-node';
-import type { TranscriptRecording } from '@voice-intake/contracts';
+import { MAX_RECORDING_SEGMENT, type SessionRecording, type TranscriptRecording } from '@voice-intake/contracts';
 import { z } from 'zod';
 import type { PiiAudioSpan } from '../plugins/aws/stt';
 import { CallRecording, type RecordingSampleRate } from './recording';
@@ -54,6 +54,8 @@ export interface CallAudioOptions {
   consentTimeoutMs?: number;
   /** Monotonic milliseconds. Default `performance.now()`. */
   now?: () => number;
+  /** The call was taken over: the recording as the earlier worker(s) left it (consent mode: only after a yes). */
+  resume?: SessionRecording;
 }
 
 /** What the intake agent needs from the recording: the STT tap, and in consent mode a tool and instructions. */
@@ -183,6 +185,7 @@ export class CallAudio {
   constructor(private readonly options: CallAudioOptions) {
     this.#now = options.now ?? (() => performance.now());
     this.#origin = this.#now();
+    const { resume } = options;
     this.recording = new CallRecording({
       mode: options.mode,
       sampleRate: options.sampleRate,
@@ -190,8 +193,9 @@ export class CallAudio {
       put: options.put,
       audit: options.audit,
       holdbackMs: options.holdbackMs,
+      resume: resume && { segment: resume.segment + 1, earlierParts: resume.parts, consent: resume.consent },
     });
-    if (options.mode === 'consent') {
+    if (this.awaitsConsent) {
       this.#consentTimer = setTimeout(() => {
         if (this.recording.state !== 'awaiting_consent') return;
         options.audit('consent_timeout', { afterMs: options.consentTimeoutMs ?? DEFAULT_CONSENT_TIMEOUT_MS });
@@ -210,12 +214,33 @@ export class CallAudio {
     return this.options.mode;
   }
 
+  /** Consent mode on a new call: the question opens the call and the model takes the answer. */
+  get awaitsConsent(): boolean {
+    return this.options.mode === 'consent' && !this.options.resume;
+  }
+
+  /** What the session state keeps, so a worker taking the call over can go on with this recording. */
+  get position(): SessionRecording {
+    const { resume } = this.options;
+    const consent = this.recording.consentGiven;
+    return {
+      mode: this.options.mode,
+      segment: this.recording.segment,
+      startedAt: resume?.startedAt ?? this.startedAt.toISOString(),
+      resumedAt: resume ? [...resume.resumedAt, this.startedAt.toISOString()] : [],
+      ...(consent !== undefined ? { consent } : {}),
+      parts: [...this.recording.partKeys],
+    };
+  }
+
   /**
    * Opens the call once the session runs (its audio output exists then): observes the output, then says the notice
-   * (announce) or asks the question (consent), uninterruptible, and waits until it has played.
+   * (announce, again after a takeover: the recording goes on) or asks the question (consent; not again after a
+   * takeover, the yes stands), uninterruptible, and waits until it has played.
    */
   async open(session: voice.AgentSession): Promise<void> {
     if (session.output.audio) this.tapOutput(session.output.audio);
+    if (this.options.mode === 'consent' && !this.awaitsConsent) return;
     await session.say(this.opening, { allowInterruptions: false }).waitForPlayout();
   }
 
@@ -245,21 +270,20 @@ export class CallAudio {
         const events = await recognise(track.tap(audio));
         return events ? track.watch(events) : events;
       },
-      tools:
-        this.options.mode === 'consent'
-          ? {
-              record_consent: llm.tool({
-                description:
-                  "Record the caller's answer to whether this call may be recorded. Call it once, as soon as they " +
-                  'answer the recording question.',
-                parameters: z.object({
-                  granted: z.boolean().describe('true only if the caller clearly said yes to recording'),
-                }),
-                execute: async ({ granted }) => this.consent(granted),
+      tools: this.awaitsConsent
+        ? {
+            record_consent: llm.tool({
+              description:
+                "Record the caller's answer to whether this call may be recorded. Call it once, as soon as they " +
+                'answer the recording question.',
+              parameters: z.object({
+                granted: z.boolean().describe('true only if the caller clearly said yes to recording'),
               }),
-            }
-          : {},
-      instructions: this.options.mode === 'consent' ? RECORDING_CONSENT_INSTRUCTIONS : undefined,
+              execute: async ({ granted }) => this.consent(granted),
+            }),
+          }
+        : {},
+      instructions: this.awaitsConsent ? RECORDING_CONSENT_INSTRUCTIONS : undefined,
     };
   }
 
@@ -403,11 +427,12 @@ export class CallAudio {
       this.#commitDue();
       this.#untap?.();
       const parts = await this.recording.stop(this.elapsed());
-      const consent = this.recording.consentGiven;
+      const { consent, startedAt, resumedAt } = this.position;
       return {
         mode: this.options.mode,
         sampleRate: this.options.sampleRate,
-        startedAt: this.startedAt.toISOString(),
+        startedAt,
+        ...(resumedAt.length ? { resumedAt } : {}),
         ...(this.options.mode === 'consent' && consent !== undefined ? { consent } : {}),
         parts: [...parts],
         failedParts: [...this.recording.failedPartKeys],
@@ -430,21 +455,50 @@ export interface CallAudioSetup {
   s3: S3Client;
   /** Writes a record of kind `recording` to the call's audit chain. */
   audit: (subject: string, payload: Record<string, unknown>) => void;
-  /** A worker taking the call over. */
+  /** A worker taking the call over: whether it did, and the recording as the session state has it. */
   resumed: boolean;
+  resumeFrom?: SessionRecording;
+  /** When the call started: the recording's start when the earlier worker died before saving where it stood. */
+  callStartedAt?: string;
+}
+
+/** Why a call taken over does not go on recording; undefined when it does. */
+function notResumedBecause(mode: 'announce' | 'consent', saved: SessionRecording | undefined): string | undefined {
+  if (saved && saved.mode !== mode) return `recording mode changed from ${saved.mode}`;
+  if (saved && saved.segment >= MAX_RECORDING_SEGMENT) return 'too many takeovers';
+  if (mode === 'announce') return undefined;
+  if (!saved || saved.consent === undefined) return 'consent unknown: the caller had not answered, or it was not saved';
+  if (!saved.consent) return 'consent refused';
+  return undefined;
 }
 
 /**
- * The call's recording, or none: recording off, or a worker that took the call over (it cannot tell what the caller
- * agreed to, and its parts would take the first worker's keys) — that is recorded in the audit chain, not guessed.
+ * The call's recording, or none: recording off; or a worker that took the call over where going on cannot be shown
+ * to be what the caller was told or agreed to (consent never saved as a yes, the mode changed) — recorded in the audit
+ * chain, not guessed. In announce mode a takeover goes on recording, the notice said again; in consent mode it goes
+ * on only after a saved yes, without asking again. Its parts are named apart from the earlier worker's (segment), so
+ * nothing stored is overwritten.
  */
 export function callAudioFor(setup: CallAudioSetup): CallAudio | undefined {
   const { env } = setup;
   if (env.RECORDING_MODE === 'off') return undefined;
+  const saved = setup.resumeFrom;
   if (setup.resumed) {
-    setup.audit('not_resumed', { mode: env.RECORDING_MODE, reason: 'call taken over by another worker' });
-    return undefined;
+    const reason = notResumedBecause(env.RECORDING_MODE, saved);
+    if (reason) {
+      setup.audit('not_resumed', { mode: env.RECORDING_MODE, reason });
+      return undefined;
+    }
   }
+  const resume: SessionRecording | undefined = setup.resumed
+    ? (saved ?? {
+        mode: env.RECORDING_MODE,
+        segment: 0,
+        startedAt: setup.callStartedAt ?? new Date().toISOString(),
+        resumedAt: [],
+        parts: [],
+      })
+    : undefined;
   return new CallAudio({
     mode: env.RECORDING_MODE,
     sampleRate: env.RECORDING_SAMPLE_RATE,
@@ -453,6 +507,7 @@ export function callAudioFor(setup: CallAudioSetup): CallAudio | undefined {
     notice: env.RECORDING_NOTICE,
     consentQuestion: env.RECORDING_CONSENT_QUESTION,
     audit: setup.audit,
+    resume,
     put: async (key, body) => {
       await setup.s3.send(
         new PutObjectCommand({ Bucket: env.TRANSCRIPTS_BUCKET, Key: key, Body: body, ContentType: 'audio/wav' }),

@@ -25,6 +25,18 @@ export interface CallRecordingOptions {
   readonly holdbackMs?: number;
   /** How far back a late PII span can still rewrite stored parts. Default 30 s. */
   readonly rewriteWindowMs?: number;
+  /** A worker that took the call over goes on with the recording the previous one(s) made. */
+  readonly resume?: RecordingResume;
+}
+
+/** Where the recording stood when this worker took the call over. */
+export interface RecordingResume {
+  /** This worker's segment (1 for the first takeover): its parts are named apart from every earlier one's. */
+  readonly segment: number;
+  /** Parts the earlier segments wrote (as far as they saved), listed before this worker's own. */
+  readonly earlierParts: readonly string[];
+  /** Consent mode: the caller's answer, given to an earlier worker (only a yes is ever resumed). */
+  readonly consent?: boolean;
 }
 
 /** Where a call's parts live in the transcripts bucket (its own prefix: its own lifecycle rule). */
@@ -138,13 +150,25 @@ export class CallRecording {
   private readonly missed: { startMs: number; endMs: number }[] = [];
 
   constructor(private readonly options: CallRecordingOptions) {
-    this.stateNow = options.mode === 'consent' ? 'awaiting_consent' : 'recording';
+    const { resume } = options;
+    if (resume && options.mode === 'consent' && resume.consent !== true) {
+      throw new Error('CallRecording options.resume.consent: a consent-mode recording resumes only after a yes');
+    }
+    this.answer = resume?.consent;
+    this.parts.push(...(resume?.earlierParts ?? []));
+    this.stateNow = options.mode === 'consent' && !resume ? 'awaiting_consent' : 'recording';
     options.audit('started', {
       mode: options.mode,
       sampleRate: options.sampleRate,
       channels: { left: 'caller', right: 'agent' },
       state: this.stateNow,
+      ...(resume ? { resumedSegment: resume.segment, earlierParts: resume.earlierParts.length } : {}),
     });
+  }
+
+  /** This worker's recording segment (0 unless it took the call over). */
+  get segment(): number {
+    return this.options.resume?.segment ?? 0;
   }
 
   get state(): RecordingState {
@@ -260,7 +284,7 @@ export class CallRecording {
       }
     }
     this.written = end;
-    const key = recordingPartKey(this.options.callId, this.nextPart);
+    const key = recordingPartKey(this.options.callId, this.nextPart, this.segment);
     this.nextPart += 1;
     this.parts.push(key);
     this.recent.push({ key, start, left, right });

@@ -1,3 +1,4 @@
+import { transcriptRecordingSchema } from '@voice-intake/contracts';
 import { describe, expect, it } from 'vitest';
 import {
   CallRecording,
@@ -181,5 +182,33 @@ describe('call recording', () => {
     expect(wav.readUInt32LE(28)).toBe(32_000); // byte rate: 8000 frames × 2 channels × 2 bytes
     expect([...wav.subarray(44)]).toEqual([1, 0, 255, 255, 2, 0, 254, 255]);
     expect([...resample(Int16Array.from([0, 6, 3, 3, 9, 0]), 48_000, 16_000)]).toEqual([3, 4]);
+  });
+});
+
+describe('recording part keys', () => {
+  it('names a takeover segment apart and refuses a segment it cannot name', () => {
+    expect(recordingPartKey('c-1', 7)).toBe('recordings/c-1/part-000007.wav');
+    expect(recordingPartKey('c-1', 7, 2)).toBe('recordings/c-1/part-r2-000007.wav');
+    expect(transcriptRecordingSchema.shape.parts.parse([recordingPartKey('c-1', 1, 999)])).toHaveLength(1);
+    for (const segment of [-1, 1.5, 1000]) {
+      expect(() => recordingPartKey('c-1', 1, segment)).toThrow(/recordingPartKey segment: .* got /);
+    }
+    expect(() => transcriptRecordingSchema.shape.parts.parse(['recordings/c-1/part-r1000-000001.wav'])).toThrow();
+  });
+
+  it('a consent-mode recording resumes only after a yes', () => {
+    const options = {
+      mode: 'consent' as const,
+      sampleRate: 8_000 as const,
+      callId: 'c-1',
+      put: async () => undefined,
+      audit: () => undefined,
+    };
+    expect(() => new CallRecording({ ...options, resume: { segment: 1, earlierParts: [] } })).toThrow(
+      /options\.resume\.consent/,
+    );
+    const resumed = new CallRecording({ ...options, resume: { segment: 1, earlierParts: [], consent: true } });
+    expect(resumed.state).toBe('recording');
+    expect(resumed.consentGiven).toBe(true);
   });
 });
