@@ -3,7 +3,7 @@ import { AGENT_METRICS } from '@voice-intake/contracts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { PlayedSegment } from '../support/audio-io';
 import { eventFrame, type WireExchange } from '../support/aws-wire';
-import { useCallBackends, verifiedAuditRecords } from '../support/call-backends';
+import { until, useCallBackends, verifiedAuditRecords } from '../support/call-backends';
 import { listeningTranscribe, speakingPolly } from '../support/fake-aws';
 import { synthesizeSpeech } from '../support/speech';
 
@@ -24,14 +24,6 @@ const LONG_GREETING =
   'Hello, thanks for calling. I am the intake assistant for the building management office, and I can take the ' +
   'details of any problem in your flat, book a visit from the caretaker, or put you through to the front desk.';
 const ANSWER = 'I am sorry to hear that. Which room is the pipe in?';
-
-async function until(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** The fallback model: the first request gets the long greeting slowly (a word every 150 ms), later ones the answer. */
 function fallbackModel(): (exchange: WireExchange) => Promise<void> {

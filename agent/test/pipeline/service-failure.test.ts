@@ -3,7 +3,7 @@ import { AGENT_METRICS } from '@voice-intake/contracts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { HANDOVER_LINE, UNANSWERED_APOLOGY } from '../../src/service-failures';
 import type { PlayedSegment } from '../support/audio-io';
-import { useCallBackends, verifiedAuditRecords } from '../support/call-backends';
+import { until, useCallBackends, verifiedAuditRecords } from '../support/call-backends';
 import { listeningTranscribe, speakingPolly } from '../support/fake-aws';
 import { synthesizeSpeech } from '../support/speech';
 
@@ -18,14 +18,6 @@ initializeLogger({ pretty: false, level: 'silent' });
 const CONVERSE = /\/converse-stream$/;
 const CALL_ID = 'pipeline-bedrock-down';
 const SAYS = 'Hello, I would like to report a broken water pipe in my kitchen.';
-
-async function until(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe('intake call while Bedrock is down', () => {
   const backends = useCallBackends({ bedrockOnTheWire: true });

@@ -64,12 +64,15 @@ export function useCallBackends(options: CallBackendsOptions = {}): CallBackends
 
   beforeAll(async () => {
     let vad: VAD | undefined;
-    await Promise.all([
+    // All settled before failing: a start still in flight would otherwise land after afterAll and outlive the suite.
+    const starts = await Promise.allSettled([
       silero.VAD.load({ minSilenceDuration: 0.45 }).then((loaded) => (vad = loaded)),
       startServer({ DATA_DIR: dataDir }).then((server) => (mcp = server)),
       startRedis().then((server) => (redis = server)),
       options.bedrockOnTheWire && AwsWire.start().then((server) => (wire = server)),
     ]);
+    const failed = starts.find((start) => start.status === 'rejected');
+    if (failed) throw failed.reason;
     started = { mcp: mcp!, redis: redis!, vad: vad!, wire };
   }, 60_000);
   afterAll(async () => {
@@ -130,4 +133,13 @@ export async function verifiedAuditRecords(objects: Map<string, string>, callId:
   );
   expect(verdict).toMatchObject({ ok: true });
   return verdict.records;
+}
+
+/** Waits, polling, until `condition` holds; fails after `timeoutMs`. */
+export async function until(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
