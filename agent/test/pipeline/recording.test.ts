@@ -165,7 +165,8 @@ describe('call recording through the call session', () => {
     beforeAll(async () => {
       run = await startCall(
         backends,
-        'rec-announce',
+        // Digit-heavy, as a carrier's call id can be: redaction must leave it alone in the records' object keys.
+        'rec-announce-1764523976123',
         { RECORDING_MODE: 'announce', PII_REDACTION: 'true' },
         [PROBLEM, GOODBYE],
         (request) => {
@@ -285,6 +286,9 @@ describe('call recording through the call session', () => {
         channels: { left: 'caller', right: 'agent' },
       });
       expect((records[1].payload as { parts: string[] }).parts).toEqual(transcript.recording!.parts);
+      expect(transcript.recording!.parts[0]).toBe(`recordings/${run.callId}/part-000001.wav`);
+      const end = (await auditOf(run)).find((record) => record.kind === 'session_end');
+      expect(end?.payload).toMatchObject({ recording: transcript.recording });
     });
   });
 
