@@ -1,29 +1,12 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { BedrockRuntimeClient, type ConverseStreamCommandInput } from '@aws-sdk/client-bedrock-runtime';
-import { PollyClient } from '@aws-sdk/client-polly';
-import { S3Client } from '@aws-sdk/client-s3';
-import { TranscribeStreamingClient } from '@aws-sdk/client-transcribe-streaming';
+import type { ConverseStreamCommandInput } from '@aws-sdk/client-bedrock-runtime';
 import { initializeLogger } from '@livekit/agents';
-import * as silero from '@livekit/agents-plugin-silero';
-import {
-  AGENT_METRICS,
-  auditChainPrefix,
-  LocalHmacSealKey,
-  transcriptKey,
-  transcriptSchema,
-  verifyAuditTrail,
-} from '@voice-intake/contracts';
-import { mockClient } from 'aws-sdk-client-mock';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningServer, startServer } from '../../../mcp-server/test/support/server-process';
+import { AGENT_METRICS, transcriptKey, transcriptSchema } from '@voice-intake/contracts';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { IntakeCall } from '../../src/call-session';
 import { RedisSessionStore } from '../../src/state/session-store';
 import type { EarpieceOutput, PlayedSegment } from '../support/audio-io';
-import { localAgentEnv, openCall } from '../support/call-harness';
-import { inMemoryS3, listeningTranscribe, type ModelTurn, speakingPolly, streamingBedrock } from '../support/fake-aws';
-import { startRedis } from '../support/redis-server';
+import { useCallBackends, verifiedAuditRecords } from '../support/call-backends';
+import { listeningTranscribe, type ModelTurn, speakingPolly, streamingBedrock } from '../support/fake-aws';
 import { synthesizeSpeech } from '../support/speech';
 
 /**
@@ -74,14 +57,8 @@ function intakeModel(request: ConverseStreamCommandInput): ModelTurn {
 }
 
 describe('intake call pipeline, in process', () => {
-  const transcribe = mockClient(TranscribeStreamingClient);
-  const bedrock = mockClient(BedrockRuntimeClient);
-  const polly = mockClient(PollyClient);
-  const s3 = mockClient(S3Client);
-  const dataDir = mkdtempSync(join(tmpdir(), 'agent-pipeline-'));
+  const backends = useCallBackends();
   const metricLines: string[] = [];
-  let mcp: RunningServer;
-  let redis: Awaited<ReturnType<typeof startRedis>>;
   let objects: Map<string, string>;
   let heard: ReturnType<typeof listeningTranscribe>;
   let model: ReturnType<typeof streamingBedrock>;
@@ -95,21 +72,12 @@ describe('intake call pipeline, in process', () => {
   let bargeInAt: number;
 
   beforeAll(async () => {
-    [mcp, redis] = await Promise.all([startServer({ DATA_DIR: dataDir }), startRedis()]);
-    ({ objects } = inMemoryS3(s3));
-    heard = listeningTranscribe(transcribe, { utterances: [SAYS.problem, SAYS.goodbye] });
-    model = streamingBedrock(bedrock, intakeModel);
-    spoken = speakingPolly(polly);
+    ({ objects } = backends.freshAws());
+    heard = listeningTranscribe(backends.transcribe, { utterances: [SAYS.problem, SAYS.goodbye] });
+    model = streamingBedrock(backends.bedrock, intakeModel);
+    spoken = speakingPolly(backends.polly);
 
-    const call = await openCall({
-      env: localAgentEnv(redis.port, mcp.url),
-      callId: CALL_ID,
-      callerNumber: CALLER,
-      startedAt,
-      vad: await silero.VAD.load({ minSilenceDuration: 0.45 }),
-      redis: redis.client(),
-      metricLines,
-    });
+    const call = await backends.openCall({ callId: CALL_ID, callerNumber: CALLER, startedAt, metricLines });
     ({ intake, earpiece } = call);
     const { line } = call;
 
@@ -128,12 +96,6 @@ describe('intake call pipeline, in process', () => {
     hangUpReason = await call.hungUp;
     await call.close();
   }, 120_000);
-
-  afterAll(async () => {
-    await mcp?.stop();
-    await redis?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
 
   it('hears the caller through the real VAD and the Transcribe plugin', () => {
     expect(heard.finals.map((final) => final.text)).toEqual([SAYS.problem, SAYS.goodbye]);
@@ -188,15 +150,7 @@ describe('intake call pipeline, in process', () => {
     expect(transcript.turns[2].interrupted).toBe(true);
     expect(transcript.turns.map((turn) => turn.seq)).toEqual([0, 1, 2, 3, 4]);
 
-    const segments = [...objects.entries()]
-      .filter(([key]) => key.startsWith(`audit/${auditChainPrefix('agent', CALL_ID)}`))
-      .map(([key, body]) => ({ key: key.slice('audit/'.length), body }));
-    const verdict = await verifyAuditTrail(
-      segments,
-      new LocalHmacSealKey(localAgentEnv(0, 'http://127.0.0.1').AUDIT_SEAL_SECRET!),
-    );
-    expect(verdict).toMatchObject({ ok: true });
-    const records = verdict.records;
+    const records = await verifiedAuditRecords(objects, CALL_ID);
     const kinds = records.map((record) => record.kind);
     expect(kinds[0]).toBe('session_start');
     expect(kinds[kinds.length - 1]).toBe('session_end');
@@ -216,7 +170,7 @@ describe('intake call pipeline, in process', () => {
   });
 
   it('keeps the session state in Redis and emits the latency metrics', async () => {
-    const state = await new RedisSessionStore(redis.client(), { ttlSeconds: 60 }).load(CALL_ID);
+    const state = await new RedisSessionStore(backends.redis.client(), { ttlSeconds: 60 }).load(CALL_ID);
     expect(state?.status).toBe('ended');
     expect(state?.lastTurns.map((turn) => turn.speaker)).toContain('caller');
     const emitted = metricLines.map((line) => JSON.parse(line) as Record<string, unknown>);

@@ -1,22 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
-import { PollyClient } from '@aws-sdk/client-polly';
-import { S3Client } from '@aws-sdk/client-s3';
-import { TranscribeStreamingClient } from '@aws-sdk/client-transcribe-streaming';
 import { initializeLogger } from '@livekit/agents';
-import * as silero from '@livekit/agents-plugin-silero';
-import { AGENT_METRICS, type AuditRecord, auditRecordSchema } from '@voice-intake/contracts';
-import { mockClient } from 'aws-sdk-client-mock';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningServer, startServer } from '../../../mcp-server/test/support/server-process';
+import { AGENT_METRICS } from '@voice-intake/contracts';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { HANDOVER_LINE, UNANSWERED_APOLOGY } from '../../src/service-failures';
 import type { PlayedSegment } from '../support/audio-io';
-import { AwsWire } from '../support/aws-wire';
-import { localAgentEnv, openCall } from '../support/call-harness';
-import { inMemoryS3, listeningTranscribe, speakingPolly } from '../support/fake-aws';
-import { startRedis } from '../support/redis-server';
+import { until, useCallBackends, verifiedAuditRecords } from '../support/call-backends';
+import { listeningTranscribe, speakingPolly } from '../support/fake-aws';
 import { synthesizeSpeech } from '../support/speech';
 
 /**
@@ -31,25 +19,11 @@ const CONVERSE = /\/converse-stream$/;
 const CALL_ID = 'pipeline-bedrock-down';
 const SAYS = 'Hello, I would like to report a broken water pipe in my kitchen.';
 
-async function until(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 describe('intake call while Bedrock is down', () => {
-  const transcribe = mockClient(TranscribeStreamingClient);
-  const polly = mockClient(PollyClient);
-  const s3 = mockClient(S3Client);
-  const dataDir = mkdtempSync(join(tmpdir(), 'agent-bedrock-down-'));
+  const backends = useCallBackends({ bedrockOnTheWire: true });
   const metricLines: string[] = [];
   const logLines: string[] = [];
   const transfers: string[] = [];
-  let wire: AwsWire | undefined;
-  let mcp: RunningServer | undefined;
-  let redis: Awaited<ReturnType<typeof startRedis>> | undefined;
   let spoken: ReturnType<typeof speakingPolly>;
   let objects: Map<string, string>;
   let apology: PlayedSegment;
@@ -57,25 +31,21 @@ describe('intake call while Bedrock is down', () => {
   let requestsForGreeting = 0;
 
   beforeAll(async () => {
-    [mcp, redis, wire] = await Promise.all([startServer({ DATA_DIR: dataDir }), startRedis(), AwsWire.start()]);
+    const { wire } = backends;
     wire.on(CONVERSE, async (exchange) => {
       await exchange.json();
       exchange.fail(429, 'ThrottlingException', 'Too many requests, please wait before trying again.');
     });
-    ({ objects } = inMemoryS3(s3));
-    listeningTranscribe(transcribe, { utterances: [SAYS] });
-    spoken = speakingPolly(polly);
+    ({ objects } = backends.freshAws());
+    listeningTranscribe(backends.transcribe, { utterances: [SAYS] });
+    spoken = speakingPolly(backends.polly);
 
-    const call = await openCall({
-      env: localAgentEnv(redis.port, mcp.url),
+    const call = await backends.openCall({
       callId: CALL_ID,
       callerNumber: '+14155550199',
-      vad: await silero.VAD.load({ minSilenceDuration: 0.45 }),
-      redis: redis.client(),
       metricLines,
       logLines,
       transfers,
-      aws: { bedrock: new BedrockRuntimeClient({ ...wire.clientConfig(), maxAttempts: 1 }) },
     });
     try {
       const apologyStarts = call.earpiece.nextSegment();
@@ -94,16 +64,9 @@ describe('intake call while Bedrock is down', () => {
     }
   }, 120_000);
 
-  afterAll(async () => {
-    await mcp?.stop();
-    await redis?.stop();
-    await wire?.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
-
   it('retries each turn with the framework defaults (4 attempts), through the real SDK client', () => {
     expect(requestsForGreeting).toBe(4);
-    expect(wire!.count(CONVERSE)).toBe(8);
+    expect(backends.wire.count(CONVERSE)).toBe(8);
   });
 
   it('says an apology that offers a person when a turn cannot be answered: the caller hears it', () => {
@@ -114,18 +77,12 @@ describe('intake call while Bedrock is down', () => {
     expect(apology.peak).toBeGreaterThan(1_000);
   });
 
-  it('hands the call to a person when the next turn fails too, after the caller heard why', () => {
+  it('hands the call to a person when the next turn fails too, after the caller heard why', async () => {
     expect(spoken.texts.join(' ')).toBe(`${UNANSWERED_APOLOGY} ${HANDOVER_LINE}`);
     expect(handover.frames).toBeGreaterThan(50);
     // The MCP server's transfer queue for this deployment.
     expect(transfers).toEqual(['sip:front-desk@pbx.example.com']);
-    const audit = [...objects.entries()]
-      .filter(([key]) => key.startsWith('audit/'))
-      .flatMap(([, body]) => body.trim().split('\n'))
-      .map((line) => JSON.parse(line))
-      // Each flushed segment ends with its seal (contracts/audit-seal.ts): the records are the rest.
-      .filter((entry) => entry.type !== 'audit_seal')
-      .map((entry) => auditRecordSchema.parse(entry) as AuditRecord);
+    const audit = await verifiedAuditRecords(objects, CALL_ID);
     const transfer = audit.find((record) => record.kind === 'transfer');
     expect(transfer?.subject).toBe('sip:front-desk@pbx.example.com');
   });

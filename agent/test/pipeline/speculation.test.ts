@@ -1,29 +1,12 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { BedrockRuntimeClient, type ConverseStreamCommandInput } from '@aws-sdk/client-bedrock-runtime';
-import { PollyClient } from '@aws-sdk/client-polly';
-import { S3Client } from '@aws-sdk/client-s3';
-import { TranscribeStreamingClient } from '@aws-sdk/client-transcribe-streaming';
+import type { ConverseStreamCommandInput } from '@aws-sdk/client-bedrock-runtime';
 import { initializeLogger } from '@livekit/agents';
-import * as silero from '@livekit/agents-plugin-silero';
-import {
-  AGENT_METRICS,
-  type AuditRecord,
-  auditChainPrefix,
-  LocalHmacSealKey,
-  transcriptKey,
-  transcriptSchema,
-  verifyAuditTrail,
-} from '@voice-intake/contracts';
-import { mockClient } from 'aws-sdk-client-mock';
+import { AGENT_METRICS, type AuditRecord, transcriptKey, transcriptSchema } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RunningServer, startServer } from '../../../mcp-server/test/support/server-process';
 import { normaliseTranscript } from '../../src/plugins/aws/stt';
 import type { PlayedSegment } from '../support/audio-io';
-import { localAgentEnv, type OpenCall, openCall } from '../support/call-harness';
-import { inMemoryS3, listeningTranscribe, type ModelTurn, speakingPolly, streamingBedrock } from '../support/fake-aws';
-import { startRedis } from '../support/redis-server';
+import { useCallBackends, verifiedAuditRecords } from '../support/call-backends';
+import type { OpenCall } from '../support/call-harness';
+import { listeningTranscribe, type ModelTurn, speakingPolly, streamingBedrock } from '../support/fake-aws';
 import { speechSpanMs, synthesizeSpeech } from '../support/speech';
 
 /**
@@ -69,14 +52,8 @@ function model(request: ConverseStreamCommandInput): ModelTurn {
 }
 
 describe('speculative turn-taking, in process', () => {
-  const transcribe = mockClient(TranscribeStreamingClient);
-  const bedrock = mockClient(BedrockRuntimeClient);
-  const polly = mockClient(PollyClient);
-  const s3 = mockClient(S3Client);
-  const dataDir = mkdtempSync(join(tmpdir(), 'agent-speculation-'));
+  const backends = useCallBackends();
   const metricLines: string[] = [];
-  let mcp: RunningServer | undefined;
-  let redis: Awaited<ReturnType<typeof startRedis>> | undefined;
   let call: OpenCall | undefined;
   let objects: Map<string, string>;
   let heard: ReturnType<typeof listeningTranscribe>;
@@ -87,11 +64,10 @@ describe('speculative turn-taking, in process', () => {
   let records: AuditRecord[] = [];
 
   beforeAll(async () => {
-    [mcp, redis] = await Promise.all([startServer({ DATA_DIR: dataDir }), startRedis()]);
-    ({ objects } = inMemoryS3(s3));
+    ({ objects } = backends.freshAws());
     const revised = synthesizeSpeech(SAYS.revised);
     const confirmed = synthesizeSpeech(SAYS.confirmed);
-    heard = listeningTranscribe(transcribe, {
+    heard = listeningTranscribe(backends.transcribe, {
       utterances: [
         {
           text: SAYS.revised,
@@ -109,18 +85,10 @@ describe('speculative turn-taking, in process', () => {
         },
       ],
     });
-    llm = streamingBedrock(bedrock, model);
-    spoken = speakingPolly(polly, { msPerCharacter: 20 });
+    llm = streamingBedrock(backends.bedrock, model);
+    spoken = speakingPolly(backends.polly, { msPerCharacter: 20 });
 
-    call = await openCall({
-      env: localAgentEnv(redis.port, mcp.url),
-      callId: CALL_ID,
-      callerNumber: CALLER,
-      startedAt,
-      vad: await silero.VAD.load({ minSilenceDuration: 0.45 }),
-      redis: redis.client(),
-      metricLines,
-    });
+    call = await backends.openCall({ callId: CALL_ID, callerNumber: CALLER, startedAt, metricLines });
     void call.hungUp.then((reason) => (hungUp = reason));
     await call.intake.greet();
     for (const samples of [revised, confirmed]) {
@@ -131,22 +99,11 @@ describe('speculative turn-taking, in process', () => {
       while (answer.finishedAt === undefined) await new Promise((resolve) => setTimeout(resolve, 20));
     }
     await call.close();
-    const segments = [...objects.entries()]
-      .filter(([key]) => key.startsWith(`audit/${auditChainPrefix('agent', CALL_ID)}`))
-      .map(([key, body]) => ({ key: key.slice('audit/'.length), body }));
-    const verdict = await verifyAuditTrail(
-      segments,
-      new LocalHmacSealKey(localAgentEnv(0, 'http://127.0.0.1').AUDIT_SEAL_SECRET!),
-    );
-    expect(verdict).toMatchObject({ ok: true });
-    records = verdict.records;
+    records = await verifiedAuditRecords(objects, CALL_ID);
   }, 120_000);
 
   afterAll(async () => {
     await call?.close().catch(() => undefined);
-    await mcp?.stop();
-    await redis?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
   });
 
   const requestsSaying = (text: string) =>

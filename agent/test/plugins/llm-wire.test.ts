@@ -1,8 +1,8 @@
 import { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
 import { type APIError, DEFAULT_API_CONNECT_OPTIONS, initializeLogger, llm, type metrics } from '@livekit/agents';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BEDROCK_MODEL_EXTRA, BedrockFallbackLLM, BedrockLLM } from '../../src/plugins/aws/llm.js';
-import { AwsWire, eventFrame, exceptionFrame, type WireExchange, type WireHandler } from '../support/aws-wire.js';
+import { eventFrame, exceptionFrame, useAwsWire, type WireExchange, type WireHandler } from '../support/aws-wire.js';
 
 /**
  * BedrockLLM against Bedrock on the wire (the real SDK client, event-stream frames from the SDK's codec), under the
@@ -12,18 +12,7 @@ import { AwsWire, eventFrame, exceptionFrame, type WireExchange, type WireHandle
 initializeLogger({ pretty: false, level: 'silent' });
 const EVENT_STREAM = 'application/vnd.amazon.eventstream';
 const CONVERSE = /\/converse-stream$/;
-let wire: AwsWire;
-let client: BedrockRuntimeClient;
-
-beforeAll(async () => {
-  wire = await AwsWire.start();
-  client = new BedrockRuntimeClient({ ...wire.clientConfig(), maxAttempts: 1 });
-});
-afterAll(async () => {
-  client?.destroy();
-  await wire?.close();
-});
-beforeEach(() => wire.reset());
+const aws = useAwsWire(BedrockRuntimeClient);
 
 function modelOf(exchange: WireExchange): string {
   return decodeURIComponent(/\/model\/([^/]+)\/converse-stream/.exec(exchange.path)?.[1] ?? '');
@@ -33,7 +22,7 @@ function modelOf(exchange: WireExchange): string {
 function answer(...parts: string[]): WireHandler {
   return async (exchange) => {
     await exchange.json();
-    exchange.respond(EVENT_STREAM, { 'x-amzn-requestid': `req-${modelOf(exchange)}-${wire.requests.length}` });
+    exchange.respond(EVENT_STREAM, { 'x-amzn-requestid': `req-${modelOf(exchange)}-${aws.wire.requests.length}` });
     await exchange.write(eventFrame('messageStart', { role: 'assistant' }));
     for (const text of parts) {
       await exchange.write(eventFrame('contentBlockDelta', { contentBlockIndex: 0, delta: { text } }));
@@ -64,7 +53,7 @@ function userCtx(text = 'Hello') {
 }
 
 function newLLM(model = 'primary-model') {
-  return new BedrockLLM({ client, model });
+  return new BedrockLLM({ client: aws.client, model });
 }
 
 function errorsOf(model: llm.LLM): { error: APIError; recoverable: boolean }[] {
@@ -87,7 +76,7 @@ async function texts(stream: llm.LLMStream): Promise<{ text: string; models: str
 describe('BedrockLLM on the wire, framework defaults', () => {
   it('detects a stream that stalls after its headers within the timeout, aborts it and retries', async () => {
     let stalled: WireExchange | undefined;
-    wire.on(
+    aws.wire.on(
       CONVERSE,
       script(
         async (exchange) => {
@@ -108,8 +97,8 @@ describe('BedrockLLM on the wire, framework defaults', () => {
     const { text } = await texts(model.chat({ chatCtx: userCtx(), connOptions }));
 
     expect(text).toBe('After the stall.');
-    expect(wire.requests).toHaveLength(2);
-    const detectedAfter = wire.requests[1].at - wire.requests[0].at;
+    expect(aws.wire.requests).toHaveLength(2);
+    const detectedAfter = aws.wire.requests[1].at - aws.wire.requests[0].at;
     // The timeout, then the framework's first retry interval (100 ms); the rest is slack for a loaded machine (timers fire late there, never early).
     expect(detectedAfter).toBeGreaterThanOrEqual(timeoutMs);
     expect(detectedAfter).toBeLessThan(timeoutMs + 100 + 1_000);
@@ -120,13 +109,13 @@ describe('BedrockLLM on the wire, framework defaults', () => {
   });
 
   it('retries a throttled request through the framework loop, once per attempt (no SDK retries)', async () => {
-    wire.on(CONVERSE, script(throttled, throttled, answer('Third time.')));
+    aws.wire.on(CONVERSE, script(throttled, throttled, answer('Third time.')));
     const model = newLLM();
     const errors = errorsOf(model);
     const connOptions = { ...DEFAULT_API_CONNECT_OPTIONS, retryIntervalMs: 50 };
     const { text } = await texts(model.chat({ chatCtx: userCtx(), connOptions }));
     expect(text).toBe('Third time.');
-    expect(wire.count(CONVERSE)).toBe(3);
+    expect(aws.wire.count(CONVERSE)).toBe(3);
     expect(errors.map((e) => [e.recoverable, (e.error as { statusCode?: number }).statusCode])).toEqual([
       [true, 429],
       [true, 429],
@@ -134,7 +123,7 @@ describe('BedrockLLM on the wire, framework defaults', () => {
   });
 
   it('treats a lost connection as retryable', async () => {
-    wire.on(
+    aws.wire.on(
       CONVERSE,
       script(async (exchange) => {
         await exchange.json();
@@ -149,7 +138,7 @@ describe('BedrockLLM on the wire, framework defaults', () => {
   });
 
   it('retries a stream exception thrown before any text, and says nothing twice', async () => {
-    wire.on(
+    aws.wire.on(
       CONVERSE,
       script(
         async (exchange) => {
@@ -167,11 +156,11 @@ describe('BedrockLLM on the wire, framework defaults', () => {
     const { text } = await texts(model.chat({ chatCtx: userCtx() }));
     expect(errors.map((e) => e.recoverable)).toEqual([true]);
     expect(text).toBe('Clean answer.');
-    expect(wire.count(CONVERSE)).toBe(2);
+    expect(aws.wire.count(CONVERSE)).toBe(2);
   });
 
   it('does not retry once text went out: the SDK throws the stream exception and the failure is final', async () => {
-    wire.on(CONVERSE, async (exchange) => {
+    aws.wire.on(CONVERSE, async (exchange) => {
       await exchange.json();
       exchange.respond(EVENT_STREAM);
       await exchange.write(eventFrame('messageStart', { role: 'assistant' }));
@@ -183,14 +172,14 @@ describe('BedrockLLM on the wire, framework defaults', () => {
     const errors = errorsOf(model);
     const { text } = await texts(model.chat({ chatCtx: userCtx() }));
     expect(text).toBe('Half a sen');
-    expect(wire.count(CONVERSE)).toBe(1);
+    expect(aws.wire.count(CONVERSE)).toBe(1);
     expect(errors).toHaveLength(1);
     expect(errors[0].recoverable).toBe(false);
     expect(errors[0].error.message).toContain('ThrottlingException');
   });
 
   it('does not take a stream cut off before messageStop for a whole answer', async () => {
-    wire.on(
+    aws.wire.on(
       CONVERSE,
       script(async (exchange) => {
         await exchange.json();
@@ -204,25 +193,25 @@ describe('BedrockLLM on the wire, framework defaults', () => {
     const { text } = await texts(model.chat({ chatCtx: userCtx() }));
     expect(errors.map((e) => e.error.name)).toEqual(['APIConnectionError']);
     expect(text).toBe('Complete.');
-    expect(wire.count(CONVERSE)).toBe(2);
+    expect(aws.wire.count(CONVERSE)).toBe(2);
   });
 
   it('fails a validation error at once', async () => {
-    wire.on(CONVERSE, async (exchange) => {
+    aws.wire.on(CONVERSE, async (exchange) => {
       await exchange.json();
       exchange.fail(400, 'ValidationException', 'messages: bad');
     });
     const model = newLLM();
     const errors = errorsOf(model);
     await texts(model.chat({ chatCtx: userCtx() }));
-    expect(wire.count(CONVERSE)).toBe(1);
+    expect(aws.wire.count(CONVERSE)).toBe(1);
     expect(errors).toHaveLength(1);
     expect(errors[0].error).toMatchObject({ statusCode: 400, retryable: false });
   });
 
   it('aborts the HTTP/2 request when the stream is closed (barge-in)', async () => {
     let open: WireExchange | undefined;
-    wire.on(CONVERSE, async (exchange) => {
+    aws.wire.on(CONVERSE, async (exchange) => {
       open = exchange;
       await exchange.json();
       exchange.respond(EVENT_STREAM);
@@ -236,7 +225,7 @@ describe('BedrockLLM on the wire, framework defaults', () => {
     expect(first.value?.delta?.content).toBe('Well');
     stream.close();
     await open!.closed;
-    expect(wire.count(CONVERSE)).toBe(1);
+    expect(aws.wire.count(CONVERSE)).toBe(1);
     expect(errors).toEqual([]);
   });
 });
@@ -246,7 +235,7 @@ describe('fallback through llm.FallbackAdapter', () => {
   const FALLBACK = /\/model\/fallback-model\//;
 
   it('skips a throttled primary on later turns; chunks and metrics name the model that answered', async () => {
-    wire.on(PRIMARY, throttled).on(FALLBACK, answer('From ', 'the fallback.'));
+    aws.wire.on(PRIMARY, throttled).on(FALLBACK, answer('From ', 'the fallback.'));
     const adapter = new BedrockFallbackLLM([newLLM('primary-model'), newLLM('fallback-model')]);
     const served: string[] = [];
     adapter.on('metrics_collected', (m) => {
@@ -260,29 +249,29 @@ describe('fallback through llm.FallbackAdapter', () => {
     expect(first).toEqual({ text: 'From the fallback.', models: ['fallback-model'] });
     // The adapter checks in the background whether the primary recovered: let that request finish.
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const primaryAfterFirstTurn = wire.count(PRIMARY);
+    const primaryAfterFirstTurn = aws.wire.count(PRIMARY);
     expect(primaryAfterFirstTurn).toBeGreaterThanOrEqual(1);
 
     const second = await texts(adapter.chat({ chatCtx: userCtx('Again'), connOptions: DEFAULT_API_CONNECT_OPTIONS }));
 
     expect(second.models).toEqual(['fallback-model']);
     // Not asked at all on the second turn: no attempt, no backoff.
-    expect(wire.count(PRIMARY)).toBe(primaryAfterFirstTurn);
+    expect(aws.wire.count(PRIMARY)).toBe(primaryAfterFirstTurn);
     await new Promise((resolve) => setImmediate(resolve));
     expect(served).toEqual(['fallback-model', 'fallback-model']);
     expect(errors).toEqual([]);
   });
 
   it('tries each model once per turn when all fail, and fails the turn once (no outer retry loop)', async () => {
-    wire.on(PRIMARY, throttled).on(FALLBACK, throttled);
+    aws.wire.on(PRIMARY, throttled).on(FALLBACK, throttled);
     const adapter = new BedrockFallbackLLM([newLLM('primary-model'), newLLM('fallback-model')]);
     const errors = errorsOf(adapter);
     const { text } = await texts(adapter.chat({ chatCtx: userCtx(), connOptions: DEFAULT_API_CONNECT_OPTIONS }));
     expect(text).toBe('');
     await new Promise((resolve) => setTimeout(resolve, 100));
     // One attempt each, and at most the adapter's one background check each: the session's loop (3 retries) is off.
-    expect(wire.count(PRIMARY)).toBeLessThanOrEqual(2);
-    expect(wire.count(FALLBACK)).toBeLessThanOrEqual(2);
+    expect(aws.wire.count(PRIMARY)).toBeLessThanOrEqual(2);
+    expect(aws.wire.count(FALLBACK)).toBeLessThanOrEqual(2);
     expect(errors).toHaveLength(1);
     expect(errors[0].recoverable).toBe(false);
     expect(errors[0].error.message).toMatch(/all LLMs failed/);

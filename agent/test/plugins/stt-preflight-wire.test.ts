@@ -1,7 +1,7 @@
 import { TranscribeStreamingClient } from '@aws-sdk/client-transcribe-streaming';
 import { DEFAULT_API_CONNECT_OPTIONS, initializeLogger, stt } from '@livekit/agents';
 import { AudioFrame } from '@livekit/rtc-node';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   dropFillers,
   normaliseTranscript,
@@ -9,7 +9,7 @@ import {
   TranscribeSTT,
   type TranscribeSTTOptions,
 } from '../../src/plugins/aws/stt.js';
-import { AwsWire, eventFrame, exceptionFrame, requestEvents, type WireExchange } from '../support/aws-wire.js';
+import { eventFrame, exceptionFrame, requestEvents, useAwsWire, type WireExchange } from '../support/aws-wire.js';
 
 /**
  * Preflight transcripts on the wire: the real SDK client streams audio to a fake Transcribe that answers each audio
@@ -20,18 +20,7 @@ initializeLogger({ pretty: false, level: 'silent' });
 const EVENT_STREAM = 'application/vnd.amazon.eventstream';
 const TRANSCRIBE = /\/stream-transcription$/;
 const SAMPLES_PER_FRAME = 800; // 50 ms at 16 kHz: one AudioEvent per frame
-let wire: AwsWire;
-let client: TranscribeStreamingClient;
-
-beforeAll(async () => {
-  wire = await AwsWire.start();
-  client = new TranscribeStreamingClient({ ...wire.clientConfig(), maxAttempts: 1 });
-});
-afterAll(async () => {
-  client?.destroy();
-  await wire?.close();
-});
-beforeEach(() => wire.reset());
+const aws = useAwsWire(TranscribeStreamingClient);
 
 interface Scripted {
   text: string;
@@ -95,9 +84,13 @@ function frame(index: number): AudioFrame {
 
 /** Streams `chunks` frames of audio through a plugin against `script`; returns every event and preflight outcome. */
 async function transcribe(script: Scripted[], opts: Partial<TranscribeSTTOptions> = {}) {
-  wire.on(TRANSCRIBE, scripted(script));
+  aws.wire.on(TRANSCRIBE, scripted(script));
   const outcomes: PreflightOutcome[] = [];
-  const plugin = new TranscribeSTT({ client, onPreflightSettled: (outcome) => outcomes.push(outcome), ...opts });
+  const plugin = new TranscribeSTT({
+    client: aws.client,
+    onPreflightSettled: (outcome) => outcomes.push(outcome),
+    ...opts,
+  });
   const stream = plugin.stream({ connOptions: DEFAULT_API_CONNECT_OPTIONS });
   const events: stt.SpeechEvent[] = [];
   const done = (async () => {
@@ -219,7 +212,7 @@ describe('TranscribeSTT preflight transcripts (stable partials)', () => {
 
   it('finalises an utterance cut off after its preflight in the preflight’s words, once', async () => {
     let served = 0;
-    wire.on(TRANSCRIBE, async (exchange) => {
+    aws.wire.on(TRANSCRIBE, async (exchange) => {
       served += 1;
       exchange.respond(EVENT_STREAM, { 'x-amzn-transcribe-session-id': `s${served}`, 'x-amzn-request-id': 'req' });
       let chunk = 0;
@@ -242,7 +235,7 @@ describe('TranscribeSTT preflight transcripts (stable partials)', () => {
     });
     const outcomes: PreflightOutcome[] = [];
     const plugin = new TranscribeSTT({
-      client,
+      client: aws.client,
       reconnectBackoff: { baseDelayMs: 1, maxDelayMs: 1 },
       onPreflightSettled: (outcome) => outcomes.push(outcome),
     });
@@ -267,7 +260,9 @@ describe('TranscribeSTT preflight transcripts (stable partials)', () => {
   });
 
   it('rejects bad filler words naming the key', () => {
-    expect(() => new TranscribeSTT({ client, fillerWords: ['um', 'two words'] })).toThrow(/options\.fillerWords/);
+    expect(() => new TranscribeSTT({ client: aws.client, fillerWords: ['um', 'two words'] })).toThrow(
+      /options\.fillerWords/,
+    );
   });
 });
 

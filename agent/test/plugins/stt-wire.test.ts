@@ -1,13 +1,13 @@
 import { TranscribeStreamingClient } from '@aws-sdk/client-transcribe-streaming';
 import { type APIError, DEFAULT_API_CONNECT_OPTIONS, initializeLogger, stt } from '@livekit/agents';
 import { AudioFrame } from '@livekit/rtc-node';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { TranscribeSTT, type TranscribeSTTOptions } from '../../src/plugins/aws/stt.js';
 import {
-  AwsWire,
   eventFrame,
   exceptionFrame,
   requestEvents,
+  useAwsWire,
   type WireExchange,
   type WireHandler,
 } from '../support/aws-wire.js';
@@ -22,18 +22,7 @@ const EVENT_STREAM = 'application/vnd.amazon.eventstream';
 const TRANSCRIBE = /\/stream-transcription$/;
 const SAMPLES_PER_FRAME = 800; // 50 ms at 16 kHz = one AudioEvent with the default chunking
 const FRAME_SECONDS = 0.05;
-let wire: AwsWire;
-let client: TranscribeStreamingClient;
-
-beforeAll(async () => {
-  wire = await AwsWire.start();
-  client = new TranscribeStreamingClient({ ...wire.clientConfig(), maxAttempts: 1 });
-});
-afterAll(async () => {
-  client?.destroy();
-  await wire?.close();
-});
-beforeEach(() => wire.reset());
+const aws = useAwsWire(TranscribeStreamingClient);
 
 function frame(index: number): AudioFrame {
   return new AudioFrame(new Int16Array(SAMPLES_PER_FRAME).fill(index), 16000, 1, SAMPLES_PER_FRAME);
@@ -85,7 +74,7 @@ function open(exchange: WireExchange, id: string) {
 /** Answers every audio chunk with an empty result, as Transcribe does during silence; words on given chunks. */
 function listening(words: Record<number, string> = {}): WireHandler {
   return async (exchange) => {
-    open(exchange, `s${wire.requests.length}`);
+    open(exchange, `s${aws.wire.requests.length}`);
     let chunk = 0;
     for await (const _ of requestEvents(exchange.stream)) {
       const word = words[chunk];
@@ -97,7 +86,7 @@ function listening(words: Record<number, string> = {}): WireHandler {
 }
 
 function newSTT(opts: Partial<TranscribeSTTOptions> = {}) {
-  return new TranscribeSTT({ client, reconnectBackoff: { baseDelayMs: 1, maxDelayMs: 1 }, ...opts });
+  return new TranscribeSTT({ client: aws.client, reconnectBackoff: { baseDelayMs: 1, maxDelayMs: 1 }, ...opts });
 }
 
 /** Collects the stream's events; `events` fills as they come, so a test can wait for one before ending the audio. */
@@ -128,7 +117,7 @@ const until = async (condition: () => boolean, timeoutMs = 5_000) => {
 
 describe('TranscribeSTT on the wire, framework defaults', () => {
   it('opens 1 + maxReconnectAttempts sessions against a failing service, then fails once, for good', async () => {
-    wire.on(TRANSCRIBE, async (exchange) => {
+    aws.wire.on(TRANSCRIBE, async (exchange) => {
       open(exchange, 'failing');
       for await (const _ of requestEvents(exchange.stream)) {
         await exchange.write(exceptionFrame('InternalFailureException', 'internal failure'));
@@ -150,14 +139,14 @@ describe('TranscribeSTT on the wire, framework defaults', () => {
 
     expect(plugin.options.maxReconnectAttempts).toBe(3);
     expect(stream.sessionsStarted).toBe(4);
-    expect(wire.count(TRANSCRIBE)).toBe(4);
+    expect(aws.wire.count(TRANSCRIBE)).toBe(4);
     expect(errors).toHaveLength(1);
     expect(errors[0].recoverable).toBe(false);
     expect(errors[0].error.message).toContain('InternalFailureException');
   });
 
   it('keeps word timestamps exact and increasing across a reconnect', async () => {
-    wire.on(
+    aws.wire.on(
       TRANSCRIBE,
       sessions(
         async (exchange) => {
@@ -203,7 +192,7 @@ describe('TranscribeSTT on the wire, framework defaults', () => {
   });
 
   it('detects a session that stops answering while audio flows, within the timeout, and reconnects', async () => {
-    wire.on(
+    aws.wire.on(
       TRANSCRIBE,
       sessions(
         async (exchange) => {
@@ -224,11 +213,11 @@ describe('TranscribeSTT on the wire, framework defaults', () => {
     let index = 0;
     stream.pushFrame(frame(index++));
     const firstAudioAt = performance.now();
-    while (wire.count(TRANSCRIBE) < 2 && performance.now() - firstAudioAt < 5_000) {
+    while (aws.wire.count(TRANSCRIBE) < 2 && performance.now() - firstAudioAt < 5_000) {
       await new Promise((resolve) => setTimeout(resolve, 20));
       stream.pushFrame(frame(index++));
     }
-    const reconnectedAfter = wire.requests[1].at - wire.requests[0].at;
+    const reconnectedAfter = aws.wire.requests[1].at - aws.wire.requests[0].at;
     stream.pushFrame(frame(index++));
     await until(() => finals(live).length > 0);
     stream.endInput();
@@ -242,7 +231,7 @@ describe('TranscribeSTT on the wire, framework defaults', () => {
   });
 
   it('does not take a quiet line for a stall: no audio, nothing owed', async () => {
-    wire.on(TRANSCRIBE, listening());
+    aws.wire.on(TRANSCRIBE, listening());
     const plugin = newSTT();
     const errors = errorsOf(plugin);
     const stream = plugin.stream({ connOptions: { ...DEFAULT_API_CONNECT_OPTIONS, timeoutMs: 150 } });
@@ -252,12 +241,12 @@ describe('TranscribeSTT on the wire, framework defaults', () => {
     stream.pushFrame(frame(1));
     stream.endInput();
     await done;
-    expect(wire.count(TRANSCRIBE)).toBe(1);
+    expect(aws.wire.count(TRANSCRIBE)).toBe(1);
     expect(errors).toEqual([]);
   });
 
   it('reconnects for free after the idle timeout, thrown by the SDK as BadRequestException', async () => {
-    wire.on(
+    aws.wire.on(
       TRANSCRIBE,
       sessions(
         async (exchange) => {
@@ -278,7 +267,7 @@ describe('TranscribeSTT on the wire, framework defaults', () => {
     const live: stt.SpeechEvent[] = [];
     const done = collect(stream, live);
     stream.pushFrame(frame(0));
-    await until(() => wire.count(TRANSCRIBE) === 1);
+    await until(() => aws.wire.count(TRANSCRIBE) === 1);
     await new Promise((resolve) => setTimeout(resolve, 50));
     stream.pushFrame(frame(1));
     await until(() => finals(live).length > 0);

@@ -1,12 +1,12 @@
 import { PollyClient } from '@aws-sdk/client-polly';
 import { type APIError, DEFAULT_API_CONNECT_OPTIONS, initializeLogger, tts } from '@livekit/agents';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PollyTTS } from '../../src/plugins/aws/tts.js';
 import {
-  AwsWire,
   eventFrame,
   exceptionFrame,
   requestEvents,
+  useAwsWire,
   type WireExchange,
   type WireHandler,
 } from '../support/aws-wire.js';
@@ -16,24 +16,14 @@ import {
 initializeLogger({ pretty: false, level: 'silent' });
 const SPEECH = /\/v1\/speech$/;
 const BYTES_PER_FRAME = 640; // 20 ms at 16 kHz, 16-bit mono
-let wire: AwsWire;
-let client: PollyClient;
+const aws = useAwsWire(PollyClient);
 
 /** LiveKit's ChunkedStream re-throws a final error from a task nobody awaits; the job process logs such rejections. */
 const rejections: unknown[] = [];
 let vitestHandlers: NodeJS.UnhandledRejectionListener[] = [];
 const onRejection = (reason: unknown) => rejections.push(reason);
 
-beforeAll(async () => {
-  wire = await AwsWire.start();
-  client = new PollyClient({ ...wire.clientConfig(), maxAttempts: 1 });
-});
-afterAll(async () => {
-  client?.destroy();
-  await wire?.close();
-});
 beforeEach(() => {
-  wire.reset();
   rejections.length = 0;
   vitestHandlers = process.listeners('unhandledRejection');
   process.removeAllListeners('unhandledRejection');
@@ -54,7 +44,7 @@ function numberedAudio(first: number, count: number): Uint8Array {
 function speaking(first: number, count: number, then: (exchange: WireExchange) => void = (x) => x.end()): WireHandler {
   return async (exchange) => {
     await exchange.json();
-    const requestId = `polly-req-${wire.requests.length}`;
+    const requestId = `polly-req-${aws.wire.requests.length}`;
     exchange.respond('audio/pcm', { 'x-amzn-requestid': requestId, 'x-amzn-requestcharacters': '12' });
     const audio = numberedAudio(first, count);
     // Piece by piece, as Polly streams it.
@@ -71,7 +61,7 @@ function script(...handlers: WireHandler[]): WireHandler {
 }
 
 function newTTS() {
-  return new PollyTTS({ client, engine: 'neural' });
+  return new PollyTTS({ client: aws.client, engine: 'neural' });
 }
 
 function errorsOf(plugin: PollyTTS): { error: APIError; recoverable: boolean }[] {
@@ -90,7 +80,7 @@ const firstSample = (audio: tts.SynthesizedAudio) => audio.frame.data[0];
 
 describe('PollyTTS on the wire, framework defaults', () => {
   it('never repeats a frame when Polly fails mid-audio: the failure is final once audio went out', async () => {
-    wire.on(
+    aws.wire.on(
       SPEECH,
       speaking(1, 6, (exchange) => exchange.drop()),
     );
@@ -104,14 +94,14 @@ describe('PollyTTS on the wire, framework defaults', () => {
     expect(order.length).toBeGreaterThan(0);
     expect(new Set(order).size).toBe(order.length);
     expect(order).toEqual([...order].sort((a, b) => a - b));
-    expect(wire.count(SPEECH)).toBe(1);
+    expect(aws.wire.count(SPEECH)).toBe(1);
     expect(errors).toHaveLength(1);
     expect(errors[0].recoverable).toBe(false);
     expect(errors[0].error.retryable).toBe(false);
   });
 
   it('retries a failure before any audio, and plays the new attempt from its start', async () => {
-    wire.on(
+    aws.wire.on(
       SPEECH,
       script(
         async (exchange) => {
@@ -126,13 +116,13 @@ describe('PollyTTS on the wire, framework defaults', () => {
     const heard = await frames(plugin.synthesize('Hello.', DEFAULT_API_CONNECT_OPTIONS));
     expect(heard.map(firstSample)).toEqual([100, 101, 102, 103]);
     expect(heard.at(-1)?.final).toBe(true);
-    expect(wire.count(SPEECH)).toBe(2);
+    expect(aws.wire.count(SPEECH)).toBe(2);
     expect(errors).toEqual([]);
   });
 
   it('detects a response that stalls after its headers within the timeout, and retries', async () => {
     let stalled: WireExchange | undefined;
-    wire.on(
+    aws.wire.on(
       SPEECH,
       script(
         async (exchange) => {
@@ -148,7 +138,7 @@ describe('PollyTTS on the wire, framework defaults', () => {
     const plugin = newTTS();
     errorsOf(plugin);
     const heard = await frames(plugin.synthesize('Hello.', { ...DEFAULT_API_CONNECT_OPTIONS, timeoutMs }));
-    const retriedAfter = wire.requests[1].at - wire.requests[0].at;
+    const retriedAfter = aws.wire.requests[1].at - aws.wire.requests[0].at;
     expect(heard.map(firstSample)).toEqual([7, 8, 9]);
     expect(retriedAfter).toBeGreaterThanOrEqual(timeoutMs);
     expect(retriedAfter).toBeLessThan(timeoutMs + 100 + 1_000);
@@ -156,7 +146,7 @@ describe('PollyTTS on the wire, framework defaults', () => {
   });
 
   it("names the audio by Polly's request id", async () => {
-    wire.on(SPEECH, speaking(1, 2));
+    aws.wire.on(SPEECH, speaking(1, 2));
     const heard = await frames(newTTS().synthesize('Hi.', DEFAULT_API_CONNECT_OPTIONS));
     expect(new Set(heard.map((audio) => audio.requestId))).toEqual(new Set(['polly-req-1']));
   });
@@ -216,7 +206,7 @@ describe('PollyTTS streaming synthesis on the wire', () => {
   }
 
   function streamingTTS() {
-    return new PollyTTS({ client, engine: 'generative', streaming: true });
+    return new PollyTTS({ client: aws.client, engine: 'generative', streaming: true });
   }
 
   async function speak(stream: tts.SynthesizeStream, ...texts: string[]): Promise<tts.SynthesizedAudio[]> {
@@ -228,7 +218,7 @@ describe('PollyTTS streaming synthesis on the wire', () => {
   }
 
   it("speaks through the SDK's event stream and names the audio by Polly's request id", async () => {
-    wire.on(STREAM, streamingPolly(2));
+    aws.wire.on(STREAM, streamingPolly(2));
     const stream = streamingTTS().stream({ connOptions: DEFAULT_API_CONNECT_OPTIONS });
     const heard = await speak(stream, 'Hello there, ', 'how are you?');
     expect(heard.map(firstSample)).toEqual([1, 2, 3, 4, 5, 6]);
@@ -238,7 +228,7 @@ describe('PollyTTS streaming synthesis on the wire', () => {
   });
 
   it('replays the whole segment into a new stream when Polly fails before any audio', async () => {
-    wire.on(STREAM, script(streamingPolly(1, 'throttle'), streamingPolly(1)));
+    aws.wire.on(STREAM, script(streamingPolly(1, 'throttle'), streamingPolly(1)));
     const plugin = streamingTTS();
     const errors = errorsOf(plugin);
     const stream = plugin.stream({ connOptions: DEFAULT_API_CONNECT_OPTIONS });
@@ -250,24 +240,24 @@ describe('PollyTTS streaming synthesis on the wire', () => {
   });
 
   it('never repeats audio when the stream drops mid-sentence: the failure is final', async () => {
-    wire.on(STREAM, streamingPolly(2, 'drop'));
+    aws.wire.on(STREAM, streamingPolly(2, 'drop'));
     const plugin = streamingTTS();
     const errors = errorsOf(plugin);
     const stream = plugin.stream({ connOptions: DEFAULT_API_CONNECT_OPTIONS });
     const heard = await speak(stream, 'One two ', 'three four ', 'five.');
     const order = heard.map(firstSample);
     expect(new Set(order).size).toBe(order.length);
-    expect(wire.count(STREAM)).toBe(1);
+    expect(aws.wire.count(STREAM)).toBe(1);
     expect(errors.map((e) => [e.recoverable, e.error.retryable])).toEqual([[false, false]]);
   });
 
   it('detects Polly going quiet after the last text within the timeout, and tries again', async () => {
-    wire.on(STREAM, script(streamingPolly(1, 'stall'), streamingPolly(1)));
+    aws.wire.on(STREAM, script(streamingPolly(1, 'stall'), streamingPolly(1)));
     const plugin = streamingTTS();
     const errors = errorsOf(plugin);
     const timeoutMs = 300;
     const heard = await speak(plugin.stream({ connOptions: { ...DEFAULT_API_CONNECT_OPTIONS, timeoutMs } }), 'Hello.');
-    const retriedAfter = wire.requests[1].at - wire.requests[0].at;
+    const retriedAfter = aws.wire.requests[1].at - aws.wire.requests[0].at;
     expect(heard.map(firstSample)).toEqual([1]);
     expect(retriedAfter).toBeGreaterThanOrEqual(timeoutMs);
     expect(retriedAfter).toBeLessThan(timeoutMs + 100 + 1_000);
@@ -275,7 +265,7 @@ describe('PollyTTS streaming synthesis on the wire', () => {
   });
 
   it('gives up after maxRetry attempts when Polly never answers', async () => {
-    wire.on(STREAM, streamingPolly(1, 'throttle'));
+    aws.wire.on(STREAM, streamingPolly(1, 'throttle'));
     const plugin = streamingTTS();
     const errors = errorsOf(plugin);
     const heard = await speak(
@@ -283,7 +273,7 @@ describe('PollyTTS streaming synthesis on the wire', () => {
       'Hi.',
     );
     expect(heard).toEqual([]);
-    expect(wire.count(STREAM)).toBe(4);
+    expect(aws.wire.count(STREAM)).toBe(4);
     expect(errors.map((e) => [e.recoverable, e.error.retryable])).toEqual([[false, false]]);
   });
 });

@@ -3,6 +3,7 @@ import {
   type AuditRecord,
   type AuditSegmentObject,
   LocalHmacSealKey,
+  recordingPartKey,
   transcriptPartSchema,
   transcriptSchema,
   verifyAuditTrail,
@@ -236,6 +237,40 @@ describe('call recorder', () => {
     expect(record.redacted).toBe(true);
     await rec.flush();
     expect([...objects.values()].join()).not.toMatch(/ada@example\.com|4111|555 0123/);
+  });
+
+  it('redacts caller text but keeps recording part keys and timestamps in the stop and end records', async () => {
+    const rec = recorder({
+      redact: redactPii,
+      call: { callId: 'call-1764523976123', roomName: 'room', callerNumber: '+14155550123', startedAt },
+    });
+    const parts = [recordingPartKey('call-1764523976123', 1), recordingPartKey('call-1764523976123', 2)];
+    const stopped = rec.audit('recording', 'stopped', { parts, failedParts: [], consentRefused: false });
+    expect(stopped.payload).toEqual({ parts, failedParts: [], consentRefused: false });
+    rec.toolCall({
+      name: 'save_intake_progress',
+      arguments: { fields: { callback: 'ring 415.555.0123 after six', altPhone: 4155550124 } },
+      outcome: 'ok',
+      isError: false,
+      durationMs: 12,
+    });
+    const recording = {
+      mode: 'announce' as const,
+      sampleRate: 16_000 as const,
+      startedAt: at(1),
+      parts,
+      failedParts: [],
+    };
+    const transcript = await rec.finish('caller_hangup', { recording });
+    expect(transcript.recording).toEqual(recording);
+    const records = auditRecordsOf('audit/audit/agent/call-1764523976123/');
+    expect(records.find((record) => record.kind === 'session_end')?.payload).toEqual({
+      endReason: 'caller_hangup',
+      recording,
+    });
+    expect(records.find((record) => record.kind === 'tool_call')?.payload).toEqual({
+      arguments: { fields: { callback: 'ring [PHONE] after six', altPhone: '[PHONE]' } },
+    });
   });
 });
 

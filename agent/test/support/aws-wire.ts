@@ -2,6 +2,7 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { EventStreamCodec, type Message } from '@smithy/core/event-streams';
+import { afterAll, beforeAll, beforeEach } from 'vitest';
 
 /**
  * AWS on the wire, for tests: an HTTP/2 cleartext server the real SDK clients talk to (endpoint, signing, request
@@ -191,4 +192,41 @@ export class AwsWire {
       else exchange.drop();
     }
   }
+}
+
+/** What `useAwsWire` hands a test: the wire, and the SDK client pointed at it (both set once the suite starts). */
+export interface AwsWireFixture<Client> {
+  readonly wire: AwsWire;
+  readonly client: Client;
+}
+
+/**
+ * Registers a suite's hooks for AWS on the wire: the server and an SDK client of `Client` (one attempt per call, so
+ * retries are the plugin's own) start before the suite and end after it, even after a failed start; the routes and
+ * the request log are cleared before each test.
+ */
+export function useAwsWire<Client extends { destroy(): void }>(
+  Client: new (config: ReturnType<AwsWire['clientConfig']> & { maxAttempts: number }) => Client,
+): AwsWireFixture<Client> {
+  let wire: AwsWire | undefined;
+  let client: Client | undefined;
+  beforeAll(async () => {
+    wire = await AwsWire.start();
+    client = new Client({ ...wire.clientConfig(), maxAttempts: 1 });
+  });
+  afterAll(async () => {
+    client?.destroy();
+    await wire?.close();
+  });
+  beforeEach(() => wire?.reset());
+  return {
+    get wire() {
+      if (!wire) throw new Error('the AWS wire is not started (use it inside a test or hook)');
+      return wire;
+    },
+    get client() {
+      if (!client) throw new Error('the AWS wire is not started (use it inside a test or hook)');
+      return client;
+    },
+  };
 }
