@@ -177,15 +177,15 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   });
   /** What the session state keeps of this worker's records: a worker taking the call over goes on from there. */
   const position = () => ({ ...recorder.position, ...(audio ? { recording: audio.position } : {}) });
-  if (audio) {
-    // Parts are written on the transcript's timer: saved with them, a takeover names every part stored so far.
-    recorder.alsoFlush(async () => {
-      await audio.flush();
-      await sessions
-        .update(call.callId, (current) => ({ ...current, recording: audio.position }))
-        .catch((error) => log.warn({ err: error }, 'recording position not saved'));
-    });
-  }
+  if (audio) recorder.alsoFlush(() => audio.flush());
+  // Saved after every flush, once its writes are stored: a worker taking the call over continues the transcript, the
+  // audit chain and the recording after everything this one stored, never over it (saving only with each turn left
+  // records flushed since then to be written again by the next worker: a forked chain, overwritten parts).
+  recorder.afterFlush(async () => {
+    await sessions
+      .update(call.callId, (current) => ({ ...current, ...position() }))
+      .catch((error) => log.warn({ err: error }, 'session position not saved'));
+  });
 
   const toolset = new McpToolset({
     url: env.MCP_URL,

@@ -73,6 +73,7 @@ export class CallRecorder {
   private timer?: NodeJS.Timeout;
   private flushing: Promise<void> = Promise.resolve();
   private readonly flushTasks: (() => Promise<void>)[] = [];
+  private readonly afterFlushTasks: (() => Promise<void>)[] = [];
 
   constructor(private readonly options: CallRecorderOptions) {
     const resume = options.resume;
@@ -149,6 +150,11 @@ export class CallRecorder {
   }
 
   /** What the session state must keep so a successor continues the transcript and the chain unbroken. */
+  /**
+   * Where a worker taking the call over continues: the next turn number, the next transcript part, and the audit
+   * chain's head (records not flushed yet included: if this worker dies before storing them, the verifier names them
+   * missing rather than the chain hiding their loss).
+   */
   get position(): RecorderPosition {
     return { nextTurnSeq: this.nextTurnSeq, nextTranscriptPart: this.nextPart, audit: this.trail.position };
   }
@@ -156,6 +162,11 @@ export class CallRecorder {
   /** Runs `task` with every flush (the call's audio parts go out on the transcript's timer). */
   alsoFlush(task: () => Promise<void>): void {
     this.flushTasks.push(task);
+  }
+
+  /** Runs `task` after every flush, once what it wrote is stored (e.g. to save the position). */
+  afterFlush(task: () => Promise<void>): void {
+    this.afterFlushTasks.push(task);
   }
 
   /** Writes what is pending; on failure the records stay pending for the next flush. Flushes never overlap. */
@@ -191,6 +202,7 @@ export class CallRecorder {
     }
     await this.trail.flush();
     await others;
+    for (const task of this.afterFlushTasks) await task().catch(() => undefined);
   }
 
   /** Turns written by workers that held the call before this one, read back from their transcript parts. */

@@ -1,0 +1,151 @@
+import type { ConverseStreamCommandInput } from '@aws-sdk/client-bedrock-runtime';
+import { initializeLogger } from '@livekit/agents';
+import {
+  type SessionState,
+  sessionStateSchema,
+  type Transcript,
+  transcriptKey,
+  transcriptSchema,
+} from '@voice-intake/contracts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_RECORDING_NOTICE } from '../../src/records/call-audio';
+import { recordingPartKey } from '../../src/records/recording';
+import { until, useCallBackends, verifiedAuditRecords } from '../support/call-backends';
+import type { OpenCall } from '../support/call-harness';
+import { listeningTranscribe, speakingPolly, streamingBedrock } from '../support/fake-aws';
+import { synthesizeSpeech } from '../support/speech';
+
+/**
+ * A recorded call whose worker dies mid-call and another takes it over (the production wiring, `prepareIntakeCall`,
+ * twice on one call id and one Redis): the first saved where its recording stood with each part flush; the second
+ * says the notice again, goes on recording under part names of its own (never rewriting a part the first stored
+ * after it last saved), and its transcript lists every part with both clock starts.
+ */
+
+initializeLogger({ pretty: false, level: 'silent' });
+
+const CALL_ID = 'rec-takeover';
+const STATE_KEY = `voice-intake:session:${CALL_ID}`;
+const FLUSH_MS = 500;
+const PROBLEM = 'A water pipe burst in my kitchen this morning.';
+const GOODBYE = 'That is all for today, thank you, goodbye.';
+
+function reply(request: ConverseStreamCommandInput) {
+  const last = request.messages?.at(-1);
+  const said = (last?.role === 'user' ? (last.content ?? []) : [])
+    .map((block) => block.text ?? '')
+    .join(' ')
+    .toLowerCase();
+  if (last?.content?.some((block) => block.toolResult)) return {};
+  if (said.includes('water pipe')) return { text: 'I am sorry to hear that. I will note the burst pipe.' };
+  if (said.includes('goodbye'))
+    return { text: 'Thank you for calling, goodbye.', toolUse: { name: 'end_call', input: { reason: 'done' } } };
+  return { text: 'Hello, how can I help you today?' };
+}
+
+describe('a recorded call taken over by another worker', () => {
+  const backends = useCallBackends();
+  let store: ReturnType<typeof backends.freshAws>;
+  let saved: SessionState;
+  /** Parts the first worker stored: all of them, and those it had saved in the session state. */
+  let firstStored: string[];
+  let secondPuts: string[];
+  let secondSpoke: string[];
+  let second: OpenCall;
+  let secondStartedAt: Date;
+  let transcript: Transcript;
+
+  beforeAll(async () => {
+    store = backends.freshAws();
+    listeningTranscribe(backends.transcribe, { utterances: [PROBLEM] });
+    streamingBedrock(backends.bedrock, reply);
+    speakingPolly(backends.polly);
+    const env = { RECORDING_MODE: 'announce', RECORD_FLUSH_MS: String(FLUSH_MS) };
+    const first = await backends.openCall({ env, callId: CALL_ID, callerNumber: '+14155550142' });
+    await first.intake.greet();
+    const answered = first.earpiece.nextSegment();
+    await first.line.say(synthesizeSpeech(PROBLEM));
+    await answered;
+    const redis = backends.redis.client();
+    const stateNow = async () => sessionStateSchema.parse(JSON.parse((await redis.get(STATE_KEY)) ?? 'null'));
+    // The first worker's flushes saved where its recording stands.
+    let partsSaved = 0;
+    await until(() => {
+      void stateNow().then((state) => (partsSaved = state.recording?.parts.length ?? 0));
+      return partsSaved >= 2;
+    }, 30_000);
+
+    // It dies: its timer stops, its session ends without finishing — but only after one more part went to S3 that
+    // the session state never heard of (a worker killed between storing a part and saving).
+    clearInterval((first.intake.recorder as unknown as { timer: NodeJS.Timeout }).timer);
+    // Its last flush (any in flight, then one more) saves where it stands.
+    await first.intake.recorder.flush();
+    const savedRaw = (await redis.get(STATE_KEY)) ?? 'null';
+    saved = sessionStateSchema.parse(JSON.parse(savedRaw));
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await first.intake.audio?.flush();
+    await first.intake.session.close();
+    await first.line.close();
+    // Closing its session here still saved (a killed process would not have): the state is what it last saved.
+    await redis.set(STATE_KEY, savedRaw, 'KEEPTTL');
+    firstStored = [...store.recordings.keys()];
+    const putsBefore = store.recordingPuts.length;
+
+    for (const mock of [backends.transcribe, backends.bedrock, backends.polly]) mock.reset();
+    listeningTranscribe(backends.transcribe, { utterances: [GOODBYE] });
+    streamingBedrock(backends.bedrock, reply);
+    const polly = speakingPolly(backends.polly);
+    secondStartedAt = new Date();
+    second = await backends.openCall({
+      env,
+      callId: CALL_ID,
+      callerNumber: '+14155550142',
+      startedAt: secondStartedAt,
+    });
+    await second.intake.greet();
+    await second.line.say(synthesizeSpeech(GOODBYE));
+    await second.hungUp;
+    await second.close();
+    secondPuts = store.recordingPuts.slice(putsBefore).map((key) => key.slice('transcripts/'.length));
+    secondSpoke = polly.texts;
+    const body = store.objects.get(`transcripts/${transcriptKey(CALL_ID, secondStartedAt)}`);
+    transcript = transcriptSchema.parse(JSON.parse(body ?? 'null'));
+  }, 180_000);
+
+  it('the first worker saved its recording with its parts, and stored one more after that', () => {
+    expect(saved.recording).toMatchObject({ mode: 'announce', segment: 0, resumedAt: [] });
+    const savedParts = saved.recording!.parts;
+    expect(savedParts.slice(0, 2)).toEqual([recordingPartKey(CALL_ID, 1), recordingPartKey(CALL_ID, 2)]);
+    const stored = firstStored.map((key) => key.slice('transcripts/'.length));
+    expect(stored.length).toBeGreaterThan(savedParts.length);
+    for (const key of savedParts) expect(stored).toContain(key);
+  });
+
+  it('the second worker was told the call is recorded again, before its apology', () => {
+    expect(second.intake.resumed).toBe(true);
+    expect(secondSpoke[0]).toBe(DEFAULT_RECORDING_NOTICE);
+  });
+
+  it('went on recording under part names of its own: nothing the first worker stored was written again', () => {
+    expect(secondPuts.length).toBeGreaterThan(0);
+    for (const key of secondPuts) expect(key).toMatch(new RegExp(`^recordings/${CALL_ID}/part-r1-\\d{6}\\.wav$`));
+    const firstKeys = new Set(firstStored.map((key) => key.slice('transcripts/'.length)));
+    expect(secondPuts.filter((key) => firstKeys.has(key))).toEqual([]);
+  });
+
+  it('lists the saved parts, then its own, with the first clock start and its own', () => {
+    const recording = transcript.recording!;
+    const own = [...new Set(secondPuts)];
+    expect(recording.parts).toEqual([...saved.recording!.parts, ...own]);
+    expect(recording.startedAt).toBe(saved.recording!.startedAt);
+    expect(recording.resumedAt).toHaveLength(1);
+    expect(Date.parse(recording.resumedAt![0])).toBeGreaterThanOrEqual(secondStartedAt.getTime() - 1_000);
+  });
+
+  it('the audit chain verifies and says the recording resumed as segment 1', async () => {
+    const records = await verifiedAuditRecords(store.objects, CALL_ID);
+    const started = records.filter((record) => record.kind === 'recording' && record.subject === 'started');
+    expect(started.at(-1)?.payload).toMatchObject({ resumedSegment: 1, earlierParts: saved.recording!.parts.length });
+    expect(records.some((record) => record.subject === 'not_resumed')).toBe(false);
+  });
+});
