@@ -46,6 +46,13 @@ export function recordingPartKey(callId: string, part: number, segment = 0): str
   return `${S3_PREFIXES.recordings}${callId}/part-${name}${String(part).padStart(6, '0')}.wav`;
 }
 
+/** Every part key of a recording from how many parts each segment wrote, in call order. */
+export function recordingPartKeys(callId: string, partsPerSegment: readonly number[]): string[] {
+  return partsPerSegment.flatMap((count, segment) =>
+    Array.from({ length: count }, (_, index) => recordingPartKey(callId, index + 1, segment)),
+  );
+}
+
 export function transcriptPartKey(callId: string, part: number): string {
   return `${S3_PREFIXES.transcriptParts}${callId}/${String(part).padStart(6, '0')}.json`;
 }

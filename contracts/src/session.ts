@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { auditTrailPositionSchema } from './audit-seal';
 import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
 import { MAX_RECORDING_SEGMENT } from './keys';
-import { recordingPartKeySchema, transcriptTurnSchema } from './transcript';
+import { transcriptTurnSchema } from './transcript';
 
 export const sessionStatusSchema = z.enum(['active', 'transferring', 'ended']);
 
@@ -16,18 +16,26 @@ export const intakeProgressSchema = z.object({
 });
 
 /** Where a call's recording stands (see the transcript's `recording`). */
-export const sessionRecordingSchema = z.object({
-  mode: z.enum(['announce', 'consent']),
-  /** The worker's recording segment: 0 for the first, one more for each takeover that went on recording. */
-  segment: z.number().int().min(0).max(MAX_RECORDING_SEGMENT),
-  /** The first segment's clock start, and each later one's. */
-  startedAt: isoTimestampSchema,
-  resumedAt: z.array(isoTimestampSchema).max(MAX_RECORDING_SEGMENT).default([]),
-  /** Consent mode: the caller's answer (absent: not answered yet). */
-  consent: z.boolean().optional(),
-  /** Parts written so far, every segment's, in order. */
-  parts: z.array(recordingPartKeySchema).max(100_000),
-});
+export const sessionRecordingSchema = z
+  .object({
+    mode: z.enum(['announce', 'consent']),
+    /** The worker's recording segment: 0 for the first, one more for each takeover that went on recording. */
+    segment: z.number().int().min(0).max(MAX_RECORDING_SEGMENT),
+    /** The first segment's clock start, and each later one's. */
+    startedAt: isoTimestampSchema,
+    resumedAt: z.array(isoTimestampSchema).max(MAX_RECORDING_SEGMENT).default([]),
+    /** Consent mode: the caller's answer (absent: not answered yet). */
+    consent: z.boolean().optional(),
+    /**
+     * Parts written so far by each segment, in order (segment s wrote parts 1..n of `recordingPartKey(callId, n, s)`):
+     * counts, not keys, so the state saved after every flush stays small on a long call.
+     */
+    partsPerSegment: z.array(z.number().int().nonnegative().max(100_000)).max(MAX_RECORDING_SEGMENT + 1),
+  })
+  .refine((recording) => recording.partsPerSegment.length === recording.segment + 1, {
+    path: ['partsPerSegment'],
+    message: 'must hold one count per segment, 0 to segment',
+  });
 
 /**
  * Per-call state kept in Redis while the call runs (with a TTL), written as the call goes,

@@ -2,7 +2,12 @@ import { ReadableStream, TransformStream } from 'node:stream/web';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { llm, stt, voice } from '@livekit/agents';
 import type { AudioFrame } from '@livekit/rtc-node';
-import { MAX_RECORDING_SEGMENT, type SessionRecording, type TranscriptRecording } from '@voice-intake/contracts';
+import {
+  MAX_RECORDING_SEGMENT,
+  recordingPartKeys,
+  type SessionRecording,
+  type TranscriptRecording,
+} from '@voice-intake/contracts';
 import { z } from 'zod';
 import type { PiiAudioSpan } from '../plugins/aws/stt';
 import { CallRecording, type RecordingSampleRate } from './recording';
@@ -193,7 +198,11 @@ export class CallAudio {
       put: options.put,
       audit: options.audit,
       holdbackMs: options.holdbackMs,
-      resume: resume && { segment: resume.segment + 1, earlierParts: resume.parts, consent: resume.consent },
+      resume: resume && {
+        segment: resume.segment + 1,
+        earlierParts: recordingPartKeys(options.callId, resume.partsPerSegment),
+        consent: resume.consent,
+      },
     });
     if (this.awaitsConsent) {
       this.#consentTimer = setTimeout(() => {
@@ -229,7 +238,7 @@ export class CallAudio {
       startedAt: resume?.startedAt ?? this.startedAt.toISOString(),
       resumedAt: resume ? [...resume.resumedAt, this.startedAt.toISOString()] : [],
       ...(consent !== undefined ? { consent } : {}),
-      parts: [...this.recording.partKeys],
+      partsPerSegment: [...(resume?.partsPerSegment ?? []), this.recording.ownPartCount],
     };
   }
 
@@ -496,7 +505,8 @@ export function callAudioFor(setup: CallAudioSetup): CallAudio | undefined {
         segment: 0,
         startedAt: setup.callStartedAt ?? new Date().toISOString(),
         resumedAt: [],
-        parts: [],
+        // Its parts are in S3 but not known here: not listed.
+        partsPerSegment: [0],
       })
     : undefined;
   return new CallAudio({

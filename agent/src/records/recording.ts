@@ -166,6 +166,11 @@ export class CallRecording {
     });
   }
 
+  /** Parts this worker wrote (the earlier segments' not counted). */
+  get ownPartCount(): number {
+    return this.nextPart - 1;
+  }
+
   /** This worker's recording segment (0 unless it took the call over). */
   get segment(): number {
     return this.options.resume?.segment ?? 0;

@@ -200,7 +200,7 @@ describe('a call taken over by another worker', () => {
       mode: 'announce',
       segment: 0,
       startedAt: '2026-11-30T10:00:00.000Z',
-      parts: [recordingPartKey('unit-call', 1), recordingPartKey('unit-call', 2)],
+      partsPerSegment: [2],
       ...overrides,
     });
   const setup = (mode: 'announce' | 'consent', resumeFrom?: SessionRecording) => {
@@ -235,14 +235,21 @@ describe('a call taken over by another worker', () => {
     expect(own.length).toBeGreaterThan(0);
     for (const key of own) expect(key).toMatch(/\/part-r1-\d{6}\.wav$/);
     expect(own).not.toContain(recordingPartKey('unit-call', 3));
-    expect(summary.parts).toEqual([...earlier.parts, ...own]);
+    expect(summary.parts).toEqual([recordingPartKey('unit-call', 1), recordingPartKey('unit-call', 2), ...own]);
     expect(summary.startedAt).toBe(earlier.startedAt);
     expect(summary.resumedAt).toEqual([audio.startedAt.toISOString()]);
-    expect(audio.position).toMatchObject({ segment: 1, parts: summary.parts, resumedAt: summary.resumedAt });
+    expect(audio.position).toMatchObject({
+      segment: 1,
+      partsPerSegment: [2, own.length],
+      resumedAt: summary.resumedAt,
+    });
   });
 
   it('a second takeover takes the next segment and keeps every earlier resume time', () => {
-    const { audio } = setup('announce', saved({ segment: 1, resumedAt: ['2026-11-30T10:05:00.000Z'] }));
+    const { audio } = setup(
+      'announce',
+      saved({ segment: 1, resumedAt: ['2026-11-30T10:05:00.000Z'], partsPerSegment: [2, 1] }),
+    );
     expect(audio?.recording.segment).toBe(2);
     expect(audio?.position.resumedAt).toEqual(['2026-11-30T10:05:00.000Z', audio?.startedAt.toISOString()]);
   });
@@ -250,7 +257,7 @@ describe('a call taken over by another worker', () => {
   it('announce mode with nothing saved (the earlier worker died first): goes on from the call start, segment 1', () => {
     const { audio } = setup('announce', undefined);
     expect(audio?.recording.segment).toBe(1);
-    expect(audio?.position).toMatchObject({ startedAt: '2026-11-30T09:59:59.000Z', parts: [] });
+    expect(audio?.position).toMatchObject({ startedAt: '2026-11-30T09:59:59.000Z', partsPerSegment: [0, 0] });
   });
 
   it('consent mode goes on only after a saved yes, without asking again', async () => {
@@ -271,7 +278,12 @@ describe('a call taken over by another worker', () => {
     ['consent never answered', 'consent', saved({ mode: 'consent' }), /consent unknown/],
     ['nothing saved in consent mode', 'consent', undefined, /consent unknown/],
     ['the mode changed since', 'consent', saved({ mode: 'announce' }), /mode changed from announce/],
-    ['too many takeovers', 'announce', saved({ segment: 999 }), /too many takeovers/],
+    [
+      'too many takeovers',
+      'announce',
+      saved({ segment: 999, partsPerSegment: Array(1000).fill(0) }),
+      /too many takeovers/,
+    ],
   ] as const) {
     it(`does not go on recording: ${label}, and says why in the audit chain`, () => {
       const { audio, audit } = setup(mode, resumeFrom);

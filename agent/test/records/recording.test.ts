@@ -1,4 +1,4 @@
-import { transcriptRecordingSchema } from '@voice-intake/contracts';
+import { recordingPartKeys, sessionRecordingSchema, transcriptRecordingSchema } from '@voice-intake/contracts';
 import { describe, expect, it } from 'vitest';
 import {
   CallRecording,
@@ -194,6 +194,22 @@ describe('recording part keys', () => {
       expect(() => recordingPartKey('c-1', 1, segment)).toThrow(/recordingPartKey segment: .* got /);
     }
     expect(() => transcriptRecordingSchema.shape.parts.parse(['recordings/c-1/part-r1000-000001.wav'])).toThrow();
+  });
+
+  it('the session state keeps counts per segment, one per segment, and expands them to the keys in order', () => {
+    expect(recordingPartKeys('c-1', [2, 0, 1])).toEqual([
+      'recordings/c-1/part-000001.wav',
+      'recordings/c-1/part-000002.wav',
+      'recordings/c-1/part-r2-000001.wav',
+    ]);
+    const recording = { mode: 'announce', segment: 2, startedAt: '2026-11-30T10:00:00.000Z', partsPerSegment: [2, 0] };
+    const refused = sessionRecordingSchema.safeParse(recording);
+    expect(refused.success).toBe(false);
+    expect(refused.error?.issues[0]).toMatchObject({
+      path: ['partsPerSegment'],
+      message: expect.stringMatching(/one count per segment/),
+    });
+    expect(sessionRecordingSchema.parse({ ...recording, partsPerSegment: [2, 0, 1] }).resumedAt).toEqual([]);
   });
 
   it('a consent-mode recording resumes only after a yes', () => {
