@@ -296,6 +296,28 @@ describe('edge node sync with the LiveKit ECS service', () => {
     });
   });
 
+  it('drains a host whose task still runs while its instance is unhealthy or in Standby: its calls can still end', async () => {
+    const settingsWithService = { ...settings, livekitService: service };
+    livekit[0].health = 'Unhealthy'; // i-lk2
+    livekit.push({ id: 'i-lk3', address: '10.0.3.30', lifecycle: 'Standby' });
+    tasks.push({ host: 'i-lk3', lastStatus: 'RUNNING', desiredStatus: 'RUNNING' });
+    // In service and healthy but no LiveKit task at all: neither a node nor draining.
+    livekit.push({ id: 'i-lk4', address: '10.0.4.40' });
+    expect(await syncEdgeNodes(withEcs, settingsWithService, at(0))).toMatchObject({
+      nodes: ['10.0.1.10'],
+      draining: ['10.0.2.20', '10.0.3.30'],
+    });
+    expect(sentCommands().at(-1)?.Parameters?.commands).toEqual([
+      `${settings.nodeScript} 10.0.1.10:5060 '~10.0.2.20:5060' '~10.0.3.30:5060'`,
+    ]);
+    // Healthy again: a node again.
+    livekit[0].health = 'Healthy';
+    expect(await syncEdgeNodes(withEcs, settingsWithService, at(1))).toMatchObject({
+      nodes: ['10.0.1.10', '10.0.2.20'],
+      draining: ['10.0.3.30'],
+    });
+  });
+
   it('reads the service from the environment', () => {
     const env = {
       LIVEKIT_ASG_NAME: 'g',

@@ -134,7 +134,9 @@ export async function hostsServing(
 /**
  * Private addresses of the group's instances that are in service and healthy (and, given the LiveKit service, run a
  * LiveKit task that is not being stopped), sorted; given the service, also the draining ones: any running instance
- * of the group (a scale-in waits in Terminating:Wait) whose LiveKit task is being stopped.
+ * of the group (a scale-in waits in Terminating:Wait) whose LiveKit task is being stopped, or whose task still runs
+ * while the instance is not in service and healthy (marked unhealthy, in Standby, leaving the group): it takes no new
+ * call, but the calls it holds can still be hung up through the edge.
  */
 export async function livekitNodeAddresses(
   clients: EdgeSyncClients,
@@ -156,7 +158,10 @@ export async function livekitNodeAddresses(
     if (!clients.ecs) throw new Error('an ECS client is needed to check the LiveKit tasks');
     const { serving, draining } = await hostsServing(clients.ecs, livekitService);
     const nodes = await addresses(ids.filter((id) => serving.has(id)));
-    const drainingIds = members.map((instance) => instance.InstanceId!).filter((id) => draining.has(id));
+    const eligible = new Set(ids);
+    const drainingIds = members
+      .map((instance) => instance.InstanceId!)
+      .filter((id) => draining.has(id) || (serving.has(id) && !eligible.has(id)));
     return { nodes, draining: await addresses(drainingIds) };
   }
   return { nodes: await addresses(ids), draining: [] };
