@@ -12,7 +12,7 @@ import { inMemoryS3 } from '../../agent/test/support/fake-aws';
 import { startRedis } from '../../agent/test/support/redis-server';
 import { synthesizeSpeech } from '../../agent/test/support/speech';
 import { type RunningServer, startServer } from '../../mcp-server/test/support/server-process';
-import { AwsFake, DEFAULT_SCENARIO, type SessionRecord } from '../src/aws-fake';
+import { AwsFake, DEFAULT_SCENARIO, finalWords, type SessionRecord } from '../src/aws-fake';
 
 /**
  * A whole intake call in one process, wired as the worker wires it (`prepareIntakeCall`), with the AWS voice services
@@ -67,7 +67,7 @@ describe('an intake call through the AWS fake, in process', () => {
     try {
       await call.intake.greet();
       // The caller's words are the fake's script; the audio only has to be speech for the VAD and the fake to hear.
-      await call.line.say(synthesizeSpeech(DEFAULT_SCENARIO.callerSays[0]));
+      await call.line.say(synthesizeSpeech(finalWords(DEFAULT_SCENARIO.callerSays[0])));
       await fake.until('the case number to be spoken', () =>
         replies().some((reply) => /recorded as case/.test(reply.text ?? '')),
       );
@@ -75,7 +75,7 @@ describe('an intake call through the AWS fake, in process', () => {
       await fake.until('the key press to be answered', () =>
         replies().some((reply) => /You pressed 5/.test(reply.text ?? '')),
       );
-      await call.line.say(synthesizeSpeech(DEFAULT_SCENARIO.callerSays[1]));
+      await call.line.say(synthesizeSpeech(finalWords(DEFAULT_SCENARIO.callerSays[1])));
       hangUpReason = await call.hungUp;
     } finally {
       await call.close();

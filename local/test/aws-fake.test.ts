@@ -242,6 +242,83 @@ describe('Transcribe streaming over the wire', () => {
     expect(second.finals.map((result) => result.Alternatives![0].Transcript)).toEqual(['Pardon?']);
   });
 
+  it('stabilises every word some time after the end of speech, before the final, revised where scripted', async () => {
+    const sessionId = randomUUID();
+    const revised = { final: 'I do not want to end the call yet.', stable: 'I want to end the call.' };
+    fake.register(sessionId, { callerSays: ['Hello, I am Jane Doe.', revised] });
+    const first = synthesizeSpeech('Hello, I am Jane Doe.');
+    const second = synthesizeSpeech('I do not want to end the call yet.');
+    const audio = join(silence(300), first, silence(1_000), second, silence(700));
+    const transcribeClient = client((c) => new TranscribeStreamingClient(c));
+    fake.setLatency({ transcribeStableAfterMs: 200 });
+    let heard: Awaited<ReturnType<typeof transcribe>>;
+    try {
+      heard = await transcribe(transcribeClient, audio, sessionId);
+    } finally {
+      fake.setLatency({ transcribeStableAfterMs: null });
+    }
+    const { results, finals } = heard;
+    expect(finals.map((result) => result.Alternatives![0].Transcript)).toEqual([
+      'Hello, I am Jane Doe.',
+      'I do not want to end the call yet.',
+    ]);
+    const allStable = (result: Result) => result.Alternatives![0].Items!.every((item) => item.Stable === true);
+    for (const [index, final] of finals.entries()) {
+      const ofUtterance = results.filter((result) => result.ResultId === final.ResultId);
+      // Growing partials with their newest words unstable, then one partial stable throughout, then the final.
+      expect(ofUtterance.at(-1)).toBe(final);
+      const stable = ofUtterance.at(-2)!;
+      expect(stable.IsPartial).toBe(true);
+      expect(allStable(stable)).toBe(true);
+      expect(ofUtterance.slice(0, -2).every((result) => result.IsPartial && !allStable(result))).toBe(true);
+      expect(ofUtterance.length).toBeGreaterThan(2);
+      // It covers the speech up to its end, as the final does.
+      expect(stable.StartTime).toBe(final.StartTime);
+      expect(stable.EndTime).toBe(final.EndTime);
+      expect(stable.Alternatives![0].Transcript).toBe(index === 0 ? 'Hello, I am Jane Doe.' : revised.stable);
+    }
+    expect(fake.session(sessionId)!.transcribe.utterances.map(({ text, stable }) => ({ text, stable }))).toEqual([
+      { text: 'Hello, I am Jane Doe.', stable: 'Hello, I am Jane Doe.' },
+      { text: revised.final, stable: revised.stable },
+    ]);
+  });
+
+  it('sends no all-stable partial unless one is set, nor without stabilisation asked for', async () => {
+    const sessionId = randomUUID();
+    fake.register(sessionId, { callerSays: ['Hello, I am Jane Doe.'] });
+    const audio = join(silence(300), synthesizeSpeech('Hello, I am Jane Doe.'), silence(700));
+    const unset = await transcribe(
+      client((c) => new TranscribeStreamingClient(c)),
+      audio,
+      sessionId,
+    );
+    expect(unset.finals).toHaveLength(1);
+    expect(unset.partials.length).toBeGreaterThan(1);
+    for (const partial of unset.partials) expect(partial.Alternatives![0].Items!.at(-1)!.Stable).toBe(false);
+    expect(fake.session(sessionId)!.transcribe.utterances[0].stable).toBeUndefined();
+
+    fake.setLatency({ transcribeStableAfterMs: 100 });
+    try {
+      const response = await client((c) => new TranscribeStreamingClient(c)).send(
+        new StartStreamTranscriptionCommand({
+          LanguageCode: 'en-US',
+          MediaEncoding: 'pcm',
+          MediaSampleRateHertz: 16_000,
+          AudioStream: audioEvents(audio),
+        }),
+      );
+      const results: Result[] = [];
+      for await (const event of response.TranscriptResultStream ?? [])
+        results.push(...(event.TranscriptEvent?.Transcript?.Results ?? []));
+      expect(results.filter((result) => !result.IsPartial)).toHaveLength(1);
+      const items = results.flatMap((result) => result.Alternatives![0].Items!);
+      expect(items.length).toBeGreaterThan(0);
+      expect(items.every((item) => item.Stable === undefined)).toBe(true);
+    } finally {
+      fake.setLatency({ transcribeStableAfterMs: null });
+    }
+  });
+
   it('identifies PII in finals, and redacts it (partials too) when asked to, as Transcribe does', async () => {
     const line = 'Hi, this is Jane Doe, call me on 415 555 0142 or at jane.doe@example.com please.';
     const speech = join(synthesizeSpeech('one two three four five six seven'), silence(700));
@@ -1033,6 +1110,41 @@ describe('latency knobs', () => {
       await own.stop();
     }
   });
+
+  it('holds a final back for a stable partial due after it: the stable words never come after the final', async () => {
+    const own = new AwsFake({ latency: { transcribeEndSilenceMs: 300, transcribeStableAfterMs: 600 } });
+    const endpoint = await own.start();
+    const transcribeClient = new TranscribeStreamingClient({ endpoint, region: REGION, credentials, maxAttempts: 1 });
+    try {
+      const started = performance.now();
+      const response = await transcribeClient.send(
+        new StartStreamTranscriptionCommand({
+          LanguageCode: 'en-US',
+          MediaEncoding: 'pcm',
+          MediaSampleRateHertz: 16_000,
+          EnablePartialResultsStabilization: true,
+          PartialResultsStability: 'high',
+          AudioStream: audioEvents(join(synthesizeSpeech('hello there'), silence(400))),
+        }),
+      );
+      const arrivals: { stable: boolean; partial: boolean; at: number }[] = [];
+      for await (const event of response.TranscriptResultStream ?? []) {
+        for (const result of event.TranscriptEvent?.Transcript?.Results ?? []) {
+          const stable = result.Alternatives![0].Items!.every((item) => item.Stable === true);
+          arrivals.push({ stable, partial: !!result.IsPartial, at: performance.now() - started });
+        }
+      }
+      const final = arrivals.findIndex((arrival) => !arrival.partial);
+      expect(final).toBeGreaterThan(0);
+      expect(arrivals[final - 1]).toMatchObject({ stable: true, partial: true });
+      // Audio sent at once: the end of speech is heard the moment it arrives; 300 ms more make the 600.
+      expect(arrivals[final - 1].at).toBeGreaterThanOrEqual(200);
+      expect(arrivals[final].at).toBeGreaterThanOrEqual(arrivals[final - 1].at);
+    } finally {
+      transcribeClient.destroy();
+      await own.stop();
+    }
+  });
 });
 
 describe('clients that go away', () => {
@@ -1321,6 +1433,52 @@ describe("the agent's own AWS plugins against the fake", () => {
     expect(fake.session(key)!.transcribe.sampleRates).toEqual([16_000]);
   });
 
+  it('TranscribeSTT: preflights on the stable partial, then the final confirms or revises it', async () => {
+    const key = `stt-preflight-${randomUUID()}`;
+    const revised = { final: 'I do not want to end the call yet.', stable: 'I want to end the call.' };
+    fake.register(key, { callerSays: ['I would like to report a burst pipe.', revised] });
+    const settled: boolean[] = [];
+    const plugin = new TranscribeSTT({
+      client: tagged(
+        client((c) => new TranscribeStreamingClient(c)),
+        key,
+      ),
+      onPreflightSettled: ({ confirmed }) => settled.push(confirmed),
+    });
+    const stream = plugin.stream({ connOptions: noRetry });
+    const audio = join(
+      silence(300),
+      synthesizeSpeech('I would like to report a burst pipe.'),
+      silence(1_000),
+      synthesizeSpeech('I do not want to end the call yet.'),
+      silence(800),
+    );
+    fake.setLatency({ transcribeStableAfterMs: 250 });
+    const events: { type: stt.SpeechEventType; text: string }[] = [];
+    try {
+      const frame = 320;
+      for (let offset = 0; offset < audio.length; offset += frame) {
+        const piece = new Int16Array(frame);
+        piece.set(audio.subarray(offset, offset + frame));
+        stream.pushFrame(new AudioFrame(piece, 16_000, 1, frame));
+      }
+      stream.endInput();
+      for await (const event of stream) {
+        const kinds = [stt.SpeechEventType.PREFLIGHT_TRANSCRIPT, stt.SpeechEventType.FINAL_TRANSCRIPT];
+        if (kinds.includes(event.type)) events.push({ type: event.type, text: event.alternatives![0].text });
+      }
+    } finally {
+      fake.setLatency({ transcribeStableAfterMs: null });
+    }
+    expect(events).toEqual([
+      { type: stt.SpeechEventType.PREFLIGHT_TRANSCRIPT, text: 'I would like to report a burst pipe.' },
+      { type: stt.SpeechEventType.FINAL_TRANSCRIPT, text: 'I would like to report a burst pipe.' },
+      { type: stt.SpeechEventType.PREFLIGHT_TRANSCRIPT, text: revised.stable },
+      { type: stt.SpeechEventType.FINAL_TRANSCRIPT, text: revised.final },
+    ]);
+    expect(settled).toEqual([true, false]);
+  });
+
   it('TranscribeSTT with pii "redact": what reaches the agent carries [PII], never the number', async () => {
     const key = `stt-pii-${randomUUID()}`;
     fake.register(key, { callerSays: ['My number is 415 555 0142.'] });
@@ -1524,7 +1682,8 @@ describe('the CLI', () => {
 
   it('starts on the given address and prints the environment to export', async () => {
     const entry = fileURLToPath(new URL('../src/aws-fake/cli.ts', import.meta.url));
-    cli = spawn(process.execPath, ['--import', 'tsx', entry, '--host', '127.0.0.1', '--port', '0', '--ttft-ms', '40'], {
+    const args = ['--host', '127.0.0.1', '--port', '0', '--ttft-ms', '40', '--stable-after-ms', '250'];
+    cli = spawn(process.execPath, ['--import', 'tsx', entry, ...args], {
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, AWS_FAKE_LOG_LEVEL: 'warn' },
@@ -1559,6 +1718,8 @@ describe('the CLI', () => {
       if (event.contentBlockDelta) firstToken ??= performance.now() - started;
     // --ttft-ms reached the server: the first token waited for it.
     expect(firstToken).toBeGreaterThanOrEqual(40);
+    const latency = (await (await fetch(`${endpoint}/_fake/latency`)).json()) as Record<string, unknown>;
+    expect(latency).toMatchObject({ bedrockTtftMs: 40, transcribeStableAfterMs: 250 });
   });
 
   it('refuses to listen beyond loopback: it has no authentication', () => {

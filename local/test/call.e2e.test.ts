@@ -9,9 +9,12 @@ import { join, resolve } from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import {
   AGENT_METRICS,
+  type AuditRecord,
+  canonicalJson,
   enrichedKeyForTranscript,
   LocalHmacSealKey,
   S3_PREFIXES,
+  type Transcript,
   transcriptPartSchema,
   transcriptSchema,
 } from '@voice-intake/contracts';
@@ -37,12 +40,26 @@ const LINES = {
   intro: 'Hi this is Jane Doe calling about a billing question on my last invoice',
   goodbye: 'No that is all goodbye',
 };
+/**
+ * The intro as Transcribe revises it: its stable partial heard the caller ask to hang up, its final did not. The fake
+ * model answers those words with a marked goodbye and end_call: wherever that answer turns up (spoken, transcribed,
+ * recorded, executed), the caller got an answer to words they did not say.
+ */
+const UNSAID_MARKER = 'UNSAID';
+const REVISED_INTRO = { final: INTAKE_SCRIPT[0], stable: 'Hi, this is Jane Doe. Please hang up now.' };
+const ANSWER_TO_UNSAID = {
+  whenCallerSays: 'please hang up now',
+  say: `${UNSAID_MARKER}. Goodbye then.`,
+  callTool: { name: 'end_call', input: { reason: UNSAID_MARKER } },
+};
 
 const stack = new CallStack({
   runDir: RUN_DIR,
   // The fake Transcribe ends an utterance after this much silence; on a loaded machine packets bunch up and leave
   // gaps inside a sentence, so it is longer than the service's to keep one line one utterance.
-  fakeLatency: { transcribeEndSilenceMs: 900 },
+  // Its partial with every word stable comes 400 ms after the end of speech, before the final: the agent answers on
+  // it, and the final confirms (or revises) the words.
+  fakeLatency: { transcribeEndSilenceMs: 900, transcribeStableAfterMs: 400 },
   // What the fake Transcribe returns for each utterance it hears, in order (per call).
   defaultScenario: {
     callerSays: INTAKE_SCRIPT,
@@ -142,6 +159,23 @@ async function hangUpEdgeCall(eventsBefore: number): Promise<void> {
   expect(closed(), 'the call with the edge is over').toBe(true);
 }
 
+/** The worker's EMF lines for one call, summed by metric. */
+function callMetrics(callId: string): { sum: (name: string) => number; count: (name: string) => number } {
+  const lines = stack.worker!.logLines().filter((line) => line.callId === callId && line._aws);
+  const values = (name: string) => lines.map((line) => line[name]).filter((value) => typeof value === 'number');
+  return {
+    sum: (name) => (values(name) as number[]).reduce((total, value) => total + value, 0),
+    count: (name) => values(name).length,
+  };
+}
+
+/** A prompt's newest item, when it is the caller's message: the request answers that turn. */
+function answeredCallerWords(record: AuditRecord): string | undefined {
+  const items = (record.payload as { messages?: { type?: string; role?: string; content?: unknown[] }[] }).messages;
+  const last = items?.at(-1);
+  return last?.type === 'message' && last.role === 'user' ? (last.content ?? []).join(' ') : undefined;
+}
+
 async function rtpengineSessions(): Promise<number> {
   return (await stack.livekit.edge!.rtpengineTotals())['Owned sessions'] ?? Number.NaN;
 }
@@ -225,6 +259,32 @@ describe('a phone call through the edge, LiveKit and the agent', () => {
 
     const state = await stack.sessionState(transcript.callId);
     expect(state?.status).toBe('ended');
+  });
+
+  it("answered on Transcribe's stable words: speculation hits, each turn's held records in the chain once", async () => {
+    const callId = firstCall.callId!;
+    // The fake stabilised every line before its final, in the final's words.
+    const utterances = stack.fake!.sessions.flatMap((session) => session.transcribe.utterances);
+    expect(utterances.map(({ text, stable }) => ({ text, stable }))).toEqual(
+      INTAKE_SCRIPT.map((text) => ({ text, stable: text })),
+    );
+    // The worker took the preflight path (each preflight settled by its final) and kept what it started on it.
+    const metrics = callMetrics(callId);
+    expect(metrics.count(AGENT_METRICS.finalAfterPreflightWait)).toBeGreaterThanOrEqual(1);
+    expect(metrics.sum(AGENT_METRICS.speculationHits)).toBeGreaterThanOrEqual(1);
+    // The reply to each caller turn was requested before the turn was committed, held, and recorded once it was:
+    // one request answers each turn, none went into the chain twice.
+    const agent = (await verifiedCall(callId)).chains.find((chain) => chain.actor === 'agent')!;
+    const requests = agent.records.filter((record) => record.kind === 'llm_request');
+    const payloads = requests.map((record) => canonicalJson(record.payload));
+    expect(new Set(payloads).size).toBe(payloads.length);
+    const answering = (words: RegExp) => requests.filter((record) => words.test(answeredCallerWords(record) ?? ''));
+    const intro = answering(/Jane Doe/);
+    expect(intro).toHaveLength(1);
+    expect(intro[0].payload).toMatchObject({ speculative: true });
+    expect(answering(/that is all/)).toHaveLength(1);
+    const responses = agent.records.filter((record) => record.kind === 'llm_response');
+    expect(responses).toHaveLength(requests.length);
   });
 
   it('recorded the call: the notice first, stereo parts in S3 with the caller left and the agent right', async () => {
@@ -358,6 +418,72 @@ describe('more calls on the same stack', () => {
       expect(transcript.turns.some((turn) => turn.speaker === 'caller' && /Jane Doe/.test(turn.text))).toBe(true);
     }
   }, 300_000);
+
+  it('a stable partial the final revises: its answer is never heard, recorded, transcribed or acted on', async () => {
+    const bucket = stack.cloud!.transcriptsBucket.name;
+    const before = new Set((await stack.objects(bucket, S3_PREFIXES.transcripts)).map((object) => object.key));
+    stack.fake!.register('default', { callerSays: [REVISED_INTRO, INTAKE_SCRIPT[1]], replies: [ANSWER_TO_UNSAID] });
+    // The final comes 1.7 s after the end of speech (1.3 s after the stable words): the speculation surely reaches the
+    // model before the final cancels it, and the turn still commits on the final (endpointing waits up to 3 s for it).
+    stack.fake!.setLatency({ transcribeFinalDelayMs: 800 });
+    try {
+      await shortCall(caller);
+    } finally {
+      stack.fake!.register('default', { callerSays: INTAKE_SCRIPT });
+      stack.fake!.setLatency({ transcribeFinalDelayMs: 0 });
+    }
+    // This caller's final transcript (an earlier call's may land meanwhile).
+    const deadline = Date.now() + 30_000;
+    let transcript: Transcript | undefined;
+    while (!transcript && Date.now() < deadline) {
+      transcript = (await stack.objects(bucket, S3_PREFIXES.transcripts))
+        .filter((object) => !before.has(object.key))
+        .map((object) => transcriptSchema.parse(JSON.parse(object.body)))
+        .find((candidate) => candidate.callerNumber === CALLER_NUMBER);
+      if (!transcript) await new Promise((done) => setTimeout(done, 250));
+    }
+    if (!transcript) throw new Error(`no final transcript of ${CALLER_NUMBER} within 30 s`);
+
+    // The revision happened and was answered speculatively: the stable words reached the model, which said the
+    // marked goodbye and called end_call on them.
+    const sessions = stack.fake!.sessions;
+    expect(sessions.flatMap((session) => session.transcribe.utterances)).toContainEqual(
+      expect.objectContaining({ text: REVISED_INTRO.final, stable: REVISED_INTRO.stable }),
+    );
+    const onUnsaid = sessions
+      .flatMap((session) => session.bedrock.requests)
+      .filter((request) => /please hang up now/i.test(request.callerWords ?? ''));
+    expect(onUnsaid.length).toBeGreaterThanOrEqual(1);
+    expect(onUnsaid[0].reply).toMatchObject({ text: expect.stringContaining(UNSAID_MARKER), tool: 'end_call' });
+    expect(callMetrics(transcript.callId).sum(AGENT_METRICS.speculationCancels)).toBeGreaterThanOrEqual(1);
+
+    // Never spoken: Polly was never asked to say it (the reply's speech waits for the commit).
+    const spoken = sessions.flatMap((session) => session.polly.texts);
+    expect(spoken.filter((text) => text.includes(UNSAID_MARKER))).toEqual([]);
+    // Never transcribed: the caller's turn is the final's words, and the call went on with the intake.
+    expect(transcript.endReason).toBe('agent_hangup');
+    const text = transcript.turns.map((turn) => turn.text).join('\n');
+    expect(text).not.toMatch(/hang up now|UNSAID|Goodbye then/i);
+    expect(transcript.turns).toContainEqual(
+      expect.objectContaining({ speaker: 'caller', text: expect.stringMatching(/billing question/) }),
+    );
+    expect(text).toMatch(/request is recorded/);
+    // Never recorded or acted on: no chain of the call holds the words or the answer; end_call was called once and
+    // the agent hung up once, both for the caller's goodbye.
+    const verification = await verifiedCall(transcript.callId);
+    expect(verification.ok, describeVerification(verification).join('\n')).toBe(true);
+    const records = verification.chains.flatMap((chain) => chain.records);
+    expect(JSON.stringify(records)).not.toMatch(/hang up now|UNSAID|Goodbye then/i);
+    const endCalls = records
+      .filter((record) => record.kind === 'llm_response')
+      .flatMap((record) => (record.payload as { toolCalls?: { name: string }[] }).toolCalls ?? [])
+      .filter((call) => call.name === 'end_call');
+    expect(endCalls).toHaveLength(1);
+    const hangUps = stack
+      .worker!.logLines()
+      .filter((line) => line.msg === 'agent hangs up' && line.callId === transcript.callId);
+    expect(hangUps.map((line) => line.reason)).toEqual(['the caller said goodbye']);
+  }, 240_000);
 
   it('a LiveKit SIP node killed between calls: the next call lands on the other within failoverTimeoutMs', async () => {
     const [first, second] = stack.livekit.sipNodes;

@@ -3,7 +3,7 @@ import pino from 'pino';
 import { AwsFake } from './server';
 
 const USAGE = `Usage: tsx local/src/aws-fake/cli.ts [--host 127.0.0.1] [--port 4599]
-         [--ttft-ms N] [--ttfb-ms N] [--final-delay-ms N]
+         [--ttft-ms N] [--ttfb-ms N] [--final-delay-ms N] [--stable-after-ms N]
 
 Serves Transcribe streaming, Bedrock runtime and Polly to the AWS SDK v3 on one port and prints the
 environment to export. Admin API (HTTP/1.1): GET /_fake/sessions, PUT /_fake/scenarios/<key>, PUT /_fake/latency.`;
@@ -16,6 +16,7 @@ async function main(): Promise<void> {
       'ttft-ms': { type: 'string' },
       'ttfb-ms': { type: 'string' },
       'final-delay-ms': { type: 'string' },
+      'stable-after-ms': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -41,6 +42,7 @@ async function main(): Promise<void> {
       bedrockTtftMs: number('ttft-ms', values['ttft-ms']),
       pollyTtfbMs: number('ttfb-ms', values['ttfb-ms']),
       transcribeFinalDelayMs: number('final-delay-ms', values['final-delay-ms']),
+      transcribeStableAfterMs: number('stable-after-ms', values['stable-after-ms']),
     }).filter(([, value]) => value !== undefined),
   );
   // Logs go to stderr: stdout carries only the lines to export.

@@ -1,6 +1,8 @@
 export {
+  type CallerLine,
   DEFAULT_LATENCY,
   DEFAULT_SCENARIO,
+  finalWords,
   type Latency,
   type Scenario,
   type ScenarioInput,

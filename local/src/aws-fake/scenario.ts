@@ -93,10 +93,19 @@ const replyRuleSchema = z
     }
   });
 
+const callerLineSchema = z.union([
+  z.string().min(1).max(2000),
+  z.object({ final: z.string().min(1).max(2000), stable: z.string().min(1).max(2000) }).strict(),
+]);
+
 export const scenarioSchema = z
   .object({
-    /** What the caller says, utterance by utterance, as Transcribe hears speech in the audio. */
-    callerSays: z.array(z.string().min(1).max(2000)).max(500).default([]),
+    /**
+     * What the caller says, utterance by utterance, as Transcribe hears speech in the audio. A line given as
+     * `{ final, stable }` is one Transcribe revises: its stable partial (see `transcribeStableAfterMs`) says `stable`,
+     * its final says `final`.
+     */
+    callerSays: z.array(callerLineSchema).max(500).default([]),
     /** Said for utterances beyond the script. */
     fallbackPhrase: z.string().min(1).max(2000).default('Okay.'),
     /** Bedrock replies tried in order before the built-in intake conversation. */
@@ -119,6 +128,10 @@ export type Scenario = z.infer<typeof scenarioSchema>;
 export type ScenarioInput = z.input<typeof scenarioSchema>;
 export type Fault = z.infer<typeof faultSchema>;
 export type ReplyRule = z.infer<typeof replyRuleSchema>;
+export type CallerLine = z.infer<typeof callerLineSchema>;
+
+/** The words a caller line's final says. */
+export const finalWords = (line: CallerLine): string => (typeof line === 'string' ? line : line.final);
 
 export const latencySchema = z
   .object({
@@ -126,6 +139,11 @@ export const latencySchema = z
     transcribeFinalDelayMs: z.number().min(0).max(60_000),
     /** Silence that ends an utterance: above espeak-ng's pause between sentences (~350 ms), near the agent's VAD. */
     transcribeEndSilenceMs: z.number().min(50).max(5_000),
+    /**
+     * Transcribe (with partial-results stabilisation asked for): end of speech → a partial whose every word is
+     * Stable, once per utterance, before its final (a final due earlier waits for it); null: never.
+     */
+    transcribeStableAfterMs: z.number().min(0).max(60_000).nullable(),
     /** Bedrock: request → first token. */
     bedrockTtftMs: z.number().min(0).max(60_000),
     /** Bedrock: between tokens (a token is a word here). */
@@ -140,6 +158,7 @@ export type Latency = z.infer<typeof latencySchema>;
 export const DEFAULT_LATENCY: Latency = {
   transcribeFinalDelayMs: 0,
   transcribeEndSilenceMs: 500,
+  transcribeStableAfterMs: null,
   bedrockTtftMs: 0,
   bedrockTokenIntervalMs: 0,
   pollyTtfbMs: 0,

@@ -1,5 +1,6 @@
 import type { Http2Session } from 'node:http2';
 import {
+  type CallerLine,
   DEFAULT_SCENARIO,
   type FakeService,
   type Fault,
@@ -19,8 +20,8 @@ export interface SessionRecord {
     streams: number;
     audioSeconds: number;
     sampleRates: number[];
-    /** Utterances heard in the audio (stream seconds) and the words sent for each. */
-    utterances: { start: number; end: number; text: string }[];
+    /** Utterances heard in the audio (stream seconds), the words of each final and of its stable partial if sent. */
+    utterances: { start: number; end: number; text: string; stable?: string }[];
     partials: number;
     /** Events with no results, sent while no words were (the service answers silence too). */
     emptyEvents: number;
@@ -77,7 +78,7 @@ export class FakeSession {
   }
 
   /** Next line of `callerSays` (per session: a reconnecting Transcribe stream continues the script). */
-  nextCallerLine(): string {
+  nextCallerLine(): CallerLine {
     if (this.#into) return this.#into.nextCallerLine();
     return this.scenario.callerSays[this.#line++] ?? this.scenario.fallbackPhrase;
   }

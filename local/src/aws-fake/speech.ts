@@ -37,9 +37,18 @@ export class UtteranceDetector {
     return this.#streamMs;
   }
 
-  /** The utterance in progress: start and how long it has been loud, or undefined in silence. */
-  get current(): { startMs: number; loudMs: number } | undefined {
-    return this.#startMs === undefined ? undefined : { startMs: this.#startMs, loudMs: this.#loudMs };
+  /**
+   * The utterance in progress: its start, how long it has been loud and how long it has been quiet since (its speech
+   * ended then, unless it goes on); undefined in silence.
+   */
+  get current(): { startMs: number; loudMs: number; quietMs: number; speechEndMs: number } | undefined {
+    if (this.#startMs === undefined) return undefined;
+    return {
+      startMs: this.#startMs,
+      loudMs: this.#loudMs,
+      quietMs: this.#streamMs - this.#lastLoudMs,
+      speechEndMs: this.#lastLoudMs,
+    };
   }
 
   /** Feeds audio; returns the utterances that ended within it. */

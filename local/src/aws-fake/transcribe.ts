@@ -11,6 +11,7 @@ import {
 } from './context';
 import { EventStreamProtocolError, encodeEvent, inboundEvents, respondEventStream, writeMessage } from './event-stream';
 import { findPii, type PiiSpan, piiTypesOf, redactPii } from './pii';
+import { finalWords } from './scenario';
 import type { FakeSession } from './sessions';
 import { samplesOf, UtteranceDetector } from './speech';
 
@@ -59,10 +60,14 @@ export function wordItems(text: string, start: number, end: number): Word[] {
   return timedItems(text, start, end).map((timed) => timed.item);
 }
 
-/** What a final says: the script line, with PII identified or redacted when the request asked for it. */
+/**
+ * What a final says: the script line, with PII identified or redacted when the request asked for it; `stable`, what
+ * the line's stable partial says where the final revises it.
+ */
 interface Spoken {
   text: string;
   spans: PiiSpan[];
+  stable?: string;
 }
 
 const round = (seconds: number) => Math.round(seconds * 1000) / 1000;
@@ -108,8 +113,9 @@ function transcriptEvent(
 
 /**
  * StartStreamTranscription (`POST /stream-transcription`): listens to the PCM it is sent, finds utterances by their
- * energy, sends growing partials while one is spoken (items marked Stable when stabilisation was asked for) and a
- * final with word timings once it ends; the words are the session's script, line by line.
+ * energy, sends growing partials while one is spoken (items marked Stable when stabilisation was asked for), a partial
+ * whose every word is Stable `transcribeStableAfterMs` after the speech ended (when set and stabilisation was asked
+ * for) and a final with word timings once it ends; the words are the session's script, line by line.
  */
 export async function handleTranscribe(ctx: HandlerContext, request: FakeRequest): Promise<void> {
   const { stream, headers } = request;
@@ -197,6 +203,8 @@ class TranscribeListener {
   #utterance = 0;
   #line: Spoken | undefined;
   #partialWords = 0;
+  /** What the utterance's all-stable partial said, once it went out. */
+  #stableSent: string | undefined;
   #failed = false;
   /** Audio received since the last event went out, in ms. */
   #audioSinceEventMs = 0;
@@ -269,6 +277,9 @@ class TranscribeListener {
     this.#audioSinceEventMs += seconds * 1000;
     for (const ended of this.#detector.push(samples)) this.#final(ended.start, ended.end);
     this.#partial();
+    const current = this.#detector.current;
+    const stableAfterMs = this.#stableAfterMs();
+    if (current && stableAfterMs !== undefined && current.quietMs >= stableAfterMs) this.#stablePartial(current, 0);
     // Silence still gets answers, as from the service: a client may take a quiet stream for a stalled one.
     if (this.#audioSinceEventMs >= EMPTY_EVENT_EVERY_MS) {
       this.session.record.transcribe.emptyEvents += 1;
@@ -293,12 +304,45 @@ class TranscribeListener {
     this.#send(transcriptEvent(this.#resultId(), items, true, start, end, this.opts.language), 0);
   }
 
-  /** The utterance's words as sent: redacted ones are `[PII]` in partials too (nothing to un-say later). */
+  /** When the all-stable partial is due after the end of speech, if this stream gets one. */
+  #stableAfterMs(): number | undefined {
+    const ms = this.ctx.latency().transcribeStableAfterMs;
+    return this.opts.stabilise && ms !== null ? ms : undefined;
+  }
+
+  /**
+   * The utterance's words, every one Stable: its script line, or the line's `stable` words where the final revises
+   * them. Once per utterance; no growing partial follows it.
+   */
+  #stablePartial(current: { startMs: number; loudMs: number; speechEndMs: number }, delayMs: number): void {
+    if (this.#stableSent !== undefined || current.loudMs < this.ctx.minSpeechMs) return;
+    const spoken = this.#spoken();
+    const text = spoken.stable ?? spoken.text;
+    this.#stableSent = text;
+    this.#partialWords = Number.POSITIVE_INFINITY;
+    const start = current.startMs / 1000;
+    const end = current.speechEndMs / 1000;
+    const items = wordItems(text, start, end).map((item) => ({ ...item, Stable: true }));
+    this.session.record.transcribe.partials += 1;
+    // The agent answers these words before the final: its model request must still find this session.
+    this.ctx.sessions.remember(text, this.session.key);
+    this.#send(transcriptEvent(this.#resultId(), items, true, start, end, this.opts.language), delayMs);
+  }
+
+  /** Redacted words are `[PII]` in partials too (nothing to un-say later). */
+  #withPii(text: string): { text: string; spans: PiiSpan[] } {
+    const spans = this.opts.pii ? findPii(text, this.opts.piiTypes) : [];
+    return this.opts.pii === 'redact' ? redactPii(text, spans) : { text, spans };
+  }
+
+  /** The utterance's words as sent. */
   #spoken(): Spoken {
     if (!this.#line) {
       const line = this.session.nextCallerLine();
-      const spans = this.opts.pii ? findPii(line, this.opts.piiTypes) : [];
-      this.#line = this.opts.pii === 'redact' ? redactPii(line, spans) : { text: line, spans };
+      this.#line = {
+        ...this.#withPii(finalWords(line)),
+        ...(typeof line === 'string' ? {} : { stable: this.#withPii(line.stable).text }),
+      };
     }
     return this.#line;
   }
@@ -312,6 +356,13 @@ class TranscribeListener {
   }
 
   #final(start: number, end: number): void {
+    const stableAfterMs = this.#stableAfterMs();
+    if (stableAfterMs !== undefined) {
+      // Ended before its stable partial was due (a long stable delay, or the audio stopped): it still goes first.
+      const quietMs = this.#detector.streamMs - end * 1000;
+      const speech = { startMs: start * 1000, loudMs: Number.POSITIVE_INFINITY, speechEndMs: end * 1000 };
+      this.#stablePartial(speech, Math.max(0, stableAfterMs - quietMs));
+    }
     const { text, spans } = this.#spoken();
     const timed = timedItems(text, start, end);
     const items = timed.map(({ item }) => (this.opts.stabilise ? { ...item, Stable: true } : item));
@@ -327,11 +378,18 @@ class TranscribeListener {
       };
     });
     const event = transcriptEvent(this.#resultId(), items, false, start, end, this.opts.language, entities);
-    this.session.record.transcribe.utterances.push({ start: round(start), end: round(end), text });
+    const stable = this.#stableSent;
+    this.session.record.transcribe.utterances.push({
+      start: round(start),
+      end: round(end),
+      text,
+      ...(stable === undefined ? {} : { stable }),
+    });
     this.ctx.sessions.remember(text, this.session.key);
     this.#utterance += 1;
     this.#line = undefined;
     this.#partialWords = 0;
+    this.#stableSent = undefined;
     this.#send(event, this.ctx.latency().transcribeFinalDelayMs);
   }
 
