@@ -593,6 +593,15 @@ describe('more calls on the same stack', () => {
       .find((transcript) => transcript.callId === callId);
     expect(final?.endReason).toBe('agent_hangup');
     expect(final!.turns.some((turn) => turn.speaker === 'caller' && /Jane Doe/.test(turn.text))).toBe(true);
+    // The recording went on through the takeover (announce mode): the new job's parts a segment of their own, after
+    // the killed job's, all of them stored.
+    const recording = final!.recording!;
+    expect(recording.resumedAt).toHaveLength(1);
+    expect(recording.parts.some((key) => /\/part-r1-\d{6}\.wav$/.test(key))).toBe(true);
+    expect(recording.parts.findIndex((key) => key.includes('/part-r1-'))).toBeGreaterThan(0);
+    const storedParts = await stack.objects(stack.cloud!.transcriptsBucket.name, `${S3_PREFIXES.recordings}${callId}/`);
+    const storedKeys = new Set(storedParts.map((object) => object.key));
+    for (const key of recording.parts) expect(storedKeys.has(key), key).toBe(true);
     const resumed = (await verifiedCall(callId!)).chains.find((chain) => chain.actor === 'agent');
     expect(
       resumed?.verdict.ok,
