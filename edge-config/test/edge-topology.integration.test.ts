@@ -23,6 +23,8 @@ const CARRIER_IP = '127.0.3.40';
 const NODE: Address = { ip: '127.0.2.1', port: 5060 };
 /** On the LiveKit side, but no dispatcher node: forged in-dialog requests aim here. */
 const NOT_A_NODE: Address = { ip: '127.0.2.9', port: 5099 };
+/** The node's own address, but not its SIP port: forged in-dialog requests aim here too. */
+const NODE_OTHER_PORT = 5070;
 const INTERNAL_SIP: Address = { ip: LOOPBACK.host.internalSipIp, port: LOOPBACK.host.internalSipPort };
 const NUMBER = '+15550100100';
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
@@ -601,6 +603,8 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
 
   it('refuses in-dialog requests from the carrier whose next hop is no LiveKit node', async () => {
     const victim = await UdpPeer.open(NOT_A_NODE.ip, NOT_A_NODE.port);
+    // A real node's address, another port: matched by address alone, this passed.
+    const sameHost = await UdpPeer.open(NODE.ip, NODE_OTHER_PORT);
     try {
       const call = await openCall();
       await carrierAcks(call);
@@ -622,6 +626,11 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
         // A host name: refused without a lookup (nodes are addresses).
         { method: 'BYE', target: 'sip:victim@livekit-node.invalid:5060', routes: edgeRoutes },
         { method: 'INFO', target: 'tel:+15550100100', routes: edgeRoutes },
+        // The node's own address at another port, in the Request-URI or in a Route after the edge's.
+        { method: 'BYE', target: `sip:lk-node@${NODE.ip}:${NODE_OTHER_PORT}`, routes: edgeRoutes },
+        { method: 'BYE', target: nodeUri, routes: [...edgeRoutes, `<sip:${NODE.ip}:${NODE_OTHER_PORT};lr>`] },
+        // No port and transport=tls: TLS's default, 5061, is no node's port.
+        { method: 'BYE', target: `sip:lk-node@${NODE.ip};transport=tls`, routes: edgeRoutes },
       ];
       for (const { method, target, routes, body } of forgeries) {
         const side = { ...call.carrierSide, remoteTarget: target, routeSet: routes };
@@ -643,12 +652,14 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
       // Past tm's first retransmission (T1 = 500 ms): a relayed request would have arrived by now, twice.
       await sleep(1500);
       expect(victim.received.map((d) => d.text.split('\r\n')[0])).toEqual([]);
+      expect(sameHost.received.map((d) => d.text.split('\r\n')[0])).toEqual([]);
       expect(node.received.filter((d) => d.text.includes(call.callId) && /^(BYE|INFO) /.test(d.text))).toEqual([]);
       // The call itself is untouched: its real BYE still goes through.
       await carrierHangsUp(call);
       expect(call.failures).toEqual([]);
     } finally {
       victim.close();
+      sameHost.close();
     }
   });
 
@@ -742,6 +753,17 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
     expect(call.seen().carrier.filter((m) => m.startsWith('INVITE '))).toEqual([]);
     await carrierHangsUp(call);
     expect(call.failures).toEqual([]);
+  });
+
+  it('relays carrier in-dialog requests to a node whose Contact has no port (the transport default, 5060)', async () => {
+    const hungUpByCarrier = await openCall({ nodeContact: `sip:lk-node@${NODE.ip}` });
+    await carrierAcks(hungUpByCarrier);
+    await carrierHangsUp(hungUpByCarrier);
+    expect(hungUpByCarrier.failures).toEqual([]);
+    const hungUpByNode = await openCall({ nodeContact: `sip:lk-node@${NODE.ip};transport=udp` });
+    await carrierAcks(hungUpByNode);
+    await nodeHangsUp(hungUpByNode);
+    expect(hungUpByNode.failures).toEqual([]);
   });
 
   it('a draining node takes no new call, yet its calls hang up from either side', async () => {

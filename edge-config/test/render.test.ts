@@ -185,6 +185,11 @@ describe('rendered edge', () => {
       expect(line, line).toMatch(kept);
     for (const line of ['a=tool:LiveKit', 'a=X-node:1', 'a=rtpmapx:1', 'a=label:1', 'a=candidate:1 1 udp'])
       expect(line, line).not.toMatch(kept);
+    // Carrier in-dialog next hops are matched by address and port, LiveKit-side sources by address.
+    expect(host({})).toMatch(/^#!define EDGE_DS_MATCH_ADDRESS_PORT 2$/m);
+    expect(files['kamailio/kamailio.cfg'].content).toMatch(
+      /ds_is_from_list\(EDGE_DS_SET, EDGE_DS_MATCH_ADDRESS_PORT, "\$var\(nexthop\)"\)/,
+    );
   });
 
   it('lists every LiveKit SIP node on the internal socket', () => {
