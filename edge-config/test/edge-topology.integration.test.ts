@@ -713,6 +713,14 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
     if (reanswer) await call.carrierSends(inDialog('ACK', call.carrierSide, call.callId, carrierVia()));
     await nodeHangsUp(call);
     expect(call.failures).toEqual([]);
+    // An offer with two s= lines: the call is refused (488), counted, and LiveKit never hears of it.
+    const before = (await edge.counters()).mediaAnchorFailures ?? 0;
+    const twoNames = revealingSdp(CARRIER_IP, 41024, 'AcmeSBC').replace('s=AcmeSBC\r\n', 's=-\r\ns=AcmeSBC\r\n');
+    const refused = await openCall({ offer: twoNames, answer: false }).catch((error: Error) => error);
+    expect(String(refused)).toMatch(/never reached the LiveKit node/);
+    const answers = carrier.received.filter((d) => /1 INVITE$/.test(cseqOf(d.text)) && statusOf(d.text) === 488);
+    expect(answers.map((d) => d.text.split('\r\n')[0])).toContain('SIP/2.0 488 SDP Not Acceptable');
+    expect(((await edge.counters()).mediaAnchorFailures ?? 0) - before).toBe(1);
   });
 
   it('drops and counts an SDP from LiveKit it cannot rewrite (two s= lines, an over-long one, a second o=)', async () => {
