@@ -676,9 +676,11 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
     expectNeutralSdp(reinvite?.text, 'the re-INVITE at the carrier', 'LiveKit');
     if (reinvite) {
       const carrierContact = `Contact: <sip:carrier-contact@${CARRIER_IP}:${carrier.address.port}>`;
-      await call.carrierSends(replyTo(reinvite.text, '200 OK', [carrierContact], sdp(CARRIER_IP, 41012)));
+      const answer = revealingSdp(CARRIER_IP, 41012, 'AcmeSBC');
+      await call.carrierSends(replyTo(reinvite.text, '200 OK', [carrierContact], answer));
     }
     const reanswer = await expectAt(call, node, 'the 200 for re-INVITE at LiveKit', (t) => statusOf(t) === 200);
+    expectNeutralSdp(reanswer?.text, "the carrier's 200 for the re-INVITE at LiveKit", 'AcmeSBC');
     if (reanswer) await call.nodeSends(inDialog('ACK', call.nodeSide, call.callId, nodeVia()));
     await carrierHangsUp(call);
     expect(call.failures).toEqual([]);
@@ -748,6 +750,27 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
       await expectAt(call, carrier, '486 at the carrier', (t) => statusOf(t) === 486);
       expect(call.failures, body).toEqual([]);
       expect(call.seen().carrier.join('\n')).not.toMatch(/LiveKit/);
+    }
+    // The same SDP under another label (no RTPEngine, no rebuild would touch it): dropped and counted just the same.
+    {
+      const call = await openCall({ answer: false });
+      const before = (await edge.counters()).mediaAnchorFailures ?? 0;
+      const mislabelled = call
+        .reply('200 OK', revealingSdp(NODE.ip, 42036, 'LiveKit'))
+        .replace('Content-Type: application/sdp', 'Content-Type: text/plain');
+      await call.nodeSends(mislabelled);
+      const deadline = Date.now() + 5000;
+      while (((await edge.counters()).mediaAnchorFailures ?? 0) - before < 1 && Date.now() < deadline) await sleep(100);
+      expect(((await edge.counters()).mediaAnchorFailures ?? 0) - before, 'text/plain').toBe(1);
+      await sleep(700);
+      expect(
+        call.seen().carrier.filter((m) => statusOf(m) === 200),
+        'text/plain',
+      ).toEqual([]);
+      await call.nodeSends(call.reply('486 Busy Here'));
+      await expectAt(call, carrier, '486 at the carrier', (t) => statusOf(t) === 486);
+      expect(call.failures, 'text/plain').toEqual([]);
+      expect(call.seen().carrier.join('\n')).not.toMatch(/LiveKit|127\.0\.2\./);
     }
     // An in-dialog offer from LiveKit with two s= lines: refused back to LiveKit, nothing reaches the carrier.
     const call = await openCall();
