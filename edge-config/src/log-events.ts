@@ -21,7 +21,10 @@ export const EDGE_LOG_EVENTS = {
   invitesWithoutOffer: 'INVITE without SDP offer',
   /** Carrier SDP naming a connection address outside edge.mediaAllowlist (488 for requests, dropped for replies). */
   foreignMediaAddresses: 'media address outside mediaAllowlist',
-  /** SDP RTPEngine could not anchor (503 for new calls, 488 in dialog, dropped for replies). */
+  /**
+   * SDP RTPEngine could not anchor (503 for new calls, 488 in dialog, dropped for replies), or that the edge could not
+   * rebuild without its sender's name (a second s=/o=/v=, a line over the bound, no m=: 488, dropped for replies).
+   */
   mediaAnchorFailures: 'media anchoring failed',
   /** A reply that matches no transaction of the edge (dropped, never relayed statelessly). */
   strayReplies: 'reply without transaction',

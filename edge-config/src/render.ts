@@ -277,6 +277,8 @@ export const SIP_LIMITS = {
   maxRoutingBytes: 3072,
   maxIdentityBytes: 512,
   maxSdpLines: 64,
+  /** Longer SDP lines are refused, not rewritten: a G.711 call's longest (a=rtpmap, a=fmtp, o=) is under 80 bytes. */
+  maxSdpLineBytes: 256,
   /** E.164 (optional +, up to 15 digits) or a short extension: what LiveKit can match a trunk or rule on. */
   numberPattern: '^[+]?[0-9]{1,15}$',
 } as const;
@@ -287,6 +289,24 @@ export const SIP_LIMITS = {
  * until the next probe. Each call still pays at most one failoverTimeoutMs per dead node (it fails over at once).
  */
 export const LIVEKIT_PROBING_THRESHOLD = 3;
+
+/**
+ * The SDP attributes (a=) the edge relays; every other one is removed. What a G.711 call with telephone-event needs
+ * (codecs, packet time, direction, RTCP), and nothing that names software or people (a=tool, a=X-*, ...). ICE
+ * attributes go too (RTPEngine's ICE=remove would drop them anyway).
+ */
+export const SDP_ATTRIBUTES_KEPT = [
+  'rtpmap',
+  'fmtp',
+  'ptime',
+  'maxptime',
+  'sendrecv',
+  'sendonly',
+  'recvonly',
+  'inactive',
+  'rtcp',
+  'rtcp-mux',
+] as const;
 
 /** rtpengine flags: each direction names where the message came from, then where it goes. */
 export function rtpFlags(from: 'carrier' | 'internal'): string {
@@ -371,6 +391,9 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       MAX_ROUTING_BYTES: SIP_LIMITS.maxRoutingBytes,
       MAX_IDENTITY_BYTES: SIP_LIMITS.maxIdentityBytes,
       MAX_SDP_LINES: SIP_LIMITS.maxSdpLines,
+      MAX_SDP_LINE_BYTES: SIP_LIMITS.maxSdpLineBytes,
+      SDP_SESSION_NAME: edge.sdpSessionName,
+      SDP_ATTRIBUTES: SDP_ATTRIBUTES_KEPT.join('|'),
       NUMBER_PATTERN: SIP_LIMITS.numberPattern,
       // A lost 2xx is retransmitted for a few seconds; the carrier ACKs within the failover timeout plus that.
       ACK_WAIT_SECONDS: ackWaitSeconds(edge.failoverTimeoutMs),

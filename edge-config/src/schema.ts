@@ -136,6 +136,15 @@ export const edgeSectionSchema = z
       })
       .strict()
       .default({ workers: 4, sharedMemoryMb: 256, toposStoreMb: 256 }),
+    /**
+     * The SDP session name (s=) the edge writes into every SDP it relays, both ways, in place of the sender's (LiveKit
+     * writes `LiveKit`, a carrier often its SBC's product): neither side learns what runs on the other. `-` is RFC
+     * 4566's "no name". Letters, digits, `.`, `_` and `-` only: it is written into Kamailio's config as a literal.
+     */
+    sdpSessionName: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,32}$/, 'must be 1-32 letters, digits, ".", "_" or "-"')
+      .default('-'),
     /** Who may call: attestation levels refused, caller-number deny/allow lists, withheld numbers. */
     callerPolicy: callerPolicySchema.default({ rejectAttestation: ['failed'], anonymous: 'allow', deny: [] }),
     /** ACM-independent TLS material for 5061: Secrets Manager secret names holding PEM cert and key. */

@@ -23,6 +23,8 @@ const CARRIER_IP = '127.0.3.40';
 const NODE: Address = { ip: '127.0.2.1', port: 5060 };
 /** On the LiveKit side, but no dispatcher node: forged in-dialog requests aim here. */
 const NOT_A_NODE: Address = { ip: '127.0.2.9', port: 5099 };
+/** The node's own address, but not its SIP port: forged in-dialog requests aim here too. */
+const NODE_OTHER_PORT = 5070;
 const INTERNAL_SIP: Address = { ip: LOOPBACK.host.internalSipIp, port: LOOPBACK.host.internalSipPort };
 const NUMBER = '+15550100100';
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
@@ -32,6 +34,70 @@ const token = () => Math.random().toString(36).slice(2, 10);
 const LIVEKIT_SIDE = /127\.0\.[12]\.\d+|lk-node|z9hG4bKlk/;
 /** What names the carrier side (the EIP, carrier hosts, its Contact user, its Via branches): never for LiveKit's. */
 const CARRIER_SIDE = /127\.0\.0\.1\b|127\.0\.3\.\d+|carrier-contact|z9hG4bKcr/;
+/** An SDP as LiveKit SIP (or a chattier stack) might write it: every line that could name the software or a person. */
+function revealingSdp(ip: string, port: number, name: string, version = 1, extra: readonly string[] = []): string {
+  return [
+    'v=0',
+    `o=${name} 4242 ${version} IN IP4 ${ip}`,
+    `s=${name}`,
+    `i=${name} media session`,
+    `u=https://${name.toLowerCase()}.example/sip`,
+    `e=ops@${name.toLowerCase()}.example`,
+    'p=+1 555 0100',
+    `c=IN IP4 ${ip}`,
+    't=0 0',
+    `a=tool:${name} 1.11.0`,
+    ...extra,
+    `m=audio ${port} RTP/AVP 8 101`,
+    'a=rtpmap:8 PCMA/8000',
+    'a=rtpmap:101 telephone-event/8000',
+    'a=fmtp:101 0-16',
+    'a=ptime:20',
+    `a=X-${name}-node:node-1`,
+    `a=label:${name}`,
+    'a=sendrecv',
+    '',
+  ].join('\r\n');
+}
+
+/** The SDP body of a SIP message, as its lines. */
+const sdpLines = (message: string) => (message.split('\r\n\r\n')[1] ?? '').split('\r\n').filter(Boolean);
+
+/**
+ * What the edge lets an SDP say of its sender: one v=, an o= without user, the neutral session name, addresses (the
+ * edge's, RTPEngine's), timing, media, and only the codec, packet-time, direction and RTCP attributes.
+ */
+function expectNeutralSdp(message: string | undefined, what: string, name: string) {
+  expect(message, what).toBeDefined();
+  const lines = sdpLines(message ?? '');
+  expect(
+    lines.filter((line) => line.startsWith('s=')),
+    what,
+  ).toEqual(['s=-']);
+  expect(
+    lines.filter((line) => line.startsWith('o=')),
+    what,
+  ).toEqual([expect.stringMatching(/^o=- \d+ \d+ IN IP4 /)]);
+  expect(
+    lines.filter((line) => line.startsWith('v=')),
+    what,
+  ).toEqual(['v=0']);
+  expect(
+    lines.filter(
+      (line) =>
+        !/^([vosctm]=|a=(rtpmap|fmtp|ptime|maxptime|sendrecv|sendonly|recvonly|inactive|rtcp|rtcp-mux)(:|$))/.test(
+          line,
+        ),
+    ),
+    what,
+  ).toEqual([]);
+  expect((message ?? '').split('\r\n\r\n')[1], what).not.toMatch(new RegExp(name, 'i'));
+  expect(
+    lines.some((line) => line.startsWith('m=audio ')),
+    what,
+  ).toBe(true);
+}
+
 /** The carrier's identity, end to end by RFC 3261 §16.6: a proxy passes From, To and Call-ID as they are. */
 const IDENTITY = /^(From|f|To|t|Call-ID|i)\s*:/i;
 
@@ -181,13 +247,15 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
   });
 
   /** A dialog opened by the carrier: both sides' state and everything each side received for its Call-ID. */
-  async function openCall(options: { extraVias?: string[]; answer?: boolean } = {}) {
+  async function openCall(
+    options: { extraVias?: string[]; answer?: boolean; offer?: string; answerSdp?: string; nodeContact?: string } = {},
+  ) {
     const callId = `leak-${module}-${token()}`;
     const failures: string[] = [];
     const requestUri = `sip:${NUMBER}@${carrierSip().ip}:${carrierSip().port}`;
     const fromTag = token();
     const from = `"carrier" <sip:+15550199000@${CARRIER_IP}>;tag=${fromTag}`;
-    const offer = sdp(CARRIER_IP, 41000);
+    const offer = options.offer ?? sdp(CARRIER_IP, 41000);
     const invite = [
       `INVITE ${requestUri} SIP/2.0`,
       `Via: SIP/2.0/UDP ${CARRIER_IP}:${carrier.address.port};branch=z9hG4bKcr${token()};rport`,
@@ -208,7 +276,7 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
     if (!atNode) throw new Error(`${callId}: the INVITE never reached the LiveKit node`);
     const nodeTag = token();
     const nodeTo = `${headerOf(atNode.text, 'To')};tag=${nodeTag}`;
-    const nodeContact = `Contact: <sip:lk-node@${NODE.ip}:${NODE.port}>`;
+    const nodeContact = `Contact: <${options.nodeContact ?? `sip:lk-node@${NODE.ip}:${NODE.port}`}>`;
     const reply = (status: string, body = '') =>
       replyTo(atNode.text, status, [nodeContact], body).replace(/^To: .*$/m, `To: ${nodeTo}`);
     // The node's dialog: remote target the INVITE's Contact, route set its Record-Route in order (UAS).
@@ -247,7 +315,7 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
       },
     };
     if (options.answer === false) return call;
-    await node.send(reply('200 OK', sdp(NODE.ip, 42000)), atNode.from);
+    await node.send(reply('200 OK', options.answerSdp ?? sdp(NODE.ip, 42000)), atNode.from);
     const answered = await carrier.waitFor((d) => statusOf(d.text) === 200 && d.text.includes(callId), 5000);
     if (!answered) throw new Error(`${callId}: the carrier never got the 200`);
     carrierSide.remoteTarget = uriOf(headerOf(answered.text, 'Contact'));
@@ -535,6 +603,8 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
 
   it('refuses in-dialog requests from the carrier whose next hop is no LiveKit node', async () => {
     const victim = await UdpPeer.open(NOT_A_NODE.ip, NOT_A_NODE.port);
+    // A real node's address, another port: matched by address alone, this passed.
+    const sameHost = await UdpPeer.open(NODE.ip, NODE_OTHER_PORT);
     try {
       const call = await openCall();
       await carrierAcks(call);
@@ -556,6 +626,11 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
         // A host name: refused without a lookup (nodes are addresses).
         { method: 'BYE', target: 'sip:victim@livekit-node.invalid:5060', routes: edgeRoutes },
         { method: 'INFO', target: 'tel:+15550100100', routes: edgeRoutes },
+        // The node's own address at another port, in the Request-URI or in a Route after the edge's.
+        { method: 'BYE', target: `sip:lk-node@${NODE.ip}:${NODE_OTHER_PORT}`, routes: edgeRoutes },
+        { method: 'BYE', target: nodeUri, routes: [...edgeRoutes, `<sip:${NODE.ip}:${NODE_OTHER_PORT};lr>`] },
+        // No port and transport=tls: TLS's default, 5061, is no node's port.
+        { method: 'BYE', target: `sip:lk-node@${NODE.ip};transport=tls`, routes: edgeRoutes },
       ];
       for (const { method, target, routes, body } of forgeries) {
         const side = { ...call.carrierSide, remoteTarget: target, routeSet: routes };
@@ -577,13 +652,149 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
       // Past tm's first retransmission (T1 = 500 ms): a relayed request would have arrived by now, twice.
       await sleep(1500);
       expect(victim.received.map((d) => d.text.split('\r\n')[0])).toEqual([]);
+      expect(sameHost.received.map((d) => d.text.split('\r\n')[0])).toEqual([]);
       expect(node.received.filter((d) => d.text.includes(call.callId) && /^(BYE|INFO) /.test(d.text))).toEqual([]);
       // The call itself is untouched: its real BYE still goes through.
       await carrierHangsUp(call);
       expect(call.failures).toEqual([]);
     } finally {
       victim.close();
+      sameHost.close();
     }
+  });
+
+  it("LiveKit's SDP reaches the carrier without its session name, origin user or tool, answer and re-INVITE", async () => {
+    const call = await openCall({ answerSdp: revealingSdp(NODE.ip, 42010, 'LiveKit') });
+    const answer = call.seen().carrier.find((m) => statusOf(m) === 200 && /1 INVITE/.test(cseqOf(m)));
+    expectNeutralSdp(answer, 'the 200 at the carrier', 'LiveKit');
+    await carrierAcks(call);
+    // In-dialog offer from LiveKit (a re-INVITE with SDP, as on hold or a codec change).
+    const contact = `Contact: <sip:lk-node@${NODE.ip}:${NODE.port}>`;
+    const offer = revealingSdp(NODE.ip, 42012, 'LiveKit', 2);
+    await call.nodeSends(inDialog('INVITE', call.nodeSide, call.callId, nodeVia(), [contact], offer));
+    const reinvite = await expectAt(call, carrier, 're-INVITE at the carrier', (t) => t.startsWith('INVITE '));
+    expectNeutralSdp(reinvite?.text, 'the re-INVITE at the carrier', 'LiveKit');
+    if (reinvite) {
+      const carrierContact = `Contact: <sip:carrier-contact@${CARRIER_IP}:${carrier.address.port}>`;
+      const answer = revealingSdp(CARRIER_IP, 41012, 'AcmeSBC');
+      await call.carrierSends(replyTo(reinvite.text, '200 OK', [carrierContact], answer));
+    }
+    const reanswer = await expectAt(call, node, 'the 200 for re-INVITE at LiveKit', (t) => statusOf(t) === 200);
+    expectNeutralSdp(reanswer?.text, "the carrier's 200 for the re-INVITE at LiveKit", 'AcmeSBC');
+    if (reanswer) await call.nodeSends(inDialog('ACK', call.nodeSide, call.callId, nodeVia()));
+    await carrierHangsUp(call);
+    expect(call.failures).toEqual([]);
+  });
+
+  it("the carrier's SDP reaches LiveKit without its SBC's session name, origin user or tool", async () => {
+    const call = await openCall({ offer: revealingSdp(CARRIER_IP, 41020, 'AcmeSBC') });
+    expectNeutralSdp(call.atNode.text, 'the INVITE at LiveKit', 'AcmeSBC');
+    await carrierAcks(call);
+    // The carrier's in-dialog offer is rewritten the same way.
+    const contact = `Contact: <sip:carrier-contact@${CARRIER_IP}:${carrier.address.port}>`;
+    const offer = revealingSdp(CARRIER_IP, 41022, 'AcmeSBC', 2);
+    await call.carrierSends(inDialog('INVITE', call.carrierSide, call.callId, carrierVia(), [contact], offer));
+    const reinvite = await expectAt(call, node, 're-INVITE at LiveKit', (t) => /^CSeq: 2 INVITE/m.test(t));
+    expectNeutralSdp(reinvite?.text, 'the re-INVITE at LiveKit', 'AcmeSBC');
+    if (reinvite) {
+      await call.nodeSends(
+        replyTo(
+          reinvite.text,
+          '200 OK',
+          [contact.replace(/<.*>/, `<sip:lk-node@${NODE.ip}:${NODE.port}>`)],
+          sdp(NODE.ip, 42022),
+        ),
+      );
+    }
+    const reanswer = await expectAt(
+      call,
+      carrier,
+      'the 200 for re-INVITE at the carrier',
+      (t) => /2 INVITE/.test(cseqOf(t)) && statusOf(t) === 200,
+    );
+    if (reanswer) await call.carrierSends(inDialog('ACK', call.carrierSide, call.callId, carrierVia()));
+    await nodeHangsUp(call);
+    expect(call.failures).toEqual([]);
+    // An offer with two s= lines: the call is refused (488), counted, and LiveKit never hears of it.
+    const before = (await edge.counters()).mediaAnchorFailures ?? 0;
+    const twoNames = revealingSdp(CARRIER_IP, 41024, 'AcmeSBC').replace('s=AcmeSBC\r\n', 's=-\r\ns=AcmeSBC\r\n');
+    const refused = await openCall({ offer: twoNames, answer: false }).catch((error: Error) => error);
+    expect(String(refused)).toMatch(/never reached the LiveKit node/);
+    const answers = carrier.received.filter((d) => /1 INVITE$/.test(cseqOf(d.text)) && statusOf(d.text) === 488);
+    expect(answers.map((d) => d.text.split('\r\n')[0])).toContain('SIP/2.0 488 SDP Not Acceptable');
+    expect(((await edge.counters()).mediaAnchorFailures ?? 0) - before).toBe(1);
+  });
+
+  it('drops and counts an SDP from LiveKit it cannot rewrite (two s= lines, an over-long one, a second o=)', async () => {
+    const hostile = [
+      revealingSdp(NODE.ip, 42030, 'LiveKit').replace('s=LiveKit\r\n', 's=-\r\ns=LiveKit\r\n'),
+      revealingSdp(NODE.ip, 42032, 'LiveKit').replace('s=LiveKit', `s=LiveKit${'x'.repeat(300)}`),
+      revealingSdp(NODE.ip, 42034, 'LiveKit').replace('c=IN IP4', `o=LiveKit 1 1 IN IP4 ${NODE.ip}\r\nc=IN IP4`),
+    ];
+    for (const body of hostile) {
+      const call = await openCall({ answer: false });
+      const before = (await edge.counters()).mediaAnchorFailures ?? 0;
+      await call.nodeSends(call.reply('200 OK', body));
+      const counted = async () => ((await edge.counters()).mediaAnchorFailures ?? 0) - before;
+      const deadline = Date.now() + 5000;
+      while ((await counted()) < 1 && Date.now() < deadline) await sleep(100);
+      expect(await counted(), body).toBe(1);
+      // Past a retransmission interval: a relayed answer would be there by now.
+      await sleep(700);
+      expect(
+        call.seen().carrier.filter((m) => statusOf(m) === 200),
+        body,
+      ).toEqual([]);
+      // The node gives up instead; the carrier learns that, and only that.
+      await call.nodeSends(call.reply('486 Busy Here'));
+      await expectAt(call, carrier, '486 at the carrier', (t) => statusOf(t) === 486);
+      expect(call.failures, body).toEqual([]);
+      expect(call.seen().carrier.join('\n')).not.toMatch(/LiveKit/);
+    }
+    // The same SDP under another label (no RTPEngine, no rebuild would touch it): dropped and counted just the same.
+    {
+      const call = await openCall({ answer: false });
+      const before = (await edge.counters()).mediaAnchorFailures ?? 0;
+      const mislabelled = call
+        .reply('200 OK', revealingSdp(NODE.ip, 42036, 'LiveKit'))
+        .replace('Content-Type: application/sdp', 'Content-Type: text/plain');
+      await call.nodeSends(mislabelled);
+      const deadline = Date.now() + 5000;
+      while (((await edge.counters()).mediaAnchorFailures ?? 0) - before < 1 && Date.now() < deadline) await sleep(100);
+      expect(((await edge.counters()).mediaAnchorFailures ?? 0) - before, 'text/plain').toBe(1);
+      await sleep(700);
+      expect(
+        call.seen().carrier.filter((m) => statusOf(m) === 200),
+        'text/plain',
+      ).toEqual([]);
+      await call.nodeSends(call.reply('486 Busy Here'));
+      await expectAt(call, carrier, '486 at the carrier', (t) => statusOf(t) === 486);
+      expect(call.failures, 'text/plain').toEqual([]);
+      expect(call.seen().carrier.join('\n')).not.toMatch(/LiveKit|127\.0\.2\./);
+    }
+    // An in-dialog offer from LiveKit with two s= lines: refused back to LiveKit, nothing reaches the carrier.
+    const call = await openCall();
+    await carrierAcks(call);
+    const before = (await edge.counters()).mediaAnchorFailures ?? 0;
+    const contact = `Contact: <sip:lk-node@${NODE.ip}:${NODE.port}>`;
+    await call.nodeSends(inDialog('INVITE', call.nodeSide, call.callId, nodeVia(), [contact], hostile[0]));
+    const refused = await expectAt(call, node, 'the refusal of the re-INVITE', (t) => statusOf(t) === 488);
+    expect(refused, 'a 488 for the re-INVITE').toBeDefined();
+    expect(((await edge.counters()).mediaAnchorFailures ?? 0) - before).toBe(1);
+    expect(call.seen().carrier.filter((m) => m.startsWith('INVITE '))).toEqual([]);
+    await carrierHangsUp(call);
+    expect(call.failures).toEqual([]);
+  });
+
+  it('relays carrier in-dialog requests to a node whose Contact has no port (the transport default, 5060)', async () => {
+    const hungUpByCarrier = await openCall({ nodeContact: `sip:lk-node@${NODE.ip}` });
+    await carrierAcks(hungUpByCarrier);
+    await carrierHangsUp(hungUpByCarrier);
+    expect(hungUpByCarrier.failures).toEqual([]);
+    const hungUpByNode = await openCall({ nodeContact: `sip:lk-node@${NODE.ip};transport=udp` });
+    await carrierAcks(hungUpByNode);
+    await nodeHangsUp(hungUpByNode);
+    expect(hungUpByNode.failures).toEqual([]);
   });
 
   it('a draining node takes no new call, yet its calls hang up from either side', async () => {

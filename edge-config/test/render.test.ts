@@ -20,6 +20,7 @@ import {
   rejectAttestationPattern,
   renderCallerRows,
   renderEdge,
+  SDP_ATTRIBUTES_KEPT,
   SIP_LIMITS,
   withoutCommentLines,
   writeRendered,
@@ -166,6 +167,31 @@ describe('rendered edge', () => {
     expect(flags('INTERNAL')).toMatch(/^direction=internal direction=carrier .* strict-source$/);
   });
 
+  it('writes one neutral SDP session name (edge.sdpSessionName, "-" by default) and keeps only the listed attributes', () => {
+    const host = (edge: object) =>
+      renderEdge({ ...LOOPBACK, edge: { ...LOOPBACK.edge, ...edge } })['kamailio/edge-host.cfg'].content;
+    expect(host({})).toMatch(/^#!define EDGE_SDP_SESSION_NAME "-"$/m);
+    expect(host({ sdpSessionName: 'call' })).toMatch(/^#!define EDGE_SDP_SESSION_NAME "call"$/m);
+    // Anything Kamailio's config would read as more than a literal (a quote, a PV, a newline) never gets there.
+    for (const name of ['', 'a"b', '$ru', 'a\nb', 'Live Kit', 'x'.repeat(33)]) {
+      expect(() => parseRenderInput({ ...LOOPBACK, edge: { ...LOOPBACK.edge, sdpSessionName: name } }), name).toThrow(
+        /edge\.sdpSessionName: must be 1-32 letters/,
+      );
+    }
+    const attributes = /^#!define EDGE_SDP_ATTRIBUTES "(.*)"$/m.exec(host({}))?.[1] ?? '';
+    expect(attributes).toBe(`^a=(${SDP_ATTRIBUTES_KEPT.join('|')})(:|$)`);
+    const kept = new RegExp(attributes);
+    for (const line of ['a=rtpmap:8 PCMA/8000', 'a=fmtp:101 0-16', 'a=ptime:20', 'a=sendrecv', 'a=rtcp:30001'])
+      expect(line, line).toMatch(kept);
+    for (const line of ['a=tool:LiveKit', 'a=X-node:1', 'a=rtpmapx:1', 'a=label:1', 'a=candidate:1 1 udp'])
+      expect(line, line).not.toMatch(kept);
+    // Carrier in-dialog next hops are matched by address and port, LiveKit-side sources by address.
+    expect(host({})).toMatch(/^#!define EDGE_DS_MATCH_ADDRESS_PORT 2$/m);
+    expect(files['kamailio/kamailio.cfg'].content).toMatch(
+      /ds_is_from_list\(EDGE_DS_SET, EDGE_DS_MATCH_ADDRESS_PORT, "\$var\(nexthop\)"\)/,
+    );
+  });
+
   it('lists every LiveKit SIP node on the internal socket', () => {
     const list = files['kamailio/dispatcher.list'].content;
     expect(list).toContain('1 sip:127.0.2.1:5060;transport=udp 0 0 socket=udp:127.0.1.1:5060');
@@ -309,6 +335,14 @@ describe('kamailio -c', () => {
     const callerPolicy = { rejectAttestation, anonymous: 'reject', deny: ['+1*'], allow: ['+44*'] };
     const input = { ...LOOPBACK, edge: { ...LOOPBACK.edge, callerPolicy } } as RenderInputData;
     const check = kamailioCheck(input, 'callers');
+    expect(check.status, check.output).toBe(0);
+  });
+
+  it('accepts a session name other than the default', () => {
+    const check = kamailioCheck(
+      { ...LOOPBACK, edge: { ...LOOPBACK.edge, sdpSessionName: 'voice.call_1' } },
+      'sdp-name',
+    );
     expect(check.status, check.output).toBe(0);
   });
 
