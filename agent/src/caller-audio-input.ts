@@ -42,7 +42,6 @@ export interface CallerAudioInputOptions {
 
 interface OpenStream {
   id: string;
-  source: AudioStream;
   gated: ReadableStream<AudioFrame>;
   pipe: Promise<void>;
 }
@@ -151,7 +150,6 @@ export class CallerAudioInput extends voice.AudioInput {
       });
       this.#current = {
         id: this.multiStream.addInputStream(gate.readable),
-        source,
         gated: gate.readable,
         pipe,
       };

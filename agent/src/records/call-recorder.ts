@@ -149,7 +149,6 @@ export class CallRecorder {
     });
   }
 
-  /** What the session state must keep so a successor continues the transcript and the chain unbroken. */
   /**
    * Where a worker taking the call over continues: the next turn number, the next transcript part, and the audit
    * chain's head (records not flushed yet included: if this worker dies before storing them, the verifier names them
