@@ -181,9 +181,15 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   // Saved after every flush, once its writes are stored: a worker taking the call over continues the transcript, the
   // audit chain and the recording after everything this one stored, never over it (saving only with each turn left
   // records flushed since then to be written again by the next worker: a forked chain, overwritten parts).
+  // A quiet flush (nothing new stored) leaves the position as it was: no Redis round trip for it.
+  let savedAfterFlush = '';
   recorder.afterFlush(async () => {
+    const now = position();
+    const saved = JSON.stringify(now);
+    if (saved === savedAfterFlush) return;
     await sessions
-      .update(call.callId, (current) => ({ ...current, ...position() }))
+      .update(call.callId, (current) => ({ ...current, ...now }))
+      .then(() => (savedAfterFlush = saved))
       .catch((error) => log.warn({ err: error }, 'session position not saved'));
   });
 
