@@ -31,7 +31,7 @@ import {
   speakingPolly,
   streamingBedrock,
 } from '../test/support/fake-aws';
-import { SPEECH_SAMPLE_RATE, speechEndMs, speechSpanMs, synthesizeSpeech } from '../test/support/speech';
+import { concatSamples, SPEECH_SAMPLE_RATE, speechEndMs, speechSpanMs, synthesizeSpeech } from '../test/support/speech';
 import { CALLER_LINES, lognormal, percentile, round, seededRandom, sleep, startBenchBackends } from './support';
 
 const { values } = parseArgs({
@@ -319,7 +319,7 @@ async function realisticRun() {
     for (let index = 0; index < turns.length; index += 1) {
       const parts = samples[index];
       const silence = new Int16Array(Math.round((pauseMs * SPEECH_SAMPLE_RATE) / 1000));
-      const audio = concatSamples(parts.flatMap((part, partIndex) => (partIndex === 0 ? [part] : [silence, part])));
+      const audio = concatSamples(...parts.flatMap((part, partIndex) => (partIndex === 0 ? [part] : [silence, part])));
       const lastPartOffsetMs = ((audio.length - parts.at(-1)!.length) / SPEECH_SAMPLE_RATE) * 1000;
       const windowStart = Date.now();
       current = draws[index];
@@ -449,16 +449,6 @@ async function realisticRun() {
       `  overhead p95 ≤ 15 ms: ${round(percentile(on.overhead, 95), 0)} ms with, ${round(percentile(off.overhead, 95), 0)} ms without`,
     );
   }
-}
-
-function concatSamples(parts: Int16Array[]): Int16Array {
-  const out = new Int16Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 (values.realistic ? realisticRun() : constantRun()).then(

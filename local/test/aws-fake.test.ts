@@ -32,7 +32,7 @@ import { AudioFrame } from '@livekit/rtc-node';
 import { callInsightsSchema, type Transcript, transcriptSchema } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BedrockLLM, PollyTTS, TranscribeSTT } from '../../agent/src/plugins/aws';
-import { rms, SPEECH_RMS_LEVEL, speechEndMs, synthesizeSpeech } from '../../agent/test/support/speech';
+import { concatSamples, rms, SPEECH_RMS_LEVEL, speechEndMs, synthesizeSpeech } from '../../agent/test/support/speech';
 import { requestInsights } from '../../lambda/src/enrichment/insights';
 import { AwsFake, DEFAULT_SCENARIO, SESSION_HEADER } from '../src/aws-fake';
 import { codec } from '../src/aws-fake/event-stream';
@@ -72,16 +72,6 @@ const signedFor = (service: string) =>
   `AWS4-HMAC-SHA256 Credential=AKID/20261130/us-east-1/${service}/aws4_request, SignedHeaders=host, Signature=00`;
 
 const silence = (ms: number, rate = 16_000) => new Int16Array(Math.round((rate * ms) / 1000));
-
-function join(...parts: Int16Array[]): Int16Array {
-  const out = new Int16Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
 
 /** PCM as Transcribe's AudioStream, in 50 ms events (`paceMs` between them: 0 = as fast as the client sends). */
 async function* audioEvents(samples: Int16Array, paceMs = 0, chunkMs = 50): AsyncGenerator<AudioStream> {
@@ -165,7 +155,7 @@ describe('Transcribe streaming over the wire', () => {
     fake.register(sessionId, { callerSays: ['Hello, I am Jane Doe.', 'Goodbye for now.'] });
     const first = synthesizeSpeech('Hello, I am Jane Doe.');
     const second = synthesizeSpeech('Goodbye for now.');
-    const audio = join(silence(500), first, silence(1_000), second, silence(600));
+    const audio = concatSamples(silence(500), first, silence(1_000), second, silence(600));
     const { response, finals, partials } = await transcribe(
       client((c) => new TranscribeStreamingClient(c)),
       audio,
@@ -221,7 +211,7 @@ describe('Transcribe streaming over the wire', () => {
     const hiss = new Int16Array(16_000 * 2).map(() => Math.round((Math.random() - 0.5) * SPEECH_RMS_LEVEL));
     const { results, events } = await transcribe(
       client((c) => new TranscribeStreamingClient(c)),
-      join(silence(1_000), hiss),
+      concatSamples(silence(1_000), hiss),
       sessionId,
     );
     expect(results).toEqual([]);
@@ -235,7 +225,7 @@ describe('Transcribe streaming over the wire', () => {
     const sessionId = randomUUID();
     fake.register(sessionId, { callerSays: ['Only line.'], fallbackPhrase: 'Pardon?' });
     const transcribeClient = client((c) => new TranscribeStreamingClient(c));
-    const speech = join(synthesizeSpeech('one two three'), silence(500));
+    const speech = concatSamples(synthesizeSpeech('one two three'), silence(500));
     const first = await transcribe(transcribeClient, speech, sessionId);
     const second = await transcribe(transcribeClient, speech, sessionId);
     expect(first.finals.map((result) => result.Alternatives![0].Transcript)).toEqual(['Only line.']);
@@ -248,7 +238,7 @@ describe('Transcribe streaming over the wire', () => {
     fake.register(sessionId, { callerSays: ['Hello, I am Jane Doe.', revised] });
     const first = synthesizeSpeech('Hello, I am Jane Doe.');
     const second = synthesizeSpeech('I do not want to end the call yet.');
-    const audio = join(silence(300), first, silence(1_000), second, silence(700));
+    const audio = concatSamples(silence(300), first, silence(1_000), second, silence(700));
     const transcribeClient = client((c) => new TranscribeStreamingClient(c));
     fake.setLatency({ transcribeStableAfterMs: 200 });
     let heard: Awaited<ReturnType<typeof transcribe>>;
@@ -286,7 +276,7 @@ describe('Transcribe streaming over the wire', () => {
   it('sends no all-stable partial unless one is set, nor without stabilisation asked for', async () => {
     const sessionId = randomUUID();
     fake.register(sessionId, { callerSays: ['Hello, I am Jane Doe.'] });
-    const audio = join(silence(300), synthesizeSpeech('Hello, I am Jane Doe.'), silence(700));
+    const audio = concatSamples(silence(300), synthesizeSpeech('Hello, I am Jane Doe.'), silence(700));
     const unset = await transcribe(
       client((c) => new TranscribeStreamingClient(c)),
       audio,
@@ -321,7 +311,7 @@ describe('Transcribe streaming over the wire', () => {
 
   it('identifies PII in finals, and redacts it (partials too) when asked to, as Transcribe does', async () => {
     const line = 'Hi, this is Jane Doe, call me on 415 555 0142 or at jane.doe@example.com please.';
-    const speech = join(synthesizeSpeech('one two three four five six seven'), silence(700));
+    const speech = concatSamples(synthesizeSpeech('one two three four five six seven'), silence(700));
     const transcribeClient = client((c) => new TranscribeStreamingClient(c));
     const heard = async (extra: Record<string, string>) => {
       const sessionId = randomUUID();
@@ -851,7 +841,7 @@ describe('sessions', () => {
     const [a, b] = [randomUUID(), randomUUID()];
     fake.register(a, { callerSays: ['I am caller A.'] });
     fake.register(b, { callerSays: ['I am caller B.'] });
-    const speech = join(silence(200), synthesizeSpeech('testing one two'), silence(500));
+    const speech = concatSamples(silence(200), synthesizeSpeech('testing one two'), silence(500));
     // One client, one HTTP/2 connection, both streams on it at once, paced like a live call.
     const shared = client((c) => new TranscribeStreamingClient(c));
     const [heardA, heardB] = await Promise.all([transcribe(shared, speech, a, 20), transcribe(shared, speech, b, 20)]);
@@ -925,7 +915,10 @@ describe('a call whose clients name no session (the worker today)', () => {
       );
       let greetingText = '';
       for await (const event of greeting.stream ?? []) greetingText += event.contentBlockDelta?.delta?.text ?? '';
-      const heard = await transcribe(transcribeClient, join(synthesizeSpeech('hello there my friend'), silence(700)));
+      const heard = await transcribe(
+        transcribeClient,
+        concatSamples(synthesizeSpeech('hello there my friend'), silence(700)),
+      );
       const words = heard.finals[0].Alternatives![0].Transcript!;
       expect(words).toBe('Hello, this is Alan Turing about my account.');
       const lookup = await bedrock.send(
@@ -991,7 +984,7 @@ describe('a call whose clients name no session (the worker today)', () => {
 
       let releaseSecond!: () => void;
       const second = new Promise<void>((resolve) => (releaseSecond = resolve));
-      const speech = join(synthesizeSpeech('one two three four'), silence(700));
+      const speech = concatSamples(synthesizeSpeech('one two three four'), silence(700));
       async function* caller(): AsyncGenerator<AudioStream> {
         yield* audioEvents(speech);
         await second;
@@ -1049,7 +1042,7 @@ describe('a call whose clients name no session (the worker today)', () => {
     const config = { endpoint, region: REGION, credentials, maxAttempts: 1 };
     const made = [0, 1].map(() => new TranscribeStreamingClient(config));
     try {
-      const speech = join(synthesizeSpeech('good morning to you'), silence(700));
+      const speech = concatSamples(synthesizeSpeech('good morning to you'), silence(700));
       await Promise.all(made.map((transcribeClient) => transcribe(transcribeClient, speech, undefined, 10)));
       const records = own.sessions;
       expect(records).toHaveLength(2);
@@ -1078,7 +1071,7 @@ describe('latency knobs', () => {
           LanguageCode: 'en-US',
           MediaEncoding: 'pcm',
           MediaSampleRateHertz: 16_000,
-          AudioStream: audioEvents(join(synthesizeSpeech('hello there'), silence(700))),
+          AudioStream: audioEvents(concatSamples(synthesizeSpeech('hello there'), silence(700))),
         }),
       );
       let finalAt: number | undefined;
@@ -1124,7 +1117,7 @@ describe('latency knobs', () => {
           MediaSampleRateHertz: 16_000,
           EnablePartialResultsStabilization: true,
           PartialResultsStability: 'high',
-          AudioStream: audioEvents(join(synthesizeSpeech('hello there'), silence(400))),
+          AudioStream: audioEvents(concatSamples(synthesizeSpeech('hello there'), silence(400))),
         }),
       );
       const arrivals: { stable: boolean; partial: boolean; at: number }[] = [];
@@ -1207,7 +1200,7 @@ describe('clients that go away', () => {
     } finally {
       fake.setLatency({ bedrockTokenIntervalMs: 0 });
     }
-    const speech = join(synthesizeSpeech('hello there, how are you doing today'), silence(700));
+    const speech = concatSamples(synthesizeSpeech('hello there, how are you doing today'), silence(700));
     await vanishMidStream(
       '/stream-transcription',
       'transcribe',
@@ -1382,7 +1375,7 @@ describe('admin API (HTTP/1.1 on the same port)', () => {
 
     const { finals } = await transcribe(
       client((c) => new TranscribeStreamingClient(c)),
-      join(synthesizeSpeech('hello'), silence(400)),
+      concatSamples(synthesizeSpeech('hello'), silence(400)),
       key,
     );
     expect(finals[0].Alternatives![0].Transcript).toBe('Via the admin API.');
@@ -1426,7 +1419,7 @@ describe("the agent's own AWS plugins against the fake", () => {
     });
     const { finals, stable } = await listen(
       plugin,
-      join(silence(300), synthesizeSpeech('I would like to report a burst pipe in my kitchen.'), silence(500)),
+      concatSamples(silence(300), synthesizeSpeech('I would like to report a burst pipe in my kitchen.'), silence(500)),
     );
     expect(finals).toEqual(['I would like to report a burst pipe in my kitchen.']);
     expect(stable.some((text) => text.startsWith('I would'))).toBe(true);
@@ -1446,7 +1439,7 @@ describe("the agent's own AWS plugins against the fake", () => {
       onPreflightSettled: ({ confirmed }) => settled.push(confirmed),
     });
     const stream = plugin.stream({ connOptions: noRetry });
-    const audio = join(
+    const audio = concatSamples(
       silence(300),
       synthesizeSpeech('I would like to report a burst pipe.'),
       silence(1_000),
@@ -1491,7 +1484,7 @@ describe("the agent's own AWS plugins against the fake", () => {
     });
     const { finals, stable } = await listen(
       plugin,
-      join(silence(200), synthesizeSpeech('my number is four one five'), silence(700)),
+      concatSamples(silence(200), synthesizeSpeech('my number is four one five'), silence(700)),
     );
     expect(finals).toEqual(['My number is [PII].']);
     expect(stable.join(' ')).not.toMatch(/0142/);
@@ -1642,7 +1635,7 @@ describe("the agent's own AWS plugins against the fake", () => {
     const [a, b] = [`call-a-${randomUUID()}`, `call-b-${randomUUID()}`];
     fake.register(a, { callerSays: ['This is the first caller.'] });
     fake.register(b, { callerSays: ['This is the second caller.'] });
-    const speech = join(silence(200), synthesizeSpeech('hello there'), silence(500));
+    const speech = concatSamples(silence(200), synthesizeSpeech('hello there'), silence(500));
     const [heardA, heardB] = await Promise.all(
       [a, b].map((key) =>
         listen(

@@ -35,6 +35,17 @@ export function synthesizeSpeech(text: string, { narrowband = false }: { narrowb
 }
 
 /** Root-mean-square level of 16-bit PCM, 0…32767. */
+/** The parts one after the other, as one run of samples. */
+export function concatSamples(...parts: Int16Array[]): Int16Array {
+  const out = new Int16Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
+
 export function rms(samples: Int16Array): number {
   if (samples.length === 0) return 0;
   let sum = 0;
