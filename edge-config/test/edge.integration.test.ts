@@ -407,10 +407,12 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     );
     await new Promise((done) => setTimeout(done, 1500));
 
-    expect(setNodes('127.0.2.2').status).toBe(0);
+    // The node sync lists a node that is going away as draining (~), never drops it while it may hold calls:
+    // the call in progress may be on it, and its BYE must still find its next hop however slow this host is.
+    expect(setNodes('~127.0.2.1', '127.0.2.2').status).toBe(0);
     const list = await edge.kamcmd('dispatcher.list');
     expect(list).toContain('sip:127.0.2.2:5060;transport=udp');
-    expect(list).not.toContain('127.0.2.1');
+    expect(await dispatcherFlags('sip:127.0.2.1:5060;transport=udp')).toMatch(/^D/);
     const firstBefore = first.receivedInvites().length;
     const calls = await runSippCaller(
       { scenario: 'uac-call.xml', from: '127.0.3.6', to: carrierSip(), calls: 3, rate: 5 },
@@ -427,7 +429,13 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     expect(injected.stderr).toContain('not an IPv4 address');
     expect(await edge.kamcmd('dispatcher.list')).toContain('sip:127.0.2.2:5060;transport=udp');
 
+    const old = await inProgress;
+    expect(old.exitCode, old.output).toBe(0);
+
     expect(setNodes().status).toBe(0);
+    const emptied = await edge.kamcmd('dispatcher.list');
+    expect(emptied).not.toContain('127.0.2.1');
+    expect(emptied).not.toContain('127.0.2.2');
     const refused = await runSippCaller(
       { scenario: 'uac-expect-503.xml', from: '127.0.3.6', to: carrierSip(), timeoutSeconds: 20 },
       callsDir,
@@ -436,8 +444,6 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
 
     expect(setNodes('127.0.2.1:5060', '127.0.2.2').status).toBe(0);
     await waitForDispatcherActive(2);
-    const old = await inProgress;
-    expect(old.exitCode, old.output).toBe(0);
     expect(edge.kamailioPid).toBe(pid);
   });
 

@@ -65,6 +65,10 @@ const stack = new CallStack({
     callerSays: INTAKE_SCRIPT,
   },
   readyTimeoutMs: 120_000,
+  // LiveKit SIP answers only once the agent publishes audio. Four calls at once start job processes beyond the idle
+  // ones, which on a loaded 2-core host can take longer than the loopback example's 10 s ring timeout (the edge then
+  // cancels with 487/480); production's default is 30 s.
+  livekit: { edge: { overrides: { ringTimeoutSeconds: 30 } } },
   // Calls are recorded as an operator would announce it: the notice first, stereo parts under recordings/.
   workerEnv: { RECORDING_MODE: 'announce', RECORDING_SAMPLE_RATE: '8000' },
 });
