@@ -44,7 +44,7 @@ export interface CallStackOptions {
   readonly recordFlushMs?: number;
   readonly ports?: { moto?: number; mcp?: number; workerHealth?: number; fake?: number };
   readonly readyTimeoutMs?: number;
-  /** LiveKit stack options on top of the defaults (e.g. `edge: false` and other ports: LiveKit only). */
+  /** LiveKit stack options on top of the defaults (`edge: false` and other ports: LiveKit only; edge keys are merged). */
   readonly livekit?: Omit<LiveKitStackOptions, 'runDir' | 'readyTimeoutMs'>;
   /** Variables added to the worker's environment (e.g. AGENT_MAX_CALLS for a benchmark). */
   readonly workerEnv?: Record<string, string>;
@@ -74,10 +74,20 @@ export class CallStack {
   constructor(options: CallStackOptions) {
     this.options = options;
     this.runDir = resolve(options.runDir);
+    const edge = options.livekit?.edge;
     this.livekit = new LiveKitStack({
-      // Softphones on loopback send RTP from 127.0.0.1 and say so in their SDP: a carrier media address here.
-      edge: { overrides: { mediaAllowlist: ['127.0.3.0/24', `${LOOPBACK_MEDIA_SOURCE}/32`] } },
       ...options.livekit,
+      // Softphones on loopback send RTP from 127.0.0.1 and say so in their SDP: a carrier media address here. Edge
+      // keys the caller gives are added on top; `edge: false` runs without the edge.
+      edge:
+        edge === false
+          ? false
+          : {
+              overrides: {
+                mediaAllowlist: ['127.0.3.0/24', `${LOOPBACK_MEDIA_SOURCE}/32`],
+                ...edge?.overrides,
+              },
+            },
       runDir: join(this.runDir, 'livekit'),
       readyTimeoutMs: options.readyTimeoutMs,
     });
