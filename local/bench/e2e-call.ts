@@ -1,10 +1,11 @@
 /**
  * Voice-to-voice at the caller, through the whole loopback path, with the AWS fake's service latencies at 0: what
- * our stack itself adds (edge, LiveKit SIP, LiveKit, endpointing, the agent). A real softphone talks `--turns`
- * times; a capture on the carrier side gives, per turn, the end of the caller's speech in the audio it sent and the
+ * our stack itself adds (edge, LiveKit SIP, LiveKit, endpointing, the agent). Transcribe's partial with every word
+ * stable comes `--stable-after-ms` after the end of speech (200 by default, the latency benchmark's median; `off`:
+ * none, so no turn is answered speculatively). A real softphone talks `--turns` times; a capture on the carrier side gives, per turn, the end of the caller's speech in the audio it sent and the
  * first agent audio in what came back. Also the CPU and peak memory of each component over the call.
  *
- *   npm run bench:e2e-call -w local [-- --turns 8]
+ *   npm run bench:e2e-call -w local [-- --turns 8 --stable-after-ms 200]
  *
  * Prints figures; no pass/fail.
  */
@@ -18,8 +19,15 @@ import { type CapturedRtp, CarrierCapture } from '../src/caller/capture';
 import { Softphone } from '../src/caller/softphone';
 import { UsageSampler } from './process-usage';
 
-const { values } = parseArgs({ options: { turns: { type: 'string', default: '8' } } });
+const { values } = parseArgs({
+  options: { turns: { type: 'string', default: '8' }, 'stable-after-ms': { type: 'string', default: '200' } },
+});
 const turns = Math.max(5, Number(values.turns));
+const stableAfter = values['stable-after-ms'];
+const stableAfterMs = stableAfter === 'off' ? null : Number(stableAfter);
+if (stableAfterMs !== null && !(Number.isInteger(stableAfterMs) && stableAfterMs >= 0)) {
+  throw new Error(`--stable-after-ms: a whole number of milliseconds or "off", not ${JSON.stringify(stableAfter)}`);
+}
 const RUN_DIR = resolve(__dirname, '..', '.local', 'bench-e2e-call');
 const CALLER_RTP = { min: 40100, max: 40199 };
 const LINES = [
@@ -55,7 +63,13 @@ async function main(): Promise<void> {
   const callerSays = LINES.slice(0, turns).map((line) => `${line}.`);
   const stack = new CallStack({
     runDir: RUN_DIR,
-    fakeLatency: { transcribeFinalDelayMs: 0, bedrockTtftMs: 0, bedrockTokenIntervalMs: 0, pollyTtfbMs: 0 },
+    fakeLatency: {
+      transcribeFinalDelayMs: 0,
+      transcribeStableAfterMs: stableAfterMs,
+      bedrockTtftMs: 0,
+      bedrockTokenIntervalMs: 0,
+      pollyTtfbMs: 0,
+    },
     defaultScenario: {
       callerSays: [...callerSays, 'Goodbye.'],
       intakeScript: false,
@@ -129,7 +143,11 @@ async function main(): Promise<void> {
         .map((line) => line[name])
         .filter((value): value is number => typeof value === 'number');
     const agentV2V = metric(AGENT_METRICS.voiceToVoiceLatency);
-    console.log(`\nvoice-to-voice at the caller, ${voiceToVoice.length} turns, fake service latencies 0\n`);
+    const stableNote =
+      stableAfterMs === null ? 'no stable partials' : `stable partials ${stableAfterMs} ms after speech`;
+    console.log(
+      `\nvoice-to-voice at the caller, ${voiceToVoice.length} turns, fake service latencies 0, ${stableNote}\n`,
+    );
     console.log('| figure | p50 | p95 | n |\n|---|---|---|---|');
     console.log(row('**end of caller speech → first agent audio, at the caller**', voiceToVoice));
     console.log(row('agent: end of speech (VAD) → first audio out (`e2eLatency`)', agentV2V));
@@ -137,6 +155,12 @@ async function main(): Promise<void> {
     console.log(row('agent: STT final after end of speech', metric(AGENT_METRICS.sttFinalDelay)));
     console.log(row('agent: LLM time to first token', metric(AGENT_METRICS.llmTimeToFirstToken)));
     console.log(row('agent: TTS time to first byte', metric(AGENT_METRICS.ttsTimeToFirstByte)));
+    console.log(row('agent: final after the stable words', metric(AGENT_METRICS.finalAfterPreflightWait)));
+    const sum = (name: string) => metric(name).reduce((total, value) => total + value, 0);
+    console.log(
+      `\nanswered speculatively: ${sum(AGENT_METRICS.speculationHits)} kept, ` +
+        `${sum(AGENT_METRICS.speculationCancels)} cancelled`,
+    );
     if (voiceToVoice.length && agentV2V.length) {
       const transport = percentile(voiceToVoice, 50) - percentile(agentV2V, 50);
       console.log(`\nedge + LiveKit SIP + LiveKit both ways + VAD lag (p50 difference): ${Math.round(transport)} ms`);
