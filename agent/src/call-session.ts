@@ -166,7 +166,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   const attestation = call.attestation ?? 'none';
   const started = { workerId, callerNumber: call.callerNumber, attestation };
   recorder.audit('session_start', resumed ? 'resumed' : 'started', started);
-  const audio = callAudioFor({
+  const audio = await callAudioFor({
     env,
     callId: call.callId,
     s3: options.s3,

@@ -41,8 +41,16 @@ export const transcriptRecordingSchema = z.object({
   parts: z.array(recordingPartKeySchema).max(100_000),
   /** When each takeover's recording clock started (sample 0 of its first part), in order; absent: none. */
   resumedAt: z.array(isoTimestampSchema).max(MAX_RECORDING_SEGMENT).optional(),
-  /** Parts that could not be stored (named so a gap in the audio is explained, not silent). */
+  /**
+   * Parts that are not in the bucket though they were written (named so a gap in the audio is explained, not silent):
+   * this worker's failed writes, and an earlier worker's parts the session state counts but a listing did not find.
+   */
   failedParts: z.array(z.string()).default([]),
+  /**
+   * An earlier worker's parts the session state counts but the bucket could not be listed to confirm (after a takeover):
+   * not in `parts`, which holds only parts known to exist.
+   */
+  unverifiedParts: z.array(recordingPartKeySchema).max(100_000).optional(),
 });
 
 /** A sentence the caller hears about the recording (notice or consent question): spoken words, not markup. */

@@ -18,9 +18,10 @@ import { synthesizeSpeech } from '../support/speech';
 
 /**
  * A recorded call whose worker dies mid-call and another takes it over (the production wiring, `prepareIntakeCall`,
- * twice on one call id and one Redis): the first saved where its recording stood with each part flush; the second
- * says the notice again, goes on recording under part names of its own (never rewriting a part the first stored
- * after it last saved), and its transcript lists every part with both clock starts.
+ * twice on one call id and one Redis): the first saved where its recording stood with each part flush, and stored one
+ * more part after its last save; the second says the notice again, goes on recording under part names of its own
+ * (never rewriting a part the first stored), and its transcript lists every part in the bucket — the one the session
+ * state never counted too — with both clock starts.
  */
 
 initializeLogger({ pretty: false, level: 'silent' });
@@ -135,19 +136,28 @@ describe('a recorded call taken over by another worker', () => {
     expect(secondPuts.filter((key) => firstKeys.has(key))).toEqual([]);
   });
 
-  it('lists the saved parts, then its own, with the first clock start and its own', () => {
+  it('lists every part the first worker stored (the one after its last save too), then its own, and both clocks', () => {
     const recording = transcript.recording!;
     const own = [...new Set(secondPuts)];
-    expect(recording.parts).toEqual([...savedParts(), ...own]);
+    const first = firstStored.map((key) => key.slice('transcripts/'.length)).sort();
+    expect(first).toEqual(recordingPartKeys(CALL_ID, [first.length]));
+    expect(recording.parts).toEqual([...first, ...own]);
+    expect(recording.failedParts).toEqual([]);
+    expect(recording.unverifiedParts).toBeUndefined();
     expect(recording.startedAt).toBe(saved.recording!.startedAt);
     expect(recording.resumedAt).toHaveLength(1);
     expect(Date.parse(recording.resumedAt![0])).toBeGreaterThanOrEqual(secondStartedAt.getTime() - 1_000);
   });
 
-  it('the audit chain verifies and says the recording resumed as segment 1', async () => {
+  it('the audit chain verifies and says what the bucket held beyond the saved counts, and the resume as segment 1', async () => {
     const records = await verifiedAuditRecords(store.objects, CALL_ID);
-    const started = records.filter((record) => record.kind === 'recording' && record.subject === 'started');
-    expect(started.at(-1)?.payload).toMatchObject({ resumedSegment: 1, earlierParts: savedParts().length });
+    const recording = (subject: string) =>
+      records.filter((record) => record.kind === 'recording' && record.subject === subject);
+    expect(recording('earlier_parts_listed').at(-1)?.payload).toEqual({
+      storedParts: firstStored.length,
+      savedParts: savedParts().length,
+    });
+    expect(recording('started').at(-1)?.payload).toMatchObject({ resumedSegment: 1, earlierParts: firstStored.length });
     expect(records.some((record) => record.subject === 'not_resumed')).toBe(false);
   });
 });
