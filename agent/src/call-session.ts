@@ -177,7 +177,14 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   });
   /** What the session state keeps of this worker's records: a worker taking the call over goes on from there. */
   const position = () => ({ ...recorder.position, ...(audio ? { recording: audio.position } : {}) });
-  if (audio) recorder.alsoFlush(() => audio.flush());
+  if (audio) {
+    // Where the recording stands is saved before its first part is stored: a worker taking over from here knows this
+    // segment and its clock start (its parts, it lists in the bucket).
+    await sessions
+      .update(call.callId, (current) => ({ ...current, recording: audio.position }))
+      .catch((error) => log.warn({ err: error }, 'recording position not saved'));
+    recorder.alsoFlush(() => audio.flush());
+  }
   // Saved after every flush, once its writes are stored: a worker taking the call over continues the transcript, the
   // audit chain and the recording after everything this one stored, never over it (saving only with each turn left
   // records flushed since then to be written again by the next worker: a forked chain, overwritten parts).
