@@ -32,7 +32,10 @@ export const transcriptRecordingSchema = z.object({
   sampleRate: z.union([z.literal(8_000), z.literal(16_000)]),
   /** When the recording's clock started: sample 0 of the first part. */
   startedAt: isoTimestampSchema,
-  /** Consent mode: what the caller answered (absent: never answered, nothing stored). */
+  /**
+   * Consent mode: what the caller answered (absent: never answered, nothing stored — or, after a takeover that did not
+   * go on recording, the answer was never saved: then `parts` names what the earlier worker stored after it).
+   */
   consent: z.boolean().optional(),
   /**
    * Object keys in the transcripts bucket, in order: `recordings/<callId>/part-<n>.wav`, then, for each worker that

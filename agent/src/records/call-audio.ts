@@ -12,6 +12,7 @@ import { z } from 'zod';
 import type { PiiAudioSpan } from '../plugins/aws/stt';
 import { CallRecording, type RecordingSampleRate } from './recording';
 import {
+  type EarlierParts,
   earlierParts,
   highestStoredPart,
   highestStoredSegment,
@@ -471,20 +472,82 @@ export class CallAudio {
     return this.#stopped;
   }
 
-  async #earlierParts(resume: SessionRecording) {
-    let stored = this.options.storedAtTakeover;
-    if (this.options.listStored) {
-      try {
-        stored = await this.options.listStored();
-      } catch (error) {
-        this.options.audit('earlier_parts_unlisted', {
-          at: 'stop',
-          error: String(error),
-          using: stored ? 'the listing at takeover' : 'nothing: the counted parts stay unverified',
-        });
-      }
+  #earlierParts(resume: SessionRecording): Promise<EarlierParts> {
+    return earlierPartsAtStop(this.options.callId, resume, this.options);
+  }
+}
+
+/** The earlier segments' parts at the call's end: listed again (a late write counts), else as listed at takeover. */
+async function earlierPartsAtStop(
+  callId: string,
+  resume: SessionRecording,
+  options: Pick<CallAudioOptions, 'listStored' | 'storedAtTakeover' | 'audit'>,
+): Promise<EarlierParts> {
+  let stored = options.storedAtTakeover;
+  if (options.listStored) {
+    try {
+      stored = await options.listStored();
+    } catch (error) {
+      options.audit('earlier_parts_unlisted', {
+        at: 'stop',
+        error: String(error),
+        using: stored ? 'the listing at takeover' : 'nothing: the counted parts stay unverified',
+      });
     }
-    return earlierParts(this.options.callId, resume.partsPerSegment, stored);
+  }
+  return earlierParts(callId, resume.partsPerSegment, stored);
+}
+
+/**
+ * A takeover that does not go on recording (consent not known to be yes, the mode changed, too many takeovers) when
+ * earlier workers did store parts: nothing more is recorded, but the transcript still names theirs — as the bucket
+ * holds them at the call's end — so the record of the call never silently misses audio that exists.
+ */
+export class EarlierRecording {
+  #stopped?: Promise<TranscriptRecording>;
+
+  constructor(
+    private readonly options: {
+      callId: string;
+      sampleRate: RecordingSampleRate;
+      /** Where the recording stood (saved, raised to what the bucket holds): kept as is for a later takeover. */
+      resume: SessionRecording;
+      listStored: () => Promise<StoredParts>;
+      storedAtTakeover?: StoredParts;
+      audit: (subject: string, payload: Record<string, unknown>) => void;
+    },
+  ) {}
+
+  /** Unchanged: this worker adds no segment. */
+  get position(): SessionRecording {
+    return this.options.resume;
+  }
+
+  /** The earlier parts as the bucket holds them now, recorded in the audit chain too. Once. */
+  stop(): Promise<TranscriptRecording> {
+    this.#stopped ??= this.#stopWith();
+    return this.#stopped;
+  }
+
+  async #stopWith(): Promise<TranscriptRecording> {
+    const { callId, resume, audit } = this.options;
+    const earlier = await earlierPartsAtStop(callId, resume, this.options);
+    audit('stopped', {
+      parts: [...earlier.parts],
+      failedParts: [...earlier.missing],
+      ...(earlier.unverified.length ? { unverifiedParts: [...earlier.unverified] } : {}),
+      notResumed: true,
+    });
+    return {
+      mode: resume.mode,
+      sampleRate: this.options.sampleRate,
+      startedAt: resume.startedAt,
+      ...(resume.resumedAt.length ? { resumedAt: [...resume.resumedAt] } : {}),
+      ...(resume.mode === 'consent' && resume.consent !== undefined ? { consent: resume.consent } : {}),
+      parts: [...earlier.parts],
+      failedParts: [...earlier.missing],
+      ...(earlier.unverified.length ? { unverifiedParts: [...earlier.unverified] } : {}),
+    };
   }
 }
 
@@ -565,11 +628,12 @@ function listingRecord(saved: SessionRecording | undefined, stored: StoredParts)
 /**
  * The call's recording, or none: recording off; or a worker that took the call over where going on cannot be shown
  * to be what the caller was told or agreed to (consent never saved as a yes, the mode changed) — recorded in the audit
- * chain, not guessed. In announce mode a takeover goes on recording, the notice said again; in consent mode it goes
- * on only after a saved yes, without asking again. Its parts are named apart from the earlier worker's (segment), so
- * nothing stored is overwritten.
+ * chain, not guessed; then, if earlier workers stored parts, an `EarlierRecording` that only names them. In announce
+ * mode a takeover goes on recording, the notice said again; in consent mode it goes on only after a saved yes,
+ * without asking again. A takeover lists the call's parts in the bucket: its own segment is above every stored one,
+ * so nothing stored is overwritten, and the transcript names every earlier part stored.
  */
-export async function callAudioFor(setup: CallAudioSetup): Promise<CallAudio | undefined> {
+export async function callAudioFor(setup: CallAudioSetup): Promise<CallAudio | EarlierRecording | undefined> {
   const { env } = setup;
   if (env.RECORDING_MODE === 'off') return undefined;
   const saved = setup.resumeFrom;
@@ -589,7 +653,18 @@ export async function callAudioFor(setup: CallAudioSetup): Promise<CallAudio | u
     const reason = notResumedBecause(env.RECORDING_MODE, saved, resume);
     if (reason) {
       setup.audit('not_resumed', { mode: env.RECORDING_MODE, reason });
-      return undefined;
+      // Parts earlier workers stored (or are counted as storing) are still named in the transcript.
+      const earlier = resume.partsPerSegment.some((count) => count > 0);
+      return earlier
+        ? new EarlierRecording({
+            callId: setup.callId,
+            sampleRate: env.RECORDING_SAMPLE_RATE,
+            resume,
+            listStored,
+            storedAtTakeover,
+            audit: setup.audit,
+          })
+        : undefined;
     }
   }
   return new CallAudio({

@@ -8,7 +8,7 @@ import {
 } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MotoServer, startMoto } from '../../../test/support/moto';
-import { type CallAudioSetup, callAudioFor } from '../../src/records/call-audio';
+import { CallAudio, type CallAudioSetup, callAudioFor, EarlierRecording } from '../../src/records/call-audio';
 import { type ListKeys, s3KeyLister, storedParts } from '../../src/records/stored-parts';
 
 /**
@@ -69,7 +69,7 @@ async function takeOver(
 ) {
   const audit: [string, Record<string, unknown>][] = [];
   const { mode = 'announce', ...setup } = overrides;
-  const audio = await callAudioFor({
+  const made = await callAudioFor({
     env: { RECORDING_MODE: mode, RECORDING_SAMPLE_RATE: RATE, PII_REDACTION: false, TRANSCRIPTS_BUCKET: BUCKET },
     callId,
     s3,
@@ -80,11 +80,14 @@ async function takeOver(
     ...setup,
   });
   const record = (subject: string) => audit.filter(([name]) => name === subject).map(([, payload]) => payload);
-  return { audio, audit, record };
+  // Recording on, or (not resumed) only the earlier workers' parts named.
+  const audio = made instanceof CallAudio ? made : undefined;
+  const earlierOnly = made instanceof EarlierRecording ? made : undefined;
+  return { audio, earlierOnly, made, audit, record };
 }
 
 /** Records a little caller audio, stops, and returns the transcript's record and this worker's stored parts. */
-async function recordAndStop(audio: NonNullable<Awaited<ReturnType<typeof callAudioFor>>>, callId: string) {
+async function recordAndStop(audio: CallAudio, callId: string) {
   audio.recording.callerAudio(new Int16Array(RATE).fill(1_000), RATE, 0);
   await new Promise((resolve) => setTimeout(resolve, 50));
   const summary = transcriptRecordingSchema.parse(await audio.stop());
@@ -254,9 +257,9 @@ describe('a worker taking a recorded call over', () => {
       ['the mode changed since', 'consent', saved({ mode: 'announce', partsPerSegment: [0] }), /changed from announce/],
       ['too many takeovers', 'announce', saved({ segment: 999, partsPerSegment: Array(1000).fill(0) }), /too many/],
     ] as const) {
-      it(label, async () => {
-        const { audio, audit } = await takeOver(newCall(), resumeFrom, { mode });
-        expect(audio).toBeUndefined();
+      it(`${label} (nothing stored earlier: no recording record at all)`, async () => {
+        const { made, audit } = await takeOver(newCall(), resumeFrom, { mode });
+        expect(made).toBeUndefined();
         expect(audit.map(([subject]) => subject)).toEqual(['earlier_parts_listed', 'not_resumed']);
         expect(String(audit[1][1].reason)).toMatch(reason);
       });
@@ -265,9 +268,35 @@ describe('a worker taking a recorded call over', () => {
     it('too many takeovers as the bucket has them (a segment 999 part), though the state says fewer', async () => {
       const callId = newCall();
       await earlierWorkerStored([part(callId, 1, 999)]);
-      const { audio, record } = await takeOver(callId, saved({ partsPerSegment: [0] }));
+      const { audio, earlierOnly, record } = await takeOver(callId, saved({ partsPerSegment: [0] }));
       expect(audio).toBeUndefined();
       expect(String(record('not_resumed')[0].reason)).toMatch(/too many takeovers/);
+      expect((await earlierOnly!.stop()).parts).toEqual([part(callId, 1, 999)]);
+    });
+
+    it('consent mode, a yes the earlier worker stored parts after but never saved: its parts are still named', async () => {
+      const callId = newCall();
+      const earlier = [part(callId, 1), part(callId, 2)];
+      await earlierWorkerStored(earlier);
+      // Saved when its recording was set up, before the caller answered; died before a flush saved the yes.
+      const atStart = saved({ mode: 'consent', partsPerSegment: [0] });
+      const { audio, earlierOnly, audit, record } = await takeOver(callId, atStart, { mode: 'consent' });
+      expect(audio).toBeUndefined();
+      expect(String(record('not_resumed')[0].reason)).toMatch(/consent unknown/);
+      expect(earlierOnly!.position).toEqual({ ...atStart, partsPerSegment: [2] });
+      const summary = transcriptRecordingSchema.parse(await earlierOnly!.stop());
+      expect(summary).toEqual({
+        mode: 'consent',
+        sampleRate: RATE,
+        startedAt: atStart.startedAt,
+        parts: earlier,
+        failedParts: [],
+      });
+      expect(await earlierOnly!.stop()).toEqual(summary);
+      expect(audit.map(([subject]) => subject)).toEqual(['earlier_parts_listed', 'not_resumed', 'stopped']);
+      expect(record('stopped')[0]).toEqual({ parts: earlier, failedParts: [], notResumed: true });
+      // Nothing more was stored for the call.
+      expect(await keysInBucket(callId)).toEqual(earlier);
     });
   });
 });
