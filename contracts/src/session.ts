@@ -28,7 +28,8 @@ export const sessionRecordingSchema = z
     consent: z.boolean().optional(),
     /**
      * Parts written so far by each segment, in order (segment s wrote parts 1..n of `recordingPartKey(callId, n, s)`):
-     * counts, not keys, so the state saved after every flush stays small on a long call.
+     * counts, not keys, so the state saved after every flush stays small on a long call. A part stored after the last
+     * save is not counted: a worker taking the call over lists the bucket, and the transcript names what is there.
      */
     partsPerSegment: z
       .array(z.number().int().nonnegative().max(MAX_RECORDING_PARTS_PER_SEGMENT))
