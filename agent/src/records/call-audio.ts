@@ -455,7 +455,8 @@ export class CallAudio {
       this.#commitDue();
       this.#untap?.();
       const endMs = this.elapsed();
-      const earlier = this.options.resume ? await this.#earlierParts(this.options.resume) : NO_EARLIER_PARTS;
+      const { resume } = this.options;
+      const earlier = resume ? await earlierPartsAtStop(this.options.callId, resume, this.options) : NO_EARLIER_PARTS;
       const { parts, failedParts, unverifiedParts } = await this.recording.stop(endMs, earlier);
       const { consent, startedAt, resumedAt } = this.position;
       return {
@@ -470,10 +471,6 @@ export class CallAudio {
       };
     })();
     return this.#stopped;
-  }
-
-  #earlierParts(resume: SessionRecording): Promise<EarlierParts> {
-    return earlierPartsAtStop(this.options.callId, resume, this.options);
   }
 }
 
