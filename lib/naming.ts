@@ -10,9 +10,14 @@ export function recordBucketName(deploymentName: string, purpose: RecordBucketPu
   return `${deploymentName.toLowerCase()}-${purpose}-${Aws.ACCOUNT_ID}-${Aws.REGION}`;
 }
 
+/** ARN of a record bucket itself (what s3:ListBucket is granted on). */
+export function recordBucketArn(deploymentName: string, purpose: RecordBucketPurpose): string {
+  return `arn:${Aws.PARTITION}:s3:::${recordBucketName(deploymentName, purpose)}`;
+}
+
 /** ARN of objects under a prefix of a record bucket, e.g. `transcripts/*`. */
 export function recordObjectsArn(deploymentName: string, purpose: RecordBucketPurpose, prefix: string): string {
-  return `arn:${Aws.PARTITION}:s3:::${recordBucketName(deploymentName, purpose)}/${prefix}*`;
+  return `${recordBucketArn(deploymentName, purpose)}/${prefix}*`;
 }
 
 /** How cdk-nag names such an ARN in a finding id (pseudo parameters in angle brackets). */

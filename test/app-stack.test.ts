@@ -6,7 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { openIngressRules } from './support/assertions';
 import { buildVoiceIntakeApp, type SynthesizedApp, synthVoiceIntake } from './support/synth';
 
-type Statement = { Action: string | string[]; Resource: unknown };
+type Statement = { Action: string | string[]; Resource: unknown; Condition?: unknown };
 
 function statementsOfRole(template: Template, rolePrefix: string): Statement[] {
   return Object.values(template.findResources('AWS::IAM::Policy'))
@@ -386,8 +386,9 @@ describe('app stack: agent service', () => {
     expect(puts).toContain('/transcript-parts/*');
     expect(puts).toContain('/audit/agent/*');
     expect(puts).not.toContain('/enriched/');
-    // Recording is off in this config: no write to recordings/ either.
+    // Recording is off in this config: no write to recordings/ either, and no listing of any bucket.
     expect(puts).not.toContain('/recordings/');
+    expect(byAction('s3:ListBucket')).toEqual([]);
     expect(JSON.stringify(byAction('s3:GetObject')[0].Resource)).toContain('/transcript-parts/*');
     expect(byAction('polly:SynthesizeSpeech')).toHaveLength(1);
     expect(byAction('transcribe:StartStreamTranscription')).toHaveLength(1);
@@ -403,7 +404,7 @@ describe('app stack: agent service recording calls', () => {
       .templates.app;
   });
 
-  it('lets the worker put recording parts under recordings/ only, and read none of them back', () => {
+  it('lets the worker put recording parts under recordings/ only, list their keys, and read none of them back', () => {
     const statements = statementsOfRole(app, 'AgentTaskRole');
     const withAction = (action: string) => statements.filter((statement) => [statement.Action].flat().includes(action));
     const puts = withAction('s3:PutObject');
@@ -414,9 +415,18 @@ describe('app stack: agent service recording calls', () => {
     // The four prefixes and nothing wider: final transcripts, transcript parts, the agent's audit chain, recordings.
     expect(resources.match(/\/\*/g)).toHaveLength(4);
     const reads = JSON.stringify(
-      statements.filter((statement) => [statement.Action].flat().some((a) => /Get|List/.test(a))),
+      statements.filter((statement) => [statement.Action].flat().some((a) => /Get/.test(a))),
     );
     expect(reads).not.toContain('recordings');
+    // A takeover lists the call's parts: the transcripts bucket only, and only under recordings/.
+    const lists = statements.filter((statement) => [statement.Action].flat().some((a) => /List/.test(a)));
+    expect(lists).toHaveLength(1);
+    expect(lists[0].Action).toBe('s3:ListBucket');
+    expect(lists[0].Condition).toEqual({ StringLike: { 's3:prefix': 'recordings/*' } });
+    expect(JSON.stringify(lists[0].Resource)).toMatch(
+      /^\{"Fn::Join":\["",\["arn:",\{"Ref":"AWS::Partition"\},":s3:::voice-intake-transcripts-",/,
+    );
+    expect(JSON.stringify(lists[0].Resource)).not.toContain('/');
   });
 
   it('passes the mode, rate and question to the worker', () => {

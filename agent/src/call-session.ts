@@ -18,7 +18,7 @@ import { findTransferTarget, IntakeAgent, type IntakeAgentCallbacks } from './in
 import { McpToolset } from './mcp/toolset';
 import type { MetricsEmitter } from './metrics';
 import { BedrockFallbackLLM, bedrockLLM, PollyTTS, TranscribeSTT } from './plugins/aws';
-import { type CallAudio, callAudioFor } from './records/call-audio';
+import { CallAudio, callAudioFor } from './records/call-audio';
 import { CallRecorder } from './records/call-recorder';
 import { redactPii } from './records/redact';
 import { auditSealKeyFor } from './records/seal-key';
@@ -89,7 +89,7 @@ export interface IntakeCall {
   readonly session: voice.AgentSession;
   readonly agent: IntakeAgent;
   readonly recorder: CallRecorder;
-  /** The call's audio recording (RECORDING_MODE announce/consent, not on a call taken over). */
+  /** The call's audio recording (RECORDING_MODE announce/consent; after a takeover, only where it goes on recording). */
   readonly audio?: CallAudio;
   readonly resumed: boolean;
   /** Opens the conversation: a greeting, or an apology when this worker took the call over. */
@@ -166,7 +166,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   const attestation = call.attestation ?? 'none';
   const started = { workerId, callerNumber: call.callerNumber, attestation };
   recorder.audit('session_start', resumed ? 'resumed' : 'started', started);
-  const audio = callAudioFor({
+  const recording = await callAudioFor({
     env,
     callId: call.callId,
     s3: options.s3,
@@ -175,8 +175,17 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     resumeFrom: state.recording,
     callStartedAt: state.startedAt,
   });
+  // Recording on this worker; or, on a takeover that does not go on recording, only the earlier workers' parts.
+  const audio = recording instanceof CallAudio ? recording : undefined;
   /** What the session state keeps of this worker's records: a worker taking the call over goes on from there. */
-  const position = () => ({ ...recorder.position, ...(audio ? { recording: audio.position } : {}) });
+  const position = () => ({ ...recorder.position, ...(recording ? { recording: recording.position } : {}) });
+  if (recording) {
+    // Where the recording stands is saved before its first part is stored: a worker taking over from here knows this
+    // segment and its clock start (its parts, it lists in the bucket).
+    await sessions
+      .update(call.callId, (current) => ({ ...current, recording: recording.position }))
+      .catch((error) => log.warn({ err: error }, 'recording position not saved'));
+  }
   if (audio) recorder.alsoFlush(() => audio.flush());
   // Saved after every flush, once its writes are stored: a worker taking the call over continues the transcript, the
   // audit chain and the recording after everything this one stored, never over it (saving only with each turn left
@@ -369,9 +378,11 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     finish: () =>
       (finished ??= (async () => {
         // The recording stops first: its last parts and its stop record belong in the transcript and the chain.
-        const recording = await audio?.stop().catch((error) => void log.error({ err: error }, 'recording not stopped'));
+        const stopped = await recording
+          ?.stop()
+          .catch((error) => void log.error({ err: error }, 'recording not stopped'));
         await recorder
-          .finish(endReason, recording ? { recording } : {})
+          .finish(endReason, stopped ? { recording: stopped } : {})
           .catch((error) => log.error({ err: error }, 'final transcript not written'));
         await sessions
           .update(call.callId, (current) => ({ ...current, status: 'ended', ...position() }))

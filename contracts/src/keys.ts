@@ -15,7 +15,7 @@ export const S3_PREFIXES = {
   enrichmentErrors: 'enrichment-errors/',
   /** Audit chain segments: `audit/<actor>/<callId>/[<chainId>/]<firstSeq>.jsonl` in the audit bucket. */
   audit: 'audit/',
-  /** Call audio in the transcripts bucket: `recordings/<callId>/part-<n>.wav`, its own lifecycle rule. */
+  /** Call audio in the transcripts bucket: `recordings/<callId>/part-[r<segment>-]<n>.wav`, its own lifecycle rule. */
   recordings: 'recordings/',
 } as const;
 
@@ -43,7 +43,33 @@ export function recordingPartKey(callId: string, part: number, segment = 0): str
     throw new Error(`recordingPartKey segment: must be an integer from 0 to ${MAX_RECORDING_SEGMENT}, got ${segment}`);
   }
   const name = segment === 0 ? '' : `r${segment}-`;
-  return `${S3_PREFIXES.recordings}${callId}/part-${name}${String(part).padStart(6, '0')}.wav`;
+  return `${recordingPrefix(callId)}part-${name}${String(part).padStart(6, '0')}.wav`;
+}
+
+/** Where every part of a call's recording lives (listed by a worker that takes the call over). */
+export function recordingPrefix(callId: string): string {
+  return `${S3_PREFIXES.recordings}${callId}/`;
+}
+
+/** Parts one segment may write (the session state's count of them has this bound too). */
+export const MAX_RECORDING_PARTS_PER_SEGMENT = 100_000;
+
+const PART_KEY_NAME = /^part-(?:r(\d{1,3})-)?(\d{6})\.wav$/;
+
+/**
+ * The segment and part a key names, only when it is exactly what `recordingPartKey(callId, part, segment)` builds (so
+ * `part-r0-…`, `part-r01-…`, part 0, a part past the per-segment bound or another call's key are not parts of this
+ * call); undefined otherwise.
+ */
+export function parseRecordingPartKey(callId: string, key: string): { segment: number; part: number } | undefined {
+  const prefix = recordingPrefix(callId);
+  if (!key.startsWith(prefix)) return undefined;
+  const match = PART_KEY_NAME.exec(key.slice(prefix.length));
+  if (!match) return undefined;
+  const segment = match[1] === undefined ? 0 : Number(match[1]);
+  const part = Number(match[2]);
+  if (part < 1 || part > MAX_RECORDING_PARTS_PER_SEGMENT || segment > MAX_RECORDING_SEGMENT) return undefined;
+  return recordingPartKey(callId, part, segment) === key ? { segment, part } : undefined;
 }
 
 /** Every part key of a recording from how many parts each segment wrote, in call order. */

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { auditTrailPositionSchema } from './audit-seal';
 import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
-import { MAX_RECORDING_SEGMENT } from './keys';
+import { MAX_RECORDING_PARTS_PER_SEGMENT, MAX_RECORDING_SEGMENT } from './keys';
 import { transcriptTurnSchema } from './transcript';
 
 export const sessionStatusSchema = z.enum(['active', 'transferring', 'ended']);
@@ -28,9 +28,12 @@ export const sessionRecordingSchema = z
     consent: z.boolean().optional(),
     /**
      * Parts written so far by each segment, in order (segment s wrote parts 1..n of `recordingPartKey(callId, n, s)`):
-     * counts, not keys, so the state saved after every flush stays small on a long call.
+     * counts, not keys, so the state saved after every flush stays small on a long call. A part stored after the last
+     * save is not counted: a worker taking the call over lists the bucket, and the transcript names what is there.
      */
-    partsPerSegment: z.array(z.number().int().nonnegative().max(100_000)).max(MAX_RECORDING_SEGMENT + 1),
+    partsPerSegment: z
+      .array(z.number().int().nonnegative().max(MAX_RECORDING_PARTS_PER_SEGMENT))
+      .max(MAX_RECORDING_SEGMENT + 1),
   })
   .refine((recording) => recording.partsPerSegment.length === recording.segment + 1, {
     path: ['partsPerSegment'],

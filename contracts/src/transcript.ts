@@ -32,7 +32,10 @@ export const transcriptRecordingSchema = z.object({
   sampleRate: z.union([z.literal(8_000), z.literal(16_000)]),
   /** When the recording's clock started: sample 0 of the first part. */
   startedAt: isoTimestampSchema,
-  /** Consent mode: what the caller answered (absent: never answered, nothing stored). */
+  /**
+   * Consent mode: what the caller answered (absent: never answered, nothing stored — or, after a takeover that did not
+   * go on recording, the answer was never saved: then `parts` names what the earlier worker stored after it).
+   */
   consent: z.boolean().optional(),
   /**
    * Object keys in the transcripts bucket, in order: `recordings/<callId>/part-<n>.wav`, then, for each worker that
@@ -41,8 +44,16 @@ export const transcriptRecordingSchema = z.object({
   parts: z.array(recordingPartKeySchema).max(100_000),
   /** When each takeover's recording clock started (sample 0 of its first part), in order; absent: none. */
   resumedAt: z.array(isoTimestampSchema).max(MAX_RECORDING_SEGMENT).optional(),
-  /** Parts that could not be stored (named so a gap in the audio is explained, not silent). */
+  /**
+   * Parts that are not in the bucket though they were written (named so a gap in the audio is explained, not silent):
+   * this worker's failed writes, and an earlier worker's parts the session state counts but a listing did not find.
+   */
   failedParts: z.array(z.string()).default([]),
+  /**
+   * An earlier worker's parts the session state counts but the bucket could not be listed to confirm (after a takeover):
+   * not in `parts`, which holds only parts known to exist.
+   */
+  unverifiedParts: z.array(recordingPartKeySchema).max(100_000).optional(),
 });
 
 /** A sentence the caller hears about the recording (notice or consent question): spoken words, not markup. */

@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { auditSegmentKey, enrichedKeyForTranscript, transcriptKey, transcriptPartKey, transcriptSchema } from '../src';
+import {
+  auditSegmentKey,
+  enrichedKeyForTranscript,
+  parseRecordingPartKey,
+  recordingPartKey,
+  recordingPrefix,
+  transcriptKey,
+  transcriptPartKey,
+  transcriptSchema,
+} from '../src';
 
 describe('S3 key layout', () => {
   it('files final transcripts by UTC date and call id, parts under their own prefix', () => {
@@ -13,6 +22,43 @@ describe('S3 key layout', () => {
   it('puts the enriched record beside its transcript and refuses other keys', () => {
     expect(enrichedKeyForTranscript('transcripts/2026/11/25/call-42.json')).toBe('enriched/2026/11/25/call-42.json');
     expect(() => enrichedKeyForTranscript('transcript-parts/call-42/000001.json')).toThrow(/not a transcript key/);
+  });
+});
+
+describe('recording part keys read back from a listing', () => {
+  it('reads the segment and part of exactly the keys recordingPartKey builds for the call', () => {
+    for (const [part, segment] of [
+      [1, 0],
+      [100_000, 0],
+      [7, 1],
+      [12, 999],
+    ]) {
+      expect(parseRecordingPartKey('call-42', recordingPartKey('call-42', part, segment))).toEqual({ segment, part });
+    }
+    expect(recordingPrefix('call-42')).toBe('recordings/call-42/');
+  });
+
+  it('refuses everything else under the prefix, and other calls', () => {
+    const prefix = 'recordings/call-42/';
+    for (const name of [
+      'part-000000.wav',
+      'part-100001.wav',
+      'part-r0-000001.wav',
+      'part-r01-000001.wav',
+      'part-r1000-000001.wav',
+      'part-1.wav',
+      'part-0000001.wav',
+      'part-000001.WAV',
+      'part-000001.wav.tmp',
+      'x/part-000001.wav',
+      '../part-000001.wav',
+      'part--1-000001.wav',
+    ]) {
+      expect(parseRecordingPartKey('call-42', prefix + name), name).toBeUndefined();
+    }
+    expect(parseRecordingPartKey('call-42', recordingPartKey('call-4', 1))).toBeUndefined();
+    expect(parseRecordingPartKey('call-4', recordingPartKey('call-42', 1))).toBeUndefined();
+    expect(parseRecordingPartKey('call-42', `transcripts/call-42/part-000001.wav`)).toBeUndefined();
   });
 });
 

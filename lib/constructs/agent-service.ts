@@ -15,6 +15,7 @@ import { workspaceImage } from '../image-context';
 import {
   AUDIT_WRITER_TAG,
   type RecordBucketPurpose,
+  recordBucketArn,
   recordBucketName,
   recordObjectsArn,
   recordObjectsNagResource,
@@ -82,6 +83,17 @@ export class AgentService extends Construct {
     );
     // A worker taking over a call reads back the transcript parts written before it.
     allow(['s3:GetObject'], [recordObjectsArn(deploymentName, 'transcripts', S3_PREFIXES.transcriptParts)]);
+    if (agent.recording.mode !== 'off') {
+      // ... and lists the call's recording parts (keys only, never their audio): the session state counts only those
+      // stored before its last save, the transcript names every one stored.
+      this.taskRole.addToPrincipalPolicy(
+        new iam.PolicyStatement({
+          actions: ['s3:ListBucket'],
+          resources: [recordBucketArn(deploymentName, 'transcripts')],
+          conditions: { StringLike: { 's3:prefix': `${S3_PREFIXES.recordings}*` } },
+        }),
+      );
+    }
     allow(['kms:Decrypt', 'kms:GenerateDataKey'], [props.dataKey.keyArn]);
     allow(['kms:GenerateMac'], [props.auditSealKey.keyArn]);
     // The audit seal key's policy admits GenerateMac only from roles with this tag.

@@ -338,15 +338,24 @@ function recordingSection(transcript: Transcript | undefined): string {
         ? 'the caller agreed'
         : recording.consent === false
           ? 'the caller refused'
-          : 'the caller never answered'
+          : recording.parts.length
+            ? 'the answer was not saved before a takeover'
+            : 'the caller never answered'
       : 'announced';
   const about = `<p>${escapeHtml(
     `${recording.mode}: ${consent} · stereo WAV, caller left, agent right, ${recording.sampleRate} Hz · ` +
       `starts ${recording.startedAt} · ${recording.parts.length} parts`,
   )}</p>`;
-  const failed = recording.failedParts.length
-    ? `<p class="fail-text">Parts not stored: ${escapeHtml(recording.failedParts.join(', '))}</p>`
-    : '';
+  const failed = [
+    recording.failedParts.length
+      ? `<p class="fail-text">Parts whose write failed: ${escapeHtml(recording.failedParts.join(', '))}</p>`
+      : '',
+    recording.unverifiedParts?.length
+      ? `<p class="fail-text">Parts an earlier worker counted, not confirmed in the bucket: ${escapeHtml(
+          recording.unverifiedParts.join(', '),
+        )}</p>`
+      : '',
+  ].join('');
   if (recording.parts.length === 0) return `${about}<p class="muted">No audio stored.</p>${failed}`;
   const rows = recording.parts.map((key, index) => `<tr>${cells([String(index + 1), escapeHtml(key)])}</tr>`);
   return `${about}${failed}${table(['Part', 'Object (transcripts bucket)'], rows, 'recording')}`;

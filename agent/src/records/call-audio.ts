@@ -11,6 +11,17 @@ import {
 import { z } from 'zod';
 import type { PiiAudioSpan } from '../plugins/aws/stt';
 import { CallRecording, type RecordingSampleRate } from './recording';
+import {
+  type EarlierParts,
+  earlierParts,
+  highestStoredPart,
+  highestStoredSegment,
+  type ListKeys,
+  NO_EARLIER_PARTS,
+  type StoredParts,
+  s3KeyLister,
+  storedParts,
+} from './stored-parts';
 
 /**
  * Wires a call's audio into its `CallRecording`, on one call clock (milliseconds since the recording started):
@@ -61,6 +72,10 @@ export interface CallAudioOptions {
   now?: () => number;
   /** The call was taken over: the recording as the earlier worker(s) left it (consent mode: only after a yes). */
   resume?: SessionRecording;
+  /** After a takeover: lists what the bucket holds of the call's recording (again at stop: a late write counts). */
+  listStored?: () => Promise<StoredParts>;
+  /** After a takeover: the listing taken then (used at stop if listing again fails). */
+  storedAtTakeover?: StoredParts;
 }
 
 /** What the intake agent needs from the recording: the STT tap, and in consent mode a tool and instructions. */
@@ -429,13 +444,20 @@ export class CallAudio {
     return this.recording.flush(this.elapsed());
   }
 
-  /** Call end: what has played is written, the rest of the audio stored, the stop recorded. Once. */
+  /**
+   * Call end: what has played is written, the rest of the audio stored, the stop recorded. Once. After a takeover the
+   * earlier segments' parts are named as the bucket holds them, listed now: a part the earlier worker stored after it
+   * last saved is named, a counted part that is not there is named failed, none is named stored unchecked.
+   */
   stop(): Promise<TranscriptRecording> {
     this.#stopped ??= (async () => {
       clearTimeout(this.#consentTimer);
       this.#commitDue();
       this.#untap?.();
-      const parts = await this.recording.stop(this.elapsed());
+      const endMs = this.elapsed();
+      const { resume } = this.options;
+      const earlier = resume ? await earlierPartsAtStop(this.options.callId, resume, this.options) : NO_EARLIER_PARTS;
+      const { parts, failedParts, unverifiedParts } = await this.recording.stop(endMs, earlier);
       const { consent, startedAt, resumedAt } = this.position;
       return {
         mode: this.options.mode,
@@ -444,10 +466,85 @@ export class CallAudio {
         ...(resumedAt.length ? { resumedAt } : {}),
         ...(this.options.mode === 'consent' && consent !== undefined ? { consent } : {}),
         parts: [...parts],
-        failedParts: [...this.recording.failedPartKeys],
+        failedParts: [...failedParts],
+        ...(unverifiedParts.length ? { unverifiedParts: [...unverifiedParts] } : {}),
       };
     })();
     return this.#stopped;
+  }
+}
+
+/** The earlier segments' parts at the call's end: listed again (a late write counts), else as listed at takeover. */
+async function earlierPartsAtStop(
+  callId: string,
+  resume: SessionRecording,
+  options: Pick<CallAudioOptions, 'listStored' | 'storedAtTakeover' | 'audit'>,
+): Promise<EarlierParts> {
+  let stored = options.storedAtTakeover;
+  if (options.listStored) {
+    try {
+      stored = await options.listStored();
+    } catch (error) {
+      options.audit('earlier_parts_unlisted', {
+        at: 'stop',
+        error: String(error),
+        using: stored ? 'the listing at takeover' : 'nothing: the counted parts stay unverified',
+      });
+    }
+  }
+  return earlierParts(callId, resume.partsPerSegment, stored);
+}
+
+/**
+ * A takeover that does not go on recording (consent not known to be yes, the mode changed, too many takeovers) when
+ * earlier workers did store parts: nothing more is recorded, but the transcript still names theirs — as the bucket
+ * holds them at the call's end — so the record of the call never silently misses audio that exists.
+ */
+export class EarlierRecording {
+  #stopped?: Promise<TranscriptRecording>;
+
+  constructor(
+    private readonly options: {
+      callId: string;
+      sampleRate: RecordingSampleRate;
+      /** Where the recording stood (saved, raised to what the bucket holds): kept as is for a later takeover. */
+      resume: SessionRecording;
+      listStored: () => Promise<StoredParts>;
+      storedAtTakeover?: StoredParts;
+      audit: (subject: string, payload: Record<string, unknown>) => void;
+    },
+  ) {}
+
+  /** Unchanged: this worker adds no segment. */
+  get position(): SessionRecording {
+    return this.options.resume;
+  }
+
+  /** The earlier parts as the bucket holds them now, recorded in the audit chain too. Once. */
+  stop(): Promise<TranscriptRecording> {
+    this.#stopped ??= this.#stopWith();
+    return this.#stopped;
+  }
+
+  async #stopWith(): Promise<TranscriptRecording> {
+    const { callId, resume, audit } = this.options;
+    const earlier = await earlierPartsAtStop(callId, resume, this.options);
+    audit('stopped', {
+      parts: [...earlier.parts],
+      failedParts: [...earlier.missing],
+      ...(earlier.unverified.length ? { unverifiedParts: [...earlier.unverified] } : {}),
+      notResumed: true,
+    });
+    return {
+      mode: resume.mode,
+      sampleRate: this.options.sampleRate,
+      startedAt: resume.startedAt,
+      ...(resume.resumedAt.length ? { resumedAt: [...resume.resumedAt] } : {}),
+      ...(resume.mode === 'consent' && resume.consent !== undefined ? { consent: resume.consent } : {}),
+      parts: [...earlier.parts],
+      failedParts: [...earlier.missing],
+      ...(earlier.unverified.length ? { unverifiedParts: [...earlier.unverified] } : {}),
+    };
   }
 }
 
@@ -469,12 +566,18 @@ export interface CallAudioSetup {
   resumeFrom?: SessionRecording;
   /** When the call started: the recording's start when the earlier worker died before saving where it stood. */
   callStartedAt?: string;
+  /** How the bucket is listed after a takeover. Default: ListObjectsV2 on TRANSCRIPTS_BUCKET through `s3`. */
+  listKeys?: ListKeys;
 }
 
 /** Why a call taken over does not go on recording; undefined when it does. */
-function notResumedBecause(mode: 'announce' | 'consent', saved: SessionRecording | undefined): string | undefined {
+function notResumedBecause(
+  mode: 'announce' | 'consent',
+  saved: SessionRecording | undefined,
+  soFar: SessionRecording,
+): string | undefined {
   if (saved && saved.mode !== mode) return `recording mode changed from ${saved.mode}`;
-  if (saved && saved.segment >= MAX_RECORDING_SEGMENT) return 'too many takeovers';
+  if (soFar.segment >= MAX_RECORDING_SEGMENT) return 'too many takeovers';
   if (mode === 'announce') return undefined;
   if (!saved || saved.consent === undefined) return 'consent unknown: the caller had not answered, or it was not saved';
   if (!saved.consent) return 'consent refused';
@@ -482,33 +585,85 @@ function notResumedBecause(mode: 'announce' | 'consent', saved: SessionRecording
 }
 
 /**
+ * Where the recording stands at a takeover: the session state as saved, raised to what the bucket holds (a listing):
+ * a segment or part stored after the last save counts, so this worker's segment is above every stored one and no
+ * part is ever written twice. Nothing saved (the earlier worker died before its first save): from the call start.
+ */
+function recordingSoFar(
+  mode: 'announce' | 'consent',
+  saved: SessionRecording | undefined,
+  stored: StoredParts | undefined,
+  callStartedAt: string | undefined,
+): SessionRecording {
+  const segment = Math.max(saved?.segment ?? 0, (stored && highestStoredSegment(stored)) ?? 0);
+  return {
+    mode: saved?.mode ?? mode,
+    segment,
+    startedAt: saved?.startedAt ?? callStartedAt ?? new Date().toISOString(),
+    resumedAt: saved?.resumedAt ?? [],
+    ...(saved?.consent !== undefined ? { consent: saved.consent } : {}),
+    partsPerSegment: Array.from({ length: segment + 1 }, (_, index) =>
+      Math.max(saved?.partsPerSegment[index] ?? 0, stored ? highestStoredPart(stored, index) : 0),
+    ),
+  };
+}
+
+/** What a listing at takeover found against the saved counts (an audit record). */
+function listingRecord(saved: SessionRecording | undefined, stored: StoredParts): Record<string, unknown> {
+  const savedSegment = saved?.segment ?? -1;
+  const segments = [...stored.bySegment.keys()].sort((a, b) => a - b);
+  return {
+    storedParts: segments.reduce((sum, segment) => sum + (stored.bySegment.get(segment)?.size ?? 0), 0),
+    savedParts: (saved?.partsPerSegment ?? []).reduce((sum, count) => sum + count, 0),
+    ...(segments.some((segment) => segment > savedSegment)
+      ? { unsavedSegments: segments.filter((segment) => segment > savedSegment) }
+      : {}),
+    ...(stored.foreign ? { foreignKeys: stored.foreign } : {}),
+  };
+}
+
+/**
  * The call's recording, or none: recording off; or a worker that took the call over where going on cannot be shown
  * to be what the caller was told or agreed to (consent never saved as a yes, the mode changed) — recorded in the audit
- * chain, not guessed. In announce mode a takeover goes on recording, the notice said again; in consent mode it goes
- * on only after a saved yes, without asking again. Its parts are named apart from the earlier worker's (segment), so
- * nothing stored is overwritten.
+ * chain, not guessed; then, if earlier workers stored parts, an `EarlierRecording` that only names them. In announce
+ * mode a takeover goes on recording, the notice said again; in consent mode it goes on only after a saved yes,
+ * without asking again. A takeover lists the call's parts in the bucket: its own segment is above every stored one,
+ * so nothing stored is overwritten, and the transcript names every earlier part stored.
  */
-export function callAudioFor(setup: CallAudioSetup): CallAudio | undefined {
+export async function callAudioFor(setup: CallAudioSetup): Promise<CallAudio | EarlierRecording | undefined> {
   const { env } = setup;
   if (env.RECORDING_MODE === 'off') return undefined;
   const saved = setup.resumeFrom;
+  const list = setup.listKeys ?? s3KeyLister(setup.s3, env.TRANSCRIPTS_BUCKET);
+  const listStored = () => storedParts(setup.callId, list);
+  let resume: SessionRecording | undefined;
+  let storedAtTakeover: StoredParts | undefined;
   if (setup.resumed) {
-    const reason = notResumedBecause(env.RECORDING_MODE, saved);
+    try {
+      storedAtTakeover = await listStored();
+      setup.audit('earlier_parts_listed', listingRecord(saved, storedAtTakeover));
+    } catch (error) {
+      // The saved counts still name the segments to stay above; what is stored is checked again at stop.
+      setup.audit('earlier_parts_unlisted', { at: 'takeover', error: String(error) });
+    }
+    resume = recordingSoFar(env.RECORDING_MODE, saved, storedAtTakeover, setup.callStartedAt);
+    const reason = notResumedBecause(env.RECORDING_MODE, saved, resume);
     if (reason) {
       setup.audit('not_resumed', { mode: env.RECORDING_MODE, reason });
-      return undefined;
+      // Parts earlier workers stored (or are counted as storing) are still named in the transcript.
+      const earlier = resume.partsPerSegment.some((count) => count > 0);
+      return earlier
+        ? new EarlierRecording({
+            callId: setup.callId,
+            sampleRate: env.RECORDING_SAMPLE_RATE,
+            resume,
+            listStored,
+            storedAtTakeover,
+            audit: setup.audit,
+          })
+        : undefined;
     }
   }
-  const resume: SessionRecording | undefined = setup.resumed
-    ? (saved ?? {
-        mode: env.RECORDING_MODE,
-        segment: 0,
-        startedAt: setup.callStartedAt ?? new Date().toISOString(),
-        resumedAt: [],
-        // Its parts are in S3 but not known here: not listed.
-        partsPerSegment: [0],
-      })
-    : undefined;
   return new CallAudio({
     mode: env.RECORDING_MODE,
     sampleRate: env.RECORDING_SAMPLE_RATE,
@@ -518,6 +673,7 @@ export function callAudioFor(setup: CallAudioSetup): CallAudio | undefined {
     consentQuestion: env.RECORDING_CONSENT_QUESTION,
     audit: setup.audit,
     resume,
+    ...(resume ? { listStored, storedAtTakeover } : {}),
     put: async (key, body) => {
       await setup.s3.send(
         new PutObjectCommand({ Bucket: env.TRANSCRIPTS_BUCKET, Key: key, Body: body, ContentType: 'audio/wav' }),

@@ -8,6 +8,7 @@
  */
 
 import { recordingPartKey, S3_PREFIXES } from '@voice-intake/contracts';
+import { type EarlierParts, NO_EARLIER_PARTS } from './stored-parts';
 
 export type RecordingMode = 'off' | 'announce' | 'consent';
 export type RecordingSampleRate = 8_000 | 16_000;
@@ -33,7 +34,7 @@ export interface CallRecordingOptions {
 export interface RecordingResume {
   /** This worker's segment (1 for the first takeover): its parts are named apart from every earlier one's. */
   readonly segment: number;
-  /** Parts the earlier segments wrote (as far as they saved), listed before this worker's own. */
+  /** Parts the earlier segments wrote as far as known at the takeover (the stop record names what is stored). */
   readonly earlierParts: readonly string[];
   /** Consent mode: the caller's answer, given to an earlier worker (only a yes is ever resumed). */
   readonly consent?: boolean;
@@ -42,6 +43,19 @@ export interface RecordingResume {
 /** Where a call's parts live in the transcripts bucket (its own prefix: its own lifecycle rule). */
 export const RECORDINGS_PREFIX = S3_PREFIXES.recordings;
 export { recordingPartKey };
+
+/** What a stopped recording names: the parts stored, in call order, and those that are not (or may not be). */
+export interface RecordingParts {
+  /** Known to be in the bucket: the earlier segments' as listed, then this worker's that were stored. */
+  readonly parts: readonly string[];
+  /**
+   * A write failed: not in the bucket (an earlier segment's part counted but not found, or one of this worker's never
+   * stored), or stored but a rewrite that silenced a PII span did not land (then in `parts` too).
+   */
+  readonly failedParts: readonly string[];
+  /** An earlier segment's parts that could not be checked (no listing): not in `parts`. */
+  readonly unverifiedParts: readonly string[];
+}
 
 /**
  * Audio kept in memory after it was written, so a late PII span can still silence it: Transcribe finalises an
@@ -140,7 +154,9 @@ export class CallRecording {
   /** Absolute index (at sampleRate, from the recording's start) of the first sample not yet written. */
   private written = 0;
   private nextPart = 1;
-  private readonly parts: string[] = [];
+  /** This worker's parts, in order; `stored`: those a write of which landed. */
+  private readonly own: string[] = [];
+  private readonly stored = new Set<string>();
   private readonly recent: WrittenPart[] = [];
   private readonly silenced: { start: number; end: number }[] = [];
   private writing: Promise<void> = Promise.resolve();
@@ -155,7 +171,6 @@ export class CallRecording {
       throw new Error('CallRecording options.resume.consent: a consent-mode recording resumes only after a yes');
     }
     this.answer = resume?.consent;
-    this.parts.push(...(resume?.earlierParts ?? []));
     this.stateNow = options.mode === 'consent' && !resume ? 'awaiting_consent' : 'recording';
     options.audit('started', {
       mode: options.mode,
@@ -180,9 +195,9 @@ export class CallRecording {
     return this.stateNow;
   }
 
-  /** Keys of the parts written so far, in order (for the transcript and the call report). */
-  get partKeys(): readonly string[] {
-    return [...this.parts];
+  /** Keys of this worker's parts stored so far, in order. */
+  get storedPartKeys(): readonly string[] {
+    return this.own.filter((key) => this.stored.has(key));
   }
 
   /** The caller's answer in consent mode; undefined while (or if never) answered. */
@@ -190,7 +205,7 @@ export class CallRecording {
     return this.answer;
   }
 
-  /** Parts whose write failed (named at stop, and in the transcript). */
+  /** This worker's parts whose last write failed (named at stop, and in the transcript). */
   get failedPartKeys(): readonly string[] {
     return [...this.failed];
   }
@@ -257,21 +272,34 @@ export class CallRecording {
     return this.writing;
   }
 
-  /** Writes everything left (consent never given: nothing) and records the stop. */
-  async stop(nowMs: number): Promise<readonly string[]> {
-    if (this.stateNow === 'stopped') return this.partKeys;
+  /**
+   * Writes everything left (consent never given: nothing) and records the stop: the parts stored — `earlier`, the
+   * earlier segments' as the bucket has them, then this worker's — and those that are not (or are not known to be).
+   */
+  async stop(nowMs: number, earlier: EarlierParts = NO_EARLIER_PARTS): Promise<RecordingParts> {
+    if (this.stateNow === 'stopped') return this.stoppedWith(earlier);
     if (this.stateNow === 'awaiting_consent') this.consent(false);
     if (this.stateNow === 'recording') this.writeUpTo(this.sampleAt(nowMs));
     await this.writing;
     const state = this.stateNow;
     this.stateNow = 'stopped';
+    const result = this.stoppedWith(earlier);
     this.options.audit('stopped', {
-      parts: this.partKeys,
-      failedParts: [...this.failed],
+      parts: [...result.parts],
+      failedParts: [...result.failedParts],
+      ...(result.unverifiedParts.length ? { unverifiedParts: [...result.unverifiedParts] } : {}),
       consentRefused: state === 'refused',
       ...(this.missed.length ? { unsilencedSpans: [...this.missed] } : {}),
     });
-    return this.partKeys;
+    return result;
+  }
+
+  private stoppedWith(earlier: EarlierParts): RecordingParts {
+    return {
+      parts: [...earlier.parts, ...this.storedPartKeys],
+      failedParts: [...earlier.missing, ...this.failed],
+      unverifiedParts: [...earlier.unverified],
+    };
   }
 
   private writeUpTo(end: number): void {
@@ -291,19 +319,29 @@ export class CallRecording {
     this.written = end;
     const key = recordingPartKey(this.options.callId, this.nextPart, this.segment);
     this.nextPart += 1;
-    this.parts.push(key);
+    this.own.push(key);
     this.recent.push({ key, start, left, right });
     const keepFrom = end - this.sampleAt(this.options.rewriteWindowMs ?? DEFAULT_REWRITE_WINDOW_MS);
     while (this.recent.length > 1 && this.recent[0].start + this.recent[0].left.length <= keepFrom) this.recent.shift();
     this.enqueue(key, encodeStereoWav(left, right, this.options.sampleRate));
   }
 
-  /** Writes in order: a rewrite of a part never lands before the part itself. A failed write is named at stop. */
+  /**
+   * Writes in order: a rewrite of a part never lands before the part itself. A part whose last write failed is named
+   * at stop (a later write that landed supersedes a failed one: each is the whole part).
+   */
   private enqueue(key: string, body: Buffer): void {
     this.writing = this.writing.then(() =>
-      this.options.put(key, body).catch(() => {
-        if (!this.failed.includes(key)) this.failed.push(key);
-      }),
+      this.options.put(key, body).then(
+        () => {
+          this.stored.add(key);
+          const at = this.failed.indexOf(key);
+          if (at >= 0) this.failed.splice(at, 1);
+        },
+        () => {
+          if (!this.failed.includes(key)) this.failed.push(key);
+        },
+      ),
     );
   }
 }

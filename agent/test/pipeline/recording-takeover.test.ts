@@ -18,9 +18,10 @@ import { synthesizeSpeech } from '../support/speech';
 
 /**
  * A recorded call whose worker dies mid-call and another takes it over (the production wiring, `prepareIntakeCall`,
- * twice on one call id and one Redis): the first saved where its recording stood with each part flush; the second
- * says the notice again, goes on recording under part names of its own (never rewriting a part the first stored
- * after it last saved), and its transcript lists every part with both clock starts.
+ * twice on one call id and one Redis): the first saved where its recording stood with each part flush, and stored one
+ * more part after its last save; the second says the notice again, goes on recording under part names of its own
+ * (never rewriting a part the first stored), and its transcript lists every part in the bucket — the one the session
+ * state never counted too — with both clock starts.
  */
 
 initializeLogger({ pretty: false, level: 'silent' });
@@ -135,19 +136,110 @@ describe('a recorded call taken over by another worker', () => {
     expect(secondPuts.filter((key) => firstKeys.has(key))).toEqual([]);
   });
 
-  it('lists the saved parts, then its own, with the first clock start and its own', () => {
+  it('lists every part the first worker stored (the one after its last save too), then its own, and both clocks', () => {
     const recording = transcript.recording!;
     const own = [...new Set(secondPuts)];
-    expect(recording.parts).toEqual([...savedParts(), ...own]);
+    const first = firstStored.map((key) => key.slice('transcripts/'.length)).sort();
+    expect(first).toEqual(recordingPartKeys(CALL_ID, [first.length]));
+    expect(recording.parts).toEqual([...first, ...own]);
+    expect(recording.failedParts).toEqual([]);
+    expect(recording.unverifiedParts).toBeUndefined();
     expect(recording.startedAt).toBe(saved.recording!.startedAt);
     expect(recording.resumedAt).toHaveLength(1);
     expect(Date.parse(recording.resumedAt![0])).toBeGreaterThanOrEqual(secondStartedAt.getTime() - 1_000);
   });
 
-  it('the audit chain verifies and says the recording resumed as segment 1', async () => {
+  it('the audit chain verifies and says what the bucket held beyond the saved counts, and the resume as segment 1', async () => {
     const records = await verifiedAuditRecords(store.objects, CALL_ID);
-    const started = records.filter((record) => record.kind === 'recording' && record.subject === 'started');
-    expect(started.at(-1)?.payload).toMatchObject({ resumedSegment: 1, earlierParts: savedParts().length });
+    const recording = (subject: string) =>
+      records.filter((record) => record.kind === 'recording' && record.subject === subject);
+    expect(recording('earlier_parts_listed').at(-1)?.payload).toEqual({
+      storedParts: firstStored.length,
+      savedParts: savedParts().length,
+    });
+    expect(recording('started').at(-1)?.payload).toMatchObject({ resumedSegment: 1, earlierParts: firstStored.length });
     expect(records.some((record) => record.subject === 'not_resumed')).toBe(false);
+  });
+});
+
+/**
+ * The worker dies before its first flush saved anything (a couple of seconds into the call): the session state holds
+ * only where the recording started (saved before its first part), yet parts are in the bucket. The worker taking over
+ * finds them there and names them all.
+ */
+describe('a recorded call whose worker died before its first flush saved', () => {
+  const EARLY_ID = 'rec-takeover-early';
+  const EARLY_KEY = `voice-intake:session:${EARLY_ID}`;
+  const backends = useCallBackends();
+  let store: ReturnType<typeof backends.freshAws>;
+  let savedAtStart: SessionState;
+  let firstStartedAt: string;
+  let firstStored: string[];
+  let secondPuts: string[];
+  let transcript: Transcript;
+
+  beforeAll(async () => {
+    store = backends.freshAws();
+    listeningTranscribe(backends.transcribe, { utterances: [PROBLEM] });
+    streamingBedrock(backends.bedrock, reply);
+    speakingPolly(backends.polly);
+    // Its flush timer never fires before it dies: nothing but the start is ever saved.
+    const env = { RECORDING_MODE: 'announce', RECORD_FLUSH_MS: '30000' };
+    const first = await backends.openCall({ env, callId: EARLY_ID, callerNumber: '+14155550142' });
+    const audio = first.intake.audio!;
+    firstStartedAt = audio.startedAt.toISOString();
+    const redis = backends.redis.client();
+    const savedRaw = (await redis.get(EARLY_KEY)) ?? 'null';
+    savedAtStart = sessionStateSchema.parse(JSON.parse(savedRaw));
+    clearInterval((first.intake.recorder as unknown as { timer: NodeJS.Timeout }).timer);
+    await first.intake.greet();
+    // Parts go out (the audio's own flush, as the timer would run it) and it dies before the position is saved.
+    await until(() => audio.elapsed() > 4_500, 30_000);
+    await audio.flush();
+    await first.intake.session.close();
+    await first.line.close();
+    await redis.set(EARLY_KEY, savedRaw, 'KEEPTTL');
+    firstStored = [...store.recordings.keys()].map((key) => key.slice('transcripts/'.length)).sort();
+    const putsBefore = store.recordingPuts.length;
+
+    for (const mock of [backends.transcribe, backends.bedrock, backends.polly]) mock.reset();
+    listeningTranscribe(backends.transcribe, { utterances: [GOODBYE] });
+    streamingBedrock(backends.bedrock, reply);
+    speakingPolly(backends.polly);
+    const secondStartedAt = new Date();
+    const second = await backends.openCall({
+      env,
+      callId: EARLY_ID,
+      callerNumber: '+14155550142',
+      startedAt: secondStartedAt,
+    });
+    await second.intake.greet();
+    await second.line.say(synthesizeSpeech(GOODBYE));
+    await second.hungUp;
+    await second.close();
+    secondPuts = store.recordingPuts.slice(putsBefore).map((key) => key.slice('transcripts/'.length));
+    const body = store.objects.get(`transcripts/${transcriptKey(EARLY_ID, secondStartedAt)}`);
+    transcript = transcriptSchema.parse(JSON.parse(body ?? 'null'));
+  }, 180_000);
+
+  it('the state held only where the recording started: segment 0, its clock, no part counted', () => {
+    expect(savedAtStart.recording).toEqual({
+      mode: 'announce',
+      segment: 0,
+      startedAt: firstStartedAt,
+      resumedAt: [],
+      partsPerSegment: [0],
+    });
+    expect(firstStored.length).toBeGreaterThan(0);
+    expect(firstStored).toEqual(recordingPartKeys(EARLY_ID, [firstStored.length]));
+  });
+
+  it('the transcript names every part the first worker stored, then the second’s, on the first clock', () => {
+    const own = [...new Set(secondPuts)];
+    expect(own.length).toBeGreaterThan(0);
+    for (const key of own) expect(key).toMatch(new RegExp(`^recordings/${EARLY_ID}/part-r1-\\d{6}\\.wav$`));
+    expect(transcript.recording?.parts).toEqual([...firstStored, ...own]);
+    expect(transcript.recording?.startedAt).toBe(firstStartedAt);
+    expect(transcript.recording?.failedParts).toEqual([]);
   });
 });

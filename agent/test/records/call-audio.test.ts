@@ -1,10 +1,8 @@
 import { ReadableStream, type ReadableStreamDefaultController } from 'node:stream/web';
 import { initializeLogger, stt, voice } from '@livekit/agents';
 import { AudioFrame } from '@livekit/rtc-node';
-import { type SessionRecording, sessionRecordingSchema } from '@voice-intake/contracts';
 import { describe, expect, it } from 'vitest';
-import { CallAudio, type CallAudioOptions, type CallAudioSetup, callAudioFor } from '../../src/records/call-audio';
-import { recordingPartKey } from '../../src/records/recording';
+import { CallAudio, type CallAudioOptions } from '../../src/records/call-audio';
 
 /**
  * The taps on a fake clock: where caller and agent audio land on the call clock, what a barge-in cuts, how PII spans
@@ -192,105 +190,4 @@ describe('CallAudio', () => {
     expect(summary).toMatchObject({ mode: 'consent', consent: false, parts: [] });
     expect(audit.map(([subject]) => subject)).toEqual(['started', 'consent_timeout', 'consent', 'stopped']);
   });
-});
-
-describe('a call taken over by another worker', () => {
-  const saved = (overrides: Partial<SessionRecording> = {}): SessionRecording =>
-    sessionRecordingSchema.parse({
-      mode: 'announce',
-      segment: 0,
-      startedAt: '2026-11-30T10:00:00.000Z',
-      partsPerSegment: [2],
-      ...overrides,
-    });
-  const setup = (mode: 'announce' | 'consent', resumeFrom?: SessionRecording) => {
-    const audit: [string, Record<string, unknown>][] = [];
-    const base: CallAudioSetup = {
-      env: {
-        RECORDING_MODE: mode,
-        RECORDING_SAMPLE_RATE: RATE,
-        PII_REDACTION: false,
-        TRANSCRIPTS_BUCKET: 'transcripts',
-      },
-      callId: 'unit-call',
-      s3: {} as CallAudioSetup['s3'],
-      audit: (subject, payload) => void audit.push([subject, payload]),
-      resumed: true,
-      resumeFrom,
-      callStartedAt: '2026-11-30T09:59:59.000Z',
-    };
-    return { audit, audio: callAudioFor(base) };
-  };
-
-  it('goes on recording in announce mode: its parts named apart, listed after the earlier ones', async () => {
-    const earlier = saved();
-    const { clock, stored, audio } = recorder({ resume: earlier });
-    const output = new ClockOutput(clock);
-    audio.tapOutput(output);
-    for (let i = 0; i < 25; i += 1) await output.captureFrame(tone(2_000));
-    clock.now += 2_000;
-    const summary = await audio.stop();
-    const own = [...stored.keys()];
-    // Never one of the earlier worker's keys (it may have written more than it saved): a segment of its own.
-    expect(own.length).toBeGreaterThan(0);
-    for (const key of own) expect(key).toMatch(/\/part-r1-\d{6}\.wav$/);
-    expect(own).not.toContain(recordingPartKey('unit-call', 3));
-    expect(summary.parts).toEqual([recordingPartKey('unit-call', 1), recordingPartKey('unit-call', 2), ...own]);
-    expect(summary.startedAt).toBe(earlier.startedAt);
-    expect(summary.resumedAt).toEqual([audio.startedAt.toISOString()]);
-    expect(audio.position).toMatchObject({
-      segment: 1,
-      partsPerSegment: [2, own.length],
-      resumedAt: summary.resumedAt,
-    });
-  });
-
-  it('a second takeover takes the next segment and keeps every earlier resume time', () => {
-    const { audio } = setup(
-      'announce',
-      saved({ segment: 1, resumedAt: ['2026-11-30T10:05:00.000Z'], partsPerSegment: [2, 1] }),
-    );
-    expect(audio?.recording.segment).toBe(2);
-    expect(audio?.position.resumedAt).toEqual(['2026-11-30T10:05:00.000Z', audio?.startedAt.toISOString()]);
-  });
-
-  it('announce mode with nothing saved (the earlier worker died first): goes on from the call start, segment 1', () => {
-    const { audio } = setup('announce', undefined);
-    expect(audio?.recording.segment).toBe(1);
-    expect(audio?.position).toMatchObject({ startedAt: '2026-11-30T09:59:59.000Z', partsPerSegment: [0, 0] });
-  });
-
-  it('consent mode goes on only after a saved yes, without asking again', async () => {
-    const { audio, audit } = setup('consent', saved({ mode: 'consent', consent: true }));
-    expect(audio).toBeDefined();
-    expect(audio?.awaitsConsent).toBe(false);
-    expect(audio?.recording.state).toBe('recording');
-    const hooks = audio!.agentHooks();
-    expect(Object.keys(hooks.tools)).toEqual([]);
-    expect(hooks.instructions).toBeUndefined();
-    expect(audio?.consent(false)).toMatch(/already answered \(recording\)/);
-    expect(audit.map(([subject]) => subject)).toEqual(['started']);
-    expect(audit[0][1]).toMatchObject({ resumedSegment: 1, earlierParts: 2, state: 'recording' });
-  });
-
-  for (const [label, mode, resumeFrom, reason] of [
-    ['consent refused', 'consent', saved({ mode: 'consent', consent: false }), /consent refused/],
-    ['consent never answered', 'consent', saved({ mode: 'consent' }), /consent unknown/],
-    ['nothing saved in consent mode', 'consent', undefined, /consent unknown/],
-    ['the mode changed since', 'consent', saved({ mode: 'announce' }), /mode changed from announce/],
-    [
-      'too many takeovers',
-      'announce',
-      saved({ segment: 999, partsPerSegment: Array(1000).fill(0) }),
-      /too many takeovers/,
-    ],
-  ] as const) {
-    it(`does not go on recording: ${label}, and says why in the audit chain`, () => {
-      const { audio, audit } = setup(mode, resumeFrom);
-      expect(audio).toBeUndefined();
-      expect(audit).toHaveLength(1);
-      expect(audit[0][0]).toBe('not_resumed');
-      expect(String(audit[0][1].reason)).toMatch(reason);
-    });
-  }
 });

@@ -64,7 +64,7 @@ describe('call recording', () => {
     expect(first.right.slice(0, 8_000).every((s) => s === 0)).toBe(true);
     expect(first.right.slice(8_000).every((s) => s === -2000)).toBe(true);
 
-    const parts = await recording.stop(2_000);
+    const { parts } = await recording.stop(2_000);
     expect(parts).toEqual([recordingPartKey('call-rec-1', 1), recordingPartKey('call-rec-1', 2)]);
     const second = readWav(stored.get(parts[1])!);
     expect(second.left).toHaveLength(4_000);
@@ -87,7 +87,7 @@ describe('call recording', () => {
       expect(writes).toEqual([]);
       if (answer !== undefined) recording.consent(answer);
       recording.callerAudio(level(1000, 2000), 8_000, 2000);
-      expect(await recording.stop(10_000)).toEqual([]);
+      expect(await recording.stop(10_000)).toEqual({ parts: [], failedParts: [], unverifiedParts: [] });
       expect(writes).toEqual([]);
       expect(audit.find(([subject]) => subject === 'consent')?.[1]).toEqual({ granted: false });
       expect(audit.at(-1)).toEqual(['stopped', { parts: [], failedParts: [], consentRefused: true }]);
@@ -98,7 +98,7 @@ describe('call recording', () => {
     const { recording, stored } = harness({ mode: 'consent', sampleRate: 16_000 });
     recording.agentAudio(level(500, 1000, 16_000), 16_000, 0);
     recording.consent(true);
-    const [key] = await recording.stop(1000);
+    const [key] = (await recording.stop(1000)).parts;
     const wav = readWav(stored.get(key)!);
     expect(wav.sampleRate).toBe(16_000);
     expect(wav.right.every((s) => s === 500)).toBe(true);
@@ -160,21 +160,45 @@ describe('call recording', () => {
     ]);
   });
 
-  it('names a part it could not store, and keeps writing the next ones', async () => {
+  it('names a part it could not store as failed, never as stored, and keeps writing the next ones', async () => {
     let failNext = true;
-    const { recording, audit } = harness({
-      put: async () => {
+    const { recording, audit, stored } = harness({
+      put: async (key, body) => {
         if (failNext) {
           failNext = false;
           throw new Error('Service Unavailable');
         }
+        stored.set(key, body);
       },
     });
     recording.callerAudio(level(1, 3000), 8_000, 0);
     await recording.flush(2_000);
-    const parts = await recording.stop(3_000);
-    expect(parts).toHaveLength(2);
-    expect(audit.at(-1)?.[1]).toMatchObject({ parts, failedParts: [parts[0]] });
+    const { parts, failedParts } = await recording.stop(3_000);
+    const [first, second] = [recordingPartKey('call-rec-1', 1), recordingPartKey('call-rec-1', 2)];
+    expect([...stored.keys()]).toEqual([second]);
+    expect(parts).toEqual([second]);
+    expect(failedParts).toEqual([first]);
+    expect(audit.at(-1)?.[1]).toMatchObject({ parts: [second], failedParts: [first] });
+  });
+
+  it('a part whose rewrite failed is stored but named failed; one whose last write landed is not', async () => {
+    const outcomes = [true, false, false, true]; // part 1 lands, its rewrite fails; part 2 fails, its rewrite lands
+    const { recording } = harness({
+      rewriteWindowMs: 10_000,
+      put: async () => {
+        if (!outcomes.shift()) throw new Error('Service Unavailable');
+      },
+    });
+    recording.callerAudio(level(1, 4000), 8_000, 0);
+    await recording.flush(2_000); // part 1: 0–1 s
+    await recording.silence(200, 300); // rewrites part 1
+    await recording.flush(3_000); // part 2: 1–2 s
+    await recording.silence(1_200, 1_300); // rewrites part 2
+    const { parts, failedParts } = await recording.stop(2_000);
+    expect(outcomes).toEqual([]);
+    const [first, second] = [recordingPartKey('call-rec-1', 1), recordingPartKey('call-rec-1', 2)];
+    expect(parts).toEqual([first, second]);
+    expect(failedParts).toEqual([first]);
   });
 
   it('encodes and resamples as WAV players and the channel layout expect', () => {

@@ -7,7 +7,7 @@ import {
   type ConverseStreamOutput,
 } from '@aws-sdk/client-bedrock-runtime';
 import { type PollyClient, SynthesizeSpeechCommand, type SynthesizeSpeechCommandInput } from '@aws-sdk/client-polly';
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
   StartStreamTranscriptionCommand,
   type StartStreamTranscriptionCommandInput,
@@ -439,6 +439,7 @@ export function speakingPolly(
 /**
  * S3 as an in-memory map of `bucket/key` → body: objects are never overwritten (the audit bucket's Object Lock), except
  * call recording parts, which a late PII span rewrites (kept as bytes in `recordings`, with every version put).
+ * ListObjectsV2 lists a bucket's keys under a prefix in key order, `MaxKeys` a page, continued by token.
  */
 export function inMemoryS3(mock: AwsClientStub<S3Client>): {
   objects: Map<string, string>;
@@ -464,6 +465,24 @@ export function inMemoryS3(mock: AwsClientStub<S3Client>): {
     if (objects.has(key)) throw new Error(`overwrite of ${key}`);
     objects.set(key, String(input.Body));
     return {};
+  });
+  mock.on(ListObjectsV2Command).callsFake((input) => {
+    const bucket = `${input.Bucket}/`;
+    const keys = [...objects.keys(), ...recordings.keys()]
+      .filter((key) => key.startsWith(bucket))
+      .map((key) => key.slice(bucket.length))
+      .filter(
+        (key) => key.startsWith(input.Prefix ?? '') && (!input.ContinuationToken || key > input.ContinuationToken),
+      )
+      .sort();
+    const page = keys.slice(0, input.MaxKeys ?? 1_000);
+    const truncated = page.length < keys.length;
+    return {
+      Contents: page.map((Key) => ({ Key })),
+      KeyCount: page.length,
+      IsTruncated: truncated,
+      ...(truncated ? { NextContinuationToken: page.at(-1) } : {}),
+    };
   });
   mock.on(GetObjectCommand).callsFake((input) => {
     const body = objects.get(`${input.Bucket}/${input.Key}`);

@@ -145,6 +145,7 @@ export async function writeSampleCall(root: string, key: AuditSealKey = sampleKe
       startedAt: at(0),
       parts: [1, 2].map((part) => `recordings/${SAMPLE_CALL}/part-00000${part}.wav`),
       failedParts: [`recordings/${SAMPLE_CALL}/part-000003.wav`],
+      unverifiedParts: [`recordings/${SAMPLE_CALL}/part-r1-000001.wav`],
     },
   };
   const model = 'us.anthropic.claude-haiku-4-5-20251001-v1:0';
