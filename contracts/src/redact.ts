@@ -1,32 +1,285 @@
 /*
  * Every string of a record is scanned (no list of "free text" fields to keep up to date: a tool argument, a model
- * response or a new payload field is covered the day it appears). What keeps identifiers intact is the patterns'
- * context: a number counts as PII only when it stands on its own, the way a person writes it. Digits glued to an
- * identifier (`recordings/<call>/part-000001.wav`, `2026-11-30T17:32:56.123Z`, a UUID, `call-1764523976123`) are
- * not: they follow a letter, digit, "_", "/" or "\", or a letter/digit and then "-" or ".", or are followed by a
- * letter, digit, "_", "/", "\", or "-"/"." and a digit.
+ * response or a new payload field is covered the day it appears). Three passes, each linear in the text:
+ *
+ * 1. E-mail addresses → [EMAIL]: Unicode local parts and domains (IDN), `+tags`, any case, a full-width "＠", and
+ *    glued to text (`mailto:jane@example.com` → `mailto:[EMAIL]`).
+ * 2. IBANs → [IBAN]: two capital letters, two check digits, 11–30 capitals/digits, spaced in fours or not, with a
+ *    valid ISO 13616 checksum. One with a wrong checksum is left to pass 3, which masks its digits.
+ * 3. Numbers. A number is a run of digits of any script (`\p{Nd}`: ASCII, full-width, Arabic-Indic…) joined by
+ *    spaces, tabs, newlines (any amount) and up to three of `.`, `-`, `(`, `)` (and their Unicode look-alikes)
+ *    between two digits, optionally led by "+" or "("; invisible characters (zero-width spaces, soft hyphens, bidi
+ *    controls, combining marks such as a keycap) are skipped wherever they are. Only the masked span is replaced:
+ *    the text around it is returned byte for byte, never normalised. The part of a number that stands on its own is
+ *    masked by its digit count: 8–15 → [PHONE] (13–19 with a valid Luhn digit and no "+" → [CARD]), 16 and more →
+ *    [NUMBER] (account numbers), `123-45-6789` → [SSN]. Fewer than 8 digits (counters, sizes, durations) pass.
+ *
+ * What keeps identifiers intact is context. Digits glued to an identifier (`recordings/<call>/part-000001.wav`, a
+ * UUID, `call-1764523976123`, `audit/agent/call-1/00000012.jsonl`) are not PII: they follow a digit, "_", "/" or
+ * "\", or a letter/digit and then "-" or "."; or are followed by a letter (but see below), digit, "_", "/", "\",
+ * or "-"/"." and a digit. A space-separated group of a number that is glued that way, an ISO date (2026-11-30) and
+ * an all-digit UUID are kept and the rest of the number is judged on its own (`ref-7 415 555 0123` →
+ * `ref-7 [PHONE]`).
+ *
+ * Glued to a word is not an identifier when the word stands alone (ASR glues words and numbers; people write
+ * `tel4155550123`, `at+1 415 555 0123`): a letters-only word that does not itself follow a digit, "_", "/", "\",
+ * "-" or "." makes the number PII from 10 digits (`tel4155550123` → `tel[PHONE]`; `mp3 1234567` and `utf8` pass),
+ * unless the number is followed by "-"/"." and a letter or digit (a file name: `rec4155550123.wav`). The same holds
+ * for a word right after the number, unless the word is only hex letters (`1234567890abcdef` is a hex id), and an
+ * extension (`4155550123x12`, `ext12`) never protects a number. Letters of scripts written without spaces (Han,
+ * kana, Thai…) count as a space. Phone links are PII whatever precedes them: the digits after a phone URI scheme
+ * (`tel:`, `sms:`, `callto://`, `whatsapp://`…) or `wa.me/`, `t.me/`, `signal.me/#p/` are judged as standing alone.
+ *
+ * Known limits, kept on purpose: `name-<digits>` (`ph-4155550123`, `call-1764523976123`) is an identifier, and so is
+ * a number in a path segment or after "_"; "/" is not a number separator (`030/1234567`), nor is ","; superscript
+ * and circled digits are not digits; spelled-out numbers and "at"/"dot" e-mails are Transcribe's job.
  */
-const STANDS_ALONE_BEFORE = String.raw`(?<![\p{L}\p{N}_/\\]|[\p{L}\p{N}_][-.])`;
-const STANDS_ALONE_AFTER = String.raw`(?![\p{L}\p{N}_/\\]|[-.]\p{N})`;
-/** A calendar date written the ISO way (2026-11-30) is a date, not an 8-digit phone number. */
-const NOT_AN_ISO_DATE = String.raw`(?!(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?!\d))`;
 
-function standalone(body: string): RegExp {
-  return new RegExp(`${STANDS_ALONE_BEFORE}${body}${STANDS_ALONE_AFTER}`, 'gu');
+/** Invisible inside a number: format characters (ZWSP, soft hyphen, bidi controls, BOM) and combining marks. */
+const INVISIBLE = String.raw`\p{Cf}\p{M}`;
+/** Space between the groups of a number, any amount. */
+const SPACE = String.raw`\p{Zs}\t\n\r\v\f\u2028\u2029`;
+/** Punctuation inside a number, at most three between two digits: dots, dashes, parentheses and look-alikes. */
+const PUNCT = String.raw`.\-()\u00B7\u2010-\u2015\u2212\u30FB\uFF08\uFF09\uFF0D\uFF0E\uFF65`;
+const BETWEEN_DIGITS = `[${SPACE}${INVISIBLE}]*(?:[${PUNCT}][${SPACE}${INVISIBLE}]*){0,3}`;
+/** A number: each quantifier's class is disjoint from what follows it, so a failed match backtracks linearly. */
+const NUMBER = new RegExp(String.raw`[+(\uFF0B\uFF08]?\p{Nd}(?:${BETWEEN_DIGITS}\p{Nd})*\p{M}*`, 'gu');
+
+const EMAIL_LOCAL = String.raw`\p{L}\p{N}\p{M}\p{Cf}._%+\-`;
+const EMAIL_LABEL = String.raw`[\p{L}\p{N}\p{M}\p{Cf}_\-]+`;
+/** Starts only where a run of local-part characters starts: one attempt per run keeps `a.a.a.a…` linear. */
+const EMAIL = new RegExp(
+  String.raw`(?<![${EMAIL_LOCAL}])[${EMAIL_LOCAL}]+[@\uFF20]${EMAIL_LABEL}(?:[.\uFF0E\u3002\uFF61]${EMAIL_LABEL})+`,
+  'gu',
+);
+
+const IBAN = /(?<![\p{L}\p{N}_])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?![\p{L}\p{N}_])/gu;
+
+const LETTER = /[\p{L}\p{M}]/u;
+const HEX_LETTERS = /^[a-f]+$|^[A-F]+$/;
+/** Scripts written without spaces between words: a letter of theirs before or after a number is a space. */
+const UNSPACED_SCRIPT =
+  /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}]/u;
+const IDENTIFIER_CHAR = /[\p{L}\p{N}\p{M}_/\\]/u;
+const WORD_NEIGHBOUR = /[\p{N}_/\\.-]/u;
+const LETTER_OR_DIGIT = /[\p{L}\p{N}\p{M}_]/u;
+/** Matches (empty) at a number's start that follows a phone link; looks back a bounded distance only. */
+const PHONE_LINK_BEFORE =
+  /(?<=(?:^|[^\p{L}\p{N}_.-])(?:(?:wa|t)\.me\/|signal\.me\/#p\/|(?:tel|sms|smsto|mms|mmsto|callto|facetime|facetime-audio|sip|sips|whatsapp|viber|skype|fax):\/\/))/iuy;
+const EXTENSION_AFTER = /(?:x|ext\.?|extension)\p{Nd}{1,6}(?![\p{L}\p{N}_/\\]|[-.][\p{L}\p{N}])/iuy;
+const ISO_DATE = /^(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])$/;
+const DIGIT_UUID = /^\d{8}-\d{4}-\d{4}-\d{4}-\d{12}$/;
+const SSN = /^\d{3}-\d{2}-\d{4}$/;
+const SPACE_RUN = new RegExp(`[${SPACE}]+`, 'gu');
+const IS_SPACE = new RegExp(`[${SPACE}]`, 'u');
+const IS_INVISIBLE = new RegExp(`[${INVISIBLE}]`, 'u');
+const IS_DIGIT = /\p{Nd}/u;
+const IS_DASH = /[-\u2010-\u2015\u2212\uFF0D]/u;
+
+/** How the text touches one end of a number: not at all, as part of an identifier, as a word, or as a phone link. */
+type Contact = 'free' | 'identifier' | 'word' | 'link';
+
+/** Masks e-mail addresses, IBANs, card-like, account, US SSN and phone numbers in free text; identifiers pass. */
+export function redactPii(text: string): string {
+  return text
+    .replace(EMAIL, '[EMAIL]')
+    .replace(IBAN, maskIban)
+    .replace(NUMBER, (number: string, start: number, whole: string) => maskNumber(whole, start, number));
 }
 
-/** Patterns for PII that callers say and models repeat: replaced before anything is written to a log. */
-const PATTERNS: [RegExp, string][] = [
-  [/\b[\w.+-]+@[\w-]+(\.[\w-]+)+\b/g, '[EMAIL]'],
-  [standalone(String.raw`\d(?:[ -]?\d){12,18}`), '[CARD]'],
-  [standalone(String.raw`\d{3}-\d{2}-\d{4}`), '[SSN]'],
-  // +country code, (area code), 8 to 15 digits (E.164's most) grouped by spaces, dots, dashes or parentheses.
-  [standalone(String.raw`${NOT_AN_ISO_DATE}[+(]?\d(?:[ ().-]{0,2}\d){7,14}`), '[PHONE]'],
-];
+interface Group {
+  from: number;
+  to: number;
+}
 
-/** Masks e-mail addresses, card-like numbers, US SSNs and phone numbers in free text; identifiers pass as they are. */
-export function redactPii(text: string): string {
-  return PATTERNS.reduce((current, [pattern, replacement]) => current.replace(pattern, replacement), text);
+function maskNumber(text: string, start: number, number: string): string {
+  const end = start + number.length;
+  const before = contactBefore(text, start);
+  const after = contactAfter(text, end, before);
+  const groups = splitGroups(number);
+  const last = groups.length - 1;
+  const kept = groups.map(({ from, to }) => {
+    const canonical = canonicalise(number.slice(from, to));
+    return ISO_DATE.test(canonical) || DIGIT_UUID.test(canonical);
+  });
+  if (before === 'identifier') kept[0] = true;
+  if (after === 'identifier') kept[last] = true;
+
+  let masked = '';
+  let copiedTo = 0;
+  for (let first = 0; first <= last; first++) {
+    if (kept[first]) continue;
+    let final = first;
+    while (final < last && !kept[final + 1]) final++;
+    const gluedBefore = first === 0 && before === 'word';
+    const gluedAfter = final === last && after === 'word';
+    let [from, to] = [first, final];
+    let label = classify(number, groups, from, to, gluedBefore || gluedAfter ? 10 : 8);
+    if (label === undefined && (gluedBefore || gluedAfter)) {
+      // Too short for a number glued to a word: the glued group belongs to the word, the rest stands alone.
+      if (gluedBefore) from++;
+      if (gluedAfter) to--;
+      label = from <= to ? classify(number, groups, from, to, 8) : undefined;
+    }
+    if (label !== undefined) {
+      masked += number.slice(copiedTo, groups[from].from) + label;
+      copiedTo = groups[to].to;
+    }
+    first = final;
+  }
+  return masked + number.slice(copiedTo);
+}
+
+/** The label for the digits of groups `from..to`, or undefined when they are not PII. */
+function classify(number: string, groups: Group[], from: number, to: number, minDigits: number): string | undefined {
+  const canonical = canonicalise(number.slice(groups[from].from, groups[to].to));
+  if (SSN.test(canonical)) return '[SSN]';
+  const digits = canonical.replace(/\D/g, '');
+  if (digits.length < minDigits) return undefined;
+  if (!canonical.startsWith('+') && digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return '[CARD]';
+  return digits.length <= 15 ? '[PHONE]' : '[NUMBER]';
+}
+
+/** The space-separated groups of a number, as offsets into it. */
+function splitGroups(number: string): Group[] {
+  const groups: Group[] = [];
+  let from = 0;
+  for (const space of number.matchAll(SPACE_RUN)) {
+    groups.push({ from, to: space.index });
+    from = space.index + space[0].length;
+  }
+  groups.push({ from, to: number.length });
+  return groups;
+}
+
+/** ASCII digits, "-" for every dash, one space for any space, invisible characters dropped; for classifying only. */
+function canonicalise(span: string): string {
+  let out = '';
+  for (const char of span) {
+    if (IS_DIGIT.test(char)) out += digitValue(char);
+    else if (IS_INVISIBLE.test(char)) continue;
+    else if (IS_SPACE.test(char)) out += ' ';
+    else if (IS_DASH.test(char)) out += '-';
+    else if (char === '\uFF0B') out += '+';
+    else if (char === '\uFF08') out += '(';
+    else if (char === '\uFF09') out += ')';
+    else out += char;
+  }
+  return out;
+}
+
+const digitValues = new Map<string, number>();
+
+/** Unicode assigns every decimal digit in runs of ten, 0 to 9: the value is the distance from the run's zero. */
+function digitValue(char: string): number {
+  const code = char.codePointAt(0)!;
+  if (code < 0x80) return code - 0x30;
+  let value = digitValues.get(char);
+  if (value === undefined) {
+    let zero = code;
+    while (IS_DIGIT.test(String.fromCodePoint(zero - 1))) zero--;
+    value = (code - zero) % 10;
+    digitValues.set(char, value);
+  }
+  return value;
+}
+
+function contactBefore(text: string, start: number): Contact {
+  const previous = charBefore(text, start);
+  if (previous === undefined) return 'free';
+  PHONE_LINK_BEFORE.lastIndex = start;
+  if (PHONE_LINK_BEFORE.test(text)) return 'link';
+  if (LETTER.test(previous)) {
+    if (UNSPACED_SCRIPT.test(previous)) return 'free';
+    let wordStart = start - previous.length;
+    for (let char = charBefore(text, wordStart); char !== undefined && LETTER.test(char); ) {
+      wordStart -= char.length;
+      char = charBefore(text, wordStart);
+    }
+    const beforeWord = charBefore(text, wordStart);
+    return beforeWord !== undefined && WORD_NEIGHBOUR.test(beforeWord) ? 'identifier' : 'word';
+  }
+  if (IDENTIFIER_CHAR.test(previous)) return 'identifier';
+  if (previous === '-' || previous === '.') {
+    const beforeThat = charBefore(text, start - 1);
+    if (beforeThat !== undefined && LETTER_OR_DIGIT.test(beforeThat)) return 'identifier';
+  }
+  return 'free';
+}
+
+function contactAfter(text: string, end: number, before: Contact): Contact {
+  const next = charAt(text, end);
+  if (next === undefined) return 'free';
+  EXTENSION_AFTER.lastIndex = end;
+  if (EXTENSION_AFTER.test(text)) return 'free';
+  if (LETTER.test(next)) {
+    if (UNSPACED_SCRIPT.test(next)) return 'free';
+    let wordEnd = end;
+    for (let char = charAt(text, wordEnd); char !== undefined && LETTER.test(char); char = charAt(text, wordEnd)) {
+      wordEnd += char.length;
+    }
+    const word = text.slice(end, wordEnd);
+    if (HEX_LETTERS.test(word)) return 'identifier';
+    return standsAloneAfter(text, wordEnd, true) ? 'word' : 'identifier';
+  }
+  if (before === 'link' && next === '/') return 'free';
+  return standsAloneAfter(text, end, before === 'word') ? 'free' : 'identifier';
+}
+
+/** Whether what starts at `index` does not continue an identifier (`strict`: nor a file extension or `-suffix`). */
+function standsAloneAfter(text: string, index: number, strict: boolean): boolean {
+  const next = charAt(text, index);
+  if (next === undefined) return true;
+  if (IDENTIFIER_CHAR.test(next)) return false;
+  if (next === '-' || next === '.') {
+    const nextButOne = charAt(text, index + 1);
+    if (nextButOne !== undefined && (IS_DIGIT.test(nextButOne) || (strict && LETTER_OR_DIGIT.test(nextButOne))))
+      return false;
+  }
+  return true;
+}
+
+function charBefore(text: string, index: number): string | undefined {
+  if (index <= 0) return undefined;
+  const low = text.charCodeAt(index - 1);
+  const pair = index >= 2 && low >= 0xdc00 && low <= 0xdfff && /[\uD800-\uDBFF]/.test(text[index - 2]);
+  return pair ? text.slice(index - 2, index) : text[index - 1];
+}
+
+function charAt(text: string, index: number): string | undefined {
+  if (index >= text.length) return undefined;
+  return String.fromCodePoint(text.codePointAt(index)!);
+}
+
+/** Luhn's check digit, as every payment card number carries. */
+function luhnValid(digits: string): boolean {
+  let sum = 0;
+  for (let i = 0; i < digits.length; i++) {
+    let digit = digits.charCodeAt(digits.length - 1 - i) - 0x30;
+    if (i % 2 === 1) digit = digit * 2 > 9 ? digit * 2 - 9 : digit * 2;
+    sum += digit;
+  }
+  return sum % 10 === 0;
+}
+
+/** The IBAN and what follows it; the pattern may have taken a capitalised word after it for a group of four. */
+function maskIban(candidate: string): string {
+  const groups = candidate.split(' ');
+  for (let count = groups.length; count > 0; count--) {
+    if (ibanChecksumValid(groups.slice(0, count).join(''))) return ['[IBAN]', ...groups.slice(count)].join(' ');
+  }
+  return candidate;
+}
+
+/** ISO 13616: the country code and check digits moved to the end, letters as 10–35, the whole ≡ 1 mod 97. */
+function ibanChecksumValid(compact: string): boolean {
+  if (compact.length < 15 || compact.length > 34) return false;
+  let remainder = 0;
+  for (const char of compact.slice(4) + compact.slice(0, 4)) {
+    const value = Number.parseInt(char, 36);
+    remainder = (value > 9 ? remainder * 100 + value : remainder * 10 + value) % 97;
+  }
+  return remainder === 1;
 }
 
 /**
