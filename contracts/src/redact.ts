@@ -74,6 +74,9 @@ const SPACE_RUN = new RegExp(`[${SPACE}]+`, 'gu');
 const IS_SPACE = new RegExp(`[${SPACE}]`, 'u');
 const IS_INVISIBLE = new RegExp(`[${INVISIBLE}]`, 'u');
 const IS_DIGIT = /\p{Nd}/u;
+const ALL_DIGITS = /\p{Nd}/gu;
+/** Any UTF-16 unit beyond ASCII (surrogates included). */
+const BEYOND_ASCII = /[\u0080-\uFFFF]/;
 const IS_DASH = /[-\u2010-\u2015\u2212\uFF0D]/u;
 
 /** How the text touches one end of a number: not at all, as part of an identifier, as a word, or as a phone link. */
@@ -93,6 +96,8 @@ interface Group {
 }
 
 function maskNumber(text: string, start: number, number: string): string {
+  // Counters, sizes and times: nothing shorter than 8 digits is PII, whatever touches it.
+  if (countDigits(number) < 8) return number;
   const end = start + number.length;
   const before = contactBefore(text, start);
   const after = contactAfter(text, end, before);
@@ -140,8 +145,15 @@ function classify(number: string, groups: Group[], from: number, to: number, min
   return digits.length <= 15 ? '[PHONE]' : '[NUMBER]';
 }
 
+function countDigits(number: string): number {
+  let count = 0;
+  for (const _ of number.matchAll(ALL_DIGITS)) count++;
+  return count;
+}
+
 /** The space-separated groups of a number, as offsets into it. */
 function splitGroups(number: string): Group[] {
+  if (!IS_SPACE.test(number)) return [{ from: 0, to: number.length }];
   const groups: Group[] = [];
   let from = 0;
   for (const space of number.matchAll(SPACE_RUN)) {
@@ -152,8 +164,9 @@ function splitGroups(number: string): Group[] {
   return groups;
 }
 
-/** ASCII digits, "-" for every dash, one space for any space, invisible characters dropped; for classifying only. */
+/** ASCII digits, "-" for every dash, a space for any space, invisible characters dropped; for classifying only. */
 function canonicalise(span: string): string {
+  if (!BEYOND_ASCII.test(span)) return span;
   let out = '';
   for (const char of span) {
     if (IS_DIGIT.test(char)) out += digitValue(char);
