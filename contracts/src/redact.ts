@@ -7,7 +7,7 @@
  * 2. IBANs → [IBAN]: two capital letters, two check digits, 11–30 capitals/digits, spaced in fours or not, with a
  *    valid ISO 13616 checksum. One with a wrong checksum is left to pass 3, which masks its digits.
  * 3. Numbers. A number is a run of digits of any script (`\p{Nd}`: ASCII, full-width, Arabic-Indic…) joined by
- *    spaces, tabs, newlines (any amount) and up to three of `.`, `-`, `(`, `)` (and their Unicode look-alikes)
+ *    spaces, tabs, newlines (any amount) and up to three of `.`, `-`, `_`, `/`, `(`, `)` (and Unicode dashes)
  *    between two digits, optionally led by "+" or "("; invisible characters (zero-width spaces, soft hyphens, bidi
  *    controls, combining marks such as a keycap) are skipped wherever they are. Only the masked span is replaced:
  *    the text around it is returned byte for byte, never normalised. The part of a number that stands on its own is
@@ -15,9 +15,12 @@
  *    [NUMBER] (account numbers), `123-45-6789` → [SSN]. Fewer than 8 digits (counters, sizes, durations) pass.
  *
  * What keeps identifiers intact is context. Digits glued to an identifier (`recordings/<call>/part-000001.wav`, a
- * UUID, `call-1764523976123`, `audit/agent/call-1/00000012.jsonl`) are not PII: they follow a digit, "_", "/" or
- * "\", or a letter/digit and then "-" or "."; or are followed by a letter (but see below), digit, "_", "/", "\",
- * or "-"/"." and a digit. A space-separated group of a number that is glued that way, an ISO date (2026-11-30) and
+ * UUID, `call-1764523976123`, `audit/agent/call-1/00000012.jsonl`, `SIP_123…`) are not PII: they follow a letter or
+ * digit and then "-", ".", "_", "/" or "\", or they are a path segment (a "/" or "\", maybe and a "-"/"_"/"+",
+ * with a letter shortly before it in the same token: `recordings/-14155550123/…`); or they are followed by a letter
+ * (but see below) or "-"/"." and a digit, or, when they are a path segment themselves, by "/", "\" or "_". A slash
+ * in front of or behind a number that starts a token (`/4155550123`, `4155550123/ok`) is no path. A space-separated
+ * group of a number that is glued that way, a date (2026-11-30, 2026/11/30, 30.11.2026, 30/11/2026, 11/30/2026) and
  * an all-digit UUID are kept and the rest of the number is judged on its own (`ref-7 415 555 0123` →
  * `ref-7 [PHONE]`).
  *
@@ -30,17 +33,18 @@
  * kana, Thai…) count as a space. Phone links are PII whatever precedes them: the digits after a phone URI scheme
  * (`tel:`, `sms:`, `callto://`, `whatsapp://`…) or `wa.me/`, `t.me/`, `signal.me/#p/` are judged as standing alone.
  *
- * Known limits, kept on purpose: `name-<digits>` (`ph-4155550123`, `call-1764523976123`) is an identifier, and so is
- * a number in a path segment or after "_"; "/" is not a number separator (`030/1234567`), nor is ","; superscript
- * and circled digits are not digits; spelled-out numbers and "at"/"dot" e-mails are Transcribe's job.
+ * Known limits, kept on purpose: `name-<digits>` and `name_<digits>` (`ph-4155550123`, `call-1764523976123`) are
+ * identifiers, and so is a number in a path segment; a hex id of letters only and then 10+ digits is masked like a
+ * glued word; "," does not join numbers; superscript and circled digits are not digits; spelled-out numbers and
+ * "at"/"dot" e-mails are Transcribe's job.
  */
 
 /** Invisible inside a number: format characters (ZWSP, soft hyphen, bidi controls, BOM) and combining marks. */
 const INVISIBLE = String.raw`\p{Cf}\p{M}`;
 /** Space between the groups of a number, any amount. */
 const SPACE = String.raw`\p{Zs}\t\n\r\v\f\u2028\u2029`;
-/** Punctuation inside a number, at most three between two digits: dots, dashes, parentheses and look-alikes. */
-const PUNCT = String.raw`.\-()\u00B7\u2010-\u2015\u2212\u30FB\uFF08\uFF09\uFF0D\uFF0E\uFF65`;
+/** Punctuation inside a number, at most three between two digits: dots, dashes, "_", "/", parentheses… */
+const PUNCT = String.raw`.\-_/()\u00B7\u2010-\u2015\u2212\u30FB\uFF08\uFF09\uFF0D\uFF0E\uFF65`;
 const BETWEEN_DIGITS = `[${SPACE}${INVISIBLE}]*(?:[${PUNCT}][${SPACE}${INVISIBLE}]*){0,3}`;
 /** A number: each quantifier's class is disjoint from what follows it, so a failed match backtracks linearly. */
 const NUMBER = new RegExp(String.raw`[+(\uFF0B\uFF08]?\p{Nd}(?:${BETWEEN_DIGITS}\p{Nd})*\p{M}*`, 'gu');
@@ -63,11 +67,20 @@ const UNSPACED_SCRIPT =
 const IDENTIFIER_CHAR = /[\p{L}\p{N}\p{M}_/\\]/u;
 const WORD_NEIGHBOUR = /[\p{N}_/\\.-]/u;
 const LETTER_OR_DIGIT = /[\p{L}\p{N}\p{M}_]/u;
+const JOINER = /[-._/\\]/;
+const SLASH = /[/\\]/;
+/** How far back a path is looked for: enough for any key prefix, and it keeps a long token linear. */
+const PATH_LOOKBACK = 64;
 /** Matches (empty) at a number's start that follows a phone link; looks back a bounded distance only. */
 const PHONE_LINK_BEFORE =
   /(?<=(?:^|[^\p{L}\p{N}_.-])(?:(?:wa|t)\.me\/|signal\.me\/#p\/|(?:tel|sms|smsto|mms|mmsto|callto|facetime|facetime-audio|sip|sips|whatsapp|viber|skype|fax):\/\/))/iuy;
 const EXTENSION_AFTER = /(?:x|ext\.?|extension)\p{Nd}{1,6}(?![\p{L}\p{N}_/\\]|[-.][\p{L}\p{N}])/iuy;
-const ISO_DATE = /^(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])$/;
+/** Dates: 2026-11-30, 2026/11/30, 30.11.2026, 30/11/2026, 11/30/2026 (a date of ≤ 8 digits hides no phone). */
+const DATES = [
+  /^(?:19|20)\d\d([-/.])(?:0?[1-9]|1[0-2])\1(?:0?[1-9]|[12]\d|3[01])$/,
+  /^(?:0?[1-9]|[12]\d|3[01])([/.])(?:0?[1-9]|1[0-2])\1(?:19|20)\d\d$/,
+  /^(?:0?[1-9]|1[0-2])\/(?:0?[1-9]|[12]\d|3[01])\/(?:19|20)\d\d$/,
+];
 const DIGIT_UUID = /^\d{8}-\d{4}-\d{4}-\d{4}-\d{12}$/;
 const SSN = /^\d{3}-\d{2}-\d{4}$/;
 const SPACE_RUN = new RegExp(`[${SPACE}]+`, 'gu');
@@ -105,7 +118,7 @@ function maskNumber(text: string, start: number, number: string): string {
   const last = groups.length - 1;
   const kept = groups.map(({ from, to }) => {
     const canonical = canonicalise(number.slice(from, to));
-    return ISO_DATE.test(canonical) || DIGIT_UUID.test(canonical);
+    return DATES.some((date) => date.test(canonical)) || DIGIT_UUID.test(canonical);
   });
   if (before === 'identifier') kept[0] = true;
   if (after === 'identifier') kept[last] = true;
@@ -212,12 +225,28 @@ function contactBefore(text: string, start: number): Contact {
     const beforeWord = charBefore(text, wordStart);
     return beforeWord !== undefined && WORD_NEIGHBOUR.test(beforeWord) ? 'identifier' : 'word';
   }
-  if (IDENTIFIER_CHAR.test(previous)) return 'identifier';
-  if (previous === '-' || previous === '.') {
+  if (JOINER.test(previous)) {
     const beforeThat = charBefore(text, start - 1);
     if (beforeThat !== undefined && LETTER_OR_DIGIT.test(beforeThat)) return 'identifier';
+    // A segment of a path (`recordings/-14155550123/…`), but not a slash in front of a number (`/4155550123`).
+    const slash = SLASH.test(previous)
+      ? start - 1
+      : beforeThat !== undefined && SLASH.test(beforeThat)
+        ? start - 2
+        : -1;
+    return slash >= 0 && inPath(text, slash) ? 'identifier' : 'free';
   }
-  return 'free';
+  return IDENTIFIER_CHAR.test(previous) ? 'identifier' : 'free';
+}
+
+/** Whether a letter comes shortly before the slash at `slash`, in the same token: the slash is a path's. */
+function inPath(text: string, slash: number): boolean {
+  for (let index = slash - 1; index >= Math.max(0, slash - PATH_LOOKBACK); index--) {
+    const char = text[index];
+    if (IS_SPACE.test(char)) return false;
+    if (LETTER.test(char)) return true;
+  }
+  return false;
 }
 
 function contactAfter(text: string, end: number, before: Contact): Contact {
@@ -235,7 +264,8 @@ function contactAfter(text: string, end: number, before: Contact): Contact {
     if (HEX_LETTERS.test(word)) return 'identifier';
     return standsAloneAfter(text, wordEnd, true) ? 'word' : 'identifier';
   }
-  if (before === 'link' && next === '/') return 'free';
+  // A path goes on after a number that is itself a path segment; a number that starts a token is no segment.
+  if (next === '/' || next === '\\' || next === '_') return before === 'identifier' ? 'identifier' : 'free';
   return standsAloneAfter(text, end, before === 'word') ? 'free' : 'identifier';
 }
 
