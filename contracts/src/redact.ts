@@ -3,7 +3,8 @@
  * response or a new payload field is covered the day it appears). Three passes, each linear in the text:
  *
  * 1. E-mail addresses → [EMAIL]: Unicode local parts and domains (IDN), `+tags`, any case, a full-width "＠", and
- *    glued to text (`mailto:jane@example.com` → `mailto:[EMAIL]`).
+ *    glued to text (`mailto:jane@example.com` → `mailto:[EMAIL]`); dodged (`jane(at)example(dot)com`, any domain)
+ *    or spoken (`jane at example dot com`, with a common top-level domain only: prose says "at" too).
  * 2. IBANs → [IBAN]: two capital letters, two check digits, 11–30 capitals/digits, spaced in fours or not, with a
  *    valid ISO 13616 checksum. One with a wrong checksum is left to pass 3, which masks its digits.
  * 3. Numbers. A number is a run of digits of any script (`\p{Nd}`: ASCII, full-width, Arabic-Indic…) joined by
@@ -35,8 +36,8 @@
  *
  * Known limits, kept on purpose: `name-<digits>` and `name_<digits>` (`ph-4155550123`, `call-1764523976123`) are
  * identifiers, and so is a number in a path segment; a hex id of letters only and then 10+ digits is masked like a
- * glued word; "," does not join numbers; superscript and circled digits are not digits; spelled-out numbers and
- * "at"/"dot" e-mails are Transcribe's job.
+ * glued word; "," does not join numbers; superscript and circled digits are not digits; spelled-out numbers are
+ * Transcribe's job.
  */
 
 /** Invisible inside a number: format characters (ZWSP, soft hyphen, bidi controls, BOM) and combining marks. */
@@ -51,10 +52,24 @@ const NUMBER = new RegExp(String.raw`[+(\uFF0B\uFF08]?\p{Nd}(?:${BETWEEN_DIGITS}
 
 const EMAIL_LOCAL = String.raw`\p{L}\p{N}\p{M}\p{Cf}._%+\-`;
 const EMAIL_LABEL = String.raw`[\p{L}\p{N}\p{M}\p{Cf}_\-]+`;
+const EMAIL_START = `(?<![${EMAIL_LOCAL}])[${EMAIL_LOCAL}]+`;
+const AT_SIGN = String.raw`[@\uFF20\uFE6B]`;
+const DOT_SIGN = String.raw`[.\uFF0E\u3002\uFF61\uFE52\u2024]`;
 /** Starts only where a run of local-part characters starts: one attempt per run keeps `a.a.a.a…` linear. */
-const EMAIL = new RegExp(
-  String.raw`(?<![${EMAIL_LOCAL}])[${EMAIL_LOCAL}]+[@\uFF20]${EMAIL_LABEL}(?:[.\uFF0E\u3002\uFF61]${EMAIL_LABEL})+`,
-  'gu',
+const EMAIL = new RegExp(`${EMAIL_START}${AT_SIGN}${EMAIL_LABEL}(?:${DOT_SIGN}${EMAIL_LABEL})+`, 'gu');
+/** `jane(at)example(dot)com`, `jane [at] example.com`: written to dodge a filter, so any domain counts. */
+const BRACKETED_AT = String.raw`[ \t]*[([{][ \t]*at[ \t]*[)\]}][ \t]*`;
+const BRACKETED_DOT = String.raw`(?:[ \t]*[([{][ \t]*dot[ \t]*[)\]}][ \t]*|${DOT_SIGN})`;
+const BRACKETED_EMAIL = new RegExp(
+  `${EMAIL_START}${BRACKETED_AT}${EMAIL_LABEL}(?:${BRACKETED_DOT}${EMAIL_LABEL})+`,
+  'giu',
+);
+/** `jane at example dot com`, as speech is transcribed: only with a common top-level domain, prose has "at" too. */
+const SPOKEN_DOT = String.raw`(?:[ \t]+dot[ \t]+|${DOT_SIGN})`;
+const COMMON_TLD = 'com|org|net|edu|gov|io|co|uk|us|ca|au|nz|ie|de|fr|es|it|nl|be|ch|at|se|no|dk|pl|in|jp|info|biz|me';
+const SPOKEN_EMAIL = new RegExp(
+  String.raw`${EMAIL_START}[ \t]+at[ \t]+${EMAIL_LABEL}(?:${SPOKEN_DOT}${EMAIL_LABEL})*${SPOKEN_DOT}(?:${COMMON_TLD})(?![\p{L}\p{N}])`,
+  'giu',
 );
 
 const IBAN = /(?<![\p{L}\p{N}_])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?![\p{L}\p{N}_])/gu;
@@ -99,6 +114,8 @@ type Contact = 'free' | 'identifier' | 'word' | 'link';
 export function redactPii(text: string): string {
   return text
     .replace(EMAIL, '[EMAIL]')
+    .replace(BRACKETED_EMAIL, '[EMAIL]')
+    .replace(SPOKEN_EMAIL, '[EMAIL]')
     .replace(IBAN, maskIban)
     .replace(NUMBER, (number: string, start: number, whole: string) => maskNumber(whole, start, number));
 }
@@ -326,7 +343,7 @@ function ibanChecksumValid(compact: string): boolean {
 }
 
 /**
- * Applies `redact` to every string inside a JSON value; returns a new value. A number is redacted too when its
+ * Applies `redact` to every string inside a JSON value, object keys included; returns a new value. A number is redacted too when its
  * digits would be (a model may send a phone number as a JSON number): it becomes the masked string. Counters, sizes
  * and durations are too short to look like PII and stay numbers.
  */
@@ -339,7 +356,16 @@ export function redactDeep(value: unknown, redact: (text: string) => string): un
   }
   if (Array.isArray(value)) return value.map((item) => redactDeep(item, redact));
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, redactDeep(item, redact)]));
+    // Keys are text a model writes too (`{"+14155550123": "callback"}`); two keys masked alike stay two entries.
+    const entries: [string, unknown][] = [];
+    const taken = new Set<string>();
+    for (const [key, item] of Object.entries(value)) {
+      let masked = redact(key);
+      for (let copy = 2; taken.has(masked); copy++) masked = `${redact(key)}#${copy}`;
+      taken.add(masked);
+      entries.push([masked, redactDeep(item, redact)]);
+    }
+    return Object.fromEntries(entries);
   }
   return value;
 }

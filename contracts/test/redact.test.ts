@@ -205,7 +205,23 @@ describe('redactPii: what an attacker tries', () => {
     ['an e-mail with a zero-width space', 'jane\u200B@example\u200B.com', '[EMAIL]'],
     ['an e-mail with a full-width at sign', 'jane＠example.com', '[EMAIL]'],
     ['an e-mail in a SIP URI', 'sip:+14155550123@10.0.0.1', 'sip:[EMAIL]'],
+    ['an e-mail with look-alike @ and dot', 'jane\uFE6Bexample\uFE52com', '[EMAIL]'],
+    ['a bracketed e-mail', 'jane(at)example(dot)com', '[EMAIL]'],
+    ['a bracketed e-mail with spaces and capitals', 'Jane.Doe [AT] example [dot] co [dot] uk', '[EMAIL]'],
+    ['a spoken e-mail', 'write to jane at example dot com please', 'write to [EMAIL] please'],
+    ['a spoken e-mail with a dot', 'it is jane.doe at example.co.uk', 'it is [EMAIL]'],
   ])('%s: %j', (_trick, text, expected) => {
+    expect(redactPii(text)).toBe(expected);
+  });
+
+  it.each([
+    [
+      '"at" in prose',
+      'meet me at noon at the office, call me at 415 555 0123',
+      'meet me at noon at the office, call me at [PHONE]',
+    ],
+    ['"at" and "dot" without a common domain', 'look at the red dot on the map', 'look at the red dot on the map'],
+  ])('leaves %s alone', (_what, text, expected) => {
     expect(redactPii(text)).toBe(expected);
   });
 
@@ -219,6 +235,9 @@ describe('redactPii: what an attacker tries', () => {
     expect(redactPii(fourDashes)).toBe(fourDashes);
     expect(redactPii(`1${' '.repeat(100_000)}x`)).toBe(`1${' '.repeat(100_000)}x`);
     expect(redactPii(`${'tel'.repeat(30_000)}4155550123`)).toBe(`${'tel'.repeat(30_000)}[PHONE]`);
+    const spokenNoise = 'a at b dot '.repeat(10_000);
+    expect(redactPii(spokenNoise)).toBe(spokenNoise);
+    expect(redactPii(`${'(at) '.repeat(20_000)}x`)).toBe(`${'(at) '.repeat(20_000)}x`);
   });
 });
 
@@ -239,6 +258,13 @@ describe('redactDeep', () => {
         nested: [{ card: '[CARD]' }],
         account: '[NUMBER]',
       },
+    });
+  });
+
+  it('masks PII a model writes as an object key, and keeps two keys masked alike apart', () => {
+    const payload = { fields: { '+14155550123': 'callback', '415-555-0124': 'mobile', '[PHONE]': 'given', note: 'x' } };
+    expect(redactDeep(payload, redactPii)).toEqual({
+      fields: { '[PHONE]': 'callback', '[PHONE]#2': 'mobile', '[PHONE]#3': 'given', note: 'x' },
     });
   });
 
