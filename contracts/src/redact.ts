@@ -17,27 +17,28 @@
  *
  * What keeps identifiers intact is context. Digits glued to an identifier (`recordings/<call>/part-000001.wav`, a
  * UUID, `call-1764523976123`, `audit/agent/call-1/00000012.jsonl`, `SIP_123…`) are not PII: they follow a letter or
- * digit and then "-", ".", "_", "/" or "\", or they are a path segment (a "/" or "\", maybe and a "-"/"_"/"+",
+ * digit and then "-", ".", "_", "/" or "\", or they are a path segment (after a "/" or "\", maybe and a "-" or "_",
  * with a letter shortly before it in the same token: `recordings/-14155550123/…`); or they are followed by a letter
- * (but see below) or "-"/"." and a digit, or, when they are a path segment themselves, by "/", "\" or "_". A slash
- * in front of or behind a number that starts a token (`/4155550123`, `4155550123/ok`) is no path. A space-separated
- * group of a number that is glued that way, a date (2026-11-30, 2026/11/30, 30.11.2026, 30/11/2026, 11/30/2026) and
- * an all-digit UUID are kept and the rest of the number is judged on its own (`ref-7 415 555 0123` →
- * `ref-7 [PHONE]`).
+ * (but see below) or "-"/"." and a digit, or, when they are a path segment themselves, by "/", "\" or "_". A number
+ * led by "+" is never glued that way (keys and ids hold no "+": `sip_+14155550123` is masked), and a slash in front
+ * of or behind a number that starts a token (`/4155550123`, `4155550123/ok`) is no path. A space-separated group of
+ * a number that is glued that way, a date (2026-11-30, 2026/11/30, 30.11.2026, 30/11/2026, 11/30/2026) and an
+ * all-digit UUID are kept and the rest of the number is judged on its own (`ref-7 415 555 0123` → `ref-7 [PHONE]`).
  *
  * Glued to a word is not an identifier when the word stands alone (ASR glues words and numbers; people write
- * `tel4155550123`, `at+1 415 555 0123`): a letters-only word that does not itself follow a digit, "_", "/", "\",
- * "-" or "." makes the number PII from 10 digits (`tel4155550123` → `tel[PHONE]`; `mp3 1234567` and `utf8` pass),
- * unless the number is followed by "-"/"." and a letter or digit (a file name: `rec4155550123.wav`). The same holds
- * for a word right after the number, unless the word is only hex letters (`1234567890abcdef` is a hex id), and an
- * extension (`4155550123x12`, `ext12`) never protects a number. Letters of scripts written without spaces (Han,
- * kana, Thai…) count as a space. Phone links are PII whatever precedes them: the digits after a phone URI scheme
- * (`tel:`, `sms:`, `callto://`, `whatsapp://`…) or `wa.me/`, `t.me/`, `signal.me/#p/` are judged as standing alone.
+ * `tel4155550123`, `at+1 415 555 0123`): a letters-only word that does not itself follow a digit, "_", "/", "\", "-" or
+ * "." makes the number PII from 10 digits (`tel4155550123` → `tel[PHONE]`; `mp3 1234567` and `utf8` pass), unless the
+ * number is followed by "-"/"." and a letter or digit (a file name: `rec4155550123.wav`). The same holds for a word
+ * right after the number, unless the number is bare ASCII digits and the word hex letters, 16 or more together
+ * (`1234567890abcdef` is a hex id; `4155550123a` is not), and an extension (`4155550123x12`, `ext12`) never protects a
+ * number. Letters of scripts written without spaces (Han, kana, Thai…) count as a space. Phone links are PII whatever
+ * precedes them: the digits after a phone URI scheme (`tel:`, `sms:`, `callto://`, `whatsapp://`…) or `wa.me/`,
+ * `t.me/`, `signal.me/#p/` are judged as standing alone.
  *
  * Known limits, kept on purpose: `name-<digits>` and `name_<digits>` (`ph-4155550123`, `call-1764523976123`) are
  * identifiers, and so is a number in a path segment; a hex id of letters only and then 10+ digits is masked like a
- * glued word; "," does not join numbers; superscript and circled digits are not digits; spelled-out numbers are
- * Transcribe's job.
+ * glued word; ",", "+", "*" or an emoji between digits split a number; superscript and circled digits are not digits;
+ * spelled-out numbers are Transcribe's job.
  */
 
 /** Invisible inside a number: format characters (ZWSP, soft hyphen, bidi controls, BOM) and combining marks. */
@@ -76,6 +77,8 @@ const IBAN = /(?<![\p{L}\p{N}_])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]
 
 const LETTER = /[\p{L}\p{M}]/u;
 const HEX_LETTERS = /^[a-f]+$|^[A-F]+$/;
+const BARE_DIGITS = /^[0-9]+$/;
+const LEADING_PLUS = /^[+\uFF0B]/;
 /** Scripts written without spaces between words: a letter of theirs before or after a number is a space. */
 const UNSPACED_SCRIPT =
   /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}]/u;
@@ -129,8 +132,8 @@ function maskNumber(text: string, start: number, number: string): string {
   // Counters, sizes and times: nothing shorter than 8 digits is PII, whatever touches it.
   if (countDigits(number) < 8) return number;
   const end = start + number.length;
-  const before = contactBefore(text, start);
-  const after = contactAfter(text, end, before);
+  const before = contactBefore(text, start, number);
+  const after = contactAfter(text, end, number, before);
   const groups = splitGroups(number);
   const last = groups.length - 1;
   const kept = groups.map(({ from, to }) => {
@@ -227,7 +230,7 @@ function digitValue(char: string): number {
   return value;
 }
 
-function contactBefore(text: string, start: number): Contact {
+function contactBefore(text: string, start: number, number: string): Contact {
   const previous = charBefore(text, start);
   if (previous === undefined) return 'free';
   PHONE_LINK_BEFORE.lastIndex = start;
@@ -243,6 +246,8 @@ function contactBefore(text: string, start: number): Contact {
     return beforeWord !== undefined && WORD_NEIGHBOUR.test(beforeWord) ? 'identifier' : 'word';
   }
   if (JOINER.test(previous)) {
+    // Keys and ids replace "+" (`recordings/-14155550123/…`): a "+" after a joiner is a phone number's.
+    if (LEADING_PLUS.test(number)) return 'free';
     const beforeThat = charBefore(text, start - 1);
     if (beforeThat !== undefined && LETTER_OR_DIGIT.test(beforeThat)) return 'identifier';
     // A segment of a path (`recordings/-14155550123/…`), but not a slash in front of a number (`/4155550123`).
@@ -266,7 +271,7 @@ function inPath(text: string, slash: number): boolean {
   return false;
 }
 
-function contactAfter(text: string, end: number, before: Contact): Contact {
+function contactAfter(text: string, end: number, number: string, before: Contact): Contact {
   const next = charAt(text, end);
   if (next === undefined) return 'free';
   EXTENSION_AFTER.lastIndex = end;
@@ -277,8 +282,9 @@ function contactAfter(text: string, end: number, before: Contact): Contact {
     for (let char = charAt(text, wordEnd); char !== undefined && LETTER.test(char); char = charAt(text, wordEnd)) {
       wordEnd += char.length;
     }
+    // Digits and then hex letters, as long as the shortest common hex id, are one (`1234567890abcdef`).
     const word = text.slice(end, wordEnd);
-    if (HEX_LETTERS.test(word)) return 'identifier';
+    if (HEX_LETTERS.test(word) && BARE_DIGITS.test(number) && number.length + word.length >= 16) return 'identifier';
     return standsAloneAfter(text, wordEnd, true) ? 'word' : 'identifier';
   }
   // A path goes on after a number that is itself a path segment; a number that starts a token is no segment.
