@@ -15,15 +15,16 @@
  *    masked by its digit count: 8–15 → [PHONE] (13–19 with a valid Luhn digit and no "+" → [CARD]), 16 and more →
  *    [NUMBER] (account numbers), `123-45-6789` → [SSN]. Fewer than 8 digits (counters, sizes, durations) pass.
  *
- * What keeps identifiers intact is context. Digits glued to an identifier (`recordings/<call>/part-000001.wav`, a
- * UUID, `call-1764523976123`, `audit/agent/call-1/00000012.jsonl`, `SIP_123…`) are not PII: they follow a letter or
- * digit and then "-", ".", "_", "/" or "\", or they are a path segment (after a "/" or "\", maybe and a "-" or "_",
- * with a letter shortly before it in the same token: `recordings/-14155550123/…`); or they are followed by a letter
- * (but see below) or "-"/"." and a digit, or, when they are a path segment themselves, by "/", "\" or "_". A number
- * led by "+" is never glued that way (keys and ids hold no "+": `sip_+14155550123` is masked), and a slash in front
- * of or behind a number that starts a token (`/4155550123`, `4155550123/ok`) is no path. A space-separated group of
- * a number that is glued that way, a date (2026-11-30, 2026/11/30, 30.11.2026, 30/11/2026, 11/30/2026) and an
- * all-digit UUID are kept and the rest of the number is judged on its own (`ref-7 415 555 0123` → `ref-7 [PHONE]`).
+ * What keeps identifiers intact is context. Digits glued to an identifier (`recordings/<call>/part-000001.wav`, a UUID,
+ * `call-1764523976123`, `audit/agent/call-1/00000012.jsonl`, `SIP_123…`) are not PII: they follow a letter or digit and
+ * then "-", "." or "_", or they are a path segment: after a "/" or "\" (maybe and a "-" or "_") with a letter
+ * shortly before it in the same token, and followed by "/", "\", "_" or a file extension (`recordings/-14155550123/…`,
+ * `audit/4155550123.jsonl`); or they are followed by a letter (but see below) or "-"/"." and a digit. A number led by
+ * "+" is never glued that way (keys and ids hold no "+": `sip_+14155550123` is masked), and a number that ends a path
+ * (`example.com/users/4155550123`) or starts a token (`/4155550123`, `4155550123/ok`) is no path segment. A
+ * space-separated group of a number that is glued that way, a date (2026-11-30, 2026/11/30, 30.11.2026, 30/11/2026,
+ * 11/30/2026) and an all-digit UUID are kept and the rest of the number is judged on its own (`ref-7 415 555 0123` →
+ * `ref-7 [PHONE]`).
  *
  * Glued to a word is not an identifier when the word stands alone (ASR glues words and numbers; people write
  * `tel4155550123`, `at+1 415 555 0123`): a letters-only word that does not itself follow a digit, "_", "/", "\", "-" or
@@ -110,8 +111,11 @@ const ALL_DIGITS = /\p{Nd}/gu;
 const BEYOND_ASCII = /[\u0080-\uFFFF]/;
 const IS_DASH = /[-\u2010-\u2015\u2212\uFF0D]/u;
 
-/** How the text touches one end of a number: not at all, as part of an identifier, as a word, or as a phone link. */
-type Contact = 'free' | 'identifier' | 'word' | 'link';
+/**
+ * How the text touches one end of a number: not at all, as part of an identifier, as a word, as a phone link, or as
+ * a path (`…/` before it: a segment only when the path goes on after it, else a slash in front of a number).
+ */
+type Contact = 'free' | 'identifier' | 'word' | 'link' | 'path';
 
 /** Masks e-mail addresses, IBANs, card-like, account, US SSN and phone numbers in free text; identifiers pass. */
 export function redactPii(text: string): string {
@@ -132,8 +136,9 @@ function maskNumber(text: string, start: number, number: string): string {
   // Counters, sizes and times: nothing shorter than 8 digits is PII, whatever touches it.
   if (countDigits(number) < 8) return number;
   const end = start + number.length;
-  const before = contactBefore(text, start, number);
+  let before = contactBefore(text, start, number);
   const after = contactAfter(text, end, number, before);
+  if (before === 'path') before = after === 'identifier' ? 'identifier' : 'free';
   const groups = splitGroups(number);
   const last = groups.length - 1;
   const kept = groups.map(({ from, to }) => {
@@ -243,20 +248,21 @@ function contactBefore(text: string, start: number, number: string): Contact {
       char = charBefore(text, wordStart);
     }
     const beforeWord = charBefore(text, wordStart);
-    return beforeWord !== undefined && WORD_NEIGHBOUR.test(beforeWord) ? 'identifier' : 'word';
+    if (beforeWord === undefined || !WORD_NEIGHBOUR.test(beforeWord)) return 'word';
+    return SLASH.test(beforeWord) ? 'path' : 'identifier';
   }
   if (JOINER.test(previous)) {
     // Keys and ids replace "+" (`recordings/-14155550123/…`): a "+" after a joiner is a phone number's.
     if (LEADING_PLUS.test(number)) return 'free';
     const beforeThat = charBefore(text, start - 1);
-    if (beforeThat !== undefined && LETTER_OR_DIGIT.test(beforeThat)) return 'identifier';
-    // A segment of a path (`recordings/-14155550123/…`), but not a slash in front of a number (`/4155550123`).
+    if (!SLASH.test(previous) && beforeThat !== undefined && LETTER_OR_DIGIT.test(beforeThat)) return 'identifier';
+    // After a path (`recordings/-14155550123/…`), but not after a slash in front of a number (`/4155550123`).
     const slash = SLASH.test(previous)
       ? start - 1
       : beforeThat !== undefined && SLASH.test(beforeThat)
         ? start - 2
         : -1;
-    return slash >= 0 && inPath(text, slash) ? 'identifier' : 'free';
+    return slash >= 0 && inPath(text, slash) ? 'path' : 'free';
   }
   return IDENTIFIER_CHAR.test(previous) ? 'identifier' : 'free';
 }
@@ -288,8 +294,9 @@ function contactAfter(text: string, end: number, number: string, before: Contact
     return standsAloneAfter(text, wordEnd, true) ? 'word' : 'identifier';
   }
   // A path goes on after a number that is itself a path segment; a number that starts a token is no segment.
-  if (next === '/' || next === '\\' || next === '_') return before === 'identifier' ? 'identifier' : 'free';
-  return standsAloneAfter(text, end, before === 'word') ? 'free' : 'identifier';
+  const segment = before === 'identifier' || before === 'path';
+  if (next === '/' || next === '\\' || next === '_') return segment ? 'identifier' : 'free';
+  return standsAloneAfter(text, end, before === 'word' || before === 'path') ? 'free' : 'identifier';
 }
 
 /** Whether what starts at `index` does not continue an identifier (`strict`: nor a file extension or `-suffix`). */
