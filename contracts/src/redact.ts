@@ -8,9 +8,10 @@
  * 2. IBANs → [IBAN]: two capital letters, two check digits, 11–30 capitals/digits, spaced in fours or not, with a
  *    valid ISO 13616 checksum. One with a wrong checksum is left to pass 3, which masks its digits.
  * 3. Numbers. A number is a run of digits of any script (`\p{Nd}`: ASCII, full-width, Arabic-Indic…) joined by
- *    spaces, tabs, newlines (any amount) and up to three of `.`, `-`, `_`, `/`, `(`, `)` (and Unicode dashes)
- *    between two digits, optionally led by "+" or "("; invisible characters (zero-width spaces, soft hyphens, bidi
- *    controls, combining marks such as a keycap) are skipped wherever they are. Only the masked span is replaced:
+ *    spaces, tabs, newlines (any amount) and up to three of `.`, `-`, `_`, `/`, `(`, `)` (and Unicode dashes) between
+ *    two digits, optionally led by "+" or "(", all of them also percent-encoded (`%2B1%20415…`; a `%XX` in front is a
+ *    separator, not a glued identifier, and `%2F` is a slash); invisible characters (zero-width spaces, soft hyphens,
+ *    bidi controls, combining marks such as a keycap) are skipped wherever they are. Only the masked span is replaced:
  *    the text around it is returned byte for byte, never normalised. The part of a number that stands on its own is
  *    masked by its digit count: 8–15 → [PHONE] (13–19 with a valid Luhn digit and no "+" → [CARD]), 16 and more →
  *    [NUMBER] (account numbers), `123-45-6789` → [SSN]. Fewer than 8 digits (counters, sizes, durations) pass.
@@ -48,9 +49,20 @@ const INVISIBLE = String.raw`\p{Cf}\p{M}`;
 const SPACE = String.raw`\p{Zs}\t\n\r\v\f\u2028\u2029`;
 /** Punctuation inside a number, at most three between two digits: dots, dashes, "_", "/", parentheses… */
 const PUNCT = String.raw`.\-_/()\u00B7\u2010-\u2015\u2212\u30FB\uFF08\uFF09\uFF0D\uFF0E\uFF65`;
-const BETWEEN_DIGITS = `[${SPACE}${INVISIBLE}]*(?:[${PUNCT}][${SPACE}${INVISIBLE}]*){0,3}`;
-/** A number: each quantifier's class is disjoint from what follows it, so a failed match backtracks linearly. */
-const NUMBER = new RegExp(String.raw`[+(\uFF0B\uFF08]?\p{Nd}(?:${BETWEEN_DIGITS}\p{Nd})*\p{M}*`, 'gu');
+/** The same, percent-encoded in a URL: space, "+", "-", ".", "/", "(", ")", "_". */
+const ENCODED_PUNCT = '%(?:2[0BbDdEeFf89]|5[Ff])';
+const BETWEEN_DIGITS = `[${SPACE}${INVISIBLE}]*(?:(?:[${PUNCT}]|${ENCODED_PUNCT})[${SPACE}${INVISIBLE}]*){0,3}`;
+/**
+ * A number: each quantifier's class is disjoint from what follows it, so a failed match backtracks linearly. It
+ * never starts inside a percent-encoded byte: `%2014155550123` is "%20" and a number.
+ */
+const NUMBER = new RegExp(
+  String.raw`(?<!%[0-9A-Fa-f]?)(?:[+(\uFF0B\uFF08]|%2[Bb8])?\p{Nd}(?:${BETWEEN_DIGITS}\p{Nd})*\p{M}*`,
+  'gu',
+);
+const ENCODED_PUNCT_ANYWHERE = new RegExp(ENCODED_PUNCT, 'g');
+const ENCODED_BYTE = /^%[0-9A-Fa-f]{2}$/;
+const ENCODED_SLASH = /^%(?:2[Ff]|5[Cc])/;
 
 const EMAIL_LOCAL = String.raw`\p{L}\p{N}\p{M}\p{Cf}._%+\-`;
 const EMAIL_LABEL = String.raw`[\p{L}\p{N}\p{M}\p{Cf}_\-]+`;
@@ -79,7 +91,7 @@ const IBAN = /(?<![\p{L}\p{N}_])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]
 const LETTER = /[\p{L}\p{M}]/u;
 const HEX_LETTERS = /^[a-f]+$|^[A-F]+$/;
 const BARE_DIGITS = /^[0-9]+$/;
-const LEADING_PLUS = /^[+\uFF0B]/;
+const LEADING_PLUS = /^(?:[+\uFF0B]|%2[Bb])/;
 /** Scripts written without spaces between words: a letter of theirs before or after a number is a space. */
 const UNSPACED_SCRIPT =
   /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}\p{Script=Lao}\p{Script=Khmer}\p{Script=Myanmar}]/u;
@@ -203,7 +215,10 @@ function splitGroups(number: string): Group[] {
 }
 
 /** ASCII digits, "-" for every dash, a space for any space, invisible characters dropped; for classifying only. */
-function canonicalise(span: string): string {
+function canonicalise(encoded: string): string {
+  const span = encoded.includes('%')
+    ? encoded.replace(ENCODED_PUNCT_ANYWHERE, (byte) => String.fromCharCode(Number.parseInt(byte.slice(1), 16)))
+    : encoded;
   if (!BEYOND_ASCII.test(span)) return span;
   let out = '';
   for (const char of span) {
@@ -238,6 +253,10 @@ function digitValue(char: string): number {
 function contactBefore(text: string, start: number, number: string): Contact {
   const previous = charBefore(text, start);
   if (previous === undefined) return 'free';
+  // A percent-encoded byte in front (`%20`, `%3A`) is a separator, though it ends in a hex digit or letter; an
+  // encoded slash (`recordings%2F…`) is a path's like a slash.
+  const encoded = start >= 3 ? text.slice(start - 3, start) : '';
+  if (ENCODED_BYTE.test(encoded)) return ENCODED_SLASH.test(encoded) && inPath(text, start - 3) ? 'path' : 'free';
   PHONE_LINK_BEFORE.lastIndex = start;
   if (PHONE_LINK_BEFORE.test(text)) return 'link';
   if (LETTER.test(previous)) {
@@ -295,7 +314,9 @@ function contactAfter(text: string, end: number, number: string, before: Contact
   }
   // A path goes on after a number that is itself a path segment; a number that starts a token is no segment.
   const segment = before === 'identifier' || before === 'path';
-  if (next === '/' || next === '\\' || next === '_') return segment ? 'identifier' : 'free';
+  if (next === '/' || next === '\\' || next === '_' || ENCODED_SLASH.test(text.slice(end, end + 3))) {
+    return segment ? 'identifier' : 'free';
+  }
   return standsAloneAfter(text, end, before === 'word' || before === 'path') ? 'free' : 'identifier';
 }
 

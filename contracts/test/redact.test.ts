@@ -112,6 +112,7 @@ describe('redactPii: a phone number glued to a word or a phone link', () => {
     ['a URL path that is no phone link', 'https://example.com/v2/items/4155550123/parts'],
     ['a snake_case key', 'call_2026_11_30_0001 and SIP_4155550123'],
     ['a path segment behind a dash', 'audit/-4155550123/_4155550124/x'],
+    ['a percent-encoded key', 'audit%2Fagent%2F00000012.jsonl recordings%2F-14155550123%2Fpart-000001.wav'],
     ['a file name in a path', 'audit/agent/4155550123.jsonl and C:\\calls\\4155550123\\a.wav'],
     ['dates written with slashes and dots', 'on 30.11.2026, 30/11/2026, 11/30/2026 or 2026/11/30'],
     ['an ISO date in Arabic-Indic digits', inScript(ARABIC_INDIC, 'on 2026-11-30 we spoke')],
@@ -204,6 +205,8 @@ describe('redactPii: what an attacker tries', () => {
       'https://example.com/users/[PHONE]?x=1',
     ],
     ['an underscore in front', 'number _4155550123_', 'number _[PHONE]_'],
+    ['percent-encoding', 'tel:%2B1%20415%20555%200123', 'tel:[PHONE]'],
+    ['a percent-encoded byte in front', 'a%20b%2014155550123 and q=%2B14155550123', 'a%20b%20[PHONE] and q=[PHONE]'],
     ['a "+" number glued to a name', 'sip_+14155550123 and user-+14155550123', 'sip_[PHONE] and user-[PHONE]'],
     ['a reference glued in front', 'ref-7 415 555 0123', 'ref-7 [PHONE]'],
     ['a date in front', 'on 2026-11-30 415 555 0123', 'on 2026-11-30 [PHONE]'],
@@ -249,6 +252,63 @@ describe('redactPii: what an attacker tries', () => {
     const spokenNoise = 'a at b dot '.repeat(10_000);
     expect(redactPii(spokenNoise)).toBe(spokenNoise);
     expect(redactPii(`${'(at) '.repeat(20_000)}x`)).toBe(`${'(at) '.repeat(20_000)}x`);
+  });
+});
+
+describe('redactPii: every way of writing a number, in every context', () => {
+  const numbers = [
+    '4155550123',
+    '415-555-0123',
+    '(415) 555-0123',
+    '+1 415 555 0123',
+    '+1.415.555.0123',
+    '+1 (415)555-0123',
+    '1 (415) 555 0123',
+    '+44 20 7946 0958',
+    '0044 20 7946 0958',
+    '415\u200B555\u200B0123',
+    inScript(FULL_WIDTH, '4155550123'),
+    inScript(ARABIC_INDIC, '415-555-0123'),
+    '415_555_0123',
+    '415/555/0123',
+    '415%20555%200123',
+    '4111 1111 1111 1111',
+    '123-45-6789',
+    '1234 5678 9012 3456 7890',
+  ];
+  const contexts = [
+    ['', ''],
+    ['call ', ' now'],
+    ['tel:', ''],
+    ['(', ')'],
+    ['"', '"'],
+    ['at', ' please'],
+    ['number=', '&x'],
+    ['<b>', '</b>'],
+    ['*', '*'],
+    ['\n', '\n'],
+    ['phone: ', '.'],
+    ['wa.me/', ''],
+    ['mailto:x?body=', ''],
+    ['«', '»'],
+    ['電話', '。'],
+    ['#', '#'],
+    ['--', '--'],
+    ['{"p":"', '"}'],
+    ['%20', '%20'],
+    ['->', '<-'],
+    ['$', ''],
+    ['no. ', ','],
+    ['https://x.io/?p=', ''],
+    ['tel', ''],
+    ['\u202E', '\u202C'],
+    ['\u00A0', '\u00A0'],
+  ];
+  it.each(numbers)('leaves no digit of %j in any context', (number) => {
+    for (const [before, after] of contexts) {
+      const text = `${before}${number}${after}`;
+      expect(redactPii(text).replace(/%[0-9A-F]{2}/g, ''), JSON.stringify(text)).not.toMatch(/\p{Nd}/u);
+    }
   });
 });
 
