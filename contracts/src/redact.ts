@@ -18,13 +18,14 @@
  *
  * What keeps identifiers intact is context. Digits glued to an identifier (`recordings/<call>/part-000001.wav`, a UUID,
  * `call-1764523976123`, `audit/agent/call-1/00000012.jsonl`, `SIP_123…`) are not PII: they follow a letter or digit and
- * then "-", "." or "_", or they are a path segment: after a "/" or "\" (maybe and a "-" or "_") with a letter
- * shortly before it in the same token, and followed by "/", "\", "_" or a file extension (`recordings/-14155550123/…`,
+ * then "-", "." or "_", or they are a path segment: after a "/" or "\" (maybe and a "-" or "_") with a letter shortly
+ * before it in the same token, and followed by "/", "\", "_" or a file extension (`recordings/-14155550123/…`,
  * `audit/4155550123.jsonl`); or they are followed by a letter (but see below) or "-"/"." and a digit. A number led by
  * "+" is never glued that way (keys and ids hold no "+": `sip_+14155550123` is masked), and a number that ends a path
- * (`example.com/users/4155550123`) or starts a token (`/4155550123`, `4155550123/ok`) is no path segment. A
- * space-separated group of a number that is glued that way, a date (2026-11-30, 2026/11/30, 30.11.2026, 30/11/2026,
- * 11/30/2026) and an all-digit UUID are kept and the rest of the number is judged on its own (`ref-7 415 555 0123` →
+ * (`example.com/users/4155550123`) or starts a token (`/4155550123`, `4155550123/ok`) is no path segment. An AWS
+ * account id in an ARN (`arn:aws:kms:eu-west-1:123456789012:key/…`) is kept. A space-separated group of a number that
+ * is glued that way, a date (2026-11-30, 2026/11/30, 30.11.2026, 30/11/2026, 11/30/2026) and an all-digit UUID (in
+ * parentheses or not) are kept and the rest of the number is judged on its own (`ref-7 415 555 0123` →
  * `ref-7 [PHONE]`).
  *
  * Glued to a word is not an identifier when the word stands alone (ASR glues words and numbers; people write
@@ -105,6 +106,8 @@ const PATH_LOOKBACK = 64;
 /** Matches (empty) at a number's start that follows a phone link; looks back a bounded distance only. */
 const PHONE_LINK_BEFORE =
   /(?<=(?:^|[^\p{L}\p{N}_.-])(?:(?:wa|t)\.me\/|signal\.me\/#p\/|(?:tel|sms|smsto|mms|mmsto|callto|facetime|facetime-audio|sip|sips|whatsapp|viber|skype|fax):\/\/))/iuy;
+/** Matches (empty) where an ARN's account id starts: `arn:aws:kms:eu-west-1:123456789012:key/…`. */
+const AWS_ACCOUNT_IN_ARN = /(?<=\barn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:)(?=\d{12}:)/y;
 const EXTENSION_AFTER = /(?:x|ext\.?|extension)\p{Nd}{1,6}(?![\p{L}\p{N}_/\\]|[-.][\p{L}\p{N}])/iuy;
 /** Dates: 2026-11-30, 2026/11/30, 30.11.2026, 30/11/2026, 11/30/2026 (a date of ≤ 8 digits hides no phone). */
 const DATES = [
@@ -154,7 +157,7 @@ function maskNumber(text: string, start: number, number: string): string {
   const groups = splitGroups(number);
   const last = groups.length - 1;
   const kept = groups.map(({ from, to }) => {
-    const canonical = canonicalise(number.slice(from, to));
+    const canonical = canonicalise(number.slice(from, to)).replace(/^\(|\)$/g, '');
     return DATES.some((date) => date.test(canonical)) || DIGIT_UUID.test(canonical);
   });
   if (before === 'identifier') kept[0] = true;
@@ -259,6 +262,8 @@ function contactBefore(text: string, start: number, number: string): Contact {
   if (ENCODED_BYTE.test(encoded)) return ENCODED_SLASH.test(encoded) && inPath(text, start - 3) ? 'path' : 'free';
   PHONE_LINK_BEFORE.lastIndex = start;
   if (PHONE_LINK_BEFORE.test(text)) return 'link';
+  AWS_ACCOUNT_IN_ARN.lastIndex = start;
+  if (AWS_ACCOUNT_IN_ARN.test(text)) return 'identifier';
   if (LETTER.test(previous)) {
     if (UNSPACED_SCRIPT.test(previous)) return 'free';
     let wordStart = start - previous.length;

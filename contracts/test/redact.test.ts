@@ -112,6 +112,8 @@ describe('redactPii: a phone number glued to a word or a phone link', () => {
     ['a URL path that is no phone link', 'https://example.com/v2/items/4155550123/parts'],
     ['a snake_case key', 'call_2026_11_30_0001 and SIP_4155550123'],
     ['a path segment behind a dash', 'audit/-4155550123/_4155550124/x'],
+    ['an AWS account id in an ARN', 'arn:aws:kms:eu-west-1:123456789012:key/123e4567-e89b-12d3-a456-426614174000'],
+    ['a UUID and a date in parentheses', '(12345678-1234-4234-9234-123456789012) (2026-11-30)'],
     ['a percent-encoded key', 'audit%2Fagent%2F00000012.jsonl recordings%2F-14155550123%2Fpart-000001.wav'],
     ['a file name in a path', 'audit/agent/4155550123.jsonl and C:\\calls\\4155550123\\a.wav'],
     ['dates written with slashes and dots', 'on 30.11.2026, 30/11/2026, 11/30/2026 or 2026/11/30'],
@@ -198,6 +200,7 @@ describe('redactPii: what an attacker tries', () => {
     ['an alternative after a slash', 'ring 415-555-0123/0124', 'ring [PHONE]'],
     ['a slash in front', 'call me on /4155550123', 'call me on /[PHONE]'],
     ['a slash behind', 'call 4155550123/ok', 'call [PHONE]/ok'],
+    ['an account-id-shaped number outside an ARN', 'call :123456789012: now', 'call :[PHONE]: now'],
     ['a path in front', 'call me at a/4155550123 or x/tel4155550123.', 'call me at a/[PHONE] or x/tel[PHONE].'],
     [
       'a URL that ends in the number',
@@ -308,6 +311,45 @@ describe('redactPii: every way of writing a number, in every context', () => {
     for (const [before, after] of contexts) {
       const text = `${before}${number}${after}`;
       expect(redactPii(text).replace(/%[0-9A-F]{2}/g, ''), JSON.stringify(text)).not.toMatch(/\p{Nd}/u);
+    }
+  });
+});
+
+describe('redactPii: identifiers of this system, in every context', () => {
+  const identifiers = [
+    'recordings/call-1764523976123/part-000001.wav',
+    'recordings/call-1764523976123/part-r001-000002.wav',
+    'recordings/-14155550123/part-000003.wav',
+    'recordings/call-_-14155550123_Ab3dEf/part-000001.wav',
+    'transcripts/2026/11/30/call-20261130-0001.json',
+    'audit/agent/call-1/00000012.jsonl',
+    'audit/mcp/call-1764523976123/00000001.jsonl',
+    's3://voice-intake-transcripts-123456789012/recordings/call-1/part-000001.wav',
+    'arn:aws:kms:eu-west-1:123456789012:key/123e4567-e89b-12d3-a456-426614174000',
+    '2026-11-30T17:32:56.123Z',
+    '2026-11-30T17:32:56+01:00',
+    '123e4567-e89b-12d3-a456-426614174000',
+    '12345678-1234-4234-9234-123456789012',
+    'call-1764523976123',
+    '1234567890abcdef-10.0.0.12',
+    'SCL_3kX9p2mQ7vTz',
+    'CA1234567890abcdef1234567890abcdef',
+    'da39a3ee5e6b4b0d3255bfef95601890afd80709',
+    'eu.anthropic.claude-sonnet-4-20250514-v1:0',
+    'Root=1-5759e988-bd862e3fe1be46a994272793',
+  ];
+  const contexts = [
+    ['', ''],
+    ['stored ', ' now'],
+    ['"', '"'],
+    ['(', ')'],
+    ['at ', '.'],
+    ['[', ']'],
+  ];
+  it.each(identifiers)('leaves %j as it is in any context', (identifier) => {
+    for (const [before, after] of contexts) {
+      const text = `${before}${identifier}${after}`;
+      expect(redactPii(text)).toBe(text);
     }
   });
 });
