@@ -24,9 +24,9 @@
  * "+" is never glued that way (keys and ids hold no "+": `sip_+14155550123` is masked), and a number that ends a path
  * (`example.com/users/4155550123`) or starts a token (`/4155550123`, `4155550123/ok`) is no path segment. An AWS
  * account id in an ARN (`arn:aws:kms:eu-west-1:123456789012:key/…`) is kept. A space-separated group of a number that
- * is glued that way, a date (2026-11-30, 2026/11/30, 30.11.2026, 30/11/2026, 11/30/2026) and an all-digit UUID (in
- * parentheses or not) are kept and the rest of the number is judged on its own (`ref-7 415 555 0123` →
- * `ref-7 [PHONE]`).
+ * is glued that way, a date (2026-11-30, 2026/11/30, 30.11.2026, 30/11/2026, 11/30/2026) and an all-digit UUID (version
+ * and variant digit set; in parentheses or not) are kept and the rest of the number is judged on its own
+ * (`ref-7 415 555 0123` → `ref-7 [PHONE]`).
  *
  * Glued to a word is not an identifier when the word stands alone (ASR glues words and numbers; people write
  * `tel4155550123`, `at+1 415 555 0123`): a letters-only word that does not itself follow a digit, "_", "/", "\", "-" or
@@ -109,7 +109,8 @@ const DATES = [
   /^(?:0?[1-9]|[12]\d|3[01])([/.])(?:0?[1-9]|1[0-2])\1(?:19|20)\d\d$/,
   /^(?:0?[1-9]|1[0-2])\/(?:0?[1-9]|[12]\d|3[01])\/(?:19|20)\d\d$/,
 ];
-const DIGIT_UUID = /^\d{8}-\d{4}-\d{4}-\d{4}-\d{12}$/;
+/** A UUID that happens to hold no hex letter: with a version (1–8) and variant (8, 9) digit, as generators write. */
+const DIGIT_UUID = /^\d{8}-\d{4}-[1-8]\d{3}-[89]\d{3}-\d{12}$/;
 const SSN = /^\d{3}-\d{2}-\d{4}$/;
 const SPACE_RUN = new RegExp(`[${SPACE}]+`, 'gu');
 const IS_SPACE = new RegExp(`[${SPACE}]`, 'u');

@@ -215,6 +215,7 @@ describe('redactPii: what an attacker tries', () => {
     ['a date in front', 'on 2026-11-30 415 555 0123', 'on 2026-11-30 [PHONE]'],
     ['a timestamp behind', '415 555 0123 2026-11-30T17:32:56Z', '[PHONE] 2026-11-30T17:32:56Z'],
     ['an SSN glued to a word', 'ssn123-45-6789', 'ssn[SSN]'],
+    ['a card dressed as a UUID', '41111111-1111-1111-1111-000000000000', '[NUMBER]'],
     ['an e-mail with a +tag and capitals', 'Mail JANE.Doe+Intake@Example.COM now', 'Mail [EMAIL] now'],
     ['an e-mail with an IDN domain', 'josé@bücher.de', '[EMAIL]'],
     ['an e-mail with a punycode domain', 'jane@xn--bcher-kva.de', '[EMAIL]'],
