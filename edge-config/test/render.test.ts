@@ -301,6 +301,18 @@ describe('rendered edge', () => {
     }
   });
 
+  it("checks an answer's SDP before looking up its transaction, and anchors it only after", () => {
+    // A reply dropped after the lookup stays the worker's transaction (tm never sees it): its next new call gets 500.
+    const config = files['kamailio/kamailio.cfg'].content;
+    const start = config.indexOf('reply_route {');
+    const replies = config.slice(start, config.indexOf('\n}\n', start));
+    const at = (text: string) => replies.indexOf(text);
+    expect(at('route(SDP_PRIVACY)')).toBeGreaterThan(0);
+    expect(at('route(SDP_PRIVACY)')).toBeLessThan(at('route(CARRIER_SDP)'));
+    expect(at('route(CARRIER_SDP)')).toBeLessThan(at('if (!t_check_trans())'));
+    expect(at('if (!t_check_trans())')).toBeLessThan(at('route(MEDIA)'));
+  });
+
   it('renders through the CLI with --local', () => {
     const out = join(scratch, 'cli');
     const stdout = execFileSync(
