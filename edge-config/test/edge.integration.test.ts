@@ -49,6 +49,19 @@ const callsDir = join(DIR, 'run', 'calls');
 const carrierSip = () => edge.layout.carrierSip;
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
+/**
+ * The call's one line a metric filter counts is an SDP refusal, from `side` (and counts as nothing else: no media
+ * anchor failure, no phrase the sender could have smuggled in).
+ */
+function expectSdpRefusalLogged(callId: string, side: 'carrier' | 'LiveKit', what: string): void {
+  const counted = edge.countedLogEvents(callId);
+  expect(
+    counted.map(({ events }) => events),
+    what,
+  ).toEqual([['sdpRefusals']]);
+  expect(counted[0].line, what).toContain(` from ${side} `);
+}
+
 /** The node sync's script on the host: replaces the LiveKit node list. */
 const setLiveKitNodes = (...nodes: string[]) =>
   spawnSync(join(DIR, 'bin', 'edge-livekit-nodes.sh'), nodes, { encoding: 'utf8' });
@@ -473,6 +486,17 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       { name: 'foreign media', invite: { body: sdp('127.0.4.9', 41000) }, status: 488, counter: foreignMedia },
       { name: 'a 2nd c=', invite: { body: `${offer}c=IN IP4 127.0.4.9\r\n` }, status: 488, counter: foreignMedia },
       { name: 'IPv6 media', invite: { body: sdp(from, 41000, 'c=IN IP6 ::1') }, status: 488, counter: foreignMedia },
+      // SDP the edge cannot rebuild as one session: its own count, never RTPEngine's (checked for every case below).
+      ...[
+        { name: 'a second s=', body: offer.replace('s=-\r\n', 's=-\r\ns=AcmeSBC\r\n') },
+        { name: 'a second v=', body: `${offer}v=0\r\n` },
+        { name: 'a second o=', body: offer.replace('t=0 0', `o=AcmeSBC 2 2 IN IP4 ${from}\r\nt=0 0`) },
+        { name: 'an IPv6 o=', body: offer.replace(/^o=.*$/m, 'o=carrier 1 1 IN IP6 ::1') },
+        { name: 'a 300-byte line', body: `${offer}a=label:${'x'.repeat(300)}\r\n` },
+        // Over 64 lines, though every address in it is allowed.
+        { name: '68 lines', body: `${offer}${'a=ptime:20\r\n'.repeat(60)}` },
+        { name: 'no m=', body: offer.replace(/^m=.*\r\n/m, '') },
+      ].map(({ name, body }) => ({ name, invite: { body }, status: 488, counter: 'sdpRefusals' })),
     ];
     for (const { name, invite, status, counter } of cases) {
       const before = await edge.counters();
@@ -490,7 +514,11 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       expect(replies[0].text, name).not.toMatch(/127\.0\.[12]\./);
       expect(invitesWithCallId(call.callId), name).toEqual([]);
       expect(await edge.rtpengineStreams(call.callId), name).toEqual([]);
-      expect((await edge.counters())[counter] - (before[counter] ?? 0), name).toBe(1);
+      const after = await edge.counters();
+      expect(after[counter] - (before[counter] ?? 0), name).toBe(1);
+      // Refused before RTPEngine saw it: no media anchor failed.
+      expect(after.mediaAnchorFailures - (before.mediaAnchorFailures ?? 0), name).toBe(0);
+      if (counter === 'sdpRefusals') expectSdpRefusalLogged(call.callId, 'carrier', name);
     }
     // topos never had to give up (it would have sent the message on unchanged).
     expect(readFileSync(edge.kamailioLog, 'utf8')).not.toMatch(/no more space to pack|failed to extract and pack/);
