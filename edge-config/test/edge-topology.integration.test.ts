@@ -659,7 +659,14 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
         { method: 'BYE', target: nodeUri, routes: [...edgeRoutes, `<sip:${NODE.ip}:${NODE_OTHER_PORT};lr>`] },
         // No port and transport=tls: TLS's default, 5061, is no node's port.
         { method: 'BYE', target: `sip:lk-node@${NODE.ip};transport=tls`, routes: edgeRoutes },
+        // Free text in the Route: logged, it must not read as other events to the metric filters.
+        {
+          method: 'BYE',
+          target: nodeUri,
+          routes: [...edgeRoutes, '<sip:livekit-node.invalid:5060;lr;note="pike flood from">'],
+        },
       ];
+      const loggedBefore = edge.countedLogEvents(call.callId).length;
       for (const { method, target, routes, body } of forgeries) {
         const side = { ...call.carrierSide, remoteTarget: target, routeSet: routes };
         const request = inDialog(method, side, call.callId, carrierVia(), [], body);
@@ -677,6 +684,12 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
       const deadline = Date.now() + 5000;
       while ((await counted()) < forgeries.length && Date.now() < deadline) await sleep(100);
       expect(await counted()).toBe(forgeries.length);
+      expect(
+        edge
+          .countedLogEvents(call.callId)
+          .slice(loggedBefore)
+          .map(({ events }) => events),
+      ).toEqual(forgeries.map(() => ['foreignNextHops']));
       // Past tm's first retransmission (T1 = 500 ms): a relayed request would have arrived by now, twice.
       await sleep(1500);
       expect(victim.received.map((d) => d.text.split('\r\n')[0])).toEqual([]);
