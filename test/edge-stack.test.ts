@@ -270,6 +270,31 @@ describe('edge stack', () => {
     }
   });
 
+  it('counts SDP the edge could not rewrite apart from media RTPEngine could not anchor', () => {
+    const filters = Object.values(edge.findResources('AWS::Logs::MetricFilter')).map((filter) => filter.Properties);
+    const named = (metric: string) => filters.filter((f) => f.MetricTransformations[0].MetricName === metric);
+    expect(named(EDGE_METRICS.sdpRefusals)).toEqual([
+      expect.objectContaining({
+        FilterPattern: '"SDP not rewritable"',
+        MetricTransformations: [expect.objectContaining({ MetricValue: '1', DefaultValue: 0, Unit: 'Count' })],
+      }),
+    ]);
+    expect(named(EDGE_METRICS.mediaAnchorFailures).map((f) => f.FilterPattern)).toEqual(['"media anchoring failed"']);
+    // The lines Kamailio writes for each: a refused SDP matches only its own filter, and so does a failed anchor.
+    const refusal = 'edge: SDP not rewritable (no m= line) in INVITE abc from carrier 192.0.2.1:5060, refused';
+    const anchor = 'edge: media anchoring failed for INVITE abc from 192.0.2.1:5060, refused';
+    // Each edge event's pattern is one quoted phrase (asserted above): a line matches it when it holds the phrase.
+    const edgeEvents = filters.filter((f) =>
+      (Object.values(EDGE_METRICS) as string[]).includes(f.MetricTransformations[0].MetricName),
+    );
+    const matching = (line: string) =>
+      edgeEvents
+        .filter((f) => line.includes(JSON.parse(f.FilterPattern)))
+        .map((f) => f.MetricTransformations[0].MetricName);
+    expect(matching(refusal)).toEqual([EDGE_METRICS.sdpRefusals]);
+    expect(matching(anchor)).toEqual([EDGE_METRICS.mediaAnchorFailures]);
+  });
+
   it('installs the in-kernel forwarding module at boot; counts and alarms on hosts falling back to userspace', () => {
     const userData = userDataText(Object.values(edge.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
     // Packages that cannot install (no headers for this kernel) must not stop the boot: RTPEngine runs in userspace.

@@ -181,6 +181,18 @@ describe('observability stack', () => {
     for (const name of placed) expect(failing).toContain(`\\"${name}\\"`);
   });
 
+  it('graphs SDP refusals beside media anchor failures, and pages no one for them', () => {
+    const [dashboard] = Object.values(observability.findResources('AWS::CloudWatch::Dashboard'));
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    const refused = body.slice(body.indexOf('SIP edge: refused'), body.indexOf('Calls failing at LiveKit SIP'));
+    const sdp = refused.indexOf(`\\"${EDGE_METRICS.sdpRefusals}\\",{\\"label\\":\\"SDP not rewritable\\"`);
+    const anchor = refused.indexOf(`\\"${EDGE_METRICS.mediaAnchorFailures}\\",{\\"label\\":\\"media not anchored\\"`);
+    expect(sdp).toBeGreaterThan(0);
+    expect(anchor).toBeGreaterThan(sdp);
+    // What a peer sends (a carrier source can be forged over UDP) must not be able to page anyone.
+    expect(alarms().map((alarm) => alarm.MetricName)).not.toContain(EDGE_METRICS.sdpRefusals);
+  });
+
   it('matches the snapshot', () => {
     expect(observability.toJSON()).toMatchSnapshot();
   });

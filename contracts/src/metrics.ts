@@ -56,6 +56,7 @@ export const EDGE_METRICS = {
   implausibleNumbers: 'EdgeImplausibleNumbers',
   invitesWithoutOffer: 'EdgeInvitesWithoutOffer',
   foreignMediaAddresses: 'EdgeForeignMediaAddresses',
+  sdpRefusals: 'EdgeSdpRefusals',
   mediaAnchorFailures: 'EdgeMediaAnchorFailures',
   strayReplies: 'EdgeStrayReplies',
   unknownLiveKitPeers: 'EdgeUnknownLiveKitPeers',

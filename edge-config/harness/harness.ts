@@ -9,6 +9,7 @@ import { createSocket } from 'node:dgram';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { EDGE_LOG_EVENTS } from '../src/log-events';
 import {
   edgeLayout,
   parseRenderInput,
@@ -410,6 +411,19 @@ export class EdgeHarness {
       if (match) counters[match[1]] = Number(match[2]);
     }
     return counters;
+  }
+
+  /**
+   * The events (`EDGE_LOG_EVENTS` keys) Kamailio's log lines naming `text` (a Call-ID) would count in CloudWatch, one
+   * entry per line that holds any counted phrase: what the edge stack's metric filters make of this call.
+   */
+  countedLogEvents(text: string): { line: string; events: string[] }[] {
+    const phrases = Object.entries(EDGE_LOG_EVENTS);
+    return readFileSync(this.kamailioLog, 'utf8')
+      .split('\n')
+      .filter((line) => line.includes(text))
+      .map((line) => ({ line, events: phrases.filter(([, phrase]) => line.includes(phrase)).map(([event]) => event) }))
+      .filter(({ events }) => events.length > 0);
   }
 }
 

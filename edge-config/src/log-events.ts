@@ -22,9 +22,12 @@ export const EDGE_LOG_EVENTS = {
   /** Carrier SDP naming a connection address outside edge.mediaAllowlist (488 for requests, dropped for replies). */
   foreignMediaAddresses: 'media address outside mediaAllowlist',
   /**
-   * SDP RTPEngine could not anchor (503 for new calls, 488 in dialog, dropped for replies), or that the edge could not
-   * rebuild without its sender's name (a second s=/o=/v=, a line over the bound, no m=: 488, dropped for replies).
+   * SDP from a peer the edge could not rebuild without its sender's name (a second s=/o=/v=, a malformed o=, a line
+   * or line count over the bound, no m=, a body not labelled application/sdp): 488, dropped for replies. The line
+   * names the side it came from ("from carrier" or "from LiveKit").
    */
+  sdpRefusals: 'SDP not rewritable',
+  /** SDP RTPEngine could not anchor (503 for new calls, 488 in dialog, dropped for replies): the edge's media failed. */
   mediaAnchorFailures: 'media anchoring failed',
   /** A reply that matches no transaction of the edge (dropped, never relayed statelessly). */
   strayReplies: 'reply without transaction',

@@ -335,6 +335,34 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
     return found;
   }
 
+  /**
+   * One SDP refusal for `callId`: its own counter moved, RTPEngine's did not, and the call's one log line a metric
+   * filter counts is that refusal, naming the side it came from.
+   */
+  async function expectSdpRefused(before: Snapshot, callId: string, side: 'carrier' | 'LiveKit', what: string) {
+    const moved = async (counter: string) => ((await edge.counters())[counter] ?? 0) - (before.counters[counter] ?? 0);
+    const deadline = Date.now() + 5000;
+    while ((await moved('sdpRefusals')) < 1 && Date.now() < deadline) await sleep(100);
+    expect(await moved('sdpRefusals'), what).toBe(1);
+    expect(await moved('mediaAnchorFailures'), what).toBe(0);
+    const counted = edge.countedLogEvents(callId).slice(before.logged);
+    expect(
+      counted.map(({ events }) => events),
+      what,
+    ).toEqual([['sdpRefusals']]);
+    expect(counted[0].line, what).toContain(` from ${side} `);
+  }
+
+  /** The edge's counters, and how many counted log lines name `callId` so far. */
+  interface Snapshot {
+    readonly counters: Record<string, number>;
+    readonly logged: number;
+  }
+  const snapshot = async (callId?: string): Promise<Snapshot> => ({
+    counters: await edge.counters(),
+    logged: callId ? edge.countedLogEvents(callId).length : 0,
+  });
+
   async function carrierAcks(call: Call) {
     await call.carrierSends(inDialog('ACK', call.carrierSide, call.callId, carrierVia()));
     await expectAt(call, node, 'the ACK at LiveKit', (t) => t.startsWith('ACK '));
@@ -631,7 +659,14 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
         { method: 'BYE', target: nodeUri, routes: [...edgeRoutes, `<sip:${NODE.ip}:${NODE_OTHER_PORT};lr>`] },
         // No port and transport=tls: TLS's default, 5061, is no node's port.
         { method: 'BYE', target: `sip:lk-node@${NODE.ip};transport=tls`, routes: edgeRoutes },
+        // Free text in the Route: logged, it must not read as other events to the metric filters.
+        {
+          method: 'BYE',
+          target: nodeUri,
+          routes: [...edgeRoutes, '<sip:livekit-node.invalid:5060;lr;note="pike flood from">'],
+        },
       ];
+      const loggedBefore = edge.countedLogEvents(call.callId).length;
       for (const { method, target, routes, body } of forgeries) {
         const side = { ...call.carrierSide, remoteTarget: target, routeSet: routes };
         const request = inDialog(method, side, call.callId, carrierVia(), [], body);
@@ -649,6 +684,12 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
       const deadline = Date.now() + 5000;
       while ((await counted()) < forgeries.length && Date.now() < deadline) await sleep(100);
       expect(await counted()).toBe(forgeries.length);
+      expect(
+        edge
+          .countedLogEvents(call.callId)
+          .slice(loggedBefore)
+          .map(({ events }) => events),
+      ).toEqual(forgeries.map(() => ['foreignNextHops']));
       // Past tm's first retransmission (T1 = 500 ms): a relayed request would have arrived by now, twice.
       await sleep(1500);
       expect(victim.received.map((d) => d.text.split('\r\n')[0])).toEqual([]);
@@ -716,29 +757,62 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
     await nodeHangsUp(call);
     expect(call.failures).toEqual([]);
     // An offer with two s= lines: the call is refused (488), counted, and LiveKit never hears of it.
-    const before = (await edge.counters()).mediaAnchorFailures ?? 0;
+    const before = await snapshot();
     const twoNames = revealingSdp(CARRIER_IP, 41024, 'AcmeSBC').replace('s=AcmeSBC\r\n', 's=-\r\ns=AcmeSBC\r\n');
     const refused = await openCall({ offer: twoNames, answer: false }).catch((error: Error) => error);
     expect(String(refused)).toMatch(/never reached the LiveKit node/);
-    const answers = carrier.received.filter((d) => /1 INVITE$/.test(cseqOf(d.text)) && statusOf(d.text) === 488);
-    expect(answers.map((d) => d.text.split('\r\n')[0])).toContain('SIP/2.0 488 SDP Not Acceptable');
-    expect(((await edge.counters()).mediaAnchorFailures ?? 0) - before).toBe(1);
+    const refusedCallId = /(leak-\S+):/.exec(String(refused))?.[1] ?? '';
+    const answers = carrier.received.filter((d) => d.text.includes(refusedCallId) && statusOf(d.text) === 488);
+    expect(answers.map((d) => d.text.split('\r\n')[0])).toEqual(['SIP/2.0 488 SDP Not Acceptable']);
+    await expectSdpRefused(before, refusedCallId, 'carrier', 'two s= in a new call');
   });
 
-  it('drops and counts an SDP from LiveKit it cannot rewrite (two s= lines, an over-long one, a second o=)', async () => {
+  it('refuses and counts SDP from the carrier it cannot rewrite inside a call, its offer and its answer', async () => {
+    const call = await openCall();
+    await carrierAcks(call);
+    const carrierContact = `Contact: <sip:carrier-contact@${CARRIER_IP}:${carrier.address.port}>`;
+    // Its re-INVITE: no m= line (nothing to anchor), answered 488 by the edge, never at LiveKit.
+    let before = await snapshot(call.callId);
+    const noMedia = revealingSdp(CARRIER_IP, 41030, 'AcmeSBC', 2).replace(/^m=.*\r\n/m, '');
+    await call.carrierSends(inDialog('INVITE', call.carrierSide, call.callId, carrierVia(), [carrierContact], noMedia));
+    const refused = await expectAt(call, carrier, 'the refusal of the re-INVITE', (t) => statusOf(t) === 488);
+    expect(refused?.text.split('\r\n')[0]).toBe('SIP/2.0 488 SDP Not Acceptable');
+    await expectSdpRefused(before, call.callId, 'carrier', 'no m= in a re-INVITE');
+    expect(call.seen().livekit.filter((m) => /^CSeq: 2 INVITE/m.test(m))).toEqual([]);
+    // Its answer to LiveKit's re-INVITE, with an o= the rebuild does not take (IPv6): dropped, LiveKit never sees it.
+    const nodeContact = `Contact: <sip:lk-node@${NODE.ip}:${NODE.port}>`;
+    await call.nodeSends(inDialog('INVITE', call.nodeSide, call.callId, nodeVia(), [nodeContact], sdp(NODE.ip, 42030)));
+    const reinvite = await expectAt(call, carrier, 're-INVITE at the carrier', (t) => t.startsWith('INVITE '));
+    before = await snapshot(call.callId);
+    const badOrigin = revealingSdp(CARRIER_IP, 41032, 'AcmeSBC').replace(/^o=.*$/m, 'o=AcmeSBC 1 1 IN IP6 ::1');
+    if (reinvite) await call.carrierSends(replyTo(reinvite.text, '200 OK', [carrierContact], badOrigin));
+    await expectSdpRefused(before, call.callId, 'carrier', 'an IPv6 o= in the answer');
+    await sleep(700);
+    expect(call.seen().livekit.filter((m) => statusOf(m) === 200 && /INVITE/.test(cseqOf(m)))).toEqual([]);
+    // The carrier gives up on it instead; LiveKit learns that, and only that.
+    if (reinvite) await call.carrierSends(replyTo(reinvite.text, '488 Not Acceptable Here', [carrierContact]));
+    await expectAt(call, node, '488 at LiveKit', (t) => statusOf(t) === 488);
+    await carrierHangsUp(call);
+    expect(call.failures).toEqual([]);
+    expect(call.seen().livekit.join('\n')).not.toMatch(/AcmeSBC/);
+  });
+
+  it('drops and counts an SDP from LiveKit it cannot rewrite (each kind), under any label', async () => {
+    const revealing = (port: number) => revealingSdp(NODE.ip, port, 'LiveKit');
     const hostile = [
-      revealingSdp(NODE.ip, 42030, 'LiveKit').replace('s=LiveKit\r\n', 's=-\r\ns=LiveKit\r\n'),
-      revealingSdp(NODE.ip, 42032, 'LiveKit').replace('s=LiveKit', `s=LiveKit${'x'.repeat(300)}`),
-      revealingSdp(NODE.ip, 42034, 'LiveKit').replace('c=IN IP4', `o=LiveKit 1 1 IN IP4 ${NODE.ip}\r\nc=IN IP4`),
+      revealing(42030).replace('s=LiveKit\r\n', 's=-\r\ns=LiveKit\r\n'),
+      revealing(42032).replace('s=LiveKit', `s=LiveKit${'x'.repeat(300)}`),
+      revealing(42034).replace('c=IN IP4', `o=LiveKit 1 1 IN IP4 ${NODE.ip}\r\nc=IN IP4`),
+      `${revealing(42036)}v=0\r\n`,
+      revealing(42038).replace(/^o=LiveKit 4242 1 /m, 'o=LiveKit session 1 '),
+      `${revealing(42040)}${'a=ptime:20\r\n'.repeat(50)}`,
+      revealing(42042).replace(/^m=.*\r\n/m, ''),
     ];
     for (const body of hostile) {
       const call = await openCall({ answer: false });
-      const before = (await edge.counters()).mediaAnchorFailures ?? 0;
+      const before = await snapshot(call.callId);
       await call.nodeSends(call.reply('200 OK', body));
-      const counted = async () => ((await edge.counters()).mediaAnchorFailures ?? 0) - before;
-      const deadline = Date.now() + 5000;
-      while ((await counted()) < 1 && Date.now() < deadline) await sleep(100);
-      expect(await counted(), body).toBe(1);
+      await expectSdpRefused(before, call.callId, 'LiveKit', body);
       // Past a retransmission interval: a relayed answer would be there by now.
       await sleep(700);
       expect(
@@ -752,35 +826,35 @@ describe.each(['topos', 'topoh'] as const)('leak classes with %s (real kamailio,
       expect(call.seen().carrier.join('\n')).not.toMatch(/LiveKit/);
     }
     // The same SDP under another label (no RTPEngine, no rebuild would touch it): dropped and counted just the same.
-    {
+    // The label's parameters are the sender's free text: one spelling another event's phrase must not count as it.
+    for (const label of ['text/plain', 'text/plain; note="pike flood from caller on the deny list"']) {
       const call = await openCall({ answer: false });
-      const before = (await edge.counters()).mediaAnchorFailures ?? 0;
+      const before = await snapshot(call.callId);
       const mislabelled = call
-        .reply('200 OK', revealingSdp(NODE.ip, 42036, 'LiveKit'))
-        .replace('Content-Type: application/sdp', 'Content-Type: text/plain');
+        .reply('200 OK', revealingSdp(NODE.ip, 42044, 'LiveKit'))
+        .replace('Content-Type: application/sdp', `Content-Type: ${label}`);
       await call.nodeSends(mislabelled);
-      const deadline = Date.now() + 5000;
-      while (((await edge.counters()).mediaAnchorFailures ?? 0) - before < 1 && Date.now() < deadline) await sleep(100);
-      expect(((await edge.counters()).mediaAnchorFailures ?? 0) - before, 'text/plain').toBe(1);
+      await expectSdpRefused(before, call.callId, 'LiveKit', label);
+      expect(edge.countedLogEvents(call.callId)[0].line, label).toContain('(content type text/plain)');
       await sleep(700);
       expect(
         call.seen().carrier.filter((m) => statusOf(m) === 200),
-        'text/plain',
+        label,
       ).toEqual([]);
       await call.nodeSends(call.reply('486 Busy Here'));
       await expectAt(call, carrier, '486 at the carrier', (t) => statusOf(t) === 486);
-      expect(call.failures, 'text/plain').toEqual([]);
+      expect(call.failures, label).toEqual([]);
       expect(call.seen().carrier.join('\n')).not.toMatch(/LiveKit|127\.0\.2\./);
     }
     // An in-dialog offer from LiveKit with two s= lines: refused back to LiveKit, nothing reaches the carrier.
     const call = await openCall();
     await carrierAcks(call);
-    const before = (await edge.counters()).mediaAnchorFailures ?? 0;
+    const before = await snapshot(call.callId);
     const contact = `Contact: <sip:lk-node@${NODE.ip}:${NODE.port}>`;
     await call.nodeSends(inDialog('INVITE', call.nodeSide, call.callId, nodeVia(), [contact], hostile[0]));
     const refused = await expectAt(call, node, 'the refusal of the re-INVITE', (t) => statusOf(t) === 488);
     expect(refused, 'a 488 for the re-INVITE').toBeDefined();
-    expect(((await edge.counters()).mediaAnchorFailures ?? 0) - before).toBe(1);
+    await expectSdpRefused(before, call.callId, 'LiveKit', 'two s= in a re-INVITE');
     expect(call.seen().carrier.filter((m) => m.startsWith('INVITE '))).toEqual([]);
     await carrierHangsUp(call);
     expect(call.failures).toEqual([]);

@@ -479,6 +479,24 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       { name: 'foreign media', invite: { body: sdp('127.0.4.9', 41000) }, status: 488, counter: foreignMedia },
       { name: 'a 2nd c=', invite: { body: `${offer}c=IN IP4 127.0.4.9\r\n` }, status: 488, counter: foreignMedia },
       { name: 'IPv6 media', invite: { body: sdp(from, 41000, 'c=IN IP6 ::1') }, status: 488, counter: foreignMedia },
+      // Free text in the c= line: the log line names no other event (each phrase is a CloudWatch metric).
+      {
+        name: 'a c= line spelling other events',
+        invite: { body: sdp(from, 41000, 'c=IN IP4 127.0.3.20 pike flood from caller on the deny list') },
+        status: 488,
+        counter: foreignMedia,
+      },
+      // SDP the edge cannot rebuild as one session: its own count, never RTPEngine's (checked for every case below).
+      ...[
+        { name: 'a second s=', body: offer.replace('s=-\r\n', 's=-\r\ns=AcmeSBC\r\n') },
+        { name: 'a second v=', body: `${offer}v=0\r\n` },
+        { name: 'a second o=', body: offer.replace('t=0 0', `o=AcmeSBC 2 2 IN IP4 ${from}\r\nt=0 0`) },
+        { name: 'an IPv6 o=', body: offer.replace(/^o=.*$/m, 'o=carrier 1 1 IN IP6 ::1') },
+        { name: 'a 300-byte line', body: `${offer}a=label:${'x'.repeat(300)}\r\n` },
+        // Over 64 lines, though every address in it is allowed.
+        { name: '68 lines', body: `${offer}${'a=ptime:20\r\n'.repeat(60)}` },
+        { name: 'no m=', body: offer.replace(/^m=.*\r\n/m, '') },
+      ].map(({ name, body }) => ({ name, invite: { body }, status: 488, counter: 'sdpRefusals' })),
     ];
     for (const { name, invite, status, counter } of cases) {
       const before = await edge.counters();
@@ -496,7 +514,17 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       expect(replies[0].text, name).not.toMatch(/127\.0\.[12]\./);
       expect(invitesWithCallId(call.callId), name).toEqual([]);
       expect(await edge.rtpengineStreams(call.callId), name).toEqual([]);
-      expect((await edge.counters())[counter] - (before[counter] ?? 0), name).toBe(1);
+      const after = await edge.counters();
+      expect(after[counter] - (before[counter] ?? 0), name).toBe(1);
+      // Refused before RTPEngine saw it: no media anchor failed.
+      expect(after.mediaAnchorFailures - (before.mediaAnchorFailures ?? 0), name).toBe(0);
+      // Logged once, as this class alone: the metric filters count nothing else for it.
+      expect(
+        edge.countedLogEvents(call.callId).map(({ events }) => events),
+        name,
+      ).toEqual([[counter]]);
+      if (counter === 'sdpRefusals')
+        expect(edge.countedLogEvents(call.callId)[0].line, name).toContain(' from carrier ');
     }
     // topos never had to give up (it would have sent the message on unchanged).
     expect(readFileSync(edge.kamailioLog, 'utf8')).not.toMatch(/no more space to pack|failed to extract and pack/);

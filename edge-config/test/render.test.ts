@@ -301,6 +301,64 @@ describe('rendered edge', () => {
     }
   });
 
+  it('writes no log line a metric filter would count for two events (each phrase is in no other)', () => {
+    const config = files['kamailio/kamailio.cfg'].content;
+    const phrases = Object.values(EDGE_LOG_EVENTS);
+    // Every phrase has a space: a value logged as one word (a Call-ID, a URI without spaces) can spell none of them.
+    for (const phrase of phrases) expect(phrase).toContain(' ');
+    for (const phrase of phrases)
+      expect(
+        phrases.filter((other) => other !== phrase && other.includes(phrase)),
+        phrase,
+      ).toEqual([]);
+    const lines = [...config.matchAll(/xlog\("L_[A-Z]+", "([^"]*)"\)/g)].map((match) => match[1]);
+    expect(lines.length).toBeGreaterThan(20);
+    for (const line of lines)
+      expect(phrases.filter((phrase) => line.includes(phrase)).length, line).toBeLessThanOrEqual(1);
+  });
+
+  it('counts SDP it cannot rebuild as sdpRefusals, naming the side, and only RTPEngine failures as mediaAnchorFailures', () => {
+    const config = files['kamailio/kamailio.cfg'].content;
+    const route = (name: string) => {
+      const start = config.indexOf(`route[${name}] {`);
+      expect(start, name).toBeGreaterThan(0);
+      return config.slice(start, config.indexOf('\n}\n', start));
+    };
+    const counted = (text: string) => [...text.matchAll(/update_stat\("(\w+)"/g)].map((match) => match[1]);
+    const privacy = route('SDP_PRIVACY');
+    expect(counted(privacy)).toEqual(['sdpRefusals']);
+    // The request refused and the reply dropped each say so, and from which side.
+    const logged = [...privacy.matchAll(/xlog\("L_[A-Z]+", "([^"]*)"\)/g)].map((match) => match[1]);
+    expect(logged).toEqual([
+      expect.stringMatching(/SDP not rewritable .* from \$var\(sdpfrom\) \$si:\$sp, dropped/),
+      expect.stringMatching(/SDP not rewritable .* from \$var\(sdpfrom\) \$si:\$sp, refused/),
+    ]);
+    expect(privacy).toContain('$var(sdpfrom) = "carrier";');
+    expect(privacy).toMatch(/if \(route\(FROM_INTERNAL\)\) \$var\(sdpfrom\) = "LiveKit";/);
+    // The sender's Content-Type reaches the log only as type/subtype: its parameters are the sender's free text.
+    expect(privacy).not.toMatch(/"content type " \+ \$cT\b/);
+    expect(route('MEDIA')).toContain('update_stat("mediaAnchorFailures", "+1")');
+    expect(config.match(/update_stat\("mediaAnchorFailures"/g)).toHaveLength(1);
+    // A new call's offer and an in-dialog one are rebuilt (and refused as such) before their addresses are checked.
+    for (const name of ['NEW_CALL', 'WITHINDLG']) {
+      const body = route(name);
+      expect(body.indexOf('route(SDP_PRIVACY)'), name).toBeGreaterThan(0);
+      expect(body.indexOf('route(SDP_PRIVACY)'), name).toBeLessThan(body.indexOf('route(CARRIER_SDP)'));
+    }
+  });
+
+  it("checks an answer's SDP before looking up its transaction, and anchors it only after", () => {
+    // A reply dropped after the lookup stays the worker's transaction (tm never sees it): its next new call gets 500.
+    const config = files['kamailio/kamailio.cfg'].content;
+    const start = config.indexOf('reply_route {');
+    const replies = config.slice(start, config.indexOf('\n}\n', start));
+    const at = (text: string) => replies.indexOf(text);
+    expect(at('route(SDP_PRIVACY)')).toBeGreaterThan(0);
+    expect(at('route(SDP_PRIVACY)')).toBeLessThan(at('route(CARRIER_SDP)'));
+    expect(at('route(CARRIER_SDP)')).toBeLessThan(at('if (!t_check_trans())'));
+    expect(at('if (!t_check_trans())')).toBeLessThan(at('route(MEDIA)'));
+  });
+
   it('renders through the CLI with --local', () => {
     const out = join(scratch, 'cli');
     const stdout = execFileSync(

@@ -273,6 +273,7 @@ export class ObservabilityStack extends VoiceIntakeStack {
           edgeMetrics.implausibleNumbers.with({ label: 'implausible number' }),
           edgeMetrics.invitesWithoutOffer.with({ label: 'INVITE without offer' }),
           edgeMetrics.foreignMediaAddresses.with({ label: 'media address not allowed' }),
+          edgeMetrics.sdpRefusals.with({ label: 'SDP not rewritable' }),
           edgeMetrics.mediaAnchorFailures.with({ label: 'media not anchored' }),
           edgeMetrics.strayReplies.with({ label: 'replies without transaction' }),
           edgeMetrics.unknownLiveKitPeers.with({ label: 'not a LiveKit node' }),
