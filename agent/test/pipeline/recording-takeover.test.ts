@@ -45,6 +45,37 @@ function reply(request: ConverseStreamCommandInput) {
   return { text: 'Hello, how can I help you today?' };
 }
 
+/** What a worker taking the call over stored, spoke and wrote: the caller says goodbye and it ends the call. */
+interface Takeover {
+  startedAt: Date;
+  call: OpenCall;
+  puts: string[];
+  spoke: string[];
+  transcript: Transcript;
+}
+
+async function takeOver(
+  backends: ReturnType<typeof useCallBackends>,
+  store: ReturnType<ReturnType<typeof useCallBackends>['freshAws']>,
+  env: Record<string, string>,
+  callId: string,
+): Promise<Takeover> {
+  const putsBefore = store.recordingPuts.length;
+  for (const mock of [backends.transcribe, backends.bedrock, backends.polly]) mock.reset();
+  listeningTranscribe(backends.transcribe, { utterances: [GOODBYE] });
+  streamingBedrock(backends.bedrock, reply);
+  const polly = speakingPolly(backends.polly);
+  const startedAt = new Date();
+  const call = await backends.openCall({ env, callId, callerNumber: '+14155550142', startedAt });
+  await call.intake.greet();
+  await call.line.say(synthesizeSpeech(GOODBYE));
+  await call.hungUp;
+  await call.close();
+  const puts = store.recordingPuts.slice(putsBefore).map((key) => key.slice('transcripts/'.length));
+  const body = store.objects.get(`transcripts/${transcriptKey(callId, startedAt)}`);
+  return { startedAt, call, puts, spoke: polly.texts, transcript: transcriptSchema.parse(JSON.parse(body ?? 'null')) };
+}
+
 describe('a recorded call taken over by another worker', () => {
   const backends = useCallBackends();
   let store: ReturnType<typeof backends.freshAws>;
@@ -92,27 +123,8 @@ describe('a recorded call taken over by another worker', () => {
     // Closing its session here still saved (a killed process would not have): the state is what it last saved.
     await redis.set(STATE_KEY, savedRaw, 'KEEPTTL');
     firstStored = [...store.recordings.keys()];
-    const putsBefore = store.recordingPuts.length;
-
-    for (const mock of [backends.transcribe, backends.bedrock, backends.polly]) mock.reset();
-    listeningTranscribe(backends.transcribe, { utterances: [GOODBYE] });
-    streamingBedrock(backends.bedrock, reply);
-    const polly = speakingPolly(backends.polly);
-    secondStartedAt = new Date();
-    second = await backends.openCall({
-      env,
-      callId: CALL_ID,
-      callerNumber: '+14155550142',
-      startedAt: secondStartedAt,
-    });
-    await second.intake.greet();
-    await second.line.say(synthesizeSpeech(GOODBYE));
-    await second.hungUp;
-    await second.close();
-    secondPuts = store.recordingPuts.slice(putsBefore).map((key) => key.slice('transcripts/'.length));
-    secondSpoke = polly.texts;
-    const body = store.objects.get(`transcripts/${transcriptKey(CALL_ID, secondStartedAt)}`);
-    transcript = transcriptSchema.parse(JSON.parse(body ?? 'null'));
+    const takeover = await takeOver(backends, store, env, CALL_ID);
+    ({ startedAt: secondStartedAt, call: second, puts: secondPuts, spoke: secondSpoke, transcript } = takeover);
   }, 180_000);
 
   it('the first worker saved its recording with its parts, and stored one more after that', () => {
@@ -200,26 +212,7 @@ describe('a recorded call whose worker died before its first flush saved', () =>
     await first.line.close();
     await redis.set(EARLY_KEY, savedRaw, 'KEEPTTL');
     firstStored = [...store.recordings.keys()].map((key) => key.slice('transcripts/'.length)).sort();
-    const putsBefore = store.recordingPuts.length;
-
-    for (const mock of [backends.transcribe, backends.bedrock, backends.polly]) mock.reset();
-    listeningTranscribe(backends.transcribe, { utterances: [GOODBYE] });
-    streamingBedrock(backends.bedrock, reply);
-    speakingPolly(backends.polly);
-    const secondStartedAt = new Date();
-    const second = await backends.openCall({
-      env,
-      callId: EARLY_ID,
-      callerNumber: '+14155550142',
-      startedAt: secondStartedAt,
-    });
-    await second.intake.greet();
-    await second.line.say(synthesizeSpeech(GOODBYE));
-    await second.hungUp;
-    await second.close();
-    secondPuts = store.recordingPuts.slice(putsBefore).map((key) => key.slice('transcripts/'.length));
-    const body = store.objects.get(`transcripts/${transcriptKey(EARLY_ID, secondStartedAt)}`);
-    transcript = transcriptSchema.parse(JSON.parse(body ?? 'null'));
+    ({ puts: secondPuts, transcript } = await takeOver(backends, store, env, EARLY_ID));
   }, 180_000);
 
   it('the state held only where the recording started: segment 0, its clock, no part counted', () => {
