@@ -39,6 +39,7 @@ export function imageContextExcludes(workspace: ImageWorkspace): string[] {
     '**/.local',
     '**/.data',
     'contracts/test',
+    'contracts/bench',
     `${workspace}/test`,
     `${workspace}/bench`,
     `${workspace}/README.md`,
