@@ -151,6 +151,8 @@ interface StepLoad {
   idlePercent: number;
   /** sipp's counters summed over the callers: retransmissions, failed calls by cause, watchdog (sipp late). */
   sipp: Record<string, number>;
+  /** Error replies the callers received, by status code (503 when the edge had no node or could not anchor). */
+  errorReplies: Record<string, number>;
 }
 
 const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
@@ -207,6 +209,15 @@ function startedRate(traces: string[]): number {
   return spanMs > 0 ? Math.round(((times.length - 1) * 1000) / spanMs) : 0;
 }
 
+/** Error replies (3xx–6xx) received in sipp's message traces, by status code. */
+function errorReplies(traces: string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const trace of traces)
+    for (const [, code] of trace.matchAll(/^\w+ message received[^\n]*\n\s*SIP\/2\.0 ([3-6]\d\d)/gm))
+      counts[code] = (counts[code] ?? 0) + 1;
+  return counts;
+}
+
 /** sipp's counters that tell why calls failed or came late, summed over the callers, the non-zero ones. */
 const SIPP_COUNTERS = [
   'Retransmissions',
@@ -258,15 +269,17 @@ function stepLimits(step: Step, runDir: string): string[] {
   if (load.sipp.Retransmissions)
     limits.push(`answers came late: sipp retransmitted ${load.sipp.Retransmissions} times (requests queued)`);
   const causes: Record<string, string> = {
-    FailedCallRejected: 'an error reply (503 from the edge or the reference when it could not anchor or route)',
+    FailedCallRejected: 'an error reply the scenario could take',
     FailedMaxUDPRetrans: 'no answer after all retransmissions',
-    FailedUnexpectedMessage: 'a message the scenario did not expect',
+    FailedUnexpectedMessage: 'a message the scenario did not expect (an error reply to the INVITE among them)',
     FailedTimeoutOnRecv: 'a timeout waiting for a reply',
     FailedCannotSendMessage: 'sipp could not send',
     FailedOutboundCongestion: "sipp's own socket congested",
   };
   for (const [counter, cause] of Object.entries(causes))
     if (load.sipp[counter]) limits.push(`${load.sipp[counter]} calls failed on ${cause}`);
+  const replies = Object.entries(load.errorReplies).map(([code, n]) => `${n} × ${code}`);
+  if (replies.length > 0) limits.push(`the callers received error replies: ${replies.join(', ')}`);
   if (step.successful + step.failed < step.rate * SECONDS)
     limits.push(`${step.rate * SECONDS - step.successful - step.failed} calls unfinished when sipp gave up`);
   if (limits.length === 0) limits.push('no limit found in the logs or counters');
@@ -388,6 +401,7 @@ async function ramp(
         ((coresDuringLoad.idle - coresBefore.idle) * 100) / Math.max(1, coresDuringLoad.total - coresBefore.total),
       ),
       sipp: sippCounters(results),
+      errorReplies: errorReplies(results.map((result) => result.messages)),
     };
     let countedPerCall: Record<string, number> | undefined;
     if (countedBefore) {
