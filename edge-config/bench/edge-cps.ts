@@ -153,6 +153,8 @@ interface StepLoad {
   sipp: Record<string, number>;
   /** Error replies the callers received, by status code (503 when the edge had no node or could not anchor). */
   errorReplies: Record<string, number>;
+  /** UDP datagrams the kernel dropped because a socket's receive buffer was full (RcvbufErrors). */
+  udpDropped: number;
 }
 
 const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
@@ -180,6 +182,15 @@ function reapedChildrenCpuMs(): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // cutime and cstime are fields 16 and 17 of stat(5); here counted from field 3 (state).
   return ((Number(fields[13]) + Number(fields[14])) * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** UDP datagrams dropped so far on full receive buffers (/proc/net/snmp, this network namespace). */
+function udpReceiveBufferErrors(): number {
+  const [header, counts] = readFileSync('/proc/net/snmp', 'utf8')
+    .split('\n')
+    .filter((line) => line.startsWith('Udp:'))
+    .map((line) => line.split(/\s+/));
+  return Number(counts?.[header.indexOf('RcvbufErrors')] ?? 0);
 }
 
 /** Idle and total time of all cores so far, in clock ticks (/proc/stat; guest time is already in user). */
@@ -247,7 +258,8 @@ function describeLoad(load: StepLoad): string {
   const counters = Object.entries(load.sipp).map(([name, n]) => `${name} ${n}`);
   return (
     `callers started ${load.startedRate}/s at ${load.sippCorePercent} % of a core each` +
-    `${counters.length > 0 ? ` (${counters.join(', ')})` : ''}; cores ${load.idlePercent} % idle`
+    `${counters.length > 0 ? ` (${counters.join(', ')})` : ''}; cores ${load.idlePercent} % idle` +
+    `${load.udpDropped > 0 ? `; ${load.udpDropped} UDP datagrams dropped on full receive buffers` : ''}`
   );
 }
 
@@ -265,6 +277,11 @@ function stepLimits(step: Step, runDir: string): string[] {
     limits.push(
       `the sipp caller${CALLERS > 1 ? 's' : ''} did not keep the rate: started ${load.startedRate} of ${rate} calls/s,` +
         ` ${load.sippCorePercent} % of a core each, ${sippLate} watchdog warnings (sipp's own loop late)`,
+    );
+  if (load.udpDropped > 0)
+    limits.push(
+      `${load.udpDropped} UDP datagrams were dropped on full socket receive buffers (a receiver fell behind a burst;` +
+        ' sipp retransmits them)',
     );
   if (load.sipp.Retransmissions)
     limits.push(`answers came late: sipp retransmitted ${load.sipp.Retransmissions} times (requests queued)`);
@@ -363,6 +380,7 @@ async function ramp(
     const countedBefore = counters?.();
     const sippCpuBefore = reapedChildrenCpuMs();
     const coresBefore = coreTimes();
+    const udpDroppedBefore = udpReceiveBufferErrors();
     let coresDuringLoad = coresBefore;
     const loadEnds = setTimeout(() => {
       coresDuringLoad = coreTimes();
@@ -402,6 +420,7 @@ async function ramp(
       ),
       sipp: sippCounters(results),
       errorReplies: errorReplies(results.map((result) => result.messages)),
+      udpDropped: udpReceiveBufferErrors() - udpDroppedBefore,
     };
     let countedPerCall: Record<string, number> | undefined;
     if (countedBefore) {
