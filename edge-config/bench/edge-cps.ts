@@ -9,7 +9,8 @@
  *       edge's guarantees, README "topos, not topoh").
  * Each is driven by sipp callers at rising rates; the figure is the highest rate whose calls all completed, and for
  * each configuration the script says which limit ended it: RTPEngine's descriptors or ports, the dispatcher's
- * failover, the cores being saturated, or the sipp caller not keeping the rate.
+ * failover, the cores being saturated, UDP datagrams dropped on full receive buffers, or the sipp caller not keeping
+ * the rate.
  * Prints each, (b)/(c) and (b)/(a), what each call cost in CPU per program (Kamailio, RTPEngine, the topos
  * Redis, the sipp stand-ins) at the highest rate all passed, and the topos Redis commands per call. On a machine
  * where all of them share the cores, that cost is what bounds the rate. A script, not a test: figures depend on the
