@@ -231,6 +231,8 @@ export interface EdgeHarnessOptions {
   readonly input: RenderInputData;
   /** An allowlisted loopback address to prove SIP is served (OPTIONS → 200) before start() returns. */
   readonly probeFrom?: string;
+  /** Extra RTPEngine command-line options, which override its rendered config file (the bench's delete delay). */
+  readonly rtpengineArgs?: readonly string[];
 }
 
 /** The topos Redis, RTPEngine and Kamailio on a rendered tree. */
@@ -284,7 +286,12 @@ export class EdgeHarness {
     const { ip, port } = this.layout.rtpengineControl;
     this.rtpengine = spawnLogged(
       'rtpengine',
-      [`--config-file=${this.layout.rtpengineConf}`, '--foreground', '--log-stderr'],
+      [
+        `--config-file=${this.layout.rtpengineConf}`,
+        '--foreground',
+        '--log-stderr',
+        ...(this.options.rtpengineArgs ?? []),
+      ],
       rtpLog,
     );
     const rtpengine = this.rtpengine;
@@ -555,6 +562,8 @@ export interface SippResult {
   readonly callIds: string[];
   /** sipp's message trace: everything it sent and received. */
   readonly messages: string;
+  /** The last row of sipp's statistics file (-trace_stat) by column name, e.g. `Retransmissions(C)`. */
+  readonly stats: Readonly<Record<string, string>>;
 }
 
 /** Runs a sipp caller to completion. Exit code 0 = every call succeeded (sipp's own verdict). */
@@ -612,13 +621,15 @@ export async function runSippCaller(options: SippCallOptions, workDir: string): 
   const stats = existsSync(statFile) ? readFileSync(statFile, 'utf8').trim().split('\n') : [];
   let successful = 0;
   let failed = 0;
+  let lastStats: Record<string, string> = {};
   if (stats.length >= 2) {
     const header = stats[0].split(';');
     const last = stats[stats.length - 1].split(';');
+    lastStats = Object.fromEntries(header.map((name, index) => [name, last[index] ?? '']));
     successful = Number(last[header.indexOf('SuccessfulCall(C)')]);
     failed = Number(last[header.indexOf('FailedCall(C)')]);
   }
   const messages = existsSync(messageFile) ? readFileSync(messageFile, 'utf8') : '';
   const callIds = [...new Set([...messages.matchAll(/^Call-ID:\s*(\S+)/gim)].map((m) => m[1]))];
-  return { exitCode, successful, failed, output, callIds, messages };
+  return { exitCode, successful, failed, output, callIds, messages, stats: lastStats };
 }
