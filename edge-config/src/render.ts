@@ -469,7 +469,11 @@ export function renderEdge(raw: RenderInputData | RenderInput): RenderedEdge {
       MEMORY_ARGS: layout.kamailioMemoryArgs.join(' '),
       CTL_SOCKET: layout.ctlSocket,
     }),
-    'bin/edge-reload.sh': fillTemplate('bin/edge-reload.sh', { CTL_SOCKET: layout.ctlSocket }),
+    'bin/edge-reload.sh': fillTemplate('bin/edge-reload.sh', {
+      CTL_SOCKET: layout.ctlSocket,
+      ADDRESS_FILE: layout.addressFile,
+      CALLERS_FILE: layout.callersFile,
+    }),
     'bin/edge-apply.sh': fillTemplate('bin/edge-apply.sh', {
       CONFIG_DIR: paths.configDir,
       CTL_SOCKET: layout.ctlSocket,

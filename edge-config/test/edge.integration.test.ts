@@ -5,7 +5,7 @@
  * from 127.0.4.x, a later-added carrier from 127.0.5.x.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -549,12 +549,6 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
     return { call, status, atLiveKit, callerHeaders };
   }
 
-  /** db_text sees a table changed by its mtime in whole seconds: a rewrite within the same second goes unseen. */
-  async function rewriteTable(path: string, content: string): Promise<void> {
-    while (Math.floor(Date.now() / 1000) <= Math.floor(statSync(path).mtimeMs / 1000)) await sleep(50);
-    writeFileSync(path, content);
-  }
-
   it('maps X-Twilio-VerStat to one level, refuses failed ones, never passes on spoofed headers', async () => {
     const peer = await openPeer('127.0.3.30');
     const caller = '+15550199000';
@@ -626,14 +620,21 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
       ['no + (not E.164)', { fromUser: '15550166003' }, 200, 'anonymous'],
     ]);
 
-    // What the SSM association does: rewrite the caller table, then run the reload script.
+    // What the SSM association does: rewrite the caller table, then run the reload script. Here twice within one
+    // second, each reloaded at once: db_text compares mtimes in whole seconds, so unless the reload script moves the
+    // mtime on, the second list goes unseen and the first stays in force (the first reload must be the first script
+    // run in 5 s: later ones wait out permissions' reload limit, and a late load sees the second list anyway).
     const original = readFileSync(edge.layout.callersFile, 'utf8');
+    const reload = () => spawnSync(join(DIR, 'bin', 'edge-reload.sh'), { encoding: 'utf8' });
     try {
+      while (Date.now() % 1000 > 100) await sleep(10);
+      writeFileSync(edge.layout.callersFile, `${renderCallerRows({ deny: ['+15550199000'], anonymous: 'allow' })}\n`);
+      expect(reload().status).toBe(0);
       const policy = { deny: ['+15550166002'], allow: ['+1555016*'], anonymous: 'reject' as const };
-      await rewriteTable(edge.layout.callersFile, `${renderCallerRows(policy)}\n`);
-      const reload = spawnSync(join(DIR, 'bin', 'edge-reload.sh'), { encoding: 'utf8' });
-      expect(reload.status, reload.stderr).toBe(0);
-      expect(reload.stdout).toContain('caller lists reloaded');
+      writeFileSync(edge.layout.callersFile, `${renderCallerRows(policy)}\n`);
+      const reloaded = reload();
+      expect(reloaded.status, reloaded.stderr).toBe(0);
+      expect(reloaded.stdout).toContain('caller lists reloaded');
       await check([
         ['newly denied, also allowed (deny wins)', { fromUser: '+15550166002' }, 603, 'deniedCallers'],
         ['allowed prefix', { fromUser: '+15550166004' }, 200, '+15550166004'],
@@ -644,8 +645,8 @@ describe('SIP edge on loopback (real kamailio, rtpengine, sipp)', () => {
         ['allowed, withheld', { fromUser: '+15550166004', extraHeaders: ['Privacy: id'] }, 433, 'anonymousCallers'],
       ]);
     } finally {
-      await rewriteTable(edge.layout.callersFile, original);
-      expect(spawnSync(join(DIR, 'bin', 'edge-reload.sh'), { encoding: 'utf8' }).status).toBe(0);
+      writeFileSync(edge.layout.callersFile, original);
+      expect(reload().status).toBe(0);
     }
     expect(edge.kamailioPid).toBe(pid);
     await check([['the original lists again', { fromUser: '+15550199000' }, 200, '+15550199000']]);

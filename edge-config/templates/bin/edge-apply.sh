@@ -36,7 +36,8 @@ fi
 install_tree() {
   for file in $changed; do
     mkdir -p "$(dirname "$CONFIG_DIR/$file")"
-    cp -p "$STAGED/$file" "$CONFIG_DIR/$file.new"
+    # Mode only: a staged mtime older than the installed one would hide a list from db_text's reload (edge-reload.sh).
+    cp --preserve=mode "$STAGED/$file" "$CONFIG_DIR/$file.new"
     mv "$CONFIG_DIR/$file.new" "$CONFIG_DIR/$file"
   done
   case " $(echo $changed) " in
