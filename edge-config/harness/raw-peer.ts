@@ -154,6 +154,27 @@ export function inDialogRequest(
   ].join('\r\n');
 }
 
+/**
+ * Every value of a header in a message's head, in order: repeated headers and comma-joined name-addr lists (`<…>,
+ * <…>`) alike. Names match case-insensitively, with or without blanks before the colon.
+ */
+export function headerValues(message: string, name: string): string[] {
+  const head = message.split('\r\n\r\n')[0];
+  return [...head.matchAll(new RegExp(`^${name}[ \\t]*:[ \\t]*(.*)$`, 'gim'))].flatMap((match) =>
+    match[1].split(/,(?=\s*<)/).map((value) => value.trim()),
+  );
+}
+
+/** The first value of a header ('' when absent). */
+export function headerOf(message: string, name: string): string {
+  return headerValues(message, name)[0] ?? '';
+}
+
+/** The URI of a name-addr (`"x" <sip:…>;tag=…` → `sip:…`), or of a bare addr-spec without its parameters. */
+export function uriOf(nameAddr: string): string {
+  return /<([^>]+)>/.exec(nameAddr)?.[1] ?? nameAddr.split(';')[0];
+}
+
 /** Status line code of a SIP reply, undefined for a request. */
 export function statusOf(message: string): number | undefined {
   const match = /^SIP\/2\.0 (\d{3}) /.exec(message);

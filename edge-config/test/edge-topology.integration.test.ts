@@ -15,7 +15,17 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EdgeHarness } from '../harness/harness';
-import { type Address, answerOptions, replyTo, sdp, statusOf, UdpPeer } from '../harness/raw-peer';
+import {
+  type Address,
+  answerOptions,
+  headerOf,
+  headerValues,
+  replyTo,
+  sdp,
+  statusOf,
+  UdpPeer,
+  uriOf,
+} from '../harness/raw-peer';
 import { TOPOH_MASK } from '../src/render';
 
 const LOOPBACK = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
@@ -150,16 +160,6 @@ function sight(messages: readonly string[], side: RegExp, skipIdentity: boolean)
   return { plain: [...plain], masked: [...masked], requestVias, lines: [...lines.values()] };
 }
 
-function headerValues(message: string, name: string): string[] {
-  return message
-    .split('\r\n\r\n')[0]
-    .split('\r\n')
-    .filter((line) => line.toLowerCase().startsWith(`${name.toLowerCase()}:`))
-    .flatMap((line) => line.slice(name.length + 1).split(/,\s*(?=<)/))
-    .map((value) => value.trim());
-}
-const uriOf = (nameAddr: string) => /<([^>]+)>/.exec(nameAddr)?.[1] ?? nameAddr.split(';')[0];
-const headerOf = (message: string, name: string) => headerValues(message, name)[0] ?? '';
 const cseqOf = (message: string) => headerOf(message, 'CSeq');
 /** The host of a SIP URI (after the user part, before port and parameters). */
 const hostOf = (uri: string) => /^sips?:(?:[^@]*@)?([^:;>]+)/.exec(uri)?.[1];

@@ -13,25 +13,21 @@ import { EdgeHarness } from '../harness/harness';
 import {
   type Address,
   answerOptions,
+  headerOf,
+  headerValues,
   inDialogRequest,
   inviteRequest,
   replyTo,
   sdp,
   statusOf,
   UdpPeer,
+  uriOf,
 } from '../harness/raw-peer';
 
 const LOOPBACK = JSON.parse(readFileSync(resolve(__dirname, '..', 'examples', 'loopback.json'), 'utf8'));
 const CARRIER_IP = '127.0.3.41';
 const NODE: Address = { ip: '127.0.2.1', port: 5060 };
 const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
-const headerOf = (message: string, name: string) =>
-  new RegExp(`^${name}\\s*:\\s*(.+)$`, 'im').exec(message.split('\r\n\r\n')[0])?.[1].trim() ?? '';
-const headerValues = (message: string, name: string) =>
-  [...message.split('\r\n\r\n')[0].matchAll(new RegExp(`^${name}\\s*:\\s*(.+)$`, 'gim'))].flatMap((match) =>
-    match[1].split(/,(?=\s*<)/).map((value) => value.trim()),
-  );
-const uriOf = (nameAddr: string) => /<([^>]+)>/.exec(nameAddr)?.[1] ?? nameAddr;
 
 describe('one Kamailio worker per socket: a dropped reply leaves nothing behind for the next request', () => {
   const input = {
