@@ -572,10 +572,11 @@ export interface CallAudioSetup {
 
 /** Why a call taken over does not go on recording; undefined when it does. */
 function notResumedBecause(
-  mode: 'announce' | 'consent',
+  mode: 'off' | 'announce' | 'consent',
   saved: SessionRecording | undefined,
   soFar: SessionRecording,
 ): string | undefined {
+  if (mode === 'off') return 'recording switched off during the call';
   if (saved && saved.mode !== mode) return `recording mode changed from ${saved.mode}`;
   if (soFar.segment >= MAX_RECORDING_SEGMENT) return 'too many takeovers';
   if (mode === 'announce') return undefined;
@@ -632,8 +633,11 @@ function listingRecord(saved: SessionRecording | undefined, stored: StoredParts)
  */
 export async function callAudioFor(setup: CallAudioSetup): Promise<CallAudio | EarlierRecording | undefined> {
   const { env } = setup;
-  if (env.RECORDING_MODE === 'off') return undefined;
   const saved = setup.resumeFrom;
+  // Off, except for a call an earlier worker was recording (a deploy switched recording off during it): its parts are
+  // still named, though nothing more is recorded.
+  const callMode = env.RECORDING_MODE === 'off' ? (setup.resumed ? saved?.mode : undefined) : env.RECORDING_MODE;
+  if (!callMode) return undefined;
   const list = setup.listKeys ?? s3KeyLister(setup.s3, env.TRANSCRIPTS_BUCKET);
   const listStored = () => storedParts(setup.callId, list);
   let resume: SessionRecording | undefined;
@@ -646,7 +650,7 @@ export async function callAudioFor(setup: CallAudioSetup): Promise<CallAudio | E
       // The saved counts still name the segments to stay above; what is stored is checked again at stop.
       setup.audit('earlier_parts_unlisted', { at: 'takeover', error: String(error) });
     }
-    resume = recordingSoFar(env.RECORDING_MODE, saved, storedAtTakeover, setup.callStartedAt);
+    resume = recordingSoFar(saved?.mode ?? callMode, saved, storedAtTakeover, setup.callStartedAt);
     const reason = notResumedBecause(env.RECORDING_MODE, saved, resume);
     if (reason) {
       setup.audit('not_resumed', { mode: env.RECORDING_MODE, reason });
@@ -664,6 +668,8 @@ export async function callAudioFor(setup: CallAudioSetup): Promise<CallAudio | E
         : undefined;
     }
   }
+  // Reached with recording on only: a takeover with it off returned above.
+  if (env.RECORDING_MODE === 'off') return undefined;
   return new CallAudio({
     mode: env.RECORDING_MODE,
     sampleRate: env.RECORDING_SAMPLE_RATE,

@@ -65,7 +65,7 @@ const saved = (overrides: Partial<SessionRecording> = {}): SessionRecording =>
 async function takeOver(
   callId: string,
   resumeFrom: SessionRecording | undefined,
-  overrides: Partial<CallAudioSetup> & { mode?: 'announce' | 'consent' } = {},
+  overrides: Partial<CallAudioSetup> & { mode?: CallAudioSetup['env']['RECORDING_MODE'] } = {},
 ) {
   const audit: [string, Record<string, unknown>][] = [];
   const { mode = 'announce', ...setup } = overrides;
@@ -272,6 +272,52 @@ describe('a worker taking a recorded call over', () => {
       expect(audio).toBeUndefined();
       expect(String(record('not_resumed')[0].reason)).toMatch(/too many takeovers/);
       expect((await earlierOnly!.stop()).parts).toEqual([part(callId, 1, 999)]);
+    });
+
+    it('recording switched off during the call: the earlier parts are still named, nothing more is recorded', async () => {
+      const callId = newCall();
+      const earlier = [part(callId, 1), part(callId, 2), part(callId, 3)];
+      await earlierWorkerStored(earlier);
+      // Saved at its last flush, before its third part landed.
+      const { made, earlierOnly, record } = await takeOver(callId, saved({ partsPerSegment: [2] }), { mode: 'off' });
+      expect(made).toBeInstanceOf(EarlierRecording);
+      expect(record('not_resumed')).toEqual([{ mode: 'off', reason: 'recording switched off during the call' }]);
+      const summary = transcriptRecordingSchema.parse(await earlierOnly!.stop());
+      expect(summary).toMatchObject({ mode: 'announce', parts: earlier, failedParts: [] });
+      expect(await keysInBucket(callId)).toEqual(earlier);
+    });
+
+    it('switched off, the bucket not listable (no list grant without recording): the counted parts unverified', async () => {
+      const callId = newCall();
+      await earlierWorkerStored([part(callId, 1), part(callId, 2)]);
+      const denied: ListKeys = async () => {
+        throw new Error('AccessDenied: not authorized to perform s3:ListBucket');
+      };
+      const { earlierOnly, record } = await takeOver(callId, saved({ partsPerSegment: [2] }), {
+        mode: 'off',
+        listKeys: denied,
+      });
+      const summary = transcriptRecordingSchema.parse(await earlierOnly!.stop());
+      expect(summary.parts).toEqual([]);
+      expect(summary.unverifiedParts).toEqual([part(callId, 1), part(callId, 2)]);
+      expect(record('earlier_parts_unlisted').map(({ at }) => at)).toEqual(['takeover', 'stop']);
+    });
+
+    it('off, and no recording saved or not a takeover: nothing, and the bucket is not asked', async () => {
+      let listings = 0;
+      const counting: ListKeys = async () => {
+        listings += 1;
+        return [];
+      };
+      for (const [resumed, resumeFrom] of [
+        [true, undefined],
+        [false, saved({ partsPerSegment: [2] })],
+      ] as const) {
+        const { made, audit } = await takeOver(newCall(), resumeFrom, { mode: 'off', resumed, listKeys: counting });
+        expect(made).toBeUndefined();
+        expect(audit).toEqual([]);
+      }
+      expect(listings).toBe(0);
     });
 
     it('consent mode, a yes the earlier worker stored parts after but never saved: its parts are still named', async () => {
