@@ -72,7 +72,10 @@ export interface CallAudioOptions {
   now?: () => number;
   /** The call was taken over: the recording as the earlier worker(s) left it (consent mode: only after a yes). */
   resume?: SessionRecording;
-  /** After a takeover: lists what the bucket holds of the call's recording (again at stop: a late write counts). */
+  /**
+   * Lists what the bucket holds of the call's recording: after a takeover, the earlier segments' parts (again at stop:
+   * a late write counts); at stop, whether a part of this worker's whose write failed on our side landed anyway.
+   */
   listStored?: () => Promise<StoredParts>;
   /** After a takeover: the listing taken then (used at stop if listing again fails). */
   storedAtTakeover?: StoredParts;
@@ -213,6 +216,7 @@ export class CallAudio {
       put: options.put,
       audit: options.audit,
       holdbackMs: options.holdbackMs,
+      listStored: options.listStored,
       resume: resume && {
         segment: resume.segment + 1,
         earlierParts: recordingPartKeys(options.callId, resume.partsPerSegment),
@@ -679,7 +683,8 @@ export async function callAudioFor(setup: CallAudioSetup): Promise<CallAudio | E
     consentQuestion: env.RECORDING_CONSENT_QUESTION,
     audit: setup.audit,
     resume,
-    ...(resume ? { listStored, storedAtTakeover } : {}),
+    listStored,
+    ...(resume ? { storedAtTakeover } : {}),
     put: async (key, body) => {
       await setup.s3.send(
         new PutObjectCommand({ Bucket: env.TRANSCRIPTS_BUCKET, Key: key, Body: body, ContentType: 'audio/wav' }),

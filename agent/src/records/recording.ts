@@ -7,8 +7,8 @@
  * In consent mode nothing is written until the caller agreed; refused (or never answered): nothing is ever stored.
  */
 
-import { recordingPartKey, S3_PREFIXES } from '@voice-intake/contracts';
-import { type EarlierParts, NO_EARLIER_PARTS } from './stored-parts';
+import { parseRecordingPartKey, recordingPartKey, S3_PREFIXES } from '@voice-intake/contracts';
+import { type EarlierParts, NO_EARLIER_PARTS, type StoredParts } from './stored-parts';
 
 export type RecordingMode = 'off' | 'announce' | 'consent';
 export type RecordingSampleRate = 8_000 | 16_000;
@@ -28,6 +28,11 @@ export interface CallRecordingOptions {
   readonly rewriteWindowMs?: number;
   /** A worker that took the call over goes on with the recording the previous one(s) made. */
   readonly resume?: RecordingResume;
+  /**
+   * Lists the call's parts in the bucket. At stop, a part written once whose write failed on our side (a timeout after
+   * S3 had stored it) is named stored if the bucket holds it. Without it, such a part stays failed.
+   */
+  readonly listStored?: () => Promise<StoredParts>;
 }
 
 /** Where the recording stood when this worker took the call over. */
@@ -157,6 +162,8 @@ export class CallRecording {
   /** This worker's parts, in order; `stored`: those a write of which landed. */
   private readonly own: string[] = [];
   private readonly stored = new Set<string>();
+  /** How many writes each of this worker's parts was given (the part, then each rewrite). */
+  private readonly writes = new Map<string, number>();
   private readonly recent: WrittenPart[] = [];
   private readonly silenced: { start: number; end: number }[] = [];
   private writing: Promise<void> = Promise.resolve();
@@ -281,6 +288,7 @@ export class CallRecording {
     if (this.stateNow === 'awaiting_consent') this.consent(false);
     if (this.stateNow === 'recording') this.writeUpTo(this.sampleAt(nowMs));
     await this.writing;
+    await this.confirmLandedWrites();
     const state = this.stateNow;
     this.stateNow = 'stopped';
     const result = this.stoppedWith(earlier);
@@ -292,6 +300,32 @@ export class CallRecording {
       ...(this.missed.length ? { unsilencedSpans: [...this.missed] } : {}),
     });
     return result;
+  }
+
+  /**
+   * A part written once whose write failed may still be in the bucket: S3 stored it, the answer never came back. The
+   * listing decides; it holds the one body ever sent for that key. A part rewritten (re-silenced) stays failed: which
+   * of its writes landed cannot be told from a listing, and the stored one may be the unsilenced.
+   */
+  private async confirmLandedWrites(): Promise<void> {
+    const candidates = this.failed.filter((key) => this.writes.get(key) === 1);
+    if (!candidates.length || !this.options.listStored) return;
+    let stored: StoredParts;
+    try {
+      stored = await this.options.listStored();
+    } catch (error) {
+      this.options.audit('failed_parts_unlisted', { parts: candidates, error: String(error) });
+      return;
+    }
+    const landed = candidates.filter((key) => {
+      const named = parseRecordingPartKey(this.options.callId, key);
+      return named !== undefined && stored.bySegment.get(named.segment)?.has(named.part) === true;
+    });
+    for (const key of landed) {
+      this.stored.add(key);
+      this.failed.splice(this.failed.indexOf(key), 1);
+    }
+    if (landed.length) this.options.audit('failed_writes_landed', { parts: landed });
   }
 
   private stoppedWith(earlier: EarlierParts): RecordingParts {
@@ -331,6 +365,7 @@ export class CallRecording {
    * at stop (a later write that landed supersedes a failed one: each is the whole part).
    */
   private enqueue(key: string, body: Buffer): void {
+    this.writes.set(key, (this.writes.get(key) ?? 0) + 1);
     this.writing = this.writing.then(() =>
       this.options.put(key, body).then(
         () => {

@@ -347,6 +347,31 @@ describe('a worker taking a recorded call over', () => {
   });
 });
 
+describe('a worker’s own part whose write failed on its side', () => {
+  /** S3 in moto, except that every part write of the call lands and then fails (the answer lost: a timeout). */
+  const answersLost = (callId: string): S3Client =>
+    ({
+      send: async (command: unknown) => {
+        const result = await s3.send(command as PutObjectCommand);
+        if (command instanceof PutObjectCommand && command.input.Key?.startsWith(`recordings/${callId}/`)) {
+          throw new Error('TimeoutError: the request timed out after it was sent');
+        }
+        return result;
+      },
+    }) as unknown as S3Client;
+
+  it('is named stored when the bucket holds it (no takeover: listed at stop)', async () => {
+    const callId = newCall();
+    const { audio, record } = await takeOver(callId, undefined, { resumed: false, s3: answersLost(callId) });
+    audio!.recording.callerAudio(new Int16Array(RATE).fill(1_000), RATE, 0);
+    const summary = transcriptRecordingSchema.parse(await audio!.stop());
+    expect(summary.parts).toEqual([part(callId, 1)]);
+    expect(summary.failedParts).toEqual([]);
+    expect(await keysInBucket(callId)).toEqual([part(callId, 1)]);
+    expect(record('failed_writes_landed')).toEqual([{ parts: [part(callId, 1)] }]);
+  });
+});
+
 describe('listing a call’s recording prefix', () => {
   it('reads every page, in key order, and sorts parts per segment', async () => {
     const callId = newCall();

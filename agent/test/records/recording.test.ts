@@ -7,6 +7,7 @@ import {
   recordingPartKey,
   resample,
 } from '../../src/records/recording';
+import { storedParts } from '../../src/records/stored-parts';
 
 /** A WAV file read back: format fields and both channels. */
 function readWav(body: Buffer) {
@@ -199,6 +200,58 @@ describe('call recording', () => {
     const [first, second] = [recordingPartKey('call-rec-1', 1), recordingPartKey('call-rec-1', 2)];
     expect(parts).toEqual([first, second]);
     expect(failedParts).toEqual([first]);
+  });
+
+  it('a part whose only write failed on our side but landed is named stored at stop; a rewritten one is not', async () => {
+    const bucket = new Map<string, Buffer>();
+    // Part 1: stored, then the answer is lost. Part 2: never stored. Part 3: stored, its rewrite stored and answer lost.
+    const outcomes: ('stored' | 'lost answer' | 'failed')[] = ['lost answer', 'failed', 'stored', 'lost answer'];
+    let listings = 0;
+    const { recording, audit } = harness({
+      rewriteWindowMs: 10_000,
+      put: async (key, body) => {
+        const outcome = outcomes.shift();
+        if (outcome !== 'failed') bucket.set(key, body);
+        if (outcome !== 'stored') throw new Error(`${outcome}: TimeoutError`);
+      },
+      listStored: () => {
+        listings += 1;
+        return storedParts('call-rec-1', async () => [...bucket.keys()]);
+      },
+    });
+    recording.callerAudio(level(1, 5000), 8_000, 0);
+    await recording.flush(2_000); // part 1: 0–1 s
+    await recording.flush(3_000); // part 2: 1–2 s
+    await recording.flush(4_000); // part 3: 2–3 s
+    await recording.silence(2_200, 2_300); // rewrites part 3
+    const [first, second, third] = [1, 2, 3].map((n) => recordingPartKey('call-rec-1', n));
+    expect(outcomes).toEqual([]);
+    expect(recording.failedPartKeys).toEqual([first, second, third]);
+    const { parts, failedParts } = await recording.stop(3_000);
+    expect(listings).toBe(1);
+    // Part 3 was stored, but whether its silencing rewrite landed cannot be told: named stored and failed, as before.
+    expect(parts).toEqual([first, third]);
+    expect(failedParts).toEqual([second, third]);
+    expect(audit.find(([subject]) => subject === 'failed_writes_landed')?.[1]).toEqual({ parts: [first] });
+  });
+
+  it('the bucket cannot be listed at stop: a part whose write failed stays failed', async () => {
+    const { recording, audit } = harness({
+      put: async () => {
+        throw new Error('TimeoutError');
+      },
+      listStored: async () => {
+        throw new Error('AccessDenied');
+      },
+    });
+    recording.callerAudio(level(1, 1000), 8_000, 0);
+    const { parts, failedParts } = await recording.stop(1_000);
+    expect(parts).toEqual([]);
+    expect(failedParts).toEqual([recordingPartKey('call-rec-1', 1)]);
+    expect(audit.find(([subject]) => subject === 'failed_parts_unlisted')?.[1]).toMatchObject({
+      parts: failedParts,
+      error: expect.stringMatching(/AccessDenied/),
+    });
   });
 
   it('encodes and resamples as WAV players and the channel layout expect', () => {
