@@ -654,7 +654,7 @@ export async function callAudioFor(setup: CallAudioSetup): Promise<CallAudio | E
       // The saved counts still name the segments to stay above; what is stored is checked again at stop.
       setup.audit('earlier_parts_unlisted', { at: 'takeover', error: String(error) });
     }
-    resume = recordingSoFar(saved?.mode ?? callMode, saved, storedAtTakeover, setup.callStartedAt);
+    resume = recordingSoFar(callMode, saved, storedAtTakeover, setup.callStartedAt);
     const reason = notResumedBecause(env.RECORDING_MODE, saved, resume);
     if (reason) {
       setup.audit('not_resumed', { mode: env.RECORDING_MODE, reason });
