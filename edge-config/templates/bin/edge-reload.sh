@@ -3,7 +3,8 @@
 # dialogs and media.
 set -eu
 CTL="{{CTL_SOCKET}}"
-LISTS="{{ADDRESS_FILE}} {{CALLERS_FILE}}"
+ADDRESS_FILE="{{ADDRESS_FILE}}"
+CALLERS_FILE="{{CALLERS_FILE}}"
 
 # db_text reloads a table only when the file's mtime, in whole seconds, is newer than that of the copy it holds: a list
 # rewritten within the second of its last load would go unseen and the old list stay in force. Stamp each list one
@@ -18,7 +19,8 @@ stamp_newer() {
   done
   touch -m -d "@$((mtime + 1))" "$1"
 }
-for list in $LISTS; do stamp_newer "$list"; done
+stamp_newer "$ADDRESS_FILE"
+stamp_newer "$CALLERS_FILE"
 
 # kamcmd exits 0 even when the RPC fails; a reload right after another answers "ongoing reload": retry on any error.
 reload() {
