@@ -364,6 +364,8 @@ describe('a worker’s own part whose write failed on its side', () => {
     const callId = newCall();
     const { audio, record } = await takeOver(callId, undefined, { resumed: false, s3: answersLost(callId) });
     audio!.recording.callerAudio(new Int16Array(RATE).fill(1_000), RATE, 0);
+    // Some call time passes: the stop writes the audio up to now.
+    await new Promise((resolve) => setTimeout(resolve, 50));
     const summary = transcriptRecordingSchema.parse(await audio!.stop());
     expect(summary.parts).toEqual([part(callId, 1)]);
     expect(summary.failedParts).toEqual([]);
