@@ -19,6 +19,11 @@ export const intakeProgressSchema = z.object({
 export const sessionRecordingSchema = z
   .object({
     mode: z.enum(['announce', 'consent']),
+    /**
+     * The recording's sample rate: a worker taking the call over goes on at it, whatever its own configuration says
+     * (absent in state saved before it was kept: the taking-over worker's).
+     */
+    sampleRate: z.union([z.literal(8_000), z.literal(16_000)]).optional(),
     /** The worker's recording segment: 0 for the first, one more for each takeover that went on recording. */
     segment: z.number().int().min(0).max(MAX_RECORDING_SEGMENT),
     /** The first segment's clock start, and each later one's. */

@@ -253,6 +253,7 @@ export class CallAudio {
     const consent = this.recording.consentGiven;
     return {
       mode: this.options.mode,
+      sampleRate: this.options.sampleRate,
       segment: this.recording.segment,
       startedAt: resume?.startedAt ?? this.startedAt.toISOString(),
       resumedAt: resume ? [...resume.resumedAt, this.startedAt.toISOString()] : [],
@@ -603,6 +604,7 @@ function recordingSoFar(
   const segment = Math.max(saved?.segment ?? 0, (stored && highestStoredSegment(stored)) ?? 0);
   return {
     mode: saved?.mode ?? mode,
+    ...(saved?.sampleRate ? { sampleRate: saved.sampleRate } : {}),
     segment,
     startedAt: saved?.startedAt ?? callStartedAt ?? new Date().toISOString(),
     resumedAt: saved?.resumedAt ?? [],
@@ -663,7 +665,7 @@ export async function callAudioFor(setup: CallAudioSetup): Promise<CallAudio | E
       return earlier
         ? new EarlierRecording({
             callId: setup.callId,
-            sampleRate: env.RECORDING_SAMPLE_RATE,
+            sampleRate: resume.sampleRate ?? env.RECORDING_SAMPLE_RATE,
             resume,
             listStored,
             storedAtTakeover,
@@ -676,7 +678,8 @@ export async function callAudioFor(setup: CallAudioSetup): Promise<CallAudio | E
   if (env.RECORDING_MODE === 'off') return undefined;
   return new CallAudio({
     mode: env.RECORDING_MODE,
-    sampleRate: env.RECORDING_SAMPLE_RATE,
+    // A takeover goes on at the recording's own rate: one call's parts all play at one rate.
+    sampleRate: resume?.sampleRate ?? env.RECORDING_SAMPLE_RATE,
     callId: setup.callId,
     silencePii: env.PII_REDACTION,
     notice: env.RECORDING_NOTICE,

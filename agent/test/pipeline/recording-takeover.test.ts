@@ -218,6 +218,7 @@ describe('a recorded call whose worker died before its first flush saved', () =>
   it('the state held only where the recording started: segment 0, its clock, no part counted', () => {
     expect(savedAtStart.recording).toEqual({
       mode: 'announce',
+      sampleRate: 16_000,
       segment: 0,
       startedAt: firstStartedAt,
       resumedAt: [],

@@ -222,6 +222,27 @@ describe('a worker taking a recorded call over', () => {
     ]);
   });
 
+  it('goes on at the recording’s own sample rate, whatever its own configuration says', async () => {
+    const callId = newCall();
+    await earlierWorkerStored([part(callId, 1)]);
+    const { audio } = await takeOver(callId, saved({ sampleRate: 16_000, partsPerSegment: [1] }));
+    expect(audio!.position.sampleRate).toBe(16_000);
+    audio!.recording.callerAudio(new Int16Array(16_000).fill(1_000), 16_000, 0);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const summary = transcriptRecordingSchema.parse(await audio!.stop());
+    expect(summary.sampleRate).toBe(16_000);
+    const own = summary.parts.filter((key) => key.includes('/part-r1-'));
+    expect(own.length).toBeGreaterThan(0);
+    const object = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: own[0] }));
+    const wav = Buffer.from(await object.Body!.transformToByteArray());
+    expect(wav.readUInt32LE(24)).toBe(16_000);
+  });
+
+  it('a new recording saves its sample rate with where it stands', async () => {
+    const { audio } = await takeOver(newCall(), undefined, { resumed: false });
+    expect(audio!.position).toMatchObject({ mode: 'announce', sampleRate: RATE, segment: 0 });
+  });
+
   it('a second takeover takes the next segment and keeps every earlier resume time', async () => {
     const { audio } = await takeOver(
       newCall(),
@@ -279,11 +300,12 @@ describe('a worker taking a recorded call over', () => {
       const earlier = [part(callId, 1), part(callId, 2), part(callId, 3)];
       await earlierWorkerStored(earlier);
       // Saved at its last flush, before its third part landed.
-      const { made, earlierOnly, record } = await takeOver(callId, saved({ partsPerSegment: [2] }), { mode: 'off' });
+      const atSave = saved({ sampleRate: 16_000, partsPerSegment: [2] });
+      const { made, earlierOnly, record } = await takeOver(callId, atSave, { mode: 'off' });
       expect(made).toBeInstanceOf(EarlierRecording);
       expect(record('not_resumed')).toEqual([{ mode: 'off', reason: 'recording switched off during the call' }]);
       const summary = transcriptRecordingSchema.parse(await earlierOnly!.stop());
-      expect(summary).toMatchObject({ mode: 'announce', parts: earlier, failedParts: [] });
+      expect(summary).toMatchObject({ mode: 'announce', sampleRate: 16_000, parts: earlier, failedParts: [] });
       expect(await keysInBucket(callId)).toEqual(earlier);
     });
 
