@@ -421,6 +421,24 @@ export class EdgeHarness {
   }
 
   /**
+   * The counters once each of `rises` has risen that much over `before` (or `timeoutMs` passed), read again
+   * `settleMs` later: a test's datagram may still be on its way on a loaded host, and a count that goes on rising
+   * (a message counted twice) still shows. The caller asserts on what it gets.
+   */
+  async countersAfter(
+    before: Record<string, number>,
+    rises: Record<string, number>,
+    { timeoutMs = 5_000, settleMs = 300 } = {},
+  ): Promise<Record<string, number>> {
+    const deadline = Date.now() + timeoutMs;
+    const risen = (now: Record<string, number>) =>
+      Object.entries(rises).every(([name, rise]) => (now[name] ?? 0) - (before[name] ?? 0) >= rise);
+    while (!risen(await this.counters()) && Date.now() < deadline) await sleep(100);
+    await sleep(settleMs);
+    return this.counters();
+  }
+
+  /**
    * The events (`EDGE_LOG_EVENTS` keys) Kamailio's log lines naming `text` (a Call-ID) would count in CloudWatch, one
    * entry per line that holds any counted phrase: what the edge stack's metric filters make of this call.
    */
