@@ -24,7 +24,7 @@ import { redactPii } from './records/redact';
 import { auditSealKeyFor } from './records/seal-key';
 import { HANDOVER_LINE, handleServiceFailures } from './service-failures';
 import { SpeculationLedger } from './speculation';
-import { RedisSessionStore } from './state/session-store';
+import { RedisSessionStore, type SessionHolder, SessionTakenOverError } from './state/session-store';
 
 /** The call as LiveKit SIP describes it. */
 export interface CallIdentity {
@@ -76,6 +76,11 @@ export interface IntakeCallOptions {
   transfer: (target: string) => Promise<void>;
   /** Ends the call after the goodbye (disconnects the room / shuts the job down). */
   hangUp: (reason: string) => void;
+  /**
+   * Leaves the call without ending it: another worker has claimed it and goes on with the caller (shuts the job
+   * down; the caller stays in the room).
+   */
+  leave: (reason: string) => void;
   /** Overrides for the session (tests shorten endpointing; production keeps the phone defaults). */
   turnHandling?: SessionTurnHandling;
   /** Endpointing delay by the caller's words; `false`: `turnHandling`'s fixed minDelay. Default the phone's. */
@@ -139,7 +144,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   const dimensions = { callId: call.callId };
 
   const sessions = new RedisSessionStore(options.redis, { ttlSeconds: env.SESSION_TTL_SECONDS });
-  const { state, resumed } = await sessions.start({
+  const started = await sessions.start({
     ...call,
     startedAt: call.startedAt.toISOString(),
     workerId,
@@ -150,7 +155,27 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     nextTranscriptPart: 0,
     audit: { seq: 0, prevHash: GENESIS_HASH },
   });
-  if (resumed) await sessions.claim(call.callId, workerId);
+  const { resumed } = started;
+  // Every write of this worker's goes through its hold, refused once another worker has claimed the call.
+  const held = resumed ? await sessions.claim(call.callId, workerId) : sessions.hold(started.state);
+  const { state } = held;
+  // A second dispatch of one room (a takeover while this worker still runs) makes two workers: the one claimed last
+  // goes on, this one stops writing at the first refusal or pre-flush check and leaves, the caller staying with the
+  // other. Nothing it stores after the claim can fork the records its successor continues.
+  let takenOverBy: SessionHolder | undefined;
+  let finishing = false;
+  const stopWritingOnTakeover: (() => void)[] = [];
+  const whenTakenOver = (stop: () => void) => (takenOverBy ? stop() : stopWritingOnTakeover.push(stop));
+  const leaveIfTakenOver = (error: unknown): boolean => {
+    if (!(error instanceof SessionTakenOverError)) return false;
+    if (takenOverBy) return true;
+    takenOverBy = error.heldBy;
+    log.error({ takenOverBy, claimEpoch: held.holder.claimEpoch }, 'call taken over by another worker; leaving it');
+    metrics.emit({ [AGENT_METRICS.callsTakenOver]: 1 }, dimensions);
+    for (const stop of stopWritingOnTakeover) stop();
+    if (!finishing) options.leave(`taken over by ${takenOverBy.workerId}`);
+    return true;
+  };
 
   const recorder = new CallRecorder({
     s3: options.s3,
@@ -161,11 +186,21 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     redact: env.PII_REDACTION ? redactPii : undefined,
     flushIntervalMs: env.RECORD_FLUSH_MS,
     resume: resumed ? state : undefined,
+    // Checked before each flush writes: a worker taken over stores nothing over its successor's parts. A check that
+    // cannot be made (Redis unreachable) writes anyway: without a claim nobody else writes, and the records matter.
+    beforeWrite: () =>
+      held.check().catch((error) => {
+        if (leaveIfTakenOver(error)) throw error;
+      }),
   });
   recorder.start();
   const attestation = call.attestation ?? 'none';
-  const started = { workerId, callerNumber: call.callerNumber, attestation };
-  recorder.audit('session_start', resumed ? 'resumed' : 'started', started);
+  recorder.audit('session_start', resumed ? 'resumed' : 'started', {
+    workerId,
+    callerNumber: call.callerNumber,
+    attestation,
+  });
+  whenTakenOver(() => recorder.abandon());
   const recording = await callAudioFor({
     env,
     callId: call.callId,
@@ -177,14 +212,15 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   });
   // Recording on this worker; or, on a takeover that does not go on recording, only the earlier workers' parts.
   const audio = recording instanceof CallAudio ? recording : undefined;
+  if (audio) whenTakenOver(() => audio.abandon());
   /** What the session state keeps of this worker's records: a worker taking the call over goes on from there. */
   const position = () => ({ ...recorder.position, ...(recording ? { recording: recording.position } : {}) });
   if (recording) {
     // Where the recording stands is saved before its first part is stored: a worker taking over from here knows this
     // segment and its clock start (its parts, it lists in the bucket).
-    await sessions
-      .update(call.callId, (current) => ({ ...current, recording: recording.position }))
-      .catch((error) => log.warn({ err: error }, 'recording position not saved'));
+    await held
+      .update((current) => ({ ...current, recording: recording.position }))
+      .catch((error) => leaveIfTakenOver(error) || log.warn({ err: error }, 'recording position not saved'));
   }
   if (audio) recorder.alsoFlush(() => audio.flush());
   // Saved after every flush, once its writes are stored: a worker taking the call over continues the transcript, the
@@ -196,10 +232,10 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     const now = position();
     const saved = JSON.stringify(now);
     if (saved === savedAfterFlush) return;
-    await sessions
-      .update(call.callId, (current) => ({ ...current, ...now }))
+    await held
+      .update((current) => ({ ...current, ...now }))
       .then(() => (savedAfterFlush = saved))
-      .catch((error) => log.warn({ err: error }, 'session position not saved'));
+      .catch((error) => leaveIfTakenOver(error) || log.warn({ err: error }, 'session position not saved'));
   });
 
   const toolset = new McpToolset({
@@ -292,10 +328,10 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     if (item.role === 'assistant' && item.metrics.e2eLatency !== undefined) {
       metrics.emit({ [AGENT_METRICS.voiceToVoiceLatency]: item.metrics.e2eLatency * 1000 }, dimensions);
     }
-    void sessions
-      .appendTurn(call.callId, turn)
-      .then(() => sessions.update(call.callId, (current) => ({ ...current, ...position() })))
-      .catch((error) => log.warn({ err: error }, 'session state not updated'));
+    void held
+      .appendTurn(turn)
+      .then(() => held.update((current) => ({ ...current, ...position() })))
+      .catch((error) => leaveIfTakenOver(error) || log.warn({ err: error }, 'session state not updated'));
   });
   session.on(voice.AgentSessionEventTypes.MetricsCollected, ({ metrics: collected }) => {
     // With a fallback, the adapter reports a figure of its own beside each model's: count each request once.
@@ -310,7 +346,13 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   const transfer: IntakeAgentCallbacks['transfer'] = async (target, reason) => {
     endReason = 'transferred';
     recorder.audit('transfer', target, { reason });
-    await sessions.update(call.callId, (current) => ({ ...current, status: 'transferring' }));
+    // A worker taken over transfers nothing: the call is its successor's.
+    await held
+      .update((current) => ({ ...current, status: 'transferring' }))
+      .catch((error) => {
+        leaveIfTakenOver(error);
+        throw error;
+      });
     await options.transfer(target);
   };
   handleServiceFailures({
@@ -377,16 +419,21 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     },
     finish: () =>
       (finished ??= (async () => {
-        // The recording stops first: its last parts and its stop record belong in the transcript and the chain.
-        const stopped = await recording
-          ?.stop()
-          .catch((error) => void log.error({ err: error }, 'recording not stopped'));
-        await recorder
-          .finish(endReason, stopped ? { recording: stopped } : {})
-          .catch((error) => log.error({ err: error }, 'final transcript not written'));
-        await sessions
-          .update(call.callId, (current) => ({ ...current, status: 'ended', ...position() }))
-          .catch(() => undefined);
+        finishing = true;
+        // A call taken over ends with its successor: no recording stop, final transcript or ended state from here.
+        await held.check().catch((error) => leaveIfTakenOver(error));
+        if (!takenOverBy) {
+          // The recording stops first: its last parts and its stop record belong in the transcript and the chain.
+          const stopped = await recording
+            ?.stop()
+            .catch((error) => void log.error({ err: error }, 'recording not stopped'));
+          await recorder
+            .finish(endReason, stopped ? { recording: stopped } : {})
+            .catch((error) => leaveIfTakenOver(error) || log.error({ err: error }, 'final transcript not written'));
+          await held
+            .update((current) => ({ ...current, status: 'ended', ...position() }))
+            .catch((error) => leaveIfTakenOver(error));
+        }
         await toolset.close();
         speculation.close();
         metrics.emit({ [AGENT_METRICS.callsEnded]: 1 }, dimensions);

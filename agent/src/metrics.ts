@@ -17,6 +17,7 @@ const UNITS: Record<AgentMetricName, Unit> = {
   [AGENT_METRICS.finalAfterPreflightWait]: 'Milliseconds',
   [AGENT_METRICS.callsStarted]: 'Count',
   [AGENT_METRICS.callsEnded]: 'Count',
+  [AGENT_METRICS.callsTakenOver]: 'Count',
   [AGENT_METRICS.activeCalls]: 'Count',
 };
 

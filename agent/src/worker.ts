@@ -65,6 +65,8 @@ export default defineAgent({
           .removeParticipant(roomName, participant.identity)
           .catch((error) => logger.error({ err: error, callId, room: roomName }, 'caller not removed on hang-up'))
           .finally(() => ctx.shutdown(reason)),
+      // Another job claimed the call: this one goes, the caller stays in the room with it.
+      leave: (reason) => ctx.shutdown(reason),
     });
     ctx.addShutdownCallback(async () => {
       await intake.finish();

@@ -33,6 +33,11 @@ export const AGENT_METRICS = {
   finalAfterPreflightWait: 'FinalAfterPreflightWait',
   callsStarted: 'CallsStarted',
   callsEnded: 'CallsEnded',
+  /**
+   * A call this worker left because another worker claimed it while it still ran (a second dispatch of the room):
+   * its writes stopped there, the caller stayed with the other worker.
+   */
+  callsTakenOver: 'CallsTakenOver',
   /** Gauge, once a minute per worker task: calls the task holds now (Average = per task, Sum = in progress). */
   activeCalls: 'ActiveCalls',
 } as const;

@@ -57,6 +57,12 @@ export const sessionStateSchema = z.object({
   calledNumber: z.string().optional(),
   /** The worker currently holding the call. */
   workerId: z.string().min(1),
+  /**
+   * Which claim holds the call: 0 for the worker that started it, one more with each takeover. A worker writes the
+   * call's state and records only while the stored claim is its own, so a worker taken over stops instead of forking
+   * the transcript, the audit chain and the recording (absent in state saved before it was kept: 0).
+   */
+  claimEpoch: z.number().int().nonnegative().default(0),
   status: sessionStatusSchema,
   startedAt: isoTimestampSchema,
   updatedAt: isoTimestampSchema,

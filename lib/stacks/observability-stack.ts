@@ -211,6 +211,7 @@ export class ObservabilityStack extends VoiceIntakeStack {
         right: [
           agentMetric(AGENT_METRICS.callsStarted, 'Sum', 'started / min'),
           agentMetric(AGENT_METRICS.callsEnded, 'Sum', 'ended / min'),
+          agentMetric(AGENT_METRICS.callsTakenOver, 'Sum', 'left to another worker / min'),
         ],
         width: 8,
       }),

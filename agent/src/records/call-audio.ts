@@ -204,6 +204,7 @@ export class CallAudio {
   #untap?: () => void;
   #consentTimer?: NodeJS.Timeout;
   #stopped?: Promise<TranscriptRecording>;
+  #abandoned = false;
 
   constructor(private readonly options: CallAudioOptions) {
     this.#now = options.now ?? (() => performance.now());
@@ -317,13 +318,13 @@ export class CallAudio {
   }
 
   callerFrame(track: CallerTrack, frame: AudioFrame): void {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#abandoned) return;
     const at = track.place(frame, this.elapsed());
     this.recording.callerAudio(monoSamples(frame), frame.sampleRate, at);
   }
 
   speechEvent(track: CallerTrack, event: stt.SpeechEvent): void {
-    if (!this.options.silencePii || this.#stopped) return;
+    if (!this.options.silencePii || this.#stopped || this.#abandoned) return;
     if (event.type !== stt.SpeechEventType.INTERIM_TRANSCRIPT && event.type !== stt.SpeechEventType.FINAL_TRANSCRIPT) {
       return;
     }
@@ -344,7 +345,7 @@ export class CallAudio {
    * given, and where its playback segments start and end.
    */
   tapOutput(output: voice.AudioOutput): void {
-    if (this.#untap || this.#stopped) return;
+    if (this.#untap || this.#stopped || this.#abandoned) return;
     const original = output.captureFrame;
     output.captureFrame = (frame: AudioFrame) => {
       this.#agentFrame(frame);
@@ -444,9 +445,19 @@ export class CallAudio {
 
   /** On the transcript's timer: what is older than the hold-back becomes the next part. */
   flush(): Promise<void> {
-    if (this.#stopped) return Promise.resolve();
+    if (this.#stopped || this.#abandoned) return Promise.resolve();
     this.#commitDue();
     return this.recording.flush(this.elapsed());
+  }
+
+  /**
+   * Another worker holds the call now and goes on with the recording in a segment of its own: capture and write
+   * nothing more here (parts not stored yet are lost, as a crash would lose them; the transcript names what is there).
+   */
+  abandon(): void {
+    this.#abandoned = true;
+    clearTimeout(this.#consentTimer);
+    this.#untap?.();
   }
 
   /**
@@ -455,6 +466,7 @@ export class CallAudio {
    * last saved is named, a counted part that is not there is named failed, none is named stored unchecked.
    */
   stop(): Promise<TranscriptRecording> {
+    if (this.#abandoned) return Promise.reject(new Error(`recording of call ${this.options.callId} was abandoned`));
     this.#stopped ??= (async () => {
       clearTimeout(this.#consentTimer);
       this.#commitDue();

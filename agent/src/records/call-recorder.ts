@@ -54,6 +54,11 @@ export interface CallRecorderOptions {
   flushIntervalMs?: number;
   /** Where a previous worker left off (from the session state), when this one takes the call over. */
   resume?: RecorderPosition;
+  /**
+   * Runs before each flush writes anything; when it throws, the flush writes nothing and its records stay pending
+   * (e.g. a check that the call is still this worker's).
+   */
+  beforeWrite?: () => Promise<void>;
   now?: () => Date;
 }
 
@@ -74,6 +79,7 @@ export class CallRecorder {
   private flushing: Promise<void> = Promise.resolve();
   private readonly flushTasks: (() => Promise<void>)[] = [];
   private readonly afterFlushTasks: (() => Promise<void>)[] = [];
+  private abandoned = false;
 
   constructor(private readonly options: CallRecorderOptions) {
     const resume = options.resume;
@@ -174,7 +180,19 @@ export class CallRecorder {
     return this.flushing;
   }
 
+  /**
+   * Another worker holds the call now and continues its records from the position it read: this one writes nothing
+   * more (what it has not stored is named missing by the chain's verifier, as a crash's loss would be).
+   */
+  abandon(): void {
+    this.abandoned = true;
+    if (this.timer) clearInterval(this.timer);
+  }
+
   private async flushNow(): Promise<void> {
+    if (this.abandoned) return;
+    await this.options.beforeWrite?.();
+    if (this.abandoned) return;
     const { s3, call } = this.options;
     // Their failures are their own (a part that could not be stored is named at its stop): never the transcript's.
     const others = Promise.all(this.flushTasks.map((task) => task().catch(() => undefined)));
@@ -224,6 +242,8 @@ export class CallRecorder {
     endReason: CallEndReason,
     extra: { intakeType?: string; caseId?: string; recording?: TranscriptRecording } = {},
   ): Promise<Transcript> {
+    if (this.abandoned)
+      throw new Error(`call ${this.options.call.callId} was abandoned: it has no final transcript here`);
     if (this.timer) clearInterval(this.timer);
     this.audit('session_end', endReason, { endReason, ...extra });
     await this.flush();

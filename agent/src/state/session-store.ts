@@ -26,10 +26,36 @@ export class SessionConflictError extends Error {
   override readonly name = 'SessionConflictError';
 }
 
+/** Which worker holds a call, and by which claim (see `claimEpoch` in the session state). */
+export interface SessionHolder {
+  workerId: string;
+  claimEpoch: number;
+}
+
+/** Another worker has claimed the call since this one took it: this worker must write nothing more for it. */
+export class SessionTakenOverError extends Error {
+  override readonly name = 'SessionTakenOverError';
+
+  constructor(
+    readonly callId: string,
+    readonly heldBy: SessionHolder,
+  ) {
+    super(`call ${callId} was taken over by ${heldBy.workerId} (claim ${heldBy.claimEpoch})`);
+  }
+}
+
+export interface SessionUpdateOptions {
+  /** Compare-and-set attempts before giving up. Default 5. */
+  attempts?: number;
+  /** Write only while the stored state is still held by this claim; else throw `SessionTakenOverError`. */
+  heldBy?: SessionHolder;
+}
+
 /**
  * Per-call session state in Redis (the shared `sessionStateSchema`), written as the call goes with a TTL. Updates are
- * optimistic (compare-and-set in one script), so two writers never overwrite each other's progress; a worker that takes over a call
- * after a crash `claim`s it and carries on from what is stored.
+ * optimistic (compare-and-set in one script), so two writers never overwrite each other's progress. The worker that
+ * starts a call holds it; a worker that takes it over after a crash `claim`s it and carries on from what is stored.
+ * Workers write through their `SessionHold`, which refuses once the call has been claimed by another.
  */
 export class RedisSessionStore {
   private readonly options: Required<SessionStoreOptions>;
@@ -53,10 +79,11 @@ export class RedisSessionStore {
 
   /** Starts a call's state, unless one exists (then the existing one is returned: the call is being resumed). */
   async start(
-    initial: Omit<SessionState, 'schemaVersion' | 'updatedAt'>,
+    initial: Omit<SessionState, 'schemaVersion' | 'updatedAt' | 'claimEpoch'>,
   ): Promise<{ state: SessionState; resumed: boolean }> {
     const state = sessionStateSchema.parse({
       ...initial,
+      claimEpoch: 0,
       schemaVersion: SCHEMA_VERSION,
       updatedAt: new Date().toISOString(),
     });
@@ -73,16 +100,24 @@ export class RedisSessionStore {
     return { state: existing, resumed: true };
   }
 
-  /** Applies `change` to the stored state atomically; retries when another writer got there first. */
-  async update(callId: string, change: (state: SessionState) => SessionState, attempts = 5): Promise<SessionState> {
+  /**
+   * Applies `change` to the stored state atomically; retries when another writer got there first. With `heldBy`, the
+   * state is written only while that claim still holds the call (checked against what the compare-and-set writes
+   * over, so a claim can never slip in between).
+   */
+  async update(
+    callId: string,
+    change: (state: SessionState) => SessionState,
+    options: SessionUpdateOptions = {},
+  ): Promise<SessionState> {
+    const { attempts = 5, heldBy } = options;
     const key = this.key(callId);
     for (let attempt = 0; attempt < attempts; attempt += 1) {
       const raw = await this.redis.get(key);
       if (raw === null) throw new Error(`no session state for call ${callId}`);
-      const next = sessionStateSchema.parse({
-        ...change(sessionStateSchema.parse(JSON.parse(raw))),
-        updatedAt: new Date().toISOString(),
-      });
+      const current = sessionStateSchema.parse(JSON.parse(raw));
+      if (heldBy) assertHeldBy(current, heldBy);
+      const next = sessionStateSchema.parse({ ...change(current), updatedAt: new Date().toISOString() });
       const written = await this.redis.eval(
         COMPARE_AND_SET,
         1,
@@ -96,22 +131,23 @@ export class RedisSessionStore {
     throw new SessionConflictError(`session ${callId} kept changing under ${attempts} attempts`);
   }
 
-  /** A worker takes over a call (after the previous one died). */
-  claim(callId: string, workerId: string): Promise<SessionState> {
-    return this.update(callId, (state) => ({
-      ...state,
-      workerId,
-      status: state.status === 'ended' ? 'ended' : 'active',
-    }));
+  /** The hold of the worker that started the call (`start` returned it not resumed). */
+  hold(started: SessionState): SessionHold {
+    return new SessionHold(this, started, this.options.maxTurns);
   }
 
-  /** Records a turn: kept among the last `maxTurns`, and the next sequence number moves on. */
-  appendTurn(callId: string, turn: TranscriptTurn): Promise<SessionState> {
-    return this.update(callId, (state) => ({
+  /**
+   * A worker takes over a call (after the previous one died): the call is its own from here, and a worker that held it
+   * before can write nothing more for it.
+   */
+  async claim(callId: string, workerId: string): Promise<SessionHold> {
+    const claimed = await this.update(callId, (state) => ({
       ...state,
-      lastTurns: [...state.lastTurns, turn].slice(-this.options.maxTurns),
-      nextTurnSeq: Math.max(state.nextTurnSeq, turn.seq + 1),
+      workerId,
+      claimEpoch: state.claimEpoch + 1,
+      status: state.status === 'ended' ? 'ended' : 'active',
     }));
+    return new SessionHold(this, claimed, this.options.maxTurns);
   }
 
   async delete(callId: string): Promise<void> {
@@ -120,5 +156,53 @@ export class RedisSessionStore {
 
   async ttl(callId: string): Promise<number> {
     return this.redis.ttl(this.key(callId));
+  }
+}
+
+function assertHeldBy(state: SessionState, holder: SessionHolder): void {
+  if (state.claimEpoch !== holder.claimEpoch || state.workerId !== holder.workerId)
+    throw new SessionTakenOverError(state.callId, { workerId: state.workerId, claimEpoch: state.claimEpoch });
+}
+
+/**
+ * One worker's hold on one call: every write of that worker's goes through it and is refused with
+ * `SessionTakenOverError` once another worker has claimed the call.
+ */
+export class SessionHold {
+  readonly holder: SessionHolder;
+
+  constructor(
+    private readonly store: RedisSessionStore,
+    /** The state as this worker took the call (started it, or claimed it). */
+    readonly state: SessionState,
+    private readonly maxTurns: number,
+  ) {
+    this.holder = { workerId: state.workerId, claimEpoch: state.claimEpoch };
+  }
+
+  get callId(): string {
+    return this.state.callId;
+  }
+
+  update(change: (state: SessionState) => SessionState): Promise<SessionState> {
+    return this.store.update(this.callId, change, { heldBy: this.holder });
+  }
+
+  /** Records a turn: kept among the last `maxTurns`, and the next sequence number moves on. */
+  appendTurn(turn: TranscriptTurn): Promise<SessionState> {
+    return this.update((state) => ({
+      ...state,
+      lastTurns: [...state.lastTurns, turn].slice(-this.maxTurns),
+      nextTurnSeq: Math.max(state.nextTurnSeq, turn.seq + 1),
+    }));
+  }
+
+  /**
+   * Throws `SessionTakenOverError` when another worker has claimed the call. State that is gone (expired) names no
+   * other holder: nothing to refuse.
+   */
+  async check(): Promise<void> {
+    const state = await this.store.load(this.callId);
+    if (state) assertHeldBy(state, this.holder);
   }
 }

@@ -1,7 +1,7 @@
 import { GENESIS_HASH, type TranscriptTurn } from '@voice-intake/contracts';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RedisSessionStore } from '../../src/state/session-store';
+import { RedisSessionStore, SessionTakenOverError } from '../../src/state/session-store';
 import { startRedis } from '../support/redis-server';
 
 function newCall(callId: string) {
@@ -59,14 +59,15 @@ describe('session state in a real Redis', () => {
   });
 
   it('lets a new worker take over a call and continue from the stored progress', async () => {
-    const crashed = new RedisSessionStore(clientA);
-    await crashed.start(newCall('c2'));
-    await crashed.appendTurn('c2', turn(0, 'Hello, how can I help?'));
-    await crashed.appendTurn('c2', turn(1, 'My pipe burst.'));
-    await crashed.update('c2', (state) => ({ ...state, audit: { seq: 4, prevHash: 'a'.repeat(64) } }));
+    const crashedStore = new RedisSessionStore(clientA);
+    const crashed = crashedStore.hold((await crashedStore.start(newCall('c2'))).state);
+    await crashed.appendTurn(turn(0, 'Hello, how can I help?'));
+    await crashed.appendTurn(turn(1, 'My pipe burst.'));
+    await crashed.update((state) => ({ ...state, audit: { seq: 4, prevHash: 'a'.repeat(64) } }));
 
     const successor = new RedisSessionStore(clientB);
-    const claimed = await successor.claim('c2', 'worker-b');
+    const { state: claimed, holder } = await successor.claim('c2', 'worker-b');
+    expect(holder).toEqual({ workerId: 'worker-b', claimEpoch: 1 });
     expect(claimed.workerId).toBe('worker-b');
     expect(claimed.lastTurns.map((t) => t.text)).toEqual(['Hello, how can I help?', 'My pipe burst.']);
     expect(claimed.nextTurnSeq).toBe(2);
@@ -75,8 +76,8 @@ describe('session state in a real Redis', () => {
 
   it('keeps only the most recent turns', async () => {
     const store = new RedisSessionStore(clientA, { maxTurns: 3 });
-    await store.start(newCall('c3'));
-    for (let seq = 0; seq < 6; seq += 1) await store.appendTurn('c3', turn(seq, `turn ${seq}`));
+    const held = store.hold((await store.start(newCall('c3'))).state);
+    for (let seq = 0; seq < 6; seq += 1) await held.appendTurn(turn(seq, `turn ${seq}`));
     const state = await store.load('c3');
     expect(state!.lastTurns.map((t) => t.seq)).toEqual([3, 4, 5]);
     expect(state!.nextTurnSeq).toBe(6);
@@ -94,7 +95,7 @@ describe('session state in a real Redis', () => {
             ...state,
             intake: { ...state.intake, fields: { ...state.intake.fields, [`f${index}`]: String(index) } },
           }),
-          50,
+          { attempts: 50 },
         ),
       ),
     );
@@ -118,5 +119,66 @@ describe('session state in a real Redis', () => {
     await store.start(newCall('c5'));
     await expect(store.update('c5', (state) => ({ ...state, callerNumber: '555' }))).rejects.toThrow(/callerNumber/);
     await expect(store.update('missing', (state) => state)).rejects.toThrow(/no session state for call missing/);
+  });
+
+  it('a worker taken over writes nothing more: its updates are refused and the successor keeps its own', async () => {
+    const firstStore = new RedisSessionStore(clientA);
+    const first = firstStore.hold((await firstStore.start(newCall('c6'))).state);
+    await first.appendTurn(turn(0, 'Hello, how can I help?'));
+    const second = await new RedisSessionStore(clientB).claim('c6', 'worker-b');
+    await second.appendTurn(turn(1, 'My pipe burst.'));
+
+    const refused = await first.appendTurn(turn(1, 'a fork of turn 1')).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(SessionTakenOverError);
+    expect(refused).toMatchObject({ callId: 'c6', heldBy: { workerId: 'worker-b', claimEpoch: 1 } });
+    await expect(first.update((state) => ({ ...state, status: 'ended' }))).rejects.toThrow(
+      /c6 was taken over by worker-b \(claim 1\)/,
+    );
+    await expect(first.check()).rejects.toBeInstanceOf(SessionTakenOverError);
+    await expect(second.check()).resolves.toBeUndefined();
+
+    const stored = await firstStore.load('c6');
+    expect(stored).toMatchObject({ workerId: 'worker-b', claimEpoch: 1, status: 'active', nextTurnSeq: 2 });
+    expect(stored!.lastTurns.map((t) => t.text)).toEqual(['Hello, how can I help?', 'My pipe burst.']);
+  });
+
+  it('two takeovers of one call at once: one claim wins each epoch, only the last claim may write', async () => {
+    const store = new RedisSessionStore(clientA);
+    await store.start(newCall('c7'));
+    const claims = await Promise.all([
+      new RedisSessionStore(clientA).claim('c7', 'worker-b'),
+      new RedisSessionStore(clientB).claim('c7', 'worker-c'),
+    ]);
+    expect(claims.map((claim) => claim.holder.claimEpoch).sort()).toEqual([1, 2]);
+    const [earlier, later] = [...claims].sort((a, b) => a.holder.claimEpoch - b.holder.claimEpoch);
+    await expect(earlier.appendTurn(turn(0, 'from the earlier claim'))).rejects.toBeInstanceOf(SessionTakenOverError);
+    await later.appendTurn(turn(0, 'from the later claim'));
+    expect((await store.load('c7'))!.lastTurns.map((t) => t.text)).toEqual(['from the later claim']);
+  });
+
+  it('the same worker id claiming again is a new claim: the older hold of that id is refused too', async () => {
+    const store = new RedisSessionStore(clientA);
+    await store.start({ ...newCall('c8'), workerId: 'worker-b' });
+    const before = store.hold((await store.load('c8'))!);
+    const again = await store.claim('c8', 'worker-b');
+    await expect(before.update((state) => state)).rejects.toBeInstanceOf(SessionTakenOverError);
+    await expect(again.update((state) => state)).resolves.toMatchObject({ claimEpoch: 1 });
+  });
+
+  it('reads state saved before claims were kept as claim 0, held by the worker that saved it', async () => {
+    const store = new RedisSessionStore(clientA);
+    const { state } = await store.start(newCall('c9'));
+    const { claimEpoch: _dropped, ...older } = state;
+    await clientA.set('voice-intake:session:c9', JSON.stringify(older));
+    const held = store.hold((await store.load('c9'))!);
+    expect(held.holder).toEqual({ workerId: 'worker-a', claimEpoch: 0 });
+    await expect(held.appendTurn(turn(0, 'still mine'))).resolves.toMatchObject({ claimEpoch: 0, nextTurnSeq: 1 });
+  });
+
+  it('a check finds nothing to refuse once the state has expired', async () => {
+    const store = new RedisSessionStore(clientA);
+    const held = store.hold((await store.start(newCall('c10'))).state);
+    await store.delete('c10');
+    await expect(held.check()).resolves.toBeUndefined();
   });
 });

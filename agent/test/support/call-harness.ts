@@ -55,6 +55,8 @@ export interface OpenCall {
   earpiece: EarpieceOutput;
   /** Resolves with the agent's reason when it hangs up. */
   hungUp: Promise<string>;
+  /** Resolves with the reason when the call is left to another worker (it was claimed away). */
+  left: Promise<string>;
   /** Closes the session and the line, then writes the call's final records. */
   close(): Promise<void>;
 }
@@ -66,6 +68,8 @@ export interface OpenCall {
 export async function openCall(options: OpenCallOptions): Promise<OpenCall> {
   let hangUp!: (reason: string) => void;
   const hungUp = new Promise<string>((resolve) => (hangUp = resolve));
+  let leave!: (reason: string) => void;
+  const left = new Promise<string>((resolve) => (leave = resolve));
   const intake = await prepareIntakeCall({
     env: options.env,
     call: {
@@ -91,6 +95,7 @@ export async function openCall(options: OpenCallOptions): Promise<OpenCall> {
       : pino({ level: 'silent' }),
     transfer: async (target) => void options.transfers?.push(target),
     hangUp,
+    leave,
     ...options.turnTaking,
   });
   const line = new PhoneLineInput();
@@ -104,6 +109,7 @@ export async function openCall(options: OpenCallOptions): Promise<OpenCall> {
     line,
     earpiece,
     hungUp,
+    left,
     async close() {
       await intake.session.close();
       await line.close();
