@@ -184,7 +184,7 @@ describe('PollyTTS streaming synthesis on the wire', () => {
       let next = 1;
       let texts = 0;
       for await (const message of requestEvents(exchange.stream)) {
-        const type = message.headers[':event-type']?.value;
+        const { type } = message;
         if (type === 'TextEvent') {
           received[index] += (JSON.parse(Buffer.from(message.body).toString('utf8')) as { Text: string }).Text;
           texts += 1;

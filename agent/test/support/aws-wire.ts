@@ -1,8 +1,13 @@
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
-import { EventStreamCodec, type Message } from '@smithy/core/event-streams';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
+import {
+  encodeEvent,
+  encodeException,
+  type InboundEvent,
+  inboundEvents,
+} from '../../../local/src/aws-fake/event-stream';
 
 /**
  * AWS on the wire, for tests: an HTTP/2 cleartext server the real SDK clients talk to (endpoint, signing, request
@@ -11,55 +16,24 @@ import { afterAll, beforeAll, beforeEach } from 'vitest';
  * dropped connection fails the way a real one does, and a stalled response is just a response that stops.
  */
 
-const codec = new EventStreamCodec(
-  (bytes) => Buffer.from(bytes).toString('utf8'),
-  (text) => new Uint8Array(Buffer.from(text, 'utf8')),
-);
-
 /** An event frame as the service sends it: `:event-type` names the union member, the body is its JSON or bytes. */
 export function eventFrame(eventType: string, payload: object | Uint8Array): Uint8Array {
-  const binary = payload instanceof Uint8Array;
-  return codec.encode({
-    headers: {
-      ':message-type': { type: 'string', value: 'event' },
-      ':event-type': { type: 'string', value: eventType },
-      ':content-type': { type: 'string', value: binary ? 'application/octet-stream' : 'application/json' },
-    },
-    body: binary ? payload : new Uint8Array(Buffer.from(JSON.stringify(payload))),
-  });
+  return encodeEvent(eventType, payload as Record<string, unknown> | Uint8Array);
 }
 
 /** A modelled exception inside an event stream (e.g. `throttlingException` from Bedrock, `BadRequestException`). */
 export function exceptionFrame(exceptionType: string, message: string): Uint8Array {
-  return codec.encode({
-    headers: {
-      ':message-type': { type: 'string', value: 'exception' },
-      ':exception-type': { type: 'string', value: exceptionType },
-      ':content-type': { type: 'string', value: 'application/json' },
-    },
-    // Bedrock spells the field `message`, Transcribe and Polly `Message`.
-    body: new Uint8Array(Buffer.from(JSON.stringify({ message, Message: message }))),
-  });
+  // Bedrock spells the field `message`, Transcribe and Polly `Message`.
+  return encodeException(exceptionType, { message, Message: message });
 }
 
 /**
- * Reads an event-stream request body: each signed envelope's payload is the client's own message. A handler that
- * stops reading early does not reset the stream (what breaking out of a stream's iterator would do): it answers on.
+ * Reads an event-stream request body (the client's signed envelopes, checked as the local AWS fake checks them): each
+ * event the client sent. A handler that stops reading early does not reset the stream (what breaking out of a
+ * stream's iterator would do): it answers on.
  */
-export async function* requestEvents(body: Readable): AsyncGenerator<Message> {
-  // The codec decodes whole messages only: frame them by their length prelude first.
-  let pending = Buffer.alloc(0);
-  for await (const chunk of body.iterator({ destroyOnReturn: false })) {
-    pending = Buffer.concat([pending, chunk as Buffer]);
-    while (pending.length >= 4 && pending.length >= pending.readUInt32BE(0)) {
-      const length = pending.readUInt32BE(0);
-      const envelope = codec.decode(new Uint8Array(pending.subarray(0, length)));
-      pending = pending.subarray(length);
-      // The last envelope is empty: the end of the client's stream.
-      if (envelope.body.byteLength === 0) return;
-      yield codec.decode(envelope.body);
-    }
-  }
+export function requestEvents(body: Readable): AsyncGenerator<InboundEvent> {
+  return inboundEvents(body.iterator({ destroyOnReturn: false }));
 }
 
 export interface WireExchange {
