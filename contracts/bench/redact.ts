@@ -76,6 +76,8 @@ const hostile: [string, (size: number) => string][] = [
   ['zero-width spaces between digits', (size) => '1\u200B'.repeat(size / 2)],
   ['letters and digits "a1a1a1…"', (size) => 'a1'.repeat(size / 2)],
   ['IBAN-like "DE89 DE89 …"', (size) => 'DE89 '.repeat(size / 5)],
+  ['spoken digits "one, two. three…"', (size) => 'one, two. three '.repeat(size / 16)],
+  ['spoken digits and numerals "one 1 one 1…"', (size) => 'one 1 '.repeat(size / 6)],
   ['model text repeated', (size) => modelText.repeat(Math.ceil(size / modelText.length)).slice(0, size)],
 ];
 console.log('hostile input            100 kB      200 kB');

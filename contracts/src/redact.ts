@@ -129,10 +129,131 @@ type Contact = 'free' | 'identifier' | 'word' | 'link' | 'path';
 
 /** Masks e-mail addresses, IBANs, card-like, account, US SSN and phone numbers in free text; identifiers pass. */
 export function redactPii(text: string): string {
-  return text
-    .replace(EMAIL, '[EMAIL]')
-    .replace(IBAN, maskIban)
-    .replace(NUMBER, (number: string, start: number, whole: string) => maskNumber(whole, start, number));
+  return maskSpokenNumbers(text.replace(EMAIL, '[EMAIL]').replace(IBAN, maskIban)).replace(
+    NUMBER,
+    (number: string, start: number, whole: string) => maskNumber(whole, start, number),
+  );
+}
+
+/** A spoken digit: how callers say a number and how the agent reads one back ("four one five, five five five…"). */
+const SPOKEN_DIGITS: Record<string, string> = {
+  zero: '0',
+  oh: '0',
+  o: '0',
+  nought: '0',
+  one: '1',
+  two: '2',
+  three: '3',
+  four: '4',
+  five: '5',
+  six: '6',
+  seven: '7',
+  eight: '8',
+  nine: '9',
+};
+/** Words that stand for more than one digit ("fifteen", "twelve hundred"): counted, never read as digit values. */
+const SPOKEN_GROUPS: Record<string, number> = {
+  ...Object.fromEntries(
+    'ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred'
+      .split(' ')
+      .map((word) => [word, 2]),
+  ),
+  thousand: 3,
+};
+/** "double five" is 55, "triple seven" 777. */
+const SPOKEN_REPEATS: Record<string, number> = { double: 2, triple: 3 };
+/** Only the words that can be part of a spoken number, and numerals: anything between two of them is their gap. */
+const SPOKEN_WORD = `(?<![\\p{L}\\p{M}])(?:${[...Object.keys(SPOKEN_DIGITS), ...Object.keys(SPOKEN_GROUPS), ...Object.keys(SPOKEN_REPEATS)].join('|')})(?![\\p{L}\\p{M}])`;
+const ANY_SPOKEN_WORD = new RegExp(SPOKEN_WORD, 'iu');
+const SPOKEN_TOKEN = new RegExp(`${SPOKEN_WORD}|(?<!\\p{Nd})\\p{Nd}+`, 'giu');
+/** Between two spoken digits: spaces, maybe after a comma or full stop (ASR punctuates pauses), or a hyphen. */
+const SPOKEN_GAP = new RegExp(
+  `^(?:[${SPACE}${INVISIBLE}]*[,.;:]?[${SPACE}${INVISIBLE}]+|[${SPACE}]*[-\u2010-\u2015][${SPACE}]*)$`,
+  'u',
+);
+/** A numeral among spoken digits ("415 five five five 0123") is joined by spaces or a comma only: never a date. */
+const NUMERAL_GAP = new RegExp(`^[${SPACE}]*,?[${SPACE}]+$`, 'u');
+const MAX_SPOKEN_GAP = 8;
+const NUMERAL_NEIGHBOUR = /[\p{L}\p{N}\p{M}_./\\%+-]/u;
+
+interface SpokenRun {
+  start: number;
+  end: number;
+  /** The digits said, while every word was a digit (a run with "fifteen" in it is only counted). */
+  digits: string | undefined;
+  count: number;
+  /** Spoken digit words in the run (a run of numerals alone is the number pattern's). */
+  words: number;
+  repeat: number;
+}
+
+/**
+ * Numbers said in words, as ASR writes them and as the model writes what the agent will say: a run of spoken digits
+ * (and numerals standing alone) of 8 or more digits is masked as a number in digits would be. Counting is generous on
+ * purpose ("twelve hundred" counts four): a long amount read out in words may be masked, a phone number never missed.
+ */
+function maskSpokenNumbers(text: string): string {
+  // Numerals alone are the number pattern's: without a spoken word there is nothing to do here.
+  if (!ANY_SPOKEN_WORD.test(text)) return text;
+  let masked = '';
+  let copiedTo = 0;
+  let run: SpokenRun | undefined;
+  const close = () => {
+    if (run && run.words > 0 && run.count >= 8) {
+      masked += text.slice(copiedTo, run.start) + spokenLabel(run);
+      copiedTo = run.end;
+    }
+    run = undefined;
+  };
+  let previousNumeral = false;
+  for (const match of text.matchAll(SPOKEN_TOKEN)) {
+    const token = match[0];
+    const start = match.index;
+    const end = start + token.length;
+    const numeral = IS_DIGIT.test(token[0]);
+    const word = token.toLowerCase();
+    const standalone =
+      !numeral || (!NUMERAL_NEIGHBOUR.test(text[start - 1] ?? ' ') && !NUMERAL_NEIGHBOUR.test(text[end] ?? ' '));
+    if (!standalone) {
+      close();
+      continue;
+    }
+    const gap = run ? text.slice(run.end, start) : '';
+    // A longer gap is no pause between digits (and the short test keeps the gap patterns linear).
+    const joined = gap.length <= MAX_SPOKEN_GAP && (numeral || previousNumeral ? NUMERAL_GAP : SPOKEN_GAP).test(gap);
+    if (run && !joined) close();
+    run ??= { start, end, digits: '', count: 0, words: 0, repeat: 1 };
+    run.end = end;
+    previousNumeral = numeral;
+    if (numeral) {
+      const digits = canonicalise(token).replace(/\D/g, '');
+      run.digits = run.digits === undefined ? undefined : run.digits + digits.repeat(run.repeat);
+      run.count += digits.length * run.repeat;
+      run.repeat = 1;
+    } else if (word in SPOKEN_REPEATS) {
+      run.repeat = SPOKEN_REPEATS[word];
+      run.count += 1;
+    } else if (word in SPOKEN_DIGITS) {
+      run.words += 1;
+      run.digits = run.digits === undefined ? undefined : run.digits + SPOKEN_DIGITS[word].repeat(run.repeat);
+      // "double" already counted one of its digits.
+      run.count += run.repeat === 1 ? 1 : run.repeat - 1;
+      run.repeat = 1;
+    } else {
+      run.words += 1;
+      run.digits = undefined;
+      run.count += SPOKEN_GROUPS[word];
+      run.repeat = 1;
+    }
+  }
+  close();
+  return masked + text.slice(copiedTo);
+}
+
+function spokenLabel(run: SpokenRun): string {
+  const { digits, count } = run;
+  if (digits !== undefined && digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return '[CARD]';
+  return count <= 15 ? '[PHONE]' : '[NUMBER]';
 }
 
 interface Group {

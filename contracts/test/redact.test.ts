@@ -259,6 +259,66 @@ describe('redactPii: what an attacker tries', () => {
   });
 });
 
+describe('redactPii: numbers said in words', () => {
+  it.each([
+    [
+      'a caller, as ASR writes it',
+      'my number is four one five five five five zero one two three.',
+      'my number is [PHONE].',
+    ],
+    [
+      'the agent reading it back',
+      'I have four, one, five, five, five, five, zero, one, two, three. Is that right?',
+      'I have [PHONE]. Is that right?',
+    ],
+    ['pauses written as full stops', 'Oh, four one five. Five five five. Zero one two three.', '[PHONE].'],
+    ['"oh" for zero, mixed with numerals', 'call me at 415 555 oh one two three', 'call me at [PHONE]'],
+    ['numerals then words', 'it is 415, five five five, 0123', 'it is [PHONE]'],
+    ['hyphenated', 'four-one-five-five-five-five-zero-one-two-three', '[PHONE]'],
+    ['double and triple', 'double five, triple seven, one two three', '[PHONE]'],
+    ['tens and hundreds counted', 'it is four fifteen five five five, twelve hundred', 'it is [PHONE]'],
+    ['any case', 'FOUR ONE FIVE FIVE FIVE FIVE ZERO ONE TWO THREE', '[PHONE]'],
+    ['a card, by its check digit', 'four one one one, one one one one, one one one one, one one one one', '[CARD]'],
+    [
+      'a long account number',
+      'one two three four five six seven eight nine one two three four five six seven',
+      '[NUMBER]',
+    ],
+    ['invisible characters between the words', 'four\u200bone\u00adfive five five five zero one two three', '[PHONE]'],
+    [
+      'two numbers in one sentence',
+      'nine one one two two two three three, or one two three four five six seven eight',
+      '[PHONE], or [PHONE]',
+    ],
+  ])('masks %s', (_what, text, expected) => {
+    expect(redactPii(text)).toBe(expected);
+  });
+
+  it.each([
+    ['fewer than 8 digits', 'Your case number is C, four, seven, two, nine, one, eight, three.'],
+    ['a year', 'it was twenty twenty six, in nineteen ninety nine before that'],
+    ['an amount', 'one hundred and twenty three dollars, four thousand five hundred in all'],
+    ['ordinary words', 'I have one, two or three things, and no one else; oh well, o yes'],
+    ['a date beside a word', 'on 2026-11-30 one customer called'],
+    ['an identifier beside words', 'call-1764523976123 one two, recordings/call-1/part-000001.wav one two three'],
+    [
+      'words joined by something else',
+      'one/two/three/four/five/six/seven/eight and one_two_three_four_five_six_seven_eight',
+    ],
+    ['digits split by a word', 'four one five five, then five five zero one two three'],
+  ])('leaves %s alone', (_what, text) => {
+    expect(redactPii(text)).toBe(text);
+  });
+
+  it('stays linear on long runs and long gaps', () => {
+    expect(redactPii('one '.repeat(25_000))).toBe('[NUMBER] ');
+    const spaced = `one${' '.repeat(100_000)}!two`;
+    expect(redactPii(spaced)).toBe(spaced);
+    const commas = 'one ,'.repeat(20_000);
+    expect(redactPii(commas)).toBe(commas);
+  });
+});
+
 describe('redactPii: every way of writing a number, in every context', () => {
   const numbers = [
     '4155550123',

@@ -239,6 +239,19 @@ describe('call recorder', () => {
     expect([...objects.values()].join()).not.toMatch(/ada@example\.com|4111|555 0123/);
   });
 
+  it('redacts a number the agent reads back in words, in its turn and in the model response it came from', async () => {
+    const rec = recorder({ redact: redactPii });
+    const readBack = 'I have four, one, five, five, five, five, oh, one, two, three. Is that right?';
+    expect(rec.addTurn({ speaker: 'agent', text: readBack, startedAt: at(1), endedAt: at(3) }).text).toBe(
+      'I have [PHONE]. Is that right?',
+    );
+    expect(rec.audit('llm_response', 'model', { text: readBack }).payload).toEqual({
+      text: 'I have [PHONE]. Is that right?',
+    });
+    await rec.flush();
+    expect([...objects.values()].join()).not.toMatch(/four, one, five/);
+  });
+
   it('redacts caller text but keeps recording part keys and timestamps in the stop and end records', async () => {
     const rec = recorder({
       redact: redactPii,
