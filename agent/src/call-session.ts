@@ -197,6 +197,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   const attestation = call.attestation ?? 'none';
   recorder.audit('session_start', resumed ? 'resumed' : 'started', {
     workerId,
+    claimEpoch: held.holder.claimEpoch,
     callerNumber: call.callerNumber,
     attestation,
   });

@@ -154,9 +154,10 @@ describe('a call claimed by a second worker while the first still runs', () => {
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
     expect(new Set(seqs).size).toBe(seqs.length);
     const records = await verifiedAuditRecords(store.objects, CALL_ID);
-    expect(records.filter((record) => record.kind === 'session_start').map((record) => record.subject)).toEqual([
-      'started',
-      'resumed',
+    const starts = records.filter((record) => record.kind === 'session_start');
+    expect(starts.map((record) => [record.subject, (record.payload as { claimEpoch: number }).claimEpoch])).toEqual([
+      ['started', 0],
+      ['resumed', 1],
     ]);
     expect(records.filter((record) => record.kind === 'session_end')).toHaveLength(1);
     expect(JSON.stringify(records)).not.toContain(AFTER_CLAIM);
