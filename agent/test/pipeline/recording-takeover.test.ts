@@ -1,4 +1,3 @@
-import type { ConverseStreamCommandInput } from '@aws-sdk/client-bedrock-runtime';
 import { initializeLogger } from '@livekit/agents';
 import {
   recordingPartKey,
@@ -11,6 +10,7 @@ import {
 } from '@voice-intake/contracts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_RECORDING_NOTICE } from '../../src/records/call-audio';
+import { BURST_PIPE, burstPipeReply, GOODBYE } from '../support/burst-pipe-call';
 import { until, useCallBackends, verifiedAuditRecords } from '../support/call-backends';
 import type { OpenCall } from '../support/call-harness';
 import { listeningTranscribe, speakingPolly, streamingBedrock } from '../support/fake-aws';
@@ -29,21 +29,6 @@ initializeLogger({ pretty: false, level: 'silent' });
 const CALL_ID = 'rec-takeover';
 const STATE_KEY = `voice-intake:session:${CALL_ID}`;
 const FLUSH_MS = 500;
-const PROBLEM = 'A water pipe burst in my kitchen this morning.';
-const GOODBYE = 'That is all for today, thank you, goodbye.';
-
-function reply(request: ConverseStreamCommandInput) {
-  const last = request.messages?.at(-1);
-  const said = (last?.role === 'user' ? (last.content ?? []) : [])
-    .map((block) => block.text ?? '')
-    .join(' ')
-    .toLowerCase();
-  if (last?.content?.some((block) => block.toolResult)) return {};
-  if (said.includes('water pipe')) return { text: 'I am sorry to hear that. I will note the burst pipe.' };
-  if (said.includes('goodbye'))
-    return { text: 'Thank you for calling, goodbye.', toolUse: { name: 'end_call', input: { reason: 'done' } } };
-  return { text: 'Hello, how can I help you today?' };
-}
 
 /** What a worker taking the call over stored, spoke and wrote: the caller says goodbye and it ends the call. */
 interface Takeover {
@@ -63,7 +48,7 @@ async function takeOver(
   const putsBefore = store.recordingPuts.length;
   for (const mock of [backends.transcribe, backends.bedrock, backends.polly]) mock.reset();
   listeningTranscribe(backends.transcribe, { utterances: [GOODBYE] });
-  streamingBedrock(backends.bedrock, reply);
+  streamingBedrock(backends.bedrock, burstPipeReply);
   const polly = speakingPolly(backends.polly);
   const startedAt = new Date();
   const call = await backends.openCall({ env, callId, callerNumber: '+14155550142', startedAt });
@@ -91,14 +76,14 @@ describe('a recorded call taken over by another worker', () => {
 
   beforeAll(async () => {
     store = backends.freshAws();
-    listeningTranscribe(backends.transcribe, { utterances: [PROBLEM] });
-    streamingBedrock(backends.bedrock, reply);
+    listeningTranscribe(backends.transcribe, { utterances: [BURST_PIPE] });
+    streamingBedrock(backends.bedrock, burstPipeReply);
     speakingPolly(backends.polly);
     const env = { RECORDING_MODE: 'announce', RECORD_FLUSH_MS: String(FLUSH_MS) };
     const first = await backends.openCall({ env, callId: CALL_ID, callerNumber: '+14155550142' });
     await first.intake.greet();
     const answered = first.earpiece.nextSegment();
-    await first.line.say(synthesizeSpeech(PROBLEM));
+    await first.line.say(synthesizeSpeech(BURST_PIPE));
     await answered;
     const redis = backends.redis.client();
     const stateNow = async () => sessionStateSchema.parse(JSON.parse((await redis.get(STATE_KEY)) ?? 'null'));
@@ -192,8 +177,8 @@ describe('a recorded call whose worker died before its first flush saved', () =>
 
   beforeAll(async () => {
     store = backends.freshAws();
-    listeningTranscribe(backends.transcribe, { utterances: [PROBLEM] });
-    streamingBedrock(backends.bedrock, reply);
+    listeningTranscribe(backends.transcribe, { utterances: [BURST_PIPE] });
+    streamingBedrock(backends.bedrock, burstPipeReply);
     speakingPolly(backends.polly);
     // Its flush timer never fires before it dies: nothing but the start is ever saved.
     const env = { RECORDING_MODE: 'announce', RECORD_FLUSH_MS: '30000' };

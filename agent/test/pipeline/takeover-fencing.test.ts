@@ -1,4 +1,3 @@
-import type { ConverseStreamCommandInput } from '@aws-sdk/client-bedrock-runtime';
 import { initializeLogger } from '@livekit/agents';
 import {
   AGENT_METRICS,
@@ -10,6 +9,7 @@ import {
   transcriptSchema,
 } from '@voice-intake/contracts';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { BURST_PIPE, burstPipeReply, GOODBYE } from '../support/burst-pipe-call';
 import { useCallBackends, verifiedAuditRecords } from '../support/call-backends';
 import type { OpenCall } from '../support/call-harness';
 import { listeningTranscribe, speakingPolly, streamingBedrock } from '../support/fake-aws';
@@ -26,22 +26,7 @@ initializeLogger({ pretty: false, level: 'silent' });
 
 const CALL_ID = 'double-dispatch';
 const FLUSH_MS = 300;
-const PROBLEM = 'A water pipe burst in my kitchen this morning.';
-const GOODBYE = 'That is all for today, thank you, goodbye.';
 const AFTER_CLAIM = 'words the first worker heard after the claim';
-
-function reply(request: ConverseStreamCommandInput) {
-  const last = request.messages?.at(-1);
-  const said = (last?.role === 'user' ? (last.content ?? []) : [])
-    .map((block) => block.text ?? '')
-    .join(' ')
-    .toLowerCase();
-  if (last?.content?.some((block) => block.toolResult)) return {};
-  if (said.includes('water pipe')) return { text: 'I am sorry to hear that. I will note the burst pipe.' };
-  if (said.includes('goodbye'))
-    return { text: 'Thank you for calling, goodbye.', toolUse: { name: 'end_call', input: { reason: 'done' } } };
-  return { text: 'Hello, how can I help you today?' };
-}
 
 const metricsOf = (lines: string[]) => lines.map((line) => JSON.parse(line) as Record<string, unknown>);
 
@@ -62,8 +47,8 @@ describe('a call claimed by a second worker while the first still runs', () => {
 
   beforeAll(async () => {
     store = backends.freshAws();
-    listeningTranscribe(backends.transcribe, { utterances: [PROBLEM] });
-    streamingBedrock(backends.bedrock, reply);
+    listeningTranscribe(backends.transcribe, { utterances: [BURST_PIPE] });
+    streamingBedrock(backends.bedrock, burstPipeReply);
     speakingPolly(backends.polly);
     const env = { RECORDING_MODE: 'announce', RECORD_FLUSH_MS: String(FLUSH_MS) };
     firstStartedAt = new Date();
@@ -76,7 +61,7 @@ describe('a call claimed by a second worker while the first still runs', () => {
     });
     await first.intake.greet();
     const answered = first.earpiece.nextSegment();
-    await first.line.say(synthesizeSpeech(PROBLEM));
+    await first.line.say(synthesizeSpeech(BURST_PIPE));
     await answered;
     // Stored and saved: the second worker goes on after this.
     await first.intake.recorder.flush();
