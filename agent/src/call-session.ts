@@ -377,6 +377,9 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
       defaultTransferTarget: env.DEFAULT_TRANSFER_TARGET,
       transfer,
       hangUp: async (reason) => {
+        // A worker taken over must not end the call its successor holds: it only leaves.
+        await held.check().catch((error) => leaveIfTakenOver(error));
+        if (takenOverBy) return;
         endReason = 'agent_hangup';
         log.info({ reason }, 'agent hangs up');
         options.hangUp(reason);

@@ -9,6 +9,7 @@ import {
   transcriptSchema,
 } from '@voice-intake/contracts';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { SessionTakenOverError } from '../../src/state/session-store';
 import { BURST_PIPE, burstPipeReply, GOODBYE } from '../support/burst-pipe-call';
 import { useCallBackends, verifiedAuditRecords } from '../support/call-backends';
 import type { OpenCall } from '../support/call-harness';
@@ -39,6 +40,9 @@ describe('a call claimed by a second worker while the first still runs', () => {
   const firstMetrics: string[] = [];
   const secondMetrics: string[] = [];
   let leftReason: string;
+  const firstTransfers: string[] = [];
+  let firstTransfer: unknown;
+  let firstHungUp: boolean;
   /** What the bucket held once the first worker had left (its last flush in flight included). */
   let objectsWhenLeft: Map<string, string>;
   let recordingPutsWhenLeft: number;
@@ -58,6 +62,7 @@ describe('a call claimed by a second worker while the first still runs', () => {
       callerNumber: '+14155550142',
       startedAt: firstStartedAt,
       metricLines: firstMetrics,
+      transfers: firstTransfers,
     });
     await first.intake.greet();
     const answered = first.earpiece.nextSegment();
@@ -93,6 +98,21 @@ describe('a call claimed by a second worker while the first still runs', () => {
     first.intake.recorder.audit('llm_request', 'model', { said: AFTER_CLAIM });
     await first.intake.recorder.flush();
     await first.intake.audio?.flush();
+    // Its model may still decide to end or transfer the call: neither may touch the call the second worker holds.
+    const tool = (name: string) => {
+      const found = first.intake.agent.toolCtx.getFunctionTool(name);
+      if (!found) throw new Error(`no ${name} tool`);
+      return found as unknown as { execute(args: object, options: object): Promise<unknown> };
+    };
+    const toolOptions = { ctx: { waitForPlayout: async () => undefined }, toolCallId: 'after-claim' };
+    await tool('end_call').execute({ reason: 'the caller is done' }, toolOptions);
+    firstTransfer = await tool('transfer_to_human')
+      .execute({ reason: 'the caller wants a person' }, toolOptions)
+      .then(String, (error: unknown) => error);
+    firstHungUp = await Promise.race([
+      first.hungUp.then(() => true),
+      new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 300)),
+    ]);
 
     await second.intake.greet();
     await second.line.say(synthesizeSpeech(GOODBYE));
@@ -110,6 +130,12 @@ describe('a call claimed by a second worker while the first still runs', () => {
     expect(leftReason).toMatch(/^taken over by worker-local$/);
     expect(metricsOf(firstMetrics).filter((line) => line[AGENT_METRICS.callsTakenOver] === 1)).toHaveLength(1);
     expect(metricsOf(secondMetrics).some((line) => AGENT_METRICS.callsTakenOver in line)).toBe(false);
+  });
+
+  it('after it left, the first worker neither hangs up nor transfers the call the second holds', () => {
+    expect(firstHungUp).toBe(false);
+    expect(firstTransfers).toEqual([]);
+    expect(firstTransfer).toBeInstanceOf(SessionTakenOverError);
   });
 
   it('after it left, the first worker stored nothing: no part, segment, recording or final transcript', async () => {
