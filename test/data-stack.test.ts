@@ -59,6 +59,21 @@ describe('data stack', () => {
     }
   });
 
+  it('refuses any audit segment put that could replace an object (no If-None-Match), whoever sends it', () => {
+    const [auditId] = recordBuckets().find(([id]) => id.startsWith('Audit'))!;
+    const policies = Object.values(data.findResources('AWS::S3::BucketPolicy')) as Resource[];
+    const auditPolicy = policies.find((policy) => policy.Properties.Bucket.Ref === auditId)!;
+    expect(auditPolicy.Properties.PolicyDocument.Statement).toContainEqual(
+      expect.objectContaining({
+        Sid: 'AuditSegmentsWrittenOnce',
+        Effect: 'Deny',
+        Principal: { AWS: '*' },
+        Action: 's3:PutObject',
+        Condition: { Null: { 's3:if-none-match': 'true' } },
+      }),
+    );
+  });
+
   it('locks audit records in governance mode by default and sends transcript events to EventBridge', () => {
     const [, audit] = recordBuckets().find(([id]) => id.startsWith('Audit'))!;
     expect(audit.Properties.ObjectLockEnabled).toBe(true);

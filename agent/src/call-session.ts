@@ -7,6 +7,7 @@ import {
   AGENT_METRICS,
   type AgentMetricName,
   type AttestationLevel,
+  AuditChainForkError,
   type CallEndReason,
   GENESIS_HASH,
 } from '@voice-intake/contracts';
@@ -24,7 +25,7 @@ import { redactPii } from './records/redact';
 import { auditSealKeyFor } from './records/seal-key';
 import { HANDOVER_LINE, handleServiceFailures } from './service-failures';
 import { SpeculationLedger } from './speculation';
-import { RedisSessionStore, type SessionHolder, SessionTakenOverError } from './state/session-store';
+import { RedisSessionStore, SessionTakenOverError } from './state/session-store';
 
 /** The call as LiveKit SIP describes it. */
 export interface CallIdentity {
@@ -162,18 +163,26 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
   // A second dispatch of one room (a takeover while this worker still runs) makes two workers: the one claimed last
   // goes on, this one stops writing at the first refusal or pre-flush check and leaves, the caller staying with the
   // other. Nothing it stores after the claim can fork the records its successor continues.
-  let takenOverBy: SessionHolder | undefined;
+  let takenOverBy: string | undefined;
   let finishing = false;
   const stopWritingOnTakeover: (() => void)[] = [];
   const whenTakenOver = (stop: () => void) => (takenOverBy ? stop() : stopWritingOnTakeover.push(stop));
   const leaveIfTakenOver = (error: unknown): boolean => {
-    if (!(error instanceof SessionTakenOverError)) return false;
+    // A refused state write names the claim; an audit segment another writer stored (its claim not seen yet) does not.
+    const by =
+      error instanceof SessionTakenOverError
+        ? error.heldBy.workerId
+        : error instanceof AuditChainForkError
+          ? 'another writer of its audit chain'
+          : undefined;
+    if (by === undefined) return false;
     if (takenOverBy) return true;
-    takenOverBy = error.heldBy;
-    log.error({ takenOverBy, claimEpoch: held.holder.claimEpoch }, 'call taken over by another worker; leaving it');
+    takenOverBy = by;
+    const heldBy = error instanceof SessionTakenOverError ? error.heldBy : undefined;
+    log.error({ takenOverBy: heldBy ?? by, claimEpoch: held.holder.claimEpoch }, 'call taken over; leaving it');
     metrics.emit({ [AGENT_METRICS.callsTakenOver]: 1 }, dimensions);
     for (const stop of stopWritingOnTakeover) stop();
-    if (!finishing) options.leave(`taken over by ${takenOverBy.workerId}`);
+    if (!finishing) options.leave(`taken over by ${by}`);
     return true;
   };
 
@@ -192,6 +201,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
       held.check().catch((error) => {
         if (leaveIfTakenOver(error)) throw error;
       }),
+    onChainForked: (error) => leaveIfTakenOver(error),
   });
   recorder.start();
   const attestation = call.attestation ?? 'none';

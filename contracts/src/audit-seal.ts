@@ -120,12 +120,47 @@ export const auditTrailPositionSchema = z.object({
   prevSeal: z.union([z.literal(GENESIS_SEAL), base64Mac]).optional(),
 });
 
+/**
+ * Thrown by a writer's `put` when the key already holds an object and the store refused to overwrite it (S3's
+ * conditional write, `If-None-Match: *`, answering 412).
+ */
+export class AuditSegmentExistsError extends Error {
+  override readonly name = 'AuditSegmentExistsError';
+
+  constructor(readonly objectKey: string) {
+    super(`audit segment ${objectKey} already exists`);
+  }
+}
+
+/** S3's answer to a conditional write (`If-None-Match: *`) whose key exists: 412 PreconditionFailed. */
+export function isRefusedAsExisting(error: unknown): boolean {
+  const failure = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  return failure?.name === 'PreconditionFailed' || failure?.$metadata?.httpStatusCode === 412;
+}
+
+/**
+ * A segment key of this chain holds an object this writer never tried to store: another writer is continuing the
+ * same chain (e.g. a worker that took the call over). Nothing was written; this writer must stop.
+ */
+export class AuditChainForkError extends Error {
+  override readonly name = 'AuditChainForkError';
+
+  constructor(readonly objectKey: string) {
+    super(`audit segment ${objectKey} was written by another writer of the same chain`);
+  }
+}
+
 export interface AuditTrailWriterOptions {
   actor: AuditActor;
   callId: string;
   chainId?: string;
   key: AuditSealKey;
-  /** Stores one segment object (records, then its seal, as JSON lines). A rejection leaves the records pending. */
+  /**
+   * Stores one segment object (records, then its seal, as JSON lines). A rejection leaves the records pending and the
+   * segment is tried again, as it was, on the next flush. A store that refuses overwrites throws
+   * `AuditSegmentExistsError`: after a failed try of the same segment that is taken as that try having landed,
+   * otherwise as another writer's segment (`AuditChainForkError`).
+   */
   put: (objectKey: string, body: string) => Promise<void>;
   resume?: AuditTrailPosition;
   now?: () => Date;
@@ -143,6 +178,9 @@ export class AuditTrailWriter {
   private sealedHash: string;
   private closed = false;
   private flushing: Promise<void> = Promise.resolve();
+  /** A segment whose put failed: tried again as it is (same records, same seal) before anything else. */
+  private retry?: { objectKey: string; body: string; seal: AuditSeal; records: number };
+  private wroteFinal = false;
 
   constructor(private readonly options: AuditTrailWriterOptions) {
     const resume = options.resume;
@@ -189,19 +227,41 @@ export class AuditTrailWriter {
 
   private async flushNow(final: boolean): Promise<void> {
     if (this.closed) return;
-    if (this.pending.length === 0 && !final) return;
+    // A segment that failed goes again first, unchanged: if its earlier try landed after all, the store holds exactly
+    // this body, so a refused overwrite can be told from another writer's segment.
+    if (this.retry) await this.write(this.retry, true);
+    if (this.wroteFinal || (this.pending.length === 0 && !final)) return;
     do {
       const records = this.pending.slice(0, MAX_RECORDS_PER_SEGMENT);
       const last = final && records.length === this.pending.length;
       const seal = await this.sealOf(records, last);
       const body = [...records, seal].map((line) => JSON.stringify(line)).join('\n');
       const { actor, callId, chainId } = this.options;
-      await this.options.put(auditSegmentKey(actor, callId, seal.firstSeq, chainId), `${body}\n`);
-      this.pending = this.pending.slice(records.length);
-      this.segment += 1;
-      this.prevSeal = seal.mac;
-      this.sealedHash = seal.lastHash;
+      const segment = { objectKey: auditSegmentKey(actor, callId, seal.firstSeq, chainId), body: `${body}\n`, seal };
+      await this.write({ ...segment, records: records.length }, false);
     } while (this.pending.length > 0);
+  }
+
+  private async write(
+    segment: { objectKey: string; body: string; seal: AuditSeal; records: number },
+    triedBefore: boolean,
+  ): Promise<void> {
+    try {
+      await this.options.put(segment.objectKey, segment.body);
+    } catch (error) {
+      if (!(error instanceof AuditSegmentExistsError)) {
+        this.retry = segment;
+        throw error;
+      }
+      if (!triedBefore) throw new AuditChainForkError(segment.objectKey);
+      // Refused as existing after a try of this very segment failed: that try landed.
+    }
+    this.retry = undefined;
+    this.pending = this.pending.slice(segment.records);
+    this.segment += 1;
+    this.prevSeal = segment.seal.mac;
+    this.sealedHash = segment.seal.lastHash;
+    if (segment.seal.final) this.wroteFinal = true;
   }
 
   private async sealOf(records: AuditRecord[], final: boolean): Promise<AuditSeal> {

@@ -2,8 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
   AuditChain,
+  AuditChainForkError,
   type AuditRecord,
   type AuditSeal,
+  AuditSegmentExistsError,
   type AuditSegmentObject,
   AuditTrailWriter,
   auditSealMessage,
@@ -315,6 +317,73 @@ describe('sealed audit trail', () => {
     append(trail, 1);
     await trail.close();
     expect(await verifyAuditTrail(store.list(), key)).toMatchObject({ ok: true, records: [{ seq: 0 }, { seq: 1 }] });
+  });
+
+  describe('a store that refuses overwrites (S3 If-None-Match)', () => {
+    /** Refuses a key it holds; `landThenFail` stores the next n puts and then fails them, as a timed-out write. */
+    function writeOnceStore() {
+      const store = memoryStore();
+      const bodies: string[] = [];
+      let landThenFail = 0;
+      return {
+        ...store,
+        bodies,
+        landThenFail: (count: number) => (landThenFail = count),
+        put: async (objectKey: string, body: string) => {
+          bodies.push(body);
+          if (store.objects.has(objectKey)) throw new AuditSegmentExistsError(objectKey);
+          await store.put(objectKey, body);
+          if (landThenFail > 0) {
+            landThenFail -= 1;
+            throw new Error('socket hang up');
+          }
+        },
+      };
+    }
+
+    it('a segment whose write landed but failed is tried again unchanged and taken as stored, not written twice', async () => {
+      const store = writeOnceStore();
+      const trail = writer(store);
+      append(trail, 0);
+      append(trail, 1);
+      store.landThenFail(1);
+      await expect(trail.flush()).rejects.toThrow(/socket hang up/);
+      append(trail, 2);
+      await trail.flush();
+      await trail.close();
+      // The retry sent the very body that landed (records 0-1 and their seal), then record 2 went in a segment of its own.
+      expect(store.bodies[1]).toBe(store.bodies[0]);
+      expect(store.objects.size).toBe(3);
+      const verdict = await verifyAuditTrail(store.list(), key);
+      expect(verdict).toMatchObject({ ok: true, records: [{ seq: 0 }, { seq: 1 }, { seq: 2 }] });
+      expect(verdict.ok && verdict.seals.map((seal) => seal.recordHashes.length)).toEqual([2, 1, 0]);
+    });
+
+    it("another writer's segment at the key refuses this writer: nothing written, its records kept", async () => {
+      const store = writeOnceStore();
+      const successor = writer(store, { chainId: 'chain-a' });
+      append(successor, 0);
+      await successor.flush();
+      const stored = new Map(store.objects);
+      const stale = writer(store, { chainId: 'chain-a' });
+      append(stale, 0);
+      await expect(stale.flush()).rejects.toBeInstanceOf(AuditChainForkError);
+      await expect(stale.flush()).rejects.toBeInstanceOf(AuditChainForkError);
+      expect(stale.pendingCount).toBe(1);
+      expect(store.objects).toEqual(stored);
+    });
+
+    it('a closing seal whose write failed is written on the next close, once', async () => {
+      const store = writeOnceStore();
+      const trail = writer(store);
+      append(trail, 0);
+      store.landThenFail(1);
+      await expect(trail.close()).rejects.toThrow(/socket hang up/);
+      await trail.close();
+      await trail.close();
+      expect(store.objects.size).toBe(1);
+      expect(await verifyAuditTrail(store.list(), key)).toMatchObject({ ok: true, records: [{ seq: 0 }] });
+    });
   });
 
   it('reports an empty trail as a failure, not OK', async () => {

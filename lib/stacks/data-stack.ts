@@ -170,6 +170,18 @@ export class DataStack extends VoiceIntakeStack {
       retentionDays: data.auditRetentionDays,
       objectLock: { mode: data.auditObjectLockMode, days: data.auditObjectLockDays },
     }).bucket;
+    // Audit segments are written once, by conditional put (`If-None-Match: *`): a writer that is not the chain's may
+    // not replace a segment (Object Lock would keep both versions, and the newest is the one that is read).
+    this.auditBucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AuditSegmentsWrittenOnce',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:PutObject'],
+        resources: [this.auditBucket.arnForObjects(`${S3_PREFIXES.audit}*`)],
+        conditions: { Null: { 's3:if-none-match': 'true' } },
+      }),
+    );
 
     for (const bucket of [this.accessLogsBucket, this.transcriptsBucket, this.auditBucket]) {
       acknowledgeRules(

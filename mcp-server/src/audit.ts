@@ -6,7 +6,9 @@ import {
   type AuditKind,
   type AuditRecord,
   type AuditSealKey,
+  AuditSegmentExistsError,
   AuditTrailWriter,
+  isRefusedAsExisting,
   redactDeep,
   redactPii,
   resolveUnder,
@@ -38,9 +40,21 @@ export class S3AuditStore implements AuditSegmentStore {
   ) {}
 
   async put(objectKey: string, body: string): Promise<void> {
-    await this.client.send(
-      new PutObjectCommand({ Bucket: this.bucket, Key: objectKey, Body: body, ContentType: 'application/x-ndjson' }),
-    );
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: objectKey,
+          Body: body,
+          ContentType: 'application/x-ndjson',
+          // Written once: the bucket refuses a put without it (a retry that landed is told apart, never overwritten).
+          IfNoneMatch: '*',
+        }),
+      );
+    } catch (error) {
+      if (isRefusedAsExisting(error)) throw new AuditSegmentExistsError(objectKey);
+      throw error;
+    }
   }
 }
 

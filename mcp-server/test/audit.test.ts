@@ -2,7 +2,12 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { type AuditSegmentObject, LocalHmacSealKey, verifyAuditTrail } from '@voice-intake/contracts';
+import {
+  AuditSegmentExistsError,
+  type AuditSegmentObject,
+  LocalHmacSealKey,
+  verifyAuditTrail,
+} from '@voice-intake/contracts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AuditLog, FileAuditStore, S3AuditStore } from '../src/audit';
@@ -50,6 +55,25 @@ describe('MCP audit log', () => {
     const [first, second] = [...chains.values()];
     expect(await verifyAuditTrail([first[0], ...second.slice(1)], key)).toMatchObject({ ok: false });
     expect(taskA.openScopes + taskB.openScopes).toBe(0);
+    // Every segment is written once: the bucket policy refuses a put without the condition.
+    expect(s3.commandCalls(PutObjectCommand).map((call) => call.args[0].input.IfNoneMatch)).toEqual(
+      Array(s3.commandCalls(PutObjectCommand).length).fill('*'),
+    );
+  });
+
+  it('names a segment S3 refused as existing (412), and passes other failures on as they are', async () => {
+    const store = new S3AuditStore(new S3Client({}), 'audit-bucket');
+    s3.on(PutObjectCommand).rejectsOnce(
+      Object.assign(new Error('At least one of the pre-conditions you specified did not hold'), {
+        name: 'PreconditionFailed',
+        $metadata: { httpStatusCode: 412 },
+      }),
+    );
+    await expect(store.put('audit/mcp-server/call-9/chain/00000000.jsonl', '{}\n')).rejects.toBeInstanceOf(
+      AuditSegmentExistsError,
+    );
+    s3.on(PutObjectCommand).rejects(Object.assign(new Error('Access Denied'), { name: 'AccessDenied' }));
+    await expect(store.put('audit/mcp-server/call-9/chain/00000000.jsonl', '{}\n')).rejects.toThrow(/Access Denied/);
   });
 
   it('masks PII in payloads when configured, and says so in the record', async () => {

@@ -1,11 +1,14 @@
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
+  AuditChainForkError,
   type AuditKind,
   type AuditRecord,
   type AuditSealKey,
+  AuditSegmentExistsError,
   type AuditTrailPosition,
   AuditTrailWriter,
   type CallEndReason,
+  isRefusedAsExisting,
   SCHEMA_VERSION,
   type ToolCallOutcome,
   type Transcript,
@@ -59,6 +62,8 @@ export interface CallRecorderOptions {
    * (e.g. a check that the call is still this worker's).
    */
   beforeWrite?: () => Promise<void>;
+  /** The audit chain's next segment was stored by another writer (a worker that took the call over). */
+  onChainForked?: (error: AuditChainForkError) => void;
   now?: () => Date;
 }
 
@@ -90,14 +95,22 @@ export class CallRecorder {
       resume: resume?.audit,
       now: () => this.now(),
       put: async (objectKey, body) => {
-        await options.s3.send(
-          new PutObjectCommand({
-            Bucket: options.auditBucket,
-            Key: objectKey,
-            Body: body,
-            ContentType: 'application/x-ndjson',
-          }),
-        );
+        try {
+          await options.s3.send(
+            new PutObjectCommand({
+              Bucket: options.auditBucket,
+              Key: objectKey,
+              Body: body,
+              ContentType: 'application/x-ndjson',
+              // Segments are written once: a retry that finds its own landed write, or a segment another writer of
+              // this chain stored, is refused instead of overwriting it (Object Lock would keep both versions).
+              IfNoneMatch: '*',
+            }),
+          );
+        } catch (error) {
+          if (isRefusedAsExisting(error)) throw new AuditSegmentExistsError(objectKey);
+          throw error;
+        }
       },
     });
     this.nextTurnSeq = resume?.nextTurnSeq ?? 0;
@@ -217,7 +230,10 @@ export class CallRecorder {
       this.nextPart += 1;
       this.pendingTurns = this.pendingTurns.slice(turns.length);
     }
-    await this.trail.flush();
+    await this.trail.flush().catch((error: unknown) => {
+      if (error instanceof AuditChainForkError) this.options.onChainForked?.(error);
+      throw error;
+    });
     await others;
     for (const task of this.afterFlushTasks) await task().catch(() => undefined);
   }

@@ -457,6 +457,13 @@ export function inMemoryS3(mock: AwsClientStub<S3Client>): {
       throw Object.assign(new Error('Service Unavailable'), { name: 'ServiceUnavailable' });
     }
     const key = `${input.Bucket}/${input.Key}`;
+    // S3's conditional write: a key that exists is refused (412), not overwritten.
+    if (input.IfNoneMatch === '*' && (objects.has(key) || recordings.has(key))) {
+      throw Object.assign(new Error('At least one of the pre-conditions you specified did not hold'), {
+        name: 'PreconditionFailed',
+        $metadata: { httpStatusCode: 412 },
+      });
+    }
     if (input.Key?.startsWith('recordings/')) {
       recordings.set(key, Buffer.from(input.Body as Uint8Array));
       recordingPuts.push(key);

@@ -1,0 +1,119 @@
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import {
+  AuditChainForkError,
+  type AuditSegmentObject,
+  auditChainPrefix,
+  LocalHmacSealKey,
+  verifyAuditTrail,
+} from '@voice-intake/contracts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type MotoServer, startMoto } from '../../../test/support/moto';
+import { CallRecorder } from '../../src/records/call-recorder';
+
+/**
+ * The agent's audit segments against S3 in moto, through the real SDK client: each is written once (`If-None-Match:
+ * *`), so a retry whose first write landed is recognised instead of overwriting it, and a segment another writer of
+ * the same chain stored is never overwritten: the recorder stops and says so.
+ */
+
+const sealKey = new LocalHmacSealKey('agent-recorder-test-secret-0123456789');
+let moto: MotoServer | undefined;
+let s3: S3Client;
+
+beforeAll(async () => {
+  moto = await startMoto();
+  s3 = new S3Client({ ...moto.clientConfig, forcePathStyle: true });
+  for (const Bucket of ['transcripts', 'audit']) await s3.send(new CreateBucketCommand({ Bucket }));
+}, 90_000);
+
+afterAll(async () => {
+  s3?.destroy();
+  await moto?.stop();
+});
+
+function recorder(
+  callId: string,
+  client: S3Client,
+  extra: Partial<ConstructorParameters<typeof CallRecorder>[0]> = {},
+) {
+  return new CallRecorder({
+    s3: client,
+    transcriptsBucket: 'transcripts',
+    auditBucket: 'audit',
+    sealKey,
+    call: { callId, roomName: `room-${callId}`, callerNumber: '+14155550123', startedAt: new Date() },
+    ...extra,
+  });
+}
+
+async function auditSegments(callId: string): Promise<AuditSegmentObject[]> {
+  const listed = await s3.send(
+    new ListObjectsV2Command({ Bucket: 'audit', Prefix: auditChainPrefix('agent', callId) }),
+  );
+  return Promise.all(
+    (listed.Contents ?? []).map(async ({ Key }) => {
+      const object = await s3.send(new GetObjectCommand({ Bucket: 'audit', Key }));
+      return { key: Key!, body: (await object.Body?.transformToString()) ?? '' };
+    }),
+  );
+}
+
+describe('audit segments are written once', () => {
+  it('a segment whose write landed but timed out is taken as stored on the retry: one chain, nothing twice', async () => {
+    const callId = 'write-once-1';
+    let loseNextAnswer = true;
+    const puts: string[] = [];
+    // The real client, except that the first audit write lands and its answer is lost (a timeout).
+    const answerLost = {
+      send: async (command: unknown) => {
+        const audit = command instanceof PutObjectCommand && command.input.Bucket === 'audit';
+        if (audit) puts.push(command.input.Key!);
+        const result = await s3.send(command as PutObjectCommand);
+        if (audit) {
+          if (loseNextAnswer) {
+            loseNextAnswer = false;
+            throw Object.assign(new Error('the request timed out after it was sent'), { name: 'TimeoutError' });
+          }
+        }
+        return result;
+      },
+    } as unknown as S3Client;
+    const rec = recorder(callId, answerLost);
+    rec.audit('session_start', 'started', { workerId: 'worker-a' });
+    await expect(rec.flush()).rejects.toThrow(/timed out/);
+    rec.audit('llm_request', 'model', { said: 'hello' });
+    await rec.flush();
+    await rec.finish('caller_hangup');
+
+    // The first segment's key was tried twice (the retry refused by S3 as existing), every other once.
+    expect(puts[0]).toBe(puts[1]);
+    expect(new Set(puts).size).toBe(puts.length - 1);
+    const verdict = await verifyAuditTrail(await auditSegments(callId), sealKey);
+    expect(verdict).toMatchObject({ ok: true });
+    expect(verdict.records.map((record) => record.kind)).toEqual(['session_start', 'llm_request', 'session_end']);
+    // The retry was the landed segment unchanged: the record added since went into the next one.
+    expect(verdict.ok && verdict.seals.map((seal) => seal.recordHashes.length)).toEqual([1, 1, 1, 0]);
+  });
+
+  it('a segment another writer of the chain stored is not overwritten: the recorder stops and reports it', async () => {
+    const callId = 'write-once-2';
+    const successor = recorder(callId, s3);
+    successor.audit('session_start', 'resumed', { workerId: 'worker-b' });
+    await successor.flush();
+    const before = await auditSegments(callId);
+
+    const forked: AuditChainForkError[] = [];
+    const stale = recorder(callId, s3, { onChainForked: (error) => forked.push(error) });
+    stale.audit('session_start', 'started', { workerId: 'worker-a' });
+    await expect(stale.flush()).rejects.toBeInstanceOf(AuditChainForkError);
+    expect(forked).toHaveLength(1);
+    expect(forked[0].objectKey).toBe(before[0].key);
+    expect(await auditSegments(callId)).toEqual(before);
+  });
+});
