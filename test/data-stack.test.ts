@@ -59,19 +59,21 @@ describe('data stack', () => {
     }
   });
 
-  it('refuses any audit segment put that could replace an object (no If-None-Match), whoever sends it', () => {
-    const [auditId] = recordBuckets().find(([id]) => id.startsWith('Audit'))!;
+  it.each([
+    ['Audit', 'AuditSegmentsWrittenOnce', 'audit/*'],
+    ['Transcripts', 'TranscriptPartsWrittenOnce', 'transcript-parts/*'],
+  ])('%s: refuses a put that could replace a record (no If-None-Match), whoever sends it', (bucket, sid, prefix) => {
+    const [bucketId] = recordBuckets().find(([id]) => id.startsWith(bucket))!;
     const policies = Object.values(data.findResources('AWS::S3::BucketPolicy')) as Resource[];
-    const auditPolicy = policies.find((policy) => policy.Properties.Bucket.Ref === auditId)!;
-    expect(auditPolicy.Properties.PolicyDocument.Statement).toContainEqual(
-      expect.objectContaining({
-        Sid: 'AuditSegmentsWrittenOnce',
-        Effect: 'Deny',
-        Principal: { AWS: '*' },
-        Action: 's3:PutObject',
-        Condition: { Null: { 's3:if-none-match': 'true' } },
-      }),
-    );
+    const policy = policies.find((candidate) => candidate.Properties.Bucket.Ref === bucketId)!;
+    const statement = policy.Properties.PolicyDocument.Statement.find((candidate: any) => candidate.Sid === sid);
+    expect(statement).toMatchObject({
+      Effect: 'Deny',
+      Principal: { AWS: '*' },
+      Action: 's3:PutObject',
+      Condition: { Null: { 's3:if-none-match': 'true' } },
+    });
+    expect(JSON.stringify(statement.Resource)).toContain(`/${prefix}`);
   });
 
   it('locks audit records in governance mode by default and sends transcript events to EventBridge', () => {

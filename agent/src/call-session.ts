@@ -20,7 +20,7 @@ import { McpToolset } from './mcp/toolset';
 import type { MetricsEmitter } from './metrics';
 import { BedrockFallbackLLM, bedrockLLM, PollyTTS, TranscribeSTT } from './plugins/aws';
 import { CallAudio, callAudioFor } from './records/call-audio';
-import { CallRecorder } from './records/call-recorder';
+import { CallRecorder, TranscriptPartForkError } from './records/call-recorder';
 import { redactPii } from './records/redact';
 import { auditSealKeyFor } from './records/seal-key';
 import { HANDOVER_LINE, handleServiceFailures } from './service-failures';
@@ -172,8 +172,8 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     const by =
       error instanceof SessionTakenOverError
         ? error.heldBy.workerId
-        : error instanceof AuditChainForkError
-          ? 'another writer of its audit chain'
+        : error instanceof AuditChainForkError || error instanceof TranscriptPartForkError
+          ? 'another writer of its records'
           : undefined;
     if (by === undefined) return false;
     if (takenOverBy) return true;
@@ -201,7 +201,7 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
       held.check().catch((error) => {
         if (leaveIfTakenOver(error)) throw error;
       }),
-    onChainForked: (error) => leaveIfTakenOver(error),
+    onForked: (error) => leaveIfTakenOver(error),
   });
   recorder.start();
   const attestation = call.attestation ?? 'none';

@@ -170,18 +170,23 @@ export class DataStack extends VoiceIntakeStack {
       retentionDays: data.auditRetentionDays,
       objectLock: { mode: data.auditObjectLockMode, days: data.auditObjectLockDays },
     }).bucket;
-    // Audit segments are written once, by conditional put (`If-None-Match: *`): a writer that is not the chain's may
-    // not replace a segment (Object Lock would keep both versions, and the newest is the one that is read).
-    this.auditBucket.addToResourcePolicy(
-      new iam.PolicyStatement({
-        sid: 'AuditSegmentsWrittenOnce',
-        effect: iam.Effect.DENY,
-        principals: [new iam.AnyPrincipal()],
-        actions: ['s3:PutObject'],
-        resources: [this.auditBucket.arnForObjects(`${S3_PREFIXES.audit}*`)],
-        conditions: { Null: { 's3:if-none-match': 'true' } },
-      }),
-    );
+    // Audit segments and transcript parts are written once, by conditional put (`If-None-Match: *`): a worker taken
+    // over may not replace what its successor stored (Object Lock would keep both versions; the newest is read).
+    for (const [sid, bucket, prefix] of [
+      ['AuditSegmentsWrittenOnce', this.auditBucket, S3_PREFIXES.audit],
+      ['TranscriptPartsWrittenOnce', this.transcriptsBucket, S3_PREFIXES.transcriptParts],
+    ] as const) {
+      bucket.addToResourcePolicy(
+        new iam.PolicyStatement({
+          sid,
+          effect: iam.Effect.DENY,
+          principals: [new iam.AnyPrincipal()],
+          actions: ['s3:PutObject'],
+          resources: [bucket.arnForObjects(`${prefix}*`)],
+          conditions: { Null: { 's3:if-none-match': 'true' } },
+        }),
+      );
+    }
 
     for (const bucket of [this.accessLogsBucket, this.transcriptsBucket, this.auditBucket]) {
       acknowledgeRules(

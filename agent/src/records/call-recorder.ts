@@ -62,9 +62,21 @@ export interface CallRecorderOptions {
    * (e.g. a check that the call is still this worker's).
    */
   beforeWrite?: () => Promise<void>;
-  /** The audit chain's next segment was stored by another writer (a worker that took the call over). */
-  onChainForked?: (error: AuditChainForkError) => void;
+  /**
+   * The audit chain's next segment or the next transcript part was stored by another writer (a worker that took the
+   * call over): nothing was replaced.
+   */
+  onForked?: (error: AuditChainForkError | TranscriptPartForkError) => void;
   now?: () => Date;
+}
+
+/** A transcript part number of this call holds a part another writer stored (a worker that took the call over). */
+export class TranscriptPartForkError extends Error {
+  override readonly name = 'TranscriptPartForkError';
+
+  constructor(readonly objectKey: string) {
+    super(`transcript part ${objectKey} was stored by another writer of the call`);
+  }
 }
 
 /**
@@ -85,6 +97,8 @@ export class CallRecorder {
   private readonly flushTasks: (() => Promise<void>)[] = [];
   private readonly afterFlushTasks: (() => Promise<void>)[] = [];
   private abandoned = false;
+  /** A transcript part whose put failed: tried again as it was before any newer turns. */
+  private retryPart?: { key: string; body: string; turns: number };
 
   constructor(private readonly options: CallRecorderOptions) {
     const resume = options.resume;
@@ -206,9 +220,10 @@ export class CallRecorder {
     if (this.abandoned) return;
     await this.options.beforeWrite?.();
     if (this.abandoned) return;
-    const { s3, call } = this.options;
+    const { call } = this.options;
     // Their failures are their own (a part that could not be stored is named at its stop): never the transcript's.
     const others = Promise.all(this.flushTasks.map((task) => task().catch(() => undefined)));
+    if (this.retryPart) await this.putPart(this.retryPart, true);
     if (this.pendingTurns.length > 0) {
       // A copy: turns added while the PUT is in flight stay pending for the next flush (the same array would
       // grow under us, and slicing its new length off after the PUT would drop them unwritten).
@@ -219,23 +234,47 @@ export class CallRecorder {
         part: this.nextPart,
         turns,
       });
-      await s3.send(
-        new PutObjectCommand({
-          Bucket: this.options.transcriptsBucket,
-          Key: transcriptPartKey(call.callId, this.nextPart),
-          Body: JSON.stringify(part),
-          ContentType: 'application/json',
-        }),
-      );
-      this.nextPart += 1;
-      this.pendingTurns = this.pendingTurns.slice(turns.length);
+      const key = transcriptPartKey(call.callId, this.nextPart);
+      await this.putPart({ key, body: JSON.stringify(part), turns: turns.length }, false);
     }
     await this.trail.flush().catch((error: unknown) => {
-      if (error instanceof AuditChainForkError) this.options.onChainForked?.(error);
+      if (error instanceof AuditChainForkError) this.options.onForked?.(error);
       throw error;
     });
     await others;
     for (const task of this.afterFlushTasks) await task().catch(() => undefined);
+  }
+
+  /**
+   * Stores one transcript part, once (`If-None-Match: *`). A part whose put failed is tried again unchanged, so S3
+   * refusing the retry as existing means its earlier try landed; refusing a first try means another worker of the call
+   * stored a part under this number (`TranscriptPartForkError`: nothing was replaced).
+   */
+  private async putPart(part: { key: string; body: string; turns: number }, triedBefore: boolean): Promise<void> {
+    try {
+      await this.options.s3.send(
+        new PutObjectCommand({
+          Bucket: this.options.transcriptsBucket,
+          Key: part.key,
+          Body: part.body,
+          ContentType: 'application/json',
+          IfNoneMatch: '*',
+        }),
+      );
+    } catch (error) {
+      if (!isRefusedAsExisting(error)) {
+        this.retryPart = part;
+        throw error;
+      }
+      if (!triedBefore) {
+        const forked = new TranscriptPartForkError(part.key);
+        this.options.onForked?.(forked);
+        throw forked;
+      }
+    }
+    this.retryPart = undefined;
+    this.nextPart += 1;
+    this.pendingTurns = this.pendingTurns.slice(part.turns);
   }
 
   /** Turns written by workers that held the call before this one, read back from their transcript parts. */

@@ -10,16 +10,19 @@ import {
   type AuditSegmentObject,
   auditChainPrefix,
   LocalHmacSealKey,
+  type TranscriptPart,
+  transcriptPartKey,
+  transcriptPartSchema,
   verifyAuditTrail,
 } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MotoServer, startMoto } from '../../../test/support/moto';
-import { CallRecorder } from '../../src/records/call-recorder';
+import { CallRecorder, TranscriptPartForkError } from '../../src/records/call-recorder';
 
 /**
- * The agent's audit segments against S3 in moto, through the real SDK client: each is written once (`If-None-Match:
- * *`), so a retry whose first write landed is recognised instead of overwriting it, and a segment another writer of
- * the same chain stored is never overwritten: the recorder stops and says so.
+ * The agent's audit segments and transcript parts against S3 in moto, through the real SDK client: each is written
+ * once (`If-None-Match: *`), so a retry whose first write landed is recognised instead of overwriting it, and an
+ * object another writer of the call stored is never overwritten: the recorder stops and says so.
  */
 
 const sealKey = new LocalHmacSealKey('agent-recorder-test-secret-0123456789');
@@ -108,12 +111,67 @@ describe('audit segments are written once', () => {
     await successor.flush();
     const before = await auditSegments(callId);
 
-    const forked: AuditChainForkError[] = [];
-    const stale = recorder(callId, s3, { onChainForked: (error) => forked.push(error) });
+    const forked: { objectKey: string }[] = [];
+    const stale = recorder(callId, s3, { onForked: (error) => forked.push(error) });
     stale.audit('session_start', 'started', { workerId: 'worker-a' });
     await expect(stale.flush()).rejects.toBeInstanceOf(AuditChainForkError);
     expect(forked).toHaveLength(1);
     expect(forked[0].objectKey).toBe(before[0].key);
     expect(await auditSegments(callId)).toEqual(before);
   });
+
+  it('transcript parts likewise: a landed retry is taken as stored, another writer’s part is left as it is', async () => {
+    const callId = 'write-once-3';
+    const turn = (text: string) => ({ speaker: 'caller' as const, text, startedAt: at(), endedAt: at() });
+    let loseNextAnswer = true;
+    const answerLost = {
+      send: async (command: unknown) => {
+        const result = await s3.send(command as PutObjectCommand);
+        if (
+          command instanceof PutObjectCommand &&
+          command.input.Key?.startsWith('transcript-parts/') &&
+          loseNextAnswer
+        ) {
+          loseNextAnswer = false;
+          throw Object.assign(new Error('the request timed out after it was sent'), { name: 'TimeoutError' });
+        }
+        return result;
+      },
+    } as unknown as S3Client;
+    const first = recorder(callId, answerLost);
+    first.addTurn(turn('my pipe burst'));
+    await expect(first.flush()).rejects.toThrow(/timed out/);
+    first.addTurn(turn('in the kitchen'));
+    await first.flush();
+    expect(first.position.nextTranscriptPart).toBe(2);
+    expect((await transcriptParts(callId)).map((part) => part.turns.map((t) => t.text))).toEqual([
+      ['my pipe burst'],
+      ['in the kitchen'],
+    ]);
+
+    // A stale worker that resumed from before those parts tries part 0 again with words of its own.
+    const forked: { objectKey: string }[] = [];
+    const stale = recorder(callId, s3, { onForked: (error) => forked.push(error) });
+    stale.addTurn(turn('a fork of part 0'));
+    await expect(stale.flush()).rejects.toBeInstanceOf(TranscriptPartForkError);
+    expect(forked.map((error) => error.objectKey)).toEqual([transcriptPartKey(callId, 0)]);
+    expect((await transcriptParts(callId)).map((part) => part.turns.map((t) => t.text))).toEqual([
+      ['my pipe burst'],
+      ['in the kitchen'],
+    ]);
+  });
 });
+
+const at = () => new Date().toISOString();
+
+async function transcriptParts(callId: string): Promise<TranscriptPart[]> {
+  const listed = await s3.send(
+    new ListObjectsV2Command({ Bucket: 'transcripts', Prefix: `transcript-parts/${callId}/` }),
+  );
+  return Promise.all(
+    (listed.Contents ?? []).map(async ({ Key }) => {
+      const object = await s3.send(new GetObjectCommand({ Bucket: 'transcripts', Key }));
+      return transcriptPartSchema.parse(JSON.parse((await object.Body?.transformToString()) ?? 'null'));
+    }),
+  );
+}
