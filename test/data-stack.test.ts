@@ -59,21 +59,20 @@ describe('data stack', () => {
     }
   });
 
-  it.each([
-    ['Audit', 'AuditSegmentsWrittenOnce', 'audit/*'],
-    ['Transcripts', 'TranscriptPartsWrittenOnce', 'transcript-parts/*'],
-  ])('%s: refuses a put that could replace a record (no If-None-Match), whoever sends it', (bucket, sid, prefix) => {
-    const [bucketId] = recordBuckets().find(([id]) => id.startsWith(bucket))!;
+  it('refuses any transcript part put that could replace a part (no If-None-Match), whoever sends it', () => {
+    const [bucketId] = recordBuckets().find(([id]) => id.startsWith('Transcripts'))!;
     const policies = Object.values(data.findResources('AWS::S3::BucketPolicy')) as Resource[];
     const policy = policies.find((candidate) => candidate.Properties.Bucket.Ref === bucketId)!;
-    const statement = policy.Properties.PolicyDocument.Statement.find((candidate: any) => candidate.Sid === sid);
+    const statement = policy.Properties.PolicyDocument.Statement.find(
+      (candidate: { Sid?: string }) => candidate.Sid === 'TranscriptPartsWrittenOnce',
+    );
     expect(statement).toMatchObject({
       Effect: 'Deny',
       Principal: { AWS: '*' },
       Action: 's3:PutObject',
       Condition: { Null: { 's3:if-none-match': 'true' } },
     });
-    expect(JSON.stringify(statement.Resource)).toContain(`/${prefix}`);
+    expect(JSON.stringify(statement.Resource)).toContain('/transcript-parts/*');
   });
 
   it('locks audit records in governance mode by default and sends transcript events to EventBridge', () => {

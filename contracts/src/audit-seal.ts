@@ -159,11 +159,26 @@ export interface AuditTrailWriterOptions {
    * Stores one segment object (records, then its seal, as JSON lines). A rejection leaves the records pending and the
    * segment is tried again, as it was, on the next flush. A store that refuses overwrites throws
    * `AuditSegmentExistsError`: after a failed try of the same segment that is taken as that try having landed,
-   * otherwise as another writer's segment (`AuditChainForkError`).
+   * otherwise `replaceExisting` decides. `replace` asks to store over an existing object.
    */
-  put: (objectKey: string, body: string) => Promise<void>;
+  put: (objectKey: string, body: string, options?: { replace?: boolean }) => Promise<void>;
+  /**
+   * A first try refused as existing: true when the object is an earlier writer's that may be replaced (one that held
+   * the chain before this writer resumed it and stored a segment after the position it left), false when another
+   * writer holds the chain now (`AuditChainForkError`, nothing written). Absent: false.
+   */
+  replaceExisting?: (objectKey: string) => Promise<boolean>;
   resume?: AuditTrailPosition;
   now?: () => Date;
+}
+
+/** A segment on its way to the store; `replace`: over an earlier writer's object at its key. */
+interface PendingSegment {
+  objectKey: string;
+  body: string;
+  seal: AuditSeal;
+  records: number;
+  replace?: boolean;
 }
 
 /**
@@ -179,7 +194,7 @@ export class AuditTrailWriter {
   private closed = false;
   private flushing: Promise<void> = Promise.resolve();
   /** A segment whose put failed: tried again as it is (same records, same seal) before anything else. */
-  private retry?: { objectKey: string; body: string; seal: AuditSeal; records: number };
+  private retry?: PendingSegment;
   private wroteFinal = false;
 
   constructor(private readonly options: AuditTrailWriterOptions) {
@@ -242,18 +257,19 @@ export class AuditTrailWriter {
     } while (this.pending.length > 0);
   }
 
-  private async write(
-    segment: { objectKey: string; body: string; seal: AuditSeal; records: number },
-    triedBefore: boolean,
-  ): Promise<void> {
+  private async write(segment: PendingSegment, triedBefore: boolean): Promise<void> {
     try {
-      await this.options.put(segment.objectKey, segment.body);
+      await this.options.put(segment.objectKey, segment.body, segment.replace ? { replace: true } : undefined);
     } catch (error) {
       if (!(error instanceof AuditSegmentExistsError)) {
         this.retry = segment;
         throw error;
       }
-      if (!triedBefore) throw new AuditChainForkError(segment.objectKey);
+      if (!triedBefore) {
+        if (!(await this.options.replaceExisting?.(segment.objectKey)))
+          throw new AuditChainForkError(segment.objectKey);
+        return this.write({ ...segment, replace: true }, true);
+      }
       // Refused as existing after a try of this very segment failed: that try landed.
     }
     this.retry = undefined;

@@ -329,9 +329,9 @@ describe('sealed audit trail', () => {
         ...store,
         bodies,
         landThenFail: (count: number) => (landThenFail = count),
-        put: async (objectKey: string, body: string) => {
+        put: async (objectKey: string, body: string, options?: { replace?: boolean }) => {
           bodies.push(body);
-          if (store.objects.has(objectKey)) throw new AuditSegmentExistsError(objectKey);
+          if (store.objects.has(objectKey) && !options?.replace) throw new AuditSegmentExistsError(objectKey);
           await store.put(objectKey, body);
           if (landThenFail > 0) {
             landThenFail -= 1;
@@ -371,6 +371,32 @@ describe('sealed audit trail', () => {
       await expect(stale.flush()).rejects.toBeInstanceOf(AuditChainForkError);
       expect(stale.pendingCount).toBe(1);
       expect(store.objects).toEqual(stored);
+    });
+
+    it("replaces an earlier writer's segment when told it may, and goes on from there", async () => {
+      const store = writeOnceStore();
+      const dead = writer(store);
+      append(dead, 0);
+      await dead.flush();
+      const saved = dead.position;
+      append(dead, 1); // stored after the position it saved
+      await dead.flush();
+      const asked: string[] = [];
+      const successor = writer(store, {
+        resume: saved,
+        replaceExisting: async (objectKey) => {
+          asked.push(objectKey);
+          return true;
+        },
+      });
+      append(successor, 1);
+      store.landThenFail(1); // the replacing write's answer is lost: it is tried again as a replacement
+      await expect(successor.flush()).rejects.toThrow(/socket hang up/);
+      await successor.close();
+      expect(asked).toHaveLength(1);
+      const verdict = await verifyAuditTrail(store.list(), key);
+      expect(verdict).toMatchObject({ ok: true, records: [{ seq: 0 }, { seq: 1 }] });
+      expect(verdict.records[1].hash).toBe(successor.position.prevHash);
     });
 
     it('a closing seal whose write failed is written on the next close, once', async () => {

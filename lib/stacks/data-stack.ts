@@ -170,23 +170,19 @@ export class DataStack extends VoiceIntakeStack {
       retentionDays: data.auditRetentionDays,
       objectLock: { mode: data.auditObjectLockMode, days: data.auditObjectLockDays },
     }).bucket;
-    // Audit segments and transcript parts are written once, by conditional put (`If-None-Match: *`): a worker taken
-    // over may not replace what its successor stored (Object Lock would keep both versions; the newest is read).
-    for (const [sid, bucket, prefix] of [
-      ['AuditSegmentsWrittenOnce', this.auditBucket, S3_PREFIXES.audit],
-      ['TranscriptPartsWrittenOnce', this.transcriptsBucket, S3_PREFIXES.transcriptParts],
-    ] as const) {
-      bucket.addToResourcePolicy(
-        new iam.PolicyStatement({
-          sid,
-          effect: iam.Effect.DENY,
-          principals: [new iam.AnyPrincipal()],
-          actions: ['s3:PutObject'],
-          resources: [bucket.arnForObjects(`${prefix}*`)],
-          conditions: { Null: { 's3:if-none-match': 'true' } },
-        }),
-      );
-    }
+    // Transcript parts are written once, by conditional put (`If-None-Match: *`): a worker taken over may not replace
+    // what its successor stored. (Audit segments are conditional too, but a worker that resumed a call replaces the
+    // segment a dead predecessor stored after its last save: its chain goes on from the saved position.)
+    this.transcriptsBucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'TranscriptPartsWrittenOnce',
+        effect: iam.Effect.DENY,
+        principals: [new iam.AnyPrincipal()],
+        actions: ['s3:PutObject'],
+        resources: [this.transcriptsBucket.arnForObjects(`${S3_PREFIXES.transcriptParts}*`)],
+        conditions: { Null: { 's3:if-none-match': 'true' } },
+      }),
+    );
 
     for (const bucket of [this.accessLogsBucket, this.transcriptsBucket, this.auditBucket]) {
       acknowledgeRules(

@@ -47,7 +47,7 @@ export class S3AuditStore implements AuditSegmentStore {
           Key: objectKey,
           Body: body,
           ContentType: 'application/x-ndjson',
-          // Written once: the bucket refuses a put without it (a retry that landed is told apart, never overwritten).
+          // Written once: a retry whose first try landed is told apart, and nothing is overwritten.
           IfNoneMatch: '*',
         }),
       );

@@ -55,7 +55,7 @@ describe('MCP audit log', () => {
     const [first, second] = [...chains.values()];
     expect(await verifyAuditTrail([first[0], ...second.slice(1)], key)).toMatchObject({ ok: false });
     expect(taskA.openScopes + taskB.openScopes).toBe(0);
-    // Every segment is written once: the bucket policy refuses a put without the condition.
+    // Every segment is written once: a conditional put.
     expect(s3.commandCalls(PutObjectCommand).map((call) => call.args[0].input.IfNoneMatch)).toEqual(
       Array(s3.commandCalls(PutObjectCommand).length).fill('*'),
     );

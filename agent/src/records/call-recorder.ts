@@ -108,7 +108,7 @@ export class CallRecorder {
       key: options.sealKey,
       resume: resume?.audit,
       now: () => this.now(),
-      put: async (objectKey, body) => {
+      put: async (objectKey, body, { replace = false } = {}) => {
         try {
           await options.s3.send(
             new PutObjectCommand({
@@ -116,9 +116,9 @@ export class CallRecorder {
               Key: objectKey,
               Body: body,
               ContentType: 'application/x-ndjson',
-              // Segments are written once: a retry that finds its own landed write, or a segment another writer of
-              // this chain stored, is refused instead of overwriting it (Object Lock would keep both versions).
-              IfNoneMatch: '*',
+              // Written once unless told to replace: a retry that finds its own landed write, or a segment another
+              // writer stored, is refused rather than overwritten (Object Lock would keep both versions).
+              ...(replace ? {} : { IfNoneMatch: '*' }),
             }),
           );
         } catch (error) {
@@ -126,6 +126,7 @@ export class CallRecorder {
           throw error;
         }
       },
+      replaceExisting: () => this.earlierWriters(),
     });
     this.nextTurnSeq = resume?.nextTurnSeq ?? 0;
     this.nextPart = resume?.nextTranscriptPart ?? 0;
@@ -224,7 +225,8 @@ export class CallRecorder {
     // Their failures are their own (a part that could not be stored is named at its stop): never the transcript's.
     const others = Promise.all(this.flushTasks.map((task) => task().catch(() => undefined)));
     if (this.retryPart) await this.putPart(this.retryPart, true);
-    if (this.pendingTurns.length > 0) {
+    // Twice at most: once more when the number was an earlier worker's late part.
+    for (let tries = 0; tries < 2 && this.pendingTurns.length > 0; tries += 1) {
       // A copy: turns added while the PUT is in flight stay pending for the next flush (the same array would
       // grow under us, and slicing its new length off after the PUT would drop them unwritten).
       const turns = [...this.pendingTurns];
@@ -267,6 +269,18 @@ export class CallRecorder {
         throw error;
       }
       if (!triedBefore) {
+        if (await this.earlierWriters()) {
+          // An earlier worker's last part, stored after the position it saved: kept as it is (its turns share numbers
+          // with this worker's, so the final transcript leaves them out; the chain names the part), and these turns
+          // go under the next number.
+          this.audit('error', 'earlier_transcript_part_kept', {
+            part: part.key,
+            reason: 'stored by an earlier worker of the call after the position it saved',
+          });
+          this.nextPart += 1;
+          this.retryPart = undefined;
+          return;
+        }
         const forked = new TranscriptPartForkError(part.key);
         this.options.onForked?.(forked);
         throw forked;
@@ -275,6 +289,17 @@ export class CallRecorder {
     this.retryPart = undefined;
     this.nextPart += 1;
     this.pendingTurns = this.pendingTurns.slice(part.turns);
+  }
+
+  /**
+   * Whether an object that refused a first write at its key belongs to an earlier worker of the call (one that died
+   * after storing it, before saving where it stood) and not to a worker holding the call now: the claim is checked
+   * again (`beforeWrite` throws when another worker holds the call). Without a claim to check, no one is earlier.
+   */
+  private async earlierWriters(): Promise<boolean> {
+    if (!this.options.beforeWrite) return false;
+    await this.options.beforeWrite();
+    return true;
   }
 
   /** Turns written by workers that held the call before this one, read back from their transcript parts. */

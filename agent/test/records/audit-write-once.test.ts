@@ -160,6 +160,41 @@ describe('audit segments are written once', () => {
       ['in the kitchen'],
     ]);
   });
+
+  it("an earlier worker's late writes (after its last save): its segment is replaced, its part kept", async () => {
+    const callId = 'write-once-4';
+    const turn = (text: string) => ({ speaker: 'caller' as const, text, startedAt: at(), endedAt: at() });
+    const stillHeld = { beforeWrite: async () => undefined };
+    const dead = recorder(callId, s3, stillHeld);
+    dead.addTurn(turn('my pipe burst'));
+    dead.audit('llm_request', 'model', { said: 'my pipe burst' });
+    await dead.flush();
+    const saved = dead.position;
+    // Stored after the position it saved, then it died.
+    dead.addTurn(turn('in the kitchen'));
+    dead.audit('llm_request', 'model', { said: 'in the kitchen' });
+    await dead.flush();
+
+    const successor = recorder(callId, s3, { ...stillHeld, resume: saved });
+    successor.addTurn(turn('it is still leaking'));
+    successor.audit('llm_request', 'model', { said: 'it is still leaking' });
+    await successor.flush();
+    const transcript = await successor.finish('caller_hangup');
+
+    expect((await transcriptParts(callId)).map((part) => part.turns.map((t) => t.text))).toEqual([
+      ['my pipe burst'],
+      ['in the kitchen'],
+      ['it is still leaking'],
+    ]);
+    expect(transcript.turns.map((t) => t.text)).toEqual(['my pipe burst', 'it is still leaking']);
+    const verdict = await verifyAuditTrail(await auditSegments(callId), sealKey);
+    expect(verdict).toMatchObject({ ok: true });
+    const said = verdict.records.map((record) => (record.payload as { said?: string } | null)?.said).filter(Boolean);
+    expect(said).toEqual(['my pipe burst', 'it is still leaking']);
+    expect(verdict.records.find((record) => record.subject === 'earlier_transcript_part_kept')?.payload).toMatchObject({
+      part: transcriptPartKey(callId, 1),
+    });
+  });
 });
 
 const at = () => new Date().toISOString();
