@@ -166,9 +166,9 @@ const SPOKEN_REPEATS: Record<string, number> = { double: 2, triple: 3 };
 const SPOKEN_WORD = `(?<![\\p{L}\\p{M}])(?:${[...Object.keys(SPOKEN_DIGITS), ...Object.keys(SPOKEN_GROUPS), ...Object.keys(SPOKEN_REPEATS)].join('|')})(?![\\p{L}\\p{M}])`;
 const ANY_SPOKEN_WORD = new RegExp(SPOKEN_WORD, 'iu');
 const SPOKEN_TOKEN = new RegExp(`${SPOKEN_WORD}|(?<!\\p{Nd})\\p{Nd}+`, 'giu');
-/** Between two spoken digits: spaces, maybe after a comma or full stop (ASR punctuates pauses), or a hyphen. */
+/** Between two spoken digits: spaces, a comma or full stop with or without them (ASR punctuates pauses), or a hyphen. */
 const SPOKEN_GAP = new RegExp(
-  `^(?:[${SPACE}${INVISIBLE}]*[,.;:]?[${SPACE}${INVISIBLE}]+|[${SPACE}]*[-\u2010-\u2015][${SPACE}]*)$`,
+  `^(?:[${SPACE}${INVISIBLE}]*[,.;:][${SPACE}${INVISIBLE}]*|[${SPACE}${INVISIBLE}]+|[${SPACE}]*[-\u2010-\u2015][${SPACE}]*)$`,
   'u',
 );
 /** A numeral among spoken digits ("415 five five five 0123") is joined by spaces or a comma only: never a date. */

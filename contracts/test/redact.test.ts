@@ -275,6 +275,7 @@ describe('redactPii: numbers said in words', () => {
     ['"oh" for zero, mixed with numerals', 'call me at 415 555 oh one two three', 'call me at [PHONE]'],
     ['numerals then words', 'it is 415, five five five, 0123', 'it is [PHONE]'],
     ['hyphenated', 'four-one-five-five-five-five-zero-one-two-three', '[PHONE]'],
+    ['commas without spaces', 'four,one,five,five,five,five,zero,one,two,three.', '[PHONE].'],
     ['double and triple', 'double five, triple seven, one two three', '[PHONE]'],
     ['tens and hundreds counted', 'it is four fifteen five five five, twelve hundred', 'it is [PHONE]'],
     ['any case', 'FOUR ONE FIVE FIVE FIVE FIVE ZERO ONE TWO THREE', '[PHONE]'],
@@ -314,8 +315,9 @@ describe('redactPii: numbers said in words', () => {
     expect(redactPii('one '.repeat(25_000))).toBe('[NUMBER] ');
     const spaced = `one${' '.repeat(100_000)}!two`;
     expect(redactPii(spaced)).toBe(spaced);
-    const commas = 'one ,'.repeat(20_000);
-    expect(redactPii(commas)).toBe(commas);
+    expect(redactPii('one ,'.repeat(20_000))).toBe('[NUMBER] ,');
+    const doubled = 'one ;; '.repeat(20_000);
+    expect(redactPii(doubled)).toBe(doubled);
   });
 });
 
