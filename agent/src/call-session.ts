@@ -10,6 +10,7 @@ import {
   AuditChainForkError,
   type CallEndReason,
   GENESIS_HASH,
+  type SessionState,
 } from '@voice-intake/contracts';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -186,6 +187,18 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     return true;
   };
 
+  /** What the session state keeps of this worker's records (set below, once the recording is set up). */
+  let positionNow: (() => Partial<SessionState>) | undefined;
+  let savedPosition = '';
+  /** Saves where this worker's records stand (unless unchanged since): refused once another worker holds the call. */
+  const savePosition = async ({ checkClaim }: { checkClaim: boolean }) => {
+    const now = positionNow?.();
+    const saved = JSON.stringify(now ?? null);
+    if (!now || saved === savedPosition) return checkClaim ? held.check() : undefined;
+    await held.update((current) => ({ ...current, ...now }));
+    savedPosition = saved;
+  };
+
   const recorder = new CallRecorder({
     s3: options.s3,
     transcriptsBucket: env.TRANSCRIPTS_BUCKET,
@@ -195,11 +208,14 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     redact: env.PII_REDACTION ? redactPii : undefined,
     flushIntervalMs: env.RECORD_FLUSH_MS,
     resume: resumed ? state : undefined,
-    // Checked before each flush writes: a worker taken over stores nothing over its successor's parts. A check that
-    // cannot be made (Redis unreachable) writes anyway: without a claim nobody else writes, and the records matter.
+    // Before each flush writes, its audit segments sealed: the position is saved (a worker taking the call over goes
+    // on after those segments, stored or not, never gives their index again) and the claim checked with it (a worker
+    // taken over stores nothing over its successor's). A save that cannot be made (Redis unreachable) writes anyway:
+    // without a claim nobody else writes, and the records matter.
     beforeWrite: () =>
-      held.check().catch((error) => {
+      savePosition({ checkClaim: true }).catch((error) => {
         if (leaveIfTakenOver(error)) throw error;
+        log.warn({ err: error }, 'session position not saved before a flush');
       }),
     onForked: (error) => leaveIfTakenOver(error),
   });
@@ -234,20 +250,16 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
       .catch((error) => leaveIfTakenOver(error) || log.warn({ err: error }, 'recording position not saved'));
   }
   if (audio) recorder.alsoFlush(() => audio.flush());
-  // Saved after every flush, once its writes are stored: a worker taking the call over continues the transcript, the
-  // audit chain and the recording after everything this one stored, never over it (saving only with each turn left
-  // records flushed since then to be written again by the next worker: a forked chain, overwritten parts).
-  // A quiet flush (nothing new stored) leaves the position as it was: no Redis round trip for it.
-  let savedAfterFlush = '';
-  recorder.afterFlush(async () => {
-    const now = position();
-    const saved = JSON.stringify(now);
-    if (saved === savedAfterFlush) return;
-    await held
-      .update((current) => ({ ...current, ...now }))
-      .then(() => (savedAfterFlush = saved))
-      .catch((error) => leaveIfTakenOver(error) || log.warn({ err: error }, 'session position not saved'));
-  });
+  // Saved before every flush writes (above) and after it, once its writes are stored: a worker taking the call over
+  // continues the transcript, the audit chain and the recording after everything this one stored, never over it
+  // (saving only with each turn left records flushed since then to be written again by the next worker: a forked
+  // chain, overwritten parts). An unchanged position is not saved again.
+  positionNow = position;
+  recorder.afterFlush(() =>
+    savePosition({ checkClaim: false }).catch((error) => {
+      if (!leaveIfTakenOver(error)) log.warn({ err: error }, 'session position not saved');
+    }),
+  );
 
   const toolset = new McpToolset({
     url: env.MCP_URL,

@@ -172,18 +172,22 @@ export interface AuditTrailWriterOptions {
   now?: () => Date;
 }
 
-/** A segment on its way to the store; `replace`: over an earlier writer's object at its key. */
-interface PendingSegment {
+/** A sealed segment on its way to the store; `replace`: over an earlier writer's object at its key. */
+interface SealedSegment {
   objectKey: string;
   body: string;
-  seal: AuditSeal;
   records: number;
+  /** A put of it failed with its outcome unknown: a refusal as existing now means that put landed. */
+  tried: boolean;
   replace?: boolean;
 }
 
 /**
- * One (actor, call[, chain id]) trail: records are hash-chained as they are appended and written in sealed segments
- * by `flush`; `close` writes the final seal. Flushes never overlap; a failed one keeps its records for the next.
+ * One (actor, call[, chain id]) trail: records are hash-chained as they are appended, sealed into segments by `seal`
+ * (or `flush`) and written by `flush`; `close` writes the final seal. Flushes never overlap; a segment whose put failed
+ * is written, unchanged, by the next. The position counts sealed segments whether stored yet or not, so a position
+ * saved between `seal` and `flush` lets a successor go on after them: a segment lost with its writer is then named
+ * missing, never given twice the same index.
  */
 export class AuditTrailWriter {
   private readonly chain: AuditChain;
@@ -193,9 +197,9 @@ export class AuditTrailWriter {
   private sealedHash: string;
   private closed = false;
   private flushing: Promise<void> = Promise.resolve();
-  /** A segment whose put failed: tried again as it is (same records, same seal) before anything else. */
-  private retry?: PendingSegment;
-  private wroteFinal = false;
+  /** Sealed segments not stored yet, in order: the first is tried again as it is (same records, same seal). */
+  private readonly sealed: SealedSegment[] = [];
+  private sealedFinal = false;
 
   constructor(private readonly options: AuditTrailWriterOptions) {
     const resume = options.resume;
@@ -209,8 +213,9 @@ export class AuditTrailWriter {
     return this.closed;
   }
 
+  /** Records appended and not stored yet (sealed or not). */
   get pendingCount(): number {
-    return this.pending.length;
+    return this.pending.length + this.sealed.reduce((count, segment) => count + segment.records, 0);
   }
 
   append(entry: Omit<UnsealedAuditRecord, 'schemaVersion' | 'actor' | 'callId' | 'chainId'>): AuditRecord {
@@ -223,6 +228,12 @@ export class AuditTrailWriter {
 
   get position(): Required<AuditTrailPosition> {
     return { ...this.chain.position, segment: this.segment, prevSeal: this.prevSeal };
+  }
+
+  /** Seals the pending records into segments without storing them: the position moves past them now. */
+  seal(): Promise<void> {
+    this.flushing = this.flushing.catch(() => undefined).then(() => this.sealPending(false));
+    return this.flushing;
   }
 
   /** Writes pending records as sealed segments. */
@@ -242,42 +253,47 @@ export class AuditTrailWriter {
 
   private async flushNow(final: boolean): Promise<void> {
     if (this.closed) return;
-    // A segment that failed goes again first, unchanged: if its earlier try landed after all, the store holds exactly
-    // this body, so a refused overwrite can be told from another writer's segment.
-    if (this.retry) await this.write(this.retry, true);
-    if (this.wroteFinal || (this.pending.length === 0 && !final)) return;
+    await this.sealPending(final);
+    // In order; one that fails stays first and goes again, unchanged, with the next flush: if its earlier try landed
+    // after all, the store holds exactly this body, so a refused overwrite can be told from another writer's segment.
+    while (this.sealed.length > 0) await this.write(this.sealed[0]);
+  }
+
+  private async sealPending(final: boolean): Promise<void> {
+    if (this.closed || this.sealedFinal || (this.pending.length === 0 && !final)) return;
     do {
       const records = this.pending.slice(0, MAX_RECORDS_PER_SEGMENT);
       const last = final && records.length === this.pending.length;
       const seal = await this.sealOf(records, last);
       const body = [...records, seal].map((line) => JSON.stringify(line)).join('\n');
       const { actor, callId, chainId } = this.options;
-      const segment = { objectKey: auditSegmentKey(actor, callId, seal.firstSeq, chainId), body: `${body}\n`, seal };
-      await this.write({ ...segment, records: records.length }, false);
+      const objectKey = auditSegmentKey(actor, callId, seal.firstSeq, chainId);
+      this.sealed.push({ objectKey, body: `${body}\n`, records: records.length, tried: false });
+      this.pending = this.pending.slice(records.length);
+      this.segment += 1;
+      this.prevSeal = seal.mac;
+      this.sealedHash = seal.lastHash;
+      if (last) this.sealedFinal = true;
     } while (this.pending.length > 0);
   }
 
-  private async write(segment: PendingSegment, triedBefore: boolean): Promise<void> {
+  private async write(segment: SealedSegment): Promise<void> {
     try {
       await this.options.put(segment.objectKey, segment.body, segment.replace ? { replace: true } : undefined);
     } catch (error) {
       if (!(error instanceof AuditSegmentExistsError)) {
-        this.retry = segment;
+        segment.tried = true;
         throw error;
       }
-      if (!triedBefore) {
+      if (!segment.tried) {
         if (!(await this.options.replaceExisting?.(segment.objectKey)))
           throw new AuditChainForkError(segment.objectKey);
-        return this.write({ ...segment, replace: true }, true);
+        segment.replace = true;
+        return this.write(segment);
       }
       // Refused as existing after a try of this very segment failed: that try landed.
     }
-    this.retry = undefined;
-    this.pending = this.pending.slice(segment.records);
-    this.segment += 1;
-    this.prevSeal = segment.seal.mac;
-    this.sealedHash = segment.seal.lastHash;
-    if (segment.seal.final) this.wroteFinal = true;
+    this.sealed.shift();
   }
 
   private async sealOf(records: AuditRecord[], final: boolean): Promise<AuditSeal> {

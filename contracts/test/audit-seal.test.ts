@@ -399,6 +399,42 @@ describe('sealed audit trail', () => {
       expect(verdict.records[1].hash).toBe(successor.position.prevHash);
     });
 
+    it('a position saved after sealing lets a successor go on after a segment its dead writer stored late', async () => {
+      const store = writeOnceStore();
+      const dead = writer(store);
+      append(dead, 0);
+      await dead.flush();
+      append(dead, 1);
+      await dead.seal();
+      const saved = dead.position; // saved before the put, as the agent does before each flush writes
+      expect(saved.segment).toBe(2);
+      await dead.flush(); // stored; the writer dies before saving again
+      const successor = writer(store, { resume: saved });
+      append(successor, 2);
+      await successor.close();
+      expect(await verifyAuditTrail(store.list(), key)).toMatchObject({
+        ok: true,
+        records: [{ seq: 0 }, { seq: 1 }, { seq: 2 }],
+      });
+    });
+
+    it('a segment sealed and saved but never stored is named missing, not given again', async () => {
+      const store = writeOnceStore();
+      const dead = writer(store);
+      append(dead, 0);
+      await dead.flush();
+      append(dead, 1);
+      await dead.seal();
+      const saved = dead.position; // the writer dies before its put
+      const successor = writer(store, { resume: saved });
+      append(successor, 2);
+      await successor.close();
+      expect(await verifyAuditTrail(store.list(), key)).toMatchObject({
+        ok: false,
+        reason: expect.stringMatching(/segment 1 is missing/),
+      });
+    });
+
     it('a closing seal whose write failed is written on the next close, once', async () => {
       const store = writeOnceStore();
       const trail = writer(store);

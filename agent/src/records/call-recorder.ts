@@ -58,8 +58,9 @@ export interface CallRecorderOptions {
   /** Where a previous worker left off (from the session state), when this one takes the call over. */
   resume?: RecorderPosition;
   /**
-   * Runs before each flush writes anything; when it throws, the flush writes nothing and its records stay pending
-   * (e.g. a check that the call is still this worker's).
+   * Runs before each flush writes anything, once the flush's audit segments are sealed (so `position` already counts
+   * them: a position saved here lets a successor go on after them); when it throws, the flush writes nothing and its
+   * records stay pending (e.g. a check that the call is still this worker's).
    */
   beforeWrite?: () => Promise<void>;
   /**
@@ -219,6 +220,7 @@ export class CallRecorder {
 
   private async flushNow(): Promise<void> {
     if (this.abandoned) return;
+    await this.trail.seal();
     await this.options.beforeWrite?.();
     if (this.abandoned) return;
     const { call } = this.options;

@@ -161,6 +161,29 @@ describe('audit segments are written once', () => {
     ]);
   });
 
+  it('a worker that dies right after a flush stored: the position it saved before writing keeps the chain whole', async () => {
+    const callId = 'write-once-5';
+    let saved: CallRecorder['position'] | undefined;
+    // As the agent saves before each flush writes (the flush's audit segments sealed by then).
+    const dead: CallRecorder = recorder(callId, s3, {
+      beforeWrite: async () => {
+        saved = dead.position;
+      },
+    });
+    dead.audit('llm_request', 'model', { said: 'my pipe burst' });
+    await dead.flush();
+    dead.audit('llm_request', 'model', { said: 'in the kitchen' });
+    await dead.flush(); // stored; the worker dies before saving after it
+
+    const successor = recorder(callId, s3, { resume: saved, beforeWrite: async () => undefined });
+    successor.audit('llm_request', 'model', { said: 'it is still leaking' });
+    await successor.finish('caller_hangup');
+    const verdict = await verifyAuditTrail(await auditSegments(callId), sealKey);
+    expect(verdict).toMatchObject({ ok: true });
+    const said = verdict.records.map((record) => (record.payload as { said?: string } | null)?.said).filter(Boolean);
+    expect(said).toEqual(['my pipe burst', 'in the kitchen', 'it is still leaking']);
+  });
+
   it("an earlier worker's late writes (after its last save): its segment is replaced, its part kept", async () => {
     const callId = 'write-once-4';
     const turn = (text: string) => ({ speaker: 'caller' as const, text, startedAt: at(), endedAt: at() });
