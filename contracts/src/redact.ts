@@ -200,7 +200,7 @@ function maskSpokenNumbers(text: string): string {
   let run: SpokenRun | undefined;
   const close = () => {
     if (run && run.words > 0 && run.count >= 8) {
-      masked += text.slice(copiedTo, run.start) + spokenLabel(run);
+      masked += text.slice(copiedTo, run.start) + numberLabel(run.count, run.digits);
       copiedTo = run.end;
     }
     run = undefined;
@@ -248,12 +248,6 @@ function maskSpokenNumbers(text: string): string {
   }
   close();
   return masked + text.slice(copiedTo);
-}
-
-function spokenLabel(run: SpokenRun): string {
-  const { digits, count } = run;
-  if (digits !== undefined && digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return '[CARD]';
-  return count <= 15 ? '[PHONE]' : '[NUMBER]';
 }
 
 interface Group {
@@ -308,8 +302,16 @@ function classify(number: string, groups: Group[], from: number, to: number, min
   if (SSN.test(canonical)) return '[SSN]';
   const digits = canonical.replace(/\D/g, '');
   if (digits.length < minDigits) return undefined;
-  if (!canonical.startsWith('+') && digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return '[CARD]';
-  return digits.length <= 15 ? '[PHONE]' : '[NUMBER]';
+  return numberLabel(digits.length, canonical.startsWith('+') ? undefined : digits);
+}
+
+/**
+ * The label of a number of `count` digits: a card when its digits (when known, and not led by `+`) are 13–19 with a
+ * valid Luhn digit, else a phone number up to 15 digits, a number beyond.
+ */
+function numberLabel(count: number, digits: string | undefined): string {
+  if (digits !== undefined && digits.length >= 13 && digits.length <= 19 && luhnValid(digits)) return '[CARD]';
+  return count <= 15 ? '[PHONE]' : '[NUMBER]';
 }
 
 function countDigits(number: string): number {
