@@ -138,6 +138,41 @@ export function isRefusedAsExisting(error: unknown): boolean {
   return failure?.name === 'PreconditionFailed' || failure?.$metadata?.httpStatusCode === 412;
 }
 
+/** The S3 PutObject input of one audit segment (the SDK's field names; contracts do not depend on the SDK). */
+export interface AuditSegmentPutInput {
+  Bucket: string;
+  Key: string;
+  Body: string;
+  ContentType: 'application/x-ndjson';
+  IfNoneMatch?: '*';
+}
+
+/**
+ * Stores one audit segment in S3 through `send` (a PutObject): written once (`If-None-Match: *`) unless `replace`, so a
+ * retry that finds its own landed write, or a segment another writer stored, is refused rather than overwritten
+ * (Object Lock would keep both versions); the refusal is thrown as `AuditSegmentExistsError`.
+ */
+export async function putAuditSegment(
+  send: (input: AuditSegmentPutInput) => Promise<unknown>,
+  bucket: string,
+  objectKey: string,
+  body: string,
+  { replace = false }: { replace?: boolean } = {},
+): Promise<void> {
+  try {
+    await send({
+      Bucket: bucket,
+      Key: objectKey,
+      Body: body,
+      ContentType: 'application/x-ndjson',
+      ...(replace ? {} : { IfNoneMatch: '*' }),
+    });
+  } catch (error) {
+    if (isRefusedAsExisting(error)) throw new AuditSegmentExistsError(objectKey);
+    throw error;
+  }
+}
+
 /**
  * A segment key of this chain holds an object this writer never tried to store: another writer is continuing the
  * same chain (e.g. a worker that took the call over). Nothing was written; this writer must stop.

@@ -6,9 +6,8 @@ import {
   type AuditKind,
   type AuditRecord,
   type AuditSealKey,
-  AuditSegmentExistsError,
   AuditTrailWriter,
-  isRefusedAsExisting,
+  putAuditSegment,
   redactDeep,
   redactPii,
   resolveUnder,
@@ -39,22 +38,8 @@ export class S3AuditStore implements AuditSegmentStore {
     private readonly bucket: string,
   ) {}
 
-  async put(objectKey: string, body: string): Promise<void> {
-    try {
-      await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: objectKey,
-          Body: body,
-          ContentType: 'application/x-ndjson',
-          // Written once: a retry whose first try landed is told apart, and nothing is overwritten.
-          IfNoneMatch: '*',
-        }),
-      );
-    } catch (error) {
-      if (isRefusedAsExisting(error)) throw new AuditSegmentExistsError(objectKey);
-      throw error;
-    }
+  put(objectKey: string, body: string): Promise<void> {
+    return putAuditSegment((input) => this.client.send(new PutObjectCommand(input)), this.bucket, objectKey, body);
   }
 }
 

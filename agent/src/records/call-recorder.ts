@@ -4,11 +4,11 @@ import {
   type AuditKind,
   type AuditRecord,
   type AuditSealKey,
-  AuditSegmentExistsError,
   type AuditTrailPosition,
   AuditTrailWriter,
   type CallEndReason,
   isRefusedAsExisting,
+  putAuditSegment,
   SCHEMA_VERSION,
   type ToolCallOutcome,
   type Transcript,
@@ -109,24 +109,14 @@ export class CallRecorder {
       key: options.sealKey,
       resume: resume?.audit,
       now: () => this.now(),
-      put: async (objectKey, body, { replace = false } = {}) => {
-        try {
-          await options.s3.send(
-            new PutObjectCommand({
-              Bucket: options.auditBucket,
-              Key: objectKey,
-              Body: body,
-              ContentType: 'application/x-ndjson',
-              // Written once unless told to replace: a retry that finds its own landed write, or a segment another
-              // writer stored, is refused rather than overwritten (Object Lock would keep both versions).
-              ...(replace ? {} : { IfNoneMatch: '*' }),
-            }),
-          );
-        } catch (error) {
-          if (isRefusedAsExisting(error)) throw new AuditSegmentExistsError(objectKey);
-          throw error;
-        }
-      },
+      put: (objectKey, body, putOptions) =>
+        putAuditSegment(
+          (input) => options.s3.send(new PutObjectCommand(input)),
+          options.auditBucket,
+          objectKey,
+          body,
+          putOptions,
+        ),
       replaceExisting: () => this.earlierWriters(),
     });
     this.nextTurnSeq = resume?.nextTurnSeq ?? 0;
