@@ -351,9 +351,10 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     if (item.role === 'assistant' && item.metrics.e2eLatency !== undefined) {
       metrics.emit({ [AGENT_METRICS.voiceToVoiceLatency]: item.metrics.e2eLatency * 1000 }, dimensions);
     }
+    const now = position();
     void held
-      .appendTurn(turn)
-      .then(() => held.update((current) => ({ ...current, ...position() })))
+      .appendTurn(turn, now)
+      .then(() => (savedPosition = JSON.stringify(now)))
       .catch((error) => leaveIfTakenOver(error) || log.warn({ err: error }, 'session state not updated'));
   });
   session.on(voice.AgentSessionEventTypes.MetricsCollected, ({ metrics: collected }) => {

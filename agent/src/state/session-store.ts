@@ -188,10 +188,14 @@ export class SessionHold {
     return this.store.update(this.callId, change, { heldBy: this.holder });
   }
 
-  /** Records a turn: kept among the last `maxTurns`, and the next sequence number moves on. */
-  appendTurn(turn: TranscriptTurn): Promise<SessionState> {
+  /**
+   * Records a turn: kept among the last `maxTurns`, and the next sequence number moves on; `also` is written in the
+   * same compare-and-set (e.g. where the records stand).
+   */
+  appendTurn(turn: TranscriptTurn, also: Partial<SessionState> = {}): Promise<SessionState> {
     return this.update((state) => ({
       ...state,
+      ...also,
       lastTurns: [...state.lastTurns, turn].slice(-this.maxTurns),
       nextTurnSeq: Math.max(state.nextTurnSeq, turn.seq + 1),
     }));

@@ -74,6 +74,18 @@ describe('session state in a real Redis', () => {
     expect(claimed.audit).toEqual({ seq: 4, prevHash: 'a'.repeat(64) });
   });
 
+  it('writes a turn and where the records stand in one compare-and-set', async () => {
+    const store = new RedisSessionStore(clientA);
+    const held = store.hold((await store.start(newCall('c11'))).state);
+    const written = await held.appendTurn(turn(0, 'Hello'), {
+      nextTranscriptPart: 3,
+      audit: { seq: 7, prevHash: 'b'.repeat(64) },
+    });
+    expect(written).toMatchObject({ nextTurnSeq: 1, nextTranscriptPart: 3, audit: { seq: 7 } });
+    expect(await store.load('c11')).toMatchObject({ nextTurnSeq: 1, nextTranscriptPart: 3, audit: { seq: 7 } });
+    expect((await store.load('c11'))!.lastTurns.map((t) => t.text)).toEqual(['Hello']);
+  });
+
   it('keeps only the most recent turns', async () => {
     const store = new RedisSessionStore(clientA, { maxTurns: 3 });
     const held = store.hold((await store.start(newCall('c3'))).state);
