@@ -386,9 +386,12 @@ describe('app stack: agent service', () => {
     expect(puts).toContain('/transcript-parts/*');
     expect(puts).toContain('/audit/agent/*');
     expect(puts).not.toContain('/enriched/');
-    // Recording is off in this config: no write to recordings/ either, and no listing of any bucket.
+    // Recording is off in this config: no write to recordings/ either, and a listing of the transcript parts only
+    // (so a part never stored reads as missing, not as denied).
     expect(puts).not.toContain('/recordings/');
-    expect(byAction('s3:ListBucket')).toEqual([]);
+    const lists = byAction('s3:ListBucket');
+    expect(lists).toHaveLength(1);
+    expect(lists[0].Condition).toEqual({ StringLike: { 's3:prefix': 'transcript-parts/*' } });
     expect(JSON.stringify(byAction('s3:GetObject')[0].Resource)).toContain('/transcript-parts/*');
     expect(byAction('polly:SynthesizeSpeech')).toHaveLength(1);
     expect(byAction('transcribe:StartStreamTranscription')).toHaveLength(1);
@@ -418,11 +421,11 @@ describe('app stack: agent service recording calls', () => {
       statements.filter((statement) => [statement.Action].flat().some((a) => /Get/.test(a))),
     );
     expect(reads).not.toContain('recordings');
-    // A takeover lists the call's parts: the transcripts bucket only, and only under recordings/.
+    // A takeover lists the call's parts: the transcripts bucket only, and only under transcript-parts/ and recordings/.
     const lists = statements.filter((statement) => [statement.Action].flat().some((a) => /List/.test(a)));
     expect(lists).toHaveLength(1);
     expect(lists[0].Action).toBe('s3:ListBucket');
-    expect(lists[0].Condition).toEqual({ StringLike: { 's3:prefix': 'recordings/*' } });
+    expect(lists[0].Condition).toEqual({ StringLike: { 's3:prefix': ['transcript-parts/*', 'recordings/*'] } });
     expect(JSON.stringify(lists[0].Resource)).toMatch(
       /^\{"Fn::Join":\["",\["arn:",\{"Ref":"AWS::Partition"\},":s3:::voice-intake-transcripts-",/,
     );

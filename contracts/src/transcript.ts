@@ -21,6 +21,8 @@ export const transcriptTurnSchema = z.object({
   language: z.string().optional(),
 });
 
+export const transcriptPartKeySchema = z.string().regex(/^transcript-parts\/[^/]+\/\d{6,}\.json$/);
+
 export const recordingPartKeySchema = z.string().regex(/^recordings\/[^/]+\/part-(?:r\d{1,3}-)?\d{6}\.wav$/);
 
 /**
@@ -80,6 +82,12 @@ export const transcriptSchema = z.object({
   intakeType: z.string().optional(),
   caseId: z.string().optional(),
   turns: z.array(transcriptTurnSchema).max(5_000),
+  /**
+   * Transcript parts of workers that held the call before the one that ended it whose turns are not in `turns`: a
+   * part numbered in the session state and never stored (its worker died between the two), or one that could not be
+   * read back (the audit chain says which). Absent: none.
+   */
+  missingParts: z.array(transcriptPartKeySchema).max(100_000).optional(),
   recording: transcriptRecordingSchema.optional(),
 });
 

@@ -83,17 +83,22 @@ export class AgentService extends Construct {
     );
     // A worker taking over a call reads back the transcript parts written before it.
     allow(['s3:GetObject'], [recordObjectsArn(deploymentName, 'transcripts', S3_PREFIXES.transcriptParts)]);
-    if (agent.recording.mode !== 'off') {
-      // ... and lists the call's recording parts (keys only, never their audio): the session state counts only those
-      // stored before its last save, the transcript names every one stored.
-      this.taskRole.addToPrincipalPolicy(
-        new iam.PolicyStatement({
-          actions: ['s3:ListBucket'],
-          resources: [recordBucketArn(deploymentName, 'transcripts')],
-          conditions: { StringLike: { 's3:prefix': `${S3_PREFIXES.recordings}*` } },
-        }),
-      );
-    }
+    // Listing (keys only) the transcript parts lets S3 answer a part numbered but never stored with 404, not 403: the
+    // transcript names it missing rather than unreadable. With recording on, the call's recording parts likewise (never
+    // their audio): the session state counts only those stored before its last save, the transcript names every one.
+    const listablePrefixes = [
+      S3_PREFIXES.transcriptParts,
+      ...(agent.recording.mode === 'off' ? [] : [S3_PREFIXES.recordings]),
+    ].map((prefix) => `${prefix}*`);
+    this.taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['s3:ListBucket'],
+        resources: [recordBucketArn(deploymentName, 'transcripts')],
+        conditions: {
+          StringLike: { 's3:prefix': listablePrefixes.length === 1 ? listablePrefixes[0] : listablePrefixes },
+        },
+      }),
+    );
     allow(['kms:Decrypt', 'kms:GenerateDataKey'], [props.dataKey.keyArn]);
     allow(['kms:GenerateMac'], [props.auditSealKey.keyArn]);
     // The audit seal key's policy admits GenerateMac only from roles with this tag.

@@ -310,7 +310,12 @@ function transcriptSection(data: CallReportData, latencies: TurnLatency[]): stri
     data.transcriptSource === 'parts'
       ? '<p class="warn">No final transcript: turns read from the in-call parts.</p>'
       : '';
-  return `${note}${table(['Time', 'Speaker', 'Text', 'Response latency'], rows, 'transcript')}`;
+  const missing = transcript.missingParts?.length
+    ? `<p class="fail-text">Turns not in this transcript (parts of an earlier worker never stored or not readable): ${escapeHtml(
+        transcript.missingParts.join(', '),
+      )}</p>`
+    : '';
+  return `${note}${missing}${table(['Time', 'Speaker', 'Text', 'Response latency'], rows, 'transcript')}`;
 }
 
 function latencySection(latencies: TurnLatency[]): string {

@@ -155,3 +155,21 @@ describe('call report in headless Chromium', () => {
     expect(await page.locator('#tools table').nth(1).locator('tr.suspect').count()).toBeGreaterThan(0);
   });
 });
+
+describe('call report of a call taken over', () => {
+  it('names the transcript parts whose turns are missing, as text', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'call-report-missing-'));
+    try {
+      await writeSampleCall(folder);
+      const data = await loadCallReport(new DirectorySource(folder), SAMPLE_CALL, sampleKey);
+      expect(renderCallReport(data)).not.toContain('Turns not in this transcript');
+      const missing = `transcript-parts/${SAMPLE_CALL}/000003.json`;
+      data.transcript!.missingParts = [missing];
+      expect(renderCallReport(data)).toContain(
+        `<p class="fail-text">Turns not in this transcript (parts of an earlier worker never stored or not readable): ${missing}</p>`,
+      );
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
+  });
+});

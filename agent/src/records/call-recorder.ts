@@ -58,9 +58,9 @@ export interface CallRecorderOptions {
   /** Where a previous worker left off (from the session state), when this one takes the call over. */
   resume?: RecorderPosition;
   /**
-   * Runs before each flush writes anything, once the flush's audit segments are sealed (so `position` already counts
-   * them: a position saved here lets a successor go on after them); when it throws, the flush writes nothing and its
-   * records stay pending (e.g. a check that the call is still this worker's).
+   * Runs before each flush writes anything, once the flush's audit segments and transcript part are sealed and numbered
+   * (so `position` already counts them: a position saved here lets a successor go on after them); when it throws, the
+   * flush writes nothing and its records stay pending (e.g. a check that the call is still this worker's).
    */
   beforeWrite?: () => Promise<void>;
   /**
@@ -69,6 +69,21 @@ export interface CallRecorderOptions {
    */
   onForked?: (error: AuditChainForkError | TranscriptPartForkError) => void;
   now?: () => Date;
+}
+
+/** Turns numbered as one transcript part, waiting to be stored. */
+interface SealedTranscriptPart {
+  part: number;
+  turns: TranscriptTurn[];
+  /** A put was made and failed: S3 refusing the next one as existing means that one landed. */
+  tried: boolean;
+}
+
+/** Whether S3 answered that the object does not exist (a GetObject of a key never stored). */
+function isNoSuchKey(error: unknown): boolean {
+  const name = (error as { name?: string } | null)?.name;
+  const status = (error as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+  return name === 'NoSuchKey' || (name === 'NotFound' && status === 404);
 }
 
 /** A transcript part number of this call holds a part another writer stored (a worker that took the call over). */
@@ -98,8 +113,8 @@ export class CallRecorder {
   private readonly flushTasks: (() => Promise<void>)[] = [];
   private readonly afterFlushTasks: (() => Promise<void>)[] = [];
   private abandoned = false;
-  /** A transcript part whose put failed: tried again as it was before any newer turns. */
-  private retryPart?: { key: string; body: string; turns: number };
+  /** Transcript parts numbered (counted in `position`) and not stored yet, in order; a failed one is tried unchanged. */
+  private readonly sealedParts: SealedTranscriptPart[] = [];
 
   constructor(private readonly options: CallRecorderOptions) {
     const resume = options.resume;
@@ -211,26 +226,12 @@ export class CallRecorder {
   private async flushNow(): Promise<void> {
     if (this.abandoned) return;
     await this.trail.seal();
+    this.sealTurns();
     await this.options.beforeWrite?.();
     if (this.abandoned) return;
-    const { call } = this.options;
     // Their failures are their own (a part that could not be stored is named at its stop): never the transcript's.
     const others = Promise.all(this.flushTasks.map((task) => task().catch(() => undefined)));
-    if (this.retryPart) await this.putPart(this.retryPart, true);
-    // Twice at most: once more when the number was an earlier worker's late part.
-    for (let tries = 0; tries < 2 && this.pendingTurns.length > 0; tries += 1) {
-      // A copy: turns added while the PUT is in flight stay pending for the next flush (the same array would
-      // grow under us, and slicing its new length off after the PUT would drop them unwritten).
-      const turns = [...this.pendingTurns];
-      const part = transcriptPartSchema.parse({
-        schemaVersion: SCHEMA_VERSION,
-        callId: call.callId,
-        part: this.nextPart,
-        turns,
-      });
-      const key = transcriptPartKey(call.callId, this.nextPart);
-      await this.putPart({ key, body: JSON.stringify(part), turns: turns.length }, false);
-    }
+    await this.storeSealedParts();
     await this.trail.flush().catch((error: unknown) => {
       if (error instanceof AuditChainForkError) this.options.onForked?.(error);
       throw error;
@@ -240,47 +241,88 @@ export class CallRecorder {
   }
 
   /**
+   * Numbers the pending turns as the next transcript part (turns added from here on go in a later one). Numbered before
+   * `beforeWrite`, so the position saved there counts the part: a successor never gives its number again, and a part
+   * numbered but never stored (the worker died between the save and the write) is named missing, not overwritten.
+   */
+  private sealTurns(): void {
+    if (this.pendingTurns.length === 0) return;
+    this.sealedParts.push({ part: this.nextPart, turns: this.pendingTurns, tried: false });
+    this.nextPart += 1;
+    this.pendingTurns = [];
+  }
+
+  /** Stores the sealed parts in order; one whose put fails stays first in line, unchanged, for the next flush. */
+  private async storeSealedParts(): Promise<void> {
+    // Renumbered once per flush at most (an earlier worker's late part held the number): then it waits for a save.
+    let renumbered = false;
+    while (this.sealedParts.length > 0) {
+      const sealed = this.sealedParts[0]!;
+      if (await this.putPart(sealed)) {
+        this.sealedParts.shift();
+      } else if (renumbered) {
+        return;
+      } else {
+        renumbered = true;
+      }
+    }
+  }
+
+  /**
    * Stores one transcript part, once (`If-None-Match: *`). A part whose put failed is tried again unchanged, so S3
    * refusing the retry as existing means its earlier try landed; refusing a first try means another worker of the call
-   * stored a part under this number (`TranscriptPartForkError`: nothing was replaced).
+   * stored a part under this number: `TranscriptPartForkError` (nothing replaced) when it holds the call now, or, when
+   * it held the call before this worker (it stored the part after the position it saved, which happens only when that
+   * save could not be made), the part is kept and this one takes the next number: false.
    */
-  private async putPart(part: { key: string; body: string; turns: number }, triedBefore: boolean): Promise<void> {
+  private async putPart(sealed: SealedTranscriptPart): Promise<boolean> {
+    const { callId } = this.options.call;
+    const key = transcriptPartKey(callId, sealed.part);
+    const body = JSON.stringify(
+      transcriptPartSchema.parse({ schemaVersion: SCHEMA_VERSION, callId, part: sealed.part, turns: sealed.turns }),
+    );
     try {
       await this.options.s3.send(
         new PutObjectCommand({
           Bucket: this.options.transcriptsBucket,
-          Key: part.key,
-          Body: part.body,
+          Key: key,
+          Body: body,
           ContentType: 'application/json',
           IfNoneMatch: '*',
         }),
       );
     } catch (error) {
       if (!isRefusedAsExisting(error)) {
-        this.retryPart = part;
+        sealed.tried = true;
         throw error;
       }
-      if (!triedBefore) {
-        if (await this.earlierWriters()) {
-          // An earlier worker's last part, stored after the position it saved: kept as it is (its turns share numbers
-          // with this worker's, so the final transcript leaves them out; the chain names the part), and these turns
-          // go under the next number.
+      if (!sealed.tried) {
+        // The next number, saved with the claim check (before it is written) and kept if the check passes.
+        const refusedNumber = sealed.part;
+        sealed.part = this.nextPart;
+        this.nextPart += 1;
+        const earlier = await this.earlierWriters().catch((error: unknown) => {
+          sealed.part = refusedNumber;
+          this.nextPart -= 1;
+          throw error;
+        });
+        if (earlier) {
+          // Its turns share sequence numbers with this worker's, so the final transcript leaves them out; the chain
+          // names the part.
           this.audit('error', 'earlier_transcript_part_kept', {
-            part: part.key,
+            part: key,
             reason: 'stored by an earlier worker of the call after the position it saved',
           });
-          this.nextPart += 1;
-          this.retryPart = undefined;
-          return;
+          return false;
         }
-        const forked = new TranscriptPartForkError(part.key);
+        sealed.part = refusedNumber;
+        this.nextPart -= 1;
+        const forked = new TranscriptPartForkError(key);
         this.options.onForked?.(forked);
         throw forked;
       }
     }
-    this.retryPart = undefined;
-    this.nextPart += 1;
-    this.pendingTurns = this.pendingTurns.slice(part.turns);
+    return true;
   }
 
   /**
@@ -294,19 +336,28 @@ export class CallRecorder {
     return true;
   }
 
-  /** Turns written by workers that held the call before this one, read back from their transcript parts. */
-  private async earlierTurns(): Promise<TranscriptTurn[]> {
-    const earlier: TranscriptTurn[] = [];
+  /**
+   * Turns written by workers that held the call before this one, read back from their transcript parts, in turn
+   * order; and the parts those workers numbered that are not there (never stored) or could not be read.
+   */
+  private async earlierTurns(): Promise<{ turns: TranscriptTurn[]; missing: string[]; unreadable: string[] }> {
+    const turns: TranscriptTurn[] = [];
+    const missing: string[] = [];
+    const unreadable: string[] = [];
     for (let part = 0; part < this.firstPartOfThisWorker; part += 1) {
-      const object = await this.options.s3.send(
-        new GetObjectCommand({
-          Bucket: this.options.transcriptsBucket,
-          Key: transcriptPartKey(this.options.call.callId, part),
-        }),
-      );
-      earlier.push(...transcriptPartSchema.parse(JSON.parse((await object.Body?.transformToString()) ?? '{}')).turns);
+      const key = transcriptPartKey(this.options.call.callId, part);
+      try {
+        const object = await this.options.s3.send(
+          new GetObjectCommand({ Bucket: this.options.transcriptsBucket, Key: key }),
+        );
+        const stored = transcriptPartSchema.parse(JSON.parse((await object.Body?.transformToString()) ?? 'null'));
+        turns.push(...stored.turns);
+      } catch (error) {
+        (isNoSuchKey(error) ? missing : unreadable).push(key);
+      }
     }
-    return earlier;
+    // A part renumbered after an earlier worker's late part holds turns older than the part before it.
+    return { turns: turns.sort((a, b) => a.seq - b.seq), missing, unreadable };
   }
 
   /** Flushes everything and writes the final transcript (its creation starts enrichment). */
@@ -317,6 +368,14 @@ export class CallRecorder {
     if (this.abandoned)
       throw new Error(`call ${this.options.call.callId} was abandoned: it has no final transcript here`);
     if (this.timer) clearInterval(this.timer);
+    // Read before the chain closes, so what is missing from them is named in it.
+    const earlier = await this.earlierTurns();
+    for (const [subject, parts, reason] of [
+      ['earlier_transcript_part_missing', earlier.missing, 'numbered by an earlier worker of the call, never stored'],
+      ['earlier_transcript_part_unreadable', earlier.unreadable, 'could not be read back at the end of the call'],
+    ] as const) {
+      if (parts.length > 0) this.audit('error', subject, { parts, reason });
+    }
     this.audit('session_end', endReason, { endReason, ...extra });
     await this.flush();
     // The closing seal: the chain ends here with this many records.
@@ -332,7 +391,10 @@ export class CallRecorder {
       endedAt: this.now().toISOString(),
       endReason,
       ...extra,
-      turns: [...(await this.earlierTurns()), ...this.turns],
+      turns: [...earlier.turns, ...this.turns],
+      ...(earlier.missing.length + earlier.unreadable.length > 0
+        ? { missingParts: [...earlier.missing, ...earlier.unreadable] }
+        : {}),
     });
     await this.options.s3.send(
       new PutObjectCommand({

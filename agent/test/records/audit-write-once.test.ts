@@ -122,7 +122,6 @@ describe('audit segments are written once', () => {
 
   it('transcript parts likewise: a landed retry is taken as stored, another writer’s part is left as it is', async () => {
     const callId = 'write-once-3';
-    const turn = (text: string) => ({ speaker: 'caller' as const, text, startedAt: at(), endedAt: at() });
     let loseNextAnswer = true;
     const answerLost = {
       send: async (command: unknown) => {
@@ -170,23 +169,108 @@ describe('audit segments are written once', () => {
         saved = dead.position;
       },
     });
+    dead.addTurn(turn('my pipe burst'));
     dead.audit('llm_request', 'model', { said: 'my pipe burst' });
     await dead.flush();
+    dead.addTurn(turn('in the kitchen'));
     dead.audit('llm_request', 'model', { said: 'in the kitchen' });
     await dead.flush(); // stored; the worker dies before saving after it
 
     const successor = recorder(callId, s3, { resume: saved, beforeWrite: async () => undefined });
+    successor.addTurn(turn('it is still leaking'));
     successor.audit('llm_request', 'model', { said: 'it is still leaking' });
-    await successor.finish('caller_hangup');
+    const transcript = await successor.finish('caller_hangup');
     const verdict = await verifyAuditTrail(await auditSegments(callId), sealKey);
     expect(verdict).toMatchObject({ ok: true });
     const said = verdict.records.map((record) => (record.payload as { said?: string } | null)?.said).filter(Boolean);
     expect(said).toEqual(['my pipe burst', 'in the kitchen', 'it is still leaking']);
+    // The transcript likewise: the successor's part goes after the one stored last, and every turn is in the end.
+    expect((await transcriptParts(callId)).map((part) => [part.part, part.turns.map((t) => t.text)])).toEqual([
+      [0, ['my pipe burst']],
+      [1, ['in the kitchen']],
+      [2, ['it is still leaking']],
+    ]);
+    expect(transcript.turns.map((t) => [t.seq, t.text])).toEqual([
+      [0, 'my pipe burst'],
+      [1, 'in the kitchen'],
+      [2, 'it is still leaking'],
+    ]);
+    expect(transcript.missingParts).toBeUndefined();
+    expect(verdict.records.some((record) => record.subject?.startsWith('earlier_transcript_part'))).toBe(false);
+  });
+
+  it('a worker that dies between saving and storing a part: the part is named missing, its number never reused', async () => {
+    const callId = 'write-once-6';
+    let saved: CallRecorder['position'] | undefined;
+    let partPuts = 0;
+    // The second part's put never reaches S3 (the worker dies with it in flight).
+    const diesOnSecondPart = {
+      send: async (command: unknown) => {
+        if (command instanceof PutObjectCommand && command.input.Key?.startsWith('transcript-parts/')) {
+          partPuts += 1;
+          if (partPuts === 2) throw Object.assign(new Error('connection reset'), { name: 'AccessDenied' });
+        }
+        return s3.send(command as PutObjectCommand);
+      },
+    } as unknown as S3Client;
+    const dead: CallRecorder = recorder(callId, diesOnSecondPart, {
+      beforeWrite: async () => {
+        saved = dead.position;
+      },
+    });
+    dead.addTurn(turn('my pipe burst'));
+    await dead.flush();
+    dead.addTurn(turn('in the kitchen'));
+    await expect(dead.flush()).rejects.toThrow(/connection reset/);
+    expect(saved).toMatchObject({ nextTurnSeq: 2, nextTranscriptPart: 2 });
+
+    const successor = recorder(callId, s3, { resume: saved, beforeWrite: async () => undefined });
+    successor.addTurn(turn('it is still leaking'));
+    await successor.flush();
+    const transcript = await successor.finish('caller_hangup');
+
+    expect((await transcriptParts(callId)).map((part) => [part.part, part.turns.map((t) => t.text)])).toEqual([
+      [0, ['my pipe burst']],
+      [2, ['it is still leaking']],
+    ]);
+    expect(transcript.turns.map((t) => [t.seq, t.text])).toEqual([
+      [0, 'my pipe burst'],
+      [2, 'it is still leaking'],
+    ]);
+    expect(transcript.missingParts).toEqual([transcriptPartKey(callId, 1)]);
+    const verdict = await verifyAuditTrail(await auditSegments(callId), sealKey);
+    expect(verdict).toMatchObject({ ok: true });
+    expect(verdict.records.find((record) => record.subject === 'earlier_transcript_part_missing')?.payload).toEqual({
+      parts: [transcriptPartKey(callId, 1)],
+      reason: 'numbered by an earlier worker of the call, never stored',
+    });
+  });
+
+  it('an earlier part that cannot be read back is named, and the final transcript is written without it', async () => {
+    const callId = 'write-once-7';
+    const first = recorder(callId, s3);
+    first.addTurn(turn('my pipe burst'));
+    await first.flush();
+    const unreadable = {
+      send: async (command: unknown) => {
+        if (command instanceof GetObjectCommand) throw Object.assign(new Error('denied'), { name: 'AccessDenied' });
+        return s3.send(command as PutObjectCommand);
+      },
+    } as unknown as S3Client;
+    const successor = recorder(callId, unreadable, { resume: first.position });
+    successor.addTurn(turn('it is still leaking'));
+    const transcript = await successor.finish('caller_hangup');
+    expect(transcript.turns.map((t) => t.text)).toEqual(['it is still leaking']);
+    expect(transcript.missingParts).toEqual([transcriptPartKey(callId, 0)]);
+    const verdict = await verifyAuditTrail(await auditSegments(callId), sealKey);
+    expect(verdict.records.find((record) => record.subject === 'earlier_transcript_part_unreadable')?.payload).toEqual({
+      parts: [transcriptPartKey(callId, 0)],
+      reason: 'could not be read back at the end of the call',
+    });
   });
 
   it("an earlier worker's late writes (after its last save): its segment is replaced, its part kept", async () => {
     const callId = 'write-once-4';
-    const turn = (text: string) => ({ speaker: 'caller' as const, text, startedAt: at(), endedAt: at() });
     const stillHeld = { beforeWrite: async () => undefined };
     const dead = recorder(callId, s3, stillHeld);
     dead.addTurn(turn('my pipe burst'));
@@ -221,6 +305,7 @@ describe('audit segments are written once', () => {
 });
 
 const at = () => new Date().toISOString();
+const turn = (text: string) => ({ speaker: 'caller' as const, text, startedAt: at(), endedAt: at() });
 
 async function transcriptParts(callId: string): Promise<TranscriptPart[]> {
   const listed = await s3.send(
