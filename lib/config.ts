@@ -307,6 +307,11 @@ export const observabilitySchema = z
      * (each one a caller who heard an apology instead); 0 pages on the first.
      */
     unansweredTurnsPerFiveMinutes: z.number().int().min(0).max(10_000).default(0),
+    /**
+     * Alarm when the edge's RTPEngine refused to anchor more calls' media than this in five minutes (out of ports, not
+     * answering): each one answered 503 or 488. A rate, not the first one: a burst of forged INVITEs can cost a few.
+     */
+    mediaAnchorFailuresPerFiveMinutes: z.number().int().min(1).max(10_000).default(5),
   })
   .strict();
 

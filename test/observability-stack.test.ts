@@ -13,6 +13,7 @@ describe('observability stack', () => {
         voiceToVoiceP95ThresholdMs: 1200,
         sipCallErrorsPerFiveMinutes: 7,
         unansweredTurnsPerFiveMinutes: 2,
+        mediaAnchorFailuresPerFiveMinutes: 9,
       },
     }).templates.observability;
   });
@@ -181,7 +182,22 @@ describe('observability stack', () => {
     for (const name of placed) expect(failing).toContain(`\\"${name}\\"`);
   });
 
-  it('graphs SDP refusals beside media anchor failures, and pages no one for them', () => {
+  it('pages on media anchor failures above the configured rate, never on the first', () => {
+    expect(alarms().find((alarm) => alarm.MetricName === EDGE_METRICS.mediaAnchorFailures)).toMatchObject({
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 9,
+      ComparisonOperator: 'GreaterThanThreshold',
+      AlarmActions: [{ Ref: expect.stringMatching(/^AlarmTopic/) }],
+    });
+    const defaults = synthVoiceIntake({}).templates.observability;
+    const anchor = Object.values(defaults.findResources('AWS::CloudWatch::Alarm')).find(
+      (alarm) => alarm.Properties.MetricName === EDGE_METRICS.mediaAnchorFailures,
+    );
+    expect(anchor?.Properties.Threshold).toBe(5);
+  });
+
+  it('graphs SDP refusals beside media anchor failures, and pages no one for SDP refusals', () => {
     const [dashboard] = Object.values(observability.findResources('AWS::CloudWatch::Dashboard'));
     const body = JSON.stringify(dashboard.Properties.DashboardBody);
     const refused = body.slice(body.indexOf('SIP edge: refused'), body.indexOf('Calls failing at LiveKit SIP'));

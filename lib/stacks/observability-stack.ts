@@ -128,6 +128,16 @@ export class ObservabilityStack extends VoiceIntakeStack {
         "An edge host's topology-hiding Redis did not answer and the host answered calls with 503",
         edgeMetrics.topologyStoreDown,
       ),
+      // RTPEngine out of ports or not answering on a host: its calls are refused until it recovers.
+      new cloudwatch.Alarm(this, 'EdgeMediaAnchorFailures', {
+        alarmDescription:
+          "An edge host's RTPEngine could not anchor calls' media (out of ports or not answering): those calls were refused",
+        metric: edgeMetrics.mediaAnchorFailures.with({ period: Duration.minutes(5) }),
+        threshold: observability.mediaAnchorFailuresPerFiveMinutes,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
       // Each one is a caller who rang out and heard no one: no agent joined in time, or the number is on no trunk.
       edgeRefusedCalls(
         'EdgeUnansweredCalls',
