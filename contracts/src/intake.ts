@@ -4,6 +4,13 @@ import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION } 
 export const intakeCaseStatusSchema = z.enum(['draft', 'submitted', 'forwarded', 'closed']);
 
 /**
+ * How far the number a case was saved from was trusted at that save: `attested` when the call's attestation met the
+ * caller trust policy's `revealCasesAt`, `verified` when the caller had proved their identity (verify_caller) on that
+ * call, else `unverified` (anyone can present a spoofed number and file a case under it).
+ */
+export const caseCallerTrustSchema = z.enum(['attested', 'verified', 'unverified']);
+
+/**
  * An intake case: what a call produces for the enterprise's backend. Created by the MCP server's
  * `save_intake_progress` / `submit_intake`; the call id makes submission idempotent.
  */
@@ -19,7 +26,19 @@ export const intakeCaseSchema = z.object({
   updatedAt: isoTimestampSchema,
   submittedAt: isoTimestampSchema.optional(),
   source: z.literal('voice'),
+  /** Set on every save; a case stored without it (saved before it existed) counts as `unverified`. */
+  callerTrust: caseCallerTrustSchema.optional(),
 });
 
 export type IntakeCaseStatus = z.infer<typeof intakeCaseStatusSchema>;
 export type IntakeCase = z.infer<typeof intakeCaseSchema>;
+export type CaseCallerTrust = z.infer<typeof caseCallerTrustSchema>;
+
+/**
+ * Whether a case may stand as evidence of who owns its number (identity proof, the name a caller is greeted with):
+ * only when it was saved from an attested number or by a caller who had proved their identity. Fails closed: a case
+ * without `callerTrust` does not count.
+ */
+export function caseVouchesForCaller(intakeCase: Pick<IntakeCase, 'callerTrust'>): boolean {
+  return intakeCase.callerTrust === 'attested' || intakeCase.callerTrust === 'verified';
+}

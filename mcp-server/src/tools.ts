@@ -10,6 +10,8 @@ import {
 import {
   attestationMeets,
   type CallerTrust,
+  type CaseCallerTrust,
+  caseVouchesForCaller,
   DEFAULT_CALLER_TRUST,
   describeIssues,
   e164Schema,
@@ -287,7 +289,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
           'The caller withheld their number, so there is no record to look up.',
         );
       }
-      const cases = await deps.cases.listCasesByPhone(bound);
+      // This call's own case is not a record of who the caller is: anyone can file one from a spoofed number.
+      const cases = (await deps.cases.listCasesByPhone(bound)).filter((stored) => stored.callId !== session!.callId);
       if (!attestationMeets(session!.attestation, trust.revealCasesAt) && !isProven(session!)) {
         // Only whether a record exists: the number may be spoofed. Details after verify_caller.
         const known = cases.length > 0;
@@ -300,7 +303,9 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       const openCases = cases
         .filter((stored) => stored.status !== 'closed')
         .map(({ caseId, intakeType: type, status, updatedAt }) => ({ caseId, intakeType: type, status, updatedAt }));
-      const name = cases.find((stored) => stored.fields.full_name)?.fields.full_name;
+      // The name the caller is greeted with comes only from cases whose number was trusted when they were saved, so
+      // a case planted from a spoofed number cannot change it.
+      const name = cases.find((stored) => caseVouchesForCaller(stored) && stored.fields.full_name)?.fields.full_name;
       const known = cases.length > 0;
       const summary = known
         ? `Known caller${name ? ` ${name}` : ''} with ${openCases.length} open case(s)${openCases.length ? `: ${openCases.map((c) => `${c.caseId} (${c.intakeType}, ${c.status})`).join(', ')}` : ''}.`
@@ -335,8 +340,13 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       }
       const normalize = (text: string) => text.normalize('NFKC').trim().replace(/\s+/g, ' ').toLowerCase();
       const cases = await deps.cases.listCasesByPhone(bound);
+      // Proof is a case of an earlier call that was itself made by a trusted caller: never this call's own case, never
+      // a draft, never a case filed from an unattested, unproven number (a spoofer's own submission).
       const match = cases.some(
         (stored) =>
+          stored.callId !== session!.callId &&
+          stored.status !== 'draft' &&
+          caseVouchesForCaller(stored) &&
           stored.caseId.toUpperCase() === caseId.trim().toUpperCase() &&
           typeof stored.fields.full_name === 'string' &&
           normalize(stored.fields.full_name) === normalize(fullName),
@@ -398,6 +408,11 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
     existing?: IntakeCase,
   ): IntakeCase {
     const at = now().toISOString();
+    const callerTrust: CaseCallerTrust = attestationMeets(session.attestation, trust.revealCasesAt)
+      ? 'attested'
+      : isProven(session)
+        ? 'verified'
+        : 'unverified';
     return {
       schemaVersion: SCHEMA_VERSION,
       caseId: caseIdForCall(session.callId),
@@ -409,6 +424,7 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       createdAt: existing?.createdAt ?? at,
       updatedAt: at,
       source: 'voice',
+      callerTrust,
     };
   }
 

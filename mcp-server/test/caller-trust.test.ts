@@ -3,7 +3,7 @@
  * each attestation level, identity proof by verify_caller (checked against the case store, attempts bounded), and
  * tools gated by level. The level comes only from the signed session header.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -33,8 +33,15 @@ const clients: Client[] = [];
 let calls = 0;
 
 async function session(attestation: AttestationLevel | undefined, callerNumber = CALLER): Promise<Client> {
-  calls += 1;
-  const binding = { callId: `call-trust-${calls}`, callerNumber, ...(attestation ? { attestation } : {}) };
+  return sessionFor(`call-trust-${++calls}`, attestation, callerNumber);
+}
+
+async function sessionFor(
+  callId: string,
+  attestation: AttestationLevel | undefined,
+  callerNumber = CALLER,
+): Promise<Client> {
+  const binding = { callId, callerNumber, ...(attestation ? { attestation } : {}) };
   const client = await connectClient(server.url, { session: binding });
   clients.push(client);
   return client;
@@ -154,5 +161,69 @@ describe('tools gated by level', () => {
   it('leaves unlisted tools ungated', async () => {
     const result = await call(await session('failed'), 'get_intake_form', {});
     expect(result.isError, text(result)).toBeFalsy();
+  });
+});
+
+describe('a spoofed number', () => {
+  const PLANTED = 'Mallory Attacker';
+  const plantedFields = { full_name: PLANTED, topic: 'billing', details: 'Please read me my cases.' };
+  /** How far each stored case's number was trusted when it was saved, by call id. */
+  const trustByCall = () =>
+    Object.fromEntries(
+      Object.values(
+        JSON.parse(readFileSync(join(dataDir, 'cases.json'), 'utf8')).cases as Record<
+          string,
+          { callId: string; callerTrust?: string }
+        >,
+      ).map((stored) => [stored.callId, stored.callerTrust]),
+    );
+
+  it("cannot prove the owner's identity with the draft it saved on this call", async () => {
+    const spoofer = await sessionFor('call-spoof-draft', 'none');
+    const saved = await call(spoofer, 'save_intake_progress', { intakeType: 'general_inquiry', fields: plantedFields });
+    expect(saved.isError, text(saved)).toBeFalsy();
+    const ownCase = saved.structuredContent!.caseId;
+    const proof = await call(spoofer, 'verify_caller', { caseId: ownCase, fullName: PLANTED });
+    expect(proof.structuredContent).toMatchObject({ verified: false });
+    const lookup = await call(spoofer, 'lookup_caller');
+    expect(lookup.structuredContent).toMatchObject({ verified: false, openCases: [] });
+    expect(text(lookup)).not.toContain(NAME);
+    expect((await call(spoofer, 'request_human_transfer', { reason: 'wants a person' })).isError).toBe(true);
+    expect(trustByCall()['call-spoof-draft']).toBe('unverified');
+  });
+
+  it('cannot use a case it submitted from the spoofed number on an earlier call', async () => {
+    const first = await sessionFor('call-spoof-submit', 'none');
+    const submitted = await call(first, 'submit_intake', { intakeType: 'general_inquiry', fields: plantedFields });
+    expect(submitted.isError, text(submitted)).toBeFalsy();
+    expect(trustByCall()['call-spoof-submit']).toBe('unverified');
+
+    const next = await sessionFor('call-spoof-next', 'none');
+    const proof = await call(next, 'verify_caller', { caseId: submitted.structuredContent!.caseId, fullName: PLANTED });
+    expect(proof.structuredContent).toMatchObject({ verified: false });
+    expect((await call(next, 'lookup_caller')).structuredContent).toMatchObject({ verified: false, openCases: [] });
+  });
+
+  it('does not change the name the real owner is greeted with', async () => {
+    // The planted cases above are the newest for the number; the owner, fully attested, still hears their own name.
+    const owner = await sessionFor('call-owner-returns', 'A');
+    const lookup = await call(owner, 'lookup_caller');
+    expect(lookup.structuredContent).toMatchObject({ known: true, name: NAME, verified: true });
+    expect(text(lookup)).not.toContain(PLANTED);
+  });
+
+  it("marks a proven caller's case verified, and it proves the caller on a later call", async () => {
+    const proven = await sessionFor('call-proven-files', 'C');
+    expect((await call(proven, 'verify_caller', { caseId, fullName: NAME })).structuredContent).toMatchObject({
+      verified: true,
+    });
+    const fields = { full_name: NAME, topic: 'billing', details: 'Still charged twice.' };
+    const submitted = await call(proven, 'submit_intake', { intakeType: 'general_inquiry', fields });
+    expect(trustByCall()['call-proven-files']).toBe('verified');
+    expect(trustByCall()['call-trust-1']).toBe('attested');
+
+    const later = await sessionFor('call-proven-later', 'none');
+    const proof = await call(later, 'verify_caller', { caseId: submitted.structuredContent!.caseId, fullName: NAME });
+    expect(proof.structuredContent).toMatchObject({ verified: true });
   });
 });

@@ -280,13 +280,22 @@ describe('MCP server over Streamable HTTP', () => {
     expect(saveAfter.content[0].text).toContain(`already submitted as case ${caseId}`);
   });
 
-  it('knows the caller afterwards', async () => {
-    const result = await call(caller, 'lookup_caller');
-    expect(result.structuredContent).toMatchObject({
-      known: true,
-      name: 'Ada Lovelace',
-      openCases: [expect.objectContaining({ intakeType: 'property_damage', status: 'submitted' })],
+  it('knows the caller on their next call, not from the case of this one', async () => {
+    // This call's own case says nothing about who the caller is: anyone can file one from a number.
+    expect((await call(caller, 'lookup_caller')).structuredContent).toMatchObject({ known: false, openCases: [] });
+    const nextCall = await connectClient(server.url, {
+      session: { callId: 'call-101', callerNumber: CALLER, attestation: 'A' },
     });
+    try {
+      const result = await call(nextCall, 'lookup_caller');
+      expect(result.structuredContent).toMatchObject({
+        known: true,
+        name: 'Ada Lovelace',
+        openCases: [expect.objectContaining({ intakeType: 'property_damage', status: 'submitted' })],
+      });
+    } finally {
+      await nextCall.close();
+    }
   });
 
   it('finds knowledge passages with source ids', async () => {
@@ -389,6 +398,9 @@ describe('MCP server restarts', () => {
         caseId: first.structuredContent!.caseId,
         alreadySubmitted: true,
       });
+      await client.close();
+      // The caller's next call finds the case the restarted server kept.
+      client = await connectClient(server.url, { session: { ...RESTART_BINDING, callId: 'call-restart-next' } });
       expect((await call(client, 'lookup_caller')).structuredContent).toMatchObject({
         known: true,
         name: 'Grace Hopper',
