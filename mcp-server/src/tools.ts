@@ -334,12 +334,22 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       if (bound === 'anonymous') {
         throw new ToolFailure('The caller withheld their number, so there is nothing to verify against.');
       }
-      const failed = failedProofs.get(key) ?? 0;
-      if (failed >= trust.maxProofAttempts) {
+      // The attempt is counted before the cases are read: concurrent attempts cannot all pass the limit while the
+      // first is still being checked. A proof that succeeds, or cannot be checked, gives it back.
+      const attempts = failedProofs.get(key) ?? 0;
+      if (attempts >= trust.maxProofAttempts) {
         throw new ToolFailure('Too many attempts to verify this caller on this call; offer a callback or a transfer.');
       }
+      failedProofs.set(key, attempts + 1);
+      const release = () => failedProofs.set(key, Math.max(0, (failedProofs.get(key) ?? 1) - 1));
       const normalize = (text: string) => text.normalize('NFKC').trim().replace(/\s+/g, ' ').toLowerCase();
-      const cases = await deps.cases.listCasesByPhone(bound);
+      let cases: IntakeCase[];
+      try {
+        cases = await deps.cases.listCasesByPhone(bound);
+      } catch (error) {
+        release();
+        throw error;
+      }
       // Proof is a case of an earlier call that was itself made by a trusted caller: never this call's own case, never
       // a draft, never a case filed from an unattested, unproven number (a spoofer's own submission).
       const match = cases.some(
@@ -353,10 +363,13 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
       );
       if (match) {
         proven.add(key);
-        return ok({ verified: true, attemptsLeft: trust.maxProofAttempts - failed }, 'The caller is verified.');
+        release();
+        return ok(
+          { verified: true, attemptsLeft: trust.maxProofAttempts - (failedProofs.get(key) ?? 0) },
+          'The caller is verified.',
+        );
       }
-      failedProofs.set(key, failed + 1);
-      const left = trust.maxProofAttempts - failed - 1;
+      const left = Math.max(0, trust.maxProofAttempts - (failedProofs.get(key) ?? 0));
       // Which of the two did not match is not said: that would help someone guessing.
       return ok({ verified: false, attemptsLeft: left }, `That does not match our records (${left} attempt(s) left).`);
     },
