@@ -6,6 +6,7 @@ import { KmsSealKey } from '@voice-intake/contracts/audit-kms';
 import pino from 'pino';
 import { AuditLog, type AuditSegmentStore, FileAuditStore, S3AuditStore } from './audit';
 import { HttpCaseForwarder } from './backend/http-forwarder';
+import { CallerProofs } from './caller-proofs';
 import { readServerEnv, ServerConfigError } from './config';
 import { FormCatalog } from './forms';
 import { McpHttpServer } from './http';
@@ -61,6 +62,8 @@ async function main(): Promise<void> {
   const audit = new AuditLog(auditStore, sealKey, { redactPii: env.PII_REDACTION });
 
   const sessionSecret = env.MCP_SESSION_SECRET ?? env.MCP_AUTH_TOKEN;
+  // One for the process: every MCP session of a call sees the same proof and the same attempts left.
+  const proofs = new CallerProofs();
   const http = new McpHttpServer({
     host: env.MCP_HOST,
     port: env.MCP_PORT,
@@ -80,6 +83,7 @@ async function main(): Promise<void> {
         transferTargets: env.TRANSFER_TARGETS,
         defaultTransferQueue: env.DEFAULT_TRANSFER_QUEUE,
         callerTrust: env.CALLER_TRUST,
+        proofs,
         logger,
       }),
   });

@@ -28,6 +28,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AuditLog } from './audit';
 import type { HttpCaseForwarder } from './backend/http-forwarder';
+import { CallerProofs } from './caller-proofs';
 import { type FieldError, type FormCatalog, UnknownIntakeTypeError } from './forms';
 import type { KnowledgeSearch } from './knowledge/knowledge';
 import { CaseAlreadySubmittedError, type CaseStore, caseIdForCall } from './stores/case-store';
@@ -43,6 +44,8 @@ export interface ToolDeps {
   defaultTransferQueue: string;
   /** What each attestation level may see and do; default DEFAULT_CALLER_TRUST. */
   callerTrust?: CallerTrust;
+  /** Identity proofs and failed attempts by call, shared by every MCP session of the process (create it once). */
+  proofs: CallerProofs;
   logger: Logger;
   now?: () => Date;
 }
@@ -126,11 +129,10 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
   };
   const tools = new Map<string, IntakeTool>();
 
-  // Identity proof (verify_caller) lives with this MCP session, the one call it serves; a new session proves again.
+  // Identity proof (verify_caller) holds for the call (call id and number) in every MCP session of this process, and
+  // so do its failed attempts: a new MCP session for the same call neither proves again nor gets fresh attempts.
   const trust = deps.callerTrust ?? DEFAULT_CALLER_TRUST;
-  const proven = new Set<string>();
-  const failedProofs = new Map<string, number>();
-  const isProven = (session: McpSession) => proven.has(`${session.callId}|${session.callerNumber}`);
+  const isProven = (session: McpSession) => deps.proofs.isProven(CallerProofs.keyOf(session));
   /** Whether the policy lets this session's caller use `tool` (its attestation, or a proven identity). */
   const trusted = (tool: string, session: McpSession) => {
     const required = trust.tools[tool];
@@ -330,18 +332,16 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
     true,
     async ({ caseId, fullName }, session) => {
       const bound = session!.callerNumber;
-      const key = `${session!.callId}|${bound}`;
+      const key = CallerProofs.keyOf(session!);
       if (bound === 'anonymous') {
         throw new ToolFailure('The caller withheld their number, so there is nothing to verify against.');
       }
       // The attempt is counted before the cases are read: concurrent attempts cannot all pass the limit while the
       // first is still being checked. A proof that succeeds, or cannot be checked, gives it back.
-      const attempts = failedProofs.get(key) ?? 0;
-      if (attempts >= trust.maxProofAttempts) {
+      if (!deps.proofs.reserveAttempt(key, trust.maxProofAttempts)) {
         throw new ToolFailure('Too many attempts to verify this caller on this call; offer a callback or a transfer.');
       }
-      failedProofs.set(key, attempts + 1);
-      const release = () => failedProofs.set(key, Math.max(0, (failedProofs.get(key) ?? 1) - 1));
+      const release = () => deps.proofs.releaseAttempt(key);
       const normalize = (text: string) => text.normalize('NFKC').trim().replace(/\s+/g, ' ').toLowerCase();
       let cases: IntakeCase[];
       try {
@@ -362,14 +362,14 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
           normalize(stored.fields.full_name) === normalize(fullName),
       );
       if (match) {
-        proven.add(key);
+        deps.proofs.markProven(key);
         release();
         return ok(
-          { verified: true, attemptsLeft: trust.maxProofAttempts - (failedProofs.get(key) ?? 0) },
+          { verified: true, attemptsLeft: trust.maxProofAttempts - deps.proofs.attempts(key) },
           'The caller is verified.',
         );
       }
-      const left = Math.max(0, trust.maxProofAttempts - (failedProofs.get(key) ?? 0));
+      const left = Math.max(0, trust.maxProofAttempts - deps.proofs.attempts(key));
       // Which of the two did not match is not said: that would help someone guessing.
       return ok({ verified: false, attemptsLeft: left }, `That does not match our records (${left} attempt(s) left).`);
     },

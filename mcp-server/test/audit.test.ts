@@ -122,6 +122,7 @@ describe('a tool call that cannot be recorded', () => {
     const { default: pino } = await import('pino');
     const { issueSessionHeader, MCP_SESSION_HEADER } = await import('@voice-intake/contracts');
     const { createIntakeServer } = await import('../src/tools');
+    const { CallerProofs } = await import('../src/caller-proofs');
     const { FormCatalog } = await import('../src/forms');
     const { EmbeddedCaseStore } = await import('../src/stores/embedded-case-store');
     const { EmbeddedKnowledge } = await import('../src/knowledge/embedded');
@@ -145,6 +146,7 @@ describe('a tool call that cannot be recorded', () => {
         sessionSecret: secret,
         transferTargets: { front_desk: 'sip:front-desk@pbx.example.com' },
         defaultTransferQueue: 'front_desk',
+        proofs: new CallerProofs(),
         logger: pino({ level: 'silent' }),
       });
       const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();

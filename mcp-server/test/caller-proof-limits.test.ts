@@ -5,6 +5,7 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { type AttestationLevel, type IntakeCase, SCHEMA_VERSION } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CallerProofs } from '../src/caller-proofs';
 import { type InProcessServer, startInProcess, withLatency } from './support/in-process';
 import { connectClient } from './support/server-process';
 
@@ -74,5 +75,55 @@ describe('verify_caller attempts', () => {
       expect(result.content[0].text).toMatch(/Too many attempts/);
     // Spent: even the right answer is refused now.
     expect((await verify(client, NAME)).isError).toBe(true);
+  });
+});
+
+describe('a call with several MCP sessions', () => {
+  it('gets no fresh attempts from a new MCP session', async () => {
+    const first = await sessionFor('call-reconnects');
+    for (const guess of ['Wrong One', 'Wrong Two'])
+      expect((await verify(first, guess)).structuredContent).toMatchObject({ verified: false });
+    const second = await sessionFor('call-reconnects');
+    const refused = await verify(second, 'Wrong Three');
+    expect(refused.isError).toBe(true);
+    expect(refused.content[0].text).toMatch(/Too many attempts/);
+  });
+
+  it('keeps a proof for the call when the agent opens a new MCP session', async () => {
+    const first = await sessionFor('call-proves-once');
+    expect((await verify(first, NAME)).structuredContent).toEqual({ verified: true, attemptsLeft: MAX_ATTEMPTS });
+    const second = await sessionFor('call-proves-once');
+    const lookup = (await second.callTool({ name: 'lookup_caller', arguments: {} })) as ToolResult;
+    expect(lookup.structuredContent).toMatchObject({ verified: true, name: NAME });
+    // Another call from the same number proves on its own.
+    const other = (await (
+      await sessionFor('call-other')
+    ).callTool({
+      name: 'lookup_caller',
+      arguments: {},
+    })) as ToolResult;
+    expect(other.structuredContent).toMatchObject({ verified: false });
+  });
+});
+
+describe('CallerProofs', () => {
+  it('forgets a call after its time to live, and keeps no more calls than its bound', () => {
+    let clock = 0;
+    const proofs = new CallerProofs({ ttlMs: 1_000, maxEntries: 3, now: () => clock });
+    expect(proofs.reserveAttempt('call-1|+1', 1)).toBe(true);
+    expect(proofs.reserveAttempt('call-1|+1', 1)).toBe(false);
+    proofs.markProven('call-2|+1');
+    clock = 999;
+    expect(proofs.attempts('call-1|+1')).toBe(1);
+    expect(proofs.isProven('call-2|+1')).toBe(true);
+    clock = 1_000;
+    expect(proofs.size).toBe(0);
+    expect(proofs.reserveAttempt('call-1|+1', 1)).toBe(true);
+
+    for (let index = 0; index < 10; index += 1) proofs.markProven(`call-many-${index}|+1`);
+    expect(proofs.size).toBe(3);
+    // The least recently changed went first.
+    expect(proofs.isProven('call-many-9|+1')).toBe(true);
+    expect(proofs.isProven('call-many-6|+1')).toBe(false);
   });
 });

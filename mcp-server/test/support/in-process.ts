@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { type CallerTrust, LocalHmacSealKey } from '@voice-intake/contracts';
 import pino from 'pino';
 import { AuditLog, FileAuditStore } from '../../src/audit';
+import { CallerProofs } from '../../src/caller-proofs';
 import { FormCatalog } from '../../src/forms';
 import { McpHttpServer } from '../../src/http';
 import { EmbeddedKnowledge } from '../../src/knowledge/embedded';
@@ -51,6 +52,7 @@ export async function startInProcess(
     transferTargets: { front_desk: 'sip:front-desk@pbx.example.com' },
     defaultTransferQueue: 'front_desk',
     callerTrust: options.callerTrust,
+    proofs: new CallerProofs(),
     logger,
     ...options.deps,
   };
