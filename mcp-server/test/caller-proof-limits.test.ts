@@ -78,6 +78,17 @@ describe('verify_caller attempts', () => {
   });
 });
 
+describe('cases that do not vouch for their number', () => {
+  it('does not take a case stored without callerTrust, or a draft of another call, as proof', async () => {
+    const { callerTrust: _dropped, ...legacy } = earlierCase({ caseId: 'C-BBBBBBBBBBBB', callId: 'call-legacy' });
+    await server.cases.submit(legacy);
+    await server.cases.saveDraft(earlierCase({ caseId: 'C-CCCCCCCCCCCC', callId: 'call-drafted', status: 'draft' }));
+    const client = await sessionFor('call-after-legacy');
+    expect((await verify(client, NAME, 'C-BBBBBBBBBBBB')).structuredContent).toMatchObject({ verified: false });
+    expect((await verify(client, NAME, 'C-CCCCCCCCCCCC')).structuredContent).toMatchObject({ verified: false });
+  });
+});
+
 describe('a call with several MCP sessions', () => {
   it('gets no fresh attempts from a new MCP session', async () => {
     const first = await sessionFor('call-reconnects');
