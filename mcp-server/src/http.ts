@@ -56,13 +56,20 @@ function tokenMatches(header: string | undefined, expected: string): boolean {
   return given.length === wanted.length && timingSafeEqual(given, wanted);
 }
 
-/** A request refused before the MCP layer: the message as parsed, the body as received, and why. */
+/**
+ * A request body refused before the MCP layer: the messages it held as parsed (one, or a batch's), the body as
+ * received, why, and the JSON-RPC error code it was answered with. Reported once per body, however many it held.
+ */
 export interface RefusedRequest {
-  message: Record<string, unknown>;
+  messages: Record<string, unknown>[];
   rawBody: string;
   reason: string;
+  code: number;
   headers: IncomingMessage['headers'];
 }
+
+/** The most messages a JSON-RPC batch may hold (the agent sends none; MCP since 2025-06-18 has no batches). */
+export const MAX_BATCH_MESSAGES = 32;
 
 /** Reads the body up to the limit; a larger one is refused before it is all read. */
 async function readJsonBody(req: IncomingMessage, limit: number): Promise<{ value: unknown; text: string }> {
@@ -227,23 +234,37 @@ export class McpHttpServer {
     throw new HttpError(405, `method ${req.method} not allowed`);
   }
 
-  /** Refuses a body refusalOf() objects to with -32602 saying why and where; reports each request it held. */
+  /**
+   * Refuses a batch over MAX_BATCH_MESSAGES (-32600) or a body refusalOf() objects to (-32602), saying why and where.
+   * The refused body is reported once, with every message it held: a batch of thousands is one audit record.
+   */
   private async refused(req: IncomingMessage, res: ServerResponse, body: unknown, rawBody: string): Promise<boolean> {
-    const reason = refusalOf(body);
-    if (!reason) return false;
-    const messages = Array.isArray(body) ? body : [body];
-    for (const message of messages) {
-      if (message === null || typeof message !== 'object' || Array.isArray(message)) continue;
-      const refused = { message: message as Record<string, unknown>, rawBody, reason, headers: req.headers };
-      await this.options.onRefusedRequest?.(refused).catch((error) => {
-        this.options.logger.error({ err: error }, 'refused request not audited');
-      });
+    const batchSize = Array.isArray(body) ? body.length : 1;
+    let refusal: { reason: string; code: number; label: string } | undefined;
+    if (batchSize > MAX_BATCH_MESSAGES) {
+      refusal = {
+        reason: `a batch of ${batchSize} messages (at most ${MAX_BATCH_MESSAGES})`,
+        code: -32600,
+        label: 'Invalid Request',
+      };
+    } else {
+      const reason = refusalOf(body);
+      if (reason) refusal = { reason, code: -32602, label: 'Invalid params' };
     }
+    if (!refusal) return false;
+    const messages = (Array.isArray(body) ? body : [body]).filter(
+      (message): message is Record<string, unknown> =>
+        message !== null && typeof message === 'object' && !Array.isArray(message),
+    );
+    const { reason, code, label } = refusal;
+    await this.options.onRefusedRequest?.({ messages, rawBody, reason, code, headers: req.headers }).catch((error) => {
+      this.options.logger.error({ err: error }, 'refused request not audited');
+    });
     const first = messages[0] as { id?: unknown } | undefined;
     const id = typeof first?.id === 'string' || typeof first?.id === 'number' ? first.id : null;
-    // A JSON-RPC error, not an HTTP one: the body was read and understood, its params are refused. Clients (the
-    // agent's) then see -32602 for the request they sent, as for any other refused call.
-    sendJson(res, 200, { jsonrpc: '2.0', error: { code: -32602, message: `Invalid params: ${reason}` }, id });
+    // A JSON-RPC error, not an HTTP one: the body was read and understood, and refused. Clients (the agent's) then
+    // see the error for the request they sent, as for any other refused call.
+    sendJson(res, 200, { jsonrpc: '2.0', error: { code, message: `${label}: ${reason}` }, id });
     return true;
   }
 

@@ -679,34 +679,51 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
 
 /** The most of a refused request's body a record keeps. */
 const MAX_RECORDED_BODY = 16_384;
+/** The most tool names of a refused batch a record lists (the count is always kept). */
+const MAX_RECORDED_NAMES = 50;
 
 /**
- * Audits a tools/call refused before it reached an MCP session (a `__proto__` key, nesting too deep): the request
- * body as received, as text (as an object a `__proto__` key would not survive), and the refusal, in a chain of their
- * own.
+ * Audits a request body refused before it reached an MCP session (a `__proto__` key, nesting too deep, a batch too
+ * large) that held tools/call messages: the body as received, as text (as an object a `__proto__` key would not
+ * survive) and bounded, and the refusal, in one chain of its own however many calls the body held. A batch's record
+ * also counts its tools/call messages and lists their names (bounded).
  */
 export async function auditRefusedToolCall(
   deps: Pick<ToolDeps, 'audit' | 'sessionSecret'>,
-  refused: { message: Record<string, unknown>; rawBody: string; reason: string; headers: Headers },
+  refused: {
+    messages: Record<string, unknown>[];
+    rawBody: string;
+    reason: string;
+    code: number;
+    headers: Headers;
+  },
 ): Promise<void> {
-  const { message, rawBody, reason, headers } = refused;
-  if (message.method !== 'tools/call') return;
+  const { messages, rawBody, reason, code, headers } = refused;
+  const calls = messages.filter((message) => message.method === 'tools/call');
+  if (calls.length === 0) return;
+  const names = calls.map((message) =>
+    isPlainObject(message.params) && typeof message.params.name === 'string'
+      ? message.params.name.slice(0, 64)
+      : '(no tool name)',
+  );
   const binding = bindingOf({ requestInfo: { headers } }, deps.sessionSecret);
-  const params = isPlainObject(message.params) ? message.params : {};
-  const name = typeof params.name === 'string' ? params.name : '(no tool name)';
+  const subject = calls.length === 1 ? names[0] : `(batch of ${calls.length} tools/call)`;
   const callerNumber = binding.ok ? binding.session.callerNumber : null;
   const received = {
     rawRequest: rawBody.slice(0, MAX_RECORDED_BODY),
     ...(rawBody.length > MAX_RECORDED_BODY ? { rawRequestLength: rawBody.length } : {}),
+    ...(calls.length > 1
+      ? { toolCalls: calls.length, toolNames: names.slice(0, MAX_RECORDED_NAMES), messages: messages.length }
+      : {}),
     callerNumber,
     binding: binding.ok ? 'bound' : binding.reason,
   };
   await deps.audit.recordClosed(binding.ok ? binding.session.callId : UNBOUND_CALL, [
-    { kind: 'tool_call', subject: name, payload: received },
+    { kind: 'tool_call', subject, payload: received },
     {
       kind: 'tool_result',
-      subject: name,
-      payload: { outcome: 'rejected', isError: true, code: -32602, error: reason },
+      subject,
+      payload: { outcome: 'rejected', isError: true, code, error: reason },
     },
   ]);
 }

@@ -1,0 +1,112 @@
+/**
+ * Requests refused at the HTTP layer, in process: what the caller gets back and what the audit keeps of them.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { issueSessionHeader, MCP_SESSION_HEADER } from '@voice-intake/contracts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordsOf } from './support/audit-files';
+import { type InProcessServer, startInProcess } from './support/in-process';
+import { TEST_TOKEN } from './support/server-process';
+
+const CALLER = '+14155550123';
+let server: InProcessServer;
+
+const headersFor = (callId: string | undefined, extra: Record<string, string> = {}) => ({
+  authorization: `Bearer ${TEST_TOKEN}`,
+  'content-type': 'application/json',
+  accept: 'application/json, text/event-stream',
+  ...(callId ? { [MCP_SESSION_HEADER]: issueSessionHeader({ callId, callerNumber: CALLER }, TEST_TOKEN) } : {}),
+  ...extra,
+});
+
+const initialize = {
+  jsonrpc: '2.0',
+  id: 0,
+  method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'test', version: '0' } },
+};
+
+/** Opens an MCP session the raw way; returns the headers every later request of it carries. */
+async function openSession(callId: string | undefined): Promise<Record<string, string>> {
+  const response = await fetch(`${server.url}/mcp`, {
+    method: 'POST',
+    headers: headersFor(callId),
+    body: JSON.stringify(initialize),
+  });
+  await response.text();
+  const headers = headersFor(callId, {
+    'mcp-session-id': response.headers.get('mcp-session-id')!,
+    'mcp-protocol-version': '2025-06-18',
+  });
+  const initialized = { jsonrpc: '2.0', method: 'notifications/initialized' };
+  await (await fetch(`${server.url}/mcp`, { method: 'POST', headers, body: JSON.stringify(initialized) })).text();
+  return headers;
+}
+
+const post = (headers: Record<string, string>, body: string) =>
+  fetch(`${server.url}/mcp`, { method: 'POST', headers, body });
+
+/** The audit chains written for a call, and their size on disk. */
+function chainsOf(callId: string): { chains: number; bytes: number } {
+  const folder = join(server.dataDir, 'audit', 'mcp-server', callId);
+  let bytes = 0;
+  const chains = readdirSync(folder);
+  for (const chain of chains)
+    for (const segment of readdirSync(join(folder, chain))) bytes += statSync(join(folder, chain, segment)).size;
+  return { chains: chains.length, bytes };
+}
+
+beforeAll(async () => {
+  server = await startInProcess();
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('a refused batch', () => {
+  it('refuses a batch of thousands of tools/call messages, naming the limit, and audits it once', async () => {
+    const headers = await openSession(undefined);
+    const items = ['{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_caller","arguments":{}}}'];
+    items.push('{"method":"tools/call","__proto__":1}');
+    while (items.length < 2_500) items.push('{"method":"tools/call"}');
+    const body = `[${items.join(',')}]`;
+    const response = await post(headers, body);
+    expect(await response.json()).toMatchObject({
+      id: 1,
+      error: { code: -32600, message: 'Invalid Request: a batch of 2500 messages (at most 32)' },
+    });
+    const { chains, bytes } = chainsOf('unbound');
+    expect(chains).toBe(1);
+    expect(bytes).toBeLessThan(40_000);
+    const [call, result] = recordsOf(server.dataDir, 'unbound') as { subject: string; payload: any }[];
+    expect(call).toMatchObject({ subject: '(batch of 2500 tools/call)' });
+    expect(call.payload).toMatchObject({ toolCalls: 2_500, messages: 2_500, rawRequestLength: body.length });
+    expect(call.payload.toolNames).toHaveLength(50);
+    expect(call.payload.rawRequest).toHaveLength(16_384);
+    expect(result.payload).toMatchObject({ outcome: 'rejected', code: -32600 });
+  });
+
+  it('audits a small batch refused for a "__proto__" key once, listing the tools it called', async () => {
+    const headers = await openSession('call-small-batch');
+    const body =
+      '[{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"lookup_caller","arguments":{}}},' +
+      '{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"save_intake_progress","arguments":' +
+      '{"intakeType":"general_inquiry","fields":{"__proto__":{"full_name":"x"}}}}}]';
+    const response = await post(headers, body);
+    expect(await response.json()).toMatchObject({
+      id: 7,
+      error: { code: -32602, message: expect.stringMatching(/"__proto__" is not allowed/) },
+    });
+    expect(chainsOf('call-small-batch').chains).toBe(1);
+    const [call] = recordsOf(server.dataDir, 'call-small-batch') as { subject: string; payload: any }[];
+    expect(call).toMatchObject({ subject: '(batch of 2 tools/call)' });
+    expect(call.payload).toMatchObject({
+      toolCalls: 2,
+      toolNames: ['lookup_caller', 'save_intake_progress'],
+      rawRequest: body,
+      binding: 'bound',
+    });
+  });
+});
