@@ -44,6 +44,8 @@ export interface ToolDeps {
   defaultTransferQueue: string;
   /** What each attestation level may see and do; default DEFAULT_CALLER_TRUST. */
   callerTrust?: CallerTrust;
+  /** How long a closing MCP session waits for its running tool calls before its closing seal; default 10 s. */
+  closeWaitMs?: number;
   /** Identity proofs and failed attempts by call, shared by every MCP session of the process (create it once). */
   proofs: CallerProofs;
   logger: Logger;
@@ -123,9 +125,28 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
   const now = () => deps.now?.() ?? new Date();
 
   const scope = deps.audit.openScope();
+  // Tool calls running now: a session that ends under one (DELETE, idle close) waits for it before the closing seal,
+  // so the call's outcome is on the chain.
+  let running = 0;
+  let settled: (() => void)[] = [];
+  const allSettled = (withinMs: number) =>
+    running === 0
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            deps.logger.warn({ running, withinMs }, 'MCP session closed with tool calls still running');
+            resolve();
+          }, withinMs);
+          settled.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
   // The session's chains get their closing seal when the MCP session ends (DELETE, idle close, shutdown).
   server.server.onclose = () => {
-    scope.close().catch((error) => deps.logger.error({ err: error }, 'audit chains not sealed closed'));
+    allSettled(deps.closeWaitMs ?? 10_000)
+      .then(() => scope.close())
+      .catch((error) => deps.logger.error({ err: error }, 'audit chains not sealed closed'));
   };
   const tools = new Map<string, IntakeTool>();
 
@@ -172,6 +193,20 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
    * call record is sealed and stored before the tool acts; a call that cannot be recorded does not run.
    */
   async function handleToolCall(request: { params?: unknown }, extra: Extra): Promise<CallToolResult> {
+    running += 1;
+    try {
+      return await auditedToolCall(request, extra);
+    } finally {
+      running -= 1;
+      if (running === 0) {
+        const waiting = settled;
+        settled = [];
+        for (const resolve of waiting) resolve();
+      }
+    }
+  }
+
+  async function auditedToolCall(request: { params?: unknown }, extra: Extra): Promise<CallToolResult> {
     const binding = bindingOf(extra, deps.sessionSecret);
     const session = binding.ok ? binding.session : undefined;
     const callId = session?.callId ?? UNBOUND_CALL;

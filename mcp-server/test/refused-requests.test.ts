@@ -3,46 +3,11 @@
  */
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { issueSessionHeader, MCP_SESSION_HEADER } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordsOf } from './support/audit-files';
-import { type InProcessServer, startInProcess } from './support/in-process';
-import { TEST_TOKEN } from './support/server-process';
+import { type InProcessServer, openRawSession, startInProcess } from './support/in-process';
 
-const CALLER = '+14155550123';
 let server: InProcessServer;
-
-const headersFor = (callId: string | undefined, extra: Record<string, string> = {}) => ({
-  authorization: `Bearer ${TEST_TOKEN}`,
-  'content-type': 'application/json',
-  accept: 'application/json, text/event-stream',
-  ...(callId ? { [MCP_SESSION_HEADER]: issueSessionHeader({ callId, callerNumber: CALLER }, TEST_TOKEN) } : {}),
-  ...extra,
-});
-
-const initialize = {
-  jsonrpc: '2.0',
-  id: 0,
-  method: 'initialize',
-  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'test', version: '0' } },
-};
-
-/** Opens an MCP session the raw way; returns the headers every later request of it carries. */
-async function openSession(callId: string | undefined): Promise<Record<string, string>> {
-  const response = await fetch(`${server.url}/mcp`, {
-    method: 'POST',
-    headers: headersFor(callId),
-    body: JSON.stringify(initialize),
-  });
-  await response.text();
-  const headers = headersFor(callId, {
-    'mcp-session-id': response.headers.get('mcp-session-id')!,
-    'mcp-protocol-version': '2025-06-18',
-  });
-  const initialized = { jsonrpc: '2.0', method: 'notifications/initialized' };
-  await (await fetch(`${server.url}/mcp`, { method: 'POST', headers, body: JSON.stringify(initialized) })).text();
-  return headers;
-}
 
 const post = (headers: Record<string, string>, body: string) =>
   fetch(`${server.url}/mcp`, { method: 'POST', headers, body });
@@ -67,7 +32,7 @@ afterAll(async () => {
 
 describe('a refused batch', () => {
   it('refuses a batch of thousands of tools/call messages, naming the limit, and audits it once', async () => {
-    const headers = await openSession(undefined);
+    const headers = await openRawSession(server, undefined);
     const items = ['{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_caller","arguments":{}}}'];
     items.push('{"method":"tools/call","__proto__":1}');
     while (items.length < 2_500) items.push('{"method":"tools/call"}');
@@ -89,7 +54,7 @@ describe('a refused batch', () => {
   });
 
   it('audits a small batch refused for a "__proto__" key once, listing the tools it called', async () => {
-    const headers = await openSession('call-small-batch');
+    const headers = await openRawSession(server, 'call-small-batch');
     const body =
       '[{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"lookup_caller","arguments":{}}},' +
       '{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"save_intake_progress","arguments":' +

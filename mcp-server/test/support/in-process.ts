@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type CallerTrust, LocalHmacSealKey } from '@voice-intake/contracts';
+import { type CallerTrust, issueSessionHeader, LocalHmacSealKey, MCP_SESSION_HEADER } from '@voice-intake/contracts';
 import pino from 'pino';
 import { AuditLog, FileAuditStore } from '../../src/audit';
 import { CallerProofs } from '../../src/caller-proofs';
@@ -92,4 +92,46 @@ export function withLatency(store: CaseStore, ms: number): CaseStore {
     saveCallback: (request) => later(() => store.saveCallback(request)),
     saveTransfer: (record) => later(() => store.saveTransfer(record)),
   };
+}
+
+/** The headers of a raw MCP request (what a client that does not use the SDK sends), bound to a call or not. */
+export function rawHeaders(
+  callId: string | undefined,
+  extra: Record<string, string> = {},
+  callerNumber = '+14155550123',
+): Record<string, string> {
+  return {
+    authorization: `Bearer ${TEST_TOKEN}`,
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    ...(callId ? { [MCP_SESSION_HEADER]: issueSessionHeader({ callId, callerNumber }, TEST_TOKEN) } : {}),
+    ...extra,
+  };
+}
+
+export const INITIALIZE = {
+  jsonrpc: '2.0',
+  id: 0,
+  method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'test', version: '0' } },
+};
+
+/** Opens an MCP session the raw way; returns the headers every later request of it carries. */
+export async function openRawSession(
+  server: Pick<InProcessServer, 'url'>,
+  callId: string | undefined,
+): Promise<Record<string, string>> {
+  const response = await fetch(`${server.url}/mcp`, {
+    method: 'POST',
+    headers: rawHeaders(callId),
+    body: JSON.stringify(INITIALIZE),
+  });
+  await response.text();
+  const headers = rawHeaders(callId, {
+    'mcp-session-id': response.headers.get('mcp-session-id')!,
+    'mcp-protocol-version': '2025-06-18',
+  });
+  const initialized = { jsonrpc: '2.0', method: 'notifications/initialized' };
+  await (await fetch(`${server.url}/mcp`, { method: 'POST', headers, body: JSON.stringify(initialized) })).text();
+  return headers;
 }
