@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { isInitializeRequest, JSONRPCRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { describeIssues } from '@voice-intake/contracts';
 import type { Logger } from 'pino';
 
 export const MCP_PATH = '/mcp';
@@ -116,6 +117,31 @@ export function refusalOf(body: unknown): string | undefined {
     }
   }
   return undefined;
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === 'object' && !Array.isArray(value);
+
+const kindOf = (value: unknown) => (value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value);
+
+const REQUEST_MEMBERS = new Set(['jsonrpc', 'id', 'method', 'params']);
+
+/**
+ * What is wrong with a tools/call message's JSON-RPC envelope, if anything: the transport would answer such a message
+ * with a bare parse error and nothing would record it, so it is refused here by name (and audited).
+ */
+export function toolCallEnvelopeProblem(message: Record<string, unknown>): string | undefined {
+  if (message.jsonrpc !== '2.0')
+    return `jsonrpc must be "2.0", not ${message.jsonrpc === undefined ? 'missing' : JSON.stringify(message.jsonrpc).slice(0, 40)}`;
+  if (!Object.hasOwn(message, 'id')) return 'id is missing: a tools/call is a request, not a notification';
+  const { id, params } = message;
+  if (!(typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id))))
+    return `id must be a string or an integer, not ${typeof id === 'number' ? String(id) : kindOf(id)}`;
+  if (params !== undefined && !isObject(params)) return `params must be an object, not ${kindOf(params)}`;
+  const unknown = Object.keys(message).find((key) => !REQUEST_MEMBERS.has(key));
+  if (unknown !== undefined) return `unknown member "${unknown.slice(0, 64)}"`;
+  const parsed = JSONRPCRequestSchema.safeParse(message);
+  return parsed.success ? undefined : `is not a valid request: ${describeIssues(parsed.error.issues)}`;
 }
 
 interface Session {
@@ -235,12 +261,15 @@ export class McpHttpServer {
   }
 
   /**
-   * Refuses a batch over MAX_BATCH_MESSAGES (-32600) or a body refusalOf() objects to (-32602), saying why and where.
+   * Refuses a batch over MAX_BATCH_MESSAGES (-32600), a body refusalOf() objects to, or a tools/call whose envelope is
+   * malformed (-32602), saying why and where.
    * The refused body is reported once, with every message it held: a batch of thousands is one audit record.
    */
   private async refused(req: IncomingMessage, res: ServerResponse, body: unknown, rawBody: string): Promise<boolean> {
     const batchSize = Array.isArray(body) ? body.length : 1;
+    const messages = (Array.isArray(body) ? body : [body]).filter(isObject);
     let refusal: { reason: string; code: number; label: string } | undefined;
+    let notification = false;
     if (batchSize > MAX_BATCH_MESSAGES) {
       refusal = {
         reason: `a batch of ${batchSize} messages (at most ${MAX_BATCH_MESSAGES})`,
@@ -251,17 +280,28 @@ export class McpHttpServer {
       const reason = refusalOf(body);
       if (reason) refusal = { reason, code: -32602, label: 'Invalid params' };
     }
+    if (!refusal) {
+      for (const message of messages) {
+        if (message.method !== 'tools/call') continue;
+        const problem = toolCallEnvelopeProblem(message);
+        if (!problem) continue;
+        refusal = { reason: `tools/call ${problem}`, code: -32602, label: 'Invalid params' };
+        notification = !Array.isArray(body) && !Object.hasOwn(message, 'id');
+        break;
+      }
+    }
     if (!refusal) return false;
-    const messages = (Array.isArray(body) ? body : [body]).filter(
-      (message): message is Record<string, unknown> =>
-        message !== null && typeof message === 'object' && !Array.isArray(message),
-    );
     const { reason, code, label } = refusal;
     await this.options.onRefusedRequest?.({ messages, rawBody, reason, code, headers: req.headers }).catch((error) => {
       this.options.logger.error({ err: error }, 'refused request not audited');
     });
+    if (notification) {
+      // JSON-RPC answers no notification; Streamable HTTP acknowledges one with 202 and no body. It was recorded.
+      res.writeHead(202).end();
+      return true;
+    }
     const first = messages[0] as { id?: unknown } | undefined;
-    const id = typeof first?.id === 'string' || typeof first?.id === 'number' ? first.id : null;
+    const id = typeof first?.id === 'string' || Number.isInteger(first?.id) ? (first!.id as string | number) : null;
     // A JSON-RPC error, not an HTTP one: the body was read and understood, and refused. Clients (the agent's) then
     // see the error for the request they sent, as for any other refused call.
     sendJson(res, 200, { jsonrpc: '2.0', error: { code, message: `${label}: ${reason}` }, id });

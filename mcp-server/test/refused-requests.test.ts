@@ -75,3 +75,85 @@ describe('a refused batch', () => {
     });
   });
 });
+
+describe('a tools/call with a malformed envelope', () => {
+  const call = { name: 'search_knowledge', arguments: { query: 'opening hours' } };
+  const cases: [label: string, message: Record<string, unknown>, id: unknown, problem: string][] = [
+    [
+      'id-object',
+      { jsonrpc: '2.0', id: { x: 1 }, method: 'tools/call', params: call },
+      null,
+      'id must be a string or an integer, not object',
+    ],
+    [
+      'id-null',
+      { jsonrpc: '2.0', id: null, method: 'tools/call', params: call },
+      null,
+      'id must be a string or an integer, not null',
+    ],
+    [
+      'id-fraction',
+      { jsonrpc: '2.0', id: 1.5, method: 'tools/call', params: call },
+      null,
+      'id must be a string or an integer, not 1.5',
+    ],
+    ['jsonrpc-1', { jsonrpc: '1.0', id: 3, method: 'tools/call', params: call }, 3, 'jsonrpc must be "2.0", not "1.0"'],
+    ['no-jsonrpc', { id: 4, method: 'tools/call', params: call }, 4, 'jsonrpc must be "2.0", not missing'],
+    [
+      'params-array',
+      { jsonrpc: '2.0', id: 5, method: 'tools/call', params: ['search_knowledge'] },
+      5,
+      'params must be an object, not an array',
+    ],
+    [
+      'params-string',
+      { jsonrpc: '2.0', id: 6, method: 'tools/call', params: 'search_knowledge' },
+      6,
+      'params must be an object, not string',
+    ],
+    [
+      'extra-member',
+      { jsonrpc: '2.0', id: 7, method: 'tools/call', params: call, result: {} },
+      7,
+      'unknown member "result"',
+    ],
+  ];
+
+  for (const [label, message, id, problem] of cases) {
+    it(`answers ${label} with -32602 naming the problem, and records it`, async () => {
+      const callId = `call-envelope-${label}`;
+      const response = await post(await openRawSession(server, callId), JSON.stringify(message));
+      expect(response.status).toBe(200);
+      expect(await response.json()).toEqual({
+        jsonrpc: '2.0',
+        id,
+        error: { code: -32602, message: `Invalid params: tools/call ${problem}` },
+      });
+      const records = recordsOf(server.dataDir, callId) as { kind: string; subject: string; payload: any }[];
+      expect(records.map((record) => record.kind)).toEqual(['tool_call', 'tool_result']);
+      expect(records[0].payload.rawRequest).toBe(JSON.stringify(message));
+      expect(records[1].payload).toMatchObject({ outcome: 'rejected', code: -32602, error: `tools/call ${problem}` });
+    });
+  }
+
+  it('records a tools/call sent as a notification (no id), answers 202, and does not run it', async () => {
+    const callId = 'call-envelope-notification';
+    const message = {
+      jsonrpc: '2.0',
+      method: 'tools/call',
+      params: { name: 'request_human_transfer', arguments: { reason: 'wants a person' } },
+    };
+    const response = await post(await openRawSession(server, callId), JSON.stringify(message));
+    expect(response.status).toBe(202);
+    expect(await response.text()).toBe('');
+    const records = recordsOf(server.dataDir, callId) as { kind: string; subject: string; payload: any }[];
+    expect(records.map((record) => [record.kind, record.subject])).toEqual([
+      ['tool_call', 'request_human_transfer'],
+      ['tool_result', 'request_human_transfer'],
+    ]);
+    expect(records[1].payload).toMatchObject({
+      outcome: 'rejected',
+      error: 'tools/call id is missing: a tools/call is a request, not a notification',
+    });
+  });
+});
