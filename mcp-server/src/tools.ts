@@ -154,10 +154,15 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
   // so do its failed attempts: a new MCP session for the same call neither proves again nor gets fresh attempts.
   const trust = deps.callerTrust ?? DEFAULT_CALLER_TRUST;
   const isProven = (session: McpSession) => deps.proofs.isProven(CallerProofs.keyOf(session));
-  /** Whether the policy lets this session's caller use `tool` (its attestation, or a proven identity). */
-  const trusted = (tool: string, session: McpSession) => {
+  /**
+   * Whether the policy lets this caller use `tool` (its attestation, or a proven identity). Without a valid session
+   * binding the caller is unknown: attestation none, never proven.
+   */
+  const trusted = (tool: string, session: McpSession | undefined) => {
     const required = trust.tools[tool];
-    return required === undefined || attestationMeets(session.attestation, required) || isProven(session);
+    if (required === undefined) return true;
+    if (!session) return attestationMeets('none', required);
+    return attestationMeets(session.attestation, required) || isProven(session);
   };
 
   /** Registers a tool for tools/list; tools/call reaches it only through handleToolCall below. */
@@ -256,9 +261,10 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         `This tool needs the call's session binding (${MCP_SESSION_HEADER}: ${reason}); it cannot act for an unknown caller.`,
         {},
       );
-    } else if (session && !trusted(toolName, session)) {
+    } else if (!trusted(toolName, session)) {
+      const level = session ? session.attestation : `none: no valid session binding, ${who.binding}`;
       result = failure(
-        `The caller's number is not verified enough for ${toolName} (attestation ${session.attestation}). ` +
+        `The caller's number is not verified enough for ${toolName} (attestation ${level}). ` +
           'Ask for their case number and the full name on the case, and call verify_caller first.',
         {},
       );

@@ -19,10 +19,10 @@ type ToolResult = {
 
 const CALLER = '+14155550177';
 const NAME = 'Katherine Johnson';
-/** Requests a callback only at B or above; transfers only after proof. */
+/** Requests a callback only at B or above; transfers only after proof; knowledge at C or above. */
 const POLICY: CallerTrust = {
   revealCasesAt: 'A',
-  tools: { schedule_callback: 'B', request_human_transfer: 'never' },
+  tools: { schedule_callback: 'B', request_human_transfer: 'never', search_knowledge: 'C' },
   maxProofAttempts: 2,
 };
 
@@ -156,6 +156,26 @@ describe('tools gated by level', () => {
     await call(proven, 'verify_caller', { caseId, fullName: NAME });
     const result = await call(proven, 'request_human_transfer', { reason: 'wants a person' });
     expect(result.isError, text(result)).toBeFalsy();
+  });
+
+  it('refuses a gated tool without a valid session binding, as attestation none', async () => {
+    const search = { query: 'opening hours', limit: 1 };
+    const unbound = await connectClient(server.url);
+    const forged = await connectClient(server.url, {
+      session: { callId: 'call-forged', callerNumber: CALLER, attestation: 'A' },
+      secret: 'not-the-session-secret-0123456789',
+    });
+    clients.push(unbound, forged);
+    for (const [label, client] of [
+      ['no header', unbound],
+      ['forged header', forged],
+    ] as const) {
+      const result = await call(client, 'search_knowledge', search);
+      expect(result.isError, label).toBe(true);
+      expect(text(result), label).toMatch(/not verified enough for search_knowledge \(attestation none: no valid /);
+    }
+    const attested = await call(await session('C'), 'search_knowledge', search);
+    expect(attested.isError, text(attested)).toBeFalsy();
   });
 
   it('leaves unlisted tools ungated', async () => {
