@@ -248,7 +248,15 @@ export class McpHttpServer {
         if (transport.sessionId) this.sessions.delete(transport.sessionId);
       };
       await server.connect(transport);
-      await transport.handleRequest(req, res, body);
+      try {
+        await transport.handleRequest(req, res, body);
+      } finally {
+        // An initialize the transport refused (e.g. 406 for a client that does not accept an event stream) registered
+        // no session: nothing will ever close it, so its server (and the session's audit scope) is closed now.
+        if (!transport.sessionId || !this.sessions.has(transport.sessionId)) {
+          await server.close().catch((error) => this.options.logger.warn({ err: error }, 'MCP server not closed'));
+        }
+      }
       return;
     }
     if (req.method === 'GET' || req.method === 'DELETE') {

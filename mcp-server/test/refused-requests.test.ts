@@ -5,7 +5,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordsOf } from './support/audit-files';
-import { type InProcessServer, openRawSession, startInProcess } from './support/in-process';
+import { INITIALIZE, type InProcessServer, openRawSession, rawHeaders, startInProcess } from './support/in-process';
 
 let server: InProcessServer;
 
@@ -155,5 +155,23 @@ describe('a tools/call with a malformed envelope', () => {
       outcome: 'rejected',
       error: 'tools/call id is missing: a tools/call is a request, not a notification',
     });
+  });
+});
+
+describe('an initialize the transport refuses', () => {
+  it('leaves no MCP session and no open audit scope behind', async () => {
+    const before = server.audit.openScopes;
+    for (let index = 0; index < 20; index += 1) {
+      const response = await post(
+        rawHeaders('call-no-stream', { accept: 'application/json' }),
+        JSON.stringify(INITIALIZE),
+      );
+      expect(response.status).toBe(406);
+      await response.text();
+    }
+    const deadline = Date.now() + 2_000;
+    while (server.audit.openScopes > before && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(server.audit.openScopes).toBe(before);
   });
 });
