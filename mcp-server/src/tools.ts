@@ -27,7 +27,7 @@ import {
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AuditLog } from './audit';
-import type { HttpCaseForwarder } from './backend/http-forwarder';
+import type { ForwardState, HttpCaseForwarder } from './backend/http-forwarder';
 import { CallerProofs } from './caller-proofs';
 import { type FieldError, type FormCatalog, UnknownIntakeTypeError } from './forms';
 import type { KnowledgeSearch } from './knowledge/knowledge';
@@ -538,7 +538,8 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         caseId: z.string(),
         status: z.string(),
         alreadySubmitted: z.boolean(),
-        forwarded: z.enum(['delivered', 'queued', 'not_configured']),
+        /** For a repeated submit: where the case stands now (`unknown` when this server cannot tell). */
+        forwarded: z.enum(['delivered', 'queued', 'not_configured', 'unknown']),
       },
     },
     true,
@@ -551,7 +552,7 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
             caseId,
             status: existing.status,
             alreadySubmitted: true,
-            forwarded: deps.forwarder ? 'delivered' : 'not_configured',
+            forwarded: deps.forwarder ? deps.forwarder.stateOf(caseId) : 'not_configured',
           },
           `Already submitted as case ${caseId}.`,
         );
@@ -569,10 +570,10 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         status: 'submitted',
         submittedAt: at,
       });
-      let forwarded: 'delivered' | 'queued' | 'not_configured' = 'not_configured';
+      let forwarded: ForwardState | 'not_configured' = 'not_configured';
       if (deps.forwarder && created)
         forwarded = (await deps.forwarder.forward(stored)).delivered ? 'delivered' : 'queued';
-      else if (deps.forwarder) forwarded = 'delivered';
+      else if (deps.forwarder) forwarded = deps.forwarder.stateOf(stored.caseId);
       return ok(
         { caseId: stored.caseId, status: stored.status, alreadySubmitted: !created, forwarded },
         created

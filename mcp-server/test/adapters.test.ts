@@ -233,11 +233,21 @@ describe('HTTP backend forwarder', () => {
       expect(result).toMatchObject({ delivered: false, attempts: 3, error: 'HTTP 502' });
       expect(forwarder.pending()).toEqual([`${intakeCase().caseId}.json`]);
       expect(requests).toBe(3);
+      expect(forwarder.stateOf(intakeCase().caseId)).toBe('queued');
 
       up = true;
       expect(await forwarder.redrive()).toBe(1);
       expect(forwarder.pending()).toEqual([]);
       expect(requests).toBe(4);
+      expect(forwarder.stateOf(intakeCase().caseId)).toBe('delivered');
+      // A forwarder that never saw the case (another task, or after a restart) does not claim it was delivered.
+      const fresh = new HttpCaseForwarder({
+        url: `${baseUrl}/cases`,
+        maxAttempts: 1,
+        retryBaseMs: 1,
+        deadLetterDir: dir,
+      });
+      expect(fresh.stateOf(intakeCase().caseId)).toBe('unknown');
     } finally {
       await closeServer(server);
       rmSync(dir, { recursive: true, force: true });

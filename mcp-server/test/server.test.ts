@@ -259,7 +259,7 @@ describe('MCP server over Streamable HTTP', () => {
     });
     const caseId = first.structuredContent!.caseId as string;
     const second = await call(caller, 'submit_intake', { intakeType: 'property_damage', fields });
-    expect(second.structuredContent).toMatchObject({ caseId, alreadySubmitted: true });
+    expect(second.structuredContent).toMatchObject({ caseId, alreadySubmitted: true, forwarded: 'delivered' });
 
     const stored = Object.values(JSON.parse(readFileSync(join(dataDir, 'cases.json'), 'utf8')).cases) as {
       caseId: string;
@@ -405,6 +405,30 @@ describe('MCP server restarts', () => {
         known: true,
         name: 'Grace Hopper',
       });
+      await client.close();
+    } finally {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reports a dead-lettered case as queued, not delivered, when it is submitted again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcp-queued-'));
+    // Nothing listens on the discard port: the backend is unreachable and the case is dead-lettered.
+    const server = await startServer({
+      DATA_DIR: dir,
+      BACKEND_URL: 'http://127.0.0.1:9/cases',
+      BACKEND_MAX_ATTEMPTS: '1',
+    });
+    try {
+      const client = await connectClient(server.url, {
+        session: { callId: 'call-queued', callerNumber: '+13125550102', attestation: 'A' },
+      });
+      const fields = { full_name: 'Ann Other', topic: 'billing', details: 'Charged twice this month.' };
+      const first = await call(client, 'submit_intake', { intakeType: 'general_inquiry', fields });
+      expect(first.structuredContent).toMatchObject({ alreadySubmitted: false, forwarded: 'queued' });
+      const again = await call(client, 'submit_intake', { intakeType: 'general_inquiry', fields });
+      expect(again.structuredContent).toMatchObject({ alreadySubmitted: true, forwarded: 'queued' });
       await client.close();
     } finally {
       await server.stop();

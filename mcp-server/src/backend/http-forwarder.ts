@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { type IntakeCase, intakeCaseSchema, resolveUnder } from '@voice-intake/contracts';
 import type { Logger } from 'pino';
 
@@ -13,6 +13,12 @@ export interface HttpForwarderOptions {
   logger?: Logger;
 }
 
+/** What is known of a submitted case's way to the backend: taken by it, waiting for redrive, or not known here. */
+export type ForwardState = 'delivered' | 'queued' | 'unknown';
+
+/** The most delivered case ids a forwarder remembers (for a repeated submit's answer). */
+const REMEMBERED_DELIVERIES = 10_000;
+
 export type ForwardResult =
   | { delivered: true; attempts: number }
   | { delivered: false; attempts: number; deadLetter: string; error: string };
@@ -25,8 +31,25 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * delivered becomes a dead-letter record on disk; `redrive()` sends those again.
  */
 export class HttpCaseForwarder {
+  /** Case ids this forwarder saw the backend take, oldest first (bounded). */
+  private readonly delivered = new Set<string>();
+
   constructor(private readonly options: HttpForwarderOptions) {
     mkdirSync(options.deadLetterDir, { recursive: true });
+  }
+
+  private remember(caseId: string): void {
+    this.delivered.add(caseId);
+    if (this.delivered.size > REMEMBERED_DELIVERIES) this.delivered.delete(this.delivered.values().next().value!);
+  }
+
+  /**
+   * Where a case submitted earlier stands: `queued` while it waits in the dead-letter folder, `delivered` when this
+   * forwarder saw the backend take it, else `unknown` (e.g. another server task forwarded it, or this one restarted).
+   */
+  stateOf(caseId: string): ForwardState {
+    if (existsSync(resolveUnder(this.options.deadLetterDir, `${caseId}.json`))) return 'queued';
+    return this.delivered.has(caseId) ? 'delivered' : 'unknown';
   }
 
   private async postOnce(intakeCase: IntakeCase): Promise<{ ok: boolean; retryable: boolean; error: string }> {
@@ -55,7 +78,10 @@ export class HttpCaseForwarder {
     while (attempt < this.options.maxAttempts) {
       attempt += 1;
       const result = await this.postOnce(intakeCase);
-      if (result.ok) return { delivered: true, attempts: attempt };
+      if (result.ok) {
+        this.remember(intakeCase.caseId);
+        return { delivered: true, attempts: attempt };
+      }
       lastError = result.error;
       this.options.logger?.warn(
         { caseId: intakeCase.caseId, attempt, error: result.error },
@@ -92,6 +118,7 @@ export class HttpCaseForwarder {
       const result = await this.postOnce(intakeCase);
       if (result.ok) {
         rmSync(path);
+        this.remember(intakeCase.caseId);
         delivered += 1;
       }
     }
