@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import type { AgentEnv } from './config';
 import { type EndpointingByText, TextAwareEndpointing } from './endpointing';
 import { findTransferTarget, IntakeAgent, type IntakeAgentCallbacks } from './intake-agent';
+import { type DroppedKeyPress, KeypadEntry } from './keypad';
 import { McpToolset } from './mcp/toolset';
 import type { MetricsEmitter } from './metrics';
 import { BedrockFallbackLLM, bedrockLLM, PollyTTS, TranscribeSTT } from './plugins/aws';
@@ -101,8 +102,14 @@ export interface IntakeCall {
   readonly resumed: boolean;
   /** Opens the conversation: a greeting, or an apology when this worker took the call over. */
   greet(): Promise<void>;
-  /** A DTMF key press, handed to the model as words it can act on. */
-  keyPressed(digit: string): void;
+  /**
+   * A DTMF key press of the caller's: collected with the next ones into one entry (ended by `#`, a pause or a length
+   * bound), handed to the model as one message and recorded as one turn (masked as a whole with PII_REDACTION).
+   * Anything but a single keypad key is dropped and counted.
+   */
+  keyPressed(key: string): void;
+  /** A key press refused before it reached the call (sent by another participant): counted and logged. */
+  keyRefused(reason: DroppedKeyPress): void;
   /** Writes the final transcript and state, closes the MCP session. Safe to call once the call is over. */
   finish(): Promise<void>;
 }
@@ -126,6 +133,11 @@ export function latencyMetricsOf(collected: AgentMetrics): Partial<Record<AgentM
           ? { [AGENT_METRICS.ttsTimeToFirstByte]: latency(collected.ttfbMs) }
           : {};
   return Object.fromEntries(Object.entries(figures).filter(([, value]) => value !== undefined));
+}
+
+/** How a keypad entry reaches the model (INTAKE_INSTRUCTIONS tells it so). */
+export function keypadMessage(keys: string): string {
+  return `(the caller keyed in ${keys})`;
 }
 
 /** A worker taking over a call gives the model the last turns the previous worker stored. */
@@ -418,6 +430,18 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     resumed ? resumedContext(state.lastTurns) : undefined,
   );
 
+  const keypad = new KeypadEntry({
+    onEntry: (keys) => {
+      // Answered at once, never speculatively: its records need no confirmation. The model gets the keys as pressed;
+      // the transcript and audit log get the entry masked as one string, like a number spoken.
+      const userInput = llm.ChatMessage.create({ role: 'user', content: keypadMessage(keys) });
+      speculation.seed([userInput.id]);
+      void session.generateReply({ userInput });
+    },
+    onDropped: (reason, droppedKeyPresses) =>
+      log.warn({ reason, droppedKeyPresses }, 'key press dropped: not a single keypad key from the caller'),
+  });
+
   metrics.emit({ [AGENT_METRICS.callsStarted]: 1 }, dimensions);
   let finished: Promise<void> | undefined;
   return {
@@ -438,15 +462,13 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
         })
         .waitForPlayout();
     },
-    keyPressed: (digit) => {
-      // Answered at once, never speculatively: its records need no confirmation.
-      const userInput = llm.ChatMessage.create({ role: 'user', content: `(the caller pressed ${digit})` });
-      speculation.seed([userInput.id]);
-      void session.generateReply({ userInput });
-    },
+    keyPressed: (key) => keypad.press(key),
+    keyRefused: (reason) => keypad.drop(reason),
     finish: () =>
       (finished ??= (async () => {
         finishing = true;
+        const unfinished = keypad.close();
+        if (unfinished > 0) log.info({ keys: unfinished }, 'keypad entry left unfinished at the end of the call');
         // A call taken over ends with its successor: no recording stop, final transcript or ended state from here.
         await held.check().catch((error) => leaveIfTakenOver(error));
         if (!takenOverBy) {

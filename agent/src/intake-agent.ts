@@ -24,8 +24,8 @@ The call, in order:
 
 Rules: answer questions about the organisation only from search_knowledge results. Never invent a case number,
 policy, price or promise. If the caller asks for a person, is upset, or needs something outside intake, use
-transfer_to_human. If a tool fails, apologise once and offer another way to help. Key presses arrive as
-"(the caller pressed N)".`;
+transfer_to_human. If a tool fails, apologise once and offer another way to help. Keys the caller presses arrive
+as one message per entry, "(the caller keyed in 1234#)"; a # at the end is the key that ended it.`;
 
 export interface IntakeAgentCallbacks {
   /** Hand the call to a person at `target` (sip:/tel:); resolves once the transfer was requested. */

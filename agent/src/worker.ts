@@ -10,6 +10,7 @@ import { prepareIntakeCall } from './call-session';
 import { callerOf } from './caller';
 import { CallerAudioInput } from './caller-audio-input';
 import { readAgentEnv, redisConnection } from './config';
+import { callerKeyPresses } from './keypad';
 import { MetricsEmitter } from './metrics';
 
 const WORKER_ID = `${process.env.HOSTNAME ?? 'worker'}-${randomUUID().slice(0, 8)}`;
@@ -73,7 +74,8 @@ export default defineAgent({
       redis.disconnect();
     });
 
-    ctx.room.on(RoomEvent.DtmfReceived, (_code, digit) => intake.keyPressed(digit));
+    // Key presses count only from the SIP caller's participant.
+    ctx.room.on(RoomEvent.DtmfReceived, callerKeyPresses(participant.identity, intake));
     // The caller is read through our input (40 ms frames, the caller only) instead of the room IO's own (10 ms).
     const callerAudio = new CallerAudioInput({ room: ctx.room, participantIdentity: participant.identity });
     ctx.addShutdownCallback(() => callerAudio.close());

@@ -493,7 +493,7 @@ describe('Bedrock runtime over the wire', () => {
 
     history.push(
       { role: 'assistant', content: [{ text: recorded.text }] },
-      { role: 'user', content: [{ text: '(the caller pressed 5)' }] },
+      { role: 'user', content: [{ text: '(the caller keyed in 5)' }] },
     );
     expect((await converse(bedrock, history)).text).toMatch(/You pressed 5/);
 
@@ -553,7 +553,7 @@ describe('Bedrock runtime over the wire', () => {
     // Two results in one turn: the newer (save) decides, so the next step is submit, not another save.
     expect((await converse(bedrock, afterTwoSteps)).toolUse?.name).toBe('submit_intake');
     const keyAfterResults: Message[] = [...afterTwoSteps];
-    keyAfterResults[2] = { role: 'user', content: [...afterTwoSteps[2].content!, { text: '(the caller pressed 7)' }] };
+    keyAfterResults[2] = { role: 'user', content: [...afterTwoSteps[2].content!, { text: '(the caller keyed in 7)' }] };
     expect((await converse(bedrock, keyAfterResults)).text).toMatch(/You pressed 7/);
 
     // LiveKit's last tool step: no toolConfig, the history as text. The model answers in words only.
@@ -1014,7 +1014,7 @@ describe('a call whose clients name no session (the worker today)', () => {
           messages: [
             { role: 'user', content: [{ text: finals[0] }] },
             { role: 'assistant', content: [{ text: greetingText }] },
-            { role: 'user', content: [{ text: '(the caller pressed 1)' }] },
+            { role: 'user', content: [{ text: '(the caller keyed in 1)' }] },
           ],
         }),
       );

@@ -98,7 +98,8 @@ function offeredTools(request: WireConverseRequest): Set<string> | undefined {
 
 /** Placeholder the agent's Bedrock format puts first when a conversation would otherwise start with the model. */
 const CONNECTED = /^\(call connected\)$/i;
-const KEY_PRESS = /^\(the caller pressed ([0-9*#A-D])\)$/i;
+/** A keypad entry as the agent hands it to the model (agent/src/call-session.ts, keypadMessage). */
+const KEY_PRESS = /^\(the caller keyed in ([0-9*#A-D]{1,32})\)$/i;
 /** How the agent writes tool history when it withholds tools (LiveKit's last step after maxToolSteps). */
 const TOOL_AS_TEXT = /^\[tool ([\w-]+) (returned|failed): ([\s\S]*)\]$/;
 const CALL_AS_TEXT = /^\[called tool ([\w-]+) with /;
