@@ -416,7 +416,8 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
         await held.check().catch((error) => leaveIfTakenOver(error));
         if (takenOverBy) return;
         endReason = 'agent_hangup';
-        log.info({ reason }, 'agent hangs up');
+        // The model wrote the reason: with PII_REDACTION it is logged masked, as it is recorded.
+        log.info({ reason: env.PII_REDACTION ? redactPii(reason) : reason }, 'agent hangs up');
         options.hangUp(reason);
       },
       llmExchange: {

@@ -121,6 +121,15 @@ export class AgentConfigError extends Error {
   override readonly name = 'AgentConfigError';
 }
 
+/**
+ * PII_REDACTION alone, for a process that sets up its logging before it reads the rest (a job process loading the
+ * worker module). A value that cannot be read counts as on: logs are withheld rather than left unmasked.
+ */
+export function piiRedactionOf(env: NodeJS.ProcessEnv = process.env): boolean {
+  const parsed = agentEnvSchema.shape.PII_REDACTION.safeParse(env.PII_REDACTION);
+  return parsed.success ? parsed.data : true;
+}
+
 export function readAgentEnv(env: NodeJS.ProcessEnv = process.env): AgentEnv {
   return parseEnvironment(agentEnvSchema, env, 'agent environment', AgentConfigError);
 }

@@ -5,6 +5,7 @@ import pino from 'pino';
 import { AgentConfigError, readAgentEnv } from './config';
 import { applyJobProcessFlags } from './job-process';
 import { workerLoad } from './load';
+import { withholdFrameworkPii } from './log-redaction';
 import { MetricsEmitter } from './metrics';
 import { OrphanedCallRecovery } from './recovery';
 
@@ -19,6 +20,10 @@ try {
   }
   throw error;
 }
+
+// The framework's own log fields marked PII (tool arguments, transcripts) are withheld in this process from the
+// logger the CLI sets up on; each job process does the same when it loads the worker module.
+if (env.PII_REDACTION) withholdFrameworkPii();
 
 const metrics = new MetricsEmitter({ namespace: env.METRICS_NAMESPACE });
 const load = workerLoad({ maxCalls: env.AGENT_MAX_CALLS, metrics });

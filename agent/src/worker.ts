@@ -9,9 +9,14 @@ import pino from 'pino';
 import { prepareIntakeCall } from './call-session';
 import { callerOf } from './caller';
 import { CallerAudioInput } from './caller-audio-input';
-import { readAgentEnv, redisConnection } from './config';
+import { piiRedactionOf, readAgentEnv, redisConnection } from './config';
 import { callerKeyPresses } from './keypad';
+import { withholdFrameworkPii } from './log-redaction';
 import { MetricsEmitter } from './metrics';
+
+// A job process loads this module before the framework sets up its logger here: with PII_REDACTION, every logger it
+// sets (its own, then the job's) withholds the fields it marks as PII.
+if (piiRedactionOf()) withholdFrameworkPii();
 
 const WORKER_ID = `${process.env.HOSTNAME ?? 'worker'}-${randomUUID().slice(0, 8)}`;
 const logger = pino({ base: { service: 'voice-intake-agent', workerId: WORKER_ID } });

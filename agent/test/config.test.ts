@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AgentConfigError, readAgentEnv } from '../src/config';
+import { AgentConfigError, piiRedactionOf, readAgentEnv } from '../src/config';
 import { applyJobProcessFlags, JOB_PROCESS } from '../src/job-process';
 
 const valid = {
@@ -72,6 +72,13 @@ describe('agent environment', () => {
     });
     expect(redisConnection(env)).toEqual({ host: 'master.cache.internal', port: 6380, password: 'tok', tls: {} });
     expect(() => readAgentEnv({ ...valid, REDIS_URL: undefined })).toThrow(/REDIS_URL: set REDIS_URL, or REDIS_HOST/);
+  });
+
+  it('reads PII_REDACTION alone for the log set-up, a value it cannot read as on', () => {
+    expect(piiRedactionOf({})).toBe(false);
+    expect(piiRedactionOf({ PII_REDACTION: 'false' })).toBe(false);
+    expect(piiRedactionOf({ PII_REDACTION: 'true' })).toBe(true);
+    expect(piiRedactionOf({ PII_REDACTION: 'yes' })).toBe(true);
   });
 
   it('names every bad variable on one line', () => {

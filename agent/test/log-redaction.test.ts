@@ -1,0 +1,89 @@
+import { initializeLogger, log } from '@livekit/agents';
+import { afterAll, describe, expect, it } from 'vitest';
+import { PII_FIELD_WITHHELD, withholdFrameworkPii, withoutPiiFields } from '../src/log-redaction';
+
+const CARD = '4111111111111111';
+
+// The framework's logger writes JSON lines to stdout (production: `start`, not pretty).
+const written: string[] = [];
+const write = process.stdout.write.bind(process.stdout);
+process.stdout.write = ((chunk: unknown, ...rest: unknown[]) => {
+  if (String(chunk).includes('"msg"')) {
+    written.push(String(chunk));
+    return true;
+  }
+  return (write as (...args: unknown[]) => boolean)(chunk, ...rest);
+}) as typeof process.stdout.write;
+afterAll(() => {
+  process.stdout.write = write;
+});
+
+/** The lines logged while `run` ran, parsed. */
+async function logged(run: () => void): Promise<Record<string, unknown>[]> {
+  written.length = 0;
+  run();
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  return written
+    .join('')
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
+}
+
+const slot = Symbol.for('@livekit/agents:logger');
+
+describe('the framework logger', () => {
+  it('writes PII-marked fields as they are when nothing withholds them', async () => {
+    initializeLogger({ pretty: false, level: 'info' });
+    const [line] = await logged(() => log().info({ 'lk.pii.arguments': { card: CARD } }, 'Executing LLM tool call'));
+    expect(JSON.stringify(line)).toContain(CARD);
+  });
+
+  it('withholds them once PII redaction is set up, from the logger already there', async () => {
+    withholdFrameworkPii();
+    const [line] = await logged(() =>
+      log().info({ function: 'save_intake_progress', 'lk.pii.arguments': { card: CARD } }, 'Executing LLM tool call'),
+    );
+    expect(line).toMatchObject({
+      msg: 'Executing LLM tool call',
+      function: 'save_intake_progress',
+      'lk.pii.arguments': PII_FIELD_WITHHELD,
+    });
+    expect(JSON.stringify(line)).not.toContain(CARD);
+  });
+
+  it('and from every logger set later: a job process initialising its own, then the job bound to it', async () => {
+    withholdFrameworkPii(); // idempotent
+    initializeLogger({ pretty: false, level: 'info' });
+    // What the job process does per job (setLoggerState with a child carrying the job's bindings).
+    (globalThis as Record<symbol, unknown>)[slot] = log().child({ pid: 1 }).child({ jobID: 'job-1' });
+    const lines = await logged(() => {
+      log().info({ 'lk.pii.user_input': `my card is ${CARD}`, speech_id: 's1' }, 'generating reply');
+      log().child({ 'lk.pii.response': CARD }).warn('received unexpected inference response');
+      log()
+        .child({ component: 'x' })
+        .error({ 'lk.pii.error': CARD, err: new Error('boom') }, 'tool failed');
+    });
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatchObject({ jobID: 'job-1', speech_id: 's1', 'lk.pii.user_input': PII_FIELD_WITHHELD });
+    expect(lines[1]).toMatchObject({ 'lk.pii.response': PII_FIELD_WITHHELD });
+    expect(lines[2]).toMatchObject({ component: 'x', 'lk.pii.error': PII_FIELD_WITHHELD, err: { message: 'boom' } });
+    expect(JSON.stringify(lines)).not.toContain(CARD);
+  });
+});
+
+describe('withoutPiiFields', () => {
+  it('withholds every key with a pii segment and leaves the rest and the input alone', () => {
+    const fields = { 'lk.pii.arguments': CARD, 'x.PII': CARD, pii: CARD, piiEntities: 2, function: 'f', n: 1 };
+    expect(withoutPiiFields(fields)).toEqual({
+      'lk.pii.arguments': PII_FIELD_WITHHELD,
+      'x.PII': PII_FIELD_WITHHELD,
+      pii: PII_FIELD_WITHHELD,
+      piiEntities: 2,
+      function: 'f',
+      n: 1,
+    });
+    expect(fields['lk.pii.arguments']).toBe(CARD);
+  });
+});
