@@ -11,7 +11,12 @@ import { APIError, initializeLogger, stt } from '@livekit/agents';
 import { AudioFrame } from '@livekit/rtc-node';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { TranscribeSTT, type TranscribeSTTOptions, transcribeRequest } from '../../src/plugins/aws/stt.js';
+import {
+  TranscribeSTT,
+  type TranscribeSTTOptions,
+  transcribeRequest,
+  UNHEARD_UTTERANCE,
+} from '../../src/plugins/aws/stt.js';
 
 initializeLogger({ pretty: false, level: 'silent' });
 const transcribe = mockClient(TranscribeStreamingClient);
@@ -214,6 +219,35 @@ describe('TranscribeSTT', () => {
     expect(finals(events)).toEqual(['partial0', 'w1', 'w2']);
     const ends = events.filter((e) => e.type === stt.SpeechEventType.END_OF_SPEECH);
     expect(ends).toHaveLength(3);
+  });
+
+  it('with pii redact, never finalises the unredacted partial of a dropped stream: says the words were lost', async () => {
+    const spoken = 'my card is 4111 1111 1111 1111 and my name is Jane Doe';
+    serveSessions(async function* (audio) {
+      for await (const _ of audio) {
+        // Transcribe redacts only complete segments: a partial holds the words as spoken.
+        yield transcriptEvent(spoken, true, 0.5, 2.5);
+        break;
+      }
+      throw new InternalFailureException({ message: 'internal failure', $metadata: {} });
+    }, transcribeEveryFrame);
+
+    const plugin = newSTT({ pii: 'redact', reconnectBackoff: { baseDelayMs: 1, maxDelayMs: 1 } });
+    const stream = plugin.stream({ connOptions: noRetry });
+    stream.startTimeOffset = 2;
+    const done = collect(stream);
+    stream.pushFrame(frame(0));
+    stream.pushFrame(frame(1));
+    stream.endInput();
+    const events = await done;
+
+    expect(finals(events)).toEqual([UNHEARD_UTTERANCE, 'w1']);
+    const withheld = events.find((e) => e.type === stt.SpeechEventType.FINAL_TRANSCRIPT)!.alternatives![0];
+    // Nothing of the partial's words travels on, and a recording silences the whole utterance.
+    expect(withheld.words ?? []).toEqual([]);
+    expect(withheld.metadata).toEqual({ unheard: true, piiAudioSpans: [{ start: 0.5, end: 2.5 }] });
+    expect(JSON.stringify(events.filter((e) => e.type === stt.SpeechEventType.FINAL_TRANSCRIPT))).not.toContain('4111');
+    expect(stream.partialsWithheld).toBe(1);
   });
 
   it('fails with a non-retryable APIError on a bad request', async () => {

@@ -311,6 +311,7 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
   #speaking = false;
   /** The latest partial of the utterance in progress, finalised if its session dies. */
   #pendingPartial: stt.SpeechData | undefined;
+  #partialsWithheld = 0;
   #requestId = '';
   #sessionsStarted = 0;
   readonly #timeoutMs: number;
@@ -564,16 +565,46 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
     }
   }
 
-  /** A session that dies mid-utterance never finalises it: keep what was heard rather than lose it. */
+  /**
+   * A session that dies mid-utterance never finalises it: keep what was heard rather than lose it. With `pii:
+   * 'redact'` what was heard is a partial Transcribe has not redacted (it redacts complete segments only): it is never
+   * finalised; the final says the words were lost instead (`UNHEARD_UTTERANCE`, so the model asks the caller to say
+   * them again), with the whole utterance as a PII span (a recording silences it), and the withholding is counted and
+   * logged.
+   */
   #finishPendingUtterance(_session: Session): void {
     const partial = this.#pendingPartial;
     this.#pendingPartial = undefined;
-    if (partial) {
+    if (partial && this.#opts.pii === 'redact') {
+      this.#partialsWithheld += 1;
+      this.#logger.warn(
+        { words: partial.words?.length ?? 0, partialsWithheld: this.#partialsWithheld },
+        'transcribe stream dropped mid-utterance; its unredacted partial is withheld',
+      );
+      const utterance = {
+        start: partial.startTime - this.startTimeOffset,
+        end: partial.endTime - this.startTimeOffset,
+      };
+      const withheld: stt.SpeechData = {
+        language: partial.language,
+        text: UNHEARD_UTTERANCE,
+        startTime: partial.startTime,
+        endTime: partial.endTime,
+        confidence: 0,
+        metadata: { unheard: true, piiAudioSpans: [utterance] },
+      };
+      this.#put({ type: stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives: [withheld] });
+    } else if (partial) {
       const confirmed = this.#settlePreflight(partial.text);
       const final = confirmed ? { ...partial, text: confirmed.text } : partial;
       this.#put({ type: stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives: [final] });
     }
     this.#endUtterance();
+  }
+
+  /** Utterances cut off by a dropped stream whose unredacted partial was withheld (`pii: 'redact'` only). */
+  get partialsWithheld(): number {
+    return this.#partialsWithheld;
   }
 
   /** RECOGNITION_USAGE every `usageIntervalSeconds` of audio sent, and the remainder at the end. */
@@ -594,6 +625,13 @@ export class TranscribeSpeechStream extends stt.SpeechStream {
     return this.#owner;
   }
 }
+
+/**
+ * The final of an utterance a dropped stream cut off, under `pii: 'redact'`: its words were heard only as an
+ * unredacted partial, which is never passed on. Written for the model, which reads it as the caller's turn.
+ */
+export const UNHEARD_UTTERANCE =
+  '(the line dropped while the caller was speaking and their words were lost: ask them to say it again)';
 
 type TimedSpan = { StartTime?: number; EndTime?: number };
 
