@@ -1,6 +1,7 @@
 import { llm } from '@livekit/agents';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { type CallToolResult, McpError, type Tool as McpTool } from '@modelcontextprotocol/sdk/types.js';
 import {
   type AttestationLevel,
@@ -50,6 +51,9 @@ function outcomeOf(result: CallToolResult): ToolCallOutcome {
 
 const DEFAULTS = { callTimeoutMs: 8_000 };
 
+/** How long one request's session header is valid: signed per request, it only has to outlast the request's start. */
+export const SESSION_HEADER_TTL_SECONDS = 300;
+
 /** JSON-RPC errors by which a server refuses a request it read: invalid request, unknown method, invalid params. */
 const REFUSALS = new Set([-32600, -32601, -32602]);
 
@@ -77,21 +81,24 @@ export class McpToolset {
     this.options = { ...DEFAULTS, ...options };
   }
 
-  private headers(): Record<string, string> {
+  /**
+   * Every request the transport makes (tool calls, listings, the event stream, the session's end) goes with a session
+   * header signed as it leaves, valid `SESSION_HEADER_TTL_SECONDS`: a call longer than any one header keeps its
+   * caller-bound tools (a header signed once at connect expired an hour into the call, and every tool then refused).
+   */
+  private readonly fetchWithSession: FetchLike = (url, init) => {
     const { token, sessionSecret, call } = this.options;
-    return {
-      authorization: `Bearer ${token}`,
-      [MCP_SESSION_HEADER]: issueSessionHeader(call, sessionSecret ?? token, 3_600),
-    };
-  }
+    const headers = new Headers(init?.headers);
+    headers.set('authorization', `Bearer ${token}`);
+    headers.set(MCP_SESSION_HEADER, issueSessionHeader(call, sessionSecret ?? token, SESSION_HEADER_TTL_SECONDS));
+    return fetch(url, { ...init, headers });
+  };
 
   private async connect(): Promise<Client> {
     if (this.client) return this.client;
     this.connecting ??= (async () => {
       const client = new Client({ name: 'voice-intake-agent', version: '0.1.0' });
-      const transport = new StreamableHTTPClientTransport(new URL(this.options.url), {
-        requestInit: { headers: this.headers() },
-      });
+      const transport = new StreamableHTTPClientTransport(new URL(this.options.url), { fetch: this.fetchWithSession });
       try {
         await client.connect(transport);
       } catch (error) {
