@@ -41,6 +41,8 @@ export interface RecordedToolCall {
   resultText?: string;
   /** A JSON-RPC error code, when the server refused the request itself. */
   errorCode?: number;
+  /** What the server stated in a result the agent could not read (then the outcome is `failed`). */
+  statedOutcome?: ToolCallOutcome;
   durationMs: number;
 }
 
@@ -185,6 +187,7 @@ export class CallRecorder {
       isError: call.isError,
       text: call.resultText ?? null,
       ...(call.errorCode === undefined ? {} : { code: call.errorCode }),
+      ...(call.statedOutcome === undefined ? {} : { statedOutcome: call.statedOutcome }),
       durationMs: Math.round(call.durationMs),
     });
   }
