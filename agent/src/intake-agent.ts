@@ -122,6 +122,16 @@ export function offeredCallControlTools(
   return canTransfer ? { transfer_to_human, ...always } : always;
 }
 
+/**
+ * The MCP server's tools the model is offered: all but `request_human_transfer`, which only picks a target and records
+ * the request — called by the model it moves nobody while the caller is told they are being connected. The agent
+ * calls it itself inside `transfer_to_human` and when it hands a failing call over.
+ */
+export function modelMcpTools<T>(mcpTools: Record<string, T>): Record<string, T> {
+  const { request_human_transfer: _agentOnly, ...offered } = mcpTools;
+  return offered;
+}
+
 /** The intake agent: our instructions, the MCP server's tools and the call-control tools. */
 export class IntakeAgent extends voice.Agent {
   readonly #exchange?: IntakeAgentCallbacks['llmExchange'];
@@ -140,7 +150,11 @@ export class IntakeAgent extends voice.Agent {
         ? `${INTAKE_INSTRUCTIONS}\n\n${recording.instructions}`
         : INTAKE_INSTRUCTIONS,
       chatCtx,
-      tools: { ...mcpTools, ...offeredCallControlTools(mcpTools, toolset, callbacks), ...recording?.tools },
+      tools: {
+        ...modelMcpTools(mcpTools),
+        ...offeredCallControlTools(mcpTools, toolset, callbacks),
+        ...recording?.tools,
+      },
     });
     this.#exchange = callbacks.llmExchange;
     this.#recording = recording;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closeServer, listenOnLoopback } from '../../../mcp-server/test/support/local-http';
 import { type RunningServer, startServer, TEST_TOKEN } from '../../../mcp-server/test/support/server-process';
-import { callControlTools, offeredCallControlTools } from '../../src/intake-agent';
+import { callControlTools, IntakeAgent, offeredCallControlTools } from '../../src/intake-agent';
 import { McpToolset, type ToolCallEvent } from '../../src/mcp/toolset';
 
 const CALL = { callId: 'call-agent-1', callerNumber: '+14155550123' };
@@ -104,6 +104,21 @@ describe('MCP toolset against the real MCP server', () => {
     expect(await run(tools.end_call, { reason: 'caller is done' })).toBe('Call ended.');
     expect(hangUps).toEqual(['caller is done']);
     expect(playedOut).toHaveLength(2);
+  });
+
+  it('offers the model every MCP tool but request_human_transfer, and transfer_to_human in its place', async () => {
+    const tools = await toolset.tools();
+    const callbacks = { transfer: async () => undefined, hangUp: async () => undefined };
+    const agent = new IntakeAgent(tools, toolset, callbacks);
+    const offered = Object.keys(agent.toolCtx.functionTools);
+    expect(offered).not.toContain('request_human_transfer');
+    expect(offered.sort()).toEqual(
+      [
+        ...Object.keys(tools).filter((name) => name !== 'request_human_transfer'),
+        'transfer_to_human',
+        'end_call',
+      ].sort(),
+    );
   });
 
   it('reconnects after the server restarts', async () => {
