@@ -352,14 +352,22 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     const text = item.textContent ?? '';
     if (!text) return;
     const at = new Date(item.createdAt).toISOString();
-    const turn = recorder.addTurn({
-      speaker: item.role === 'user' ? 'caller' : 'agent',
-      text,
-      startedAt: at,
-      endedAt: at,
-      confidence: item.transcriptConfidence,
-      interrupted: item.interrupted,
-    });
+    let turn: ReturnType<typeof recorder.addTurn>;
+    try {
+      turn = recorder.addTurn({
+        speaker: item.role === 'user' ? 'caller' : 'agent',
+        text,
+        startedAt: at,
+        endedAt: at,
+        confidence: item.transcriptConfidence,
+        interrupted: item.interrupted,
+      });
+    } catch (error) {
+      // A turn the transcript cannot take must not take the reply with it: the framework emits this event on the
+      // reply's own path.
+      log.error({ err: error, role: item.role, chars: text.length }, 'turn not recorded');
+      return;
+    }
     if (item.role === 'assistant' && item.metrics.e2eLatency !== undefined) {
       metrics.emit({ [AGENT_METRICS.voiceToVoiceLatency]: item.metrics.e2eLatency * 1000 }, dimensions);
     }

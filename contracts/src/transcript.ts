@@ -4,12 +4,15 @@ import { MAX_RECORDING_SEGMENT } from './keys';
 
 export const speakerSchema = z.enum(['caller', 'agent']);
 
+/** The longest text one transcript turn holds (the agent records a longer turn cut to this, marked). */
+export const MAX_TURN_TEXT_CHARS = 20_000;
+
 /** One turn of the conversation as spoken (caller) or said (agent). */
 export const transcriptTurnSchema = z.object({
   /** 0-based, strictly increasing within a call. */
   seq: z.number().int().nonnegative(),
   speaker: speakerSchema,
-  text: z.string().max(20_000),
+  text: z.string().max(MAX_TURN_TEXT_CHARS),
   startedAt: isoTimestampSchema,
   endedAt: isoTimestampSchema,
   /** STT confidence 0..1 for caller turns; absent for agent turns. */

@@ -8,6 +8,7 @@ import {
   AuditTrailWriter,
   type CallEndReason,
   isRefusedAsExisting,
+  MAX_TURN_TEXT_CHARS,
   putAuditSegment,
   SCHEMA_VERSION,
   type ToolCallOutcome,
@@ -30,6 +31,16 @@ export interface RecorderPosition {
 }
 
 /** One tool call as the agent made it: what the model asked for and how it ended. */
+/** A turn's text cut to what a transcript turn holds, ending with a marker naming how much was cut. */
+export function fitTurnText(text: string): string {
+  if (text.length <= MAX_TURN_TEXT_CHARS) return text;
+  const marker = (cut: number) => ` […${cut} characters not recorded]`;
+  let keep = MAX_TURN_TEXT_CHARS - marker(text.length).length;
+  // Never split a surrogate pair.
+  if (/[\uD800-\uDBFF]/.test(text[keep - 1] ?? '')) keep -= 1;
+  return text.slice(0, keep) + marker(text.length - keep);
+}
+
 export interface RecordedToolCall {
   name: string;
   /** The arguments as the model gave them (any JSON: a model can send null or a list). */
@@ -151,12 +162,16 @@ export class CallRecorder {
     this.timer.unref();
   }
 
+  /**
+   * Records one turn: masked first (with redaction), then cut to `MAX_TURN_TEXT_CHARS` with a marker saying how much was
+   * left out (cutting first could leave the start of a number too short to be masked).
+   */
   addTurn(input: Omit<TranscriptTurnInput, 'seq' | 'redacted'>): TranscriptTurn {
     const redact = this.options.redact;
     const turn = transcriptTurnSchema.parse({
       ...input,
       seq: this.nextTurnSeq,
-      text: redact ? redact(input.text) : input.text,
+      text: fitTurnText(redact ? redact(input.text) : input.text),
       redacted: redact !== undefined,
     });
     this.nextTurnSeq += 1;

@@ -3,6 +3,7 @@ import {
   type AuditRecord,
   type AuditSegmentObject,
   LocalHmacSealKey,
+  MAX_TURN_TEXT_CHARS,
   recordingPartKey,
   transcriptPartSchema,
   transcriptSchema,
@@ -10,7 +11,7 @@ import {
 } from '@voice-intake/contracts';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { CallRecorder, type CallRecorderOptions } from '../../src/records/call-recorder';
+import { CallRecorder, type CallRecorderOptions, fitTurnText } from '../../src/records/call-recorder';
 import { redactPii } from '../../src/records/redact';
 import { inMemoryS3 } from '../support/fake-aws';
 
@@ -119,6 +120,25 @@ describe('call recorder', () => {
       ok: false,
       reason: expect.stringMatching(/no closing seal after record 1/),
     });
+  });
+
+  it('records a turn longer than a transcript turn holds, cut and marked, masked before it is cut', () => {
+    const rec = recorder({ redact: redactPii });
+    // A card number straddling the cut: cutting first would leave too few of its digits to be masked.
+    const text = `${'blah '.repeat(3_990)}my card is 4111 1111 1111 1111 and ${'blah '.repeat(1_000)}`;
+    expect(text.indexOf('4111') + 19).toBeGreaterThan(MAX_TURN_TEXT_CHARS - 40);
+    const turn = rec.addTurn({ speaker: 'caller', text, startedAt: at(1), endedAt: at(2) });
+    expect(turn.text.length).toBeLessThanOrEqual(MAX_TURN_TEXT_CHARS);
+    expect(turn.text.length).toBeGreaterThan(MAX_TURN_TEXT_CHARS - 10);
+    expect(turn.text).toMatch(/ \[…\d+ characters not recorded\]$/);
+    expect(turn.text).not.toMatch(/4111/);
+    expect(turn.text).toContain('my card is [CARD]');
+    const short = rec.addTurn({ speaker: 'caller', text: 'short', startedAt: at(3), endedAt: at(4) });
+    expect(short.text).toBe('short');
+    expect(fitTurnText('x'.repeat(MAX_TURN_TEXT_CHARS))).toBe('x'.repeat(MAX_TURN_TEXT_CHARS));
+    const emoji = fitTurnText('😀'.repeat(MAX_TURN_TEXT_CHARS));
+    expect(emoji.length).toBeLessThanOrEqual(MAX_TURN_TEXT_CHARS);
+    expect(emoji).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/);
   });
 
   it('keeps records that failed to flush and writes them next time', async () => {
