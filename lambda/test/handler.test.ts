@@ -369,6 +369,47 @@ describe('enrichment handler', () => {
     expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(2);
   });
 
+  it('reads only the version its event names: a transcript replaced since is left to its own event', async () => {
+    const first = agentTranscript('call-replaced');
+    const second = { ...first, caseId: 'CASE-2000' };
+    const key = transcriptKey('call-replaced', new Date(first.startedAt));
+    // S3 holds only the second version now: a read pinned to the first one's ETag is refused with 412.
+    s3.on(GetObjectCommand).callsFake((input: { IfMatch?: string }) => {
+      if (input.IfMatch !== '"etag-second"') {
+        throw Object.assign(new Error('At least one of the pre-conditions you specified did not hold'), {
+          name: 'PreconditionFailed',
+          $fault: 'client',
+          $metadata: { httpStatusCode: 412 },
+        });
+      }
+      const body = JSON.stringify(second);
+      return { Body: sdkStreamMixin(Readable.from([Buffer.from(body)])), ContentLength: Buffer.byteLength(body) };
+    });
+    bedrock.on(ConverseCommand).resolves(toolUseResponse(VALID_INSIGHTS));
+
+    const stale = await handler(objectCreated(key, 100, 'etag-first'), lambdaContext());
+    const current = await handler(objectCreated(key, 100, 'etag-second'), lambdaContext());
+
+    expect(stale).toEqual({ status: 'ignored', reason: 'superseded by a newer version of the transcript' });
+    expect(current).toMatchObject({ status: 'enriched', callId: 'call-replaced' });
+    expect(s3.commandCalls(GetObjectCommand).map((call) => call.args[0].input.IfMatch)).toEqual([
+      '"etag-first"',
+      '"etag-second"',
+    ]);
+    expect(bedrock.commandCalls(ConverseCommand)).toHaveLength(1);
+    expect(putKeys()).toEqual(['enriched/2026/11/24/call-replaced.json']);
+    const published = eventBridge.commandCalls(PutEventsCommand).map((call) => call.args[0].input.Entries![0].Detail!);
+    expect(published.map((detail) => JSON.parse(detail).caseId)).toEqual(['CASE-2000']);
+  });
+
+  it('ignores an event without an ETag: it cannot name the version to read', async () => {
+    const event = objectCreated('transcripts/2026/11/24/call-noetag.json', 100);
+    const { etag: _etag, ...object } = event.detail.object;
+    const outcome = await handler({ ...event, detail: { ...event.detail, object } }, lambdaContext());
+    expect(outcome).toMatchObject({ status: 'ignored' });
+    expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
+  });
+
   it('rejects a malformed transcript with a clear error record and no retry', async () => {
     const broken = { ...agentTranscript('call-broken'), callerNumber: '555-0123', turns: 'none' };
     const body = JSON.stringify(broken);

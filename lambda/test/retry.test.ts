@@ -175,7 +175,7 @@ describe('Enricher backoff around Bedrock', () => {
       });
     const { instance, delays, retries } = enricher(5);
 
-    const outcome = await instance.enrich({ bucket: 'transcripts-bucket', key });
+    const outcome = await instance.enrich({ bucket: 'transcripts-bucket', key, etag: 'etag-1' });
 
     expect(outcome).toMatchObject({ status: 'enriched', callId: 'call-backoff' });
     expect(bedrock.commandCalls(ConverseCommand)).toHaveLength(3);
@@ -187,7 +187,9 @@ describe('Enricher backoff around Bedrock', () => {
     bedrock.on(ConverseCommand).rejects(throttled());
     const { instance, delays } = enricher(4);
 
-    await expect(instance.enrich({ bucket: 'transcripts-bucket', key })).rejects.toBeInstanceOf(ServiceBusyError);
+    await expect(instance.enrich({ bucket: 'transcripts-bucket', key, etag: 'etag-1' })).rejects.toBeInstanceOf(
+      ServiceBusyError,
+    );
 
     expect(bedrock.commandCalls(ConverseCommand)).toHaveLength(4);
     expect(delays).toEqual([250, 500, 1_000]);

@@ -21,9 +21,14 @@ import type { BackoffOptions } from './retry';
 export interface TranscriptObject {
   readonly bucket: string;
   readonly key: string;
+  /** The ETag of the version the event announced: the read is pinned to it (`If-Match`). */
+  readonly etag: string;
   /** From the event; checked before the object is read. */
   readonly size?: number;
 }
+
+/** The outcome of an event whose object version was replaced before it was read: the newer version's event enriches. */
+export const SUPERSEDED = 'superseded by a newer version of the transcript';
 
 export type EnrichmentOutcome =
   | { status: 'enriched'; enrichedKey: string; callId: string; modelAttempts: number }
@@ -52,6 +57,17 @@ class RejectedTranscript extends Error {
   }
 }
 
+/** A read pinned to an ETag that is no longer the object's: S3 answers 412 PreconditionFailed. */
+function isPreconditionFailed(error: unknown): boolean {
+  const failure = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  return failure?.name === 'PreconditionFailed' || failure?.$metadata?.httpStatusCode === 412;
+}
+
+/** `If-Match` takes the quoted form S3 returns as ETag; EventBridge's S3 events carry it unquoted. */
+function quotedEtag(etag: string): string {
+  return etag.startsWith('"') ? etag : `"${etag}"`;
+}
+
 /** Turns one finished call's transcript into an enriched record and an IntakeEnriched event. */
 export class Enricher {
   constructor(private readonly deps: EnricherDeps) {}
@@ -68,6 +84,15 @@ export class Enricher {
       const transcript = await this.readTranscript(object);
       return await this.enrichTranscript(object, transcript);
     } catch (error) {
+      if (isPreconditionFailed(error)) {
+        // The object was replaced after this event: enriching what is there now would enrich the newer version
+        // twice (here and under its own event), so this event has nothing left to do.
+        this.deps.log?.('warn', 'transcript replaced before it was read; its newer version is enriched on its own', {
+          transcriptKey: object.key,
+          etag: object.etag,
+        });
+        return { status: 'ignored', reason: SUPERSEDED };
+      }
       if (!(error instanceof RejectedTranscript)) throw error;
       return this.reject(object, error.reason, error.message);
     }
@@ -78,7 +103,9 @@ export class Enricher {
     if (object.size !== undefined && object.size > limit) {
       throw new RejectedTranscript('transcript_too_large', `${object.size} bytes exceeds the ${limit}-byte limit`);
     }
-    const response = await this.deps.s3.send(new GetObjectCommand({ Bucket: object.bucket, Key: object.key }));
+    const response = await this.deps.s3.send(
+      new GetObjectCommand({ Bucket: object.bucket, Key: object.key, IfMatch: quotedEtag(object.etag) }),
+    );
     if (response.ContentLength !== undefined && response.ContentLength > limit) {
       throw new RejectedTranscript(
         'transcript_too_large',

@@ -46,7 +46,8 @@ const objectCreatedEventSchema = z.object({
     object: z.object({
       key: z.string().min(1),
       size: z.number().int().nonnegative().optional(),
-      etag: z.string().optional(),
+      // Required: it pins the read to the version this event announced, and is part of the idempotency key.
+      etag: z.string().min(1),
     }),
   }),
 });
@@ -65,7 +66,12 @@ type ObjectCreatedEvent = z.infer<typeof objectCreatedEventSchema>;
 async function enrichObject(event: ObjectCreatedEvent, _context: Context): Promise<EnrichmentOutcome> {
   const { bucket, object } = event.detail;
   try {
-    const outcome = await enricher.enrich({ bucket: bucket.name, key: object.key, size: object.size });
+    const outcome = await enricher.enrich({
+      bucket: bucket.name,
+      key: object.key,
+      etag: object.etag,
+      size: object.size,
+    });
     metrics.addMetric(
       outcome.status === 'enriched'
         ? 'TranscriptsEnriched'
