@@ -1,4 +1,5 @@
 import { isAbsolute, relative, resolve } from 'node:path';
+import { callIdSchema } from './common';
 
 /**
  * Where each record lives in S3. Writers and readers (agent, Lambda, IAM policies in CDK) use these,
@@ -28,6 +29,21 @@ function datePath(at: Date): string {
 
 export function transcriptKey(callId: string, startedAt: Date): string {
   return `${S3_PREFIXES.transcripts}${datePath(startedAt)}/${callId}.json`;
+}
+
+const TRANSCRIPT_KEY = /^transcripts\/(\d{4})\/(\d{2})\/(\d{2})\/([^/]+)\.json$/;
+
+/**
+ * The call id and UTC day a key names, only when it is exactly what `transcriptKey(callId, day)` builds (a valid call
+ * id, a real date, nothing else under the prefix); undefined otherwise.
+ */
+export function parseTranscriptKey(key: string): { callId: string; day: Date } | undefined {
+  const match = TRANSCRIPT_KEY.exec(key);
+  if (!match) return undefined;
+  const [, year, month, date, callId] = match;
+  if (!callIdSchema.safeParse(callId).success) return undefined;
+  const day = new Date(Date.UTC(Number(year), Number(month) - 1, Number(date)));
+  return transcriptKey(callId, day) === key ? { callId, day } : undefined;
 }
 
 /** Takeovers of one call a recording may continue through (`segment` of recordingPartKey). */

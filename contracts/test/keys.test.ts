@@ -3,6 +3,7 @@ import {
   auditSegmentKey,
   enrichedKeyForTranscript,
   parseRecordingPartKey,
+  parseTranscriptKey,
   recordingPartKey,
   recordingPrefix,
   transcriptKey,
@@ -22,6 +23,35 @@ describe('S3 key layout', () => {
   it('puts the enriched record beside its transcript and refuses other keys', () => {
     expect(enrichedKeyForTranscript('transcripts/2026/11/25/call-42.json')).toBe('enriched/2026/11/25/call-42.json');
     expect(() => enrichedKeyForTranscript('transcript-parts/call-42/000001.json')).toThrow(/not a transcript key/);
+  });
+});
+
+describe('transcript keys read back from an event', () => {
+  it('reads the call id and day of exactly the keys transcriptKey builds', () => {
+    const key = transcriptKey('call-42', new Date('2026-11-24T15:00:00Z'));
+    expect(parseTranscriptKey(key)).toEqual({ callId: 'call-42', day: new Date('2026-11-24T00:00:00Z') });
+    expect(parseTranscriptKey('transcripts/2026/02/28/a.b:c_d-1.json')).toMatchObject({ callId: 'a.b:c_d-1' });
+  });
+
+  it('refuses every other key under the prefix', () => {
+    for (const key of [
+      'transcripts/junk',
+      'transcripts/call-42.json',
+      'transcripts/2026/11/24/call-42',
+      'transcripts/2026/11/24/call-42.json.gz',
+      'transcripts/2026/11/24/sub/call-42.json',
+      'transcripts/2026/13/01/call-42.json',
+      'transcripts/2026/02/30/call-42.json',
+      'transcripts/2026/1/24/call-42.json',
+      'transcripts/0099/11/24/call-42.json',
+      'transcripts/2026/11/24/bad id.json',
+      'transcripts/2026/11/24/..json',
+      'transcripts/2026/11/24/.json',
+      'enriched/2026/11/24/call-42.json',
+      'xtranscripts/2026/11/24/call-42.json',
+    ]) {
+      expect(parseTranscriptKey(key), key).toBeUndefined();
+    }
   });
 });
 

@@ -429,6 +429,50 @@ describe('enrichment handler', () => {
     expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(0);
   });
 
+  it('rejects a transcript whose call id and start date are not the ones its key names', async () => {
+    const transcript = { ...agentTranscript('call-bbbb'), startedAt: '2025-01-01T00:00:00.000Z' };
+    const body = JSON.stringify(transcript);
+    putTranscript(body);
+    bedrock.on(ConverseCommand).resolves(toolUseResponse(VALID_INSIGHTS));
+
+    const outcome = await handler(objectCreated('transcripts/2026/11/24/call-aaaa.json', body.length), lambdaContext());
+
+    expect(outcome).toMatchObject({ status: 'rejected', reason: 'transcript_malformed' });
+    expect(putKeys()).toEqual(['enrichment-errors/2026/11/24/call-aaaa.json']);
+    const { detail } = enrichmentErrorRecordSchema.parse(putBody());
+    expect(detail).toContain('callId');
+    expect(detail).toContain('startedAt');
+    expect(bedrock.commandCalls(ConverseCommand)).toHaveLength(0);
+    expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(0);
+  });
+
+  it('rejects a transcript whose call id alone differs from its key', async () => {
+    const transcript = agentTranscript('call-other');
+    const body = JSON.stringify(transcript);
+    putTranscript(body);
+
+    const outcome = await handler(objectCreated('transcripts/2026/11/24/call-7f3a.json', body.length), lambdaContext());
+
+    expect(outcome).toMatchObject({ status: 'rejected', reason: 'transcript_malformed' });
+    const { detail } = enrichmentErrorRecordSchema.parse(putBody());
+    expect(detail).toMatch(/^callId: /);
+    expect(detail).not.toContain('startedAt');
+    expect(bedrock.commandCalls(ConverseCommand)).toHaveLength(0);
+  });
+
+  it('rejects a key under the transcripts prefix that is not a transcript key, without reading it', async () => {
+    putTranscript(JSON.stringify(agentTranscript('call-x')));
+    bedrock.on(ConverseCommand).resolves(toolUseResponse(VALID_INSIGHTS));
+
+    const outcome = await handler(objectCreated('transcripts/junk', 100), lambdaContext());
+
+    expect(outcome).toMatchObject({ status: 'rejected', reason: 'transcript_malformed' });
+    expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
+    expect(putKeys()).toEqual(['enrichment-errors/junk']);
+    expect(enrichmentErrorRecordSchema.parse(putBody()).detail).toMatch(/^key: /);
+    expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(0);
+  });
+
   it('rejects a transcript that is not JSON', async () => {
     putTranscript('{"schemaVersion": 1, "turns": [');
     const outcome = await handler(objectCreated('transcripts/2026/11/24/call-trunc.json', 30), lambdaContext());

@@ -10,9 +10,11 @@ import {
   enrichmentErrorKeyForTranscript,
   INTAKE_ENRICHED_DETAIL_TYPE,
   type IntakeEnrichedDetail,
+  parseTranscriptKey,
   S3_PREFIXES,
   SCHEMA_VERSION,
   type Transcript,
+  transcriptKey,
   transcriptSchema,
 } from '@voice-intake/contracts';
 import { requestInsights } from './insights';
@@ -68,6 +70,20 @@ function quotedEtag(etag: string): string {
   return etag.startsWith('"') ? etag : `"${etag}"`;
 }
 
+/** Which of the transcript's callId and startedAt disagree with the call id and date its key names. */
+function keyMismatch(transcript: Transcript, named: { callId: string; day: Date }): string {
+  const problems: string[] = [];
+  if (transcript.callId !== named.callId) {
+    problems.push(`callId: ${transcript.callId} is not the key's call id ${named.callId}`);
+  }
+  const keyDay = named.day.toISOString().slice(0, 10);
+  const startedDay = new Date(transcript.startedAt).toISOString().slice(0, 10);
+  if (startedDay !== keyDay) {
+    problems.push(`startedAt: ${transcript.startedAt} is not on the key's date ${keyDay} (UTC)`);
+  }
+  return problems.join('; ') || `callId, startedAt: do not name the key ${transcriptKey(named.callId, named.day)}`;
+}
+
 /** Turns one finished call's transcript into an enriched record and an IntakeEnriched event. */
 export class Enricher {
   constructor(private readonly deps: EnricherDeps) {}
@@ -99,6 +115,14 @@ export class Enricher {
   }
 
   private async readTranscript(object: TranscriptObject): Promise<Transcript> {
+    // Only the key the agent writes: the records are filed under the key's call id and date, never another's.
+    const named = parseTranscriptKey(object.key);
+    if (!named) {
+      throw new RejectedTranscript(
+        'transcript_malformed',
+        `key: ${object.key} is not a transcript key (transcripts/YYYY/MM/DD/<callId>.json)`,
+      );
+    }
     const limit = this.deps.maxTranscriptBytes;
     if (object.size !== undefined && object.size > limit) {
       throw new RejectedTranscript('transcript_too_large', `${object.size} bytes exceeds the ${limit}-byte limit`);
@@ -122,7 +146,11 @@ export class Enricher {
     const parsed = transcriptSchema.safeParse(json);
     if (!parsed.success)
       throw new RejectedTranscript('transcript_malformed', describeIssues(parsed.error.issues.slice(0, 10)));
-    return parsed.data;
+    const transcript = parsed.data;
+    if (transcriptKey(transcript.callId, new Date(transcript.startedAt)) !== object.key) {
+      throw new RejectedTranscript('transcript_malformed', keyMismatch(transcript, named));
+    }
+    return transcript;
   }
 
   private async enrichTranscript(object: TranscriptObject, transcript: Transcript): Promise<EnrichmentOutcome> {
