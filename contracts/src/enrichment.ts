@@ -1,5 +1,12 @@
 import { z } from 'zod';
 import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
+import { caseIdSchema, intakeTypeSchema } from './intake';
+
+/** The caller's main reason for calling, as a short phrase (model output, then routed on in the event). */
+const intentSchema = z.string().min(1).max(200);
+
+/** An S3 object key (S3 allows at most 1024 bytes; records name only our own keys). */
+const objectKeySchema = z.string().min(1).max(1_024);
 
 export const urgencySchema = z.enum(['low', 'normal', 'high', 'emergency']);
 export const sentimentSchema = z.enum(['negative', 'neutral', 'positive', 'mixed']);
@@ -11,7 +18,7 @@ export const sentimentSchema = z.enum(['negative', 'neutral', 'positive', 'mixed
 export const callInsightsSchema = z
   .object({
     summary: z.string().min(1).max(2_000).describe('Two to four sentences a case worker can read in ten seconds.'),
-    intent: z.string().min(1).max(200).describe("The caller's main reason for calling, as a short phrase."),
+    intent: intentSchema.describe("The caller's main reason for calling, as a short phrase."),
     intakeFields: z
       .array(
         z
@@ -38,13 +45,13 @@ export const enrichedRecordSchema = z.object({
   schemaVersion: z.literal(SCHEMA_VERSION),
   callId: callIdSchema,
   callerNumber: callerNumberSchema,
-  transcriptKey: z.string().min(1),
+  transcriptKey: objectKeySchema,
   enrichedAt: isoTimestampSchema,
   modelId: z.string().min(1),
   /** 1 when the model's first answer fit the schema, 2 when it needed the one corrective retry. */
   modelAttempts: z.number().int().min(1).max(2),
-  caseId: z.string().optional(),
-  intakeType: z.string().optional(),
+  caseId: caseIdSchema.optional(),
+  intakeType: intakeTypeSchema.optional(),
   insights: callInsightsSchema,
 });
 
@@ -53,7 +60,8 @@ export const enrichmentErrorRecordSchema = z.object({
   schemaVersion: z.literal(SCHEMA_VERSION),
   transcriptKey: z.string().min(1),
   failedAt: isoTimestampSchema,
-  reason: z.enum(['transcript_too_large', 'transcript_malformed', 'model_output_invalid']),
+  /** record_invalid: the enriched record or its event would not fit its contract (nothing was written or sent). */
+  reason: z.enum(['transcript_too_large', 'transcript_malformed', 'model_output_invalid', 'record_invalid']),
   detail: z.string().max(4_000),
 });
 
@@ -64,15 +72,15 @@ export const ENRICHMENT_EVENT_SOURCE = 'voice-intake.enrichment' as const;
 export const intakeEnrichedDetailSchema = z.object({
   schemaVersion: z.literal(SCHEMA_VERSION),
   callId: callIdSchema,
-  bucket: z.string().min(1),
-  enrichedKey: z.string().min(1),
-  transcriptKey: z.string().min(1),
+  bucket: z.string().min(1).max(63),
+  enrichedKey: objectKeySchema,
+  transcriptKey: objectKeySchema,
   callerNumber: callerNumberSchema,
-  intent: z.string(),
+  intent: intentSchema,
   urgency: urgencySchema,
   sentiment: sentimentSchema,
-  caseId: z.string().optional(),
-  intakeType: z.string().optional(),
+  caseId: caseIdSchema.optional(),
+  intakeType: intakeTypeSchema.optional(),
 });
 
 export type CallInsights = z.infer<typeof callInsightsSchema>;

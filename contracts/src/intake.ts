@@ -1,6 +1,12 @@
 import { z } from 'zod';
 import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
 
+/** The backend's id of one intake case. */
+export const caseIdSchema = z.string().min(1).max(64);
+
+/** Which intake form a call filled in (the enterprise's own names). */
+export const intakeTypeSchema = z.string().min(1).max(64);
+
 export const intakeCaseStatusSchema = z.enum(['draft', 'submitted', 'forwarded', 'closed']);
 
 /**
@@ -16,10 +22,10 @@ export const caseCallerTrustSchema = z.enum(['attested', 'verified', 'unverified
  */
 export const intakeCaseSchema = z.object({
   schemaVersion: z.literal(SCHEMA_VERSION),
-  caseId: z.string().min(1).max(64),
+  caseId: caseIdSchema,
   callId: callIdSchema,
   callerNumber: callerNumberSchema,
-  intakeType: z.string().min(1).max(64),
+  intakeType: intakeTypeSchema,
   fields: z.record(z.string(), z.string().max(4_000)),
   status: intakeCaseStatusSchema,
   createdAt: isoTimestampSchema,

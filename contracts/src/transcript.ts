@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
+import { caseIdSchema, intakeTypeSchema } from './intake';
 import { MAX_RECORDING_SEGMENT } from './keys';
 
 export const speakerSchema = z.enum(['caller', 'agent']);
@@ -82,8 +83,8 @@ export const transcriptSchema = z.object({
   startedAt: isoTimestampSchema,
   endedAt: isoTimestampSchema,
   endReason: callEndReasonSchema,
-  intakeType: z.string().optional(),
-  caseId: z.string().optional(),
+  intakeType: intakeTypeSchema.optional(),
+  caseId: caseIdSchema.optional(),
   turns: z.array(transcriptTurnSchema).max(5_000),
   /**
    * Transcript parts of workers that held the call before the one that ended it whose turns are not in `turns`: a

@@ -7,6 +7,7 @@ import {
   enrichmentErrorKeyForTranscript,
   intakeEnrichedDetailSchema,
   transcriptKey,
+  transcriptSchema,
 } from '../src';
 
 describe('enrichment contracts', () => {
@@ -81,5 +82,58 @@ describe('enrichment contracts', () => {
     const wrong = intakeEnrichedDetailSchema.safeParse({ ...detail, urgency: 'critical', callId: 'bad id' });
     expect(wrong.success).toBe(false);
     expect(wrong.error!.issues.map((issue) => issue.path.join('.')).sort()).toEqual(['callId', 'urgency']);
+  });
+
+  it('bounds the case id and intake type wherever a call carries them, naming the field', () => {
+    const transcript = {
+      schemaVersion: 1,
+      callId: 'call-42',
+      roomName: 'intake-call-42',
+      callerNumber: '+14155550123',
+      startedAt: '2026-11-24T15:00:00.000Z',
+      endedAt: '2026-11-24T15:01:00.000Z',
+      endReason: 'caller_hangup',
+      turns: [],
+    };
+    const key = transcriptKey('call-42', new Date(transcript.startedAt));
+    const record = {
+      schemaVersion: 1,
+      callId: 'call-42',
+      callerNumber: '+14155550123',
+      transcriptKey: key,
+      enrichedAt: '2026-11-24T15:02:00.000Z',
+      modelId: 'model',
+      modelAttempts: 1,
+      insights: {
+        summary: 's',
+        intent: 'i',
+        intakeFields: [],
+        urgency: 'low',
+        sentiment: 'neutral',
+        followUpActions: [],
+      },
+    };
+    const detail = {
+      schemaVersion: 1,
+      callId: 'call-42',
+      bucket: 'transcripts-bucket',
+      enrichedKey: enrichedKeyForTranscript(key),
+      transcriptKey: key,
+      callerNumber: '+14155550123',
+      intent: 'i',
+      urgency: 'low',
+      sentiment: 'neutral',
+    };
+    const fits = { caseId: 'C'.repeat(64), intakeType: 't'.repeat(64) };
+    const tooLong = { caseId: 'C'.repeat(300_000), intakeType: 't'.repeat(65) };
+    for (const schema of [transcriptSchema, enrichedRecordSchema, intakeEnrichedDetailSchema]) {
+      const value = schema === transcriptSchema ? transcript : schema === enrichedRecordSchema ? record : detail;
+      expect(schema.safeParse({ ...value, ...fits }).success).toBe(true);
+      const wrong = schema.safeParse({ ...value, ...tooLong });
+      expect(wrong.success).toBe(false);
+      expect(wrong.error!.issues.map((issue) => issue.path.join('.')).sort()).toEqual(['caseId', 'intakeType']);
+    }
+    const longIntent = intakeEnrichedDetailSchema.safeParse({ ...detail, intent: 'i'.repeat(201) });
+    expect(longIntent.error!.issues.map((issue) => issue.path.join('.'))).toEqual(['intent']);
   });
 });

@@ -473,6 +473,24 @@ describe('enrichment handler', () => {
     expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(0);
   });
 
+  it('rejects a transcript whose case id is longer than a case id can be, before the model or any write', async () => {
+    const transcript = { ...agentTranscript('call-longcase'), caseId: 'C'.repeat(5_000) };
+    const body = JSON.stringify(transcript);
+    putTranscript(body);
+    bedrock.on(ConverseCommand).resolves(toolUseResponse(VALID_INSIGHTS));
+
+    const outcome = await handler(
+      objectCreated('transcripts/2026/11/24/call-longcase.json', body.length),
+      lambdaContext(),
+    );
+
+    expect(outcome).toMatchObject({ status: 'rejected', reason: 'transcript_malformed' });
+    expect(putKeys()).toEqual(['enrichment-errors/2026/11/24/call-longcase.json']);
+    expect(enrichmentErrorRecordSchema.parse(putBody()).detail).toMatch(/^caseId: /);
+    expect(bedrock.commandCalls(ConverseCommand)).toHaveLength(0);
+    expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(0);
+  });
+
   it('rejects a transcript that is not JSON', async () => {
     putTranscript('{"schemaVersion": 1, "turns": [');
     const outcome = await handler(objectCreated('transcripts/2026/11/24/call-trunc.json', 30), lambdaContext());

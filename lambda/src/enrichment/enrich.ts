@@ -1,5 +1,5 @@
 import type { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
-import { type EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
+import { type EventBridgeClient, PutEventsCommand, type PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
   describeIssues,
@@ -7,9 +7,11 @@ import {
   type EnrichedRecord,
   type EnrichmentErrorRecord,
   enrichedKeyForTranscript,
+  enrichedRecordSchema,
   enrichmentErrorKeyForTranscript,
   INTAKE_ENRICHED_DETAIL_TYPE,
   type IntakeEnrichedDetail,
+  intakeEnrichedDetailSchema,
   parseTranscriptKey,
   S3_PREFIXES,
   SCHEMA_VERSION,
@@ -68,6 +70,43 @@ function isPreconditionFailed(error: unknown): boolean {
 /** `If-Match` takes the quoted form S3 returns as ETag; EventBridge's S3 events carry it unquoted. */
 function quotedEtag(etag: string): string {
   return etag.startsWith('"') ? etag : `"${etag}"`;
+}
+
+/** EventBridge refuses a PutEvents entry larger than 256 KB (Source, DetailType, Detail and Resources, UTF-8). */
+export const EVENT_ENTRY_MAX_BYTES = 256 * 1024;
+
+/**
+ * The IntakeEnriched entry for a detail, or why it cannot be sent: the detail must fit its contract and the entry
+ * EventBridge's size limit (the problem names the field, for size the largest one). Checked before anything is
+ * written, so a detail that could never be published leaves no record behind and is not retried.
+ */
+export function intakeEnrichedEntry(
+  detail: IntakeEnrichedDetail,
+  eventBusName: string,
+  maxBytes = EVENT_ENTRY_MAX_BYTES,
+): { ok: true; entry: PutEventsRequestEntry } | { ok: false; problem: string } {
+  const parsed = intakeEnrichedDetailSchema.safeParse(detail);
+  if (!parsed.success) {
+    return { ok: false, problem: `IntakeEnriched detail: ${describeIssues(parsed.error.issues.slice(0, 10))}` };
+  }
+  const entry = {
+    EventBusName: eventBusName,
+    Source: ENRICHMENT_EVENT_SOURCE,
+    DetailType: INTAKE_ENRICHED_DETAIL_TYPE,
+    Resources: [],
+    Detail: JSON.stringify(parsed.data),
+  } satisfies PutEventsRequestEntry;
+  const bytes = [entry.Source, entry.DetailType, entry.Detail].reduce((sum, part) => sum + Buffer.byteLength(part), 0);
+  if (bytes > maxBytes) {
+    const [largest] = Object.entries(parsed.data).sort(
+      ([, a], [, b]) => Buffer.byteLength(JSON.stringify(b)) - Buffer.byteLength(JSON.stringify(a)),
+    );
+    return {
+      ok: false,
+      problem: `IntakeEnriched detail: ${largest[0]}: the event entry is ${bytes} bytes, over the ${maxBytes}-byte limit`,
+    };
+  }
+  return { ok: true, entry };
 }
 
 /** Which of the transcript's callId and startedAt disagree with the call id and date its key names. */
@@ -158,7 +197,7 @@ export class Enricher {
     if (!result.ok) throw new RejectedTranscript('model_output_invalid', result.detail);
 
     const enrichedKey = enrichedKeyForTranscript(object.key);
-    const record: EnrichedRecord = {
+    const record = enrichedRecordSchema.safeParse({
       schemaVersion: SCHEMA_VERSION,
       callId: transcript.callId,
       callerNumber: transcript.callerNumber,
@@ -169,35 +208,33 @@ export class Enricher {
       caseId: transcript.caseId,
       intakeType: transcript.intakeType,
       insights: result.insights,
-    };
-    await this.putJson(object.bucket, enrichedKey, record);
-
-    const detail: IntakeEnrichedDetail = {
-      schemaVersion: SCHEMA_VERSION,
-      callId: transcript.callId,
-      bucket: object.bucket,
-      enrichedKey,
-      transcriptKey: object.key,
-      callerNumber: transcript.callerNumber,
-      intent: result.insights.intent,
-      urgency: result.insights.urgency,
-      sentiment: result.insights.sentiment,
-      caseId: transcript.caseId,
-      intakeType: transcript.intakeType,
-    };
-    const published = await this.deps.eventBridge.send(
-      new PutEventsCommand({
-        Entries: [
-          {
-            EventBusName: this.deps.eventBusName,
-            Source: ENRICHMENT_EVENT_SOURCE,
-            DetailType: INTAKE_ENRICHED_DETAIL_TYPE,
-            Resources: [],
-            Detail: JSON.stringify(detail),
-          },
-        ],
-      }),
+    } satisfies EnrichedRecord);
+    if (!record.success) {
+      throw new RejectedTranscript(
+        'record_invalid',
+        `enriched record: ${describeIssues(record.error.issues.slice(0, 10))}`,
+      );
+    }
+    const event = intakeEnrichedEntry(
+      {
+        schemaVersion: SCHEMA_VERSION,
+        callId: transcript.callId,
+        bucket: object.bucket,
+        enrichedKey,
+        transcriptKey: object.key,
+        callerNumber: transcript.callerNumber,
+        intent: result.insights.intent,
+        urgency: result.insights.urgency,
+        sentiment: result.insights.sentiment,
+        caseId: transcript.caseId,
+        intakeType: transcript.intakeType,
+      },
+      this.deps.eventBusName,
     );
+    if (!event.ok) throw new RejectedTranscript('record_invalid', event.problem);
+
+    await this.putJson(object.bucket, enrichedKey, record.data);
+    const published = await this.deps.eventBridge.send(new PutEventsCommand({ Entries: [event.entry] }));
     if ((published.FailedEntryCount ?? 0) > 0) {
       const entry = published.Entries?.[0];
       // Retryable: the invocation fails, idempotency releases the key, the redelivery publishes again.
