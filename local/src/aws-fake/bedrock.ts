@@ -170,13 +170,31 @@ export async function handleConverseStream(ctx: HandlerContext, request: FakeReq
 }
 
 /**
+ * What the caller said: the caller turns of the call's JSON data line (the enrichment Lambda's prompt), else
+ * `[caller] …` lines.
+ */
+function callerTextsOf(transcript: string): string[] {
+  for (const line of transcript.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const { turns } = JSON.parse(line) as { turns?: { speaker?: unknown; text?: unknown }[] };
+      if (!Array.isArray(turns)) continue;
+      return turns.flatMap((turn) => (turn.speaker === 'caller' && typeof turn.text === 'string' ? [turn.text] : []));
+    } catch {
+      // Not the call's data: read on.
+    }
+  }
+  return [...transcript.matchAll(/^\[caller\] (.+)$/gm)].map((match) => match[1]);
+}
+
+/**
  * Structured call insights for a forced `record_call_insights` tool call (the enrichment Lambda): built from the
  * transcript's caller turns, or the scenario's own `insights` (which may be invalid on purpose).
  */
 function insightsFor(body: WireConverseRequest, session: FakeSession): Record<string, unknown> {
   if (session.scenario.insights) return session.scenario.insights;
   const transcript = textsOf(body).join('\n');
-  const callerLines = [...transcript.matchAll(/^\[caller\] (.+)$/gm)].map((match) => match[1]);
+  const callerLines = callerTextsOf(transcript);
   const first = callerLines[0] ?? transcript.slice(0, 300);
   const { fields } = intakeFieldsFrom(first);
   const insights = {
