@@ -1,9 +1,11 @@
 import { z } from 'zod';
-import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
+import { callerNumberSchema, callIdSchema, isoTimestampSchema, SCHEMA_VERSION, storedText } from './common';
 import { caseIdSchema, intakeTypeSchema } from './intake';
 
 /** The caller's main reason for calling, as a short phrase (model output, then routed on in the event). */
-const intentSchema = z.string().min(1).max(200);
+const intentSchema = storedText(
+  z.string().min(1).max(200).describe("The caller's main reason for calling, as a short phrase."),
+);
 
 /** An S3 object key (S3 allows at most 1024 bytes; records name only our own keys). */
 const objectKeySchema = z.string().min(1).max(1_024);
@@ -12,19 +14,26 @@ export const urgencySchema = z.enum(['low', 'normal', 'high', 'emergency']);
 export const sentimentSchema = z.enum(['negative', 'neutral', 'positive', 'mixed']);
 
 /**
- * What the model is asked to produce from a transcript (its structured tool-use output). Bounded everywhere:
- * the model's output is untrusted until it fits.
+ * What the model is asked to produce from a transcript (its structured tool-use output). Bounded everywhere, and
+ * every text is `storedText` (no control, escape or bidi-override characters; NFC): the model's output is untrusted
+ * until it fits. Its JSON Schema for a tool is the input side (`z.toJSONSchema(…, { io: 'input' })`).
  */
 export const callInsightsSchema = z
   .object({
-    summary: z.string().min(1).max(2_000).describe('Two to four sentences a case worker can read in ten seconds.'),
-    intent: intentSchema.describe("The caller's main reason for calling, as a short phrase."),
+    summary: storedText(
+      z.string().min(1).max(2_000).describe('Two to four sentences a case worker can read in ten seconds.'),
+    ),
+    intent: intentSchema,
     intakeFields: z
       .array(
         z
           .object({
-            name: z.string().min(1).max(64).describe('Field name, snake_case, e.g. full_name, date_of_birth.'),
-            value: z.string().max(1_000).describe('The value as the caller gave it, normalised where obvious.'),
+            name: storedText(
+              z.string().min(1).max(64).describe('Field name, snake_case, e.g. full_name, date_of_birth.'),
+            ),
+            value: storedText(
+              z.string().max(1_000).describe('The value as the caller gave it, normalised where obvious.'),
+            ),
             confidence: z.number().min(0).max(1).describe('0..1: how sure the transcript makes this value.'),
           })
           .strict(),
@@ -34,7 +43,7 @@ export const callInsightsSchema = z
     urgency: urgencySchema.describe('emergency only for risk to life or safety.'),
     sentiment: sentimentSchema,
     followUpActions: z
-      .array(z.string().min(1).max(300))
+      .array(storedText(z.string().min(1).max(300)))
       .max(10)
       .describe('Concrete next steps for staff, imperative voice.'),
   })

@@ -12,15 +12,49 @@ import {
 
 describe('enrichment contracts', () => {
   it('converts the insights schema to a JSON Schema a model tool can take', () => {
-    const jsonSchema = z.toJSONSchema(callInsightsSchema) as {
+    // What the model sends is the schema's input (its text is normalised after it is checked).
+    const jsonSchema = z.toJSONSchema(callInsightsSchema, { io: 'input' }) as {
       type: string;
       required: string[];
-      properties: Record<string, unknown>;
+      properties: Record<string, { description?: string; maxLength?: number }>;
     };
     expect(jsonSchema.type).toBe('object');
     expect(jsonSchema.required).toEqual(
       expect.arrayContaining(['summary', 'intent', 'intakeFields', 'urgency', 'sentiment', 'followUpActions']),
     );
+    expect(jsonSchema.properties.intent).toMatchObject({
+      maxLength: 200,
+      description: "The caller's main reason for calling, as a short phrase.",
+    });
+  });
+
+  it('refuses model text with control, escape or bidi-override characters, naming each field', () => {
+    const result = callInsightsSchema.safeParse({
+      summary: 'ok\u0007',
+      intent: 'refund \u202Edeifirev\u202C',
+      intakeFields: [{ name: 'full\u001b[2J_name', value: 'Ada\u2066', confidence: 0.9 }],
+      urgency: 'normal',
+      sentiment: 'neutral',
+      followUpActions: ['Call back', 'Erase \u009b screen'],
+    });
+    expect(result.success).toBe(false);
+    expect(result.error!.issues.map((issue) => issue.path.join('.')).sort()).toEqual([
+      'followUpActions.1',
+      'intakeFields.0.name',
+      'intakeFields.0.value',
+      'intent',
+      'summary',
+    ]);
+    expect(result.error!.issues.find((issue) => issue.path[0] === 'intent')!.message).toContain('U+202E');
+    const clean = callInsightsSchema.parse({
+      summary: 'Caller reports a leak.\nCase filed.',
+      intent: 'Cafe\u0301 order',
+      intakeFields: [],
+      urgency: 'normal',
+      sentiment: 'neutral',
+      followUpActions: [],
+    });
+    expect(clean.intent).toBe('Caf\u00e9 order');
   });
 
   it('rejects model output with out-of-range confidence and unknown keys', () => {

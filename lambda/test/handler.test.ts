@@ -269,6 +269,29 @@ describe('enrichment handler', () => {
     expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(1);
   });
 
+  it('refuses model text with escape or bidi-override characters and names the field in the corrective turn', async () => {
+    const transcript = agentTranscript('call-bidi');
+    const body = JSON.stringify(transcript);
+    putTranscript(body);
+    const spoofed = { ...VALID_INSIGHTS, intent: 'refund \u202Edeifirev\u202C \u001b[2J' };
+    bedrock
+      .on(ConverseCommand)
+      .resolvesOnce(toolUseResponse(spoofed, 'bad-1'))
+      .resolves(toolUseResponse(VALID_INSIGHTS, 'good-2'));
+
+    const outcome = await handler(
+      objectCreated(transcriptKey('call-bidi', new Date(transcript.startedAt)), body.length),
+      lambdaContext(),
+    );
+
+    expect(outcome).toMatchObject({ status: 'enriched', modelAttempts: 2 });
+    const correction = bedrock.commandCalls(ConverseCommand)[1].args[0].input.messages!.at(-1)!;
+    expect(correction.content![0].toolResult!.content![0].text).toMatch(/intent: .*U\+202E/);
+    expect(enrichedRecordSchema.parse(putBody()).insights.intent).toBe(VALID_INSIGHTS.intent);
+    const detail = JSON.parse(eventBridge.commandCalls(PutEventsCommand)[0].args[0].input.Entries![0].Detail!);
+    expect(detail.intent).toBe(VALID_INSIGHTS.intent);
+  });
+
   it('writes an error record and no event when the model output stays invalid', async () => {
     const transcript = agentTranscript('call-badmodel');
     const body = JSON.stringify(transcript);

@@ -22,8 +22,9 @@ const SYSTEM_PROMPT = [
 ].join(' ');
 
 function toolInputSchema(): Record<string, unknown> {
-  // Bedrock takes plain JSON Schema; the draft marker is not needed.
-  const { $schema: _draft, ...schema } = z.toJSONSchema(callInsightsSchema) as Record<string, unknown>;
+  // Bedrock takes plain JSON Schema; the draft marker is not needed. The model writes the schema's input side (its
+  // text is normalised only after it is checked).
+  const { $schema: _draft, ...schema } = z.toJSONSchema(callInsightsSchema, { io: 'input' }) as Record<string, unknown>;
   return schema;
 }
 
