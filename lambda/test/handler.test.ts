@@ -524,6 +524,21 @@ describe('enrichment handler', () => {
     expect(enrichmentErrorRecordSchema.parse(putBody()).detail).toMatch(/^not JSON/);
   });
 
+  it('keeps what a transcript that is not JSON says out of its error record: a position at most', async () => {
+    const body = '{"schemaVersion":1,"turns":[{"speaker":"caller","text":My SSN is 078-05-1120"}]}';
+    putTranscript(body);
+    const outcome = await handler(objectCreated('transcripts/2026/11/24/call-pii.json', body.length), lambdaContext());
+    expect(outcome).toMatchObject({ status: 'rejected', reason: 'transcript_malformed' });
+    const { detail } = enrichmentErrorRecordSchema.parse(putBody());
+    expect(detail).toBe(`not JSON (SyntaxError; ${body.length} bytes)`);
+
+    s3.reset();
+    s3.on(PutObjectCommand).resolves({});
+    putTranscript('{"schemaVersion": 1, "turns": [{"text": "078-05-1120" "x"');
+    await handler(objectCreated('transcripts/2026/11/24/call-pii2.json', 60), lambdaContext());
+    expect(enrichmentErrorRecordSchema.parse(putBody()).detail).toBe('not JSON (SyntaxError at position 54)');
+  });
+
   it('rejects an oversized transcript without reading it', async () => {
     const outcome = await handler(objectCreated('transcripts/2026/11/24/call-huge.json', 50_000_000), lambdaContext());
     expect(outcome).toMatchObject({ status: 'rejected', reason: 'transcript_too_large' });

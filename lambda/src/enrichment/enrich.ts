@@ -109,6 +109,17 @@ export function intakeEnrichedEntry(
   return { ok: true, entry };
 }
 
+/**
+ * Why a body is not JSON, without what it says: the parser's message quotes the text around the error (a caller's
+ * words, possibly personal data), so only the position it names is kept, else the body's size.
+ */
+function notJson(error: unknown, body: string): string {
+  const position = /\bat position (\d+)\b/.exec(error instanceof Error ? error.message : '')?.[1];
+  return position === undefined
+    ? `not JSON (SyntaxError; ${Buffer.byteLength(body)} bytes)`
+    : `not JSON (SyntaxError at position ${position})`;
+}
+
 /** Which of the transcript's callId and startedAt disagree with the call id and date its key names. */
 function keyMismatch(transcript: Transcript, named: { callId: string; day: Date }): string {
   const problems: string[] = [];
@@ -180,7 +191,7 @@ export class Enricher {
     try {
       json = JSON.parse(body);
     } catch (error) {
-      throw new RejectedTranscript('transcript_malformed', `not JSON: ${(error as Error).message}`);
+      throw new RejectedTranscript('transcript_malformed', notJson(error, body));
     }
     const parsed = transcriptSchema.safeParse(json);
     if (!parsed.success)
