@@ -69,8 +69,18 @@ export const enrichmentErrorRecordSchema = z.object({
   schemaVersion: z.literal(SCHEMA_VERSION),
   transcriptKey: z.string().min(1),
   failedAt: isoTimestampSchema,
-  /** record_invalid: the enriched record or its event would not fit its contract (nothing was written or sent). */
-  reason: z.enum(['transcript_too_large', 'transcript_malformed', 'model_output_invalid', 'record_invalid']),
+  /**
+   * model_input_rejected: the model refused the request as invalid (Bedrock ValidationException, e.g. a transcript
+   * too long for it); record_invalid: the enriched record or its event would not fit its contract (nothing was
+   * written or sent).
+   */
+  reason: z.enum([
+    'transcript_too_large',
+    'transcript_malformed',
+    'model_output_invalid',
+    'model_input_rejected',
+    'record_invalid',
+  ]),
   detail: z.string().max(4_000),
 });
 

@@ -599,6 +599,34 @@ describe('enrichment handler', () => {
     await expect(handler(event, lambdaContext())).resolves.toMatchObject({ status: 'enriched' });
   });
 
+  it('records a transcript the model refuses as input (too long for it) once, without retrying', async () => {
+    const transcript = agentTranscript('call-toolong');
+    const body = JSON.stringify(transcript);
+    putTranscript(body);
+    bedrock.on(ConverseCommand).rejects(
+      Object.assign(new Error('Input is too long for requested model.'), {
+        name: 'ValidationException',
+        $fault: 'client',
+        $metadata: { httpStatusCode: 400 },
+      }),
+    );
+
+    const outcome = await handler(
+      objectCreated(transcriptKey('call-toolong', new Date(transcript.startedAt)), body.length),
+      lambdaContext(),
+    );
+
+    expect(outcome).toMatchObject({ status: 'rejected', reason: 'model_input_rejected' });
+    expect(bedrock.commandCalls(ConverseCommand)).toHaveLength(1);
+    expect(putKeys()).toEqual(['enrichment-errors/2026/11/24/call-toolong.json']);
+    const record = enrichmentErrorRecordSchema.parse(putBody());
+    expect(record).toMatchObject({
+      reason: 'model_input_rejected',
+      detail: 'the model refused the request: ValidationException: Input is too long for requested model.',
+    });
+    expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(0);
+  });
+
   it('fails the invocation when EventBridge rejects the event', async () => {
     const transcript = agentTranscript('call-bus');
     const body = JSON.stringify(transcript);

@@ -205,7 +205,7 @@ export class Enricher {
 
   private async enrichTranscript(object: TranscriptObject, transcript: Transcript): Promise<EnrichmentOutcome> {
     const result = await requestInsights(this.deps.bedrock, this.deps.modelId, transcript, this.deps.backoff);
-    if (!result.ok) throw new RejectedTranscript('model_output_invalid', result.detail);
+    if (!result.ok) throw new RejectedTranscript(result.reason, result.detail);
 
     const enrichedKey = enrichedKeyForTranscript(object.key);
     const record = enrichedRecordSchema.safeParse({

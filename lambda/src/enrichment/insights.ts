@@ -2,6 +2,7 @@ import {
   type BedrockRuntimeClient,
   type ContentBlock,
   ConverseCommand,
+  type ConverseCommandOutput,
   type Message,
   type ToolConfiguration,
 } from '@aws-sdk/client-bedrock-runtime';
@@ -61,7 +62,15 @@ export function transcriptForModel(transcript: Transcript): string {
 
 export type InsightsResult =
   | { ok: true; insights: CallInsights; attempts: 1 | 2 }
-  | { ok: false; detail: string; attempts: 2 };
+  /** The model's output did not fit twice. */
+  | { ok: false; reason: 'model_output_invalid'; detail: string; attempts: 2 }
+  /** The model refused the request itself as invalid (e.g. too long for it): the same input would be refused again. */
+  | { ok: false; reason: 'model_input_rejected'; detail: string; attempts: 1 | 2 };
+
+/** Bedrock's answer to a request it will not take as it is (input too long for the model, malformed content). */
+function isValidationException(error: unknown): error is Error {
+  return error instanceof Error && error.name === 'ValidationException';
+}
 
 function toolUseOf(message: Message | undefined): { toolUseId: string; input: unknown } | undefined {
   const block = message?.content?.find(
@@ -84,19 +93,26 @@ export async function requestInsights(
   const messages: Message[] = [{ role: 'user', content: [{ text: transcriptForModel(transcript) }] }];
   let lastProblem = '';
   for (const attempt of [1, 2] as const) {
-    const response = await withBackoff(
-      () =>
-        client.send(
-          new ConverseCommand({
-            modelId,
-            system: [{ text: SYSTEM_PROMPT }],
-            messages,
-            toolConfig: TOOL_CONFIG,
-            inferenceConfig: { temperature: 0, maxTokens: 2_000 },
-          }),
-        ),
-      backoff,
-    );
+    let response: ConverseCommandOutput;
+    try {
+      response = await withBackoff(
+        () =>
+          client.send(
+            new ConverseCommand({
+              modelId,
+              system: [{ text: SYSTEM_PROMPT }],
+              messages,
+              toolConfig: TOOL_CONFIG,
+              inferenceConfig: { temperature: 0, maxTokens: 2_000 },
+            }),
+          ),
+        backoff,
+      );
+    } catch (error) {
+      if (!isValidationException(error)) throw error;
+      const detail = `the model refused the request: ${error.name}: ${error.message}`.slice(0, 1_000);
+      return { ok: false, reason: 'model_input_rejected', detail, attempts: attempt };
+    }
     const message = response.output?.message;
     const toolUse = toolUseOf(message);
     if (!toolUse) {
@@ -125,5 +141,5 @@ export async function requestInsights(
       ],
     });
   }
-  return { ok: false, detail: lastProblem, attempts: 2 };
+  return { ok: false, reason: 'model_output_invalid', detail: lastProblem, attempts: 2 };
 }
