@@ -96,6 +96,16 @@ describe('enrichment stack', () => {
     });
   });
 
+  it('tells the function the transcripts bucket, the one its trigger rule names (it ignores any other)', () => {
+    const [rule] = Object.values(enrichment.findResources('AWS::Events::Rule'));
+    const [fn] = Object.values(
+      enrichment.findResources('AWS::Lambda::Function', { Properties: { Runtime: 'nodejs22.x' } }),
+    );
+    const bucket = fn.Properties.Environment.Variables.TRANSCRIPTS_BUCKET_NAME;
+    expect(JSON.stringify(bucket)).toContain('voice-intake-transcripts-');
+    expect(rule.Properties.EventPattern.detail.bucket.name).toEqual([bucket]);
+  });
+
   it('runs the function on Node 22 in private subnets, traced, bounded, dead-lettered', () => {
     enrichment.hasResourceProperties('AWS::Lambda::Function', {
       Runtime: 'nodejs22.x',
@@ -169,6 +179,7 @@ describe('enrichment stack', () => {
           MODEL_ID: 'm',
           EVENT_BUS_NAME: 'b',
           IDEMPOTENCY_TABLE_NAME: 't',
+          TRANSCRIPTS_BUCKET_NAME: 'tb',
         },
       });
       expect(loaded.stderr).not.toMatch(/Cannot find module|invalid enrichment environment/);

@@ -5,6 +5,7 @@ const REQUIRED = {
   MODEL_ID: 'us.anthropic.claude-haiku-4-5-20251001-v1:0',
   EVENT_BUS_NAME: 'intake-bus',
   IDEMPOTENCY_TABLE_NAME: 'idempotency',
+  TRANSCRIPTS_BUCKET_NAME: 'transcripts-bucket',
 };
 
 describe('enrichment environment', () => {
@@ -28,6 +29,7 @@ describe('enrichment environment', () => {
     for (const variable of [
       'EVENT_BUS_NAME',
       'IDEMPOTENCY_TABLE_NAME',
+      'TRANSCRIPTS_BUCKET_NAME',
       'MAX_TRANSCRIPT_BYTES',
       'BEDROCK_MAX_ATTEMPTS',
     ]) {

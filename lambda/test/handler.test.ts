@@ -35,6 +35,7 @@ let handler: Handler;
 beforeAll(async () => {
   vi.stubEnv('MODEL_ID', MODEL_ID);
   vi.stubEnv('EVENT_BUS_NAME', 'intake-bus');
+  vi.stubEnv('TRANSCRIPTS_BUCKET_NAME', BUCKET);
   vi.stubEnv('IDEMPOTENCY_TABLE_NAME', 'idempotency');
   vi.stubEnv('MAX_TRANSCRIPT_BYTES', '20000');
   vi.stubEnv('BEDROCK_MAX_ATTEMPTS', '3');
@@ -553,6 +554,28 @@ describe('enrichment handler', () => {
     );
     expect(outcome).toMatchObject({ status: 'ignored' });
     expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
+  });
+
+  it('ignores an object of another bucket, or an event not from S3, without reading or writing there', async () => {
+    putTranscript(JSON.stringify(agentTranscript('call-elsewhere')));
+    bedrock.on(ConverseCommand).resolves(toolUseResponse(VALID_INSIGHTS));
+    const key = 'transcripts/2026/11/24/call-elsewhere.json';
+    const elsewhere = objectCreated(key, 100);
+    elsewhere.detail.bucket.name = 'someone-elses-bucket';
+    const forged = { ...objectCreated(key, 100), source: 'custom.forger' };
+
+    await expect(handler(elsewhere, lambdaContext())).resolves.toEqual({
+      status: 'ignored',
+      reason: 'not an object of the transcripts bucket',
+    });
+    await expect(handler(forged, lambdaContext())).resolves.toEqual({
+      status: 'ignored',
+      reason: 'not an S3 Object Created event',
+    });
+    expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
+    expect(s3.commandCalls(PutObjectCommand)).toHaveLength(0);
+    expect(bedrock.commandCalls(ConverseCommand)).toHaveLength(0);
+    expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(0);
   });
 
   it('ignores objects outside the transcripts prefix', async () => {

@@ -109,6 +109,8 @@ export class EnrichmentStack extends VoiceIntakeStack {
       removalPolicy: RemovalPolicy.RETAIN,
     });
 
+    // The one bucket the trigger rule listens to; the function ignores events for any other.
+    const transcriptsBucketName = recordBucketName(deploymentName, 'transcripts');
     this.function = new nodejs.NodejsFunction(this, 'EnrichFunction', {
       ...lambdaWorkspaceFunction('enrichment/handler.ts', 'handler'),
       memorySize: 512,
@@ -131,6 +133,7 @@ export class EnrichmentStack extends VoiceIntakeStack {
         MODEL_ID: modelId,
         EVENT_BUS_NAME: this.bus.eventBusName,
         IDEMPOTENCY_TABLE_NAME: this.idempotencyTable.tableName,
+        TRANSCRIPTS_BUCKET_NAME: transcriptsBucketName,
         MAX_TRANSCRIPT_BYTES: String(enrichment.maxTranscriptBytes),
         NODE_OPTIONS: '--enable-source-maps',
         POWERTOOLS_SERVICE_NAME: 'voice-intake-enrichment',
@@ -165,7 +168,7 @@ export class EnrichmentStack extends VoiceIntakeStack {
         source: ['aws.s3'],
         detailType: ['Object Created'],
         detail: {
-          bucket: { name: [recordBucketName(deploymentName, 'transcripts')] },
+          bucket: { name: [transcriptsBucketName] },
           object: { key: [{ prefix: S3_PREFIXES.transcripts }] },
         },
       },

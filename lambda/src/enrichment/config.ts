@@ -8,6 +8,8 @@ export const enrichmentEnvSchema = z.object({
   MODEL_ID: z.string().min(1),
   EVENT_BUS_NAME: z.string().min(1),
   IDEMPOTENCY_TABLE_NAME: z.string().min(1),
+  /** The one bucket whose transcripts this function enriches: an event naming another is ignored. */
+  TRANSCRIPTS_BUCKET_NAME: z.string().min(1),
   /** Transcripts larger than this are rejected with an error record, unread. */
   MAX_TRANSCRIPT_BYTES: positiveInt.default(1_048_576),
   /** Bedrock calls per model request before a throttled request gives up (then the event goes to the DLQ). */

@@ -40,6 +40,7 @@ const enricher = new Enricher({
 
 /** The part of EventBridge's S3 "Object Created" event this function relies on. */
 const objectCreatedEventSchema = z.object({
+  source: z.literal('aws.s3'),
   'detail-type': z.literal('Object Created'),
   detail: z.object({
     bucket: z.object({ name: z.string().min(1) }),
@@ -96,13 +97,26 @@ async function enrichObject(event: ObjectCreatedEvent, _context: Context): Promi
 
 const enrichObjectOnce = makeIdempotent(enrichObject, { persistenceStore, config: idempotencyConfig });
 
+/** An event refused before idempotency still counts as ignored. */
+function ignored(outcome: EnrichmentOutcome & { status: 'ignored' }): EnrichmentOutcome {
+  metrics.addMetric('EventsIgnored', MetricUnit.Count, 1);
+  metrics.publishStoredMetrics();
+  return outcome;
+}
+
 export async function handler(event: unknown, context: Context): Promise<EnrichmentOutcome> {
   logger.addContext(context);
   // Checked before idempotency: an event without bucket and key has no idempotency key, and retrying cannot fix it.
   const parsed = objectCreatedEventSchema.safeParse(event);
   if (!parsed.success) {
     logger.error('unexpected event shape', { issues: parsed.error.issues.slice(0, 5) });
-    return { status: 'ignored', reason: 'not an S3 Object Created event' };
+    return ignored({ status: 'ignored', reason: 'not an S3 Object Created event' });
+  }
+  // Only the transcripts bucket: its records are written beside the transcript, so another bucket's object is not ours
+  // to read or write next to, whatever routed its event here.
+  if (parsed.data.detail.bucket.name !== env.TRANSCRIPTS_BUCKET_NAME) {
+    logger.warn('event for another bucket ignored', { bucket: parsed.data.detail.bucket.name });
+    return ignored({ status: 'ignored', reason: 'not an object of the transcripts bucket' });
   }
   return enrichObjectOnce(parsed.data, context);
 }
