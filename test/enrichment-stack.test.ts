@@ -33,7 +33,7 @@ describe('enrichment stack', () => {
 
   const withAction = (action: string) => statements.filter((statement) => actionsOf(statement).includes(action));
 
-  it('reads only transcripts/ and writes only enriched/ and enrichment-errors/', () => {
+  it('reads only transcripts/, writes only enriched/ and enrichment-errors/, deletes only the latter', () => {
     const reads = withAction('s3:GetObject');
     expect(reads).toHaveLength(1);
     expect(resourceText(reads[0])).toMatch(
@@ -44,8 +44,14 @@ describe('enrichment stack', () => {
     expect(resourceText(writes[0])).toContain('/enriched/*');
     expect(resourceText(writes[0])).toContain('/enrichment-errors/*');
     expect(resourceText(writes[0])).not.toContain('/transcripts/*');
+    // Delete only error records: a transcript's stale one goes once the transcript is enriched.
+    const deletes = withAction('s3:DeleteObject');
+    expect(deletes).toHaveLength(1);
+    expect(actionsOf(deletes[0])).toEqual(['s3:DeleteObject']);
+    expect(resourceText(deletes[0])).toMatch(/voice-intake-transcripts-.*"\/enrichment-errors\/\*"\]\]\}$/);
+    expect(resourceText(deletes[0])).not.toMatch(/\/(transcripts|enriched|recordings|transcript-parts)\//);
     const anyS3 = statements.flatMap(actionsOf).filter((action) => action.startsWith('s3:'));
-    expect(anyS3.sort()).toEqual(['s3:GetObject', 's3:PutObject']);
+    expect(anyS3.sort()).toEqual(['s3:DeleteObject', 's3:GetObject', 's3:PutObject']);
   });
 
   it('invokes only the configured model (profile and its foundation model), and puts events only on its bus', () => {

@@ -6,7 +6,7 @@ import {
   ThrottlingException,
 } from '@aws-sdk/client-bedrock-runtime';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { sdkStreamMixin } from '@smithy/util-stream';
 import {
   enrichedRecordSchema,
@@ -54,6 +54,7 @@ beforeEach(() => {
   idempotency.items.clear();
   eventBridge.on(PutEventsCommand).resolves({ FailedEntryCount: 0, Entries: [{ EventId: 'e-1' }] });
   s3.on(PutObjectCommand).resolves({});
+  s3.on(DeleteObjectCommand).resolves({});
 });
 
 /** A transcript as the agent writes it: built and checked by the shared schema. */
@@ -435,6 +436,46 @@ describe('enrichment handler', () => {
     const outcome = await handler({ ...event, detail: { ...event.detail, object } }, lambdaContext());
     expect(outcome).toMatchObject({ status: 'ignored' });
     expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
+  });
+
+  it('removes the error record of an earlier version once a replaced transcript is enriched', async () => {
+    const key = 'transcripts/2026/11/24/call-fixed.json';
+    putTranscript('{"schemaVersion":1}');
+    await expect(handler(objectCreated(key, 20, 'etag-bad'), lambdaContext())).resolves.toMatchObject({
+      status: 'rejected',
+    });
+    expect(s3.commandCalls(DeleteObjectCommand)).toHaveLength(0);
+
+    const fixed = JSON.stringify(agentTranscript('call-fixed'));
+    putTranscript(fixed);
+    bedrock.on(ConverseCommand).resolves(toolUseResponse(VALID_INSIGHTS));
+    await expect(handler(objectCreated(key, fixed.length, 'etag-good'), lambdaContext())).resolves.toMatchObject({
+      status: 'enriched',
+    });
+
+    expect(putKeys()).toEqual(['enrichment-errors/2026/11/24/call-fixed.json', 'enriched/2026/11/24/call-fixed.json']);
+    expect(s3.commandCalls(DeleteObjectCommand).map((call) => call.args[0].input)).toEqual([
+      { Bucket: BUCKET, Key: 'enrichment-errors/2026/11/24/call-fixed.json' },
+    ]);
+    expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(1);
+  });
+
+  it('publishes nothing while a stale error record could not be removed (the retry does both)', async () => {
+    const transcript = agentTranscript('call-stale');
+    const body = JSON.stringify(transcript);
+    putTranscript(body);
+    bedrock.on(ConverseCommand).resolves(toolUseResponse(VALID_INSIGHTS));
+    s3.on(DeleteObjectCommand).rejectsOnce(Object.assign(new Error('slow down'), { name: 'SlowDown' }));
+    const event = objectCreated(transcriptKey('call-stale', new Date(transcript.startedAt)), body.length, 'e-stale');
+
+    await expect(handler(event, lambdaContext())).rejects.toThrow('slow down');
+    expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(0);
+
+    await expect(handler({ ...event, id: 'evt-retry' }, lambdaContext())).resolves.toMatchObject({
+      status: 'enriched',
+    });
+    expect(s3.commandCalls(DeleteObjectCommand)).toHaveLength(2);
+    expect(eventBridge.commandCalls(PutEventsCommand)).toHaveLength(1);
   });
 
   it('rejects a malformed transcript with a clear error record and no retry', async () => {

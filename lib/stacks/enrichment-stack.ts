@@ -142,7 +142,7 @@ export class EnrichmentStack extends VoiceIntakeStack {
       environmentEncryption: key,
     });
 
-    // Least privilege: read transcripts, write enriched records and error records, nothing else in the bucket.
+    // Least privilege: read transcripts, write enriched records and error records, delete error records only.
     const objects = (prefix: string) => recordObjectsArn(deploymentName, 'transcripts', prefix);
     this.function.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [objects(S3_PREFIXES.transcripts)] }),
@@ -152,6 +152,10 @@ export class EnrichmentStack extends VoiceIntakeStack {
         actions: ['s3:PutObject'],
         resources: [objects(S3_PREFIXES.enriched), objects(S3_PREFIXES.enrichmentErrors)],
       }),
+    );
+    // A transcript enriched after an earlier version failed: its stale error record goes.
+    this.function.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['s3:DeleteObject'], resources: [objects(S3_PREFIXES.enrichmentErrors)] }),
     );
     this.function.addToRolePolicy(
       new iam.PolicyStatement({ actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [props.dataKey.keyArn] }),
@@ -207,7 +211,7 @@ export class EnrichmentStack extends VoiceIntakeStack {
     acknowledgeRules(
       policy,
       prefixes.map((prefix) => `AwsSolutions-IAM5[${recordObjectsNagResource(deploymentName, 'transcripts', prefix)}]`),
-      'Object-level wildcard under one prefix each: read transcripts/, write enriched/ and enrichment-errors/ only.',
+      'Object-level wildcard under one prefix each: read transcripts/, write enriched/ and enrichment-errors/, delete enrichment-errors/ only.',
     );
     acknowledgeRules(
       policy,

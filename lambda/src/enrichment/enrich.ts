@@ -1,6 +1,6 @@
 import type { BedrockRuntimeClient } from '@aws-sdk/client-bedrock-runtime';
 import { type EventBridgeClient, PutEventsCommand, type PutEventsRequestEntry } from '@aws-sdk/client-eventbridge';
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
   describeIssues,
   ENRICHMENT_EVENT_SOURCE,
@@ -245,6 +245,12 @@ export class Enricher {
     if (!event.ok) throw new RejectedTranscript('record_invalid', event.problem);
 
     await this.putJson(object.bucket, enrichedKey, record.data);
+    // An earlier version of this transcript may have left an error record: this enrichment supersedes it, and both
+    // side by side would leave a reader to guess which is current. Removed before publishing, so a failed removal
+    // is retried with the rest and no event goes out while the stale record is still there.
+    await this.deps.s3.send(
+      new DeleteObjectCommand({ Bucket: object.bucket, Key: enrichmentErrorKeyForTranscript(object.key) }),
+    );
     const published = await this.deps.eventBridge.send(new PutEventsCommand({ Entries: [event.entry] }));
     if ((published.FailedEntryCount ?? 0) > 0) {
       const entry = published.Entries?.[0];
