@@ -89,6 +89,36 @@ describe('operator config', () => {
     ).toEqual(['0.0.0.0/0']);
   });
 
+  it('refuses a carrier list as wide as the internet however it is split', () => {
+    const halves = ['0.0.0.0/1', '128.0.0.0/1'];
+    const message = errorOf({ edge: { allowlist: halves, mediaAllowlist: halves } });
+    for (const key of ['allowlist', 'mediaAllowlist'])
+      for (const index of [0, 1])
+        expect(message).toMatch(
+          new RegExp(`edge\\.${key}\\[${index}\\]: "[\\d.]+/1" is wider than /8.*allowAnyCarrierSource`),
+        );
+    // Many narrower entries add up: sixteen /12s are a /8 in total, a seventeenth is more.
+    const slash12s = Array.from({ length: 17 }, (_, i) => `${i + 1}.${i % 2 === 0 ? 0 : 16}.0.0/12`);
+    expect(errorOf({ edge: { mediaAllowlist: slash12s } })).toMatch(
+      /edge\.mediaAllowlist\[16\]: brings the list to 17,825,792 addresses, more than a \/8/,
+    );
+    expect(
+      parseConfig(repoConfigInput({ edge: { mediaAllowlist: slash12s.slice(0, 16) } })).edge.mediaAllowlist,
+    ).toHaveLength(16);
+    // Overlapping entries are counted once.
+    expect(
+      parseConfig(repoConfigInput({ edge: { allowlist: ['10.0.0.0/8', '10.1.0.0/16', '10.0.0.0/8'] } })).edge.allowlist,
+    ).toHaveLength(3);
+    expect(
+      parseConfig(repoConfigInput({ edge: { allowlist: halves, allowAnyCarrierSource: true } })).edge.allowlist,
+    ).toEqual(halves);
+    // Every published Twilio range passes, signalling and media.
+    expect(
+      parseConfig(repoConfigInput({ edge: { allowlist: [...TWILIO_SIGNALLING_CIDRS, ...TWILIO_MEDIA_CIDRS] } })).edge
+        .allowlist,
+    ).toHaveLength(9);
+  });
+
   it('rejects a reversed RTP range and one overlapping the SIP port', () => {
     expect(errorOf({ edge: { rtpPortRange: { min: 20000, max: 10000 } } })).toMatch(/edge\.rtpPortRange: .*reversed/);
     expect(errorOf({ edge: { rtpPortRange: { min: 5000, max: 6000 } } })).toMatch(

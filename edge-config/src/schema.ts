@@ -1,6 +1,6 @@
 import { ATTESTATION_LEVELS } from '@voice-intake/contracts';
 import { z } from 'zod';
-import { ipv4CidrSchema } from './cidr';
+import { ipv4CidrSchema, ipv4ToInt, parseIpv4Cidr } from './cidr';
 
 /** Twilio Elastic SIP Trunking signalling sources, one /30 per Twilio edge (all of them: Twilio fails over). */
 export const TWILIO_SIGNALLING_CIDRS = [
@@ -17,7 +17,13 @@ export const TWILIO_SIGNALLING_CIDRS = [
 /** Twilio media sources (the per-region media ranges were retired in 2023–24). */
 export const TWILIO_MEDIA_CIDRS = ['168.86.128.0/18'] as const;
 
-const OPEN_TO_ALL = '0.0.0.0/0';
+/**
+ * How wide a carrier source may be without `allowAnyCarrierSource`: no one entry wider than a /8, and no more than a
+ * /8's worth of addresses in one list. Carriers publish /30s to /16s (Twilio's widest is a /18); anything wider is
+ * most of the internet, however it is split (0.0.0.0/1 + 128.0.0.0/1 is 0.0.0.0/0).
+ */
+export const WIDEST_CARRIER_PREFIX = 8;
+export const MAX_CARRIER_ADDRESSES = 2 ** (32 - WIDEST_CARRIER_PREFIX);
 
 const portSchema = z.number().int().min(1).max(65535);
 
@@ -77,7 +83,7 @@ export const edgeSectionSchema = z
       .array(ipv4CidrSchema)
       .min(1)
       .default([...TWILIO_MEDIA_CIDRS]),
-    /** 0.0.0.0/0 in either list is refused unless this is true. */
+    /** A list wider than carriers need (see WIDEST_CARRIER_PREFIX) is refused unless this is true. */
     allowAnyCarrierSource: z.boolean().default(false),
     hostsPerAz: z.number().int().min(1).max(4).default(2),
     instanceType: z
@@ -155,16 +161,16 @@ export const edgeSectionSchema = z
   })
   .strict()
   .superRefine((edge, ctx) => {
-    for (const key of ['allowlist', 'mediaAllowlist'] as const) {
-      edge[key].forEach((cidr, index) => {
-        if (cidr === OPEN_TO_ALL && !edge.allowAnyCarrierSource) {
+    if (!edge.allowAnyCarrierSource) {
+      for (const key of ['allowlist', 'mediaAllowlist'] as const) {
+        for (const { index, message } of overlyWideSources(edge[key])) {
           ctx.addIssue({
             code: 'custom',
             path: [key, index],
-            message: 'opens the edge to the whole internet; set edge.allowAnyCarrierSource: true if that is intended',
+            message: `${message}; set edge.allowAnyCarrierSource: true if opening the edge that wide is intended`,
           });
         }
-      });
+      }
     }
     const { min, max } = edge.rtpPortRange;
     for (const [name, port] of [
@@ -179,6 +185,55 @@ export const edgeSectionSchema = z
       ctx.addIssue({ code: 'custom', path: ['tlsPort'], message: `must differ from sipPort ${edge.sipPort}` });
     }
   });
+
+/**
+ * The entries of a carrier list that open the edge wider than any carrier needs: one wider than
+ * /WIDEST_CARRIER_PREFIX, and the entry at which the list's distinct addresses (overlaps counted once) pass
+ * MAX_CARRIER_ADDRESSES. Entries that are not CIDRs are left to the CIDR check.
+ */
+export function overlyWideSources(cidrs: readonly string[]): { index: number; message: string }[] {
+  const found: { index: number; message: string }[] = [];
+  const ranges: [number, number][] = [];
+  let reported = false;
+  cidrs.forEach((cidr, index) => {
+    const parsed = parseIpv4Cidr(cidr);
+    if (!parsed) return;
+    if (parsed.prefixLength < WIDEST_CARRIER_PREFIX) {
+      const addresses = (2 ** (32 - parsed.prefixLength)).toLocaleString('en-US');
+      const message =
+        parsed.prefixLength === 0
+          ? 'opens the edge to the whole internet'
+          : `"${cidr}" is wider than /${WIDEST_CARRIER_PREFIX} (${addresses} addresses)`;
+      found.push({ index, message });
+      reported = true;
+      return;
+    }
+    const start = ipv4ToInt(parsed.address);
+    ranges.push([start, start + 2 ** (32 - parsed.prefixLength)]);
+    const covered = coveredAddresses(ranges);
+    if (!reported && covered > MAX_CARRIER_ADDRESSES) {
+      found.push({
+        index,
+        message: `brings the list to ${covered.toLocaleString('en-US')} addresses, more than a /${WIDEST_CARRIER_PREFIX}`,
+      });
+      reported = true;
+    }
+  });
+  return found;
+}
+
+/** Distinct addresses in half-open [start, end) ranges. */
+function coveredAddresses(ranges: readonly [number, number][]): number {
+  const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
+  let total = 0;
+  let reach = 0;
+  for (const [start, end] of sorted) {
+    if (end <= reach) continue;
+    total += end - Math.max(start, reach);
+    reach = end;
+  }
+  return total;
+}
 
 export type EdgeSection = z.infer<typeof edgeSectionSchema>;
 export type EdgeSectionInput = z.input<typeof edgeSectionSchema>;
