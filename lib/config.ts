@@ -411,22 +411,74 @@ function setPath(target: Record<string, unknown>, path: string[], value: unknown
   node[path[path.length - 1]] = value;
 }
 
+/** A dotted `-c` key: where it goes, the value as JSON read it, and the text as given. */
+interface DottedOverride {
+  readonly key: string;
+  readonly path: string[];
+  readonly value: unknown;
+  readonly text?: string;
+}
+
+function issueUnder(
+  issues: readonly { code?: string; path: readonly PropertyKey[] }[],
+  path: readonly string[],
+  code?: string,
+): boolean {
+  return issues.some(
+    (issue) =>
+      (code === undefined || issue.code === code) &&
+      path.every((segment, index) => String(issue.path[index]) === segment),
+  );
+}
+
+function mergeOverrides(base: Record<string, unknown>, overrides: readonly DottedOverride[], asText: Set<string>) {
+  const merged = structuredClone(base);
+  for (const override of overrides) {
+    const value = asText.has(override.key) ? override.text : override.value;
+    setPath(merged, override.path, value, override.key);
+  }
+  return merged;
+}
+
 /**
  * Reads the operator config from CDK context: the `voiceIntake` object (cdk.json, or `-c voiceIntake='<JSON>'`,
  * which replaces it), then any dotted keys (`-c voiceIntake.edge.hostsPerAz=1`) patched on top. Values given on the
- * command line arrive as strings and are parsed as JSON where they are JSON.
+ * command line arrive as strings and are parsed as JSON where they are JSON; a dotted value the schema refuses as JSON
+ * (`-c voiceIntake.account=123456789012`: a number where the key is a string) is taken as the text it was given.
  */
 export function readConfig(context: ContextReader, allContext: Record<string, unknown>): VoiceIntakeConfig {
   const base = parseContextValue(CONFIG_CONTEXT_KEY, context.tryGetContext(CONFIG_CONTEXT_KEY)) ?? {};
   if (typeof base !== 'object' || Array.isArray(base)) {
     throw new ConfigError(`invalid ${CONFIG_CONTEXT_KEY} config: must be a JSON object`);
   }
-  const merged = structuredClone(base) as Record<string, unknown>;
   const prefix = `${CONFIG_CONTEXT_KEY}.`;
-  for (const key of Object.keys(allContext)
-    .filter((k) => k.startsWith(prefix))
-    .sort()) {
-    setPath(merged, key.slice(prefix.length).split('.'), parseContextValue(key, allContext[key]), key);
+  const overrides: DottedOverride[] = Object.keys(allContext)
+    .filter((key) => key.startsWith(prefix))
+    .sort()
+    .map((key) => {
+      const raw = allContext[key];
+      const value = parseContextValue(key, raw);
+      const text = typeof raw === 'string' ? raw : undefined;
+      return { key, path: key.slice(prefix.length).split('.'), value, text };
+    });
+  const asText = new Set<string>();
+  const first = voiceIntakeConfigSchema.safeParse(mergeOverrides(base as Record<string, unknown>, overrides, asText));
+  if (first.success) return first.data;
+  // A scalar JSON read as a number, boolean or null where the schema wants text: try the text as given, and keep it
+  // unless the key refuses text too (`edge.hostsPerAz=true` is reported as the boolean it was read as).
+  const retried = overrides.filter(
+    (override) =>
+      override.text !== undefined &&
+      typeof override.value !== 'string' &&
+      (override.value === null || typeof override.value !== 'object') &&
+      issueUnder(first.error.issues, override.path),
+  );
+  if (retried.length === 0) return parseConfig(mergeOverrides(base as Record<string, unknown>, overrides, asText));
+  for (const override of retried) asText.add(override.key);
+  const second = voiceIntakeConfigSchema.safeParse(mergeOverrides(base as Record<string, unknown>, overrides, asText));
+  if (!second.success) {
+    for (const override of retried)
+      if (issueUnder(second.error.issues, override.path, 'invalid_type')) asText.delete(override.key);
   }
-  return parseConfig(merged);
+  return parseConfig(mergeOverrides(base as Record<string, unknown>, overrides, asText));
 }

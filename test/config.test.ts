@@ -266,6 +266,35 @@ describe('operator config', () => {
     expect(config.mcp.transferTargets).toEqual({ front_desk: 'sip:desk@pbx.acme-clinic.com' });
   });
 
+  it('takes a dotted value as the text given where the key is text, and as JSON where it is not', () => {
+    const { reader, all } = contextOf({
+      voiceIntake: { mcp: { transferTargets: {} } },
+      'voiceIntake.account': '123456789012',
+      'voiceIntake.region': 'us-east-1',
+      'voiceIntake.data.redisEngineVersion': '7.10',
+      'voiceIntake.tags.CostCenter': '1234',
+      'voiceIntake.tags.Enabled': 'true',
+      'voiceIntake.edge.sipPort': '5062',
+      'voiceIntake.agent.speculativeTurns': 'false',
+    });
+    const config = readConfig(reader, all);
+    expect(config.account).toBe('123456789012');
+    expect(config.data.redisEngineVersion).toBe('7.10');
+    expect(config.tags).toEqual({ CostCenter: '1234', Enabled: 'true' });
+    expect(config.edge.sipPort).toBe(5062);
+    expect(config.agent.speculativeTurns).toBe(false);
+    // A value wrong either way keeps the message of the value as JSON read it.
+    const wrong = contextOf({
+      voiceIntake: { mcp: { transferTargets: {} } },
+      'voiceIntake.edge.sipPort': '70000',
+      'voiceIntake.edge.hostsPerAz': 'true',
+      'voiceIntake.account': '12345',
+    });
+    expect(() => readConfig(wrong.reader, wrong.all)).toThrow(
+      /account: must be a 12-digit AWS account id; .*edge\.hostsPerAz: .*received boolean; edge\.sipPort: .*65535/,
+    );
+  });
+
   it('says so when -c voiceIntake is not JSON', () => {
     const { reader, all } = contextOf({ voiceIntake: '{edge:' });
     expect(() => readConfig(reader, all)).toThrow(/-c voiceIntake=… is not valid JSON/);
