@@ -151,6 +151,22 @@ describe('data stack, call recordings', () => {
   });
 });
 
+describe('data stack, the longest deployment name', () => {
+  it('names every OpenSearch Serverless policy and endpoint within 32 characters, each distinct', () => {
+    const { stacks } = buildVoiceIntakeApp({ deploymentName: 'abcdefghijklmnopqrst' });
+    const template = Template.fromStack(stacks.data);
+    const names = [
+      'AWS::OpenSearchServerless::Collection',
+      'AWS::OpenSearchServerless::SecurityPolicy',
+      'AWS::OpenSearchServerless::VpcEndpoint',
+    ].flatMap((type) => Object.values(template.findResources(type)).map((resource) => resource.Properties.Name));
+    expect(names).toHaveLength(4);
+    for (const name of names) expect(name).toMatch(/^[a-z][a-z0-9-]{2,31}$/);
+    expect(new Set(names).size).toBe(names.length);
+    expect(names).toContain('abcdefghijklmnopqrst-knowledge');
+  });
+});
+
 describe('data stack, Redis access for a later tier', () => {
   it('opens Redis to one client security group only, with the rule in the client stack', () => {
     const { app, stacks } = buildVoiceIntakeApp();

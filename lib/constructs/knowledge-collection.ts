@@ -5,6 +5,15 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as aoss from 'aws-cdk-lib/aws-opensearchserverless';
 import { Construct } from 'constructs';
 
+/**
+ * OpenSearch Serverless policy and endpoint names: at most 32 characters. The collection's name is cut only as far as
+ * needed (a short name keeps its whole suffix, so existing names are unchanged); the suffixes start with different
+ * letters, so the cut names stay distinct.
+ */
+function policyName(collectionName: string, suffix: 'enc' | 'net' | 'vpce' | 'read' | 'write'): string {
+  return `${collectionName}-${suffix}`.slice(0, 32);
+}
+
 export interface KnowledgeCollectionProps {
   readonly collectionName: string;
   readonly vpc: ec2.IVpc;
@@ -27,7 +36,7 @@ export class KnowledgeCollection extends Construct {
     const resource = [`collection/${props.collectionName}`];
 
     const encryption = new aoss.CfnSecurityPolicy(this, 'EncryptionPolicy', {
-      name: `${props.collectionName}-enc`,
+      name: policyName(props.collectionName, 'enc'),
       type: 'encryption',
       policy: Stack.of(this).toJsonString({
         Rules: [{ ResourceType: 'collection', Resource: resource }],
@@ -42,14 +51,14 @@ export class KnowledgeCollection extends Construct {
       allowAllOutbound: false,
     });
     const endpoint = new aoss.CfnVpcEndpoint(this, 'VpcEndpoint', {
-      name: `${props.collectionName}-vpce`.slice(0, 32),
+      name: policyName(props.collectionName, 'vpce'),
       vpcId: props.vpc.vpcId,
       subnetIds: props.vpc.selectSubnets({ subnetType: ec2.SubnetType.PRIVATE_ISOLATED }).subnetIds,
       securityGroupIds: [this.endpointSecurityGroup.securityGroupId],
     });
 
     const network = new aoss.CfnSecurityPolicy(this, 'NetworkPolicy', {
-      name: `${props.collectionName}-net`,
+      name: policyName(props.collectionName, 'net'),
       type: 'network',
       policy: Stack.of(this).toJsonString([
         {
@@ -73,7 +82,7 @@ export class KnowledgeCollection extends Construct {
   /** Lets one role read and describe the collection's indexes (data access policy + IAM). */
   grantRead(scope: Construct, role: iam.IRole): void {
     new aoss.CfnAccessPolicy(scope, 'KnowledgeReadAccess', {
-      name: `${this.collectionName}-read`.slice(0, 32),
+      name: policyName(this.collectionName, 'read'),
       type: 'data',
       policy: Stack.of(scope).toJsonString([
         {
@@ -101,7 +110,7 @@ export class KnowledgeCollection extends Construct {
   /** Lets one role create the index and write passages (the in-VPC knowledge loader): data access policy + IAM. */
   grantWrite(scope: Construct, role: iam.IRole): void {
     new aoss.CfnAccessPolicy(scope, 'KnowledgeWriteAccess', {
-      name: `${this.collectionName}-write`.slice(0, 32),
+      name: policyName(this.collectionName, 'write'),
       type: 'data',
       policy: Stack.of(scope).toJsonString([
         {
