@@ -315,6 +315,9 @@ export const observabilitySchema = z
   })
   .strict();
 
+/** Bucket-name prefixes S3 reserves: a deployment name starting so would fail the data stack at deploy. */
+const S3_RESERVED_PREFIXES = ['xn--', 'sthree-', 'amzn-s3-demo-'] as const;
+
 export const voiceIntakeConfigSchema = z
   .object({
     /** Prefix of every stack name, so two deployments can share one account. */
@@ -324,6 +327,9 @@ export const voiceIntakeConfigSchema = z
         /^[a-z][a-z0-9-]{0,19}$/,
         'must start with a lowercase letter and hold only lowercase letters, digits and "-" (max 20: it prefixes S3 bucket names)',
       )
+      .refine((name) => !S3_RESERVED_PREFIXES.some((prefix) => name.startsWith(prefix)), {
+        message: `must not start with ${S3_RESERVED_PREFIXES.map((prefix) => `"${prefix}"`).join(', ')} (S3 refuses bucket names that do)`,
+      })
       .default('voice-intake'),
     /** Both or neither: with them the app is environment-specific (real AZ names, lookups). */
     account: z

@@ -133,6 +133,15 @@ describe('operator config', () => {
     expect(errorOf(repoConfigInput({ edge: { ringTimeoutSeconds: 2 } }))).toMatch(/edge\.ringTimeoutSeconds: /);
   });
 
+  it('refuses a deployment name S3 would refuse as a bucket-name prefix', () => {
+    for (const name of ['xn--prod', 'sthree-prod', 'amzn-s3-demo-x'])
+      expect(errorOf(repoConfigInput({ deploymentName: name })), name).toMatch(
+        /^[^;]*deploymentName: must not start with "xn--"/,
+      );
+    expect(errorOf(repoConfigInput({ deploymentName: 'abcdefghijklmnopqrstu' }))).toContain('deploymentName');
+    expect(parseConfig(repoConfigInput({ deploymentName: 'abcdefghijklmnopqrst' })).deploymentName).toHaveLength(20);
+  });
+
   it('requires at least two AZs', () => {
     expect(errorOf({ azCount: 1 })).toMatch(/^invalid voiceIntake config: azCount: must be at least 2/);
   });
