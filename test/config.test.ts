@@ -126,6 +126,23 @@ describe('operator config', () => {
     );
   });
 
+  it("refuses carrier lists and TLS ports whose rules exceed the edge security group's quota", () => {
+    const cidrs = (count: number) => Array.from({ length: count }, (_, i) => `198.51.${i}.0/30`);
+    const tls = { certificateSecretName: 'edge-cert', privateKeySecretName: 'edge-key' };
+    expect(parseConfig(repoConfigInput({ edge: { allowlist: cidrs(22), tls } })).edge.allowlist).toHaveLength(22);
+    expect(errorOf(repoConfigInput({ edge: { allowlist: cidrs(23) } }))).toMatch(
+      /edge\.allowlist: 23 entries need 61 outbound rules in the edge security group .*more than the 60/,
+    );
+    expect(errorOf(repoConfigInput({ edge: { mediaAllowlist: cidrs(46) } }))).toMatch(
+      /^[^;]*edge\.mediaAllowlist: 46 entries/,
+    );
+    // TLS on a port not next to sipPort costs a rule per entry: fine for Twilio's eight, not for seventeen.
+    expect(parseConfig(repoConfigInput({ edge: { tls, tlsPort: 5070 } })).edge.tlsPort).toBe(5070);
+    expect(errorOf(repoConfigInput({ edge: { allowlist: cidrs(17), tls, tlsPort: 5070 } }))).toMatch(
+      /^[^;]*edge\.tls: with tlsPort 5070 not next to sipPort 5060, 17 allowlist entries need 61 inbound rules/,
+    );
+  });
+
   it('bounds ringing without an answer well under a minute by default, within 5–120 s', () => {
     expect(parseConfig(repoConfigInput()).edge.ringTimeoutSeconds).toBe(30);
     expect(parseConfig(repoConfigInput({ edge: { ringTimeoutSeconds: 45 } })).edge.ringTimeoutSeconds).toBe(45);

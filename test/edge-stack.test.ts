@@ -4,12 +4,20 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { EDGE_MEDIA_MODE_METRICS, EDGE_METRICS } from '@voice-intake/contracts';
-import { EDGE_LOG_EVENTS, EDGE_MEDIA_MODE_LOG_EVENTS, NO_NODE_ENTRY, renderEdge } from '@voice-intake/edge-config';
-import type { Template } from 'aws-cdk-lib/assertions';
+import {
+  EDGE_LOG_EVENTS,
+  EDGE_MEDIA_MODE_LOG_EVENTS,
+  edgeSecurityGroupSizing,
+  NO_NODE_ENTRY,
+  renderEdge,
+  SECURITY_GROUP_RULE_QUOTA,
+} from '@voice-intake/edge-config';
+import { Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../lib/config';
 import { packedFileCommand, USER_DATA_LIMIT_BYTES } from '../lib/stacks/edge-stack';
 import { openIngressRules } from './support/assertions';
-import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
+import { buildVoiceIntakeApp, repoConfigInput, type SynthesizedApp, synthVoiceIntake } from './support/synth';
 
 const scratch = mkdtempSync(join(tmpdir(), 'edge-boot-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -455,5 +463,48 @@ describe('edge stack with non-default SIP ports', () => {
       'udp:5070',
     ]);
     expect(associationFiles(edge).get('kamailio/edge-host.cfg')).toMatch(/listen=udp:@EDGE_PRIVATE_IP@:5070/);
+  });
+});
+
+describe('edge stack security group quota', () => {
+  /** The edge security group's rules per direction as AWS counts them: a prefix-list rule once per entry it may hold. */
+  function ruleUnits(edge: Template) {
+    const sizes = new Map(
+      Object.entries(edge.findResources('AWS::EC2::PrefixList')).map(([id, list]) => [id, list.Properties.MaxEntries]),
+    );
+    const [groupId, group] = Object.entries(edge.findResources('AWS::EC2::SecurityGroup')).find(([id]) =>
+      id.startsWith('EdgeSecurityGroup'),
+    )!;
+    const ofEdge = (rule: Rule) => JSON.stringify(rule.GroupId).includes(groupId);
+    const standalone = (type: string) =>
+      Object.values(edge.findResources(type))
+        .map((rule) => rule.Properties as Rule)
+        .filter(ofEdge);
+    const cost = (list: unknown) => {
+      const id = (list as { 'Fn::GetAtt'?: [string] } | undefined)?.['Fn::GetAtt']?.[0];
+      return id && sizes.has(id) ? (sizes.get(id) as number) : 1;
+    };
+    const inbound = [...(group.Properties.SecurityGroupIngress ?? []), ...standalone('AWS::EC2::SecurityGroupIngress')];
+    const outbound = [...(group.Properties.SecurityGroupEgress ?? []), ...standalone('AWS::EC2::SecurityGroupEgress')];
+    return {
+      inbound: inbound.reduce((sum: number, rule: Rule) => sum + cost(rule.SourcePrefixListId), 0),
+      outbound: outbound.reduce((sum: number, rule: Rule) => sum + cost(rule.DestinationPrefixListId), 0),
+      tcpFromCarrier: inbound
+        .filter((rule: Rule) => rule.IpProtocol === 'tcp')
+        .map((rule: Rule) => `${rule.FromPort}-${rule.ToPort}`),
+    };
+  }
+
+  it('stays within 60 rules per direction with TLS and the largest allowlist the config takes', () => {
+    const allowlist = Array.from({ length: 22 }, (_, i) => `198.51.${i}.0/30`);
+    const edgeConfig = { allowlist, tls: { certificateSecretName: 'edge-cert', privateKeySecretName: 'edge-key' } };
+    const { stacks } = buildVoiceIntakeApp({ edge: edgeConfig });
+    const units = ruleUnits(Template.fromStack(stacks.edge));
+    // SIP/TCP and SIP/TLS on adjacent ports share one rule.
+    expect(units.tcpFromCarrier).toEqual(['5060-5061']);
+    expect(units.inbound).toBeLessThanOrEqual(SECURITY_GROUP_RULE_QUOTA);
+    expect(units.outbound).toBeLessThanOrEqual(SECURITY_GROUP_RULE_QUOTA);
+    const sizing = edgeSecurityGroupSizing(parseConfig(repoConfigInput({ edge: edgeConfig })).edge);
+    expect(units).toMatchObject({ inbound: sizing.inboundRules, outbound: sizing.outboundRules });
   });
 });

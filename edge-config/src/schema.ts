@@ -172,6 +172,7 @@ export const edgeSectionSchema = z
         }
       }
     }
+    for (const { path, message } of securityGroupRuleProblems(edge)) ctx.addIssue({ code: 'custom', path, message });
     const { min, max } = edge.rtpPortRange;
     for (const [name, port] of [
       ['sipPort', edge.sipPort],
@@ -185,6 +186,76 @@ export const edgeSectionSchema = z
       ctx.addIssue({ code: 'custom', path: ['tlsPort'], message: `must differ from sipPort ${edge.sipPort}` });
     }
   });
+
+/** Rules one security group may hold per direction (the default quota); a prefix-list rule counts as its MaxEntries. */
+export const SECURITY_GROUP_RULE_QUOTA = 60;
+/** Where carriers (Twilio among them) take SIP: the edge sends in-dialog requests there (5060 UDP/TCP, 5061 TLS). */
+export const CARRIER_SIP_PORT = 5060;
+export const CARRIER_TLS_PORT = 5061;
+/** Egress rules of the edge besides the carrier's: LiveKit SIP's group (SIP UDP, SIP TCP, RTP) and HTTPS, HTTP. */
+export const EDGE_OTHER_EGRESS_RULES = 5;
+/** Room to grow each carrier prefix list to without resizing it, where the security group quota allows. */
+const SIGNALLING_HEADROOM = 20;
+const MEDIA_HEADROOM = 10;
+
+/** TCP port ranges for SIP and, with TLS, SIP/TLS: one range when the two ports are adjacent. */
+export function sipTcpPortRanges(sipPort: number, tlsPort: number | undefined): [number, number][] {
+  if (tlsPort === undefined) return [[sipPort, sipPort]];
+  if (Math.abs(tlsPort - sipPort) === 1) return [[Math.min(sipPort, tlsPort), Math.max(sipPort, tlsPort)]];
+  return [
+    [sipPort, sipPort],
+    [tlsPort, tlsPort],
+  ];
+}
+
+type RuleSizingInput = Pick<EdgeSection, 'allowlist' | 'mediaAllowlist' | 'sipPort' | 'tlsPort' | 'tls'>;
+
+/**
+ * The edge security group's rules, as the quota counts them (each prefix-list rule once per entry its list may hold):
+ * in, SIP/UDP and SIP/TCP(/TLS) from the signalling list and RTP from the media list; out, the same towards the
+ * carrier's ports, RTP to the media list and EDGE_OTHER_EGRESS_RULES more. The signalling list keeps up to
+ * SIGNALLING_HEADROOM entries of room where that fits the quota.
+ */
+export function edgeSecurityGroupSizing(edge: RuleSizingInput) {
+  const media = Math.max(MEDIA_HEADROOM, edge.mediaAllowlist.length);
+  const inboundPerEntry = 1 + sipTcpPortRanges(edge.sipPort, edge.tls ? edge.tlsPort : undefined).length;
+  const outboundPerEntry = 1 + sipTcpPortRanges(CARRIER_SIP_PORT, edge.tls ? CARRIER_TLS_PORT : undefined).length;
+  const fitting = Math.min(
+    Math.floor((SECURITY_GROUP_RULE_QUOTA - media) / inboundPerEntry),
+    Math.floor((SECURITY_GROUP_RULE_QUOTA - media - EDGE_OTHER_EGRESS_RULES) / outboundPerEntry),
+  );
+  const signalling = Math.max(edge.allowlist.length, Math.min(SIGNALLING_HEADROOM, fitting));
+  return {
+    /** MaxEntries of the carrier prefix lists. */
+    prefixListSizes: { signalling, media },
+    inboundRules: signalling * inboundPerEntry + media,
+    outboundRules: signalling * outboundPerEntry + media + EDGE_OTHER_EGRESS_RULES,
+  };
+}
+
+function securityGroupRuleProblems(edge: RuleSizingInput): { path: (string | number)[]; message: string }[] {
+  const sizing = edgeSecurityGroupSizing(edge);
+  const worst = Math.max(sizing.inboundRules, sizing.outboundRules);
+  if (worst <= SECURITY_GROUP_RULE_QUOTA) return [];
+  const direction = sizing.inboundRules >= sizing.outboundRules ? 'inbound' : 'outbound';
+  const rules = `${worst} ${direction} rules in the edge security group (a prefix-list rule counts once per entry), more than the ${SECURITY_GROUP_RULE_QUOTA} AWS allows by default`;
+  // TLS on a port not next to sipPort adds a rule per entry; blame it when the lists alone would fit.
+  if (edge.tls && edgeSecurityGroupFits({ ...edge, tls: undefined })) {
+    const ports = `tlsPort ${edge.tlsPort} not next to sipPort ${edge.sipPort}`;
+    return [{ path: ['tls'], message: `with ${ports}, ${edge.allowlist.length} allowlist entries need ${rules}` }];
+  }
+  const problems: { path: (string | number)[]; message: string }[] = [];
+  if (edge.mediaAllowlist.length > MEDIA_HEADROOM)
+    problems.push({ path: ['mediaAllowlist'], message: `${edge.mediaAllowlist.length} entries need ${rules}` });
+  if (edge.allowlist.length > SIGNALLING_HEADROOM || problems.length === 0)
+    problems.push({ path: ['allowlist'], message: `${edge.allowlist.length} entries need ${rules}` });
+  return problems;
+}
+
+function edgeSecurityGroupFits(edge: RuleSizingInput): boolean {
+  const sizing = edgeSecurityGroupSizing(edge);
+  return Math.max(sizing.inboundRules, sizing.outboundRules) <= SECURITY_GROUP_RULE_QUOTA;
+}
 
 /**
  * The entries of a carrier list that open the edge wider than any carrier needs: one wider than

@@ -1,11 +1,15 @@
 import { gzipSync } from 'node:zlib';
 import { EDGE_MEDIA_MODE_METRICS, EDGE_METRICS, metricsNamespace } from '@voice-intake/contracts';
 import {
+  CARRIER_SIP_PORT,
+  CARRIER_TLS_PORT,
   EDGE_LOG_EVENTS,
   EDGE_MEDIA_MODE_LOG_EVENTS,
+  edgeSecurityGroupSizing,
   HOST_PLACEHOLDERS,
   type RenderedEdge,
   renderEdge,
+  sipTcpPortRanges,
   withoutCommentLines,
 } from '@voice-intake/edge-config';
 import { Annotations, CfnOutput, type CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
@@ -25,9 +29,8 @@ import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-sta
 
 const CONFIG_DIR = '/etc/voice-intake-edge';
 const LOG_DIR = '/var/log/voice-intake-edge';
-/** Where carriers (Twilio among them) take SIP: 5060 UDP/TCP, 5061 TLS, whatever port the edge itself listens on. */
-const CARRIER_SIP_PORT = 5060;
-const CARRIER_TLS_PORT = 5061;
+/** One TCP port as ec2.Port.tcp names it (a rule's logical id follows the name: an unchanged rule keeps its id). */
+const tcpPorts = (from: number, to: number) => (from === to ? ec2.Port.tcp(from) : ec2.Port.tcpRange(from, to));
 /** Where the config association unpacks the rendered tree before edge-apply.sh compares and installs it. */
 const STAGED_DIR = '/var/lib/voice-intake-edge/staged';
 
@@ -81,14 +84,17 @@ export class EdgeStack extends VoiceIntakeStack {
     // Where LiveKit SIP listens (livekit.sipPort): the egress rule, the rendered node port and the node sync agree.
     const livekitSipPort = props.livekitSip?.sipPort ?? 5060;
 
+    // Sized so the security group's rules, each prefix-list rule counted per entry, stay in the default quota (the
+    // config refuses lists that cannot).
+    const { prefixListSizes } = edgeSecurityGroupSizing(edge);
     this.signallingPrefixList = new ec2.PrefixList(this, 'CarrierSignallingPrefixList', {
       addressFamily: ec2.AddressFamily.IP_V4,
-      maxEntries: Math.max(20, edge.allowlist.length),
+      maxEntries: prefixListSizes.signalling,
       entries: edge.allowlist.map((cidr) => ({ cidr, description: 'carrier signalling' })),
     });
     this.mediaPrefixList = new ec2.PrefixList(this, 'CarrierMediaPrefixList', {
       addressFamily: ec2.AddressFamily.IP_V4,
-      maxEntries: Math.max(10, edge.mediaAllowlist.length),
+      maxEntries: prefixListSizes.media,
       entries: edge.mediaAllowlist.map((cidr) => ({ cidr, description: 'carrier media' })),
     });
 
@@ -100,8 +106,11 @@ export class EdgeStack extends VoiceIntakeStack {
     const signalling = ec2.Peer.prefixList(this.signallingPrefixList.prefixListId);
     const media = ec2.Peer.prefixList(this.mediaPrefixList.prefixListId);
     this.securityGroup.addIngressRule(signalling, ec2.Port.udp(edge.sipPort), 'SIP/UDP from carrier');
-    this.securityGroup.addIngressRule(signalling, ec2.Port.tcp(edge.sipPort), 'SIP/TCP from carrier');
-    if (edge.tls) this.securityGroup.addIngressRule(signalling, ec2.Port.tcp(edge.tlsPort), 'SIP/TLS from carrier');
+    // SIP/TCP and SIP/TLS share one rule when their ports are adjacent: every rule here costs one per list entry.
+    for (const [from, to] of sipTcpPortRanges(edge.sipPort, edge.tls ? edge.tlsPort : undefined)) {
+      const what = from !== to ? 'SIP/TCP+TLS' : edge.tls && from === edge.tlsPort ? 'SIP/TLS' : 'SIP/TCP';
+      this.securityGroup.addIngressRule(signalling, tcpPorts(from, to), `${what} from carrier`);
+    }
     this.securityGroup.addIngressRule(
       media,
       ec2.Port.udpRange(edge.rtpPortRange.min, edge.rtpPortRange.max),
@@ -124,17 +133,10 @@ export class EdgeStack extends VoiceIntakeStack {
       ec2.Port.udp(CARRIER_SIP_PORT),
       'SIP/UDP to carrier (in-dialog requests)',
     );
-    this.securityGroup.addEgressRule(
-      signalling,
-      ec2.Port.tcp(CARRIER_SIP_PORT),
-      'SIP/TCP to carrier (in-dialog requests)',
-    );
-    if (edge.tls)
-      this.securityGroup.addEgressRule(
-        signalling,
-        ec2.Port.tcp(CARRIER_TLS_PORT),
-        'SIP/TLS to carrier (in-dialog requests)',
-      );
+    for (const [from, to] of sipTcpPortRanges(CARRIER_SIP_PORT, edge.tls ? CARRIER_TLS_PORT : undefined)) {
+      const what = from === to ? 'SIP/TCP' : 'SIP/TCP+TLS';
+      this.securityGroup.addEgressRule(signalling, tcpPorts(from, to), `${what} to carrier (in-dialog requests)`);
+    }
     this.securityGroup.addEgressRule(
       media,
       ec2.Port.udpRange(1024, 65535),
