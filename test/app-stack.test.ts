@@ -290,6 +290,24 @@ describe('app stack: LiveKit cluster', () => {
   });
 });
 
+describe('app stack: LiveKit hosts on Graviton', () => {
+  it('boots Arm hosts from the Arm ECS-optimized image, x86 hosts from the x86 one', () => {
+    const imageParameters = (instanceType: string) => {
+      const { stacks } = buildVoiceIntakeApp({ livekit: { instanceType } });
+      const parameters = Template.fromStack(stacks.app).toJSON().Parameters as Record<string, { Default?: string }>;
+      return Object.values(parameters)
+        .map((parameter) => parameter.Default ?? '')
+        .filter((path) => path.startsWith('/aws/service/ecs/optimized-ami/'));
+    };
+    expect(imageParameters('c7g.xlarge')).toEqual([
+      '/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id',
+    ]);
+    expect(imageParameters('c7i.xlarge')).toEqual([
+      '/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id',
+    ]);
+  });
+});
+
 describe('app stack: agent service', () => {
   let app: Template;
 

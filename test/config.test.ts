@@ -143,6 +143,18 @@ describe('operator config', () => {
     );
   });
 
+  it('refuses an Arm instance type for the edge, whose image and packages are x86', () => {
+    for (const instanceType of ['c7g.large', 'm6gd.xlarge', 't4g.small', 'a1.large', 'c8gn.large'])
+      expect(errorOf(repoConfigInput({ edge: { instanceType } })), instanceType).toMatch(
+        new RegExp(`^[^;]*edge\\.instanceType: ${instanceType.replace('.', '\\.')} is an Arm \\(Graviton\\) type`),
+      );
+    for (const instanceType of ['c7i.large', 'c6a.large', 'g5.xlarge', 'm7i-flex.large'])
+      expect(parseConfig(repoConfigInput({ edge: { instanceType } })).edge.instanceType).toBe(instanceType);
+    expect(parseConfig(repoConfigInput({ livekit: { instanceType: 'c7g.xlarge' } })).livekit.instanceType).toBe(
+      'c7g.xlarge',
+    );
+  });
+
   it('bounds ringing without an answer well under a minute by default, within 5–120 s', () => {
     expect(parseConfig(repoConfigInput()).edge.ringTimeoutSeconds).toBe(30);
     expect(parseConfig(repoConfigInput({ edge: { ringTimeoutSeconds: 45 } })).edge.ringTimeoutSeconds).toBe(45);

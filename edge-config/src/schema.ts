@@ -161,6 +161,13 @@ export const edgeSectionSchema = z
   })
   .strict()
   .superRefine((edge, ctx) => {
+    if (isArmInstanceType(edge.instanceType)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['instanceType'],
+        message: `${edge.instanceType} is an Arm (Graviton) type: the edge image and packages are x86_64 (amd64); choose an x86 type such as c7i.large`,
+      });
+    }
     if (!edge.allowAnyCarrierSource) {
       for (const key of ['allowlist', 'mediaAllowlist'] as const) {
         for (const { index, message } of overlyWideSources(edge[key])) {
@@ -186,6 +193,15 @@ export const edgeSectionSchema = z
       ctx.addIssue({ code: 'custom', path: ['tlsPort'], message: `must differ from sipPort ${edge.sipPort}` });
     }
   });
+
+/**
+ * Whether an EC2 instance type is Arm (Graviton, or the a1 family): a `g` among the letters after the generation
+ * (c7g, m6gd, t4g, im4gn, is4gen, g5g), as EC2 names them. A name that does not parse is taken as x86.
+ */
+export function isArmInstanceType(instanceType: string): boolean {
+  const match = /^([a-z]+)(\d{1,2})([a-z-]*)\./.exec(instanceType);
+  return match !== null && (match[1] === 'a' || match[3].includes('g'));
+}
 
 /** Rules one security group may hold per direction (the default quota); a prefix-list rule counts as its MaxEntries. */
 export const SECURITY_GROUP_RULE_QUOTA = 60;

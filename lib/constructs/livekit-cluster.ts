@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
+import { isArmInstanceType } from '@voice-intake/edge-config';
 import { Annotations, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -96,6 +97,8 @@ export class LiveKitCluster extends Construct {
       description: 'LiveKit hosts: ECS agent and SSM (no SSH)',
     });
     // The ECS agent waits this long for a stopping task (SIGTERM: LiveKit finishes its rooms and calls) before SIGKILL.
+    // The hosts' architecture picks the ECS-optimized image (and, below, the images mirrored for them).
+    const arm = isArmInstanceType(livekit.instanceType);
     const hostUserData = ec2.UserData.forLinux();
     hostUserData.addCommands(`echo 'ECS_CONTAINER_STOP_TIMEOUT=${livekit.drainSeconds}s' >> /etc/ecs/ecs.config`);
     this.autoScalingGroup = new autoscaling.AutoScalingGroup(this, 'Hosts', {
@@ -103,7 +106,9 @@ export class LiveKitCluster extends Construct {
       vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS },
       launchTemplate: new ec2.LaunchTemplate(this, 'HostTemplate', {
         instanceType: new ec2.InstanceType(livekit.instanceType),
-        machineImage: ecs.EcsOptimizedImage.amazonLinux2023(),
+        machineImage: ecs.EcsOptimizedImage.amazonLinux2023(
+          arm ? ecs.AmiHardwareType.ARM : ecs.AmiHardwareType.STANDARD,
+        ),
         securityGroup: this.hostSecurityGroup,
         role,
         requireImdsv2: true,
@@ -177,7 +182,6 @@ export class LiveKitCluster extends Construct {
     const render = (template: string, file: string) =>
       `printf '%s' "$${template}" | sed -e "s|${LIVEKIT_PLACEHOLDERS.nodeIp}|$NODE_IP|g" -e "s|${LIVEKIT_PLACEHOLDERS.apiKey}|$LIVEKIT_API_KEY|g" -e "s|${LIVEKIT_PLACEHOLDERS.apiSecret}|$LIVEKIT_API_SECRET|g" -e "s|${LIVEKIT_PLACEHOLDERS.redisPassword}|$REDIS_PASSWORD|g" > /config/${file}`;
     // Every image the hosts run is a copy in this account's ECR, for the hosts' architecture.
-    const arm = new ec2.InstanceType(livekit.instanceType).architecture === ec2.InstanceArchitecture.ARM_64;
     const platform = arm ? ecrAssets.Platform.LINUX_ARM64 : ecrAssets.Platform.LINUX_AMD64;
     const mirrored = (source: string) =>
       ecs.ContainerImage.fromAsset(MIRROR_DIR, { buildArgs: { SOURCE_IMAGE: source }, platform });
