@@ -62,6 +62,22 @@ describe('operator config', () => {
     expect(tools).toContain('mcp.callerTrust.tools.lookup_caller');
   });
 
+  it('gates only tools the MCP server has, and never makes identity proof impossible', () => {
+    const trustOf = (tools: object) =>
+      parseConfig(repoConfigInput({ mcp: { callerTrust: { tools } } })).mcp.callerTrust;
+    expect(trustOf({ submit_intake: 'B', lookup_caller: 'never' }).tools).toEqual({
+      submit_intake: 'B',
+      lookup_caller: 'never',
+    });
+    expect(errorOf(repoConfigInput({ mcp: { callerTrust: { tools: { submit_intak: 'B' } } } }))).toMatch(
+      /mcp\.callerTrust\.tools\.submit_intak: is not a tool of the MCP server \(lookup_caller, verify_caller, /,
+    );
+    expect(errorOf(repoConfigInput({ mcp: { callerTrust: { tools: { verify_caller: 'never' } } } }))).toContain(
+      'mcp.callerTrust.tools.verify_caller: cannot be "never"',
+    );
+    expect(trustOf({ verify_caller: 'C' }).tools).toEqual({ verify_caller: 'C' });
+  });
+
   it('accepts agent.recording announce and consent, and names the key of a bad rate or sentence', () => {
     const recordingOf = (recording: object) => parseConfig(repoConfigInput({ agent: { recording } })).agent.recording;
     expect(recordingOf({ mode: 'consent' }).mode).toBe('consent');

@@ -46,6 +46,24 @@ export function callerFromAttributes(attributes: Readonly<Record<string, string>
   };
 }
 
+/**
+ * The MCP server's tools: the names `callerTrust.tools` may gate (the server registers these and no other). A name
+ * outside this list would gate nothing, so the config refuses it.
+ */
+export const MCP_TOOL_NAMES = [
+  'lookup_caller',
+  'verify_caller',
+  'get_intake_form',
+  'save_intake_progress',
+  'submit_intake',
+  'search_knowledge',
+  'schedule_callback',
+  'request_human_transfer',
+] as const;
+export type McpToolName = (typeof MCP_TOOL_NAMES)[number];
+
+const isMcpToolName = (name: string): name is McpToolName => (MCP_TOOL_NAMES as readonly string[]).includes(name);
+
 /** What a tool may require of the caller: at least this level (`none`: any but failed), or `never` (proof only). */
 export const TRUST_REQUIREMENTS = ['A', 'B', 'C', 'none', 'never'] as const;
 export const trustRequirementSchema = z.enum(TRUST_REQUIREMENTS);
@@ -68,9 +86,23 @@ export const callerTrustSchema = z
   .object({
     /** lookup_caller tells the caller's name and open cases at this level or above; below, only whether one exists. */
     revealCasesAt: trustRequirementSchema.default('A'),
-    /** Tool name → what it needs without identity proof; a proven caller passes every gate. Unlisted: no gate. */
+    /**
+     * Tool name (one of MCP_TOOL_NAMES) → what it needs without identity proof; a proven caller passes every gate.
+     * Unlisted: no gate. verify_caller is the proof itself, so it may not be `never`.
+     */
     tools: z
-      .record(z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, 'tool names are snake_case'), trustRequirementSchema)
+      .record(z.string(), trustRequirementSchema)
+      .superRefine((tools, ctx) => {
+        for (const [name, required] of Object.entries(tools)) {
+          if (!isMcpToolName(name)) {
+            const message = `is not a tool of the MCP server (${MCP_TOOL_NAMES.join(', ')})`;
+            ctx.addIssue({ code: 'custom', path: [name], message });
+          } else if (name === 'verify_caller' && required === 'never') {
+            const message = 'cannot be "never": verify_caller is how a caller proves identity, so no one could';
+            ctx.addIssue({ code: 'custom', path: [name], message });
+          }
+        }
+      })
       .default({}),
     /** Failed identity proofs a call may make before verify_caller refuses more (guessing case numbers). */
     maxProofAttempts: z.number().int().min(1).max(10).default(3),

@@ -18,6 +18,7 @@ import {
   type IntakeCase,
   MCP_SESSION_HEADER,
   type McpSession,
+  type McpToolName,
   SCHEMA_VERSION,
   storedText,
   TOOL_OUTCOME_META_KEY,
@@ -167,7 +168,7 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
 
   /** Registers a tool for tools/list; tools/call reaches it only through handleToolCall below. */
   function define<S extends z.ZodRawShape>(
-    name: string,
+    name: McpToolName,
     config: { title: string; description: string; inputSchema: S; outputSchema: z.ZodRawShape },
     needsSession: boolean,
     run: (args: z.output<z.ZodObject<S>>, session: McpSession | undefined) => Promise<CallToolResult>,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { verifyAuditTrail } from '@voice-intake/contracts';
+import { MCP_TOOL_NAMES, verifyAuditTrail } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localChains, testSealKey, waitForSealedChains } from './support/audit-files';
 import { closeServer, listenOnLoopback } from './support/local-http';
@@ -92,6 +92,8 @@ describe('MCP server over Streamable HTTP', () => {
         'verify_caller',
       ].sort(),
     );
+    // The names the config may gate are exactly the tools the server offers.
+    expect(tools.map((tool) => tool.name).sort()).toEqual([...MCP_TOOL_NAMES].sort());
     const submit = tools.find((tool) => tool.name === 'submit_intake')!;
     expect(submit.inputSchema.required).toEqual(['intakeType']);
     expect(submit.description).toMatch(/never creates a duplicate/);
