@@ -16,12 +16,25 @@ export const CONFIG_CONTEXT_KEY = 'voiceIntake';
 
 const retentionDays = z.number().int().min(1).max(36_500);
 
+/** The retention periods CloudWatch Logs accepts (days); any other value fails the log group at deploy. */
+export const CLOUDWATCH_LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+] as const;
+export type LogRetentionDays = (typeof CLOUDWATCH_LOG_RETENTION_DAYS)[number];
+
+const logRetentionDays = z
+  .number()
+  .refine((days): days is LogRetentionDays => (CLOUDWATCH_LOG_RETENTION_DAYS as readonly number[]).includes(days), {
+    message: `must be a retention CloudWatch Logs offers: ${CLOUDWATCH_LOG_RETENTION_DAYS.join(', ')} (days)`,
+  });
+
 export const networkSchema = z
   .object({
     vpcCidr: ipv4CidrSchema.default('10.40.0.0/16'),
     /** NAT gateways: one per AZ for production; 1 is cheaper for dev (one AZ's outage then cuts egress). */
     natGateways: z.number().int().min(1).max(6).optional(),
-    flowLogRetentionDays: retentionDays.default(365),
+    /** A CloudWatch Logs log group's retention: one of CLOUDWATCH_LOG_RETENTION_DAYS. */
+    flowLogRetentionDays: logRetentionDays.default(365),
   })
   .strict();
 

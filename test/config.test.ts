@@ -6,8 +6,9 @@ import {
   agentTaskMemoryMiB,
 } from '@voice-intake/contracts';
 import { TWILIO_MEDIA_CIDRS, TWILIO_SIGNALLING_CIDRS } from '@voice-intake/edge-config';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig, readConfig } from '../lib/config';
+import { CLOUDWATCH_LOG_RETENTION_DAYS, ConfigError, parseConfig, readConfig } from '../lib/config';
 import { repoConfigInput } from './support/synth';
 
 function contextOf(values: Record<string, unknown>) {
@@ -185,6 +186,21 @@ describe('operator config', () => {
       );
     expect(errorOf(repoConfigInput({ deploymentName: 'abcdefghijklmnopqrstu' }))).toContain('deploymentName');
     expect(parseConfig(repoConfigInput({ deploymentName: 'abcdefghijklmnopqrst' })).deploymentName).toHaveLength(20);
+  });
+
+  it('keeps flow logs only as long as CloudWatch Logs offers, naming the values', () => {
+    expect(parseConfig(repoConfigInput({ network: { flowLogRetentionDays: 731 } })).network.flowLogRetentionDays).toBe(
+      731,
+    );
+    for (const days of [100, 0, 36_500, 365.5])
+      expect(errorOf(repoConfigInput({ network: { flowLogRetentionDays: days } })), String(days)).toContain(
+        'network.flowLogRetentionDays: must be a retention CloudWatch Logs offers: 1, 3, 5, 7, 14, 30,',
+      );
+    // The list is CloudWatch's (as the CDK knows it), less "never expire".
+    const cdkValues = Object.values(logs.RetentionDays).filter(
+      (days): days is number => typeof days === 'number' && days !== logs.RetentionDays.INFINITE,
+    );
+    expect([...CLOUDWATCH_LOG_RETENTION_DAYS].sort((a, b) => a - b)).toEqual(cdkValues.sort((a, b) => a - b));
   });
 
   it('requires at least two AZs', () => {
