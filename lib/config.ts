@@ -8,7 +8,7 @@ import {
   describeIssues,
   recordingSentenceSchema,
 } from '@voice-intake/contracts';
-import { edgeSectionSchema, ipv4CidrSchema } from '@voice-intake/edge-config';
+import { edgeSectionSchema, ipv4CidrSchema, parseIpv4Cidr } from '@voice-intake/edge-config';
 import { z } from 'zod';
 
 /** The context key that holds the operator config, in cdk.json or on the command line. */
@@ -28,9 +28,31 @@ const logRetentionDays = z
     message: `must be a retention CloudWatch Logs offers: ${CLOUDWATCH_LOG_RETENTION_DAYS.join(', ')} (days)`,
   });
 
+/**
+ * The subnets the network stack lays out in every AZ, in this order (the CDK allocates them one group after another,
+ * each aligned to its size): public (edge), private with egress (app tier), isolated (data).
+ */
+export const SUBNET_MASKS = { public: 24, private: 20, isolated: 24 } as const;
+
+/** Addresses from the VPC's start the subnets of azCount AZs reach, laid out as the CDK does. */
+export function subnetSpan(azCount: number): number {
+  let next = 0;
+  for (const mask of Object.values(SUBNET_MASKS)) {
+    const size = 2 ** (32 - mask);
+    next = Math.ceil(next / size) * size + azCount * size;
+  }
+  return next;
+}
+
 export const networkSchema = z
   .object({
-    vpcCidr: ipv4CidrSchema.default('10.40.0.0/16'),
+    /** /16 (AWS's largest) or narrower, as long as the subnets of azCount AZs fit (checked below). */
+    vpcCidr: ipv4CidrSchema
+      .refine(
+        (cidr) => (parseIpv4Cidr(cidr)?.prefixLength ?? 16) >= 16,
+        'must be /16 or narrower (the largest VPC AWS allows)',
+      )
+      .default('10.40.0.0/16'),
     /** NAT gateways: one per AZ for production; 1 is cheaper for dev (one AZ's outage then cuts egress). */
     natGateways: z.number().int().min(1).max(6).optional(),
     /** A CloudWatch Logs log group's retention: one of CLOUDWATCH_LOG_RETENTION_DAYS. */
@@ -378,6 +400,17 @@ export const voiceIntakeConfigSchema = z
     }
     if (config.region && config.edge.amiIds && !(config.region in config.edge.amiIds)) {
       ctx.addIssue({ code: 'custom', path: ['edge', 'amiIds'], message: `has no image for region ${config.region}` });
+    }
+    const vpcSize = 2 ** (32 - (parseIpv4Cidr(config.network.vpcCidr)?.prefixLength ?? 32));
+    const needed = subnetSpan(config.azCount);
+    if (needed > vpcSize) {
+      const prefix = 32 - Math.ceil(Math.log2(needed));
+      const layout = `a public /${SUBNET_MASKS.public}, a private /${SUBNET_MASKS.private} and an isolated /${SUBNET_MASKS.isolated}`;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['network', 'vpcCidr'],
+        message: `is too small for ${config.azCount} AZs of ${layout} each (${needed} addresses): use /${prefix} or wider`,
+      });
     }
     if (config.network.natGateways !== undefined && config.network.natGateways > config.azCount) {
       ctx.addIssue({

@@ -203,6 +203,21 @@ describe('operator config', () => {
     expect([...CLOUDWATCH_LOG_RETENTION_DAYS].sort((a, b) => a - b)).toEqual(cdkValues.sort((a, b) => a - b));
   });
 
+  it("takes a VPC range AWS allows that holds every AZ's subnets", () => {
+    expect(errorOf(repoConfigInput({ network: { vpcCidr: '10.0.0.0/8' } }))).toContain(
+      'network.vpcCidr: must be /16 or narrower',
+    );
+    expect(errorOf(repoConfigInput({ azCount: 6, network: { vpcCidr: '10.40.0.0/18' } }))).toContain(
+      'network.vpcCidr: is too small for 6 AZs of a public /24, a private /20 and an isolated /24 each (30208 addresses): use /17 or wider',
+    );
+    expect(errorOf(repoConfigInput({ network: { vpcCidr: '10.40.0.0/24' } }))).toMatch(
+      /network\.vpcCidr: .*use \/18 or wider/,
+    );
+    expect(parseConfig(repoConfigInput({ azCount: 6, network: { vpcCidr: '10.40.0.0/17' } })).network.vpcCidr).toBe(
+      '10.40.0.0/17',
+    );
+  });
+
   it('requires at least two AZs', () => {
     expect(errorOf({ azCount: 1 })).toMatch(/^invalid voiceIntake config: azCount: must be at least 2/);
   });

@@ -1,7 +1,10 @@
+import { App, Stack } from 'aws-cdk-lib';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig, SUBNET_MASKS } from '../lib/config';
 import { openIngressRules } from './support/assertions';
-import { type SynthesizedApp, synthVoiceIntake } from './support/synth';
+import { repoConfigInput, type SynthesizedApp, synthVoiceIntake } from './support/synth';
 
 describe('network stack', () => {
   let synthesized: SynthesizedApp;
@@ -103,5 +106,47 @@ describe('network stack, dev sizing', () => {
     const { templates } = synthVoiceIntake({ azCount: 3, network: { natGateways: 1 } });
     templates.network.resourceCountIs('AWS::EC2::NatGateway', 1);
     templates.network.resourceCountIs('AWS::EC2::Subnet', 9);
+  });
+});
+
+describe('network stack address space', () => {
+  /** Whether the CDK lays out the network stack's subnets for azCount AZs in this CIDR. */
+  function cdkFits(vpcCidr: string, azCount: number): boolean {
+    const zones = ['a', 'b', 'c', 'd', 'e', 'f'].map((zone) => `us-east-1${zone}`);
+    const app = new App({ context: { 'availability-zones:account=123456789012:region=us-east-1': zones } });
+    const stack = new Stack(app, 'Net', { env: { account: '123456789012', region: 'us-east-1' } });
+    try {
+      new ec2.Vpc(stack, 'Vpc', {
+        ipAddresses: ec2.IpAddresses.cidr(vpcCidr),
+        maxAzs: azCount,
+        subnetConfiguration: [
+          { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: SUBNET_MASKS.public },
+          { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: SUBNET_MASKS.private },
+          { name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: SUBNET_MASKS.isolated },
+        ],
+      });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  function configAccepts(vpcCidr: string, azCount: number): boolean {
+    try {
+      parseConfig(repoConfigInput({ azCount, network: { vpcCidr } }));
+      return true;
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toMatch(/network\.vpcCidr: /);
+      return false;
+    }
+  }
+
+  it('accepts exactly the VPC ranges the CDK can lay every AZ out in, refusing the rest at network.vpcCidr', () => {
+    for (const prefix of [16, 17, 18, 19, 20])
+      for (const azCount of [2, 3, 4, 5, 6]) {
+        const cidr = `10.40.0.0/${prefix}`;
+        expect(configAccepts(cidr, azCount), `${cidr} × ${azCount}`).toBe(cdkFits(cidr, azCount));
+      }
   });
 });

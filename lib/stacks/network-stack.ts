@@ -4,6 +4,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { acknowledgeRules } from '../compliance';
+import { SUBNET_MASKS } from '../config';
 import { grantKeyToLogGroups } from '../constructs/log-key-grant';
 import { VoiceIntakeStack, type VoiceIntakeStackProps } from './voice-intake-stack';
 
@@ -38,9 +39,14 @@ export class NetworkStack extends VoiceIntakeStack {
       natGateways: network.natGateways ?? azCount,
       restrictDefaultSecurityGroup: true,
       subnetConfiguration: [
-        { name: 'public', subnetType: ec2.SubnetType.PUBLIC, cidrMask: 24, mapPublicIpOnLaunch: false },
-        { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: 20 },
-        { name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: 24 },
+        {
+          name: 'public',
+          subnetType: ec2.SubnetType.PUBLIC,
+          cidrMask: SUBNET_MASKS.public,
+          mapPublicIpOnLaunch: false,
+        },
+        { name: 'private', subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS, cidrMask: SUBNET_MASKS.private },
+        { name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED, cidrMask: SUBNET_MASKS.isolated },
       ],
     });
 
