@@ -324,7 +324,7 @@ export const agentServiceSchema = z
 
 export const observabilitySchema = z
   .object({
-    /** Subscribe this address to the alarm topic (confirm the e-mail after deploy). */
+    /** Subscribe this address to the alarm topic, ours or alarmTopicArn (confirm the e-mail after deploy). */
     alarmEmail: z.email().optional(),
     /** Use an existing topic instead of creating one. */
     alarmTopicArn: z

@@ -215,11 +215,16 @@ describe('observability stack', () => {
 });
 
 describe('observability stack with an existing topic', () => {
-  it('uses the given topic and creates none', () => {
+  it('uses the given topic and creates none, subscribing alarmEmail to it', () => {
     const arn = 'arn:aws:sns:us-east-1:123456789012:ops-pager';
-    const { templates } = synthVoiceIntake({ observability: { alarmTopicArn: arn } });
+    const observabilityConfig = { alarmTopicArn: arn, alarmEmail: 'oncall@acme-clinic.com' };
+    const { templates } = synthVoiceIntake({ observability: observabilityConfig });
     templates.observability.resourceCountIs('AWS::SNS::Topic', 0);
     const [alarm] = Object.values(templates.observability.findResources('AWS::CloudWatch::Alarm'));
     expect(alarm.Properties.AlarmActions).toEqual([arn]);
+    const subscriptions = Object.values(templates.observability.findResources('AWS::SNS::Subscription'));
+    expect(subscriptions.map((subscription) => subscription.Properties)).toEqual([
+      expect.objectContaining({ TopicArn: arn, Protocol: 'email', Endpoint: 'oncall@acme-clinic.com' }),
+    ]);
   });
 });

@@ -46,6 +46,9 @@ export class ObservabilityStack extends VoiceIntakeStack {
 
     if (observability.alarmTopicArn) {
       this.topic = sns.Topic.fromTopicArn(this, 'AlarmTopic', observability.alarmTopicArn);
+      // Asked for as well: the address is subscribed to the topic named, as it would be to one of ours.
+      if (observability.alarmEmail)
+        this.topic.addSubscription(new subscriptions.EmailSubscription(observability.alarmEmail));
     } else {
       const key = new kms.Key(this, 'AlarmTopicKey', {
         description: 'Encrypts the alarm topic',
