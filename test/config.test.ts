@@ -172,6 +172,27 @@ describe('operator config', () => {
     );
   });
 
+  it("keeps the edge's own ports out of the carrier ports and the RTP range", () => {
+    expect(errorOf(repoConfigInput({ edge: { sipPort: 5080 } }))).toContain(
+      "edge.sipPort: 5080 is the edge's own LiveKit-facing SIP port",
+    );
+    expect(errorOf(repoConfigInput({ edge: { tlsPort: 5080 } }))).toContain("edge.tlsPort: 5080 is the edge's own");
+    expect(errorOf(repoConfigInput({ edge: { rtpPortRange: { min: 2000, max: 3000 } } }))).toContain(
+      "edge.rtpPortRange: 2000-3000 overlaps RTPEngine's control port 2223",
+    );
+    expect(errorOf(repoConfigInput({ edge: { rtpPortRange: { min: 5062, max: 9000 } } }))).toContain(
+      'edge.rtpPortRange: 5062-9000 overlaps the LiveKit-facing SIP port 5080',
+    );
+  });
+
+  it('takes a CIDR prefix length only as written canonically', () => {
+    for (const cidr of ['192.0.2.0/024', '0.0.0.0/00', '10.0.0.0/08'])
+      expect(errorOf(repoConfigInput({ edge: { allowlist: [cidr] } })), cidr).toContain(
+        `edge.allowlist[0]: "${cidr}" is not a valid IPv4 CIDR`,
+      );
+    expect(parseConfig(repoConfigInput({ network: { vpcCidr: '10.1.0.0/16' } })).network.vpcCidr).toBe('10.1.0.0/16');
+  });
+
   it('bounds ringing without an answer well under a minute by default, within 5–120 s', () => {
     expect(parseConfig(repoConfigInput()).edge.ringTimeoutSeconds).toBe(30);
     expect(parseConfig(repoConfigInput({ edge: { ringTimeoutSeconds: 45 } })).edge.ringTimeoutSeconds).toBe(45);

@@ -9,7 +9,8 @@ export function isIpv4(value: string): boolean {
 
 /** Parses "a.b.c.d/len"; returns undefined for anything else (including host bits set past the prefix). */
 export function parseIpv4Cidr(value: string): { address: string; prefixLength: number } | undefined {
-  const match = /^([^/]+)\/(\d{1,2})$/.exec(value);
+  // The prefix length as written canonically: /8, never /08 or /00.
+  const match = /^([^/]+)\/(0|[1-9]\d?)$/.exec(value);
   if (!match) return undefined;
   const [, address, lengthText] = match;
   const prefixLength = Number(lengthText);

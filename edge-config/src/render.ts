@@ -4,7 +4,7 @@ import { describeIssues } from '@voice-intake/contracts';
 import { z } from 'zod';
 import { ipv4Schema, parseIpv4Cidr } from './cidr';
 import { EDGE_MEDIA_MODE_LOG_EVENTS } from './log-events';
-import { type CallerPolicy, edgeSectionSchema } from './schema';
+import { type CallerPolicy, EDGE_INTERNAL_SIP_PORT, edgeSectionSchema, RTPENGINE_CONTROL_PORT } from './schema';
 
 /**
  * Host facts that exist only on the booted instance. The CDK stack renders at synth with these tokens; the boot
@@ -48,7 +48,7 @@ export const hostFactsSchema = z
     /** Address Kamailio binds for LiveKit: the private IP on EC2. */
     internalSipIp: hostAddressSchema,
     /** Port of the LiveKit-facing socket; differs from edge.sipPort when both sides share one IP. */
-    internalSipPort: portSchema.default(5080),
+    internalSipPort: portSchema.default(EDGE_INTERNAL_SIP_PORT),
     /** Carrier-facing media address RTPEngine binds, and the one it writes into SDP (the EIP on EC2). */
     carrierMediaIp: hostAddressSchema,
     carrierMediaAdvertisedIp: hostAddressSchema.optional(),
@@ -63,11 +63,11 @@ export const hostFactsSchema = z
     rtpengineControl: z
       .object({
         ip: ipv4Schema.default('127.0.0.1'),
-        port: portSchema.default(2223),
+        port: portSchema.default(RTPENGINE_CONTROL_PORT),
         cliPort: portSchema.default(9900),
       })
       .strict()
-      .default({ ip: '127.0.0.1', port: 2223, cliPort: 9900 }),
+      .default({ ip: '127.0.0.1', port: RTPENGINE_CONTROL_PORT, cliPort: 9900 }),
   })
   .strict();
 

@@ -27,6 +27,11 @@ export const MAX_CARRIER_ADDRESSES = 2 ** (32 - WIDEST_CARRIER_PREFIX);
 
 const portSchema = z.number().int().min(1).max(65535);
 
+/** Ports an edge host keeps for itself (defaults of the host facts, src/render.ts): the LiveKit-facing SIP socket. */
+export const EDGE_INTERNAL_SIP_PORT = 5080;
+/** RTPEngine's control (ng) socket, on loopback; Kamailio is its only client. */
+export const RTPENGINE_CONTROL_PORT = 2223;
+
 export const portRangeSchema = z
   .object({ min: portSchema, max: portSchema })
   .strict()
@@ -188,6 +193,22 @@ export const edgeSectionSchema = z
       if (port >= min && port <= max) {
         ctx.addIssue({ code: 'custom', path: ['rtpPortRange'], message: `${min}-${max} overlaps ${name} ${port}` });
       }
+    }
+    for (const [name, port] of [
+      ['sipPort', edge.sipPort],
+      ['tlsPort', edge.tlsPort],
+    ] as const) {
+      if (port === EDGE_INTERNAL_SIP_PORT) {
+        const message = `${port} is the edge's own LiveKit-facing SIP port on the same address: choose another`;
+        ctx.addIssue({ code: 'custom', path: [name], message });
+      }
+    }
+    for (const [what, port] of [
+      ['the LiveKit-facing SIP port', EDGE_INTERNAL_SIP_PORT],
+      ["RTPEngine's control port", RTPENGINE_CONTROL_PORT],
+    ] as const) {
+      if (port >= min && port <= max)
+        ctx.addIssue({ code: 'custom', path: ['rtpPortRange'], message: `${min}-${max} overlaps ${what} ${port}` });
     }
     if (edge.sipPort === edge.tlsPort) {
       ctx.addIssue({ code: 'custom', path: ['tlsPort'], message: `must differ from sipPort ${edge.sipPort}` });
