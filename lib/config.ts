@@ -78,7 +78,17 @@ export const dataSchema = z
     redisReplicas: z.number().int().min(1).max(5).default(1),
     redisEngineVersion: z.string().default('7.1'),
   })
-  .strict();
+  .strict()
+  .superRefine((data, ctx) => {
+    // The transcripts' own expiry covers recordings/ too: a longer recording retention would never be kept.
+    if (data.recordingRetentionDays > data.transcriptRetentionDays) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['recordingRetentionDays'],
+        message: `must not exceed transcriptRetentionDays (${data.transcriptRetentionDays}): recordings live in the transcripts bucket, which expires everything then`,
+      });
+    }
+  });
 
 export const agentSchema = z
   .object({

@@ -239,6 +239,18 @@ describe('operator config', () => {
     );
   });
 
+  it('refuses keeping recordings longer than the transcripts that hold them', () => {
+    expect(errorOf(repoConfigInput({ data: { recordingRetentionDays: 400, transcriptRetentionDays: 30 } }))).toContain(
+      'data.recordingRetentionDays: must not exceed transcriptRetentionDays (30)',
+    );
+    // The default transcript retention (365) is the bound when only recordings are set.
+    expect(errorOf(repoConfigInput({ data: { recordingRetentionDays: 400 } }))).toContain('(365)');
+    const data = parseConfig(
+      repoConfigInput({ data: { recordingRetentionDays: 30, transcriptRetentionDays: 30 } }),
+    ).data;
+    expect(data.recordingRetentionDays).toBe(30);
+  });
+
   it('requires at least two AZs', () => {
     expect(errorOf({ azCount: 1 })).toMatch(/^invalid voiceIntake config: azCount: must be at least 2/);
   });

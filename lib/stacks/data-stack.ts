@@ -155,11 +155,12 @@ export class DataStack extends VoiceIntakeStack {
       // Enrichment reacts to transcript objects through EventBridge.
       eventBridgeNotifications: true,
     }).bucket;
-    // Recordings keep their own, usually shorter, retention (S3 applies the earliest expiration of matching rules).
+    // Recordings keep their own, usually shorter, retention (S3 applies the earliest expiration of matching rules; the
+    // config refuses one longer than the transcripts').
     this.transcriptsBucket.addLifecycleRule({
       id: 'recordings',
       prefix: S3_PREFIXES.recordings,
-      expiration: Duration.days(Math.min(data.recordingRetentionDays, data.transcriptRetentionDays)),
+      expiration: Duration.days(data.recordingRetentionDays),
     });
 
     this.auditBucket = new SecureBucket(this, 'Audit', {
