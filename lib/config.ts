@@ -279,7 +279,7 @@ export const mcpSchema = z
   })
   .strict()
   .superRefine((mcp, ctx) => {
-    if (mcp.defaultTransferQueue !== undefined && !(mcp.defaultTransferQueue in mcp.transferTargets)) {
+    if (mcp.defaultTransferQueue !== undefined && !Object.hasOwn(mcp.transferTargets, mcp.defaultTransferQueue)) {
       ctx.addIssue({
         code: 'custom',
         path: ['defaultTransferQueue'],

@@ -318,6 +318,11 @@ describe('operator config', () => {
         mcp: { transferTargets: { support: 'sip:support@pbx.acme.com' }, defaultTransferQueue: 'front_desk' },
       }),
     ).toContain('mcp.defaultTransferQueue: is not a queue of transferTargets (support)');
+    for (const inherited of ['constructor', 'toString', '__proto__'])
+      expect(
+        errorOf({ mcp: { transferTargets: { support: 'sip:support@pbx.acme.com' }, defaultTransferQueue: inherited } }),
+        inherited,
+      ).toContain('mcp.defaultTransferQueue: is not a queue of transferTargets (support)');
     expect(errorOf({ mcp: { transferTargets: { support: 'support@pbx' } } })).toContain(
       'mcp.transferTargets.support: must be a sip: or tel: URI',
     );

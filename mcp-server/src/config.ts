@@ -79,7 +79,10 @@ export const serverEnvSchema = z
         message: 'or AUDIT_SEAL_SECRET is required: audit segments are sealed with a key',
       });
     }
-    if (Object.keys(env.TRANSFER_TARGETS).length > 0 && !(env.DEFAULT_TRANSFER_QUEUE in env.TRANSFER_TARGETS)) {
+    if (
+      Object.keys(env.TRANSFER_TARGETS).length > 0 &&
+      !Object.hasOwn(env.TRANSFER_TARGETS, env.DEFAULT_TRANSFER_QUEUE)
+    ) {
       ctx.addIssue({
         code: 'custom',
         path: ['DEFAULT_TRANSFER_QUEUE'],
