@@ -238,9 +238,12 @@ export const livekitSchema = z
     }
   });
 
-/** RFC 2606/6761 names that can never be a real PBX: a target like this deploys but fails every transfer. */
+/**
+ * RFC 2606/6761 names that can never be a real PBX: a target like this deploys but fails every transfer. A fully
+ * qualified name's trailing dot (`example.com.`) names the same host; `localhost` is this host, never the PBX.
+ */
 const PLACEHOLDER_HOST =
-  /@?(?:^|[.@:])(?:example\.(?:com|net|org)|[^;>\s]*\.(?:example|invalid|test|localhost))(?:[:;>]|$)/i;
+  /@?(?:^|[.@:])(?:example\.(?:com|net|org)|localhost|[^;>\s]*\.(?:example|invalid|test|localhost))\.?(?:[:;>]|$)/i;
 
 export const mcpSchema = z
   .object({
@@ -257,7 +260,7 @@ export const mcpSchema = z
         .regex(/^(sip|tel):\S+$/, 'must be a sip: or tel: URI')
         .refine(
           (uri) => !PLACEHOLDER_HOST.test(uri),
-          'names a documentation host (example.com, .invalid, .test): give your PBX',
+          'names a documentation host (example.com, .invalid, .test, localhost): give your PBX',
         ),
       {
         error: (issue) =>

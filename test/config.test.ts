@@ -285,12 +285,21 @@ describe('operator config', () => {
       'sip:desk@example.org:5060',
       'sip:desk@pbx.acme.test;transport=tls',
       'sip:x@pbx.invalid',
+      'sip:desk@example.com.',
+      'sip:desk@pbx.test.',
+      'sip:desk@pbx.acme.test.;transport=tls',
+      'sip:desk@example.org.:5060',
+      'sip:desk@localhost',
+      'sip:desk@LOCALHOST:5060',
+      'sip:desk@localhost.',
     ]) {
       expect(errorOf({ mcp: { transferTargets: { front_desk: placeholder } } }), placeholder).toContain(
         'mcp.transferTargets.front_desk: names a documentation host',
       );
     }
     expect(parseConfig({ mcp: { transferTargets: {} } }).mcp.transferTargets).toEqual({});
+    for (const real of ['sip:desk@localhost-pbx.acme.com', 'sip:desk@pbx.acme.com.', 'sip:desk@test.acme.com'])
+      expect(parseConfig({ mcp: { transferTargets: { front_desk: real } } }).mcp.transferTargets.front_desk).toBe(real);
     const real = parseConfig({
       mcp: { transferTargets: { front_desk: 'sip:desk@pbx.notexample.com', billing: 'tel:+14155550100' } },
     }).mcp;
