@@ -1,18 +1,19 @@
 #!/usr/bin/env node
 /**
- * npm run preflight [-- --offline]: what a first deploy of this config would trip over, one line per problem.
- * Reads the `voiceIntake` object of cdk.json (command-line -c keys are not seen: put them in cdk.json). With
+ * npm run preflight [-- --offline] [-- -c voiceIntake.<key>=<value> …]: what a first deploy of this config would trip
+ * over, one line per problem. Reads the config as `cdk synth` does: cdk.json's `voiceIntake`, then -c keys. With
  * credentials (the SDK's default chain) and a region it also asks the account; --offline, or no credentials, checks
  * the config alone.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CONFIG_CONTEXT_KEY, ConfigError, parseConfig } from '../lib/config';
+import { ConfigError, contextFromCommandLine, readConfigFromContext } from '../lib/config';
 import { accountFindings, awsClients, configFindings, formatFindings } from '../lib/preflight';
 
 async function main(): Promise<number> {
-  const context = JSON.parse(readFileSync(join(__dirname, '..', 'cdk.json'), 'utf8')).context ?? {};
-  const config = parseConfig(context[CONFIG_CONTEXT_KEY]);
+  // The config as synth reads it: cdk.json's, with any -c voiceIntake=… or -c voiceIntake.<key>=… on top.
+  const cdkJson = JSON.parse(readFileSync(join(__dirname, '..', 'cdk.json'), 'utf8')).context ?? {};
+  const config = readConfigFromContext(contextFromCommandLine(cdkJson, process.argv.slice(2)));
   const region = config.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
   const findings = configFindings(config, region);
   let withAccount = false;

@@ -1,19 +1,21 @@
 #!/usr/bin/env node
 /**
- * npm run recover-first-deploy [-- --delete]: after a failed first deploy, lists the data stack's leftover named
- * buckets and, with --delete, deletes them — only when the data stack is gone or rolled back and the buckets are empty.
- * Account and region: the config's, else the environment's ACCOUNT and AWS_REGION.
+ * npm run recover-first-deploy [-- --delete] [-- -c voiceIntake.<key>=<value> …]: after a failed first deploy, lists
+ * the data stack's leftover named buckets and, with --delete, deletes them — only when the data stack is gone or
+ * rolled back and the buckets are empty. Account and region: the config's (read as `cdk synth` does: cdk.json's
+ * `voiceIntake`, then -c keys), else the environment's ACCOUNT and AWS_REGION.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CloudFormationClient } from '@aws-sdk/client-cloudformation';
 import { S3Client } from '@aws-sdk/client-s3';
-import { CONFIG_CONTEXT_KEY, ConfigError, parseConfig } from '../lib/config';
+import { ConfigError, contextFromCommandLine, readConfigFromContext } from '../lib/config';
 import { executeRecovery, planRecovery } from '../lib/recovery';
 
 async function main(): Promise<number> {
-  const context = JSON.parse(readFileSync(join(__dirname, '..', 'cdk.json'), 'utf8')).context ?? {};
-  const config = parseConfig(context[CONFIG_CONTEXT_KEY]);
+  // The config as synth reads it: cdk.json's, with any -c voiceIntake=… or -c voiceIntake.<key>=… on top.
+  const cdkJson = JSON.parse(readFileSync(join(__dirname, '..', 'cdk.json'), 'utf8')).context ?? {};
+  const config = readConfigFromContext(contextFromCommandLine(cdkJson, process.argv.slice(2)));
   const region = config.region ?? process.env.AWS_REGION;
   const account = config.account ?? process.env.ACCOUNT;
   if (!region || !account) {

@@ -547,3 +547,30 @@ export function readConfig(context: ContextReader, allContext: Record<string, un
   }
   return parseConfig(mergeOverrides(base as Record<string, unknown>, overrides, asText));
 }
+
+/**
+ * The context `cdk synth` sees from cdk.json's `context` and the command line's `-c key=value` / `--context key=value`
+ * (which win, as they do for the CDK), for tools outside the CDK app that must read the config exactly as synth does.
+ */
+export function contextFromCommandLine(
+  cdkJsonContext: Record<string, unknown>,
+  argv: readonly string[],
+): Record<string, unknown> {
+  const context: Record<string, unknown> = { ...cdkJsonContext };
+  for (let index = 0; index < argv.length; index++) {
+    const arg = argv[index];
+    let pair: string | undefined;
+    if (arg === '-c' || arg === '--context') pair = argv[++index];
+    else if (arg.startsWith('--context=')) pair = arg.slice('--context='.length);
+    if (pair === undefined) continue;
+    const equals = pair.indexOf('=');
+    if (equals <= 0) throw new ConfigError(`invalid ${CONFIG_CONTEXT_KEY} config: ${arg} ${pair}: expected key=value`);
+    context[pair.slice(0, equals)] = pair.slice(equals + 1);
+  }
+  return context;
+}
+
+/** readConfig over a plain context object (cdk.json's context with command-line keys, see contextFromCommandLine). */
+export function readConfigFromContext(context: Record<string, unknown>): VoiceIntakeConfig {
+  return readConfig({ tryGetContext: (key) => context[key] }, context);
+}

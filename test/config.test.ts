@@ -8,7 +8,14 @@ import {
 import { TWILIO_MEDIA_CIDRS, TWILIO_SIGNALLING_CIDRS } from '@voice-intake/edge-config';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { describe, expect, it } from 'vitest';
-import { CLOUDWATCH_LOG_RETENTION_DAYS, ConfigError, parseConfig, readConfig } from '../lib/config';
+import {
+  CLOUDWATCH_LOG_RETENTION_DAYS,
+  ConfigError,
+  contextFromCommandLine,
+  parseConfig,
+  readConfig,
+  readConfigFromContext,
+} from '../lib/config';
 import { repoConfigInput } from './support/synth';
 
 function contextOf(values: Record<string, unknown>) {
@@ -425,6 +432,28 @@ describe('operator config', () => {
     expect(() => readConfig(wrong.reader, wrong.all)).toThrow(
       /account: must be a 12-digit AWS account id; .*edge\.hostsPerAz: .*received boolean; edge\.sipPort: .*65535/,
     );
+  });
+
+  it('reads the config for tools outside synth as synth does, command-line keys included', () => {
+    const cdkJson = { voiceIntake: { deploymentName: 'prod', mcp: { transferTargets: {} } }, otherFlag: true };
+    const argv = [
+      '--offline',
+      '-c',
+      'voiceIntake.account=123456789012',
+      '--context',
+      'voiceIntake.region=eu-west-1',
+      '--context=voiceIntake.edge.hostsPerAz=1',
+    ];
+    const config = readConfigFromContext(contextFromCommandLine(cdkJson, argv));
+    expect(config).toMatchObject({ deploymentName: 'prod', account: '123456789012', region: 'eu-west-1' });
+    expect(config.edge.hostsPerAz).toBe(1);
+    // -c voiceIntake='<JSON>' replaces cdk.json's object, as it does for synth.
+    const replaced = contextFromCommandLine(cdkJson, [
+      '-c',
+      'voiceIntake={"deploymentName":"dev","mcp":{"transferTargets":{}}}',
+    ]);
+    expect(readConfigFromContext(replaced).deploymentName).toBe('dev');
+    expect(() => contextFromCommandLine(cdkJson, ['-c', 'voiceIntake.region'])).toThrow(/expected key=value/);
   });
 
   it('says so when -c voiceIntake is not JSON', () => {
