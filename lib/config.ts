@@ -363,6 +363,34 @@ export const observabilitySchema = z
   })
   .strict();
 
+/** What AWS allows in tag keys and values: letters, digits, spaces and _ . : / = + - @. */
+const TAG_TEXT = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
+/** Tags a resource may hold (50) less the ones the CDK adds itself (Name, aws-cdk:subnet-type on subnets). */
+export const MAX_TAGS = 48;
+
+const tagsSchema = z.record(z.string(), z.string()).superRefine((tags, ctx) => {
+  const entries = Object.entries(tags);
+  if (entries.length > MAX_TAGS)
+    ctx.addIssue({
+      code: 'custom',
+      message: `${entries.length} tags: at most ${MAX_TAGS} (AWS allows 50 per resource)`,
+    });
+  for (const [key, value] of entries) {
+    if (key.length === 0) {
+      ctx.addIssue({ code: 'custom', message: 'has a tag with an empty key' });
+      continue;
+    }
+    const problems = [
+      key.length > 128 && `the key is ${key.length} characters, more than 128`,
+      /^aws:/i.test(key) && 'keys starting with "aws:" are reserved for AWS',
+      !TAG_TEXT.test(key) && 'the key may hold only letters, digits, spaces and _ . : / = + - @',
+      value.length > 256 && `the value is ${value.length} characters, more than 256`,
+      !TAG_TEXT.test(value) && 'the value may hold only letters, digits, spaces and _ . : / = + - @',
+    ].filter((problem): problem is string => typeof problem === 'string');
+    for (const message of problems) ctx.addIssue({ code: 'custom', path: [key], message });
+  }
+});
+
 /** Bucket-name prefixes S3 reserves: a deployment name starting so would fail the data stack at deploy. */
 const S3_RESERVED_PREFIXES = ['xn--', 'sthree-', 'amzn-s3-demo-'] as const;
 
@@ -400,7 +428,7 @@ export const voiceIntakeConfigSchema = z
     livekit: livekitSchema.default(livekitSchema.parse({})),
     agentService: agentServiceSchema.default(agentServiceSchema.parse({})),
     observability: observabilitySchema.default(observabilitySchema.parse({})),
-    tags: z.record(z.string(), z.string().max(256)).default({}),
+    tags: tagsSchema.default({}),
   })
   .strict()
   .superRefine((config, ctx) => {

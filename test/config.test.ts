@@ -258,6 +258,24 @@ describe('operator config', () => {
     expect(data.recordingRetentionDays).toBe(30);
   });
 
+  it('takes only tags AWS accepts, naming the tag', () => {
+    const tags = { CostCenter: '1234', 'team:owner': 'voice@acme-clinic.com', Environment: 'prod eu' };
+    expect(parseConfig(repoConfigInput({ tags })).tags).toEqual(tags);
+    const errorOfTags = (tags: Record<string, string>) => errorOf(repoConfigInput({ tags }));
+    expect(errorOfTags({ 'aws:cost': 'x' })).toContain('tags.aws:cost: keys starting with "aws:" are reserved');
+    expect(errorOfTags({ 'AWS:Cost': 'x' })).toContain('tags.AWS:Cost: keys starting with "aws:"');
+    expect(errorOfTags({ '': 'x' })).toContain('tags: has a tag with an empty key');
+    expect(errorOfTags({ ['k'.repeat(129)]: 'x' })).toContain('the key is 129 characters, more than 128');
+    expect(errorOfTags({ Owner: 'v'.repeat(257) })).toContain('tags.Owner: the value is 257 characters, more than 256');
+    expect(errorOfTags({ 'cost#center': 'x' })).toContain('tags.cost#center: the key may hold only letters');
+    expect(errorOfTags({ Owner: 'a;b' })).toContain('tags.Owner: the value may hold only letters');
+    const many = Object.fromEntries(Array.from({ length: 49 }, (_, i) => [`tag${i}`, 'x']));
+    expect(errorOfTags(many)).toContain('tags: 49 tags: at most 48');
+    expect(
+      parseConfig(repoConfigInput({ tags: Object.fromEntries(Object.entries(many).slice(0, 48)) })).tags,
+    ).toBeDefined();
+  });
+
   it('requires at least two AZs', () => {
     expect(errorOf({ azCount: 1 })).toMatch(/^invalid voiceIntake config: azCount: must be at least 2/);
   });
