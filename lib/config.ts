@@ -157,17 +157,30 @@ const portRange = z
   .strict()
   .refine((range) => range.min <= range.max, 'is reversed (min > max)');
 
+/**
+ * An image pinned to a release: `name:tag` (not `latest`, which moves), `name@sha256:<digest>`, or both. An upgrade is
+ * then a config change that shows in review, never a surprise at deploy.
+ */
+const pinnedImageSchema = z.string().superRefine((image, ctx) => {
+  const match = /^[\w./-]+(?::([\w.-]+))?(@sha256:[0-9a-f]{64})?$/.exec(image);
+  const [, tag, digest] = match ?? [];
+  const message = !match
+    ? 'must be an image reference such as livekit/sip:v1.11.0 or livekit/sip@sha256:<digest>'
+    : digest
+      ? undefined
+      : tag === undefined
+        ? 'must be pinned: give a release tag or an @sha256: digest'
+        : tag === 'latest'
+          ? 'must be pinned: "latest" moves with every release; give a release tag or an @sha256: digest'
+          : undefined;
+  if (message) ctx.addIssue({ code: 'custom', message });
+});
+
 export const livekitSchema = z
   .object({
     /** Pinned images: an upgrade is a config change that shows in review, never a surprise at deploy. */
-    serverImage: z
-      .string()
-      .regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag')
-      .default('livekit/livekit-server:v1.13.5'),
-    sipImage: z
-      .string()
-      .regex(/^[\w./-]+:[\w.-]+$/, 'must be an image with a pinned tag')
-      .default('livekit/sip:v1.11.0'),
+    serverImage: pinnedImageSchema.default('livekit/livekit-server:v1.13.5'),
+    sipImage: pinnedImageSchema.default('livekit/sip:v1.11.0'),
     instanceType: z
       .string()
       .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'must be an EC2 instance type')

@@ -276,6 +276,26 @@ describe('operator config', () => {
     ).toBeDefined();
   });
 
+  it('takes LiveKit images pinned by release tag or digest, never latest or untagged', () => {
+    const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
+    for (const image of [
+      'livekit/sip:v1.11.0',
+      `livekit/sip@${digest}`,
+      `livekit/sip:v1.11.0@${digest}`,
+      `ecr.acme/livekit/sip:latest@${digest}`,
+    ])
+      expect(parseConfig(repoConfigInput({ livekit: { sipImage: image } })).livekit.sipImage, image).toBe(image);
+    expect(errorOf(repoConfigInput({ livekit: { serverImage: 'livekit/livekit-server:latest' } }))).toMatch(
+      /^[^;]*livekit\.serverImage: must be pinned: "latest" moves/,
+    );
+    expect(errorOf(repoConfigInput({ livekit: { sipImage: 'livekit/sip' } }))).toMatch(
+      /^[^;]*livekit\.sipImage: must be pinned: give a release tag or an @sha256: digest$/,
+    );
+    expect(errorOf(repoConfigInput({ livekit: { sipImage: 'livekit/sip@sha256:abc' } }))).toMatch(
+      /^[^;]*livekit\.sipImage: must be an image reference/,
+    );
+  });
+
   it('requires at least two AZs', () => {
     expect(errorOf({ azCount: 1 })).toMatch(/^invalid voiceIntake config: azCount: must be at least 2/);
   });

@@ -141,7 +141,7 @@ describe('livekit config validation', () => {
       /livekit\.minHosts: must not exceed maxHosts/,
     );
     expect(() => parseConfig({ livekit: { serverImage: 'livekit/livekit-server' } })).toThrow(
-      /livekit\.serverImage: must be an image with a pinned tag/,
+      /livekit\.serverImage: must be pinned: give a release tag or an @sha256: digest/,
     );
   });
 });
