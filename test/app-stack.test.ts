@@ -119,8 +119,19 @@ describe('app stack: MCP server service', () => {
     );
     const put = statements.find((statement) => statement.Action === 's3:PutObject')!;
     expect(JSON.stringify(put.Resource)).toContain('/audit/mcp-server/*');
-    const dynamo = statements.find((statement) => [statement.Action].flat().includes('dynamodb:Query'))!;
-    expect(JSON.stringify(dynamo.Resource)).toContain('/index/byPhone');
+    // Query only the two indexes the server reads (a caller's cases, the cases awaiting forward); items on the table.
+    const query = statements.find((statement) => [statement.Action].flat().includes('dynamodb:Query'))!;
+    expect(query.Action).toBe('dynamodb:Query');
+    const queried = [query.Resource].flat().map((resource) => JSON.stringify(resource));
+    expect(queried).toHaveLength(2);
+    expect(queried).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining('/index/byPhone'),
+        expect.stringContaining('/index/awaitingForward'),
+      ]),
+    );
+    const items = statements.find((statement) => [statement.Action].flat().includes('dynamodb:UpdateItem'))!;
+    expect(JSON.stringify(items.Resource)).not.toContain('/index/');
     app.hasResourceProperties('AWS::OpenSearchServerless::AccessPolicy', {
       Type: 'data',
       Policy: Match.anyValue(),
@@ -146,7 +157,17 @@ describe('data stack: MCP backends', () => {
         SSESpecification: Match.objectLike({ SSEEnabled: true, SSEType: 'KMS' }),
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
         DeletionProtectionEnabled: true,
-        GlobalSecondaryIndexes: [Match.objectLike({ IndexName: 'byPhone' })],
+        GlobalSecondaryIndexes: [
+          Match.objectLike({ IndexName: 'byPhone' }),
+          // The outbox of the MCP server: sparse (only cases awaiting forward carry its key), by due time.
+          Match.objectLike({
+            IndexName: 'awaitingForward',
+            KeySchema: [
+              { AttributeName: 'awaitingForward', KeyType: 'HASH' },
+              { AttributeName: 'forwardDueAt', KeyType: 'RANGE' },
+            ],
+          }),
+        ],
       }),
       DeletionPolicy: 'Retain',
     });

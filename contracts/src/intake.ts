@@ -36,6 +36,16 @@ export const intakeCaseSchema = z.object({
   callerTrust: caseCallerTrustSchema.optional(),
 });
 
+/**
+ * The cases table's secondary indexes (single table: cases, callbacks, transfers), as the data stack defines them and
+ * the MCP server queries them. Both are sparse: an item is in an index only while it carries the partition key.
+ * `awaitingForward` is the outbox: submitted cases the backend has not taken yet, by when their next attempt is due.
+ */
+export const CASE_TABLE_INDEXES = {
+  byPhone: { name: 'byPhone', partitionKey: 'gsi1pk', sortKey: 'gsi1sk' },
+  awaitingForward: { name: 'awaitingForward', partitionKey: 'awaitingForward', sortKey: 'forwardDueAt' },
+} as const;
+
 export type IntakeCaseStatus = z.infer<typeof intakeCaseStatusSchema>;
 export type IntakeCase = z.infer<typeof intakeCaseSchema>;
 export type CaseCallerTrust = z.infer<typeof caseCallerTrustSchema>;

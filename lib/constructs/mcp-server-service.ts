@@ -1,4 +1,4 @@
-import { S3_PREFIXES } from '@voice-intake/contracts';
+import { CASE_TABLE_INDEXES, S3_PREFIXES } from '@voice-intake/contracts';
 import { Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -79,10 +79,20 @@ export class McpServerService extends Construct {
       assumedBy: new iam.ServicePrincipal('ecs-tasks.amazonaws.com'),
       description: 'MCP server task: its case table, its audit prefix, knowledge read',
     });
+    // Items: read, write, and the outbox's conditional updates (claim, delivered, refused). Query: only the two indexes
+    // it reads, by name (not index/*): a caller's cases (byPhone), the cases awaiting forward (every task redrives).
     this.taskRole.addToPrincipalPolicy(
       new iam.PolicyStatement({
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Query'],
-        resources: [props.casesTable.tableArn, `${props.casesTable.tableArn}/index/byPhone`],
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+        resources: [props.casesTable.tableArn],
+      }),
+    );
+    this.taskRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        actions: ['dynamodb:Query'],
+        resources: [CASE_TABLE_INDEXES.byPhone, CASE_TABLE_INDEXES.awaitingForward].map(
+          (index) => `${props.casesTable.tableArn}/index/${index.name}`,
+        ),
       }),
     );
     const auditPrefix = `${S3_PREFIXES.audit}mcp-server/`;

@@ -1,4 +1,4 @@
-import { S3_PREFIXES } from '@voice-intake/contracts';
+import { CASE_TABLE_INDEXES, S3_PREFIXES } from '@voice-intake/contracts';
 import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -43,7 +43,7 @@ export class DataStack extends VoiceIntakeStack {
   readonly redisReplicationGroup: elasticache.CfnReplicationGroup;
   /** Primary plus replicas: node ids are `<group>-001` … `<group>-00N`. */
   readonly redisNodeCount: number;
-  /** Intake cases, callbacks and transfers written by the MCP server (single table, `byPhone` index). */
+  /** Intake cases, callbacks and transfers written by the MCP server (single table; `byPhone`, `awaitingForward`). */
   readonly casesTable: dynamodb.Table;
   /** The knowledge collection, when `mcp.knowledgeBackend` is `opensearch`. */
   readonly knowledge?: KnowledgeCollection;
@@ -291,12 +291,17 @@ export class DataStack extends VoiceIntakeStack {
       deletionProtection: true,
       removalPolicy: RemovalPolicy.RETAIN,
     });
-    this.casesTable.addGlobalSecondaryIndex({
-      indexName: 'byPhone',
-      partitionKey: { name: 'gsi1pk', type: dynamodb.AttributeType.STRING },
-      sortKey: { name: 'gsi1sk', type: dynamodb.AttributeType.STRING },
-      projectionType: dynamodb.ProjectionType.ALL,
-    });
+    for (const index of [CASE_TABLE_INDEXES.byPhone, CASE_TABLE_INDEXES.awaitingForward]) {
+      // awaitingForward (the MCP server's outbox: cases not yet taken by the backend) came after byPhone. Adding a GSI
+      // is an in-place, online update of the table (no replacement, no data touched; DynamoDB backfills it), but one
+      // CloudFormation update may add only one GSI: add any further index in a deploy of its own.
+      this.casesTable.addGlobalSecondaryIndex({
+        indexName: index.name,
+        partitionKey: { name: index.partitionKey, type: dynamodb.AttributeType.STRING },
+        sortKey: { name: index.sortKey, type: dynamodb.AttributeType.STRING },
+        projectionType: dynamodb.ProjectionType.ALL,
+      });
+    }
     acknowledgeRules(
       this.casesTable,
       ['HIPAA.Security-DynamoDBInBackupPlan', 'NIST.800.53.R5-DynamoDBInBackupPlan'],
