@@ -31,6 +31,8 @@ export const intakeCaseSchema = z.object({
   createdAt: isoTimestampSchema,
   updatedAt: isoTimestampSchema,
   submittedAt: isoTimestampSchema.optional(),
+  /** When the enterprise backend took the case (status `forwarded`); unset while it waits for delivery. */
+  forwardedAt: isoTimestampSchema.optional(),
   source: z.literal('voice'),
   /** Set on every save; a case stored without it (saved before it existed) counts as `unverified`. */
   callerTrust: caseCallerTrustSchema.optional(),

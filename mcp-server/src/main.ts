@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
 import { type AuditSealKey, LocalHmacSealKey } from '@voice-intake/contracts';
@@ -6,6 +5,7 @@ import { KmsSealKey } from '@voice-intake/contracts/audit-kms';
 import pino from 'pino';
 import { AuditLog, type AuditSegmentStore, FileAuditStore, S3AuditStore } from './audit';
 import { HttpCaseForwarder } from './backend/http-forwarder';
+import { CaseOutbox } from './backend/outbox';
 import { CallerProofs } from './caller-proofs';
 import { readServerEnv, ServerConfigError } from './config';
 import { FormCatalog } from './forms';
@@ -17,6 +17,9 @@ import type { CaseStore } from './stores/case-store';
 import { DynamoDbCaseStore } from './stores/dynamodb-case-store';
 import { EmbeddedCaseStore } from './stores/embedded-case-store';
 import { auditRefusedToolCall, createIntakeServer } from './tools';
+
+/** How often each task looks for pending cases that are due. */
+const REDRIVE_INTERVAL_MS = 60_000;
 
 async function main(): Promise<void> {
   let env: ReturnType<typeof readServerEnv>;
@@ -48,13 +51,17 @@ async function main(): Promise<void> {
   const sealKey: AuditSealKey = env.AUDIT_SEAL_KMS_KEY_ID
     ? new KmsSealKey(new KMSClient({}), env.AUDIT_SEAL_KMS_KEY_ID)
     : new LocalHmacSealKey(env.AUDIT_SEAL_SECRET!);
-  const forwarder = env.BACKEND_URL
-    ? new HttpCaseForwarder({
-        url: env.BACKEND_URL,
-        token: env.BACKEND_TOKEN,
-        maxAttempts: env.BACKEND_MAX_ATTEMPTS,
-        retryBaseMs: env.BACKEND_RETRY_BASE_MS,
-        deadLetterDir: join(env.DATA_DIR, 'dead-letter'),
+  // Submitted cases wait for the backend in the case store (the outbox), never on this task's disk.
+  const outbox = env.BACKEND_URL
+    ? new CaseOutbox({
+        store: cases,
+        forwarder: new HttpCaseForwarder({
+          url: env.BACKEND_URL,
+          token: env.BACKEND_TOKEN,
+          maxAttempts: env.BACKEND_MAX_ATTEMPTS,
+          retryBaseMs: env.BACKEND_RETRY_BASE_MS,
+          logger,
+        }),
         logger,
       })
     : undefined;
@@ -77,7 +84,7 @@ async function main(): Promise<void> {
         cases,
         forms,
         knowledge,
-        forwarder,
+        outbox,
         audit,
         sessionSecret,
         transferTargets: env.TRANSFER_TARGETS,
@@ -101,10 +108,12 @@ async function main(): Promise<void> {
   );
 
   let redrive: NodeJS.Timeout | undefined;
-  if (forwarder) {
+  if (outbox) {
+    // Every task redrives: the store's claims keep two tasks from posting a case twice (and the idempotency key makes
+    // it harmless if they do).
     redrive = setInterval(() => {
-      forwarder.redrive().catch((error) => logger.warn({ err: error }, 'dead-letter redrive failed'));
-    }, 60_000);
+      outbox.redrive().catch((error) => logger.warn({ err: error }, 'redrive of pending cases failed'));
+    }, REDRIVE_INTERVAL_MS);
     redrive.unref();
   }
 

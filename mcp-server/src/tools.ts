@@ -28,7 +28,7 @@ import {
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AuditLog } from './audit';
-import type { ForwardState, HttpCaseForwarder } from './backend/http-forwarder';
+import { type CaseOutbox, type ForwardState, forwardStateOf } from './backend/outbox';
 import { CallerProofs } from './caller-proofs';
 import { type FieldError, type FormCatalog, UnknownIntakeTypeError } from './forms';
 import type { KnowledgeSearch } from './knowledge/knowledge';
@@ -38,7 +38,8 @@ export interface ToolDeps {
   cases: CaseStore;
   forms: FormCatalog;
   knowledge: KnowledgeSearch;
-  forwarder?: HttpCaseForwarder;
+  /** Forwards submitted cases to the enterprise backend through the case store's outbox; unset = no backend. */
+  outbox?: CaseOutbox;
   audit: AuditLog;
   sessionSecret: string;
   transferTargets: Record<string, string>;
@@ -539,21 +540,22 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
         caseId: z.string(),
         status: z.string(),
         alreadySubmitted: z.boolean(),
-        /** For a repeated submit: where the case stands now (`unknown` when this server cannot tell). */
-        forwarded: z.enum(['delivered', 'queued', 'not_configured', 'unknown']),
+        /** Where the case stands on its way to the backend, from the case store (also for a repeated submit). */
+        forwarded: z.enum(['delivered', 'queued', 'failed', 'not_configured']),
       },
     },
     true,
     async ({ intakeType: type, fields = {} }, session) => {
       const caseId = caseIdForCall(session!.callId);
-      const existing = await deps.cases.getCase(caseId);
-      if (existing && existing.status !== 'draft') {
+      const found = await deps.cases.getCaseForwarding(caseId);
+      const existing = found?.case;
+      if (found && existing && existing.status !== 'draft') {
         return ok(
           {
             caseId,
             status: existing.status,
             alreadySubmitted: true,
-            forwarded: deps.forwarder ? deps.forwarder.stateOf(caseId) : 'not_configured',
+            forwarded: forwardStateOf(found.forwarding.state),
           },
           `Already submitted as case ${caseId}.`,
         );
@@ -565,18 +567,28 @@ export function createIntakeServer(deps: ToolDeps): McpServer {
           fieldErrors: errors,
         });
       }
-      const at = now().toISOString();
-      const { case: stored, created } = await deps.cases.submit({
-        ...draftFor(session!, type, merged, existing),
-        status: 'submitted',
-        submittedAt: at,
-      });
-      let forwarded: ForwardState | 'not_configured' = 'not_configured';
-      if (deps.forwarder && created)
-        forwarded = (await deps.forwarder.forward(stored)).delivered ? 'delivered' : 'queued';
-      else if (deps.forwarder) forwarded = deps.forwarder.stateOf(stored.caseId);
+      const submittedAt = now();
+      const at = submittedAt.toISOString();
+      // With a backend, the submit itself records the case as pending delivery (the outbox): whatever happens to this
+      // task from here on, a redrive of any task finds the case and forwards it.
+      const forwardDueAt = deps.outbox?.firstDueAt(submittedAt);
+      const { case: stored, created } = await deps.cases.submit(
+        { ...draftFor(session!, type, merged, existing), status: 'submitted', submittedAt: at },
+        { forwardDueAt },
+      );
+      let forwarded: ForwardState = 'not_configured';
+      let status = stored.status;
+      if (created && deps.outbox && forwardDueAt) {
+        forwarded = await deps.outbox.forwardSubmitted(stored, forwardDueAt);
+        if (forwarded === 'delivered') status = 'forwarded';
+      } else if (!created) {
+        // Another session of this call submitted first: answer from the store, as a repeated submit does.
+        const current = await deps.cases.getCaseForwarding(caseId);
+        forwarded = current ? forwardStateOf(current.forwarding.state) : 'not_configured';
+        status = current?.case.status ?? status;
+      }
       return ok(
-        { caseId: stored.caseId, status: stored.status, alreadySubmitted: !created, forwarded },
+        { caseId: stored.caseId, status, alreadySubmitted: !created, forwarded },
         created
           ? `Submitted as case ${stored.caseId}. Read the case number to the caller.`
           : `Already submitted as case ${stored.caseId}.`,

@@ -1,6 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand, QueryCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
@@ -46,6 +44,31 @@ describe('DynamoDB case store', () => {
     expect(input.ExpressionAttributeValues![':draft']).toBe('draft');
     expect(Object.values(input.ExpressionAttributeValues!)).toContain('PHONE#+14155550123');
     expect(input.UpdateExpression).toContain('#createdAt = if_not_exists(#createdAt, :createdAt)');
+  });
+
+  it('marks the case pending delivery in the same conditional write as its submit (the outbox entry)', async () => {
+    const submitted = intakeCase();
+    ddb.on(UpdateCommand).resolves({
+      Attributes: { pk: `CASE#${submitted.caseId}`, sk: 'CASE', ...submitted, awaitingForward: 'PENDING' },
+    });
+    const result = await store().submit(submitted, { forwardDueAt: '2026-11-24T10:06:00.000Z' });
+    expect(result).toEqual({ case: submitted, created: true });
+    const calls = ddb.commandCalls(UpdateCommand);
+    expect(calls).toHaveLength(1);
+    const { input } = calls[0].args[0];
+    expect(input.ConditionExpression).toBe('attribute_not_exists(#pk) OR #status = :draft');
+    const set = Object.fromEntries(
+      Object.entries(input.ExpressionAttributeNames!).map(([alias, name]) => [
+        name,
+        input.ExpressionAttributeValues![`:${alias.slice(1)}`],
+      ]),
+    );
+    expect(set).toMatchObject({
+      status: 'submitted',
+      awaitingForward: 'PENDING',
+      forwardDueAt: '2026-11-24T10:06:00.000Z',
+      forwardAttempts: 0,
+    });
   });
 
   it('returns the existing case, not a duplicate, when the conditional write fails', async () => {
@@ -212,50 +235,24 @@ describe('embedded knowledge', () => {
 });
 
 describe('HTTP backend forwarder', () => {
-  it('dead-letters a case the backend keeps refusing, and redrives it once the backend recovers', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dead-letter-'));
-    let up = false;
-    let requests = 0;
+  it('retries a case the backend keeps failing with the same idempotency key, then leaves it for later', async () => {
+    const keys: string[] = [];
     const server = createServer(async (req, res) => {
       for await (const _ of req);
-      requests += 1;
-      res.writeHead(up ? 200 : 502).end();
+      keys.push(String(req.headers['idempotency-key']));
+      res.writeHead(502).end();
     });
     const baseUrl = await listenOnLoopback(server);
     try {
-      const forwarder = new HttpCaseForwarder({
-        url: `${baseUrl}/cases`,
-        maxAttempts: 3,
-        retryBaseMs: 1,
-        deadLetterDir: dir,
-      });
-      const result = await forwarder.forward(intakeCase());
-      expect(result).toMatchObject({ delivered: false, attempts: 3, error: 'HTTP 502' });
-      expect(forwarder.pending()).toEqual([`${intakeCase().caseId}.json`]);
-      expect(requests).toBe(3);
-      expect(forwarder.stateOf(intakeCase().caseId)).toBe('queued');
-
-      up = true;
-      expect(await forwarder.redrive()).toBe(1);
-      expect(forwarder.pending()).toEqual([]);
-      expect(requests).toBe(4);
-      expect(forwarder.stateOf(intakeCase().caseId)).toBe('delivered');
-      // A forwarder that never saw the case (another task, or after a restart) does not claim it was delivered.
-      const fresh = new HttpCaseForwarder({
-        url: `${baseUrl}/cases`,
-        maxAttempts: 1,
-        retryBaseMs: 1,
-        deadLetterDir: dir,
-      });
-      expect(fresh.stateOf(intakeCase().caseId)).toBe('unknown');
+      const forwarder = new HttpCaseForwarder({ url: `${baseUrl}/cases`, maxAttempts: 3, retryBaseMs: 1 });
+      expect(await forwarder.forward(intakeCase())).toEqual({ outcome: 'retry_later', attempts: 3, error: 'HTTP 502' });
+      expect(keys).toEqual([intakeCase().caseId, intakeCase().caseId, intakeCase().caseId]);
     } finally {
       await closeServer(server);
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 
   it('does not retry a case the backend rejects as invalid', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dead-letter-'));
     let requests = 0;
     const server = createServer(async (req, res) => {
       for await (const _ of req);
@@ -264,12 +261,16 @@ describe('HTTP backend forwarder', () => {
     });
     const baseUrl = await listenOnLoopback(server);
     try {
-      const forwarder = new HttpCaseForwarder({ url: baseUrl, maxAttempts: 4, retryBaseMs: 1, deadLetterDir: dir });
-      expect(await forwarder.forward(intakeCase())).toMatchObject({ delivered: false, attempts: 1, error: 'HTTP 422' });
+      const forwarder = new HttpCaseForwarder({ url: baseUrl, maxAttempts: 4, retryBaseMs: 1 });
+      expect(await forwarder.forward(intakeCase())).toEqual({
+        outcome: 'refused',
+        attempts: 1,
+        status: 422,
+        error: 'HTTP 422',
+      });
       expect(requests).toBe(1);
     } finally {
       await closeServer(server);
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

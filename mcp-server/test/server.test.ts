@@ -255,20 +255,28 @@ describe('MCP server over Streamable HTTP', () => {
     const first = await call(caller, 'submit_intake', { intakeType: 'property_damage', fields });
     expect(first.isError).toBeFalsy();
     expect(first.structuredContent).toMatchObject({
-      status: 'submitted',
+      status: 'forwarded',
       alreadySubmitted: false,
       forwarded: 'delivered',
     });
     const caseId = first.structuredContent!.caseId as string;
     const second = await call(caller, 'submit_intake', { intakeType: 'property_damage', fields });
-    expect(second.structuredContent).toMatchObject({ caseId, alreadySubmitted: true, forwarded: 'delivered' });
+    expect(second.structuredContent).toMatchObject({
+      caseId,
+      status: 'forwarded',
+      alreadySubmitted: true,
+      forwarded: 'delivered',
+    });
 
     const stored = Object.values(JSON.parse(readFileSync(join(dataDir, 'cases.json'), 'utf8')).cases) as {
       caseId: string;
+      status: string;
+      forwardedAt?: string;
       fields: Record<string, string>;
     }[];
     expect(stored).toHaveLength(1);
     expect(stored[0].fields.full_name).toBe('Ada Lovelace');
+    expect(stored[0]).toMatchObject({ status: 'forwarded', forwardedAt: expect.any(String) });
     // Two 503s, then accepted: three deliveries of the same case, each with the case id as idempotency key.
     expect(backend.received).toHaveLength(3);
     expect(new Set(backend.received.map((request) => request.idempotencyKey))).toEqual(new Set([caseId]));
@@ -293,7 +301,7 @@ describe('MCP server over Streamable HTTP', () => {
       expect(result.structuredContent).toMatchObject({
         known: true,
         name: 'Ada Lovelace',
-        openCases: [expect.objectContaining({ intakeType: 'property_damage', status: 'submitted' })],
+        openCases: [expect.objectContaining({ intakeType: 'property_damage', status: 'forwarded' })],
       });
     } finally {
       await nextCall.close();
@@ -414,9 +422,9 @@ describe('MCP server restarts', () => {
     }
   });
 
-  it('reports a dead-lettered case as queued, not delivered, when it is submitted again', async () => {
+  it('reports a case pending in the store as queued, not delivered, when it is submitted again', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mcp-queued-'));
-    // Nothing listens on the discard port: the backend is unreachable and the case is dead-lettered.
+    // Nothing listens on the discard port: the backend is unreachable and the case stays pending in the store.
     const server = await startServer({
       DATA_DIR: dir,
       BACKEND_URL: 'http://127.0.0.1:9/cases',
@@ -432,6 +440,11 @@ describe('MCP server restarts', () => {
       const again = await call(client, 'submit_intake', { intakeType: 'general_inquiry', fields });
       expect(again.structuredContent).toMatchObject({ alreadySubmitted: true, forwarded: 'queued' });
       await client.close();
+      // Pending in the case store (which a restart reloads), not in a folder of its own on this disk.
+      const file = JSON.parse(readFileSync(join(dir, 'cases.json'), 'utf8'));
+      const caseId = first.structuredContent!.caseId as string;
+      expect(file.forwarding[caseId]).toMatchObject({ pending: { attempts: 1, lastError: expect.any(String) } });
+      expect(existsSync(join(dir, 'dead-letter'))).toBe(false);
     } finally {
       await server.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { type IntakeCase, intakeCaseSchema, resolveUnder } from '@voice-intake/contracts';
+import type { IntakeCase } from '@voice-intake/contracts';
 import type { Logger } from 'pino';
 
 export interface HttpForwarderOptions {
@@ -7,52 +6,43 @@ export interface HttpForwarderOptions {
   token?: string;
   maxAttempts: number;
   retryBaseMs: number;
-  /** Cases the backend would not take after every attempt wait here, one file each, for redrive. */
-  deadLetterDir: string;
   timeoutMs?: number;
   logger?: Logger;
 }
 
-/** What is known of a submitted case's way to the backend: taken by it, waiting for redrive, or not known here. */
-export type ForwardState = 'delivered' | 'queued' | 'unknown';
+/** One request's answer: taken, or not (retryable: network error, timeout, 429 or 5xx; else refused for good). */
+export type PostResult = { ok: true } | { ok: false; retryable: boolean; status?: number; error: string };
 
-/** The most delivered case ids a forwarder remembers (for a repeated submit's answer). */
-const REMEMBERED_DELIVERIES = 10_000;
-
+/** What the attempts of one `forward()` came to. */
 export type ForwardResult =
-  | { delivered: true; attempts: number }
-  | { delivered: false; attempts: number; deadLetter: string; error: string };
+  | { outcome: 'delivered'; attempts: number }
+  | { outcome: 'retry_later'; attempts: number; error: string }
+  | { outcome: 'refused'; attempts: number; status: number; error: string };
+
+const DEFAULT_TIMEOUT_MS = 5_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * Forwards submitted cases to the enterprise's REST endpoint ("your backend"): `POST <url>` with the case as JSON and
- * an `Idempotency-Key` (the case id), retried with backoff on network errors, 429 and 5xx. A case that still cannot be
- * delivered becomes a dead-letter record on disk; `redrive()` sends those again.
+ * Posts submitted cases to the enterprise's REST endpoint ("your backend"): `POST <url>` with the case as JSON and an
+ * `Idempotency-Key` (the case id), so a case posted twice (a retry, or two server tasks redriving it) is one case to
+ * the backend. Keeps no state: where a case stands is the case store's (see CaseOutbox).
  */
 export class HttpCaseForwarder {
-  /** Case ids this forwarder saw the backend take, oldest first (bounded). */
-  private readonly delivered = new Set<string>();
+  constructor(private readonly options: HttpForwarderOptions) {}
 
-  constructor(private readonly options: HttpForwarderOptions) {
-    mkdirSync(options.deadLetterDir, { recursive: true });
+  private get timeoutMs(): number {
+    return this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
-  private remember(caseId: string): void {
-    this.delivered.add(caseId);
-    if (this.delivered.size > REMEMBERED_DELIVERIES) this.delivered.delete(this.delivered.values().next().value!);
+  /** The longest `forward()` can take: every attempt timing out, plus the waits between them. */
+  get forwardBudgetMs(): number {
+    const { maxAttempts, retryBaseMs } = this.options;
+    return maxAttempts * this.timeoutMs + retryBaseMs * (2 ** (maxAttempts - 1) - 1);
   }
 
-  /**
-   * Where a case submitted earlier stands: `queued` while it waits in the dead-letter folder, `delivered` when this
-   * forwarder saw the backend take it, else `unknown` (e.g. another server task forwarded it, or this one restarted).
-   */
-  stateOf(caseId: string): ForwardState {
-    if (existsSync(resolveUnder(this.options.deadLetterDir, `${caseId}.json`))) return 'queued';
-    return this.delivered.has(caseId) ? 'delivered' : 'unknown';
-  }
-
-  private async postOnce(intakeCase: IntakeCase): Promise<{ ok: boolean; retryable: boolean; error: string }> {
+  /** One request, no retry. */
+  async post(intakeCase: IntakeCase): Promise<PostResult> {
     try {
       const response = await fetch(this.options.url, {
         method: 'POST',
@@ -62,66 +52,33 @@ export class HttpCaseForwarder {
           ...(this.options.token ? { authorization: `Bearer ${this.options.token}` } : {}),
         },
         body: JSON.stringify(intakeCase),
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 5_000),
+        signal: AbortSignal.timeout(this.timeoutMs),
       });
-      if (response.ok) return { ok: true, retryable: false, error: '' };
+      await response.body?.cancel();
+      if (response.ok) return { ok: true };
       const retryable = response.status === 429 || response.status >= 500;
-      return { ok: false, retryable, error: `HTTP ${response.status}` };
+      return { ok: false, retryable, status: response.status, error: `HTTP ${response.status}` };
     } catch (error) {
       return { ok: false, retryable: true, error: (error as Error).message };
     }
   }
 
+  /** Posts the case, retried with backoff (`maxAttempts`, `retryBaseMs`) while the failure is retryable. */
   async forward(intakeCase: IntakeCase): Promise<ForwardResult> {
-    let lastError = '';
     let attempt = 0;
-    while (attempt < this.options.maxAttempts) {
+    for (;;) {
       attempt += 1;
-      const result = await this.postOnce(intakeCase);
-      if (result.ok) {
-        this.remember(intakeCase.caseId);
-        return { delivered: true, attempts: attempt };
-      }
-      lastError = result.error;
+      const result = await this.post(intakeCase);
+      if (result.ok) return { outcome: 'delivered', attempts: attempt };
       this.options.logger?.warn(
         { caseId: intakeCase.caseId, attempt, error: result.error },
         'backend did not take the case',
       );
-      if (!result.retryable) break;
-      if (attempt < this.options.maxAttempts) await sleep(this.options.retryBaseMs * 2 ** (attempt - 1));
+      if (!result.retryable)
+        return { outcome: 'refused', attempts: attempt, status: result.status ?? 0, error: result.error };
+      if (attempt >= this.options.maxAttempts)
+        return { outcome: 'retry_later', attempts: attempt, error: result.error };
+      await sleep(this.options.retryBaseMs * 2 ** (attempt - 1));
     }
-    const deadLetter = resolveUnder(this.options.deadLetterDir, `${intakeCase.caseId}.json`);
-    writeFileSync(
-      deadLetter,
-      JSON.stringify(
-        { failedAt: new Date().toISOString(), error: lastError, attempts: attempt, case: intakeCase },
-        null,
-        2,
-      ),
-    );
-    this.options.logger?.error({ caseId: intakeCase.caseId, deadLetter, error: lastError }, 'case dead-lettered');
-    return { delivered: false, attempts: attempt, deadLetter, error: lastError };
-  }
-
-  /** Cases waiting in the dead-letter folder. */
-  pending(): string[] {
-    return readdirSync(this.options.deadLetterDir).filter((name) => name.endsWith('.json'));
-  }
-
-  /** Sends every dead-lettered case again; removes those the backend takes. Returns how many were delivered. */
-  async redrive(): Promise<number> {
-    let delivered = 0;
-    for (const name of this.pending()) {
-      const path = resolveUnder(this.options.deadLetterDir, name);
-      const record = JSON.parse(readFileSync(path, 'utf8')) as { case: unknown };
-      const intakeCase = intakeCaseSchema.parse(record.case);
-      const result = await this.postOnce(intakeCase);
-      if (result.ok) {
-        rmSync(path);
-        this.remember(intakeCase.caseId);
-        delivered += 1;
-      }
-    }
-    return delivered;
   }
 }

@@ -86,8 +86,14 @@ export function withLatency(store: CaseStore, ms: number): CaseStore {
   const later = <T>(work: () => Promise<T>) => new Promise<T>((resolve) => setTimeout(() => resolve(work()), ms));
   return {
     getCase: (caseId) => later(() => store.getCase(caseId)),
+    getCaseForwarding: (caseId) => later(() => store.getCaseForwarding(caseId)),
     saveDraft: (draft) => later(() => store.saveDraft(draft)),
-    submit: (submitted) => later(() => store.submit(submitted)),
+    submit: (submitted, options) => later(() => store.submit(submitted, options)),
+    listDueForwards: (now, limit) => later(() => store.listDueForwards(now, limit)),
+    claimForward: (caseId, claim) => later(() => store.claimForward(caseId, claim)),
+    noteForwardError: (caseId, error) => later(() => store.noteForwardError(caseId, error)),
+    markForwarded: (caseId, at) => later(() => store.markForwarded(caseId, at)),
+    markForwardRefused: (caseId, refusal) => later(() => store.markForwardRefused(caseId, refusal)),
     listCasesByPhone: (callerNumber) => later(() => store.listCasesByPhone(callerNumber)),
     saveCallback: (request) => later(() => store.saveCallback(request)),
     saveTransfer: (record) => later(() => store.saveTransfer(record)),
