@@ -49,6 +49,9 @@ describe('app stack: MCP server service', () => {
     const task = Object.values(app.findResources('AWS::ECS::TaskDefinition'))[0];
     const container = task.Properties.ContainerDefinitions[0];
     expect(container.ReadonlyRootFilesystem).toBe(true);
+    // Nothing on the task's disk: cases, and those awaiting the backend, live in the table.
+    expect(task.Properties.Volumes).toBeUndefined();
+    expect(container.MountPoints).toBeUndefined();
     expect(container.User).toBe('node');
     expect(container.Secrets).toEqual([
       { Name: 'MCP_AUTH_TOKEN', ValueFrom: { Ref: expect.stringMatching(/^McpServerToken/) } },

@@ -127,8 +127,8 @@ export class McpServerService extends Construct {
       },
       taskRole: this.taskRole,
     });
-    taskDefinition.addVolume({ name: 'data' });
-    const container = taskDefinition.addContainer('mcp-server', {
+    // No volume: in AWS the server writes nothing to disk (cases, those awaiting the backend too, live in the table).
+    taskDefinition.addContainer('mcp-server', {
       image: workspaceImage('mcp-server'),
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'mcp', logGroup }),
       readonlyRootFilesystem: true,
@@ -173,8 +173,6 @@ export class McpServerService extends Construct {
       // Matches the server's drain grace (20 s) with room for the load balancer to deregister first.
       stopTimeout: Duration.seconds(40),
     });
-    // The dead-letter folder is the only place the server writes to disk.
-    container.addMountPoints({ containerPath: '/app/.data', sourceVolume: 'data', readOnly: false });
 
     this.serviceSecurityGroup = new ec2.SecurityGroup(this, 'ServiceSecurityGroup', {
       vpc: props.vpc,
