@@ -7,13 +7,7 @@ import { type AttestationLevel, type IntakeCase, SCHEMA_VERSION } from '@voice-i
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CallerProofs } from '../src/caller-proofs';
 import { type InProcessServer, startInProcess, withLatency } from './support/in-process';
-import { connectClient } from './support/server-process';
-
-type ToolResult = {
-  isError?: boolean;
-  content: { type: string; text: string }[];
-  structuredContent?: Record<string, any>;
-};
+import { connectClient, type ToolResult } from './support/server-process';
 
 const CALLER = '+14155550177';
 const NAME = 'Katherine Johnson';

@@ -9,13 +9,7 @@ import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { AttestationLevel, CallerTrust } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectClient, type RunningServer, startServer } from './support/server-process';
-
-type ToolResult = {
-  isError?: boolean;
-  content: { type: string; text: string }[];
-  structuredContent?: Record<string, any>;
-};
+import { connectClient, type RunningServer, startServer, type ToolResult } from './support/server-process';
 
 const CALLER = '+14155550177';
 const NAME = 'Katherine Johnson';

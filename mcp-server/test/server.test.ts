@@ -8,13 +8,7 @@ import { MCP_TOOL_NAMES, verifyAuditTrail } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localChains, testSealKey, waitForSealedChains } from './support/audit-files';
 import { closeServer, listenOnLoopback } from './support/local-http';
-import { connectClient, type RunningServer, startServer, TEST_TOKEN } from './support/server-process';
-
-type ToolResult = {
-  isError?: boolean;
-  content: { type: string; text: string }[];
-  structuredContent?: Record<string, any>;
-};
+import { connectClient, type RunningServer, startServer, TEST_TOKEN, type ToolResult } from './support/server-process';
 
 const CALLER = '+14155550123';
 const RESTART_BINDING = { callId: 'call-restart', callerNumber: '+13125550100', attestation: 'A' as const };

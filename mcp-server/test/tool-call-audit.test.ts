@@ -7,17 +7,11 @@ import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/cl
 import { issueSessionHeader, MCP_SESSION_HEADER, verifyAuditTrail } from '@voice-intake/contracts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localChains, recordsOf as sealedRecordsOf, testSealKey, waitForSealedChains } from './support/audit-files';
-import { connectClient, type RunningServer, startServer, TEST_TOKEN } from './support/server-process';
+import { connectClient, type RunningServer, startServer, TEST_TOKEN, type ToolResult } from './support/server-process';
 
 /** Records with their payloads as plain objects, for the assertions. */
 const recordsOf = (dir: string, callId: string) =>
   sealedRecordsOf(dir, callId) as (ReturnType<typeof sealedRecordsOf>[number] & { payload: any })[];
-
-type ToolResult = {
-  isError?: boolean;
-  content: { type: string; text: string }[];
-  structuredContent?: Record<string, any>;
-};
 
 const CALLER = '+14155550123';
 const root = mkdtempSync(join(tmpdir(), 'mcp-hostile-'));

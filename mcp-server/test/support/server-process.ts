@@ -8,6 +8,13 @@ import { spawnTracked, stopTracked } from '../../../test/support/processes';
 
 const WORKSPACE = join(__dirname, '..', '..');
 
+/** A tools/call result as the tests read it. */
+export type ToolResult = {
+  isError?: boolean;
+  content: { type: string; text: string }[];
+  structuredContent?: Record<string, any>;
+};
+
 export const TEST_TOKEN = 'test-token-0123456789abcdef';
 /** The embedded-mode audit seal secret the test servers run with. */
 export const TEST_SEAL_SECRET = 'test-audit-seal-secret-0123456789abcdef';
