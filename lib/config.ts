@@ -159,10 +159,11 @@ const portRange = z
 
 /**
  * An image pinned to a release: `name:tag` (not `latest`, which moves), `name@sha256:<digest>`, or both. An upgrade is
- * then a config change that shows in review, never a surprise at deploy.
+ * then a config change that shows in review, never a surprise at deploy. The name may start with a registry and its
+ * port (`registry.example.org:5000/livekit/sip:v1.11.0`): that colon is not a tag's.
  */
 const pinnedImageSchema = z.string().superRefine((image, ctx) => {
-  const match = /^[\w./-]+(?::([\w.-]+))?(@sha256:[0-9a-f]{64})?$/.exec(image);
+  const match = /^(?:[\w.-]+:\d{1,5}\/)?[\w./-]+(?::([\w.-]+))?(@sha256:[0-9a-f]{64})?$/.exec(image);
   const [, tag, digest] = match ?? [];
   const message = !match
     ? 'must be an image reference such as livekit/sip:v1.11.0 or livekit/sip@sha256:<digest>'

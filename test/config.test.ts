@@ -283,6 +283,8 @@ describe('operator config', () => {
       `livekit/sip@${digest}`,
       `livekit/sip:v1.11.0@${digest}`,
       `ecr.acme/livekit/sip:latest@${digest}`,
+      'registry.example.org:5000/livekit/sip:v1.11.0',
+      `localhost:5000/sip@${digest}`,
     ])
       expect(parseConfig(repoConfigInput({ livekit: { sipImage: image } })).livekit.sipImage, image).toBe(image);
     expect(errorOf(repoConfigInput({ livekit: { serverImage: 'livekit/livekit-server:latest' } }))).toMatch(
@@ -290,6 +292,13 @@ describe('operator config', () => {
     );
     expect(errorOf(repoConfigInput({ livekit: { sipImage: 'livekit/sip' } }))).toMatch(
       /^[^;]*livekit\.sipImage: must be pinned: give a release tag or an @sha256: digest$/,
+    );
+    // A registry's port is not a tag: the image behind it must still be pinned.
+    expect(errorOf(repoConfigInput({ livekit: { sipImage: 'registry.example.org:5000/livekit/sip' } }))).toMatch(
+      /^[^;]*livekit\.sipImage: must be pinned: give a release tag or an @sha256: digest$/,
+    );
+    expect(errorOf(repoConfigInput({ livekit: { sipImage: 'registry.example.org:5000/sip:latest' } }))).toMatch(
+      /^[^;]*livekit\.sipImage: must be pinned: "latest" moves/,
     );
     expect(errorOf(repoConfigInput({ livekit: { sipImage: 'livekit/sip@sha256:abc' } }))).toMatch(
       /^[^;]*livekit\.sipImage: must be an image reference/,
