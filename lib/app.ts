@@ -103,6 +103,7 @@ export function buildVoiceIntake(app: App, config: VoiceIntakeConfig): VoiceInta
     ],
     edgeMetrics: edge.metrics,
     livekitSipMetrics: appTier.livekit.sipMetrics,
+    mcpServerMetrics: appTier.mcpServer.forwardingMetrics,
   });
   observability.addStackDependency(edge);
   observability.addStackDependency(appTier);

@@ -1,4 +1,11 @@
-import { AGENT_METRICS, agentScalingTarget, agentTaskCapacity, LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
+import {
+  AGENT_METRICS,
+  agentScalingTarget,
+  agentTaskCapacity,
+  LIVEKIT_SIP_METRICS,
+  MCP_SERVER_LOG_EVENTS,
+  MCP_SERVER_METRICS,
+} from '@voice-intake/contracts';
 import { Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -407,6 +414,23 @@ describe('app stack: agent service', () => {
       MetricValue: '1',
       DefaultValue: 0,
     });
+  });
+
+  it("counts cases the backend refused or has not taken from the MCP server's JSON log lines", () => {
+    const filters = Object.values(app.findResources('AWS::Logs::MetricFilter')).map((filter) => filter.Properties);
+    const byName = (name: string) => filters.find((filter) => filter.MetricTransformations[0].MetricName === name);
+    const mcpLogGroup = Object.keys(app.findResources('AWS::Logs::LogGroup')).find((id) =>
+      id.startsWith('McpServerLogs'),
+    );
+    expect(mcpLogGroup).toBeDefined();
+    for (const key of ['caseForwardRefused', 'caseForwardOverdue'] as const) {
+      expect(byName(MCP_SERVER_METRICS[key]), key).toMatchObject({
+        // The event names the server logs: one constant for the server and the filter.
+        FilterPattern: `{ $.event = "${MCP_SERVER_LOG_EVENTS[key]}" }`,
+        LogGroupName: { Ref: mcpLogGroup },
+        MetricTransformations: [{ MetricNamespace: 'VoiceIntake/voice-intake', MetricValue: '1', DefaultValue: 0 }],
+      });
+    }
   });
 
   it('limits the task role to speech, the configured model, synthesis and its own record prefixes', () => {

@@ -1,4 +1,4 @@
-import { AGENT_METRICS, EDGE_METRICS, LIVEKIT_SIP_METRICS } from '@voice-intake/contracts';
+import { AGENT_METRICS, EDGE_METRICS, LIVEKIT_SIP_METRICS, MCP_SERVER_METRICS } from '@voice-intake/contracts';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { synthVoiceIntake } from './support/synth';
@@ -207,6 +207,21 @@ describe('observability stack', () => {
     expect(anchor).toBeGreaterThan(sdp);
     // What a peer sends (a carrier source can be forged over UDP) must not be able to page anyone.
     expect(alarms().map((alarm) => alarm.MetricName)).not.toContain(EDGE_METRICS.sdpRefusals);
+  });
+
+  it('pages on the first case the backend refused for good or has not taken past the overdue age', () => {
+    for (const metricName of [MCP_SERVER_METRICS.caseForwardRefused, MCP_SERVER_METRICS.caseForwardOverdue]) {
+      const alarm = alarms().find((candidate) => candidate.MetricName === metricName);
+      expect(alarm, metricName).toMatchObject({
+        Namespace: 'VoiceIntake/voice-intake',
+        Statistic: 'Sum',
+        Period: 300,
+        Threshold: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        TreatMissingData: 'notBreaching',
+      });
+      expect(alarm?.AlarmActions, metricName).toEqual([{ Ref: expect.stringMatching(/^AlarmTopic/) }]);
+    }
   });
 
   it('matches the snapshot', () => {

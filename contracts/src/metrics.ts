@@ -83,6 +83,22 @@ export const EDGE_MEDIA_MODE_METRICS = {
   userspace: 'EdgeMediaUserspaceForwarding',
 } as const;
 
+/**
+ * The MCP server's log events about forwarding submitted cases to the backend (`event` in its JSON log lines), and the
+ * metrics counted from them (metric filters on its log group): one name for the server that logs and the filter.
+ */
+export const MCP_SERVER_LOG_EVENTS = {
+  /** The backend refused a case for good (4xx): it is not retried; an operator decides (README: redrive). */
+  caseForwardRefused: 'case_forward_refused',
+  /** A submitted case still waits for the backend past the overdue age (logged on every redrive pass). */
+  caseForwardOverdue: 'case_forward_overdue',
+} as const;
+
+export const MCP_SERVER_METRICS = {
+  caseForwardRefused: 'CaseForwardRefused',
+  caseForwardOverdue: 'CaseForwardOverdue',
+} as const satisfies Record<keyof typeof MCP_SERVER_LOG_EVENTS, string>;
+
 /** Counted from LiveKit SIP's log lines (metric filters on the LiveKit cluster's log group). */
 export const LIVEKIT_SIP_METRICS = {
   callErrors: 'LiveKitSipCallErrors',

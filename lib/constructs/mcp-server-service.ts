@@ -1,5 +1,6 @@
-import { CASE_TABLE_INDEXES, S3_PREFIXES } from '@voice-intake/contracts';
+import { CASE_TABLE_INDEXES, MCP_SERVER_LOG_EVENTS, MCP_SERVER_METRICS, S3_PREFIXES } from '@voice-intake/contracts';
 import { Duration, RemovalPolicy, Stack, Tags } from 'aws-cdk-lib';
+import type * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as ecs from 'aws-cdk-lib/aws-ecs';
@@ -17,6 +18,7 @@ import { AUDIT_WRITER_TAG, recordObjectsArn, recordObjectsNagResource } from '..
 import { allowClientIngress } from './client-ingress';
 import { InternalLoadBalancer } from './internal-load-balancer';
 import type { KnowledgeCollection } from './knowledge-collection';
+import { LogLineMetrics } from './log-metrics';
 
 export interface McpServerServiceProps {
   readonly vpc: ec2.IVpc;
@@ -36,6 +38,8 @@ export interface McpServerServiceProps {
   readonly knowledge?: KnowledgeCollection;
   /** Where the load balancer writes its access logs (an SSE-S3 bucket). */
   readonly accessLogsBucket: s3.IBucket;
+  /** The deployment's metric namespace: the forwarding metrics counted from the server's log lines go there. */
+  readonly metricsNamespace: string;
 }
 
 /**
@@ -52,6 +56,8 @@ export class McpServerService extends Construct {
   readonly taskRole: iam.Role;
   /** The MCP endpoint for clients inside the VPC. */
   readonly url: string;
+  /** Cases the backend refused for good, and cases waiting for it past the overdue age (from the server's logs). */
+  readonly forwardingMetrics: Record<keyof typeof MCP_SERVER_METRICS, cloudwatch.Metric>;
   private readonly port: number;
 
   constructor(scope: Construct, id: string, props: McpServerServiceProps) {
@@ -117,6 +123,17 @@ export class McpServerService extends Construct {
       encryptionKey: props.appKey,
       removalPolicy: RemovalPolicy.RETAIN,
     });
+    // The server logs JSON (pino): a case the backend will never take, or has not taken for too long, is a line each.
+    this.forwardingMetrics = new LogLineMetrics(this, 'ForwardingEvents', logGroup, props.metricsNamespace, {
+      caseForwardRefused: {
+        metricName: MCP_SERVER_METRICS.caseForwardRefused,
+        pattern: logs.FilterPattern.stringValue('$.event', '=', MCP_SERVER_LOG_EVENTS.caseForwardRefused),
+      },
+      caseForwardOverdue: {
+        metricName: MCP_SERVER_METRICS.caseForwardOverdue,
+        pattern: logs.FilterPattern.stringValue('$.event', '=', MCP_SERVER_LOG_EVENTS.caseForwardOverdue),
+      },
+    }).metrics as Record<keyof typeof MCP_SERVER_METRICS, cloudwatch.Metric>;
 
     const taskDefinition = new ecs.FargateTaskDefinition(this, 'Task', {
       cpu: mcp.cpu,

@@ -76,6 +76,7 @@ export class AppStack extends VoiceIntakeStack {
       appKey: this.appKey,
       knowledge: props.knowledge,
       accessLogsBucket: props.accessLogsBucket,
+      metricsNamespace: metricsNamespace(props.config.deploymentName),
     });
     this.mcpServer.allowFrom(this.agentSecurityGroup, 'agent workers to the MCP server');
     // The collection is private: its passages are loaded from inside the VPC (npm run … has no way in).

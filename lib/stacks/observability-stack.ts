@@ -1,4 +1,10 @@
-import { AGENT_METRICS, type EDGE_METRICS, type LIVEKIT_SIP_METRICS, metricsNamespace } from '@voice-intake/contracts';
+import {
+  AGENT_METRICS,
+  type EDGE_METRICS,
+  type LIVEKIT_SIP_METRICS,
+  type MCP_SERVER_METRICS,
+  metricsNamespace,
+} from '@voice-intake/contracts';
 import { CfnOutput, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -19,12 +25,15 @@ export interface ObservabilityStackProps extends VoiceIntakeStackProps {
   readonly edgeMetrics: Record<keyof typeof EDGE_METRICS, cloudwatch.Metric>;
   /** LiveKit SIP's failed and rejected inbound calls (metric filters on its logs). */
   readonly livekitSipMetrics: Record<keyof typeof LIVEKIT_SIP_METRICS, cloudwatch.Metric>;
+  /** Submitted cases the backend refused for good or has not taken for too long (metric filters on the MCP server's logs). */
+  readonly mcpServerMetrics: Record<keyof typeof MCP_SERVER_METRICS, cloudwatch.Metric>;
 }
 
 /**
  * One dashboard for the whole call path and the alarms that page: voice-to-voice p95 over threshold, tool errors,
- * LiveKit SIP call failures, calls the edge could not place, an AZ with no healthy edge host, Redis under pressure or
- * failing over, and whatever other stacks hand in — all to one SNS topic.
+ * LiveKit SIP call failures, calls the edge could not place, an AZ with no healthy edge host, submitted cases the backend
+ * refused or has not taken, Redis under pressure or failing over, and whatever other stacks hand in — all to one SNS
+ * topic.
  */
 export class ObservabilityStack extends VoiceIntakeStack {
   readonly topic: sns.ITopic;
@@ -146,6 +155,30 @@ export class ObservabilityStack extends VoiceIntakeStack {
         'EdgeUnansweredCalls',
         'Calls rang at LiveKit SIP for edge.ringTimeoutSeconds without an answer and the edge ended them with 480',
         edgeMetrics.unansweredCalls,
+      ),
+    );
+
+    // A submitted case that does not reach the backend is an intake nobody downstream acts on: each one pages.
+    const { mcpServerMetrics } = props;
+    const caseNotForwarded = (id: string, alarmDescription: string, metric: cloudwatch.Metric) =>
+      new cloudwatch.Alarm(this, id, {
+        alarmDescription,
+        metric: metric.with({ period: Duration.minutes(5) }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    alarms.push(
+      caseNotForwarded(
+        'CaseForwardRefused',
+        'The backend refused a submitted case for good (4xx): it is not retried; fix the cause, then redrive it (README: forwarding to your backend)',
+        mcpServerMetrics.caseForwardRefused,
+      ),
+      caseNotForwarded(
+        'CaseForwardOverdue',
+        'Submitted cases have waited for the backend longer than the overdue age: the backend is down or failing',
+        mcpServerMetrics.caseForwardOverdue,
       ),
     );
 
@@ -310,6 +343,14 @@ export class ObservabilityStack extends VoiceIntakeStack {
           edgeMetrics.noLiveKitNode.with({ label: 'no LiveKit node (edge 503)' }),
           edgeMetrics.topologyStoreDown.with({ label: 'topology store down (edge 503)' }),
           edgeMetrics.unansweredCalls.with({ label: 'rang unanswered (edge 480)' }),
+        ],
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Cases to the backend (per minute)',
+        left: [
+          mcpServerMetrics.caseForwardRefused.with({ label: 'refused for good' }),
+          mcpServerMetrics.caseForwardOverdue.with({ label: 'overdue (per redrive pass)' }),
         ],
         width: 8,
       }),

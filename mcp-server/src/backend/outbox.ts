@@ -1,4 +1,4 @@
-import { type BackoffOptions, backoffCeilingMs, type IntakeCase } from '@voice-intake/contracts';
+import { type BackoffOptions, backoffCeilingMs, type IntakeCase, MCP_SERVER_LOG_EVENTS } from '@voice-intake/contracts';
 import type { Logger } from 'pino';
 import type { CaseStore, PendingForward } from '../stores/case-store';
 import type { HttpCaseForwarder } from './http-forwarder';
@@ -114,7 +114,7 @@ export class CaseOutbox {
   private async refuse(intakeCase: IntakeCase, status: number, error: string, at: Date): Promise<void> {
     await this.options.store.markForwardRefused(intakeCase.caseId, { status, at: at.toISOString(), error });
     this.options.logger.error(
-      { event: 'case_forward_refused', caseId: intakeCase.caseId, status, error },
+      { event: MCP_SERVER_LOG_EVENTS.caseForwardRefused, caseId: intakeCase.caseId, status, error },
       'backend refused the case; it is not retried (see README: forwarding to your backend)',
     );
   }
@@ -191,7 +191,7 @@ export class CaseOutbox {
     if (pendingMs <= (this.options.overdueAfterMs ?? DEFAULT_OVERDUE_AFTER_MS)) return false;
     this.options.logger.warn(
       {
-        event: 'case_forward_overdue',
+        event: MCP_SERVER_LOG_EVENTS.caseForwardOverdue,
         caseId: pending.case.caseId,
         pendingMinutes: Math.floor(pendingMs / 60_000),
         attempts: pending.attempts,
