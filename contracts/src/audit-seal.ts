@@ -14,6 +14,7 @@ import {
 } from './audit';
 import { callIdSchema, isoTimestampSchema, SCHEMA_VERSION } from './common';
 import { auditSegmentKey } from './keys';
+import { isRefusedAsExisting } from './s3-errors';
 
 /**
  * A hash chain alone proves nothing against its writer: whoever can write the records can drop the last ones or
@@ -130,12 +131,6 @@ export class AuditSegmentExistsError extends Error {
   constructor(readonly objectKey: string) {
     super(`audit segment ${objectKey} already exists`);
   }
-}
-
-/** S3's answer to a conditional write (`If-None-Match: *`) whose key exists: 412 PreconditionFailed. */
-export function isRefusedAsExisting(error: unknown): boolean {
-  const failure = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
-  return failure?.name === 'PreconditionFailed' || failure?.$metadata?.httpStatusCode === 412;
 }
 
 /** The S3 PutObject input of one audit segment (the SDK's field names; contracts do not depend on the SDK). */

@@ -11,5 +11,6 @@ export * from './keys';
 export * from './mcp-session';
 export * from './metrics';
 export * from './redact';
+export * from './s3-errors';
 export * from './session';
 export * from './transcript';

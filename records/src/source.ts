@@ -1,7 +1,7 @@
 import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { resolveUnder } from '@voice-intake/contracts';
+import { isNoSuchKey, resolveUnder } from '@voice-intake/contracts';
 
 /**
  * Where a call's records are read from: the buckets (by key), or a folder holding the same key layout (a copy made
@@ -75,7 +75,7 @@ export class S3Source implements RecordSource {
       const object = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
       return await object.Body?.transformToString('utf8');
     } catch (error) {
-      if ((error as { name?: string }).name === 'NoSuchKey') return undefined;
+      if (isNoSuchKey(error)) return undefined;
       throw error;
     }
   }

@@ -7,6 +7,7 @@ import {
   type AuditTrailPosition,
   AuditTrailWriter,
   type CallEndReason,
+  isNoSuchKey,
   isRefusedAsExisting,
   MAX_TURN_TEXT_CHARS,
   putAuditSegment,
@@ -90,13 +91,6 @@ interface SealedTranscriptPart {
   turns: TranscriptTurn[];
   /** A put was made and failed: S3 refusing the next one as existing means that one landed. */
   tried: boolean;
-}
-
-/** Whether S3 answered that the object does not exist (a GetObject of a key never stored). */
-function isNoSuchKey(error: unknown): boolean {
-  const name = (error as { name?: string } | null)?.name;
-  const status = (error as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
-  return name === 'NoSuchKey' || (name === 'NotFound' && status === 404);
 }
 
 /** A transcript part number of this call holds a part another writer stored (a worker that took the call over). */
