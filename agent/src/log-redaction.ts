@@ -10,7 +10,13 @@
  * its supervisor initialises it — and again per job with the job's bindings) and every module reads it through `log()`
  * when it logs. `withholdFrameworkPii()` turns that slot into an accessor: whatever logger is put there is replaced by
  * a child whose log formatter withholds the fields, and whose children withhold them in their bindings too.
+ *
+ * Errors are not marked: the framework logs them under `error` or `err`, and their messages can quote what the caller
+ * or the model said (a tool's failure naming a case for a phone number, a provider echoing input). Their text is kept
+ * for whoever debugs, with the PII masked as the agent's own records are (`redactPii`).
  */
+
+import { redactPii } from '@voice-intake/contracts';
 
 const LOGGER_SLOT = Symbol.for('@livekit/agents:logger');
 
@@ -20,14 +26,45 @@ const PII_FIELD = /(^|\.)pii(\.|$)/i;
 /** What a withheld field's value becomes: the field stays, so a reader sees something was there. */
 export const PII_FIELD_WITHHELD = '[withheld: PII_REDACTION]';
 
-/** A log object (or a child's bindings) with every PII-marked field's value withheld. */
+/** The keys the framework logs errors under. */
+const ERROR_FIELDS = new Set(['err', 'error']);
+
+/**
+ * An error as pino's serializer would write it (type, message, stack, its own fields), every string masked. Nested
+ * values are left out rather than walked: a cause or a response body is where raw input would hide.
+ */
+function maskedError(error: unknown): unknown {
+  if (typeof error === 'string') return redactPii(error);
+  if (error === null || typeof error !== 'object') return error;
+  // Same prototype, so pino's error serializer (on `err`) still names the error's class.
+  const fields: Record<string, unknown> = Object.create(Object.getPrototypeOf(error));
+  if (error instanceof Error) fields.type = error.name;
+  for (const [key, value] of Object.entries(error)) {
+    if (typeof value === 'string') fields[key] = redactPii(value);
+    else if (typeof value === 'number' || typeof value === 'boolean') fields[key] = value;
+  }
+  for (const key of ['message', 'stack'] as const) {
+    const value = (error as Record<string, unknown>)[key];
+    if (typeof value === 'string') fields[key] = redactPii(value);
+  }
+  return fields;
+}
+
+/**
+ * A log object (or a child's bindings) with every PII-marked field's value withheld and the PII in its errors
+ * (`err`, `error`) masked. The input is left alone.
+ */
 export function withoutPiiFields<T extends Record<string, unknown>>(fields: T): T {
   if (fields === null || typeof fields !== 'object') return fields;
   let masked: Record<string, unknown> | undefined;
   for (const key of Object.keys(fields)) {
-    if (!PII_FIELD.test(key)) continue;
-    masked ??= { ...fields };
-    masked[key] = PII_FIELD_WITHHELD;
+    if (PII_FIELD.test(key)) {
+      masked ??= { ...fields };
+      masked[key] = PII_FIELD_WITHHELD;
+    } else if (ERROR_FIELDS.has(key) && fields[key] !== undefined) {
+      masked ??= { ...fields };
+      masked[key] = maskedError(fields[key]);
+    }
   }
   return (masked ?? fields) as T;
 }

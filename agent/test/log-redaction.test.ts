@@ -3,6 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { PII_FIELD_WITHHELD, withholdFrameworkPii, withoutPiiFields } from '../src/log-redaction';
 
 const CARD = '4111111111111111';
+const PHONE = '+1 415 555 0123';
 
 // The framework's logger writes JSON lines to stdout (production: `start`, not pretty).
 const written: string[] = [];
@@ -63,13 +64,22 @@ describe('the framework logger', () => {
       log().child({ 'lk.pii.response': CARD }).warn('received unexpected inference response');
       log()
         .child({ component: 'x' })
-        .error({ 'lk.pii.error': CARD, err: new Error('boom') }, 'tool failed');
+        .error({ 'lk.pii.error': CARD, err: new Error(`no case for ${PHONE}`) }, 'tool failed');
+      log().warn({ error: Object.assign(new Error(`card ${CARD} refused`), { code: 'E_TOOL', status: 400 }) }, 'x');
     });
-    expect(lines).toHaveLength(3);
+    expect(lines).toHaveLength(4);
     expect(lines[0]).toMatchObject({ jobID: 'job-1', speech_id: 's1', 'lk.pii.user_input': PII_FIELD_WITHHELD });
     expect(lines[1]).toMatchObject({ 'lk.pii.response': PII_FIELD_WITHHELD });
-    expect(lines[2]).toMatchObject({ component: 'x', 'lk.pii.error': PII_FIELD_WITHHELD, err: { message: 'boom' } });
+    // An error keeps its text for debugging, with the PII in it masked.
+    expect(lines[2]).toMatchObject({
+      component: 'x',
+      'lk.pii.error': PII_FIELD_WITHHELD,
+      err: { type: 'Error', message: 'no case for [PHONE]' },
+    });
+    expect(lines[2].err).toHaveProperty('stack', expect.stringMatching(/^Error: no case for \[PHONE\]\n\s+at /));
+    expect(lines[3]).toMatchObject({ error: { message: 'card [CARD] refused', code: 'E_TOOL', status: 400 } });
     expect(JSON.stringify(lines)).not.toContain(CARD);
+    expect(JSON.stringify(lines)).not.toContain('415 555');
   });
 });
 
@@ -85,5 +95,26 @@ describe('withoutPiiFields', () => {
       n: 1,
     });
     expect(fields['lk.pii.arguments']).toBe(CARD);
+  });
+
+  it('masks PII in errors, keeps what a reader needs, and drops nested values where raw input would hide', () => {
+    const cause = new Error(`caller ${PHONE}`);
+    const error = Object.assign(new Error(`tool failed for ${PHONE}`, { cause }), {
+      code: 'E_TOOL',
+      retryable: false,
+      request: { body: CARD },
+    });
+    const masked = withoutPiiFields({ error, err: `timeout calling ${PHONE}`, other: { card: CARD } });
+    expect({ ...(masked.error as object) }).toEqual({
+      type: 'Error',
+      message: 'tool failed for [PHONE]',
+      stack: expect.stringContaining('tool failed for [PHONE]'),
+      code: 'E_TOOL',
+      retryable: false,
+    });
+    expect(masked.err).toBe('timeout calling [PHONE]');
+    // Only the error fields are the framework's unmarked PII carriers; other fields are left as logged.
+    expect(masked.other).toEqual({ card: CARD });
+    expect(error.message).toContain(PHONE);
   });
 });
