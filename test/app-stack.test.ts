@@ -291,16 +291,25 @@ describe('app stack: LiveKit cluster', () => {
     expect(openIngressRules(app)).toEqual([]);
   });
 
-  it('opens Redis to LiveKit, agents and the MCP server only', () => {
+  it('opens Redis to LiveKit and agents only, not to the MCP server', () => {
     const redisRules = Object.values(app.findResources('AWS::EC2::SecurityGroupIngress'))
       .map((rule) => rule.Properties)
       .filter((rule) => rule.FromPort === 6380);
     expect(redisRules.map((rule) => rule.Description).sort()).toEqual([
       'LiveKit hosts to Redis',
-      'MCP server to Redis',
       'agent workers to Redis',
     ]);
     for (const rule of redisRules) expect(JSON.stringify(rule.GroupId)).toContain('RedisSecurityGroup');
+    // No rule of the MCP server's (its tasks or their load balancer) reaches the Redis port.
+    const mcpEgress = Object.entries(app.findResources('AWS::EC2::SecurityGroupEgress'))
+      .filter(([id]) => id.startsWith('McpServer'))
+      .map(([, rule]) => rule.Properties);
+    const inlineEgress = Object.entries(app.findResources('AWS::EC2::SecurityGroup'))
+      .filter(([id]) => id.startsWith('McpServer'))
+      .flatMap(([, group]) => group.Properties.SecurityGroupEgress ?? []);
+    const ports = [...mcpEgress, ...inlineEgress].map((rule) => `${rule.IpProtocol} ${rule.FromPort}-${rule.ToPort}`);
+    expect(ports).toContain('tcp 443-443');
+    expect(ports).not.toContain('tcp 6380-6380');
   });
 
   it('admits SIP and RTP from the edge security group only, with the rules in the edge stack', () => {

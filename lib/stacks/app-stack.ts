@@ -102,10 +102,10 @@ export class AppStack extends VoiceIntakeStack {
     });
     this.livekit.allowAgents(this.agentSecurityGroup);
 
-    // Redis: LiveKit (room state, bus), agents (session state), MCP server; nothing else.
+    // Redis: LiveKit (room state, bus) and agents (session state); nothing else. The MCP server keeps its state in the
+    // case table, so the tier most exposed to model-chosen input has no path to the call state.
     props.data.allowRedisFrom(this.livekit.hostSecurityGroup, 'LiveKit hosts to Redis');
     props.data.allowRedisFrom(this.agentSecurityGroup, 'agent workers to Redis');
-    props.data.allowRedisFrom(this.mcpServer.serviceSecurityGroup, 'MCP server to Redis');
 
     this.agent = new AgentService(this, 'Agent', {
       vpc: props.vpc,
