@@ -149,6 +149,23 @@ describe('edge host handover (EIP to a replacement host, drained)', () => {
     });
   });
 
+  it('keeps the EIP on a host whose drain failed, timed out or was cancelled: it may still carry calls', async () => {
+    for (const status of ['Failed', 'TimedOut', 'Cancelled']) {
+      drains = [{ Comment: drainComment('req-1'), Status: status }];
+      await expect(handoverStep(clients, spec, update())).rejects.toThrow(
+        `drain of host i-0aaa ended ${status} (command unknown): it may still carry calls, so it keeps EIP eipalloc-0abc`,
+      );
+    }
+    // A cancel under way has not ended: its script may still run.
+    drains = [{ Comment: drainComment('req-1'), Status: 'Cancelling' }];
+    expect(await handoverStep(clients, spec, update())).toEqual({
+      done: false,
+      waitingFor: 'host i-0aaa to drain (up to 900 s)',
+    });
+    expect(ec2.commandCalls(AssociateAddressCommand)).toHaveLength(0);
+    expect(holder).toBe('i-0aaa');
+  });
+
   it('does not take a drain of another request for its own', async () => {
     drains.push({ Comment: drainComment('req-0'), Status: 'Success' });
     expect((await handoverStep(clients, spec, update())).done).toBe(false);

@@ -55,6 +55,8 @@ export type HandoverStep =
   | { readonly done: false; readonly waitingFor: string };
 
 const TERMINAL = new Set(['Success', 'Failed', 'Cancelled', 'TimedOut', 'Cancelling']);
+/** A command that has ended (a cancel still under way has not: its script may still run). */
+const ENDED = new Set(['Success', 'Failed', 'Cancelled', 'TimedOut']);
 const wait = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export const drainComment = (requestId: string) => `edge handover drain ${requestId}`.slice(0, 100);
@@ -126,7 +128,17 @@ async function drain(
   const comment = drainComment(context.requestId);
   const { Commands = [] } = await clients.ssm.send(new ListCommandsCommand({ InstanceId: holder }));
   const sent = Commands.find((command) => command.Comment === comment);
-  if (sent) return TERMINAL.has(sent.Status ?? '') ? true : `host ${holder} to drain (up to ${spec.drainSeconds} s)`;
+  if (sent) {
+    if (!ENDED.has(sent.Status ?? '')) return `host ${holder} to drain (up to ${spec.drainSeconds} s)`;
+    // Only a drain that ran to its end (no call left, or its time up) hands over. One that failed (Kamailio never
+    // told to refuse new calls), timed out or was cancelled leaves a host that may still take and carry calls.
+    if (sent.Status !== 'Success') {
+      throw new Error(
+        `drain of host ${holder} ended ${sent.Status} (command ${sent.CommandId ?? 'unknown'}): it may still carry calls, so it keeps EIP ${spec.allocationId}`,
+      );
+    }
+    return true;
+  }
   // A host that is gone or unreachable carries no call we could protect: hand over at once.
   if (!(await isRunning(clients, holder)) || !(await ssmOnline(clients, holder))) return true;
   await clients.ssm.send(
