@@ -7,7 +7,10 @@ import {
   ListTasksCommand,
 } from '@aws-sdk/client-ecs';
 import {
+  DescribeInstanceInformationCommand,
+  type DescribeInstanceInformationCommandInput,
   GetParameterCommand,
+  InvalidInstanceId,
   ParameterNotFound,
   PutParameterCommand,
   SendCommandCommand,
@@ -32,9 +35,12 @@ const settings: EdgeSyncSettings = {
   reapplyAfterMs: 10 * 60_000,
 };
 
-/** The world the function looks at: LiveKit group members (id → address, state), edge hosts, the stored parameter. */
+/**
+ * The world the function looks at: LiveKit group members (id → address, state), edge hosts (with their SSM agent:
+ * online unless told), the stored parameter.
+ */
 let livekit: { id: string; address: string; lifecycle?: string; health?: string }[];
-let edgeHosts: { id: string; address: string }[];
+let edgeHosts: { id: string; address: string; ssm?: 'ConnectionLost' | 'unregistered' }[];
 let parameter: string | undefined;
 let commandIds: number;
 
@@ -84,7 +90,24 @@ beforeEach(() => {
     parameter = Value;
     return {};
   });
-  ssm.on(SendCommandCommand).callsFake(() => ({ Command: { CommandId: `cmd-${++commandIds}` } }));
+  ssm.on(DescribeInstanceInformationCommand).callsFake((input: DescribeInstanceInformationCommandInput) => {
+    const ids = input.Filters?.find((filter) => filter.Key === 'InstanceIds')?.Values ?? [];
+    return {
+      InstanceInformationList: edgeHosts
+        .filter((host) => ids.includes(host.id) && host.ssm !== 'unregistered')
+        .map((host) => ({ InstanceId: host.id, PingStatus: host.ssm ?? 'Online' })),
+    };
+  });
+  // As SSM does: one instance not registered with it refuses the whole command.
+  ssm.on(SendCommandCommand).callsFake(({ InstanceIds }) => {
+    const unregistered = edgeHosts.filter((host) => InstanceIds?.includes(host.id) && host.ssm === 'unregistered');
+    if (unregistered.length > 0)
+      throw new InvalidInstanceId({
+        message: `Instances [[${unregistered.map((host) => host.id).join(', ')}]] not in a valid state for account`,
+        $metadata: {},
+      });
+    return { Command: { CommandId: `cmd-${++commandIds}` } };
+  });
 });
 
 const sentCommands = () => ssm.commandCalls(SendCommandCommand).map((call) => call.args[0].input);
@@ -160,6 +183,36 @@ describe('edge node sync', () => {
       draining: [],
     });
     expect(sentCommands()).toHaveLength(1);
+  });
+
+  it('updates the hosts SSM reaches while a new one still boots, and that one as soon as it is online', async () => {
+    edgeHosts.push(
+      { id: 'i-edge-c', address: '10.0.0.13', ssm: 'unregistered' },
+      { id: 'i-edge-d', address: '10.0.0.14', ssm: 'ConnectionLost' },
+    );
+    expect(await syncEdgeNodes(clients, settings, at(0))).toMatchObject({
+      action: 'sent',
+      edgeHosts: ['i-edge-a', 'i-edge-b'],
+      unreachableEdgeHosts: ['i-edge-c', 'i-edge-d'],
+    });
+    expect(sentCommands()[0].InstanceIds).toEqual(['i-edge-a', 'i-edge-b']);
+    expect(JSON.parse(parameter!).edgeHosts).toEqual(['i-edge-a', 'i-edge-b']);
+    expect(await syncEdgeNodes(clients, settings, at(1))).toMatchObject({ action: 'unchanged' });
+
+    edgeHosts[2].ssm = undefined; // registered and online
+    expect(await syncEdgeNodes(clients, settings, at(2))).toMatchObject({
+      action: 'sent',
+      reason: 'edge hosts changed: [i-edge-a, i-edge-b] → [i-edge-a, i-edge-b, i-edge-c]',
+      unreachableEdgeHosts: ['i-edge-d'],
+    });
+    expect(sentCommands()[1].InstanceIds).toEqual(['i-edge-a', 'i-edge-b', 'i-edge-c']);
+
+    for (const host of edgeHosts) host.ssm = 'unregistered';
+    expect(await syncEdgeNodes(clients, settings, at(3))).toMatchObject({
+      action: 'no-edge-hosts',
+      unreachableEdgeHosts: ['i-edge-a', 'i-edge-b', 'i-edge-c', 'i-edge-d'],
+    });
+    expect(sentCommands()).toHaveLength(2);
   });
 
   it('keeps the state untouched when the command cannot be sent, so the next run tries again', async () => {

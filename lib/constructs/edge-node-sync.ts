@@ -90,9 +90,10 @@ export class EdgeNodeSync extends Construct {
     });
 
     // Describe calls take no resource ARNs; SendCommand only with the shell document, only on the edge hosts.
+    // DescribeInstanceInformation: the command goes only to edge hosts SSM can reach (one booting would refuse it).
     this.function.addToRolePolicy(
       new iam.PolicyStatement({
-        actions: ['autoscaling:DescribeAutoScalingGroups', 'ec2:DescribeInstances'],
+        actions: ['autoscaling:DescribeAutoScalingGroups', 'ec2:DescribeInstances', 'ssm:DescribeInstanceInformation'],
         resources: ['*'],
       }),
     );
@@ -203,7 +204,7 @@ export class EdgeNodeSync extends Construct {
           Stack.of(this).formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' }),
         ),
       ],
-      "DescribeAutoScalingGroups and DescribeInstances take no resource ARNs; the ECS reads are limited to the LiveKit cluster (ecs:cluster); SendCommand on instances is limited by condition to those tagged as this deployment's edge hosts.",
+      "DescribeAutoScalingGroups, DescribeInstances and DescribeInstanceInformation take no resource ARNs; the ECS reads are limited to the LiveKit cluster (ecs:cluster); SendCommand on instances is limited by condition to those tagged as this deployment's edge hosts.",
     );
     acknowledgeRules(
       fn,

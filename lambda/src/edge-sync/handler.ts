@@ -46,6 +46,10 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv): EdgeSyncSettings {
 /** Runs every minute and on the LiveKit group's launch/terminate events; the event itself carries nothing we need. */
 export async function handler(): Promise<void> {
   const outcome = await syncEdgeNodes(clients, settingsFromEnv(process.env));
+  if (outcome.unreachableEdgeHosts)
+    logger.warn('edge hosts SSM cannot reach left out of the node list update', {
+      unreachableEdgeHosts: outcome.unreachableEdgeHosts,
+    });
   if (outcome.action === 'sent') logger.info('LiveKit node list sent to the edge', { ...outcome });
   else if (outcome.action === 'no-edge-hosts') logger.warn('no running edge host to update', { nodes: outcome.nodes });
   else logger.debug('edge node list up to date', { ...outcome });

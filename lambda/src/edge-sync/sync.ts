@@ -8,6 +8,7 @@ import {
   ListTasksCommand,
 } from '@aws-sdk/client-ecs';
 import {
+  DescribeInstanceInformationCommand,
   GetParameterCommand,
   ParameterNotFound,
   PutParameterCommand,
@@ -60,10 +61,14 @@ const appliedStateSchema = z.object({
 });
 export type AppliedState = z.infer<typeof appliedStateSchema>;
 
-export type SyncOutcome =
-  | { action: 'unchanged'; nodes: string[]; draining: string[]; edgeHosts: string[] }
-  | { action: 'sent'; reason: string; nodes: string[]; draining: string[]; edgeHosts: string[]; commandId: string }
-  | { action: 'no-edge-hosts'; nodes: string[]; draining: string[] };
+/** Running edge hosts left out because SSM cannot reach them yet (still booting) or any more: named when any. */
+type Unreachable = { unreachableEdgeHosts?: string[] };
+export type SyncOutcome = Unreachable &
+  (
+    | { action: 'unchanged'; nodes: string[]; draining: string[]; edgeHosts: string[] }
+    | { action: 'sent'; reason: string; nodes: string[]; draining: string[]; edgeHosts: string[]; commandId: string }
+    | { action: 'no-edge-hosts'; nodes: string[]; draining: string[] }
+  );
 
 /** The LiveKit nodes: those taking new calls, and those draining (their task is being stopped), addresses sorted. */
 export interface LiveKitNodes {
@@ -172,6 +177,31 @@ export async function edgeHostIds(clients: EdgeSyncClients, tag: { key: string; 
   return (await describeRunning(clients, [{ Name: `tag:${tag.key}`, Values: [tag.value] }])).map(({ id }) => id).sort();
 }
 
+/**
+ * Of `ids`, those whose SSM agent is online. Run Command refuses a whole request that names one instance not
+ * registered with SSM (InvalidInstanceId), so a replacement host still booting would keep every other edge host from
+ * getting its list.
+ */
+async function ssmOnline(clients: EdgeSyncClients, ids: string[]): Promise<Set<string>> {
+  const online = new Set<string>();
+  // The InstanceIds filter takes at most 50 values.
+  for (let start = 0; start < ids.length; start += 50) {
+    let NextToken: string | undefined;
+    do {
+      const page = await clients.ssm.send(
+        new DescribeInstanceInformationCommand({
+          Filters: [{ Key: 'InstanceIds', Values: ids.slice(start, start + 50) }],
+          NextToken,
+        }),
+      );
+      for (const info of page.InstanceInformationList ?? [])
+        if (info.InstanceId && info.PingStatus === 'Online') online.add(info.InstanceId);
+      NextToken = page.NextToken;
+    } while (NextToken);
+  }
+  return online;
+}
+
 async function describeRunning(
   clients: EdgeSyncClients,
   filters: Filter[],
@@ -250,14 +280,20 @@ export async function syncEdgeNodes(
   settings: EdgeSyncSettings,
   now = new Date(),
 ): Promise<SyncOutcome> {
-  const [{ nodes, draining }, edgeHosts, previous] = await Promise.all([
+  const [{ nodes, draining }, runningEdgeHosts, previous] = await Promise.all([
     livekitNodeAddresses(clients, settings.livekitAutoScalingGroup, settings.livekitService),
     edgeHostIds(clients, settings.edgeTag),
     readState(clients, settings.stateParameter),
   ]);
-  if (edgeHosts.length === 0) return { action: 'no-edge-hosts', nodes, draining };
+  // Only hosts SSM can reach get the list, and only they are recorded as having it: one that comes online later is
+  // an edge host change, so it gets the list on the next run.
+  const online = runningEdgeHosts.length === 0 ? new Set<string>() : await ssmOnline(clients, runningEdgeHosts);
+  const edgeHosts = runningEdgeHosts.filter((id) => online.has(id));
+  const unreachable = runningEdgeHosts.filter((id) => !online.has(id));
+  const noted: Unreachable = unreachable.length > 0 ? { unreachableEdgeHosts: unreachable } : {};
+  if (edgeHosts.length === 0) return { action: 'no-edge-hosts', nodes, draining, ...noted };
   const reason = changeReason(previous, { nodes, draining }, edgeHosts, now, settings.reapplyAfterMs);
-  if (!reason) return { action: 'unchanged', nodes, draining, edgeHosts };
+  if (!reason) return { action: 'unchanged', nodes, draining, edgeHosts, ...noted };
 
   const { Command } = await clients.ssm.send(
     new SendCommandCommand({
@@ -278,5 +314,5 @@ export async function syncEdgeNodes(
       Overwrite: true,
     }),
   );
-  return { action: 'sent', reason, nodes, draining, edgeHosts, commandId };
+  return { action: 'sent', reason, nodes, draining, edgeHosts, commandId, ...noted };
 }
