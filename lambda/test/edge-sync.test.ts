@@ -334,6 +334,26 @@ describe('edge node sync with the LiveKit ECS service', () => {
     });
   });
 
+  it('keeps a host draining while its stopping task deactivates and LiveKit finishes its calls after SIGTERM', async () => {
+    const settingsWithService = { ...settings, livekitService: service };
+    tasks[0] = { host: 'i-lk1', lastStatus: 'DEACTIVATING', desiredStatus: 'STOPPED' };
+    expect(await syncEdgeNodes(withEcs, settingsWithService, at(0))).toMatchObject({
+      nodes: ['10.0.2.20'],
+      draining: ['10.0.1.10'],
+    });
+    tasks[0].lastStatus = 'STOPPING';
+    expect(await syncEdgeNodes(withEcs, settingsWithService, at(1))).toMatchObject({
+      nodes: ['10.0.2.20'],
+      draining: ['10.0.1.10'],
+    });
+    // Its containers have exited: no longer listed at all.
+    tasks[0].lastStatus = 'DEPROVISIONING';
+    expect(await syncEdgeNodes(withEcs, settingsWithService, at(2))).toMatchObject({
+      nodes: ['10.0.2.20'],
+      draining: [],
+    });
+  });
+
   it('keeps a draining host listed while its instance leaves the group, and never a serving host as draining', async () => {
     const settingsWithService = { ...settings, livekitService: service };
     // Scale-in: the instance waits in Terminating:Wait while its task finishes its calls.

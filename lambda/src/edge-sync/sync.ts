@@ -95,6 +95,13 @@ async function taskArnsOf(ecs: ECSClient, service: { cluster: string; service: s
 }
 
 /**
+ * Last statuses of a task ECS is stopping whose containers still run: DEACTIVATING comes before the stop, and in
+ * STOPPING the containers have had SIGTERM and LiveKit SIP finishes its calls until they exit (up to the agent's stop
+ * timeout). From DEPROVISIONING on the containers are gone.
+ */
+const STILL_RUNNING_WHILE_STOPPED = new Set(['RUNNING', 'DEACTIVATING', 'STOPPING']);
+
+/**
  * EC2 instances that run a task of `service`: serving (running and meant to keep running), or draining (still
  * running, but ECS is stopping it — a deployment, a drain — with desired status STOPPED while its calls finish). A
  * host with a serving task counts as serving whatever else it runs.
@@ -103,7 +110,7 @@ export async function hostsServing(
   ecs: ECSClient,
   service: { cluster: string; service: string },
 ): Promise<{ serving: Set<string>; draining: Set<string> }> {
-  // Tasks desired STOPPED include those already stopped (listed for a while): only running ones count.
+  // Tasks desired STOPPED include those already stopped (listed for a while): only those still running count.
   const taskArns = (
     await Promise.all([taskArnsOf(ecs, service, 'RUNNING'), taskArnsOf(ecs, service, 'STOPPED')])
   ).flat();
@@ -112,9 +119,14 @@ export async function hostsServing(
     const batch = taskArns.slice(start, start + 100);
     const { tasks = [] } = await ecs.send(new DescribeTasksCommand({ cluster: service.cluster, tasks: batch }));
     for (const task of tasks) {
-      if (task.lastStatus !== 'RUNNING' || !task.containerInstanceArn) continue;
-      if (task.desiredStatus === 'RUNNING') byContainerInstance.set(task.containerInstanceArn, 'serving');
-      else if (task.desiredStatus === 'STOPPED' && !byContainerInstance.has(task.containerInstanceArn))
+      if (!task.containerInstanceArn) continue;
+      if (task.desiredStatus === 'RUNNING' && task.lastStatus === 'RUNNING')
+        byContainerInstance.set(task.containerInstanceArn, 'serving');
+      else if (
+        task.desiredStatus === 'STOPPED' &&
+        STILL_RUNNING_WHILE_STOPPED.has(task.lastStatus ?? '') &&
+        !byContainerInstance.has(task.containerInstanceArn)
+      )
         byContainerInstance.set(task.containerInstanceArn, 'draining');
     }
   }
