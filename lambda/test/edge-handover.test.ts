@@ -172,6 +172,25 @@ describe('edge host handover (EIP to a replacement host, drained)', () => {
     expect(sentDrains()).toHaveLength(1);
   });
 
+  it('keeps the EIP on a running host SSM cannot reach to drain, drains it once it can, and gives up after readySeconds', async () => {
+    online.delete('i-0aaa');
+    expect(await handoverStep(clients, spec, update())).toEqual({
+      done: false,
+      waitingFor: 'host i-0aaa to come online with SSM, to drain it',
+    });
+    await expect(handoverStep(clients, spec, update({ now: () => START + 1_201_000 }))).rejects.toThrow(
+      'gave up after 1201 s waiting for host i-0aaa to come online with SSM to drain it; it keeps EIP eipalloc-0abc (stop it to hand over without a drain)',
+    );
+    expect(ec2.commandCalls(AssociateAddressCommand)).toHaveLength(0);
+    expect(holder).toBe('i-0aaa');
+    online.add('i-0aaa');
+    expect(await handoverStep(clients, spec, update())).toEqual({
+      done: false,
+      waitingFor: 'host i-0aaa to drain (up to 900 s)',
+    });
+    expect(sentDrains()).toHaveLength(1);
+  });
+
   it('hands over at once when the old host is gone', async () => {
     running.delete('i-0aaa');
     expect((await handoverStep(clients, spec, update())).done).toBe(true);

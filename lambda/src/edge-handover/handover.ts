@@ -139,8 +139,19 @@ async function drain(
     }
     return true;
   }
-  // A host that is gone or unreachable carries no call we could protect: hand over at once.
-  if (!(await isRunning(clients, holder)) || !(await ssmOnline(clients, holder))) return true;
+  // A host that is gone carries no call: hand over at once.
+  if (!(await isRunning(clients, holder))) return true;
+  // One that runs while its SSM agent is not online may still carry calls, which we cannot drain: wait for the agent,
+  // up to readySeconds. Stopping the host hands over without a drain.
+  if (!(await ssmOnline(clients, holder))) {
+    const elapsedSeconds = Math.round(((context.now ?? Date.now)() - context.startedAt) / 1000);
+    if (elapsedSeconds > spec.readySeconds) {
+      throw new Error(
+        `gave up after ${elapsedSeconds} s waiting for host ${holder} to come online with SSM to drain it; it keeps EIP ${spec.allocationId} (stop it to hand over without a drain)`,
+      );
+    }
+    return `host ${holder} to come online with SSM, to drain it`;
+  }
   await clients.ssm.send(
     new SendCommandCommand({
       DocumentName: 'AWS-RunShellScript',
