@@ -14,7 +14,13 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { isComplete, specFrom } from '../src/edge-handover/handler';
-import { drainComment, type HandoverContext, type HandoverSpec, handoverStep } from '../src/edge-handover/handover';
+import {
+  drainComment,
+  type HandoverContext,
+  type HandoverSpec,
+  handoverStep,
+  resumeComment,
+} from '../src/edge-handover/handover';
 
 const ec2 = mockClient(EC2Client);
 const ssm = mockClient(SSMClient);
@@ -86,6 +92,8 @@ beforeEach(() => {
 
 const sentDrains = () =>
   ssm.commandCalls(SendCommandCommand).filter((call) => call.args[0].input.Comment?.startsWith('edge handover drain'));
+const sentResumes = () =>
+  ssm.commandCalls(SendCommandCommand).filter((call) => call.args[0].input.Comment?.startsWith('edge handover resume'));
 
 describe('edge host handover (EIP to a replacement host, drained)', () => {
   it('associates at once on a first deployment: no host to drain, no ready wait', async () => {
@@ -118,7 +126,53 @@ describe('edge host handover (EIP to a replacement host, drained)', () => {
       /gave up after 1201 s waiting for new host i-0bbb to be ready .*; i-0aaa keeps EIP eipalloc-0abc/,
     );
     expect(sentDrains()).toHaveLength(0); // the old host never stopped taking calls
+    expect(sentResumes()).toHaveLength(0); // so it is not told to take them again
     expect(holder).toBe('i-0aaa');
+  });
+
+  it('tells the host that gets the EIP to take calls, in its ready check (a rollback returns it to a drained host)', async () => {
+    await handoverStep(clients, spec, update());
+    const check = ssm
+      .commandCalls(SendCommandCommand)
+      .find((call) => call.args[0].input.Comment === 'edge handover ready check');
+    expect(check?.args[0].input).toMatchObject({
+      InstanceIds: ['i-0bbb'],
+      Parameters: {
+        commands: ['/etc/voice-intake-edge/bin/edge-drain.sh --resume && /etc/voice-intake-edge/bin/edge-ready.sh'],
+      },
+    });
+  });
+
+  it('tells a drained old host to take calls again when the new host then fails its check for good', async () => {
+    expect(await handoverStep(clients, spec, update())).toEqual({
+      done: false,
+      waitingFor: 'host i-0aaa to drain (up to 900 s)',
+    });
+    // The check runs again at every poll: the new host can fail it while the old one drains.
+    readyStatus = { Status: 'Failed', StandardOutputContent: 'edge-ready: no LiveKit SIP node active yet\n' };
+    await expect(handoverStep(clients, spec, update({ now: () => START + 1_500_000 }))).rejects.toThrow(
+      'i-0aaa keeps EIP eipalloc-0abc; i-0aaa was told to take new calls again',
+    );
+    expect(sentResumes().map((call) => call.args[0].input)).toEqual([
+      expect.objectContaining({
+        InstanceIds: ['i-0aaa'],
+        Parameters: { commands: ['/etc/voice-intake-edge/bin/edge-drain.sh --resume'] },
+        Comment: resumeComment('req-1'),
+      }),
+    ]);
+    expect(holder).toBe('i-0aaa');
+  });
+
+  it('says how to resume the old host by hand when it cannot be told', async () => {
+    drains = [{ Comment: drainComment('req-1'), Status: 'TimedOut' }];
+    ssm.on(SendCommandCommand).callsFake((input) => {
+      if (input.Comment?.startsWith('edge handover resume'))
+        throw Object.assign(new Error('rate exceeded'), { name: 'ThrottlingException' });
+      return { Command: { CommandId: 'cmd-ready' } };
+    });
+    await expect(handoverStep(clients, spec, update())).rejects.toThrow(
+      /^drain of host i-0aaa ended TimedOut .*; i-0aaa could not be told to take new calls again \(rate exceeded\): run \/etc\/voice-intake-edge\/bin\/edge-drain.sh --resume on it$/,
+    );
   });
 
   it('drains the old host once, keeps the EIP there while it drains, then moves it', async () => {
@@ -153,9 +207,10 @@ describe('edge host handover (EIP to a replacement host, drained)', () => {
     for (const status of ['Failed', 'TimedOut', 'Cancelled']) {
       drains = [{ Comment: drainComment('req-1'), Status: status }];
       await expect(handoverStep(clients, spec, update())).rejects.toThrow(
-        `drain of host i-0aaa ended ${status} (command unknown): it may still carry calls, so it keeps EIP eipalloc-0abc`,
+        `drain of host i-0aaa ended ${status} (command unknown): it may still carry calls, so it keeps EIP eipalloc-0abc; i-0aaa was told to take new calls again`,
       );
     }
+    expect(sentResumes()).toHaveLength(3);
     // A cancel under way has not ended: its script may still run.
     drains = [{ Comment: drainComment('req-1'), Status: 'Cancelling' }];
     expect(await handoverStep(clients, spec, update())).toEqual({

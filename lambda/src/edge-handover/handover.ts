@@ -21,6 +21,10 @@ import {
  *   3. moves the EIP to the new host.
  * Stateless between polls: what was done is read back from EC2 (who holds the EIP) and SSM (the drain command,
  * found by a comment naming the CloudFormation request).
+ *
+ * No host is left refusing calls: the host that gets the EIP is told to take calls (its drain script's `--resume`,
+ * part of its ready check; a rollback hands the EIP back to a host this handover drained), and a handover that gives
+ * up after draining the old host tells it to take calls again before failing.
  */
 export interface HandoverSpec {
   /** The EIP's allocation id. */
@@ -81,7 +85,11 @@ async function ssmOnline(clients: HandoverClients, instanceId: string): Promise<
   return InstanceInformationList.some((info) => info.PingStatus === 'Online');
 }
 
-/** Runs the ready script on the new host and waits (up to a minute) for its verdict. */
+/**
+ * Runs the ready script on the new host and waits (up to a minute) for its verdict. The host is first told to take
+ * new calls (`--resume`, a no-op on a fresh host): the EIP is about to bring it calls, and on a rollback it is a host
+ * this deployment drained.
+ */
 async function readyCheck(
   clients: HandoverClients,
   spec: HandoverSpec,
@@ -92,7 +100,7 @@ async function readyCheck(
     new SendCommandCommand({
       DocumentName: 'AWS-RunShellScript',
       InstanceIds: [spec.instanceId],
-      Parameters: { commands: [spec.readyScript] },
+      Parameters: { commands: [`${spec.drainScript} --resume && ${spec.readyScript}`] },
       TimeoutSeconds: 60,
       Comment: 'edge handover ready check',
     }),
@@ -118,6 +126,38 @@ async function readyCheck(
   return `new host ${spec.instanceId} to answer its ready check`;
 }
 
+export const resumeComment = (requestId: string) => `edge handover resume ${requestId}`.slice(0, 100);
+
+/**
+ * A handover that gives up after it drained `holder` (the drain sent for this request) tells that host to take new
+ * calls again: it keeps the EIP, and a drained host would answer every new call 503. Returns what the error should
+ * add: whether the host was resumed, or how to do it by hand.
+ */
+async function resumeIfDrained(
+  clients: HandoverClients,
+  spec: HandoverSpec,
+  holder: string,
+  context: HandoverContext,
+): Promise<string> {
+  try {
+    const { Commands = [] } = await clients.ssm.send(new ListCommandsCommand({ InstanceId: holder }));
+    if (!Commands.some((command) => command.Comment === drainComment(context.requestId))) return '';
+    await clients.ssm.send(
+      new SendCommandCommand({
+        DocumentName: 'AWS-RunShellScript',
+        InstanceIds: [holder],
+        Parameters: { commands: [`${spec.drainScript} --resume`] },
+        TimeoutSeconds: 60,
+        Comment: resumeComment(context.requestId),
+      }),
+    );
+    return `; ${holder} was told to take new calls again`;
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return `; ${holder} could not be told to take new calls again (${reason}): run ${spec.drainScript} --resume on it`;
+  }
+}
+
 /** Drains `holder`, once per request: sends the drain script, then reports it running until it ends. */
 async function drain(
   clients: HandoverClients,
@@ -133,8 +173,9 @@ async function drain(
     // Only a drain that ran to its end (no call left, or its time up) hands over. One that failed (Kamailio never
     // told to refuse new calls), timed out or was cancelled leaves a host that may still take and carry calls.
     if (sent.Status !== 'Success') {
+      const resumed = await resumeIfDrained(clients, spec, holder, context);
       throw new Error(
-        `drain of host ${holder} ended ${sent.Status} (command ${sent.CommandId ?? 'unknown'}): it may still carry calls, so it keeps EIP ${spec.allocationId}`,
+        `drain of host ${holder} ended ${sent.Status} (command ${sent.CommandId ?? 'unknown'}): it may still carry calls, so it keeps EIP ${spec.allocationId}${resumed}`,
       );
     }
     return true;
@@ -178,8 +219,10 @@ export async function handoverStep(
     if (ready !== true) {
       const elapsedSeconds = Math.round((now() - context.startedAt) / 1000);
       if (elapsedSeconds > spec.readySeconds) {
+        // The new host can fail its check after the old one was drained (the check runs again at every poll).
+        const resumed = holder ? await resumeIfDrained(clients, spec, holder, context) : '';
         throw new Error(
-          `gave up after ${elapsedSeconds} s waiting for ${ready}; ${holder ?? 'no host'} keeps EIP ${spec.allocationId}`,
+          `gave up after ${elapsedSeconds} s waiting for ${ready}; ${holder ?? 'no host'} keeps EIP ${spec.allocationId}${resumed}`,
         );
       }
       return { done: false, waitingFor: ready };
