@@ -374,6 +374,12 @@ export const observabilitySchema = z
      * answering): each one answered 503 or 488. A rate, not the first one: a burst of forged INVITEs can cost a few.
      */
     mediaAnchorFailuresPerFiveMinutes: z.number().int().min(1).max(10_000).default(5),
+    /**
+     * Alarm when at least this many calls in five minutes could not be set up (agent `CallSetupFailures`: Redis
+     * unreachable, the call's state unreadable): each one a caller transferred without a word or hung up on. 1: the
+     * first.
+     */
+    callSetupFailuresPerFiveMinutes: z.number().int().min(1).max(10_000).default(1),
   })
   .strict();
 

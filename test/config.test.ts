@@ -305,6 +305,23 @@ describe('operator config', () => {
     );
   });
 
+  it('pages on the first call the agent could not set up by default, and names a bad threshold', () => {
+    expect(parseConfig(repoConfigInput()).observability.callSetupFailuresPerFiveMinutes).toBe(1);
+    expect(
+      parseConfig(repoConfigInput({ observability: { callSetupFailuresPerFiveMinutes: 4 } })).observability
+        .callSetupFailuresPerFiveMinutes,
+    ).toBe(4);
+    const bad = (value: unknown) =>
+      errorOf(repoConfigInput({ observability: { callSetupFailuresPerFiveMinutes: value as number } }));
+    const key = 'observability.callSetupFailuresPerFiveMinutes';
+    // 0 would page with no failure at all (a sum of 0 is at least 0).
+    expect(bad(0)).toContain(`${key}: Too small: expected number to be >=1`);
+    expect(bad(-1)).toContain(`${key}: Too small`);
+    expect(bad(2.5)).toContain(`${key}: Invalid input: expected int`);
+    expect(bad(10_001)).toContain(`${key}: Too big`);
+    expect(bad('3')).toContain(`${key}: Invalid input: expected number, received string`);
+  });
+
   it('requires at least two AZs', () => {
     expect(errorOf({ azCount: 1 })).toMatch(/^invalid voiceIntake config: azCount: must be at least 2/);
   });

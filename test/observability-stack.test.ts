@@ -14,6 +14,7 @@ describe('observability stack', () => {
         sipCallErrorsPerFiveMinutes: 7,
         unansweredTurnsPerFiveMinutes: 2,
         mediaAnchorFailuresPerFiveMinutes: 9,
+        callSetupFailuresPerFiveMinutes: 3,
       },
     }).templates.observability;
   });
@@ -54,6 +55,37 @@ describe('observability stack', () => {
       ComparisonOperator: 'GreaterThanThreshold',
       AlarmActions: [{ Ref: expect.stringMatching(/^AlarmTopic/) }],
     });
+  });
+
+  it('pages on calls the agent could not set up, at the configured count, by default the first', () => {
+    expect(alarms().find((alarm) => alarm.MetricName === AGENT_METRICS.callSetupFailures)).toMatchObject({
+      Namespace: 'VoiceIntake/voice-intake',
+      Dimensions: [{ Name: 'Service', Value: 'agent' }],
+      Statistic: 'Sum',
+      Period: 300,
+      Threshold: 3,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+      AlarmActions: [{ Ref: expect.stringMatching(/^AlarmTopic/) }],
+      OKActions: [{ Ref: expect.stringMatching(/^AlarmTopic/) }],
+    });
+    const defaults = synthVoiceIntake({}).templates.observability;
+    const setup = Object.values(defaults.findResources('AWS::CloudWatch::Alarm')).find(
+      (alarm) => alarm.Properties.MetricName === AGENT_METRICS.callSetupFailures,
+    );
+    expect(setup?.Properties).toMatchObject({ Threshold: 1, ComparisonOperator: 'GreaterThanOrEqualToThreshold' });
+  });
+
+  it('graphs calls the agent could not set up beside the calls failing at LiveKit SIP, with the alarm line', () => {
+    const [dashboard] = Object.values(observability.findResources('AWS::CloudWatch::Dashboard'));
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    const start = body.indexOf('Calls the agent could not set up');
+    expect(start).toBeGreaterThan(body.indexOf('Calls failing at LiveKit SIP'));
+    const widget = body.slice(start, body.indexOf('Session Redis'));
+    expect(widget).toContain(`\\"${AGENT_METRICS.callSetupFailures}\\"`);
+    // Five-minute sums, as the alarm counts: the graph's default period, so the metric names none of its own.
+    expect(widget).toContain('{\\"label\\":\\"not set up\\",\\"stat\\":\\"Sum\\"}');
+    expect(widget).toContain('\\"value\\":3,\\"label\\":\\"alarm\\"');
   });
 
   it('watches Redis and forwards the enrichment DLQ, edge node sync and edge AZ health alarms to the topic', () => {

@@ -18,6 +18,7 @@ const UNITS: Record<AgentMetricName, Unit> = {
   [AGENT_METRICS.callsStarted]: 'Count',
   [AGENT_METRICS.callsEnded]: 'Count',
   [AGENT_METRICS.callsTakenOver]: 'Count',
+  [AGENT_METRICS.callSetupFailures]: 'Count',
   [AGENT_METRICS.activeCalls]: 'Count',
 };
 

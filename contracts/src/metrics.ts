@@ -38,6 +38,12 @@ export const AGENT_METRICS = {
    * its writes stopped there, the caller stayed with the other worker.
    */
   callsTakenOver: 'CallsTakenOver',
+  /**
+   * A call the worker could not set up (Redis unreachable, the call's session state unreadable — corrupt, or written
+   * by a newer worker — or its session would not start): nothing was said; the caller was transferred to
+   * DEFAULT_TRANSFER_TARGET, or hung up on when there is none or the transfer failed.
+   */
+  callSetupFailures: 'CallSetupFailures',
   /** Gauge, once a minute per worker task: calls the task holds now (Average = per task, Sum = in progress). */
   activeCalls: 'ActiveCalls',
 } as const;

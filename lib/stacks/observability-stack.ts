@@ -31,9 +31,9 @@ export interface ObservabilityStackProps extends VoiceIntakeStackProps {
 
 /**
  * One dashboard for the whole call path and the alarms that page: voice-to-voice p95 over threshold, tool errors,
- * LiveKit SIP call failures, calls the edge could not place, an AZ with no healthy edge host, submitted cases the backend
- * refused or has not taken, Redis under pressure or failing over, and whatever other stacks hand in — all to one SNS
- * topic.
+ * calls the agent could not set up, LiveKit SIP call failures, calls the edge could not place, an AZ with no healthy
+ * edge host, submitted cases the backend refused or has not taken, Redis under pressure or failing over, and whatever
+ * other stacks hand in — all to one SNS topic.
  */
 export class ObservabilityStack extends VoiceIntakeStack {
   readonly topic: sns.ITopic;
@@ -105,6 +105,16 @@ export class ObservabilityStack extends VoiceIntakeStack {
         threshold: observability.unansweredTurnsPerFiveMinutes,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      // Each one is a caller the agent never served: by default the first pages.
+      new cloudwatch.Alarm(this, 'CallSetupFailures', {
+        alarmDescription:
+          'The agent could not set calls up (Redis unreachable, a call state it cannot read): callers were transferred without a word or hung up on',
+        metric: agentMetric(AGENT_METRICS.callSetupFailures, 'Sum').with({ period: Duration.minutes(5) }),
+        threshold: observability.callSetupFailuresPerFiveMinutes,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
     );
@@ -344,6 +354,13 @@ export class ObservabilityStack extends VoiceIntakeStack {
           edgeMetrics.topologyStoreDown.with({ label: 'topology store down (edge 503)' }),
           edgeMetrics.unansweredCalls.with({ label: 'rang unanswered (edge 480)' }),
         ],
+        width: 8,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Calls the agent could not set up (per 5 minutes)',
+        // Answered, never served (agent/README.md, "Recovery"); five-minute sums, as the alarm counts them.
+        left: [agentMetric(AGENT_METRICS.callSetupFailures, 'Sum', 'not set up').with({ period: Duration.minutes(5) })],
+        leftAnnotations: [{ value: observability.callSetupFailuresPerFiveMinutes, label: 'alarm' }],
         width: 8,
       }),
       new cloudwatch.GraphWidget({
