@@ -110,8 +110,11 @@ export interface IntakeCall {
   keyPressed(key: string): void;
   /** A key press refused before it reached the call (sent by another participant): counted and logged. */
   keyRefused(reason: DroppedKeyPress): void;
-  /** Writes the final transcript and state, closes the MCP session. Safe to call once the call is over. */
-  finish(): Promise<void>;
+  /**
+   * Writes the final transcript and state, closes the MCP session. Safe to call once the call is over. `endReason`: how
+   * the call ended, where the call cannot tell (its session never started: `error`); the first call's holds.
+   */
+  finish(endReason?: CallEndReason): Promise<void>;
 }
 
 /**
@@ -473,9 +476,10 @@ export async function prepareIntakeCall(options: IntakeCallOptions): Promise<Int
     },
     keyPressed: (key) => keypad.press(key),
     keyRefused: (reason) => keypad.drop(reason),
-    finish: () =>
+    finish: (endedBy) =>
       (finished ??= (async () => {
         finishing = true;
+        if (endedBy) endReason = endedBy;
         const unfinished = keypad.close();
         if (unfinished > 0) log.info({ keys: unfinished }, 'keypad entry left unfinished at the end of the call');
         // A call taken over ends with its successor: no recording stop, final transcript or ended state from here.

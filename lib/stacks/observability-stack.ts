@@ -358,7 +358,7 @@ export class ObservabilityStack extends VoiceIntakeStack {
       }),
       new cloudwatch.GraphWidget({
         title: 'Calls the agent could not set up (per 5 minutes)',
-        // Answered, never served (agent/README.md, "Recovery"); five-minute sums, as the alarm counts them.
+        // Answered, never served (agent/README.md, "A call that cannot be set up"); five-minute sums, as alarmed.
         left: [agentMetric(AGENT_METRICS.callSetupFailures, 'Sum', 'not set up').with({ period: Duration.minutes(5) })],
         leftAnnotations: [{ value: observability.callSetupFailuresPerFiveMinutes, label: 'alarm' }],
         width: 8,
