@@ -1,5 +1,6 @@
 import { AGENT_METRICS } from '@voice-intake/contracts';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
+import { maskedError } from './log-redaction';
 import type { MetricsEmitter } from './metrics';
 
 /** How the caller left a call that could not be set up. */
@@ -85,14 +86,4 @@ async function transferOrHangUp(options: CallSetupOptions, log: Logger): Promise
     log.error({ err: error }, 'caller not removed after a failed call setup');
     return 'not_removed';
   }
-}
-
-/**
- * An error as logged with PII_REDACTION: its type, and its message and stack masked. Its other fields are left out:
- * they can carry whole records (a Redis command's arguments, the session state in them).
- */
-function maskedError(error: unknown, redact: (text: string) => string): unknown {
-  if (!(error instanceof Error)) return redact(String(error));
-  const { type, message, stack } = pino.stdSerializers.err(error);
-  return { type, message: redact(message), stack: redact(stack) };
 }

@@ -33,19 +33,19 @@ const ERROR_FIELDS = new Set(['err', 'error']);
  * An error as pino's serializer would write it (type, message, stack, its own fields), every string masked. Nested
  * values are left out rather than walked: a cause or a response body is where raw input would hide.
  */
-function maskedError(error: unknown): unknown {
-  if (typeof error === 'string') return redactPii(error);
+export function maskedError(error: unknown, redact: (text: string) => string = redactPii): unknown {
+  if (typeof error === 'string') return redact(error);
   if (error === null || typeof error !== 'object') return error;
   // Same prototype, so pino's error serializer (on `err`) still names the error's class.
   const fields: Record<string, unknown> = Object.create(Object.getPrototypeOf(error));
   if (error instanceof Error) fields.type = error.name;
   for (const [key, value] of Object.entries(error)) {
-    if (typeof value === 'string') fields[key] = redactPii(value);
+    if (typeof value === 'string') fields[key] = redact(value);
     else if (typeof value === 'number' || typeof value === 'boolean') fields[key] = value;
   }
   for (const key of ['message', 'stack'] as const) {
     const value = (error as Record<string, unknown>)[key];
-    if (typeof value === 'string') fields[key] = redactPii(value);
+    if (typeof value === 'string') fields[key] = redact(value);
   }
   return fields;
 }
