@@ -17,6 +17,7 @@
  */
 
 import { redactPii } from '@voice-intake/contracts';
+import pino, { type DestinationStream, type Logger } from 'pino';
 
 const LOGGER_SLOT = Symbol.for('@livekit/agents:logger');
 
@@ -110,4 +111,50 @@ export function withholdFrameworkPii(): void {
       current = withholdingChildOf(logger);
     },
   });
+}
+
+/** How deep `maskedLogFields` walks a log object's plain objects and arrays; deeper values are left out. */
+const MASK_DEPTH = 8;
+
+/**
+ * A log object with every string masked (`redactPii`), however it is nested in plain objects and arrays; an error as
+ * `maskedError`. Anything else (numbers, booleans, class instances other than errors) is kept as it is. The input is
+ * left alone.
+ */
+export function maskedLogFields<T>(value: T, redact: (text: string) => string = redactPii, depth = 0): T {
+  if (typeof value === 'string') return redact(value) as T;
+  if (value === null || typeof value !== 'object') return value;
+  if (value instanceof Error) return maskedError(value, redact) as T;
+  if (depth >= MASK_DEPTH) return '[deeper than the log masking walks]' as T;
+  if (Array.isArray(value)) return value.map((item) => maskedLogFields(item, redact, depth + 1)) as T;
+  const prototype = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) return value;
+  const masked: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(value)) masked[key] = maskedLogFields(field, redact, depth + 1);
+  return masked as T;
+}
+
+/**
+ * The agent's own logger (pino, JSON lines to stdout). With `piiRedaction` every string it writes is masked as the
+ * records are, in the fields of each line and in the bindings of the logger and of its children: a call's room is
+ * named after the caller's number (`<prefix><caller>_<random>`, LiveKit's dispatch rule), so is the caller's
+ * participant (`sip_<caller>`), and an error can quote anything. Messages are ours and constant; they are not masked.
+ */
+export function agentLogger(
+  bindings: Record<string, unknown>,
+  piiRedaction: boolean,
+  destination?: DestinationStream,
+): Logger {
+  if (!piiRedaction) return pino({ base: bindings }, destination as DestinationStream);
+  const logger = pino(
+    { base: maskedLogFields(bindings), formatters: { log: (fields) => maskedLogFields(fields) } },
+    destination as DestinationStream,
+  );
+  // A child's bindings do not pass the formatters: mask them as they are bound. pino makes a child by
+  // Object.create(parent), so this own `child` is every descendant's.
+  const makeChild = logger.child;
+  logger.child = function (this: Logger, childBindings, options) {
+    return makeChild.call(this, maskedLogFields(childBindings ?? {}), options);
+  } as Logger['child'];
+  return logger;
 }

@@ -1,11 +1,10 @@
 import { fileURLToPath } from 'node:url';
 import { cli, ServerOptions } from '@livekit/agents';
 import { AgentDispatchClient, RoomServiceClient, TwirpError } from 'livekit-server-sdk';
-import pino from 'pino';
 import { AgentConfigError, readAgentEnv } from './config';
 import { applyJobProcessFlags } from './job-process';
 import { workerLoad } from './load';
-import { withholdFrameworkPii } from './log-redaction';
+import { agentLogger, withholdFrameworkPii } from './log-redaction';
 import { MetricsEmitter } from './metrics';
 import { OrphanedCallRecovery } from './recovery';
 
@@ -48,7 +47,8 @@ const recovery = new OrphanedCallRecovery({
     }
   },
   dispatch: async (room) => void (await dispatcher.createDispatch(room, env.LIVEKIT_AGENT_NAME)),
-  logger: pino({ base: { service: 'voice-intake-agent', component: 'recovery' } }),
+  // It logs room names and the caller's identity, which carry the caller's number: masked under PII_REDACTION.
+  logger: agentLogger({ service: 'voice-intake-agent', component: 'recovery' }, env.PII_REDACTION),
 });
 
 // The job processes load the worker module: the bundle's in the image, the TypeScript source under `npm run dev`.

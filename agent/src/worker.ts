@@ -6,14 +6,13 @@ import { RoomEvent } from '@livekit/rtc-node';
 import type { CallEndReason } from '@voice-intake/contracts';
 import { Redis } from 'ioredis';
 import { RoomServiceClient, SipClient } from 'livekit-server-sdk';
-import pino from 'pino';
 import { type IntakeCall, prepareIntakeCall } from './call-session';
 import { setUpCall } from './call-setup';
 import { callerOf } from './caller';
 import { CallerAudioInput } from './caller-audio-input';
 import { piiRedactionOf, readAgentEnv, redisConnection } from './config';
 import { callerKeyPresses } from './keypad';
-import { withholdFrameworkPii } from './log-redaction';
+import { agentLogger, withholdFrameworkPii } from './log-redaction';
 import { MetricsEmitter } from './metrics';
 import { redactPii } from './records/redact';
 
@@ -22,7 +21,8 @@ import { redactPii } from './records/redact';
 if (piiRedactionOf()) withholdFrameworkPii();
 
 const WORKER_ID = `${process.env.HOSTNAME ?? 'worker'}-${randomUUID().slice(0, 8)}`;
-const logger = pino({ base: { service: 'voice-intake-agent', workerId: WORKER_ID } });
+// With PII_REDACTION, every string it logs is masked: room names and the caller's identity carry the number.
+const logger = agentLogger({ service: 'voice-intake-agent', workerId: WORKER_ID }, piiRedactionOf());
 // Made when the job process loads this module, before its call arrives (agents 1.9 runs a process per job).
 const s3 = new S3Client({});
 

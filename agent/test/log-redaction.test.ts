@@ -1,6 +1,12 @@
 import { initializeLogger, log } from '@livekit/agents';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PII_FIELD_WITHHELD, withholdFrameworkPii, withoutPiiFields } from '../src/log-redaction';
+import {
+  agentLogger,
+  maskedLogFields,
+  PII_FIELD_WITHHELD,
+  withholdFrameworkPii,
+  withoutPiiFields,
+} from '../src/log-redaction';
 
 const CARD = '4111111111111111';
 const PHONE = '+1 415 555 0123';
@@ -116,5 +122,56 @@ describe('withoutPiiFields', () => {
     // Only the error fields are the framework's unmarked PII carriers; other fields are left as logged.
     expect(masked.other).toEqual({ card: CARD });
     expect(error.message).toContain(PHONE);
+  });
+});
+
+describe('agentLogger', () => {
+  /** A logger's lines, parsed, written to memory. */
+  function capture(piiRedaction: boolean) {
+    const lines: Record<string, unknown>[] = [];
+    const destination = { write: (line: string) => void lines.push(JSON.parse(line)) };
+    return { lines, logger: agentLogger({ service: 'agent', workerId: 'worker-1a2b3c4d' }, piiRedaction, destination) };
+  }
+  const ROOM = 'call-_+14155550123_Xk3q';
+
+  it("masks every string of a line and of its children's bindings under PII_REDACTION", () => {
+    const { lines, logger } = capture(true);
+    const call = logger.child({ callId: 'SCL_4bf1c2a9e7d3', room: ROOM });
+    call.child({ caller: 'sip_+14155550123' }).error(
+      {
+        err: new Error(`no case for ${PHONE}`),
+        attempt: 2,
+        participants: [{ identity: 'sip_+14155550123', kind: 3 }],
+        details: { said: `my card is ${CARD}` },
+      },
+      'call left without an agent',
+    );
+    expect(lines).toHaveLength(1);
+    const [line] = lines;
+    expect(line).toMatchObject({
+      service: 'agent',
+      workerId: 'worker-1a2b3c4d',
+      callId: 'SCL_4bf1c2a9e7d3',
+      room: 'call-_[PHONE]_Xk3q',
+      caller: 'sip_[PHONE]',
+      attempt: 2,
+      participants: [{ identity: 'sip_[PHONE]', kind: 3 }],
+      details: { said: 'my card is [CARD]' },
+      err: { type: 'Error', message: 'no case for [PHONE]' },
+      msg: 'call left without an agent',
+    });
+    expect(JSON.stringify(line)).not.toMatch(/4155550123|415 555|4111111111111111/);
+  });
+
+  it('writes what it is given without PII_REDACTION', () => {
+    const { lines, logger } = capture(false);
+    logger.child({ room: ROOM }).info({ caller: 'sip_+14155550123' }, 'job ended');
+    expect(lines[0]).toMatchObject({ room: ROOM, caller: 'sip_+14155550123' });
+  });
+
+  it('leaves a value deeper than it walks out instead of writing it unmasked', () => {
+    let deep: Record<string, unknown> = { phone: PHONE };
+    for (let level = 0; level < 12; level += 1) deep = { deeper: deep };
+    expect(JSON.stringify(maskedLogFields({ deep }))).not.toContain('415 555');
   });
 });
