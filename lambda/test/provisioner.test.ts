@@ -169,3 +169,33 @@ describe('LiveKit SIP provisioning custom resource', () => {
     );
   });
 });
+
+describe('the LiveKit API key secret', () => {
+  const ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:livekit-api-AbCdEf';
+
+  it('says what is wrong with a secret that is not the API key without quoting a byte of it', async () => {
+    const { apiKeyFrom } = await import('../src/provisioner/handler');
+    for (const [secretString, expected] of [
+      ['s3cr3t-not-json-value', `secret ${ARN} is not JSON`],
+      [undefined, `secret ${ARN} is not JSON`],
+      [JSON.stringify({ apiKey: 'APIkey1', apiSecret: '' }), 'check apiSecret'],
+      [JSON.stringify(['s3cr3t-in-a-list']), 'check (the value)'],
+    ] as const) {
+      let message = '';
+      try {
+        apiKeyFrom(secretString, ARN);
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message, String(secretString)).toContain(expected);
+      for (const part of ['s3cr3t', 'APIkey1']) expect(message).not.toContain(part);
+    }
+  });
+
+  it('fails the stack operation with that message', async () => {
+    secrets.on(GetSecretValueCommand).resolves({ SecretString: 's3cr3t-not-json-value' });
+    const failure = onEvent(event('Create', baseProperties));
+    await expect(failure).rejects.toThrow(/is not JSON/);
+    await expect(failure).rejects.not.toThrow(/s3cr3t/);
+  });
+});

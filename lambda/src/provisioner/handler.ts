@@ -28,9 +28,28 @@ const RETRY: RetryOptions = {
   baseDelayMs: Number(process.env.LIVEKIT_RETRY_BASE_MS ?? 2_000),
 };
 
+/**
+ * The API key from its secret. What is wrong with it is said without a byte of it: the error reaches the stack's
+ * events and logs, and JSON.parse's own message quotes the start of the text (the secret).
+ */
+export function apiKeyFrom(secretString: string | undefined, secretArn: string): z.infer<typeof apiKeySchema> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(secretString ?? '');
+  } catch {
+    throw new Error(`secret ${secretArn} is not JSON: it must hold {"apiKey": "...", "apiSecret": "..."}`);
+  }
+  const credentials = apiKeySchema.safeParse(parsed);
+  if (!credentials.success) {
+    const fields = [...new Set(credentials.error.issues.map((issue) => issue.path.join('.') || '(the value)'))];
+    throw new Error(`secret ${secretArn} must hold {"apiKey": "...", "apiSecret": "..."}: check ${fields.join(', ')}`);
+  }
+  return credentials.data;
+}
+
 async function clientFor(url: string, secretArn: string): Promise<SipClient> {
   const { SecretString } = await secrets.send(new GetSecretValueCommand({ SecretId: secretArn }));
-  const credentials = apiKeySchema.parse(JSON.parse(SecretString ?? '{}'));
+  const credentials = apiKeyFrom(SecretString, secretArn);
   return new SipClient(url, credentials.apiKey, credentials.apiSecret);
 }
 
