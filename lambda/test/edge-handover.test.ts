@@ -103,6 +103,19 @@ describe('edge host handover (EIP to a replacement host, drained)', () => {
     expect(ssm.calls()).toHaveLength(0);
   });
 
+  it('drains a host that holds the EIP even on a Create (the resource re-created under a new logical id)', async () => {
+    expect(await handoverStep(clients, spec, update({ firstAssociation: true }))).toEqual({
+      done: false,
+      waitingFor: 'host i-0aaa to drain (up to 900 s)',
+    });
+    expect(holder).toBe('i-0aaa');
+    drains[0].Status = 'Success';
+    expect(await handoverStep(clients, spec, update({ firstAssociation: true }))).toEqual({
+      done: true,
+      outcome: 'EIP eipalloc-0abc moved from i-0aaa to i-0bbb',
+    });
+  });
+
   it('does nothing when the EIP is already on the host', async () => {
     holder = 'i-0bbb';
     expect((await handoverStep(clients, spec, update())).done).toBe(true);

@@ -44,7 +44,7 @@ export interface HandoverClients {
 }
 
 export interface HandoverContext {
-  /** A first association (Create): no host to drain, no traffic yet to protect. */
+  /** A Create: no host to drain, no traffic to protect, unless a host holds the EIP all the same. */
   readonly firstAssociation: boolean;
   /** CloudFormation's request id: marks the drain command this handover sent. */
   readonly requestId: string;
@@ -214,7 +214,9 @@ export async function handoverStep(
   const holder = await eipHolder(clients, spec.allocationId);
   if (holder === spec.instanceId) return { done: true, outcome: `EIP ${spec.allocationId} is on ${spec.instanceId}` };
 
-  if (!context.firstAssociation) {
+  // A Create hands the EIP over at once only when no host holds it (a first deployment). One that finds a holder (the
+  // resource re-created under a new logical id, say) protects that host's calls like an update.
+  if (!context.firstAssociation || holder) {
     const ready = await readyCheck(clients, spec, context);
     if (ready !== true) {
       const elapsedSeconds = Math.round((now() - context.startedAt) / 1000);
