@@ -87,7 +87,14 @@ beforeEach(() => {
     return { Command: { CommandId: `cmd-${Math.random()}` } };
   });
   ssm.on(GetCommandInvocationCommand).callsFake(() => readyStatus);
-  ssm.on(ListCommandsCommand).callsFake(() => ({ Commands: drains }));
+  // Paged as SSM pages them (50 a page by default), newest first; other commands to the host come between.
+  ssm.on(ListCommandsCommand).callsFake((input) => {
+    const all = [...drains].reverse();
+    const start = Number(input.NextToken ?? 0);
+    const pageSize = input.MaxResults ?? 50;
+    const next = start + pageSize < all.length ? String(start + pageSize) : undefined;
+    return { Commands: all.slice(start, start + pageSize), NextToken: next };
+  });
 });
 
 const sentDrains = () =>
@@ -232,6 +239,18 @@ describe('edge host handover (EIP to a replacement host, drained)', () => {
     });
     expect(ec2.commandCalls(AssociateAddressCommand)).toHaveLength(0);
     expect(holder).toBe('i-0aaa');
+  });
+
+  it("finds its drain past the first page of the host's commands, and asks only for those since it began", async () => {
+    expect((await handoverStep(clients, spec, update())).done).toBe(false);
+    // The node sync keeps sending the host its list while it drains.
+    for (let sync = 0; sync < 120; sync += 1) drains.push({ Comment: 'edge node sync', Status: 'Success' });
+    drains[0].Status = 'Success';
+    expect((await handoverStep(clients, spec, update())).done).toBe(true);
+    expect(sentDrains()).toHaveLength(1);
+    expect(ssm.commandCalls(ListCommandsCommand).at(-1)?.args[0].input.Filters).toEqual([
+      { key: 'InvokedAfter', value: '2026-11-30T09:59:00Z' },
+    ]);
   });
 
   it('does not take a drain of another request for its own', async () => {

@@ -5,6 +5,7 @@ import {
   type EC2Client,
 } from '@aws-sdk/client-ec2';
 import {
+  type Command,
   DescribeInstanceInformationCommand,
   GetCommandInvocationCommand,
   ListCommandsCommand,
@@ -126,6 +127,37 @@ async function readyCheck(
   return `new host ${spec.instanceId} to answer its ready check`;
 }
 
+/**
+ * The command this handover sent to `instanceId` under `comment`, if any. Paged, and only those sent since the handover
+ * began: the host gets other commands meanwhile (the node sync's), and a drain hidden past the first page would be
+ * sent again.
+ */
+async function findCommand(
+  clients: HandoverClients,
+  instanceId: string,
+  comment: string,
+  context: HandoverContext,
+): Promise<Command | undefined> {
+  // A minute of slack for clocks: the start is the Lambda's, the command's time SSM's. Whole seconds, as SSM's
+  // examples give the filter.
+  const invokedAfter = new Date(context.startedAt - 60_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  let NextToken: string | undefined;
+  do {
+    const page = await clients.ssm.send(
+      new ListCommandsCommand({
+        InstanceId: instanceId,
+        Filters: [{ key: 'InvokedAfter', value: invokedAfter }],
+        MaxResults: 50,
+        NextToken,
+      }),
+    );
+    const found = page.Commands?.find((command) => command.Comment === comment);
+    if (found) return found;
+    NextToken = page.NextToken;
+  } while (NextToken);
+  return undefined;
+}
+
 export const resumeComment = (requestId: string) => `edge handover resume ${requestId}`.slice(0, 100);
 
 /**
@@ -140,8 +172,7 @@ async function resumeIfDrained(
   context: HandoverContext,
 ): Promise<string> {
   try {
-    const { Commands = [] } = await clients.ssm.send(new ListCommandsCommand({ InstanceId: holder }));
-    if (!Commands.some((command) => command.Comment === drainComment(context.requestId))) return '';
+    if (!(await findCommand(clients, holder, drainComment(context.requestId), context))) return '';
     await clients.ssm.send(
       new SendCommandCommand({
         DocumentName: 'AWS-RunShellScript',
@@ -166,8 +197,7 @@ async function drain(
   context: HandoverContext,
 ): Promise<string | true> {
   const comment = drainComment(context.requestId);
-  const { Commands = [] } = await clients.ssm.send(new ListCommandsCommand({ InstanceId: holder }));
-  const sent = Commands.find((command) => command.Comment === comment);
+  const sent = await findCommand(clients, holder, comment, context);
   if (sent) {
     if (!ENDED.has(sent.Status ?? '')) return `host ${holder} to drain (up to ${spec.drainSeconds} s)`;
     // Only a drain that ran to its end (no call left, or its time up) hands over. One that failed (Kamailio never
