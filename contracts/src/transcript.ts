@@ -72,6 +72,12 @@ export const recordingSentenceSchema = z
 
 export const callEndReasonSchema = z.enum(['caller_hangup', 'agent_hangup', 'transferred', 'error', 'worker_shutdown']);
 
+/**
+ * Turns a final transcript holds at most: a bound for its readers (enrichment, reports). A call with more (a caller
+ * keying in entries for hours) keeps the first ones there and the rest in its transcript parts (`omittedTurns`).
+ */
+export const MAX_TRANSCRIPT_TURNS = 5_000;
+
 /** The final transcript of one call: the object whose creation triggers enrichment. */
 export const transcriptSchema = z.object({
   schemaVersion: z.literal(SCHEMA_VERSION),
@@ -85,7 +91,12 @@ export const transcriptSchema = z.object({
   endReason: callEndReasonSchema,
   intakeType: intakeTypeSchema.optional(),
   caseId: caseIdSchema.optional(),
-  turns: z.array(transcriptTurnSchema).max(5_000),
+  turns: z.array(transcriptTurnSchema).max(MAX_TRANSCRIPT_TURNS),
+  /**
+   * Turns of the call after the first `MAX_TRANSCRIPT_TURNS`: not in `turns`, still in the call's transcript parts
+   * (`transcript-parts/<callId>/`). Absent: every turn is here.
+   */
+  omittedTurns: z.number().int().positive().optional(),
   /**
    * Transcript parts of workers that held the call before the one that ended it whose turns are not in `turns`: a
    * part numbered in the session state and never stored (its worker died between the two), or one that could not be

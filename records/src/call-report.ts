@@ -315,7 +315,12 @@ function transcriptSection(data: CallReportData, latencies: TurnLatency[]): stri
         transcript.missingParts.join(', '),
       )}</p>`
     : '';
-  return `${note}${missing}${table(['Time', 'Speaker', 'Text', 'Response latency'], rows, 'transcript')}`;
+  const omitted = transcript.omittedTurns
+    ? `<p class="warn">${transcript.omittedTurns} later turn(s) not in this transcript (more than it holds): they are in the call's transcript parts, ${escapeHtml(
+        `transcript-parts/${transcript.callId}/`,
+      )}</p>`
+    : '';
+  return `${note}${missing}${omitted}${table(['Time', 'Speaker', 'Text', 'Response latency'], rows, 'transcript')}`;
 }
 
 function latencySection(latencies: TurnLatency[]): string {

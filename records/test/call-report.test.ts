@@ -157,7 +157,7 @@ describe('call report in headless Chromium', () => {
 });
 
 describe('call report of a call taken over', () => {
-  it('names the transcript parts whose turns are missing, as text', async () => {
+  it('names the transcript parts whose turns are missing, and says how many turns only the parts hold', async () => {
     const folder = mkdtempSync(join(tmpdir(), 'call-report-missing-'));
     try {
       await writeSampleCall(folder);
@@ -167,6 +167,11 @@ describe('call report of a call taken over', () => {
       data.transcript!.missingParts = [missing];
       expect(renderCallReport(data)).toContain(
         `<p class="fail-text">Turns not in this transcript (parts of an earlier worker never stored or not readable): ${missing}</p>`,
+      );
+      expect(renderCallReport(data)).not.toContain('later turn(s) not in this transcript');
+      data.transcript!.omittedTurns = 12;
+      expect(renderCallReport(data)).toContain(
+        `<p class="warn">12 later turn(s) not in this transcript (more than it holds): they are in the call's transcript parts, transcript-parts/${SAMPLE_CALL}/</p>`,
       );
     } finally {
       rmSync(folder, { recursive: true, force: true });

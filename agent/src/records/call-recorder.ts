@@ -9,6 +9,7 @@ import {
   type CallEndReason,
   isNoSuchKey,
   isRefusedAsExisting,
+  MAX_TRANSCRIPT_TURNS,
   MAX_TURN_TEXT_CHARS,
   putAuditSegment,
   SCHEMA_VERSION,
@@ -388,6 +389,17 @@ export class CallRecorder {
     ] as const) {
       if (parts.length > 0) this.audit('error', subject, { parts, reason });
     }
+    // A call with more turns than a final transcript holds still gets one (it starts enrichment): the first turns,
+    // and how many more its parts hold. Failing the schema would leave the call with no final transcript at all.
+    const turns = [...earlier.turns, ...this.turns];
+    const omittedTurns = Math.max(0, turns.length - MAX_TRANSCRIPT_TURNS);
+    if (omittedTurns > 0) {
+      this.audit('error', 'transcript_turns_omitted', {
+        omittedTurns,
+        keptTurns: MAX_TRANSCRIPT_TURNS,
+        reason: 'more turns than a final transcript holds; every turn is in the transcript parts',
+      });
+    }
     this.audit('session_end', endReason, { endReason, ...extra });
     await this.flush();
     // The closing seal: the chain ends here with this many records.
@@ -403,7 +415,8 @@ export class CallRecorder {
       endedAt: this.now().toISOString(),
       endReason,
       ...extra,
-      turns: [...earlier.turns, ...this.turns],
+      turns: turns.slice(0, MAX_TRANSCRIPT_TURNS),
+      ...(omittedTurns > 0 ? { omittedTurns } : {}),
       ...(earlier.missing.length + earlier.unreadable.length > 0
         ? { missingParts: [...earlier.missing, ...earlier.unreadable] }
         : {}),

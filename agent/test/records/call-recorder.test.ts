@@ -3,6 +3,7 @@ import {
   type AuditRecord,
   type AuditSegmentObject,
   LocalHmacSealKey,
+  MAX_TRANSCRIPT_TURNS,
   MAX_TURN_TEXT_CHARS,
   recordingPartKey,
   transcriptPartSchema,
@@ -164,6 +165,35 @@ describe('call recorder', () => {
     expect(stored).toMatchObject({ endReason: 'caller_hangup', caseId: 'C-1', intakeType: 'general_inquiry' });
     const chain = auditRecordsOf('audit/');
     expect(chain.at(-1)).toMatchObject({ kind: 'session_end', subject: 'caller_hangup' });
+    expect(await verifyAuditTrail(auditObjects(), sealKey)).toMatchObject({ ok: true });
+  });
+
+  it('still writes a final transcript for a call with more turns than it holds, naming what its parts hold', async () => {
+    const rec = recorder();
+    const total = MAX_TRANSCRIPT_TURNS + 3;
+    for (let turn = 0; turn < total; turn += 1)
+      rec.addTurn({
+        speaker: turn % 2 ? 'agent' : 'caller',
+        text: `keyed in ${turn}#`,
+        startedAt: at(turn),
+        endedAt: at(turn),
+      });
+    const transcript = await rec.finish('caller_hangup');
+    const stored = transcriptSchema.parse(JSON.parse(objects.get('transcripts/transcripts/2026/11/24/call-rec.json')!));
+    expect(stored).toEqual(transcript);
+    expect(stored.turns).toHaveLength(MAX_TRANSCRIPT_TURNS);
+    expect(stored.turns.at(0)?.seq).toBe(0);
+    expect(stored.turns.at(-1)?.seq).toBe(MAX_TRANSCRIPT_TURNS - 1);
+    expect(stored.omittedTurns).toBe(3);
+    // Every turn, the omitted ones too, is in the call's parts.
+    const inParts = [...objects.entries()]
+      .filter(([key]) => key.startsWith('transcripts/transcript-parts/call-rec/'))
+      .flatMap(([, body]) => transcriptPartSchema.parse(JSON.parse(body)).turns.map((turn) => turn.seq));
+    expect(new Set(inParts).size).toBe(total);
+    expect(auditRecordsOf('audit/').find((record) => record.subject === 'transcript_turns_omitted')).toMatchObject({
+      kind: 'error',
+      payload: { omittedTurns: 3, keptTurns: MAX_TRANSCRIPT_TURNS },
+    });
     expect(await verifyAuditTrail(auditObjects(), sealKey)).toMatchObject({ ok: true });
   });
 
