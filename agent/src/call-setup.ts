@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import { maskedError } from './log-redaction';
 import type { MetricsEmitter } from './metrics';
 
+const DEFAULT_TRANSFER_TIMEOUT_MS = 30_000;
+
 /** How the caller left a call that could not be set up. */
 type UnservedCallOutcome = 'transferred' | 'hung_up' | 'not_removed';
 
@@ -20,6 +22,8 @@ export interface CallSetupOptions {
   transferTarget?: string;
   /** SIP-transfers the caller to `target` (LiveKit SIP: a REFER to the carrier). */
   transfer: (target: string) => Promise<void>;
+  /** How long the transfer may take before the caller is hung up on instead. Default 30 s. */
+  transferTimeoutMs?: number;
   /** Removes the caller's participant from the room: LiveKit SIP then sends the BYE. */
   removeCaller: () => Promise<void>;
   /** Closes what the setup made before it failed (the Redis connection; a call prepared, not started). */
@@ -70,11 +74,21 @@ async function handOverUnservedCall(error: unknown, options: CallSetupOptions): 
 
 async function transferOrHangUp(options: CallSetupOptions, log: Logger): Promise<UnservedCallOutcome> {
   if (options.transferTarget) {
+    const timeoutMs = options.transferTimeoutMs ?? DEFAULT_TRANSFER_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await options.transfer(options.transferTarget);
+      // A REFER the carrier never answers must not hold the caller (and this job) in silence.
+      await Promise.race([
+        options.transfer(options.transferTarget),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`transfer not done after ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
       return 'transferred';
     } catch (error) {
       log.error({ err: error }, 'caller not transferred after a failed call setup; hanging up');
+    } finally {
+      clearTimeout(timer);
     }
   }
   try {

@@ -46,6 +46,8 @@ interface Attempt {
 interface AttemptOptions {
   transferTarget?: string;
   transferFails?: boolean;
+  /** The transfer never completes (a REFER nobody answers); the setup's timeout is then this. */
+  transferHangsMs?: number;
   redact?: boolean;
   /** The call's Redis connection (default: a new one to the test's server); closed by the release. */
   redis?: Redis;
@@ -107,8 +109,10 @@ describe('a call the worker cannot set up', () => {
       metrics: new MetricsEmitter({ write: (line) => metricLines.push(line) }),
       redact: options.redact ? redactPii : undefined,
       transferTarget: options.transferTarget,
+      transferTimeoutMs: options.transferHangsMs,
       transfer: async (target) => {
         steps.push(`transfer to ${target}`);
+        if (options.transferHangsMs !== undefined) await new Promise(() => {});
         // LiveKit's error names the caller's participant.
         if (options.transferFails) throw new Error(`twirp error not_found: participant sip_${CALLER} not found`);
       },
@@ -226,6 +230,23 @@ describe('a call the worker cannot set up', () => {
     expectCountedOnce(metricLines, callId);
     expect(failureLine(logLines)).toMatchObject({ callId, handOver: 'hang_up' });
     expect(await redis.get(stateKey(callId))).toBe('{"schemaVersion":');
+  });
+
+  it('hangs up on the caller when the transfer does not complete in time', async () => {
+    const callId = 'setup-transfer-hangs';
+    await redis.set(stateKey(callId), '{"callId":', 'EX', 600);
+
+    const { steps, logLines } = await attempt(callId, { transferTarget: TARGET, transferHangsMs: 50 });
+
+    expect(steps).toEqual([
+      `transfer to ${TARGET}`,
+      'remove the caller',
+      'release',
+      'shut down: call setup failed (hung_up)',
+    ]);
+    expect(
+      logLines.find((line) => line.msg === 'caller not transferred after a failed call setup; hanging up'),
+    ).toMatchObject({ err: { message: 'transfer not done after 50 ms' } });
   });
 
   it('hangs up on the caller when the transfer fails, logging that too (masked)', async () => {
