@@ -221,7 +221,7 @@ export class LiveKitCluster extends Construct {
     };
     addLiveKitContainer('livekit-server', livekit.serverImage, 'server.yaml');
     addLiveKitContainer('livekit-sip', livekit.sipImage, 'sip.yaml', {
-      command: ['CMD-SHELL', `wget -q -O- http://127.0.0.1:${livekit.sipHealthPort}/ || exit 1`],
+      command: sipHealthProbe(livekit.sipHealthPort),
       interval: Duration.seconds(15),
       startPeriod: Duration.seconds(30),
     });
@@ -344,6 +344,20 @@ export class LiveKitCluster extends Construct {
       },
     ]);
   }
+}
+
+/**
+ * LiveKit SIP's container health check. Its image (debian-slim) has no wget or curl, so the probe is bash alone. A node
+ * under load answers 429 and refuses new calls by itself: that counts as healthy, or ECS would replace the task and
+ * drop every call on it exactly when the cluster is busiest. Not started or stopping (503), or no answer, is unhealthy.
+ */
+export function sipHealthProbe(port: number): string[] {
+  return [
+    'CMD',
+    'bash',
+    '-c',
+    `exec 3<>/dev/tcp/127.0.0.1/${port} && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && read -r status <&3 && [[ $status == 'HTTP/1.'?' 200 '* || $status == 'HTTP/1.'?' 429 '* ]]`,
+  ];
 }
 
 /** The daemon's minimum healthy percent that lets exactly one of `minHosts` hosts restart at a time. */
