@@ -267,7 +267,7 @@ describe('app stack: LiveKit cluster', () => {
     expect(JSON.stringify(containers.config.Command)).toContain('latest/api/token');
   });
 
-  it('lets agents reach the API and WebRTC ports, the load balancer reach the API, and nothing else in', () => {
+  it('lets agents and LiveKit SIP reach WebRTC, agents and the load balancer the API, and nothing else in', () => {
     const host = groupId(/^LiveKit hosts/);
     const lb = groupId(/^LiveKit API load balancer/);
     const agents = groupId(/^Agent workers/);
@@ -280,6 +280,9 @@ describe('app stack: LiveKit cluster', () => {
         `tcp 7880-7880 from ${JSON.stringify(from(agents))}`,
         `tcp 7881-7881 from ${JSON.stringify(from(agents))}`,
         `udp 50000-60000 from ${JSON.stringify(from(agents))}`,
+        // A call's room may live on another host than the LiveKit SIP that joins it (LiveKit places rooms at random).
+        `tcp 7881-7881 from ${JSON.stringify(from(host))}`,
+        `udp 50000-60000 from ${JSON.stringify(from(host))}`,
       ].sort(),
     );
     expect(ingressInto(lb).map((rule) => rule.SourceSecurityGroupId)).toEqual([from(agents)]);

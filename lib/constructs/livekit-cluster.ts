@@ -90,6 +90,18 @@ export class LiveKitCluster extends Construct {
       description: 'LiveKit hosts: SIP/RTP from the edge, API from the load balancer and agents, WebRTC from agents',
       allowAllOutbound: true,
     });
+    // LiveKit SIP joins a call's room as a WebRTC participant through its own host's server, but LiveKit places each
+    // room on a node at random: the media then goes to another host's node IP, on the WebRTC ports.
+    this.hostSecurityGroup.addIngressRule(
+      this.hostSecurityGroup,
+      ec2.Port.tcp(livekit.rtcTcpPort),
+      'LiveKit SIP WebRTC over TCP to a room on another host',
+    );
+    this.hostSecurityGroup.addIngressRule(
+      this.hostSecurityGroup,
+      ec2.Port.udpRange(livekit.rtcUdpPortRange.min, livekit.rtcUdpPortRange.max),
+      'LiveKit SIP WebRTC media to a room on another host',
+    );
 
     const role = new iam.Role(this, 'HostRole', {
       assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
