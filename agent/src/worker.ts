@@ -14,7 +14,6 @@ import { piiRedactionOf, readAgentEnv, redisConnection } from './config';
 import { callerKeyPresses } from './keypad';
 import { agentLogger, withholdFrameworkPii } from './log-redaction';
 import { MetricsEmitter } from './metrics';
-import { redactPii } from './records/redact';
 
 // A job process loads this module before the framework sets up its logger here: with PII_REDACTION, every logger it
 // sets (its own, then the job's) withholds the fields it marks as PII.
@@ -115,7 +114,6 @@ export default defineAgent({
         callId,
         logger,
         metrics,
-        redact: env.PII_REDACTION ? redactPii : undefined,
         transferTarget: env.DEFAULT_TRANSFER_TARGET,
         transfer: transferCaller,
         removeCaller,
